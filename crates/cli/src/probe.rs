@@ -1,0 +1,27 @@
+//! Health probes over HTTP (`GET /health` on a node's admin address), each with a timeout.
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+
+pub const PROBE_TIMEOUT_MS: u64 = 1_000;
+
+/// GETs `http://addr/path` and returns (status code, body), or None when nothing answered in
+/// time.
+pub async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let uri: http::Uri = format!("http://{addr}{path}").parse().ok()?;
+    let request = async {
+        let response = client.get(uri).await.ok()?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some((status, String::from_utf8_lossy(&body).to_string()))
+    };
+    tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS), request).await.ok().flatten()
+}
+
+/// Whether the node at `addr` answers its health check with 200.
+pub async fn healthy(addr: &str) -> bool {
+    matches!(get(addr, "/health").await, Some((200, _)))
+}

@@ -1,0 +1,264 @@
+//! `strata status`: nodes by rack with health, ranges with their owner, extents with their
+//! replica counts. Finds the stamp through `<data-dir>/stamp.json`.
+
+use crate::layout::{Layout, NodeKind};
+use crate::probe;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use strata_proto::manager::partition_manager_client::PartitionManagerClient;
+use strata_proto::manager::{GetPartitionMapRequest, ManagerStatusRequest, PartitionMap};
+use strata_proto::partition::partition_server_client::PartitionServerClient;
+use strata_proto::partition::PartitionStatusRequest;
+use strata_proto::stream::stream_manager_client::StreamManagerClient;
+use strata_proto::stream::{StreamStatusRequest, StreamStatusResponse};
+
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    /// The data folder given to `strata up`.
+    #[arg(long, default_value = "strata-data")]
+    pub data_dir: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Shows keys readably: printable ASCII as is, other bytes as \xNN.
+pub fn show_key(key: &[u8]) -> String {
+    key.iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                (b as char).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
+        .collect()
+}
+
+async fn partition_map(layout: &Layout) -> Option<PartitionMap> {
+    let mut fallback = None;
+    for member in layout.of_kind(NodeKind::PartitionManager) {
+        let Ok(channel) = strata_util::rpc::channel(&member.addr) else { continue };
+        let Ok(map) = PartitionManagerClient::new(channel).get_partition_map(GetPartitionMapRequest {}).await else {
+            continue;
+        };
+        let map = map.into_inner();
+        // A member that names itself leader has the freshest map.
+        if map.leader_hint == member.addr {
+            return Some(map);
+        }
+        fallback.get_or_insert(map);
+    }
+    fallback
+}
+
+/// Whether every range of the map has an owner that reports it loaded.
+pub async fn ranges_served(layout: &Layout) -> bool {
+    let Some(map) = partition_map(layout).await else { return false };
+    if map.ranges.is_empty() {
+        return false;
+    }
+    for range in &map.ranges {
+        if range.owner_addr.is_empty() {
+            return false;
+        }
+        let Ok(channel) = strata_util::rpc::channel(&range.owner_addr) else { return false };
+        let Ok(status) = PartitionServerClient::new(channel).get_status(PartitionStatusRequest {}).await else {
+            return false;
+        };
+        if !status.into_inner().ranges.iter().any(|r| r.range_id == range.range_id && r.epoch == range.epoch) {
+            return false;
+        }
+    }
+    true
+}
+
+async fn stream_status(layout: &Layout) -> Option<StreamStatusResponse> {
+    for manager in layout.of_kind(NodeKind::StreamManager) {
+        let Ok(channel) = strata_util::rpc::channel(&manager.addr) else { continue };
+        if let Ok(status) = StreamManagerClient::new(channel).get_status(StreamStatusRequest {}).await {
+            return Some(status.into_inner());
+        }
+    }
+    None
+}
+
+async fn manager_leader(layout: &Layout) -> Value {
+    for member in layout.of_kind(NodeKind::PartitionManager) {
+        let Ok(channel) = strata_util::rpc::channel(&member.addr) else { continue };
+        if let Ok(status) = PartitionManagerClient::new(channel).get_status(ManagerStatusRequest {}).await {
+            let status = status.into_inner();
+            return json!({ "leader_id": status.leader_id, "leader_addr": status.leader_addr, "term": status.current_term });
+        }
+    }
+    Value::Null
+}
+
+/// The whole report as JSON (the table view prints from this too).
+pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
+    let running = crate::layout::RunningStamp::load(data_dir).ok();
+    let pid_of = |name: &str| {
+        running
+            .as_ref()
+            .and_then(|r| r.nodes.iter().find(|n| n.spec.name == name).map(|n| n.pid))
+    };
+    let mut nodes = Vec::new();
+    for spec in &layout.nodes {
+        let healthy = probe::healthy(&spec.http_addr).await;
+        nodes.push(json!({
+            "name": spec.name,
+            "kind": spec.kind,
+            "rack": spec.rack,
+            "addr": spec.addr,
+            "http_addr": spec.http_addr,
+            "pid": pid_of(&spec.name),
+            "healthy": healthy,
+        }));
+    }
+    let mut racks: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for node in &nodes {
+        if let Some(rack) = node["rack"].as_str() {
+            racks.entry(rack.to_string()).or_default().push(node.clone());
+        }
+    }
+
+    let map = partition_map(layout).await;
+    let ranges: Vec<Value> = map
+        .iter()
+        .flat_map(|m| m.ranges.iter())
+        .map(|r| {
+            json!({
+                "range_id": r.range_id,
+                "low": show_key(&r.low),
+                "high": if r.high.is_empty() { "+inf".to_string() } else { show_key(&r.high) },
+                "owner": r.owner_id,
+                "owner_addr": r.owner_addr,
+                "epoch": r.epoch,
+            })
+        })
+        .collect();
+
+    let streams = stream_status(layout).await;
+    let extents: Vec<Value> = streams
+        .iter()
+        .flat_map(|s| s.extents.iter())
+        .map(|e| {
+            json!({
+                "extent_id": e.extent_id,
+                "stream": e.stream,
+                "sealed": e.sealed,
+                "length": e.length,
+                "replicas": e.replicas_total,
+                "replicas_healthy": e.replicas_healthy,
+                "racks": e.racks,
+            })
+        })
+        .collect();
+    let under_replicated = extents
+        .iter()
+        .filter(|e| e["replicas_healthy"].as_u64().unwrap_or(0) < 3)
+        .count();
+    let disk: Vec<Value> = streams
+        .iter()
+        .flat_map(|s| s.nodes.iter())
+        .map(|n| {
+            let node = n.node.clone().unwrap_or_default();
+            json!({ "node_id": node.node_id, "addr": node.addr, "rack": node.rack, "healthy": n.healthy, "disk_used_bytes": n.disk_used_bytes })
+        })
+        .collect();
+
+    json!({
+        "stamp": layout.stamp,
+        "endpoint": running.as_ref().map(|r| r.endpoint.clone()),
+        "running": running.is_some(),
+        "nodes": nodes,
+        "racks": racks,
+        "manager": manager_leader(layout).await,
+        "map_version": map.as_ref().map(|m| m.version),
+        "ranges": ranges,
+        "extent_nodes": disk,
+        "extents_total": extents.len(),
+        "extents_under_replicated": under_replicated,
+        "extents": extents,
+    })
+}
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let Some(layout) = Layout::load(&args.data_dir)? else {
+        anyhow::bail!("no stamp in {}; start one with `strata up --data-dir {}`", args.data_dir.display(), args.data_dir.display());
+    };
+    let report = collect(&layout, &args.data_dir).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    print_tables(&report);
+    Ok(())
+}
+
+fn yes_no(healthy: bool) -> &'static str {
+    if healthy {
+        "healthy"
+    } else {
+        "DOWN"
+    }
+}
+
+fn print_tables(report: &Value) {
+    println!("stamp {}  endpoint {}", report["stamp"].as_str().unwrap_or("?"), report["endpoint"].as_str().unwrap_or("(not running)"));
+    println!("\nNODES");
+    println!("  {:<20} {:<18} {:<8} {:<22} {:<8}", "name", "kind", "rack", "addr", "health");
+    for node in report["nodes"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<20} {:<18} {:<8} {:<22} {:<8}",
+            node["name"].as_str().unwrap_or(""),
+            node["kind"].as_str().unwrap_or(""),
+            node["rack"].as_str().unwrap_or("-"),
+            node["addr"].as_str().unwrap_or(""),
+            yes_no(node["healthy"].as_bool().unwrap_or(false)),
+        );
+    }
+    let manager = &report["manager"];
+    println!("\nPARTITION MANAGER  leader member {}  term {}", manager["leader_id"], manager["term"]);
+    println!("\nRANGES");
+    println!("  {:<6} {:<24} {:<24} {:<14} {:<6}", "id", "low", "high", "owner", "epoch");
+    for range in report["ranges"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<6} {:<24} {:<24} {:<14} {:<6}",
+            range["range_id"],
+            range["low"].as_str().unwrap_or(""),
+            range["high"].as_str().unwrap_or(""),
+            range["owner"].as_str().unwrap_or("-"),
+            range["epoch"],
+        );
+    }
+    println!(
+        "\nEXTENTS  total {}  under-replicated {}",
+        report["extents_total"], report["extents_under_replicated"]
+    );
+    println!("  {:<8} {:<28} {:<7} {:<12} {:<9} {}", "id", "stream", "sealed", "length", "replicas", "racks");
+    for extent in report["extents"].as_array().into_iter().flatten() {
+        let racks: Vec<&str> = extent["racks"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        println!(
+            "  {:<8} {:<28} {:<7} {:<12} {:<9} {}",
+            extent["extent_id"],
+            extent["stream"].as_str().unwrap_or(""),
+            extent["sealed"],
+            extent["length"],
+            format!("{}/{}", extent["replicas_healthy"], extent["replicas"]),
+            racks.join(","),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::show_key;
+
+    #[test]
+    fn keys_show_readably() {
+        assert_eq!(show_key(b"ophotos\0a b"), "ophotos\\x00a b");
+        assert_eq!(show_key(b""), "");
+    }
+}

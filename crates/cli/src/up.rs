@@ -1,0 +1,351 @@
+//! `strata up`: a whole local stamp as child processes on loopback.
+//!
+//! Start order follows the dependencies (location, stream manager, extent nodes, partition
+//! managers, partition servers, front-end); each node's stdout and stderr go to
+//! `<data-dir>/logs/<node>.log`. Ctrl-C (SIGINT) or SIGTERM stops the nodes in the reverse
+//! order with SIGTERM, waiting for each to exit cleanly (SIGKILL after a grace period). A node
+//! that dies while the stamp runs is reported, not restarted: fault tests kill nodes on
+//! purpose and restart them with `strata up` semantics of their own.
+
+use crate::layout::{Layout, NodeKind, NodeSpec, RunningNode, RunningStamp, Shape};
+use crate::probe;
+use anyhow::Context;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    /// Folder for every node's data, logs and the stamp's layout.
+    #[arg(long, default_value = "strata-data")]
+    pub data_dir: PathBuf,
+    /// Port of the S3 endpoint on 127.0.0.1.
+    #[arg(long, default_value_t = 9000)]
+    pub port: u16,
+    /// Racks of extent nodes (3 replicas need at least 3).
+    #[arg(long, default_value_t = 3)]
+    pub racks: usize,
+    #[arg(long, default_value_t = 2)]
+    pub extent_nodes_per_rack: usize,
+    #[arg(long, default_value_t = 2)]
+    pub partition_servers: usize,
+    /// Extents are sealed once they reach this size.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    pub extent_size_bytes_max: u64,
+    /// Folder holding the node binaries (default: next to this `strata`).
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// How long to wait for the stamp to serve before giving up.
+    #[arg(long, default_value_t = 60_000)]
+    pub ready_timeout_ms: u64,
+}
+
+/// Time a node gets to exit after SIGTERM before it is killed.
+const STOP_GRACE_MS: u64 = 20_000;
+
+struct Credentials {
+    access_key: String,
+    secret_key: String,
+}
+
+/// From STRATA_ACCESS_KEY / STRATA_SECRET_KEY, or generated once and kept in the data folder.
+fn credentials(data_dir: &Path) -> anyhow::Result<Credentials> {
+    if let (Ok(access_key), Ok(secret_key)) = (std::env::var("STRATA_ACCESS_KEY"), std::env::var("STRATA_SECRET_KEY")) {
+        return Ok(Credentials { access_key, secret_key });
+    }
+    let path = data_dir.join("credentials");
+    let text = strata_util::files::read_or_init(&path, || {
+        let access_key = format!("STRATA{}", hex::encode_upper(rand::random::<[u8; 7]>()));
+        let secret_key = hex::encode(rand::random::<[u8; 20]>());
+        format!("{access_key}\n{secret_key}")
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let mut lines = text.lines();
+    match (lines.next(), lines.next()) {
+        (Some(access_key), Some(secret_key)) => Ok(Credentials {
+            access_key: access_key.trim().into(),
+            secret_key: secret_key.trim().into(),
+        }),
+        _ => anyhow::bail!("{} is malformed; delete it to generate new credentials", path.display()),
+    }
+}
+
+/// Where the node binaries are. When `strata` was started by `cargo run` and its siblings were
+/// never built, build them (cargo builds only the binary it runs).
+fn bin_dir(args: &UpArgs) -> anyhow::Result<PathBuf> {
+    let dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("strata has no parent folder")?
+            .to_path_buf(),
+    };
+    let missing: Vec<&str> = [
+        NodeKind::Location,
+        NodeKind::StreamManager,
+        NodeKind::ExtentNode,
+        NodeKind::PartitionManager,
+        NodeKind::PartitionServer,
+        NodeKind::Frontend,
+    ]
+    .iter()
+    .map(|k| k.binary())
+    .filter(|b| !dir.join(b).exists())
+    .collect();
+    if missing.is_empty() {
+        return Ok(dir);
+    }
+    let (Ok(cargo), Ok(manifest)) = (std::env::var("CARGO"), std::env::var("CARGO_MANIFEST_DIR")) else {
+        anyhow::bail!("node binaries missing from {}: {}; build them with `cargo build --release`", dir.display(), missing.join(", "));
+    };
+    eprintln!("strata: building the node binaries ({}) ...", missing.join(", "));
+    let mut build = std::process::Command::new(cargo);
+    build.current_dir(&manifest).args(["build", "--workspace", "--bins"]);
+    if dir.ends_with("release") {
+        build.arg("--release");
+    }
+    anyhow::ensure!(build.status()?.success(), "building the node binaries failed");
+    Ok(dir)
+}
+
+fn node_args(spec: &NodeSpec, layout: &Layout, args: &UpArgs, node_dir: &Path, creds: &Credentials) -> Vec<String> {
+    let mut out = vec![
+        "--listen".to_string(),
+        spec.addr.clone(),
+        "--http-listen".to_string(),
+        spec.http_addr.clone(),
+    ];
+    let stream_manager = layout.addrs_of(NodeKind::StreamManager);
+    let managers = layout.addrs_of(NodeKind::PartitionManager);
+    let data_dir = node_dir.display().to_string();
+    let mut push = |flag: &str, value: String| {
+        out.push(flag.to_string());
+        out.push(value);
+    };
+    match spec.kind {
+        NodeKind::Location => {
+            push("--data-dir", data_dir);
+            push("--stamp", layout.stamp.clone());
+            push("--stamp-endpoint", format!("http://{}", args_endpoint(layout)));
+        }
+        NodeKind::StreamManager => {
+            push("--data-dir", data_dir);
+            push("--extent-size-bytes-max", args.extent_size_bytes_max.to_string());
+        }
+        NodeKind::ExtentNode => {
+            push("--data-dir", data_dir);
+            push("--rack", spec.rack.clone().unwrap_or_default());
+            push("--stream-manager", stream_manager);
+        }
+        NodeKind::PartitionManager => {
+            push("--data-dir", data_dir);
+            push("--node-id", spec.member_id.unwrap_or(0).to_string());
+            push("--members", layout.manager_members());
+        }
+        NodeKind::PartitionServer => {
+            push("--data-dir", data_dir);
+            push("--manager", managers);
+            push("--stream-manager", stream_manager);
+        }
+        NodeKind::Frontend => {
+            push("--manager", managers);
+            push("--location", layout.addrs_of(NodeKind::Location));
+            push("--stamp", layout.stamp.clone());
+            push("--access-key", creds.access_key.clone());
+        }
+    }
+    out
+}
+
+fn args_endpoint(layout: &Layout) -> String {
+    layout.addrs_of(NodeKind::Frontend)
+}
+
+struct RunningChild {
+    spec: NodeSpec,
+    child: Child,
+    data_dir: PathBuf,
+    log_file: PathBuf,
+}
+
+fn spawn(spec: &NodeSpec, layout: &Layout, args: &UpArgs, bins: &Path, creds: &Credentials) -> anyhow::Result<RunningChild> {
+    let node_dir = args.data_dir.join("nodes").join(&spec.name);
+    std::fs::create_dir_all(&node_dir)?;
+    let logs = args.data_dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log_file = logs.join(format!("{}.log", spec.name));
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_file)?;
+    let mut command = Command::new(bins.join(spec.kind.binary()));
+    command
+        .args(node_args(spec, layout, args, &node_dir, creds))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // The secret travels by environment, never on a command line others can read.
+        .env("STRATA_SECRET_KEY", &creds.secret_key)
+        .env("STRATA_ACCESS_KEY", &creds.access_key)
+        // Children get their own process group: a Ctrl-C in the terminal reaches only
+        // `strata up`, which then stops them in order.
+        .process_group(0);
+    let child = command
+        .spawn()
+        .with_context(|| format!("starting {} ({})", spec.name, spec.kind.binary()))?;
+    Ok(RunningChild {
+        spec: spec.clone(),
+        child,
+        data_dir: node_dir,
+        log_file,
+    })
+}
+
+async fn wait_healthy(children: &[RunningChild], deadline: Instant) -> anyhow::Result<()> {
+    for running in children {
+        loop {
+            if probe::healthy(&running.spec.http_addr).await {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{} did not become healthy; see {}",
+                running.spec.name,
+                running.log_file.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The stamp serves once every range of the partition map has an owner that has loaded it.
+async fn wait_serving(layout: &Layout, deadline: Instant) -> anyhow::Result<()> {
+    loop {
+        if crate::status::ranges_served(layout).await {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the stamp did not start serving in time; see the logs folder");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn write_running(args: &UpArgs, children: &[RunningChild], creds: &Credentials, layout: &Layout) -> anyhow::Result<()> {
+    let running = RunningStamp {
+        pid: std::process::id(),
+        endpoint: format!("http://{}", args_endpoint(layout)),
+        access_key: creds.access_key.clone(),
+        nodes: children
+            .iter()
+            .map(|c| RunningNode {
+                spec: c.spec.clone(),
+                pid: c.child.id().unwrap_or(0),
+                data_dir: c.data_dir.clone(),
+                log_file: c.log_file.clone(),
+            })
+            .collect(),
+    };
+    strata_util::files::write_durably(&RunningStamp::path(&args.data_dir), &serde_json::to_vec_pretty(&running)?)?;
+    Ok(())
+}
+
+async fn stop_all(children: &mut [RunningChild]) {
+    // Reverse start order: front-end first, stream layer and location last.
+    for running in children.iter_mut().rev() {
+        let Some(pid) = running.child.id() else { continue };
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        match tokio::time::timeout(Duration::from_millis(STOP_GRACE_MS), running.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("strata: {} did not stop in time; killing it", running.spec.name);
+                let _ = running.child.kill().await;
+            }
+        }
+    }
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)?;
+    let args = UpArgs { data_dir, ..args };
+    let bins = bin_dir(&args)?;
+    let creds = credentials(&args.data_dir)?;
+    let s3_addr = format!("127.0.0.1:{}", args.port);
+    let layout = match Layout::load(&args.data_dir)? {
+        Some(mut layout) => {
+            // Same nodes and internal addresses as before; the S3 port may change.
+            for node in layout.nodes.iter_mut().filter(|n| n.kind == NodeKind::Frontend) {
+                node.addr = s3_addr.clone();
+            }
+            layout
+        }
+        None => Layout::new(&Shape {
+            racks: args.racks,
+            extent_nodes_per_rack: args.extent_nodes_per_rack,
+            partition_servers: args.partition_servers,
+            managers: 3,
+            s3_addr: s3_addr.clone(),
+        })?,
+    };
+    layout.save(&args.data_dir)?;
+
+    let deadline = Instant::now() + Duration::from_millis(args.ready_timeout_ms);
+    let mut children: Vec<RunningChild> = Vec::new();
+    let started = async {
+        for spec in &layout.nodes {
+            children.push(spawn(spec, &layout, &args, &bins, &creds)?);
+        }
+        write_running(&args, &children, &creds, &layout)?;
+        wait_healthy(&children, deadline).await?;
+        wait_serving(&layout, deadline).await
+    };
+    let outcome = tokio::select! {
+        result = started => result,
+        _ = strata_util::shutdown::wait_for_signal() => Err(anyhow::anyhow!("interrupted while starting")),
+    };
+    if let Err(err) = outcome {
+        stop_all(&mut children).await;
+        return Err(err);
+    }
+
+    println!("Strata stamp is up.");
+    println!("  S3 endpoint:  http://{s3_addr}");
+    println!("  access key:   {}", creds.access_key);
+    println!("  secret key:   {}", creds.secret_key);
+    println!("  data folder:  {}", args.data_dir.display());
+    println!("  try:          AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url http://{s3_addr} s3 mb s3://photos", creds.access_key, creds.secret_key);
+    println!("  status:       strata status --data-dir {}", args.data_dir.display());
+    println!("Press Ctrl-C to stop every node.");
+
+    supervise(&mut children).await;
+    println!("strata: stopping every node ...");
+    stop_all(&mut children).await;
+    let _ = std::fs::remove_file(RunningStamp::path(&args.data_dir));
+    println!("strata: stopped.");
+    Ok(())
+}
+
+/// Reports nodes that exit until a stop signal arrives.
+async fn supervise(children: &mut [RunningChild]) {
+    let mut reported = vec![false; children.len()];
+    let signal = strata_util::shutdown::wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        for (index, running) in children.iter_mut().enumerate() {
+            if reported[index] {
+                continue;
+            }
+            if let Ok(Some(status)) = running.child.try_wait() {
+                reported[index] = true;
+                eprintln!("strata: node {} exited ({status}); see {}", running.spec.name, running.log_file.display());
+            }
+        }
+    }
+}

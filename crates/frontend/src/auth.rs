@@ -1,0 +1,125 @@
+//! Authentication, access and addressing hooks plugged into s3s.
+//!
+//! - [`KeyAuth`]: s3s's `SimpleAuth` with one key pair; an unknown access key answers
+//!   `InvalidAccessKeyId` (SimpleAuth alone says `NotSignedUp`). s3s itself verifies SigV4
+//!   (header, presigned query, aws-chunked) and answers `SignatureDoesNotMatch`.
+//! - [`DenyAnonymous`]: every request must be signed (403 AccessDenied otherwise); it also
+//!   records the resolved operation name for the request metrics.
+//! - [`DomainHost`]: virtual-hosted-style addressing under one base domain, port ignored, so
+//!   `bucket.localhost:9000` names bucket `bucket`; any other host name is path-style.
+
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey, SimpleAuth};
+use s3s::host::{S3Host, VirtualHost};
+use s3s::{s3_error, S3Result};
+use std::sync::{Arc, Mutex};
+
+pub struct KeyAuth {
+    inner: SimpleAuth,
+}
+
+impl KeyAuth {
+    pub fn new(access_key: &str, secret_key: &str) -> Self {
+        Self {
+            inner: SimpleAuth::from_single(access_key, secret_key),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Auth for KeyAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.inner.lookup(access_key) {
+            Some(secret) => Ok(secret.clone()),
+            None => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )),
+        }
+    }
+}
+
+/// Slot in the request extensions where the access check writes the operation name.
+#[derive(Clone, Default)]
+pub struct OperationSlot(pub Arc<Mutex<Option<&'static str>>>);
+
+impl OperationSlot {
+    pub fn get(&self) -> Option<&'static str> {
+        self.0.lock().ok().and_then(|guard| *guard)
+    }
+}
+
+pub struct DenyAnonymous;
+
+#[async_trait::async_trait]
+impl S3Access for DenyAnonymous {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let name = cx.s3_op().name();
+        if let Some(slot) = cx.extensions_mut().get::<OperationSlot>() {
+            if let Ok(mut guard) = slot.0.lock() {
+                *guard = Some(name);
+            }
+        }
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3_error!(AccessDenied, "Access Denied")),
+        }
+    }
+}
+
+pub struct DomainHost {
+    domain: String,
+}
+
+impl DomainHost {
+    pub fn new(domain: &str) -> Self {
+        Self {
+            domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+impl S3Host for DomainHost {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        let name = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
+        if name == self.domain {
+            return Ok(VirtualHost::new(self.domain.as_str()));
+        }
+        if let Some(bucket) = name.strip_suffix(self.domain.as_str()).and_then(|b| b.strip_suffix('.')) {
+            if !bucket.is_empty() {
+                return Ok(VirtualHost::new(self.domain.as_str()).with_bucket(bucket.to_string()));
+            }
+        }
+        // Another name for this host (a container name, a load balancer): path-style.
+        Ok(VirtualHost::new(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_hosts_under_the_domain() {
+        let host = DomainHost::new("localhost");
+        let cases = [
+            ("localhost", None),
+            ("localhost:9000", None),
+            ("bucket.localhost:9000", Some("bucket")),
+            ("my.dotted.bucket.localhost", Some("my.dotted.bucket")),
+            ("frontend-1:9000", None),
+            ("s3.example.com", None),
+        ];
+        for (header, bucket) in cases {
+            let parsed = host.parse_host_header(header).unwrap();
+            assert_eq!(parsed.bucket(), bucket, "{header}");
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Bucket operations: ListBuckets, CreateBucket, HeadBucket, GetBucketLocation, DeleteBucket.
+//!
+//! CreateBucket reserves the name globally (location service) before the stamp's partition
+//! layer records it; DeleteBucket checks emptiness over every range that can hold the
+//! bucket's objects, deletes the record, then releases the name.
+
+use crate::error::FrontendError;
+use crate::frontend::Frontend;
+use crate::naming::is_valid_bucket_name;
+use s3s::dto::{
+    Bucket, BucketLocationConstraint, CreateBucketInput, CreateBucketOutput, GetBucketLocationOutput, ListBucketsOutput,
+    Owner,
+};
+use s3s::{s3_error, S3Result};
+use std::collections::BTreeMap;
+use strata_proto::common::BucketMeta;
+use strata_proto::location::{ReleaseBucketRequest, ReserveBucketRequest};
+use strata_proto::partition::{CountObjectsRequest, CreateBucketRequest, DeleteBucketRequest, ListBucketsRequest};
+use strata_types::keys;
+
+impl Frontend {
+    pub(crate) async fn list_buckets_for(&self, requester: &str) -> S3Result<ListBucketsOutput> {
+        let low = vec![keys::TABLE_BUCKETS];
+        let high = vec![keys::TABLE_BUCKETS + 1];
+        let routes = self.router.overlapping(&low, &high).await?;
+        let mut buckets: BTreeMap<String, BucketMeta> = BTreeMap::new();
+        let mut asked = std::collections::HashSet::new();
+        for route in routes {
+            if !asked.insert(route.owner_addr.clone()) && !route.owner_addr.is_empty() {
+                continue;
+            }
+            let key = std::cmp::max(route.low.clone(), low.clone());
+            let (response, _) = self
+                .router
+                .call(&key, false, |mut client, _| async move {
+                    client.list_buckets(ListBucketsRequest {}).await.map(|r| r.into_inner())
+                })
+                .await?;
+            for bucket in response.buckets {
+                buckets.insert(bucket.name.clone(), bucket);
+            }
+        }
+        let list = buckets
+            .into_values()
+            .filter(|b| b.owner_access_key.is_empty() || b.owner_access_key == requester)
+            .map(|b| Bucket {
+                bucket_region: Some(self.config.region.clone()),
+                creation_date: Some(crate::meta::timestamp_from_ms(b.created_ms)),
+                name: Some(b.name),
+            })
+            .collect();
+        Ok(ListBucketsOutput {
+            buckets: Some(list),
+            owner: Some(owner(requester)),
+            ..Default::default()
+        })
+    }
+
+    pub(crate) async fn create_bucket_as(&self, input: &CreateBucketInput, requester: &str) -> S3Result<CreateBucketOutput> {
+        let name = input.bucket.as_str();
+        if !is_valid_bucket_name(name) {
+            return Err(s3_error!(InvalidBucketName, "The specified bucket is not valid."));
+        }
+        let constraint = input
+            .create_bucket_configuration
+            .as_ref()
+            .and_then(|c| c.location_constraint.as_ref())
+            .map(|c| c.as_str().to_string())
+            .filter(|c| !c.is_empty());
+        if let Some(constraint) = constraint {
+            if constraint != self.config.region {
+                return Err(s3_error!(
+                    InvalidLocationConstraint,
+                    "The specified location-constraint is not valid for this endpoint."
+                ));
+            }
+        }
+
+        if let Some(location) = &self.location {
+            let mut client = location.clone();
+            let response = client
+                .reserve_bucket(ReserveBucketRequest {
+                    bucket: name.to_string(),
+                    owner_access_key: requester.to_string(),
+                    stamp: self.config.stamp.clone(),
+                })
+                .await
+                .map_err(FrontendError::Rpc)?
+                .into_inner();
+            if let Some(existing) = response.location.as_ref() {
+                if existing.owner_access_key != requester {
+                    return Err(already_exists());
+                }
+                if existing.stamp != self.config.stamp {
+                    if response.reserved {
+                        tracing::warn!(bucket = name, stamp = %existing.stamp, "location service placed the bucket on another stamp");
+                    }
+                    return Err(already_owned());
+                }
+            } else if !response.reserved {
+                return Err(already_exists());
+            }
+        }
+
+        let request = CreateBucketRequest {
+            bucket: Some(BucketMeta {
+                name: name.to_string(),
+                created_ms: strata_util::now_ms(),
+                owner_access_key: requester.to_string(),
+            }),
+        };
+        let (response, _) = self
+            .router
+            .call(&keys::bucket_key(name), false, |mut client, _| {
+                let request = request.clone();
+                async move { client.create_bucket(request).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        if !response.created {
+            let existing_owner = response.bucket.map(|b| b.owner_access_key).unwrap_or_default();
+            if !existing_owner.is_empty() && existing_owner != requester {
+                return Err(already_exists());
+            }
+            return Err(already_owned());
+        }
+        tracing::info!(bucket = name, owner = requester, "bucket created");
+        Ok(CreateBucketOutput {
+            location: Some(format!("/{name}")),
+        })
+    }
+
+    pub(crate) async fn bucket_location(&self, name: &str) -> S3Result<GetBucketLocationOutput> {
+        self.require_bucket(name).await?;
+        // S3 answers an empty LocationConstraint for us-east-1.
+        let location_constraint =
+            (self.config.region != "us-east-1").then(|| BucketLocationConstraint::from(self.config.region.clone()));
+        Ok(GetBucketLocationOutput { location_constraint })
+    }
+
+    pub(crate) async fn delete_bucket_named(&self, name: &str) -> S3Result<()> {
+        let bucket = self.require_bucket(name).await?;
+        let prefix = keys::object_prefix(name);
+        let end = keys::prefix_end(&prefix).unwrap_or_default();
+        for route in self.router.overlapping(&prefix, &end).await? {
+            let key = std::cmp::max(route.low.clone(), prefix.clone());
+            let request = CountObjectsRequest {
+                bucket: name.to_string(),
+                limit: 1,
+            };
+            let (response, _) = self
+                .router
+                .call(&key, false, |mut client, _| {
+                    let request = request.clone();
+                    async move { client.count_objects(request).await.map(|r| r.into_inner()) }
+                })
+                .await?;
+            if response.count > 0 {
+                return Err(s3_error!(BucketNotEmpty, "The bucket you tried to delete is not empty"));
+            }
+        }
+        let request = DeleteBucketRequest { name: name.to_string() };
+        let (response, _) = self
+            .router
+            .call(&keys::bucket_key(name), false, |mut client, _| {
+                let request = request.clone();
+                async move { client.delete_bucket(request).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        if !response.existed {
+            return Err(s3_error!(NoSuchBucket, "The specified bucket does not exist"));
+        }
+        if let Some(location) = &self.location {
+            let mut client = location.clone();
+            let released = client
+                .release_bucket(ReleaseBucketRequest {
+                    bucket: name.to_string(),
+                    owner_access_key: bucket.owner_access_key.clone(),
+                })
+                .await;
+            if let Err(status) = released {
+                // The stamp no longer has the bucket; the name stays reserved until an
+                // operator (or a retried DeleteBucket after re-creation) releases it.
+                tracing::error!(bucket = name, %status, "bucket deleted but its name was not released");
+            }
+        }
+        tracing::info!(bucket = name, "bucket deleted");
+        Ok(())
+    }
+}
+
+pub(crate) fn owner(access_key: &str) -> Owner {
+    Owner {
+        display_name: Some(access_key.to_string()),
+        id: Some(access_key.to_string()),
+    }
+}
+
+fn already_exists() -> s3s::S3Error {
+    s3_error!(
+        BucketAlreadyExists,
+        "The requested bucket name is not available. Please select a different name and try again."
+    )
+}
+
+fn already_owned() -> s3s::S3Error {
+    s3_error!(
+        BucketAlreadyOwnedByYou,
+        "Your previous request to create the named bucket succeeded and you already own it."
+    )
+}

@@ -1,0 +1,44 @@
+//! What a front-end needs to know to serve: where the manager and location service answer,
+//! the one credential it accepts, and how it names itself (region, domain, stamp).
+
+/// Default bound on how long one request keeps retrying a key whose owner is unreachable or
+/// moving before it answers 503.
+pub const RETRY_BUDGET_MS_DEFAULT: u64 = 5_000;
+
+#[derive(Clone, Debug)]
+pub struct FrontendConfig {
+    /// gRPC addresses of the partition manager members.
+    pub manager_addrs: Vec<String>,
+    /// gRPC address of the location service; None runs without a global namespace (the stamp's
+    /// own bucket records are then the only check for name collisions).
+    pub location_addr: Option<String>,
+    pub access_key: String,
+    pub secret_key: String,
+    /// Region reported by GetBucketLocation and accepted in CreateBucket.
+    pub region: String,
+    /// Base domain for virtual-hosted-style addressing (`bucket.<domain>`).
+    pub domain: String,
+    /// This stamp's name, as the location service knows it.
+    pub stamp: String,
+    /// See [`RETRY_BUDGET_MS_DEFAULT`].
+    pub retry_budget_ms: u64,
+    /// Largest accepted clock skew of a signed request (s3s's knob; S3 uses 15 minutes).
+    pub clock_skew_secs_max: u32,
+}
+
+impl FrontendConfig {
+    /// A config with defaults for everything but the addresses and the credential.
+    pub fn new(manager_addrs: Vec<String>, access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        Self {
+            manager_addrs,
+            location_addr: None,
+            access_key: access_key.into(),
+            secret_key: secret_key.into(),
+            region: "us-east-1".into(),
+            domain: "localhost".into(),
+            stamp: "stamp-1".into(),
+            retry_budget_ms: RETRY_BUDGET_MS_DEFAULT,
+            clock_skew_secs_max: 900,
+        }
+    }
+}

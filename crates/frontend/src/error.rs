@@ -1,0 +1,148 @@
+//! The crate's one error enum, and the one place where internal failures become S3 errors.
+//!
+//! Partition servers and the location service report client-visible failures as a
+//! `tonic::Status` whose message starts with the S3 code (`strata_types::routing::s3_status`).
+//! [`status_to_s3`] turns such a status into the matching [`S3Error`]; a status without a code
+//! maps by its gRPC code. Internal details never reach the client: only the short message
+//! after the S3 code, or a generic sentence.
+
+use s3s::{S3Error, S3ErrorCode};
+use tonic::{Code, Status};
+
+/// Everything that can go wrong inside the front-end.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    /// A partition server, the manager or the location service answered with an error.
+    #[error("rpc failed: {0}")]
+    Rpc(#[from] Status),
+    /// No owner could be reached for a key within the retry budget.
+    #[error("no partition server available: {0}")]
+    Unavailable(String),
+    /// A partition server asked us to back off.
+    #[error("partition server is throttling: {0}")]
+    SlowDown(String),
+    /// Bad configuration (flags, config file).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Binding or serving the listener failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// A peer broke the contract (for example a GetObject stream without metadata).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
+
+/// Short, generic messages: what the client sees when the cause is internal.
+const UNAVAILABLE_MESSAGE: &str = "Service is unavailable, please retry.";
+const SLOW_DOWN_MESSAGE: &str = "Please reduce your request rate.";
+const INTERNAL_MESSAGE: &str = "We encountered an internal error. Please try again.";
+
+impl From<FrontendError> for S3Error {
+    fn from(err: FrontendError) -> Self {
+        match err {
+            FrontendError::Rpc(status) => status_to_s3(&status),
+            FrontendError::Unavailable(reason) => {
+                tracing::warn!(%reason, "answering ServiceUnavailable");
+                S3Error::with_message(S3ErrorCode::ServiceUnavailable, UNAVAILABLE_MESSAGE)
+            }
+            FrontendError::SlowDown(reason) => {
+                tracing::info!(%reason, "answering SlowDown");
+                S3Error::with_message(S3ErrorCode::SlowDown, SLOW_DOWN_MESSAGE)
+            }
+            other => {
+                tracing::error!(err = %other, "answering InternalError");
+                S3Error::with_message(S3ErrorCode::InternalError, INTERNAL_MESSAGE)
+            }
+        }
+    }
+}
+
+/// Maps a status from a Strata service to the S3 error the client sees.
+pub fn status_to_s3(status: &Status) -> S3Error {
+    if let Some(code) = strata_types::routing::s3_code(status) {
+        let s3_code = S3ErrorCode::from_bytes(code.as_bytes());
+        if let Some(s3_code) = s3_code.filter(|c| c.status_code().is_some()) {
+            let message = status.message().split_once(": ").map(|(_, m)| m).unwrap_or_default();
+            let message: String = message.chars().take(256).collect();
+            return S3Error::with_message(s3_code, message);
+        }
+    }
+    match status.code() {
+        Code::NotFound => S3Error::new(S3ErrorCode::NoSuchKey),
+        Code::Unavailable | Code::DeadlineExceeded => {
+            tracing::warn!(code = ?status.code(), message = status.message(), "dependency unavailable");
+            S3Error::with_message(S3ErrorCode::ServiceUnavailable, UNAVAILABLE_MESSAGE)
+        }
+        Code::ResourceExhausted => S3Error::with_message(S3ErrorCode::SlowDown, SLOW_DOWN_MESSAGE),
+        Code::InvalidArgument => S3Error::with_message(S3ErrorCode::InvalidArgument, "Invalid argument."),
+        _ => {
+            tracing::error!(code = ?status.code(), message = status.message(), "internal error from a dependency");
+            S3Error::with_message(S3ErrorCode::InternalError, INTERNAL_MESSAGE)
+        }
+    }
+}
+
+/// Turns an error from a request body stream (as s3s yields it) into the S3 error to answer.
+pub fn body_error_to_s3(err: &(dyn std::error::Error + Send + Sync + 'static)) -> S3Error {
+    if let Some(s3) = err.downcast_ref::<S3Error>() {
+        let mut copy = S3Error::new(s3.code().clone());
+        if let Some(message) = s3.message() {
+            copy.set_message(message.to_string());
+        }
+        return copy;
+    }
+    let text = err.to_string();
+    if text.contains("Sha256Mismatch") {
+        let mut e = S3Error::with_message(
+            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        );
+        e.set_status_code(http::StatusCode::BAD_REQUEST);
+        return e;
+    }
+    if text.contains("SignatureMismatch") {
+        return S3Error::new(S3ErrorCode::SignatureDoesNotMatch);
+    }
+    tracing::info!(err = %text, "request body ended with an error");
+    S3Error::with_message(
+        S3ErrorCode::IncompleteBody,
+        "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_types::routing::s3_status;
+
+    #[test]
+    fn s3_codes_map_to_their_s3_error() {
+        let cases = [
+            (s3_status(Code::NotFound, "NoSuchKey", "k"), S3ErrorCode::NoSuchKey, 404),
+            (s3_status(Code::NotFound, "NoSuchBucket", "b"), S3ErrorCode::NoSuchBucket, 404),
+            (s3_status(Code::InvalidArgument, "BadDigest", "x"), S3ErrorCode::BadDigest, 400),
+            (s3_status(Code::InvalidArgument, "IncompleteBody", "x"), S3ErrorCode::IncompleteBody, 400),
+            (s3_status(Code::FailedPrecondition, "PreconditionFailed", "x"), S3ErrorCode::PreconditionFailed, 412),
+            (s3_status(Code::InvalidArgument, "EntityTooLarge", "x"), S3ErrorCode::EntityTooLarge, 400),
+            (s3_status(Code::InvalidArgument, "InvalidArgument", "x"), S3ErrorCode::InvalidArgument, 400),
+            (Status::not_found("gone"), S3ErrorCode::NoSuchKey, 404),
+            (Status::unavailable("down"), S3ErrorCode::ServiceUnavailable, 503),
+            (Status::deadline_exceeded("slow"), S3ErrorCode::ServiceUnavailable, 503),
+            (Status::resource_exhausted("hot"), S3ErrorCode::SlowDown, 503),
+            (Status::invalid_argument("bad"), S3ErrorCode::InvalidArgument, 400),
+            (Status::internal("disk on fire at /var/x"), S3ErrorCode::InternalError, 500),
+            (Status::internal("Unheard: x"), S3ErrorCode::InternalError, 500),
+        ];
+        for (status, code, http_status) in cases {
+            let err = status_to_s3(&status);
+            assert_eq!(err.code(), &code, "{status:?}");
+            assert_eq!(err.status_code().map(|s| s.as_u16()), Some(http_status), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn internal_details_do_not_leak() {
+        let err = status_to_s3(&Status::internal("disk on fire at /var/secret"));
+        assert!(!err.message().unwrap_or_default().contains("/var/secret"));
+    }
+}

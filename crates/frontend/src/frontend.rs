@@ -1,0 +1,116 @@
+//! The front-end's state (partition routing, location client, config) and the calls every
+//! operation family shares: bucket existence and object metadata.
+
+use crate::config::FrontendConfig;
+use crate::error::FrontendError;
+use crate::routing::Router;
+use s3s::{s3_error, S3Result};
+use std::sync::Arc;
+use std::time::Duration;
+use strata_proto::common::{BucketMeta, ObjectMeta};
+use strata_proto::location::location_client::LocationClient;
+use strata_proto::partition::{GetBucketRequest, HeadObjectRequest};
+use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
+use strata_types::keys;
+use tonic::transport::Channel;
+
+/// The S3 service: implements `s3s::S3` (see `s3.rs`), one module per operation family.
+pub struct Frontend {
+    pub(crate) router: Arc<Router>,
+    pub(crate) location: Option<LocationClient<Channel>>,
+    pub(crate) config: FrontendConfig,
+}
+
+impl Frontend {
+    pub fn new(config: FrontendConfig) -> Result<Self, FrontendError> {
+        let router = Arc::new(Router::new(
+            &config.manager_addrs,
+            Duration::from_millis(config.retry_budget_ms),
+        )?);
+        let location = match &config.location_addr {
+            Some(addr) => {
+                let channel = strata_util::rpc::channel(addr)
+                    .map_err(|err| FrontendError::Config(format!("location address {addr:?}: {err}")))?;
+                Some(
+                    LocationClient::new(channel)
+                        .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
+                        .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX),
+                )
+            }
+            None => None,
+        };
+        Ok(Self {
+            router,
+            location,
+            config,
+        })
+    }
+
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    pub fn config(&self) -> &FrontendConfig {
+        &self.config
+    }
+
+    /// The bucket record, None when there is no such bucket.
+    pub(crate) async fn get_bucket(&self, name: &str) -> Result<Option<BucketMeta>, FrontendError> {
+        let request = GetBucketRequest { name: name.to_string() };
+        let (response, _) = self
+            .router
+            .call(&keys::bucket_key(name), false, |mut client, _| {
+                let request = request.clone();
+                async move { client.get_bucket(request).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        Ok(response.bucket)
+    }
+
+    /// The bucket record, or NoSuchBucket.
+    pub(crate) async fn require_bucket(&self, name: &str) -> S3Result<BucketMeta> {
+        match self.get_bucket(name).await? {
+            Some(bucket) => Ok(bucket),
+            None => Err(s3_error!(NoSuchBucket, "The specified bucket does not exist")),
+        }
+    }
+
+    /// An object's metadata, None when there is no such key.
+    pub(crate) async fn head_meta(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, FrontendError> {
+        let request = HeadObjectRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        };
+        let result = self
+            .router
+            .call(&keys::object_key(bucket, key), false, |mut client, _| {
+                let request = request.clone();
+                async move { client.head_object(request).await.map(|r| r.into_inner()) }
+            })
+            .await;
+        match result {
+            Ok((response, _)) => Ok(response.meta),
+            Err(FrontendError::Rpc(status)) if is_no_such_key(&status) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The access key of the signed request (s3s and `DenyAnonymous` guarantee one).
+    pub(crate) fn requester(credentials: Option<&s3s::auth::Credentials>) -> S3Result<String> {
+        credentials
+            .map(|c| c.access_key.clone())
+            .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))
+    }
+}
+
+/// A NOT_FOUND that means "no such key" (not "no such bucket").
+pub(crate) fn is_no_such_key(status: &tonic::Status) -> bool {
+    match strata_types::routing::s3_code(status) {
+        Some(code) => code == "NoSuchKey",
+        None => status.code() == tonic::Code::NotFound,
+    }
+}
+
+pub(crate) fn no_such_key() -> s3s::S3Error {
+    s3_error!(NoSuchKey, "The specified key does not exist.")
+}

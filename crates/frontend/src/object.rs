@@ -1,0 +1,267 @@
+//! Object operations: PutObject, GetObject, HeadObject, DeleteObject (CopyObject is in
+//! `copy.rs`).
+//!
+//! GET and HEAD decide conditions and the range on the metadata (HeadObject) first; GET then
+//! streams the range with `expected_etag`, so a concurrent overwrite is noticed (ABORTED) and
+//! the decision is made again on the new version.
+
+use crate::conditions::{content_range, resolve_range, to_s3_etag, Conditions, Outcome};
+use crate::error::FrontendError;
+use crate::frontend::{is_no_such_key, no_such_key, Frontend};
+use crate::meta::{non_empty, parse_http_date, size_i64, timestamp_from_ms, StoredHeaders};
+use s3s::dto::{
+    DeleteObjectInput, GetObjectInput, GetObjectOutput, HeadObjectInput, HeadObjectOutput, PutObjectInput, PutObjectOutput,
+    Range,
+};
+use s3s::{s3_error, S3Error, S3Result};
+use strata_proto::common::ObjectMeta;
+use strata_proto::partition::get_object_response::Part;
+use strata_proto::partition::{DeleteObjectRequest, GetObjectRequest, PutObjectHeader};
+use strata_types::keys;
+
+/// Largest object a single PUT accepts (S3's limit).
+pub const OBJECT_SIZE_BYTES_MAX: i64 = 5 * 1024 * 1024 * 1024;
+/// Times a GET re-decides after the object changed between HEAD and the data stream.
+const GET_ATTEMPTS_MAX: u32 = 3;
+
+/// What a GET or HEAD decided before any byte moves.
+pub(crate) struct Decision {
+    pub meta: ObjectMeta,
+    pub range: Option<std::ops::Range<u64>>,
+}
+
+pub(crate) fn check_version(version_id: Option<&str>) -> S3Result<()> {
+    match version_id {
+        None | Some("null") => Ok(()),
+        Some(_) => Err(s3_error!(NotImplemented, "Object versioning is not implemented")),
+    }
+}
+
+fn check_part_number(part_number: Option<i32>) -> S3Result<()> {
+    match part_number {
+        None | Some(1) => Ok(()),
+        Some(_) => Err(s3_error!(NotImplemented, "partNumber is not implemented")),
+    }
+}
+
+fn not_modified(meta: &ObjectMeta) -> S3Error {
+    let mut err = S3Error::new(s3s::S3ErrorCode::NotModified);
+    let mut headers = http::HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::from_str(&meta.etag) {
+        headers.insert(http::header::ETAG, value);
+    }
+    let last_modified = crate::meta::format_http_date(&timestamp_from_ms(meta.last_modified_ms));
+    if let Ok(value) = http::HeaderValue::from_str(&last_modified) {
+        headers.insert(http::header::LAST_MODIFIED, value);
+    }
+    err.set_headers(headers);
+    err
+}
+
+fn precondition_failed() -> S3Error {
+    s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+}
+
+fn invalid_range(size_bytes: u64) -> S3Error {
+    let mut err = s3_error!(InvalidRange, "The requested range is not satisfiable");
+    let mut headers = http::HeaderMap::new();
+    if let Ok(value) = http::HeaderValue::from_str(&format!("bytes */{size_bytes}")) {
+        headers.insert(http::header::CONTENT_RANGE, value);
+    }
+    err.set_headers(headers);
+    err
+}
+
+/// Applies conditions and range to an existing object's metadata.
+pub(crate) fn decide(meta: ObjectMeta, conditions: &Conditions, range: Option<&Range>) -> S3Result<Decision> {
+    match conditions.evaluate(&meta.etag, meta.last_modified_ms) {
+        Outcome::Proceed => {}
+        Outcome::NotModified => return Err(not_modified(&meta)),
+        Outcome::PreconditionFailed => return Err(precondition_failed()),
+    }
+    let range = resolve_range(range, meta.size_bytes).map_err(|()| invalid_range(meta.size_bytes))?;
+    Ok(Decision { meta, range })
+}
+
+/// The response headers of a GET or HEAD.
+pub(crate) fn head_output(decision: &Decision) -> HeadObjectOutput {
+    let meta = &decision.meta;
+    let (content_length, content_range) = match &decision.range {
+        Some(range) => (range.end - range.start, Some(content_range(range, meta.size_bytes))),
+        None => (meta.size_bytes, None),
+    };
+    HeadObjectOutput {
+        accept_ranges: Some("bytes".into()),
+        cache_control: non_empty(&meta.cache_control),
+        content_disposition: non_empty(&meta.content_disposition),
+        content_encoding: non_empty(&meta.content_encoding),
+        content_language: non_empty(&meta.content_language),
+        content_length: Some(size_i64(content_length)),
+        content_range,
+        content_type: non_empty(&meta.content_type),
+        e_tag: Some(to_s3_etag(&meta.etag)),
+        expires: parse_http_date(&meta.expires),
+        last_modified: Some(timestamp_from_ms(meta.last_modified_ms)),
+        metadata: (!meta.user_metadata.is_empty()).then(|| meta.user_metadata.clone()),
+        ..Default::default()
+    }
+}
+
+impl Frontend {
+    async fn decide_object(&self, bucket: &str, key: &str, conditions: &Conditions, range: Option<&Range>) -> S3Result<Decision> {
+        let meta = self.head_meta(bucket, key).await?.ok_or_else(no_such_key)?;
+        decide(meta, conditions, range)
+    }
+
+    pub(crate) async fn head_object_op(&self, input: &HeadObjectInput) -> S3Result<HeadObjectOutput> {
+        check_version(input.version_id.as_deref())?;
+        check_part_number(input.part_number)?;
+        self.require_bucket(&input.bucket).await?;
+        let conditions = Conditions::new(
+            input.if_match.clone(),
+            input.if_none_match.clone(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        );
+        let decision = self.decide_object(&input.bucket, &input.key, &conditions, input.range.as_ref()).await?;
+        Ok(head_output(&decision))
+    }
+
+    pub(crate) async fn get_object_op(&self, input: &GetObjectInput) -> S3Result<GetObjectOutput> {
+        check_version(input.version_id.as_deref())?;
+        check_part_number(input.part_number)?;
+        self.require_bucket(&input.bucket).await?;
+        let conditions = Conditions::new(
+            input.if_match.clone(),
+            input.if_none_match.clone(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        );
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let decision = self.decide_object(&input.bucket, &input.key, &conditions, input.range.as_ref()).await?;
+            match self.open_stream(&input.bucket, &input.key, &decision).await {
+                Ok(body) => {
+                    let head = head_output(&decision);
+                    return Ok(GetObjectOutput {
+                        body: Some(body),
+                        accept_ranges: head.accept_ranges,
+                        cache_control: head.cache_control,
+                        content_disposition: head.content_disposition,
+                        content_encoding: head.content_encoding,
+                        content_language: head.content_language,
+                        content_length: head.content_length,
+                        content_range: head.content_range,
+                        content_type: head.content_type,
+                        e_tag: head.e_tag,
+                        expires: head.expires,
+                        last_modified: head.last_modified,
+                        metadata: head.metadata,
+                        ..Default::default()
+                    });
+                }
+                Err(FrontendError::Rpc(status)) if status.code() == tonic::Code::Aborted && attempts < GET_ATTEMPTS_MAX => {
+                    tracing::debug!(bucket = %input.bucket, "object changed during GET, deciding again");
+                }
+                Err(FrontendError::Rpc(status)) if is_no_such_key(&status) => return Err(no_such_key()),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Opens the data stream of the decided range and checks its first (metadata) message.
+    pub(crate) async fn open_stream(&self, bucket: &str, key: &str, decision: &Decision) -> Result<s3s::dto::StreamingBlob, FrontendError> {
+        let (start, end) = match &decision.range {
+            Some(range) => (range.start, range.end),
+            None => (0, decision.meta.size_bytes),
+        };
+        let request = GetObjectRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            range_start: start,
+            range_end: end,
+            expected_etag: decision.meta.etag.clone(),
+        };
+        let (mut stream, _) = self
+            .router
+            .call(&keys::object_key(bucket, key), true, |mut client, _| {
+                let request = request.clone();
+                async move { client.get_object(request).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        match stream.message().await? {
+            Some(first) => match first.part {
+                Some(Part::Meta(meta)) if meta.etag == decision.meta.etag => {}
+                Some(Part::Meta(_)) => return Err(FrontendError::Rpc(tonic::Status::aborted("object changed"))),
+                _ => return Err(FrontendError::Protocol("GetObject stream did not start with metadata".into())),
+            },
+            None => return Err(FrontendError::Protocol("GetObject stream was empty".into())),
+        }
+        Ok(crate::get_stream::forward(stream, end - start))
+    }
+
+    pub(crate) async fn put_object_op(&self, input: PutObjectInput) -> S3Result<PutObjectOutput> {
+        if let Some(length) = input.content_length {
+            if length > OBJECT_SIZE_BYTES_MAX {
+                return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed object size."));
+            }
+            if length < 0 {
+                return Err(s3_error!(InvalidArgument, "Content-Length must not be negative"));
+            }
+        }
+        if input.key.len() > strata_types::OBJECT_KEY_BYTES_MAX {
+            return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+        }
+        self.require_bucket(&input.bucket).await?;
+        let stored = StoredHeaders {
+            content_type: input.content_type.clone(),
+            user_metadata: input.metadata.clone(),
+            content_encoding: input.content_encoding.clone(),
+            content_disposition: input.content_disposition.clone(),
+            content_language: input.content_language.clone(),
+            cache_control: input.cache_control.clone(),
+            expires: input.expires.clone(),
+        };
+        let header = PutObjectHeader {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            meta: Some(stored.into_meta()),
+            content_md5: input.content_md5.clone().unwrap_or_default(),
+            size_bytes: input.content_length.unwrap_or(-1),
+        };
+        let meta = crate::put::put_streaming(&self.router, header, input.body).await?;
+        Ok(PutObjectOutput {
+            e_tag: Some(to_s3_etag(&meta.etag)),
+            size: Some(size_i64(meta.size_bytes)),
+            ..Default::default()
+        })
+    }
+
+    pub(crate) async fn delete_key(&self, bucket: &str, key: &str) -> Result<(), FrontendError> {
+        let request = DeleteObjectRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        };
+        let result = self
+            .router
+            .call(&keys::object_key(bucket, key), false, |mut client, _| {
+                let request = request.clone();
+                async move { client.delete_object(request).await.map(|r| r.into_inner()) }
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // S3 answers 204 for a missing key.
+            Err(FrontendError::Rpc(status)) if is_no_such_key(&status) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    pub(crate) async fn delete_object_op(&self, input: &DeleteObjectInput) -> S3Result<()> {
+        check_version(input.version_id.as_deref())?;
+        self.require_bucket(&input.bucket).await?;
+        self.delete_key(&input.bucket, &input.key).await?;
+        Ok(())
+    }
+}

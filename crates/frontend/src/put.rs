@@ -1,0 +1,306 @@
+//! Streaming PUT: the request body goes to the owner's client-streaming PutObject RPC.
+//!
+//! The body is re-chunked into messages of at most `CHUNK_SIZE_BYTES` and sent through a
+//! channel of capacity 2, after a header message. Memory per request stays around three
+//! chunks (two queued, one being filled).
+//!
+//! Nothing half-written may become visible:
+//! - the last byte of the body is held back until the body has ended cleanly, so a stream
+//!   that ends early is always short of the announced size;
+//! - when the body fails (a client disconnect, s3s's `x-amz-content-sha256` or chunk signature
+//!   check), the RPC is cancelled (HTTP/2 RST_STREAM) while the channel is still open, so the
+//!   server never sees a clean end of stream; the same happens when the request is dropped.
+//!
+//! A failed attempt is retried on a fresh map only when no chunk was handed to the RPC yet.
+
+use crate::error::{body_error_to_s3, status_to_s3, FrontendError};
+use crate::metrics::METRICS;
+use crate::routing::{classify, PartitionClient, Retry, Router, Verdict};
+use bytes::Bytes;
+use futures::StreamExt;
+use s3s::dto::StreamingBlob;
+use s3s::{S3Error, StdError};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use strata_proto::common::ObjectMeta;
+use strata_proto::partition::put_object_request::Part;
+use strata_proto::partition::{PutObjectHeader, PutObjectRequest};
+use strata_types::{keys, CHUNK_SIZE_BYTES};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Messages queued between the body and the RPC.
+const PUT_CHANNEL_CAPACITY: usize = 2;
+/// How long an aborted RPC may take to acknowledge the cancellation.
+const ABORT_WAIT_MS: u64 = 5_000;
+
+/// Body bytes read but not yet handed to an RPC; survives a retried attempt.
+struct PutSource {
+    body: Option<StreamingBlob>,
+    pending: VecDeque<Bytes>,
+    pending_bytes: usize,
+    finished: bool,
+}
+
+impl PutSource {
+    fn new(body: Option<StreamingBlob>) -> Self {
+        Self {
+            finished: body.is_none(),
+            body,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+        }
+    }
+
+    /// Whether a chunk may be handed over now: a full one with at least one byte to spare, or
+    /// the rest once the body has ended.
+    fn chunk_ready(&self) -> bool {
+        self.pending_bytes > CHUNK_SIZE_BYTES || (self.finished && self.pending_bytes > 0)
+    }
+
+    fn take_chunk(&mut self) -> Vec<u8> {
+        let size = self.pending_bytes.min(CHUNK_SIZE_BYTES);
+        let mut chunk = Vec::with_capacity(size);
+        while chunk.len() < size {
+            let Some(mut front) = self.pending.pop_front() else { break };
+            let wanted = size - chunk.len();
+            if front.len() > wanted {
+                let head = front.split_to(wanted);
+                chunk.extend_from_slice(&head);
+                self.pending.push_front(front);
+            } else {
+                chunk.extend_from_slice(&front);
+            }
+        }
+        self.pending_bytes -= chunk.len();
+        chunk
+    }
+
+    async fn read(&mut self) -> Result<(), StdError> {
+        let Some(body) = self.body.as_mut() else {
+            self.finished = true;
+            return Ok(());
+        };
+        match body.next().await {
+            None => {
+                self.finished = true;
+                Ok(())
+            }
+            Some(Ok(bytes)) => {
+                METRICS.bytes_in.inc_by(bytes.len() as u64);
+                self.pending_bytes += bytes.len();
+                if !bytes.is_empty() {
+                    self.pending.push_back(bytes);
+                }
+                Ok(())
+            }
+            Some(Err(err)) => Err(err),
+        }
+    }
+}
+
+enum PumpEnd {
+    /// The body ended cleanly and every byte was handed over; dropping the sender ends the
+    /// request stream.
+    Done(mpsc::Sender<PutObjectRequest>),
+    /// The RPC stopped reading (it finished or failed).
+    RpcGone,
+    /// The body failed; the sender is kept so the stream cannot end cleanly before the abort.
+    BodyFailed(StdError, mpsc::Sender<PutObjectRequest>),
+}
+
+async fn pump(
+    sender: mpsc::Sender<PutObjectRequest>,
+    header: PutObjectHeader,
+    source: &mut PutSource,
+    chunks_sent: &AtomicBool,
+) -> PumpEnd {
+    let first = PutObjectRequest {
+        part: Some(Part::Header(header)),
+    };
+    if sender.send(first).await.is_err() {
+        return PumpEnd::RpcGone;
+    }
+    loop {
+        while source.chunk_ready() {
+            chunks_sent.store(true, Ordering::SeqCst);
+            let message = PutObjectRequest {
+                part: Some(Part::Chunk(source.take_chunk())),
+            };
+            if sender.send(message).await.is_err() {
+                return PumpEnd::RpcGone;
+            }
+        }
+        if source.finished {
+            return PumpEnd::Done(sender);
+        }
+        if let Err(err) = source.read().await {
+            return PumpEnd::BodyFailed(err, sender);
+        }
+    }
+}
+
+/// Cancels the RPC if the attempt is dropped before it finished (the client went away).
+struct AbortOnDrop(Option<tonic::CancellationHandle>);
+
+impl AbortOnDrop {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.cancel();
+        }
+    }
+}
+
+enum AttemptError {
+    Rpc(tonic::Status),
+    Body(StdError),
+}
+
+async fn attempt(
+    mut client: PartitionClient,
+    header: PutObjectHeader,
+    source: &mut PutSource,
+    chunks_sent: &AtomicBool,
+) -> Result<ObjectMeta, AttemptError> {
+    let (sender, receiver) = mpsc::channel(PUT_CHANNEL_CAPACITY);
+    let mut request = tonic::Request::new(ReceiverStream::new(receiver));
+    let cancel = request.cancellation_handle();
+    let rpc = client.put_object(request);
+    tokio::pin!(rpc);
+    let pumping = pump(sender, header, source, chunks_sent);
+    tokio::pin!(pumping);
+    // Declared last so it drops first: the cancellation lands before the sender closes.
+    let mut guard = AbortOnDrop(Some(cancel.clone()));
+
+    let response = tokio::select! {
+        response = &mut rpc => response,
+        end = &mut pumping => match end {
+            PumpEnd::Done(sender) => {
+                guard.disarm();
+                drop(sender);
+                rpc.await
+            }
+            PumpEnd::RpcGone => {
+                guard.disarm();
+                rpc.await
+            }
+            PumpEnd::BodyFailed(err, sender) => {
+                cancel.cancel();
+                guard.disarm();
+                if tokio::time::timeout(Duration::from_millis(ABORT_WAIT_MS), &mut rpc).await.is_err() {
+                    tracing::warn!("aborted PutObject did not finish in time");
+                }
+                drop(sender);
+                return Err(AttemptError::Body(err));
+            }
+        },
+    };
+    guard.disarm();
+    let response = response.map_err(AttemptError::Rpc)?.into_inner();
+    response
+        .meta
+        .ok_or_else(|| AttemptError::Rpc(tonic::Status::internal("PutObject answered without metadata")))
+}
+
+/// Stores `body` as `header.bucket`/`header.key` on the key's owner.
+pub(crate) async fn put_streaming(
+    router: &Router,
+    header: PutObjectHeader,
+    body: Option<StreamingBlob>,
+) -> Result<ObjectMeta, S3Error> {
+    let key = keys::object_key(&header.bucket, &header.key);
+    let mut retry = Retry::new(router.retry_budget());
+    let mut source = PutSource::new(body);
+    loop {
+        let route = router.route(&key, &mut retry).await?;
+        let client = router.streaming_client(&route.owner_addr)?;
+        let chunks_sent = AtomicBool::new(false);
+        let status = match attempt(client, header.clone(), &mut source, &chunks_sent).await {
+            Ok(meta) => return Ok(meta),
+            Err(AttemptError::Body(err)) => return Err(body_error_to_s3(err.as_ref())),
+            Err(AttemptError::Rpc(status)) => status,
+        };
+        match classify(&status) {
+            Verdict::Fail => return Err(status_to_s3(&status)),
+            Verdict::SlowDown => return Err(FrontendError::SlowDown(status.message().to_string()).into()),
+            Verdict::Retry if chunks_sent.load(Ordering::SeqCst) => {
+                return Err(FrontendError::Unavailable(format!("PutObject to {} failed mid-body", route.owner_addr)).into());
+            }
+            Verdict::Retry => {
+                METRICS.routing_retries.inc();
+                if !retry.wait().await {
+                    return Err(FrontendError::Unavailable(format!("PutObject to {}", route.owner_addr)).into());
+                }
+                if let Err(err) = router.refresh(Some(route.map_fetched_at)).await {
+                    tracing::debug!(%err, "map refresh failed, will retry");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(parts: Vec<Result<Vec<u8>, std::io::Error>>) -> StreamingBlob {
+        let stream = futures::stream::iter(parts.into_iter().map(|p| p.map(Bytes::from)));
+        StreamingBlob::wrap(stream)
+    }
+
+    #[tokio::test]
+    async fn rechunks_and_holds_back_the_tail_until_the_end() {
+        let big = vec![7u8; CHUNK_SIZE_BYTES * 2 + 10];
+        let mut source = PutSource::new(Some(blob(vec![Ok(big[..100].to_vec()), Ok(big[100..].to_vec())])));
+        let mut chunks = Vec::new();
+        loop {
+            while source.chunk_ready() {
+                chunks.push(source.take_chunk());
+            }
+            if source.finished {
+                break;
+            }
+            source.read().await.unwrap();
+            // Until the body ended, at least one byte stays behind.
+            if !source.finished {
+                assert!(source.pending_bytes > 0);
+            }
+        }
+        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![CHUNK_SIZE_BYTES, CHUNK_SIZE_BYTES, 10]);
+        assert!(chunks.iter().all(|c| c.len() <= CHUNK_SIZE_BYTES));
+    }
+
+    #[tokio::test]
+    async fn an_exact_multiple_is_not_sent_before_the_end() {
+        let mut source = PutSource::new(Some(blob(vec![
+            Ok(vec![1u8; CHUNK_SIZE_BYTES]),
+            Err(std::io::Error::other("sha256 mismatch")),
+        ])));
+        source.read().await.unwrap();
+        assert!(!source.chunk_ready(), "a full chunk must wait for the body's end");
+        assert!(source.read().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_body_error_aborts_without_a_clean_end() {
+        // The pump keeps the sender when the body fails, so the request stream stays open.
+        let mut source = PutSource::new(Some(blob(vec![Ok(vec![1u8; 10]), Err(std::io::Error::other("boom"))])));
+        let (sender, mut receiver) = mpsc::channel(PUT_CHANNEL_CAPACITY);
+        let chunks_sent = AtomicBool::new(false);
+        let header = PutObjectHeader::default();
+        let end = pump(sender, header, &mut source, &chunks_sent).await;
+        let PumpEnd::BodyFailed(_, sender) = end else { panic!("expected a body failure") };
+        assert!(matches!(receiver.recv().await, Some(PutObjectRequest { part: Some(Part::Header(_)) })));
+        assert!(receiver.try_recv().is_err(), "no chunk may have been sent");
+        assert!(!chunks_sent.load(Ordering::SeqCst));
+        assert!(!sender.is_closed());
+    }
+}

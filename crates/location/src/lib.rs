@@ -1,0 +1,18 @@
+//! Location service: the global bucket namespace.
+//!
+//! Bucket names are unique across every stamp. Creating a bucket reserves its name here first,
+//! recording which stamp holds it and which access key owns it; deleting the bucket releases
+//! the name. Today one stamp registers itself; the table already answers "which stamp?".
+//!
+//! Modules:
+//! - [`store`]: the sled-backed table bucket -> location (versioned, checksummed values).
+//! - [`service`]: the `Location` gRPC service over the store.
+//!
+//! Invariant: a name is reserved by at most one owner at a time: reservation is one atomic
+//! compare-and-swap on the table, flushed to disk before it is acknowledged.
+
+pub mod service;
+pub mod store;
+
+pub use service::LocationService;
+pub use store::{LocationStore, StoreError};

@@ -1,0 +1,39 @@
+//! The one error type of the partition manager crate.
+
+/// Everything that can go wrong in the manager, its store and its client.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// Bad configuration: flags, the member list, or the data folder.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The on-disk store (sled) failed or holds bytes we cannot decode.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// A record on disk failed its checksum or has an unknown format version.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// Raft refused or failed an operation.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// This member is not the leader; `leader_hint` is the leader's gRPC address when known.
+    #[error("not the leader (leader hint {leader_hint:?})")]
+    NotLeader { leader_hint: Option<String> },
+    /// A remote call failed.
+    #[error("rpc to {addr}: {status}")]
+    Rpc { addr: String, status: tonic::Status },
+    /// No member answered within the retry budget.
+    #[error("no manager member answered after {attempts} attempts; last error: {last_error}")]
+    NoMemberAnswered { attempts: usize, last_error: String },
+    /// Binding or serving a socket failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<sled::Error> for ManagerError {
+    fn from(err: sled::Error) -> Self {
+        ManagerError::Storage(err.to_string())
+    }
+}
+
+/// Result with the crate's error.
+pub type Result<T, E = ManagerError> = std::result::Result<T, E>;

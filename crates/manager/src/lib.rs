@@ -1,0 +1,46 @@
+//! Partition manager: a Raft group (openraft + sled) whose state machine is the partition map,
+//! range -> owning partition server + epoch.
+//!
+//! Invariant: the map changes only through committed Raft log entries, and every change of a
+//! range's owner bumps its epoch by exactly one; a proposal computed from an older view of the
+//! map (wrong expected epoch) applies as a no-op. So at any epoch a range has one owner, and a
+//! partition server stamps its work with the epoch it was given.
+//!
+//! Module map (split like openraft's examples: network / store / app):
+//! - [`types`]: the Raft type config, [`Command`] (log payload) and [`CommandResponse`].
+//! - [`map`]: the partition map and how a command changes it.
+//! - [`store`]: sled-backed Raft log store and state machine (versioned, checksummed records,
+//!   fsync before acknowledging).
+//! - [`network`]: the Raft transport over the `PartitionManager` gRPC service.
+//! - `service`: the gRPC service (heartbeats, map, status, Raft RPCs).
+//! - `liveness`: the leader's in-memory table of partition-server heartbeats.
+//! - `balancer`: the leader's loop that creates the initial range and assigns ranges.
+//! - [`node`]: [`start`] a member, [`ManagerHandle`] to watch and stop it.
+//! - [`client`]: [`ManagerClient`] for partition servers, front-ends and tools.
+//! - [`config`]: [`ManagerConfig`] and `--members` parsing.
+
+pub mod app;
+mod balancer;
+pub mod client;
+pub mod config;
+pub mod error;
+mod liveness;
+pub mod map;
+mod metrics;
+pub mod network;
+pub mod node;
+mod service;
+pub mod store;
+pub mod types;
+
+pub use client::ManagerClient;
+pub use config::{parse_members, ManagerConfig, SERVER_TIMEOUT_MS_DEFAULT};
+pub use error::{ManagerError, Result};
+pub use node::{start, ManagerHandle};
+pub use types::{Command, CommandResponse, TypeConfig};
+
+/// Wire types of the manager's gRPC contract, re-exported for callers of [`ManagerClient`].
+pub use strata_proto::manager::{
+    ManagerStatusResponse, PartitionMap, RangeAssignment, ServedRange, ServerHeartbeat,
+    ServerHeartbeatResponse,
+};

@@ -1,0 +1,211 @@
+//! Raft transport between members: openraft's messages as JSON bytes in `RaftMessage.data`,
+//! over the `PartitionManager` gRPC service (`RaftAppendEntries`, `RaftVote`,
+//! `RaftInstallSnapshot`).
+//!
+//! The reply body is the JSON of `Result<response, RaftError>` so a remote Raft error reaches
+//! openraft as `RemoteError`. Transport failures map to openraft's kinds: a peer that cannot be
+//! connected to is `Unreachable` (openraft backs off), a call past its deadline is `Timeout`,
+//! anything else on the wire is `NetworkError`.
+
+use crate::types::{MemberId, TypeConfig};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use strata_proto::manager::partition_manager_client::PartitionManagerClient;
+use strata_proto::manager::RaftMessage;
+use tonic::transport::Channel;
+
+/// Upper bound of one Raft RPC, whatever openraft asks for (snapshots included).
+const RAFT_RPC_TIMEOUT_MS_MAX: u64 = 10_000;
+
+type PeerClient = PartitionManagerClient<Channel>;
+
+/// Makes one [`PeerNetwork`] per target; channels are cached per (member, address) and
+/// reconnect by themselves.
+#[derive(Clone)]
+pub struct NetworkFactory {
+    source: MemberId,
+    channels: Arc<Mutex<HashMap<(MemberId, String), Channel>>>,
+}
+
+impl NetworkFactory {
+    pub fn new(source: MemberId) -> Self {
+        Self {
+            source,
+            channels: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn channel(&self, target: MemberId, addr: &str) -> Result<Channel, String> {
+        let key = (target, addr.to_string());
+        let mut channels = match self.channels.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(channel) = channels.get(&key) {
+            return Ok(channel.clone());
+        }
+        let channel = strata_util::rpc::channel_with_timeout(
+            addr,
+            Duration::from_millis(RAFT_RPC_TIMEOUT_MS_MAX),
+        )
+        .map_err(|err| format!("bad address {addr:?} of member {target}: {err}"))?;
+        channels.insert(key, channel.clone());
+        Ok(channel)
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: MemberId, node: &BasicNode) -> PeerNetwork {
+        let client = self.channel(target, &node.addr).map(|channel| {
+            PartitionManagerClient::new(channel)
+                .max_decoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
+                .max_encoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
+        });
+        if let Err(err) = &client {
+            tracing::warn!(target, %err, "cannot make a raft client");
+        }
+        PeerNetwork {
+            source: self.source,
+            target,
+            addr: node.addr.clone(),
+            client,
+        }
+    }
+}
+
+/// The connection from this member to one peer.
+pub struct PeerNetwork {
+    source: MemberId,
+    target: MemberId,
+    addr: String,
+    client: Result<PeerClient, String>,
+}
+
+/// Error of the transport itself (as opposed to a Raft error from the peer).
+#[derive(Debug, thiserror::Error)]
+#[error("raft rpc to member {target} at {addr}: {message}")]
+struct TransportError {
+    target: MemberId,
+    addr: String,
+    message: String,
+}
+
+type RpcResult<T, E> = Result<T, RPCError<MemberId, BasicNode, RaftError<MemberId, E>>>;
+
+impl PeerNetwork {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        kind: RPCTypes,
+        request: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let transport_error = |message: String| TransportError {
+            target: self.target,
+            addr: self.addr.clone(),
+            message,
+        };
+        let mut client = match &self.client {
+            Ok(client) => client.clone(),
+            Err(err) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&transport_error(
+                    err.clone(),
+                ))))
+            }
+        };
+        let data = serde_json::to_vec(request).map_err(|err| {
+            RPCError::Network(NetworkError::new(&transport_error(format!(
+                "encoding: {err}"
+            ))))
+        })?;
+        let timeout = option
+            .hard_ttl()
+            .min(Duration::from_millis(RAFT_RPC_TIMEOUT_MS_MAX));
+        let mut message = tonic::Request::new(RaftMessage { data });
+        message.set_timeout(timeout);
+        let call = async {
+            match kind {
+                RPCTypes::AppendEntries => client.raft_append_entries(message).await,
+                RPCTypes::Vote => client.raft_vote(message).await,
+                RPCTypes::InstallSnapshot => client.raft_install_snapshot(message).await,
+            }
+        };
+        let reply = match tokio::time::timeout(timeout, call).await {
+            Err(_elapsed) => {
+                return Err(RPCError::Timeout(Timeout {
+                    action: kind,
+                    id: self.source,
+                    target: self.target,
+                    timeout,
+                }))
+            }
+            Ok(Err(status)) => {
+                let err = transport_error(format!("{}: {}", status.code(), status.message()));
+                return Err(match status.code() {
+                    tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&err)),
+                    tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
+                        RPCError::Timeout(Timeout {
+                            action: kind,
+                            id: self.source,
+                            target: self.target,
+                            timeout,
+                        })
+                    }
+                    _ => RPCError::Network(NetworkError::new(&err)),
+                });
+            }
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        let decoded: Result<Resp, RaftError<MemberId, E>> = serde_json::from_slice(&reply.data)
+            .map_err(|err| {
+                RPCError::Network(NetworkError::new(&transport_error(format!(
+                    "decoding reply: {err}"
+                ))))
+            })?;
+        decoded.map_err(|err| RPCError::RemoteError(RemoteError::new(self.target, err)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<MemberId>, openraft::error::Infallible> {
+        self.call(RPCTypes::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<MemberId>, InstallSnapshotError> {
+        self.call(RPCTypes::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<MemberId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<MemberId>, openraft::error::Infallible> {
+        self.call(RPCTypes::Vote, &rpc, &option).await
+    }
+}

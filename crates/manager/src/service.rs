@@ -1,0 +1,204 @@
+//! The `PartitionManager` gRPC service of one member: partition-server heartbeats, the map,
+//! status, and the server side of the Raft transport.
+
+use crate::app::App;
+use crate::types::MemberId;
+use openraft::error::{CheckIsLeaderError, RaftError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_proto::manager as pb;
+use strata_proto::manager::partition_manager_server::{PartitionManager, PartitionManagerServer};
+use tonic::{Request, Response, Status};
+
+/// Bound on confirming leadership with a quorum before answering a heartbeat.
+const LEADERSHIP_CHECK_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// Longest server id or address accepted in a heartbeat.
+const HEARTBEAT_FIELD_BYTES_MAX: usize = 512;
+
+/// The gRPC service; cheap to clone.
+#[derive(Clone)]
+pub struct ManagerService {
+    app: Arc<App>,
+}
+
+impl ManagerService {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+
+    /// The tonic server for this service, with Strata's message size limits.
+    pub fn into_server(self) -> PartitionManagerServer<Self> {
+        PartitionManagerServer::new(self)
+            .max_decoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
+            .max_encoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
+    }
+}
+
+fn decode_raft<T: DeserializeOwned>(message: &pb::RaftMessage) -> Result<T, Status> {
+    serde_json::from_slice(&message.data).map_err(|err| {
+        tracing::warn!(%err, "undecodable raft message");
+        Status::invalid_argument(format!("decoding raft message: {err}"))
+    })
+}
+
+fn encode_raft<T: Serialize, E: Serialize>(
+    result: Result<T, RaftError<MemberId, E>>,
+) -> Result<Response<pb::RaftMessage>, Status>
+where
+    E: std::error::Error,
+{
+    let data = serde_json::to_vec(&result)
+        .map_err(|err| Status::internal(format!("encoding raft reply: {err}")))?;
+    Ok(Response::new(pb::RaftMessage { data }))
+}
+
+fn check_field(name: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        return Err(Status::invalid_argument(format!("{name} is empty")));
+    }
+    if value.len() > HEARTBEAT_FIELD_BYTES_MAX {
+        return Err(Status::invalid_argument(format!(
+            "{name} is longer than {HEARTBEAT_FIELD_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl PartitionManager for ManagerService {
+    async fn heartbeat(
+        &self,
+        request: Request<pb::ServerHeartbeat>,
+    ) -> Result<Response<pb::ServerHeartbeatResponse>, Status> {
+        let heartbeat = request.into_inner();
+        check_field("server_id", &heartbeat.server_id)?;
+        check_field("addr", &heartbeat.addr)?;
+        if heartbeat.http_addr.len() > HEARTBEAT_FIELD_BYTES_MAX {
+            return Err(Status::invalid_argument("http_addr is too long"));
+        }
+        let view = self.app.leader_view();
+        let not_leader = |leader_hint: String| {
+            Ok(Response::new(pb::ServerHeartbeatResponse {
+                assignments: Vec::new(),
+                leader_hint,
+                is_leader: false,
+            }))
+        };
+        if view.leader_id != self.app.node_id {
+            return not_leader(view.leader_addr);
+        }
+        // Hand out ownership only as a confirmed leader (a quorum answered just now) whose
+        // state machine holds every committed change: a deposed or restarting leader must not
+        // answer from a stale map.
+        let confirm = tokio::time::timeout(
+            LEADERSHIP_CHECK_TIMEOUT,
+            self.app.raft.ensure_linearizable(),
+        );
+        match confirm.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
+                return not_leader(
+                    forward
+                        .leader_node
+                        .map(|node| node.addr)
+                        .unwrap_or_default(),
+                );
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(%err, "cannot confirm leadership for a heartbeat");
+                return Err(Status::unavailable(format!(
+                    "cannot confirm leadership: {err}"
+                )));
+            }
+            Err(_) => {
+                tracing::warn!("confirming leadership for a heartbeat timed out");
+                return Err(Status::unavailable(
+                    "cannot confirm leadership in time; retry",
+                ));
+            }
+        }
+        let recorded = self.app.servers().record(
+            &heartbeat.server_id,
+            &heartbeat.addr,
+            &heartbeat.http_addr,
+            Instant::now(),
+        );
+        if !recorded {
+            tracing::warn!(server_id = %heartbeat.server_id, "server table full; heartbeat refused");
+            return Err(Status::resource_exhausted("too many partition servers"));
+        }
+        let assignments = self.app.applied().map.assignments_of(&heartbeat.server_id);
+        Ok(Response::new(pb::ServerHeartbeatResponse {
+            assignments,
+            leader_hint: view.leader_addr,
+            is_leader: true,
+        }))
+    }
+
+    async fn get_partition_map(
+        &self,
+        _request: Request<pb::GetPartitionMapRequest>,
+    ) -> Result<Response<pb::PartitionMap>, Status> {
+        let view = self.app.leader_view();
+        Ok(Response::new(
+            self.app.applied().map.to_proto(view.leader_addr),
+        ))
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<pb::ManagerStatusRequest>,
+    ) -> Result<Response<pb::ManagerStatusResponse>, Status> {
+        let metrics = self.app.metrics();
+        let view = crate::app::leader_view(&metrics);
+        let members = metrics
+            .membership_config
+            .nodes()
+            .map(|(id, node)| pb::MemberStatus {
+                node_id: *id,
+                addr: node.addr.clone(),
+            })
+            .collect();
+        let servers = self
+            .app
+            .servers()
+            .to_proto(self.app.server_timeout, Instant::now());
+        let applied = self.app.applied();
+        Ok(Response::new(pb::ManagerStatusResponse {
+            node_id: self.app.node_id,
+            leader_id: view.leader_id,
+            leader_addr: view.leader_addr.clone(),
+            current_term: view.current_term,
+            last_applied_index: applied.last_applied.map(|log_id| log_id.index).unwrap_or(0),
+            members,
+            servers,
+            map: Some(applied.map.to_proto(view.leader_addr)),
+        }))
+    }
+
+    async fn raft_append_entries(
+        &self,
+        request: Request<pb::RaftMessage>,
+    ) -> Result<Response<pb::RaftMessage>, Status> {
+        let rpc = decode_raft(request.get_ref())?;
+        encode_raft(self.app.raft.append_entries(rpc).await)
+    }
+
+    async fn raft_vote(
+        &self,
+        request: Request<pb::RaftMessage>,
+    ) -> Result<Response<pb::RaftMessage>, Status> {
+        let rpc = decode_raft(request.get_ref())?;
+        encode_raft(self.app.raft.vote(rpc).await)
+    }
+
+    async fn raft_install_snapshot(
+        &self,
+        request: Request<pb::RaftMessage>,
+    ) -> Result<Response<pb::RaftMessage>, Status> {
+        let rpc = decode_raft(request.get_ref())?;
+        encode_raft(self.app.raft.install_snapshot(rpc).await)
+    }
+}

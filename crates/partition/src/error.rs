@@ -1,0 +1,57 @@
+//! The partition layer's error type and its one mapping to gRPC statuses. Client-visible
+//! failures carry their S3 error code (`strata_types::routing::s3_status`).
+
+use strata_types::routing::{s3_status, NotOwner};
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error(transparent)]
+    NotOwner(#[from] NotOwner),
+    #[error("range {range_id} is loading")]
+    Loading { range_id: u64 },
+    #[error("no such key")]
+    NoSuchKey,
+    #[error("no such bucket {0}")]
+    NoSuchBucket(String),
+    #[error("Content-MD5 does not match the body")]
+    BadDigest,
+    #[error("body has {received} bytes, expected {expected}")]
+    IncompleteBody { expected: u64, received: u64 },
+    #[error("object changed since the precondition was evaluated")]
+    PreconditionFailed,
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    #[error("stream layer: {0}")]
+    Stream(String),
+    #[error("corrupt range state: {0}")]
+    Corrupt(String),
+    #[error("shutting down")]
+    ShuttingDown,
+}
+
+impl From<PartitionError> for Status {
+    fn from(err: PartitionError) -> Status {
+        match err {
+            PartitionError::NotOwner(not_owner) => not_owner.into_status(),
+            PartitionError::Loading { range_id } => Status::unavailable(format!("range {range_id} is loading")),
+            PartitionError::NoSuchKey => s3_status(Code::NotFound, "NoSuchKey", "the key does not exist"),
+            PartitionError::NoSuchBucket(bucket) => s3_status(Code::NotFound, "NoSuchBucket", bucket),
+            PartitionError::BadDigest => s3_status(Code::InvalidArgument, "BadDigest", "Content-MD5 mismatch"),
+            err @ PartitionError::IncompleteBody { .. } => s3_status(Code::InvalidArgument, "IncompleteBody", err),
+            PartitionError::PreconditionFailed => {
+                s3_status(Code::Aborted, "PreconditionFailed", "the object changed")
+            }
+            PartitionError::InvalidArgument(message) => s3_status(Code::InvalidArgument, "InvalidArgument", message),
+            PartitionError::Stream(message) => {
+                tracing::warn!(%message, "stream layer failure answered as unavailable");
+                Status::unavailable(format!("stream layer: {message}"))
+            }
+            PartitionError::Corrupt(message) => {
+                tracing::error!(%message, "corrupt range state");
+                Status::data_loss(message)
+            }
+            PartitionError::ShuttingDown => Status::unavailable("partition server shutting down"),
+        }
+    }
+}

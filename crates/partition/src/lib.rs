@@ -1,0 +1,36 @@
+//! Partition layer: range partitions of the sorted key space and the partition-server service.
+//!
+//! A partition server serves the ranges `[low, high)` the partition manager assigns to it. For
+//! each range it keeps an in-memory sorted index (encoded key -> object or bucket record) whose
+//! durable state lives entirely in three streams of the stream layer:
+//! - `range-<id>/log`: the commit log, one record per index update (with a sequence number);
+//! - `range-<id>/checkpoint`: sorted snapshots of the index, each naming the log position it
+//!   covers, so a load is "newest checkpoint + replay of the log after it";
+//! - `range-<id>/data`: object bytes, one record per chunk of at most `CHUNK_SIZE_BYTES`.
+//!
+//! Nothing on the server's own disk is needed to serve a range: kill it, and another server
+//! rebuilds the same index from the streams.
+//!
+//! Modules:
+//! - [`format`]: the versioned on-stream encodings of log entries and checkpoints.
+//! - [`range`]: one loaded range: index, commit path, load (checkpoint + replay), checkpointing.
+//! - [`server`]: the set of ranges this server serves, reconciled with the manager by heartbeat.
+//! - [`service`]: the `PartitionServer` gRPC service (buckets, objects, listing).
+//! - [`error`]: the crate's error type and its mapping to gRPC statuses.
+//!
+//! Invariants:
+//! - An index update is applied in memory only after its log record is durable on every
+//!   replica, and in sequence order; reads see only applied updates, so once a write is
+//!   acknowledged every later read on the owner sees it (read-after-write, list-after-write).
+//! - An object becomes visible only when all of its chunks are durable and its Content-MD5 and
+//!   length checked out; a failed or aborted upload changes no index entry.
+
+pub mod error;
+pub mod format;
+pub mod range;
+pub mod server;
+pub mod service;
+
+pub use error::PartitionError;
+pub use server::{PartitionServerConfig, PartitionServerState};
+pub use service::PartitionService;

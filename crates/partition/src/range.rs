@@ -1,0 +1,401 @@
+//! One loaded range partition: its sorted index and the streams that make it durable.
+//!
+//! Commit path: `commit()` takes the range's commit lock, appends one `LogEntry` (next
+//! sequence) to the log stream, and only after the stream layer acknowledged it (durable on
+//! every replica) applies it to the in-memory index. A failed append poisons the range: the
+//! in-memory index may now differ from what the log holds, so the server reloads the range
+//! from its streams before serving it again.
+//!
+//! Load path: seal the log's open extent (fencing any previous owner's writer), read the newest
+//! complete checkpoint, then replay every log record after it, in sequence order.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use strata_proto::common::{BucketMeta, ChunkRef, ObjectMeta};
+use strata_proto::partition::{
+    checkpoint_record::Part, log_entry, CheckpointBatch, CheckpointBegin, CheckpointEnd, CheckpointRecord,
+    IndexEntry, LogEntry,
+};
+use strata_stream::{RecordPos, StreamClient, StreamWriter};
+use strata_types::Epoch;
+
+use crate::error::PartitionError;
+use crate::format;
+
+/// What one index key maps to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IndexValue {
+    Object(ObjectMeta),
+    Bucket(BucketMeta),
+}
+
+/// Checkpoint batches stay under this many encoded bytes, far below the stream record limit.
+const CHECKPOINT_BATCH_BYTES_MAX: usize = 512 * 1024;
+
+/// Where the range's three streams live, by name.
+pub fn stream_names(range_id: u64) -> (String, String, String) {
+    (
+        format!("range-{range_id}/log"),
+        format!("range-{range_id}/data"),
+        format!("range-{range_id}/checkpoint"),
+    )
+}
+
+/// The assignment a range is loaded under.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeBounds {
+    pub range_id: u64,
+    pub low: Vec<u8>,
+    /// Empty means +infinity.
+    pub high: Vec<u8>,
+    pub epoch: Epoch,
+}
+
+impl RangeBounds {
+    pub fn contains(&self, key: &[u8]) -> bool {
+        strata_types::keys::range_contains(&self.low, &self.high, key)
+    }
+}
+
+struct CommitState {
+    /// Sequence of the last applied log entry.
+    sequence: u64,
+    /// Position of the last applied log record (where replay after a checkpoint starts).
+    last_log_pos: Option<(u64, u64)>,
+}
+
+pub struct Range {
+    pub bounds: RangeBounds,
+    index: RwLock<BTreeMap<Vec<u8>, IndexValue>>,
+    commit: tokio::sync::Mutex<CommitState>,
+    checkpoint_lock: tokio::sync::Mutex<()>,
+    log: StreamWriter,
+    data: StreamWriter,
+    checkpoints: StreamWriter,
+    client: StreamClient,
+    entries_since_checkpoint: AtomicU64,
+    poisoned: AtomicBool,
+}
+
+impl Range {
+    /// Loads a range from its streams: fence, newest checkpoint, log replay.
+    pub async fn load(client: StreamClient, bounds: RangeBounds) -> Result<Range, PartitionError> {
+        let (log_name, data_name, checkpoint_name) = stream_names(bounds.range_id);
+        let log = client.open(&log_name).await.map_err(stream_error)?;
+        // Fence: whoever wrote this log before can no longer append to its open extent.
+        log.seal_current().await.map_err(stream_error)?;
+        let data = client.open(&data_name).await.map_err(stream_error)?;
+        let checkpoints = client.open(&checkpoint_name).await.map_err(stream_error)?;
+
+        let (mut index, mut state) = match newest_checkpoint(&client, &checkpoint_name).await? {
+            Some((begin, entries)) => {
+                let index: BTreeMap<Vec<u8>, IndexValue> = entries.into_iter().filter_map(index_pair).collect();
+                let state = CommitState {
+                    sequence: begin.sequence,
+                    last_log_pos: Some((begin.log_extent_id, begin.log_offset)),
+                };
+                (index, state)
+            }
+            None => (
+                BTreeMap::new(),
+                CommitState {
+                    sequence: 0,
+                    last_log_pos: None,
+                },
+            ),
+        };
+        let checkpoint_sequence = state.sequence;
+        let replayed = replay_log(&client, &log_name, &mut index, &mut state).await?;
+        tracing::info!(
+            range_id = bounds.range_id,
+            epoch = bounds.epoch.get(),
+            keys = index.len(),
+            checkpoint_sequence,
+            replayed,
+            "range loaded"
+        );
+        Ok(Range {
+            bounds,
+            index: RwLock::new(index),
+            commit: tokio::sync::Mutex::new(state),
+            checkpoint_lock: tokio::sync::Mutex::new(()),
+            log,
+            data,
+            checkpoints,
+            client,
+            entries_since_checkpoint: AtomicU64::new(replayed),
+            poisoned: AtomicBool::new(false),
+        })
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    pub fn entries_since_checkpoint(&self) -> u64 {
+        self.entries_since_checkpoint.load(Ordering::Relaxed)
+    }
+
+    pub fn stream_client(&self) -> &StreamClient {
+        &self.client
+    }
+
+    /// Appends one chunk of object bytes to the data stream.
+    pub async fn append_data(&self, chunk: Bytes) -> Result<ChunkRef, PartitionError> {
+        let length = chunk.len() as u64;
+        let pos: RecordPos = self.data.append(chunk).await.map_err(stream_error)?;
+        debug_assert_eq!(pos.length, length);
+        Ok(ChunkRef {
+            extent_id: pos.extent_id,
+            offset: pos.offset,
+            length,
+        })
+    }
+
+    /// Makes one index update durable, then visible. `None` deletes the key.
+    pub async fn commit(&self, key: Vec<u8>, value: Option<IndexValue>) -> Result<(), PartitionError> {
+        debug_assert!(self.bounds.contains(&key));
+        let mut state = self.commit.lock().await;
+        if self.is_poisoned() {
+            return Err(PartitionError::Loading {
+                range_id: self.bounds.range_id,
+            });
+        }
+        let sequence = state.sequence + 1;
+        let entry = LogEntry {
+            sequence,
+            key: key.clone(),
+            value: Some(match &value {
+                Some(IndexValue::Object(meta)) => log_entry::Value::Object(meta.clone()),
+                Some(IndexValue::Bucket(bucket)) => log_entry::Value::Bucket(bucket.clone()),
+                None => log_entry::Value::Tombstone(true),
+            }),
+        };
+        match self.log.append(format::encode_log_entry(&entry)).await {
+            Ok(pos) => {
+                state.sequence = sequence;
+                state.last_log_pos = Some((pos.extent_id, pos.offset));
+                self.apply(key, value);
+                self.entries_since_checkpoint.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(err) => {
+                // The record may or may not be in the log now; only a reload tells.
+                self.poisoned.store(true, Ordering::Release);
+                tracing::warn!(range_id = self.bounds.range_id, %err, "log append failed; range will reload");
+                Err(stream_error(err))
+            }
+        }
+    }
+
+    fn apply(&self, key: Vec<u8>, value: Option<IndexValue>) {
+        let mut index = self.index.write().unwrap_or_else(|poison| poison.into_inner());
+        match value {
+            Some(value) => {
+                index.insert(key, value);
+            }
+            None => {
+                index.remove(&key);
+            }
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<IndexValue> {
+        let index = self.index.read().unwrap_or_else(|poison| poison.into_inner());
+        index.get(key).cloned()
+    }
+
+    /// Calls `visit` on entries with keys in `[from, to)` (`to` None = to the end of the range)
+    /// in key order, until it returns false.
+    pub fn scan(&self, from: &[u8], to: Option<&[u8]>, mut visit: impl FnMut(&[u8], &IndexValue) -> bool) {
+        use std::ops::Bound;
+        let index = self.index.read().unwrap_or_else(|poison| poison.into_inner());
+        let upper = match to {
+            Some(to) => Bound::Excluded(to.to_vec()),
+            None => Bound::Unbounded,
+        };
+        for (key, value) in index.range((Bound::Included(from.to_vec()), upper)) {
+            if !visit(key, value) {
+                break;
+            }
+        }
+    }
+
+    /// Number of keys and bytes of object data in the range.
+    pub fn stats(&self) -> (u64, u64) {
+        let index = self.index.read().unwrap_or_else(|poison| poison.into_inner());
+        let bytes = index
+            .values()
+            .map(|value| match value {
+                IndexValue::Object(meta) => meta.size_bytes,
+                IndexValue::Bucket(_) => 0,
+            })
+            .sum();
+        (index.len() as u64, bytes)
+    }
+
+    /// Writes a checkpoint of the whole index to the checkpoint stream.
+    pub async fn checkpoint(&self) -> Result<(), PartitionError> {
+        let _only_one = self.checkpoint_lock.lock().await;
+        let (sequence, log_pos, snapshot, counted) = {
+            let state = self.commit.lock().await;
+            let index = self.index.read().unwrap_or_else(|poison| poison.into_inner());
+            (
+                state.sequence,
+                state.last_log_pos,
+                index.clone(),
+                self.entries_since_checkpoint.load(Ordering::Relaxed),
+            )
+        };
+        let Some((log_extent_id, log_offset)) = log_pos else {
+            return Ok(()); // nothing was ever logged: nothing to checkpoint
+        };
+        let checkpoint_id = sequence;
+        let append = |part: Part| {
+            let record = CheckpointRecord { part: Some(part) };
+            self.checkpoints.append(format::encode_checkpoint(&record))
+        };
+        append(Part::Begin(CheckpointBegin {
+            checkpoint_id,
+            sequence,
+            log_extent_id,
+            log_offset,
+            range_id: self.bounds.range_id,
+            low: self.bounds.low.clone(),
+            high: self.bounds.high.clone(),
+        }))
+        .await
+        .map_err(stream_error)?;
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0usize;
+        let total = snapshot.len() as u64;
+        for (key, value) in snapshot {
+            let entry = IndexEntry {
+                key,
+                value: Some(match value {
+                    IndexValue::Object(meta) => strata_proto::partition::index_entry::Value::Object(meta),
+                    IndexValue::Bucket(bucket) => strata_proto::partition::index_entry::Value::Bucket(bucket),
+                }),
+            };
+            batch_bytes += prost::Message::encoded_len(&entry);
+            batch.push(entry);
+            if batch_bytes >= CHECKPOINT_BATCH_BYTES_MAX {
+                let entries = std::mem::take(&mut batch);
+                batch_bytes = 0;
+                append(Part::Batch(CheckpointBatch { checkpoint_id, entries }))
+                    .await
+                    .map_err(stream_error)?;
+            }
+        }
+        if !batch.is_empty() {
+            append(Part::Batch(CheckpointBatch {
+                checkpoint_id,
+                entries: batch,
+            }))
+            .await
+            .map_err(stream_error)?;
+        }
+        append(Part::End(CheckpointEnd {
+            checkpoint_id,
+            entries: total,
+        }))
+        .await
+        .map_err(stream_error)?;
+        self.entries_since_checkpoint.fetch_sub(counted, Ordering::Relaxed);
+        tracing::info!(range_id = self.bounds.range_id, sequence, keys = total, "checkpoint written");
+        Ok(())
+    }
+}
+
+fn stream_error(err: impl std::fmt::Display) -> PartitionError {
+    PartitionError::Stream(err.to_string())
+}
+
+fn index_pair(entry: IndexEntry) -> Option<(Vec<u8>, IndexValue)> {
+    use strata_proto::partition::index_entry::Value;
+    let value = match entry.value? {
+        Value::Object(meta) => IndexValue::Object(meta),
+        Value::Bucket(bucket) => IndexValue::Bucket(bucket),
+    };
+    Some((entry.key, value))
+}
+
+/// Reads the checkpoint stream and returns the newest checkpoint whose End arrived.
+async fn newest_checkpoint(
+    client: &StreamClient,
+    name: &str,
+) -> Result<Option<(CheckpointBegin, Vec<IndexEntry>)>, PartitionError> {
+    let mut newest = None;
+    let mut building: Option<(CheckpointBegin, Vec<IndexEntry>)> = None;
+    let records = client.read_stream(name, None);
+    futures::pin_mut!(records);
+    while let Some(item) = records.next().await {
+        let (_, payload) = item.map_err(stream_error)?;
+        let record = format::decode_checkpoint(&payload).map_err(|err| PartitionError::Corrupt(err.to_string()))?;
+        match record.part {
+            Some(Part::Begin(begin)) => building = Some((begin, Vec::new())),
+            Some(Part::Batch(batch)) => match &mut building {
+                Some((begin, entries)) if begin.checkpoint_id == batch.checkpoint_id => entries.extend(batch.entries),
+                _ => building = None, // a batch without its Begin: part of an abandoned checkpoint
+            },
+            Some(Part::End(end)) => {
+                if let Some((begin, entries)) = building.take() {
+                    if begin.checkpoint_id == end.checkpoint_id && entries.len() as u64 == end.entries {
+                        newest = Some((begin, entries));
+                    }
+                }
+            }
+            None => return Err(PartitionError::Corrupt("empty checkpoint record".into())),
+        }
+    }
+    Ok(newest)
+}
+
+/// Replays log records after `state.sequence` into `index`. Returns how many were applied.
+async fn replay_log(
+    client: &StreamClient,
+    name: &str,
+    index: &mut BTreeMap<Vec<u8>, IndexValue>,
+    state: &mut CommitState,
+) -> Result<u64, PartitionError> {
+    let records = client.read_stream(name, state.last_log_pos);
+    futures::pin_mut!(records);
+    let mut applied = 0;
+    while let Some(item) = records.next().await {
+        let (pos, payload) = item.map_err(stream_error)?;
+        let entry = format::decode_log_entry(&payload).map_err(|err| PartitionError::Corrupt(err.to_string()))?;
+        if entry.sequence <= state.sequence {
+            continue; // covered by the checkpoint, or a duplicate left by a retried append
+        }
+        if entry.sequence != state.sequence + 1 {
+            tracing::warn!(
+                expected = state.sequence + 1,
+                found = entry.sequence,
+                "gap in the commit log sequence (an append that failed for good)"
+            );
+        }
+        match entry.value {
+            Some(log_entry::Value::Object(meta)) => {
+                index.insert(entry.key, IndexValue::Object(meta));
+            }
+            Some(log_entry::Value::Bucket(bucket)) => {
+                index.insert(entry.key, IndexValue::Bucket(bucket));
+            }
+            Some(log_entry::Value::Tombstone(_)) => {
+                index.remove(&entry.key);
+            }
+            None => return Err(PartitionError::Corrupt(format!("log entry {} has no value", entry.sequence))),
+        }
+        state.sequence = entry.sequence;
+        state.last_log_pos = Some((pos.extent_id, pos.offset));
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+/// Shared handle to a loaded range.
+pub type RangeRef = Arc<Range>;

@@ -1,0 +1,260 @@
+//! The set of ranges this partition server serves, kept in step with the partition manager.
+//!
+//! Every heartbeat interval the server tells the manager's leader which ranges it serves (and
+//! under which epoch); the answer lists the ranges it must serve. New or re-epoched ranges are
+//! loaded from their streams in the background (requests meanwhile get "loading", which the
+//! front-end retries), ranges no longer assigned are dropped at once, and poisoned ranges (a
+//! failed log append) are reloaded.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use strata_proto::manager::partition_manager_client::PartitionManagerClient;
+use strata_proto::manager::{RangeAssignment, ServedRange, ServerHeartbeat};
+use strata_stream::StreamClient;
+use strata_types::routing::NotOwner;
+use strata_types::Epoch;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::PartitionError;
+use crate::range::{Range, RangeBounds, RangeRef};
+
+#[derive(Clone, Debug)]
+pub struct PartitionServerConfig {
+    pub server_id: String,
+    /// gRPC address other nodes reach this server at.
+    pub advertise_addr: String,
+    pub http_addr: String,
+    pub manager_addrs: Vec<String>,
+    pub heartbeat_interval_ms: u64,
+    /// Write a checkpoint once this many log entries were applied since the last one.
+    pub checkpoint_every_entries: u64,
+}
+
+enum Slot {
+    Loading(RangeBounds),
+    Ready(RangeRef),
+}
+
+impl Slot {
+    fn bounds(&self) -> &RangeBounds {
+        match self {
+            Slot::Loading(bounds) => bounds,
+            Slot::Ready(range) => &range.bounds,
+        }
+    }
+}
+
+pub struct PartitionServerState {
+    pub config: PartitionServerConfig,
+    pub streams: StreamClient,
+    ranges: RwLock<BTreeMap<u64, Slot>>,
+}
+
+impl PartitionServerState {
+    pub fn new(config: PartitionServerConfig, streams: StreamClient) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            streams,
+            ranges: RwLock::new(BTreeMap::new()),
+        })
+    }
+
+    /// The loaded range that owns `key`, or why there is none.
+    pub fn range_for(&self, key: &[u8]) -> Result<RangeRef, PartitionError> {
+        let ranges = self.ranges.read().unwrap_or_else(|poison| poison.into_inner());
+        for slot in ranges.values() {
+            if !slot.bounds().contains(key) {
+                continue;
+            }
+            return match slot {
+                Slot::Ready(range) if !range.is_poisoned() => Ok(range.clone()),
+                Slot::Ready(range) => Err(PartitionError::Loading {
+                    range_id: range.bounds.range_id,
+                }),
+                Slot::Loading(bounds) => Err(PartitionError::Loading {
+                    range_id: bounds.range_id,
+                }),
+            };
+        }
+        Err(PartitionError::NotOwner(NotOwner {
+            range_id: 0,
+            epoch: 0,
+            owner_hint: None,
+        }))
+    }
+
+    /// Every ready range, in key order.
+    pub fn ready_ranges(&self) -> Vec<RangeRef> {
+        let ranges = self.ranges.read().unwrap_or_else(|poison| poison.into_inner());
+        let mut ready: Vec<RangeRef> = ranges
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Ready(range) => Some(range.clone()),
+                Slot::Loading(_) => None,
+            })
+            .collect();
+        ready.sort_by(|a, b| a.bounds.low.cmp(&b.bounds.low));
+        ready
+    }
+
+    fn serving(&self) -> Vec<ServedRange> {
+        let ranges = self.ranges.read().unwrap_or_else(|poison| poison.into_inner());
+        ranges
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Ready(range) => Some(ServedRange {
+                    range_id: range.bounds.range_id,
+                    epoch: range.bounds.epoch.get(),
+                }),
+                Slot::Loading(_) => None,
+            })
+            .collect()
+    }
+
+    /// Brings the served set in line with the manager's assignments.
+    fn reconcile(self: &Arc<Self>, assignments: Vec<RangeAssignment>) {
+        let wanted: BTreeMap<u64, RangeBounds> = assignments
+            .into_iter()
+            .filter(|a| a.owner_id == self.config.server_id)
+            .map(|a| {
+                let bounds = RangeBounds {
+                    range_id: a.range_id,
+                    low: a.low,
+                    high: a.high,
+                    epoch: Epoch::new(a.epoch),
+                };
+                (a.range_id, bounds)
+            })
+            .collect();
+        let mut to_load = Vec::new();
+        {
+            let mut ranges = self.ranges.write().unwrap_or_else(|poison| poison.into_inner());
+            ranges.retain(|range_id, slot| {
+                let keep = wanted.get(range_id) == Some(slot.bounds());
+                if !keep {
+                    tracing::info!(range_id, "range no longer assigned here under this epoch; dropped");
+                }
+                keep
+            });
+            for (range_id, bounds) in wanted {
+                let reload = match ranges.get(&range_id) {
+                    None => true,
+                    Some(Slot::Ready(range)) => range.is_poisoned(),
+                    Some(Slot::Loading(_)) => false,
+                };
+                if reload {
+                    ranges.insert(range_id, Slot::Loading(bounds.clone()));
+                    to_load.push(bounds);
+                }
+            }
+        }
+        for bounds in to_load {
+            let state = self.clone();
+            tokio::spawn(async move { state.load(bounds).await });
+        }
+    }
+
+    async fn load(self: Arc<Self>, bounds: RangeBounds) {
+        let range_id = bounds.range_id;
+        let result = Range::load(self.streams.clone(), bounds.clone()).await;
+        let mut ranges = self.ranges.write().unwrap_or_else(|poison| poison.into_inner());
+        // Only install the result if the assignment did not change while we were loading.
+        let still_wanted = matches!(ranges.get(&range_id), Some(Slot::Loading(b)) if *b == bounds);
+        match result {
+            Ok(range) if still_wanted => {
+                ranges.insert(range_id, Slot::Ready(Arc::new(range)));
+            }
+            Ok(_) => tracing::info!(range_id, "assignment changed while loading; load discarded"),
+            Err(err) => {
+                tracing::warn!(range_id, %err, "loading range failed; retrying on the next heartbeat");
+                if still_wanted {
+                    ranges.remove(&range_id);
+                }
+            }
+        }
+    }
+
+    /// Checkpoints every range that has logged enough since its last checkpoint (or every
+    /// range with anything new when `force`).
+    pub async fn checkpoint_due(&self, force: bool) {
+        for range in self.ready_ranges() {
+            let due = range.entries_since_checkpoint();
+            if due == 0 || (!force && due < self.config.checkpoint_every_entries) {
+                continue;
+            }
+            if let Err(err) = range.checkpoint().await {
+                tracing::warn!(range_id = range.bounds.range_id, %err, "checkpoint failed");
+            }
+        }
+    }
+}
+
+/// Talks to whichever manager member leads, following leader hints.
+struct ManagerLink {
+    addrs: Vec<String>,
+    current: usize,
+}
+
+impl ManagerLink {
+    async fn heartbeat(&mut self, beat: ServerHeartbeat) -> Option<Vec<RangeAssignment>> {
+        // Each member once, plus one hop to a hinted leader per member: bounded.
+        for _ in 0..(2 * self.addrs.len()).max(1) {
+            let addr = self.addrs[self.current % self.addrs.len()].clone();
+            let channel = match strata_util::rpc::channel(&addr) {
+                Ok(channel) => channel,
+                Err(_) => {
+                    self.current += 1;
+                    continue;
+                }
+            };
+            let mut client = PartitionManagerClient::new(channel);
+            match client.heartbeat(beat.clone()).await {
+                Ok(response) => {
+                    let response = response.into_inner();
+                    if response.is_leader {
+                        return Some(response.assignments);
+                    }
+                    match self.addrs.iter().position(|a| *a == response.leader_hint) {
+                        Some(leader) if !response.leader_hint.is_empty() => self.current = leader,
+                        _ => self.current += 1,
+                    }
+                }
+                Err(status) => {
+                    tracing::debug!(%addr, %status, "manager heartbeat failed");
+                    self.current += 1;
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Heartbeats until `token` is cancelled, reconciling ranges with each answer, and writes
+/// checkpoints when due.
+pub async fn run_heartbeats(state: Arc<PartitionServerState>, token: CancellationToken) {
+    let mut link = ManagerLink {
+        addrs: state.config.manager_addrs.clone(),
+        current: 0,
+    };
+    let interval = Duration::from_millis(state.config.heartbeat_interval_ms.max(50));
+    loop {
+        let beat = ServerHeartbeat {
+            server_id: state.config.server_id.clone(),
+            addr: state.config.advertise_addr.clone(),
+            serving: state.serving(),
+            http_addr: state.config.http_addr.clone(),
+        };
+        if let Some(assignments) = link.heartbeat(beat).await {
+            state.reconcile(assignments);
+        }
+        state.checkpoint_due(false).await;
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+    // Clean stop: checkpoint what was logged so the next load replays little.
+    state.checkpoint_due(true).await;
+}

@@ -1,0 +1,67 @@
+//! Bucket records: `keys::bucket_key(name) -> BucketMeta` in whichever range holds that key.
+
+use strata_proto::partition::*;
+use strata_types::keys;
+
+use crate::error::PartitionError;
+use crate::range::IndexValue;
+use crate::server::PartitionServerState;
+
+pub async fn create(state: &PartitionServerState, request: CreateBucketRequest) -> Result<CreateBucketResponse, PartitionError> {
+    let bucket = request
+        .bucket
+        .ok_or_else(|| PartitionError::InvalidArgument("missing bucket".into()))?;
+    if bucket.name.is_empty() || bucket.name.as_bytes().contains(&0) {
+        return Err(PartitionError::InvalidArgument("invalid bucket name".into()));
+    }
+    let key = keys::bucket_key(&bucket.name);
+    let range = state.range_for(&key)?;
+    if let Some(IndexValue::Bucket(existing)) = range.get(&key) {
+        return Ok(CreateBucketResponse {
+            created: false,
+            bucket: Some(existing),
+        });
+    }
+    range.commit(key, Some(IndexValue::Bucket(bucket.clone()))).await?;
+    Ok(CreateBucketResponse {
+        created: true,
+        bucket: Some(bucket),
+    })
+}
+
+pub fn get(state: &PartitionServerState, request: GetBucketRequest) -> Result<GetBucketResponse, PartitionError> {
+    let key = keys::bucket_key(&request.name);
+    let range = state.range_for(&key)?;
+    let bucket = match range.get(&key) {
+        Some(IndexValue::Bucket(bucket)) => Some(bucket),
+        _ => None,
+    };
+    Ok(GetBucketResponse { bucket })
+}
+
+pub async fn delete(state: &PartitionServerState, request: DeleteBucketRequest) -> Result<DeleteBucketResponse, PartitionError> {
+    let key = keys::bucket_key(&request.name);
+    let range = state.range_for(&key)?;
+    if range.get(&key).is_none() {
+        return Ok(DeleteBucketResponse { existed: false });
+    }
+    range.commit(key, None).await?;
+    Ok(DeleteBucketResponse { existed: true })
+}
+
+/// Bucket records in every range this server serves (the caller asks every owner whose range
+/// overlaps the bucket table and merges).
+pub fn list(state: &PartitionServerState) -> ListBucketsResponse {
+    let table_start = [keys::TABLE_BUCKETS];
+    let table_end = [keys::TABLE_BUCKETS + 1];
+    let mut buckets = Vec::new();
+    for range in state.ready_ranges() {
+        range.scan(&table_start, Some(&table_end), |_, value| {
+            if let IndexValue::Bucket(bucket) = value {
+                buckets.push(bucket.clone());
+            }
+            true
+        });
+    }
+    ListBucketsResponse { buckets }
+}

@@ -1,0 +1,150 @@
+//! Listing one bucket's keys inside this server's ranges, with S3's prefix / delimiter /
+//! start-after semantics. Common prefixes are found by skipping past every key under them, so
+//! a listing costs O(items returned), not O(keys under the prefix).
+
+use strata_proto::partition::*;
+use strata_types::keys;
+
+use crate::error::PartitionError;
+use crate::range::IndexValue;
+use crate::server::PartitionServerState;
+
+/// Upper bound on one ListObjects answer, whatever the caller asked.
+pub const LIST_ITEMS_MAX: u32 = 1000;
+
+pub fn list_objects(state: &PartitionServerState, request: ListObjectsRequest) -> Result<ListObjectsResponse, PartitionError> {
+    let max_items = request.max_keys.clamp(1, LIST_ITEMS_MAX) as usize;
+    let bucket_prefix = keys::object_prefix(&request.bucket);
+    let full_prefix = keys::object_key(&request.bucket, &request.prefix);
+    let prefix_limit = keys::prefix_end(&full_prefix);
+    // First candidate: the prefix itself, or just after start_after when that is later.
+    let mut cursor = full_prefix.clone();
+    if !request.start_after.is_empty() {
+        let mut after = keys::object_key(&request.bucket, &request.start_after);
+        after.push(0); // smallest key strictly greater than start_after
+        if after > cursor {
+            cursor = after;
+        }
+    }
+    let start_after = request.start_after.as_str();
+
+    let mut items = Vec::new();
+    let mut truncated = false;
+    // Served ranges in key order; each answers its own part of [cursor, prefix_limit).
+    'ranges: for range in state.ready_ranges() {
+        loop {
+            if !range.bounds.contains(&cursor) {
+                if cursor < range.bounds.low {
+                    cursor = range.bounds.low.clone();
+                    if prefix_limit.as_ref().is_some_and(|limit| cursor >= *limit) {
+                        break 'ranges;
+                    }
+                    continue;
+                }
+                break; // cursor past this range: next range
+            }
+            let upper = match (&prefix_limit, range.bounds.high.is_empty()) {
+                (Some(limit), true) => Some(limit.clone()),
+                (Some(limit), false) => Some(limit.clone().min(range.bounds.high.clone())),
+                (None, true) => None,
+                (None, false) => Some(range.bounds.high.clone()),
+            };
+            // Next key at or after the cursor, within bounds.
+            let mut next = None;
+            range.scan(&cursor, upper.as_deref(), |key, value| {
+                if let IndexValue::Object(meta) = value {
+                    next = Some((key.to_vec(), meta.clone()));
+                    return false;
+                }
+                true
+            });
+            let Some((encoded, meta)) = next else { break };
+            if items.len() == max_items {
+                truncated = true;
+                break 'ranges;
+            }
+            let Some((_, key)) = keys::decode_object_key(&encoded) else {
+                return Err(PartitionError::Corrupt("undecodable object key in index".into()));
+            };
+            debug_assert!(encoded.starts_with(&bucket_prefix));
+            let common = common_prefix(key, &request.prefix, &request.delimiter);
+            match common {
+                Some(common) => {
+                    let encoded_common = keys::object_key(&request.bucket, common);
+                    if common > start_after {
+                        items.push(ListItem {
+                            entry: None,
+                            common_prefix: common.to_string(),
+                        });
+                    }
+                    match keys::prefix_end(&encoded_common) {
+                        Some(end) => cursor = end,
+                        None => break 'ranges,
+                    }
+                }
+                None => {
+                    items.push(ListItem {
+                        entry: Some(ListEntry {
+                            key: key.to_string(),
+                            meta: Some(strip_chunks(meta)),
+                        }),
+                        common_prefix: String::new(),
+                    });
+                    cursor = encoded;
+                    cursor.push(0);
+                }
+            }
+        }
+    }
+    Ok(ListObjectsResponse { items, truncated })
+}
+
+/// The common prefix `key` rolls up into: the part up to and including the first delimiter
+/// after `prefix`, when there is one.
+fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: &str) -> Option<&'k str> {
+    if delimiter.is_empty() {
+        return None;
+    }
+    let rest = key.get(prefix.len()..)?;
+    let at = rest.find(delimiter)?;
+    Some(&key[..prefix.len() + at + delimiter.len()])
+}
+
+/// Listing answers carry no chunk locations: the front-end never needs them there.
+pub fn strip_chunks(mut meta: strata_proto::common::ObjectMeta) -> strata_proto::common::ObjectMeta {
+    meta.chunks.clear();
+    meta
+}
+
+pub fn count_objects(state: &PartitionServerState, request: CountObjectsRequest) -> CountObjectsResponse {
+    let prefix = keys::object_prefix(&request.bucket);
+    let end = keys::prefix_end(&prefix);
+    let limit = if request.limit == 0 { u64::MAX } else { request.limit };
+    let mut count = 0u64;
+    for range in state.ready_ranges() {
+        range.scan(&prefix, end.as_deref(), |_, value| {
+            if matches!(value, IndexValue::Object(_)) {
+                count += 1;
+            }
+            count < limit
+        });
+        if count >= limit {
+            break;
+        }
+    }
+    CountObjectsResponse { count }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_prefix;
+
+    #[test]
+    fn common_prefixes_follow_s3() {
+        assert_eq!(common_prefix("a/b/c", "", "/"), Some("a/"));
+        assert_eq!(common_prefix("a/b/c", "a/", "/"), Some("a/b/"));
+        assert_eq!(common_prefix("a/b", "a/b", "/"), None);
+        assert_eq!(common_prefix("photos2026x", "photos", "20"), Some("photos20"));
+        assert_eq!(common_prefix("abc", "", ""), None);
+    }
+}

@@ -1,0 +1,100 @@
+//! The `PartitionServer` gRPC service. One module per operation family:
+//! [`buckets`], [`objects`] (put, get, head, delete, copy), [`list`].
+
+mod buckets;
+mod list;
+mod objects;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use strata_proto::partition::partition_server_server::PartitionServer;
+use strata_proto::partition::*;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::server::PartitionServerState;
+
+pub struct PartitionService {
+    state: Arc<PartitionServerState>,
+}
+
+impl PartitionService {
+    pub fn new(state: Arc<PartitionServerState>) -> Self {
+        Self { state }
+    }
+}
+
+pub type GetObjectStream = Pin<Box<dyn Stream<Item = Result<GetObjectResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PartitionServer for PartitionService {
+    async fn create_bucket(&self, request: Request<CreateBucketRequest>) -> Result<Response<CreateBucketResponse>, Status> {
+        Ok(Response::new(buckets::create(&self.state, request.into_inner()).await?))
+    }
+
+    async fn get_bucket(&self, request: Request<GetBucketRequest>) -> Result<Response<GetBucketResponse>, Status> {
+        Ok(Response::new(buckets::get(&self.state, request.into_inner())?))
+    }
+
+    async fn delete_bucket(&self, request: Request<DeleteBucketRequest>) -> Result<Response<DeleteBucketResponse>, Status> {
+        Ok(Response::new(buckets::delete(&self.state, request.into_inner()).await?))
+    }
+
+    async fn list_buckets(&self, _request: Request<ListBucketsRequest>) -> Result<Response<ListBucketsResponse>, Status> {
+        Ok(Response::new(buckets::list(&self.state)))
+    }
+
+    async fn put_object(&self, request: Request<Streaming<PutObjectRequest>>) -> Result<Response<PutObjectResponse>, Status> {
+        Ok(Response::new(objects::put(&self.state, request.into_inner()).await?))
+    }
+
+    async fn head_object(&self, request: Request<HeadObjectRequest>) -> Result<Response<HeadObjectResponse>, Status> {
+        Ok(Response::new(objects::head(&self.state, request.into_inner())?))
+    }
+
+    type GetObjectStream = GetObjectStream;
+
+    async fn get_object(&self, request: Request<GetObjectRequest>) -> Result<Response<GetObjectStream>, Status> {
+        Ok(Response::new(objects::get(&self.state, request.into_inner())?))
+    }
+
+    async fn delete_object(&self, request: Request<DeleteObjectRequest>) -> Result<Response<DeleteObjectResponse>, Status> {
+        Ok(Response::new(objects::delete(&self.state, request.into_inner()).await?))
+    }
+
+    async fn copy_object(&self, request: Request<CopyObjectRequest>) -> Result<Response<CopyObjectResponse>, Status> {
+        Ok(Response::new(objects::copy(&self.state, request.into_inner()).await?))
+    }
+
+    async fn list_objects(&self, request: Request<ListObjectsRequest>) -> Result<Response<ListObjectsResponse>, Status> {
+        Ok(Response::new(list::list_objects(&self.state, request.into_inner())?))
+    }
+
+    async fn count_objects(&self, request: Request<CountObjectsRequest>) -> Result<Response<CountObjectsResponse>, Status> {
+        Ok(Response::new(list::count_objects(&self.state, request.into_inner())))
+    }
+
+    async fn get_status(&self, _request: Request<PartitionStatusRequest>) -> Result<Response<PartitionStatusResponse>, Status> {
+        let ranges = self
+            .state
+            .ready_ranges()
+            .into_iter()
+            .map(|range| {
+                let (objects, bytes) = range.stats();
+                RangeStatus {
+                    range_id: range.bounds.range_id,
+                    low: range.bounds.low.clone(),
+                    high: range.bounds.high.clone(),
+                    epoch: range.bounds.epoch.get(),
+                    objects,
+                    bytes,
+                }
+            })
+            .collect();
+        Ok(Response::new(PartitionStatusResponse {
+            server_id: self.state.config.server_id.clone(),
+            ranges,
+        }))
+    }
+}

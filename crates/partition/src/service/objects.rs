@@ -1,0 +1,216 @@
+//! Objects: streaming put and get, head, delete, metadata-only copy.
+
+use base64::Engine;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use md5::{Digest, Md5};
+use strata_proto::common::ObjectMeta;
+use strata_proto::partition::*;
+use strata_types::{keys, CHUNK_SIZE_BYTES, OBJECT_KEY_BYTES_MAX};
+use tonic::{Status, Streaming};
+
+use super::list::strip_chunks;
+use super::GetObjectStream;
+use crate::error::PartitionError;
+use crate::range::IndexValue;
+use crate::server::PartitionServerState;
+
+/// A single incoming message may not exceed this (the front-end sends at most one chunk).
+const PUT_MESSAGE_BYTES_MAX: usize = 4 * CHUNK_SIZE_BYTES;
+/// S3's largest single PUT.
+const PUT_OBJECT_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
+/// Chunk reads in flight per GET: enough to overlap the next read with sending.
+const GET_READ_AHEAD_CHUNKS: usize = 2;
+
+fn object_key(bucket: &str, key: &str) -> Result<Vec<u8>, PartitionError> {
+    if key.is_empty() || key.len() > OBJECT_KEY_BYTES_MAX {
+        return Err(PartitionError::InvalidArgument(format!(
+            "object keys are 1 to {OBJECT_KEY_BYTES_MAX} bytes"
+        )));
+    }
+    if bucket.is_empty() || bucket.as_bytes().contains(&0) {
+        return Err(PartitionError::InvalidArgument("invalid bucket name".into()));
+    }
+    Ok(keys::object_key(bucket, key))
+}
+
+fn lookup(state: &PartitionServerState, bucket: &str, key: &str) -> Result<(Vec<u8>, ObjectMeta), PartitionError> {
+    let encoded = object_key(bucket, key)?;
+    let range = state.range_for(&encoded)?;
+    match range.get(&encoded) {
+        Some(IndexValue::Object(meta)) => Ok((encoded, meta)),
+        _ => Err(PartitionError::NoSuchKey),
+    }
+}
+
+pub async fn put(state: &PartitionServerState, mut body: Streaming<PutObjectRequest>) -> Result<PutObjectResponse, Status> {
+    use put_object_request::Part;
+    let header = match body.message().await? {
+        Some(PutObjectRequest {
+            part: Some(Part::Header(header)),
+        }) => header,
+        _ => return Err(PartitionError::InvalidArgument("the first message must be the header".into()).into()),
+    };
+    let encoded = object_key(&header.bucket, &header.key)?;
+    let range = state.range_for(&encoded)?;
+    if header.size_bytes > PUT_OBJECT_BYTES_MAX as i64 {
+        return Err(s3_too_large());
+    }
+
+    let mut md5 = Md5::new();
+    let mut size_bytes = 0u64;
+    let mut chunks = Vec::new();
+    let mut pending = BytesMut::with_capacity(CHUNK_SIZE_BYTES);
+    while let Some(message) = body.message().await? {
+        let data = match message.part {
+            Some(Part::Chunk(data)) => data,
+            _ => return Err(PartitionError::InvalidArgument("only data chunks may follow the header".into()).into()),
+        };
+        if data.len() > PUT_MESSAGE_BYTES_MAX {
+            return Err(PartitionError::InvalidArgument("data message too large".into()).into());
+        }
+        md5.update(&data);
+        size_bytes += data.len() as u64;
+        if size_bytes > PUT_OBJECT_BYTES_MAX {
+            return Err(s3_too_large());
+        }
+        pending.extend_from_slice(&data);
+        while pending.len() >= CHUNK_SIZE_BYTES {
+            let chunk = pending.split_to(CHUNK_SIZE_BYTES).freeze();
+            chunks.push(range.append_data(chunk).await?);
+        }
+    }
+    if !pending.is_empty() {
+        chunks.push(range.append_data(pending.freeze()).await?);
+    }
+    if header.size_bytes >= 0 && size_bytes != header.size_bytes as u64 {
+        return Err(PartitionError::IncompleteBody {
+            expected: header.size_bytes as u64,
+            received: size_bytes,
+        }
+        .into());
+    }
+    let digest = md5.finalize();
+    if !header.content_md5.is_empty() {
+        let expected = base64::engine::general_purpose::STANDARD
+            .decode(header.content_md5.trim())
+            .map_err(|_| strata_types::routing::s3_status(tonic::Code::InvalidArgument, "InvalidDigest", "Content-MD5 is not base64"))?;
+        if expected.as_slice() != digest.as_slice() {
+            return Err(PartitionError::BadDigest.into());
+        }
+    }
+    let mut meta = header.meta.unwrap_or_default();
+    meta.size_bytes = size_bytes;
+    meta.etag = format!("\"{}\"", hex::encode(digest));
+    meta.last_modified_ms = strata_util::now_ms();
+    meta.chunks = chunks;
+    range.commit(encoded, Some(IndexValue::Object(meta.clone()))).await?;
+    Ok(PutObjectResponse {
+        meta: Some(strip_chunks(meta)),
+    })
+}
+
+fn s3_too_large() -> Status {
+    strata_types::routing::s3_status(tonic::Code::InvalidArgument, "EntityTooLarge", "objects are at most 5 GiB")
+}
+
+pub fn head(state: &PartitionServerState, request: HeadObjectRequest) -> Result<HeadObjectResponse, PartitionError> {
+    match lookup(state, &request.bucket, &request.key) {
+        Ok((_, meta)) => Ok(HeadObjectResponse {
+            meta: Some(strip_chunks(meta)),
+        }),
+        Err(PartitionError::NoSuchKey) => Ok(HeadObjectResponse { meta: None }),
+        Err(err) => Err(err),
+    }
+}
+
+pub fn get(state: &PartitionServerState, request: GetObjectRequest) -> Result<GetObjectStream, PartitionError> {
+    let (encoded, meta) = lookup(state, &request.bucket, &request.key)?;
+    if !request.expected_etag.is_empty() && request.expected_etag != meta.etag {
+        return Err(PartitionError::PreconditionFailed);
+    }
+    let range = state.range_for(&encoded)?;
+    let start = request.range_start.min(meta.size_bytes);
+    let end = if request.range_end == 0 {
+        meta.size_bytes
+    } else {
+        request.range_end.min(meta.size_bytes)
+    };
+    if start > end {
+        return Err(PartitionError::InvalidArgument("range start after range end".into()));
+    }
+
+    // (chunk, first byte wanted inside it, bytes wanted) for every chunk overlapping [start, end).
+    let mut wanted = Vec::new();
+    let mut chunk_start = 0u64;
+    for chunk in &meta.chunks {
+        let chunk_end = chunk_start + chunk.length;
+        if chunk_end > start && chunk_start < end {
+            let from = start.saturating_sub(chunk_start);
+            let to = end.min(chunk_end) - chunk_start;
+            wanted.push((chunk.clone(), from, to));
+        }
+        chunk_start = chunk_end;
+    }
+    let client = range.stream_client().clone();
+    let chunks = futures::stream::iter(wanted)
+        .map(move |(chunk, from, to)| {
+            let client = client.clone();
+            async move {
+                let record = client
+                    .read_record(chunk.extent_id, chunk.offset)
+                    .await
+                    .map_err(|err| Status::unavailable(format!("reading chunk: {err}")))?;
+                // Assert after reading: the record is the one the index points at.
+                if record.len() as u64 != chunk.length {
+                    tracing::error!(extent_id = chunk.extent_id, offset = chunk.offset, "chunk length mismatch");
+                    return Err(Status::data_loss("chunk length does not match the index"));
+                }
+                let bytes: Bytes = record.slice(from as usize..to as usize);
+                Ok(GetObjectResponse {
+                    part: Some(get_object_response::Part::Chunk(bytes.to_vec())),
+                })
+            }
+        })
+        .buffered(GET_READ_AHEAD_CHUNKS);
+    let first = futures::stream::once(async move {
+        Ok(GetObjectResponse {
+            part: Some(get_object_response::Part::Meta(strip_chunks(meta))),
+        })
+    });
+    Ok(Box::pin(first.chain(chunks)))
+}
+
+pub async fn delete(state: &PartitionServerState, request: DeleteObjectRequest) -> Result<DeleteObjectResponse, PartitionError> {
+    let encoded = object_key(&request.bucket, &request.key)?;
+    let range = state.range_for(&encoded)?;
+    if !matches!(range.get(&encoded), Some(IndexValue::Object(_))) {
+        return Ok(DeleteObjectResponse { existed: false });
+    }
+    range.commit(encoded, None).await?;
+    Ok(DeleteObjectResponse { existed: true })
+}
+
+/// Metadata-only copy: the destination entry points at the source's chunks.
+pub async fn copy(state: &PartitionServerState, request: CopyObjectRequest) -> Result<CopyObjectResponse, PartitionError> {
+    let (_, source) = lookup(state, &request.src_bucket, &request.src_key)?;
+    if !request.expected_src_etag.is_empty() && request.expected_src_etag != source.etag {
+        return Err(PartitionError::PreconditionFailed);
+    }
+    let destination = object_key(&request.dst_bucket, &request.dst_key)?;
+    let range = state.range_for(&destination)?;
+    let mut meta = if request.replace {
+        let mut replaced = request.replace_meta.unwrap_or_default();
+        replaced.size_bytes = source.size_bytes;
+        replaced.etag = source.etag.clone();
+        replaced.chunks = source.chunks.clone();
+        replaced
+    } else {
+        source
+    };
+    meta.last_modified_ms = strata_util::now_ms();
+    range.commit(destination, Some(IndexValue::Object(meta.clone()))).await?;
+    Ok(CopyObjectResponse {
+        meta: Some(strip_chunks(meta)),
+    })
+}

@@ -1,0 +1,69 @@
+//! gRPC clients cached per address. Channels connect lazily and carry connect and request
+//! timeouts (`strata_util::rpc::channel`), so every call through them is bounded.
+
+use crate::error::{Result, StreamError};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use strata_proto::stream::extent_node_client::ExtentNodeClient;
+use strata_proto::stream::stream_manager_client::StreamManagerClient;
+use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
+use tonic::transport::Channel;
+
+/// Bound on one control RPC (create, info, seal) made by the stream manager or a writer.
+pub const CONTROL_RPC_TIMEOUT_MS: u64 = 3_000;
+
+#[derive(Default)]
+pub struct ChannelCache {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl ChannelCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn channel(&self, addr: &str) -> Result<Channel> {
+        let mut channels = self.channels.lock().map_err(|_| StreamError::Unavailable("channel cache poisoned".into()))?;
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = strata_util::rpc::channel(addr)
+            .map_err(|err| StreamError::InvalidArgument(format!("bad address {addr:?}: {err}")))?;
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    pub fn extent_node(&self, addr: &str) -> Result<ExtentNodeClient<Channel>> {
+        Ok(ExtentNodeClient::new(self.channel(addr)?)
+            .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX))
+    }
+
+    pub fn stream_manager(&self, addr: &str) -> Result<StreamManagerClient<Channel>> {
+        Ok(StreamManagerClient::new(self.channel(addr)?)
+            .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX))
+    }
+}
+
+/// A request with its own deadline (sent as `grpc-timeout`, enforced by both sides).
+pub fn request_with_timeout<T>(message: T, timeout_ms: u64) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(Duration::from_millis(timeout_ms));
+    request
+}
+
+/// Awaits one RPC to `addr` for at most `timeout_ms` (on top of the channel's own timeouts, so
+/// a peer that accepts but never answers cannot hold the caller), unwrapping the response.
+pub async fn bounded<T>(
+    addr: &str,
+    timeout_ms: u64,
+    call: impl std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T> {
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), call).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(StreamError::rpc(addr, status)),
+        Err(_) => Err(StreamError::rpc(addr, tonic::Status::deadline_exceeded(format!("no answer in {timeout_ms} ms")))),
+    }
+}

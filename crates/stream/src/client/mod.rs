@@ -1,0 +1,247 @@
+//! The stream client the partition layer uses: open a stream for appending
+//! ([`StreamWriter`]), read one record by position, read a whole stream in order.
+//!
+//! Every RPC is bounded (channel timeouts plus a deadline per call); channels are cached per
+//! address; the stream manager is tried address by address (it becomes a Raft group later).
+
+mod reader;
+mod writer;
+
+pub use writer::StreamWriter;
+
+use crate::channels::{bounded, request_with_timeout, ChannelCache};
+use crate::error::{Result, StreamError};
+use bytes::Bytes;
+use futures::Stream;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use strata_proto::stream::stream_manager_client::StreamManagerClient;
+use strata_proto::stream::*;
+use tonic::transport::Channel;
+use tonic::Code;
+
+/// Bound on one stream-manager RPC (a seal may fence, seal and place a fresh extent).
+pub const MANAGER_RPC_TIMEOUT_MS: u64 = 10_000;
+/// Bound on one append (the primary's fsync plus replication to the secondaries).
+pub const APPEND_TIMEOUT_MS: u64 = 10_000;
+/// Bound on one read RPC.
+pub const READ_TIMEOUT_MS: u64 = 10_000;
+/// Extent replica sets cached at most; the cache is cleared when it grows past this.
+const EXTENT_CACHE_ENTRIES_MAX: usize = 65_536;
+
+/// Where a record lives: what `StreamWriter::append` returns and `read_record` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordPos {
+    pub extent_id: u64,
+    /// Offset of the record (its header) inside the extent.
+    pub offset: u64,
+    /// Payload bytes.
+    pub length: u64,
+}
+
+struct Inner {
+    manager_addrs: Vec<String>,
+    preferred_manager: AtomicUsize,
+    next_replica: AtomicUsize,
+    channels: ChannelCache,
+    extents: Mutex<HashMap<u64, ExtentInfo>>,
+}
+
+/// Cheap to clone; clones share channels and caches.
+#[derive(Clone)]
+pub struct StreamClient {
+    inner: Arc<Inner>,
+}
+
+/// Whether a manager error means "try the next manager address".
+fn manager_unreachable(err: &StreamError) -> bool {
+    match err {
+        StreamError::Rpc { status, .. } => {
+            matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled)
+        }
+        StreamError::InvalidArgument(_) => false,
+        _ => true,
+    }
+}
+
+impl StreamClient {
+    /// A client of the stream manager at `manager_addrs` ("host:port", tried in turn).
+    pub fn new(manager_addrs: Vec<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                manager_addrs,
+                preferred_manager: AtomicUsize::new(0),
+                next_replica: AtomicUsize::new(rand::random::<u32>() as usize),
+                channels: ChannelCache::new(),
+                extents: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Calls the stream manager, trying the addresses in turn (starting with the last that
+    /// answered) while they are unreachable.
+    async fn call_manager<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: Fn(StreamManagerClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let addrs = &self.inner.manager_addrs;
+        if addrs.is_empty() {
+            return Err(StreamError::InvalidArgument("no stream manager address".into()));
+        }
+        let start = self.inner.preferred_manager.load(Ordering::Relaxed);
+        let mut last_error = None;
+        for step in 0..addrs.len() {
+            let index = (start + step) % addrs.len();
+            let addr = &addrs[index];
+            let client = self.inner.channels.stream_manager(addr)?;
+            match bounded(addr, MANAGER_RPC_TIMEOUT_MS, call(client)).await {
+                Ok(value) => {
+                    self.inner.preferred_manager.store(index, Ordering::Relaxed);
+                    return Ok(value);
+                }
+                Err(err) if manager_unreachable(&err) && step + 1 < addrs.len() => {
+                    tracing::debug!(%addr, %err, "stream manager unreachable; trying the next");
+                    last_error = Some(err);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| StreamError::Unavailable("no stream manager answered".into())))
+    }
+
+    /// Opens (creating if needed) stream `name` for appending. This does not fence earlier
+    /// writers; call [`StreamWriter::seal_current`] for that.
+    pub async fn open(&self, name: &str) -> Result<StreamWriter> {
+        let request = OpenStreamRequest { name: name.to_string() };
+        let info = self
+            .call_manager(|mut c| {
+                let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);
+                async move { c.open_stream(request).await }
+            })
+            .await?;
+        Ok(StreamWriter::new(self.clone(), info))
+    }
+
+    /// The stream's extents as the stream manager has them now.
+    pub async fn stream_info(&self, name: &str) -> Result<StreamInfo> {
+        let request = GetStreamRequest { name: name.to_string() };
+        self.call_manager(|mut c| {
+            let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);
+            async move { c.get_stream(request).await }
+        })
+        .await
+    }
+
+    /// Nodes and extents as the stream manager sees them.
+    pub async fn status(&self) -> Result<StreamStatusResponse> {
+        self.call_manager(|mut c| {
+            let request = request_with_timeout(StreamStatusRequest {}, MANAGER_RPC_TIMEOUT_MS);
+            async move { c.get_status(request).await }
+        })
+        .await
+    }
+
+    /// SealExtent passthrough (see `SealExtentRequest`).
+    pub(crate) async fn seal_extent(&self, stream: &str, extent_id: u64, length: u64) -> Result<StreamInfo> {
+        let request = SealExtentRequest { stream: stream.to_string(), extent_id, length, expect_open: true };
+        self.call_manager(|mut c| {
+            let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);
+            async move { c.seal_extent(request).await }
+        })
+        .await
+    }
+
+    /// One extent's replica set, from the cache unless `refresh`.
+    pub async fn extent_info(&self, extent_id: u64, refresh: bool) -> Result<ExtentInfo> {
+        if !refresh {
+            if let Some(info) = self.inner.extents.lock().ok().and_then(|c| c.get(&extent_id).cloned()) {
+                return Ok(info);
+            }
+        }
+        let request = GetExtentRequest { extent_id };
+        let info = self
+            .call_manager(|mut c| {
+                let request = request_with_timeout(request, MANAGER_RPC_TIMEOUT_MS);
+                async move { c.get_extent(request).await }
+            })
+            .await?;
+        if let Ok(mut cache) = self.inner.extents.lock() {
+            if cache.len() >= EXTENT_CACHE_ENTRIES_MAX {
+                cache.clear();
+            }
+            cache.insert(extent_id, info.clone());
+        }
+        Ok(info)
+    }
+
+    /// Reads the record at `offset` of extent `extent_id` from any replica that can serve it
+    /// (starting at a rotating replica, moving on after any error, a bad checksum included).
+    pub async fn read_record(&self, extent_id: u64, offset: u64) -> Result<Bytes> {
+        let mut last_error = None;
+        for refresh in [false, true] {
+            let info = self.extent_info(extent_id, refresh).await?;
+            match self.read_replicas(&info, offset, 1, 1, true).await {
+                Ok(response) => {
+                    if let Some(record) = response.records.into_iter().next() {
+                        return Ok(Bytes::from(record.payload));
+                    }
+                }
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.unwrap_or(StreamError::OutOfRange { extent_id, offset, length: 0 }))
+    }
+
+    /// Reads a batch from the first replica (rotating start) that answers; with
+    /// `need_record`, a replica that has no record at `offset` counts as failing.
+    async fn read_replicas(
+        &self,
+        info: &ExtentInfo,
+        offset: u64,
+        max_records: u32,
+        max_bytes: u64,
+        need_record: bool,
+    ) -> Result<ReadResponse> {
+        let extent_id = info.extent_id;
+        let replicas = &info.replicas;
+        if replicas.is_empty() {
+            return Err(StreamError::Unavailable(format!("extent {extent_id} has no replicas")));
+        }
+        let start = self.inner.next_replica.fetch_add(1, Ordering::Relaxed);
+        let mut last_error = None;
+        for step in 0..replicas.len() {
+            let node = &replicas[(start + step) % replicas.len()];
+            let result = async {
+                let mut client = self.inner.channels.extent_node(&node.addr)?;
+                let request = ReadRequest { extent_id, offset, max_records, max_bytes };
+                bounded(&node.addr, READ_TIMEOUT_MS, client.read(request_with_timeout(request, READ_TIMEOUT_MS))).await
+            }
+            .await;
+            match result {
+                Ok(response) if need_record && response.records.first().is_none_or(|r| r.offset != offset) => {
+                    last_error = Some(StreamError::OutOfRange { extent_id, offset, length: response.length });
+                }
+                Ok(response) => return Ok(response),
+                Err(err) => {
+                    tracing::warn!(extent_id, offset, node_id = %node.node_id, %err, "replica read failed; trying the next");
+                    last_error = Some(err);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| StreamError::Unavailable(format!("no replica of extent {extent_id} answered"))))
+    }
+
+    /// Every record of stream `name` in order, starting at `from` = (extent id, offset)
+    /// inclusive, or at the beginning. Sealed extents are read up to their sealed length; the
+    /// last extent (as of the first call) up to what its replica holds.
+    pub fn read_stream(
+        &self,
+        name: &str,
+        from: Option<(u64, u64)>,
+    ) -> impl Stream<Item = Result<(RecordPos, Bytes)>> + Send + 'static {
+        reader::read_stream(self.clone(), name.to_string(), from)
+    }
+}

@@ -1,0 +1,181 @@
+//! All extent replicas of one node, under `<data-dir>/extents/`, with async access.
+//!
+//! Appends (and seals, deletes) of one extent are serialized by a per-extent async mutex;
+//! disk work runs on blocking threads.
+
+use super::format;
+use super::replica::{ExtentReplica, ReadBatch, ReplicaState};
+use crate::error::{Result, StreamError};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+struct Entry {
+    replica: Arc<ExtentReplica>,
+    append_lock: tokio::sync::Mutex<()>,
+}
+
+/// One line of the node's extent report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExtentSummary {
+    pub extent_id: u64,
+    pub length: u64,
+    pub sealed: bool,
+}
+
+pub struct ExtentStore {
+    dir: PathBuf,
+    extents: RwLock<HashMap<u64, Arc<Entry>>>,
+}
+
+/// Runs disk work on a blocking thread.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| StreamError::Unavailable(format!("disk task failed: {err}")))?
+}
+
+impl ExtentStore {
+    /// Opens (creating if needed) `<data_dir>/extents` and every replica in it, repairing torn
+    /// tails. A replica whose file header or seal marker is corrupt is skipped and logged.
+    pub async fn open(data_dir: &Path) -> Result<Self> {
+        let dir = data_dir.join("extents");
+        let scan_dir = dir.clone();
+        let opened = blocking(move || {
+            std::fs::create_dir_all(&scan_dir)?;
+            let mut opened = Vec::new();
+            for entry in std::fs::read_dir(&scan_dir)? {
+                let name = entry?.file_name();
+                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".ext")).and_then(|n| n.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                match ExtentReplica::open(&scan_dir, id) {
+                    Ok((replica, recovery)) => {
+                        if recovery.truncated_bytes > 0 {
+                            tracing::warn!(extent_id = id, truncated_bytes = recovery.truncated_bytes, "recovered extent");
+                        }
+                        opened.push(replica);
+                    }
+                    Err(err) => tracing::error!(extent_id = id, %err, "cannot open extent replica; not serving it"),
+                }
+            }
+            Ok(opened)
+        })
+        .await?;
+        let extents = opened
+            .into_iter()
+            .map(|replica| {
+                let entry = Entry { replica: Arc::new(replica), append_lock: tokio::sync::Mutex::new(()) };
+                (entry.replica.id(), Arc::new(entry))
+            })
+            .collect();
+        Ok(Self { dir, extents: RwLock::new(extents) })
+    }
+
+    fn map_read(&self) -> Result<std::sync::RwLockReadGuard<'_, HashMap<u64, Arc<Entry>>>> {
+        self.extents.read().map_err(|_| StreamError::Unavailable("extent map lock poisoned".into()))
+    }
+
+    fn entry(&self, extent_id: u64) -> Result<Arc<Entry>> {
+        self.map_read()?.get(&extent_id).cloned().ok_or(StreamError::ExtentNotFound(extent_id))
+    }
+
+    /// Creates an empty replica. Creating one that exists and is still empty succeeds (a retry).
+    pub async fn create(&self, extent_id: u64) -> Result<()> {
+        if let Ok(entry) = self.entry(extent_id) {
+            let state = entry.replica.state()?;
+            if !state.sealed && state.length == format::FILE_HEADER_LEN {
+                return Ok(());
+            }
+            return Err(StreamError::ExtentExists(extent_id));
+        }
+        let dir = self.dir.clone();
+        let replica = blocking(move || ExtentReplica::create(&dir, extent_id)).await?;
+        let entry = Arc::new(Entry { replica: Arc::new(replica), append_lock: tokio::sync::Mutex::new(()) });
+        let mut map = self.extents.write().map_err(|_| StreamError::Unavailable("extent map lock poisoned".into()))?;
+        map.entry(extent_id).or_insert(entry);
+        Ok(())
+    }
+
+    /// Primary append: picks the offset (the current length), then writes + fsyncs locally
+    /// while `replicate(offset, record_payload)` runs; succeeds only when both did.
+    pub async fn append<F, Fut>(&self, extent_id: u64, payload: Vec<u8>, replicate: F) -> Result<(u64, u64)>
+    where
+        F: FnOnce(u64, Arc<Vec<u8>>) -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        let entry = self.entry(extent_id)?;
+        let _serialized = entry.append_lock.lock().await;
+        let offset = entry.replica.next_offset(None)?;
+        let record = Arc::new(format::encode_record(&payload)?);
+        let payload = Arc::new(payload);
+        let replica = entry.replica.clone();
+        let local_record = record.clone();
+        let local = blocking(move || replica.write_record(offset, &local_record));
+        let (local, remote) = tokio::join!(local, replicate(offset, payload));
+        let end = local?;
+        remote?;
+        Ok((offset, end))
+    }
+
+    /// Secondary append: writes the record exactly at `offset`, which must be the length.
+    pub async fn replicate(&self, extent_id: u64, offset: u64, payload: Vec<u8>) -> Result<u64> {
+        let entry = self.entry(extent_id)?;
+        let _serialized = entry.append_lock.lock().await;
+        entry.replica.next_offset(Some(offset))?;
+        let record = format::encode_record(&payload)?;
+        let replica = entry.replica.clone();
+        blocking(move || replica.write_record(offset, &record)).await
+    }
+
+    pub async fn read(&self, extent_id: u64, offset: u64, max_records: usize, max_bytes: u64) -> Result<ReadBatch> {
+        let replica = self.entry(extent_id)?.replica.clone();
+        blocking(move || replica.read(offset, max_records, max_bytes)).await
+    }
+
+    pub async fn seal(&self, extent_id: u64, length: u64) -> Result<u64> {
+        let entry = self.entry(extent_id)?;
+        let _serialized = entry.append_lock.lock().await;
+        let replica = entry.replica.clone();
+        blocking(move || replica.seal(length)).await
+    }
+
+    pub fn state(&self, extent_id: u64) -> Result<ReplicaState> {
+        self.entry(extent_id)?.replica.state()
+    }
+
+    /// Refuses further appends (the stream manager is about to seal) and returns the state.
+    pub fn fence(&self, extent_id: u64) -> Result<ReplicaState> {
+        self.entry(extent_id)?.replica.fence()
+    }
+
+    pub async fn delete(&self, extent_id: u64) -> Result<()> {
+        let entry = self.entry(extent_id)?;
+        let _serialized = entry.append_lock.lock().await;
+        {
+            let mut map = self.extents.write().map_err(|_| StreamError::Unavailable("extent map lock poisoned".into()))?;
+            map.remove(&extent_id);
+        }
+        let replica = entry.replica.clone();
+        blocking(move || replica.delete()).await
+    }
+
+    /// Every replica with its length and sealed state, by extent id.
+    pub fn report(&self) -> Result<Vec<ExtentSummary>> {
+        let map = self.map_read()?;
+        let mut out = Vec::with_capacity(map.len());
+        for (id, entry) in map.iter() {
+            let state = entry.replica.state()?;
+            out.push(ExtentSummary { extent_id: *id, length: state.length, sealed: state.sealed });
+        }
+        out.sort_by_key(|s| s.extent_id);
+        Ok(out)
+    }
+
+    /// Path of a replica's file (tests corrupt it on purpose).
+    pub fn extent_file_path(&self, extent_id: u64) -> PathBuf {
+        super::replica::extent_path(&self.dir, extent_id)
+    }
+}

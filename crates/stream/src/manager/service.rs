@@ -1,0 +1,58 @@
+//! The `StreamManager` gRPC service: a thin layer over [`ManagerState`].
+
+use super::state::ManagerState;
+use std::sync::Arc;
+use strata_proto::stream::stream_manager_server::StreamManager;
+use strata_proto::stream::*;
+use tonic::{Request, Response, Status};
+
+pub struct StreamManagerService {
+    state: Arc<ManagerState>,
+}
+
+impl StreamManagerService {
+    pub fn new(state: Arc<ManagerState>) -> Self {
+        Self { state }
+    }
+}
+
+#[tonic::async_trait]
+impl StreamManager for StreamManagerService {
+    async fn heartbeat(&self, request: Request<NodeHeartbeat>) -> Result<Response<NodeHeartbeatResponse>, Status> {
+        self.state.heartbeat(request.into_inner()).await.inspect_err(|err| tracing::warn!(%err, "heartbeat refused"))?;
+        Ok(Response::new(NodeHeartbeatResponse {}))
+    }
+
+    async fn open_stream(&self, request: Request<OpenStreamRequest>) -> Result<Response<StreamInfo>, Status> {
+        let name = request.into_inner().name;
+        let info = self
+            .state
+            .open_stream(&name)
+            .await
+            .inspect_err(|err| tracing::warn!(stream = %name, %err, "open stream failed"))?;
+        Ok(Response::new(info))
+    }
+
+    async fn get_stream(&self, request: Request<GetStreamRequest>) -> Result<Response<StreamInfo>, Status> {
+        Ok(Response::new(self.state.get_stream(&request.into_inner().name)?))
+    }
+
+    async fn get_extent(&self, request: Request<GetExtentRequest>) -> Result<Response<ExtentInfo>, Status> {
+        Ok(Response::new(self.state.get_extent(request.into_inner().extent_id)?))
+    }
+
+    async fn seal_extent(&self, request: Request<SealExtentRequest>) -> Result<Response<StreamInfo>, Status> {
+        let request = request.into_inner();
+        let (stream, extent_id) = (request.stream.clone(), request.extent_id);
+        let info = self
+            .state
+            .seal_extent(request)
+            .await
+            .inspect_err(|err| tracing::warn!(%stream, extent_id, %err, "seal extent failed"))?;
+        Ok(Response::new(info))
+    }
+
+    async fn get_status(&self, _request: Request<StreamStatusRequest>) -> Result<Response<StreamStatusResponse>, Status> {
+        Ok(Response::new(self.state.status()?))
+    }
+}

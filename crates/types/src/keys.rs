@@ -1,0 +1,116 @@
+//! The one sorted key space that range partitions cut.
+//!
+//! ```text
+//! b <bucket>                 bucket records        (table byte b'b')
+//! o <bucket> 0x00 <key>      object index entries  (table byte b'o')
+//! ```
+//! Bucket names never contain 0x00 (they are `[a-z0-9.-]`), and 0x00 sorts before every other
+//! byte, so all keys of one bucket are contiguous and sorted by raw key bytes, as S3 lists them.
+
+/// Table byte of bucket records.
+pub const TABLE_BUCKETS: u8 = b'b';
+/// Table byte of object index entries.
+pub const TABLE_OBJECTS: u8 = b'o';
+
+/// Encoded key of a bucket record.
+pub fn bucket_key(bucket: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + bucket.len());
+    out.push(TABLE_BUCKETS);
+    out.extend_from_slice(bucket.as_bytes());
+    out
+}
+
+/// Encoded key of an object in a bucket.
+pub fn object_key(bucket: &str, key: &str) -> Vec<u8> {
+    let mut out = object_prefix(bucket);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// Encoded prefix shared by every object of a bucket.
+pub fn object_prefix(bucket: &str) -> Vec<u8> {
+    debug_assert!(!bucket.as_bytes().contains(&0));
+    let mut out = Vec::with_capacity(2 + bucket.len());
+    out.push(TABLE_OBJECTS);
+    out.extend_from_slice(bucket.as_bytes());
+    out.push(0);
+    out
+}
+
+/// Splits an encoded object key back into (bucket, key). None for any other table or for bytes
+/// that are not UTF-8 (which the front-end never writes).
+pub fn decode_object_key(encoded: &[u8]) -> Option<(&str, &str)> {
+    let rest = encoded.strip_prefix(&[TABLE_OBJECTS])?;
+    let separator = rest.iter().position(|&b| b == 0)?;
+    let bucket = std::str::from_utf8(&rest[..separator]).ok()?;
+    let key = std::str::from_utf8(&rest[separator + 1..]).ok()?;
+    Some((bucket, key))
+}
+
+/// Decodes a bucket record key.
+pub fn decode_bucket_key(encoded: &[u8]) -> Option<&str> {
+    let rest = encoded.strip_prefix(&[TABLE_BUCKETS])?;
+    std::str::from_utf8(rest).ok()
+}
+
+/// The smallest encoded key strictly greater than every key starting with `prefix`, or None
+/// when no such key exists (the prefix is all 0xff).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Whether `key` falls in the range `[low, high)`; an empty `high` means +infinity.
+pub fn range_contains(low: &[u8], high: &[u8], key: &[u8]) -> bool {
+    key >= low && (high.is_empty() || key < high)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_keys_sort_by_raw_key_within_a_bucket() {
+        let mut keys = vec!["b", "a/z", "a", "a/", "\u{e9}", "A", "a-"];
+        let mut encoded: Vec<Vec<u8>> = keys.iter().map(|k| object_key("photos", k)).collect();
+        encoded.sort();
+        keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let decoded: Vec<&str> = encoded.iter().map(|e| decode_object_key(e).unwrap().1).collect();
+        assert_eq!(decoded, keys);
+    }
+
+    #[test]
+    fn buckets_do_not_interleave() {
+        // "ab" objects must all sort before "ab-c" objects and after "a" objects.
+        let last_of_ab = object_key("ab", "\u{10ffff}");
+        let first_of_abc = object_key("ab-c", "");
+        let last_of_a = object_key("a", "zzzz");
+        assert!(last_of_ab < first_of_abc);
+        assert!(last_of_a < object_key("ab", ""));
+        assert!(prefix_end(&object_prefix("ab")).unwrap() <= first_of_abc);
+    }
+
+    #[test]
+    fn round_trips() {
+        let encoded = object_key("bkt", "dir/file.txt");
+        assert_eq!(decode_object_key(&encoded), Some(("bkt", "dir/file.txt")));
+        assert_eq!(decode_bucket_key(&bucket_key("bkt")), Some("bkt"));
+        assert_eq!(decode_object_key(&bucket_key("bkt")), None);
+    }
+
+    #[test]
+    fn prefix_end_and_ranges() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[b'a', 0xff]), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+        assert!(range_contains(b"", b"", b"anything"));
+        assert!(range_contains(b"b", b"d", b"c"));
+        assert!(!range_contains(b"b", b"d", b"d"));
+    }
+}

@@ -1,0 +1,36 @@
+//! What every Strata node binary shares, so each `main.rs` stays a few dozen lines.
+//!
+//! - [`shutdown`]: graceful shutdown as a tree: one cancellation token per node, child tokens
+//!   per component, a task tracker to wait on, SIGINT/SIGTERM wired to the root.
+//! - [`admin`]: the admin HTTP server every node runs: `GET /health` and Prometheus `/metrics`.
+//! - [`config`]: a TOML config file whose keys match the long flag names; flags win.
+//! - [`rpc`]: gRPC channels with connect and request timeouts, and serving a tonic router on a
+//!   listener until shutdown.
+//! - [`files`]: small durable files (write to temp, fsync, rename, fsync the folder).
+//!
+//! Invariant: every outgoing RPC made through [`rpc::channel`] has a timeout.
+
+pub mod admin;
+pub mod config;
+pub mod files;
+pub mod rpc;
+pub mod shutdown;
+
+/// Starts logging to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,h2=warn,hyper=warn,tower=warn,openraft=warn,sled=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

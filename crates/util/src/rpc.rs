@@ -1,0 +1,67 @@
+//! gRPC plumbing: channels that always time out, and serving a router until shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+/// Connecting to a peer on loopback or a LAN takes far less; past this the peer is down.
+pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// Default bound on one unary RPC. Streaming RPCs bound each message instead.
+pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+/// A lazily connected channel to `addr` ("host:port") with connect and request timeouts.
+pub fn channel(addr: &str) -> anyhow::Result<Channel> {
+    channel_with_timeout(addr, Duration::from_millis(REQUEST_TIMEOUT_MS))
+}
+
+/// Like [`channel`] with a custom per-request timeout.
+pub fn channel_with_timeout(addr: &str, request_timeout: Duration) -> anyhow::Result<Channel> {
+    let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
+    let endpoint = Endpoint::from_shared(uri)?
+        .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+        .timeout(request_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(endpoint.connect_lazy())
+}
+
+/// A channel for streaming RPCs that move object bytes: no overall deadline (a 5 GiB body takes
+/// a while), but connect timeout and HTTP/2 keep-alive still notice a dead peer.
+pub fn streaming_channel(addr: &str) -> anyhow::Result<Channel> {
+    channel_with_timeout(addr, Duration::from_secs(24 * 3600))
+}
+
+/// Binds `addr`, returning the listener and the bound address (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
+}
+
+/// Serves `router` on `listener` until `token` is cancelled.
+pub async fn serve(
+    router: tonic::transport::server::Router,
+    listener: tokio::net::TcpListener,
+    token: CancellationToken,
+) -> anyhow::Result<()> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    router
+        .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+/// A tonic server builder with the limits every Strata service uses.
+pub fn server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .concurrency_limit_per_connection(256)
+        .http2_keepalive_interval(Some(Duration::from_secs(10)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+}

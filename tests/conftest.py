@@ -1,0 +1,24 @@
+import pytest
+
+from stamp import Stamp
+
+
+@pytest.fixture(scope="session")
+def stamp(tmp_path_factory):
+    """One stamp shared by the tests that do not stop or kill its nodes."""
+    s = Stamp(tmp_path_factory.mktemp("stamp")).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(stamp):
+    return stamp.client()
+
+
+@pytest.fixture
+def bucket(s3, request):
+    """A fresh bucket per test, named after it."""
+    name = ("t-" + request.node.name.lower().replace("_", "-"))[:50].strip("-")
+    s3.create_bucket(Bucket=name)
+    return name
