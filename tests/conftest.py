@@ -19,6 +19,8 @@ def s3(stamp):
 @pytest.fixture
 def bucket(s3, request):
     """A fresh bucket per test, named after it."""
-    name = ("t-" + request.node.name.lower().replace("_", "-"))[:50].strip("-")
+    import re
+
+    name = re.sub(r"[^a-z0-9]+", "-", "t-" + request.node.name.lower())[:50].strip("-")
     s3.create_bucket(Bucket=name)
     return name

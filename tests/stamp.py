@@ -64,6 +64,8 @@ class Stamp:
     def start(self, timeout_s=90):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        # Only what this run prints counts (the log is appended to across restarts).
+        self.log_offset = log.tell()
         self.process = subprocess.Popen(
             [str(BIN_DIR / "strata"), "up", "--data-dir", str(self.data_dir), "--port", str(self.port), *self.extra_args],
             stdout=log,
@@ -80,7 +82,7 @@ class Stamp:
     def _is_up(self):
         if self.process.poll() is not None:
             raise RuntimeError(f"strata up exited with {self.process.returncode}")
-        return b"Strata stamp is up." in self.log_path.read_bytes()
+        return b"Strata stamp is up." in self.log_path.read_bytes()[self.log_offset :]
 
     def stop(self, timeout_s=60):
         if self.process is None or self.process.poll() is not None:

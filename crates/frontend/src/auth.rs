@@ -41,11 +41,11 @@ impl S3Auth for KeyAuth {
 
 /// Slot in the request extensions where the access check writes the operation name.
 #[derive(Clone, Default)]
-pub struct OperationSlot(pub Arc<Mutex<Option<&'static str>>>);
+pub struct OperationSlot(pub Arc<Mutex<Option<String>>>);
 
 impl OperationSlot {
-    pub fn get(&self) -> Option<&'static str> {
-        self.0.lock().ok().and_then(|guard| *guard)
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|guard| guard.clone())
     }
 }
 
@@ -54,8 +54,8 @@ pub struct DenyAnonymous;
 #[async_trait::async_trait]
 impl S3Access for DenyAnonymous {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let name = cx.s3_op().name();
-        if let Some(slot) = cx.extensions_mut().get::<OperationSlot>() {
+        let name = cx.s3_op().name().to_string();
+        if let Some(slot) = cx.extensions_mut().get::<OperationSlot>().cloned() {
             if let Ok(mut guard) = slot.0.lock() {
                 *guard = Some(name);
             }
@@ -92,7 +92,10 @@ impl S3Host for DomainHost {
         if name == self.domain {
             return Ok(VirtualHost::new(self.domain.as_str()));
         }
-        if let Some(bucket) = name.strip_suffix(self.domain.as_str()).and_then(|b| b.strip_suffix('.')) {
+        if let Some(bucket) = name
+            .strip_suffix(self.domain.as_str())
+            .and_then(|b| b.strip_suffix('.'))
+        {
             if !bucket.is_empty() {
                 return Ok(VirtualHost::new(self.domain.as_str()).with_bucket(bucket.to_string()));
             }

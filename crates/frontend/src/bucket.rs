@@ -8,14 +8,16 @@ use crate::error::FrontendError;
 use crate::frontend::Frontend;
 use crate::naming::is_valid_bucket_name;
 use s3s::dto::{
-    Bucket, BucketLocationConstraint, CreateBucketInput, CreateBucketOutput, GetBucketLocationOutput, ListBucketsOutput,
-    Owner,
+    Bucket, BucketLocationConstraint, CreateBucketInput, CreateBucketOutput,
+    GetBucketLocationOutput, ListBucketsOutput, Owner,
 };
 use s3s::{s3_error, S3Result};
 use std::collections::BTreeMap;
 use strata_proto::common::BucketMeta;
 use strata_proto::location::{ReleaseBucketRequest, ReserveBucketRequest};
-use strata_proto::partition::{CountObjectsRequest, CreateBucketRequest, DeleteBucketRequest, ListBucketsRequest};
+use strata_proto::partition::{
+    CountObjectsRequest, CreateBucketRequest, DeleteBucketRequest, ListBucketsRequest,
+};
 use strata_types::keys;
 
 impl Frontend {
@@ -33,7 +35,10 @@ impl Frontend {
             let (response, _) = self
                 .router
                 .call(&key, false, |mut client, _| async move {
-                    client.list_buckets(ListBucketsRequest {}).await.map(|r| r.into_inner())
+                    client
+                        .list_buckets(ListBucketsRequest {})
+                        .await
+                        .map(|r| r.into_inner())
                 })
                 .await?;
             for bucket in response.buckets {
@@ -56,10 +61,17 @@ impl Frontend {
         })
     }
 
-    pub(crate) async fn create_bucket_as(&self, input: &CreateBucketInput, requester: &str) -> S3Result<CreateBucketOutput> {
+    pub(crate) async fn create_bucket_as(
+        &self,
+        input: &CreateBucketInput,
+        requester: &str,
+    ) -> S3Result<CreateBucketOutput> {
         let name = input.bucket.as_str();
         if !is_valid_bucket_name(name) {
-            return Err(s3_error!(InvalidBucketName, "The specified bucket is not valid."));
+            return Err(s3_error!(
+                InvalidBucketName,
+                "The specified bucket is not valid."
+            ));
         }
         let constraint = input
             .create_bucket_configuration
@@ -117,7 +129,10 @@ impl Frontend {
             })
             .await?;
         if !response.created {
-            let existing_owner = response.bucket.map(|b| b.owner_access_key).unwrap_or_default();
+            let existing_owner = response
+                .bucket
+                .map(|b| b.owner_access_key)
+                .unwrap_or_default();
             if !existing_owner.is_empty() && existing_owner != requester {
                 return Err(already_exists());
             }
@@ -132,9 +147,11 @@ impl Frontend {
     pub(crate) async fn bucket_location(&self, name: &str) -> S3Result<GetBucketLocationOutput> {
         self.require_bucket(name).await?;
         // S3 answers an empty LocationConstraint for us-east-1.
-        let location_constraint =
-            (self.config.region != "us-east-1").then(|| BucketLocationConstraint::from(self.config.region.clone()));
-        Ok(GetBucketLocationOutput { location_constraint })
+        let location_constraint = (self.config.region != "us-east-1")
+            .then(|| BucketLocationConstraint::from(self.config.region.clone()));
+        Ok(GetBucketLocationOutput {
+            location_constraint,
+        })
     }
 
     pub(crate) async fn delete_bucket_named(&self, name: &str) -> S3Result<()> {
@@ -155,10 +172,15 @@ impl Frontend {
                 })
                 .await?;
             if response.count > 0 {
-                return Err(s3_error!(BucketNotEmpty, "The bucket you tried to delete is not empty"));
+                return Err(s3_error!(
+                    BucketNotEmpty,
+                    "The bucket you tried to delete is not empty"
+                ));
             }
         }
-        let request = DeleteBucketRequest { name: name.to_string() };
+        let request = DeleteBucketRequest {
+            name: name.to_string(),
+        };
         let (response, _) = self
             .router
             .call(&keys::bucket_key(name), false, |mut client, _| {
@@ -167,7 +189,10 @@ impl Frontend {
             })
             .await?;
         if !response.existed {
-            return Err(s3_error!(NoSuchBucket, "The specified bucket does not exist"));
+            return Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist"
+            ));
         }
         if let Some(location) = &self.location {
             let mut client = location.clone();

@@ -101,7 +101,9 @@ impl Conditions {
 /// The bare value of a stored ETag (`"abc"` -> `abc`).
 pub fn etag_value(etag: &str) -> &str {
     let etag = etag.strip_prefix("W/").unwrap_or(etag);
-    etag.strip_prefix('"').and_then(|e| e.strip_suffix('"')).unwrap_or(etag)
+    etag.strip_prefix('"')
+        .and_then(|e| e.strip_suffix('"'))
+        .unwrap_or(etag)
 }
 
 /// The stored ETag as s3s's type (stored ETags are strong).
@@ -127,7 +129,10 @@ fn weak_match(condition: &ETagCondition, etag: &str) -> bool {
 /// Resolves a Range header against an object size: `Ok(None)` is the whole object,
 /// `Ok(Some(start..end))` a partial answer, `Err(())` 416 InvalidRange.
 #[allow(clippy::result_unit_err)]
-pub fn resolve_range(range: Option<&Range>, size_bytes: u64) -> Result<Option<std::ops::Range<u64>>, ()> {
+pub fn resolve_range(
+    range: Option<&Range>,
+    size_bytes: u64,
+) -> Result<Option<std::ops::Range<u64>>, ()> {
     let Some(range) = range else { return Ok(None) };
     let resolved = range.check(size_bytes).map_err(|_| ())?;
     if resolved.is_empty() {
@@ -162,51 +167,197 @@ mod tests {
         use Outcome::*;
         let table: Vec<(Conditions, Outcome)> = vec![
             (Conditions::default(), Proceed),
-            (Conditions { if_match: tag(matching), ..Default::default() }, Proceed),
-            (Conditions { if_match: tag("*"), ..Default::default() }, Proceed),
-            (Conditions { if_match: tag(other), ..Default::default() }, PreconditionFailed),
-            (Conditions { if_match: tag("W/\"9b2cf535f27731c974343645a3985328\""), ..Default::default() }, PreconditionFailed),
-            (Conditions { if_none_match: tag(matching), ..Default::default() }, NotModified),
-            (Conditions { if_none_match: tag("W/\"9b2cf535f27731c974343645a3985328\""), ..Default::default() }, NotModified),
-            (Conditions { if_none_match: tag("*"), ..Default::default() }, NotModified),
-            (Conditions { if_none_match: tag(other), ..Default::default() }, Proceed),
-            (Conditions { if_modified_since: before, ..Default::default() }, Proceed),
-            (Conditions { if_modified_since: same, ..Default::default() }, NotModified),
-            (Conditions { if_modified_since: after, ..Default::default() }, NotModified),
-            (Conditions { if_unmodified_since: before, ..Default::default() }, PreconditionFailed),
-            (Conditions { if_unmodified_since: same, ..Default::default() }, Proceed),
-            (Conditions { if_unmodified_since: after, ..Default::default() }, Proceed),
+            (
+                Conditions {
+                    if_match: tag(matching),
+                    ..Default::default()
+                },
+                Proceed,
+            ),
+            (
+                Conditions {
+                    if_match: tag("*"),
+                    ..Default::default()
+                },
+                Proceed,
+            ),
+            (
+                Conditions {
+                    if_match: tag(other),
+                    ..Default::default()
+                },
+                PreconditionFailed,
+            ),
+            (
+                Conditions {
+                    if_match: tag("W/\"9b2cf535f27731c974343645a3985328\""),
+                    ..Default::default()
+                },
+                PreconditionFailed,
+            ),
+            (
+                Conditions {
+                    if_none_match: tag(matching),
+                    ..Default::default()
+                },
+                NotModified,
+            ),
+            (
+                Conditions {
+                    if_none_match: tag("W/\"9b2cf535f27731c974343645a3985328\""),
+                    ..Default::default()
+                },
+                NotModified,
+            ),
+            (
+                Conditions {
+                    if_none_match: tag("*"),
+                    ..Default::default()
+                },
+                NotModified,
+            ),
+            (
+                Conditions {
+                    if_none_match: tag(other),
+                    ..Default::default()
+                },
+                Proceed,
+            ),
+            (
+                Conditions {
+                    if_modified_since: before,
+                    ..Default::default()
+                },
+                Proceed,
+            ),
+            (
+                Conditions {
+                    if_modified_since: same,
+                    ..Default::default()
+                },
+                NotModified,
+            ),
+            (
+                Conditions {
+                    if_modified_since: after,
+                    ..Default::default()
+                },
+                NotModified,
+            ),
+            (
+                Conditions {
+                    if_unmodified_since: before,
+                    ..Default::default()
+                },
+                PreconditionFailed,
+            ),
+            (
+                Conditions {
+                    if_unmodified_since: same,
+                    ..Default::default()
+                },
+                Proceed,
+            ),
+            (
+                Conditions {
+                    if_unmodified_since: after,
+                    ..Default::default()
+                },
+                Proceed,
+            ),
             // If-Match true wins over If-Unmodified-Since false.
-            (Conditions { if_match: tag(matching), if_unmodified_since: before, ..Default::default() }, Proceed),
+            (
+                Conditions {
+                    if_match: tag(matching),
+                    if_unmodified_since: before,
+                    ..Default::default()
+                },
+                Proceed,
+            ),
             // If-Match false fails even with If-Unmodified-Since true.
-            (Conditions { if_match: tag(other), if_unmodified_since: after, ..Default::default() }, PreconditionFailed),
+            (
+                Conditions {
+                    if_match: tag(other),
+                    if_unmodified_since: after,
+                    ..Default::default()
+                },
+                PreconditionFailed,
+            ),
             // If-None-Match false (no match) wins over If-Modified-Since false: 200.
-            (Conditions { if_none_match: tag(other), if_modified_since: after, ..Default::default() }, Proceed),
+            (
+                Conditions {
+                    if_none_match: tag(other),
+                    if_modified_since: after,
+                    ..Default::default()
+                },
+                Proceed,
+            ),
             // If-None-Match true (match) answers 304 even when modified since.
-            (Conditions { if_none_match: tag(matching), if_modified_since: before, ..Default::default() }, NotModified),
+            (
+                Conditions {
+                    if_none_match: tag(matching),
+                    if_modified_since: before,
+                    ..Default::default()
+                },
+                NotModified,
+            ),
             // 412 takes precedence over 304.
-            (Conditions { if_match: tag(other), if_none_match: tag(matching), ..Default::default() }, PreconditionFailed),
-            (Conditions { if_unmodified_since: before, if_modified_since: after, ..Default::default() }, PreconditionFailed),
+            (
+                Conditions {
+                    if_match: tag(other),
+                    if_none_match: tag(matching),
+                    ..Default::default()
+                },
+                PreconditionFailed,
+            ),
+            (
+                Conditions {
+                    if_unmodified_since: before,
+                    if_modified_since: after,
+                    ..Default::default()
+                },
+                PreconditionFailed,
+            ),
         ];
         for (index, (conditions, expected)) in table.iter().enumerate() {
-            assert_eq!(conditions.evaluate(ETAG, MODIFIED_MS), *expected, "row {index}: {conditions:?}");
+            assert_eq!(
+                conditions.evaluate(ETAG, MODIFIED_MS),
+                *expected,
+                "row {index}: {conditions:?}"
+            );
         }
     }
 
     #[test]
     fn copy_source_conditions_fail_with_412_only() {
-        let c = Conditions { if_none_match: tag(ETAG), ..Default::default() };
-        assert_eq!(c.evaluate_copy_source(ETAG, MODIFIED_MS), Outcome::PreconditionFailed);
-        let c = Conditions { if_modified_since: Some(1_800_000_000), ..Default::default() };
-        assert_eq!(c.evaluate_copy_source(ETAG, MODIFIED_MS), Outcome::PreconditionFailed);
-        let c = Conditions { if_match: tag(ETAG), ..Default::default() };
+        let c = Conditions {
+            if_none_match: tag(ETAG),
+            ..Default::default()
+        };
+        assert_eq!(
+            c.evaluate_copy_source(ETAG, MODIFIED_MS),
+            Outcome::PreconditionFailed
+        );
+        let c = Conditions {
+            if_modified_since: Some(1_800_000_000),
+            ..Default::default()
+        };
+        assert_eq!(
+            c.evaluate_copy_source(ETAG, MODIFIED_MS),
+            Outcome::PreconditionFailed
+        );
+        let c = Conditions {
+            if_match: tag(ETAG),
+            ..Default::default()
+        };
         assert_eq!(c.evaluate_copy_source(ETAG, MODIFIED_MS), Outcome::Proceed);
     }
 
     #[test]
     fn range_table() {
         let parse = |s: &str| Range::parse(s).unwrap();
-        let table: Vec<(Option<Range>, u64, Result<Option<std::ops::Range<u64>>, ()>)> = vec![
+        type Resolved = Result<Option<std::ops::Range<u64>>, ()>;
+        let table: Vec<(Option<Range>, u64, Resolved)> = vec![
             (None, 10, Ok(None)),
             (None, 0, Ok(None)),
             (Some(parse("bytes=0-9")), 100, Ok(Some(0..10))),
@@ -222,7 +373,11 @@ mod tests {
             (Some(parse("bytes=-5")), 0, Err(())),
         ];
         for (range, size, expected) in table {
-            assert_eq!(resolve_range(range.as_ref(), size), expected, "{range:?} of {size}");
+            assert_eq!(
+                resolve_range(range.as_ref(), size),
+                expected,
+                "{range:?} of {size}"
+            );
         }
         assert_eq!(content_range(&(0..10), 100), "bytes 0-9/100");
         assert_eq!(content_range(&(7..10), 10), "bytes 7-9/10");

@@ -24,11 +24,21 @@ pub struct FrontendConfig {
     pub retry_budget_ms: u64,
     /// Largest accepted clock skew of a signed request (s3s's knob; S3 uses 15 minutes).
     pub clock_skew_secs_max: u32,
+    /// Requests served at once (each holds at most a few chunks); beyond it 503 SlowDown.
+    pub requests_in_flight_max: usize,
 }
+
+/// Default for [`FrontendConfig::requests_in_flight_max`]: with ~3 MiB per request, about
+/// 1.5 GiB of bodies at most.
+pub const REQUESTS_IN_FLIGHT_MAX_DEFAULT: usize = 512;
 
 impl FrontendConfig {
     /// A config with defaults for everything but the addresses and the credential.
-    pub fn new(manager_addrs: Vec<String>, access_key: impl Into<String>, secret_key: impl Into<String>) -> Self {
+    pub fn new(
+        manager_addrs: Vec<String>,
+        access_key: impl Into<String>,
+        secret_key: impl Into<String>,
+    ) -> Self {
         Self {
             manager_addrs,
             location_addr: None,
@@ -39,6 +49,7 @@ impl FrontendConfig {
             stamp: "stamp-1".into(),
             retry_budget_ms: RETRY_BUDGET_MS_DEFAULT,
             clock_skew_secs_max: 900,
+            requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX_DEFAULT,
         }
     }
 }

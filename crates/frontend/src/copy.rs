@@ -6,7 +6,9 @@ use crate::conditions::{to_s3_etag, Conditions, Outcome};
 use crate::frontend::{no_such_key, Frontend};
 use crate::meta::{headers_of, timestamp_from_ms, StoredHeaders};
 use crate::object::check_version;
-use s3s::dto::{CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, MetadataDirective};
+use s3s::dto::{
+    CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, MetadataDirective,
+};
 use s3s::{s3_error, S3Result};
 use strata_proto::common::ObjectMeta;
 use strata_proto::partition::{CopyObjectRequest, PutObjectHeader};
@@ -24,16 +26,26 @@ pub(crate) fn parse_directive(directive: Option<&MetadataDirective>) -> S3Result
 /// The source bucket and key of a copy.
 pub(crate) fn source_of(copy_source: &CopySource) -> S3Result<(String, String)> {
     match copy_source {
-        CopySource::Bucket { bucket, key, version_id } => {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => {
             check_version(version_id.as_deref())?;
             Ok((bucket.to_string(), key.to_string()))
         }
-        _ => Err(s3_error!(NotImplemented, "Access point and outpost copy sources are not implemented")),
+        _ => Err(s3_error!(
+            NotImplemented,
+            "Access point and outpost copy sources are not implemented"
+        )),
     }
 }
 
 impl Frontend {
-    pub(crate) async fn copy_object_op(&self, input: &CopyObjectInput) -> S3Result<CopyObjectOutput> {
+    pub(crate) async fn copy_object_op(
+        &self,
+        input: &CopyObjectInput,
+    ) -> S3Result<CopyObjectOutput> {
         let (src_bucket, src_key) = source_of(&input.copy_source)?;
         let replace = parse_directive(input.metadata_directive.as_ref())?;
         if src_bucket == input.bucket && src_key == input.key && !replace {
@@ -46,15 +58,23 @@ impl Frontend {
         if src_bucket != input.bucket {
             self.require_bucket(&src_bucket).await?;
         }
-        let source = self.head_meta(&src_bucket, &src_key).await?.ok_or_else(no_such_key)?;
+        let source = self
+            .head_meta(&src_bucket, &src_key)
+            .await?
+            .ok_or_else(no_such_key)?;
         let conditions = Conditions::new(
             input.copy_source_if_match.clone(),
             input.copy_source_if_none_match.clone(),
             input.copy_source_if_modified_since.as_ref(),
             input.copy_source_if_unmodified_since.as_ref(),
         );
-        if conditions.evaluate_copy_source(&source.etag, source.last_modified_ms) != Outcome::Proceed {
-            return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+        if conditions.evaluate_copy_source(&source.etag, source.last_modified_ms)
+            != Outcome::Proceed
+        {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
         }
         let headers = if replace {
             StoredHeaders {
@@ -71,14 +91,21 @@ impl Frontend {
         };
 
         let snapshot = self.router.snapshot().await?;
-        let src_owner = snapshot.lookup(&keys::object_key(&src_bucket, &src_key)).map(|r| r.owner_addr.clone());
-        let dst_owner = snapshot.lookup(&keys::object_key(&input.bucket, &input.key)).map(|r| r.owner_addr.clone());
-        let same_owner = matches!((&src_owner, &dst_owner), (Some(a), Some(b)) if a == b && !a.is_empty());
+        let src_owner = snapshot
+            .lookup(&keys::object_key(&src_bucket, &src_key))
+            .map(|r| r.owner_addr.clone());
+        let dst_owner = snapshot
+            .lookup(&keys::object_key(&input.bucket, &input.key))
+            .map(|r| r.owner_addr.clone());
+        let same_owner =
+            matches!((&src_owner, &dst_owner), (Some(a), Some(b)) if a == b && !a.is_empty());
 
         let meta = if same_owner {
-            self.copy_on_server(&src_bucket, &src_key, input, &source, headers, replace).await?
+            self.copy_on_server(&src_bucket, &src_key, input, &source, headers, replace)
+                .await?
         } else {
-            self.copy_by_streaming(&src_bucket, &src_key, input, &source, headers).await?
+            self.copy_by_streaming(&src_bucket, &src_key, input, &source, headers)
+                .await?
         };
         Ok(CopyObjectOutput {
             copy_object_result: Some(CopyObjectResult {
@@ -110,10 +137,14 @@ impl Frontend {
         };
         let (response, _) = self
             .router
-            .call(&keys::object_key(&input.bucket, &input.key), false, |mut client, _| {
-                let request = request.clone();
-                async move { client.copy_object(request).await.map(|r| r.into_inner()) }
-            })
+            .call(
+                &keys::object_key(&input.bucket, &input.key),
+                false,
+                |mut client, _| {
+                    let request = request.clone();
+                    async move { client.copy_object(request).await.map(|r| r.into_inner()) }
+                },
+            )
             .await?;
         response
             .meta
@@ -151,9 +182,15 @@ mod tests {
     #[test]
     fn copy_sources_parse_like_s3() {
         let parse = |header: &str| source_of(&CopySource::parse(header).unwrap());
-        assert_eq!(parse("bkt/dir/a%20b.txt").unwrap(), ("bkt".into(), "dir/a b.txt".into()));
+        assert_eq!(
+            parse("bkt/dir/a%20b.txt").unwrap(),
+            ("bkt".into(), "dir/a b.txt".into())
+        );
         assert_eq!(parse("/bkt/key").unwrap(), ("bkt".into(), "key".into()));
-        assert_eq!(parse("bkt/key?versionId=null").unwrap(), ("bkt".into(), "key".into()));
+        assert_eq!(
+            parse("bkt/key?versionId=null").unwrap(),
+            ("bkt".into(), "key".into())
+        );
         let err = parse("bkt/key?versionId=3HL4kqtJlcpXroDTDmJ").unwrap_err();
         assert_eq!(err.code(), &s3s::S3ErrorCode::NotImplemented);
     }

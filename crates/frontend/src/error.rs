@@ -62,7 +62,11 @@ pub fn status_to_s3(status: &Status) -> S3Error {
     if let Some(code) = strata_types::routing::s3_code(status) {
         let s3_code = S3ErrorCode::from_bytes(code.as_bytes());
         if let Some(s3_code) = s3_code.filter(|c| c.status_code().is_some()) {
-            let message = status.message().split_once(": ").map(|(_, m)| m).unwrap_or_default();
+            let message = status
+                .message()
+                .split_once(": ")
+                .map(|(_, m)| m)
+                .unwrap_or_default();
             let message: String = message.chars().take(256).collect();
             return S3Error::with_message(s3_code, message);
         }
@@ -74,7 +78,9 @@ pub fn status_to_s3(status: &Status) -> S3Error {
             S3Error::with_message(S3ErrorCode::ServiceUnavailable, UNAVAILABLE_MESSAGE)
         }
         Code::ResourceExhausted => S3Error::with_message(S3ErrorCode::SlowDown, SLOW_DOWN_MESSAGE),
-        Code::InvalidArgument => S3Error::with_message(S3ErrorCode::InvalidArgument, "Invalid argument."),
+        Code::InvalidArgument => {
+            S3Error::with_message(S3ErrorCode::InvalidArgument, "Invalid argument.")
+        }
         _ => {
             tracing::error!(code = ?status.code(), message = status.message(), "internal error from a dependency");
             S3Error::with_message(S3ErrorCode::InternalError, INTERNAL_MESSAGE)
@@ -118,25 +124,81 @@ mod tests {
     #[test]
     fn s3_codes_map_to_their_s3_error() {
         let cases = [
-            (s3_status(Code::NotFound, "NoSuchKey", "k"), S3ErrorCode::NoSuchKey, 404),
-            (s3_status(Code::NotFound, "NoSuchBucket", "b"), S3ErrorCode::NoSuchBucket, 404),
-            (s3_status(Code::InvalidArgument, "BadDigest", "x"), S3ErrorCode::BadDigest, 400),
-            (s3_status(Code::InvalidArgument, "IncompleteBody", "x"), S3ErrorCode::IncompleteBody, 400),
-            (s3_status(Code::FailedPrecondition, "PreconditionFailed", "x"), S3ErrorCode::PreconditionFailed, 412),
-            (s3_status(Code::InvalidArgument, "EntityTooLarge", "x"), S3ErrorCode::EntityTooLarge, 400),
-            (s3_status(Code::InvalidArgument, "InvalidArgument", "x"), S3ErrorCode::InvalidArgument, 400),
+            (
+                s3_status(Code::NotFound, "NoSuchKey", "k"),
+                S3ErrorCode::NoSuchKey,
+                404,
+            ),
+            (
+                s3_status(Code::NotFound, "NoSuchBucket", "b"),
+                S3ErrorCode::NoSuchBucket,
+                404,
+            ),
+            (
+                s3_status(Code::InvalidArgument, "BadDigest", "x"),
+                S3ErrorCode::BadDigest,
+                400,
+            ),
+            (
+                s3_status(Code::InvalidArgument, "IncompleteBody", "x"),
+                S3ErrorCode::IncompleteBody,
+                400,
+            ),
+            (
+                s3_status(Code::FailedPrecondition, "PreconditionFailed", "x"),
+                S3ErrorCode::PreconditionFailed,
+                412,
+            ),
+            (
+                s3_status(Code::InvalidArgument, "EntityTooLarge", "x"),
+                S3ErrorCode::EntityTooLarge,
+                400,
+            ),
+            (
+                s3_status(Code::InvalidArgument, "InvalidArgument", "x"),
+                S3ErrorCode::InvalidArgument,
+                400,
+            ),
             (Status::not_found("gone"), S3ErrorCode::NoSuchKey, 404),
-            (Status::unavailable("down"), S3ErrorCode::ServiceUnavailable, 503),
-            (Status::deadline_exceeded("slow"), S3ErrorCode::ServiceUnavailable, 503),
-            (Status::resource_exhausted("hot"), S3ErrorCode::SlowDown, 503),
-            (Status::invalid_argument("bad"), S3ErrorCode::InvalidArgument, 400),
-            (Status::internal("disk on fire at /var/x"), S3ErrorCode::InternalError, 500),
-            (Status::internal("Unheard: x"), S3ErrorCode::InternalError, 500),
+            (
+                Status::unavailable("down"),
+                S3ErrorCode::ServiceUnavailable,
+                503,
+            ),
+            (
+                Status::deadline_exceeded("slow"),
+                S3ErrorCode::ServiceUnavailable,
+                503,
+            ),
+            (
+                Status::resource_exhausted("hot"),
+                S3ErrorCode::SlowDown,
+                503,
+            ),
+            (
+                Status::invalid_argument("bad"),
+                S3ErrorCode::InvalidArgument,
+                400,
+            ),
+            (
+                Status::internal("disk on fire at /var/x"),
+                S3ErrorCode::InternalError,
+                500,
+            ),
+            (
+                Status::internal("Unheard: x"),
+                S3ErrorCode::InternalError,
+                500,
+            ),
         ];
         for (status, code, http_status) in cases {
             let err = status_to_s3(&status);
             assert_eq!(err.code(), &code, "{status:?}");
-            assert_eq!(err.status_code().map(|s| s.as_u16()), Some(http_status), "{status:?}");
+            assert_eq!(
+                err.status_code().map(|s| s.as_u16()),
+                Some(http_status),
+                "{status:?}"
+            );
         }
     }
 

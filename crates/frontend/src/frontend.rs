@@ -29,8 +29,9 @@ impl Frontend {
         )?);
         let location = match &config.location_addr {
             Some(addr) => {
-                let channel = strata_util::rpc::channel(addr)
-                    .map_err(|err| FrontendError::Config(format!("location address {addr:?}: {err}")))?;
+                let channel = strata_util::rpc::channel(addr).map_err(|err| {
+                    FrontendError::Config(format!("location address {addr:?}: {err}"))
+                })?;
                 Some(
                     LocationClient::new(channel)
                         .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
@@ -56,7 +57,9 @@ impl Frontend {
 
     /// The bucket record, None when there is no such bucket.
     pub(crate) async fn get_bucket(&self, name: &str) -> Result<Option<BucketMeta>, FrontendError> {
-        let request = GetBucketRequest { name: name.to_string() };
+        let request = GetBucketRequest {
+            name: name.to_string(),
+        };
         let (response, _) = self
             .router
             .call(&keys::bucket_key(name), false, |mut client, _| {
@@ -71,12 +74,19 @@ impl Frontend {
     pub(crate) async fn require_bucket(&self, name: &str) -> S3Result<BucketMeta> {
         match self.get_bucket(name).await? {
             Some(bucket) => Ok(bucket),
-            None => Err(s3_error!(NoSuchBucket, "The specified bucket does not exist")),
+            None => Err(s3_error!(
+                NoSuchBucket,
+                "The specified bucket does not exist"
+            )),
         }
     }
 
     /// An object's metadata, None when there is no such key.
-    pub(crate) async fn head_meta(&self, bucket: &str, key: &str) -> Result<Option<ObjectMeta>, FrontendError> {
+    pub(crate) async fn head_meta(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<ObjectMeta>, FrontendError> {
         let request = HeadObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),

@@ -86,7 +86,9 @@ pub fn forward(mut source: impl ChunkSource, length_bytes: u64) -> StreamingBlob
                 () = sender.closed() => return,
             };
             let item = match next {
-                Ok(Some(GetObjectResponse { part: Some(Part::Chunk(chunk)) })) => {
+                Ok(Some(GetObjectResponse {
+                    part: Some(Part::Chunk(chunk)),
+                })) => {
                     received += chunk.len() as u64;
                     if received > length_bytes {
                         Err(GetBodyError::Long)
@@ -102,7 +104,11 @@ pub fn forward(mut source: impl ChunkSource, length_bytes: u64) -> StreamingBlob
                     received,
                     expected: length_bytes,
                 }),
-                Err(status) => Err(GetBodyError::Upstream(format!("{:?}: {}", status.code(), status.message()))),
+                Err(status) => Err(GetBodyError::Upstream(format!(
+                    "{:?}: {}",
+                    status.code(),
+                    status.message()
+                ))),
             };
             let failed = item.is_err();
             if let Err(err) = &item {
@@ -166,7 +172,10 @@ mod tests {
         assert!(collect(forward(short, 11)).await.1);
         let long = Scripted(VecDeque::from(vec![chunk(b"hello world!")]));
         assert!(collect(forward(long, 11)).await.1);
-        let failed = Scripted(VecDeque::from(vec![chunk(b"he"), Err(tonic::Status::unavailable("gone"))]));
+        let failed = Scripted(VecDeque::from(vec![
+            chunk(b"he"),
+            Err(tonic::Status::unavailable("gone")),
+        ]));
         assert_eq!(collect(forward(failed, 11)).await, (b"he".to_vec(), true));
     }
 }

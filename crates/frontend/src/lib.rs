@@ -1,1 +1,60 @@
-//! S3 front-end: HTTP (s3s inside hyper), SigV4, routing to partition servers through a cached partition map.
+//! Strata's S3 front-end: a stateless HTTP server that speaks the S3 REST API (through s3s:
+//! SigV4 header, presigned and aws-chunked auth, XML, path-style and virtual-hosted-style
+//! addressing) and turns each request into gRPC calls on the partition server that owns the
+//! key, found through a cached partition map.
+//!
+//! Invariants:
+//! - object bytes are streamed: a request holds at most about three chunks
+//!   (`strata_types::CHUNK_SIZE_BYTES`) of body in memory, in either direction;
+//! - a PUT whose body fails (disconnect, checksum, signature) never ends its RPC cleanly, so
+//!   nothing half-written becomes visible;
+//! - every wait on another node is bounded: RPC timeouts, a retry budget per request (then 503),
+//!   bounded channels;
+//! - internal failures reach the client only as S3 error codes with short messages.
+//!
+//! Module map:
+//! - [`server`]: `start` (axum + s3s service, request metrics), `build_s3_service`, `app`.
+//! - [`frontend`]: the `Frontend` state and the shared bucket / object-metadata lookups.
+//! - [`s3`]: `impl s3s::S3 for Frontend`, delegating to the operation families:
+//!   [`bucket`], [`object`] (put/get/head/delete), [`copy`], [`list`], [`delete_objects`].
+//! - [`put`] / [`get_stream`]: the streaming bodies of PUT and GET.
+//! - [`conditions`]: If-* preconditions and Range; [`naming`]: bucket names; [`meta`]: header
+//!   conversions.
+//! - [`routing`]: partition map cache, client pool, retry with backoff.
+//! - [`auth`]: key auth, anonymous denial, virtual-host parsing; [`error`]: the error enum and
+//!   the one mapping to S3 errors; [`metrics`]; [`config`].
+//!
+//! Tests: `sigv4_tests` (AWS's published SigV4 examples through the service stack) and
+//! `e2e_tests` (signed HTTP through the real stack to in-memory partition servers, manager and
+//! location service over gRPC, in `e2e_fakes`).
+
+pub mod auth;
+pub mod bucket;
+pub mod conditions;
+pub mod config;
+pub mod copy;
+pub mod delete_objects;
+pub mod error;
+pub mod frontend;
+pub mod get_stream;
+pub mod list;
+pub mod meta;
+pub mod metrics;
+pub mod naming;
+pub mod object;
+pub mod put;
+pub mod routing;
+pub mod s3;
+pub mod server;
+
+pub use config::FrontendConfig;
+pub use error::FrontendError;
+pub use frontend::Frontend;
+pub use server::{app, build_s3_service, health_check, start, Running};
+
+#[cfg(test)]
+mod e2e_fakes;
+#[cfg(test)]
+mod e2e_tests;
+#[cfg(test)]
+mod sigv4_tests;

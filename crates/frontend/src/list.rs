@@ -13,8 +13,8 @@ use crate::meta::{size_i64, timestamp_from_ms};
 use crate::routing::Router;
 use base64::Engine;
 use s3s::dto::{
-    CommonPrefix, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input, ListObjectsV2Output, Object,
-    ObjectStorageClass, Owner,
+    CommonPrefix, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
+    ListObjectsV2Output, Object, ObjectStorageClass, Owner,
 };
 use s3s::{s3_error, S3Result};
 use strata_proto::common::ObjectMeta;
@@ -71,7 +71,10 @@ impl Cursor {
         match item {
             Listed::Object { .. } => name > self.name.as_str(),
             // A common prefix that contains the cursor still has keys after it.
-            Listed::Prefix(prefix) => name > self.name.as_str() || (!self.past_prefix && self.name.starts_with(prefix.as_str())),
+            Listed::Prefix(prefix) => {
+                name > self.name.as_str()
+                    || (!self.past_prefix && self.name.starts_with(prefix.as_str()))
+            }
         }
     }
 
@@ -98,7 +101,7 @@ impl Cursor {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Listed {
-    Object { key: String, meta: ObjectMeta },
+    Object { key: String, meta: Box<ObjectMeta> },
     Prefix(String),
 }
 
@@ -121,14 +124,22 @@ pub struct ListPage {
 /// high end of the range that answered (empty = +infinity).
 #[async_trait::async_trait]
 pub trait RangeLister: Send {
-    async fn list(&mut self, position: &[u8], request: ListObjectsRequest) -> Result<(ListObjectsResponse, Vec<u8>), FrontendError>;
+    async fn list(
+        &mut self,
+        position: &[u8],
+        request: ListObjectsRequest,
+    ) -> Result<(ListObjectsResponse, Vec<u8>), FrontendError>;
 }
 
 pub struct RouterLister<'a>(pub &'a Router);
 
 #[async_trait::async_trait]
 impl RangeLister for RouterLister<'_> {
-    async fn list(&mut self, position: &[u8], request: ListObjectsRequest) -> Result<(ListObjectsResponse, Vec<u8>), FrontendError> {
+    async fn list(
+        &mut self,
+        position: &[u8],
+        request: ListObjectsRequest,
+    ) -> Result<(ListObjectsResponse, Vec<u8>), FrontendError> {
         let (response, route) = self
             .0
             .call(position, false, |mut client, _| {
@@ -149,7 +160,10 @@ pub fn common_prefix_of(name: &str, prefix: &str, delimiter: Option<&str>) -> Op
 }
 
 /// Walks the ranges for one page of `query`.
-pub async fn walk(lister: &mut impl RangeLister, query: &ListQuery) -> Result<ListPage, FrontendError> {
+pub async fn walk(
+    lister: &mut impl RangeLister,
+    query: &ListQuery,
+) -> Result<ListPage, FrontendError> {
     if query.max_keys == 0 {
         return Ok(ListPage::default());
     }
@@ -179,7 +193,7 @@ pub async fn walk(lister: &mut impl RangeLister, query: &ListQuery) -> Result<Li
             let listed = match (item.entry, item.common_prefix) {
                 (Some(entry), _) => Listed::Object {
                     key: entry.key,
-                    meta: entry.meta.unwrap_or_default(),
+                    meta: Box::new(entry.meta.unwrap_or_default()),
                 },
                 (None, prefix) if !prefix.is_empty() => Listed::Prefix(prefix),
                 _ => continue,
@@ -213,7 +227,11 @@ pub async fn walk(lister: &mut impl RangeLister, query: &ListQuery) -> Result<Li
 
 /// S3's `encoding-type=url`: percent-encoding that keeps `/`.
 pub fn url_encode(value: &str) -> String {
-    value.split('/').map(|segment| urlencoding::encode(segment).into_owned()).collect::<Vec<_>>().join("/")
+    value
+        .split('/')
+        .map(|segment| urlencoding::encode(segment).into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 pub fn encode_token(name: &str) -> String {
@@ -225,14 +243,21 @@ pub fn decode_token(token: &str) -> S3Result<String> {
         .decode(token.as_bytes())
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| s3_error!(InvalidArgument, "The continuation token provided is incorrect"))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "The continuation token provided is incorrect"
+            )
+        })
 }
 
 fn max_keys_of(max_keys: Option<i32>) -> S3Result<usize> {
     match max_keys {
         None => Ok(MAX_KEYS_DEFAULT),
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
-        Some(n) => Ok(usize::try_from(n).unwrap_or(MAX_KEYS_DEFAULT).min(MAX_KEYS_DEFAULT)),
+        Some(n) => Ok(usize::try_from(n)
+            .unwrap_or(MAX_KEYS_DEFAULT)
+            .min(MAX_KEYS_DEFAULT)),
     }
 }
 
@@ -240,7 +265,10 @@ fn wants_url(encoding_type: Option<&EncodingType>) -> S3Result<bool> {
     match encoding_type.map(EncodingType::as_str) {
         None => Ok(false),
         Some("url") => Ok(true),
-        Some(_) => Err(s3_error!(InvalidArgument, "Invalid Encoding Method specified in Request")),
+        Some(_) => Err(s3_error!(
+            InvalidArgument,
+            "Invalid Encoding Method specified in Request"
+        )),
     }
 }
 
@@ -259,7 +287,11 @@ impl Names {
     }
 }
 
-fn split(page: &ListPage, names: &Names, owner: Option<&Owner>) -> (Vec<Object>, Vec<CommonPrefix>) {
+fn split(
+    page: &ListPage,
+    names: &Names,
+    owner: Option<&Owner>,
+) -> (Vec<Object>, Vec<CommonPrefix>) {
     let mut contents = Vec::new();
     let mut prefixes = Vec::new();
     for item in &page.items {
@@ -269,7 +301,9 @@ fn split(page: &ListPage, names: &Names, owner: Option<&Owner>) -> (Vec<Object>,
                 last_modified: Some(timestamp_from_ms(meta.last_modified_ms)),
                 e_tag: Some(crate::conditions::to_s3_etag(&meta.etag)),
                 size: Some(size_i64(meta.size_bytes)),
-                storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+                storage_class: Some(ObjectStorageClass::from_static(
+                    ObjectStorageClass::STANDARD,
+                )),
                 owner: owner.cloned(),
                 ..Default::default()
             }),
@@ -297,7 +331,10 @@ pub struct V2Echo {
 /// Builds the ListObjectsV2 result from one page.
 pub fn v2_output(echo: &V2Echo, page: &ListPage) -> ListObjectsV2Output {
     let names = Names {
-        url: echo.encoding_type.as_ref().is_some_and(|e| e.as_str() == "url"),
+        url: echo
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == "url"),
     };
     let (contents, prefixes) = split(page, &names, echo.owner.as_ref());
     let key_count = contents.len() + prefixes.len();
@@ -327,7 +364,11 @@ fn non_empty_delimiter(delimiter: Option<&String>) -> Option<String> {
 }
 
 impl Frontend {
-    pub(crate) async fn list_objects_v2_op(&self, input: &ListObjectsV2Input, requester: &str) -> S3Result<ListObjectsV2Output> {
+    pub(crate) async fn list_objects_v2_op(
+        &self,
+        input: &ListObjectsV2Input,
+        requester: &str,
+    ) -> S3Result<ListObjectsV2Output> {
         self.require_bucket(&input.bucket).await?;
         let max_keys = max_keys_of(input.max_keys)?;
         wants_url(input.encoding_type.as_ref())?;
@@ -357,12 +398,19 @@ impl Frontend {
             continuation_token: input.continuation_token.clone(),
             start_after: input.start_after.clone(),
             encoding_type: input.encoding_type.clone(),
-            owner: input.fetch_owner.unwrap_or(false).then(|| crate::bucket::owner(requester)),
+            owner: input
+                .fetch_owner
+                .unwrap_or(false)
+                .then(|| crate::bucket::owner(requester)),
         };
         Ok(v2_output(&echo, &page))
     }
 
-    pub(crate) async fn list_objects_v1_op(&self, input: &ListObjectsInput, requester: &str) -> S3Result<ListObjectsOutput> {
+    pub(crate) async fn list_objects_v1_op(
+        &self,
+        input: &ListObjectsInput,
+        requester: &str,
+    ) -> S3Result<ListObjectsOutput> {
         self.require_bucket(&input.bucket).await?;
         let max_keys = max_keys_of(input.max_keys)?;
         let url = wants_url(input.encoding_type.as_ref())?;

@@ -19,13 +19,19 @@ impl StoredHeaders {
     /// Metadata for a write: the server fills in size, etag, chunks and last_modified.
     pub fn into_meta(self) -> ObjectMeta {
         ObjectMeta {
-            content_type: self.content_type.unwrap_or_else(|| "binary/octet-stream".into()),
+            content_type: self
+                .content_type
+                .unwrap_or_else(|| "binary/octet-stream".into()),
             user_metadata: self.user_metadata.unwrap_or_default(),
             content_encoding: self.content_encoding.unwrap_or_default(),
             content_disposition: self.content_disposition.unwrap_or_default(),
             content_language: self.content_language.unwrap_or_default(),
             cache_control: self.cache_control.unwrap_or_default(),
-            expires: self.expires.as_ref().map(format_http_date).unwrap_or_default(),
+            expires: self
+                .expires
+                .as_ref()
+                .map(format_http_date)
+                .unwrap_or_default(),
             ..Default::default()
         }
     }
@@ -69,7 +75,8 @@ pub fn parse_http_date(value: &str) -> Option<Timestamp> {
 /// Milliseconds since the epoch as an s3s timestamp.
 pub fn timestamp_from_ms(ms: i64) -> Timestamp {
     let nanos = i128::from(ms) * 1_000_000;
-    let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     Timestamp::from(time)
 }
 

@@ -18,7 +18,10 @@ pub struct Metrics {
 
 fn build() -> Metrics {
     let requests = IntCounterVec::new(
-        prometheus::Opts::new("strata_frontend_requests_total", "S3 requests by operation and status class"),
+        prometheus::Opts::new(
+            "strata_frontend_requests_total",
+            "S3 requests by operation and status class",
+        ),
         &["operation", "status_class"],
     );
     let latency = HistogramVec::new(
@@ -26,11 +29,19 @@ fn build() -> Metrics {
             "strata_frontend_request_duration_seconds",
             "Time from request to response head, by operation",
         )
-        .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        .buckets(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]),
         &["operation"],
     );
-    let bytes_in = IntCounter::new("strata_frontend_bytes_in_total", "Object bytes received from clients");
-    let bytes_out = IntCounter::new("strata_frontend_bytes_out_total", "Object bytes sent to clients");
+    let bytes_in = IntCounter::new(
+        "strata_frontend_bytes_in_total",
+        "Object bytes received from clients",
+    );
+    let bytes_out = IntCounter::new(
+        "strata_frontend_bytes_out_total",
+        "Object bytes sent to clients",
+    );
     let routing_retries = IntCounter::new(
         "strata_frontend_routing_retries_total",
         "Partition calls retried after NotOwner or an unavailable owner",

@@ -10,8 +10,8 @@ use crate::error::FrontendError;
 use crate::frontend::{is_no_such_key, no_such_key, Frontend};
 use crate::meta::{non_empty, parse_http_date, size_i64, timestamp_from_ms, StoredHeaders};
 use s3s::dto::{
-    DeleteObjectInput, GetObjectInput, GetObjectOutput, HeadObjectInput, HeadObjectOutput, PutObjectInput, PutObjectOutput,
-    Range,
+    DeleteObjectInput, GetObjectInput, GetObjectOutput, HeadObjectInput, HeadObjectOutput,
+    PutObjectInput, PutObjectOutput, Range,
 };
 use s3s::{s3_error, S3Error, S3Result};
 use strata_proto::common::ObjectMeta;
@@ -33,7 +33,10 @@ pub(crate) struct Decision {
 pub(crate) fn check_version(version_id: Option<&str>) -> S3Result<()> {
     match version_id {
         None | Some("null") => Ok(()),
-        Some(_) => Err(s3_error!(NotImplemented, "Object versioning is not implemented")),
+        Some(_) => Err(s3_error!(
+            NotImplemented,
+            "Object versioning is not implemented"
+        )),
     }
 }
 
@@ -59,7 +62,10 @@ fn not_modified(meta: &ObjectMeta) -> S3Error {
 }
 
 fn precondition_failed() -> S3Error {
-    s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+    s3_error!(
+        PreconditionFailed,
+        "At least one of the pre-conditions you specified did not hold"
+    )
 }
 
 fn invalid_range(size_bytes: u64) -> S3Error {
@@ -73,13 +79,18 @@ fn invalid_range(size_bytes: u64) -> S3Error {
 }
 
 /// Applies conditions and range to an existing object's metadata.
-pub(crate) fn decide(meta: ObjectMeta, conditions: &Conditions, range: Option<&Range>) -> S3Result<Decision> {
+pub(crate) fn decide(
+    meta: ObjectMeta,
+    conditions: &Conditions,
+    range: Option<&Range>,
+) -> S3Result<Decision> {
     match conditions.evaluate(&meta.etag, meta.last_modified_ms) {
         Outcome::Proceed => {}
         Outcome::NotModified => return Err(not_modified(&meta)),
         Outcome::PreconditionFailed => return Err(precondition_failed()),
     }
-    let range = resolve_range(range, meta.size_bytes).map_err(|()| invalid_range(meta.size_bytes))?;
+    let range =
+        resolve_range(range, meta.size_bytes).map_err(|()| invalid_range(meta.size_bytes))?;
     Ok(Decision { meta, range })
 }
 
@@ -87,7 +98,10 @@ pub(crate) fn decide(meta: ObjectMeta, conditions: &Conditions, range: Option<&R
 pub(crate) fn head_output(decision: &Decision) -> HeadObjectOutput {
     let meta = &decision.meta;
     let (content_length, content_range) = match &decision.range {
-        Some(range) => (range.end - range.start, Some(content_range(range, meta.size_bytes))),
+        Some(range) => (
+            range.end - range.start,
+            Some(content_range(range, meta.size_bytes)),
+        ),
         None => (meta.size_bytes, None),
     };
     HeadObjectOutput {
@@ -108,12 +122,21 @@ pub(crate) fn head_output(decision: &Decision) -> HeadObjectOutput {
 }
 
 impl Frontend {
-    async fn decide_object(&self, bucket: &str, key: &str, conditions: &Conditions, range: Option<&Range>) -> S3Result<Decision> {
+    async fn decide_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        conditions: &Conditions,
+        range: Option<&Range>,
+    ) -> S3Result<Decision> {
         let meta = self.head_meta(bucket, key).await?.ok_or_else(no_such_key)?;
         decide(meta, conditions, range)
     }
 
-    pub(crate) async fn head_object_op(&self, input: &HeadObjectInput) -> S3Result<HeadObjectOutput> {
+    pub(crate) async fn head_object_op(
+        &self,
+        input: &HeadObjectInput,
+    ) -> S3Result<HeadObjectOutput> {
         check_version(input.version_id.as_deref())?;
         check_part_number(input.part_number)?;
         self.require_bucket(&input.bucket).await?;
@@ -123,7 +146,9 @@ impl Frontend {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         );
-        let decision = self.decide_object(&input.bucket, &input.key, &conditions, input.range.as_ref()).await?;
+        let decision = self
+            .decide_object(&input.bucket, &input.key, &conditions, input.range.as_ref())
+            .await?;
         Ok(head_output(&decision))
     }
 
@@ -140,7 +165,9 @@ impl Frontend {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let decision = self.decide_object(&input.bucket, &input.key, &conditions, input.range.as_ref()).await?;
+            let decision = self
+                .decide_object(&input.bucket, &input.key, &conditions, input.range.as_ref())
+                .await?;
             match self.open_stream(&input.bucket, &input.key, &decision).await {
                 Ok(body) => {
                     let head = head_output(&decision);
@@ -161,17 +188,26 @@ impl Frontend {
                         ..Default::default()
                     });
                 }
-                Err(FrontendError::Rpc(status)) if status.code() == tonic::Code::Aborted && attempts < GET_ATTEMPTS_MAX => {
+                Err(FrontendError::Rpc(status))
+                    if status.code() == tonic::Code::Aborted && attempts < GET_ATTEMPTS_MAX =>
+                {
                     tracing::debug!(bucket = %input.bucket, "object changed during GET, deciding again");
                 }
-                Err(FrontendError::Rpc(status)) if is_no_such_key(&status) => return Err(no_such_key()),
+                Err(FrontendError::Rpc(status)) if is_no_such_key(&status) => {
+                    return Err(no_such_key())
+                }
                 Err(err) => return Err(err.into()),
             }
         }
     }
 
     /// Opens the data stream of the decided range and checks its first (metadata) message.
-    pub(crate) async fn open_stream(&self, bucket: &str, key: &str, decision: &Decision) -> Result<s3s::dto::StreamingBlob, FrontendError> {
+    pub(crate) async fn open_stream(
+        &self,
+        bucket: &str,
+        key: &str,
+        decision: &Decision,
+    ) -> Result<s3s::dto::StreamingBlob, FrontendError> {
         let (start, end) = match &decision.range {
             Some(range) => (range.start, range.end),
             None => (0, decision.meta.size_bytes),
@@ -193,8 +229,14 @@ impl Frontend {
         match stream.message().await? {
             Some(first) => match first.part {
                 Some(Part::Meta(meta)) if meta.etag == decision.meta.etag => {}
-                Some(Part::Meta(_)) => return Err(FrontendError::Rpc(tonic::Status::aborted("object changed"))),
-                _ => return Err(FrontendError::Protocol("GetObject stream did not start with metadata".into())),
+                Some(Part::Meta(_)) => {
+                    return Err(FrontendError::Rpc(tonic::Status::aborted("object changed")))
+                }
+                _ => {
+                    return Err(FrontendError::Protocol(
+                        "GetObject stream did not start with metadata".into(),
+                    ))
+                }
             },
             None => return Err(FrontendError::Protocol("GetObject stream was empty".into())),
         }
@@ -204,10 +246,16 @@ impl Frontend {
     pub(crate) async fn put_object_op(&self, input: PutObjectInput) -> S3Result<PutObjectOutput> {
         if let Some(length) = input.content_length {
             if length > OBJECT_SIZE_BYTES_MAX {
-                return Err(s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed object size."));
+                return Err(s3_error!(
+                    EntityTooLarge,
+                    "Your proposed upload exceeds the maximum allowed object size."
+                ));
             }
             if length < 0 {
-                return Err(s3_error!(InvalidArgument, "Content-Length must not be negative"));
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Content-Length must not be negative"
+                ));
             }
         }
         if input.key.len() > strata_types::OBJECT_KEY_BYTES_MAX {

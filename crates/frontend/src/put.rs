@@ -11,7 +11,10 @@
 //!   check), the RPC is cancelled (HTTP/2 RST_STREAM) while the channel is still open, so the
 //!   server never sees a clean end of stream; the same happens when the request is dropped.
 //!
-//! A failed attempt is retried on a fresh map only when no chunk was handed to the RPC yet.
+//! A failed attempt is retried on a fresh map only when everything handed to the RPC can be
+//! sent again: the first chunk's bytes are kept (a replay buffer of at most one chunk, so a
+//! small object survives a NotOwner on its first attempt); once more than one chunk went out,
+//! a failure answers 503.
 
 use crate::error::{body_error_to_s3, status_to_s3, FrontendError};
 use crate::metrics::METRICS;
@@ -21,7 +24,6 @@ use futures::StreamExt;
 use s3s::dto::StreamingBlob;
 use s3s::{S3Error, StdError};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use strata_proto::common::ObjectMeta;
 use strata_proto::partition::put_object_request::Part;
@@ -41,6 +43,10 @@ struct PutSource {
     pending: VecDeque<Bytes>,
     pending_bytes: usize,
     finished: bool,
+    /// Copies of what this attempt handed to the RPC while that is at most one chunk; None
+    /// once more went out (the attempt can then not be replayed).
+    replay: Option<Vec<Bytes>>,
+    replay_bytes: usize,
 }
 
 impl PutSource {
@@ -50,7 +56,39 @@ impl PutSource {
             body,
             pending: VecDeque::new(),
             pending_bytes: 0,
+            replay: Some(Vec::new()),
+            replay_bytes: 0,
         }
+    }
+
+    /// Remembers a chunk handed to the RPC, while the replay buffer has room.
+    fn record_sent(&mut self, chunk: &[u8]) {
+        if let Some(replay) = self.replay.as_mut() {
+            if self.replay_bytes + chunk.len() <= CHUNK_SIZE_BYTES {
+                replay.push(Bytes::copy_from_slice(chunk));
+                self.replay_bytes += chunk.len();
+            } else {
+                self.replay = None;
+                self.replay_bytes = 0;
+            }
+        }
+    }
+
+    /// Whether everything handed to the last attempt can be sent again.
+    fn can_replay(&self) -> bool {
+        self.replay.is_some()
+    }
+
+    /// Puts the replay buffer back in front of the pending bytes for the next attempt.
+    fn rewind(&mut self) {
+        if let Some(replay) = self.replay.take() {
+            for bytes in replay.into_iter().rev() {
+                self.pending_bytes += bytes.len();
+                self.pending.push_front(bytes);
+            }
+        }
+        self.replay = Some(Vec::new());
+        self.replay_bytes = 0;
     }
 
     /// Whether a chunk may be handed over now: a full one with at least one byte to spare, or
@@ -63,7 +101,9 @@ impl PutSource {
         let size = self.pending_bytes.min(CHUNK_SIZE_BYTES);
         let mut chunk = Vec::with_capacity(size);
         while chunk.len() < size {
-            let Some(mut front) = self.pending.pop_front() else { break };
+            let Some(mut front) = self.pending.pop_front() else {
+                break;
+            };
             let wanted = size - chunk.len();
             if front.len() > wanted {
                 let head = front.split_to(wanted);
@@ -114,7 +154,6 @@ async fn pump(
     sender: mpsc::Sender<PutObjectRequest>,
     header: PutObjectHeader,
     source: &mut PutSource,
-    chunks_sent: &AtomicBool,
 ) -> PumpEnd {
     let first = PutObjectRequest {
         part: Some(Part::Header(header)),
@@ -124,9 +163,10 @@ async fn pump(
     }
     loop {
         while source.chunk_ready() {
-            chunks_sent.store(true, Ordering::SeqCst);
+            let chunk = source.take_chunk();
+            source.record_sent(&chunk);
             let message = PutObjectRequest {
-                part: Some(Part::Chunk(source.take_chunk())),
+                part: Some(Part::Chunk(chunk)),
             };
             if sender.send(message).await.is_err() {
                 return PumpEnd::RpcGone;
@@ -167,14 +207,13 @@ async fn attempt(
     mut client: PartitionClient,
     header: PutObjectHeader,
     source: &mut PutSource,
-    chunks_sent: &AtomicBool,
 ) -> Result<ObjectMeta, AttemptError> {
     let (sender, receiver) = mpsc::channel(PUT_CHANNEL_CAPACITY);
     let mut request = tonic::Request::new(ReceiverStream::new(receiver));
     let cancel = request.cancellation_handle();
     let rpc = client.put_object(request);
     tokio::pin!(rpc);
-    let pumping = pump(sender, header, source, chunks_sent);
+    let pumping = pump(sender, header, source);
     tokio::pin!(pumping);
     // Declared last so it drops first: the cancellation lands before the sender closes.
     let mut guard = AbortOnDrop(Some(cancel.clone()));
@@ -204,9 +243,11 @@ async fn attempt(
     };
     guard.disarm();
     let response = response.map_err(AttemptError::Rpc)?.into_inner();
-    response
-        .meta
-        .ok_or_else(|| AttemptError::Rpc(tonic::Status::internal("PutObject answered without metadata")))
+    response.meta.ok_or_else(|| {
+        AttemptError::Rpc(tonic::Status::internal(
+            "PutObject answered without metadata",
+        ))
+    })
 }
 
 /// Stores `body` as `header.bucket`/`header.key` on the key's owner.
@@ -221,26 +262,36 @@ pub(crate) async fn put_streaming(
     loop {
         let route = router.route(&key, &mut retry).await?;
         let client = router.streaming_client(&route.owner_addr)?;
-        let chunks_sent = AtomicBool::new(false);
-        let status = match attempt(client, header.clone(), &mut source, &chunks_sent).await {
+        let status = match attempt(client, header.clone(), &mut source).await {
             Ok(meta) => return Ok(meta),
             Err(AttemptError::Body(err)) => return Err(body_error_to_s3(err.as_ref())),
             Err(AttemptError::Rpc(status)) => status,
         };
         match classify(&status) {
             Verdict::Fail => return Err(status_to_s3(&status)),
-            Verdict::SlowDown => return Err(FrontendError::SlowDown(status.message().to_string()).into()),
-            Verdict::Retry if chunks_sent.load(Ordering::SeqCst) => {
-                return Err(FrontendError::Unavailable(format!("PutObject to {} failed mid-body", route.owner_addr)).into());
+            Verdict::SlowDown => {
+                return Err(FrontendError::SlowDown(status.message().to_string()).into())
+            }
+            Verdict::Retry if !source.can_replay() => {
+                return Err(FrontendError::Unavailable(format!(
+                    "PutObject to {} failed mid-body",
+                    route.owner_addr
+                ))
+                .into());
             }
             Verdict::Retry => {
                 METRICS.routing_retries.inc();
                 if !retry.wait().await {
-                    return Err(FrontendError::Unavailable(format!("PutObject to {}", route.owner_addr)).into());
+                    return Err(FrontendError::Unavailable(format!(
+                        "PutObject to {}",
+                        route.owner_addr
+                    ))
+                    .into());
                 }
                 if let Err(err) = router.refresh(Some(route.map_fetched_at)).await {
                     tracing::debug!(%err, "map refresh failed, will retry");
                 }
+                source.rewind();
             }
         }
     }
@@ -258,7 +309,10 @@ mod tests {
     #[tokio::test]
     async fn rechunks_and_holds_back_the_tail_until_the_end() {
         let big = vec![7u8; CHUNK_SIZE_BYTES * 2 + 10];
-        let mut source = PutSource::new(Some(blob(vec![Ok(big[..100].to_vec()), Ok(big[100..].to_vec())])));
+        let mut source = PutSource::new(Some(blob(vec![
+            Ok(big[..100].to_vec()),
+            Ok(big[100..].to_vec()),
+        ])));
         let mut chunks = Vec::new();
         loop {
             while source.chunk_ready() {
@@ -285,22 +339,58 @@ mod tests {
             Err(std::io::Error::other("sha256 mismatch")),
         ])));
         source.read().await.unwrap();
-        assert!(!source.chunk_ready(), "a full chunk must wait for the body's end");
+        assert!(
+            !source.chunk_ready(),
+            "a full chunk must wait for the body's end"
+        );
         assert!(source.read().await.is_err());
     }
 
     #[tokio::test]
     async fn a_body_error_aborts_without_a_clean_end() {
         // The pump keeps the sender when the body fails, so the request stream stays open.
-        let mut source = PutSource::new(Some(blob(vec![Ok(vec![1u8; 10]), Err(std::io::Error::other("boom"))])));
+        let mut source = PutSource::new(Some(blob(vec![
+            Ok(vec![1u8; 10]),
+            Err(std::io::Error::other("boom")),
+        ])));
         let (sender, mut receiver) = mpsc::channel(PUT_CHANNEL_CAPACITY);
-        let chunks_sent = AtomicBool::new(false);
         let header = PutObjectHeader::default();
-        let end = pump(sender, header, &mut source, &chunks_sent).await;
-        let PumpEnd::BodyFailed(_, sender) = end else { panic!("expected a body failure") };
-        assert!(matches!(receiver.recv().await, Some(PutObjectRequest { part: Some(Part::Header(_)) })));
+        let end = pump(sender, header, &mut source).await;
+        let PumpEnd::BodyFailed(_, sender) = end else {
+            panic!("expected a body failure")
+        };
+        assert!(matches!(
+            receiver.recv().await,
+            Some(PutObjectRequest {
+                part: Some(Part::Header(_))
+            })
+        ));
         assert!(receiver.try_recv().is_err(), "no chunk may have been sent");
-        assert!(!chunks_sent.load(Ordering::SeqCst));
+        assert!(source.can_replay());
         assert!(!sender.is_closed());
+    }
+
+    #[tokio::test]
+    async fn only_a_first_chunk_can_be_replayed() {
+        let mut small = PutSource::new(Some(blob(vec![Ok(b"hello".to_vec())])));
+        let (sender, mut receiver) = mpsc::channel(8);
+        assert!(matches!(
+            pump(sender, PutObjectHeader::default(), &mut small).await,
+            PumpEnd::Done(_)
+        ));
+        while receiver.try_recv().is_ok() {}
+        assert!(small.can_replay());
+        small.rewind();
+        assert!(small.chunk_ready());
+        assert_eq!(small.take_chunk(), b"hello");
+
+        let mut big = PutSource::new(Some(blob(vec![Ok(vec![3u8; CHUNK_SIZE_BYTES + 1])])));
+        let (sender, mut receiver) = mpsc::channel(8);
+        assert!(matches!(
+            pump(sender, PutObjectHeader::default(), &mut big).await,
+            PumpEnd::Done(_)
+        ));
+        while receiver.try_recv().is_ok() {}
+        assert!(!big.can_replay());
     }
 }

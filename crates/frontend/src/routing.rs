@@ -104,7 +104,10 @@ pub fn classify(status: &Status) -> Verdict {
     match status.code() {
         Code::Unavailable => Verdict::Retry,
         // tonic reports a channel that could not connect as "Service was not ready".
-        Code::Unknown if status.message().contains("not ready") || status.message().contains("transport error") => {
+        Code::Unknown
+            if status.message().contains("not ready")
+                || status.message().contains("transport error") =>
+        {
             Verdict::Retry
         }
         Code::ResourceExhausted => Verdict::SlowDown,
@@ -157,8 +160,11 @@ impl Router {
     pub fn new(manager_addrs: &[String], retry_budget: Duration) -> Result<Self, FrontendError> {
         let mut managers = Vec::with_capacity(manager_addrs.len());
         for addr in manager_addrs {
-            let channel = strata_util::rpc::channel_with_timeout(addr, Duration::from_millis(MANAGER_TIMEOUT_MS))
-                .map_err(|err| FrontendError::Config(format!("manager address {addr:?}: {err}")))?;
+            let channel = strata_util::rpc::channel_with_timeout(
+                addr,
+                Duration::from_millis(MANAGER_TIMEOUT_MS),
+            )
+            .map_err(|err| FrontendError::Config(format!("manager address {addr:?}: {err}")))?;
             managers.push(
                 PartitionManagerClient::new(channel)
                     .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
@@ -188,6 +194,11 @@ impl Router {
         }
     }
 
+    /// Version of the cached map, None before the first fetch.
+    pub fn current_version(&self) -> Option<u64> {
+        self.current().map(|snapshot| snapshot.version)
+    }
+
     fn current(&self) -> Option<Arc<MapSnapshot>> {
         self.map.read().ok().and_then(|guard| guard.clone())
     }
@@ -212,7 +223,9 @@ impl Router {
             }
         }
         if self.managers.is_empty() {
-            return Err(FrontendError::Config("no manager addresses configured".into()));
+            return Err(FrontendError::Config(
+                "no manager addresses configured".into(),
+            ));
         }
         let start = self.preferred_manager.load(Ordering::Relaxed);
         let mut last_error = String::new();
@@ -226,9 +239,15 @@ impl Router {
                     self.preferred_manager.store(index, Ordering::Relaxed);
                     let fresh = Arc::new(MapSnapshot::new(map));
                     if let Ok(mut guard) = self.map.write() {
-                        let keep_old = guard.as_ref().is_some_and(|old| old.version > fresh.version);
+                        let keep_old = guard
+                            .as_ref()
+                            .is_some_and(|old| old.version > fresh.version);
                         if !keep_old {
-                            tracing::debug!(version = fresh.version, ranges = fresh.ranges.len(), "partition map refreshed");
+                            tracing::debug!(
+                                version = fresh.version,
+                                ranges = fresh.ranges.len(),
+                                "partition map refreshed"
+                            );
                             *guard = Some(fresh);
                         }
                     }
@@ -239,7 +258,9 @@ impl Router {
             }
         }
         tracing::warn!(%last_error, "no manager member answered GetPartitionMap");
-        Err(FrontendError::Unavailable(format!("partition map: {last_error}")))
+        Err(FrontendError::Unavailable(format!(
+            "partition map: {last_error}"
+        )))
     }
 
     /// The owner of `key`, refreshing the map while the key has no owner (within `retry`).
@@ -270,7 +291,10 @@ impl Router {
         Ok(snapshot
             .ranges
             .iter()
-            .filter(|r| (r.high.is_empty() || r.high.as_slice() > low) && (high.is_empty() || r.low.as_slice() < high))
+            .filter(|r| {
+                (r.high.is_empty() || r.high.as_slice() > low)
+                    && (high.is_empty() || r.low.as_slice() < high)
+            })
             .map(|r| snapshot.route(r))
             .collect())
     }
@@ -291,9 +315,10 @@ impl Router {
                 .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
                 .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
         };
-        let unary = strata_util::rpc::channel(addr).map_err(|err| FrontendError::Unavailable(format!("{addr}: {err}")))?;
-        let streaming =
-            strata_util::rpc::streaming_channel(addr).map_err(|err| FrontendError::Unavailable(format!("{addr}: {err}")))?;
+        let unary = strata_util::rpc::channel(addr)
+            .map_err(|err| FrontendError::Unavailable(format!("{addr}: {err}")))?;
+        let streaming = strata_util::rpc::streaming_channel(addr)
+            .map_err(|err| FrontendError::Unavailable(format!("{addr}: {err}")))?;
         let pair = (make(unary), make(streaming));
         pool.insert(addr.to_string(), pair.clone());
         Ok(pair)
@@ -310,7 +335,12 @@ impl Router {
     }
 
     /// Calls `f` on the owner of `key`, retrying as the module doc says.
-    pub async fn call<T, F, Fut>(&self, key: &[u8], streaming: bool, mut f: F) -> Result<(T, Route), FrontendError>
+    pub async fn call<T, F, Fut>(
+        &self,
+        key: &[u8],
+        streaming: bool,
+        mut f: F,
+    ) -> Result<(T, Route), FrontendError>
     where
         F: FnMut(PartitionClient, Route) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
@@ -329,7 +359,9 @@ impl Router {
             };
             match classify(&status) {
                 Verdict::Fail => return Err(FrontendError::Rpc(status)),
-                Verdict::SlowDown => return Err(FrontendError::SlowDown(status.message().to_string())),
+                Verdict::SlowDown => {
+                    return Err(FrontendError::SlowDown(status.message().to_string()))
+                }
                 Verdict::Retry => {
                     crate::metrics::METRICS.routing_retries.inc();
                     tracing::debug!(owner = %route.owner_addr, code = ?status.code(), "retrying on a fresh map");
@@ -395,9 +427,15 @@ mod tests {
         .into_status();
         assert_eq!(classify(&not_owner), Verdict::Retry);
         assert_eq!(classify(&Status::unavailable("x")), Verdict::Retry);
-        assert_eq!(classify(&Status::resource_exhausted("x")), Verdict::SlowDown);
+        assert_eq!(
+            classify(&Status::resource_exhausted("x")),
+            Verdict::SlowDown
+        );
         assert_eq!(classify(&Status::not_found("x")), Verdict::Fail);
-        assert_eq!(classify(&Status::failed_precondition("other")), Verdict::Fail);
+        assert_eq!(
+            classify(&Status::failed_precondition("other")),
+            Verdict::Fail
+        );
     }
 
     #[tokio::test]
@@ -405,12 +443,28 @@ mod tests {
         let router = Router::new(&[], Duration::from_millis(10)).unwrap();
         router.install(PartitionMap {
             version: 1,
-            ranges: vec![range(3, b"p", b"", "c:1"), range(1, b"", b"f", "a:1"), range(2, b"f", b"p", "b:1")],
+            ranges: vec![
+                range(3, b"p", b"", "c:1"),
+                range(1, b"", b"f", "a:1"),
+                range(2, b"f", b"p", "b:1"),
+            ],
             leader_hint: String::new(),
         });
-        let ids: Vec<u64> = router.overlapping(b"g", b"q").await.unwrap().iter().map(|r| r.range_id).collect();
+        let ids: Vec<u64> = router
+            .overlapping(b"g", b"q")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.range_id)
+            .collect();
         assert_eq!(ids, vec![2, 3]);
-        let ids: Vec<u64> = router.overlapping(b"a", b"f").await.unwrap().iter().map(|r| r.range_id).collect();
+        let ids: Vec<u64> = router
+            .overlapping(b"a", b"f")
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.range_id)
+            .collect();
         assert_eq!(ids, vec![1]);
     }
 

@@ -15,9 +15,6 @@ pub enum ManagerError {
     /// Raft refused or failed an operation.
     #[error("raft: {0}")]
     Raft(String),
-    /// This member is not the leader; `leader_hint` is the leader's gRPC address when known.
-    #[error("not the leader (leader hint {leader_hint:?})")]
-    NotLeader { leader_hint: Option<String> },
     /// A remote call failed.
     #[error("rpc to {addr}: {status}")]
     Rpc { addr: String, status: tonic::Status },

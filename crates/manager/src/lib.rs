@@ -7,6 +7,7 @@
 //! partition server stamps its work with the epoch it was given.
 //!
 //! Module map (split like openraft's examples: network / store / app):
+//! - `app`: what the service and the leader loop share on one member.
 //! - [`types`]: the Raft type config, [`Command`] (log payload) and [`CommandResponse`].
 //! - [`map`]: the partition map and how a command changes it.
 //! - [`store`]: sled-backed Raft log store and state machine (versioned, checksummed records,
@@ -19,7 +20,7 @@
 //! - [`client`]: [`ManagerClient`] for partition servers, front-ends and tools.
 //! - [`config`]: [`ManagerConfig`] and `--members` parsing.
 
-pub mod app;
+mod app;
 mod balancer;
 pub mod client;
 pub mod config;

@@ -45,13 +45,6 @@ impl ServerTable {
         true
     }
 
-    /// Whether `server_id` heartbeated within `timeout` of `now`.
-    pub fn is_alive(&self, server_id: &str, timeout: Duration, now: Instant) -> bool {
-        self.servers
-            .get(server_id)
-            .is_some_and(|record| now.saturating_duration_since(record.last_seen) < timeout)
-    }
-
     /// Servers alive at `now`, with their gRPC addresses.
     pub fn alive(&self, timeout: Duration, now: Instant) -> Vec<(String, String)> {
         self.servers
@@ -97,10 +90,12 @@ mod tests {
         let start = Instant::now();
         assert!(table.record("ps-1", "127.0.0.1:1", "", start));
         let timeout = Duration::from_millis(3_000);
-        assert!(table.is_alive("ps-1", timeout, start + Duration::from_millis(2_999)));
-        assert!(!table.is_alive("ps-1", timeout, start + Duration::from_millis(3_000)));
-        assert!(!table.is_alive("ps-2", timeout, start));
-        assert_eq!(table.alive(timeout, start).len(), 1);
+        let alive_at = |ms: u64| table.alive(timeout, start + Duration::from_millis(ms));
+        assert_eq!(
+            alive_at(2_999),
+            vec![("ps-1".to_string(), "127.0.0.1:1".to_string())]
+        );
+        assert!(alive_at(3_000).is_empty());
         table.forget_older_than(timeout, start + timeout);
         assert!(table.alive(timeout, start).is_empty());
     }

@@ -43,12 +43,9 @@ fn decode_raft<T: DeserializeOwned>(message: &pb::RaftMessage) -> Result<T, Stat
     })
 }
 
-fn encode_raft<T: Serialize, E: Serialize>(
+fn encode_raft<T: Serialize, E: Serialize + std::error::Error>(
     result: Result<T, RaftError<MemberId, E>>,
-) -> Result<Response<pb::RaftMessage>, Status>
-where
-    E: std::error::Error,
-{
+) -> Result<Response<pb::RaftMessage>, Status> {
     let data = serde_json::to_vec(&result)
         .map_err(|err| Status::internal(format!("encoding raft reply: {err}")))?;
     Ok(Response::new(pb::RaftMessage { data }))

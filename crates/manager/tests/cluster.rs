@@ -262,6 +262,17 @@ async fn three_members_assign_move_fail_over_and_catch_up() {
         (restarted.last_applied_index() >= target_index).then_some(())
     })
     .await;
+    // It was behind the leader's purged log, so it must have caught up through a snapshot.
+    wait_for("a snapshot on the restarted member", WAIT, || async {
+        restarted
+            .raft()
+            .metrics()
+            .borrow()
+            .snapshot
+            .is_some()
+            .then_some(())
+    })
+    .await;
     let local = restarted.partition_map();
     assert_eq!(local.ranges, map_before_failover.ranges);
     assert_eq!(local.version, map_before_failover.version);

@@ -20,8 +20,10 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledStor
 }
 
 #[test]
-fn sled_store_passes_the_openraft_storage_suite() -> Result<(), StorageError<u64>> {
-    Suite::test_all(SledStoreBuilder)
+fn sled_store_passes_the_openraft_storage_suite() {
+    if let Err(err) = Suite::test_all(SledStoreBuilder) {
+        panic!("openraft storage suite failed: {err}");
+    }
 }
 
 /// A reopened store still has its vote and applied map (what a restarted member needs).

@@ -28,6 +28,23 @@ pub enum PartitionError {
     Corrupt(String),
     #[error("shutting down")]
     ShuttingDown,
+    /// Any other client-visible S3 error (multipart validation and the like).
+    #[error("{code}: {message}")]
+    S3 {
+        grpc: Code,
+        code: &'static str,
+        message: String,
+    },
+}
+
+impl PartitionError {
+    pub fn s3(grpc: Code, code: &'static str, message: impl Into<String>) -> Self {
+        PartitionError::S3 {
+            grpc,
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 impl From<PartitionError> for Status {
@@ -52,6 +69,7 @@ impl From<PartitionError> for Status {
                 Status::data_loss(message)
             }
             PartitionError::ShuttingDown => Status::unavailable("partition server shutting down"),
+            PartitionError::S3 { grpc, code, message } => s3_status(grpc, code, message),
         }
     }
 }

@@ -53,14 +53,16 @@ pub fn decode_checkpoint(payload: &[u8]) -> Result<CheckpointRecord, FormatError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_proto::partition::log_entry::Value;
+    use strata_proto::partition::{mutation::Value, Mutation};
 
     #[test]
     fn log_entries_round_trip_and_versions_are_checked() {
         let entry = LogEntry {
             sequence: 42,
-            key: b"obkt\0k".to_vec(),
-            value: Some(Value::Tombstone(true)),
+            mutations: vec![Mutation {
+                key: b"obkt\0k".to_vec(),
+                value: Some(Value::Tombstone(true)),
+            }],
         };
         let bytes = encode_log_entry(&entry);
         assert_eq!(bytes[0], FORMAT_VERSION);

@@ -15,10 +15,10 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use strata_proto::common::{BucketMeta, ChunkRef, ObjectMeta};
+use strata_proto::common::{BucketMeta, ChunkRef, ObjectMeta, PartMeta, UploadMeta};
 use strata_proto::partition::{
-    checkpoint_record::Part, log_entry, CheckpointBatch, CheckpointBegin, CheckpointEnd, CheckpointRecord,
-    IndexEntry, LogEntry,
+    checkpoint_record::Part, index_entry, mutation, CheckpointBatch, CheckpointBegin, CheckpointEnd,
+    CheckpointRecord, IndexEntry, LogEntry, Mutation,
 };
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
 use strata_types::Epoch;
@@ -31,7 +31,58 @@ use crate::format;
 pub enum IndexValue {
     Object(ObjectMeta),
     Bucket(BucketMeta),
+    Upload(UploadMeta),
+    Part(PartMeta),
 }
+
+impl IndexValue {
+    fn into_mutation_value(value: Option<IndexValue>) -> mutation::Value {
+        match value {
+            Some(IndexValue::Object(meta)) => mutation::Value::Object(meta),
+            Some(IndexValue::Bucket(bucket)) => mutation::Value::Bucket(bucket),
+            Some(IndexValue::Upload(upload)) => mutation::Value::Upload(upload),
+            Some(IndexValue::Part(part)) => mutation::Value::Part(part),
+            None => mutation::Value::Tombstone(true),
+        }
+    }
+
+    /// None for a tombstone.
+    fn from_mutation_value(value: mutation::Value) -> Option<IndexValue> {
+        match value {
+            mutation::Value::Object(meta) => Some(IndexValue::Object(meta)),
+            mutation::Value::Bucket(bucket) => Some(IndexValue::Bucket(bucket)),
+            mutation::Value::Upload(upload) => Some(IndexValue::Upload(upload)),
+            mutation::Value::Part(part) => Some(IndexValue::Part(part)),
+            mutation::Value::Tombstone(_) => None,
+        }
+    }
+
+    fn into_index_entry(self, key: Vec<u8>) -> IndexEntry {
+        let value = match self {
+            IndexValue::Object(meta) => index_entry::Value::Object(meta),
+            IndexValue::Bucket(bucket) => index_entry::Value::Bucket(bucket),
+            IndexValue::Upload(upload) => index_entry::Value::Upload(upload),
+            IndexValue::Part(part) => index_entry::Value::Part(part),
+        };
+        IndexEntry { key, value: Some(value) }
+    }
+
+    fn from_index_entry(entry: IndexEntry) -> Option<(Vec<u8>, IndexValue)> {
+        let value = match entry.value? {
+            index_entry::Value::Object(meta) => IndexValue::Object(meta),
+            index_entry::Value::Bucket(bucket) => IndexValue::Bucket(bucket),
+            index_entry::Value::Upload(upload) => IndexValue::Upload(upload),
+            index_entry::Value::Part(part) => IndexValue::Part(part),
+        };
+        Some((entry.key, value))
+    }
+}
+
+/// One change to apply: the key and its new value (None deletes it).
+pub type Change = (Vec<u8>, Option<IndexValue>);
+
+/// Most changes one commit may carry (completing a 10,000-part upload deletes every part).
+pub const CHANGES_PER_COMMIT_MAX: usize = 10_002;
 
 /// Checkpoint batches stay under this many encoded bytes, far below the stream record limit.
 const CHECKPOINT_BATCH_BYTES_MAX: usize = 512 * 1024;
@@ -61,7 +112,7 @@ impl RangeBounds {
     }
 }
 
-struct CommitState {
+pub struct CommitState {
     /// Sequence of the last applied log entry.
     sequence: u64,
     /// Position of the last applied log record (where replay after a checkpoint starts).
@@ -93,7 +144,7 @@ impl Range {
 
         let (mut index, mut state) = match newest_checkpoint(&client, &checkpoint_name).await? {
             Some((begin, entries)) => {
-                let index: BTreeMap<Vec<u8>, IndexValue> = entries.into_iter().filter_map(index_pair).collect();
+                let index: BTreeMap<Vec<u8>, IndexValue> = entries.into_iter().filter_map(IndexValue::from_index_entry).collect();
                 let state = CommitState {
                     sequence: begin.sequence,
                     last_log_pos: Some((begin.log_extent_id, begin.log_offset)),
@@ -158,8 +209,29 @@ impl Range {
 
     /// Makes one index update durable, then visible. `None` deletes the key.
     pub async fn commit(&self, key: Vec<u8>, value: Option<IndexValue>) -> Result<(), PartitionError> {
-        debug_assert!(self.bounds.contains(&key));
-        let mut state = self.commit.lock().await;
+        self.commit_batch(vec![(key, value)]).await
+    }
+
+    /// Makes several index updates durable in one log record, then visible together.
+    pub async fn commit_batch(&self, changes: Vec<Change>) -> Result<(), PartitionError> {
+        let guard = self.commit.lock().await;
+        self.commit_locked(guard, changes).await
+    }
+
+    /// Takes the commit lock, so a caller can decide on the current index (a precondition)
+    /// and commit with no other write in between.
+    pub async fn lock_commits(&self) -> tokio::sync::MutexGuard<'_, CommitState> {
+        self.commit.lock().await
+    }
+
+    /// Commits under a guard from [`Range::lock_commits`].
+    pub async fn commit_locked(
+        &self,
+        mut state: tokio::sync::MutexGuard<'_, CommitState>,
+        changes: Vec<Change>,
+    ) -> Result<(), PartitionError> {
+        assert!(!changes.is_empty() && changes.len() <= CHANGES_PER_COMMIT_MAX);
+        debug_assert!(changes.iter().all(|(key, _)| self.bounds.contains(key)));
         if self.is_poisoned() {
             return Err(PartitionError::Loading {
                 range_id: self.bounds.range_id,
@@ -168,18 +240,19 @@ impl Range {
         let sequence = state.sequence + 1;
         let entry = LogEntry {
             sequence,
-            key: key.clone(),
-            value: Some(match &value {
-                Some(IndexValue::Object(meta)) => log_entry::Value::Object(meta.clone()),
-                Some(IndexValue::Bucket(bucket)) => log_entry::Value::Bucket(bucket.clone()),
-                None => log_entry::Value::Tombstone(true),
-            }),
+            mutations: changes
+                .iter()
+                .map(|(key, value)| Mutation {
+                    key: key.clone(),
+                    value: Some(IndexValue::into_mutation_value(value.clone())),
+                })
+                .collect(),
         };
         match self.log.append(format::encode_log_entry(&entry)).await {
             Ok(pos) => {
                 state.sequence = sequence;
                 state.last_log_pos = Some((pos.extent_id, pos.offset));
-                self.apply(key, value);
+                self.apply(changes);
                 self.entries_since_checkpoint.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
@@ -192,16 +265,9 @@ impl Range {
         }
     }
 
-    fn apply(&self, key: Vec<u8>, value: Option<IndexValue>) {
+    fn apply(&self, changes: Vec<Change>) {
         let mut index = self.index.write().unwrap_or_else(|poison| poison.into_inner());
-        match value {
-            Some(value) => {
-                index.insert(key, value);
-            }
-            None => {
-                index.remove(&key);
-            }
-        }
+        apply_changes(&mut index, changes);
     }
 
     pub fn get(&self, key: &[u8]) -> Option<IndexValue> {
@@ -232,7 +298,8 @@ impl Range {
             .values()
             .map(|value| match value {
                 IndexValue::Object(meta) => meta.size_bytes,
-                IndexValue::Bucket(_) => 0,
+                IndexValue::Part(part) => part.size_bytes,
+                IndexValue::Bucket(_) | IndexValue::Upload(_) => 0,
             })
             .sum();
         (index.len() as u64, bytes)
@@ -274,13 +341,7 @@ impl Range {
         let mut batch_bytes = 0usize;
         let total = snapshot.len() as u64;
         for (key, value) in snapshot {
-            let entry = IndexEntry {
-                key,
-                value: Some(match value {
-                    IndexValue::Object(meta) => strata_proto::partition::index_entry::Value::Object(meta),
-                    IndexValue::Bucket(bucket) => strata_proto::partition::index_entry::Value::Bucket(bucket),
-                }),
-            };
+            let entry = value.into_index_entry(key);
             batch_bytes += prost::Message::encoded_len(&entry);
             batch.push(entry);
             if batch_bytes >= CHECKPOINT_BATCH_BYTES_MAX {
@@ -315,13 +376,17 @@ fn stream_error(err: impl std::fmt::Display) -> PartitionError {
     PartitionError::Stream(err.to_string())
 }
 
-fn index_pair(entry: IndexEntry) -> Option<(Vec<u8>, IndexValue)> {
-    use strata_proto::partition::index_entry::Value;
-    let value = match entry.value? {
-        Value::Object(meta) => IndexValue::Object(meta),
-        Value::Bucket(bucket) => IndexValue::Bucket(bucket),
-    };
-    Some((entry.key, value))
+fn apply_changes(index: &mut BTreeMap<Vec<u8>, IndexValue>, changes: Vec<Change>) {
+    for (key, value) in changes {
+        match value {
+            Some(value) => {
+                index.insert(key, value);
+            }
+            None => {
+                index.remove(&key);
+            }
+        }
+    }
 }
 
 /// Reads the checkpoint stream and returns the newest checkpoint whose End arrived.
@@ -339,7 +404,17 @@ async fn newest_checkpoint(
         match record.part {
             Some(Part::Begin(begin)) => building = Some((begin, Vec::new())),
             Some(Part::Batch(batch)) => match &mut building {
-                Some((begin, entries)) if begin.checkpoint_id == batch.checkpoint_id => entries.extend(batch.entries),
+                Some((begin, entries)) if begin.checkpoint_id == batch.checkpoint_id => {
+                    // Batches hold keys in ascending order; a batch that does not start after
+                    // the last key gathered is a duplicate left by a retried append.
+                    let is_duplicate = match (entries.last(), batch.entries.first()) {
+                        (Some(last), Some(first)) => first.key <= last.key,
+                        _ => false,
+                    };
+                    if !is_duplicate {
+                        entries.extend(batch.entries);
+                    }
+                }
                 _ => building = None, // a batch without its Begin: part of an abandoned checkpoint
             },
             Some(Part::End(end)) => {
@@ -378,18 +453,14 @@ async fn replay_log(
                 "gap in the commit log sequence (an append that failed for good)"
             );
         }
-        match entry.value {
-            Some(log_entry::Value::Object(meta)) => {
-                index.insert(entry.key, IndexValue::Object(meta));
-            }
-            Some(log_entry::Value::Bucket(bucket)) => {
-                index.insert(entry.key, IndexValue::Bucket(bucket));
-            }
-            Some(log_entry::Value::Tombstone(_)) => {
-                index.remove(&entry.key);
-            }
-            None => return Err(PartitionError::Corrupt(format!("log entry {} has no value", entry.sequence))),
+        let mut changes = Vec::with_capacity(entry.mutations.len());
+        for mutation in entry.mutations {
+            let Some(value) = mutation.value else {
+                return Err(PartitionError::Corrupt(format!("log entry {} has an empty mutation", entry.sequence)));
+            };
+            changes.push((mutation.key, IndexValue::from_mutation_value(value)));
         }
+        apply_changes(index, changes);
         state.sequence = entry.sequence;
         state.last_log_pos = Some((pos.extent_id, pos.offset));
         applied += 1;

@@ -24,7 +24,10 @@ impl ChannelCache {
     }
 
     fn channel(&self, addr: &str) -> Result<Channel> {
-        let mut channels = self.channels.lock().map_err(|_| StreamError::Unavailable("channel cache poisoned".into()))?;
+        let mut channels = self
+            .channels
+            .lock()
+            .map_err(|_| StreamError::Unavailable("channel cache poisoned".into()))?;
         if let Some(channel) = channels.get(addr) {
             return Ok(channel.clone());
         }
@@ -64,6 +67,9 @@ pub async fn bounded<T>(
     match tokio::time::timeout(Duration::from_millis(timeout_ms), call).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
         Ok(Err(status)) => Err(StreamError::rpc(addr, status)),
-        Err(_) => Err(StreamError::rpc(addr, tonic::Status::deadline_exceeded(format!("no answer in {timeout_ms} ms")))),
+        Err(_) => Err(StreamError::rpc(
+            addr,
+            tonic::Status::deadline_exceeded(format!("no answer in {timeout_ms} ms")),
+        )),
     }
 }

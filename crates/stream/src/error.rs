@@ -17,7 +17,11 @@ pub enum StreamError {
     Io(#[from] std::io::Error),
     /// A record failed its length or CRC check; its bytes are never returned.
     #[error("data loss in extent {extent_id} at offset {offset}: {reason}")]
-    DataLoss { extent_id: u64, offset: u64, reason: String },
+    DataLoss {
+        extent_id: u64,
+        offset: u64,
+        reason: String,
+    },
     #[error("extent {0} not found")]
     ExtentNotFound(u64),
     #[error("extent {0} already exists")]
@@ -29,14 +33,22 @@ pub enum StreamError {
     Sealed { extent_id: u64, length: u64 },
     /// A secondary's length differs from the offset the primary asked it to write at.
     #[error("extent {extent_id}: append at offset {offset} but replica length is {length}")]
-    OffsetMismatch { extent_id: u64, offset: u64, length: u64 },
+    OffsetMismatch {
+        extent_id: u64,
+        offset: u64,
+        length: u64,
+    },
     #[error("payload of {len_bytes} bytes exceeds the record limit of {max_bytes} bytes")]
     PayloadTooLarge { len_bytes: usize, max_bytes: usize },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// Offset is not inside the extent (or not at a record boundary).
     #[error("extent {extent_id}: offset {offset} out of range (length {length})")]
-    OutOfRange { extent_id: u64, offset: u64, length: u64 },
+    OutOfRange {
+        extent_id: u64,
+        offset: u64,
+        length: u64,
+    },
     /// A dependency (node, manager, enough racks) is not available now; retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -61,7 +73,10 @@ impl From<sled::Error> for StreamError {
 impl StreamError {
     /// Wraps a failed RPC to `addr`.
     pub fn rpc(addr: &str, status: Status) -> Self {
-        StreamError::Rpc { addr: addr.to_string(), status }
+        StreamError::Rpc {
+            addr: addr.to_string(),
+            status,
+        }
     }
 
     /// Whether the RPC failure (or local error) says a writer was fenced.
@@ -70,7 +85,8 @@ impl StreamError {
             StreamError::Fenced { .. } => true,
             StreamError::Rpc { status, .. } => {
                 status.code() == Code::FailedPrecondition
-                    && (status.message().starts_with(FENCED_MARKER) || status.message().starts_with(SEALED_MARKER))
+                    && (status.message().starts_with(FENCED_MARKER)
+                        || status.message().starts_with(SEALED_MARKER))
             }
             _ => false,
         }
@@ -79,14 +95,18 @@ impl StreamError {
     /// The gRPC status this error is answered with.
     pub fn into_status(self) -> Status {
         let code = match &self {
-            StreamError::Io(_) | StreamError::Metadata(_) | StreamError::CorruptMetadata(_) => Code::Internal,
+            StreamError::Io(_) | StreamError::Metadata(_) | StreamError::CorruptMetadata(_) => {
+                Code::Internal
+            }
             StreamError::DataLoss { .. } => Code::DataLoss,
             StreamError::ExtentNotFound(_) | StreamError::StreamNotFound(_) => Code::NotFound,
             StreamError::ExtentExists(_) => Code::AlreadyExists,
-            StreamError::Sealed { .. } | StreamError::OffsetMismatch { .. } | StreamError::Fenced { .. } => {
-                Code::FailedPrecondition
+            StreamError::Sealed { .. }
+            | StreamError::OffsetMismatch { .. }
+            | StreamError::Fenced { .. } => Code::FailedPrecondition,
+            StreamError::PayloadTooLarge { .. } | StreamError::InvalidArgument(_) => {
+                Code::InvalidArgument
             }
-            StreamError::PayloadTooLarge { .. } | StreamError::InvalidArgument(_) => Code::InvalidArgument,
             StreamError::OutOfRange { .. } => Code::OutOfRange,
             StreamError::Unavailable(_) => Code::Unavailable,
             StreamError::Rpc { status, .. } => status.code(),

@@ -33,5 +33,7 @@ pub mod node;
 
 pub use client::{RecordPos, StreamClient, StreamWriter};
 pub use error::{Result, StreamError};
-pub use manager::{start_stream_manager, ManagerSettings, RunningStreamManager, StreamManagerConfig};
+pub use manager::{
+    start_stream_manager, ManagerSettings, RunningStreamManager, StreamManagerConfig,
+};
 pub use node::{start_extent_node, ExtentNodeConfig, RunningExtentNode};

@@ -1,11 +1,16 @@
 //! The one sorted key space that range partitions cut.
 //!
 //! ```text
-//! b <bucket>                 bucket records        (table byte b'b')
-//! o <bucket> 0x00 <key>      object index entries  (table byte b'o')
+//! b <bucket>                                                    bucket records
+//! o <bucket> 0x00 <key>                                         object index entries
+//! o <bucket> 0x00 <key> 0x00 u <upload-id>                      a multipart upload of <key>
+//! o <bucket> 0x00 <key> 0x00 u <upload-id> 0x00 <part u32 BE>   one uploaded part
 //! ```
 //! Bucket names never contain 0x00 (they are `[a-z0-9.-]`), and 0x00 sorts before every other
 //! byte, so all keys of one bucket are contiguous and sorted by raw key bytes, as S3 lists them.
+//! Object keys never contain 0x00 either (the front-end refuses them: XML cannot carry U+0000),
+//! so an upload's records sort right after their object's key and before every other key: they
+//! always fall in the same range as the object, and completing an upload is a one-range commit.
 
 /// Table byte of bucket records.
 pub const TABLE_BUCKETS: u8 = b'b';
@@ -34,6 +39,24 @@ pub fn object_prefix(bucket: &str) -> Vec<u8> {
     out.push(TABLE_OBJECTS);
     out.extend_from_slice(bucket.as_bytes());
     out.push(0);
+    out
+}
+
+/// Encoded key of a multipart upload record of `key`.
+pub fn upload_key(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+    debug_assert!(!key.as_bytes().contains(&0) && !upload_id.as_bytes().contains(&0));
+    let mut out = object_key(bucket, key);
+    out.push(0);
+    out.push(b'u');
+    out.extend_from_slice(upload_id.as_bytes());
+    out
+}
+
+/// Encoded key of one part of a multipart upload; parts sort by number.
+pub fn part_key(bucket: &str, key: &str, upload_id: &str, part_number: u32) -> Vec<u8> {
+    let mut out = upload_key(bucket, key, upload_id);
+    out.push(0);
+    out.extend_from_slice(&part_number.to_be_bytes());
     out
 }
 
@@ -94,6 +117,18 @@ mod tests {
         assert!(last_of_ab < first_of_abc);
         assert!(last_of_a < object_key("ab", ""));
         assert!(prefix_end(&object_prefix("ab")).unwrap() <= first_of_abc);
+    }
+
+    #[test]
+    fn uploads_sort_right_after_their_object() {
+        let object = object_key("b", "photo");
+        let upload = upload_key("b", "photo", "abc");
+        let part_2 = part_key("b", "photo", "abc", 2);
+        let part_10 = part_key("b", "photo", "abc", 10);
+        let next_object = object_key("b", "photo\u{1}");
+        assert!(object < upload && upload < part_2 && part_2 < part_10 && part_10 < next_object);
+        assert!(part_10 < object_key("b", "photo-2"));
+        assert!(part_10.starts_with(&upload));
     }
 
     #[test]

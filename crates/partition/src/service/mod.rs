@@ -1,8 +1,9 @@
 //! The `PartitionServer` gRPC service. One module per operation family:
-//! [`buckets`], [`objects`] (put, get, head, delete, copy), [`list`].
+//! `buckets`, `objects` (put, get, head, delete, copy), `list`, `multipart`.
 
 mod buckets;
 mod list;
+mod multipart;
 mod objects;
 
 use std::pin::Pin;
@@ -73,6 +74,35 @@ impl PartitionServer for PartitionService {
 
     async fn count_objects(&self, request: Request<CountObjectsRequest>) -> Result<Response<CountObjectsResponse>, Status> {
         Ok(Response::new(list::count_objects(&self.state, request.into_inner())))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        request: Request<CreateMultipartUploadRequest>,
+    ) -> Result<Response<CreateMultipartUploadResponse>, Status> {
+        Ok(Response::new(multipart::create(&self.state, request.into_inner()).await?))
+    }
+
+    async fn upload_part(&self, request: Request<Streaming<UploadPartRequest>>) -> Result<Response<UploadPartResponse>, Status> {
+        Ok(Response::new(multipart::upload_part(&self.state, request.into_inner()).await?))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        request: Request<CompleteMultipartUploadRequest>,
+    ) -> Result<Response<CompleteMultipartUploadResponse>, Status> {
+        Ok(Response::new(multipart::complete(&self.state, request.into_inner()).await?))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        request: Request<AbortMultipartUploadRequest>,
+    ) -> Result<Response<AbortMultipartUploadResponse>, Status> {
+        Ok(Response::new(multipart::abort(&self.state, request.into_inner()).await?))
+    }
+
+    async fn list_parts(&self, request: Request<ListPartsRequest>) -> Result<Response<ListPartsResponse>, Status> {
+        Ok(Response::new(multipart::list_parts(&self.state, request.into_inner())?))
     }
 
     async fn get_status(&self, _request: Request<PartitionStatusRequest>) -> Result<Response<PartitionStatusResponse>, Status> {

@@ -4,7 +4,7 @@ use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use md5::{Digest, Md5};
-use strata_proto::common::ObjectMeta;
+use strata_proto::common::{ChunkRef, ObjectMeta};
 use strata_proto::partition::*;
 use strata_types::{keys, CHUNK_SIZE_BYTES, OBJECT_KEY_BYTES_MAX};
 use tonic::{Status, Streaming};
@@ -12,7 +12,7 @@ use tonic::{Status, Streaming};
 use super::list::strip_chunks;
 use super::GetObjectStream;
 use crate::error::PartitionError;
-use crate::range::IndexValue;
+use crate::range::{IndexValue, Range};
 use crate::server::PartitionServerState;
 
 /// A single incoming message may not exceed this (the front-end sends at most one chunk).
@@ -22,11 +22,19 @@ const PUT_OBJECT_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
 /// Chunk reads in flight per GET: enough to overlap the next read with sending.
 const GET_READ_AHEAD_CHUNKS: usize = 2;
 
-fn object_key(bucket: &str, key: &str) -> Result<Vec<u8>, PartitionError> {
-    if key.is_empty() || key.len() > OBJECT_KEY_BYTES_MAX {
-        return Err(PartitionError::InvalidArgument(format!(
-            "object keys are 1 to {OBJECT_KEY_BYTES_MAX} bytes"
-        )));
+pub(super) fn object_key(bucket: &str, key: &str) -> Result<Vec<u8>, PartitionError> {
+    if key.is_empty() {
+        return Err(PartitionError::InvalidArgument("object keys cannot be empty".into()));
+    }
+    if key.len() > OBJECT_KEY_BYTES_MAX {
+        return Err(PartitionError::s3(
+            tonic::Code::InvalidArgument,
+            "KeyTooLongError",
+            format!("object keys are 1 to {OBJECT_KEY_BYTES_MAX} bytes"),
+        ));
+    }
+    if key.as_bytes().contains(&0) {
+        return Err(PartitionError::InvalidArgument("object keys cannot contain U+0000".into()));
     }
     if bucket.is_empty() || bucket.as_bytes().contains(&0) {
         return Err(PartitionError::InvalidArgument("invalid bucket name".into()));
@@ -43,28 +51,33 @@ fn lookup(state: &PartitionServerState, bucket: &str, key: &str) -> Result<(Vec<
     }
 }
 
-pub async fn put(state: &PartitionServerState, mut body: Streaming<PutObjectRequest>) -> Result<PutObjectResponse, Status> {
-    use put_object_request::Part;
-    let header = match body.message().await? {
-        Some(PutObjectRequest {
-            part: Some(Part::Header(header)),
-        }) => header,
-        _ => return Err(PartitionError::InvalidArgument("the first message must be the header".into()).into()),
-    };
-    let encoded = object_key(&header.bucket, &header.key)?;
-    let range = state.range_for(&encoded)?;
-    if header.size_bytes > PUT_OBJECT_BYTES_MAX as i64 {
+/// What arrived in a streamed body, after every chunk is durable in the data stream.
+pub(super) struct ReceivedBody {
+    pub chunks: Vec<ChunkRef>,
+    pub size_bytes: u64,
+    pub md5: [u8; 16],
+}
+
+/// Receives data messages until the client ends the stream, appending chunks of at most
+/// `CHUNK_SIZE_BYTES` to the range's data stream as they fill; then checks the length and the
+/// Content-MD5. An error (including the client going away) leaves no index entry behind.
+pub(super) async fn receive_body<M>(
+    range: &Range,
+    body: &mut Streaming<M>,
+    take_chunk: impl Fn(M) -> Option<Vec<u8>>,
+    expected_size: i64,
+    content_md5: &str,
+) -> Result<ReceivedBody, Status> {
+    if expected_size > PUT_OBJECT_BYTES_MAX as i64 {
         return Err(s3_too_large());
     }
-
     let mut md5 = Md5::new();
     let mut size_bytes = 0u64;
     let mut chunks = Vec::new();
     let mut pending = BytesMut::with_capacity(CHUNK_SIZE_BYTES);
     while let Some(message) = body.message().await? {
-        let data = match message.part {
-            Some(Part::Chunk(data)) => data,
-            _ => return Err(PartitionError::InvalidArgument("only data chunks may follow the header".into()).into()),
+        let Some(data) = take_chunk(message) else {
+            return Err(PartitionError::InvalidArgument("only data chunks may follow the header".into()).into());
         };
         if data.len() > PUT_MESSAGE_BYTES_MAX {
             return Err(PartitionError::InvalidArgument("data message too large".into()).into());
@@ -83,27 +96,49 @@ pub async fn put(state: &PartitionServerState, mut body: Streaming<PutObjectRequ
     if !pending.is_empty() {
         chunks.push(range.append_data(pending.freeze()).await?);
     }
-    if header.size_bytes >= 0 && size_bytes != header.size_bytes as u64 {
+    if expected_size >= 0 && size_bytes != expected_size as u64 {
         return Err(PartitionError::IncompleteBody {
-            expected: header.size_bytes as u64,
+            expected: expected_size as u64,
             received: size_bytes,
         }
         .into());
     }
-    let digest = md5.finalize();
-    if !header.content_md5.is_empty() {
+    let md5: [u8; 16] = md5.finalize().into();
+    if !content_md5.is_empty() {
         let expected = base64::engine::general_purpose::STANDARD
-            .decode(header.content_md5.trim())
-            .map_err(|_| strata_types::routing::s3_status(tonic::Code::InvalidArgument, "InvalidDigest", "Content-MD5 is not base64"))?;
-        if expected.as_slice() != digest.as_slice() {
+            .decode(content_md5.trim())
+            .map_err(|_| PartitionError::s3(tonic::Code::InvalidArgument, "InvalidDigest", "Content-MD5 is not base64"))?;
+        if expected.as_slice() != md5.as_slice() {
             return Err(PartitionError::BadDigest.into());
         }
     }
+    Ok(ReceivedBody {
+        chunks,
+        size_bytes,
+        md5,
+    })
+}
+
+pub async fn put(state: &PartitionServerState, mut body: Streaming<PutObjectRequest>) -> Result<PutObjectResponse, Status> {
+    use put_object_request::Part;
+    let header = match body.message().await? {
+        Some(PutObjectRequest {
+            part: Some(Part::Header(header)),
+        }) => header,
+        _ => return Err(PartitionError::InvalidArgument("the first message must be the header".into()).into()),
+    };
+    let encoded = object_key(&header.bucket, &header.key)?;
+    let range = state.range_for(&encoded)?;
+    let take_chunk = |message: PutObjectRequest| match message.part {
+        Some(Part::Chunk(data)) => Some(data),
+        _ => None,
+    };
+    let received = receive_body(&range, &mut body, take_chunk, header.size_bytes, &header.content_md5).await?;
     let mut meta = header.meta.unwrap_or_default();
-    meta.size_bytes = size_bytes;
-    meta.etag = format!("\"{}\"", hex::encode(digest));
+    meta.size_bytes = received.size_bytes;
+    meta.etag = format!("\"{}\"", hex::encode(received.md5));
     meta.last_modified_ms = strata_util::now_ms();
-    meta.chunks = chunks;
+    meta.chunks = received.chunks;
     range.commit(encoded, Some(IndexValue::Object(meta.clone()))).await?;
     Ok(PutObjectResponse {
         meta: Some(strip_chunks(meta)),
@@ -111,7 +146,7 @@ pub async fn put(state: &PartitionServerState, mut body: Streaming<PutObjectRequ
 }
 
 fn s3_too_large() -> Status {
-    strata_types::routing::s3_status(tonic::Code::InvalidArgument, "EntityTooLarge", "objects are at most 5 GiB")
+    PartitionError::s3(tonic::Code::InvalidArgument, "EntityTooLarge", "objects and parts are at most 5 GiB").into()
 }
 
 pub fn head(state: &PartitionServerState, request: HeadObjectRequest) -> Result<HeadObjectResponse, PartitionError> {

@@ -54,19 +54,37 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let file: FileConfig = config::load(args.config.as_deref())?;
     let loopback_any: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let rack = args.rack.or(file.rack).ok_or_else(|| anyhow::anyhow!("--rack is required (flag or config)"))?;
-    let managers = args.stream_manager.or(file.stream_manager).unwrap_or_default();
-    let stream_manager_addrs: Vec<String> =
-        managers.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect();
+    let rack = args
+        .rack
+        .or(file.rack)
+        .ok_or_else(|| anyhow::anyhow!("--rack is required (flag or config)"))?;
+    let managers = args
+        .stream_manager
+        .or(file.stream_manager)
+        .unwrap_or_default();
+    let stream_manager_addrs: Vec<String> = managers
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect();
     if stream_manager_addrs.is_empty() {
         anyhow::bail!("--stream-manager is required (flag or config)");
     }
     let node_config = ExtentNodeConfig {
-        data_dir: config::pick(args.data_dir, file.data_dir, PathBuf::from("data/extent-node")),
+        data_dir: config::pick(
+            args.data_dir,
+            file.data_dir,
+            PathBuf::from("data/extent-node"),
+        ),
         rack,
         node_id: args.node_id.or(file.node_id),
         stream_manager_addrs,
-        heartbeat_interval_ms: config::pick(args.heartbeat_interval_ms, file.heartbeat_interval_ms, HEARTBEAT_INTERVAL_MS_DEFAULT),
+        heartbeat_interval_ms: config::pick(
+            args.heartbeat_interval_ms,
+            file.heartbeat_interval_ms,
+            HEARTBEAT_INTERVAL_MS_DEFAULT,
+        ),
         advertise_addr: None,
     };
 
@@ -75,7 +93,8 @@ async fn main() -> anyhow::Result<()> {
     let (listener, _) = rpc::bind(config::pick(args.listen, file.listen, loopback_any)).await?;
     let node = start_extent_node(node_config, listener, shutdown.token()).await?;
     let http_listen = config::pick(args.http_listen, file.http_listen, loopback_any);
-    let (http_addr, admin_task) = admin::serve(http_listen, node.health_check(), shutdown.token()).await?;
+    let (http_addr, admin_task) =
+        admin::serve(http_listen, node.health_check(), shutdown.token()).await?;
     node.set_http_addr(http_addr);
     tracing::info!(node_id = %node.node_id, rack = %node.rack, grpc = %node.addr, http = %http_addr, "strata-extent-node listening");
     shutdown.spawn(node.join());

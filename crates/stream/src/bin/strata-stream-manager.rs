@@ -47,14 +47,22 @@ async fn main() -> anyhow::Result<()> {
     let file: FileConfig = config::load(args.config.as_deref())?;
     let loopback_any: SocketAddr = ([127, 0, 0, 1], 0).into();
     let manager_config = StreamManagerConfig {
-        data_dir: config::pick(args.data_dir, file.data_dir, PathBuf::from("data/stream-manager")),
+        data_dir: config::pick(
+            args.data_dir,
+            file.data_dir,
+            PathBuf::from("data/stream-manager"),
+        ),
         settings: ManagerSettings {
             extent_size_bytes_max: config::pick(
                 args.extent_size_bytes_max,
                 file.extent_size_bytes_max,
                 EXTENT_SIZE_BYTES_MAX_DEFAULT,
             ),
-            node_timeout_ms: config::pick(args.node_timeout_ms, file.node_timeout_ms, NODE_TIMEOUT_MS_DEFAULT),
+            node_timeout_ms: config::pick(
+                args.node_timeout_ms,
+                file.node_timeout_ms,
+                NODE_TIMEOUT_MS_DEFAULT,
+            ),
         },
     };
 
@@ -63,7 +71,8 @@ async fn main() -> anyhow::Result<()> {
     let (listener, _) = rpc::bind(config::pick(args.listen, file.listen, loopback_any)).await?;
     let manager = start_stream_manager(manager_config, listener, shutdown.token()).await?;
     let http_listen = config::pick(args.http_listen, file.http_listen, loopback_any);
-    let (http_addr, admin_task) = admin::serve(http_listen, manager.health_check(), shutdown.token()).await?;
+    let (http_addr, admin_task) =
+        admin::serve(http_listen, manager.health_check(), shutdown.token()).await?;
     tracing::info!(grpc = %manager.addr, http = %http_addr, "strata-stream-manager listening");
     shutdown.spawn(manager.join());
     shutdown.spawn(admin_task);

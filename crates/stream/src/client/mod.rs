@@ -59,7 +59,10 @@ pub struct StreamClient {
 fn manager_unreachable(err: &StreamError) -> bool {
     match err {
         StreamError::Rpc { status, .. } => {
-            matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled)
+            matches!(
+                status.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
+            )
         }
         StreamError::InvalidArgument(_) => false,
         _ => true,
@@ -89,7 +92,9 @@ impl StreamClient {
     {
         let addrs = &self.inner.manager_addrs;
         if addrs.is_empty() {
-            return Err(StreamError::InvalidArgument("no stream manager address".into()));
+            return Err(StreamError::InvalidArgument(
+                "no stream manager address".into(),
+            ));
         }
         let start = self.inner.preferred_manager.load(Ordering::Relaxed);
         let mut last_error = None;
@@ -109,13 +114,16 @@ impl StreamClient {
                 Err(err) => return Err(err),
             }
         }
-        Err(last_error.unwrap_or_else(|| StreamError::Unavailable("no stream manager answered".into())))
+        Err(last_error
+            .unwrap_or_else(|| StreamError::Unavailable("no stream manager answered".into())))
     }
 
     /// Opens (creating if needed) stream `name` for appending. This does not fence earlier
     /// writers; call [`StreamWriter::seal_current`] for that.
     pub async fn open(&self, name: &str) -> Result<StreamWriter> {
-        let request = OpenStreamRequest { name: name.to_string() };
+        let request = OpenStreamRequest {
+            name: name.to_string(),
+        };
         let info = self
             .call_manager(|mut c| {
                 let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);
@@ -127,7 +135,9 @@ impl StreamClient {
 
     /// The stream's extents as the stream manager has them now.
     pub async fn stream_info(&self, name: &str) -> Result<StreamInfo> {
-        let request = GetStreamRequest { name: name.to_string() };
+        let request = GetStreamRequest {
+            name: name.to_string(),
+        };
         self.call_manager(|mut c| {
             let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);
             async move { c.get_stream(request).await }
@@ -145,8 +155,18 @@ impl StreamClient {
     }
 
     /// SealExtent passthrough (see `SealExtentRequest`).
-    pub(crate) async fn seal_extent(&self, stream: &str, extent_id: u64, length: u64) -> Result<StreamInfo> {
-        let request = SealExtentRequest { stream: stream.to_string(), extent_id, length, expect_open: true };
+    pub(crate) async fn seal_extent(
+        &self,
+        stream: &str,
+        extent_id: u64,
+        length: u64,
+    ) -> Result<StreamInfo> {
+        let request = SealExtentRequest {
+            stream: stream.to_string(),
+            extent_id,
+            length,
+            expect_open: true,
+        };
         self.call_manager(|mut c| {
             let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);
             async move { c.seal_extent(request).await }
@@ -157,7 +177,13 @@ impl StreamClient {
     /// One extent's replica set, from the cache unless `refresh`.
     pub async fn extent_info(&self, extent_id: u64, refresh: bool) -> Result<ExtentInfo> {
         if !refresh {
-            if let Some(info) = self.inner.extents.lock().ok().and_then(|c| c.get(&extent_id).cloned()) {
+            if let Some(info) = self
+                .inner
+                .extents
+                .lock()
+                .ok()
+                .and_then(|c| c.get(&extent_id).cloned())
+            {
                 return Ok(info);
             }
         }
@@ -192,7 +218,11 @@ impl StreamClient {
                 Err(err) => last_error = Some(err),
             }
         }
-        Err(last_error.unwrap_or(StreamError::OutOfRange { extent_id, offset, length: 0 }))
+        Err(last_error.unwrap_or(StreamError::OutOfRange {
+            extent_id,
+            offset,
+            length: 0,
+        }))
     }
 
     /// Reads a batch from the first replica (rotating start) that answers; with
@@ -208,7 +238,9 @@ impl StreamClient {
         let extent_id = info.extent_id;
         let replicas = &info.replicas;
         if replicas.is_empty() {
-            return Err(StreamError::Unavailable(format!("extent {extent_id} has no replicas")));
+            return Err(StreamError::Unavailable(format!(
+                "extent {extent_id} has no replicas"
+            )));
         }
         let start = self.inner.next_replica.fetch_add(1, Ordering::Relaxed);
         let mut last_error = None;
@@ -216,13 +248,30 @@ impl StreamClient {
             let node = &replicas[(start + step) % replicas.len()];
             let result = async {
                 let mut client = self.inner.channels.extent_node(&node.addr)?;
-                let request = ReadRequest { extent_id, offset, max_records, max_bytes };
-                bounded(&node.addr, READ_TIMEOUT_MS, client.read(request_with_timeout(request, READ_TIMEOUT_MS))).await
+                let request = ReadRequest {
+                    extent_id,
+                    offset,
+                    max_records,
+                    max_bytes,
+                };
+                bounded(
+                    &node.addr,
+                    READ_TIMEOUT_MS,
+                    client.read(request_with_timeout(request, READ_TIMEOUT_MS)),
+                )
+                .await
             }
             .await;
             match result {
-                Ok(response) if need_record && response.records.first().is_none_or(|r| r.offset != offset) => {
-                    last_error = Some(StreamError::OutOfRange { extent_id, offset, length: response.length });
+                Ok(response)
+                    if need_record
+                        && response.records.first().is_none_or(|r| r.offset != offset) =>
+                {
+                    last_error = Some(StreamError::OutOfRange {
+                        extent_id,
+                        offset,
+                        length: response.length,
+                    });
                 }
                 Ok(response) => return Ok(response),
                 Err(err) => {
@@ -231,7 +280,9 @@ impl StreamClient {
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| StreamError::Unavailable(format!("no replica of extent {extent_id} answered"))))
+        Err(last_error.unwrap_or_else(|| {
+            StreamError::Unavailable(format!("no replica of extent {extent_id} answered"))
+        }))
     }
 
     /// Every record of stream `name` in order, starting at `from` = (extent id, offset)

@@ -33,9 +33,16 @@ impl Cursor {
                 self.offset = FILE_HEADER_LEN;
             }
             Some((extent_id, offset)) => {
-                self.index = info.extents.iter().position(|e| e.extent_id == extent_id).ok_or_else(|| {
-                    StreamError::InvalidArgument(format!("extent {extent_id} is not in stream {:?}", self.name))
-                })?;
+                self.index = info
+                    .extents
+                    .iter()
+                    .position(|e| e.extent_id == extent_id)
+                    .ok_or_else(|| {
+                        StreamError::InvalidArgument(format!(
+                            "extent {extent_id} is not in stream {:?}",
+                            self.name
+                        ))
+                    })?;
                 self.offset = offset.max(FILE_HEADER_LEN);
             }
         }
@@ -48,7 +55,7 @@ impl Cursor {
         if self.extents.is_none() {
             self.start().await?;
         }
-        let extents = self.extents.as_ref().map(|e| e.as_slice()).unwrap_or_default();
+        let extents = self.extents.as_deref().unwrap_or_default();
         loop {
             let Some(extent) = extents.get(self.index) else {
                 return Ok(false);
@@ -59,8 +66,16 @@ impl Cursor {
                 self.offset = FILE_HEADER_LEN;
                 continue;
             }
-            let response =
-                self.client.read_replicas(extent, self.offset, BATCH_RECORDS, BATCH_BYTES, extent.sealed).await?;
+            let response = self
+                .client
+                .read_replicas(
+                    extent,
+                    self.offset,
+                    BATCH_RECORDS,
+                    BATCH_BYTES,
+                    extent.sealed,
+                )
+                .await?;
             if response.records.is_empty() {
                 if is_last {
                     return Ok(false);
@@ -74,10 +89,18 @@ impl Cursor {
                     // A replica that missed the seal may hold unacknowledged bytes past it.
                     break;
                 }
-                let pos = RecordPos { extent_id: extent.extent_id, offset: record.offset, length: record.payload.len() as u64 };
+                let pos = RecordPos {
+                    extent_id: extent.extent_id,
+                    offset: record.offset,
+                    length: record.payload.len() as u64,
+                };
                 self.buffered.push_back((pos, Bytes::from(record.payload)));
             }
-            self.offset = if extent.sealed { response.next_offset.min(extent.sealed_length) } else { response.next_offset };
+            self.offset = if extent.sealed {
+                response.next_offset.min(extent.sealed_length)
+            } else {
+                response.next_offset
+            };
             if self.buffered.is_empty() {
                 continue;
             }
@@ -124,5 +147,7 @@ pub(super) fn read_stream(
         buffered: VecDeque::new(),
         done: false,
     };
-    futures::stream::unfold(cursor, |mut cursor| async move { cursor.next().await.map(|item| (item, cursor)) })
+    futures::stream::unfold(cursor, |mut cursor| async move {
+        cursor.next().await.map(|item| (item, cursor))
+    })
 }

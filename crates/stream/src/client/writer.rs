@@ -26,12 +26,18 @@ pub struct StreamWriter {
 }
 
 fn open_extent(info: &StreamInfo) -> Option<&ExtentInfo> {
-    info.extents.last().filter(|e| !e.sealed && !e.replicas.is_empty())
+    info.extents
+        .last()
+        .filter(|e| !e.sealed && !e.replicas.is_empty())
 }
 
 impl StreamWriter {
     pub(super) fn new(client: StreamClient, info: StreamInfo) -> Self {
-        Self { client, name: info.name.clone(), info: tokio::sync::Mutex::new(info) }
+        Self {
+            client,
+            name: info.name.clone(),
+            info: tokio::sync::Mutex::new(info),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -48,7 +54,10 @@ impl StreamWriter {
     /// extent (stop writing then), or after [`APPEND_ATTEMPTS_MAX`] failed attempts.
     pub async fn append(&self, payload: Bytes) -> Result<RecordPos> {
         if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
-            return Err(StreamError::PayloadTooLarge { len_bytes: payload.len(), max_bytes: RECORD_PAYLOAD_BYTES_MAX });
+            return Err(StreamError::PayloadTooLarge {
+                len_bytes: payload.len(),
+                max_bytes: RECORD_PAYLOAD_BYTES_MAX,
+            });
         }
         let mut info = self.info.lock().await;
         let mut last_error = None;
@@ -61,24 +70,34 @@ impl StreamWriter {
                     Err(err) if err.is_fenced() => return Err(self.fenced(err)),
                     Err(err) => {
                         last_error = Some(err);
-                        tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS * attempt as u64)).await;
+                        tokio::time::sleep(Duration::from_millis(
+                            RETRY_BACKOFF_MS * attempt as u64,
+                        ))
+                        .await;
                     }
                 }
                 continue;
             };
             match self.append_to(&extent, payload.clone()).await {
                 Ok((offset, end_offset)) => {
-                    let pos = RecordPos { extent_id: extent.extent_id, offset, length: payload.len() as u64 };
+                    let pos = RecordPos {
+                        extent_id: extent.extent_id,
+                        offset,
+                        length: payload.len() as u64,
+                    };
                     if end_offset >= info.extent_size_bytes_max {
                         match self.seal(extent.extent_id, end_offset).await {
                             Ok(fresh) => *info = fresh,
                             // The record is durable; the next append finds out what happened.
-                            Err(err) => tracing::warn!(stream = %self.name, extent_id = extent.extent_id, %err, "sealing a full extent failed"),
+                            Err(err) => {
+                                tracing::warn!(stream = %self.name, extent_id = extent.extent_id, %err, "sealing a full extent failed")
+                            }
                         }
                     }
                     return Ok(pos);
                 }
-                Err(err) if matches!(&err, StreamError::Rpc { status, .. } if status.code() == Code::InvalidArgument) => {
+                Err(err) if matches!(&err, StreamError::Rpc { status, .. } if status.code() == Code::InvalidArgument) =>
+                {
                     return Err(err);
                 }
                 Err(err) => {
@@ -90,7 +109,10 @@ impl StreamWriter {
                         Err(err) => {
                             tracing::warn!(stream = %self.name, extent_id = extent.extent_id, %err, "sealing after a failed append failed");
                             last_error = Some(err);
-                            tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS * attempt as u64)).await;
+                            tokio::time::sleep(Duration::from_millis(
+                                RETRY_BACKOFF_MS * attempt as u64,
+                            ))
+                            .await;
                         }
                     }
                 }
@@ -114,7 +136,8 @@ impl StreamWriter {
                 Ok(current) => current,
                 Err(err) => {
                     last_error = Some(err);
-                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS * attempt as u64)).await;
+                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS * attempt as u64))
+                        .await;
                     continue;
                 }
             };
@@ -129,12 +152,16 @@ impl StreamWriter {
                 Err(err) if err.is_fenced() => last_error = Some(err),
                 Err(err) => {
                     last_error = Some(err);
-                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS * attempt as u64)).await;
+                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS * attempt as u64))
+                        .await;
                 }
             }
         }
         let reason = last_error.map(|e| e.to_string()).unwrap_or_default();
-        Err(StreamError::Unavailable(format!("sealing stream {:?} failed: {reason}", self.name)))
+        Err(StreamError::Unavailable(format!(
+            "sealing stream {:?} failed: {reason}",
+            self.name
+        )))
     }
 
     async fn seal(&self, extent_id: u64, length: u64) -> Result<StreamInfo> {
@@ -143,14 +170,24 @@ impl StreamWriter {
 
     fn fenced(&self, err: StreamError) -> StreamError {
         tracing::warn!(stream = %self.name, %err, "writer fenced by a newer writer");
-        StreamError::Fenced { stream: self.name.clone(), reason: err.to_string() }
+        StreamError::Fenced {
+            stream: self.name.clone(),
+            reason: err.to_string(),
+        }
     }
 
     /// One append RPC to the extent's primary, which replicates to the others.
     async fn append_to(&self, extent: &ExtentInfo, payload: Bytes) -> Result<(u64, u64)> {
         let primary = &extent.replicas[0];
-        let secondary_addrs = extent.replicas[1..].iter().map(|r| r.addr.clone()).collect();
-        let request = AppendRequest { extent_id: extent.extent_id, payload: payload.to_vec(), secondary_addrs };
+        let secondary_addrs = extent.replicas[1..]
+            .iter()
+            .map(|r| r.addr.clone())
+            .collect();
+        let request = AppendRequest {
+            extent_id: extent.extent_id,
+            payload: payload.to_vec(),
+            secondary_addrs,
+        };
         let mut client = self.client.inner.channels.extent_node(&primary.addr)?;
         let call = client.append(request_with_timeout(request, APPEND_TIMEOUT_MS));
         let response = bounded(&primary.addr, APPEND_TIMEOUT_MS, call).await?;

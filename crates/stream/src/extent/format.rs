@@ -34,7 +34,11 @@ pub fn encode_file_header(extent_id: u64) -> [u8; FILE_HEADER_LEN as usize] {
 
 /// Checks a file header and that it names `extent_id`.
 pub fn check_file_header(bytes: &[u8], extent_id: u64) -> Result<()> {
-    let bad = |reason: &str| StreamError::DataLoss { extent_id, offset: 0, reason: format!("file header: {reason}") };
+    let bad = |reason: &str| StreamError::DataLoss {
+        extent_id,
+        offset: 0,
+        reason: format!("file header: {reason}"),
+    };
     if bytes.len() < FILE_HEADER_LEN as usize {
         return Err(bad("too short"));
     }
@@ -60,7 +64,10 @@ pub fn check_file_header(bytes: &[u8], extent_id: u64) -> Result<()> {
 /// Header bytes and payload of one record, ready to be written in one go.
 pub fn encode_record(payload: &[u8]) -> Result<Vec<u8>> {
     if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
-        return Err(StreamError::PayloadTooLarge { len_bytes: payload.len(), max_bytes: RECORD_PAYLOAD_BYTES_MAX });
+        return Err(StreamError::PayloadTooLarge {
+            len_bytes: payload.len(),
+            max_bytes: RECORD_PAYLOAD_BYTES_MAX,
+        });
     }
     let mut out = Vec::with_capacity(RECORD_HEADER_LEN as usize + payload.len());
     out.push(RECORD_FORMAT_VERSION);
@@ -98,7 +105,11 @@ impl RecordHeader {
         let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
         let mut first_eight = [0u8; 8];
         first_eight.copy_from_slice(&bytes[0..8]);
-        Ok(Self { payload_len, crc, first_eight })
+        Ok(Self {
+            payload_len,
+            crc,
+            first_eight,
+        })
     }
 
     /// Bytes the whole record occupies.
@@ -109,7 +120,11 @@ impl RecordHeader {
     /// Whether `payload` is the payload this header was written with.
     pub fn verify(&self, payload: &[u8]) -> std::result::Result<(), String> {
         if payload.len() != self.payload_len as usize {
-            return Err(format!("payload is {} bytes, header says {}", payload.len(), self.payload_len));
+            return Err(format!(
+                "payload is {} bytes, header says {}",
+                payload.len(),
+                self.payload_len
+            ));
         }
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&self.first_eight);
@@ -134,9 +149,16 @@ pub fn encode_seal(extent_id: u64, sealed_length: u64) -> [u8; SEAL_FILE_LEN] {
 
 /// Decodes a seal marker of `extent_id`, returning the sealed length.
 pub fn decode_seal(bytes: &[u8], extent_id: u64) -> Result<u64> {
-    let bad = |reason: String| StreamError::DataLoss { extent_id, offset: 0, reason: format!("seal file: {reason}") };
+    let bad = |reason: String| StreamError::DataLoss {
+        extent_id,
+        offset: 0,
+        reason: format!("seal file: {reason}"),
+    };
     if bytes.len() != SEAL_FILE_LEN {
-        return Err(bad(format!("{} bytes, expected {SEAL_FILE_LEN}", bytes.len())));
+        return Err(bad(format!(
+            "{} bytes, expected {SEAL_FILE_LEN}",
+            bytes.len()
+        )));
     }
     let stored_crc = u32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
     if crc32fast::hash(&bytes[0..20]) != stored_crc {
@@ -172,7 +194,9 @@ mod tests {
         let header = header_of(&record);
         assert_eq!(header.payload_len, 12);
         assert_eq!(header.record_len(), record.len() as u64);
-        header.verify(&record[RECORD_HEADER_LEN as usize..]).unwrap();
+        header
+            .verify(&record[RECORD_HEADER_LEN as usize..])
+            .unwrap();
     }
 
     #[test]
@@ -180,7 +204,9 @@ mod tests {
         let mut record = encode_record(b"hello extent").unwrap();
         record[RECORD_HEADER_LEN as usize + 3] ^= 0x10;
         let header = header_of(&record);
-        assert!(header.verify(&record[RECORD_HEADER_LEN as usize..]).is_err());
+        assert!(header
+            .verify(&record[RECORD_HEADER_LEN as usize..])
+            .is_err());
     }
 
     #[test]
@@ -192,7 +218,9 @@ mod tests {
         let mut header = [0u8; RECORD_HEADER_LEN as usize];
         header.copy_from_slice(&record[..RECORD_HEADER_LEN as usize]);
         let parsed = RecordHeader::decode(&header).unwrap();
-        assert!(parsed.verify(&record[RECORD_HEADER_LEN as usize..]).is_err());
+        assert!(parsed
+            .verify(&record[RECORD_HEADER_LEN as usize..])
+            .is_err());
         // A flipped reserved byte is refused before any CRC work.
         let mut record = encode_record(b"x").unwrap();
         record[2] = 1;
@@ -203,7 +231,10 @@ mod tests {
     #[test]
     fn oversized_payload_is_refused() {
         let payload = vec![0u8; RECORD_PAYLOAD_BYTES_MAX + 1];
-        assert!(matches!(encode_record(&payload), Err(StreamError::PayloadTooLarge { .. })));
+        assert!(matches!(
+            encode_record(&payload),
+            Err(StreamError::PayloadTooLarge { .. })
+        ));
     }
 
     #[test]

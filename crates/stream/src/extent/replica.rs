@@ -5,7 +5,9 @@
 //! with appends because they only look below the published length, and the length is published
 //! only after the record is fsynced.
 
-use super::format::{self, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN, RECORD_PAYLOAD_BYTES_MAX};
+use super::format::{
+    self, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN, RECORD_PAYLOAD_BYTES_MAX,
+};
 use crate::error::{Result, StreamError};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -64,16 +66,33 @@ impl ExtentReplica {
     /// Creates an empty replica (just the file header), durably.
     pub fn create(dir: &Path, id: u64) -> Result<Self> {
         let path = extent_path(dir, id);
-        let file = match OpenOptions::new().read(true).write(true).create_new(true).open(&path) {
+        let file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
             Ok(file) => file,
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => return Err(StreamError::ExtentExists(id)),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StreamError::ExtentExists(id))
+            }
             Err(err) => return Err(err.into()),
         };
         file.write_all_at(&format::encode_file_header(id), 0)?;
         file.sync_all()?;
         sync_dir(dir)?;
-        let state = ReplicaState { length: FILE_HEADER_LEN, sealed: false, fenced: false };
-        Ok(Self { id, path, seal_path: seal_path(dir, id), file, state: RwLock::new(state) })
+        let state = ReplicaState {
+            length: FILE_HEADER_LEN,
+            sealed: false,
+            fenced: false,
+        };
+        Ok(Self {
+            id,
+            path,
+            seal_path: seal_path(dir, id),
+            file,
+            state: RwLock::new(state),
+        })
     }
 
     /// Opens an existing replica. A sealed one is cut to its sealed length; an unsealed one
@@ -85,7 +104,11 @@ impl ExtentReplica {
         let file_len = file.metadata()?.len();
         let mut header = [0u8; FILE_HEADER_LEN as usize];
         if file_len < FILE_HEADER_LEN {
-            return Err(StreamError::DataLoss { extent_id: id, offset: 0, reason: "file header is torn".into() });
+            return Err(StreamError::DataLoss {
+                extent_id: id,
+                offset: 0,
+                reason: "file header is torn".into(),
+            });
         }
         file.read_exact_at(&mut header, 0)?;
         format::check_file_header(&header, id)?;
@@ -103,15 +126,35 @@ impl ExtentReplica {
                     file.set_len(sealed_length)?;
                     file.sync_all()?;
                 } else if file_len < sealed_length {
-                    tracing::error!(extent_id = id, file_len, sealed_length, "sealed extent is shorter than its seal");
+                    tracing::error!(
+                        extent_id = id,
+                        file_len,
+                        sealed_length,
+                        "sealed extent is shorter than its seal"
+                    );
                 }
                 (file_len.min(sealed_length), true)
             }
             None => (recover_tail(&file, id, file_len)?, false),
         };
-        let recovery = Recovery { truncated_bytes: file_len.saturating_sub(length) };
-        let state = ReplicaState { length, sealed, fenced: false };
-        Ok((Self { id, path, seal_path, file, state: RwLock::new(state) }, recovery))
+        let recovery = Recovery {
+            truncated_bytes: file_len.saturating_sub(length),
+        };
+        let state = ReplicaState {
+            length,
+            sealed,
+            fenced: false,
+        };
+        Ok((
+            Self {
+                id,
+                path,
+                seal_path,
+                file,
+                state: RwLock::new(state),
+            },
+            recovery,
+        ))
     }
 
     pub fn id(&self) -> u64 {
@@ -119,11 +162,15 @@ impl ExtentReplica {
     }
 
     fn read_state(&self) -> Result<RwLockReadGuard<'_, ReplicaState>> {
-        self.state.read().map_err(|_| StreamError::Unavailable(format!("extent {} state lock poisoned", self.id)))
+        self.state.read().map_err(|_| {
+            StreamError::Unavailable(format!("extent {} state lock poisoned", self.id))
+        })
     }
 
     fn write_state(&self) -> Result<RwLockWriteGuard<'_, ReplicaState>> {
-        self.state.write().map_err(|_| StreamError::Unavailable(format!("extent {} state lock poisoned", self.id)))
+        self.state.write().map_err(|_| {
+            StreamError::Unavailable(format!("extent {} state lock poisoned", self.id))
+        })
     }
 
     pub fn state(&self) -> Result<ReplicaState> {
@@ -142,11 +189,18 @@ impl ExtentReplica {
     pub fn next_offset(&self, expected_offset: Option<u64>) -> Result<u64> {
         let state = self.read_state()?;
         if state.sealed || state.fenced {
-            return Err(StreamError::Sealed { extent_id: self.id, length: state.length });
+            return Err(StreamError::Sealed {
+                extent_id: self.id,
+                length: state.length,
+            });
         }
         if let Some(offset) = expected_offset {
             if offset != state.length {
-                return Err(StreamError::OffsetMismatch { extent_id: self.id, offset, length: state.length });
+                return Err(StreamError::OffsetMismatch {
+                    extent_id: self.id,
+                    offset,
+                    length: state.length,
+                });
             }
         }
         Ok(state.length)
@@ -155,7 +209,10 @@ impl ExtentReplica {
     /// Writes an encoded record at `offset` (from [`Self::next_offset`]), fsyncs, and publishes
     /// the new length. Returns the end offset. Refused if the replica was fenced meanwhile.
     pub fn write_record(&self, offset: u64, record: &[u8]) -> Result<u64> {
-        let written = self.file.write_all_at(record, offset).and_then(|()| self.file.sync_data());
+        let written = self
+            .file
+            .write_all_at(record, offset)
+            .and_then(|()| self.file.sync_data());
         if let Err(err) = written {
             // Drop whatever part of the record reached the file; it was never acknowledged.
             if let Err(cut) = self.file.set_len(offset) {
@@ -171,7 +228,10 @@ impl ExtentReplica {
                     tracing::error!(extent_id = self.id, %cut, "could not cut a fenced append");
                 }
             }
-            return Err(StreamError::Sealed { extent_id: self.id, length: state.length });
+            return Err(StreamError::Sealed {
+                extent_id: self.id,
+                length: state.length,
+            });
         }
         state.length = offset + record.len() as u64;
         Ok(state.length)
@@ -184,9 +244,18 @@ impl ExtentReplica {
     pub fn read(&self, offset: u64, max_records: usize, max_bytes: u64) -> Result<ReadBatch> {
         let state = self.read_state()?;
         if offset < FILE_HEADER_LEN || offset > state.length {
-            return Err(StreamError::OutOfRange { extent_id: self.id, offset, length: state.length });
+            return Err(StreamError::OutOfRange {
+                extent_id: self.id,
+                offset,
+                length: state.length,
+            });
         }
-        let mut batch = ReadBatch { next_offset: offset, length: state.length, sealed: state.sealed, ..Default::default() };
+        let mut batch = ReadBatch {
+            next_offset: offset,
+            length: state.length,
+            sealed: state.sealed,
+            ..Default::default()
+        };
         let mut gathered_bytes = 0u64;
         while batch.next_offset < state.length && batch.records.len() < max_records.max(1) {
             if !batch.records.is_empty() && gathered_bytes >= max_bytes {
@@ -210,7 +279,11 @@ impl ExtentReplica {
         let data_loss = |reason: String| {
             crate::metrics::checksum_failures().inc();
             tracing::error!(extent_id = self.id, offset, %reason, "extent record failed verification");
-            StreamError::DataLoss { extent_id: self.id, offset, reason }
+            StreamError::DataLoss {
+                extent_id: self.id,
+                offset,
+                reason,
+            }
         };
         if offset + RECORD_HEADER_LEN > length {
             return Err(data_loss("record header runs past the extent end".into()));
@@ -220,10 +293,14 @@ impl ExtentReplica {
         let header = RecordHeader::decode(&header_bytes).map_err(data_loss)?;
         let end = offset + header.record_len();
         if end > length {
-            return Err(data_loss(format!("record of {} bytes runs past the extent end {length}", header.payload_len)));
+            return Err(data_loss(format!(
+                "record of {} bytes runs past the extent end {length}",
+                header.payload_len
+            )));
         }
         let mut payload = vec![0u8; header.payload_len as usize];
-        self.file.read_exact_at(&mut payload, offset + RECORD_HEADER_LEN)?;
+        self.file
+            .read_exact_at(&mut payload, offset + RECORD_HEADER_LEN)?;
         header.verify(&payload).map_err(data_loss)?;
         Ok((payload, end))
     }
@@ -236,10 +313,17 @@ impl ExtentReplica {
             if state.length == length {
                 return Ok(length);
             }
-            return Err(StreamError::Sealed { extent_id: self.id, length: state.length });
+            return Err(StreamError::Sealed {
+                extent_id: self.id,
+                length: state.length,
+            });
         }
         if length < FILE_HEADER_LEN || length > state.length {
-            return Err(StreamError::OutOfRange { extent_id: self.id, offset: length, length: state.length });
+            return Err(StreamError::OutOfRange {
+                extent_id: self.id,
+                offset: length,
+                length: state.length,
+            });
         }
         strata_util::files::write_durably(&self.seal_path, &format::encode_seal(self.id, length))?;
         self.file.set_len(length)?;
@@ -285,7 +369,9 @@ fn recover_tail(file: &File, id: u64, file_len: u64) -> Result<u64> {
         reader.read_exact(&mut header_bytes)?;
         let header = match RecordHeader::decode(&header_bytes) {
             Ok(header) => header,
-            Err(reason) if file_len - position <= RECORD_HEADER_LEN + RECORD_PAYLOAD_BYTES_MAX as u64 => {
+            Err(reason)
+                if file_len - position <= RECORD_HEADER_LEN + RECORD_PAYLOAD_BYTES_MAX as u64 =>
+            {
                 tracing::warn!(extent_id = id, position, %reason, "unreadable header in the tail");
                 break Some(position);
             }
@@ -312,7 +398,12 @@ fn recover_tail(file: &File, id: u64, file_len: u64) -> Result<u64> {
     };
     match cut_at {
         Some(length) => {
-            tracing::warn!(extent_id = id, length, cut_bytes = file_len - length, "cutting torn tail of extent");
+            tracing::warn!(
+                extent_id = id,
+                length,
+                cut_bytes = file_len - length,
+                "cutting torn tail of extent"
+            );
             file.set_len(length)?;
             file.sync_all()?;
             Ok(length)
@@ -328,7 +419,9 @@ mod tests {
 
     fn append(replica: &ExtentReplica, payload: &[u8]) -> (u64, u64) {
         let offset = replica.next_offset(None).unwrap();
-        let end = replica.write_record(offset, &format::encode_record(payload).unwrap()).unwrap();
+        let end = replica
+            .write_record(offset, &format::encode_record(payload).unwrap())
+            .unwrap();
         (offset, end)
     }
 
@@ -336,19 +429,37 @@ mod tests {
     fn offsets_are_file_positions() {
         let dir = tempfile::tempdir().unwrap();
         let replica = ExtentReplica::create(dir.path(), 7).unwrap();
-        assert_eq!(append(&replica, b"abc"), (FILE_HEADER_LEN, FILE_HEADER_LEN + RECORD_HEADER_LEN + 3));
+        assert_eq!(
+            append(&replica, b"abc"),
+            (FILE_HEADER_LEN, FILE_HEADER_LEN + RECORD_HEADER_LEN + 3)
+        );
         let (second, end) = append(&replica, b"defgh");
         assert_eq!(second, FILE_HEADER_LEN + RECORD_HEADER_LEN + 3);
-        assert_eq!(end, std::fs::metadata(extent_path(dir.path(), 7)).unwrap().len());
+        assert_eq!(
+            end,
+            std::fs::metadata(extent_path(dir.path(), 7)).unwrap().len()
+        );
         let batch = replica.read(FILE_HEADER_LEN, 10, 1 << 20).unwrap();
-        assert_eq!(batch.records, vec![(FILE_HEADER_LEN, b"abc".to_vec()), (second, b"defgh".to_vec())]);
+        assert_eq!(
+            batch.records,
+            vec![
+                (FILE_HEADER_LEN, b"abc".to_vec()),
+                (second, b"defgh".to_vec())
+            ]
+        );
         assert_eq!(batch.next_offset, end);
         let one = replica.read(second, 1, 1).unwrap();
         assert_eq!(one.records, vec![(second, b"defgh".to_vec())]);
         assert!(replica.read(end, 10, 100).unwrap().records.is_empty());
-        assert!(matches!(replica.read(end + 1, 1, 1), Err(StreamError::OutOfRange { .. })));
+        assert!(matches!(
+            replica.read(end + 1, 1, 1),
+            Err(StreamError::OutOfRange { .. })
+        ));
         // A secondary must append exactly at its length.
-        assert!(matches!(replica.next_offset(Some(end + 5)), Err(StreamError::OffsetMismatch { .. })));
+        assert!(matches!(
+            replica.next_offset(Some(end + 5)),
+            Err(StreamError::OffsetMismatch { .. })
+        ));
     }
 
     #[test]
@@ -366,7 +477,11 @@ mod tests {
         let (replica, recovery) = ExtentReplica::open(dir.path(), 1).unwrap();
         assert_eq!(recovery.truncated_bytes, 0, "mid-extent damage is not cut");
         match replica.read(first, 10, 1 << 20) {
-            Err(StreamError::DataLoss { extent_id: 1, offset, .. }) => assert_eq!(offset, first),
+            Err(StreamError::DataLoss {
+                extent_id: 1,
+                offset,
+                ..
+            }) => assert_eq!(offset, first),
             other => panic!("expected data loss, got {other:?}"),
         }
         assert_eq!(replica.read(second, 10, 1 << 20).unwrap().records.len(), 1);
@@ -381,7 +496,12 @@ mod tests {
         let path = extent_path(dir.path(), 3);
         // Half a record: its header promises more payload than the file holds.
         let torn = format::encode_record(&[9u8; 100]).unwrap();
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&torn[..40]).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&torn[..40])
+            .unwrap();
         let (replica, recovery) = ExtentReplica::open(dir.path(), 3).unwrap();
         assert_eq!(recovery.truncated_bytes, 40);
         assert_eq!(replica.state().unwrap().length, good_end);
@@ -391,10 +511,22 @@ mod tests {
         let mut bad = format::encode_record(b"never acknowledged").unwrap();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&bad).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&bad)
+            .unwrap();
         let (replica, recovery) = ExtentReplica::open(dir.path(), 3).unwrap();
         assert_eq!(recovery.truncated_bytes, bad.len() as u64);
-        assert_eq!(replica.read(FILE_HEADER_LEN, 10, 1 << 20).unwrap().records.len(), 1);
+        assert_eq!(
+            replica
+                .read(FILE_HEADER_LEN, 10, 1 << 20)
+                .unwrap()
+                .records
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -404,16 +536,29 @@ mod tests {
         let (_, first_end) = append(&replica, b"one");
         append(&replica, b"two, unacknowledged");
         assert_eq!(replica.seal(first_end).unwrap(), first_end);
-        assert_eq!(replica.seal(first_end).unwrap(), first_end, "sealing again is a no-op");
+        assert_eq!(
+            replica.seal(first_end).unwrap(),
+            first_end,
+            "sealing again is a no-op"
+        );
         assert!(replica.seal(first_end + 1).is_err());
-        assert!(matches!(replica.next_offset(None), Err(StreamError::Sealed { .. })));
+        assert!(matches!(
+            replica.next_offset(None),
+            Err(StreamError::Sealed { .. })
+        ));
         drop(replica);
         let (replica, _) = ExtentReplica::open(dir.path(), 5).unwrap();
         let state = replica.state().unwrap();
         assert!(state.sealed);
         assert_eq!(state.length, first_end);
-        assert_eq!(std::fs::metadata(extent_path(dir.path(), 5)).unwrap().len(), first_end);
-        assert!(matches!(replica.next_offset(None), Err(StreamError::Sealed { .. })));
+        assert_eq!(
+            std::fs::metadata(extent_path(dir.path(), 5)).unwrap().len(),
+            first_end
+        );
+        assert!(matches!(
+            replica.next_offset(None),
+            Err(StreamError::Sealed { .. })
+        ));
     }
 
     #[test]
@@ -423,7 +568,9 @@ mod tests {
         let offset = replica.next_offset(None).unwrap();
         replica.fence().unwrap();
         // A write that was already under way when the fence came is not published.
-        assert!(replica.write_record(offset, &format::encode_record(b"late").unwrap()).is_err());
+        assert!(replica
+            .write_record(offset, &format::encode_record(b"late").unwrap())
+            .is_err());
         assert_eq!(replica.state().unwrap().length, FILE_HEADER_LEN);
         assert!(replica.next_offset(None).is_err());
     }

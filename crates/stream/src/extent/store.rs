@@ -30,7 +30,9 @@ pub struct ExtentStore {
 }
 
 /// Runs disk work on a blocking thread.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|err| StreamError::Unavailable(format!("disk task failed: {err}")))?
@@ -67,19 +69,30 @@ impl ExtentStore {
         let extents = opened
             .into_iter()
             .map(|replica| {
-                let entry = Entry { replica: Arc::new(replica), append_lock: tokio::sync::Mutex::new(()) };
+                let entry = Entry {
+                    replica: Arc::new(replica),
+                    append_lock: tokio::sync::Mutex::new(()),
+                };
                 (entry.replica.id(), Arc::new(entry))
             })
             .collect();
-        Ok(Self { dir, extents: RwLock::new(extents) })
+        Ok(Self {
+            dir,
+            extents: RwLock::new(extents),
+        })
     }
 
     fn map_read(&self) -> Result<std::sync::RwLockReadGuard<'_, HashMap<u64, Arc<Entry>>>> {
-        self.extents.read().map_err(|_| StreamError::Unavailable("extent map lock poisoned".into()))
+        self.extents
+            .read()
+            .map_err(|_| StreamError::Unavailable("extent map lock poisoned".into()))
     }
 
     fn entry(&self, extent_id: u64) -> Result<Arc<Entry>> {
-        self.map_read()?.get(&extent_id).cloned().ok_or(StreamError::ExtentNotFound(extent_id))
+        self.map_read()?
+            .get(&extent_id)
+            .cloned()
+            .ok_or(StreamError::ExtentNotFound(extent_id))
     }
 
     /// Creates an empty replica. Creating one that exists and is still empty succeeds (a retry).
@@ -93,15 +106,26 @@ impl ExtentStore {
         }
         let dir = self.dir.clone();
         let replica = blocking(move || ExtentReplica::create(&dir, extent_id)).await?;
-        let entry = Arc::new(Entry { replica: Arc::new(replica), append_lock: tokio::sync::Mutex::new(()) });
-        let mut map = self.extents.write().map_err(|_| StreamError::Unavailable("extent map lock poisoned".into()))?;
+        let entry = Arc::new(Entry {
+            replica: Arc::new(replica),
+            append_lock: tokio::sync::Mutex::new(()),
+        });
+        let mut map = self
+            .extents
+            .write()
+            .map_err(|_| StreamError::Unavailable("extent map lock poisoned".into()))?;
         map.entry(extent_id).or_insert(entry);
         Ok(())
     }
 
     /// Primary append: picks the offset (the current length), then writes + fsyncs locally
     /// while `replicate(offset, record_payload)` runs; succeeds only when both did.
-    pub async fn append<F, Fut>(&self, extent_id: u64, payload: Vec<u8>, replicate: F) -> Result<(u64, u64)>
+    pub async fn append<F, Fut>(
+        &self,
+        extent_id: u64,
+        payload: Vec<u8>,
+        replicate: F,
+    ) -> Result<(u64, u64)>
     where
         F: FnOnce(u64, Arc<Vec<u8>>) -> Fut,
         Fut: Future<Output = Result<()>>,
@@ -130,7 +154,13 @@ impl ExtentStore {
         blocking(move || replica.write_record(offset, &record)).await
     }
 
-    pub async fn read(&self, extent_id: u64, offset: u64, max_records: usize, max_bytes: u64) -> Result<ReadBatch> {
+    pub async fn read(
+        &self,
+        extent_id: u64,
+        offset: u64,
+        max_records: usize,
+        max_bytes: u64,
+    ) -> Result<ReadBatch> {
         let replica = self.entry(extent_id)?.replica.clone();
         blocking(move || replica.read(offset, max_records, max_bytes)).await
     }
@@ -155,7 +185,10 @@ impl ExtentStore {
         let entry = self.entry(extent_id)?;
         let _serialized = entry.append_lock.lock().await;
         {
-            let mut map = self.extents.write().map_err(|_| StreamError::Unavailable("extent map lock poisoned".into()))?;
+            let mut map = self
+                .extents
+                .write()
+                .map_err(|_| StreamError::Unavailable("extent map lock poisoned".into()))?;
             map.remove(&extent_id);
         }
         let replica = entry.replica.clone();
@@ -168,7 +201,11 @@ impl ExtentStore {
         let mut out = Vec::with_capacity(map.len());
         for (id, entry) in map.iter() {
             let state = entry.replica.state()?;
-            out.push(ExtentSummary { extent_id: *id, length: state.length, sealed: state.sealed });
+            out.push(ExtentSummary {
+                extent_id: *id,
+                length: state.length,
+                sealed: state.sealed,
+            });
         }
         out.sort_by_key(|s| s.extent_id);
         Ok(out)

@@ -45,10 +45,11 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 
 fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
     match bytes.split_first() {
-        Some((&VALUE_FORMAT_VERSION, json)) => {
-            serde_json::from_slice(json).map_err(|err| StreamError::CorruptMetadata(format!("{what}: {err}")))
-        }
-        Some((version, _)) => Err(StreamError::CorruptMetadata(format!("{what}: unknown value version {version}"))),
+        Some((&VALUE_FORMAT_VERSION, json)) => serde_json::from_slice(json)
+            .map_err(|err| StreamError::CorruptMetadata(format!("{what}: {err}"))),
+        Some((version, _)) => Err(StreamError::CorruptMetadata(format!(
+            "{what}: unknown value version {version}"
+        ))),
         None => Err(StreamError::CorruptMetadata(format!("{what}: empty value"))),
     }
 }
@@ -80,7 +81,10 @@ impl MetaStore {
     }
 
     pub fn stream(&self, name: &str) -> Result<Option<StreamRecord>> {
-        self.streams.get(name.as_bytes())?.map(|v| decode(&format!("stream {name:?}"), &v)).transpose()
+        self.streams
+            .get(name.as_bytes())?
+            .map(|v| decode(&format!("stream {name:?}"), &v))
+            .transpose()
     }
 
     pub fn put_stream(&self, name: &str, record: &StreamRecord) -> Result<()> {
@@ -93,11 +97,15 @@ impl MetaStore {
     }
 
     pub fn extent(&self, extent_id: u64) -> Result<Option<ExtentRecord>> {
-        self.extents.get(extent_id.to_be_bytes())?.map(|v| decode(&format!("extent {extent_id}"), &v)).transpose()
+        self.extents
+            .get(extent_id.to_be_bytes())?
+            .map(|v| decode(&format!("extent {extent_id}"), &v))
+            .transpose()
     }
 
     pub fn put_extent(&self, extent_id: u64, record: &ExtentRecord) -> Result<()> {
-        self.extents.insert(extent_id.to_be_bytes(), encode(record)?)?;
+        self.extents
+            .insert(extent_id.to_be_bytes(), encode(record)?)?;
         Ok(())
     }
 
@@ -106,8 +114,10 @@ impl MetaStore {
         let mut out = Vec::with_capacity(self.extents.len());
         for item in self.extents.iter() {
             let (key, value) = item?;
-            let id_bytes: [u8; 8] =
-                key.as_ref().try_into().map_err(|_| StreamError::CorruptMetadata("extent key is not 8 bytes".into()))?;
+            let id_bytes: [u8; 8] = key
+                .as_ref()
+                .try_into()
+                .map_err(|_| StreamError::CorruptMetadata("extent key is not 8 bytes".into()))?;
             let id = u64::from_be_bytes(id_bytes);
             out.push((id, decode(&format!("extent {id}"), &value)?));
         }
@@ -119,27 +129,43 @@ impl MetaStore {
     }
 
     pub fn node(&self, node_id: &str) -> Result<Option<NodeRecord>> {
-        self.nodes.get(node_id.as_bytes())?.map(|v| decode(&format!("node {node_id}"), &v)).transpose()
+        self.nodes
+            .get(node_id.as_bytes())?
+            .map(|v| decode(&format!("node {node_id}"), &v))
+            .transpose()
     }
 
     pub fn put_node(&self, record: &NodeRecord) -> Result<()> {
-        self.nodes.insert(record.node_id.as_bytes(), encode(record)?)?;
+        self.nodes
+            .insert(record.node_id.as_bytes(), encode(record)?)?;
         Ok(())
     }
 
     pub fn nodes(&self) -> Result<Vec<NodeRecord>> {
-        self.nodes.iter().map(|item| item.map_err(StreamError::from).and_then(|(_, v)| decode("node", &v))).collect()
+        self.nodes
+            .iter()
+            .map(|item| {
+                item.map_err(StreamError::from)
+                    .and_then(|(_, v)| decode("node", &v))
+            })
+            .collect()
     }
 
     /// Hands out the next extent id (1, 2, ...).
     pub fn next_extent_id(&self) -> Result<u64> {
         let updated = self.counters.update_and_fetch(NEXT_EXTENT_ID_KEY, |old| {
-            let last = old.and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes).unwrap_or(0);
+            let last = old
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
             Some((last + 1).to_be_bytes().to_vec())
         })?;
-        let bytes = updated.ok_or_else(|| StreamError::CorruptMetadata("extent id counter vanished".into()))?;
-        let bytes: [u8; 8] =
-            bytes.as_ref().try_into().map_err(|_| StreamError::CorruptMetadata("extent id counter is not 8 bytes".into()))?;
+        let bytes = updated
+            .ok_or_else(|| StreamError::CorruptMetadata("extent id counter vanished".into()))?;
+        let bytes: [u8; 8] = bytes
+            .as_ref()
+            .try_into()
+            .map_err(|_| StreamError::CorruptMetadata("extent id counter is not 8 bytes".into()))?;
         Ok(u64::from_be_bytes(bytes))
     }
 }
@@ -155,12 +181,27 @@ mod tests {
             let meta = MetaStore::open(dir.path()).unwrap();
             assert_eq!(meta.next_extent_id().unwrap(), 1);
             assert_eq!(meta.next_extent_id().unwrap(), 2);
-            meta.put_stream("log", &StreamRecord { extent_ids: vec![1, 2] }).unwrap();
-            let extent =
-                ExtentRecord { stream: "log".into(), replicas: vec!["a".into(), "b".into()], sealed: true, sealed_length: 99 };
+            meta.put_stream(
+                "log",
+                &StreamRecord {
+                    extent_ids: vec![1, 2],
+                },
+            )
+            .unwrap();
+            let extent = ExtentRecord {
+                stream: "log".into(),
+                replicas: vec!["a".into(), "b".into()],
+                sealed: true,
+                sealed_length: 99,
+            };
             meta.put_extent(1, &extent).unwrap();
-            meta.put_node(&NodeRecord { node_id: "a".into(), addr: "x:1".into(), rack: "r1".into(), http_addr: "".into() })
-                .unwrap();
+            meta.put_node(&NodeRecord {
+                node_id: "a".into(),
+                addr: "x:1".into(),
+                rack: "r1".into(),
+                http_addr: "".into(),
+            })
+            .unwrap();
             meta.flush().await.unwrap();
         }
         let meta = MetaStore::open(dir.path()).unwrap();

@@ -20,19 +20,32 @@ pub struct Candidate {
 pub fn rank_racks(candidates: Vec<Candidate>) -> Vec<Vec<Candidate>> {
     let mut by_rack: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
     for candidate in candidates {
-        by_rack.entry(candidate.node.rack.clone()).or_default().push(candidate);
+        by_rack
+            .entry(candidate.node.rack.clone())
+            .or_default()
+            .push(candidate);
     }
     let mut racks: Vec<Vec<Candidate>> = by_rack
         .into_values()
         .map(|mut nodes| {
-            nodes.sort_by(|a, b| a.extents.cmp(&b.extents).then_with(|| a.node.node_id.cmp(&b.node.node_id)));
+            nodes.sort_by(|a, b| {
+                a.extents
+                    .cmp(&b.extents)
+                    .then_with(|| a.node.node_id.cmp(&b.node.node_id))
+            });
             nodes
         })
         .collect();
     racks.sort_by(|a, b| {
         let load = |rack: &Vec<Candidate>| rack.first().map(|c| c.extents).unwrap_or(usize::MAX);
-        let rack_name = |rack: &Vec<Candidate>| rack.first().map(|c| c.node.rack.clone()).unwrap_or_default();
-        load(a).cmp(&load(b)).then_with(|| rack_name(a).cmp(&rack_name(b)))
+        let rack_name = |rack: &Vec<Candidate>| {
+            rack.first()
+                .map(|c| c.node.rack.clone())
+                .unwrap_or_default()
+        };
+        load(a)
+            .cmp(&load(b))
+            .then_with(|| rack_name(a).cmp(&rack_name(b)))
     });
     racks
 }
@@ -42,7 +55,14 @@ mod tests {
     use super::*;
 
     fn candidate(id: &str, rack: &str, extents: usize) -> Candidate {
-        Candidate { node: NodeAddr { node_id: id.into(), addr: format!("{id}:1"), rack: rack.into() }, extents }
+        Candidate {
+            node: NodeAddr {
+                node_id: id.into(),
+                addr: format!("{id}:1"),
+                rack: rack.into(),
+            },
+            extents,
+        }
     }
 
     #[test]
@@ -54,10 +74,17 @@ mod tests {
             candidate("c1", "c", 9),
             candidate("d1", "d", 3),
         ]);
-        let firsts: Vec<&str> = ranked.iter().take(REPLICAS).map(|r| r[0].node.node_id.as_str()).collect();
+        let firsts: Vec<&str> = ranked
+            .iter()
+            .take(REPLICAS)
+            .map(|r| r[0].node.node_id.as_str())
+            .collect();
         assert_eq!(firsts, vec!["b1", "a2", "d1"]);
-        let racks: std::collections::HashSet<&str> =
-            ranked.iter().take(REPLICAS).map(|r| r[0].node.rack.as_str()).collect();
+        let racks: std::collections::HashSet<&str> = ranked
+            .iter()
+            .take(REPLICAS)
+            .map(|r| r[0].node.rack.as_str())
+            .collect();
         assert_eq!(racks.len(), REPLICAS);
     }
 }

@@ -18,12 +18,21 @@ impl StreamManagerService {
 
 #[tonic::async_trait]
 impl StreamManager for StreamManagerService {
-    async fn heartbeat(&self, request: Request<NodeHeartbeat>) -> Result<Response<NodeHeartbeatResponse>, Status> {
-        self.state.heartbeat(request.into_inner()).await.inspect_err(|err| tracing::warn!(%err, "heartbeat refused"))?;
+    async fn heartbeat(
+        &self,
+        request: Request<NodeHeartbeat>,
+    ) -> Result<Response<NodeHeartbeatResponse>, Status> {
+        self.state
+            .heartbeat(request.into_inner())
+            .await
+            .inspect_err(|err| tracing::warn!(%err, "heartbeat refused"))?;
         Ok(Response::new(NodeHeartbeatResponse {}))
     }
 
-    async fn open_stream(&self, request: Request<OpenStreamRequest>) -> Result<Response<StreamInfo>, Status> {
+    async fn open_stream(
+        &self,
+        request: Request<OpenStreamRequest>,
+    ) -> Result<Response<StreamInfo>, Status> {
         let name = request.into_inner().name;
         let info = self
             .state
@@ -33,26 +42,41 @@ impl StreamManager for StreamManagerService {
         Ok(Response::new(info))
     }
 
-    async fn get_stream(&self, request: Request<GetStreamRequest>) -> Result<Response<StreamInfo>, Status> {
-        Ok(Response::new(self.state.get_stream(&request.into_inner().name)?))
+    async fn get_stream(
+        &self,
+        request: Request<GetStreamRequest>,
+    ) -> Result<Response<StreamInfo>, Status> {
+        Ok(Response::new(
+            self.state.get_stream(&request.into_inner().name)?,
+        ))
     }
 
-    async fn get_extent(&self, request: Request<GetExtentRequest>) -> Result<Response<ExtentInfo>, Status> {
-        Ok(Response::new(self.state.get_extent(request.into_inner().extent_id)?))
+    async fn get_extent(
+        &self,
+        request: Request<GetExtentRequest>,
+    ) -> Result<Response<ExtentInfo>, Status> {
+        Ok(Response::new(
+            self.state.get_extent(request.into_inner().extent_id)?,
+        ))
     }
 
-    async fn seal_extent(&self, request: Request<SealExtentRequest>) -> Result<Response<StreamInfo>, Status> {
+    async fn seal_extent(
+        &self,
+        request: Request<SealExtentRequest>,
+    ) -> Result<Response<StreamInfo>, Status> {
         let request = request.into_inner();
         let (stream, extent_id) = (request.stream.clone(), request.extent_id);
-        let info = self
-            .state
-            .seal_extent(request)
-            .await
-            .inspect_err(|err| tracing::warn!(%stream, extent_id, %err, "seal extent failed"))?;
+        let info =
+            self.state.seal_extent(request).await.inspect_err(
+                |err| tracing::warn!(%stream, extent_id, %err, "seal extent failed"),
+            )?;
         Ok(Response::new(info))
     }
 
-    async fn get_status(&self, _request: Request<StreamStatusRequest>) -> Result<Response<StreamStatusResponse>, Status> {
+    async fn get_status(
+        &self,
+        _request: Request<StreamStatusRequest>,
+    ) -> Result<Response<StreamStatusResponse>, Status> {
         Ok(Response::new(self.state.status()?))
     }
 }

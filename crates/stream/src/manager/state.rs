@@ -25,7 +25,10 @@ pub struct ManagerSettings {
 
 impl Default for ManagerSettings {
     fn default() -> Self {
-        Self { extent_size_bytes_max: EXTENT_SIZE_BYTES_MAX_DEFAULT, node_timeout_ms: NODE_TIMEOUT_MS_DEFAULT }
+        Self {
+            extent_size_bytes_max: EXTENT_SIZE_BYTES_MAX_DEFAULT,
+            node_timeout_ms: NODE_TIMEOUT_MS_DEFAULT,
+        }
     }
 }
 
@@ -84,7 +87,11 @@ impl ManagerState {
     fn healthy_node_ids(&self) -> Result<HashSet<String>> {
         let timeout = Duration::from_millis(self.settings.node_timeout_ms);
         let liveness = self.liveness.lock().map_err(|_| poisoned())?;
-        Ok(liveness.iter().filter(|(_, l)| l.last_seen.elapsed() <= timeout).map(|(id, _)| id.clone()).collect())
+        Ok(liveness
+            .iter()
+            .filter(|(_, l)| l.last_seen.elapsed() <= timeout)
+            .map(|(id, _)| id.clone())
+            .collect())
     }
 
     fn stream_lock(&self, name: &str) -> Result<Arc<tokio::sync::Mutex<()>>> {
@@ -93,14 +100,25 @@ impl ManagerState {
     }
 
     pub async fn heartbeat(&self, beat: NodeHeartbeat) -> Result<()> {
-        let node = beat.node.ok_or_else(|| StreamError::InvalidArgument("heartbeat without node".into()))?;
+        let node = beat
+            .node
+            .ok_or_else(|| StreamError::InvalidArgument("heartbeat without node".into()))?;
         if node.node_id.is_empty() || node.addr.is_empty() || node.rack.is_empty() {
-            return Err(StreamError::InvalidArgument("heartbeat needs node_id, addr and rack".into()));
+            return Err(StreamError::InvalidArgument(
+                "heartbeat needs node_id, addr and rack".into(),
+            ));
         }
-        let record =
-            NodeRecord { node_id: node.node_id.clone(), addr: node.addr, rack: node.rack, http_addr: beat.http_addr };
-        if self.meta.node(&record.node_id)?.as_ref() != Some(&record) {
-            tracing::info!(node_id = %record.node_id, addr = %record.addr, rack = %record.rack, "extent node registered");
+        let record = NodeRecord {
+            node_id: node.node_id.clone(),
+            addr: node.addr,
+            rack: node.rack,
+            http_addr: beat.http_addr,
+        };
+        let known = self.meta.node(&record.node_id)?;
+        if known.as_ref() != Some(&record) {
+            if known.is_none_or(|k| k.addr != record.addr || k.rack != record.rack) {
+                tracing::info!(node_id = %record.node_id, addr = %record.addr, rack = %record.rack, "extent node registered");
+            }
             self.meta.put_node(&record)?;
             self.meta.flush().await?;
         }
@@ -108,44 +126,77 @@ impl ManagerState {
             last_seen: Instant::now(),
             last_heartbeat_ms: strata_util::now_ms(),
             disk_used_bytes: beat.disk_used_bytes,
-            extents: beat.extents.iter().map(|e| (e.extent_id, (e.length, e.sealed))).collect(),
+            extents: beat
+                .extents
+                .iter()
+                .map(|e| (e.extent_id, (e.length, e.sealed)))
+                .collect(),
         };
-        self.liveness.lock().map_err(|_| poisoned())?.insert(record.node_id, liveness);
+        self.liveness
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(record.node_id, liveness);
         self.update_gauges();
         Ok(())
     }
 
     fn node_addr(&self, node_id: &str) -> Result<NodeAddr> {
         Ok(match self.meta.node(node_id)? {
-            Some(r) => NodeAddr { node_id: r.node_id, addr: r.addr, rack: r.rack },
-            None => NodeAddr { node_id: node_id.to_string(), addr: String::new(), rack: String::new() },
+            Some(r) => NodeAddr {
+                node_id: r.node_id,
+                addr: r.addr,
+                rack: r.rack,
+            },
+            None => NodeAddr {
+                node_id: node_id.to_string(),
+                addr: String::new(),
+                rack: String::new(),
+            },
         })
     }
 
     fn extent_info(&self, extent_id: u64, record: &ExtentRecord) -> Result<ExtentInfo> {
-        let replicas = record.replicas.iter().map(|id| self.node_addr(id)).collect::<Result<Vec<_>>>()?;
-        Ok(ExtentInfo { extent_id, replicas, sealed: record.sealed, sealed_length: record.sealed_length })
+        let replicas = record
+            .replicas
+            .iter()
+            .map(|id| self.node_addr(id))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ExtentInfo {
+            extent_id,
+            replicas,
+            sealed: record.sealed,
+            sealed_length: record.sealed_length,
+        })
     }
 
     fn stream_info(&self, name: &str, record: &StreamRecord) -> Result<StreamInfo> {
         let mut extents = Vec::with_capacity(record.extent_ids.len());
         for &id in &record.extent_ids {
-            let extent = self
-                .meta
-                .extent(id)?
-                .ok_or_else(|| StreamError::CorruptMetadata(format!("stream {name:?} names unknown extent {id}")))?;
+            let extent = self.meta.extent(id)?.ok_or_else(|| {
+                StreamError::CorruptMetadata(format!("stream {name:?} names unknown extent {id}"))
+            })?;
             extents.push(self.extent_info(id, &extent)?);
         }
-        Ok(StreamInfo { name: name.to_string(), extents, extent_size_bytes_max: self.settings.extent_size_bytes_max })
+        Ok(StreamInfo {
+            name: name.to_string(),
+            extents,
+            extent_size_bytes_max: self.settings.extent_size_bytes_max,
+        })
     }
 
     pub fn get_extent(&self, extent_id: u64) -> Result<ExtentInfo> {
-        let record = self.meta.extent(extent_id)?.ok_or(StreamError::ExtentNotFound(extent_id))?;
+        let record = self
+            .meta
+            .extent(extent_id)?
+            .ok_or(StreamError::ExtentNotFound(extent_id))?;
         self.extent_info(extent_id, &record)
     }
 
     pub fn get_stream(&self, name: &str) -> Result<StreamInfo> {
-        let record = self.meta.stream(name)?.ok_or_else(|| StreamError::StreamNotFound(name.to_string()))?;
+        let record = self
+            .meta
+            .stream(name)?
+            .ok_or_else(|| StreamError::StreamNotFound(name.to_string()))?;
         self.stream_info(name, &record)
     }
 
@@ -153,7 +204,9 @@ impl ManagerState {
     /// allocating) gets its fresh extent here.
     pub async fn open_stream(&self, name: &str) -> Result<StreamInfo> {
         if name.is_empty() || name.len() > STREAM_NAME_BYTES_MAX {
-            return Err(StreamError::InvalidArgument(format!("stream name must be 1..={STREAM_NAME_BYTES_MAX} bytes")));
+            return Err(StreamError::InvalidArgument(format!(
+                "stream name must be 1..={STREAM_NAME_BYTES_MAX} bytes"
+            )));
         }
         let lock = self.stream_lock(name)?;
         let _serialized = lock.lock().await;
@@ -167,7 +220,11 @@ impl ManagerState {
             record.extent_ids.push(extent_id);
             self.meta.put_stream(name, &record)?;
             self.meta.flush().await?;
-            tracing::info!(stream = name, extent_id, "stream opened with a fresh extent");
+            tracing::info!(
+                stream = name,
+                extent_id,
+                "stream opened with a fresh extent"
+            );
             self.update_gauges();
         }
         self.stream_info(name, &record)
@@ -178,22 +235,37 @@ impl ManagerState {
         let name = request.stream.as_str();
         let lock = self.stream_lock(name)?;
         let _serialized = lock.lock().await;
-        let mut record = self.meta.stream(name)?.ok_or_else(|| StreamError::StreamNotFound(name.to_string()))?;
+        let mut record = self
+            .meta
+            .stream(name)?
+            .ok_or_else(|| StreamError::StreamNotFound(name.to_string()))?;
         let Some(&last) = record.extent_ids.last() else {
-            return Err(StreamError::CorruptMetadata(format!("stream {name:?} has no extents")));
+            return Err(StreamError::CorruptMetadata(format!(
+                "stream {name:?} has no extents"
+            )));
         };
         if last != request.extent_id {
             if request.expect_open {
                 return Err(StreamError::Fenced {
                     stream: name.to_string(),
-                    reason: format!("extent {} was sealed by another writer; the last extent is {last}", request.extent_id),
+                    reason: format!(
+                        "extent {} was sealed by another writer; the last extent is {last}",
+                        request.extent_id
+                    ),
                 });
             }
             return self.stream_info(name, &record);
         }
-        let mut extent = self.meta.extent(last)?.ok_or(StreamError::ExtentNotFound(last))?;
+        let mut extent = self
+            .meta
+            .extent(last)?
+            .ok_or(StreamError::ExtentNotFound(last))?;
         if !extent.sealed {
-            let replicas = extent.replicas.iter().map(|id| self.node_addr(id)).collect::<Result<Vec<_>>>()?;
+            let replicas = extent
+                .replicas
+                .iter()
+                .map(|id| self.node_addr(id))
+                .collect::<Result<Vec<_>>>()?;
             let length = match request.length {
                 0 => self.commit_length(last, &replicas).await?,
                 given => given,
@@ -210,7 +282,11 @@ impl ManagerState {
         self.meta.put_stream(name, &record)?;
         self.meta.flush().await?;
         self.update_gauges();
-        tracing::info!(stream = name, extent_id = fresh, "fresh extent appended to stream");
+        tracing::info!(
+            stream = name,
+            extent_id = fresh,
+            "fresh extent appended to stream"
+        );
         self.stream_info(name, &record)
     }
 
@@ -220,37 +296,62 @@ impl ManagerState {
     async fn commit_length(&self, extent_id: u64, replicas: &[NodeAddr]) -> Result<u64> {
         let calls = replicas.iter().map(|node| async move {
             let mut client = self.channels.extent_node(&node.addr)?;
-            let request = ExtentInfoRequest { extent_id, fence: true };
-            bounded(&node.addr, CONTROL_RPC_TIMEOUT_MS, client.get_extent_info(request_with_timeout(request, CONTROL_RPC_TIMEOUT_MS)))
-                .await
+            let request = ExtentInfoRequest {
+                extent_id,
+                fence: true,
+            };
+            bounded(
+                &node.addr,
+                CONTROL_RPC_TIMEOUT_MS,
+                client.get_extent_info(request_with_timeout(request, CONTROL_RPC_TIMEOUT_MS)),
+            )
+            .await
         });
         let mut smallest: Option<u64> = None;
         for (node, result) in replicas.iter().zip(futures::future::join_all(calls).await) {
             match result {
                 Ok(info) if info.sealed => return Ok(info.length),
                 Ok(info) => smallest = Some(smallest.map_or(info.length, |s| s.min(info.length))),
-                Err(err) => tracing::warn!(extent_id, node_id = %node.node_id, %err, "replica unreachable while sealing"),
+                Err(err) => {
+                    tracing::warn!(extent_id, node_id = %node.node_id, %err, "replica unreachable while sealing")
+                }
             }
         }
-        smallest.ok_or_else(|| StreamError::Unavailable(format!("no replica of extent {extent_id} answered")))
+        smallest.ok_or_else(|| {
+            StreamError::Unavailable(format!("no replica of extent {extent_id} answered"))
+        })
     }
 
     /// Seals every reachable replica at `length`; at least one must confirm.
-    async fn seal_replicas(&self, extent_id: u64, length: u64, replicas: &[NodeAddr]) -> Result<()> {
+    async fn seal_replicas(
+        &self,
+        extent_id: u64,
+        length: u64,
+        replicas: &[NodeAddr],
+    ) -> Result<()> {
         let calls = replicas.iter().map(|node| async move {
             let mut client = self.channels.extent_node(&node.addr)?;
             let request = SealRequest { extent_id, length };
-            bounded(&node.addr, CONTROL_RPC_TIMEOUT_MS, client.seal(request_with_timeout(request, CONTROL_RPC_TIMEOUT_MS))).await
+            bounded(
+                &node.addr,
+                CONTROL_RPC_TIMEOUT_MS,
+                client.seal(request_with_timeout(request, CONTROL_RPC_TIMEOUT_MS)),
+            )
+            .await
         });
         let mut sealed = 0;
         for (node, result) in replicas.iter().zip(futures::future::join_all(calls).await) {
             match result {
                 Ok(_) => sealed += 1,
-                Err(err) => tracing::warn!(extent_id, length, node_id = %node.node_id, %err, "replica not sealed"),
+                Err(err) => {
+                    tracing::warn!(extent_id, length, node_id = %node.node_id, %err, "replica not sealed")
+                }
             }
         }
         if sealed == 0 {
-            return Err(StreamError::Unavailable(format!("no replica of extent {extent_id} could be sealed")));
+            return Err(StreamError::Unavailable(format!(
+                "no replica of extent {extent_id} could be sealed"
+            )));
         }
         Ok(())
     }
@@ -272,7 +373,11 @@ impl ManagerState {
             .filter(|n| healthy.contains(&n.node_id))
             .map(|n| Candidate {
                 extents: load.get(&n.node_id).copied().unwrap_or(0),
-                node: NodeAddr { node_id: n.node_id, addr: n.addr, rack: n.rack },
+                node: NodeAddr {
+                    node_id: n.node_id,
+                    addr: n.addr,
+                    rack: n.rack,
+                },
             })
             .collect();
         let racks = rank_racks(candidates);
@@ -306,7 +411,10 @@ impl ManagerState {
                     tracing::warn!(extent_id, node_id = %node.node_id, %err, "could not remove a partial replica");
                 }
             }
-            return Err(StreamError::Unavailable(format!("only {} racks accepted extent {extent_id}", chosen.len())));
+            return Err(StreamError::Unavailable(format!(
+                "only {} racks accepted extent {extent_id}",
+                chosen.len()
+            )));
         }
         let record = ExtentRecord {
             stream: stream.to_string(),
@@ -322,16 +430,24 @@ impl ManagerState {
     async fn create_on(&self, extent_id: u64, node: &NodeAddr) -> Result<()> {
         let mut client = self.channels.extent_node(&node.addr)?;
         let request = CreateExtentRequest { extent_id };
-        bounded(&node.addr, CONTROL_RPC_TIMEOUT_MS, client.create_extent(request_with_timeout(request, CONTROL_RPC_TIMEOUT_MS)))
-            .await?;
+        bounded(
+            &node.addr,
+            CONTROL_RPC_TIMEOUT_MS,
+            client.create_extent(request_with_timeout(request, CONTROL_RPC_TIMEOUT_MS)),
+        )
+        .await?;
         Ok(())
     }
 
     async fn delete_on(&self, extent_id: u64, node: &NodeAddr) -> Result<()> {
         let mut client = self.channels.extent_node(&node.addr)?;
         let request = DeleteExtentRequest { extent_id };
-        bounded(&node.addr, CONTROL_RPC_TIMEOUT_MS, client.delete_extent(request_with_timeout(request, CONTROL_RPC_TIMEOUT_MS)))
-            .await?;
+        bounded(
+            &node.addr,
+            CONTROL_RPC_TIMEOUT_MS,
+            client.delete_extent(request_with_timeout(request, CONTROL_RPC_TIMEOUT_MS)),
+        )
+        .await?;
         Ok(())
     }
 
@@ -339,7 +455,10 @@ impl ManagerState {
         let timeout = Duration::from_millis(self.settings.node_timeout_ms);
         let liveness = self.liveness.lock().map_err(|_| poisoned())?;
         let records = self.meta.nodes()?;
-        let racks: HashMap<String, String> = records.iter().map(|n| (n.node_id.clone(), n.rack.clone())).collect();
+        let racks: HashMap<String, String> = records
+            .iter()
+            .map(|n| (n.node_id.clone(), n.rack.clone()))
+            .collect();
         let mut nodes: Vec<NodeStatus> = records
             .into_iter()
             .map(|n| {
@@ -349,7 +468,11 @@ impl ManagerState {
                     last_heartbeat_ms: live.map_or(0, |l| l.last_heartbeat_ms),
                     disk_used_bytes: live.map_or(0, |l| l.disk_used_bytes),
                     http_addr: n.http_addr,
-                    node: Some(NodeAddr { node_id: n.node_id, addr: n.addr, rack: n.rack }),
+                    node: Some(NodeAddr {
+                        node_id: n.node_id,
+                        addr: n.addr,
+                        rack: n.rack,
+                    }),
                 }
             })
             .collect();
@@ -357,7 +480,11 @@ impl ManagerState {
             let key = |s: &NodeStatus| s.node.as_ref().map(|n| (n.rack.clone(), n.node_id.clone()));
             key(a).cmp(&key(b))
         });
-        let healthy = |id: &String| liveness.get(id).is_some_and(|l| l.last_seen.elapsed() <= timeout);
+        let healthy = |id: &String| {
+            liveness
+                .get(id)
+                .is_some_and(|l| l.last_seen.elapsed() <= timeout)
+        };
         let extents = self
             .meta
             .extents()?
@@ -366,7 +493,12 @@ impl ManagerState {
                 let reported = e
                     .replicas
                     .iter()
-                    .filter_map(|id| liveness.get(id).and_then(|l| l.extents.get(&extent_id)).map(|(len, _)| *len))
+                    .filter_map(|id| {
+                        liveness
+                            .get(id)
+                            .and_then(|l| l.extents.get(&extent_id))
+                            .map(|(len, _)| *len)
+                    })
                     .max()
                     .unwrap_or(0);
                 ExtentStatus {
@@ -376,10 +508,18 @@ impl ManagerState {
                     length: if e.sealed { e.sealed_length } else { reported },
                     replicas_total: e.replicas.len() as u32,
                     replicas_healthy: e.replicas.iter().filter(|id| healthy(id)).count() as u32,
-                    racks: e.replicas.iter().map(|id| racks.get(id).cloned().unwrap_or_default()).collect(),
+                    racks: e
+                        .replicas
+                        .iter()
+                        .map(|id| racks.get(id).cloned().unwrap_or_default())
+                        .collect(),
                 }
             })
             .collect();
-        Ok(StreamStatusResponse { nodes, extents, streams_total: self.meta.stream_count() as u32 })
+        Ok(StreamStatusResponse {
+            nodes,
+            extents,
+            streams_total: self.meta.stream_count() as u32,
+        })
     }
 }

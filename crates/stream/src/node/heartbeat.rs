@@ -23,10 +23,21 @@ impl Heartbeat {
     fn message(&self) -> crate::Result<NodeHeartbeat> {
         let report = self.store.report()?;
         let disk_used_bytes = report.iter().map(|s| s.length).sum();
-        let extents =
-            report.into_iter().map(|s| ExtentReport { extent_id: s.extent_id, length: s.length, sealed: s.sealed }).collect();
+        let extents = report
+            .into_iter()
+            .map(|s| ExtentReport {
+                extent_id: s.extent_id,
+                length: s.length,
+                sealed: s.sealed,
+            })
+            .collect();
         let http_addr = self.http_addr.read().map(|a| a.clone()).unwrap_or_default();
-        Ok(NodeHeartbeat { node: Some(self.node.clone()), extents, disk_used_bytes, http_addr })
+        Ok(NodeHeartbeat {
+            node: Some(self.node.clone()),
+            extents,
+            disk_used_bytes,
+            http_addr,
+        })
     }
 
     /// Sends to the managers in turn, starting with the one that answered last. Returns the
@@ -38,13 +49,15 @@ impl Heartbeat {
             let index = (start + step) % self.manager_addrs.len();
             let addr = &self.manager_addrs[index];
             let mut client = channels.stream_manager(addr)?;
-            let call = client.heartbeat(request_with_timeout(message.clone(), HEARTBEAT_TIMEOUT_MS));
+            let call =
+                client.heartbeat(request_with_timeout(message.clone(), HEARTBEAT_TIMEOUT_MS));
             match bounded(addr, HEARTBEAT_TIMEOUT_MS, call).await {
                 Ok(_) => return Ok(index),
                 Err(err) => last_error = Some(err),
             }
         }
-        Err(last_error.unwrap_or_else(|| crate::StreamError::Unavailable("no stream manager address".into())))
+        Err(last_error
+            .unwrap_or_else(|| crate::StreamError::Unavailable("no stream manager address".into())))
     }
 
     /// Heartbeats every `interval_ms` (the first at once) until `token` is cancelled.

@@ -56,7 +56,9 @@ impl RunningExtentNode {
         let (node_id, rack) = (self.node_id.clone(), self.rack.clone());
         Arc::new(move || {
             let extents = store.report().map_err(|err| err.to_string())?.len();
-            Ok(serde_json::json!({ "kind": "extent-node", "node_id": node_id, "rack": rack, "extents": extents }))
+            Ok(
+                serde_json::json!({ "kind": "extent-node", "node_id": node_id, "rack": rack, "extents": extents }),
+            )
         })
     }
 
@@ -76,7 +78,9 @@ pub async fn start_extent_node(
     token: CancellationToken,
 ) -> Result<RunningExtentNode> {
     if config.rack.trim().is_empty() {
-        return Err(StreamError::InvalidArgument("an extent node needs a rack label".into()));
+        return Err(StreamError::InvalidArgument(
+            "an extent node needs a rack label".into(),
+        ));
     }
     std::fs::create_dir_all(&config.data_dir)?;
     let node_id = match config.node_id.clone() {
@@ -85,9 +89,13 @@ pub async fn start_extent_node(
             format!("en-{:016x}", rand::random::<u64>())
         })?,
     };
+    crate::metrics::init_extent_node_metrics();
     let store = Arc::new(ExtentStore::open(&config.data_dir).await?);
     let bound = listener.local_addr()?;
-    let addr = config.advertise_addr.clone().unwrap_or_else(|| bound.to_string());
+    let addr = config
+        .advertise_addr
+        .clone()
+        .unwrap_or_else(|| bound.to_string());
     let http_addr = Arc::new(RwLock::new(String::new()));
 
     let service = ExtentNodeServer::new(service::ExtentNodeService::new(store.clone()))
@@ -95,7 +103,11 @@ pub async fn start_extent_node(
         .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX);
     let router = strata_util::rpc::server().add_service(service);
     let heartbeat = heartbeat::Heartbeat {
-        node: NodeAddr { node_id: node_id.clone(), addr: addr.clone(), rack: config.rack.clone() },
+        node: NodeAddr {
+            node_id: node_id.clone(),
+            addr: addr.clone(),
+            rack: config.rack.clone(),
+        },
         http_addr: http_addr.clone(),
         store: store.clone(),
         manager_addrs: config.stream_manager_addrs.clone(),
@@ -114,5 +126,12 @@ pub async fn start_extent_node(
         }
     });
     tracing::info!(node_id = %node_id, rack = %config.rack, %addr, "extent node started");
-    Ok(RunningExtentNode { node_id, rack: config.rack, addr, store, http_addr, task })
+    Ok(RunningExtentNode {
+        node_id,
+        rack: config.rack,
+        addr,
+        store,
+        http_addr,
+        task,
+    })
 }

@@ -25,7 +25,10 @@ pub struct ExtentNodeService {
 
 impl ExtentNodeService {
     pub fn new(store: Arc<ExtentStore>) -> Self {
-        Self { store, channels: Arc::new(ChannelCache::new()) }
+        Self {
+            store,
+            channels: Arc::new(ChannelCache::new()),
+        }
     }
 }
 
@@ -44,7 +47,11 @@ async fn replicate_to_all(
         let payload = payload.clone();
         async move {
             let mut client = channels.extent_node(addr)?;
-            let request = ReplicateAppendRequest { extent_id, offset, payload: payload.as_ref().clone() };
+            let request = ReplicateAppendRequest {
+                extent_id,
+                offset,
+                payload: payload.as_ref().clone(),
+            };
             let call = client.replicate_append(request_with_timeout(request, REPLICATE_TIMEOUT_MS));
             bounded(addr, REPLICATE_TIMEOUT_MS, call).await
         }
@@ -55,10 +62,14 @@ async fn replicate_to_all(
         match result {
             Ok(_) => {}
             Err(StreamError::Rpc { status, .. })
-                if status.code() == Code::FailedPrecondition && status.message().starts_with(SEALED_MARKER) =>
+                if status.code() == Code::FailedPrecondition
+                    && status.message().starts_with(SEALED_MARKER) =>
             {
                 tracing::info!(extent_id, addr = %addr, "secondary refuses appends: extent sealed or fenced");
-                return Err(StreamError::Sealed { extent_id, length: offset });
+                return Err(StreamError::Sealed {
+                    extent_id,
+                    length: offset,
+                });
             }
             Err(err) => {
                 tracing::warn!(extent_id, offset, addr = %addr, %err, "replicating an append failed");
@@ -67,28 +78,49 @@ async fn replicate_to_all(
         }
     }
     match first_failure {
-        Some(err) => Err(StreamError::Unavailable(format!("replication of extent {extent_id} failed: {err}"))),
+        Some(err) => Err(StreamError::Unavailable(format!(
+            "replication of extent {extent_id} failed: {err}"
+        ))),
         None => Ok(()),
     }
 }
 
 #[tonic::async_trait]
 impl ExtentNode for ExtentNodeService {
-    async fn create_extent(&self, request: Request<CreateExtentRequest>) -> Result<Response<CreateExtentResponse>, Status> {
+    async fn create_extent(
+        &self,
+        request: Request<CreateExtentRequest>,
+    ) -> Result<Response<CreateExtentResponse>, Status> {
         let extent_id = request.into_inner().extent_id;
-        self.store.create(extent_id).await.inspect_err(|err| tracing::warn!(extent_id, %err, "create extent failed"))?;
+        self.store
+            .create(extent_id)
+            .await
+            .inspect_err(|err| tracing::warn!(extent_id, %err, "create extent failed"))?;
         tracing::debug!(extent_id, "extent created");
         Ok(Response::new(CreateExtentResponse {}))
     }
 
-    async fn append(&self, request: Request<AppendRequest>) -> Result<Response<AppendResponse>, Status> {
+    async fn append(
+        &self,
+        request: Request<AppendRequest>,
+    ) -> Result<Response<AppendResponse>, Status> {
         let started = Instant::now();
-        let AppendRequest { extent_id, payload, secondary_addrs } = request.into_inner();
+        let AppendRequest {
+            extent_id,
+            payload,
+            secondary_addrs,
+        } = request.into_inner();
         if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
-            return Err(StreamError::PayloadTooLarge { len_bytes: payload.len(), max_bytes: RECORD_PAYLOAD_BYTES_MAX }.into());
+            return Err(StreamError::PayloadTooLarge {
+                len_bytes: payload.len(),
+                max_bytes: RECORD_PAYLOAD_BYTES_MAX,
+            }
+            .into());
         }
         if secondary_addrs.len() > SECONDARIES_MAX {
-            return Err(Status::invalid_argument(format!("at most {SECONDARIES_MAX} secondaries")));
+            return Err(Status::invalid_argument(format!(
+                "at most {SECONDARIES_MAX} secondaries"
+            )));
         }
         let payload_len = payload.len() as u64;
         let channels = self.channels.clone();
@@ -115,13 +147,19 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<ReplicateAppendRequest>,
     ) -> Result<Response<ReplicateAppendResponse>, Status> {
-        let ReplicateAppendRequest { extent_id, offset, payload } = request.into_inner();
+        let ReplicateAppendRequest {
+            extent_id,
+            offset,
+            payload,
+        } = request.into_inner();
         let payload_len = payload.len() as u64;
         let end_offset = self
             .store
             .replicate(extent_id, offset, payload)
             .await
-            .inspect_err(|err| tracing::warn!(extent_id, offset, %err, "replicated append refused"))?;
+            .inspect_err(
+                |err| tracing::warn!(extent_id, offset, %err, "replicated append refused"),
+            )?;
         metrics::appends().inc();
         metrics::append_bytes().inc_by(payload_len);
         Ok(Response::new(ReplicateAppendResponse { end_offset }))
@@ -132,9 +170,16 @@ impl ExtentNode for ExtentNodeService {
         metrics::reads().inc();
         let max_records = request.max_records.clamp(1, READ_RECORDS_MAX) as usize;
         let max_bytes = request.max_bytes.clamp(1, READ_BYTES_MAX);
-        let batch = self.store.read(request.extent_id, request.offset, max_records, max_bytes).await?;
+        let batch = self
+            .store
+            .read(request.extent_id, request.offset, max_records, max_bytes)
+            .await?;
         Ok(Response::new(ReadResponse {
-            records: batch.records.into_iter().map(|(offset, payload)| Record { offset, payload }).collect(),
+            records: batch
+                .records
+                .into_iter()
+                .map(|(offset, payload)| Record { offset, payload })
+                .collect(),
             next_offset: batch.next_offset,
             length: batch.length,
             sealed: batch.sealed,
@@ -152,15 +197,32 @@ impl ExtentNode for ExtentNodeService {
         Ok(Response::new(SealResponse { length }))
     }
 
-    async fn get_extent_info(&self, request: Request<ExtentInfoRequest>) -> Result<Response<ExtentInfoResponse>, Status> {
+    async fn get_extent_info(
+        &self,
+        request: Request<ExtentInfoRequest>,
+    ) -> Result<Response<ExtentInfoResponse>, Status> {
         let ExtentInfoRequest { extent_id, fence } = request.into_inner();
-        let state = if fence { self.store.fence(extent_id)? } else { self.store.state(extent_id)? };
-        Ok(Response::new(ExtentInfoResponse { extent_id, length: state.length, sealed: state.sealed }))
+        let state = if fence {
+            self.store.fence(extent_id)?
+        } else {
+            self.store.state(extent_id)?
+        };
+        Ok(Response::new(ExtentInfoResponse {
+            extent_id,
+            length: state.length,
+            sealed: state.sealed,
+        }))
     }
 
-    async fn delete_extent(&self, request: Request<DeleteExtentRequest>) -> Result<Response<DeleteExtentResponse>, Status> {
+    async fn delete_extent(
+        &self,
+        request: Request<DeleteExtentRequest>,
+    ) -> Result<Response<DeleteExtentResponse>, Status> {
         let extent_id = request.into_inner().extent_id;
-        self.store.delete(extent_id).await.inspect_err(|err| tracing::warn!(extent_id, %err, "delete failed"))?;
+        self.store
+            .delete(extent_id)
+            .await
+            .inspect_err(|err| tracing::warn!(extent_id, %err, "delete failed"))?;
         tracing::info!(extent_id, "extent replica deleted");
         Ok(Response::new(DeleteExtentResponse {}))
     }

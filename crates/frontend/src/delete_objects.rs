@@ -1,0 +1,75 @@
+//! DeleteObjects (multi-object delete): at most 1000 keys, per-key results, quiet mode.
+
+use crate::frontend::Frontend;
+use futures::StreamExt;
+use s3s::dto::{DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, Error as KeyError};
+use s3s::{s3_error, S3Error, S3Result};
+
+/// S3's limit on keys per DeleteObjects request.
+pub const DELETE_KEYS_MAX: usize = 1000;
+/// Keys deleted concurrently within one request.
+const DELETE_CONCURRENCY: usize = 16;
+
+impl Frontend {
+    pub(crate) async fn delete_objects_op(
+        &self,
+        input: &DeleteObjectsInput,
+    ) -> S3Result<DeleteObjectsOutput> {
+        let objects = &input.delete.objects;
+        if objects.is_empty() || objects.len() > DELETE_KEYS_MAX {
+            return Err(s3_error!(
+                MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema"
+            ));
+        }
+        self.require_bucket(&input.bucket).await?;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let targets: Vec<(String, Option<String>)> = objects
+            .iter()
+            .map(|o| (o.key.clone(), o.version_id.clone()))
+            .collect();
+        let bucket = input.bucket.as_str();
+        let results: Vec<(String, Result<(), S3Error>)> = futures::stream::iter(targets)
+            .map(|(key, version_id)| async move {
+                let result = match version_id.as_deref() {
+                    None | Some("null") => {
+                        self.delete_key(bucket, &key).await.map_err(S3Error::from)
+                    }
+                    Some(_) => Err(s3_error!(
+                        NotImplemented,
+                        "Object versioning is not implemented"
+                    )),
+                };
+                (key, result)
+            })
+            .buffered(DELETE_CONCURRENCY)
+            .collect()
+            .await;
+
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for (key, result) in results {
+            match result {
+                Ok(()) if quiet => {}
+                Ok(()) => deleted.push(DeletedObject {
+                    key: Some(key),
+                    ..Default::default()
+                }),
+                Err(err) => {
+                    tracing::info!(%key, code = err.code().as_str(), "DeleteObjects: key not deleted");
+                    errors.push(KeyError {
+                        code: Some(err.code().as_str().to_string()),
+                        key: Some(key),
+                        message: Some(err.message().unwrap_or("").to_string()),
+                        version_id: None,
+                    });
+                }
+            }
+        }
+        Ok(DeleteObjectsOutput {
+            deleted: (!deleted.is_empty()).then_some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        })
+    }
+}

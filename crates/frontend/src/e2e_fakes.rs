@@ -1,0 +1,573 @@
+//! In-memory partition servers and manager, served over real gRPC on 127.0.0.1, for the
+//! front-end's end-to-end tests. They keep the proto contract the front-end relies on: one
+//! shared store (the "streams"), per-server owned ranges answering NotOwner elsewhere, S3 codes
+//! in statuses, and PutObject committing only on a clean end of stream.
+
+use base64::Engine;
+use md5::{Digest, Md5};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use strata_proto::common::{BucketMeta, ObjectMeta};
+use strata_proto::manager::partition_manager_server::{PartitionManager, PartitionManagerServer};
+use strata_proto::manager::*;
+use strata_proto::partition::partition_server_server::{PartitionServer, PartitionServerServer};
+use strata_proto::partition::*;
+use strata_types::routing::{s3_status, NotOwner};
+use strata_types::{keys, CHUNK_SIZE_BYTES};
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+#[derive(Default)]
+pub struct Store {
+    pub buckets: BTreeMap<String, BucketMeta>,
+    /// encoded object key -> (meta, bytes)
+    pub objects: BTreeMap<Vec<u8>, (ObjectMeta, Vec<u8>)>,
+    pub puts_committed: usize,
+    pub puts_aborted: usize,
+    pub largest_chunk_bytes: usize,
+}
+
+/// Owned ranges as (low, high) encoded keys.
+pub type Owned = Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
+
+#[derive(Clone)]
+pub struct FakePartition {
+    pub store: Arc<Mutex<Store>>,
+    pub owned: Owned,
+}
+
+impl FakePartition {
+    fn owns(&self, key: &[u8]) -> Result<(), Status> {
+        let owned = self.owned.lock().unwrap();
+        if owned
+            .iter()
+            .any(|(low, high)| keys::range_contains(low, high, key))
+        {
+            Ok(())
+        } else {
+            Err(NotOwner {
+                range_id: 0,
+                epoch: 0,
+                owner_hint: None,
+            }
+            .into_status())
+        }
+    }
+
+    fn bucket_exists(&self, bucket: &str) -> Result<(), Status> {
+        if self.store.lock().unwrap().buckets.contains_key(bucket) {
+            Ok(())
+        } else {
+            Err(s3_status(Code::NotFound, "NoSuchBucket", bucket))
+        }
+    }
+
+    fn owned_keys(&self, bucket: &str) -> Vec<(String, ObjectMeta)> {
+        let owned = self.owned.lock().unwrap().clone();
+        let store = self.store.lock().unwrap();
+        store
+            .objects
+            .iter()
+            .filter(|(encoded, _)| {
+                owned
+                    .iter()
+                    .any(|(l, h)| keys::range_contains(l, h, encoded))
+            })
+            .filter_map(|(encoded, (meta, _))| {
+                let (b, k) = keys::decode_object_key(encoded)?;
+                (b == bucket).then(|| (k.to_string(), meta.clone()))
+            })
+            .collect()
+    }
+}
+
+fn etag_of(bytes: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(Md5::digest(bytes)))
+}
+
+fn common_prefix(key: &str, prefix: &str, delimiter: &str) -> Option<String> {
+    if delimiter.is_empty() {
+        return None;
+    }
+    let rest = key.strip_prefix(prefix)?;
+    let at = rest.find(delimiter)?;
+    Some(format!("{prefix}{}", &rest[..at + delimiter.len()]))
+}
+
+type GetStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<GetObjectResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PartitionServer for FakePartition {
+    async fn create_bucket(
+        &self,
+        request: Request<CreateBucketRequest>,
+    ) -> Result<Response<CreateBucketResponse>, Status> {
+        let bucket = request
+            .into_inner()
+            .bucket
+            .ok_or_else(|| Status::invalid_argument("no bucket"))?;
+        self.owns(&keys::bucket_key(&bucket.name))?;
+        let mut store = self.store.lock().unwrap();
+        if let Some(existing) = store.buckets.get(&bucket.name) {
+            return Ok(Response::new(CreateBucketResponse {
+                created: false,
+                bucket: Some(existing.clone()),
+            }));
+        }
+        store.buckets.insert(bucket.name.clone(), bucket.clone());
+        Ok(Response::new(CreateBucketResponse {
+            created: true,
+            bucket: Some(bucket),
+        }))
+    }
+
+    async fn get_bucket(
+        &self,
+        request: Request<GetBucketRequest>,
+    ) -> Result<Response<GetBucketResponse>, Status> {
+        let name = request.into_inner().name;
+        self.owns(&keys::bucket_key(&name))?;
+        let bucket = self.store.lock().unwrap().buckets.get(&name).cloned();
+        Ok(Response::new(GetBucketResponse { bucket }))
+    }
+
+    async fn delete_bucket(
+        &self,
+        request: Request<DeleteBucketRequest>,
+    ) -> Result<Response<DeleteBucketResponse>, Status> {
+        let name = request.into_inner().name;
+        self.owns(&keys::bucket_key(&name))?;
+        let existed = self.store.lock().unwrap().buckets.remove(&name).is_some();
+        Ok(Response::new(DeleteBucketResponse { existed }))
+    }
+
+    async fn list_buckets(
+        &self,
+        _: Request<ListBucketsRequest>,
+    ) -> Result<Response<ListBucketsResponse>, Status> {
+        let owned = self.owned.lock().unwrap().clone();
+        let buckets = self
+            .store
+            .lock()
+            .unwrap()
+            .buckets
+            .values()
+            .filter(|b| {
+                owned
+                    .iter()
+                    .any(|(l, h)| keys::range_contains(l, h, &keys::bucket_key(&b.name)))
+            })
+            .cloned()
+            .collect();
+        Ok(Response::new(ListBucketsResponse { buckets }))
+    }
+
+    async fn put_object(
+        &self,
+        request: Request<Streaming<PutObjectRequest>>,
+    ) -> Result<Response<PutObjectResponse>, Status> {
+        let mut stream = request.into_inner();
+        let header = match stream.message().await? {
+            Some(PutObjectRequest {
+                part: Some(put_object_request::Part::Header(header)),
+            }) => header,
+            _ => return Err(Status::invalid_argument("first message must be the header")),
+        };
+        self.owns(&keys::object_key(&header.bucket, &header.key))?;
+        self.bucket_exists(&header.bucket)?;
+        let mut data = Vec::new();
+        loop {
+            match stream.message().await {
+                Ok(Some(PutObjectRequest {
+                    part: Some(put_object_request::Part::Chunk(chunk)),
+                })) => {
+                    let mut store = self.store.lock().unwrap();
+                    store.largest_chunk_bytes = store.largest_chunk_bytes.max(chunk.len());
+                    drop(store);
+                    if chunk.len() > CHUNK_SIZE_BYTES {
+                        return Err(Status::invalid_argument("chunk too large"));
+                    }
+                    data.extend_from_slice(&chunk);
+                }
+                Ok(Some(_)) => return Err(Status::invalid_argument("unexpected message")),
+                Ok(None) => break,
+                Err(status) => {
+                    self.store.lock().unwrap().puts_aborted += 1;
+                    return Err(status);
+                }
+            }
+        }
+        if header.size_bytes >= 0 && data.len() as i64 != header.size_bytes {
+            self.store.lock().unwrap().puts_aborted += 1;
+            return Err(s3_status(
+                Code::InvalidArgument,
+                "IncompleteBody",
+                "short body",
+            ));
+        }
+        if !header.content_md5.is_empty() {
+            let expected = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&data));
+            if expected != header.content_md5 {
+                return Err(s3_status(
+                    Code::InvalidArgument,
+                    "BadDigest",
+                    "Content-MD5 mismatch",
+                ));
+            }
+        }
+        let mut meta = header.meta.unwrap_or_default();
+        meta.size_bytes = data.len() as u64;
+        meta.etag = etag_of(&data);
+        meta.last_modified_ms = strata_util::now_ms();
+        let mut store = self.store.lock().unwrap();
+        store.objects.insert(
+            keys::object_key(&header.bucket, &header.key),
+            (meta.clone(), data),
+        );
+        store.puts_committed += 1;
+        Ok(Response::new(PutObjectResponse { meta: Some(meta) }))
+    }
+
+    async fn head_object(
+        &self,
+        request: Request<HeadObjectRequest>,
+    ) -> Result<Response<HeadObjectResponse>, Status> {
+        let request = request.into_inner();
+        let key = keys::object_key(&request.bucket, &request.key);
+        self.owns(&key)?;
+        let meta = self
+            .store
+            .lock()
+            .unwrap()
+            .objects
+            .get(&key)
+            .map(|(m, _)| m.clone());
+        Ok(Response::new(HeadObjectResponse { meta }))
+    }
+
+    type GetObjectStream = GetStream;
+
+    async fn get_object(
+        &self,
+        request: Request<GetObjectRequest>,
+    ) -> Result<Response<GetStream>, Status> {
+        let request = request.into_inner();
+        let key = keys::object_key(&request.bucket, &request.key);
+        self.owns(&key)?;
+        let (meta, data) = self
+            .store
+            .lock()
+            .unwrap()
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| s3_status(Code::NotFound, "NoSuchKey", &request.key))?;
+        if !request.expected_etag.is_empty() && request.expected_etag != meta.etag {
+            return Err(Status::aborted("etag changed"));
+        }
+        let end = if request.range_end == 0 {
+            data.len()
+        } else {
+            request.range_end as usize
+        };
+        let slice = data[request.range_start as usize..end].to_vec();
+        let mut messages = vec![Ok(GetObjectResponse {
+            part: Some(get_object_response::Part::Meta(meta)),
+        })];
+        for chunk in slice.chunks(CHUNK_SIZE_BYTES) {
+            messages.push(Ok(GetObjectResponse {
+                part: Some(get_object_response::Part::Chunk(chunk.to_vec())),
+            }));
+        }
+        Ok(Response::new(Box::pin(futures::stream::iter(messages))))
+    }
+
+    async fn delete_object(
+        &self,
+        request: Request<DeleteObjectRequest>,
+    ) -> Result<Response<DeleteObjectResponse>, Status> {
+        let request = request.into_inner();
+        let key = keys::object_key(&request.bucket, &request.key);
+        self.owns(&key)?;
+        let existed = self.store.lock().unwrap().objects.remove(&key).is_some();
+        Ok(Response::new(DeleteObjectResponse { existed }))
+    }
+
+    async fn copy_object(
+        &self,
+        request: Request<CopyObjectRequest>,
+    ) -> Result<Response<CopyObjectResponse>, Status> {
+        let request = request.into_inner();
+        let src = keys::object_key(&request.src_bucket, &request.src_key);
+        let dst = keys::object_key(&request.dst_bucket, &request.dst_key);
+        self.owns(&src)?;
+        self.owns(&dst)?;
+        let mut store = self.store.lock().unwrap();
+        let (mut meta, data) = store
+            .objects
+            .get(&src)
+            .cloned()
+            .ok_or_else(|| s3_status(Code::NotFound, "NoSuchKey", &request.src_key))?;
+        if request.replace {
+            let replacement = request.replace_meta.unwrap_or_default();
+            meta = ObjectMeta {
+                size_bytes: meta.size_bytes,
+                etag: meta.etag,
+                ..replacement
+            };
+        }
+        meta.last_modified_ms = strata_util::now_ms();
+        store.objects.insert(dst, (meta.clone(), data));
+        Ok(Response::new(CopyObjectResponse { meta: Some(meta) }))
+    }
+
+    async fn list_objects(
+        &self,
+        request: Request<ListObjectsRequest>,
+    ) -> Result<Response<ListObjectsResponse>, Status> {
+        let request = request.into_inner();
+        let mut items = Vec::new();
+        let mut truncated = false;
+        let mut last_prefix: Option<String> = None;
+        for (key, meta) in self.owned_keys(&request.bucket) {
+            if key.as_str() <= request.start_after.as_str() || !key.starts_with(&request.prefix) {
+                continue;
+            }
+            let item = match common_prefix(&key, &request.prefix, &request.delimiter) {
+                Some(p) if last_prefix.as_deref() == Some(p.as_str()) => continue,
+                Some(p) => {
+                    last_prefix = Some(p.clone());
+                    ListItem {
+                        entry: None,
+                        common_prefix: p,
+                    }
+                }
+                None => ListItem {
+                    entry: Some(ListEntry {
+                        key,
+                        meta: Some(meta),
+                    }),
+                    common_prefix: String::new(),
+                },
+            };
+            if items.len() == request.max_keys as usize {
+                truncated = true;
+                break;
+            }
+            items.push(item);
+        }
+        Ok(Response::new(ListObjectsResponse { items, truncated }))
+    }
+
+    async fn count_objects(
+        &self,
+        request: Request<CountObjectsRequest>,
+    ) -> Result<Response<CountObjectsResponse>, Status> {
+        let request = request.into_inner();
+        let count = (self.owned_keys(&request.bucket).len() as u64).min(request.limit.max(1));
+        Ok(Response::new(CountObjectsResponse { count }))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        _: Request<CreateMultipartUploadRequest>,
+    ) -> Result<Response<CreateMultipartUploadResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn upload_part(
+        &self,
+        _: Request<Streaming<UploadPartRequest>>,
+    ) -> Result<Response<UploadPartResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        _: Request<CompleteMultipartUploadRequest>,
+    ) -> Result<Response<CompleteMultipartUploadResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        _: Request<AbortMultipartUploadRequest>,
+    ) -> Result<Response<AbortMultipartUploadResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn list_parts(
+        &self,
+        _: Request<ListPartsRequest>,
+    ) -> Result<Response<ListPartsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn get_status(
+        &self,
+        _: Request<PartitionStatusRequest>,
+    ) -> Result<Response<PartitionStatusResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+}
+
+/// Answers GetPartitionMap with queued maps, repeating the last one.
+#[derive(Clone, Default)]
+pub struct FakeManager {
+    pub maps: Arc<Mutex<VecDeque<PartitionMap>>>,
+    pub calls: Arc<Mutex<usize>>,
+}
+
+#[tonic::async_trait]
+impl PartitionManager for FakeManager {
+    async fn heartbeat(
+        &self,
+        _: Request<ServerHeartbeat>,
+    ) -> Result<Response<ServerHeartbeatResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn get_partition_map(
+        &self,
+        _: Request<GetPartitionMapRequest>,
+    ) -> Result<Response<PartitionMap>, Status> {
+        *self.calls.lock().unwrap() += 1;
+        let mut maps = self.maps.lock().unwrap();
+        let map = if maps.len() > 1 {
+            maps.pop_front()
+        } else {
+            maps.front().cloned()
+        };
+        map.map(Response::new)
+            .ok_or_else(|| Status::unavailable("no map yet"))
+    }
+
+    async fn get_status(
+        &self,
+        _: Request<ManagerStatusRequest>,
+    ) -> Result<Response<ManagerStatusResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn raft_append_entries(
+        &self,
+        _: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn raft_vote(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+
+    async fn raft_install_snapshot(
+        &self,
+        _: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+}
+
+pub async fn serve_partition(fake: FakePartition, token: CancellationToken) -> SocketAddr {
+    let (listener, addr) = strata_util::rpc::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let service = PartitionServerServer::new(fake)
+        .max_decoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
+        .max_encoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX);
+    let router = strata_util::rpc::server().add_service(service);
+    tokio::spawn(strata_util::rpc::serve(router, listener, token));
+    addr
+}
+
+pub async fn serve_manager(fake: FakeManager, token: CancellationToken) -> SocketAddr {
+    let (listener, addr) = strata_util::rpc::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let router = strata_util::rpc::server().add_service(PartitionManagerServer::new(fake));
+    tokio::spawn(strata_util::rpc::serve(router, listener, token));
+    addr
+}
+
+/// The location service: bucket name -> (owner, stamp), reservations idempotent per owner.
+#[derive(Clone, Default)]
+pub struct FakeLocation {
+    pub names: Arc<Mutex<BTreeMap<String, strata_proto::location::BucketLocation>>>,
+}
+
+#[tonic::async_trait]
+impl strata_proto::location::location_server::Location for FakeLocation {
+    async fn reserve_bucket(
+        &self,
+        request: Request<strata_proto::location::ReserveBucketRequest>,
+    ) -> Result<Response<strata_proto::location::ReserveBucketResponse>, Status> {
+        let request = request.into_inner();
+        let mut names = self.names.lock().unwrap();
+        let location = names
+            .entry(request.bucket.clone())
+            .or_insert_with(|| strata_proto::location::BucketLocation {
+                bucket: request.bucket.clone(),
+                stamp: request.stamp.clone(),
+                owner_access_key: request.owner_access_key.clone(),
+                created_ms: strata_util::now_ms(),
+            })
+            .clone();
+        Ok(Response::new(
+            strata_proto::location::ReserveBucketResponse {
+                reserved: location.owner_access_key == request.owner_access_key,
+                location: Some(location),
+            },
+        ))
+    }
+
+    async fn lookup_bucket(
+        &self,
+        request: Request<strata_proto::location::LookupBucketRequest>,
+    ) -> Result<Response<strata_proto::location::LookupBucketResponse>, Status> {
+        let location = self
+            .names
+            .lock()
+            .unwrap()
+            .get(&request.into_inner().bucket)
+            .cloned();
+        Ok(Response::new(
+            strata_proto::location::LookupBucketResponse { location },
+        ))
+    }
+
+    async fn release_bucket(
+        &self,
+        request: Request<strata_proto::location::ReleaseBucketRequest>,
+    ) -> Result<Response<strata_proto::location::ReleaseBucketResponse>, Status> {
+        let request = request.into_inner();
+        let mut names = self.names.lock().unwrap();
+        let released = names
+            .get(&request.bucket)
+            .is_some_and(|l| l.owner_access_key == request.owner_access_key);
+        if released {
+            names.remove(&request.bucket);
+        }
+        Ok(Response::new(
+            strata_proto::location::ReleaseBucketResponse { released },
+        ))
+    }
+
+    async fn list_stamps(
+        &self,
+        _: Request<strata_proto::location::ListStampsRequest>,
+    ) -> Result<Response<strata_proto::location::ListStampsResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
+}
+
+pub async fn serve_location(fake: FakeLocation, token: CancellationToken) -> SocketAddr {
+    let (listener, addr) = strata_util::rpc::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let router = strata_util::rpc::server()
+        .add_service(strata_proto::location::location_server::LocationServer::new(fake));
+    tokio::spawn(strata_util::rpc::serve(router, listener, token));
+    addr
+}

@@ -1,0 +1,196 @@
+//! Serving: the s3s service (auth, access, host, limits) inside axum, with request metrics.
+
+use crate::auth::{DenyAnonymous, DomainHost, KeyAuth, OperationSlot};
+use crate::config::FrontendConfig;
+use crate::error::FrontendError;
+use crate::frontend::Frontend;
+use crate::metrics::{status_class, METRICS};
+use crate::routing::Router;
+use axum::body::Body as AxumBody;
+use axum::extract::Request;
+use axum::response::Response;
+use http_body_util::BodyExt;
+use s3s::config::{S3Config, StaticConfigProvider};
+use s3s::service::{S3Service, S3ServiceBuilder};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// How often the partition map is refreshed in the background (requests refresh it on demand
+/// too, whenever an owner answers "not mine").
+pub const MAP_REFRESH_INTERVAL_MS: u64 = 5_000;
+
+/// Largest XML request body s3s buffers (DeleteObjects of 1000 keys of 1 KiB fits).
+pub const XML_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// The s3s service around any `S3` implementation, with this front-end's auth (one key pair,
+/// anonymous requests denied), virtual-hosted-style addressing under `config.domain`, and the
+/// clock skew bound. POST Object bodies (which s3s buffers) are capped at one chunk.
+pub fn build_s3_service(s3: impl s3s::S3, config: &FrontendConfig) -> S3Service {
+    let mut builder = S3ServiceBuilder::new(s3);
+    builder.set_auth(KeyAuth::new(&config.access_key, &config.secret_key));
+    builder.set_access(DenyAnonymous);
+    builder.set_host(DomainHost::new(&config.domain));
+    let mut s3_config = S3Config::default();
+    s3_config.presigned_url_max_skew_time_secs = config.clock_skew_secs_max;
+    s3_config.post_object_max_file_size = strata_types::CHUNK_SIZE_BYTES as u64;
+    s3_config.xml_max_body_size = XML_BODY_BYTES_MAX;
+    builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
+    builder.build()
+}
+
+/// The axum app: every request goes to the S3 service, measured, at most
+/// `requests_in_flight_max` at once (a request holds its slot until its body is sent).
+pub fn app(service: S3Service, requests_in_flight_max: usize) -> axum::Router {
+    let slots = Arc::new(Semaphore::new(requests_in_flight_max));
+    axum::Router::new().fallback_service(tower::service_fn(move |request: Request| {
+        let service = service.clone();
+        let slots = slots.clone();
+        async move {
+            let Ok(permit) = slots.try_acquire_owned() else {
+                METRICS
+                    .requests
+                    .with_label_values(&["Throttled", "5xx"])
+                    .inc();
+                return Ok::<_, Infallible>(slow_down_response());
+            };
+            let response = handle(service, request).await;
+            // The permit lives as long as the response body.
+            Ok(response.map(|body| {
+                AxumBody::new(body.map_frame(move |frame| {
+                    let _held = &permit;
+                    frame
+                }))
+            }))
+        }
+    }))
+}
+
+fn slow_down_response() -> Response {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+    let mut response = Response::new(AxumBody::from(body));
+    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
+async fn handle(service: S3Service, mut request: Request) -> Response {
+    let slot = OperationSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let is_head = request.method() == http::Method::HEAD;
+    let started = Instant::now();
+    let mut response = match service.oneshot(request).await {
+        Ok(response) => response.map(AxumBody::new),
+        Err(err) => {
+            tracing::error!(?err, "S3 service failed");
+            internal_error_response()
+        }
+    };
+    // s3s answers HEAD with 200 even for a range; S3 answers 206.
+    if is_head
+        && response.status() == http::StatusCode::OK
+        && response.headers().contains_key(http::header::CONTENT_RANGE)
+    {
+        *response.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+    }
+    let operation = slot.get().unwrap_or_else(|| "Unauthenticated".to_string());
+    let operation = operation.as_str();
+    METRICS
+        .requests
+        .with_label_values(&[operation, status_class(response.status().as_u16())])
+        .inc();
+    METRICS
+        .latency
+        .with_label_values(&[operation])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn internal_error_response() -> Response {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message></Error>";
+    let mut response = Response::new(AxumBody::from(body));
+    *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
+/// A running front-end.
+pub struct Running {
+    pub s3_addr: SocketAddr,
+    pub router: Arc<Router>,
+    /// Ends after `token` is cancelled and in-flight requests finished.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Health for the admin server: healthy once a partition map has been fetched.
+pub fn health_check(router: Arc<Router>) -> strata_util::admin::HealthCheck {
+    Arc::new(move || match router.current_version() {
+        Some(version) => {
+            Ok(serde_json::json!({ "kind": "frontend", "partition_map_version": version }))
+        }
+        None => Err("no partition map fetched yet".to_string()),
+    })
+}
+
+/// Serves S3 on `listener` until `token` is cancelled.
+pub async fn start(
+    config: FrontendConfig,
+    listener: tokio::net::TcpListener,
+    token: CancellationToken,
+) -> Result<Running, FrontendError> {
+    if config.access_key.is_empty() || config.secret_key.is_empty() {
+        return Err(FrontendError::Config(
+            "an access key and a secret key are required".into(),
+        ));
+    }
+    if config.location_addr.is_none() {
+        tracing::warn!(
+            "no location service configured: bucket names are unique within this stamp only"
+        );
+    }
+    let s3_addr = listener.local_addr()?;
+    let frontend = Frontend::new(config.clone())?;
+    let router = frontend.router().clone();
+
+    let refresher = router.clone();
+    let refresh_token = token.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Err(err) = refresher.refresh(None).await {
+                tracing::debug!(%err, "background partition map refresh failed");
+            }
+            tokio::select! {
+                () = refresh_token.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(MAP_REFRESH_INTERVAL_MS)) => {}
+            }
+        }
+    });
+
+    let app = app(
+        build_s3_service(frontend, &config),
+        config.requests_in_flight_max,
+    );
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await;
+        if let Err(err) = served {
+            tracing::error!(%err, "S3 server failed");
+        }
+    });
+    Ok(Running {
+        s3_addr,
+        router,
+        task,
+    })
+}

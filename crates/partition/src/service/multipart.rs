@@ -1,0 +1,235 @@
+//! Multipart uploads. The upload record and its parts live right after the object's key in
+//! the same range (`keys::upload_key`, `keys::part_key`); parts stream into the data stream
+//! like PutObject bodies; completing is one atomic log entry that writes the object (whose
+//! chunk list is the parts' chunk lists in order) and deletes the upload and every part
+//! record. No object byte is copied.
+
+use md5::{Digest, Md5};
+use strata_proto::common::{ObjectMeta, PartMeta, UploadMeta};
+use strata_proto::partition::*;
+use strata_types::keys;
+use tonic::{Code, Status, Streaming};
+
+use super::objects::{object_key, receive_body};
+use crate::error::PartitionError;
+use crate::range::{Change, IndexValue, Range};
+use crate::server::PartitionServerState;
+
+/// S3's limits.
+pub const PART_NUMBER_MAX: u32 = 10_000;
+pub const PART_SIZE_BYTES_MIN: u64 = 5 * 1024 * 1024;
+const LIST_PARTS_MAX: u32 = 1000;
+
+fn no_such_upload() -> PartitionError {
+    PartitionError::s3(
+        Code::NotFound,
+        "NoSuchUpload",
+        "the upload does not exist: it may have been aborted or completed",
+    )
+}
+
+fn upload_id_valid(upload_id: &str) -> bool {
+    !upload_id.is_empty() && upload_id.len() <= 64 && upload_id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// The range and the upload record, or NoSuchUpload.
+fn upload_of(
+    state: &PartitionServerState,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<(std::sync::Arc<Range>, Vec<u8>), PartitionError> {
+    let object = object_key(bucket, key)?;
+    if !upload_id_valid(upload_id) {
+        return Err(no_such_upload());
+    }
+    let range = state.range_for(&object)?;
+    Ok((range, keys::upload_key(bucket, key, upload_id)))
+}
+
+fn upload_record(range: &Range, upload_key: &[u8]) -> Result<UploadMeta, PartitionError> {
+    match range.get(upload_key) {
+        Some(IndexValue::Upload(upload)) => Ok(upload),
+        _ => Err(no_such_upload()),
+    }
+}
+
+/// Every part record of an upload, in part-number order.
+fn parts_of(range: &Range, upload_key: &[u8], after_part: u32, limit: usize) -> Vec<(Vec<u8>, PartMeta)> {
+    let mut prefix = upload_key.to_vec();
+    prefix.push(0);
+    let mut from = prefix.clone();
+    from.extend_from_slice(&(after_part.saturating_add(1)).to_be_bytes());
+    let end = keys::prefix_end(&prefix);
+    let mut parts = Vec::new();
+    range.scan(&from, end.as_deref(), |key, value| {
+        if let IndexValue::Part(part) = value {
+            parts.push((key.to_vec(), part.clone()));
+        }
+        parts.len() < limit
+    });
+    parts
+}
+
+pub async fn create(
+    state: &PartitionServerState,
+    request: CreateMultipartUploadRequest,
+) -> Result<CreateMultipartUploadResponse, PartitionError> {
+    let object = object_key(&request.bucket, &request.key)?;
+    let range = state.range_for(&object)?;
+    let upload_id = uuid::Uuid::new_v4().simple().to_string();
+    let upload = UploadMeta {
+        upload_id: upload_id.clone(),
+        initiated_ms: strata_util::now_ms(),
+        meta: request.meta,
+    };
+    let key = keys::upload_key(&request.bucket, &request.key, &upload_id);
+    range.commit(key, Some(IndexValue::Upload(upload))).await?;
+    Ok(CreateMultipartUploadResponse { upload_id })
+}
+
+pub async fn upload_part(state: &PartitionServerState, mut body: Streaming<UploadPartRequest>) -> Result<UploadPartResponse, Status> {
+    use upload_part_request::Part;
+    let header = match body.message().await? {
+        Some(UploadPartRequest {
+            part: Some(Part::Header(header)),
+        }) => header,
+        _ => return Err(PartitionError::InvalidArgument("the first message must be the header".into()).into()),
+    };
+    if !(1..=PART_NUMBER_MAX).contains(&header.part_number) {
+        return Err(PartitionError::InvalidArgument(format!("part numbers are 1 to {PART_NUMBER_MAX}")).into());
+    }
+    let (range, upload_key) = upload_of(state, &header.bucket, &header.key, &header.upload_id)?;
+    upload_record(&range, &upload_key)?;
+    let take_chunk = |message: UploadPartRequest| match message.part {
+        Some(Part::Chunk(data)) => Some(data),
+        _ => None,
+    };
+    let received = receive_body(&range, &mut body, take_chunk, header.size_bytes, &header.content_md5).await?;
+    let part = PartMeta {
+        part_number: header.part_number,
+        etag: format!("\"{}\"", hex::encode(received.md5)),
+        size_bytes: received.size_bytes,
+        last_modified_ms: strata_util::now_ms(),
+        chunks: received.chunks,
+    };
+    // The upload must still exist when the part is recorded (not aborted meanwhile).
+    let guard = range.lock_commits().await;
+    upload_record(&range, &upload_key)?;
+    let part_key = keys::part_key(&header.bucket, &header.key, &header.upload_id, header.part_number);
+    range
+        .commit_locked(guard, vec![(part_key, Some(IndexValue::Part(part.clone())))])
+        .await?;
+    let mut answer = part;
+    answer.chunks.clear();
+    Ok(UploadPartResponse { part: Some(answer) })
+}
+
+fn normalize_etag(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
+}
+
+pub async fn complete(
+    state: &PartitionServerState,
+    request: CompleteMultipartUploadRequest,
+) -> Result<CompleteMultipartUploadResponse, PartitionError> {
+    let (range, upload_key) = upload_of(state, &request.bucket, &request.key, &request.upload_id)?;
+    if request.parts.is_empty() {
+        return Err(PartitionError::s3(
+            Code::InvalidArgument,
+            "InvalidRequest",
+            "you must specify at least one part",
+        ));
+    }
+    if request.parts.windows(2).any(|pair| pair[0].part_number >= pair[1].part_number) {
+        return Err(PartitionError::s3(
+            Code::InvalidArgument,
+            "InvalidPartOrder",
+            "the list of parts was not in ascending order",
+        ));
+    }
+    let guard = range.lock_commits().await;
+    let upload = upload_record(&range, &upload_key)?;
+    let stored = parts_of(&range, &upload_key, 0, usize::MAX);
+    let mut chosen = Vec::with_capacity(request.parts.len());
+    for (index, wanted) in request.parts.iter().enumerate() {
+        let Some((_, part)) = stored.iter().find(|(_, p)| p.part_number == wanted.part_number) else {
+            return Err(PartitionError::s3(
+                Code::InvalidArgument,
+                "InvalidPart",
+                format!("part {} was not uploaded", wanted.part_number),
+            ));
+        };
+        if normalize_etag(&part.etag) != normalize_etag(&wanted.etag) {
+            return Err(PartitionError::s3(
+                Code::InvalidArgument,
+                "InvalidPart",
+                format!("part {} has another ETag", wanted.part_number),
+            ));
+        }
+        let is_last = index + 1 == request.parts.len();
+        if !is_last && part.size_bytes < PART_SIZE_BYTES_MIN {
+            return Err(PartitionError::s3(
+                Code::InvalidArgument,
+                "EntityTooSmall",
+                format!("part {} is smaller than 5 MiB and is not the last part", wanted.part_number),
+            ));
+        }
+        chosen.push(part);
+    }
+    // ETag of a multipart object: MD5 of the parts' binary MD5s, then "-<count>".
+    let mut etag_md5 = Md5::new();
+    let mut meta: ObjectMeta = upload.meta.unwrap_or_default();
+    meta.size_bytes = 0;
+    meta.chunks.clear();
+    for part in &chosen {
+        let binary = hex::decode(normalize_etag(&part.etag))
+            .map_err(|_| PartitionError::Corrupt(format!("part {} has a malformed ETag", part.part_number)))?;
+        etag_md5.update(&binary);
+        meta.size_bytes += part.size_bytes;
+        meta.chunks.extend(part.chunks.iter().cloned());
+    }
+    meta.etag = format!("\"{}-{}\"", hex::encode(etag_md5.finalize()), chosen.len());
+    meta.last_modified_ms = strata_util::now_ms();
+
+    let object = keys::object_key(&request.bucket, &request.key);
+    let mut changes: Vec<Change> = vec![(object, Some(IndexValue::Object(meta.clone()))), (upload_key, None)];
+    // Every part record goes, listed or not; unlisted parts' bytes become garbage.
+    changes.extend(stored.into_iter().map(|(key, _)| (key, None)));
+    range.commit_locked(guard, changes).await?;
+    meta.chunks.clear();
+    Ok(CompleteMultipartUploadResponse { meta: Some(meta) })
+}
+
+pub async fn abort(
+    state: &PartitionServerState,
+    request: AbortMultipartUploadRequest,
+) -> Result<AbortMultipartUploadResponse, PartitionError> {
+    let (range, upload_key) = upload_of(state, &request.bucket, &request.key, &request.upload_id)?;
+    let guard = range.lock_commits().await;
+    upload_record(&range, &upload_key)?;
+    let mut changes: Vec<Change> = vec![(upload_key.clone(), None)];
+    changes.extend(parts_of(&range, &upload_key, 0, usize::MAX).into_iter().map(|(key, _)| (key, None)));
+    range.commit_locked(guard, changes).await?;
+    Ok(AbortMultipartUploadResponse {})
+}
+
+pub fn list_parts(state: &PartitionServerState, request: ListPartsRequest) -> Result<ListPartsResponse, PartitionError> {
+    let (range, upload_key) = upload_of(state, &request.bucket, &request.key, &request.upload_id)?;
+    let upload = upload_record(&range, &upload_key)?;
+    let limit = request.max_parts.clamp(1, LIST_PARTS_MAX) as usize;
+    let mut parts: Vec<PartMeta> = parts_of(&range, &upload_key, request.part_number_marker, limit + 1)
+        .into_iter()
+        .map(|(_, mut part)| {
+            part.chunks.clear();
+            part
+        })
+        .collect();
+    let truncated = parts.len() > limit;
+    parts.truncate(limit);
+    Ok(ListPartsResponse {
+        upload: Some(upload),
+        parts,
+        truncated,
+    })
+}
