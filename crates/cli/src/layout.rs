@@ -101,14 +101,29 @@ impl Layout {
         specs.push((NodeKind::StreamManager, "stream-manager".into(), None, None));
         for rack in 1..=shape.racks {
             for node in 1..=shape.extent_nodes_per_rack {
-                specs.push((NodeKind::ExtentNode, format!("extent-r{rack}-{node}"), Some(format!("rack-{rack}")), None));
+                specs.push((
+                    NodeKind::ExtentNode,
+                    format!("extent-r{rack}-{node}"),
+                    Some(format!("rack-{rack}")),
+                    None,
+                ));
             }
         }
         for member in 1..=shape.managers as u64 {
-            specs.push((NodeKind::PartitionManager, format!("manager-{member}"), None, Some(member)));
+            specs.push((
+                NodeKind::PartitionManager,
+                format!("manager-{member}"),
+                None,
+                Some(member),
+            ));
         }
         for server in 1..=shape.partition_servers {
-            specs.push((NodeKind::PartitionServer, format!("partition-{server}"), None, None));
+            specs.push((
+                NodeKind::PartitionServer,
+                format!("partition-{server}"),
+                None,
+                None,
+            ));
         }
         specs.push((NodeKind::Frontend, "frontend".into(), None, None));
 
@@ -167,7 +182,10 @@ impl Layout {
     }
 
     pub fn addrs_of(&self, kind: NodeKind) -> String {
-        self.of_kind(kind).map(|n| n.addr.as_str()).collect::<Vec<_>>().join(",")
+        self.of_kind(kind)
+            .map(|n| n.addr.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// `1=addr,2=addr,3=addr` for the managers' `--members`.
@@ -187,7 +205,10 @@ impl RunningStamp {
     pub fn load(data_dir: &Path) -> anyhow::Result<RunningStamp> {
         let path = Self::path(data_dir);
         let text = std::fs::read_to_string(&path).map_err(|err| {
-            anyhow::anyhow!("no running stamp found in {} ({err}); start one with `strata up`", data_dir.display())
+            anyhow::anyhow!(
+                "no running stamp found in {} ({err}); start one with `strata up`",
+                data_dir.display()
+            )
         })?;
         Ok(serde_json::from_str(&text)?)
     }
@@ -207,12 +228,20 @@ mod tests {
             s3_addr: "127.0.0.1:9000".into(),
         };
         let layout = Layout::new(&shape).unwrap();
-        let racks: std::collections::BTreeSet<_> = layout.of_kind(NodeKind::ExtentNode).filter_map(|n| n.rack.clone()).collect();
+        let racks: std::collections::BTreeSet<_> = layout
+            .of_kind(NodeKind::ExtentNode)
+            .filter_map(|n| n.rack.clone())
+            .collect();
         assert_eq!(racks.len(), 3);
         assert_eq!(layout.of_kind(NodeKind::ExtentNode).count(), 6);
         assert_eq!(layout.manager_members().split(',').count(), 3);
-        let addrs: std::collections::BTreeSet<_> = layout.nodes.iter().map(|n| n.http_addr.clone()).collect();
-        assert_eq!(addrs.len(), layout.nodes.len(), "every node gets its own admin port");
+        let addrs: std::collections::BTreeSet<_> =
+            layout.nodes.iter().map(|n| n.http_addr.clone()).collect();
+        assert_eq!(
+            addrs.len(),
+            layout.nodes.len(),
+            "every node gets its own admin port"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         layout.save(dir.path()).unwrap();

@@ -20,7 +20,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "strata", version, about = "Strata: an S3-compatible object store built as a storage stamp")]
+#[command(
+    name = "strata",
+    version,
+    about = "Strata: an S3-compatible object store built as a storage stamp"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

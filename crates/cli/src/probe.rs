@@ -18,7 +18,10 @@ pub async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
         let body = response.into_body().collect().await.ok()?.to_bytes();
         Some((status, String::from_utf8_lossy(&body).to_string()))
     };
-    tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS), request).await.ok().flatten()
+    tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS), request)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Whether the node at `addr` answers its health check with 200.

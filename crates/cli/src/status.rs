@@ -39,8 +39,13 @@ pub fn show_key(key: &[u8]) -> String {
 async fn partition_map(layout: &Layout) -> Option<PartitionMap> {
     let mut fallback = None;
     for member in layout.of_kind(NodeKind::PartitionManager) {
-        let Ok(channel) = strata_util::rpc::channel(&member.addr) else { continue };
-        let Ok(map) = PartitionManagerClient::new(channel).get_partition_map(GetPartitionMapRequest {}).await else {
+        let Ok(channel) = strata_util::rpc::channel(&member.addr) else {
+            continue;
+        };
+        let Ok(map) = PartitionManagerClient::new(channel)
+            .get_partition_map(GetPartitionMapRequest {})
+            .await
+        else {
             continue;
         };
         let map = map.into_inner();
@@ -55,7 +60,9 @@ async fn partition_map(layout: &Layout) -> Option<PartitionMap> {
 
 /// Whether every range of the map has an owner that reports it loaded.
 pub async fn ranges_served(layout: &Layout) -> bool {
-    let Some(map) = partition_map(layout).await else { return false };
+    let Some(map) = partition_map(layout).await else {
+        return false;
+    };
     if map.ranges.is_empty() {
         return false;
     }
@@ -63,11 +70,21 @@ pub async fn ranges_served(layout: &Layout) -> bool {
         if range.owner_addr.is_empty() {
             return false;
         }
-        let Ok(channel) = strata_util::rpc::channel(&range.owner_addr) else { return false };
-        let Ok(status) = PartitionServerClient::new(channel).get_status(PartitionStatusRequest {}).await else {
+        let Ok(channel) = strata_util::rpc::channel(&range.owner_addr) else {
             return false;
         };
-        if !status.into_inner().ranges.iter().any(|r| r.range_id == range.range_id && r.epoch == range.epoch) {
+        let Ok(status) = PartitionServerClient::new(channel)
+            .get_status(PartitionStatusRequest {})
+            .await
+        else {
+            return false;
+        };
+        if !status
+            .into_inner()
+            .ranges
+            .iter()
+            .any(|r| r.range_id == range.range_id && r.epoch == range.epoch)
+        {
             return false;
         }
     }
@@ -76,8 +93,13 @@ pub async fn ranges_served(layout: &Layout) -> bool {
 
 async fn stream_status(layout: &Layout) -> Option<StreamStatusResponse> {
     for manager in layout.of_kind(NodeKind::StreamManager) {
-        let Ok(channel) = strata_util::rpc::channel(&manager.addr) else { continue };
-        if let Ok(status) = StreamManagerClient::new(channel).get_status(StreamStatusRequest {}).await {
+        let Ok(channel) = strata_util::rpc::channel(&manager.addr) else {
+            continue;
+        };
+        if let Ok(status) = StreamManagerClient::new(channel)
+            .get_status(StreamStatusRequest {})
+            .await
+        {
             return Some(status.into_inner());
         }
     }
@@ -86,8 +108,13 @@ async fn stream_status(layout: &Layout) -> Option<StreamStatusResponse> {
 
 async fn manager_leader(layout: &Layout) -> Value {
     for member in layout.of_kind(NodeKind::PartitionManager) {
-        let Ok(channel) = strata_util::rpc::channel(&member.addr) else { continue };
-        if let Ok(status) = PartitionManagerClient::new(channel).get_status(ManagerStatusRequest {}).await {
+        let Ok(channel) = strata_util::rpc::channel(&member.addr) else {
+            continue;
+        };
+        if let Ok(status) = PartitionManagerClient::new(channel)
+            .get_status(ManagerStatusRequest {})
+            .await
+        {
             let status = status.into_inner();
             return json!({ "leader_id": status.leader_id, "leader_addr": status.leader_addr, "term": status.current_term });
         }
@@ -119,7 +146,10 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
     let mut racks: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for node in &nodes {
         if let Some(rack) = node["rack"].as_str() {
-            racks.entry(rack.to_string()).or_default().push(node.clone());
+            racks
+                .entry(rack.to_string())
+                .or_default()
+                .push(node.clone());
         }
     }
 
@@ -186,7 +216,11 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let Some(layout) = Layout::load(&args.data_dir)? else {
-        anyhow::bail!("no stamp in {}; start one with `strata up --data-dir {}`", args.data_dir.display(), args.data_dir.display());
+        anyhow::bail!(
+            "no stamp in {}; start one with `strata up --data-dir {}`",
+            args.data_dir.display(),
+            args.data_dir.display()
+        );
     };
     let report = collect(&layout, &args.data_dir).await;
     if args.json {
@@ -195,6 +229,15 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     }
     print_tables(&report);
     Ok(())
+}
+
+/// A JSON value as plain text (strings without quotes), so column widths apply.
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    }
 }
 
 fn yes_no(healthy: bool) -> &'static str {
@@ -206,9 +249,16 @@ fn yes_no(healthy: bool) -> &'static str {
 }
 
 fn print_tables(report: &Value) {
-    println!("stamp {}  endpoint {}", report["stamp"].as_str().unwrap_or("?"), report["endpoint"].as_str().unwrap_or("(not running)"));
+    println!(
+        "stamp {}  endpoint {}",
+        report["stamp"].as_str().unwrap_or("?"),
+        report["endpoint"].as_str().unwrap_or("(not running)")
+    );
     println!("\nNODES");
-    println!("  {:<20} {:<18} {:<8} {:<22} {:<8}", "name", "kind", "rack", "addr", "health");
+    println!(
+        "  {:<20} {:<18} {:<8} {:<22} {:<8}",
+        "name", "kind", "rack", "addr", "health"
+    );
     for node in report["nodes"].as_array().into_iter().flatten() {
         println!(
             "  {:<20} {:<18} {:<8} {:<22} {:<8}",
@@ -220,32 +270,51 @@ fn print_tables(report: &Value) {
         );
     }
     let manager = &report["manager"];
-    println!("\nPARTITION MANAGER  leader member {}  term {}", manager["leader_id"], manager["term"]);
+    println!(
+        "\nPARTITION MANAGER  leader member {}  term {}",
+        text(&manager["leader_id"]),
+        text(&manager["term"])
+    );
     println!("\nRANGES");
-    println!("  {:<6} {:<24} {:<24} {:<14} {:<6}", "id", "low", "high", "owner", "epoch");
+    println!(
+        "  {:<6} {:<24} {:<24} {:<14} {:<6}",
+        "id", "low", "high", "owner", "epoch"
+    );
     for range in report["ranges"].as_array().into_iter().flatten() {
         println!(
             "  {:<6} {:<24} {:<24} {:<14} {:<6}",
-            range["range_id"],
-            range["low"].as_str().unwrap_or(""),
-            range["high"].as_str().unwrap_or(""),
-            range["owner"].as_str().unwrap_or("-"),
-            range["epoch"],
+            text(&range["range_id"]),
+            match text(&range["low"]).as_str() {
+                "" => "-inf".to_string(),
+                low => low.to_string(),
+            },
+            text(&range["high"]),
+            text(&range["owner"]),
+            text(&range["epoch"]),
         );
     }
     println!(
         "\nEXTENTS  total {}  under-replicated {}",
-        report["extents_total"], report["extents_under_replicated"]
+        text(&report["extents_total"]),
+        text(&report["extents_under_replicated"])
     );
-    println!("  {:<8} {:<28} {:<7} {:<12} {:<9} {}", "id", "stream", "sealed", "length", "replicas", "racks");
+    println!(
+        "  {:<8} {:<28} {:<7} {:<12} {:<9} racks",
+        "id", "stream", "sealed", "length", "replicas"
+    );
     for extent in report["extents"].as_array().into_iter().flatten() {
-        let racks: Vec<&str> = extent["racks"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let racks: Vec<&str> = extent["racks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         println!(
             "  {:<8} {:<28} {:<7} {:<12} {:<9} {}",
-            extent["extent_id"],
-            extent["stream"].as_str().unwrap_or(""),
-            extent["sealed"],
-            extent["length"],
+            text(&extent["extent_id"]),
+            text(&extent["stream"]),
+            text(&extent["sealed"]),
+            text(&extent["length"]),
             format!("{}/{}", extent["replicas_healthy"], extent["replicas"]),
             racks.join(","),
         );

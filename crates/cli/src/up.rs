@@ -52,8 +52,14 @@ struct Credentials {
 
 /// From STRATA_ACCESS_KEY / STRATA_SECRET_KEY, or generated once and kept in the data folder.
 fn credentials(data_dir: &Path) -> anyhow::Result<Credentials> {
-    if let (Ok(access_key), Ok(secret_key)) = (std::env::var("STRATA_ACCESS_KEY"), std::env::var("STRATA_SECRET_KEY")) {
-        return Ok(Credentials { access_key, secret_key });
+    if let (Ok(access_key), Ok(secret_key)) = (
+        std::env::var("STRATA_ACCESS_KEY"),
+        std::env::var("STRATA_SECRET_KEY"),
+    ) {
+        return Ok(Credentials {
+            access_key,
+            secret_key,
+        });
     }
     let path = data_dir.join("credentials");
     let text = strata_util::files::read_or_init(&path, || {
@@ -72,7 +78,10 @@ fn credentials(data_dir: &Path) -> anyhow::Result<Credentials> {
             access_key: access_key.trim().into(),
             secret_key: secret_key.trim().into(),
         }),
-        _ => anyhow::bail!("{} is malformed; delete it to generate new credentials", path.display()),
+        _ => anyhow::bail!(
+            "{} is malformed; delete it to generate new credentials",
+            path.display()
+        ),
     }
 }
 
@@ -101,20 +110,39 @@ fn bin_dir(args: &UpArgs) -> anyhow::Result<PathBuf> {
     if missing.is_empty() {
         return Ok(dir);
     }
-    let (Ok(cargo), Ok(manifest)) = (std::env::var("CARGO"), std::env::var("CARGO_MANIFEST_DIR")) else {
-        anyhow::bail!("node binaries missing from {}: {}; build them with `cargo build --release`", dir.display(), missing.join(", "));
+    let (Ok(cargo), Ok(manifest)) = (std::env::var("CARGO"), std::env::var("CARGO_MANIFEST_DIR"))
+    else {
+        anyhow::bail!(
+            "node binaries missing from {}: {}; build them with `cargo build --release`",
+            dir.display(),
+            missing.join(", ")
+        );
     };
-    eprintln!("strata: building the node binaries ({}) ...", missing.join(", "));
+    eprintln!(
+        "strata: building the node binaries ({}) ...",
+        missing.join(", ")
+    );
     let mut build = std::process::Command::new(cargo);
-    build.current_dir(&manifest).args(["build", "--workspace", "--bins"]);
+    build
+        .current_dir(&manifest)
+        .args(["build", "--workspace", "--bins"]);
     if dir.ends_with("release") {
         build.arg("--release");
     }
-    anyhow::ensure!(build.status()?.success(), "building the node binaries failed");
+    anyhow::ensure!(
+        build.status()?.success(),
+        "building the node binaries failed"
+    );
     Ok(dir)
 }
 
-fn node_args(spec: &NodeSpec, layout: &Layout, args: &UpArgs, node_dir: &Path, creds: &Credentials) -> Vec<String> {
+fn node_args(
+    spec: &NodeSpec,
+    layout: &Layout,
+    args: &UpArgs,
+    node_dir: &Path,
+    creds: &Credentials,
+) -> Vec<String> {
     let mut out = vec![
         "--listen".to_string(),
         spec.addr.clone(),
@@ -132,11 +160,17 @@ fn node_args(spec: &NodeSpec, layout: &Layout, args: &UpArgs, node_dir: &Path, c
         NodeKind::Location => {
             push("--data-dir", data_dir);
             push("--stamp", layout.stamp.clone());
-            push("--stamp-endpoint", format!("http://{}", args_endpoint(layout)));
+            push(
+                "--stamp-endpoint",
+                format!("http://{}", args_endpoint(layout)),
+            );
         }
         NodeKind::StreamManager => {
             push("--data-dir", data_dir);
-            push("--extent-size-bytes-max", args.extent_size_bytes_max.to_string());
+            push(
+                "--extent-size-bytes-max",
+                args.extent_size_bytes_max.to_string(),
+            );
         }
         NodeKind::ExtentNode => {
             push("--data-dir", data_dir);
@@ -174,13 +208,22 @@ struct RunningChild {
     log_file: PathBuf,
 }
 
-fn spawn(spec: &NodeSpec, layout: &Layout, args: &UpArgs, bins: &Path, creds: &Credentials) -> anyhow::Result<RunningChild> {
+fn spawn(
+    spec: &NodeSpec,
+    layout: &Layout,
+    args: &UpArgs,
+    bins: &Path,
+    creds: &Credentials,
+) -> anyhow::Result<RunningChild> {
     let node_dir = args.data_dir.join("nodes").join(&spec.name);
     std::fs::create_dir_all(&node_dir)?;
     let logs = args.data_dir.join("logs");
     std::fs::create_dir_all(&logs)?;
     let log_file = logs.join(format!("{}.log", spec.name));
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_file)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_file)?;
     let mut command = Command::new(bins.join(spec.kind.binary()));
     command
         .args(node_args(spec, layout, args, &node_dir, creds))
@@ -228,12 +271,20 @@ async fn wait_serving(layout: &Layout, deadline: Instant) -> anyhow::Result<()> 
         if crate::status::ranges_served(layout).await {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "the stamp did not start serving in time; see the logs folder");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the stamp did not start serving in time; see the logs folder"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-fn write_running(args: &UpArgs, children: &[RunningChild], creds: &Credentials, layout: &Layout) -> anyhow::Result<()> {
+fn write_running(
+    args: &UpArgs,
+    children: &[RunningChild],
+    creds: &Credentials,
+    layout: &Layout,
+) -> anyhow::Result<()> {
     let running = RunningStamp {
         pid: std::process::id(),
         endpoint: format!("http://{}", args_endpoint(layout)),
@@ -248,19 +299,28 @@ fn write_running(args: &UpArgs, children: &[RunningChild], creds: &Credentials, 
             })
             .collect(),
     };
-    strata_util::files::write_durably(&RunningStamp::path(&args.data_dir), &serde_json::to_vec_pretty(&running)?)?;
+    strata_util::files::write_durably(
+        &RunningStamp::path(&args.data_dir),
+        &serde_json::to_vec_pretty(&running)?,
+    )?;
     Ok(())
 }
 
 async fn stop_all(children: &mut [RunningChild]) {
     // Reverse start order: front-end first, stream layer and location last.
     for running in children.iter_mut().rev() {
-        let Some(pid) = running.child.id() else { continue };
+        let Some(pid) = running.child.id() else {
+            continue;
+        };
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        match tokio::time::timeout(Duration::from_millis(STOP_GRACE_MS), running.child.wait()).await {
+        match tokio::time::timeout(Duration::from_millis(STOP_GRACE_MS), running.child.wait()).await
+        {
             Ok(_) => {}
             Err(_) => {
-                eprintln!("strata: {} did not stop in time; killing it", running.spec.name);
+                eprintln!(
+                    "strata: {} did not stop in time; killing it",
+                    running.spec.name
+                );
                 let _ = running.child.kill().await;
             }
         }
@@ -277,7 +337,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let layout = match Layout::load(&args.data_dir)? {
         Some(mut layout) => {
             // Same nodes and internal addresses as before; the S3 port may change.
-            for node in layout.nodes.iter_mut().filter(|n| n.kind == NodeKind::Frontend) {
+            for node in layout
+                .nodes
+                .iter_mut()
+                .filter(|n| n.kind == NodeKind::Frontend)
+            {
                 node.addr = s3_addr.clone();
             }
             layout
@@ -317,7 +381,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  secret key:   {}", creds.secret_key);
     println!("  data folder:  {}", args.data_dir.display());
     println!("  try:          AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url http://{s3_addr} s3 mb s3://photos", creds.access_key, creds.secret_key);
-    println!("  status:       strata status --data-dir {}", args.data_dir.display());
+    println!(
+        "  status:       strata status --data-dir {}",
+        args.data_dir.display()
+    );
     println!("Press Ctrl-C to stop every node.");
 
     supervise(&mut children).await;
@@ -344,7 +411,11 @@ async fn supervise(children: &mut [RunningChild]) {
             }
             if let Ok(Some(status)) = running.child.try_wait() {
                 reported[index] = true;
-                eprintln!("strata: node {} exited ({status}); see {}", running.spec.name, running.log_file.display());
+                eprintln!(
+                    "strata: node {} exited ({status}); see {}",
+                    running.spec.name,
+                    running.log_file.display()
+                );
             }
         }
     }

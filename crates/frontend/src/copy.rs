@@ -4,7 +4,7 @@
 
 use crate::conditions::{to_s3_etag, Conditions, Outcome};
 use crate::frontend::{no_such_key, Frontend};
-use crate::meta::{headers_of, timestamp_from_ms, StoredHeaders};
+use crate::meta::{headers_of, stored_headers_of, timestamp_from_ms, StoredHeaders};
 use crate::object::check_version;
 use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, MetadataDirective,
@@ -77,15 +77,7 @@ impl Frontend {
             ));
         }
         let headers = if replace {
-            StoredHeaders {
-                content_type: input.content_type.clone(),
-                user_metadata: input.metadata.clone(),
-                content_encoding: input.content_encoding.clone(),
-                content_disposition: input.content_disposition.clone(),
-                content_language: input.content_language.clone(),
-                cache_control: input.cache_control.clone(),
-                expires: input.expires.clone(),
-            }
+            stored_headers_of!(input)
         } else {
             headers_of(&source)
         };

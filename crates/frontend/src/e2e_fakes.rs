@@ -1,14 +1,16 @@
 //! In-memory partition servers and manager, served over real gRPC on 127.0.0.1, for the
 //! front-end's end-to-end tests. They keep the proto contract the front-end relies on: one
 //! shared store (the "streams"), per-server owned ranges answering NotOwner elsewhere, S3 codes
-//! in statuses, and PutObject committing only on a clean end of stream.
+//! in statuses, PutObject and UploadPart committing only on a clean end of stream, and
+//! multipart uploads with the partition server's S3 errors (NoSuchUpload, InvalidPart,
+//! InvalidPartOrder, EntityTooSmall, InvalidRequest).
 
 use base64::Engine;
 use md5::{Digest, Md5};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use strata_proto::common::{BucketMeta, ObjectMeta};
+use strata_proto::common::{BucketMeta, ObjectMeta, PartMeta, UploadMeta};
 use strata_proto::manager::partition_manager_server::{PartitionManager, PartitionManagerServer};
 use strata_proto::manager::*;
 use strata_proto::partition::partition_server_server::{PartitionServer, PartitionServerServer};
@@ -26,7 +28,19 @@ pub struct Store {
     pub puts_committed: usize,
     pub puts_aborted: usize,
     pub largest_chunk_bytes: usize,
+    /// upload id -> upload
+    pub uploads: BTreeMap<String, FakeUpload>,
+    pub uploads_created: u64,
 }
+
+pub struct FakeUpload {
+    pub object_key: Vec<u8>,
+    pub upload: UploadMeta,
+    /// part number -> (meta, bytes)
+    pub parts: BTreeMap<u32, (PartMeta, Vec<u8>)>,
+}
+
+const PART_SIZE_BYTES_MIN: u64 = 5 * 1024 * 1024;
 
 /// Owned ranges as (low, high) encoded keys.
 pub type Owned = Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
@@ -80,6 +94,77 @@ impl FakePartition {
             })
             .collect()
     }
+}
+
+impl FakePartition {
+    /// The data chunks after the header, checked like the real server checks them.
+    async fn receive<M>(
+        &self,
+        stream: &mut Streaming<M>,
+        take_chunk: impl Fn(M) -> Option<Vec<u8>>,
+        size_bytes: i64,
+        content_md5: &str,
+    ) -> Result<Vec<u8>, Status> {
+        let mut data = Vec::new();
+        loop {
+            match stream.message().await {
+                Ok(Some(message)) => {
+                    let chunk = take_chunk(message)
+                        .ok_or_else(|| Status::invalid_argument("unexpected message"))?;
+                    let mut store = self.store.lock().unwrap();
+                    store.largest_chunk_bytes = store.largest_chunk_bytes.max(chunk.len());
+                    drop(store);
+                    if chunk.len() > CHUNK_SIZE_BYTES {
+                        return Err(Status::invalid_argument("chunk too large"));
+                    }
+                    data.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    self.store.lock().unwrap().puts_aborted += 1;
+                    return Err(status);
+                }
+            }
+        }
+        if size_bytes >= 0 && data.len() as i64 != size_bytes {
+            self.store.lock().unwrap().puts_aborted += 1;
+            return Err(s3_status(
+                Code::InvalidArgument,
+                "IncompleteBody",
+                "short body",
+            ));
+        }
+        if !content_md5.is_empty() {
+            let expected = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&data));
+            if expected != content_md5 {
+                return Err(s3_status(
+                    Code::InvalidArgument,
+                    "BadDigest",
+                    "Content-MD5 mismatch",
+                ));
+            }
+        }
+        Ok(data)
+    }
+}
+
+fn no_such_upload() -> Status {
+    s3_status(Code::NotFound, "NoSuchUpload", "the upload does not exist")
+}
+
+/// The upload `upload_id` of `bucket`/`key`, checking that this server owns the key.
+fn upload_mut<'a>(
+    store: &'a mut Store,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+) -> Result<&'a mut FakeUpload, Status> {
+    let object_key = keys::object_key(bucket, key);
+    store
+        .uploads
+        .get_mut(upload_id)
+        .filter(|upload| upload.object_key == object_key)
+        .ok_or_else(no_such_upload)
 }
 
 fn etag_of(bytes: &[u8]) -> String {
@@ -177,46 +262,18 @@ impl PartitionServer for FakePartition {
         };
         self.owns(&keys::object_key(&header.bucket, &header.key))?;
         self.bucket_exists(&header.bucket)?;
-        let mut data = Vec::new();
-        loop {
-            match stream.message().await {
-                Ok(Some(PutObjectRequest {
-                    part: Some(put_object_request::Part::Chunk(chunk)),
-                })) => {
-                    let mut store = self.store.lock().unwrap();
-                    store.largest_chunk_bytes = store.largest_chunk_bytes.max(chunk.len());
-                    drop(store);
-                    if chunk.len() > CHUNK_SIZE_BYTES {
-                        return Err(Status::invalid_argument("chunk too large"));
-                    }
-                    data.extend_from_slice(&chunk);
-                }
-                Ok(Some(_)) => return Err(Status::invalid_argument("unexpected message")),
-                Ok(None) => break,
-                Err(status) => {
-                    self.store.lock().unwrap().puts_aborted += 1;
-                    return Err(status);
-                }
-            }
-        }
-        if header.size_bytes >= 0 && data.len() as i64 != header.size_bytes {
-            self.store.lock().unwrap().puts_aborted += 1;
-            return Err(s3_status(
-                Code::InvalidArgument,
-                "IncompleteBody",
-                "short body",
-            ));
-        }
-        if !header.content_md5.is_empty() {
-            let expected = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&data));
-            if expected != header.content_md5 {
-                return Err(s3_status(
-                    Code::InvalidArgument,
-                    "BadDigest",
-                    "Content-MD5 mismatch",
-                ));
-            }
-        }
+        let take_chunk = |message: PutObjectRequest| match message.part {
+            Some(put_object_request::Part::Chunk(chunk)) => Some(chunk),
+            _ => None,
+        };
+        let data = self
+            .receive(
+                &mut stream,
+                take_chunk,
+                header.size_bytes,
+                &header.content_md5,
+            )
+            .await?;
         let mut meta = header.meta.unwrap_or_default();
         meta.size_bytes = data.len() as u64;
         meta.etag = etag_of(&data);
@@ -372,37 +429,174 @@ impl PartitionServer for FakePartition {
 
     async fn create_multipart_upload(
         &self,
-        _: Request<CreateMultipartUploadRequest>,
+        request: Request<CreateMultipartUploadRequest>,
     ) -> Result<Response<CreateMultipartUploadResponse>, Status> {
-        Err(Status::unimplemented("fake"))
+        let request = request.into_inner();
+        let object_key = keys::object_key(&request.bucket, &request.key);
+        self.owns(&object_key)?;
+        let mut store = self.store.lock().unwrap();
+        store.uploads_created += 1;
+        let upload_id = format!("upload{}", store.uploads_created);
+        let upload = UploadMeta {
+            upload_id: upload_id.clone(),
+            initiated_ms: strata_util::now_ms(),
+            meta: request.meta,
+        };
+        store.uploads.insert(
+            upload_id.clone(),
+            FakeUpload {
+                object_key,
+                upload,
+                parts: BTreeMap::new(),
+            },
+        );
+        Ok(Response::new(CreateMultipartUploadResponse { upload_id }))
     }
 
     async fn upload_part(
         &self,
-        _: Request<Streaming<UploadPartRequest>>,
+        request: Request<Streaming<UploadPartRequest>>,
     ) -> Result<Response<UploadPartResponse>, Status> {
-        Err(Status::unimplemented("fake"))
+        let mut stream = request.into_inner();
+        let header = match stream.message().await? {
+            Some(UploadPartRequest {
+                part: Some(upload_part_request::Part::Header(header)),
+            }) => header,
+            _ => return Err(Status::invalid_argument("first message must be the header")),
+        };
+        self.owns(&keys::object_key(&header.bucket, &header.key))?;
+        if !(1..=10_000).contains(&header.part_number) {
+            return Err(s3_status(
+                Code::InvalidArgument,
+                "InvalidArgument",
+                "part numbers are 1 to 10000",
+            ));
+        }
+        let exists = |store: &mut Store| {
+            upload_mut(store, &header.bucket, &header.key, &header.upload_id).map(|_| ())
+        };
+        exists(&mut self.store.lock().unwrap())?;
+        let take_chunk = |message: UploadPartRequest| match message.part {
+            Some(upload_part_request::Part::Chunk(chunk)) => Some(chunk),
+            _ => None,
+        };
+        let data = self
+            .receive(
+                &mut stream,
+                take_chunk,
+                header.size_bytes,
+                &header.content_md5,
+            )
+            .await?;
+        let part = PartMeta {
+            part_number: header.part_number,
+            etag: etag_of(&data),
+            size_bytes: data.len() as u64,
+            last_modified_ms: strata_util::now_ms(),
+            chunks: Vec::new(),
+        };
+        let mut store = self.store.lock().unwrap();
+        let upload = upload_mut(&mut store, &header.bucket, &header.key, &header.upload_id)?;
+        upload
+            .parts
+            .insert(header.part_number, (part.clone(), data));
+        Ok(Response::new(UploadPartResponse { part: Some(part) }))
     }
 
     async fn complete_multipart_upload(
         &self,
-        _: Request<CompleteMultipartUploadRequest>,
+        request: Request<CompleteMultipartUploadRequest>,
     ) -> Result<Response<CompleteMultipartUploadResponse>, Status> {
-        Err(Status::unimplemented("fake"))
+        let request = request.into_inner();
+        let object_key = keys::object_key(&request.bucket, &request.key);
+        self.owns(&object_key)?;
+        let mut store = self.store.lock().unwrap();
+        let upload = upload_mut(&mut store, &request.bucket, &request.key, &request.upload_id)?;
+        if request.parts.is_empty() {
+            return Err(s3_status(
+                Code::InvalidArgument,
+                "InvalidRequest",
+                "you must specify at least one part",
+            ));
+        }
+        if request
+            .parts
+            .windows(2)
+            .any(|pair| pair[0].part_number >= pair[1].part_number)
+        {
+            return Err(s3_status(
+                Code::InvalidArgument,
+                "InvalidPartOrder",
+                "the list of parts was not in ascending order",
+            ));
+        }
+        let mut etag_md5 = Md5::new();
+        let mut data = Vec::new();
+        for (index, wanted) in request.parts.iter().enumerate() {
+            let (part, bytes) = upload
+                .parts
+                .get(&wanted.part_number)
+                .filter(|(part, _)| part.etag.trim_matches('"') == wanted.etag.trim_matches('"'))
+                .ok_or_else(|| {
+                    s3_status(Code::InvalidArgument, "InvalidPart", "no such part or ETag")
+                })?;
+            if index + 1 < request.parts.len() && part.size_bytes < PART_SIZE_BYTES_MIN {
+                return Err(s3_status(
+                    Code::InvalidArgument,
+                    "EntityTooSmall",
+                    "a part other than the last is smaller than 5 MiB",
+                ));
+            }
+            etag_md5.update(hex::decode(part.etag.trim_matches('"')).unwrap());
+            data.extend_from_slice(bytes);
+        }
+        let mut meta = upload.upload.meta.clone().unwrap_or_default();
+        meta.size_bytes = data.len() as u64;
+        meta.etag = format!(
+            "\"{}-{}\"",
+            hex::encode(etag_md5.finalize()),
+            request.parts.len()
+        );
+        meta.last_modified_ms = strata_util::now_ms();
+        store.uploads.remove(&request.upload_id);
+        store.objects.insert(object_key, (meta.clone(), data));
+        Ok(Response::new(CompleteMultipartUploadResponse { meta: Some(meta) }))
     }
 
     async fn abort_multipart_upload(
         &self,
-        _: Request<AbortMultipartUploadRequest>,
+        request: Request<AbortMultipartUploadRequest>,
     ) -> Result<Response<AbortMultipartUploadResponse>, Status> {
-        Err(Status::unimplemented("fake"))
+        let request = request.into_inner();
+        self.owns(&keys::object_key(&request.bucket, &request.key))?;
+        let mut store = self.store.lock().unwrap();
+        upload_mut(&mut store, &request.bucket, &request.key, &request.upload_id)?;
+        store.uploads.remove(&request.upload_id);
+        Ok(Response::new(AbortMultipartUploadResponse {}))
     }
 
     async fn list_parts(
         &self,
-        _: Request<ListPartsRequest>,
+        request: Request<ListPartsRequest>,
     ) -> Result<Response<ListPartsResponse>, Status> {
-        Err(Status::unimplemented("fake"))
+        let request = request.into_inner();
+        self.owns(&keys::object_key(&request.bucket, &request.key))?;
+        let mut store = self.store.lock().unwrap();
+        let upload = upload_mut(&mut store, &request.bucket, &request.key, &request.upload_id)?;
+        let limit = request.max_parts.clamp(1, 1000) as usize;
+        let mut parts: Vec<PartMeta> = upload
+            .parts
+            .range(request.part_number_marker.saturating_add(1)..)
+            .map(|(_, (part, _))| part.clone())
+            .take(limit + 1)
+            .collect();
+        let truncated = parts.len() > limit;
+        parts.truncate(limit);
+        Ok(Response::new(ListPartsResponse {
+            upload: Some(upload.upload.clone()),
+            parts,
+            truncated,
+        }))
     }
 
     async fn get_status(

@@ -16,19 +16,19 @@ use strata_types::keys;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-const HOST: &str = "127.0.0.1:9000";
+pub(crate) const HOST: &str = "127.0.0.1:9000";
 
-struct Reply {
-    status: u16,
-    headers: http::HeaderMap,
-    body: Vec<u8>,
+pub(crate) struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
 }
 
 impl Reply {
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
-    fn header(&self, name: &str) -> &str {
+    pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -36,12 +36,12 @@ impl Reply {
     }
 }
 
-struct Client {
+pub(crate) struct Client {
     app: axum::Router,
 }
 
 impl Client {
-    async fn send(
+    pub async fn send(
         &self,
         method: &str,
         path: &str,
@@ -53,7 +53,7 @@ impl Client {
             .await
     }
 
-    async fn send_with_sha(
+    pub async fn send_with_sha(
         &self,
         method: &str,
         path: &str,
@@ -130,9 +130,9 @@ impl Client {
     }
 }
 
-struct Cluster {
-    client: Client,
-    store: Arc<Mutex<Store>>,
+pub(crate) struct Cluster {
+    pub client: Client,
+    pub store: Arc<Mutex<Store>>,
     manager: FakeManager,
     location: FakeLocation,
     token: CancellationToken,
@@ -157,7 +157,7 @@ fn assignment(id: u64, low: Vec<u8>, high: Vec<u8>, owner: &str) -> RangeAssignm
 
 /// Two partition servers sharing one store: A owns everything before photos/"m", B the rest.
 /// `maps` builds the maps the manager answers with, in order, from A's and B's addresses.
-async fn cluster(maps: impl Fn(&str, &str) -> Vec<PartitionMap>, retry_budget_ms: u64) -> Cluster {
+pub(crate) async fn cluster(maps: impl Fn(&str, &str) -> Vec<PartitionMap>, retry_budget_ms: u64) -> Cluster {
     let token = CancellationToken::new();
     let store = Arc::new(Mutex::new(Store::default()));
     let split = keys::object_key("photos", "m");
@@ -197,7 +197,7 @@ async fn cluster(maps: impl Fn(&str, &str) -> Vec<PartitionMap>, retry_budget_ms
     }
 }
 
-fn split_map(a: &str, b: &str) -> PartitionMap {
+pub(crate) fn split_map(a: &str, b: &str) -> PartitionMap {
     let split = keys::object_key("photos", "m");
     PartitionMap {
         version: 2,
@@ -209,7 +209,7 @@ fn split_map(a: &str, b: &str) -> PartitionMap {
     }
 }
 
-fn pattern(size: usize) -> Vec<u8> {
+pub(crate) fn pattern(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i * 31 % 251) as u8).collect()
 }
 

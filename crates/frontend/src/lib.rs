@@ -16,8 +16,9 @@
 //! - [`server`]: `start` (axum + s3s service, request metrics), `build_s3_service`, `app`.
 //! - [`frontend`]: the `Frontend` state and the shared bucket / object-metadata lookups.
 //! - [`s3`]: `impl s3s::S3 for Frontend`, delegating to the operation families:
-//!   [`bucket`], [`object`] (put/get/head/delete), [`copy`], [`list`], [`delete_objects`].
-//! - [`put`] / [`get_stream`]: the streaming bodies of PUT and GET.
+//!   [`bucket`], [`object`] (put/get/head/delete), [`copy`], [`list`], [`delete_objects`],
+//!   [`multipart`] (create, upload part, complete, abort, list parts).
+//! - [`put`] / [`get_stream`]: the streaming bodies of PUT (and UploadPart) and GET.
 //! - [`conditions`]: If-* preconditions and Range; [`naming`]: bucket names; [`meta`]: header
 //!   conversions.
 //! - [`routing`]: partition map cache, client pool, retry with backoff.
@@ -26,7 +27,7 @@
 //!
 //! Tests: `sigv4_tests` (AWS's published SigV4 examples through the service stack) and
 //! `e2e_tests` (signed HTTP through the real stack to in-memory partition servers, manager and
-//! location service over gRPC, in `e2e_fakes`).
+//! location service over gRPC, in `e2e_fakes`; multipart uploads in `e2e_multipart_tests`).
 
 pub mod auth;
 pub mod bucket;
@@ -40,6 +41,7 @@ pub mod get_stream;
 pub mod list;
 pub mod meta;
 pub mod metrics;
+pub mod multipart;
 pub mod naming;
 pub mod object;
 pub mod put;
@@ -54,6 +56,8 @@ pub use server::{app, build_s3_service, health_check, start, Running};
 
 #[cfg(test)]
 mod e2e_fakes;
+#[cfg(test)]
+mod e2e_multipart_tests;
 #[cfg(test)]
 mod e2e_tests;
 #[cfg(test)]

@@ -37,6 +37,24 @@ impl StoredHeaders {
     }
 }
 
+/// The [`StoredHeaders`] of an s3s input that carries them (PutObject, CopyObject with
+/// REPLACE, CreateMultipartUpload): one definition for every operation that writes them.
+macro_rules! stored_headers_of {
+    ($input:expr) => {{
+        let input = &$input;
+        $crate::meta::StoredHeaders {
+            content_type: input.content_type.clone(),
+            user_metadata: input.metadata.clone(),
+            content_encoding: input.content_encoding.clone(),
+            content_disposition: input.content_disposition.clone(),
+            content_language: input.content_language.clone(),
+            cache_control: input.cache_control.clone(),
+            expires: input.expires.clone(),
+        }
+    }};
+}
+pub(crate) use stored_headers_of;
+
 /// The headers of a stored object, ready for the write of a copy.
 pub fn headers_of(meta: &ObjectMeta) -> StoredHeaders {
     StoredHeaders {

@@ -8,7 +8,7 @@
 use crate::conditions::{content_range, resolve_range, to_s3_etag, Conditions, Outcome};
 use crate::error::FrontendError;
 use crate::frontend::{is_no_such_key, no_such_key, Frontend};
-use crate::meta::{non_empty, parse_http_date, size_i64, timestamp_from_ms, StoredHeaders};
+use crate::meta::{non_empty, parse_http_date, size_i64, stored_headers_of, timestamp_from_ms};
 use s3s::dto::{
     DeleteObjectInput, GetObjectInput, GetObjectOutput, HeadObjectInput, HeadObjectOutput,
     PutObjectInput, PutObjectOutput, Range,
@@ -38,6 +38,29 @@ pub(crate) fn check_version(version_id: Option<&str>) -> S3Result<()> {
             "Object versioning is not implemented"
         )),
     }
+}
+
+/// The announced body size of a PUT or an UploadPart (S3 caps both at 5 GiB).
+pub(crate) fn check_content_length(content_length: Option<i64>) -> S3Result<()> {
+    match content_length {
+        Some(length) if length > OBJECT_SIZE_BYTES_MAX => Err(s3_error!(
+            EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed object size."
+        )),
+        Some(length) if length < 0 => Err(s3_error!(
+            InvalidArgument,
+            "Content-Length must not be negative"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// KeyTooLongError for a key S3 would not store.
+pub(crate) fn check_key_length(key: &str) -> S3Result<()> {
+    if key.len() > strata_types::OBJECT_KEY_BYTES_MAX {
+        return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+    }
+    Ok(())
 }
 
 fn check_part_number(part_number: Option<i32>) -> S3Result<()> {
@@ -244,37 +267,13 @@ impl Frontend {
     }
 
     pub(crate) async fn put_object_op(&self, input: PutObjectInput) -> S3Result<PutObjectOutput> {
-        if let Some(length) = input.content_length {
-            if length > OBJECT_SIZE_BYTES_MAX {
-                return Err(s3_error!(
-                    EntityTooLarge,
-                    "Your proposed upload exceeds the maximum allowed object size."
-                ));
-            }
-            if length < 0 {
-                return Err(s3_error!(
-                    InvalidArgument,
-                    "Content-Length must not be negative"
-                ));
-            }
-        }
-        if input.key.len() > strata_types::OBJECT_KEY_BYTES_MAX {
-            return Err(s3_error!(KeyTooLongError, "Your key is too long"));
-        }
+        check_content_length(input.content_length)?;
+        check_key_length(&input.key)?;
         self.require_bucket(&input.bucket).await?;
-        let stored = StoredHeaders {
-            content_type: input.content_type.clone(),
-            user_metadata: input.metadata.clone(),
-            content_encoding: input.content_encoding.clone(),
-            content_disposition: input.content_disposition.clone(),
-            content_language: input.content_language.clone(),
-            cache_control: input.cache_control.clone(),
-            expires: input.expires.clone(),
-        };
         let header = PutObjectHeader {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
-            meta: Some(stored.into_meta()),
+            meta: Some(stored_headers_of!(input).into_meta()),
             content_md5: input.content_md5.clone().unwrap_or_default(),
             size_bytes: input.content_length.unwrap_or(-1),
         };

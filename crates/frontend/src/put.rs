@@ -1,4 +1,6 @@
-//! Streaming PUT: the request body goes to the owner's client-streaming PutObject RPC.
+//! Streaming writes: a request body goes to the owner's client-streaming write RPC, a header
+//! message then data chunks. PutObject and UploadPart (see `multipart.rs`) share all of it
+//! through [`StreamedWrite`].
 //!
 //! The body is re-chunked into messages of at most `CHUNK_SIZE_BYTES` and sent through a
 //! channel of capacity 2, after a header message. Memory per request stays around three
@@ -24,6 +26,7 @@ use futures::StreamExt;
 use s3s::dto::StreamingBlob;
 use s3s::{S3Error, StdError};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::time::Duration;
 use strata_proto::common::ObjectMeta;
 use strata_proto::partition::put_object_request::Part;
@@ -31,6 +34,60 @@ use strata_proto::partition::{PutObjectHeader, PutObjectRequest};
 use strata_types::{keys, CHUNK_SIZE_BYTES};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+
+/// A client-streaming write RPC of the partition server: the header first, then data chunks
+/// of at most `CHUNK_SIZE_BYTES`; the server stores the bytes only on a clean end of stream.
+pub(crate) trait StreamedWrite: Clone + Send + Sync + 'static {
+    /// One message of the request stream.
+    type Message: Send + 'static;
+    /// What the server answers once the body is durable.
+    type Stored: Send;
+    /// The RPC's name, for logs and errors.
+    const RPC: &'static str;
+    /// The encoded key whose owner takes the write.
+    fn route_key(&self) -> Vec<u8>;
+    fn header_message(self) -> Self::Message;
+    fn chunk_message(chunk: Vec<u8>) -> Self::Message;
+    /// Runs the RPC over `request` on `client`.
+    fn call(
+        client: PartitionClient,
+        request: tonic::Request<ReceiverStream<Self::Message>>,
+    ) -> impl Future<Output = Result<Self::Stored, tonic::Status>> + Send;
+}
+
+impl StreamedWrite for PutObjectHeader {
+    type Message = PutObjectRequest;
+    type Stored = ObjectMeta;
+    const RPC: &'static str = "PutObject";
+
+    fn route_key(&self) -> Vec<u8> {
+        keys::object_key(&self.bucket, &self.key)
+    }
+
+    fn header_message(self) -> PutObjectRequest {
+        PutObjectRequest {
+            part: Some(Part::Header(self)),
+        }
+    }
+
+    fn chunk_message(chunk: Vec<u8>) -> PutObjectRequest {
+        PutObjectRequest {
+            part: Some(Part::Chunk(chunk)),
+        }
+    }
+
+    async fn call(
+        mut client: PartitionClient,
+        request: tonic::Request<ReceiverStream<PutObjectRequest>>,
+    ) -> Result<ObjectMeta, tonic::Status> {
+        client
+            .put_object(request)
+            .await?
+            .into_inner()
+            .meta
+            .ok_or_else(|| tonic::Status::internal("PutObject answered without metadata"))
+    }
+}
 
 /// Messages queued between the body and the RPC.
 const PUT_CHANNEL_CAPACITY: usize = 2;
@@ -140,35 +197,29 @@ impl PutSource {
     }
 }
 
-enum PumpEnd {
+enum PumpEnd<M> {
     /// The body ended cleanly and every byte was handed over; dropping the sender ends the
     /// request stream.
-    Done(mpsc::Sender<PutObjectRequest>),
+    Done(mpsc::Sender<M>),
     /// The RPC stopped reading (it finished or failed).
     RpcGone,
     /// The body failed; the sender is kept so the stream cannot end cleanly before the abort.
-    BodyFailed(StdError, mpsc::Sender<PutObjectRequest>),
+    BodyFailed(StdError, mpsc::Sender<M>),
 }
 
-async fn pump(
-    sender: mpsc::Sender<PutObjectRequest>,
-    header: PutObjectHeader,
+async fn pump<W: StreamedWrite>(
+    sender: mpsc::Sender<W::Message>,
+    header: W,
     source: &mut PutSource,
-) -> PumpEnd {
-    let first = PutObjectRequest {
-        part: Some(Part::Header(header)),
-    };
-    if sender.send(first).await.is_err() {
+) -> PumpEnd<W::Message> {
+    if sender.send(header.header_message()).await.is_err() {
         return PumpEnd::RpcGone;
     }
     loop {
         while source.chunk_ready() {
             let chunk = source.take_chunk();
             source.record_sent(&chunk);
-            let message = PutObjectRequest {
-                part: Some(Part::Chunk(chunk)),
-            };
-            if sender.send(message).await.is_err() {
+            if sender.send(W::chunk_message(chunk)).await.is_err() {
                 return PumpEnd::RpcGone;
             }
         }
@@ -203,15 +254,15 @@ enum AttemptError {
     Body(StdError),
 }
 
-async fn attempt(
-    mut client: PartitionClient,
-    header: PutObjectHeader,
+async fn attempt<W: StreamedWrite>(
+    client: PartitionClient,
+    header: W,
     source: &mut PutSource,
-) -> Result<ObjectMeta, AttemptError> {
+) -> Result<W::Stored, AttemptError> {
     let (sender, receiver) = mpsc::channel(PUT_CHANNEL_CAPACITY);
     let mut request = tonic::Request::new(ReceiverStream::new(receiver));
     let cancel = request.cancellation_handle();
-    let rpc = client.put_object(request);
+    let rpc = W::call(client, request);
     tokio::pin!(rpc);
     let pumping = pump(sender, header, source);
     tokio::pin!(pumping);
@@ -234,7 +285,7 @@ async fn attempt(
                 cancel.cancel();
                 guard.disarm();
                 if tokio::time::timeout(Duration::from_millis(ABORT_WAIT_MS), &mut rpc).await.is_err() {
-                    tracing::warn!("aborted PutObject did not finish in time");
+                    tracing::warn!(rpc = W::RPC, "aborted write did not finish in time");
                 }
                 drop(sender);
                 return Err(AttemptError::Body(err));
@@ -242,21 +293,17 @@ async fn attempt(
         },
     };
     guard.disarm();
-    let response = response.map_err(AttemptError::Rpc)?.into_inner();
-    response.meta.ok_or_else(|| {
-        AttemptError::Rpc(tonic::Status::internal(
-            "PutObject answered without metadata",
-        ))
-    })
+    response.map_err(AttemptError::Rpc)
 }
 
-/// Stores `body` as `header.bucket`/`header.key` on the key's owner.
-pub(crate) async fn put_streaming(
+/// Streams `body` to the owner of `header.route_key()` through the header's RPC (PutObject
+/// stores an object, UploadPart a part).
+pub(crate) async fn put_streaming<W: StreamedWrite>(
     router: &Router,
-    header: PutObjectHeader,
+    header: W,
     body: Option<StreamingBlob>,
-) -> Result<ObjectMeta, S3Error> {
-    let key = keys::object_key(&header.bucket, &header.key);
+) -> Result<W::Stored, S3Error> {
+    let key = header.route_key();
     let mut retry = Retry::new(router.retry_budget());
     let mut source = PutSource::new(body);
     loop {
@@ -274,7 +321,8 @@ pub(crate) async fn put_streaming(
             }
             Verdict::Retry if !source.can_replay() => {
                 return Err(FrontendError::Unavailable(format!(
-                    "PutObject to {} failed mid-body",
+                    "{} to {} failed mid-body",
+                    W::RPC,
                     route.owner_addr
                 ))
                 .into());
@@ -283,7 +331,8 @@ pub(crate) async fn put_streaming(
                 METRICS.routing_retries.inc();
                 if !retry.wait().await {
                     return Err(FrontendError::Unavailable(format!(
-                        "PutObject to {}",
+                        "{} to {}",
+                        W::RPC,
                         route.owner_addr
                     ))
                     .into());

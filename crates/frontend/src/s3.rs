@@ -1,5 +1,6 @@
 //! `impl s3s::S3 for Frontend`: each operation delegates to its family module. Every other
-//! S3 operation keeps s3s's default, which answers 501 NotImplemented with an XML body.
+//! S3 operation keeps s3s's default, which answers 501 NotImplemented with an XML body (among
+//! them UploadPartCopy and ListMultipartUploads).
 
 use crate::frontend::Frontend;
 use s3s::dto::*;
@@ -117,6 +118,51 @@ impl S3 for Frontend {
         let requester = Frontend::requester(req.credentials.as_ref())?;
         Ok(S3Response::new(
             self.list_objects_v1_op(&req.input, &requester).await?,
+        ))
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        Ok(S3Response::new(
+            self.create_multipart_upload_op(&req.input).await?,
+        ))
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        Ok(S3Response::new(self.upload_part_op(req.input).await?))
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let location = crate::multipart::object_location(&req.headers, &req.uri);
+        Ok(S3Response::new(
+            self.complete_multipart_upload_op(&req.input, location)
+                .await?,
+        ))
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.abort_multipart_upload_op(&req.input).await?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let requester = Frontend::requester(req.credentials.as_ref())?;
+        Ok(S3Response::new(
+            self.list_parts_op(&req.input, &requester).await?,
         ))
     }
 }

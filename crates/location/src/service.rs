@@ -35,14 +35,19 @@ fn internal(err: StoreError) -> Status {
 
 fn valid_name(bucket: &str) -> Result<(), Status> {
     if bucket.is_empty() || bucket.len() > 63 {
-        return Err(Status::invalid_argument("bucket name must be 1 to 63 bytes"));
+        return Err(Status::invalid_argument(
+            "bucket name must be 1 to 63 bytes",
+        ));
     }
     Ok(())
 }
 
 #[tonic::async_trait]
 impl Location for LocationService {
-    async fn reserve_bucket(&self, request: Request<ReserveBucketRequest>) -> Result<Response<ReserveBucketResponse>, Status> {
+    async fn reserve_bucket(
+        &self,
+        request: Request<ReserveBucketRequest>,
+    ) -> Result<Response<ReserveBucketResponse>, Status> {
         let request = request.into_inner();
         valid_name(&request.bucket)?;
         let stamp = if request.stamp.is_empty() {
@@ -72,13 +77,19 @@ impl Location for LocationService {
         Ok(Response::new(answer))
     }
 
-    async fn lookup_bucket(&self, request: Request<LookupBucketRequest>) -> Result<Response<LookupBucketResponse>, Status> {
+    async fn lookup_bucket(
+        &self,
+        request: Request<LookupBucketRequest>,
+    ) -> Result<Response<LookupBucketResponse>, Status> {
         let bucket = request.into_inner().bucket;
         let location = self.store.lookup(&bucket).map_err(internal)?;
         Ok(Response::new(LookupBucketResponse { location }))
     }
 
-    async fn release_bucket(&self, request: Request<ReleaseBucketRequest>) -> Result<Response<ReleaseBucketResponse>, Status> {
+    async fn release_bucket(
+        &self,
+        request: Request<ReleaseBucketRequest>,
+    ) -> Result<Response<ReleaseBucketResponse>, Status> {
         let request = request.into_inner();
         let released = self
             .store
@@ -91,7 +102,10 @@ impl Location for LocationService {
         Ok(Response::new(ReleaseBucketResponse { released }))
     }
 
-    async fn list_stamps(&self, _request: Request<ListStampsRequest>) -> Result<Response<ListStampsResponse>, Status> {
+    async fn list_stamps(
+        &self,
+        _request: Request<ListStampsRequest>,
+    ) -> Result<Response<ListStampsResponse>, Status> {
         let counts = self.store.count_by_stamp().map_err(internal)?;
         let stamps = self
             .stamps

@@ -68,7 +68,9 @@ impl LocationStore {
     /// Reserves `location.bucket` unless someone holds it; durable before it returns.
     pub async fn reserve(&self, location: BucketLocation) -> Result<Reservation, StoreError> {
         let key = location.bucket.as_bytes().to_vec();
-        let swapped = self.buckets.compare_and_swap(&key, None as Option<&[u8]>, Some(encode(&location)))?;
+        let swapped =
+            self.buckets
+                .compare_and_swap(&key, None as Option<&[u8]>, Some(encode(&location)))?;
         match swapped {
             Ok(()) => {
                 self.db.flush_async().await?;
@@ -96,9 +98,11 @@ impl LocationStore {
         if decode(bucket, &current)?.owner_access_key != owner_access_key {
             return Ok(false);
         }
-        let swapped = self
-            .buckets
-            .compare_and_swap(bucket.as_bytes(), Some(current), None as Option<&[u8]>)?;
+        let swapped = self.buckets.compare_and_swap(
+            bucket.as_bytes(),
+            Some(current),
+            None as Option<&[u8]>,
+        )?;
         if swapped.is_err() {
             return Ok(false);
         }
@@ -136,12 +140,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = LocationStore::open(dir.path()).unwrap();
-            assert!(matches!(store.reserve(location("a", "k1")).await.unwrap(), Reservation::Reserved(_)));
+            assert!(matches!(
+                store.reserve(location("a", "k1")).await.unwrap(),
+                Reservation::Reserved(_)
+            ));
             match store.reserve(location("a", "k2")).await.unwrap() {
                 Reservation::Taken(held) => assert_eq!(held.owner_access_key, "k1"),
                 other => panic!("expected Taken, got {other:?}"),
             }
-            assert!(!store.release("a", "k2").await.unwrap(), "another owner cannot release");
+            assert!(
+                !store.release("a", "k2").await.unwrap(),
+                "another owner cannot release"
+            );
         }
         let store = LocationStore::open(dir.path()).unwrap();
         assert_eq!(store.lookup("a").unwrap().unwrap().owner_access_key, "k1");
@@ -155,7 +165,13 @@ mod tests {
         let mut bytes = encode(&location("b", "k"));
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
-        assert!(matches!(decode("b", &bytes), Err(StoreError::Corrupt { .. })));
-        assert!(matches!(decode("b", &[9, 0, 0, 0, 0]), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            decode("b", &bytes),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode("b", &[9, 0, 0, 0, 0]),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

@@ -51,15 +51,27 @@ impl From<PartitionError> for Status {
     fn from(err: PartitionError) -> Status {
         match err {
             PartitionError::NotOwner(not_owner) => not_owner.into_status(),
-            PartitionError::Loading { range_id } => Status::unavailable(format!("range {range_id} is loading")),
-            PartitionError::NoSuchKey => s3_status(Code::NotFound, "NoSuchKey", "the key does not exist"),
-            PartitionError::NoSuchBucket(bucket) => s3_status(Code::NotFound, "NoSuchBucket", bucket),
-            PartitionError::BadDigest => s3_status(Code::InvalidArgument, "BadDigest", "Content-MD5 mismatch"),
-            err @ PartitionError::IncompleteBody { .. } => s3_status(Code::InvalidArgument, "IncompleteBody", err),
+            PartitionError::Loading { range_id } => {
+                Status::unavailable(format!("range {range_id} is loading"))
+            }
+            PartitionError::NoSuchKey => {
+                s3_status(Code::NotFound, "NoSuchKey", "the key does not exist")
+            }
+            PartitionError::NoSuchBucket(bucket) => {
+                s3_status(Code::NotFound, "NoSuchBucket", bucket)
+            }
+            PartitionError::BadDigest => {
+                s3_status(Code::InvalidArgument, "BadDigest", "Content-MD5 mismatch")
+            }
+            err @ PartitionError::IncompleteBody { .. } => {
+                s3_status(Code::InvalidArgument, "IncompleteBody", err)
+            }
             PartitionError::PreconditionFailed => {
                 s3_status(Code::Aborted, "PreconditionFailed", "the object changed")
             }
-            PartitionError::InvalidArgument(message) => s3_status(Code::InvalidArgument, "InvalidArgument", message),
+            PartitionError::InvalidArgument(message) => {
+                s3_status(Code::InvalidArgument, "InvalidArgument", message)
+            }
             PartitionError::Stream(message) => {
                 tracing::warn!(%message, "stream layer failure answered as unavailable");
                 Status::unavailable(format!("stream layer: {message}"))
@@ -69,7 +81,11 @@ impl From<PartitionError> for Status {
                 Status::data_loss(message)
             }
             PartitionError::ShuttingDown => Status::unavailable("partition server shutting down"),
-            PartitionError::S3 { grpc, code, message } => s3_status(grpc, code, message),
+            PartitionError::S3 {
+                grpc,
+                code,
+                message,
+            } => s3_status(grpc, code, message),
         }
     }
 }

@@ -70,8 +70,14 @@ mod tests {
 
         let mut future = bytes.to_vec();
         future[0] = 9;
-        assert_eq!(decode_log_entry(&future), Err(FormatError::UnknownVersion(9)));
+        assert_eq!(
+            decode_log_entry(&future),
+            Err(FormatError::UnknownVersion(9))
+        );
         assert_eq!(decode_log_entry(&[]), Err(FormatError::Empty));
-        assert!(matches!(decode_log_entry(&[FORMAT_VERSION, 0xff, 0xff]), Err(FormatError::Decode(_))));
+        assert!(matches!(
+            decode_log_entry(&[FORMAT_VERSION, 0xff, 0xff]),
+            Err(FormatError::Decode(_))
+        ));
     }
 }

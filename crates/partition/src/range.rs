@@ -17,8 +17,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use strata_proto::common::{BucketMeta, ChunkRef, ObjectMeta, PartMeta, UploadMeta};
 use strata_proto::partition::{
-    checkpoint_record::Part, index_entry, mutation, CheckpointBatch, CheckpointBegin, CheckpointEnd,
-    CheckpointRecord, IndexEntry, LogEntry, Mutation,
+    checkpoint_record::Part, index_entry, mutation, CheckpointBatch, CheckpointBegin,
+    CheckpointEnd, CheckpointRecord, IndexEntry, LogEntry, Mutation,
 };
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
 use strata_types::Epoch;
@@ -64,7 +64,10 @@ impl IndexValue {
             IndexValue::Upload(upload) => index_entry::Value::Upload(upload),
             IndexValue::Part(part) => index_entry::Value::Part(part),
         };
-        IndexEntry { key, value: Some(value) }
+        IndexEntry {
+            key,
+            value: Some(value),
+        }
     }
 
     fn from_index_entry(entry: IndexEntry) -> Option<(Vec<u8>, IndexValue)> {
@@ -144,7 +147,10 @@ impl Range {
 
         let (mut index, mut state) = match newest_checkpoint(&client, &checkpoint_name).await? {
             Some((begin, entries)) => {
-                let index: BTreeMap<Vec<u8>, IndexValue> = entries.into_iter().filter_map(IndexValue::from_index_entry).collect();
+                let index: BTreeMap<Vec<u8>, IndexValue> = entries
+                    .into_iter()
+                    .filter_map(IndexValue::from_index_entry)
+                    .collect();
                 let state = CommitState {
                     sequence: begin.sequence,
                     last_log_pos: Some((begin.log_extent_id, begin.log_offset)),
@@ -208,7 +214,11 @@ impl Range {
     }
 
     /// Makes one index update durable, then visible. `None` deletes the key.
-    pub async fn commit(&self, key: Vec<u8>, value: Option<IndexValue>) -> Result<(), PartitionError> {
+    pub async fn commit(
+        &self,
+        key: Vec<u8>,
+        value: Option<IndexValue>,
+    ) -> Result<(), PartitionError> {
         self.commit_batch(vec![(key, value)]).await
     }
 
@@ -253,7 +263,8 @@ impl Range {
                 state.sequence = sequence;
                 state.last_log_pos = Some((pos.extent_id, pos.offset));
                 self.apply(changes);
-                self.entries_since_checkpoint.fetch_add(1, Ordering::Relaxed);
+                self.entries_since_checkpoint
+                    .fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(err) => {
@@ -266,20 +277,34 @@ impl Range {
     }
 
     fn apply(&self, changes: Vec<Change>) {
-        let mut index = self.index.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut index = self
+            .index
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
         apply_changes(&mut index, changes);
     }
 
     pub fn get(&self, key: &[u8]) -> Option<IndexValue> {
-        let index = self.index.read().unwrap_or_else(|poison| poison.into_inner());
+        let index = self
+            .index
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         index.get(key).cloned()
     }
 
     /// Calls `visit` on entries with keys in `[from, to)` (`to` None = to the end of the range)
     /// in key order, until it returns false.
-    pub fn scan(&self, from: &[u8], to: Option<&[u8]>, mut visit: impl FnMut(&[u8], &IndexValue) -> bool) {
+    pub fn scan(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        mut visit: impl FnMut(&[u8], &IndexValue) -> bool,
+    ) {
         use std::ops::Bound;
-        let index = self.index.read().unwrap_or_else(|poison| poison.into_inner());
+        let index = self
+            .index
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         let upper = match to {
             Some(to) => Bound::Excluded(to.to_vec()),
             None => Bound::Unbounded,
@@ -293,7 +318,10 @@ impl Range {
 
     /// Number of keys and bytes of object data in the range.
     pub fn stats(&self) -> (u64, u64) {
-        let index = self.index.read().unwrap_or_else(|poison| poison.into_inner());
+        let index = self
+            .index
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         let bytes = index
             .values()
             .map(|value| match value {
@@ -310,7 +338,10 @@ impl Range {
         let _only_one = self.checkpoint_lock.lock().await;
         let (sequence, log_pos, snapshot, counted) = {
             let state = self.commit.lock().await;
-            let index = self.index.read().unwrap_or_else(|poison| poison.into_inner());
+            let index = self
+                .index
+                .read()
+                .unwrap_or_else(|poison| poison.into_inner());
             (
                 state.sequence,
                 state.last_log_pos,
@@ -347,9 +378,12 @@ impl Range {
             if batch_bytes >= CHECKPOINT_BATCH_BYTES_MAX {
                 let entries = std::mem::take(&mut batch);
                 batch_bytes = 0;
-                append(Part::Batch(CheckpointBatch { checkpoint_id, entries }))
-                    .await
-                    .map_err(stream_error)?;
+                append(Part::Batch(CheckpointBatch {
+                    checkpoint_id,
+                    entries,
+                }))
+                .await
+                .map_err(stream_error)?;
             }
         }
         if !batch.is_empty() {
@@ -366,8 +400,14 @@ impl Range {
         }))
         .await
         .map_err(stream_error)?;
-        self.entries_since_checkpoint.fetch_sub(counted, Ordering::Relaxed);
-        tracing::info!(range_id = self.bounds.range_id, sequence, keys = total, "checkpoint written");
+        self.entries_since_checkpoint
+            .fetch_sub(counted, Ordering::Relaxed);
+        tracing::info!(
+            range_id = self.bounds.range_id,
+            sequence,
+            keys = total,
+            "checkpoint written"
+        );
         Ok(())
     }
 }
@@ -400,7 +440,8 @@ async fn newest_checkpoint(
     futures::pin_mut!(records);
     while let Some(item) = records.next().await {
         let (_, payload) = item.map_err(stream_error)?;
-        let record = format::decode_checkpoint(&payload).map_err(|err| PartitionError::Corrupt(err.to_string()))?;
+        let record = format::decode_checkpoint(&payload)
+            .map_err(|err| PartitionError::Corrupt(err.to_string()))?;
         match record.part {
             Some(Part::Begin(begin)) => building = Some((begin, Vec::new())),
             Some(Part::Batch(batch)) => match &mut building {
@@ -419,7 +460,9 @@ async fn newest_checkpoint(
             },
             Some(Part::End(end)) => {
                 if let Some((begin, entries)) = building.take() {
-                    if begin.checkpoint_id == end.checkpoint_id && entries.len() as u64 == end.entries {
+                    if begin.checkpoint_id == end.checkpoint_id
+                        && entries.len() as u64 == end.entries
+                    {
                         newest = Some((begin, entries));
                     }
                 }
@@ -442,7 +485,8 @@ async fn replay_log(
     let mut applied = 0;
     while let Some(item) = records.next().await {
         let (pos, payload) = item.map_err(stream_error)?;
-        let entry = format::decode_log_entry(&payload).map_err(|err| PartitionError::Corrupt(err.to_string()))?;
+        let entry = format::decode_log_entry(&payload)
+            .map_err(|err| PartitionError::Corrupt(err.to_string()))?;
         if entry.sequence <= state.sequence {
             continue; // covered by the checkpoint, or a duplicate left by a retried append
         }
@@ -456,7 +500,10 @@ async fn replay_log(
         let mut changes = Vec::with_capacity(entry.mutations.len());
         for mutation in entry.mutations {
             let Some(value) = mutation.value else {
-                return Err(PartitionError::Corrupt(format!("log entry {} has an empty mutation", entry.sequence)));
+                return Err(PartitionError::Corrupt(format!(
+                    "log entry {} has an empty mutation",
+                    entry.sequence
+                )));
             };
             changes.push((mutation.key, IndexValue::from_mutation_value(value)));
         }

@@ -63,7 +63,10 @@ impl PartitionServerState {
 
     /// The loaded range that owns `key`, or why there is none.
     pub fn range_for(&self, key: &[u8]) -> Result<RangeRef, PartitionError> {
-        let ranges = self.ranges.read().unwrap_or_else(|poison| poison.into_inner());
+        let ranges = self
+            .ranges
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         for slot in ranges.values() {
             if !slot.bounds().contains(key) {
                 continue;
@@ -87,7 +90,10 @@ impl PartitionServerState {
 
     /// Every ready range, in key order.
     pub fn ready_ranges(&self) -> Vec<RangeRef> {
-        let ranges = self.ranges.read().unwrap_or_else(|poison| poison.into_inner());
+        let ranges = self
+            .ranges
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         let mut ready: Vec<RangeRef> = ranges
             .values()
             .filter_map(|slot| match slot {
@@ -100,7 +106,10 @@ impl PartitionServerState {
     }
 
     fn serving(&self) -> Vec<ServedRange> {
-        let ranges = self.ranges.read().unwrap_or_else(|poison| poison.into_inner());
+        let ranges = self
+            .ranges
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
         ranges
             .values()
             .filter_map(|slot| match slot {
@@ -130,11 +139,17 @@ impl PartitionServerState {
             .collect();
         let mut to_load = Vec::new();
         {
-            let mut ranges = self.ranges.write().unwrap_or_else(|poison| poison.into_inner());
+            let mut ranges = self
+                .ranges
+                .write()
+                .unwrap_or_else(|poison| poison.into_inner());
             ranges.retain(|range_id, slot| {
                 let keep = wanted.get(range_id) == Some(slot.bounds());
                 if !keep {
-                    tracing::info!(range_id, "range no longer assigned here under this epoch; dropped");
+                    tracing::info!(
+                        range_id,
+                        "range no longer assigned here under this epoch; dropped"
+                    );
                 }
                 keep
             });
@@ -159,7 +174,10 @@ impl PartitionServerState {
     async fn load(self: Arc<Self>, bounds: RangeBounds) {
         let range_id = bounds.range_id;
         let result = Range::load(self.streams.clone(), bounds.clone()).await;
-        let mut ranges = self.ranges.write().unwrap_or_else(|poison| poison.into_inner());
+        let mut ranges = self
+            .ranges
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
         // Only install the result if the assignment did not change while we were loading.
         let still_wanted = matches!(ranges.get(&range_id), Some(Slot::Loading(b)) if *b == bounds);
         match result {

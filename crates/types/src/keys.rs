@@ -104,7 +104,10 @@ mod tests {
         let mut encoded: Vec<Vec<u8>> = keys.iter().map(|k| object_key("photos", k)).collect();
         encoded.sort();
         keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let decoded: Vec<&str> = encoded.iter().map(|e| decode_object_key(e).unwrap().1).collect();
+        let decoded: Vec<&str> = encoded
+            .iter()
+            .map(|e| decode_object_key(e).unwrap().1)
+            .collect();
         assert_eq!(decoded, keys);
     }
 

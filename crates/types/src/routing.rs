@@ -67,7 +67,8 @@ pub fn s3_status(code: Code, s3_code: &str, message: impl std::fmt::Display) -> 
 /// The S3 error code carried by [`s3_status`], if any.
 pub fn s3_code(status: &Status) -> Option<&str> {
     let (code, _) = status.message().split_once(": ")?;
-    let plausible = !code.is_empty() && code.len() <= 48 && code.chars().all(|c| c.is_ascii_alphanumeric());
+    let plausible =
+        !code.is_empty() && code.len() <= 48 && code.chars().all(|c| c.is_ascii_alphanumeric());
     plausible.then_some(code)
 }
 

@@ -16,7 +16,10 @@ pub fn always_healthy(kind: &'static str) -> HealthCheck {
 
 async fn health(State(check): State<HealthCheck>) -> impl IntoResponse {
     match check() {
-        Ok(details) => (StatusCode::OK, Json(serde_json::json!({ "status": "ok", "details": details }))),
+        Ok(details) => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ok", "details": details })),
+        ),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({ "status": "unhealthy", "reason": reason })),
@@ -31,7 +34,14 @@ async fn metrics() -> impl IntoResponse {
     if let Err(err) = encoder.encode(&prometheus::gather(), &mut buffer) {
         return (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response();
     }
-    ([(http::header::CONTENT_TYPE, encoder.format_type().to_string())], buffer).into_response()
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            encoder.format_type().to_string(),
+        )],
+        buffer,
+    )
+        .into_response()
 }
 
 /// Binds `addr` and serves the admin endpoints until `token` is cancelled. Returns the bound

@@ -12,7 +12,8 @@ pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> anyhow::Resul
     };
     let text = std::fs::read_to_string(path)
         .map_err(|err| anyhow::anyhow!("reading config file {}: {err}", path.display()))?;
-    toml::from_str(&text).map_err(|err| anyhow::anyhow!("parsing config file {}: {err}", path.display()))
+    toml::from_str(&text)
+        .map_err(|err| anyhow::anyhow!("parsing config file {}: {err}", path.display()))
 }
 
 /// Picks the flag when given, else the file's value, else the default.
@@ -38,7 +39,10 @@ mod tests {
         std::fs::write(&path, "rack = \"r1\"\nlisten = \"127.0.0.1:1\"\n").unwrap();
         let file: Sample = load(Some(&path)).unwrap();
         assert_eq!(file.rack.as_deref(), Some("r1"));
-        assert_eq!(pick(Some("r2".to_string()), file.rack.clone(), "d".into()), "r2");
+        assert_eq!(
+            pick(Some("r2".to_string()), file.rack.clone(), "d".into()),
+            "r2"
+        );
         assert_eq!(pick(None, file.rack, "d".to_string()), "r1");
         assert_eq!(pick::<String>(None, None, "d".into()), "d");
     }

@@ -53,8 +53,14 @@ impl Shutdown {
     pub async fn wait(&self, grace: Duration) {
         self.token.cancelled().await;
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
-            tracing::warn!(?grace, "tasks still running after the shutdown grace period");
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "tasks still running after the shutdown grace period"
+            );
         }
     }
 }

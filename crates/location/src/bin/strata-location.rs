@@ -38,7 +38,11 @@ async fn main() -> anyhow::Result<()> {
     strata_util::init_tracing();
     let flags = Args::parse();
     let file: Args = config::load(flags.config.as_deref())?;
-    let data_dir = config::pick(flags.data_dir, file.data_dir, PathBuf::from("strata-data/location"));
+    let data_dir = config::pick(
+        flags.data_dir,
+        file.data_dir,
+        PathBuf::from("strata-data/location"),
+    );
     let listen = config::pick(flags.listen, file.listen, "127.0.0.1:0".parse()?);
     let http_listen = config::pick(flags.http_listen, file.http_listen, "127.0.0.1:0".parse()?);
     let stamp = config::pick(flags.stamp, file.stamp, "stamp-1".to_string());
@@ -49,7 +53,12 @@ async fn main() -> anyhow::Result<()> {
     let store = LocationStore::open(&data_dir)?;
     let service = LocationService::new(store, vec![(stamp, endpoint)]);
     let (listener, grpc_addr) = rpc::bind(listen).await?;
-    let (http_addr, _) = admin::serve(http_listen, admin::always_healthy("location"), shutdown.token()).await?;
+    let (http_addr, _) = admin::serve(
+        http_listen,
+        admin::always_healthy("location"),
+        shutdown.token(),
+    )
+    .await?;
     tracing::info!(%grpc_addr, %http_addr, data_dir = %data_dir.display(), "strata-location listening");
     let router = rpc::server().add_service(LocationServer::new(service));
     let token = shutdown.token();

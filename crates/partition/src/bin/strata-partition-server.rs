@@ -44,7 +44,11 @@ struct Args {
 }
 
 fn split_addrs(list: &str) -> Vec<String> {
-    list.split(',').map(str::trim).filter(|a| !a.is_empty()).map(String::from).collect()
+    list.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 #[tokio::main]
@@ -52,11 +56,20 @@ async fn main() -> anyhow::Result<()> {
     strata_util::init_tracing();
     let flags = Args::parse();
     let file: Args = config::load(flags.config.as_deref())?;
-    let data_dir = config::pick(flags.data_dir, file.data_dir, PathBuf::from("strata-data/partition"));
+    let data_dir = config::pick(
+        flags.data_dir,
+        file.data_dir,
+        PathBuf::from("strata-data/partition"),
+    );
     let listen = config::pick(flags.listen, file.listen, "127.0.0.1:0".parse()?);
     let http_listen = config::pick(flags.http_listen, file.http_listen, "127.0.0.1:0".parse()?);
     let manager_addrs = split_addrs(&flags.manager.or(file.manager).unwrap_or_default());
-    let stream_addrs = split_addrs(&flags.stream_manager.or(file.stream_manager).unwrap_or_default());
+    let stream_addrs = split_addrs(
+        &flags
+            .stream_manager
+            .or(file.stream_manager)
+            .unwrap_or_default(),
+    );
     anyhow::ensure!(!manager_addrs.is_empty(), "--manager is required");
     anyhow::ensure!(!stream_addrs.is_empty(), "--stream-manager is required");
     let server_id = match flags.server_id.or(file.server_id) {
@@ -69,14 +82,27 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     let (listener, grpc_addr) = rpc::bind(listen).await?;
-    let (http_addr, _) = admin::serve(http_listen, admin::always_healthy("partition-server"), shutdown.token()).await?;
+    let (http_addr, _) = admin::serve(
+        http_listen,
+        admin::always_healthy("partition-server"),
+        shutdown.token(),
+    )
+    .await?;
     let config = PartitionServerConfig {
         server_id: server_id.clone(),
         advertise_addr: grpc_addr.to_string(),
         http_addr: http_addr.to_string(),
         manager_addrs,
-        heartbeat_interval_ms: config::pick(flags.heartbeat_interval_ms, file.heartbeat_interval_ms, 500),
-        checkpoint_every_entries: config::pick(flags.checkpoint_every_entries, file.checkpoint_every_entries, 10_000),
+        heartbeat_interval_ms: config::pick(
+            flags.heartbeat_interval_ms,
+            file.heartbeat_interval_ms,
+            500,
+        ),
+        checkpoint_every_entries: config::pick(
+            flags.checkpoint_every_entries,
+            file.checkpoint_every_entries,
+            10_000,
+        ),
     };
     let state = PartitionServerState::new(config, StreamClient::new(stream_addrs));
     tracing::info!(%server_id, %grpc_addr, %http_addr, "strata-partition-server listening");

@@ -7,12 +7,17 @@ use crate::error::PartitionError;
 use crate::range::IndexValue;
 use crate::server::PartitionServerState;
 
-pub async fn create(state: &PartitionServerState, request: CreateBucketRequest) -> Result<CreateBucketResponse, PartitionError> {
+pub async fn create(
+    state: &PartitionServerState,
+    request: CreateBucketRequest,
+) -> Result<CreateBucketResponse, PartitionError> {
     let bucket = request
         .bucket
         .ok_or_else(|| PartitionError::InvalidArgument("missing bucket".into()))?;
     if bucket.name.is_empty() || bucket.name.as_bytes().contains(&0) {
-        return Err(PartitionError::InvalidArgument("invalid bucket name".into()));
+        return Err(PartitionError::InvalidArgument(
+            "invalid bucket name".into(),
+        ));
     }
     let key = keys::bucket_key(&bucket.name);
     let range = state.range_for(&key)?;
@@ -22,14 +27,19 @@ pub async fn create(state: &PartitionServerState, request: CreateBucketRequest) 
             bucket: Some(existing),
         });
     }
-    range.commit(key, Some(IndexValue::Bucket(bucket.clone()))).await?;
+    range
+        .commit(key, Some(IndexValue::Bucket(bucket.clone())))
+        .await?;
     Ok(CreateBucketResponse {
         created: true,
         bucket: Some(bucket),
     })
 }
 
-pub fn get(state: &PartitionServerState, request: GetBucketRequest) -> Result<GetBucketResponse, PartitionError> {
+pub fn get(
+    state: &PartitionServerState,
+    request: GetBucketRequest,
+) -> Result<GetBucketResponse, PartitionError> {
     let key = keys::bucket_key(&request.name);
     let range = state.range_for(&key)?;
     let bucket = match range.get(&key) {
@@ -39,7 +49,10 @@ pub fn get(state: &PartitionServerState, request: GetBucketRequest) -> Result<Ge
     Ok(GetBucketResponse { bucket })
 }
 
-pub async fn delete(state: &PartitionServerState, request: DeleteBucketRequest) -> Result<DeleteBucketResponse, PartitionError> {
+pub async fn delete(
+    state: &PartitionServerState,
+    request: DeleteBucketRequest,
+) -> Result<DeleteBucketResponse, PartitionError> {
     let key = keys::bucket_key(&request.name);
     let range = state.range_for(&key)?;
     if range.get(&key).is_none() {

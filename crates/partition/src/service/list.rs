@@ -12,7 +12,10 @@ use crate::server::PartitionServerState;
 /// Upper bound on one ListObjects answer, whatever the caller asked.
 pub const LIST_ITEMS_MAX: u32 = 1000;
 
-pub fn list_objects(state: &PartitionServerState, request: ListObjectsRequest) -> Result<ListObjectsResponse, PartitionError> {
+pub fn list_objects(
+    state: &PartitionServerState,
+    request: ListObjectsRequest,
+) -> Result<ListObjectsResponse, PartitionError> {
     let max_items = request.max_keys.clamp(1, LIST_ITEMS_MAX) as usize;
     let bucket_prefix = keys::object_prefix(&request.bucket);
     let full_prefix = keys::object_key(&request.bucket, &request.prefix);
@@ -64,7 +67,9 @@ pub fn list_objects(state: &PartitionServerState, request: ListObjectsRequest) -
                 break 'ranges;
             }
             let Some((_, key)) = keys::decode_object_key(&encoded) else {
-                return Err(PartitionError::Corrupt("undecodable object key in index".into()));
+                return Err(PartitionError::Corrupt(
+                    "undecodable object key in index".into(),
+                ));
             };
             debug_assert!(encoded.starts_with(&bucket_prefix));
             let common = common_prefix(key, &request.prefix, &request.delimiter);
@@ -111,15 +116,24 @@ fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: &str) -> Option<&'k 
 }
 
 /// Listing answers carry no chunk locations: the front-end never needs them there.
-pub fn strip_chunks(mut meta: strata_proto::common::ObjectMeta) -> strata_proto::common::ObjectMeta {
+pub fn strip_chunks(
+    mut meta: strata_proto::common::ObjectMeta,
+) -> strata_proto::common::ObjectMeta {
     meta.chunks.clear();
     meta
 }
 
-pub fn count_objects(state: &PartitionServerState, request: CountObjectsRequest) -> CountObjectsResponse {
+pub fn count_objects(
+    state: &PartitionServerState,
+    request: CountObjectsRequest,
+) -> CountObjectsResponse {
     let prefix = keys::object_prefix(&request.bucket);
     let end = keys::prefix_end(&prefix);
-    let limit = if request.limit == 0 { u64::MAX } else { request.limit };
+    let limit = if request.limit == 0 {
+        u64::MAX
+    } else {
+        request.limit
+    };
     let mut count = 0u64;
     for range in state.ready_ranges() {
         range.scan(&prefix, end.as_deref(), |_, value| {
@@ -144,7 +158,10 @@ mod tests {
         assert_eq!(common_prefix("a/b/c", "", "/"), Some("a/"));
         assert_eq!(common_prefix("a/b/c", "a/", "/"), Some("a/b/"));
         assert_eq!(common_prefix("a/b", "a/b", "/"), None);
-        assert_eq!(common_prefix("photos2026x", "photos", "20"), Some("photos20"));
+        assert_eq!(
+            common_prefix("photos2026x", "photos", "20"),
+            Some("photos20")
+        );
         assert_eq!(common_prefix("abc", "", ""), None);
     }
 }

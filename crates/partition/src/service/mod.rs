@@ -30,82 +30,160 @@ pub type GetObjectStream = Pin<Box<dyn Stream<Item = Result<GetObjectResponse, S
 
 #[tonic::async_trait]
 impl PartitionServer for PartitionService {
-    async fn create_bucket(&self, request: Request<CreateBucketRequest>) -> Result<Response<CreateBucketResponse>, Status> {
-        Ok(Response::new(buckets::create(&self.state, request.into_inner()).await?))
+    async fn create_bucket(
+        &self,
+        request: Request<CreateBucketRequest>,
+    ) -> Result<Response<CreateBucketResponse>, Status> {
+        Ok(Response::new(
+            buckets::create(&self.state, request.into_inner()).await?,
+        ))
     }
 
-    async fn get_bucket(&self, request: Request<GetBucketRequest>) -> Result<Response<GetBucketResponse>, Status> {
-        Ok(Response::new(buckets::get(&self.state, request.into_inner())?))
+    async fn get_bucket(
+        &self,
+        request: Request<GetBucketRequest>,
+    ) -> Result<Response<GetBucketResponse>, Status> {
+        Ok(Response::new(buckets::get(
+            &self.state,
+            request.into_inner(),
+        )?))
     }
 
-    async fn delete_bucket(&self, request: Request<DeleteBucketRequest>) -> Result<Response<DeleteBucketResponse>, Status> {
-        Ok(Response::new(buckets::delete(&self.state, request.into_inner()).await?))
+    async fn delete_bucket(
+        &self,
+        request: Request<DeleteBucketRequest>,
+    ) -> Result<Response<DeleteBucketResponse>, Status> {
+        Ok(Response::new(
+            buckets::delete(&self.state, request.into_inner()).await?,
+        ))
     }
 
-    async fn list_buckets(&self, _request: Request<ListBucketsRequest>) -> Result<Response<ListBucketsResponse>, Status> {
+    async fn list_buckets(
+        &self,
+        _request: Request<ListBucketsRequest>,
+    ) -> Result<Response<ListBucketsResponse>, Status> {
         Ok(Response::new(buckets::list(&self.state)))
     }
 
-    async fn put_object(&self, request: Request<Streaming<PutObjectRequest>>) -> Result<Response<PutObjectResponse>, Status> {
-        Ok(Response::new(objects::put(&self.state, request.into_inner()).await?))
+    async fn put_object(
+        &self,
+        request: Request<Streaming<PutObjectRequest>>,
+    ) -> Result<Response<PutObjectResponse>, Status> {
+        Ok(Response::new(
+            objects::put(&self.state, request.into_inner()).await?,
+        ))
     }
 
-    async fn head_object(&self, request: Request<HeadObjectRequest>) -> Result<Response<HeadObjectResponse>, Status> {
-        Ok(Response::new(objects::head(&self.state, request.into_inner())?))
+    async fn head_object(
+        &self,
+        request: Request<HeadObjectRequest>,
+    ) -> Result<Response<HeadObjectResponse>, Status> {
+        Ok(Response::new(objects::head(
+            &self.state,
+            request.into_inner(),
+        )?))
     }
 
     type GetObjectStream = GetObjectStream;
 
-    async fn get_object(&self, request: Request<GetObjectRequest>) -> Result<Response<GetObjectStream>, Status> {
-        Ok(Response::new(objects::get(&self.state, request.into_inner())?))
+    async fn get_object(
+        &self,
+        request: Request<GetObjectRequest>,
+    ) -> Result<Response<GetObjectStream>, Status> {
+        Ok(Response::new(objects::get(
+            &self.state,
+            request.into_inner(),
+        )?))
     }
 
-    async fn delete_object(&self, request: Request<DeleteObjectRequest>) -> Result<Response<DeleteObjectResponse>, Status> {
-        Ok(Response::new(objects::delete(&self.state, request.into_inner()).await?))
+    async fn delete_object(
+        &self,
+        request: Request<DeleteObjectRequest>,
+    ) -> Result<Response<DeleteObjectResponse>, Status> {
+        Ok(Response::new(
+            objects::delete(&self.state, request.into_inner()).await?,
+        ))
     }
 
-    async fn copy_object(&self, request: Request<CopyObjectRequest>) -> Result<Response<CopyObjectResponse>, Status> {
-        Ok(Response::new(objects::copy(&self.state, request.into_inner()).await?))
+    async fn copy_object(
+        &self,
+        request: Request<CopyObjectRequest>,
+    ) -> Result<Response<CopyObjectResponse>, Status> {
+        Ok(Response::new(
+            objects::copy(&self.state, request.into_inner()).await?,
+        ))
     }
 
-    async fn list_objects(&self, request: Request<ListObjectsRequest>) -> Result<Response<ListObjectsResponse>, Status> {
-        Ok(Response::new(list::list_objects(&self.state, request.into_inner())?))
+    async fn list_objects(
+        &self,
+        request: Request<ListObjectsRequest>,
+    ) -> Result<Response<ListObjectsResponse>, Status> {
+        Ok(Response::new(list::list_objects(
+            &self.state,
+            request.into_inner(),
+        )?))
     }
 
-    async fn count_objects(&self, request: Request<CountObjectsRequest>) -> Result<Response<CountObjectsResponse>, Status> {
-        Ok(Response::new(list::count_objects(&self.state, request.into_inner())))
+    async fn count_objects(
+        &self,
+        request: Request<CountObjectsRequest>,
+    ) -> Result<Response<CountObjectsResponse>, Status> {
+        Ok(Response::new(list::count_objects(
+            &self.state,
+            request.into_inner(),
+        )))
     }
 
     async fn create_multipart_upload(
         &self,
         request: Request<CreateMultipartUploadRequest>,
     ) -> Result<Response<CreateMultipartUploadResponse>, Status> {
-        Ok(Response::new(multipart::create(&self.state, request.into_inner()).await?))
+        Ok(Response::new(
+            multipart::create(&self.state, request.into_inner()).await?,
+        ))
     }
 
-    async fn upload_part(&self, request: Request<Streaming<UploadPartRequest>>) -> Result<Response<UploadPartResponse>, Status> {
-        Ok(Response::new(multipart::upload_part(&self.state, request.into_inner()).await?))
+    async fn upload_part(
+        &self,
+        request: Request<Streaming<UploadPartRequest>>,
+    ) -> Result<Response<UploadPartResponse>, Status> {
+        Ok(Response::new(
+            multipart::upload_part(&self.state, request.into_inner()).await?,
+        ))
     }
 
     async fn complete_multipart_upload(
         &self,
         request: Request<CompleteMultipartUploadRequest>,
     ) -> Result<Response<CompleteMultipartUploadResponse>, Status> {
-        Ok(Response::new(multipart::complete(&self.state, request.into_inner()).await?))
+        Ok(Response::new(
+            multipart::complete(&self.state, request.into_inner()).await?,
+        ))
     }
 
     async fn abort_multipart_upload(
         &self,
         request: Request<AbortMultipartUploadRequest>,
     ) -> Result<Response<AbortMultipartUploadResponse>, Status> {
-        Ok(Response::new(multipart::abort(&self.state, request.into_inner()).await?))
+        Ok(Response::new(
+            multipart::abort(&self.state, request.into_inner()).await?,
+        ))
     }
 
-    async fn list_parts(&self, request: Request<ListPartsRequest>) -> Result<Response<ListPartsResponse>, Status> {
-        Ok(Response::new(multipart::list_parts(&self.state, request.into_inner())?))
+    async fn list_parts(
+        &self,
+        request: Request<ListPartsRequest>,
+    ) -> Result<Response<ListPartsResponse>, Status> {
+        Ok(Response::new(multipart::list_parts(
+            &self.state,
+            request.into_inner(),
+        )?))
     }
 
-    async fn get_status(&self, _request: Request<PartitionStatusRequest>) -> Result<Response<PartitionStatusResponse>, Status> {
+    async fn get_status(
+        &self,
+        _request: Request<PartitionStatusRequest>,
+    ) -> Result<Response<PartitionStatusResponse>, Status> {
         let ranges = self
             .state
             .ready_ranges()

@@ -29,7 +29,9 @@ fn no_such_upload() -> PartitionError {
 }
 
 fn upload_id_valid(upload_id: &str) -> bool {
-    !upload_id.is_empty() && upload_id.len() <= 64 && upload_id.bytes().all(|b| b.is_ascii_alphanumeric())
+    !upload_id.is_empty()
+        && upload_id.len() <= 64
+        && upload_id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// The range and the upload record, or NoSuchUpload.
@@ -55,7 +57,12 @@ fn upload_record(range: &Range, upload_key: &[u8]) -> Result<UploadMeta, Partiti
 }
 
 /// Every part record of an upload, in part-number order.
-fn parts_of(range: &Range, upload_key: &[u8], after_part: u32, limit: usize) -> Vec<(Vec<u8>, PartMeta)> {
+fn parts_of(
+    range: &Range,
+    upload_key: &[u8],
+    after_part: u32,
+    limit: usize,
+) -> Vec<(Vec<u8>, PartMeta)> {
     let mut prefix = upload_key.to_vec();
     prefix.push(0);
     let mut from = prefix.clone();
@@ -88,16 +95,27 @@ pub async fn create(
     Ok(CreateMultipartUploadResponse { upload_id })
 }
 
-pub async fn upload_part(state: &PartitionServerState, mut body: Streaming<UploadPartRequest>) -> Result<UploadPartResponse, Status> {
+pub async fn upload_part(
+    state: &PartitionServerState,
+    mut body: Streaming<UploadPartRequest>,
+) -> Result<UploadPartResponse, Status> {
     use upload_part_request::Part;
     let header = match body.message().await? {
         Some(UploadPartRequest {
             part: Some(Part::Header(header)),
         }) => header,
-        _ => return Err(PartitionError::InvalidArgument("the first message must be the header".into()).into()),
+        _ => {
+            return Err(PartitionError::InvalidArgument(
+                "the first message must be the header".into(),
+            )
+            .into())
+        }
     };
     if !(1..=PART_NUMBER_MAX).contains(&header.part_number) {
-        return Err(PartitionError::InvalidArgument(format!("part numbers are 1 to {PART_NUMBER_MAX}")).into());
+        return Err(PartitionError::InvalidArgument(format!(
+            "part numbers are 1 to {PART_NUMBER_MAX}"
+        ))
+        .into());
     }
     let (range, upload_key) = upload_of(state, &header.bucket, &header.key, &header.upload_id)?;
     upload_record(&range, &upload_key)?;
@@ -105,7 +123,14 @@ pub async fn upload_part(state: &PartitionServerState, mut body: Streaming<Uploa
         Some(Part::Chunk(data)) => Some(data),
         _ => None,
     };
-    let received = receive_body(&range, &mut body, take_chunk, header.size_bytes, &header.content_md5).await?;
+    let received = receive_body(
+        &range,
+        &mut body,
+        take_chunk,
+        header.size_bytes,
+        &header.content_md5,
+    )
+    .await?;
     let part = PartMeta {
         part_number: header.part_number,
         etag: format!("\"{}\"", hex::encode(received.md5)),
@@ -116,9 +141,17 @@ pub async fn upload_part(state: &PartitionServerState, mut body: Streaming<Uploa
     // The upload must still exist when the part is recorded (not aborted meanwhile).
     let guard = range.lock_commits().await;
     upload_record(&range, &upload_key)?;
-    let part_key = keys::part_key(&header.bucket, &header.key, &header.upload_id, header.part_number);
+    let part_key = keys::part_key(
+        &header.bucket,
+        &header.key,
+        &header.upload_id,
+        header.part_number,
+    );
     range
-        .commit_locked(guard, vec![(part_key, Some(IndexValue::Part(part.clone())))])
+        .commit_locked(
+            guard,
+            vec![(part_key, Some(IndexValue::Part(part.clone())))],
+        )
         .await?;
     let mut answer = part;
     answer.chunks.clear();
@@ -141,7 +174,11 @@ pub async fn complete(
             "you must specify at least one part",
         ));
     }
-    if request.parts.windows(2).any(|pair| pair[0].part_number >= pair[1].part_number) {
+    if request
+        .parts
+        .windows(2)
+        .any(|pair| pair[0].part_number >= pair[1].part_number)
+    {
         return Err(PartitionError::s3(
             Code::InvalidArgument,
             "InvalidPartOrder",
@@ -153,7 +190,10 @@ pub async fn complete(
     let stored = parts_of(&range, &upload_key, 0, usize::MAX);
     let mut chosen = Vec::with_capacity(request.parts.len());
     for (index, wanted) in request.parts.iter().enumerate() {
-        let Some((_, part)) = stored.iter().find(|(_, p)| p.part_number == wanted.part_number) else {
+        let Some((_, part)) = stored
+            .iter()
+            .find(|(_, p)| p.part_number == wanted.part_number)
+        else {
             return Err(PartitionError::s3(
                 Code::InvalidArgument,
                 "InvalidPart",
@@ -172,7 +212,10 @@ pub async fn complete(
             return Err(PartitionError::s3(
                 Code::InvalidArgument,
                 "EntityTooSmall",
-                format!("part {} is smaller than 5 MiB and is not the last part", wanted.part_number),
+                format!(
+                    "part {} is smaller than 5 MiB and is not the last part",
+                    wanted.part_number
+                ),
             ));
         }
         chosen.push(part);
@@ -183,8 +226,9 @@ pub async fn complete(
     meta.size_bytes = 0;
     meta.chunks.clear();
     for part in &chosen {
-        let binary = hex::decode(normalize_etag(&part.etag))
-            .map_err(|_| PartitionError::Corrupt(format!("part {} has a malformed ETag", part.part_number)))?;
+        let binary = hex::decode(normalize_etag(&part.etag)).map_err(|_| {
+            PartitionError::Corrupt(format!("part {} has a malformed ETag", part.part_number))
+        })?;
         etag_md5.update(&binary);
         meta.size_bytes += part.size_bytes;
         meta.chunks.extend(part.chunks.iter().cloned());
@@ -193,7 +237,10 @@ pub async fn complete(
     meta.last_modified_ms = strata_util::now_ms();
 
     let object = keys::object_key(&request.bucket, &request.key);
-    let mut changes: Vec<Change> = vec![(object, Some(IndexValue::Object(meta.clone()))), (upload_key, None)];
+    let mut changes: Vec<Change> = vec![
+        (object, Some(IndexValue::Object(meta.clone()))),
+        (upload_key, None),
+    ];
     // Every part record goes, listed or not; unlisted parts' bytes become garbage.
     changes.extend(stored.into_iter().map(|(key, _)| (key, None)));
     range.commit_locked(guard, changes).await?;
@@ -209,22 +256,30 @@ pub async fn abort(
     let guard = range.lock_commits().await;
     upload_record(&range, &upload_key)?;
     let mut changes: Vec<Change> = vec![(upload_key.clone(), None)];
-    changes.extend(parts_of(&range, &upload_key, 0, usize::MAX).into_iter().map(|(key, _)| (key, None)));
+    changes.extend(
+        parts_of(&range, &upload_key, 0, usize::MAX)
+            .into_iter()
+            .map(|(key, _)| (key, None)),
+    );
     range.commit_locked(guard, changes).await?;
     Ok(AbortMultipartUploadResponse {})
 }
 
-pub fn list_parts(state: &PartitionServerState, request: ListPartsRequest) -> Result<ListPartsResponse, PartitionError> {
+pub fn list_parts(
+    state: &PartitionServerState,
+    request: ListPartsRequest,
+) -> Result<ListPartsResponse, PartitionError> {
     let (range, upload_key) = upload_of(state, &request.bucket, &request.key, &request.upload_id)?;
     let upload = upload_record(&range, &upload_key)?;
     let limit = request.max_parts.clamp(1, LIST_PARTS_MAX) as usize;
-    let mut parts: Vec<PartMeta> = parts_of(&range, &upload_key, request.part_number_marker, limit + 1)
-        .into_iter()
-        .map(|(_, mut part)| {
-            part.chunks.clear();
-            part
-        })
-        .collect();
+    let mut parts: Vec<PartMeta> =
+        parts_of(&range, &upload_key, request.part_number_marker, limit + 1)
+            .into_iter()
+            .map(|(_, mut part)| {
+                part.chunks.clear();
+                part
+            })
+            .collect();
     let truncated = parts.len() > limit;
     parts.truncate(limit);
     Ok(ListPartsResponse {

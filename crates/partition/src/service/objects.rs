@@ -24,7 +24,9 @@ const GET_READ_AHEAD_CHUNKS: usize = 2;
 
 pub(super) fn object_key(bucket: &str, key: &str) -> Result<Vec<u8>, PartitionError> {
     if key.is_empty() {
-        return Err(PartitionError::InvalidArgument("object keys cannot be empty".into()));
+        return Err(PartitionError::InvalidArgument(
+            "object keys cannot be empty".into(),
+        ));
     }
     if key.len() > OBJECT_KEY_BYTES_MAX {
         return Err(PartitionError::s3(
@@ -34,15 +36,23 @@ pub(super) fn object_key(bucket: &str, key: &str) -> Result<Vec<u8>, PartitionEr
         ));
     }
     if key.as_bytes().contains(&0) {
-        return Err(PartitionError::InvalidArgument("object keys cannot contain U+0000".into()));
+        return Err(PartitionError::InvalidArgument(
+            "object keys cannot contain U+0000".into(),
+        ));
     }
     if bucket.is_empty() || bucket.as_bytes().contains(&0) {
-        return Err(PartitionError::InvalidArgument("invalid bucket name".into()));
+        return Err(PartitionError::InvalidArgument(
+            "invalid bucket name".into(),
+        ));
     }
     Ok(keys::object_key(bucket, key))
 }
 
-fn lookup(state: &PartitionServerState, bucket: &str, key: &str) -> Result<(Vec<u8>, ObjectMeta), PartitionError> {
+fn lookup(
+    state: &PartitionServerState,
+    bucket: &str,
+    key: &str,
+) -> Result<(Vec<u8>, ObjectMeta), PartitionError> {
     let encoded = object_key(bucket, key)?;
     let range = state.range_for(&encoded)?;
     match range.get(&encoded) {
@@ -77,7 +87,10 @@ pub(super) async fn receive_body<M>(
     let mut pending = BytesMut::with_capacity(CHUNK_SIZE_BYTES);
     while let Some(message) = body.message().await? {
         let Some(data) = take_chunk(message) else {
-            return Err(PartitionError::InvalidArgument("only data chunks may follow the header".into()).into());
+            return Err(PartitionError::InvalidArgument(
+                "only data chunks may follow the header".into(),
+            )
+            .into());
         };
         if data.len() > PUT_MESSAGE_BYTES_MAX {
             return Err(PartitionError::InvalidArgument("data message too large".into()).into());
@@ -107,7 +120,13 @@ pub(super) async fn receive_body<M>(
     if !content_md5.is_empty() {
         let expected = base64::engine::general_purpose::STANDARD
             .decode(content_md5.trim())
-            .map_err(|_| PartitionError::s3(tonic::Code::InvalidArgument, "InvalidDigest", "Content-MD5 is not base64"))?;
+            .map_err(|_| {
+                PartitionError::s3(
+                    tonic::Code::InvalidArgument,
+                    "InvalidDigest",
+                    "Content-MD5 is not base64",
+                )
+            })?;
         if expected.as_slice() != md5.as_slice() {
             return Err(PartitionError::BadDigest.into());
         }
@@ -119,13 +138,21 @@ pub(super) async fn receive_body<M>(
     })
 }
 
-pub async fn put(state: &PartitionServerState, mut body: Streaming<PutObjectRequest>) -> Result<PutObjectResponse, Status> {
+pub async fn put(
+    state: &PartitionServerState,
+    mut body: Streaming<PutObjectRequest>,
+) -> Result<PutObjectResponse, Status> {
     use put_object_request::Part;
     let header = match body.message().await? {
         Some(PutObjectRequest {
             part: Some(Part::Header(header)),
         }) => header,
-        _ => return Err(PartitionError::InvalidArgument("the first message must be the header".into()).into()),
+        _ => {
+            return Err(PartitionError::InvalidArgument(
+                "the first message must be the header".into(),
+            )
+            .into())
+        }
     };
     let encoded = object_key(&header.bucket, &header.key)?;
     let range = state.range_for(&encoded)?;
@@ -133,23 +160,40 @@ pub async fn put(state: &PartitionServerState, mut body: Streaming<PutObjectRequ
         Some(Part::Chunk(data)) => Some(data),
         _ => None,
     };
-    let received = receive_body(&range, &mut body, take_chunk, header.size_bytes, &header.content_md5).await?;
+    let received = receive_body(
+        &range,
+        &mut body,
+        take_chunk,
+        header.size_bytes,
+        &header.content_md5,
+    )
+    .await?;
     let mut meta = header.meta.unwrap_or_default();
     meta.size_bytes = received.size_bytes;
     meta.etag = format!("\"{}\"", hex::encode(received.md5));
     meta.last_modified_ms = strata_util::now_ms();
     meta.chunks = received.chunks;
-    range.commit(encoded, Some(IndexValue::Object(meta.clone()))).await?;
+    range
+        .commit(encoded, Some(IndexValue::Object(meta.clone())))
+        .await?;
     Ok(PutObjectResponse {
         meta: Some(strip_chunks(meta)),
     })
 }
 
 fn s3_too_large() -> Status {
-    PartitionError::s3(tonic::Code::InvalidArgument, "EntityTooLarge", "objects and parts are at most 5 GiB").into()
+    PartitionError::s3(
+        tonic::Code::InvalidArgument,
+        "EntityTooLarge",
+        "objects and parts are at most 5 GiB",
+    )
+    .into()
 }
 
-pub fn head(state: &PartitionServerState, request: HeadObjectRequest) -> Result<HeadObjectResponse, PartitionError> {
+pub fn head(
+    state: &PartitionServerState,
+    request: HeadObjectRequest,
+) -> Result<HeadObjectResponse, PartitionError> {
     match lookup(state, &request.bucket, &request.key) {
         Ok((_, meta)) => Ok(HeadObjectResponse {
             meta: Some(strip_chunks(meta)),
@@ -159,7 +203,10 @@ pub fn head(state: &PartitionServerState, request: HeadObjectRequest) -> Result<
     }
 }
 
-pub fn get(state: &PartitionServerState, request: GetObjectRequest) -> Result<GetObjectStream, PartitionError> {
+pub fn get(
+    state: &PartitionServerState,
+    request: GetObjectRequest,
+) -> Result<GetObjectStream, PartitionError> {
     let (encoded, meta) = lookup(state, &request.bucket, &request.key)?;
     if !request.expected_etag.is_empty() && request.expected_etag != meta.etag {
         return Err(PartitionError::PreconditionFailed);
@@ -172,7 +219,9 @@ pub fn get(state: &PartitionServerState, request: GetObjectRequest) -> Result<Ge
         request.range_end.min(meta.size_bytes)
     };
     if start > end {
-        return Err(PartitionError::InvalidArgument("range start after range end".into()));
+        return Err(PartitionError::InvalidArgument(
+            "range start after range end".into(),
+        ));
     }
 
     // (chunk, first byte wanted inside it, bytes wanted) for every chunk overlapping [start, end).
@@ -183,7 +232,7 @@ pub fn get(state: &PartitionServerState, request: GetObjectRequest) -> Result<Ge
         if chunk_end > start && chunk_start < end {
             let from = start.saturating_sub(chunk_start);
             let to = end.min(chunk_end) - chunk_start;
-            wanted.push((chunk.clone(), from, to));
+            wanted.push((*chunk, from, to));
         }
         chunk_start = chunk_end;
     }
@@ -198,7 +247,11 @@ pub fn get(state: &PartitionServerState, request: GetObjectRequest) -> Result<Ge
                     .map_err(|err| Status::unavailable(format!("reading chunk: {err}")))?;
                 // Assert after reading: the record is the one the index points at.
                 if record.len() as u64 != chunk.length {
-                    tracing::error!(extent_id = chunk.extent_id, offset = chunk.offset, "chunk length mismatch");
+                    tracing::error!(
+                        extent_id = chunk.extent_id,
+                        offset = chunk.offset,
+                        "chunk length mismatch"
+                    );
                     return Err(Status::data_loss("chunk length does not match the index"));
                 }
                 let bytes: Bytes = record.slice(from as usize..to as usize);
@@ -216,7 +269,10 @@ pub fn get(state: &PartitionServerState, request: GetObjectRequest) -> Result<Ge
     Ok(Box::pin(first.chain(chunks)))
 }
 
-pub async fn delete(state: &PartitionServerState, request: DeleteObjectRequest) -> Result<DeleteObjectResponse, PartitionError> {
+pub async fn delete(
+    state: &PartitionServerState,
+    request: DeleteObjectRequest,
+) -> Result<DeleteObjectResponse, PartitionError> {
     let encoded = object_key(&request.bucket, &request.key)?;
     let range = state.range_for(&encoded)?;
     if !matches!(range.get(&encoded), Some(IndexValue::Object(_))) {
@@ -227,7 +283,10 @@ pub async fn delete(state: &PartitionServerState, request: DeleteObjectRequest) 
 }
 
 /// Metadata-only copy: the destination entry points at the source's chunks.
-pub async fn copy(state: &PartitionServerState, request: CopyObjectRequest) -> Result<CopyObjectResponse, PartitionError> {
+pub async fn copy(
+    state: &PartitionServerState,
+    request: CopyObjectRequest,
+) -> Result<CopyObjectResponse, PartitionError> {
     let (_, source) = lookup(state, &request.src_bucket, &request.src_key)?;
     if !request.expected_src_etag.is_empty() && request.expected_src_etag != source.etag {
         return Err(PartitionError::PreconditionFailed);
@@ -244,7 +303,9 @@ pub async fn copy(state: &PartitionServerState, request: CopyObjectRequest) -> R
         source
     };
     meta.last_modified_ms = strata_util::now_ms();
-    range.commit(destination, Some(IndexValue::Object(meta.clone()))).await?;
+    range
+        .commit(destination, Some(IndexValue::Object(meta.clone())))
+        .await?;
     Ok(CopyObjectResponse {
         meta: Some(strip_chunks(meta)),
     })

@@ -1,0 +1,408 @@
+//! Multipart uploads: CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+//! AbortMultipartUpload and ListParts.
+//!
+//! The partition server keeps an upload and its parts right after the object's key, so every
+//! call is routed by `keys::object_key(bucket, key)`, like the object's own operations. A part
+//! streams through `put.rs` exactly like a PutObject body (UploadPart is a `StreamedWrite`);
+//! completing is one index update on the owner and copies no byte. The owner decides
+//! NoSuchUpload, InvalidPart, InvalidPartOrder and EntityTooSmall; this module checks what
+//! can be refused before any byte moves (part numbers, sizes, the parts list, the bucket).
+//!
+//! UploadPartCopy and ListMultipartUploads keep s3s's default answer, 501 NotImplemented.
+
+use crate::bucket::owner;
+use crate::conditions::to_s3_etag;
+use crate::error::FrontendError;
+use crate::frontend::Frontend;
+use crate::meta::{size_i64, stored_headers_of, timestamp_from_ms};
+use crate::object::{check_content_length, check_key_length};
+use crate::put::{put_streaming, StreamedWrite};
+use crate::routing::PartitionClient;
+use s3s::dto::{
+    AbortMultipartUploadInput, CompleteMultipartUploadInput, CompleteMultipartUploadOutput,
+    CompletedMultipartUpload, CreateMultipartUploadInput, CreateMultipartUploadOutput, Initiator,
+    ListPartsInput, ListPartsOutput, Part, StorageClass, UploadPartInput, UploadPartOutput,
+};
+use s3s::{s3_error, S3Error, S3Result};
+use std::future::Future;
+use strata_proto::common::PartMeta;
+use strata_proto::partition::upload_part_request;
+use strata_proto::partition::{
+    AbortMultipartUploadRequest, CompleteMultipartUploadRequest, CompletedPart,
+    CreateMultipartUploadRequest, ListPartsRequest, UploadPartHeader, UploadPartRequest,
+};
+use strata_types::keys;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// S3's part numbers are 1 to this.
+pub const PART_NUMBER_MAX: i32 = 10_000;
+/// Most parts one ListParts page holds (S3's default and maximum).
+pub const LIST_PARTS_MAX: i32 = 1_000;
+
+impl StreamedWrite for UploadPartHeader {
+    type Message = UploadPartRequest;
+    type Stored = PartMeta;
+    const RPC: &'static str = "UploadPart";
+
+    fn route_key(&self) -> Vec<u8> {
+        keys::object_key(&self.bucket, &self.key)
+    }
+
+    fn header_message(self) -> UploadPartRequest {
+        UploadPartRequest {
+            part: Some(upload_part_request::Part::Header(self)),
+        }
+    }
+
+    fn chunk_message(chunk: Vec<u8>) -> UploadPartRequest {
+        UploadPartRequest {
+            part: Some(upload_part_request::Part::Chunk(chunk)),
+        }
+    }
+
+    async fn call(
+        mut client: PartitionClient,
+        request: tonic::Request<ReceiverStream<UploadPartRequest>>,
+    ) -> Result<PartMeta, tonic::Status> {
+        client
+            .upload_part(request)
+            .await?
+            .into_inner()
+            .part
+            .ok_or_else(|| tonic::Status::internal("UploadPart answered without the part"))
+    }
+}
+
+/// The part number of an UploadPart, or InvalidArgument.
+pub(crate) fn check_part_number(part_number: i32) -> S3Result<u32> {
+    u32::try_from(part_number)
+        .ok()
+        .filter(|number| (1..=PART_NUMBER_MAX.unsigned_abs()).contains(number))
+        .ok_or_else(|| {
+            s3_error!(
+                InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive"
+            )
+        })
+}
+
+fn malformed_xml() -> S3Error {
+    s3_error!(
+        MalformedXML,
+        "The XML you provided was not well-formed or did not validate against our published schema"
+    )
+}
+
+/// The parts list of a CompleteMultipartUpload body, as the partition server takes it. An
+/// empty or missing list, or a part without number or ETag, is MalformedXML (as S3 answers).
+pub(crate) fn completed_parts(
+    upload: Option<&CompletedMultipartUpload>,
+) -> S3Result<Vec<CompletedPart>> {
+    let parts = upload
+        .and_then(|upload| upload.parts.as_ref())
+        .filter(|parts| !parts.is_empty())
+        .ok_or_else(malformed_xml)?;
+    parts
+        .iter()
+        .map(|part| {
+            let (Some(number), Some(etag)) = (part.part_number, part.e_tag.as_ref()) else {
+                return Err(malformed_xml());
+            };
+            let part_number = check_part_number(number).map_err(|_| {
+                s3_error!(
+                    InvalidPart,
+                    "One or more of the specified parts could not be found."
+                )
+            })?;
+            Ok(CompletedPart {
+                part_number,
+                etag: format!("\"{}\"", etag.value()),
+            })
+        })
+        .collect()
+}
+
+/// The object's URL for CompleteMultipartUpload's Location: the request's own host and path
+/// (path-style `/bucket/key` or virtual-hosted `/key`), without the query.
+pub(crate) fn object_location(headers: &http::HeaderMap, uri: &http::Uri) -> String {
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| uri.authority().map(http::uri::Authority::as_str))
+        .unwrap_or("localhost");
+    format!("http://{host}{}", uri.path())
+}
+
+/// ListParts' page size: S3's default when absent, at most `LIST_PARTS_MAX`.
+fn page_size(max_parts: Option<i32>) -> S3Result<i32> {
+    match max_parts {
+        None => Ok(LIST_PARTS_MAX),
+        Some(n) if n < 0 => Err(s3_error!(
+            InvalidArgument,
+            "max-parts must be a non-negative integer"
+        )),
+        Some(n) => Ok(n.min(LIST_PARTS_MAX)),
+    }
+}
+
+impl Frontend {
+    /// One unary multipart RPC on the owner of the object's key.
+    async fn on_owner<R, T, F, Fut>(
+        &self,
+        bucket: &str,
+        key: &str,
+        request: R,
+        rpc: F,
+    ) -> Result<T, FrontendError>
+    where
+        R: Clone,
+        F: Fn(PartitionClient, R) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let (response, _) = self
+            .router
+            .call(&keys::object_key(bucket, key), false, |client, _| {
+                rpc(client, request.clone())
+            })
+            .await?;
+        Ok(response.into_inner())
+    }
+
+    pub(crate) async fn create_multipart_upload_op(
+        &self,
+        input: &CreateMultipartUploadInput,
+    ) -> S3Result<CreateMultipartUploadOutput> {
+        check_key_length(&input.key)?;
+        self.require_bucket(&input.bucket).await?;
+        let request = CreateMultipartUploadRequest {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            meta: Some(stored_headers_of!(input).into_meta()),
+        };
+        let response = self
+            .on_owner(&input.bucket, &input.key, request, |mut client, r| async move {
+                client.create_multipart_upload(r).await
+            })
+            .await?;
+        Ok(CreateMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            upload_id: Some(response.upload_id),
+            ..Default::default()
+        })
+    }
+
+    pub(crate) async fn upload_part_op(&self, input: UploadPartInput) -> S3Result<UploadPartOutput> {
+        let part_number = check_part_number(input.part_number)?;
+        check_content_length(input.content_length)?;
+        self.require_bucket(&input.bucket).await?;
+        let header = UploadPartHeader {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            upload_id: input.upload_id.clone(),
+            part_number,
+            content_md5: input.content_md5.clone().unwrap_or_default(),
+            size_bytes: input.content_length.unwrap_or(-1),
+        };
+        let part = put_streaming(&self.router, header, input.body).await?;
+        Ok(UploadPartOutput {
+            e_tag: Some(to_s3_etag(&part.etag)),
+            ..Default::default()
+        })
+    }
+
+    pub(crate) async fn complete_multipart_upload_op(
+        &self,
+        input: &CompleteMultipartUploadInput,
+        location: String,
+    ) -> S3Result<CompleteMultipartUploadOutput> {
+        self.require_bucket(&input.bucket).await?;
+        let parts = completed_parts(input.multipart_upload.as_ref())?;
+        let request = CompleteMultipartUploadRequest {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            upload_id: input.upload_id.clone(),
+            parts,
+        };
+        let response = self
+            .on_owner(&input.bucket, &input.key, request, |mut client, r| async move {
+                client.complete_multipart_upload(r).await
+            })
+            .await?;
+        let meta = response.meta.ok_or_else(|| {
+            FrontendError::Protocol("CompleteMultipartUpload answered without metadata".into())
+        })?;
+        Ok(CompleteMultipartUploadOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(to_s3_etag(&meta.etag)),
+            location: Some(location),
+            ..Default::default()
+        })
+    }
+
+    pub(crate) async fn abort_multipart_upload_op(
+        &self,
+        input: &AbortMultipartUploadInput,
+    ) -> S3Result<()> {
+        self.require_bucket(&input.bucket).await?;
+        let request = AbortMultipartUploadRequest {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            upload_id: input.upload_id.clone(),
+        };
+        self.on_owner(&input.bucket, &input.key, request, |mut client, r| async move {
+            client.abort_multipart_upload(r).await
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn list_parts_op(
+        &self,
+        input: &ListPartsInput,
+        requester: &str,
+    ) -> S3Result<ListPartsOutput> {
+        let max_parts = page_size(input.max_parts)?;
+        let marker = match input.part_number_marker {
+            None => 0,
+            Some(marker) => u32::try_from(marker).map_err(|_| {
+                s3_error!(
+                    InvalidArgument,
+                    "part-number-marker must be a non-negative integer"
+                )
+            })?,
+        };
+        self.require_bucket(&input.bucket).await?;
+        let request = ListPartsRequest {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            upload_id: input.upload_id.clone(),
+            part_number_marker: marker,
+            // The owner pages at least one part; a page of zero asks whether any follows.
+            max_parts: max_parts.max(1).unsigned_abs(),
+        };
+        let response = self
+            .on_owner(&input.bucket, &input.key, request, |mut client, r| async move {
+                client.list_parts(r).await
+            })
+            .await?;
+        let (parts, truncated) = if max_parts == 0 {
+            (Vec::new(), !response.parts.is_empty() || response.truncated)
+        } else {
+            (response.parts, response.truncated)
+        };
+        let next_marker = parts.last().map(|part| part.part_number);
+        let parts: Vec<Part> = parts
+            .into_iter()
+            .map(|part| Part {
+                part_number: i32::try_from(part.part_number).ok(),
+                e_tag: Some(to_s3_etag(&part.etag)),
+                size: Some(size_i64(part.size_bytes)),
+                last_modified: Some(timestamp_from_ms(part.last_modified_ms)),
+                ..Default::default()
+            })
+            .collect();
+        let requester = owner(requester);
+        Ok(ListPartsOutput {
+            bucket: Some(input.bucket.clone()),
+            key: Some(input.key.clone()),
+            upload_id: Some(input.upload_id.clone()),
+            part_number_marker: i32::try_from(marker).ok(),
+            next_part_number_marker: next_marker.and_then(|n| i32::try_from(n).ok()),
+            max_parts: Some(max_parts),
+            is_truncated: Some(truncated),
+            parts: Some(parts),
+            initiator: Some(Initiator {
+                display_name: requester.display_name.clone(),
+                id: requester.id.clone(),
+            }),
+            owner: Some(requester),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            ..Default::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use s3s::dto::ETag;
+
+    fn part(number: Option<i32>, etag: Option<&str>) -> s3s::dto::CompletedPart {
+        s3s::dto::CompletedPart {
+            part_number: number,
+            e_tag: etag.map(|e| ETag::Strong(e.to_string())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn part_numbers_are_one_to_ten_thousand() {
+        assert_eq!(check_part_number(1).unwrap(), 1);
+        assert_eq!(check_part_number(10_000).unwrap(), 10_000);
+        for bad in [0, -1, 10_001, i32::MAX] {
+            let err = check_part_number(bad).unwrap_err();
+            assert_eq!(err.code(), &s3s::S3ErrorCode::InvalidArgument, "{bad}");
+        }
+    }
+
+    #[test]
+    fn completed_parts_are_checked_before_the_call() {
+        let missing = completed_parts(None).unwrap_err();
+        assert_eq!(missing.code(), &s3s::S3ErrorCode::MalformedXML);
+        let empty = CompletedMultipartUpload {
+            parts: Some(Vec::new()),
+        };
+        assert_eq!(
+            completed_parts(Some(&empty)).unwrap_err().code(),
+            &s3s::S3ErrorCode::MalformedXML
+        );
+        let no_list = CompletedMultipartUpload { parts: None };
+        assert_eq!(
+            completed_parts(Some(&no_list)).unwrap_err().code(),
+            &s3s::S3ErrorCode::MalformedXML
+        );
+        let no_etag = CompletedMultipartUpload {
+            parts: Some(vec![part(Some(1), None)]),
+        };
+        assert_eq!(
+            completed_parts(Some(&no_etag)).unwrap_err().code(),
+            &s3s::S3ErrorCode::MalformedXML
+        );
+        let zero = CompletedMultipartUpload {
+            parts: Some(vec![part(Some(0), Some("abc"))]),
+        };
+        assert_eq!(
+            completed_parts(Some(&zero)).unwrap_err().code(),
+            &s3s::S3ErrorCode::InvalidPart
+        );
+        let good = CompletedMultipartUpload {
+            parts: Some(vec![part(Some(1), Some("abc")), part(Some(2), Some("def"))]),
+        };
+        let parts = completed_parts(Some(&good)).unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!((parts[0].part_number, parts[0].etag.as_str()), (1, "\"abc\""));
+        assert_eq!((parts[1].part_number, parts[1].etag.as_str()), (2, "\"def\""));
+    }
+
+    #[test]
+    fn location_is_the_objects_url() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::HOST, "127.0.0.1:9000".parse().unwrap());
+        let uri: http::Uri = "/bkt/dir/a%20b?uploadId=x".parse().unwrap();
+        assert_eq!(
+            object_location(&headers, &uri),
+            "http://127.0.0.1:9000/bkt/dir/a%20b"
+        );
+    }
+
+    #[test]
+    fn page_sizes() {
+        assert_eq!(page_size(None).unwrap(), LIST_PARTS_MAX);
+        assert_eq!(page_size(Some(5)).unwrap(), 5);
+        assert_eq!(page_size(Some(0)).unwrap(), 0);
+        assert_eq!(page_size(Some(50_000)).unwrap(), LIST_PARTS_MAX);
+        assert!(page_size(Some(-1)).is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! A range's durable state lives in streams: these tests run a real stream layer in process
+//! (a stream manager and 3 extent nodes on 3 racks, on 127.0.0.1) and prove that a range
+//! reloaded from its streams, by the same or another server, has exactly the index that was
+//! acknowledged: from the log alone, from a checkpoint plus the log after it, and when a retried
+//! append left a checkpoint batch twice in the stream.
+
+use std::time::{Duration, Instant};
+
+use strata_partition::format;
+use strata_partition::range::{stream_names, IndexValue, Range, RangeBounds};
+use strata_proto::common::ObjectMeta;
+use strata_proto::partition::{
+    checkpoint_record::Part, CheckpointBatch, CheckpointBegin, CheckpointEnd, CheckpointRecord,
+    IndexEntry,
+};
+use strata_stream::{
+    start_extent_node, start_stream_manager, ExtentNodeConfig, ManagerSettings, StreamClient,
+    StreamManagerConfig,
+};
+use strata_types::{keys, Epoch};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+struct StreamLayer {
+    client: StreamClient,
+    token: CancellationToken,
+    _dirs: Vec<TempDir>,
+}
+
+impl Drop for StreamLayer {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+async fn stream_layer() -> StreamLayer {
+    let token = CancellationToken::new();
+    let manager_dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let manager = start_stream_manager(
+        StreamManagerConfig {
+            data_dir: manager_dir.path().to_path_buf(),
+            // Small extents so the log and checkpoints span several of them.
+            settings: ManagerSettings {
+                extent_size_bytes_max: 16 * 1024,
+                node_timeout_ms: 2_000,
+            },
+        },
+        listener,
+        token.clone(),
+    )
+    .await
+    .unwrap();
+    let mut dirs = vec![manager_dir];
+    for rack in ["rack-1", "rack-2", "rack-3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        start_extent_node(
+            ExtentNodeConfig {
+                data_dir: dir.path().to_path_buf(),
+                rack: rack.into(),
+                node_id: None,
+                stream_manager_addrs: vec![manager.addr.clone()],
+                heartbeat_interval_ms: 100,
+                advertise_addr: None,
+            },
+            listener,
+            token.clone(),
+        )
+        .await
+        .unwrap();
+        dirs.push(dir);
+    }
+    let client = StreamClient::new(vec![manager.addr.clone()]);
+    // Wait until placement can use all three racks.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let healthy = client
+            .status()
+            .await
+            .map(|s| s.nodes.iter().filter(|n| n.healthy).count())
+            .unwrap_or(0);
+        if healthy == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "extent nodes never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    StreamLayer {
+        client,
+        token,
+        _dirs: dirs,
+    }
+}
+
+fn bounds(epoch: u64) -> RangeBounds {
+    RangeBounds {
+        range_id: 7,
+        low: Vec::new(),
+        high: Vec::new(),
+        epoch: Epoch::new(epoch),
+    }
+}
+
+fn object(size_bytes: u64) -> IndexValue {
+    IndexValue::Object(ObjectMeta {
+        size_bytes,
+        etag: format!("\"etag-{size_bytes}\""),
+        ..Default::default()
+    })
+}
+
+fn snapshot(range: &Range) -> Vec<(Vec<u8>, IndexValue)> {
+    let mut all = Vec::new();
+    range.scan(b"", None, |key, value| {
+        all.push((key.to_vec(), value.clone()));
+        true
+    });
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rebuilds_the_acknowledged_index_from_log_and_checkpoints() {
+    let layer = stream_layer().await;
+
+    // Log only: 40 puts, 10 deletes, one atomic batch.
+    let first = Range::load(layer.client.clone(), bounds(1)).await.unwrap();
+    for i in 0..40u64 {
+        first
+            .commit(keys::object_key("b", &format!("k{i:03}")), Some(object(i)))
+            .await
+            .unwrap();
+    }
+    for i in 0..10u64 {
+        first
+            .commit(keys::object_key("b", &format!("k{i:03}")), None)
+            .await
+            .unwrap();
+    }
+    first
+        .commit_batch(vec![
+            (keys::object_key("b", "batch-a"), Some(object(1000))),
+            (keys::object_key("b", "batch-b"), Some(object(1001))),
+            (keys::object_key("b", "k020"), None),
+        ])
+        .await
+        .unwrap();
+    let expected = snapshot(&first);
+    assert_eq!(expected.len(), 40 - 10 + 2 - 1);
+
+    let second = Range::load(layer.client.clone(), bounds(2)).await.unwrap();
+    assert_eq!(snapshot(&second), expected, "replaying the log alone");
+
+    // The first owner was fenced by the second load: it can no longer acknowledge a write.
+    let fenced = first
+        .commit(keys::object_key("b", "late"), Some(object(1)))
+        .await;
+    assert!(
+        fenced.is_err(),
+        "a fenced range must not acknowledge writes"
+    );
+    assert!(first.is_poisoned());
+
+    // Checkpoint, then more writes after it: the reload takes both.
+    second.checkpoint().await.unwrap();
+    for i in 100..120u64 {
+        second
+            .commit(keys::object_key("b", &format!("k{i:03}")), Some(object(i)))
+            .await
+            .unwrap();
+    }
+    second
+        .commit(keys::object_key("b", "batch-a"), None)
+        .await
+        .unwrap();
+    let expected = snapshot(&second);
+    let third = Range::load(layer.client.clone(), bounds(3)).await.unwrap();
+    assert_eq!(
+        snapshot(&third),
+        expected,
+        "checkpoint plus the log after it"
+    );
+    assert_eq!(third.get(&keys::object_key("b", "batch-a")), None);
+    assert_eq!(third.get(&keys::object_key("b", "k105")), Some(object(105)));
+    assert!(third.stats().0 > 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicated_checkpoint_batch_is_read_once() {
+    let layer = stream_layer().await;
+    let (log_stream, _, checkpoint_stream) = stream_names(7);
+    // The checkpoint names a real log position: the start of the log's first extent.
+    let log = layer.client.open(&log_stream).await.unwrap();
+    let log_extent_id = log.info().await.extents[0].extent_id;
+    let writer = layer.client.open(&checkpoint_stream).await.unwrap();
+    let entry = |name: &str| IndexEntry {
+        key: keys::object_key("b", name),
+        value: Some(strata_proto::partition::index_entry::Value::Object(
+            ObjectMeta {
+                etag: format!("\"{name}\""),
+                ..Default::default()
+            },
+        )),
+    };
+    let records = [
+        Part::Begin(CheckpointBegin {
+            checkpoint_id: 5,
+            sequence: 0,
+            log_extent_id,
+            log_offset: 0,
+            range_id: 7,
+            ..Default::default()
+        }),
+        Part::Batch(CheckpointBatch {
+            checkpoint_id: 5,
+            entries: vec![entry("a"), entry("b")],
+        }),
+        // What a retried append leaves behind: the same batch again.
+        Part::Batch(CheckpointBatch {
+            checkpoint_id: 5,
+            entries: vec![entry("a"), entry("b")],
+        }),
+        Part::Batch(CheckpointBatch {
+            checkpoint_id: 5,
+            entries: vec![entry("c")],
+        }),
+        Part::End(CheckpointEnd {
+            checkpoint_id: 5,
+            entries: 3,
+        }),
+    ];
+    for part in records {
+        let record = CheckpointRecord { part: Some(part) };
+        writer
+            .append(format::encode_checkpoint(&record))
+            .await
+            .unwrap();
+    }
+    let range = Range::load(layer.client.clone(), bounds(1)).await.unwrap();
+    let names: Vec<String> = snapshot(&range)
+        .into_iter()
+        .map(|(key, _)| keys::decode_object_key(&key).unwrap().1.to_string())
+        .collect();
+    assert_eq!(names, ["a", "b", "c"]);
+}
