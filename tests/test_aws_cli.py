@@ -6,7 +6,7 @@ import os
 
 def test_aws_cli_tour(stamp, tmp_path):
     big = tmp_path / "big.iso"
-    big.write_bytes(os.urandom(7 * 1024 * 1024 + 3))  # under the cli's multipart threshold
+    big.write_bytes(os.urandom(40 * 1024 * 1024 + 3))  # the cli uploads this in 8 MiB parts
     digest = hashlib.sha256(big.read_bytes()).hexdigest()
 
     made = stamp.aws("s3", "mb", "s3://photos")

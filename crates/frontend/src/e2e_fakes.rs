@@ -511,7 +511,12 @@ impl PartitionServer for FakePartition {
         let object_key = keys::object_key(&request.bucket, &request.key);
         self.owns(&object_key)?;
         let mut store = self.store.lock().unwrap();
-        let upload = upload_mut(&mut store, &request.bucket, &request.key, &request.upload_id)?;
+        let upload = upload_mut(
+            &mut store,
+            &request.bucket,
+            &request.key,
+            &request.upload_id,
+        )?;
         if request.parts.is_empty() {
             return Err(s3_status(
                 Code::InvalidArgument,
@@ -560,7 +565,9 @@ impl PartitionServer for FakePartition {
         meta.last_modified_ms = strata_util::now_ms();
         store.uploads.remove(&request.upload_id);
         store.objects.insert(object_key, (meta.clone(), data));
-        Ok(Response::new(CompleteMultipartUploadResponse { meta: Some(meta) }))
+        Ok(Response::new(CompleteMultipartUploadResponse {
+            meta: Some(meta),
+        }))
     }
 
     async fn abort_multipart_upload(
@@ -570,7 +577,12 @@ impl PartitionServer for FakePartition {
         let request = request.into_inner();
         self.owns(&keys::object_key(&request.bucket, &request.key))?;
         let mut store = self.store.lock().unwrap();
-        upload_mut(&mut store, &request.bucket, &request.key, &request.upload_id)?;
+        upload_mut(
+            &mut store,
+            &request.bucket,
+            &request.key,
+            &request.upload_id,
+        )?;
         store.uploads.remove(&request.upload_id);
         Ok(Response::new(AbortMultipartUploadResponse {}))
     }
@@ -582,7 +594,12 @@ impl PartitionServer for FakePartition {
         let request = request.into_inner();
         self.owns(&keys::object_key(&request.bucket, &request.key))?;
         let mut store = self.store.lock().unwrap();
-        let upload = upload_mut(&mut store, &request.bucket, &request.key, &request.upload_id)?;
+        let upload = upload_mut(
+            &mut store,
+            &request.bucket,
+            &request.key,
+            &request.upload_id,
+        )?;
         let limit = request.max_parts.clamp(1, 1000) as usize;
         let mut parts: Vec<PartMeta> = upload
             .parts

@@ -157,7 +157,10 @@ fn assignment(id: u64, low: Vec<u8>, high: Vec<u8>, owner: &str) -> RangeAssignm
 
 /// Two partition servers sharing one store: A owns everything before photos/"m", B the rest.
 /// `maps` builds the maps the manager answers with, in order, from A's and B's addresses.
-pub(crate) async fn cluster(maps: impl Fn(&str, &str) -> Vec<PartitionMap>, retry_budget_ms: u64) -> Cluster {
+pub(crate) async fn cluster(
+    maps: impl Fn(&str, &str) -> Vec<PartitionMap>,
+    retry_budget_ms: u64,
+) -> Cluster {
     let token = CancellationToken::new();
     let store = Arc::new(Mutex::new(Store::default()));
     let split = keys::object_key("photos", "m");

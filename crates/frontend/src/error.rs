@@ -159,6 +159,31 @@ mod tests {
                 S3ErrorCode::InvalidArgument,
                 400,
             ),
+            (
+                s3_status(Code::NotFound, "NoSuchUpload", "u"),
+                S3ErrorCode::NoSuchUpload,
+                404,
+            ),
+            (
+                s3_status(Code::InvalidArgument, "InvalidPart", "x"),
+                S3ErrorCode::InvalidPart,
+                400,
+            ),
+            (
+                s3_status(Code::InvalidArgument, "InvalidPartOrder", "x"),
+                S3ErrorCode::InvalidPartOrder,
+                400,
+            ),
+            (
+                s3_status(Code::InvalidArgument, "EntityTooSmall", "x"),
+                S3ErrorCode::EntityTooSmall,
+                400,
+            ),
+            (
+                s3_status(Code::InvalidArgument, "InvalidRequest", "x"),
+                S3ErrorCode::InvalidRequest,
+                400,
+            ),
             (Status::not_found("gone"), S3ErrorCode::NoSuchKey, 404),
             (
                 Status::unavailable("down"),

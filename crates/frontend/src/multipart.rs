@@ -35,7 +35,7 @@ use strata_types::keys;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// S3's part numbers are 1 to this.
-pub const PART_NUMBER_MAX: i32 = 10_000;
+pub const PART_NUMBER_MAX: u32 = 10_000;
 /// Most parts one ListParts page holds (S3's default and maximum).
 pub const LIST_PARTS_MAX: i32 = 1_000;
 
@@ -77,7 +77,7 @@ impl StreamedWrite for UploadPartHeader {
 pub(crate) fn check_part_number(part_number: i32) -> S3Result<u32> {
     u32::try_from(part_number)
         .ok()
-        .filter(|number| (1..=PART_NUMBER_MAX.unsigned_abs()).contains(number))
+        .filter(|number| (1..=PART_NUMBER_MAX).contains(number))
         .ok_or_else(|| {
             s3_error!(
                 InvalidArgument,
@@ -180,9 +180,12 @@ impl Frontend {
             meta: Some(stored_headers_of!(input).into_meta()),
         };
         let response = self
-            .on_owner(&input.bucket, &input.key, request, |mut client, r| async move {
-                client.create_multipart_upload(r).await
-            })
+            .on_owner(
+                &input.bucket,
+                &input.key,
+                request,
+                |mut client, r| async move { client.create_multipart_upload(r).await },
+            )
             .await?;
         Ok(CreateMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
@@ -192,7 +195,10 @@ impl Frontend {
         })
     }
 
-    pub(crate) async fn upload_part_op(&self, input: UploadPartInput) -> S3Result<UploadPartOutput> {
+    pub(crate) async fn upload_part_op(
+        &self,
+        input: UploadPartInput,
+    ) -> S3Result<UploadPartOutput> {
         let part_number = check_part_number(input.part_number)?;
         check_content_length(input.content_length)?;
         self.require_bucket(&input.bucket).await?;
@@ -225,9 +231,12 @@ impl Frontend {
             parts,
         };
         let response = self
-            .on_owner(&input.bucket, &input.key, request, |mut client, r| async move {
-                client.complete_multipart_upload(r).await
-            })
+            .on_owner(
+                &input.bucket,
+                &input.key,
+                request,
+                |mut client, r| async move { client.complete_multipart_upload(r).await },
+            )
             .await?;
         let meta = response.meta.ok_or_else(|| {
             FrontendError::Protocol("CompleteMultipartUpload answered without metadata".into())
@@ -251,9 +260,12 @@ impl Frontend {
             key: input.key.clone(),
             upload_id: input.upload_id.clone(),
         };
-        self.on_owner(&input.bucket, &input.key, request, |mut client, r| async move {
-            client.abort_multipart_upload(r).await
-        })
+        self.on_owner(
+            &input.bucket,
+            &input.key,
+            request,
+            |mut client, r| async move { client.abort_multipart_upload(r).await },
+        )
         .await?;
         Ok(())
     }
@@ -283,9 +295,12 @@ impl Frontend {
             max_parts: max_parts.max(1).unsigned_abs(),
         };
         let response = self
-            .on_owner(&input.bucket, &input.key, request, |mut client, r| async move {
-                client.list_parts(r).await
-            })
+            .on_owner(
+                &input.bucket,
+                &input.key,
+                request,
+                |mut client, r| async move { client.list_parts(r).await },
+            )
             .await?;
         let (parts, truncated) = if max_parts == 0 {
             (Vec::new(), !response.parts.is_empty() || response.truncated)
@@ -382,8 +397,14 @@ mod tests {
         };
         let parts = completed_parts(Some(&good)).unwrap();
         assert_eq!(parts.len(), 2);
-        assert_eq!((parts[0].part_number, parts[0].etag.as_str()), (1, "\"abc\""));
-        assert_eq!((parts[1].part_number, parts[1].etag.as_str()), (2, "\"def\""));
+        assert_eq!(
+            (parts[0].part_number, parts[0].etag.as_str()),
+            (1, "\"abc\"")
+        );
+        assert_eq!(
+            (parts[1].part_number, parts[1].etag.as_str()),
+            (2, "\"def\"")
+        );
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub fn app(service: S3Service, requests_in_flight_max: usize) -> axum::Router {
                     .requests
                     .with_label_values(&["Throttled", "5xx"])
                     .inc();
-                return Ok::<_, Infallible>(slow_down_response());
+                let mut response = slow_down_response();
+                close_if_body_unread(has_body(&request), &mut response);
+                return Ok::<_, Infallible>(response);
             };
             let response = handle(service, request).await;
             // The permit lives as long as the response body.
@@ -81,7 +83,32 @@ fn slow_down_response() -> Response {
     response
 }
 
+/// Whether the request carries a body (which an early error answer may leave unread).
+fn has_body(request: &Request) -> bool {
+    let headers = request.headers();
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|length| length > 0)
+}
+
+/// An error answered before the body was read leaves the body's bytes on the connection (a
+/// client that sent `Expect: 100-continue` may send them anyway after a short wait); reading
+/// the next request from there would desynchronize the connection. Closing it after the
+/// answer is what keeps every later request on a clean connection.
+fn close_if_body_unread(had_body: bool, response: &mut Response) {
+    if had_body && response.status().as_u16() >= 400 {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+}
+
 async fn handle(service: S3Service, mut request: Request) -> Response {
+    let had_body = has_body(&request);
     let slot = OperationSlot::default();
     request.extensions_mut().insert(slot.clone());
     let is_head = request.method() == http::Method::HEAD;
@@ -93,6 +120,7 @@ async fn handle(service: S3Service, mut request: Request) -> Response {
             internal_error_response()
         }
     };
+    close_if_body_unread(had_body, &mut response);
     // s3s answers HEAD with 200 even for a range; S3 answers 206.
     if is_head
         && response.status() == http::StatusCode::OK
@@ -193,4 +221,39 @@ pub async fn start(
         router,
         task,
     })
+}
+
+#[cfg(test)]
+mod connection_tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> Request {
+        let mut builder = http::Request::builder().method("PUT").uri("/b/k");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn errors_to_requests_with_bodies_close_the_connection() {
+        let with_body = request(&[("content-length", "8")]);
+        let chunked = request(&[("transfer-encoding", "chunked")]);
+        let empty = request(&[("content-length", "0")]);
+        assert!(has_body(&with_body) && has_body(&chunked) && !has_body(&empty));
+
+        let mut rejected = Response::new(AxumBody::empty());
+        *rejected.status_mut() = http::StatusCode::BAD_REQUEST;
+        close_if_body_unread(true, &mut rejected);
+        assert_eq!(rejected.headers()[http::header::CONNECTION], "close");
+
+        let mut ok = Response::new(AxumBody::empty());
+        close_if_body_unread(true, &mut ok);
+        assert!(!ok.headers().contains_key(http::header::CONNECTION));
+
+        let mut no_body = Response::new(AxumBody::empty());
+        *no_body.status_mut() = http::StatusCode::NOT_FOUND;
+        close_if_body_unread(false, &mut no_body);
+        assert!(!no_body.headers().contains_key(http::header::CONNECTION));
+    }
 }

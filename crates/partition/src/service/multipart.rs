@@ -167,6 +167,8 @@ pub async fn complete(
     request: CompleteMultipartUploadRequest,
 ) -> Result<CompleteMultipartUploadResponse, PartitionError> {
     let (range, upload_key) = upload_of(state, &request.bucket, &request.key, &request.upload_id)?;
+    let guard = range.lock_commits().await;
+    let upload = upload_record(&range, &upload_key)?;
     if request.parts.is_empty() {
         return Err(PartitionError::s3(
             Code::InvalidArgument,
@@ -185,8 +187,6 @@ pub async fn complete(
             "the list of parts was not in ascending order",
         ));
     }
-    let guard = range.lock_commits().await;
-    let upload = upload_record(&range, &upload_key)?;
     let stored = parts_of(&range, &upload_key, 0, usize::MAX);
     let mut chosen = Vec::with_capacity(request.parts.len());
     for (index, wanted) in request.parts.iter().enumerate() {

@@ -1,0 +1,485 @@
+//! End to end for multipart uploads: signed HTTP through the real service stack to the fake
+//! partition servers of `e2e_fakes` (two servers split at photos/"m", so keys on both sides).
+
+use crate::e2e_tests::{cluster, pattern, split_map, Client, Reply};
+use crate::sigv4_tests::{sha256_hex, ACCESS_KEY};
+use base64::Engine;
+use md5::{Digest, Md5};
+
+const MIB: usize = 1024 * 1024;
+
+/// The text between the first `<tag>` and its `</tag>`.
+fn field(text: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    let rest = text.split_once(open.as_str())?.1;
+    Some(rest.split_once(close.as_str())?.0.to_string())
+}
+
+/// Every `<tag>` value, in order.
+fn fields(text: &str, tag: &str) -> Vec<String> {
+    let open = format!("<{tag}>");
+    let close = format!("</{tag}>");
+    text.split(open.as_str())
+        .skip(1)
+        .filter_map(|rest| rest.split_once(close.as_str()).map(|(v, _)| v.to_string()))
+        .collect()
+}
+
+fn md5_hex(bytes: &[u8]) -> String {
+    hex::encode(Md5::digest(bytes))
+}
+
+fn assert_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text());
+    assert!(
+        reply.text().contains(&format!("<Code>{code}</Code>")),
+        "expected {code}: {}",
+        reply.text()
+    );
+}
+
+async fn create_upload(c: &Client, path: &str, headers: &[(&str, &str)]) -> String {
+    let reply = c
+        .send("POST", path, &[("uploads", "")], headers, vec![])
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    field(&reply.text(), "UploadId").expect("an UploadId")
+}
+
+async fn upload_part(c: &Client, path: &str, upload_id: &str, number: u32, body: &[u8]) -> Reply {
+    let number = number.to_string();
+    c.send(
+        "PUT",
+        path,
+        &[("partNumber", &number), ("uploadId", upload_id)],
+        &[],
+        body.to_vec(),
+    )
+    .await
+}
+
+fn complete_xml(parts: &[(u32, &str)]) -> Vec<u8> {
+    let parts: String = parts
+        .iter()
+        .map(|(n, etag)| format!("<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"))
+        .collect();
+    format!("<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>").into_bytes()
+}
+
+async fn complete(c: &Client, path: &str, upload_id: &str, xml: Vec<u8>) -> Reply {
+    c.send("POST", path, &[("uploadId", upload_id)], &[], xml)
+        .await
+}
+
+#[tokio::test]
+async fn e2e_multipart_three_parts_complete_and_read_back() {
+    // Parts of 5 MiB, 5 MiB and 1 byte on both partition servers: the object's ETag is the
+    // MD5 of the binary part MD5s plus "-3", and it reads back byte-exact with its metadata.
+    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
+    let c = &cluster.client;
+    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
+
+    for path in ["/photos/big/mp", "/photos/zz/mp"] {
+        let upload_id = create_upload(
+            c,
+            path,
+            &[("content-type", "video/mp4"), ("x-amz-meta-color", "red")],
+        )
+        .await;
+        let data = pattern(10 * MIB + 1);
+        let parts = [
+            &data[..5 * MIB],
+            &data[5 * MIB..10 * MIB],
+            &data[10 * MIB..],
+        ];
+        let mut etags = Vec::new();
+        for (index, part) in parts.iter().enumerate() {
+            let reply = upload_part(c, path, &upload_id, index as u32 + 1, part).await;
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            assert_eq!(reply.header("etag"), format!("\"{}\"", md5_hex(part)));
+            etags.push(reply.header("etag").to_string());
+        }
+        assert!(
+            cluster.store.lock().unwrap().largest_chunk_bytes <= strata_types::CHUNK_SIZE_BYTES
+        );
+
+        let listed: Vec<(u32, &str)> = etags
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (i as u32 + 1, e.as_str()))
+            .collect();
+        let reply = complete(c, path, &upload_id, complete_xml(&listed)).await;
+        let text = reply.text();
+        assert_eq!(reply.status, 200, "{text}");
+        let mut binary = Vec::new();
+        for part in parts {
+            binary.extend_from_slice(&Md5::digest(part));
+        }
+        let expected_etag = format!("\"{}-3\"", md5_hex(&binary));
+        assert_eq!(
+            field(&text, "ETag").as_deref(),
+            Some(expected_etag.as_str()),
+            "{text}"
+        );
+        assert_eq!(field(&text, "Bucket").as_deref(), Some("photos"), "{text}");
+        assert_eq!(
+            field(&text, "Key").as_deref(),
+            Some(&path["/photos/".len()..]),
+            "{text}"
+        );
+        assert_eq!(
+            field(&text, "Location"),
+            Some(format!("http://{}{path}", crate::e2e_tests::HOST)),
+            "{text}"
+        );
+
+        let get = c.send("GET", path, &[], &[], vec![]).await;
+        assert_eq!(get.status, 200);
+        assert!(get.body == data, "{path} reads back byte-exact");
+        assert_eq!(get.header("etag"), expected_etag);
+        assert_eq!(get.header("content-type"), "video/mp4");
+        assert_eq!(get.header("x-amz-meta-color"), "red");
+        let again = complete(c, path, &upload_id, complete_xml(&listed)).await;
+        assert_error(&again, 404, "NoSuchUpload");
+    }
+    assert!(cluster.store.lock().unwrap().uploads.is_empty());
+}
+
+#[tokio::test]
+async fn e2e_multipart_requests_refused_before_any_byte_moves() {
+    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
+    let c = &cluster.client;
+    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
+    let path = "/photos/a/mp";
+    let upload_id = create_upload(c, path, &[]).await;
+
+    for number in [0, 10_001] {
+        let reply = upload_part(c, path, &upload_id, number, b"x").await;
+        assert_error(&reply, 400, "InvalidArgument");
+    }
+    let no_bucket = create_upload_reply(c, "/nobucket/k").await;
+    assert_error(&no_bucket, 404, "NoSuchBucket");
+    let no_bucket = upload_part(c, "/nobucket/k", &upload_id, 1, b"x").await;
+    assert_error(&no_bucket, 404, "NoSuchBucket");
+    let no_bucket = c
+        .send(
+            "GET",
+            "/nobucket/k",
+            &[("uploadId", &upload_id)],
+            &[],
+            vec![],
+        )
+        .await;
+    assert_error(&no_bucket, 404, "NoSuchBucket");
+
+    // Content-MD5 goes through to the owner; a wrong one stores no part.
+    let md5 = base64::engine::general_purpose::STANDARD.encode(Md5::digest(b"hello"));
+    let reply = c
+        .send(
+            "PUT",
+            path,
+            &[("partNumber", "1"), ("uploadId", &upload_id)],
+            &[("content-md5", &md5)],
+            b"hello".to_vec(),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let reply = c
+        .send(
+            "PUT",
+            path,
+            &[("partNumber", "2"), ("uploadId", &upload_id)],
+            &[("content-md5", &md5)],
+            b"other".to_vec(),
+        )
+        .await;
+    assert_error(&reply, 400, "BadDigest");
+    // A body failing its signed checksum aborts the part's stream.
+    let body = pattern(3 * MIB);
+    let reply = c
+        .send_with_sha(
+            "PUT",
+            path,
+            &[("partNumber", "3"), ("uploadId", &upload_id)],
+            &[],
+            body,
+            &sha256_hex(b"something else"),
+        )
+        .await;
+    assert_error(&reply, 400, "XAmzContentSHA256Mismatch");
+    let listed = c
+        .send("GET", path, &[("uploadId", &upload_id)], &[], vec![])
+        .await;
+    assert_eq!(
+        fields(&listed.text(), "PartNumber"),
+        vec!["1"],
+        "{}",
+        listed.text()
+    );
+
+    let empty = complete(
+        c,
+        path,
+        &upload_id,
+        b"<CompleteMultipartUpload></CompleteMultipartUpload>".to_vec(),
+    )
+    .await;
+    assert_error(&empty, 400, "MalformedXML");
+    let missing = complete(c, path, &upload_id, Vec::new()).await;
+    assert_error(&missing, 400, "MalformedXML");
+
+    // A small part that is not the last one.
+    let etag1 = format!("\"{}\"", md5_hex(b"hello"));
+    let reply = upload_part(c, path, &upload_id, 2, b"world").await;
+    assert_eq!(reply.status, 200);
+    let etag2 = reply.header("etag").to_string();
+    let small = complete(
+        c,
+        path,
+        &upload_id,
+        complete_xml(&[(1, &etag1), (2, &etag2)]),
+    )
+    .await;
+    assert_error(&small, 400, "EntityTooSmall");
+    // One small part alone is fine; unquoted ETags are accepted.
+    let single = complete(
+        c,
+        path,
+        &upload_id,
+        complete_xml(&[(1, &md5_hex(b"hello"))]),
+    )
+    .await;
+    assert_eq!(single.status, 200, "{}", single.text());
+    assert_eq!(c.send("GET", path, &[], &[], vec![]).await.body, b"hello");
+}
+
+async fn create_upload_reply(c: &Client, path: &str) -> Reply {
+    c.send("POST", path, &[("uploads", "")], &[], vec![]).await
+}
+
+#[tokio::test]
+async fn e2e_multipart_list_parts_pages() {
+    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
+    let c = &cluster.client;
+    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
+    let path = "/photos/zz/list";
+    let upload_id = create_upload(c, path, &[]).await;
+    for number in 1..=5u32 {
+        let body = vec![number as u8; number as usize * 10];
+        assert_eq!(
+            upload_part(c, path, &upload_id, number, &body).await.status,
+            200
+        );
+    }
+
+    let mut seen = Vec::new();
+    let mut marker = "0".to_string();
+    for page in 0.. {
+        assert!(page < 5, "paging must end");
+        let reply = c
+            .send(
+                "GET",
+                path,
+                &[
+                    ("uploadId", &upload_id),
+                    ("max-parts", "2"),
+                    ("part-number-marker", &marker),
+                ],
+                &[],
+                vec![],
+            )
+            .await;
+        let text = reply.text();
+        assert_eq!(reply.status, 200, "{text}");
+        assert_eq!(
+            field(&text, "UploadId").as_deref(),
+            Some(upload_id.as_str())
+        );
+        assert_eq!(field(&text, "MaxParts").as_deref(), Some("2"), "{text}");
+        assert_eq!(
+            field(&text, "PartNumberMarker").as_deref(),
+            Some(marker.as_str()),
+            "{text}"
+        );
+        let initiator = field(&text, "Initiator").unwrap_or_default();
+        assert!(
+            initiator.contains(&format!("<ID>{ACCESS_KEY}</ID>")),
+            "{text}"
+        );
+        let owner = field(&text, "Owner").unwrap_or_default();
+        assert!(owner.contains(&format!("<ID>{ACCESS_KEY}</ID>")), "{text}");
+        for part in fields(&text, "Part") {
+            let number: u32 = field(&part, "PartNumber").unwrap().parse().unwrap();
+            let size: usize = field(&part, "Size").unwrap().parse().unwrap();
+            assert_eq!(size, number as usize * 10);
+            let body = vec![number as u8; size];
+            assert_eq!(
+                field(&part, "ETag"),
+                Some(format!("\"{}\"", md5_hex(&body)))
+            );
+            assert!(field(&part, "LastModified").is_some(), "{part}");
+            seen.push(number);
+        }
+        let truncated = field(&text, "IsTruncated").unwrap();
+        if truncated == "false" {
+            break;
+        }
+        assert_eq!(truncated, "true");
+        marker = field(&text, "NextPartNumberMarker").expect("a next marker when truncated");
+        assert_eq!(marker, seen.last().unwrap().to_string());
+    }
+    assert_eq!(seen, vec![1, 2, 3, 4, 5]);
+
+    let zero = c
+        .send(
+            "GET",
+            path,
+            &[("uploadId", &upload_id), ("max-parts", "0")],
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(zero.status, 200, "{}", zero.text());
+    assert!(fields(&zero.text(), "Part").is_empty(), "{}", zero.text());
+    assert_eq!(field(&zero.text(), "IsTruncated").as_deref(), Some("true"));
+    let negative = c
+        .send(
+            "GET",
+            path,
+            &[("uploadId", &upload_id), ("max-parts", "-1")],
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(negative.status, 400, "{}", negative.text());
+}
+
+#[tokio::test]
+async fn e2e_multipart_abort_then_no_such_upload() {
+    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
+    let c = &cluster.client;
+    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
+    let path = "/photos/a/aborted";
+    let upload_id = create_upload(c, path, &[]).await;
+    let reply = upload_part(c, path, &upload_id, 1, b"part").await;
+    assert_eq!(reply.status, 200);
+    let etag = reply.header("etag").to_string();
+
+    let abort = c
+        .send("DELETE", path, &[("uploadId", &upload_id)], &[], vec![])
+        .await;
+    assert_eq!(abort.status, 204, "{}", abort.text());
+
+    let part = upload_part(c, path, &upload_id, 2, b"late").await;
+    assert_error(&part, 404, "NoSuchUpload");
+    let list = c
+        .send("GET", path, &[("uploadId", &upload_id)], &[], vec![])
+        .await;
+    assert_error(&list, 404, "NoSuchUpload");
+    let done = complete(c, path, &upload_id, complete_xml(&[(1, &etag)])).await;
+    assert_error(&done, 404, "NoSuchUpload");
+    let again = c
+        .send("DELETE", path, &[("uploadId", &upload_id)], &[], vec![])
+        .await;
+    assert_error(&again, 404, "NoSuchUpload");
+    // An upload id of another key is not this key's upload.
+    let other = create_upload(c, "/photos/a/other", &[]).await;
+    let wrong_key = upload_part(c, path, &other, 1, b"x").await;
+    assert_error(&wrong_key, 404, "NoSuchUpload");
+    assert_eq!(c.send("HEAD", path, &[], &[], vec![]).await.status, 404);
+}
+
+#[tokio::test]
+async fn e2e_multipart_wrong_part_order_and_wrong_etag() {
+    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
+    let c = &cluster.client;
+    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
+    let path = "/photos/zz/order";
+    let upload_id = create_upload(c, path, &[]).await;
+    let first = pattern(5 * MIB);
+    let etag1 = upload_part(c, path, &upload_id, 1, &first)
+        .await
+        .header("etag")
+        .to_string();
+    let etag2 = upload_part(c, path, &upload_id, 2, b"tail")
+        .await
+        .header("etag")
+        .to_string();
+
+    let reversed = complete(
+        c,
+        path,
+        &upload_id,
+        complete_xml(&[(2, &etag2), (1, &etag1)]),
+    )
+    .await;
+    assert_error(&reversed, 400, "InvalidPartOrder");
+    let repeated = complete(
+        c,
+        path,
+        &upload_id,
+        complete_xml(&[(1, &etag1), (1, &etag1)]),
+    )
+    .await;
+    assert_error(&repeated, 400, "InvalidPartOrder");
+    let wrong_etag = complete(
+        c,
+        path,
+        &upload_id,
+        complete_xml(&[(1, &etag2), (2, &etag2)]),
+    )
+    .await;
+    assert_error(&wrong_etag, 400, "InvalidPart");
+    let unknown = complete(
+        c,
+        path,
+        &upload_id,
+        complete_xml(&[(1, &etag1), (3, &etag2)]),
+    )
+    .await;
+    assert_error(&unknown, 400, "InvalidPart");
+
+    // The failures changed nothing: the right list still completes.
+    let done = complete(
+        c,
+        path,
+        &upload_id,
+        complete_xml(&[(1, &etag1), (2, &etag2)]),
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.text());
+    let mut expected = first;
+    expected.extend_from_slice(b"tail");
+    assert!(c.send("GET", path, &[], &[], vec![]).await.body == expected);
+}
+
+#[tokio::test]
+async fn e2e_upload_part_copy_and_list_multipart_uploads_answer_501() {
+    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
+    let c = &cluster.client;
+    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
+    assert_eq!(
+        c.send("PUT", "/photos/a", &[], &[], b"x".to_vec())
+            .await
+            .status,
+        200
+    );
+    let upload_id = create_upload(c, "/photos/b", &[]).await;
+    let copy = c
+        .send(
+            "PUT",
+            "/photos/b",
+            &[("partNumber", "1"), ("uploadId", &upload_id)],
+            &[("x-amz-copy-source", "photos/a")],
+            vec![],
+        )
+        .await;
+    assert_error(&copy, 501, "NotImplemented");
+    assert!(copy.text().starts_with("<?xml"), "{}", copy.text());
+    let uploads = c
+        .send("GET", "/photos", &[("uploads", "")], &[], vec![])
+        .await;
+    assert_error(&uploads, 501, "NotImplemented");
+    assert!(uploads.text().starts_with("<?xml"), "{}", uploads.text());
+}
