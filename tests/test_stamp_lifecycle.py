@@ -109,7 +109,12 @@ def test_status_reports_racks_ranges_and_extents(own_stamp):
     s3 = own_stamp.client()
     s3.create_bucket(Bucket="status")
     s3.put_object(Bucket="status", Key="k", Body=b"x" * 1000)
-    status = own_stamp.status()
+    # Replica health is confirmed by each extent node's next heartbeat: wait for it.
+    status = wait_for(
+        lambda: (lambda st: st if st["extents_under_replicated"] == 0 else None)(own_stamp.status()),
+        30,
+        "every extent to report 3 healthy replicas",
+    )
     assert status["running"] is True
     assert sorted(status["racks"]) == ["rack-1", "rack-2", "rack-3"]
     assert all(len(nodes) == 2 for nodes in status["racks"].values())

@@ -144,6 +144,9 @@ impl Range {
         log.seal_current().await.map_err(stream_error)?;
         let data = client.open(&data_name).await.map_err(stream_error)?;
         let checkpoints = client.open(&checkpoint_name).await.map_err(stream_error)?;
+        // Fence checkpoints too: a previous owner must not write (or trim after) a checkpoint
+        // once we serve the range.
+        checkpoints.seal_current().await.map_err(stream_error)?;
 
         let (mut index, mut state) = match newest_checkpoint(&client, &checkpoint_name).await? {
             Some((begin, entries)) => {
@@ -357,7 +360,7 @@ impl Range {
             let record = CheckpointRecord { part: Some(part) };
             self.checkpoints.append(format::encode_checkpoint(&record))
         };
-        append(Part::Begin(CheckpointBegin {
+        let begin_pos = append(Part::Begin(CheckpointBegin {
             checkpoint_id,
             sequence,
             log_extent_id,
@@ -408,6 +411,17 @@ impl Range {
             keys = total,
             "checkpoint written"
         );
+        // Release what no load will read again: log extents before the checkpoint's replay
+        // position, checkpoint extents before this checkpoint. A failed trim only delays that.
+        let (log_name, _, checkpoint_name) = stream_names(self.bounds.range_id);
+        for (name, keep_from) in [
+            (log_name, log_extent_id),
+            (checkpoint_name, begin_pos.extent_id),
+        ] {
+            if let Err(err) = self.client.trim_stream(&name, keep_from).await {
+                tracing::warn!(stream = %name, %err, "trimming after a checkpoint failed; retried after the next one");
+            }
+        }
         Ok(())
     }
 }
@@ -460,9 +474,15 @@ async fn newest_checkpoint(
             },
             Some(Part::End(end)) => {
                 if let Some((begin, entries)) = building.take() {
-                    if begin.checkpoint_id == end.checkpoint_id
-                        && entries.len() as u64 == end.entries
-                    {
+                    let complete = begin.checkpoint_id == end.checkpoint_id
+                        && entries.len() as u64 == end.entries;
+                    // The newest is the one covering the most log, wherever it sits.
+                    let newer = newest.as_ref().is_none_or(
+                        |(best, _): &(CheckpointBegin, Vec<IndexEntry>)| {
+                            begin.sequence >= best.sequence
+                        },
+                    );
+                    if complete && newer {
                         newest = Some((begin, entries));
                     }
                 }

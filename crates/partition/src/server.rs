@@ -249,8 +249,9 @@ impl ManagerLink {
     }
 }
 
-/// Heartbeats until `token` is cancelled, reconciling ranges with each answer, and writes
-/// checkpoints when due.
+/// Heartbeats until `token` is cancelled, reconciling ranges with each answer. Checkpoints run
+/// in their own task ([`run_checkpoints`]) so a large one never delays a heartbeat past the
+/// manager's server timeout.
 pub async fn run_heartbeats(state: Arc<PartitionServerState>, token: CancellationToken) {
     let mut link = ManagerLink {
         addrs: state.config.manager_addrs.clone(),
@@ -267,12 +268,25 @@ pub async fn run_heartbeats(state: Arc<PartitionServerState>, token: Cancellatio
         if let Some(assignments) = link.heartbeat(beat).await {
             state.reconcile(assignments);
         }
-        state.checkpoint_due(false).await;
         tokio::select! {
             _ = token.cancelled() => break,
             _ = tokio::time::sleep(interval) => {}
         }
     }
-    // Clean stop: checkpoint what was logged so the next load replays little.
+}
+
+/// How often ranges are checked for a due checkpoint.
+const CHECKPOINT_CHECK_INTERVAL_MS: u64 = 1_000;
+
+/// Writes checkpoints when due until `token` is cancelled, then one last checkpoint of what was
+/// logged since, so the next load replays little.
+pub async fn run_checkpoints(state: Arc<PartitionServerState>, token: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(CHECKPOINT_CHECK_INTERVAL_MS)) => {}
+        }
+        state.checkpoint_due(false).await;
+    }
     state.checkpoint_due(true).await;
 }

@@ -165,7 +165,30 @@ async fn reload_rebuilds_the_acknowledged_index_from_log_and_checkpoints() {
     assert!(first.is_poisoned());
 
     // Checkpoint, then more writes after it: the reload takes both.
+    let (log_stream, _, _) = stream_names(7);
+    let log_extents_before = layer
+        .client
+        .stream_info(&log_stream)
+        .await
+        .unwrap()
+        .extents
+        .len();
+    assert!(
+        log_extents_before > 2,
+        "small extents: the log spans several"
+    );
     second.checkpoint().await.unwrap();
+    let log_extents_after = layer
+        .client
+        .stream_info(&log_stream)
+        .await
+        .unwrap()
+        .extents
+        .len();
+    assert!(
+        log_extents_after < log_extents_before,
+        "log extents before the checkpoint are released ({log_extents_before} -> {log_extents_after})"
+    );
     for i in 100..120u64 {
         second
             .commit(keys::object_key("b", &format!("k{i:03}")), Some(object(i)))

@@ -16,6 +16,9 @@ pub const CONTROL_RPC_TIMEOUT_MS: u64 = 3_000;
 #[derive(Default)]
 pub struct ChannelCache {
     channels: Mutex<HashMap<String, Channel>>,
+    /// Channels without the 10 s per-request bound, for long calls (repair copies) that the
+    /// caller bounds itself with [`bounded`].
+    long_channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl ChannelCache {
@@ -35,6 +38,30 @@ impl ChannelCache {
             .map_err(|err| StreamError::InvalidArgument(format!("bad address {addr:?}: {err}")))?;
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
+    }
+
+    /// An extent-node client for calls longer than the channel's default bound; every call
+    /// through it must be wrapped in [`bounded`].
+    pub fn extent_node_long(&self, addr: &str) -> Result<ExtentNodeClient<Channel>> {
+        let channel = {
+            let mut channels = self
+                .long_channels
+                .lock()
+                .map_err(|_| StreamError::Unavailable("channel cache poisoned".into()))?;
+            match channels.get(addr) {
+                Some(channel) => channel.clone(),
+                None => {
+                    let channel = strata_util::rpc::streaming_channel(addr).map_err(|err| {
+                        StreamError::InvalidArgument(format!("bad address {addr:?}: {err}"))
+                    })?;
+                    channels.insert(addr.to_string(), channel.clone());
+                    channel
+                }
+            }
+        };
+        Ok(ExtentNodeClient::new(channel)
+            .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX))
     }
 
     pub fn extent_node(&self, addr: &str) -> Result<ExtentNodeClient<Channel>> {
@@ -72,4 +99,30 @@ pub async fn bounded<T>(
             tonic::Status::deadline_exceeded(format!("no answer in {timeout_ms} ms")),
         )),
     }
+}
+
+/// Tries the stream managers at `addrs` in turn (from `start`) until one answers; returns the
+/// answer and the index of the manager that gave it.
+pub async fn call_any_manager<T, F, Fut>(
+    channels: &ChannelCache,
+    addrs: &[String],
+    start: usize,
+    timeout_ms: u64,
+    call: F,
+) -> Result<(T, usize)>
+where
+    F: Fn(StreamManagerClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    let mut last_error = None;
+    for step in 0..addrs.len() {
+        let index = (start + step) % addrs.len();
+        let addr = &addrs[index];
+        let client = channels.stream_manager(addr)?;
+        match bounded(addr, timeout_ms, call(client)).await {
+            Ok(value) => return Ok((value, index)),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| StreamError::Unavailable("no stream manager address".into())))
 }

@@ -60,6 +60,107 @@ static EXTENTS: LazyLock<IntGauge> =
 static STREAMS: LazyLock<IntGauge> =
     LazyLock::new(|| gauge("strata_stream_manager_streams", "Streams known."));
 
+static SCRUB_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_extent_scrub_bytes_total",
+        "Bytes of sealed replicas the scrubber verified.",
+    )
+});
+static SCRUB_CORRUPT_RECORDS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_extent_scrub_corrupt_records_total",
+        "Corrupt records the scrubber found (each reported to the stream manager).",
+    )
+});
+static REPAIR_BYTES_RECEIVED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_extent_repair_bytes_received_total",
+        "Bytes this node pulled from other replicas for repair copies.",
+    )
+});
+static EXTENTS_UNDER_REPLICATED: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "strata_stream_manager_extents_under_replicated",
+        "Referenced extents with fewer than 3 healthy replicas holding the full sealed length.",
+    )
+});
+static EXTENTS_MISPLACED: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "strata_stream_manager_extents_misplaced",
+        "Extents whose replicas share a rack.",
+    )
+});
+static REPAIR_BYTES_LEFT: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "strata_stream_manager_repair_bytes_left",
+        "Bytes the repair still has to copy.",
+    )
+});
+static REPAIR_COPIES_IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "strata_stream_manager_repair_copies_in_flight",
+        "Replica copies under way.",
+    )
+});
+static EXTENTS_REPAIRED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_stream_manager_extents_repaired_total",
+        "Replica copies completed (re-replication, rewrite of bad replicas, moves to a third rack).",
+    )
+});
+static REPAIR_BYTES_COPIED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_stream_manager_repair_bytes_copied_total",
+        "Bytes of completed replica copies.",
+    )
+});
+static EXTENTS_DELETED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_stream_manager_extents_deleted_total",
+        "Unreferenced extents garbage-collected.",
+    )
+});
+static REPLICAS_DELETED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_stream_manager_replicas_deleted_total",
+        "Replicas deleted from nodes (garbage, surplus and unknown replicas).",
+    )
+});
+
+pub fn scrub_bytes() -> &'static IntCounter {
+    &SCRUB_BYTES
+}
+pub fn scrub_corrupt_records() -> &'static IntCounter {
+    &SCRUB_CORRUPT_RECORDS
+}
+pub fn repair_bytes_received() -> &'static IntCounter {
+    &REPAIR_BYTES_RECEIVED
+}
+pub fn extents_under_replicated() -> &'static IntGauge {
+    &EXTENTS_UNDER_REPLICATED
+}
+pub fn extents_misplaced() -> &'static IntGauge {
+    &EXTENTS_MISPLACED
+}
+pub fn repair_bytes_left() -> &'static IntGauge {
+    &REPAIR_BYTES_LEFT
+}
+pub fn repair_copies_in_flight() -> &'static IntGauge {
+    &REPAIR_COPIES_IN_FLIGHT
+}
+pub fn extents_repaired() -> &'static IntCounter {
+    &EXTENTS_REPAIRED
+}
+pub fn repair_bytes_copied() -> &'static IntCounter {
+    &REPAIR_BYTES_COPIED
+}
+pub fn extents_deleted() -> &'static IntCounter {
+    &EXTENTS_DELETED
+}
+pub fn replicas_deleted() -> &'static IntCounter {
+    &REPLICAS_DELETED
+}
+
 pub fn appends() -> &'static IntCounter {
     &APPENDS
 }
@@ -92,4 +193,22 @@ pub fn init_extent_node_metrics() {
     LazyLock::force(&APPEND_SECONDS);
     LazyLock::force(&READS);
     LazyLock::force(&CHECKSUM_FAILURES);
+    LazyLock::force(&SCRUB_BYTES);
+    LazyLock::force(&SCRUB_CORRUPT_RECORDS);
+    LazyLock::force(&REPAIR_BYTES_RECEIVED);
+}
+
+/// Registers the stream-manager metrics so `/metrics` lists them (at zero) before first use.
+pub fn init_manager_metrics() {
+    LazyLock::force(&NODES_HEALTHY);
+    LazyLock::force(&EXTENTS);
+    LazyLock::force(&STREAMS);
+    LazyLock::force(&EXTENTS_UNDER_REPLICATED);
+    LazyLock::force(&EXTENTS_MISPLACED);
+    LazyLock::force(&REPAIR_BYTES_LEFT);
+    LazyLock::force(&REPAIR_COPIES_IN_FLIGHT);
+    LazyLock::force(&EXTENTS_REPAIRED);
+    LazyLock::force(&REPAIR_BYTES_COPIED);
+    LazyLock::force(&EXTENTS_DELETED);
+    LazyLock::force(&REPLICAS_DELETED);
 }

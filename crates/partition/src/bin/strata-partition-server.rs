@@ -119,6 +119,10 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     shutdown.spawn(server::run_heartbeats(Arc::clone(&state), shutdown.token()));
+    shutdown.spawn(server::run_checkpoints(
+        Arc::clone(&state),
+        shutdown.token(),
+    ));
     shutdown.wait(std::time::Duration::from_secs(20)).await;
     Ok(())
 }

@@ -5,8 +5,9 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use strata_stream::node::scrub::{SCRUB_BYTES_PER_SEC_DEFAULT, SCRUB_INTERVAL_MS_DEFAULT};
 use strata_stream::node::HEARTBEAT_INTERVAL_MS_DEFAULT;
-use strata_stream::{start_extent_node, ExtentNodeConfig};
+use strata_stream::{start_extent_node_with_scrub, ExtentNodeConfig, ScrubSettings};
 use strata_util::{admin, config, rpc, shutdown::Shutdown};
 
 #[derive(Parser, Debug)]
@@ -34,6 +35,12 @@ struct Args {
     stream_manager: Option<String>,
     #[arg(long)]
     heartbeat_interval_ms: Option<u64>,
+    /// Rate at which the scrubber re-verifies sealed replicas (0 = no scrubbing).
+    #[arg(long)]
+    scrub_bytes_per_sec: Option<u64>,
+    /// Pause between two scrub passes.
+    #[arg(long)]
+    scrub_interval_ms: Option<u64>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -46,6 +53,8 @@ struct FileConfig {
     node_id: Option<String>,
     stream_manager: Option<String>,
     heartbeat_interval_ms: Option<u64>,
+    scrub_bytes_per_sec: Option<u64>,
+    scrub_interval_ms: Option<u64>,
 }
 
 #[tokio::main]
@@ -88,10 +97,23 @@ async fn main() -> anyhow::Result<()> {
         advertise_addr: None,
     };
 
+    let scrub = ScrubSettings {
+        bytes_per_sec: config::pick(
+            args.scrub_bytes_per_sec,
+            file.scrub_bytes_per_sec,
+            SCRUB_BYTES_PER_SEC_DEFAULT,
+        ),
+        interval_ms: config::pick(
+            args.scrub_interval_ms,
+            file.scrub_interval_ms,
+            SCRUB_INTERVAL_MS_DEFAULT,
+        ),
+    };
+
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     let (listener, _) = rpc::bind(config::pick(args.listen, file.listen, loopback_any)).await?;
-    let node = start_extent_node(node_config, listener, shutdown.token()).await?;
+    let node = start_extent_node_with_scrub(node_config, scrub, listener, shutdown.token()).await?;
     let http_listen = config::pick(args.http_listen, file.http_listen, loopback_any);
     let (http_addr, admin_task) =
         admin::serve(http_listen, node.health_check(), shutdown.token()).await?;

@@ -4,8 +4,13 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use strata_stream::manager::{EXTENT_SIZE_BYTES_MAX_DEFAULT, NODE_TIMEOUT_MS_DEFAULT};
-use strata_stream::{start_stream_manager, ManagerSettings, StreamManagerConfig};
+use strata_stream::manager::{
+    EXTENT_SIZE_BYTES_MAX_DEFAULT, GC_DELAY_MS_DEFAULT, NODE_TIMEOUT_MS_DEFAULT,
+    REPAIR_BANDWIDTH_BYTES_PER_SEC_DEFAULT, REPAIR_CONCURRENCY_DEFAULT, REPAIR_INTERVAL_MS_DEFAULT,
+};
+use strata_stream::{
+    start_stream_manager_with_repair, ManagerSettings, RepairSettings, StreamManagerConfig,
+};
 use strata_util::{admin, config, rpc, shutdown::Shutdown};
 
 #[derive(Parser, Debug)]
@@ -28,6 +33,18 @@ struct Args {
     /// A node not heard from for this long is unhealthy.
     #[arg(long)]
     node_timeout_ms: Option<u64>,
+    /// Replica copies (re-replication, rewrites of bad replicas) in flight at most.
+    #[arg(long)]
+    repair_concurrency: Option<usize>,
+    /// Total repair copy bandwidth, shared by the copies in flight (0 = unbounded).
+    #[arg(long)]
+    repair_bandwidth_bytes_per_sec: Option<u64>,
+    /// Pause between two repair passes.
+    #[arg(long)]
+    repair_interval_ms: Option<u64>,
+    /// Safety delay before unreferenced extents and unknown replicas are deleted.
+    #[arg(long)]
+    gc_delay_ms: Option<u64>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -38,6 +55,10 @@ struct FileConfig {
     http_listen: Option<SocketAddr>,
     extent_size_bytes_max: Option<u64>,
     node_timeout_ms: Option<u64>,
+    repair_concurrency: Option<usize>,
+    repair_bandwidth_bytes_per_sec: Option<u64>,
+    repair_interval_ms: Option<u64>,
+    gc_delay_ms: Option<u64>,
 }
 
 #[tokio::main]
@@ -66,10 +87,31 @@ async fn main() -> anyhow::Result<()> {
         },
     };
 
+    let repair = RepairSettings {
+        concurrency: config::pick(
+            args.repair_concurrency,
+            file.repair_concurrency,
+            REPAIR_CONCURRENCY_DEFAULT,
+        ),
+        bandwidth_bytes_per_sec: config::pick(
+            args.repair_bandwidth_bytes_per_sec,
+            file.repair_bandwidth_bytes_per_sec,
+            REPAIR_BANDWIDTH_BYTES_PER_SEC_DEFAULT,
+        ),
+        interval_ms: config::pick(
+            args.repair_interval_ms,
+            file.repair_interval_ms,
+            REPAIR_INTERVAL_MS_DEFAULT,
+        ),
+        gc_delay_ms: config::pick(args.gc_delay_ms, file.gc_delay_ms, GC_DELAY_MS_DEFAULT),
+    };
+
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     let (listener, _) = rpc::bind(config::pick(args.listen, file.listen, loopback_any)).await?;
-    let manager = start_stream_manager(manager_config, listener, shutdown.token()).await?;
+    let manager =
+        start_stream_manager_with_repair(manager_config, repair, listener, shutdown.token())
+            .await?;
     let http_listen = config::pick(args.http_listen, file.http_listen, loopback_any);
     let (http_addr, admin_task) =
         admin::serve(http_listen, manager.health_check(), shutdown.token()).await?;

@@ -30,6 +30,10 @@ pub const APPEND_TIMEOUT_MS: u64 = 10_000;
 pub const READ_TIMEOUT_MS: u64 = 10_000;
 /// Extent replica sets cached at most; the cache is cleared when it grows past this.
 const EXTENT_CACHE_ENTRIES_MAX: usize = 65_536;
+/// Bad-replica reports in flight at most; more are dropped (the scrubber finds them too).
+const BAD_REPLICA_REPORTS_MAX: usize = 16;
+/// Bound on one bad-replica report.
+const REPORT_TIMEOUT_MS: u64 = 3_000;
 
 /// Where a record lives: what `StreamWriter::append` returns and `read_record` takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,6 +51,7 @@ struct Inner {
     next_replica: AtomicUsize,
     channels: ChannelCache,
     extents: Mutex<HashMap<u64, ExtentInfo>>,
+    reports: Arc<tokio::sync::Semaphore>,
 }
 
 /// Cheap to clone; clones share channels and caches.
@@ -79,6 +84,7 @@ impl StreamClient {
                 next_replica: AtomicUsize::new(rand::random::<u32>() as usize),
                 channels: ChannelCache::new(),
                 extents: Mutex::new(HashMap::new()),
+                reports: Arc::new(tokio::sync::Semaphore::new(BAD_REPLICA_REPORTS_MAX)),
             }),
         }
     }
@@ -152,6 +158,74 @@ impl StreamClient {
             async move { c.get_status(request).await }
         })
         .await
+    }
+
+    /// Drops stream `name`: its extents are deleted from the nodes after the stream manager's
+    /// safety delay. Returns how many extents it held (0 when it did not exist).
+    pub async fn delete_stream(&self, name: &str) -> Result<u32> {
+        let request = DeleteStreamRequest {
+            name: name.to_string(),
+        };
+        let response = self
+            .call_manager(|mut c| {
+                let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);
+                async move { c.delete_stream(request).await }
+            })
+            .await?;
+        Ok(response.extents_released)
+    }
+
+    /// Drops every extent before `keep_from_extent_id` from stream `name` (call it after a
+    /// checkpoint made the older records unnecessary); the dropped extents are deleted after
+    /// the safety delay. Idempotent. Returns the stream as it is now.
+    pub async fn trim_stream(&self, name: &str, keep_from_extent_id: u64) -> Result<StreamInfo> {
+        let request = TrimStreamRequest {
+            name: name.to_string(),
+            keep_from_extent_id,
+        };
+        self.call_manager(|mut c| {
+            let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);
+            async move { c.trim_stream(request).await }
+        })
+        .await
+    }
+
+    /// Tells the stream manager that `node_id`'s replica of `extent_id` holds a record failing
+    /// its checksum at `offset`. Runs in the background, bounded in time and in number.
+    fn report_bad_replica(&self, extent_id: u64, node_id: &str, offset: u64) {
+        let Ok(permit) = self.inner.reports.clone().try_acquire_owned() else {
+            tracing::debug!(
+                extent_id,
+                node_id,
+                "too many bad-replica reports in flight; dropped"
+            );
+            return;
+        };
+        let client = self.clone();
+        let request = ReportBadReplicaRequest {
+            extent_id,
+            node_id: node_id.to_string(),
+            offset,
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            let call = client.call_manager(|mut c| {
+                let request = request_with_timeout(request.clone(), REPORT_TIMEOUT_MS);
+                async move { c.report_bad_replica(request).await }
+            });
+            match tokio::time::timeout(
+                std::time::Duration::from_millis(MANAGER_RPC_TIMEOUT_MS),
+                call,
+            )
+            .await
+            {
+                Ok(Ok(_)) => {
+                    tracing::info!(extent_id, node_id = %request.node_id, "bad replica reported")
+                }
+                Ok(Err(err)) => tracing::warn!(extent_id, %err, "could not report a bad replica"),
+                Err(_) => tracing::warn!(extent_id, "reporting a bad replica timed out"),
+            }
+        });
     }
 
     /// SealExtent passthrough (see `SealExtentRequest`).
@@ -275,6 +349,11 @@ impl StreamClient {
                 }
                 Ok(response) => return Ok(response),
                 Err(err) => {
+                    if let StreamError::Rpc { status, .. } = &err {
+                        if status.code() == Code::DataLoss {
+                            self.report_bad_replica(extent_id, &node.node_id, offset);
+                        }
+                    }
                     tracing::warn!(extent_id, offset, node_id = %node.node_id, %err, "replica read failed; trying the next");
                     last_error = Some(err);
                 }

@@ -6,7 +6,7 @@
 use super::format;
 use super::replica::{ExtentReplica, ReadBatch, ReplicaState};
 use crate::error::{Result, StreamError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -27,6 +27,34 @@ pub struct ExtentSummary {
 pub struct ExtentStore {
     dir: PathBuf,
     extents: RwLock<HashMap<u64, Arc<Entry>>>,
+    /// Extents a repair copy is being written for (at most one copy per extent at a time).
+    copying: std::sync::Mutex<HashSet<u64>>,
+}
+
+/// Suffix of a repair copy being written (`<id>.<nonce>.copy`); leftovers are removed on open.
+const COPY_SUFFIX: &str = ".copy";
+
+/// Marks one extent as being copied; unmarks it when dropped.
+pub struct CopyGuard<'a> {
+    store: &'a ExtentStore,
+    extent_id: u64,
+    /// The temporary file the copy is written to; removed on drop unless installed.
+    pub temp_path: PathBuf,
+}
+
+impl Drop for CopyGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut copying) = self.store.copying.lock() {
+            copying.remove(&self.extent_id);
+        }
+        match std::fs::remove_file(&self.temp_path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::warn!(path = %self.temp_path.display(), %err, "could not remove a copy's temporary file")
+            }
+        }
+    }
 }
 
 /// Runs disk work on a blocking thread.
@@ -48,7 +76,15 @@ impl ExtentStore {
             std::fs::create_dir_all(&scan_dir)?;
             let mut opened = Vec::new();
             for entry in std::fs::read_dir(&scan_dir)? {
-                let name = entry?.file_name();
+                let entry = entry?;
+                let name = entry.file_name();
+                if name.to_str().is_some_and(|n| n.ends_with(COPY_SUFFIX)) {
+                    // A repair copy cut short by a crash: never installed, so never served.
+                    if let Err(err) = std::fs::remove_file(entry.path()) {
+                        tracing::warn!(path = %entry.path().display(), %err, "could not remove a leftover copy");
+                    }
+                    continue;
+                }
                 let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".ext")).and_then(|n| n.parse::<u64>().ok())
                 else {
                     continue;
@@ -79,7 +115,77 @@ impl ExtentStore {
         Ok(Self {
             dir,
             extents: RwLock::new(extents),
+            copying: std::sync::Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Starts a repair copy of `extent_id`: fails when one is already under way here.
+    pub fn begin_copy(&self, extent_id: u64) -> Result<CopyGuard<'_>> {
+        let mut copying = self
+            .copying
+            .lock()
+            .map_err(|_| StreamError::Unavailable("copy set lock poisoned".into()))?;
+        if !copying.insert(extent_id) {
+            return Err(StreamError::Unavailable(format!(
+                "a copy of extent {extent_id} is already under way"
+            )));
+        }
+        let temp_path = self.dir.join(format!(
+            "{extent_id}.{:016x}{COPY_SUFFIX}",
+            rand::random::<u64>()
+        ));
+        Ok(CopyGuard {
+            store: self,
+            extent_id,
+            temp_path,
+        })
+    }
+
+    /// Installs a fully written and fsynced copy (`guard.temp_path`, file header included) as
+    /// the replica of its extent, sealed at `sealed_length`, replacing any replica held so far:
+    /// seal marker first (durably), then the file is renamed over the old one, the folder
+    /// fsynced, and the replica reopened (which checks header and seal).
+    pub async fn install_copy(&self, guard: &CopyGuard<'_>, sealed_length: u64) -> Result<()> {
+        let extent_id = guard.extent_id;
+        let old = self.entry(extent_id).ok();
+        let _serialized = match &old {
+            Some(entry) => Some(entry.append_lock.lock().await),
+            None => None,
+        };
+        let dir = self.dir.clone();
+        let temp_path = guard.temp_path.clone();
+        let replica = blocking(move || {
+            strata_util::files::write_durably(
+                &super::replica::seal_path(&dir, extent_id),
+                &format::encode_seal(extent_id, sealed_length),
+            )?;
+            std::fs::rename(&temp_path, super::replica::extent_path(&dir, extent_id))?;
+            std::fs::File::open(&dir)?.sync_all()?;
+            let (replica, _) = ExtentReplica::open(&dir, extent_id)?;
+            Ok(replica)
+        })
+        .await?;
+        let state = replica.state()?;
+        if !state.sealed || state.length != sealed_length {
+            return Err(StreamError::DataLoss {
+                extent_id,
+                offset: state.length,
+                reason: format!(
+                    "installed copy has length {}, expected {sealed_length}",
+                    state.length
+                ),
+            });
+        }
+        let entry = Arc::new(Entry {
+            replica: Arc::new(replica),
+            append_lock: tokio::sync::Mutex::new(()),
+        });
+        let mut map = self
+            .extents
+            .write()
+            .map_err(|_| StreamError::Unavailable("extent map lock poisoned".into()))?;
+        map.insert(extent_id, entry);
+        Ok(())
     }
 
     fn map_read(&self) -> Result<std::sync::RwLockReadGuard<'_, HashMap<u64, Arc<Entry>>>> {
@@ -181,8 +287,26 @@ impl ExtentStore {
         self.entry(extent_id)?.replica.fence()
     }
 
+    /// Removes a replica; removing one this node does not hold (or could not open) removes
+    /// whatever files of it are left and succeeds, so deletion is idempotent.
     pub async fn delete(&self, extent_id: u64) -> Result<()> {
-        let entry = self.entry(extent_id)?;
+        let Ok(entry) = self.entry(extent_id) else {
+            let dir = self.dir.clone();
+            return blocking(move || {
+                for path in [
+                    super::replica::seal_path(&dir, extent_id),
+                    super::replica::extent_path(&dir, extent_id),
+                ] {
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        };
         let _serialized = entry.append_lock.lock().await;
         {
             let mut map = self

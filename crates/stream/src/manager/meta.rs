@@ -92,6 +92,23 @@ impl MetaStore {
         Ok(())
     }
 
+    /// Removes a stream; true when it existed.
+    pub fn remove_stream(&self, name: &str) -> Result<bool> {
+        Ok(self.streams.remove(name.as_bytes())?.is_some())
+    }
+
+    /// Every stream, by name.
+    pub fn streams(&self) -> Result<Vec<(String, StreamRecord)>> {
+        let mut out = Vec::with_capacity(self.streams.len());
+        for item in self.streams.iter() {
+            let (key, value) = item?;
+            let name = String::from_utf8_lossy(&key).into_owned();
+            let record = decode(&format!("stream {name:?}"), &value)?;
+            out.push((name, record));
+        }
+        Ok(out)
+    }
+
     pub fn stream_count(&self) -> usize {
         self.streams.len()
     }
@@ -106,6 +123,11 @@ impl MetaStore {
     pub fn put_extent(&self, extent_id: u64, record: &ExtentRecord) -> Result<()> {
         self.extents
             .insert(extent_id.to_be_bytes(), encode(record)?)?;
+        Ok(())
+    }
+
+    pub fn remove_extent(&self, extent_id: u64) -> Result<()> {
+        self.extents.remove(extent_id.to_be_bytes())?;
         Ok(())
     }
 

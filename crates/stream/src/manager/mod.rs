@@ -1,12 +1,18 @@
 //! The stream manager: streams (ordered extent lists) and extent replica sets in sled
-//! ([`meta`]), node liveness from heartbeats, placement on 3 racks ([`placement`]), sealing
-//! ([`state`]), served over gRPC ([`service`]).
+//! ([`meta`]), node liveness from heartbeats, placement on 3 racks ([`placement`]), sealing,
+//! stream deletion and trimming ([`state`]), re-replication, repair and garbage collection
+//! ([`repair`]), served over gRPC ([`service`]).
 
 pub mod meta;
 pub mod placement;
+pub mod repair;
 pub mod service;
 pub mod state;
 
+pub use repair::{
+    RepairSettings, GC_DELAY_MS_DEFAULT, REPAIR_BANDWIDTH_BYTES_PER_SEC_DEFAULT,
+    REPAIR_CONCURRENCY_DEFAULT, REPAIR_INTERVAL_MS_DEFAULT,
+};
 pub use state::{ManagerSettings, EXTENT_SIZE_BYTES_MAX_DEFAULT, NODE_TIMEOUT_MS_DEFAULT};
 
 use crate::error::Result;
@@ -47,9 +53,19 @@ impl RunningStreamManager {
 }
 
 /// Opens the metadata under `config.data_dir` and serves `StreamManager` on `listener` until
-/// `token` is cancelled.
+/// `token` is cancelled; repairs with the default [`RepairSettings`].
 pub async fn start_stream_manager(
     config: StreamManagerConfig,
+    listener: tokio::net::TcpListener,
+    token: CancellationToken,
+) -> Result<RunningStreamManager> {
+    start_stream_manager_with_repair(config, RepairSettings::default(), listener, token).await
+}
+
+/// [`start_stream_manager`] with explicit repair and garbage-collection settings.
+pub async fn start_stream_manager_with_repair(
+    config: StreamManagerConfig,
+    repair_settings: RepairSettings,
     listener: tokio::net::TcpListener,
     token: CancellationToken,
 ) -> Result<RunningStreamManager> {
@@ -64,11 +80,21 @@ pub async fn start_stream_manager(
         .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX);
     let router = strata_util::rpc::server().add_service(service);
+    let task_token = token.child_token();
+    let repairing = tokio::spawn(repair::run(
+        state.clone(),
+        repair_settings.clone(),
+        task_token.clone(),
+    ));
     let task = tokio::spawn(async move {
-        if let Err(err) = strata_util::rpc::serve(router, listener, token).await {
+        if let Err(err) = strata_util::rpc::serve(router, listener, task_token.clone()).await {
             tracing::error!(%err, "stream manager gRPC server failed");
         }
+        task_token.cancel();
+        if let Err(err) = repairing.await {
+            tracing::error!(%err, "repair task failed");
+        }
     });
-    tracing::info!(%addr, settings = ?config.settings, "stream manager started");
+    tracing::info!(%addr, settings = ?config.settings, repair = ?repair_settings, "stream manager started");
     Ok(RunningStreamManager { addr, state, task })
 }

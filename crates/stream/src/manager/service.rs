@@ -79,4 +79,43 @@ impl StreamManager for StreamManagerService {
     ) -> Result<Response<StreamStatusResponse>, Status> {
         Ok(Response::new(self.state.status()?))
     }
+
+    async fn report_bad_replica(
+        &self,
+        request: Request<ReportBadReplicaRequest>,
+    ) -> Result<Response<ReportBadReplicaResponse>, Status> {
+        self.state
+            .report_bad_replica(request.into_inner())
+            .inspect_err(|err| tracing::warn!(%err, "bad-replica report refused"))?;
+        Ok(Response::new(ReportBadReplicaResponse {}))
+    }
+
+    async fn delete_stream(
+        &self,
+        request: Request<DeleteStreamRequest>,
+    ) -> Result<Response<DeleteStreamResponse>, Status> {
+        let name = request.into_inner().name;
+        let extents_released = self
+            .state
+            .delete_stream(&name)
+            .await
+            .inspect_err(|err| tracing::warn!(stream = %name, %err, "delete stream failed"))?;
+        Ok(Response::new(DeleteStreamResponse { extents_released }))
+    }
+
+    async fn trim_stream(
+        &self,
+        request: Request<TrimStreamRequest>,
+    ) -> Result<Response<StreamInfo>, Status> {
+        let TrimStreamRequest {
+            name,
+            keep_from_extent_id,
+        } = request.into_inner();
+        let info = self
+            .state
+            .trim_stream(&name, keep_from_extent_id)
+            .await
+            .inspect_err(|err| tracing::warn!(stream = %name, keep_from_extent_id, %err, "trim stream failed"))?;
+        Ok(Response::new(info))
+    }
 }

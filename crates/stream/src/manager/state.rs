@@ -2,7 +2,7 @@
 //! placement, allocation and sealing of extents. The gRPC layer ([`super::service`]) is thin.
 
 use super::meta::{ExtentRecord, MetaStore, NodeRecord, StreamRecord};
-use super::placement::{rank_racks, Candidate, REPLICAS};
+use super::placement::{per_rack_max, placement_order, rank_racks, Candidate, RACKS_MIN, REPLICAS};
 use crate::channels::{bounded, request_with_timeout, ChannelCache, CONTROL_RPC_TIMEOUT_MS};
 use crate::error::{Result, StreamError};
 use crate::metrics;
@@ -33,23 +33,47 @@ impl Default for ManagerSettings {
 }
 
 /// What the last heartbeat of a node said.
-struct Liveness {
+pub(super) struct Liveness {
     last_seen: Instant,
     last_heartbeat_ms: i64,
     disk_used_bytes: u64,
     /// extent id -> (length, sealed) as the node reported.
-    extents: HashMap<u64, (u64, bool)>,
+    pub(super) extents: HashMap<u64, (u64, bool)>,
 }
 
 pub struct ManagerState {
-    meta: MetaStore,
-    settings: ManagerSettings,
-    liveness: Mutex<HashMap<String, Liveness>>,
+    pub(super) meta: MetaStore,
+    pub(super) settings: ManagerSettings,
+    pub(super) liveness: Mutex<HashMap<String, Liveness>>,
     stream_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    channels: ChannelCache,
+    pub(super) channels: ChannelCache,
+    /// When this manager started: liveness is only known one node timeout later.
+    pub(super) started: Instant,
+    /// The repair's in-memory bookkeeping (rebuilt from sled + heartbeats after a restart).
+    pub(super) tracking: Mutex<Tracking>,
 }
 
-fn poisoned() -> StreamError {
+/// Bad-replica reports kept at most (further reports are dropped until some are repaired).
+pub const BAD_REPLICAS_MAX: usize = 65_536;
+
+/// The repair's in-memory bookkeeping. Losing it (a restart) only delays work: the to-do list
+/// itself is derived from sled and heartbeats on every pass.
+#[derive(Default)]
+pub(super) struct Tracking {
+    /// (extent, node) replicas reported to hold a record that fails its checksum.
+    pub(super) bad: HashSet<(u64, String)>,
+    /// extent -> (target node id, bytes) of the copy under way for it (one per extent).
+    pub(super) in_flight: HashMap<u64, (String, u64)>,
+    /// Extents no stream references, since when (garbage after the safety delay).
+    pub(super) unreferenced_since: HashMap<u64, Instant>,
+    /// (node, extent) replicas of extents the manager does not know, since when.
+    pub(super) unknown_since: HashMap<(String, u64), Instant>,
+    /// (extent, node) copies installed recently: a heartbeat sent before the install may not
+    /// list them yet, which must not look like a missing replica.
+    pub(super) installed_at: HashMap<(u64, String), Instant>,
+}
+
+pub(super) fn poisoned() -> StreamError {
     StreamError::Unavailable("stream manager state lock poisoned".into())
 }
 
@@ -61,7 +85,10 @@ impl ManagerState {
             liveness: Mutex::new(HashMap::new()),
             stream_locks: Mutex::new(HashMap::new()),
             channels: ChannelCache::new(),
+            started: Instant::now(),
+            tracking: Mutex::new(Tracking::default()),
         };
+        metrics::init_manager_metrics();
         state.update_gauges();
         state
     }
@@ -84,7 +111,7 @@ impl ManagerState {
         }))
     }
 
-    fn healthy_node_ids(&self) -> Result<HashSet<String>> {
+    pub(super) fn healthy_node_ids(&self) -> Result<HashSet<String>> {
         let timeout = Duration::from_millis(self.settings.node_timeout_ms);
         let liveness = self.liveness.lock().map_err(|_| poisoned())?;
         Ok(liveness
@@ -140,7 +167,7 @@ impl ManagerState {
         Ok(())
     }
 
-    fn node_addr(&self, node_id: &str) -> Result<NodeAddr> {
+    pub(super) fn node_addr(&self, node_id: &str) -> Result<NodeAddr> {
         Ok(match self.meta.node(node_id)? {
             Some(r) => NodeAddr {
                 node_id: r.node_id,
@@ -256,27 +283,7 @@ impl ManagerState {
             }
             return self.stream_info(name, &record);
         }
-        let mut extent = self
-            .meta
-            .extent(last)?
-            .ok_or(StreamError::ExtentNotFound(last))?;
-        if !extent.sealed {
-            let replicas = extent
-                .replicas
-                .iter()
-                .map(|id| self.node_addr(id))
-                .collect::<Result<Vec<_>>>()?;
-            let length = match request.length {
-                0 => self.commit_length(last, &replicas).await?,
-                given => given,
-            };
-            self.seal_replicas(last, length, &replicas).await?;
-            extent.sealed = true;
-            extent.sealed_length = length;
-            self.meta.put_extent(last, &extent)?;
-            self.meta.flush().await?;
-            tracing::info!(stream = name, extent_id = last, length, "extent sealed");
-        }
+        self.seal_open_extent(name, last, request.length).await?;
         let fresh = self.allocate_extent(name).await?;
         record.extent_ids.push(fresh);
         self.meta.put_stream(name, &record)?;
@@ -288,6 +295,139 @@ impl ManagerState {
             "fresh extent appended to stream"
         );
         self.stream_info(name, &record)
+    }
+
+    /// Seals open extent `extent_id` of `stream` at `length` (0 = the commit length the
+    /// reachable replicas agree on) and records it; a sealed extent is left as it is. The
+    /// caller holds the stream's lock.
+    async fn seal_open_extent(&self, stream: &str, extent_id: u64, length: u64) -> Result<()> {
+        let mut extent = self
+            .meta
+            .extent(extent_id)?
+            .ok_or(StreamError::ExtentNotFound(extent_id))?;
+        if extent.sealed {
+            return Ok(());
+        }
+        let replicas = extent
+            .replicas
+            .iter()
+            .map(|id| self.node_addr(id))
+            .collect::<Result<Vec<_>>>()?;
+        let length = match length {
+            0 => self.commit_length(extent_id, &replicas).await?,
+            given => given,
+        };
+        self.seal_replicas(extent_id, length, &replicas).await?;
+        extent.sealed = true;
+        extent.sealed_length = length;
+        self.meta.put_extent(extent_id, &extent)?;
+        self.meta.flush().await?;
+        tracing::info!(stream, extent_id, length, "extent sealed");
+        Ok(())
+    }
+
+    /// The repair's seal of an open extent that lost a replica (or holds a bad one): sealed at
+    /// the commit length like SealExtent does, but no fresh extent is appended, so the stream's
+    /// writer is not fenced: its next append fails (sealed), and its own SealExtent then
+    /// finds the extent sealed and gets a fresh one.
+    pub(super) async fn seal_for_repair(&self, stream: &str, extent_id: u64) -> Result<()> {
+        let lock = self.stream_lock(stream)?;
+        let _serialized = lock.lock().await;
+        let Some(record) = self.meta.stream(stream)? else {
+            return Ok(());
+        };
+        if record.extent_ids.last() != Some(&extent_id) {
+            return Ok(());
+        }
+        self.seal_open_extent(stream, extent_id, 0).await?;
+        tracing::info!(
+            stream,
+            extent_id,
+            "open extent with a dead or bad replica sealed for repair"
+        );
+        Ok(())
+    }
+
+    /// Drops stream `name`; returns how many extents it held (now unreferenced).
+    pub async fn delete_stream(&self, name: &str) -> Result<u32> {
+        let lock = self.stream_lock(name)?;
+        let _serialized = lock.lock().await;
+        let Some(record) = self.meta.stream(name)? else {
+            return Ok(0);
+        };
+        self.meta.remove_stream(name)?;
+        self.meta.flush().await?;
+        self.update_gauges();
+        tracing::info!(
+            stream = name,
+            extents = record.extent_ids.len(),
+            "stream deleted; its extents are garbage after the safety delay"
+        );
+        Ok(record.extent_ids.len() as u32)
+    }
+
+    /// Drops every extent before `keep_from_extent_id` from stream `name` (see TrimStream).
+    pub async fn trim_stream(&self, name: &str, keep_from_extent_id: u64) -> Result<StreamInfo> {
+        let lock = self.stream_lock(name)?;
+        let _serialized = lock.lock().await;
+        let mut record = self
+            .meta
+            .stream(name)?
+            .ok_or_else(|| StreamError::StreamNotFound(name.to_string()))?;
+        match record
+            .extent_ids
+            .iter()
+            .position(|&id| id == keep_from_extent_id)
+        {
+            Some(0) => {}
+            Some(index) => {
+                let dropped: Vec<u64> = record.extent_ids.drain(..index).collect();
+                self.meta.put_stream(name, &record)?;
+                self.meta.flush().await?;
+                tracing::info!(
+                    stream = name,
+                    ?dropped,
+                    "stream trimmed; dropped extents are garbage after the safety delay"
+                );
+            }
+            None if record
+                .extent_ids
+                .first()
+                .is_some_and(|&first| keep_from_extent_id < first) => {}
+            None => {
+                return Err(StreamError::InvalidArgument(format!(
+                    "extent {keep_from_extent_id} is not in stream {name:?}"
+                )))
+            }
+        }
+        self.stream_info(name, &record)
+    }
+
+    /// A reader or scrubber found a record failing its checksum on `node_id`'s replica.
+    pub fn report_bad_replica(&self, request: ReportBadReplicaRequest) -> Result<()> {
+        let ReportBadReplicaRequest {
+            extent_id,
+            node_id,
+            offset,
+        } = request;
+        let record = self
+            .meta
+            .extent(extent_id)?
+            .ok_or(StreamError::ExtentNotFound(extent_id))?;
+        if !record.replicas.contains(&node_id) {
+            tracing::info!(extent_id, %node_id, "bad-replica report for a node no longer in the replica set; ignored");
+            return Ok(());
+        }
+        let mut tracking = self.tracking.lock().map_err(|_| poisoned())?;
+        if tracking.bad.len() >= BAD_REPLICAS_MAX {
+            return Err(StreamError::Unavailable(
+                "too many bad replicas awaiting repair".into(),
+            ));
+        }
+        if tracking.bad.insert((extent_id, node_id.clone())) {
+            tracing::warn!(extent_id, %node_id, offset, "replica reported bad; it will be rewritten from a good replica");
+        }
+        Ok(())
     }
 
     /// Fences every reachable replica and returns the length to seal at: a replica already
@@ -381,24 +521,35 @@ impl ManagerState {
             })
             .collect();
         let racks = rank_racks(candidates);
-        if racks.len() < REPLICAS {
+        let node_count: usize = racks.iter().map(Vec::len).sum();
+        if racks.len() < RACKS_MIN || node_count < REPLICAS {
             return Err(StreamError::Unavailable(format!(
-                "{} healthy racks, {REPLICAS} needed for a new extent",
+                "{} healthy racks and {node_count} healthy nodes; a new extent needs {RACKS_MIN} racks and {REPLICAS} nodes",
                 racks.len()
             )));
         }
+        // One replica per rack first; if too few racks accept it (a rack that just died still
+        // looks healthy until its timeout), at most 2 per rack.
+        let caps = [per_rack_max(racks.len()), REPLICAS - 1];
+        let order = placement_order(racks);
         let extent_id = self.meta.next_extent_id()?;
         let mut chosen: Vec<NodeAddr> = Vec::with_capacity(REPLICAS);
-        for rack in racks {
-            if chosen.len() == REPLICAS {
-                break;
-            }
-            for candidate in rack {
+        let mut tried: HashSet<String> = HashSet::new();
+        for cap in caps {
+            for candidate in &order {
+                if chosen.len() == REPLICAS {
+                    break;
+                }
+                let on_rack = chosen
+                    .iter()
+                    .filter(|n| n.rack == candidate.node.rack)
+                    .count();
+                if on_rack >= cap || tried.contains(&candidate.node.node_id) {
+                    continue;
+                }
+                tried.insert(candidate.node.node_id.clone());
                 match self.create_on(extent_id, &candidate.node).await {
-                    Ok(()) => {
-                        chosen.push(candidate.node);
-                        break;
-                    }
+                    Ok(()) => chosen.push(candidate.node.clone()),
                     Err(err) => {
                         tracing::warn!(extent_id, node_id = %candidate.node.node_id, %err, "could not create extent replica")
                     }
@@ -412,9 +563,12 @@ impl ManagerState {
                 }
             }
             return Err(StreamError::Unavailable(format!(
-                "only {} racks accepted extent {extent_id}",
+                "only {} nodes accepted extent {extent_id}",
                 chosen.len()
             )));
+        }
+        if chosen.iter().map(|n| &n.rack).collect::<HashSet<_>>().len() < REPLICAS {
+            tracing::warn!(extent_id, "fewer than 3 healthy racks: extent placed on 2 racks (misplaced until a third rack is healthy)");
         }
         let record = ExtentRecord {
             stream: stream.to_string(),
@@ -439,7 +593,7 @@ impl ManagerState {
         Ok(())
     }
 
-    async fn delete_on(&self, extent_id: u64, node: &NodeAddr) -> Result<()> {
+    pub(super) async fn delete_on(&self, extent_id: u64, node: &NodeAddr) -> Result<()> {
         let mut client = self.channels.extent_node(&node.addr)?;
         let request = DeleteExtentRequest { extent_id };
         bounded(
@@ -453,38 +607,32 @@ impl ManagerState {
 
     pub fn status(&self) -> Result<StreamStatusResponse> {
         let timeout = Duration::from_millis(self.settings.node_timeout_ms);
-        let liveness = self.liveness.lock().map_err(|_| poisoned())?;
-        let records = self.meta.nodes()?;
-        let racks: HashMap<String, String> = records
-            .iter()
-            .map(|n| (n.node_id.clone(), n.rack.clone()))
-            .collect();
-        let mut nodes: Vec<NodeStatus> = records
-            .into_iter()
-            .map(|n| {
-                let live = liveness.get(&n.node_id);
-                NodeStatus {
-                    healthy: live.is_some_and(|l| l.last_seen.elapsed() <= timeout),
-                    last_heartbeat_ms: live.map_or(0, |l| l.last_heartbeat_ms),
-                    disk_used_bytes: live.map_or(0, |l| l.disk_used_bytes),
-                    http_addr: n.http_addr,
-                    node: Some(NodeAddr {
-                        node_id: n.node_id,
-                        addr: n.addr,
-                        rack: n.rack,
-                    }),
-                }
-            })
-            .collect();
+        let view = self.view()?;
+        let mut nodes: Vec<NodeStatus> = {
+            let liveness = self.liveness.lock().map_err(|_| poisoned())?;
+            view.nodes
+                .values()
+                .map(|n| {
+                    let live = liveness.get(&n.node_id);
+                    NodeStatus {
+                        healthy: live.is_some_and(|l| l.last_seen.elapsed() <= timeout),
+                        last_heartbeat_ms: live.map_or(0, |l| l.last_heartbeat_ms),
+                        disk_used_bytes: live.map_or(0, |l| l.disk_used_bytes),
+                        http_addr: n.http_addr.clone(),
+                        node: Some(NodeAddr {
+                            node_id: n.node_id.clone(),
+                            addr: n.addr.clone(),
+                            rack: n.rack.clone(),
+                        }),
+                    }
+                })
+                .collect()
+        };
         nodes.sort_by(|a, b| {
             let key = |s: &NodeStatus| s.node.as_ref().map(|n| (n.rack.clone(), n.node_id.clone()));
             key(a).cmp(&key(b))
         });
-        let healthy = |id: &String| {
-            liveness
-                .get(id)
-                .is_some_and(|l| l.last_seen.elapsed() <= timeout)
-        };
+        let (mut under_replicated, mut misplaced, mut bytes_left) = (0u32, 0u32, 0u64);
         let extents = self
             .meta
             .extents()?
@@ -493,26 +641,25 @@ impl ManagerState {
                 let reported = e
                     .replicas
                     .iter()
-                    .filter_map(|id| {
-                        liveness
-                            .get(id)
-                            .and_then(|l| l.extents.get(&extent_id))
-                            .map(|(len, _)| *len)
-                    })
+                    .filter_map(|id| view.reports.get(id).and_then(|r| r.get(&extent_id)))
+                    .map(|(len, _)| *len)
                     .max()
                     .unwrap_or(0);
+                let assessment = view.assess(extent_id, &e);
+                if view.referenced.contains(&extent_id) {
+                    under_replicated += u32::from(assessment.under_replicated);
+                    misplaced += u32::from(assessment.misplaced && e.sealed);
+                    bytes_left += assessment.bytes_left;
+                }
                 ExtentStatus {
                     extent_id,
                     stream: e.stream.clone(),
                     sealed: e.sealed,
                     length: if e.sealed { e.sealed_length } else { reported },
                     replicas_total: e.replicas.len() as u32,
-                    replicas_healthy: e.replicas.iter().filter(|id| healthy(id)).count() as u32,
-                    racks: e
-                        .replicas
-                        .iter()
-                        .map(|id| racks.get(id).cloned().unwrap_or_default())
-                        .collect(),
+                    replicas_healthy: assessment.good as u32,
+                    racks: e.replicas.iter().map(|id| view.rack(id)).collect(),
+                    misplaced: assessment.misplaced,
                 }
             })
             .collect();
@@ -520,6 +667,9 @@ impl ManagerState {
             nodes,
             extents,
             streams_total: self.meta.stream_count() as u32,
+            extents_under_replicated: under_replicated,
+            repair_bytes_left: bytes_left,
+            extents_misplaced: misplaced,
         })
     }
 }

@@ -1,8 +1,13 @@
-//! The extent node: an [`ExtentStore`] served over gRPC ([`service`]) plus a heartbeat to the
-//! stream manager ([`heartbeat`]).
+//! The extent node: an [`ExtentStore`] served over gRPC ([`service`]), a heartbeat to the
+//! stream manager ([`heartbeat`]), repair copies pulled from other replicas ([`copy`]) and a
+//! rate-limited scrubber of sealed replicas ([`scrub`]).
 
+pub mod copy;
 pub mod heartbeat;
+pub mod scrub;
 pub mod service;
+
+pub use scrub::ScrubSettings;
 
 use crate::error::{Result, StreamError};
 use crate::extent::ExtentStore;
@@ -71,9 +76,20 @@ impl RunningExtentNode {
 }
 
 /// Opens the store under `config.data_dir`, then serves `ExtentNode` on `listener` and
-/// heartbeats to the stream manager until `token` is cancelled.
+/// heartbeats to the stream manager until `token` is cancelled; scrubs with the default
+/// [`ScrubSettings`].
 pub async fn start_extent_node(
     config: ExtentNodeConfig,
+    listener: tokio::net::TcpListener,
+    token: CancellationToken,
+) -> Result<RunningExtentNode> {
+    start_extent_node_with_scrub(config, ScrubSettings::default(), listener, token).await
+}
+
+/// [`start_extent_node`] with explicit scrubber settings.
+pub async fn start_extent_node_with_scrub(
+    config: ExtentNodeConfig,
+    scrub: ScrubSettings,
     listener: tokio::net::TcpListener,
     token: CancellationToken,
 ) -> Result<RunningExtentNode> {
@@ -113,16 +129,26 @@ pub async fn start_extent_node(
         manager_addrs: config.stream_manager_addrs.clone(),
         interval_ms: config.heartbeat_interval_ms,
     };
+    let scrubber = scrub::Scrubber {
+        store: store.clone(),
+        node_id: node_id.clone(),
+        manager_addrs: config.stream_manager_addrs.clone(),
+        settings: scrub,
+    };
     let task_token = token.child_token();
     let log_id = node_id.clone();
     let task = tokio::spawn(async move {
         let beats = tokio::spawn(heartbeat.run(task_token.clone()));
+        let scrubbing = tokio::spawn(scrubber.run(task_token.clone()));
         if let Err(err) = strata_util::rpc::serve(router, listener, task_token.clone()).await {
             tracing::error!(node_id = %log_id, %err, "extent node gRPC server failed");
         }
         task_token.cancel();
         if let Err(err) = beats.await {
             tracing::error!(%err, "heartbeat task failed");
+        }
+        if let Err(err) = scrubbing.await {
+            tracing::error!(%err, "scrubber task failed");
         }
     });
     tracing::info!(node_id = %node_id, rack = %config.rack, %addr, "extent node started");

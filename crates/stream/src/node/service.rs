@@ -2,7 +2,7 @@
 
 use crate::channels::{bounded, request_with_timeout, ChannelCache};
 use crate::error::{StreamError, SEALED_MARKER};
-use crate::extent::{ExtentStore, RECORD_PAYLOAD_BYTES_MAX};
+use crate::extent::{format, ExtentStore, RECORD_PAYLOAD_BYTES_MAX};
 use crate::metrics;
 use std::sync::Arc;
 use std::time::Instant;
@@ -178,7 +178,11 @@ impl ExtentNode for ExtentNodeService {
             records: batch
                 .records
                 .into_iter()
-                .map(|(offset, payload)| Record { offset, payload })
+                .map(|(offset, payload)| Record {
+                    offset,
+                    crc: format::record_crc(&payload),
+                    payload,
+                })
                 .collect(),
             next_offset: batch.next_offset,
             length: batch.length,
@@ -225,5 +229,20 @@ impl ExtentNode for ExtentNodeService {
             .inspect_err(|err| tracing::warn!(extent_id, %err, "delete failed"))?;
         tracing::info!(extent_id, "extent replica deleted");
         Ok(Response::new(DeleteExtentResponse {}))
+    }
+
+    async fn copy_extent(
+        &self,
+        request: Request<CopyExtentRequest>,
+    ) -> Result<Response<CopyExtentResponse>, Status> {
+        let request = request.into_inner();
+        let (extent_id, source) = (request.extent_id, request.source_addr.clone());
+        let length = super::copy::copy_extent(&self.store, &self.channels, request)
+            .await
+            .inspect_err(|err| tracing::warn!(extent_id, %source, %err, "repair copy failed"))?;
+        Ok(Response::new(CopyExtentResponse {
+            length,
+            bytes_copied: length,
+        }))
     }
 }

@@ -1,0 +1,619 @@
+//! The stream layer heals itself (in process, real gRPC on 127.0.0.1, temporary folders,
+//! short timeouts): re-replication after a node or a whole rack is lost, placement restored
+//! when a rack returns, corrupt replicas rewritten (found by a reader or by the scrubber),
+//! returning nodes synced to the sealed length and their surplus replicas removed, and
+//! garbage collection of deleted and trimmed streams.
+
+use bytes::Bytes;
+use std::collections::HashSet;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use strata_proto::stream::StreamStatusResponse;
+use strata_stream::extent::format;
+use strata_stream::{
+    start_extent_node_with_scrub, start_stream_manager_with_repair, ExtentNodeConfig,
+    ManagerSettings, RecordPos, RepairSettings, RunningExtentNode, RunningStreamManager,
+    ScrubSettings, StreamClient, StreamManagerConfig,
+};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+const DEADLINE: Duration = Duration::from_secs(25);
+const EXTENT_SIZE_BYTES_MAX: u64 = 16 * 1024;
+
+/// Polls `check` until it returns Some, failing the test after [`DEADLINE`].
+async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Cluster {
+    manager: Option<RunningStreamManager>,
+    manager_token: CancellationToken,
+    _manager_dir: TempDir,
+    client: StreamClient,
+    nodes: Vec<Node>,
+}
+
+struct Node {
+    running: RunningExtentNode,
+    token: CancellationToken,
+    dir: PathBuf,
+    _keep: Option<TempDir>,
+}
+
+fn no_scrub() -> ScrubSettings {
+    ScrubSettings {
+        bytes_per_sec: 0,
+        interval_ms: 1_000,
+    }
+}
+
+impl Cluster {
+    async fn start(racks: &[&str], scrub: ScrubSettings) -> Cluster {
+        let manager_dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let manager_token = CancellationToken::new();
+        let manager = start_stream_manager_with_repair(
+            StreamManagerConfig {
+                data_dir: manager_dir.path().to_path_buf(),
+                settings: ManagerSettings {
+                    extent_size_bytes_max: EXTENT_SIZE_BYTES_MAX,
+                    node_timeout_ms: 1_000,
+                },
+            },
+            RepairSettings {
+                concurrency: 4,
+                bandwidth_bytes_per_sec: 64 * 1024 * 1024,
+                interval_ms: 100,
+                gc_delay_ms: 1_000,
+            },
+            listener,
+            manager_token.clone(),
+        )
+        .await
+        .unwrap();
+        let client = StreamClient::new(vec![manager.addr.clone()]);
+        let mut cluster = Cluster {
+            manager: Some(manager),
+            manager_token,
+            _manager_dir: manager_dir,
+            client,
+            nodes: Vec::new(),
+        };
+        for rack in racks {
+            cluster.add_node(rack, None, scrub.clone()).await;
+        }
+        let count = racks.len();
+        cluster
+            .wait_status("all nodes healthy", |s| {
+                s.nodes.iter().filter(|n| n.healthy).count() == count
+            })
+            .await;
+        cluster
+    }
+
+    fn manager_addr(&self) -> String {
+        self.manager.as_ref().map(|m| m.addr.clone()).unwrap()
+    }
+
+    /// Starts a node on `rack`, in `dir` (a restart) or a fresh folder.
+    async fn add_node(&mut self, rack: &str, dir: Option<PathBuf>, scrub: ScrubSettings) {
+        let (dir, keep) = match dir {
+            Some(dir) => (dir, None),
+            None => {
+                let temp = tempfile::tempdir().unwrap();
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let token = CancellationToken::new();
+        let running = start_extent_node_with_scrub(
+            ExtentNodeConfig {
+                data_dir: dir.clone(),
+                rack: rack.to_string(),
+                node_id: None,
+                stream_manager_addrs: vec![self.manager_addr()],
+                heartbeat_interval_ms: 100,
+                advertise_addr: None,
+            },
+            scrub,
+            listener,
+            token.clone(),
+        )
+        .await
+        .unwrap();
+        self.nodes.push(Node {
+            running,
+            token,
+            dir,
+            _keep: keep,
+        });
+    }
+
+    /// Stops node `node_id` (a crash as far as the others can tell); returns its folder, kept.
+    async fn stop_node(&mut self, node_id: &str) -> (PathBuf, Option<TempDir>) {
+        let index = self
+            .nodes
+            .iter()
+            .position(|n| n.running.node_id == node_id)
+            .unwrap();
+        let node = self.nodes.remove(index);
+        node.token.cancel();
+        node.running.join().await;
+        (node.dir, node._keep)
+    }
+
+    fn node(&self, node_id: &str) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.running.node_id == node_id)
+            .unwrap()
+    }
+
+    async fn wait_status(
+        &self,
+        what: &str,
+        check: impl Fn(&StreamStatusResponse) -> bool,
+    ) -> StreamStatusResponse {
+        wait_until(what, || async {
+            let status = self.client.status().await.ok()?;
+            check(&status).then_some(status)
+        })
+        .await
+    }
+
+    async fn stop(mut self) {
+        for node in self.nodes.drain(..) {
+            node.token.cancel();
+            node.running.join().await;
+        }
+        self.manager_token.cancel();
+        if let Some(manager) = self.manager.take() {
+            manager.join().await;
+        }
+    }
+}
+
+/// Every extent: 3 replicas holding the full length on healthy nodes, on 3 racks.
+fn fully_healed(status: &StreamStatusResponse) -> bool {
+    status.extents_under_replicated == 0
+        && status.extents_misplaced == 0
+        && status.extents.iter().all(|e| {
+            e.replicas_total == 3
+                && e.replicas_healthy == 3
+                && e.racks.iter().collect::<HashSet<_>>().len() == 3
+        })
+}
+
+fn payload(index: usize, len: usize) -> Bytes {
+    let mut bytes = format!("record-{index:05}-").into_bytes();
+    bytes.resize(len, (index % 251) as u8);
+    Bytes::from(bytes)
+}
+
+/// Appends until `count` more records are acknowledged, retrying failed appends (they were
+/// not acknowledged) for at most the test deadline.
+async fn append_acknowledged(
+    writer: &strata_stream::StreamWriter,
+    written: &mut Vec<(RecordPos, Bytes)>,
+    count: usize,
+) {
+    let started = Instant::now();
+    let target = written.len() + count;
+    while written.len() < target {
+        let data = payload(written.len(), 2_000);
+        match writer.append(data.clone()).await {
+            Ok(pos) => written.push((pos, data)),
+            Err(err) => {
+                assert!(!err.is_fenced(), "writer fenced: {err}");
+                assert!(started.elapsed() < DEADLINE, "appends keep failing: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn assert_all_readable(client: &StreamClient, written: &[(RecordPos, Bytes)]) {
+    for (pos, data) in written {
+        let read = client
+            .read_record(pos.extent_id, pos.offset)
+            .await
+            .unwrap_or_else(|err| panic!("record at {pos:?} unreadable: {err}"));
+        assert_eq!(&read, data, "record at {pos:?}");
+    }
+}
+
+fn file_bytes(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dead_replica_mid_appends_is_re_replicated() {
+    let cluster = Cluster::start(&["a", "a", "b", "b", "c", "c"], no_scrub()).await;
+    let writer = cluster.client.open("log").await.unwrap();
+    let mut written = Vec::new();
+    append_acknowledged(&writer, &mut written, 20).await;
+    // Kill a replica of the open extent while a writer keeps appending.
+    let open = writer.info().await.extents.last().cloned().unwrap();
+    let victim = open.replicas[1].node_id.clone();
+    let mut cluster = cluster;
+    let appending = async {
+        append_acknowledged(&writer, &mut written, 30).await;
+    };
+    let (_, kept) = tokio::join!(appending, cluster.stop_node(&victim));
+    drop(kept);
+    append_acknowledged(&writer, &mut written, 10).await;
+    assert_all_readable(&cluster.client, &written).await;
+    let status = cluster
+        .wait_status("every extent back to 3 healthy replicas on 3 racks", |s| {
+            s.nodes.iter().filter(|n| n.healthy).count() == 5 && fully_healed(s)
+        })
+        .await;
+    assert!(status.extents.len() > 3, "the log spans several extents");
+    for extent in &status.extents {
+        let info = cluster
+            .client
+            .extent_info(extent.extent_id, true)
+            .await
+            .unwrap();
+        assert!(info.replicas.iter().all(|r| r.node_id != victim));
+    }
+    assert_eq!(status.repair_bytes_left, 0);
+    assert!(strata_stream::metrics::extents_repaired().get() > 0);
+    assert_all_readable(&cluster.client, &written).await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rack_loss_keeps_writes_going_and_placement_is_restored() {
+    let mut cluster = Cluster::start(&["a", "a", "b", "b", "c", "c"], no_scrub()).await;
+    let writer = cluster.client.open("log").await.unwrap();
+    let mut written = Vec::new();
+    append_acknowledged(&writer, &mut written, 20).await;
+    let rack_c: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.running.rack == "c")
+        .map(|n| n.running.node_id.clone())
+        .collect();
+    for node_id in &rack_c {
+        cluster.stop_node(node_id).await;
+    }
+    // Writes and reads go on with two racks.
+    append_acknowledged(&writer, &mut written, 30).await;
+    assert_all_readable(&cluster.client, &written).await;
+    let status = cluster
+        .wait_status("3 healthy replicas on the 2 remaining racks", |s| {
+            s.nodes.iter().filter(|n| n.healthy).count() == 4
+                && s.extents_under_replicated == 0
+                && s.extents.iter().all(|e| e.replicas_healthy == 3)
+        })
+        .await;
+    assert!(
+        status.extents.iter().any(|e| e.misplaced),
+        "some extents had to double up on a rack"
+    );
+    for extent in &status.extents {
+        assert!(extent.racks.iter().all(|r| r != "c"));
+    }
+    // A rack comes back (new nodes): placement returns to 3 racks.
+    cluster.add_node("c", None, no_scrub()).await;
+    cluster.add_node("c", None, no_scrub()).await;
+    append_acknowledged(&writer, &mut written, 5).await;
+    cluster
+        .wait_status("3 replicas on 3 racks again", |s| {
+            s.nodes.iter().filter(|n| n.healthy).count() == 6 && fully_healed(s)
+        })
+        .await;
+    assert_all_readable(&cluster.client, &written).await;
+    // Surplus replicas of the moved extents are deleted from the doubled rack.
+    let status = cluster.client.status().await.unwrap();
+    wait_until("surplus replicas deleted", || async {
+        let mut holders = 0;
+        for extent in &status.extents {
+            for node in &cluster.nodes {
+                if node
+                    .running
+                    .store
+                    .extent_file_path(extent.extent_id)
+                    .exists()
+                {
+                    holders += 1;
+                }
+            }
+        }
+        (holders == 3 * status.extents.len()).then_some(())
+    })
+    .await;
+    cluster.stop().await;
+}
+
+/// Fills stream `name` until its first extent is sealed; returns the records written.
+async fn fill_first_extent(client: &StreamClient, name: &str) -> Vec<(RecordPos, Bytes)> {
+    let writer = client.open(name).await.unwrap();
+    let mut written = Vec::new();
+    while writer.info().await.extents.len() < 2 {
+        append_acknowledged(&writer, &mut written, 1).await;
+    }
+    written
+}
+
+/// Flips a payload byte of `pos`'s record in `node`'s copy of the extent.
+fn corrupt(node: &Node, pos: &RecordPos) -> PathBuf {
+    let path = node.running.store.extent_file_path(pos.extent_id);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(pos.offset + 12 + 5) as usize] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn corrupt_replica_found_by_a_reader_is_rewritten() {
+    let cluster = Cluster::start(&["a", "b", "c"], no_scrub()).await;
+    let written = fill_first_extent(&cluster.client, "data").await;
+    let (pos, data) = written[2].clone();
+    let info = cluster
+        .client
+        .extent_info(pos.extent_id, true)
+        .await
+        .unwrap();
+    assert!(info.sealed);
+    let bad = cluster.node(&info.replicas[0].node_id);
+    let good = cluster.node(&info.replicas[1].node_id);
+    let good_bytes = file_bytes(&good.running.store.extent_file_path(pos.extent_id)).unwrap();
+    let path = corrupt(bad, &pos);
+    assert_ne!(file_bytes(&path).unwrap(), good_bytes);
+    // Reads rotate over the replicas: some hit the bad copy, all return the right bytes.
+    for _ in 0..6 {
+        assert_eq!(
+            cluster
+                .client
+                .read_record(pos.extent_id, pos.offset)
+                .await
+                .unwrap(),
+            data
+        );
+    }
+    wait_until("the bad replica rewritten from a good one", || async {
+        (file_bytes(&path)? == good_bytes).then_some(())
+    })
+    .await;
+    let batch = bad
+        .running
+        .store
+        .read(pos.extent_id, format::FILE_HEADER_LEN, 10_000, u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        batch.next_offset, info.sealed_length,
+        "every record verifies"
+    );
+    cluster.wait_status("healed", fully_healed).await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scrubber_finds_and_repairs_corruption() {
+    let scrub = ScrubSettings {
+        bytes_per_sec: 16 * 1024 * 1024,
+        interval_ms: 200,
+    };
+    let cluster = Cluster::start(&["a", "b", "c"], scrub).await;
+    let written = fill_first_extent(&cluster.client, "data").await;
+    let (pos, _) = written[1].clone();
+    let info = cluster
+        .client
+        .extent_info(pos.extent_id, true)
+        .await
+        .unwrap();
+    let bad = cluster.node(&info.replicas[2].node_id);
+    let good = cluster.node(&info.replicas[0].node_id);
+    let good_bytes = file_bytes(&good.running.store.extent_file_path(pos.extent_id)).unwrap();
+    let found_before = strata_stream::metrics::scrub_corrupt_records().get();
+    let path = corrupt(bad, &pos);
+    // No reads: the scrubber alone finds it and the manager has it rewritten.
+    wait_until("the scrubber's find repaired", || async {
+        (file_bytes(&path)? == good_bytes).then_some(())
+    })
+    .await;
+    assert!(strata_stream::metrics::scrub_corrupt_records().get() > found_before);
+    assert!(strata_stream::metrics::scrub_bytes().get() > 0);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
+    let mut cluster = Cluster::start(&["a", "b", "c"], no_scrub()).await;
+    let writer_1 = cluster.client.open("one").await.unwrap();
+    let writer_2 = cluster.client.open("two").await.unwrap();
+    let (mut written_1, mut written_2) = (Vec::new(), Vec::new());
+    append_acknowledged(&writer_1, &mut written_1, 4).await;
+    append_acknowledged(&writer_2, &mut written_2, 4).await;
+    let e1 = written_1[0].0.extent_id;
+    let e2 = written_2[0].0.extent_id;
+    let away = cluster
+        .nodes
+        .iter()
+        .find(|n| n.running.rack == "c")
+        .map(|n| n.running.node_id.clone())
+        .unwrap();
+    let stayed = cluster
+        .nodes
+        .iter()
+        .find(|n| n.running.rack == "a")
+        .map(|n| n.running.node_id.clone())
+        .unwrap();
+    let (away_dir, keep) = cluster.stop_node(&away).await;
+    // With only 2 nodes left there is nowhere to copy to: the open extents are sealed and the
+    // away node stays in their replica sets.
+    cluster
+        .wait_status("both extents sealed", |s| {
+            s.extents
+                .iter()
+                .filter(|e| e.extent_id == e1 || e.extent_id == e2)
+                .all(|e| e.sealed)
+        })
+        .await;
+    // While away: the node's copy of e1 grows a tail the others never had, its copy of e2
+    // loses its last record.
+    let e1_path = strata_stream::extent::replica::extent_path(&away_dir.join("extents"), e1);
+    let e2_path = strata_stream::extent::replica::extent_path(&away_dir.join("extents"), e2);
+    let mut tail = file_bytes(&e1_path).unwrap();
+    tail.extend_from_slice(&format::encode_record(b"never acknowledged").unwrap());
+    std::fs::write(&e1_path, &tail).unwrap();
+    let last = written_2.last().unwrap().0;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&e2_path)
+        .unwrap()
+        .set_len(last.offset)
+        .unwrap();
+    cluster
+        .add_node("c", Some(away_dir.clone()), no_scrub())
+        .await;
+    let reference = |extent_id: u64| {
+        file_bytes(
+            &cluster
+                .node(&stayed)
+                .running
+                .store
+                .extent_file_path(extent_id),
+        )
+        .unwrap()
+    };
+    let (want_1, want_2) = (reference(e1), reference(e2));
+    wait_until(
+        "the returning replicas synced to the sealed length",
+        || async {
+            let node = cluster.node(&away);
+            let state_1 = node.running.store.state(e1).ok()?;
+            let state_2 = node.running.store.state(e2).ok()?;
+            (state_1.sealed
+                && state_2.sealed
+                && file_bytes(&e1_path)? == want_1
+                && file_bytes(&e2_path)? == want_2)
+                .then_some(())
+        },
+    )
+    .await;
+    cluster.wait_status("healed", fully_healed).await;
+    assert_all_readable(&cluster.client, &written_1).await;
+    assert_all_readable(&cluster.client, &written_2).await;
+
+    // Away again; this time a new node on its rack replaces it, so on return its replicas
+    // are surplus and deleted.
+    cluster.stop_node(&away).await;
+    cluster.add_node("c", None, no_scrub()).await;
+    wait_until("replaced on the new node", || async {
+        for extent_id in [e1, e2] {
+            let info = cluster.client.extent_info(extent_id, true).await.ok()?;
+            if info.replicas.iter().any(|r| r.node_id == away) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    cluster
+        .wait_status("healed on the new node", |s| {
+            fully_healed(s) && s.nodes.iter().filter(|n| n.healthy).count() == 3
+        })
+        .await;
+    cluster.add_node("c", Some(away_dir), no_scrub()).await;
+    wait_until("surplus replicas deleted", || async {
+        (!e1_path.exists() && !e2_path.exists()).then_some(())
+    })
+    .await;
+    drop(keep);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleted_and_trimmed_streams_are_garbage_collected() {
+    let cluster = Cluster::start(&["a", "b", "c"], no_scrub()).await;
+    let mut extents = std::collections::HashMap::new();
+    for name in ["gone", "trimmed"] {
+        let writer = cluster.client.open(name).await.unwrap();
+        let mut written = Vec::new();
+        while writer.info().await.extents.len() < 4 {
+            append_acknowledged(&writer, &mut written, 1).await;
+        }
+        let ids: Vec<u64> = writer
+            .info()
+            .await
+            .extents
+            .iter()
+            .map(|e| e.extent_id)
+            .collect();
+        extents.insert(name, ids);
+    }
+    let files = |ids: &[u64]| -> Vec<PathBuf> {
+        ids.iter()
+            .flat_map(|&id| {
+                cluster
+                    .nodes
+                    .iter()
+                    .map(move |n| n.running.store.extent_file_path(id))
+            })
+            .collect()
+    };
+    let gone_files = files(&extents["gone"]);
+    assert_eq!(
+        cluster.client.delete_stream("gone").await.unwrap(),
+        extents["gone"].len() as u32
+    );
+    assert_eq!(cluster.client.delete_stream("gone").await.unwrap(), 0);
+    assert!(cluster.client.stream_info("gone").await.is_err());
+    assert!(
+        gone_files.iter().all(|p| p.exists()),
+        "kept during the safety delay"
+    );
+    wait_until("deleted stream's extents removed", || async {
+        gone_files.iter().all(|p| !p.exists()).then_some(())
+    })
+    .await;
+
+    let trimmed = &extents["trimmed"];
+    let info = cluster
+        .client
+        .trim_stream("trimmed", trimmed[2])
+        .await
+        .unwrap();
+    assert_eq!(info.extents[0].extent_id, trimmed[2]);
+    // Idempotent: trimming to an already dropped extent changes nothing.
+    let again = cluster
+        .client
+        .trim_stream("trimmed", trimmed[0])
+        .await
+        .unwrap();
+    assert_eq!(again, info);
+    let dropped = files(&trimmed[..2]);
+    let kept = files(&trimmed[2..]);
+    wait_until("trimmed extents removed", || async {
+        dropped.iter().all(|p| !p.exists()).then_some(())
+    })
+    .await;
+    assert!(kept.iter().all(|p| p.exists()));
+    let status = cluster
+        .wait_status("garbage gone from the metadata", |s| {
+            s.extents.len() == trimmed.len() - 2
+        })
+        .await;
+    assert!(status
+        .extents
+        .iter()
+        .all(|e| trimmed[2..].contains(&e.extent_id)));
+    cluster.stop().await;
+}
