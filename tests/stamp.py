@@ -22,9 +22,18 @@ SECRET_KEY = "strata-test-secret-key-0123456789abcdef"
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range (32768+), so no client socket takes it meanwhile."""
+    import random
+
+    for _ in range(1000):
+        port = random.randrange(10_000, 20_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 def wait_for(condition, timeout_s, what, interval_s=0.1):
@@ -107,6 +116,32 @@ class Stamp:
             timeout=60,
         )
         return json.loads(out.stdout)
+
+    def node(self, action, name):
+        """Kills, stops, starts, pauses or resumes one node through `strata node`."""
+        out = subprocess.run(
+            [str(BIN_DIR / "strata"), "node", action, name, "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            env=self.env(),
+            timeout=60,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"strata node {action} {name}: {out.stderr.decode()}")
+        return json.loads(out.stdout)
+
+    def nodes_of(self, kind):
+        return [n for n in self.running()["nodes"] if n["kind"] == kind]
+
+    def wait_fully_replicated(self, timeout_s=120):
+        """Waits until every extent has 3 healthy replicas on 3 distinct racks."""
+
+        def done():
+            status = self.status()
+            extents = status["extents"]
+            healthy = all(e["replicas_healthy"] == 3 and len(set(e["racks"])) == 3 for e in extents)
+            return status if healthy and status["extents_under_replicated"] == 0 else None
+
+        return wait_for(done, timeout_s, "every extent back to 3 healthy replicas on 3 racks", interval_s=0.5)
 
     def client(self, access_key=ACCESS_KEY, secret_key=SECRET_KEY, addressing="path", **config):
         return boto3.client(

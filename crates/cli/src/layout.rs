@@ -59,6 +59,9 @@ pub struct RunningStamp {
     pub pid: u32,
     pub endpoint: String,
     pub access_key: String,
+    /// Loopback address of `strata up`'s control endpoint (`strata node ...`).
+    #[serde(default)]
+    pub control_addr: String,
     pub nodes: Vec<RunningNode>,
 }
 
@@ -81,17 +84,32 @@ pub struct Shape {
     pub s3_addr: String,
 }
 
-/// Reserves `count` free loopback ports. The sockets are closed before the nodes bind them,
-/// a short window in which another process could take one; the node then fails to start and
-/// says so, rather than anything being silently shared.
+/// Ports for a stamp's nodes are drawn from here: below Linux's default ephemeral range
+/// (32768-60999), which outgoing connections use, so a port chosen now is not taken by some
+/// client socket before the node binds it.
+const NODE_PORTS: std::ops::Range<u16> = 20_000..32_000;
+/// Draws before giving up (a machine with most of the range in use).
+const PORT_DRAWS_MAX: usize = 10_000;
+
+/// Reserves `count` distinct free loopback ports. The sockets are closed before the nodes bind
+/// them: a short window in which another process could take one; the node then fails to start
+/// and says so, rather than anything being silently shared.
 fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners: Vec<std::net::TcpListener> = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..PORT_DRAWS_MAX {
+        if held.len() == count {
+            break;
+        }
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), NODE_PORTS);
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(listener);
+        }
+    }
+    anyhow::ensure!(
+        held.len() == count,
+        "could not find {count} free ports in {NODE_PORTS:?}"
+    );
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 impl Layout {

@@ -6,14 +6,18 @@
 //!   in dependency order on SIGINT/SIGTERM.
 //! - [`status`]: finds a running stamp by its data folder and reports nodes by rack, ranges and
 //!   extents, as a table or `--json`.
+//! - [`supervisor`]: the stamp's processes, started, stopped and acted on one at a time.
+//! - [`control`]: `strata up`'s loopback control endpoint and its client (`strata node ...`).
 //! - [`probe`]: health checks over HTTP.
 //!
 //! Invariant: `strata up` on an existing data folder brings back the same stamp (same node ids,
 //! racks and addresses), so every acknowledged object is served again.
 
+pub mod control;
 pub mod layout;
 pub mod probe;
 pub mod status;
+pub mod supervisor;
 pub mod up;
 
 use clap::{Parser, Subcommand};
@@ -36,12 +40,31 @@ pub enum Command {
     Up(up::UpArgs),
     /// Show the nodes, ranges and extents of a running stamp.
     Status(status::StatusArgs),
+    /// Kill, stop, start, pause or resume one node of a running stamp (fault injection).
+    Node(NodeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct NodeArgs {
+    /// What to do to the node.
+    #[arg(value_enum)]
+    pub action: supervisor::NodeAction,
+    /// The node's name, as `strata status` lists it (e.g. extent-r1-1, partition-2, manager-1).
+    pub name: String,
+    /// The data folder given to `strata up`.
+    #[arg(long, default_value = "strata-data")]
+    pub data_dir: PathBuf,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Node(args) => {
+            let report = control::request(&args.data_dir, &args.name, args.action).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
     }
 }
 

@@ -7,16 +7,16 @@
 //! that dies while the stamp runs is reported, not restarted: fault tests kill nodes on
 //! purpose and restart them with `strata up` semantics of their own.
 
-use crate::layout::{Layout, NodeKind, NodeSpec, RunningNode, RunningStamp, Shape};
-use crate::probe;
+use crate::control;
+use crate::layout::{Layout, NodeKind, NodeSpec, RunningStamp, Shape};
+use crate::supervisor::Supervisor;
 use anyhow::Context;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct UpArgs {
     /// Folder for every node's data, logs and the stamp's layout.
     #[arg(long, default_value = "strata-data")]
@@ -42,12 +42,9 @@ pub struct UpArgs {
     pub ready_timeout_ms: u64,
 }
 
-/// Time a node gets to exit after SIGTERM before it is killed.
-const STOP_GRACE_MS: u64 = 20_000;
-
-struct Credentials {
-    access_key: String,
-    secret_key: String,
+pub(crate) struct Credentials {
+    pub access_key: String,
+    pub secret_key: String,
 }
 
 /// From STRATA_ACCESS_KEY / STRATA_SECRET_KEY, or generated once and kept in the data folder.
@@ -201,11 +198,25 @@ fn args_endpoint(layout: &Layout) -> String {
     layout.addrs_of(NodeKind::Frontend)
 }
 
-struct RunningChild {
-    spec: NodeSpec,
-    child: Child,
-    data_dir: PathBuf,
-    log_file: PathBuf,
+/// Everything needed to start (and restart) any node of the stamp.
+pub(crate) struct Launcher {
+    pub layout: Layout,
+    pub args: UpArgs,
+    pub bins: PathBuf,
+    pub creds: Credentials,
+}
+
+impl Launcher {
+    pub fn spawn(&self, spec: &NodeSpec) -> anyhow::Result<Spawned> {
+        spawn(spec, &self.layout, &self.args, &self.bins, &self.creds)
+    }
+}
+
+/// A freshly started node process.
+pub(crate) struct Spawned {
+    pub child: Child,
+    pub data_dir: PathBuf,
+    pub log_file: PathBuf,
 }
 
 fn spawn(
@@ -214,7 +225,7 @@ fn spawn(
     args: &UpArgs,
     bins: &Path,
     creds: &Credentials,
-) -> anyhow::Result<RunningChild> {
+) -> anyhow::Result<Spawned> {
     let node_dir = args.data_dir.join("nodes").join(&spec.name);
     std::fs::create_dir_all(&node_dir)?;
     let logs = args.data_dir.join("logs");
@@ -239,30 +250,11 @@ fn spawn(
     let child = command
         .spawn()
         .with_context(|| format!("starting {} ({})", spec.name, spec.kind.binary()))?;
-    Ok(RunningChild {
-        spec: spec.clone(),
+    Ok(Spawned {
         child,
         data_dir: node_dir,
         log_file,
     })
-}
-
-async fn wait_healthy(children: &[RunningChild], deadline: Instant) -> anyhow::Result<()> {
-    for running in children {
-        loop {
-            if probe::healthy(&running.spec.http_addr).await {
-                break;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "{} did not become healthy; see {}",
-                running.spec.name,
-                running.log_file.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    Ok(())
 }
 
 /// The stamp serves once every range of the partition map has an owner that has loaded it.
@@ -276,54 +268,6 @@ async fn wait_serving(layout: &Layout, deadline: Instant) -> anyhow::Result<()> 
             "the stamp did not start serving in time; see the logs folder"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn write_running(
-    args: &UpArgs,
-    children: &[RunningChild],
-    creds: &Credentials,
-    layout: &Layout,
-) -> anyhow::Result<()> {
-    let running = RunningStamp {
-        pid: std::process::id(),
-        endpoint: format!("http://{}", args_endpoint(layout)),
-        access_key: creds.access_key.clone(),
-        nodes: children
-            .iter()
-            .map(|c| RunningNode {
-                spec: c.spec.clone(),
-                pid: c.child.id().unwrap_or(0),
-                data_dir: c.data_dir.clone(),
-                log_file: c.log_file.clone(),
-            })
-            .collect(),
-    };
-    strata_util::files::write_durably(
-        &RunningStamp::path(&args.data_dir),
-        &serde_json::to_vec_pretty(&running)?,
-    )?;
-    Ok(())
-}
-
-async fn stop_all(children: &mut [RunningChild]) {
-    // Reverse start order: front-end first, stream layer and location last.
-    for running in children.iter_mut().rev() {
-        let Some(pid) = running.child.id() else {
-            continue;
-        };
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        match tokio::time::timeout(Duration::from_millis(STOP_GRACE_MS), running.child.wait()).await
-        {
-            Ok(_) => {}
-            Err(_) => {
-                eprintln!(
-                    "strata: {} did not stop in time; killing it",
-                    running.spec.name
-                );
-                let _ = running.child.kill().await;
-            }
-        }
     }
 }
 
@@ -357,13 +301,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     layout.save(&args.data_dir)?;
 
     let deadline = Instant::now() + Duration::from_millis(args.ready_timeout_ms);
-    let mut children: Vec<RunningChild> = Vec::new();
+    let data_dir = args.data_dir.clone();
+    let credentials_text = (creds.access_key.clone(), creds.secret_key.clone());
+    let supervisor = Arc::new(Supervisor::new(Launcher {
+        layout: layout.clone(),
+        args,
+        bins,
+        creds,
+    }));
+    let control_token = tokio_util::sync::CancellationToken::new();
     let started = async {
-        for spec in &layout.nodes {
-            children.push(spawn(spec, &layout, &args, &bins, &creds)?);
-        }
-        write_running(&args, &children, &creds, &layout)?;
-        wait_healthy(&children, deadline).await?;
+        let control_addr = control::serve(supervisor.clone(), control_token.clone()).await?;
+        supervisor.set_control_addr(control_addr.to_string()).await;
+        supervisor.start_all().await?;
+        supervisor.wait_healthy(deadline).await?;
         wait_serving(&layout, deadline).await
     };
     let outcome = tokio::select! {
@@ -371,52 +322,34 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ = strata_util::shutdown::wait_for_signal() => Err(anyhow::anyhow!("interrupted while starting")),
     };
     if let Err(err) = outcome {
-        stop_all(&mut children).await;
+        supervisor.stop_all().await;
+        control_token.cancel();
+        let _ = std::fs::remove_file(RunningStamp::path(&data_dir));
         return Err(err);
     }
 
+    let (access_key, secret_key) = credentials_text;
     println!("Strata stamp is up.");
     println!("  S3 endpoint:  http://{s3_addr}");
-    println!("  access key:   {}", creds.access_key);
-    println!("  secret key:   {}", creds.secret_key);
-    println!("  data folder:  {}", args.data_dir.display());
-    println!("  try:          AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} aws --endpoint-url http://{s3_addr} s3 mb s3://photos", creds.access_key, creds.secret_key);
+    println!("  access key:   {access_key}");
+    println!("  secret key:   {secret_key}");
+    println!("  data folder:  {}", data_dir.display());
+    println!("  try:          AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key} aws --endpoint-url http://{s3_addr} s3 mb s3://photos");
     println!(
         "  status:       strata status --data-dir {}",
-        args.data_dir.display()
+        data_dir.display()
+    );
+    println!(
+        "  faults:       strata node kill|stop|start|pause|resume <node> --data-dir {}",
+        data_dir.display()
     );
     println!("Press Ctrl-C to stop every node.");
 
-    supervise(&mut children).await;
+    supervisor.supervise().await;
     println!("strata: stopping every node ...");
-    stop_all(&mut children).await;
-    let _ = std::fs::remove_file(RunningStamp::path(&args.data_dir));
+    supervisor.stop_all().await;
+    control_token.cancel();
+    let _ = std::fs::remove_file(RunningStamp::path(&data_dir));
     println!("strata: stopped.");
     Ok(())
-}
-
-/// Reports nodes that exit until a stop signal arrives.
-async fn supervise(children: &mut [RunningChild]) {
-    let mut reported = vec![false; children.len()];
-    let signal = strata_util::shutdown::wait_for_signal();
-    tokio::pin!(signal);
-    loop {
-        tokio::select! {
-            _ = &mut signal => return,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-        for (index, running) in children.iter_mut().enumerate() {
-            if reported[index] {
-                continue;
-            }
-            if let Ok(Some(status)) = running.child.try_wait() {
-                reported[index] = true;
-                eprintln!(
-                    "strata: node {} exited ({status}); see {}",
-                    running.spec.name,
-                    running.log_file.display()
-                );
-            }
-        }
-    }
 }
