@@ -151,11 +151,13 @@ class Stamp:
             aws_secret_access_key=secret_key,
             region_name="us-east-1",
             config=Config(
-                s3={"addressing_style": addressing},
-                retries={"max_attempts": 8, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=120,
-                **config,
+                **{
+                    "s3": {"addressing_style": addressing},
+                    "retries": {"max_attempts": 8, "mode": "standard"},
+                    "connect_timeout": 5,
+                    "read_timeout": 120,
+                    **config,
+                }
             ),
         )
 

@@ -130,10 +130,22 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
             .as_ref()
             .and_then(|r| r.nodes.iter().find(|n| n.spec.name == name).map(|n| n.pid))
     };
+    let streams = stream_status(layout).await;
+    // Disk used per extent node, as its last heartbeat reported, by gRPC address.
+    let disk_by_addr: BTreeMap<String, u64> = streams
+        .iter()
+        .flat_map(|s| s.nodes.iter())
+        .filter_map(|n| {
+            n.node
+                .as_ref()
+                .map(|node| (node.addr.clone(), n.disk_used_bytes))
+        })
+        .collect();
     let mut nodes = Vec::new();
     for spec in &layout.nodes {
         let healthy = probe::healthy(&spec.http_addr).await;
         nodes.push(json!({
+            "disk_used_bytes": disk_by_addr.get(&spec.addr),
             "name": spec.name,
             "kind": spec.kind,
             "rack": spec.rack,
@@ -169,7 +181,6 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
         })
         .collect();
 
-    let streams = stream_status(layout).await;
     let extents: Vec<Value> = streams
         .iter()
         .flat_map(|s| s.extents.iter())
@@ -256,17 +267,21 @@ fn print_tables(report: &Value) {
     );
     println!("\nNODES");
     println!(
-        "  {:<20} {:<18} {:<8} {:<22} {:<8}",
-        "name", "kind", "rack", "addr", "health"
+        "  {:<20} {:<18} {:<8} {:<22} {:<8} {:>12}",
+        "name", "kind", "rack", "addr", "health", "disk used"
     );
     for node in report["nodes"].as_array().into_iter().flatten() {
         println!(
-            "  {:<20} {:<18} {:<8} {:<22} {:<8}",
+            "  {:<20} {:<18} {:<8} {:<22} {:<8} {:>12}",
             node["name"].as_str().unwrap_or(""),
             node["kind"].as_str().unwrap_or(""),
             node["rack"].as_str().unwrap_or("-"),
             node["addr"].as_str().unwrap_or(""),
             yes_no(node["healthy"].as_bool().unwrap_or(false)),
+            node["disk_used_bytes"]
+                .as_u64()
+                .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
+                .unwrap_or_default(),
         );
     }
     let manager = &report["manager"];

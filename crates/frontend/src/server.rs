@@ -107,8 +107,21 @@ fn close_if_body_unread(had_body: bool, response: &mut Response) {
     }
 }
 
+/// Whether the request waits for `100 Continue` but has no body: the server then answers
+/// with the final status and no `100` (there is nothing to ask for). botocore leaves such a
+/// connection out of step (its next request on it hangs until the read timeout), so the
+/// connection is closed after the answer.
+fn expects_continue_without_body(request: &Request) -> bool {
+    let expects = request
+        .headers()
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    expects && !has_body(request)
+}
+
 async fn handle(service: S3Service, mut request: Request) -> Response {
     let had_body = has_body(&request);
+    let close_after = expects_continue_without_body(&request);
     let slot = OperationSlot::default();
     request.extensions_mut().insert(slot.clone());
     let is_head = request.method() == http::Method::HEAD;
@@ -121,6 +134,12 @@ async fn handle(service: S3Service, mut request: Request) -> Response {
         }
     };
     close_if_body_unread(had_body, &mut response);
+    if close_after {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
     // s3s answers HEAD with 200 even for a range; S3 answers 206.
     if is_head
         && response.status() == http::StatusCode::OK
@@ -241,6 +260,11 @@ mod connection_tests {
         let chunked = request(&[("transfer-encoding", "chunked")]);
         let empty = request(&[("content-length", "0")]);
         assert!(has_body(&with_body) && has_body(&chunked) && !has_body(&empty));
+        let empty_expecting = request(&[("content-length", "0"), ("expect", "100-continue")]);
+        let full_expecting = request(&[("content-length", "8"), ("expect", "100-continue")]);
+        assert!(expects_continue_without_body(&empty_expecting));
+        assert!(!expects_continue_without_body(&full_expecting));
+        assert!(!expects_continue_without_body(&empty));
 
         let mut rejected = Response::new(AxumBody::empty());
         *rejected.status_mut() = http::StatusCode::BAD_REQUEST;
