@@ -10,7 +10,7 @@ use strata_proto::partition::*;
 use strata_types::keys;
 use tonic::{Code, Status, Streaming};
 
-use super::objects::{object_key, receive_body};
+use super::objects::{first_header, object_key, receive_body, StreamedMessage};
 use crate::error::PartitionError;
 use crate::range::{Change, IndexValue, Range};
 use crate::server::PartitionServerState;
@@ -99,18 +99,7 @@ pub async fn upload_part(
     state: &PartitionServerState,
     mut body: Streaming<UploadPartRequest>,
 ) -> Result<UploadPartResponse, Status> {
-    use upload_part_request::Part;
-    let header = match body.message().await? {
-        Some(UploadPartRequest {
-            part: Some(Part::Header(header)),
-        }) => header,
-        _ => {
-            return Err(PartitionError::InvalidArgument(
-                "the first message must be the header".into(),
-            )
-            .into())
-        }
-    };
+    let header = first_header(&mut body).await?;
     if !(1..=PART_NUMBER_MAX).contains(&header.part_number) {
         return Err(PartitionError::InvalidArgument(format!(
             "part numbers are 1 to {PART_NUMBER_MAX}"
@@ -119,18 +108,7 @@ pub async fn upload_part(
     }
     let (range, upload_key) = upload_of(state, &header.bucket, &header.key, &header.upload_id)?;
     upload_record(&range, &upload_key)?;
-    let take_chunk = |message: UploadPartRequest| match message.part {
-        Some(Part::Chunk(data)) => Some(data),
-        _ => None,
-    };
-    let received = receive_body(
-        &range,
-        &mut body,
-        take_chunk,
-        header.size_bytes,
-        &header.content_md5,
-    )
-    .await?;
+    let received = receive_body(&range, &mut body, header.size_bytes, &header.content_md5).await?;
     let part = PartMeta {
         part_number: header.part_number,
         etag: format!("\"{}\"", hex::encode(received.md5)),
@@ -156,6 +134,22 @@ pub async fn upload_part(
     let mut answer = part;
     answer.chunks.clear();
     Ok(UploadPartResponse { part: Some(answer) })
+}
+
+impl StreamedMessage for UploadPartRequest {
+    type Header = UploadPartHeader;
+    fn into_header(self) -> Option<UploadPartHeader> {
+        match self.part {
+            Some(upload_part_request::Part::Header(header)) => Some(header),
+            _ => None,
+        }
+    }
+    fn into_chunk(self) -> Option<Vec<u8>> {
+        match self.part {
+            Some(upload_part_request::Part::Chunk(data)) => Some(data),
+            _ => None,
+        }
+    }
 }
 
 fn normalize_etag(etag: &str) -> &str {

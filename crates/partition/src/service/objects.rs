@@ -61,6 +61,41 @@ fn lookup(
     }
 }
 
+/// A message of a client-streaming write: the header first, then data chunks.
+pub(super) trait StreamedMessage: Sized {
+    type Header;
+    fn into_header(self) -> Option<Self::Header>;
+    fn into_chunk(self) -> Option<Vec<u8>>;
+}
+
+impl StreamedMessage for PutObjectRequest {
+    type Header = PutObjectHeader;
+    fn into_header(self) -> Option<PutObjectHeader> {
+        match self.part {
+            Some(put_object_request::Part::Header(header)) => Some(header),
+            _ => None,
+        }
+    }
+    fn into_chunk(self) -> Option<Vec<u8>> {
+        match self.part {
+            Some(put_object_request::Part::Chunk(data)) => Some(data),
+            _ => None,
+        }
+    }
+}
+
+/// The header that must open a streamed write.
+pub(super) async fn first_header<M: StreamedMessage>(
+    body: &mut Streaming<M>,
+) -> Result<M::Header, Status> {
+    body.message()
+        .await?
+        .and_then(M::into_header)
+        .ok_or_else(|| {
+            PartitionError::InvalidArgument("the first message must be the header".into()).into()
+        })
+}
+
 /// What arrived in a streamed body, after every chunk is durable in the data stream.
 pub(super) struct ReceivedBody {
     pub chunks: Vec<ChunkRef>,
@@ -71,10 +106,9 @@ pub(super) struct ReceivedBody {
 /// Receives data messages until the client ends the stream, appending chunks of at most
 /// `CHUNK_SIZE_BYTES` to the range's data stream as they fill; then checks the length and the
 /// Content-MD5. An error (including the client going away) leaves no index entry behind.
-pub(super) async fn receive_body<M>(
+pub(super) async fn receive_body<M: StreamedMessage>(
     range: &Range,
     body: &mut Streaming<M>,
-    take_chunk: impl Fn(M) -> Option<Vec<u8>>,
     expected_size: i64,
     content_md5: &str,
 ) -> Result<ReceivedBody, Status> {
@@ -86,7 +120,7 @@ pub(super) async fn receive_body<M>(
     let mut chunks = Vec::new();
     let mut pending = BytesMut::with_capacity(CHUNK_SIZE_BYTES);
     while let Some(message) = body.message().await? {
-        let Some(data) = take_chunk(message) else {
+        let Some(data) = message.into_chunk() else {
             return Err(PartitionError::InvalidArgument(
                 "only data chunks may follow the header".into(),
             )
@@ -142,32 +176,10 @@ pub async fn put(
     state: &PartitionServerState,
     mut body: Streaming<PutObjectRequest>,
 ) -> Result<PutObjectResponse, Status> {
-    use put_object_request::Part;
-    let header = match body.message().await? {
-        Some(PutObjectRequest {
-            part: Some(Part::Header(header)),
-        }) => header,
-        _ => {
-            return Err(PartitionError::InvalidArgument(
-                "the first message must be the header".into(),
-            )
-            .into())
-        }
-    };
+    let header = first_header(&mut body).await?;
     let encoded = object_key(&header.bucket, &header.key)?;
     let range = state.range_for(&encoded)?;
-    let take_chunk = |message: PutObjectRequest| match message.part {
-        Some(Part::Chunk(data)) => Some(data),
-        _ => None,
-    };
-    let received = receive_body(
-        &range,
-        &mut body,
-        take_chunk,
-        header.size_bytes,
-        &header.content_md5,
-    )
-    .await?;
+    let received = receive_body(&range, &mut body, header.size_bytes, &header.content_md5).await?;
     let mut meta = header.meta.unwrap_or_default();
     meta.size_bytes = received.size_bytes;
     meta.etag = format!("\"{}\"", hex::encode(received.md5));
