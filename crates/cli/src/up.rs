@@ -40,6 +40,13 @@ pub struct UpArgs {
     /// How long to wait for the stamp to serve before giving up.
     #[arg(long, default_value_t = 60_000)]
     pub ready_timeout_ms: u64,
+    /// Stream manager: extents no stream references are deleted after this delay. It must
+    /// exceed the longest GET (compaction relies on it).
+    #[arg(long, default_value_t = 60_000)]
+    pub gc_delay_ms: u64,
+    /// Partition servers: pause between data-stream compaction passes.
+    #[arg(long, default_value_t = 5_000)]
+    pub compaction_interval_ms: u64,
 }
 
 pub(crate) struct Credentials {
@@ -168,6 +175,7 @@ fn node_args(
                 "--extent-size-bytes-max",
                 args.extent_size_bytes_max.to_string(),
             );
+            push("--gc-delay-ms", args.gc_delay_ms.to_string());
         }
         NodeKind::ExtentNode => {
             push("--data-dir", data_dir);
@@ -183,6 +191,10 @@ fn node_args(
             push("--data-dir", data_dir);
             push("--manager", managers);
             push("--stream-manager", stream_manager);
+            push(
+                "--compaction-interval-ms",
+                args.compaction_interval_ms.to_string(),
+            );
         }
         NodeKind::Frontend => {
             push("--manager", managers);

@@ -12,6 +12,8 @@
 //! rebuilds the same index from the streams.
 //!
 //! Modules:
+//! - [`compaction`]: data-stream compaction (copy live chunks off mostly-dead old extents,
+//!   re-point the index, trim the stream) so DELETE and overwrite free disk.
 //! - [`format`]: the versioned on-stream encodings of log entries and checkpoints.
 //! - [`range`]: one loaded range: index, commit path, load (checkpoint + replay), checkpointing.
 //! - [`server`]: the set of ranges this server serves, reconciled with the manager by heartbeat.
@@ -24,13 +26,17 @@
 //!   acknowledged every later read on the owner sees it (read-after-write, list-after-write).
 //! - An object becomes visible only when all of its chunks are durable and its Content-MD5 and
 //!   length checked out; a failed or aborted upload changes no index entry.
+//! - A data extent is trimmed only when no index entry references it and no upload in flight
+//!   may have written to it; GETs racing a trim rely on the stream manager's GC delay.
 
+pub mod compaction;
 pub mod error;
 pub mod format;
 pub mod range;
 pub mod server;
 pub mod service;
 
+pub use compaction::{CompactionConfig, CompactionReport};
 pub use error::PartitionError;
 pub use server::{PartitionServerConfig, PartitionServerState};
 pub use service::PartitionService;

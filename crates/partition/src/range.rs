@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -133,6 +133,53 @@ pub struct Range {
     client: StreamClient,
     entries_since_checkpoint: AtomicU64,
     poisoned: AtomicBool,
+    /// Uploads whose chunks are in the data stream but not (yet) in the index.
+    pub(crate) uploads: Arc<UploadRegistry>,
+    /// At most one compaction pass at a time (see [`crate::compaction`]).
+    pub(crate) compaction_lock: tokio::sync::Mutex<()>,
+}
+
+/// Uploads in flight (chunks appended, index entry not yet committed). Each registers the data
+/// extent its chunks can land in at the earliest, so compaction never trims an extent that may
+/// hold a chunk an upload is about to commit.
+#[derive(Default)]
+pub struct UploadRegistry {
+    /// A lower bound of the data extent any append starting now lands in: the extent of the
+    /// newest acknowledged data append (extents only move forward), or the stream's last
+    /// extent when the range was loaded.
+    data_extent_floor: AtomicU64,
+    next_id: AtomicU64,
+    /// upload id -> the floor when it began.
+    active: Mutex<BTreeMap<u64, u64>>,
+}
+
+impl UploadRegistry {
+    /// The data extents uploads in flight may have written to start at one of these.
+    pub(crate) fn floors(&self) -> Vec<u64> {
+        let active = self
+            .active
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        active.values().copied().collect()
+    }
+}
+
+/// Held by an upload from before its first data append until after its commit: while it lives,
+/// compaction keeps every data extent the upload may have written to.
+pub struct UploadGuard {
+    registry: Arc<UploadRegistry>,
+    id: u64,
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        let mut active = self
+            .registry
+            .active
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        active.remove(&self.id);
+    }
 }
 
 impl Range {
@@ -169,6 +216,12 @@ impl Range {
             ),
         };
         let checkpoint_sequence = state.sequence;
+        let uploads = Arc::new(UploadRegistry::default());
+        if let Some(last) = data.info().await.extents.last() {
+            uploads
+                .data_extent_floor
+                .store(last.extent_id, Ordering::Release);
+        }
         let replayed = replay_log(&client, &log_name, &mut index, &mut state).await?;
         tracing::info!(
             range_id = bounds.range_id,
@@ -189,6 +242,8 @@ impl Range {
             client,
             entries_since_checkpoint: AtomicU64::new(replayed),
             poisoned: AtomicBool::new(false),
+            uploads,
+            compaction_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -204,11 +259,34 @@ impl Range {
         &self.client
     }
 
-    /// Appends one chunk of object bytes to the data stream.
+    /// Registers an upload about to append chunks that it commits later. Keep the guard until
+    /// the commit returned: compaction treats data extents an upload may have written to as
+    /// live while it exists (their chunks are not in the index yet).
+    pub fn begin_upload(&self) -> UploadGuard {
+        let registry = &self.uploads;
+        let id = registry.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut active = registry
+            .active
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        // Read under the lock, so a compaction pass that saw no upload also sees the floor any
+        // later one gets.
+        active.insert(id, registry.data_extent_floor.load(Ordering::Acquire));
+        UploadGuard {
+            registry: registry.clone(),
+            id,
+        }
+    }
+
+    /// Appends one chunk of object bytes to the data stream. Callers that commit the chunk
+    /// later hold an [`UploadGuard`] (from [`Range::begin_upload`]) across append and commit.
     pub async fn append_data(&self, chunk: Bytes) -> Result<ChunkRef, PartitionError> {
         let length = chunk.len() as u64;
         let pos: RecordPos = self.data.append(chunk).await.map_err(stream_error)?;
         debug_assert_eq!(pos.length, length);
+        self.uploads
+            .data_extent_floor
+            .fetch_max(pos.extent_id, Ordering::AcqRel);
         Ok(ChunkRef {
             extent_id: pos.extent_id,
             offset: pos.offset,

@@ -17,6 +17,7 @@ use strata_types::routing::NotOwner;
 use strata_types::Epoch;
 use tokio_util::sync::CancellationToken;
 
+use crate::compaction::CompactionConfig;
 use crate::error::PartitionError;
 use crate::range::{Range, RangeBounds, RangeRef};
 
@@ -30,6 +31,8 @@ pub struct PartitionServerConfig {
     pub heartbeat_interval_ms: u64,
     /// Write a checkpoint once this many log entries were applied since the last one.
     pub checkpoint_every_entries: u64,
+    /// Data-stream compaction (reclaiming deleted and overwritten objects' bytes).
+    pub compaction: CompactionConfig,
 }
 
 enum Slot {
@@ -289,4 +292,31 @@ pub async fn run_checkpoints(state: Arc<PartitionServerState>, token: Cancellati
         state.checkpoint_due(false).await;
     }
     state.checkpoint_due(true).await;
+}
+
+/// Runs a compaction pass over every ready range each `compaction.interval_ms`, one range at
+/// a time (each pass bounded in bytes and paced), until `token` is cancelled. Its own task, so
+/// neither heartbeats nor checkpoints wait for it.
+pub async fn run_compaction(state: Arc<PartitionServerState>, token: CancellationToken) {
+    let config = state.config.compaction.clone();
+    let interval = Duration::from_millis(config.interval_ms.max(100));
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        for range in state.ready_ranges() {
+            if token.is_cancelled() || range.is_poisoned() {
+                continue;
+            }
+            let pass = range.compact(&config);
+            let result = tokio::select! {
+                _ = token.cancelled() => break,
+                result = pass => result,
+            };
+            if let Err(err) = result {
+                tracing::warn!(range_id = range.bounds.range_id, %err, "compaction pass failed; retried next interval");
+            }
+        }
+    }
 }

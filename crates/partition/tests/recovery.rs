@@ -4,8 +4,9 @@
 //! acknowledged: from the log alone, from a checkpoint plus the log after it, and when a retried
 //! append left a checkpoint batch twice in the stream.
 
-use std::time::{Duration, Instant};
+mod common;
 
+use common::stream_layer;
 use strata_partition::format;
 use strata_partition::range::{stream_names, IndexValue, Range, RangeBounds};
 use strata_proto::common::ObjectMeta;
@@ -13,88 +14,10 @@ use strata_proto::partition::{
     checkpoint_record::Part, CheckpointBatch, CheckpointBegin, CheckpointEnd, CheckpointRecord,
     IndexEntry,
 };
-use strata_stream::{
-    start_extent_node, start_stream_manager, ExtentNodeConfig, ManagerSettings, StreamClient,
-    StreamManagerConfig,
-};
 use strata_types::{keys, Epoch};
-use tempfile::TempDir;
-use tokio_util::sync::CancellationToken;
 
-struct StreamLayer {
-    client: StreamClient,
-    token: CancellationToken,
-    _dirs: Vec<TempDir>,
-}
-
-impl Drop for StreamLayer {
-    fn drop(&mut self) {
-        self.token.cancel();
-    }
-}
-
-async fn stream_layer() -> StreamLayer {
-    let token = CancellationToken::new();
-    let manager_dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let manager = start_stream_manager(
-        StreamManagerConfig {
-            data_dir: manager_dir.path().to_path_buf(),
-            // Small extents so the log and checkpoints span several of them.
-            settings: ManagerSettings {
-                extent_size_bytes_max: 16 * 1024,
-                node_timeout_ms: 2_000,
-            },
-        },
-        listener,
-        token.clone(),
-    )
-    .await
-    .unwrap();
-    let mut dirs = vec![manager_dir];
-    for rack in ["rack-1", "rack-2", "rack-3"] {
-        let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        start_extent_node(
-            ExtentNodeConfig {
-                data_dir: dir.path().to_path_buf(),
-                rack: rack.into(),
-                node_id: None,
-                stream_manager_addrs: vec![manager.addr.clone()],
-                heartbeat_interval_ms: 100,
-                advertise_addr: None,
-            },
-            listener,
-            token.clone(),
-        )
-        .await
-        .unwrap();
-        dirs.push(dir);
-    }
-    let client = StreamClient::new(vec![manager.addr.clone()]);
-    // Wait until placement can use all three racks.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let healthy = client
-            .status()
-            .await
-            .map(|s| s.nodes.iter().filter(|n| n.healthy).count())
-            .unwrap_or(0);
-        if healthy == 3 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "extent nodes never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    StreamLayer {
-        client,
-        token,
-        _dirs: dirs,
-    }
-}
+/// Small extents so the log and checkpoints span several of them.
+const SMALL_EXTENT_BYTES: u64 = 16 * 1024;
 
 fn bounds(epoch: u64) -> RangeBounds {
     RangeBounds {
@@ -124,7 +47,7 @@ fn snapshot(range: &Range) -> Vec<(Vec<u8>, IndexValue)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_rebuilds_the_acknowledged_index_from_log_and_checkpoints() {
-    let layer = stream_layer().await;
+    let layer = stream_layer(SMALL_EXTENT_BYTES).await;
 
     // Log only: 40 puts, 10 deletes, one atomic batch.
     let first = Range::load(layer.client.clone(), bounds(1)).await.unwrap();
@@ -213,7 +136,7 @@ async fn reload_rebuilds_the_acknowledged_index_from_log_and_checkpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicated_checkpoint_batch_is_read_once() {
-    let layer = stream_layer().await;
+    let layer = stream_layer(SMALL_EXTENT_BYTES).await;
     let (log_stream, _, checkpoint_stream) = stream_names(7);
     // The checkpoint names a real log position: the start of the log's first extent.
     let log = layer.client.open(&log_stream).await.unwrap();

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
@@ -50,7 +51,14 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // tonic ignores `Server::tcp_nodelay` for an incoming stream we supply, so set it on every
+    // accepted socket: without it small replies wait for the peer's delayed ACK (~40 ms).
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        if let Ok(socket) = &accepted {
+            let _ = socket.set_nodelay(true);
+        }
+        accepted
+    });
     router
         .serve_with_incoming_shutdown(incoming, async move { token.cancelled().await })
         .await?;

@@ -4,7 +4,9 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use strata_partition::{server, PartitionServerConfig, PartitionServerState, PartitionService};
+use strata_partition::{
+    server, CompactionConfig, PartitionServerConfig, PartitionServerState, PartitionService,
+};
 use strata_proto::partition::partition_server_server::PartitionServerServer;
 use strata_stream::StreamClient;
 use strata_util::{admin, config, files, rpc, shutdown::Shutdown};
@@ -41,6 +43,18 @@ struct Args {
     /// Checkpoint a range after this many commit-log entries.
     #[arg(long)]
     checkpoint_every_entries: Option<u64>,
+    /// Compact a sealed data extent when its live bytes / length is below this (0.5).
+    #[arg(long)]
+    compaction_live_ratio_max: Option<f64>,
+    /// Live bytes copied per compaction pass at most (64 MiB).
+    #[arg(long)]
+    compaction_bytes_per_pass_max: Option<u64>,
+    /// Compaction copies at most this many bytes per second (32 MiB).
+    #[arg(long)]
+    compaction_bytes_per_sec_max: Option<u64>,
+    /// Pause between compaction passes (5000).
+    #[arg(long)]
+    compaction_interval_ms: Option<u64>,
 }
 
 fn split_addrs(list: &str) -> Vec<String> {
@@ -88,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
         shutdown.token(),
     )
     .await?;
+    let defaults = CompactionConfig::default();
     let config = PartitionServerConfig {
         server_id: server_id.clone(),
         advertise_addr: grpc_addr.to_string(),
@@ -103,6 +118,28 @@ async fn main() -> anyhow::Result<()> {
             file.checkpoint_every_entries,
             10_000,
         ),
+        compaction: CompactionConfig {
+            live_ratio_max: config::pick(
+                flags.compaction_live_ratio_max,
+                file.compaction_live_ratio_max,
+                defaults.live_ratio_max,
+            ),
+            bytes_per_pass_max: config::pick(
+                flags.compaction_bytes_per_pass_max,
+                file.compaction_bytes_per_pass_max,
+                defaults.bytes_per_pass_max,
+            ),
+            bytes_per_sec_max: config::pick(
+                flags.compaction_bytes_per_sec_max,
+                file.compaction_bytes_per_sec_max,
+                defaults.bytes_per_sec_max,
+            ),
+            interval_ms: config::pick(
+                flags.compaction_interval_ms,
+                file.compaction_interval_ms,
+                defaults.interval_ms,
+            ),
+        },
     };
     let state = PartitionServerState::new(config, StreamClient::new(stream_addrs));
     tracing::info!(%server_id, %grpc_addr, %http_addr, "strata-partition-server listening");
@@ -123,6 +160,7 @@ async fn main() -> anyhow::Result<()> {
         Arc::clone(&state),
         shutdown.token(),
     ));
+    shutdown.spawn(server::run_compaction(Arc::clone(&state), shutdown.token()));
     shutdown.wait(std::time::Duration::from_secs(20)).await;
     Ok(())
 }

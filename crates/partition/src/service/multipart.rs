@@ -108,6 +108,8 @@ pub async fn upload_part(
     }
     let (range, upload_key) = upload_of(state, &header.bucket, &header.key, &header.upload_id)?;
     upload_record(&range, &upload_key)?;
+    // Until the commit below, compaction keeps the extents this body lands in.
+    let _upload = range.begin_upload();
     let received = receive_body(&range, &mut body, header.size_bytes, &header.content_md5).await?;
     let part = PartMeta {
         part_number: header.part_number,

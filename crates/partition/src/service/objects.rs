@@ -179,6 +179,8 @@ pub async fn put(
     let header = first_header(&mut body).await?;
     let encoded = object_key(&header.bucket, &header.key)?;
     let range = state.range_for(&encoded)?;
+    // Until the commit below, compaction keeps the extents this body lands in.
+    let _upload = range.begin_upload();
     let received = receive_body(&range, &mut body, header.size_bytes, &header.content_md5).await?;
     let mut meta = header.meta.unwrap_or_default();
     meta.size_bytes = received.size_bytes;
@@ -294,17 +296,34 @@ pub async fn delete(
     Ok(DeleteObjectResponse { existed: true })
 }
 
-/// Metadata-only copy: the destination entry points at the source's chunks.
+/// Metadata-only copy: the destination entry points at the source's chunks. The source is
+/// read under the destination range's commit lock, so compaction cannot move (and trim) its
+/// chunks between the lookup and the commit.
 pub async fn copy(
     state: &PartitionServerState,
     request: CopyObjectRequest,
 ) -> Result<CopyObjectResponse, PartitionError> {
-    let (_, source) = lookup(state, &request.src_bucket, &request.src_key)?;
+    let source_key = object_key(&request.src_bucket, &request.src_key)?;
+    let source_range = state.range_for(&source_key)?;
+    let destination = object_key(&request.dst_bucket, &request.dst_key)?;
+    let range = state.range_for(&destination)?;
+    if !std::sync::Arc::ptr_eq(&source_range, &range) {
+        // Chunks are only ever shared within a range's data stream: each range compacts its
+        // own stream knowing every reference to it. Ranges are never split today.
+        return Err(PartitionError::s3(
+            tonic::Code::Unimplemented,
+            "NotImplemented",
+            "copying between range partitions is not supported",
+        ));
+    }
+    let guard = range.lock_commits().await;
+    let source = match range.get(&source_key) {
+        Some(IndexValue::Object(meta)) => meta,
+        _ => return Err(PartitionError::NoSuchKey),
+    };
     if !request.expected_src_etag.is_empty() && request.expected_src_etag != source.etag {
         return Err(PartitionError::PreconditionFailed);
     }
-    let destination = object_key(&request.dst_bucket, &request.dst_key)?;
-    let range = state.range_for(&destination)?;
     let mut meta = if request.replace {
         let mut replaced = request.replace_meta.unwrap_or_default();
         replaced.size_bytes = source.size_bytes;
@@ -316,7 +335,10 @@ pub async fn copy(
     };
     meta.last_modified_ms = strata_util::now_ms();
     range
-        .commit(destination, Some(IndexValue::Object(meta.clone())))
+        .commit_locked(
+            guard,
+            vec![(destination, Some(IndexValue::Object(meta.clone())))],
+        )
         .await?;
     Ok(CopyObjectResponse {
         meta: Some(strip_chunks(meta)),

@@ -1,0 +1,85 @@
+//! A real stream layer in process for the partition tests: a stream manager and 3 extent
+//! nodes on 3 racks, on 127.0.0.1, torn down when the returned [`StreamLayer`] is dropped.
+
+use std::time::{Duration, Instant};
+
+use strata_stream::{
+    start_extent_node, start_stream_manager, ExtentNodeConfig, ManagerSettings, StreamClient,
+    StreamManagerConfig,
+};
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+pub struct StreamLayer {
+    pub client: StreamClient,
+    token: CancellationToken,
+    _dirs: Vec<TempDir>,
+}
+
+impl Drop for StreamLayer {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+pub async fn stream_layer(extent_size_bytes_max: u64) -> StreamLayer {
+    let token = CancellationToken::new();
+    let manager_dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let manager = start_stream_manager(
+        StreamManagerConfig {
+            data_dir: manager_dir.path().to_path_buf(),
+            settings: ManagerSettings {
+                extent_size_bytes_max,
+                node_timeout_ms: 2_000,
+            },
+        },
+        listener,
+        token.clone(),
+    )
+    .await
+    .unwrap();
+    let mut dirs = vec![manager_dir];
+    for rack in ["rack-1", "rack-2", "rack-3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        start_extent_node(
+            ExtentNodeConfig {
+                data_dir: dir.path().to_path_buf(),
+                rack: rack.into(),
+                node_id: None,
+                stream_manager_addrs: vec![manager.addr.clone()],
+                heartbeat_interval_ms: 100,
+                advertise_addr: None,
+            },
+            listener,
+            token.clone(),
+        )
+        .await
+        .unwrap();
+        dirs.push(dir);
+    }
+    let client = StreamClient::new(vec![manager.addr.clone()]);
+    // Wait until placement can use all three racks.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let healthy = client
+            .status()
+            .await
+            .map(|s| s.nodes.iter().filter(|n| n.healthy).count())
+            .unwrap_or(0);
+        if healthy == 3 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "extent nodes never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    StreamLayer {
+        client,
+        token,
+        _dirs: dirs,
+    }
+}
