@@ -47,6 +47,13 @@ pub struct UpArgs {
     /// Partition servers: pause between data-stream compaction passes.
     #[arg(long, default_value_t = 5_000)]
     pub compaction_interval_ms: u64,
+    /// Partition servers: requests per second one range accepts before answering
+    /// `503 SlowDown` (0 = no limit).
+    #[arg(long, default_value_t = 5_500)]
+    pub range_requests_per_sec_max: u32,
+    /// Partition servers: requests per second one bucket accepts on one server (0 = no limit).
+    #[arg(long, default_value_t = 11_000)]
+    pub bucket_requests_per_sec_max: u32,
 }
 
 pub(crate) struct Credentials {
@@ -194,6 +201,14 @@ fn node_args(
             push(
                 "--compaction-interval-ms",
                 args.compaction_interval_ms.to_string(),
+            );
+            push(
+                "--range-requests-per-sec-max",
+                args.range_requests_per_sec_max.to_string(),
+            );
+            push(
+                "--bucket-requests-per-sec-max",
+                args.bucket_requests_per_sec_max.to_string(),
             );
         }
         NodeKind::Frontend => {

@@ -80,7 +80,19 @@ fn slow_down_response() -> Response {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/xml"),
     );
+    add_retry_after(&mut response);
     response
+}
+
+/// Every 503 (SlowDown, ServiceUnavailable) says when to come back. Throttling budgets refill
+/// within a second (per-second token buckets), so one second is always enough to try again.
+fn add_retry_after(response: &mut Response) {
+    if response.status() == http::StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .entry(http::header::RETRY_AFTER)
+            .or_insert(http::HeaderValue::from_static("1"));
+    }
 }
 
 /// Whether the request carries a body (which an early error answer may leave unread).
@@ -134,6 +146,7 @@ async fn handle(service: S3Service, mut request: Request) -> Response {
         }
     };
     close_if_body_unread(had_body, &mut response);
+    add_retry_after(&mut response);
     if close_after {
         response.headers_mut().insert(
             http::header::CONNECTION,
@@ -228,6 +241,13 @@ pub async fn start(
         config.requests_in_flight_max,
     );
     let task = tokio::spawn(async move {
+        // Without TCP_NODELAY a response written in pieces (headers, then the body) waits for
+        // the client's delayed ACK: ~40 ms per GET.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "TCP_NODELAY not set");
+            }
+        });
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await;

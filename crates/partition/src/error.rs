@@ -28,6 +28,9 @@ pub enum PartitionError {
     Corrupt(String),
     #[error("shutting down")]
     ShuttingDown,
+    /// Over a request-rate limit ([`crate::throttle`]); retry after the given time.
+    #[error("slow down: {reason} (retry after {retry_after_ms} ms)")]
+    SlowDown { retry_after_ms: u64, reason: String },
     /// Any other client-visible S3 error (multipart validation and the like).
     #[error("{code}: {message}")]
     S3 {
@@ -81,6 +84,9 @@ impl From<PartitionError> for Status {
                 Status::data_loss(message)
             }
             PartitionError::ShuttingDown => Status::unavailable("partition server shutting down"),
+            err @ PartitionError::SlowDown { .. } => {
+                s3_status(Code::ResourceExhausted, "SlowDown", err)
+            }
             PartitionError::S3 {
                 grpc,
                 code,

@@ -16,6 +16,7 @@
 //!   re-point the index, trim the stream) so DELETE and overwrite free disk.
 //! - [`format`]: the versioned on-stream encodings of log entries and checkpoints.
 //! - [`range`]: one loaded range: index, commit path, load (checkpoint + replay), checkpointing.
+//! - [`throttle`]: per-range and per-bucket request-rate limits (SlowDown instead of queues).
 //! - [`server`]: the set of ranges this server serves, reconciled with the manager by heartbeat.
 //! - [`service`]: the `PartitionServer` gRPC service (buckets, objects, listing).
 //! - [`error`]: the crate's error type and its mapping to gRPC statuses.
@@ -35,8 +36,10 @@ pub mod format;
 pub mod range;
 pub mod server;
 pub mod service;
+pub mod throttle;
 
 pub use compaction::{CompactionConfig, CompactionReport};
 pub use error::PartitionError;
 pub use server::{PartitionServerConfig, PartitionServerState};
 pub use service::PartitionService;
+pub use throttle::ThrottleConfig;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::compaction::CompactionConfig;
 use crate::error::PartitionError;
 use crate::range::{Range, RangeBounds, RangeRef};
+use crate::throttle::{Throttle, ThrottleConfig};
 
 #[derive(Clone, Debug)]
 pub struct PartitionServerConfig {
@@ -33,6 +34,8 @@ pub struct PartitionServerConfig {
     pub checkpoint_every_entries: u64,
     /// Data-stream compaction (reclaiming deleted and overwritten objects' bytes).
     pub compaction: CompactionConfig,
+    /// Request-rate limits per range and per bucket.
+    pub throttle: ThrottleConfig,
 }
 
 enum Slot {
@@ -53,15 +56,30 @@ pub struct PartitionServerState {
     pub config: PartitionServerConfig,
     pub streams: StreamClient,
     ranges: RwLock<BTreeMap<u64, Slot>>,
+    throttle: Throttle,
 }
 
 impl PartitionServerState {
     pub fn new(config: PartitionServerConfig, streams: StreamClient) -> Arc<Self> {
         Arc::new(Self {
+            throttle: Throttle::new(&config.throttle),
             config,
             streams,
             ranges: RwLock::new(BTreeMap::new()),
         })
+    }
+
+    /// The range that owns `key` for a client request on `bucket`, once the request is within
+    /// the range's and the bucket's request-rate limits (else [`PartitionError::SlowDown`]).
+    pub fn admit(&self, key: &[u8], bucket: &str) -> Result<RangeRef, PartitionError> {
+        let range = self.range_for(key)?;
+        self.throttle.admit(range.bounds.range_id, bucket)?;
+        Ok(range)
+    }
+
+    /// Takes one request of `bucket` on range `range_id` from the request-rate budgets.
+    pub fn throttle(&self, range_id: u64, bucket: &str) -> Result<(), PartitionError> {
+        self.throttle.admit(range_id, bucket)
     }
 
     /// The loaded range that owns `key`, or why there is none.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use strata_partition::{
     server, CompactionConfig, PartitionServerConfig, PartitionServerState, PartitionService,
+    ThrottleConfig,
 };
 use strata_proto::partition::partition_server_server::PartitionServerServer;
 use strata_stream::StreamClient;
@@ -55,6 +56,12 @@ struct Args {
     /// Pause between compaction passes (5000).
     #[arg(long)]
     compaction_interval_ms: Option<u64>,
+    /// Requests per second one range accepts before answering SlowDown (5500; 0 = no limit).
+    #[arg(long)]
+    range_requests_per_sec_max: Option<u32>,
+    /// Requests per second one bucket accepts on this server (11000; 0 = no limit).
+    #[arg(long)]
+    bucket_requests_per_sec_max: Option<u32>,
 }
 
 fn split_addrs(list: &str) -> Vec<String> {
@@ -103,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let defaults = CompactionConfig::default();
+    let throttle_defaults = ThrottleConfig::default();
     let config = PartitionServerConfig {
         server_id: server_id.clone(),
         advertise_addr: grpc_addr.to_string(),
@@ -138,6 +146,18 @@ async fn main() -> anyhow::Result<()> {
                 flags.compaction_interval_ms,
                 file.compaction_interval_ms,
                 defaults.interval_ms,
+            ),
+        },
+        throttle: ThrottleConfig {
+            range_requests_per_sec_max: config::pick(
+                flags.range_requests_per_sec_max,
+                file.range_requests_per_sec_max,
+                throttle_defaults.range_requests_per_sec_max,
+            ),
+            bucket_requests_per_sec_max: config::pick(
+                flags.bucket_requests_per_sec_max,
+                file.bucket_requests_per_sec_max,
+                throttle_defaults.bucket_requests_per_sec_max,
             ),
         },
     };

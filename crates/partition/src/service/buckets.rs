@@ -20,7 +20,7 @@ pub async fn create(
         ));
     }
     let key = keys::bucket_key(&bucket.name);
-    let range = state.range_for(&key)?;
+    let range = state.admit(&key, &bucket.name)?;
     if let Some(IndexValue::Bucket(existing)) = range.get(&key) {
         return Ok(CreateBucketResponse {
             created: false,
@@ -41,7 +41,7 @@ pub fn get(
     request: GetBucketRequest,
 ) -> Result<GetBucketResponse, PartitionError> {
     let key = keys::bucket_key(&request.name);
-    let range = state.range_for(&key)?;
+    let range = state.admit(&key, &request.name)?;
     let bucket = match range.get(&key) {
         Some(IndexValue::Bucket(bucket)) => Some(bucket),
         _ => None,
@@ -54,7 +54,7 @@ pub async fn delete(
     request: DeleteBucketRequest,
 ) -> Result<DeleteBucketResponse, PartitionError> {
     let key = keys::bucket_key(&request.name);
-    let range = state.range_for(&key)?;
+    let range = state.admit(&key, &request.name)?;
     if range.get(&key).is_none() {
         return Ok(DeleteBucketResponse { existed: false });
     }

@@ -33,6 +33,8 @@ pub fn list_objects(
 
     let mut items = Vec::new();
     let mut truncated = false;
+    // Each range read counts once against the range's and the bucket's request rates.
+    let mut charged_range = None;
     // Served ranges in key order; each answers its own part of [cursor, prefix_limit).
     'ranges: for range in state.ready_ranges() {
         loop {
@@ -45,6 +47,10 @@ pub fn list_objects(
                     continue;
                 }
                 break; // cursor past this range: next range
+            }
+            if charged_range != Some(range.bounds.range_id) {
+                state.throttle(range.bounds.range_id, &request.bucket)?;
+                charged_range = Some(range.bounds.range_id);
             }
             let upper = match (&prefix_limit, range.bounds.high.is_empty()) {
                 (Some(limit), true) => Some(limit.clone()),

@@ -45,7 +45,7 @@ fn upload_of(
     if !upload_id_valid(upload_id) {
         return Err(no_such_upload());
     }
-    let range = state.range_for(&object)?;
+    let range = state.admit(&object, bucket)?;
     Ok((range, keys::upload_key(bucket, key, upload_id)))
 }
 
@@ -83,7 +83,7 @@ pub async fn create(
     request: CreateMultipartUploadRequest,
 ) -> Result<CreateMultipartUploadResponse, PartitionError> {
     let object = object_key(&request.bucket, &request.key)?;
-    let range = state.range_for(&object)?;
+    let range = state.admit(&object, &request.bucket)?;
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
     let upload = UploadMeta {
         upload_id: upload_id.clone(),

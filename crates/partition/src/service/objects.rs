@@ -54,7 +54,7 @@ fn lookup(
     key: &str,
 ) -> Result<(Vec<u8>, ObjectMeta), PartitionError> {
     let encoded = object_key(bucket, key)?;
-    let range = state.range_for(&encoded)?;
+    let range = state.admit(&encoded, bucket)?;
     match range.get(&encoded) {
         Some(IndexValue::Object(meta)) => Ok((encoded, meta)),
         _ => Err(PartitionError::NoSuchKey),
@@ -178,7 +178,7 @@ pub async fn put(
 ) -> Result<PutObjectResponse, Status> {
     let header = first_header(&mut body).await?;
     let encoded = object_key(&header.bucket, &header.key)?;
-    let range = state.range_for(&encoded)?;
+    let range = state.admit(&encoded, &header.bucket)?;
     // Until the commit below, compaction keeps the extents this body lands in.
     let _upload = range.begin_upload();
     let received = receive_body(&range, &mut body, header.size_bytes, &header.content_md5).await?;
@@ -288,7 +288,7 @@ pub async fn delete(
     request: DeleteObjectRequest,
 ) -> Result<DeleteObjectResponse, PartitionError> {
     let encoded = object_key(&request.bucket, &request.key)?;
-    let range = state.range_for(&encoded)?;
+    let range = state.admit(&encoded, &request.bucket)?;
     if !matches!(range.get(&encoded), Some(IndexValue::Object(_))) {
         return Ok(DeleteObjectResponse { existed: false });
     }
@@ -306,7 +306,7 @@ pub async fn copy(
     let source_key = object_key(&request.src_bucket, &request.src_key)?;
     let source_range = state.range_for(&source_key)?;
     let destination = object_key(&request.dst_bucket, &request.dst_key)?;
-    let range = state.range_for(&destination)?;
+    let range = state.admit(&destination, &request.dst_bucket)?;
     if !std::sync::Arc::ptr_eq(&source_range, &range) {
         // Chunks are only ever shared within a range's data stream: each range compacts its
         // own stream knowing every reference to it. Ranges are never split today.
