@@ -10,6 +10,8 @@
 //! HTTP dates have second granularity, so modification times are compared in whole seconds.
 
 use s3s::dto::{ETag, ETagCondition, Range, Timestamp};
+use s3s::{s3_error, S3Result};
+use strata_proto::common::WriteCondition;
 
 #[derive(Clone, Debug, Default)]
 pub struct Conditions {
@@ -26,6 +28,36 @@ pub enum Outcome {
     Proceed,
     NotModified,
     PreconditionFailed,
+}
+
+/// The conditions of a conditional write (PutObject, CompleteMultipartUpload), which the range's
+/// owner decides atomically with the write. S3 accepts only `*` in `If-None-Match` on writes.
+pub fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<Option<WriteCondition>> {
+    let if_none_match_any = match if_none_match {
+        None => false,
+        Some(ETagCondition::Any) => true,
+        Some(ETagCondition::ETag(_)) => {
+            return Err(s3_error!(
+                NotImplemented,
+                "If-None-Match on a write accepts only '*'"
+            ))
+        }
+    };
+    let if_match_etag = match if_match {
+        None => String::new(),
+        Some(ETagCondition::Any) => "*".to_string(),
+        Some(ETagCondition::ETag(tag)) => format!("\"{}\"", tag.value()),
+    };
+    if !if_none_match_any && if_match_etag.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(WriteCondition {
+        if_none_match_any,
+        if_match_etag,
+    }))
 }
 
 pub fn timestamp_secs(ts: &Timestamp) -> i64 {

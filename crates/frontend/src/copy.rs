@@ -162,6 +162,7 @@ impl Frontend {
             meta: Some(headers.into_meta()),
             content_md5: String::new(),
             size_bytes: crate::meta::size_i64(source.size_bytes),
+            condition: None,
         };
         crate::put::put_streaming(&self.router, header, Some(body)).await
     }

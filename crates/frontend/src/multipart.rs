@@ -229,6 +229,10 @@ impl Frontend {
             key: input.key.clone(),
             upload_id: input.upload_id.clone(),
             parts,
+            condition: crate::conditions::write_condition(
+                input.if_match.as_ref(),
+                input.if_none_match.as_ref(),
+            )?,
         };
         let response = self
             .on_owner(

@@ -276,6 +276,10 @@ impl Frontend {
             meta: Some(stored_headers_of!(input).into_meta()),
             content_md5: input.content_md5.clone().unwrap_or_default(),
             size_bytes: input.content_length.unwrap_or(-1),
+            condition: crate::conditions::write_condition(
+                input.if_match.as_ref(),
+                input.if_none_match.as_ref(),
+            )?,
         };
         let meta = crate::put::put_streaming(&self.router, header, input.body).await?;
         Ok(PutObjectOutput {

@@ -165,6 +165,12 @@ pub async fn complete(
     let (range, upload_key) = upload_of(state, &request.bucket, &request.key, &request.upload_id)?;
     let guard = range.lock_commits().await;
     let upload = upload_record(&range, &upload_key)?;
+    // A failed condition leaves the upload in place (the client may complete it later).
+    super::objects::check_write_condition(
+        &range,
+        &keys::object_key(&request.bucket, &request.key),
+        request.condition.as_ref(),
+    )?;
     if request.parts.is_empty() {
         return Err(PartitionError::s3(
             Code::InvalidArgument,

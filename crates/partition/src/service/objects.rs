@@ -4,7 +4,7 @@ use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use md5::{Digest, Md5};
-use strata_proto::common::{ChunkRef, ObjectMeta};
+use strata_proto::common::{ChunkRef, ObjectMeta, WriteCondition};
 use strata_proto::partition::*;
 use strata_types::{keys, CHUNK_SIZE_BYTES, OBJECT_KEY_BYTES_MAX};
 use tonic::{Status, Streaming};
@@ -172,6 +172,35 @@ pub(super) async fn receive_body<M: StreamedMessage>(
     })
 }
 
+/// Decides an S3 conditional write against the key's current object: `If-None-Match: *`
+/// fails when an object exists, `If-Match` when none exists (NoSuchKey, as S3 answers) or its
+/// ETag differs. Called with the range's commit lock held, it is atomic with the write.
+pub(super) fn check_write_condition(
+    range: &Range,
+    key: &[u8],
+    condition: Option<&WriteCondition>,
+) -> Result<(), PartitionError> {
+    let Some(condition) = condition else {
+        return Ok(());
+    };
+    let current = match range.get(key) {
+        Some(IndexValue::Object(meta)) => Some(meta),
+        _ => None,
+    };
+    if condition.if_none_match_any && current.is_some() {
+        return Err(PartitionError::PreconditionFailed);
+    }
+    if !condition.if_match_etag.is_empty() {
+        let Some(current) = current else {
+            return Err(PartitionError::NoSuchKey);
+        };
+        if condition.if_match_etag != "*" && condition.if_match_etag != current.etag {
+            return Err(PartitionError::PreconditionFailed);
+        }
+    }
+    Ok(())
+}
+
 pub async fn put(
     state: &PartitionServerState,
     mut body: Streaming<PutObjectRequest>,
@@ -179,6 +208,9 @@ pub async fn put(
     let header = first_header(&mut body).await?;
     let encoded = object_key(&header.bucket, &header.key)?;
     let range = state.admit(&encoded, &header.bucket)?;
+    let condition = header.condition.as_ref();
+    // Fail fast, before any byte is stored; decided for good at the commit below.
+    check_write_condition(&range, &encoded, condition)?;
     // Until the commit below, compaction keeps the extents this body lands in.
     let _upload = range.begin_upload();
     let received = receive_body(&range, &mut body, header.size_bytes, &header.content_md5).await?;
@@ -187,8 +219,13 @@ pub async fn put(
     meta.etag = format!("\"{}\"", hex::encode(received.md5));
     meta.last_modified_ms = strata_util::now_ms();
     meta.chunks = received.chunks;
+    let guard = range.lock_commits().await;
+    check_write_condition(&range, &encoded, condition)?;
     range
-        .commit(encoded, Some(IndexValue::Object(meta.clone())))
+        .commit_locked(
+            guard,
+            vec![(encoded, Some(IndexValue::Object(meta.clone())))],
+        )
         .await?;
     Ok(PutObjectResponse {
         meta: Some(strip_chunks(meta)),
