@@ -171,3 +171,43 @@ def test_a_node_returning_after_its_extents_were_sealed(healing_stamp):
     assert held_before, "the node held replicas before it went away"
     stamp.wait_fully_replicated()
     assert_all_readable(stamp, acked)
+
+
+def test_sigkill_of_the_stream_manager_leader_during_writes(healing_stamp):
+    """The stream manager is a Raft group of 3: its leader dies mid-writes (2 MiB extents, so
+    the writers keep sealing and opening extents through it), a follower takes over, writes go
+    on, and the killed member rejoins with the group's metadata."""
+    stamp = healing_stamp
+    writer = Writer(stamp)
+    writer.start()
+    wait_for(lambda: len(writer.acked) >= 10, 60, "writes before the kill")
+    before = stamp.status()["stream_manager"]
+    assert len(before["members"]) == 3, before
+    leader_name = f"stream-manager-{before['leader_id']}"
+    stamp.node("kill", leader_name)
+    count_at_kill = len(writer.acked)
+    # Past several extent seals (each ~7 writes of 300 KiB fill a 2 MiB extent).
+    wait_for(lambda: len(writer.acked) >= count_at_kill + 25, 120, "the writer carrying on after the kill")
+
+    def new_leader():
+        status = stamp.status()["stream_manager"]
+        return status if status and status["leader_id"] not in (0, before["leader_id"]) else None
+
+    after = wait_for(new_leader, 60, "a new stream manager leader")
+    assert after["term"] > before["term"]
+    stamp.node("start", leader_name)
+    wait_for(
+        lambda: next(n for n in stamp.status()["nodes"] if n["name"] == leader_name)["healthy"],
+        60,
+        "the killed member healthy again",
+    )
+    writer.stop()
+    assert len(writer.failed) <= 3, writer.failed
+    assert_all_readable(stamp, writer.acked)
+    status = stamp.wait_fully_replicated()
+    assert status["extents_total"] >= 3
+    # The rejoined member can lead: kill the current leader too; the group still serves.
+    stamp.node("kill", f"stream-manager-{after['leader_id']}")
+    acked = {}
+    put_objects(stamp, "after-second-kill", 10, 300 * 1024, acked)
+    assert_all_readable(stamp, {**writer.acked, **acked})

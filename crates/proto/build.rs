@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "strata/partition.proto",
         "strata/manager.proto",
         "strata/location.proto",
+        "strata/raft.proto",
     ];
     let paths: Vec<String> = files.iter().map(|f| format!("{proto_root}/{f}")).collect();
     for path in &paths {

@@ -1,9 +1,10 @@
-//! The shape of a local stamp, persisted as `<data-dir>/stamp.json` (format version 1).
+//! The shape of a local stamp, persisted as `<data-dir>/stamp.json` (format version 2: the
+//! stream manager became a 3-member Raft group; version 1 had one stream manager).
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Kinds of node, in start order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
@@ -37,7 +38,7 @@ pub struct NodeSpec {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<String>,
-    /// Raft member id (partition managers only).
+    /// Raft member id (partition-manager and stream-manager members only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_id: Option<u64>,
     /// gRPC (or, for the front-end, S3 HTTP) address.
@@ -81,6 +82,7 @@ pub struct Shape {
     pub extent_nodes_per_rack: usize,
     pub partition_servers: usize,
     pub managers: usize,
+    pub stream_managers: usize,
     pub s3_addr: String,
 }
 
@@ -116,7 +118,14 @@ impl Layout {
     pub fn new(shape: &Shape) -> anyhow::Result<Layout> {
         let mut specs: Vec<(NodeKind, String, Option<String>, Option<u64>)> = Vec::new();
         specs.push((NodeKind::Location, "location".into(), None, None));
-        specs.push((NodeKind::StreamManager, "stream-manager".into(), None, None));
+        for member in 1..=shape.stream_managers as u64 {
+            specs.push((
+                NodeKind::StreamManager,
+                format!("stream-manager-{member}"),
+                None,
+                Some(member),
+            ));
+        }
         for rack in 1..=shape.racks {
             for node in 1..=shape.extent_nodes_per_rack {
                 specs.push((
@@ -182,7 +191,8 @@ impl Layout {
             .map_err(|err| anyhow::anyhow!("{} is not a stamp layout: {err}", path.display()))?;
         anyhow::ensure!(
             layout.version == LAYOUT_VERSION,
-            "{} has layout version {}, this strata understands {LAYOUT_VERSION}",
+            "{} has layout version {}, this strata understands {LAYOUT_VERSION}; \
+             start this version with a fresh --data-dir",
             path.display(),
             layout.version
         );
@@ -206,9 +216,9 @@ impl Layout {
             .join(",")
     }
 
-    /// `1=addr,2=addr,3=addr` for the managers' `--members`.
-    pub fn manager_members(&self) -> String {
-        self.of_kind(NodeKind::PartitionManager)
+    /// `1=addr,2=addr,3=addr` for a Raft group's `--members` (partition or stream managers).
+    pub fn members_of(&self, kind: NodeKind) -> String {
+        self.of_kind(kind)
             .map(|n| format!("{}={}", n.member_id.unwrap_or(0), n.addr))
             .collect::<Vec<_>>()
             .join(",")
@@ -243,6 +253,7 @@ mod tests {
             extent_nodes_per_rack: 2,
             partition_servers: 2,
             managers: 3,
+            stream_managers: 3,
             s3_addr: "127.0.0.1:9000".into(),
         };
         let layout = Layout::new(&shape).unwrap();
@@ -252,7 +263,22 @@ mod tests {
             .collect();
         assert_eq!(racks.len(), 3);
         assert_eq!(layout.of_kind(NodeKind::ExtentNode).count(), 6);
-        assert_eq!(layout.manager_members().split(',').count(), 3);
+        assert_eq!(
+            layout
+                .members_of(NodeKind::PartitionManager)
+                .split(',')
+                .count(),
+            3
+        );
+        assert_eq!(
+            layout.members_of(NodeKind::StreamManager),
+            layout
+                .of_kind(NodeKind::StreamManager)
+                .enumerate()
+                .map(|(i, n)| format!("{}={}", i + 1, n.addr))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         let addrs: std::collections::BTreeSet<_> =
             layout.nodes.iter().map(|n| n.http_addr.clone()).collect();
         assert_eq!(

@@ -91,6 +91,7 @@ pub async fn ranges_served(layout: &Layout) -> bool {
     true
 }
 
+/// The stream manager's status, from whichever member leads (followers refuse).
 async fn stream_status(layout: &Layout) -> Option<StreamStatusResponse> {
     for manager in layout.of_kind(NodeKind::StreamManager) {
         let Ok(channel) = strata_util::rpc::channel(&manager.addr) else {
@@ -216,6 +217,19 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
         "nodes": nodes,
         "racks": racks,
         "manager": manager_leader(layout).await,
+        "stream_manager": streams.as_ref().map(|s| {
+            let leader_addr = s
+                .managers
+                .iter()
+                .find(|m| m.node_id == s.leader_id)
+                .map(|m| m.addr.clone());
+            json!({
+                "leader_id": s.leader_id,
+                "leader_addr": leader_addr,
+                "term": s.term,
+                "members": s.managers.iter().map(|m| json!({"node_id": m.node_id, "addr": m.addr})).collect::<Vec<_>>(),
+            })
+        }),
         "map_version": map.as_ref().map(|m| m.version),
         "ranges": ranges,
         "extent_nodes": disk,
@@ -289,6 +303,12 @@ fn print_tables(report: &Value) {
         "\nPARTITION MANAGER  leader member {}  term {}",
         text(&manager["leader_id"]),
         text(&manager["term"])
+    );
+    let stream_manager = &report["stream_manager"];
+    println!(
+        "STREAM MANAGER     leader member {}  term {}",
+        text(&stream_manager["leader_id"]),
+        text(&stream_manager["term"])
     );
     println!("\nRANGES");
     println!(

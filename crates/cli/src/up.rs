@@ -178,6 +178,8 @@ fn node_args(
         }
         NodeKind::StreamManager => {
             push("--data-dir", data_dir);
+            push("--node-id", spec.member_id.unwrap_or(0).to_string());
+            push("--members", layout.members_of(NodeKind::StreamManager));
             push(
                 "--extent-size-bytes-max",
                 args.extent_size_bytes_max.to_string(),
@@ -192,7 +194,7 @@ fn node_args(
         NodeKind::PartitionManager => {
             push("--data-dir", data_dir);
             push("--node-id", spec.member_id.unwrap_or(0).to_string());
-            push("--members", layout.manager_members());
+            push("--members", layout.members_of(NodeKind::PartitionManager));
         }
         NodeKind::PartitionServer => {
             push("--data-dir", data_dir);
@@ -322,6 +324,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             extent_nodes_per_rack: args.extent_nodes_per_rack,
             partition_servers: args.partition_servers,
             managers: 3,
+            stream_managers: 3,
             s3_addr: s3_addr.clone(),
         })?,
     };

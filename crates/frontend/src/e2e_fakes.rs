@@ -661,24 +661,6 @@ impl PartitionManager for FakeManager {
     ) -> Result<Response<ManagerStatusResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
-
-    async fn raft_append_entries(
-        &self,
-        _: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-
-    async fn raft_vote(&self, _: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
-
-    async fn raft_install_snapshot(
-        &self,
-        _: Request<RaftMessage>,
-    ) -> Result<Response<RaftMessage>, Status> {
-        Err(Status::unimplemented("fake"))
-    }
 }
 
 pub async fn serve_partition(fake: FakePartition, token: CancellationToken) -> SocketAddr {

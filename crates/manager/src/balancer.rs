@@ -8,10 +8,10 @@ use crate::app::App;
 use crate::error::ManagerError;
 use crate::map::PartitionMapState;
 use crate::types::{Command, CommandResponse};
-use openraft::ServerState;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use strata_raft::group::Leadership;
 use strata_types::{RangeId, ServerId};
 use tokio_util::sync::CancellationToken;
 
@@ -39,38 +39,36 @@ pub async fn run(app: Arc<App>, interval: Duration, token: CancellationToken) {
 
 /// Notes leadership changes; returns when this member's leadership began, if it leads.
 fn observe_leadership(app: &App) -> Option<Instant> {
-    let metrics = app.metrics();
-    let leading =
-        metrics.state == ServerState::Leader && metrics.current_leader == Some(app.node_id);
+    let leadership = app.leadership.observe(&app.group);
     if let Some(m) = crate::metrics::metrics() {
-        m.is_leader.set(i64::from(leading));
+        let metrics = app.metrics();
+        m.is_leader
+            .set(i64::from(matches!(leadership, Leadership::Leader { .. })));
         m.term
             .set(i64::try_from(metrics.current_term).unwrap_or(i64::MAX));
         m.map_version
-            .set(i64::try_from(app.applied().map.version).unwrap_or(i64::MAX));
+            .set(i64::try_from(app.map().version).unwrap_or(i64::MAX));
     }
-    let mut leadership = app.leadership();
-    if !leading {
-        if leadership.take().is_some() {
-            tracing::info!(
-                node_id = app.node_id,
-                "no longer the leader; forgetting server liveness"
-            );
-            app.servers().clear();
+    match leadership {
+        Leadership::Follower { just_lost } => {
+            if just_lost {
+                tracing::info!(
+                    node_id = app.node_id,
+                    "no longer the leader; forgetting server liveness"
+                );
+                app.servers().clear();
+            }
+            None
         }
-        return None;
-    }
-    match *leadership {
-        Some((term, since)) if term == metrics.current_term => Some(since),
-        _ => {
-            let since = Instant::now();
-            tracing::info!(
-                node_id = app.node_id,
-                term = metrics.current_term,
-                grace_ms = app.server_timeout.as_millis() as u64,
-                "became leader; waiting one server timeout before declaring servers dead"
-            );
-            *leadership = Some((metrics.current_term, since));
+        Leadership::Leader { since, just_gained } => {
+            if just_gained {
+                tracing::info!(
+                    node_id = app.node_id,
+                    term = app.metrics().current_term,
+                    grace_ms = app.server_timeout.as_millis() as u64,
+                    "became leader; waiting one server timeout before declaring servers dead"
+                );
+            }
             Some(since)
         }
     }
@@ -83,7 +81,7 @@ async fn tick(app: &App) -> Result<(), ManagerError> {
     if !app.is_ready_leader() {
         return Ok(());
     }
-    let map = app.applied().map;
+    let map = app.map();
     if map.ranges.is_empty() {
         let command = Command::CreateInitialRange {
             range_id: INITIAL_RANGE_ID,
@@ -186,11 +184,11 @@ pub fn plan(
     moves
 }
 
+/// Bound on one proposal (an election in between makes it fail; the next tick retries).
+const PROPOSE_TIMEOUT_MS: u64 = 5_000;
+
 async fn propose(app: &App, command: Command) -> Result<CommandResponse, ManagerError> {
-    match app.raft.client_write(command).await {
-        Ok(response) => Ok(response.data),
-        Err(err) => Err(ManagerError::Raft(err.to_string())),
-    }
+    Ok(app.group.propose(command, PROPOSE_TIMEOUT_MS).await?)
 }
 
 #[cfg(test)]

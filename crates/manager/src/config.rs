@@ -4,6 +4,10 @@ use crate::error::ManagerError;
 use crate::types::MemberId;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use strata_raft::GroupConfig;
+
+/// The Raft group's name: members refuse messages of another group.
+pub const CLUSTER_NAME: &str = "strata-partition-manager";
 
 /// Default time after a partition server's last heartbeat at which it counts as dead.
 pub const SERVER_TIMEOUT_MS_DEFAULT: u64 = 3_000;
@@ -46,35 +50,34 @@ impl ManagerConfig {
             data_dir: data_dir.into(),
             server_timeout_ms: SERVER_TIMEOUT_MS_DEFAULT,
             balance_interval_ms: 500,
-            raft_heartbeat_interval_ms: 250,
-            election_timeout_min_ms: 1_000,
-            election_timeout_max_ms: 2_000,
+            // As `strata_raft::GroupConfig::new`: failover in ~1.5-2 s.
+            raft_heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1_000,
             snapshot_logs_since_last: 1_000,
             logs_kept_after_snapshot: 100,
         }
     }
 
+    /// The Raft part of this config.
+    pub fn group_config(&self) -> GroupConfig {
+        let mut group = GroupConfig::new(
+            CLUSTER_NAME,
+            self.node_id,
+            self.members.clone(),
+            self.data_dir.clone(),
+        );
+        group.heartbeat_interval_ms = self.raft_heartbeat_interval_ms;
+        group.election_timeout_min_ms = self.election_timeout_min_ms;
+        group.election_timeout_max_ms = self.election_timeout_max_ms;
+        group.snapshot_logs_since_last = self.snapshot_logs_since_last;
+        group.logs_kept_after_snapshot = self.logs_kept_after_snapshot;
+        group
+    }
+
     /// Checks the config is usable.
     pub fn validate(&self) -> Result<(), ManagerError> {
-        if !self.members.contains_key(&self.node_id) {
-            return Err(ManagerError::Config(format!(
-                "node id {} is not one of the members {:?}",
-                self.node_id,
-                self.members.keys().collect::<Vec<_>>()
-            )));
-        }
-        if self.members.contains_key(&0) {
-            return Err(ManagerError::Config(
-                "member id 0 is reserved for 'unknown'".into(),
-            ));
-        }
-        if self.election_timeout_min_ms <= self.raft_heartbeat_interval_ms
-            || self.election_timeout_max_ms <= self.election_timeout_min_ms
-        {
-            return Err(ManagerError::Config(
-                "need raft heartbeat < election timeout min < election timeout max".into(),
-            ));
-        }
+        self.group_config().validate()?;
         if self.server_timeout_ms == 0 || self.balance_interval_ms == 0 {
             return Err(ManagerError::Config(
                 "timeouts and intervals must be > 0".into(),
@@ -91,33 +94,7 @@ impl ManagerConfig {
 
 /// Parses `"1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103"`.
 pub fn parse_members(text: &str) -> Result<BTreeMap<MemberId, String>, ManagerError> {
-    let mut members = BTreeMap::new();
-    for item in text
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-    {
-        let (id, addr) = item
-            .split_once('=')
-            .ok_or_else(|| ManagerError::Config(format!("member {item:?} is not id=host:port")))?;
-        let id: MemberId = id
-            .trim()
-            .parse()
-            .map_err(|err| ManagerError::Config(format!("member id {id:?}: {err}")))?;
-        let addr = addr.trim();
-        if addr.is_empty() || !addr.contains(':') {
-            return Err(ManagerError::Config(format!(
-                "member {id} address {addr:?} is not host:port"
-            )));
-        }
-        if members.insert(id, addr.to_string()).is_some() {
-            return Err(ManagerError::Config(format!("member {id} is listed twice")));
-        }
-    }
-    if members.is_empty() {
-        return Err(ManagerError::Config("no members given".into()));
-    }
-    Ok(members)
+    Ok(strata_raft::parse_members(text)?)
 }
 
 #[cfg(test)]

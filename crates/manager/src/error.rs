@@ -26,9 +26,16 @@ pub enum ManagerError {
     Io(#[from] std::io::Error),
 }
 
-impl From<sled::Error> for ManagerError {
-    fn from(err: sled::Error) -> Self {
-        ManagerError::Storage(err.to_string())
+impl From<strata_raft::GroupError> for ManagerError {
+    fn from(err: strata_raft::GroupError) -> Self {
+        use strata_raft::GroupError;
+        match err {
+            GroupError::Config(message) => ManagerError::Config(message),
+            GroupError::Storage(message) => ManagerError::Storage(message),
+            GroupError::Corrupt { key, reason } => ManagerError::Corrupt { key, reason },
+            GroupError::Io(err) => ManagerError::Io(err),
+            other => ManagerError::Raft(other.to_string()),
+        }
     }
 }
 

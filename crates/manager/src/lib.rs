@@ -6,14 +6,13 @@
 //! map (wrong expected epoch) applies as a no-op. So at any epoch a range has one owner, and a
 //! partition server stamps its work with the epoch it was given.
 //!
-//! Module map (split like openraft's examples: network / store / app):
+//! Module map (the Raft log, state machine store and transport are `strata_raft`'s; this crate is
+//! the application):
 //! - `app`: what the service and the leader loop share on one member.
-//! - [`types`]: the Raft type config, [`Command`] (log payload) and [`CommandResponse`].
+//! - [`types`]: [`Command`] (log payload) and [`CommandResponse`].
 //! - [`map`]: the partition map and how a command changes it.
-//! - [`store`]: sled-backed Raft log store and state machine (versioned, checksummed records,
-//!   fsync before acknowledging).
-//! - [`network`]: the Raft transport over the `PartitionManager` gRPC service.
-//! - `service`: the gRPC service (heartbeats, map, status, Raft RPCs).
+//! - [`machine`]: [`PartitionMachine`], the map as the group's replicated state machine.
+//! - `service`: the gRPC service (heartbeats, map, status).
 //! - `liveness`: the leader's in-memory table of partition-server heartbeats.
 //! - `balancer`: the leader's loop that creates the initial range and assigns ranges.
 //! - [`node`]: [`start`] a member, [`ManagerHandle`] to watch and stop it.
@@ -26,19 +25,19 @@ pub mod client;
 pub mod config;
 pub mod error;
 mod liveness;
+pub mod machine;
 pub mod map;
 mod metrics;
-pub mod network;
 pub mod node;
 mod service;
-pub mod store;
 pub mod types;
 
 pub use client::ManagerClient;
 pub use config::{parse_members, ManagerConfig, SERVER_TIMEOUT_MS_DEFAULT};
 pub use error::{ManagerError, Result};
+pub use machine::PartitionMachine;
 pub use node::{start, ManagerHandle};
-pub use types::{Command, CommandResponse, TypeConfig};
+pub use types::{Command, CommandResponse};
 
 /// Wire types of the manager's gRPC contract, re-exported for callers of [`ManagerClient`].
 pub use strata_proto::manager::{

@@ -1,19 +1,16 @@
-//! The `PartitionManager` gRPC service of one member: partition-server heartbeats, the map,
-//! status, and the server side of the Raft transport.
+//! The `PartitionManager` gRPC service of one member: partition-server heartbeats, the map and
+//! status. (The Raft transport is `strata_raft`'s own service, on the same port.)
 
 use crate::app::App;
-use crate::types::MemberId;
-use openraft::error::{CheckIsLeaderError, RaftError};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use strata_proto::manager as pb;
 use strata_proto::manager::partition_manager_server::{PartitionManager, PartitionManagerServer};
+use strata_raft::GroupError;
 use tonic::{Request, Response, Status};
 
 /// Bound on confirming leadership with a quorum before answering a heartbeat.
-const LEADERSHIP_CHECK_TIMEOUT: Duration = Duration::from_millis(1_000);
+const LEADERSHIP_CHECK_TIMEOUT_MS: u64 = 1_000;
 /// Longest server id or address accepted in a heartbeat.
 const HEARTBEAT_FIELD_BYTES_MAX: usize = 512;
 
@@ -34,21 +31,6 @@ impl ManagerService {
             .max_decoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
             .max_encoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
     }
-}
-
-fn decode_raft<T: DeserializeOwned>(message: &pb::RaftMessage) -> Result<T, Status> {
-    serde_json::from_slice(&message.data).map_err(|err| {
-        tracing::warn!(%err, "undecodable raft message");
-        Status::invalid_argument(format!("decoding raft message: {err}"))
-    })
-}
-
-fn encode_raft<T: Serialize, E: Serialize + std::error::Error>(
-    result: Result<T, RaftError<MemberId, E>>,
-) -> Result<Response<pb::RaftMessage>, Status> {
-    let data = serde_json::to_vec(&result)
-        .map_err(|err| Status::internal(format!("encoding raft reply: {err}")))?;
-    Ok(Response::new(pb::RaftMessage { data }))
 }
 
 fn check_field(name: &str, value: &str) -> Result<(), Status> {
@@ -89,31 +71,21 @@ impl PartitionManager for ManagerService {
         // Hand out ownership only as a confirmed leader (a quorum answered just now) whose
         // state machine holds every committed change: a deposed or restarting leader must not
         // answer from a stale map.
-        let confirm = tokio::time::timeout(
-            LEADERSHIP_CHECK_TIMEOUT,
-            self.app.raft.ensure_linearizable(),
-        );
-        match confirm.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(forward)))) => {
-                return not_leader(
-                    forward
-                        .leader_node
-                        .map(|node| node.addr)
-                        .unwrap_or_default(),
-                );
+        match self
+            .app
+            .group
+            .ensure_leader(LEADERSHIP_CHECK_TIMEOUT_MS)
+            .await
+        {
+            Ok(()) => {}
+            Err(GroupError::NotLeader { leader_addr, .. }) => {
+                return not_leader(leader_addr.unwrap_or_default());
             }
-            Ok(Err(err)) => {
+            Err(err) => {
                 tracing::warn!(%err, "cannot confirm leadership for a heartbeat");
                 return Err(Status::unavailable(format!(
-                    "cannot confirm leadership: {err}"
+                    "cannot confirm leadership: {err}; retry"
                 )));
-            }
-            Err(_) => {
-                tracing::warn!("confirming leadership for a heartbeat timed out");
-                return Err(Status::unavailable(
-                    "cannot confirm leadership in time; retry",
-                ));
             }
         }
         let recorded = self.app.servers().record(
@@ -126,7 +98,7 @@ impl PartitionManager for ManagerService {
             tracing::warn!(server_id = %heartbeat.server_id, "server table full; heartbeat refused");
             return Err(Status::resource_exhausted("too many partition servers"));
         }
-        let assignments = self.app.applied().map.assignments_of(&heartbeat.server_id);
+        let assignments = self.app.map().assignments_of(&heartbeat.server_id);
         Ok(Response::new(pb::ServerHeartbeatResponse {
             assignments,
             leader_hint: view.leader_addr,
@@ -139,9 +111,7 @@ impl PartitionManager for ManagerService {
         _request: Request<pb::GetPartitionMapRequest>,
     ) -> Result<Response<pb::PartitionMap>, Status> {
         let view = self.app.leader_view();
-        Ok(Response::new(
-            self.app.applied().map.to_proto(view.leader_addr),
-        ))
+        Ok(Response::new(self.app.map().to_proto(view.leader_addr)))
     }
 
     async fn get_status(
@@ -149,7 +119,7 @@ impl PartitionManager for ManagerService {
         _request: Request<pb::ManagerStatusRequest>,
     ) -> Result<Response<pb::ManagerStatusResponse>, Status> {
         let metrics = self.app.metrics();
-        let view = crate::app::leader_view(&metrics);
+        let view = strata_raft::group::leader_view(&metrics);
         let members = metrics
             .membership_config
             .nodes()
@@ -162,40 +132,16 @@ impl PartitionManager for ManagerService {
             .app
             .servers()
             .to_proto(self.app.server_timeout, Instant::now());
-        let applied = self.app.applied();
+        let last_applied_index = self.app.group.last_applied_index();
         Ok(Response::new(pb::ManagerStatusResponse {
             node_id: self.app.node_id,
             leader_id: view.leader_id,
             leader_addr: view.leader_addr.clone(),
             current_term: view.current_term,
-            last_applied_index: applied.last_applied.map(|log_id| log_id.index).unwrap_or(0),
+            last_applied_index,
             members,
             servers,
-            map: Some(applied.map.to_proto(view.leader_addr)),
+            map: Some(self.app.map().to_proto(view.leader_addr)),
         }))
-    }
-
-    async fn raft_append_entries(
-        &self,
-        request: Request<pb::RaftMessage>,
-    ) -> Result<Response<pb::RaftMessage>, Status> {
-        let rpc = decode_raft(request.get_ref())?;
-        encode_raft(self.app.raft.append_entries(rpc).await)
-    }
-
-    async fn raft_vote(
-        &self,
-        request: Request<pb::RaftMessage>,
-    ) -> Result<Response<pb::RaftMessage>, Status> {
-        let rpc = decode_raft(request.get_ref())?;
-        encode_raft(self.app.raft.vote(rpc).await)
-    }
-
-    async fn raft_install_snapshot(
-        &self,
-        request: Request<pb::RaftMessage>,
-    ) -> Result<Response<pb::RaftMessage>, Status> {
-        let rpc = decode_raft(request.get_ref())?;
-        encode_raft(self.app.raft.install_snapshot(rpc).await)
     }
 }

@@ -1,38 +1,12 @@
-//! The Raft type configuration: what goes into the log (`Command`) and what applying it answers
-//! (`CommandResponse`).
+//! What goes into the group's log (`Command`) and what applying it answers (`CommandResponse`).
 
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
 use strata_types::{Epoch, RangeId, ServerId};
 
-openraft::declare_raft_types!(
-    /// Raft types of the partition manager group.
-    pub TypeConfig:
-        D = Command,
-        R = CommandResponse,
-        NodeId = u64,
-        Node = openraft::BasicNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
-        AsyncRuntime = openraft::TokioRuntime,
-);
-
 /// Raft node id of a manager member.
-pub type MemberId = u64;
+pub type MemberId = strata_raft::MemberId;
 /// The openraft handle of this group.
-pub type Raft = openraft::Raft<TypeConfig>;
-/// A log entry of this group.
-pub type LogEntry = openraft::Entry<TypeConfig>;
-/// Log id of this group.
-pub type LogId = openraft::LogId<MemberId>;
-/// Vote of this group.
-pub type Vote = openraft::Vote<MemberId>;
-/// Membership as stored in the state machine.
-pub type StoredMembership = openraft::StoredMembership<MemberId, openraft::BasicNode>;
-/// Snapshot metadata of this group.
-pub type SnapshotMeta = openraft::SnapshotMeta<MemberId, openraft::BasicNode>;
-/// Storage error of this group.
-pub type StorageError = openraft::StorageError<MemberId>;
+pub type Raft = strata_raft::types::RaftOf<crate::machine::PartitionMachine>;
 
 /// A change to the partition map. Every command is checked against the current map when it is
 /// applied, so a stale proposal (made from an older view of the map) changes nothing.

@@ -282,7 +282,18 @@ impl Range {
     /// later hold an [`UploadGuard`] (from [`Range::begin_upload`]) across append and commit.
     pub async fn append_data(&self, chunk: Bytes) -> Result<ChunkRef, PartitionError> {
         let length = chunk.len() as u64;
-        let pos: RecordPos = self.data.append(chunk).await.map_err(stream_error)?;
+        let pos: RecordPos = match self.data.append(chunk).await {
+            Ok(pos) => pos,
+            Err(err) => {
+                if err.is_fenced() {
+                    // Another writer took the data stream: this server may no longer own the
+                    // range. A reload finds out (and fences afresh if it still does).
+                    self.poisoned.store(true, Ordering::Release);
+                    tracing::warn!(range_id = self.bounds.range_id, %err, "data stream writer fenced; range will reload");
+                }
+                return Err(stream_error(err));
+            }
+        };
         debug_assert_eq!(pos.length, length);
         self.uploads
             .data_extent_floor

@@ -6,6 +6,7 @@
 //! - [`partition`]: partition servers (the object index over range partitions).
 //! - [`manager`]: the partition manager Raft group (the partition map).
 //! - [`location`]: the location service (bucket name -> stamp).
+//! - [`raft`]: the transport between the members of a Raft group (both managers use it).
 //!
 //! Invariant: no other crate runs a proto compiler; every wire type comes from here.
 
@@ -25,6 +26,9 @@ pub mod manager {
 }
 pub mod location {
     tonic::include_proto!("strata.location");
+}
+pub mod raft {
+    tonic::include_proto!("strata.raft");
 }
 
 /// Largest gRPC message any Strata service sends or accepts. Object data moves in chunks far

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use clap::Parser;
 use std::time::{Duration, Instant};
 use strata_stream::{ManagerSettings, RepairSettings, StreamWriter};
-use support::{fully_replicated, Cluster};
+use support::{fully_replicated, ms, row, Cluster};
 
 #[derive(Parser, Debug)]
 #[command(about = "Append latency across a replica failure (seal on failure + fresh extent)")]
@@ -61,32 +61,6 @@ async fn timed_appends(
         latencies.push(started.elapsed());
     }
     Ok(latencies)
-}
-
-/// The value at quantile `q` (0..=1, nearest rank) of `samples`; zero when empty.
-fn quantile(samples: &[Duration], q: f64) -> Duration {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1_000.0
-}
-
-fn row(label: &str, samples: &[Duration]) {
-    println!(
-        "| {label} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
-        samples.len(),
-        ms(quantile(samples, 0.0)),
-        ms(quantile(samples, 0.5)),
-        ms(quantile(samples, 0.9)),
-        ms(quantile(samples, 1.0)),
-    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]

@@ -8,6 +8,10 @@ pub const SEALED_MARKER: &str = "sealed:";
 /// Status messages starting with this mean the stream manager refused a writer's seal because
 /// the extent is no longer the stream's last one (see `SealExtentRequest.expect_open`).
 pub const FENCED_MARKER: &str = "fenced:";
+/// Status messages starting with this come from a stream-manager member that does not lead;
+/// the leader's address (when known) follows [`LEADER_HINT`].
+pub const NOT_LEADER_MARKER: &str = "not leader:";
+const LEADER_HINT: &str = "leader is ";
 
 pub type Result<T, E = StreamError> = std::result::Result<T, E>;
 
@@ -55,6 +59,9 @@ pub enum StreamError {
     /// This writer was fenced: somebody else sealed its extent. Stop writing.
     #[error("{FENCED_MARKER} stream {stream:?}: {reason}")]
     Fenced { stream: String, reason: String },
+    /// This stream-manager member does not lead; `leader_addr` is the leader (empty: unknown).
+    #[error("{NOT_LEADER_MARKER} {LEADER_HINT}{leader_addr}")]
+    NotLeader { leader_addr: String },
     #[error("metadata store: {0}")]
     Metadata(String),
     #[error("corrupt metadata: {0}")]
@@ -64,9 +71,22 @@ pub enum StreamError {
     Rpc { addr: String, status: Status },
 }
 
-impl From<sled::Error> for StreamError {
-    fn from(err: sled::Error) -> Self {
-        StreamError::Metadata(err.to_string())
+impl From<strata_raft::GroupError> for StreamError {
+    fn from(err: strata_raft::GroupError) -> Self {
+        use strata_raft::GroupError;
+        match err {
+            GroupError::NotLeader { leader_addr, .. } => StreamError::NotLeader {
+                leader_addr: leader_addr.unwrap_or_default(),
+            },
+            GroupError::Corrupt { key, reason } => {
+                StreamError::CorruptMetadata(format!("{key}: {reason}"))
+            }
+            GroupError::Io(err) => StreamError::Io(err),
+            GroupError::Timeout { .. } | GroupError::Raft(_) => {
+                StreamError::Unavailable(err.to_string())
+            }
+            other => StreamError::Metadata(other.to_string()),
+        }
     }
 }
 
@@ -92,6 +112,20 @@ impl StreamError {
         }
     }
 
+    /// When a stream-manager member said it does not lead: the leader it named ("" if none).
+    pub fn not_leader_hint(&self) -> Option<String> {
+        match self {
+            StreamError::NotLeader { leader_addr } => Some(leader_addr.clone()),
+            StreamError::Rpc { status, .. } if status.code() == Code::Unavailable => {
+                let rest = status.message().strip_prefix(NOT_LEADER_MARKER)?;
+                let hint = rest.trim_start().strip_prefix(LEADER_HINT).unwrap_or("");
+                // Passed-along messages carry " (from addr)" after the hint.
+                Some(hint.split_whitespace().next().unwrap_or("").to_string())
+            }
+            _ => None,
+        }
+    }
+
     /// The gRPC status this error is answered with.
     pub fn into_status(self) -> Status {
         let code = match &self {
@@ -108,7 +142,7 @@ impl StreamError {
                 Code::InvalidArgument
             }
             StreamError::OutOfRange { .. } => Code::OutOfRange,
-            StreamError::Unavailable(_) => Code::Unavailable,
+            StreamError::Unavailable(_) | StreamError::NotLeader { .. } => Code::Unavailable,
             StreamError::Rpc { status, .. } => status.code(),
         };
         let message = match self {

@@ -49,13 +49,14 @@ async fn start_manager(
         .await
         .expect("bind manager");
     let token = CancellationToken::new();
-    let config = StreamManagerConfig {
-        data_dir: dir.to_path_buf(),
-        settings: ManagerSettings {
+    let config = StreamManagerConfig::single(
+        dir.to_path_buf(),
+        &listener.local_addr().unwrap().to_string(),
+        ManagerSettings {
             extent_size_bytes_max: 64 * 1024,
             node_timeout_ms: 1_000,
         },
-    };
+    );
     let manager = start_stream_manager(config, listener, token.clone())
         .await
         .expect("start manager");

@@ -66,13 +66,14 @@ impl Cluster {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let manager_token = CancellationToken::new();
         let manager = start_stream_manager_with_repair(
-            StreamManagerConfig {
-                data_dir: manager_dir.path().to_path_buf(),
-                settings: ManagerSettings {
+            StreamManagerConfig::single(
+                manager_dir.path().to_path_buf(),
+                &listener.local_addr().unwrap().to_string(),
+                ManagerSettings {
                     extent_size_bytes_max: EXTENT_SIZE_BYTES_MAX,
                     node_timeout_ms: 1_000,
                 },
-            },
+            ),
             RepairSettings {
                 concurrency: 4,
                 bandwidth_bytes_per_sec: 64 * 1024 * 1024,
@@ -386,20 +387,21 @@ async fn corrupt_replica_found_by_a_reader_is_rewritten() {
             data
         );
     }
+    // The file is renamed into place just before the node serves the new replica: wait for
+    // both, then every record of the served replica verifies.
     wait_until("the bad replica rewritten from a good one", || async {
-        (file_bytes(&path)? == good_bytes).then_some(())
+        if file_bytes(&path)? != good_bytes {
+            return None;
+        }
+        let batch = bad
+            .running
+            .store
+            .read(pos.extent_id, format::FILE_HEADER_LEN, 10_000, u64::MAX)
+            .await
+            .ok()?;
+        (batch.next_offset == info.sealed_length).then_some(())
     })
     .await;
-    let batch = bad
-        .running
-        .store
-        .read(pos.extent_id, format::FILE_HEADER_LEN, 10_000, u64::MAX)
-        .await
-        .unwrap();
-    assert_eq!(
-        batch.next_offset, info.sealed_length,
-        "every record verifies"
-    );
     cluster.wait_status("healed", fully_healed).await;
     cluster.stop().await;
 }

@@ -27,13 +27,14 @@ pub async fn stream_layer(extent_size_bytes_max: u64) -> StreamLayer {
     let manager_dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let manager = start_stream_manager(
-        StreamManagerConfig {
-            data_dir: manager_dir.path().to_path_buf(),
-            settings: ManagerSettings {
+        StreamManagerConfig::single(
+            manager_dir.path().to_path_buf(),
+            &listener.local_addr().unwrap().to_string(),
+            ManagerSettings {
                 extent_size_bytes_max,
                 node_timeout_ms: 2_000,
             },
-        },
+        ),
         listener,
         token.clone(),
     )

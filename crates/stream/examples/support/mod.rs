@@ -1,8 +1,13 @@
-//! Shared by the stream-layer benchmarks: an in-process stream manager and extent nodes on
-//! 127.0.0.1:0 with temporary folders, started, stopped and replaced by node id, plus bounded
-//! polling of the manager's status and small statistics helpers.
+//! Shared by the stream-layer benchmarks: an in-process stream manager group (3 Raft members,
+//! as a stamp runs it) and extent nodes on 127.0.0.1 with temporary folders, started, stopped
+//! and replaced by node id, plus bounded polling of the manager's status and small statistics
+//! helpers.
+
+// Each example uses a part of this module.
+#![allow(dead_code)]
 
 use anyhow::{anyhow, bail, Context, Result};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use strata_proto::stream::StreamStatusResponse;
@@ -45,13 +50,39 @@ pub struct Node {
     _dir: TempDir,
 }
 
-/// A stream manager and its extent nodes, in this process.
+/// Members of the stream manager's Raft group.
+const MANAGER_MEMBERS: u64 = 3;
+
+/// One member of the stream manager group; `running` is None while it is stopped.
+struct Member {
+    config: StreamManagerConfig,
+    running: Option<(RunningStreamManager, CancellationToken)>,
+    _dir: TempDir,
+}
+
+/// A stream manager group and its extent nodes, in this process.
 pub struct Cluster {
-    manager: Option<RunningStreamManager>,
-    manager_token: CancellationToken,
-    _manager_dir: TempDir,
+    members: Vec<Member>,
+    manager_addrs: Vec<String>,
+    repair: RepairSettings,
     pub client: StreamClient,
     pub nodes: Vec<Node>,
+}
+
+async fn start_member(
+    config: &StreamManagerConfig,
+    repair: &RepairSettings,
+) -> Result<(RunningStreamManager, CancellationToken)> {
+    let addr = &config.members[&config.node_id];
+    let listener = wait_until("the member's port free again", || async {
+        tokio::net::TcpListener::bind(addr.as_str()).await.ok()
+    })
+    .await?;
+    let token = CancellationToken::new();
+    let running =
+        start_stream_manager_with_repair(config.clone(), repair.clone(), listener, token.clone())
+            .await?;
+    Ok((running, token))
 }
 
 impl Cluster {
@@ -61,24 +92,34 @@ impl Cluster {
         settings: ManagerSettings,
         repair: RepairSettings,
     ) -> Result<Cluster> {
-        let manager_dir = tempfile::tempdir().context("manager temp dir")?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let manager_token = CancellationToken::new();
-        let manager = start_stream_manager_with_repair(
-            StreamManagerConfig {
-                data_dir: manager_dir.path().to_path_buf(),
-                settings,
-            },
-            repair,
-            listener,
-            manager_token.clone(),
-        )
-        .await?;
-        let client = StreamClient::new(vec![manager.addr.clone()]);
+        let mut members = BTreeMap::new();
+        for id in 1..=MANAGER_MEMBERS {
+            // Reserve a port: the member binds it right after (and again on a restart).
+            let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+            members.insert(id, probe.local_addr()?.to_string());
+        }
+        let mut started = Vec::new();
+        for id in 1..=MANAGER_MEMBERS {
+            let dir = tempfile::tempdir().context("manager temp dir")?;
+            let config = StreamManagerConfig {
+                data_dir: dir.path().to_path_buf(),
+                node_id: id,
+                members: members.clone(),
+                settings: settings.clone(),
+            };
+            let running = start_member(&config, &repair).await?;
+            started.push(Member {
+                config,
+                running: Some(running),
+                _dir: dir,
+            });
+        }
+        let manager_addrs: Vec<String> = members.values().cloned().collect();
+        let client = StreamClient::new(manager_addrs.clone());
         let mut cluster = Cluster {
-            manager: Some(manager),
-            manager_token,
-            _manager_dir: manager_dir,
+            members: started,
+            manager_addrs,
+            repair,
             client,
             nodes: Vec::new(),
         };
@@ -87,13 +128,6 @@ impl Cluster {
         }
         cluster.wait_nodes_healthy(racks.len()).await?;
         Ok(cluster)
-    }
-
-    fn manager_addr(&self) -> Result<String> {
-        self.manager
-            .as_ref()
-            .map(|m| m.addr.clone())
-            .ok_or_else(|| anyhow!("manager stopped"))
     }
 
     /// Starts a node on `rack` in a fresh folder (no scrubbing); returns its id.
@@ -106,7 +140,7 @@ impl Cluster {
                 data_dir: dir.path().to_path_buf(),
                 rack: rack.to_string(),
                 node_id: None,
-                stream_manager_addrs: vec![self.manager_addr()?],
+                stream_manager_addrs: self.manager_addrs.clone(),
                 heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
                 advertise_addr: None,
             },
@@ -174,14 +208,69 @@ impl Cluster {
         Ok(())
     }
 
+    /// Waits for a leader of the manager group; returns its member id.
+    pub async fn manager_leader(&self) -> Result<u64> {
+        wait_until("a stream manager leader", || async {
+            self.members.iter().find_map(|m| {
+                let (running, _) = m.running.as_ref()?;
+                running.is_leader().then_some(m.config.node_id)
+            })
+        })
+        .await
+    }
+
+    /// Waits until every running manager member has applied as far as the leader.
+    pub async fn wait_managers_caught_up(&self) -> Result<()> {
+        wait_until("every manager member caught up", || async {
+            let applied: Vec<u64> = self
+                .members
+                .iter()
+                .filter_map(|m| m.running.as_ref().map(|(r, _)| r.last_applied_index()))
+                .collect();
+            let max = applied.iter().copied().max()?;
+            applied.iter().all(|&a| a == max).then_some(())
+        })
+        .await
+    }
+
+    /// Stops manager member `node_id` (as a crash would: its server goes away at once).
+    pub async fn stop_manager(&mut self, node_id: u64) -> Result<()> {
+        let member = self
+            .members
+            .iter_mut()
+            .find(|m| m.config.node_id == node_id)
+            .ok_or_else(|| anyhow!("no manager member {node_id}"))?;
+        if let Some((running, token)) = member.running.take() {
+            token.cancel();
+            running.join().await;
+        }
+        Ok(())
+    }
+
+    /// Starts stopped manager member `node_id` again on its folder and address.
+    pub async fn restart_manager(&mut self, node_id: u64) -> Result<()> {
+        let repair = self.repair.clone();
+        let member = self
+            .members
+            .iter_mut()
+            .find(|m| m.config.node_id == node_id)
+            .ok_or_else(|| anyhow!("no manager member {node_id}"))?;
+        if member.running.is_none() {
+            member.running = Some(start_member(&member.config, &repair).await?);
+        }
+        Ok(())
+    }
+
     pub async fn stop(mut self) {
         for node in self.nodes.drain(..) {
             node.token.cancel();
             node.running.join().await;
         }
-        self.manager_token.cancel();
-        if let Some(manager) = self.manager.take() {
-            manager.join().await;
+        for member in self.members.drain(..) {
+            if let Some((running, token)) = member.running {
+                token.cancel();
+                running.join().await;
+            }
         }
     }
 }
@@ -198,4 +287,31 @@ pub fn init_logging() {
     if std::env::var_os("RUST_LOG").is_some() {
         strata_util::init_tracing();
     }
+}
+
+/// The value at quantile `q` (0..=1, nearest rank) of `samples`; zero when empty.
+pub fn quantile(samples: &[Duration], q: f64) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1_000.0
+}
+
+/// One markdown table row: label, count, min, median, p90, max in milliseconds.
+pub fn row(label: &str, samples: &[Duration]) {
+    println!(
+        "| {label} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+        samples.len(),
+        ms(quantile(samples, 0.0)),
+        ms(quantile(samples, 0.5)),
+        ms(quantile(samples, 0.9)),
+        ms(quantile(samples, 1.0)),
+    );
 }

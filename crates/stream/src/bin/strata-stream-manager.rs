@@ -1,4 +1,5 @@
-//! `strata-stream-manager`: streams, extent replica sets and node health for the stream layer.
+//! `strata-stream-manager`: one member of the Raft group that keeps the stream layer's
+//! metadata (streams, extent replica sets) and watches extent-node health.
 
 use clap::Parser;
 use std::net::SocketAddr;
@@ -14,14 +15,24 @@ use strata_stream::{
 use strata_util::{admin, config, rpc, shutdown::Shutdown};
 
 #[derive(Parser, Debug)]
-#[command(about = "Strata stream manager: streams, extents and extent-node health")]
+#[command(
+    version,
+    about = "Strata stream manager member: streams, extents and extent-node health, kept by a Raft group"
+)]
 struct Args {
     /// TOML file whose keys are these flags' long names with `_`; flags win.
     #[arg(long)]
     config: Option<PathBuf>,
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// gRPC listen address.
+    /// This member's Raft node id (a key of --members).
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// Every member, this one included: "1=127.0.0.1:7201,2=127.0.0.1:7202,3=127.0.0.1:7203".
+    /// Default: this member alone, at --listen.
+    #[arg(long)]
+    members: Option<String>,
+    /// gRPC listen address; default: this member's address in --members.
     #[arg(long)]
     listen: Option<SocketAddr>,
     /// Admin HTTP listen address (/health, /metrics).
@@ -51,6 +62,8 @@ struct Args {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     data_dir: Option<PathBuf>,
+    node_id: Option<u64>,
+    members: Option<String>,
     listen: Option<SocketAddr>,
     http_listen: Option<SocketAddr>,
     extent_size_bytes_max: Option<u64>,
@@ -67,12 +80,29 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let file: FileConfig = config::load(args.config.as_deref())?;
     let loopback_any: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let node_id = config::pick(args.node_id, file.node_id, 1);
+    let members = match args.members.or(file.members) {
+        Some(text) => strata_raft::parse_members(&text)?,
+        None => {
+            let listen = args.listen.or(file.listen).ok_or_else(|| {
+                anyhow::anyhow!("give --members (or --listen for a one-member group)")
+            })?;
+            std::collections::BTreeMap::from([(node_id, listen.to_string())])
+        }
+    };
+    let own_addr: SocketAddr = members
+        .get(&node_id)
+        .ok_or_else(|| anyhow::anyhow!("--node-id {node_id} is not one of --members"))?
+        .parse()?;
+    let listen = config::pick(args.listen, file.listen, own_addr);
     let manager_config = StreamManagerConfig {
         data_dir: config::pick(
             args.data_dir,
             file.data_dir,
-            PathBuf::from("data/stream-manager"),
+            PathBuf::from(format!("data/stream-manager-{node_id}")),
         ),
+        node_id,
+        members,
         settings: ManagerSettings {
             extent_size_bytes_max: config::pick(
                 args.extent_size_bytes_max,
@@ -108,14 +138,14 @@ async fn main() -> anyhow::Result<()> {
 
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
-    let (listener, _) = rpc::bind(config::pick(args.listen, file.listen, loopback_any)).await?;
+    let (listener, _) = rpc::bind(listen).await?;
     let manager =
         start_stream_manager_with_repair(manager_config, repair, listener, shutdown.token())
             .await?;
     let http_listen = config::pick(args.http_listen, file.http_listen, loopback_any);
     let (http_addr, admin_task) =
         admin::serve(http_listen, manager.health_check(), shutdown.token()).await?;
-    tracing::info!(grpc = %manager.addr, http = %http_addr, "strata-stream-manager listening");
+    tracing::info!(node_id, grpc = %manager.addr, http = %http_addr, "strata-stream-manager listening");
     shutdown.spawn(manager.join());
     shutdown.spawn(admin_task);
     shutdown.wait(Duration::from_secs(10)).await;

@@ -2,7 +2,9 @@
 //! ([`StreamWriter`]), read one record by position, read a whole stream in order.
 //!
 //! Every RPC is bounded (channel timeouts plus a deadline per call); channels are cached per
-//! address; the stream manager is tried address by address (it becomes a Raft group later).
+//! address. The stream manager is a Raft group: calls go to the member that last answered,
+//! follow a follower's "not leader" hint, try the next member when one is unreachable, and
+//! wait out an election within a bounded budget.
 
 mod reader;
 mod writer;
@@ -24,6 +26,14 @@ use tonic::Code;
 
 /// Bound on one stream-manager RPC (a seal may fence, seal and place a fresh extent).
 pub const MANAGER_RPC_TIMEOUT_MS: u64 = 10_000;
+/// How long a call keeps looking for the stream manager's leader (an election takes a few
+/// seconds at most) before it fails.
+pub const MANAGER_FAILOVER_BUDGET_MS: u64 = 10_000;
+/// Attempts of one call at most, whatever the budget.
+const MANAGER_ATTEMPTS_MAX: usize = 256;
+/// Pause after a failed attempt (but the first jump to a hinted leader), so a follower that
+/// still names a dead leader is not asked in a busy loop during an election.
+const MANAGER_RETRY_PAUSE_MS: u64 = 50;
 /// Bound on one append (the primary's fsync plus replication to the secondaries).
 pub const APPEND_TIMEOUT_MS: u64 = 10_000;
 /// Bound on one read RPC.
@@ -60,7 +70,7 @@ pub struct StreamClient {
     inner: Arc<Inner>,
 }
 
-/// Whether a manager error means "try the next manager address".
+/// Whether a manager error means "try another member" (unreachable, or not the leader).
 fn manager_unreachable(err: &StreamError) -> bool {
     match err {
         StreamError::Rpc { status, .. } => {
@@ -89,8 +99,9 @@ impl StreamClient {
         }
     }
 
-    /// Calls the stream manager, trying the addresses in turn (starting with the last that
-    /// answered) while they are unreachable.
+    /// Calls the stream manager's leader: starts with the member that answered last, follows
+    /// "not leader" hints, moves on from unreachable members, and pauses between rounds while
+    /// an election runs, within [`MANAGER_FAILOVER_BUDGET_MS`].
     async fn call_manager<T, F, Fut>(&self, call: F) -> Result<T>
     where
         F: Fn(StreamManagerClient<Channel>) -> Fut,
@@ -102,23 +113,43 @@ impl StreamClient {
                 "no stream manager address".into(),
             ));
         }
-        let start = self.inner.preferred_manager.load(Ordering::Relaxed);
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_millis(MANAGER_FAILOVER_BUDGET_MS);
+        let mut index = self.inner.preferred_manager.load(Ordering::Relaxed) % addrs.len();
         let mut last_error = None;
-        for step in 0..addrs.len() {
-            let index = (start + step) % addrs.len();
+        let mut followed_hint = false;
+        for attempt in 1..=MANAGER_ATTEMPTS_MAX {
             let addr = &addrs[index];
             let client = self.inner.channels.stream_manager(addr)?;
-            match bounded(addr, MANAGER_RPC_TIMEOUT_MS, call(client)).await {
+            let err = match bounded(addr, MANAGER_RPC_TIMEOUT_MS, call(client)).await {
                 Ok(value) => {
                     self.inner.preferred_manager.store(index, Ordering::Relaxed);
                     return Ok(value);
                 }
-                Err(err) if manager_unreachable(&err) && step + 1 < addrs.len() => {
-                    tracing::debug!(%addr, %err, "stream manager unreachable; trying the next");
-                    last_error = Some(err);
-                }
-                Err(err) => return Err(err),
+                Err(err) if !manager_unreachable(&err) => return Err(err),
+                Err(err) => err,
+            };
+            tracing::debug!(%addr, %err, attempt, "stream manager member did not take the call");
+            let hinted = err
+                .not_leader_hint()
+                .and_then(|hint| addrs.iter().position(|a| *a == hint))
+                .filter(|&hinted| hinted != index);
+            last_error = Some(err);
+            if std::time::Instant::now() >= deadline {
+                break;
             }
+            index = match hinted {
+                Some(hinted) if !followed_hint => {
+                    followed_hint = true;
+                    hinted
+                }
+                hinted => {
+                    followed_hint = false;
+                    tokio::time::sleep(std::time::Duration::from_millis(MANAGER_RETRY_PAUSE_MS))
+                        .await;
+                    hinted.unwrap_or((index + 1) % addrs.len())
+                }
+            };
         }
         Err(last_error
             .unwrap_or_else(|| StreamError::Unavailable("no stream manager answered".into())))
@@ -234,12 +265,14 @@ impl StreamClient {
         stream: &str,
         extent_id: u64,
         length: u64,
+        writer_id: &str,
     ) -> Result<StreamInfo> {
         let request = SealExtentRequest {
             stream: stream.to_string(),
             extent_id,
             length,
             expect_open: true,
+            writer_id: writer_id.to_string(),
         };
         self.call_manager(|mut c| {
             let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);

@@ -23,6 +23,8 @@ pub struct StreamWriter {
     name: String,
     /// The stream as this writer last learned it; its last extent is the one appended to.
     info: tokio::sync::Mutex<StreamInfo>,
+    /// Random, per writer: the stream manager recognizes this writer's retried seals.
+    writer_id: String,
 }
 
 fn open_extent(info: &StreamInfo) -> Option<&ExtentInfo> {
@@ -37,6 +39,7 @@ impl StreamWriter {
             client,
             name: info.name.clone(),
             info: tokio::sync::Mutex::new(info),
+            writer_id: format!("{:016x}", rand::random::<u64>()),
         }
     }
 
@@ -165,7 +168,9 @@ impl StreamWriter {
     }
 
     async fn seal(&self, extent_id: u64, length: u64) -> Result<StreamInfo> {
-        self.client.seal_extent(&self.name, extent_id, length).await
+        self.client
+            .seal_extent(&self.name, extent_id, length, &self.writer_id)
+            .await
     }
 
     fn fenced(&self, err: StreamError) -> StreamError {

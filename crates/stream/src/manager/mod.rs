@@ -1,8 +1,10 @@
-//! The stream manager: streams (ordered extent lists) and extent replica sets in sled
-//! ([`meta`]), node liveness from heartbeats, placement on 3 racks ([`placement`]), sealing,
-//! stream deletion and trimming ([`state`]), re-replication, repair and garbage collection
-//! ([`repair`]), served over gRPC ([`service`]).
+//! The stream manager: a Raft group (`strata_raft`, usually 3 members) whose state machine
+//! ([`machine`]) holds streams (ordered extent lists), extent replica sets and extent nodes,
+//! read and written through [`meta`]; node liveness from heartbeats, placement on 3 racks
+//! ([`placement`]), sealing, stream deletion and trimming ([`state`]), re-replication, repair
+//! and garbage collection on the leader ([`repair`]), served over gRPC ([`service`]).
 
+pub mod machine;
 pub mod meta;
 pub mod placement;
 pub mod repair;
@@ -16,6 +18,7 @@ pub use repair::{
 pub use state::{ManagerSettings, EXTENT_SIZE_BYTES_MAX_DEFAULT, NODE_TIMEOUT_MS_DEFAULT};
 
 use crate::error::Result;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use strata_proto::stream::stream_manager_server::StreamManagerServer;
@@ -23,11 +26,40 @@ use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
 use strata_util::admin::HealthCheck;
 use tokio_util::sync::CancellationToken;
 
+/// The Raft group's name: members refuse messages of another group.
+pub const CLUSTER_NAME: &str = "strata-stream-manager";
+
 #[derive(Clone, Debug)]
 pub struct StreamManagerConfig {
-    /// sled lives in `<data_dir>/meta`.
+    /// The Raft log and state machine live in `<data_dir>/raft`.
     pub data_dir: PathBuf,
+    /// This member's Raft node id (a key of `members`).
+    pub node_id: u64,
+    /// Every member, this one included: node id -> gRPC "host:port".
+    pub members: BTreeMap<u64, String>,
     pub settings: ManagerSettings,
+}
+
+impl StreamManagerConfig {
+    /// A one-member group at `addr` (tests, and a stamp that runs a single stream manager).
+    pub fn single(data_dir: impl Into<PathBuf>, addr: &str, settings: ManagerSettings) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            node_id: 1,
+            members: BTreeMap::from([(1, addr.to_string())]),
+            settings,
+        }
+    }
+
+    /// The Raft part of this config.
+    pub fn group_config(&self) -> strata_raft::GroupConfig {
+        strata_raft::GroupConfig::new(
+            CLUSTER_NAME,
+            self.node_id,
+            self.members.clone(),
+            self.data_dir.join("raft"),
+        )
+    }
 }
 
 /// A started stream manager. Cancel its token, then [`Self::join`].
@@ -39,10 +71,20 @@ pub struct RunningStreamManager {
 }
 
 impl RunningStreamManager {
-    /// Healthy once sled is open (it is, once this exists); details count nodes and streams.
+    /// Healthy while a leader is known; details count nodes and streams and name the leader.
     pub fn health_check(&self) -> HealthCheck {
         let state = self.state.clone();
         Arc::new(move || state.health_details().map_err(|err| err.to_string()))
+    }
+
+    /// Whether this member leads its group now.
+    pub fn is_leader(&self) -> bool {
+        self.state.meta.group().is_leader()
+    }
+
+    /// Index of the last Raft entry applied to this member's metadata.
+    pub fn last_applied_index(&self) -> u64 {
+        self.state.meta.group().last_applied_index()
     }
 
     pub async fn join(self) {
@@ -70,22 +112,24 @@ pub async fn start_stream_manager_with_repair(
     token: CancellationToken,
 ) -> Result<RunningStreamManager> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let meta_path = config.data_dir.join("meta");
-    let meta = tokio::task::spawn_blocking(move || meta::MetaStore::open(&meta_path))
-        .await
-        .map_err(|err| crate::StreamError::Unavailable(format!("opening metadata: {err}")))??;
+    let group =
+        strata_raft::Group::start(&config.group_config(), Arc::new(machine::MetaMachine)).await?;
+    let meta = meta::MetaStore::new(group.clone());
     let state = Arc::new(state::ManagerState::new(meta, config.settings.clone()));
     let addr = listener.local_addr()?.to_string();
     let service = StreamManagerServer::new(service::StreamManagerService::new(state.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX);
-    let router = strata_util::rpc::server().add_service(service);
+    let router = strata_util::rpc::server()
+        .add_service(service)
+        .add_service(group.service());
     let task_token = token.child_token();
     let repairing = tokio::spawn(repair::run(
         state.clone(),
         repair_settings.clone(),
         task_token.clone(),
     ));
+    let stopping_group = group.clone();
     let task = tokio::spawn(async move {
         if let Err(err) = strata_util::rpc::serve(router, listener, task_token.clone()).await {
             tracing::error!(%err, "stream manager gRPC server failed");
@@ -94,7 +138,9 @@ pub async fn start_stream_manager_with_repair(
         if let Err(err) = repairing.await {
             tracing::error!(%err, "repair task failed");
         }
+        stopping_group.shutdown().await;
     });
-    tracing::info!(%addr, settings = ?config.settings, repair = ?repair_settings, "stream manager started");
+    group.initialize_if_first(&config.members).await?;
+    tracing::info!(%addr, node_id = config.node_id, members = ?config.members, settings = ?config.settings, repair = ?repair_settings, "stream manager member started");
     Ok(RunningStreamManager { addr, state, task })
 }

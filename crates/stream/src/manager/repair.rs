@@ -1,5 +1,6 @@
-//! The stream manager's repair loop: every pass derives the to-do list from the sled metadata
-//! and the nodes' latest heartbeats (nothing else needs to survive a crash), then
+//! The stream manager's repair loop, run by the leader: every pass derives the to-do list from
+//! the metadata and the nodes' latest heartbeats (nothing else needs to survive a crash or a
+//! change of leader), then
 //! - seals open extents that lost a replica (or hold a bad one), at the commit length;
 //! - brings back replicas of sealed extents held by returning nodes (seal a longer tail at the
 //!   sealed length; re-copy a shorter or bad one), so sealed replicas are bitwise identical;
@@ -10,9 +11,13 @@
 //!   extents the manager does not know and extents no stream references after a safety delay.
 //!
 //! Every step is idempotent. Copies run in the background, at most `concurrency` at a time,
-//! each paced at `bandwidth_bytes_per_sec / concurrency`.
+//! each paced at `bandwidth_bytes_per_sec / concurrency`. A pass starts only once leadership
+//! is confirmed by a quorum, and deletions confirm it again, so a deposed leader that has not
+//! noticed yet never deletes on a stale view; metadata changes are proposals that name the
+//! record they replace, so a race (repair against garbage collection) fails instead of
+//! resurrecting a record.
 
-use super::meta::{ExtentRecord, NodeRecord};
+use super::meta::{ExtentRecord, Mutation, NodeRecord};
 use super::placement::{pick_target, Candidate, REPLICAS};
 use super::state::{poisoned, ManagerState};
 use crate::channels::{bounded, request_with_timeout, CONTROL_RPC_TIMEOUT_MS};
@@ -251,8 +256,8 @@ impl ManagerState {
         Ok(())
     }
 
-    /// Replaces `old` by `new` in a sealed extent's replica set (in sled, flushed). False when
-    /// the extent changed meanwhile (then the copy on `new` is surplus and will be deleted).
+    /// Replaces `old` by `new` in a sealed extent's replica set (committed). False when the
+    /// extent changed meanwhile (then the copy on `new` is surplus and will be deleted).
     async fn swap_replica(
         &self,
         extent_id: u64,
@@ -260,9 +265,10 @@ impl ManagerState {
         old: &str,
         new: &str,
     ) -> Result<bool> {
-        let Some(mut record) = self.meta.extent(extent_id)? else {
+        let Some(before) = self.meta.extent(extent_id)? else {
             return Ok(false);
         };
+        let mut record = before.clone();
         if !record.sealed || record.sealed_length != sealed_length {
             return Ok(false);
         }
@@ -273,8 +279,13 @@ impl ManagerState {
             return Ok(false);
         };
         record.replicas[index] = new.to_string();
-        self.meta.put_extent(extent_id, &record)?;
-        self.meta.flush().await?;
+        self.meta
+            .commit(vec![Mutation::Extent {
+                extent_id,
+                expected: Some(before),
+                record: Some(record.clone()),
+            }])
+            .await?;
         tracing::info!(extent_id, replaced = old, by = new, replicas = ?record.replicas, "replica set updated");
         Ok(true)
     }
@@ -396,10 +407,35 @@ async fn pass(
     settings: &RepairSettings,
     copies: &mut JoinSet<()>,
 ) -> Result<()> {
+    match state.leadership.observe(state.meta.group()) {
+        strata_raft::group::Leadership::Follower { just_lost } => {
+            if just_lost {
+                // A later leadership starts over from the metadata and fresh heartbeats.
+                if let Ok(mut tracking) = state.tracking.lock() {
+                    *tracking = Default::default();
+                }
+                tracing::info!("no longer leading the stream manager group: repair stops");
+            }
+            return Ok(());
+        }
+        strata_raft::group::Leadership::Leader { just_gained, .. } => {
+            if just_gained {
+                // Garbage timers count from this leadership only (bad-replica reports taken
+                // as leader meanwhile are kept).
+                if let Ok(mut tracking) = state.tracking.lock() {
+                    tracking.unreferenced_since.clear();
+                    tracking.unknown_since.clear();
+                }
+                tracing::info!("leading the stream manager group: repair starts");
+            }
+        }
+    }
     if state.started.elapsed() < Duration::from_millis(state.settings.node_timeout_ms) {
         // Liveness is not known yet: every node would look dead.
         return Ok(());
     }
+    state.confirm_leader().await?;
+    state.update_gauges();
     let view = state.view()?;
     let extents = state.meta.extents()?;
     let mut load: HashMap<String, usize> = HashMap::new();
@@ -659,6 +695,7 @@ async fn collect_garbage(
     if since.elapsed() < gc_delay || state.in_flight_target(extent_id)?.is_some() {
         return Ok(());
     }
+    state.confirm_leader().await?;
     let mut all_deleted = true;
     for node_id in &record.replicas {
         if !view.healthy.contains(node_id) {
@@ -675,8 +712,15 @@ async fn collect_garbage(
         }
     }
     if all_deleted {
-        state.meta.remove_extent(extent_id)?;
-        state.meta.flush().await?;
+        let removal = Mutation::Extent {
+            extent_id,
+            expected: Some(record.clone()),
+            record: None,
+        };
+        if let Err(err) = state.meta.commit(vec![removal]).await {
+            tracing::warn!(extent_id, %err, "garbage extent record not removed yet");
+            return Ok(());
+        }
         metrics::extents_deleted().inc();
         metrics::extents().set(state.meta.extent_count() as i64);
         if let Ok(mut tracking) = state.tracking.lock() {
@@ -692,6 +736,7 @@ async fn collect_garbage(
 /// the safety delay. Metadata is re-read right before each deletion, after checking no copy
 /// to that node is under way, so a copy just swapped in is never taken for surplus.
 async fn delete_surplus(state: &ManagerState, view: &View, gc_delay: Duration) -> Result<()> {
+    state.confirm_leader().await?;
     let mut unknown_seen = HashSet::new();
     for (node_id, extents) in &view.reports {
         for &extent_id in extents.keys() {

@@ -26,6 +26,7 @@ impl StreamManager for StreamManagerService {
             .heartbeat(request.into_inner())
             .await
             .inspect_err(|err| tracing::warn!(%err, "heartbeat refused"))?;
+        // (Liveness is kept by every member; only the leader registers nodes.)
         Ok(Response::new(NodeHeartbeatResponse {}))
     }
 
@@ -47,7 +48,7 @@ impl StreamManager for StreamManagerService {
         request: Request<GetStreamRequest>,
     ) -> Result<Response<StreamInfo>, Status> {
         Ok(Response::new(
-            self.state.get_stream(&request.into_inner().name)?,
+            self.state.get_stream(&request.into_inner().name).await?,
         ))
     }
 
@@ -56,7 +57,9 @@ impl StreamManager for StreamManagerService {
         request: Request<GetExtentRequest>,
     ) -> Result<Response<ExtentInfo>, Status> {
         Ok(Response::new(
-            self.state.get_extent(request.into_inner().extent_id)?,
+            self.state
+                .get_extent(request.into_inner().extent_id)
+                .await?,
         ))
     }
 
@@ -77,7 +80,7 @@ impl StreamManager for StreamManagerService {
         &self,
         _request: Request<StreamStatusRequest>,
     ) -> Result<Response<StreamStatusResponse>, Status> {
-        Ok(Response::new(self.state.status()?))
+        Ok(Response::new(self.state.status().await?))
     }
 
     async fn report_bad_replica(

@@ -1,7 +1,13 @@
-//! The stream manager's logic: metadata in sled ([`MetaStore`]), node liveness in memory,
-//! placement, allocation and sealing of extents. The gRPC layer ([`super::service`]) is thin.
+//! The stream manager's logic: metadata in the group's state machine ([`MetaStore`]), node
+//! liveness in memory, placement, allocation and sealing of extents. The gRPC layer
+//! ([`super::service`]) is thin.
+//!
+//! Every member takes heartbeats (so a new leader knows which nodes live at once); only the
+//! leader answers the other calls: a follower answers `NotLeader` with the leader's address.
+//! Reads are confirmed with a quorum first (a deposed leader must not hand out a stale extent
+//! list), and writes are Raft proposals.
 
-use super::meta::{ExtentRecord, MetaStore, NodeRecord, StreamRecord};
+use super::meta::{ExtentRecord, MetaStore, Mutation, NodeRecord, SealMark, StreamRecord};
 use super::placement::{per_rack_max, placement_order, rank_racks, Candidate, RACKS_MIN, REPLICAS};
 use crate::channels::{bounded, request_with_timeout, ChannelCache, CONTROL_RPC_TIMEOUT_MS};
 use crate::error::{Result, StreamError};
@@ -16,6 +22,11 @@ pub const NODE_TIMEOUT_MS_DEFAULT: u64 = 3_000;
 pub const EXTENT_SIZE_BYTES_MAX_DEFAULT: u64 = 256 * 1024 * 1024;
 /// Longest stream name accepted.
 pub const STREAM_NAME_BYTES_MAX: usize = 512;
+/// Extent ids the leader reserves with one proposal (ids are never reused; a block lost with
+/// a leader only leaves a gap).
+const EXTENT_IDS_PER_BLOCK: u64 = 64;
+/// Bound on confirming leadership with a quorum before a read or a destructive step.
+pub(super) const LEADERSHIP_CHECK_TIMEOUT_MS: u64 = 2_000;
 
 #[derive(Clone, Debug)]
 pub struct ManagerSettings {
@@ -49,15 +60,20 @@ pub struct ManagerState {
     pub(super) channels: ChannelCache,
     /// When this manager started: liveness is only known one node timeout later.
     pub(super) started: Instant,
-    /// The repair's in-memory bookkeeping (rebuilt from sled + heartbeats after a restart).
+    /// The repair's in-memory bookkeeping (rebuilt from the metadata + heartbeats after a
+    /// restart or a change of leader).
     pub(super) tracking: Mutex<Tracking>,
+    /// Extent ids reserved for this member's allocations: [next, end).
+    extent_ids: Mutex<(u64, u64)>,
+    /// When this member's current leadership began (the repair resets its bookkeeping then).
+    pub(super) leadership: strata_raft::LeadershipClock,
 }
 
 /// Bad-replica reports kept at most (further reports are dropped until some are repaired).
 pub const BAD_REPLICAS_MAX: usize = 65_536;
 
 /// The repair's in-memory bookkeeping. Losing it (a restart) only delays work: the to-do list
-/// itself is derived from sled and heartbeats on every pass.
+/// itself is derived from the metadata and heartbeats on every pass.
 #[derive(Default)]
 pub(super) struct Tracking {
     /// (extent, node) replicas reported to hold a record that fails its checksum.
@@ -87,28 +103,86 @@ impl ManagerState {
             channels: ChannelCache::new(),
             started: Instant::now(),
             tracking: Mutex::new(Tracking::default()),
+            extent_ids: Mutex::new((0, 0)),
+            leadership: Default::default(),
         };
         metrics::init_manager_metrics();
         state.update_gauges();
         state
     }
 
-    fn update_gauges(&self) {
+    /// Refuses calls a follower must not answer (cheap: this member's own view).
+    pub(super) fn require_leader(&self) -> Result<()> {
+        let group = self.meta.group();
+        if group.is_ready_leader() {
+            return Ok(());
+        }
+        Err(StreamError::NotLeader {
+            leader_addr: group.leader_view().leader_addr,
+        })
+    }
+
+    /// Confirms with a quorum that this member leads and holds every committed change.
+    pub(super) async fn confirm_leader(&self) -> Result<()> {
+        self.require_leader()?;
+        Ok(self
+            .meta
+            .group()
+            .ensure_leader(LEADERSHIP_CHECK_TIMEOUT_MS)
+            .await?)
+    }
+
+    /// A fresh extent id, from this member's reserved block (reserving a new one when spent).
+    async fn next_extent_id(&self) -> Result<u64> {
+        {
+            let mut ids = self.extent_ids.lock().map_err(|_| poisoned())?;
+            if ids.0 < ids.1 {
+                ids.0 += 1;
+                return Ok(ids.0 - 1);
+            }
+        }
+        let first = self
+            .meta
+            .commit(vec![Mutation::ReserveExtentIds {
+                count: EXTENT_IDS_PER_BLOCK,
+            }])
+            .await?
+            .ok_or_else(|| StreamError::CorruptMetadata("no extent ids reserved".into()))?;
+        let mut ids = self.extent_ids.lock().map_err(|_| poisoned())?;
+        *ids = (first + 1, first + EXTENT_IDS_PER_BLOCK);
+        Ok(first)
+    }
+
+    pub(super) fn update_gauges(&self) {
         metrics::streams().set(self.meta.stream_count() as i64);
         metrics::extents().set(self.meta.extent_count() as i64);
         metrics::nodes_healthy().set(self.healthy_node_ids().map(|h| h.len()).unwrap_or(0) as i64);
     }
 
-    /// Counts for the health check.
+    /// Counts and the Raft role for the health check; healthy while a leader is known.
     pub fn health_details(&self) -> Result<serde_json::Value> {
         let healthy = self.healthy_node_ids()?.len();
-        Ok(serde_json::json!({
+        let group = self.meta.group();
+        let metrics = group.metrics();
+        let view = group.leader_view();
+        let details = serde_json::json!({
             "kind": "stream-manager",
+            "node_id": group.node_id(),
+            "leader_id": view.leader_id,
+            "leader_addr": view.leader_addr,
+            "term": view.current_term,
+            "state": format!("{:?}", metrics.state),
             "nodes_healthy": healthy,
             "nodes_total": self.meta.nodes()?.len(),
             "streams": self.meta.stream_count(),
             "extents": self.meta.extent_count(),
-        }))
+        });
+        if metrics.current_leader.is_none() {
+            return Err(StreamError::Unavailable(format!(
+                "no leader known: {details}"
+            )));
+        }
+        Ok(details)
     }
 
     pub(super) fn healthy_node_ids(&self) -> Result<HashSet<String>> {
@@ -141,13 +215,17 @@ impl ManagerState {
             rack: node.rack,
             http_addr: beat.http_addr,
         };
+        // Every member keeps liveness; only the leader records a new or changed node.
         let known = self.meta.node(&record.node_id)?;
-        if known.as_ref() != Some(&record) {
+        if known.as_ref() != Some(&record) && self.require_leader().is_ok() {
             if known.is_none_or(|k| k.addr != record.addr || k.rack != record.rack) {
                 tracing::info!(node_id = %record.node_id, addr = %record.addr, rack = %record.rack, "extent node registered");
             }
-            self.meta.put_node(&record)?;
-            self.meta.flush().await?;
+            self.meta
+                .commit(vec![Mutation::Node {
+                    record: record.clone(),
+                }])
+                .await?;
         }
         let liveness = Liveness {
             last_seen: Instant::now(),
@@ -163,7 +241,6 @@ impl ManagerState {
             .lock()
             .map_err(|_| poisoned())?
             .insert(record.node_id, liveness);
-        self.update_gauges();
         Ok(())
     }
 
@@ -211,7 +288,8 @@ impl ManagerState {
         })
     }
 
-    pub fn get_extent(&self, extent_id: u64) -> Result<ExtentInfo> {
+    pub async fn get_extent(&self, extent_id: u64) -> Result<ExtentInfo> {
+        self.confirm_leader().await?;
         let record = self
             .meta
             .extent(extent_id)?
@@ -219,7 +297,8 @@ impl ManagerState {
         self.extent_info(extent_id, &record)
     }
 
-    pub fn get_stream(&self, name: &str) -> Result<StreamInfo> {
+    pub async fn get_stream(&self, name: &str) -> Result<StreamInfo> {
+        self.confirm_leader().await?;
         let record = self
             .meta
             .stream(name)?
@@ -235,18 +314,32 @@ impl ManagerState {
                 "stream name must be 1..={STREAM_NAME_BYTES_MAX} bytes"
             )));
         }
+        self.confirm_leader().await?;
         let lock = self.stream_lock(name)?;
         let _serialized = lock.lock().await;
-        let mut record = self.meta.stream(name)?.unwrap_or_default();
+        let existing = self.meta.stream(name)?;
+        let mut record = existing.clone().unwrap_or_default();
         let needs_extent = match record.extent_ids.last() {
             None => true,
             Some(&last) => self.meta.extent(last)?.is_none_or(|e| e.sealed),
         };
         if needs_extent {
-            let extent_id = self.allocate_extent(name).await?;
+            let (extent_id, extent) = self.allocate_extent(name).await?;
             record.extent_ids.push(extent_id);
-            self.meta.put_stream(name, &record)?;
-            self.meta.flush().await?;
+            self.meta
+                .commit(vec![
+                    Mutation::Extent {
+                        extent_id,
+                        expected: None,
+                        record: Some(extent),
+                    },
+                    Mutation::Stream {
+                        name: name.to_string(),
+                        expected: existing,
+                        record: Some(record.clone()),
+                    },
+                ])
+                .await?;
             tracing::info!(
                 stream = name,
                 extent_id,
@@ -260,18 +353,34 @@ impl ManagerState {
     /// Seals the stream's last extent and appends a fresh one (see `SealExtentRequest`).
     pub async fn seal_extent(&self, request: SealExtentRequest) -> Result<StreamInfo> {
         let name = request.stream.as_str();
+        self.require_leader()?;
         let lock = self.stream_lock(name)?;
         let _serialized = lock.lock().await;
-        let mut record = self
+        let existing = self
             .meta
             .stream(name)?
             .ok_or_else(|| StreamError::StreamNotFound(name.to_string()))?;
+        let mut record = existing.clone();
         let Some(&last) = record.extent_ids.last() else {
             return Err(StreamError::CorruptMetadata(format!(
                 "stream {name:?} has no extents"
             )));
         };
         if last != request.extent_id {
+            let own_retry = !request.writer_id.is_empty()
+                && record.last_seal
+                    == Some(SealMark {
+                        extent_id: request.extent_id,
+                        writer_id: request.writer_id.clone(),
+                    });
+            if own_retry {
+                tracing::info!(
+                    stream = name,
+                    extent_id = request.extent_id,
+                    "a writer's retried seal was applied already; answering the stream"
+                );
+                return self.stream_info(name, &record);
+            }
             if request.expect_open {
                 return Err(StreamError::Fenced {
                     stream: name.to_string(),
@@ -283,11 +392,38 @@ impl ManagerState {
             }
             return self.stream_info(name, &record);
         }
-        self.seal_open_extent(name, last, request.length).await?;
-        let fresh = self.allocate_extent(name).await?;
+        // The seal and the fresh extent are recorded together; if no fresh extent can be
+        // placed, the seal is recorded alone (the writer retries later).
+        let mut mutations: Vec<Mutation> = self
+            .seal_open_extent(name, last, request.length)
+            .await?
+            .into_iter()
+            .collect();
+        let (fresh, extent) = match self.allocate_extent(name).await {
+            Ok(allocated) => allocated,
+            Err(err) => {
+                if !mutations.is_empty() {
+                    self.meta.commit(mutations).await?;
+                }
+                return Err(err);
+            }
+        };
         record.extent_ids.push(fresh);
-        self.meta.put_stream(name, &record)?;
-        self.meta.flush().await?;
+        record.last_seal = (!request.writer_id.is_empty()).then(|| SealMark {
+            extent_id: last,
+            writer_id: request.writer_id.clone(),
+        });
+        mutations.push(Mutation::Extent {
+            extent_id: fresh,
+            expected: None,
+            record: Some(extent),
+        });
+        mutations.push(Mutation::Stream {
+            name: name.to_string(),
+            expected: Some(existing),
+            record: Some(record.clone()),
+        });
+        self.meta.commit(mutations).await?;
         self.update_gauges();
         tracing::info!(
             stream = name,
@@ -297,17 +433,23 @@ impl ManagerState {
         self.stream_info(name, &record)
     }
 
-    /// Seals open extent `extent_id` of `stream` at `length` (0 = the commit length the
-    /// reachable replicas agree on) and records it; a sealed extent is left as it is. The
-    /// caller holds the stream's lock.
-    async fn seal_open_extent(&self, stream: &str, extent_id: u64, length: u64) -> Result<()> {
-        let mut extent = self
+    /// Seals the replicas of open extent `extent_id` of `stream` at `length` (0 = the commit
+    /// length the reachable replicas agree on) and returns the mutation that records the seal
+    /// (None when the extent is sealed already). The caller holds the stream's lock.
+    async fn seal_open_extent(
+        &self,
+        stream: &str,
+        extent_id: u64,
+        length: u64,
+    ) -> Result<Option<Mutation>> {
+        let before = self
             .meta
             .extent(extent_id)?
             .ok_or(StreamError::ExtentNotFound(extent_id))?;
-        if extent.sealed {
-            return Ok(());
+        if before.sealed {
+            return Ok(None);
         }
+        let mut extent = before.clone();
         let replicas = extent
             .replicas
             .iter()
@@ -320,10 +462,12 @@ impl ManagerState {
         self.seal_replicas(extent_id, length, &replicas).await?;
         extent.sealed = true;
         extent.sealed_length = length;
-        self.meta.put_extent(extent_id, &extent)?;
-        self.meta.flush().await?;
         tracing::info!(stream, extent_id, length, "extent sealed");
-        Ok(())
+        Ok(Some(Mutation::Extent {
+            extent_id,
+            expected: Some(before),
+            record: Some(extent),
+        }))
     }
 
     /// The repair's seal of an open extent that lost a replica (or holds a bad one): sealed at
@@ -339,7 +483,9 @@ impl ManagerState {
         if record.extent_ids.last() != Some(&extent_id) {
             return Ok(());
         }
-        self.seal_open_extent(stream, extent_id, 0).await?;
+        if let Some(seal) = self.seal_open_extent(stream, extent_id, 0).await? {
+            self.meta.commit(vec![seal]).await?;
+        }
         tracing::info!(
             stream,
             extent_id,
@@ -350,13 +496,19 @@ impl ManagerState {
 
     /// Drops stream `name`; returns how many extents it held (now unreferenced).
     pub async fn delete_stream(&self, name: &str) -> Result<u32> {
+        self.require_leader()?;
         let lock = self.stream_lock(name)?;
         let _serialized = lock.lock().await;
         let Some(record) = self.meta.stream(name)? else {
             return Ok(0);
         };
-        self.meta.remove_stream(name)?;
-        self.meta.flush().await?;
+        self.meta
+            .commit(vec![Mutation::Stream {
+                name: name.to_string(),
+                expected: Some(record.clone()),
+                record: None,
+            }])
+            .await?;
         self.update_gauges();
         tracing::info!(
             stream = name,
@@ -368,12 +520,14 @@ impl ManagerState {
 
     /// Drops every extent before `keep_from_extent_id` from stream `name` (see TrimStream).
     pub async fn trim_stream(&self, name: &str, keep_from_extent_id: u64) -> Result<StreamInfo> {
+        self.require_leader()?;
         let lock = self.stream_lock(name)?;
         let _serialized = lock.lock().await;
-        let mut record = self
+        let existing = self
             .meta
             .stream(name)?
             .ok_or_else(|| StreamError::StreamNotFound(name.to_string()))?;
+        let mut record = existing.clone();
         match record
             .extent_ids
             .iter()
@@ -382,8 +536,13 @@ impl ManagerState {
             Some(0) => {}
             Some(index) => {
                 let dropped: Vec<u64> = record.extent_ids.drain(..index).collect();
-                self.meta.put_stream(name, &record)?;
-                self.meta.flush().await?;
+                self.meta
+                    .commit(vec![Mutation::Stream {
+                        name: name.to_string(),
+                        expected: Some(existing),
+                        record: Some(record.clone()),
+                    }])
+                    .await?;
                 tracing::info!(
                     stream = name,
                     ?dropped,
@@ -405,6 +564,7 @@ impl ManagerState {
 
     /// A reader or scrubber found a record failing its checksum on `node_id`'s replica.
     pub fn report_bad_replica(&self, request: ReportBadReplicaRequest) -> Result<()> {
+        self.require_leader()?;
         let ReportBadReplicaRequest {
             extent_id,
             node_id,
@@ -496,9 +656,10 @@ impl ManagerState {
         Ok(())
     }
 
-    /// Picks 3 healthy nodes on 3 racks, creates the extent on each and records it. Fails with
-    /// Unavailable when fewer than 3 racks have a healthy node that accepts the extent.
-    async fn allocate_extent(&self, stream: &str) -> Result<u64> {
+    /// Picks 3 healthy nodes on 3 racks and creates the extent on each; returns its id and the
+    /// record for the caller to commit. Fails with Unavailable when fewer than 3 racks have a
+    /// healthy node that accepts the extent.
+    async fn allocate_extent(&self, stream: &str) -> Result<(u64, ExtentRecord)> {
         let healthy = self.healthy_node_ids()?;
         let mut load: HashMap<String, usize> = HashMap::new();
         for (_, extent) in self.meta.extents()? {
@@ -532,7 +693,7 @@ impl ManagerState {
         // looks healthy until its timeout), at most 2 per rack.
         let caps = [per_rack_max(racks.len()), REPLICAS - 1];
         let order = placement_order(racks);
-        let extent_id = self.meta.next_extent_id()?;
+        let extent_id = self.next_extent_id().await?;
         let mut chosen: Vec<NodeAddr> = Vec::with_capacity(REPLICAS);
         let mut tried: HashSet<String> = HashSet::new();
         for cap in caps {
@@ -576,9 +737,8 @@ impl ManagerState {
             sealed: false,
             sealed_length: 0,
         };
-        self.meta.put_extent(extent_id, &record)?;
         tracing::info!(stream, extent_id, replicas = ?record.replicas, "extent allocated");
-        Ok(extent_id)
+        Ok((extent_id, record))
     }
 
     async fn create_on(&self, extent_id: u64, node: &NodeAddr) -> Result<()> {
@@ -605,7 +765,8 @@ impl ManagerState {
         Ok(())
     }
 
-    pub fn status(&self) -> Result<StreamStatusResponse> {
+    pub async fn status(&self) -> Result<StreamStatusResponse> {
+        self.confirm_leader().await?;
         let timeout = Duration::from_millis(self.settings.node_timeout_ms);
         let view = self.view()?;
         let mut nodes: Vec<NodeStatus> = {
@@ -663,7 +824,20 @@ impl ManagerState {
                 }
             })
             .collect();
+        let group = self.meta.group();
+        let metrics = group.metrics();
+        let managers = metrics
+            .membership_config
+            .nodes()
+            .map(|(id, node)| ManagerMember {
+                node_id: *id,
+                addr: node.addr.clone(),
+            })
+            .collect();
         Ok(StreamStatusResponse {
+            leader_id: group.node_id(),
+            term: metrics.current_term,
+            managers,
             nodes,
             extents,
             streams_total: self.meta.stream_count() as u32,

@@ -1,4 +1,6 @@
-//! The node's heartbeat to the stream manager: its address, rack, disk use and extents.
+//! The node's heartbeat to the stream manager: its address, rack, disk use and extents, sent
+//! to every member of the group at once (so whichever member leads next already knows which
+//! nodes live).
 
 use crate::channels::{bounded, request_with_timeout, ChannelCache};
 use crate::extent::ExtentStore;
@@ -40,44 +42,47 @@ impl Heartbeat {
         })
     }
 
-    /// Sends to the managers in turn, starting with the one that answered last. Returns the
-    /// index of the manager that took it.
-    async fn send_once(&self, channels: &ChannelCache, start: usize) -> crate::Result<usize> {
-        let message = self.message()?;
-        let mut last_error = None;
-        for step in 0..self.manager_addrs.len() {
-            let index = (start + step) % self.manager_addrs.len();
-            let addr = &self.manager_addrs[index];
-            let mut client = channels.stream_manager(addr)?;
-            let call =
-                client.heartbeat(request_with_timeout(message.clone(), HEARTBEAT_TIMEOUT_MS));
-            match bounded(addr, HEARTBEAT_TIMEOUT_MS, call).await {
-                Ok(_) => return Ok(index),
-                Err(err) => last_error = Some(err),
+    /// Heartbeats every member of the stream manager group, each on its own loop (a paused or
+    /// slow member never delays the others), until `token` is cancelled.
+    pub async fn run(self, token: CancellationToken) {
+        let this = Arc::new(self);
+        let loops: Vec<_> = this
+            .manager_addrs
+            .iter()
+            .map(|addr| tokio::spawn(this.clone().run_to(addr.clone(), token.clone())))
+            .collect();
+        for handle in loops {
+            if let Err(err) = handle.await {
+                tracing::warn!(%err, "heartbeat loop failed");
             }
         }
-        Err(last_error
-            .unwrap_or_else(|| crate::StreamError::Unavailable("no stream manager address".into())))
     }
 
-    /// Heartbeats every `interval_ms` (the first at once) until `token` is cancelled.
-    pub async fn run(self, token: CancellationToken) {
+    /// Heartbeats member `addr` every `interval_ms` (the first at once).
+    async fn run_to(self: Arc<Self>, addr: String, token: CancellationToken) {
         let channels = ChannelCache::new();
-        let mut preferred = 0;
         let mut failing = false;
         let interval = Duration::from_millis(self.interval_ms.max(10));
         loop {
-            match self.send_once(&channels, preferred).await {
-                Ok(index) => {
-                    if failing {
-                        tracing::info!(manager = %self.manager_addrs[index], "heartbeats reach the stream manager again");
-                    }
-                    preferred = index;
+            let sent = async {
+                let message = self.message()?;
+                let mut client = channels.stream_manager(&addr)?;
+                let call = client.heartbeat(request_with_timeout(message, HEARTBEAT_TIMEOUT_MS));
+                bounded(&addr, HEARTBEAT_TIMEOUT_MS, call).await
+            };
+            let result = tokio::select! {
+                _ = token.cancelled() => return,
+                result = sent => result,
+            };
+            match result {
+                Ok(_) if failing => {
+                    tracing::info!(manager = %addr, "heartbeats reach this stream manager member again");
                     failing = false;
                 }
+                Ok(_) => {}
                 Err(err) => {
                     if !failing {
-                        tracing::warn!(%err, "heartbeat to the stream manager failed");
+                        tracing::warn!(manager = %addr, %err, "heartbeat to a stream manager member failed");
                     }
                     failing = true;
                 }

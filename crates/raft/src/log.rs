@@ -5,39 +5,54 @@
 //! after a crash (appended entries, the vote) is fsynced (`flush_async`) before it is reported;
 //! a failed fsync is returned as an error, never reported as done (fail closed).
 
-use super::codec;
-use crate::error::ManagerError;
-use crate::types::{LogEntry, LogId, StorageError, TypeConfig, Vote};
+use crate::codec;
+use crate::error::GroupError;
+use crate::types::{EntryOf, LogId, Machine, StorageError, Types, Vote};
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader, StorageIOError};
 use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
 const SINGLE_KEY: &[u8] = b"value";
 
 /// The log store of one member. Cheap to clone: clones share the sled trees.
-#[derive(Clone)]
-pub struct LogStore {
+pub struct LogStore<M> {
     db: sled::Db,
     log: sled::Tree,
     vote: sled::Tree,
     committed: sled::Tree,
     purged: sled::Tree,
+    machine: PhantomData<fn() -> M>,
 }
 
-impl LogStore {
-    pub fn open(db: &sled::Db) -> Result<Self, ManagerError> {
+impl<M> Clone for LogStore<M> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            log: self.log.clone(),
+            vote: self.vote.clone(),
+            committed: self.committed.clone(),
+            purged: self.purged.clone(),
+            machine: PhantomData,
+        }
+    }
+}
+
+impl<M: Machine> LogStore<M> {
+    pub fn open(db: &sled::Db) -> Result<Self, GroupError> {
         Ok(Self {
             db: db.clone(),
             log: db.open_tree("log")?,
             vote: db.open_tree("vote")?,
             committed: db.open_tree("committed")?,
             purged: db.open_tree("purged")?,
+            machine: PhantomData,
         })
     }
 
     /// fsyncs everything written so far.
-    async fn flush(&self) -> Result<(), ManagerError> {
+    async fn flush(&self) -> Result<(), GroupError> {
         self.db.flush_async().await?;
         Ok(())
     }
@@ -45,22 +60,22 @@ impl LogStore {
     fn read_single<T: serde::de::DeserializeOwned>(
         tree: &sled::Tree,
         name: &str,
-    ) -> Result<Option<T>, ManagerError> {
+    ) -> Result<Option<T>, GroupError> {
         match tree.get(SINGLE_KEY)? {
             Some(bytes) => Ok(Some(codec::decode(name, &bytes)?)),
             None => Ok(None),
         }
     }
 
-    fn write_single<T: serde::Serialize>(tree: &sled::Tree, value: &T) -> Result<(), ManagerError> {
+    fn write_single<T: serde::Serialize>(tree: &sled::Tree, value: &T) -> Result<(), GroupError> {
         tree.insert(SINGLE_KEY, codec::encode(value)?)?;
         Ok(())
     }
 
-    fn last_entry_log_id(&self) -> Result<Option<LogId>, ManagerError> {
+    fn last_entry_log_id(&self) -> Result<Option<LogId>, GroupError> {
         match self.log.last()? {
             Some((key, bytes)) => {
-                let entry: LogEntry = codec::decode(&log_key_name(&key), &bytes)?;
+                let entry: EntryOf<M> = codec::decode(&log_key_name(&key), &bytes)?;
                 Ok(Some(entry.log_id))
             }
             None => Ok(None),
@@ -71,20 +86,20 @@ impl LogStore {
         &self,
         start: Bound<u64>,
         end: Bound<u64>,
-    ) -> Result<Vec<LogEntry>, ManagerError> {
+    ) -> Result<Vec<EntryOf<M>>, GroupError> {
         let start = start.map(index_key);
         let end = end.map(index_key);
         let mut entries = Vec::new();
         for item in self.log.range::<[u8; 8], _>((start, end)) {
             let (key, bytes) = item?;
-            let entry: LogEntry = codec::decode(&log_key_name(&key), &bytes)?;
+            let entry: EntryOf<M> = codec::decode(&log_key_name(&key), &bytes)?;
             entries.push(entry);
         }
         Ok(entries)
     }
 
     /// Removes entries with index in `[from, to]` (inclusive bounds).
-    fn remove_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), ManagerError> {
+    fn remove_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), GroupError> {
         let mut batch = sled::Batch::default();
         for item in self
             .log
@@ -117,11 +132,11 @@ fn bound_cloned(bound: Bound<&u64>) -> Bound<u64> {
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
+impl<M: Machine> RaftLogReader<Types<M>> for LogStore<M> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<LogEntry>, StorageError> {
+    ) -> Result<Vec<EntryOf<M>>, StorageError> {
         self.read_range(
             bound_cloned(range.start_bound()),
             bound_cloned(range.end_bound()),
@@ -130,11 +145,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 }
 
-impl RaftLogStorage<TypeConfig> for LogStore {
+impl<M: Machine> RaftLogStorage<Types<M>> for LogStore<M> {
     type LogReader = Self;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let read = || -> Result<LogState<TypeConfig>, ManagerError> {
+    async fn get_log_state(&mut self) -> Result<LogState<Types<M>>, StorageError> {
+        let read = || -> Result<LogState<Types<M>>, GroupError> {
             let last_purged_log_id: Option<LogId> = Self::read_single(&self.purged, "purged")?;
             let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
             Ok(LogState {
@@ -179,10 +194,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
+        callback: LogFlushed<Types<M>>,
     ) -> Result<(), StorageError>
     where
-        I: IntoIterator<Item = LogEntry> + OptionalSend,
+        I: IntoIterator<Item = EntryOf<M>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
         let mut batch = sled::Batch::default();
@@ -192,7 +207,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.insert(&index_key(entry.log_id.index), bytes);
         }
         if let Err(err) = self.log.apply_batch(batch) {
-            let err = ManagerError::from(err);
+            let err = GroupError::from(err);
             tracing::error!(%err, "appending to the raft log failed");
             return Err(StorageIOError::write_logs(&err).into());
         }

@@ -1,13 +1,13 @@
 //! Raft transport between members: openraft's messages as JSON bytes in `RaftMessage.data`,
-//! over the `PartitionManager` gRPC service (`RaftAppendEntries`, `RaftVote`,
-//! `RaftInstallSnapshot`).
+//! over the `strata.raft.Raft` gRPC service (`AppendEntries`, `Vote`, `InstallSnapshot`), each
+//! message stamped with the group's cluster name.
 //!
 //! The reply body is the JSON of `Result<response, RaftError>` so a remote Raft error reaches
 //! openraft as `RemoteError`. Transport failures map to openraft's kinds: a peer that cannot be
 //! connected to is `Unreachable` (openraft backs off), a call past its deadline is `Timeout`,
 //! anything else on the wire is `NetworkError`.
 
-use crate::types::{MemberId, TypeConfig};
+use crate::types::{Machine, MemberId, Types};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
 };
@@ -20,30 +20,34 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use strata_proto::manager::partition_manager_client::PartitionManagerClient;
-use strata_proto::manager::RaftMessage;
+use strata_proto::raft::raft_client::RaftClient;
+use strata_proto::raft::RaftMessage;
 use tonic::transport::Channel;
 
 /// Upper bound of one Raft RPC, whatever openraft asks for (snapshots included).
 const RAFT_RPC_TIMEOUT_MS_MAX: u64 = 10_000;
 
-type PeerClient = PartitionManagerClient<Channel>;
+type PeerClient = RaftClient<Channel>;
 
 /// Makes one [`PeerNetwork`] per target; channels are cached per (member, address) and
 /// reconnect by themselves.
-#[derive(Clone)]
-pub struct NetworkFactory {
+pub struct NetworkFactory<M> {
     source: MemberId,
+    cluster: String,
     channels: Arc<Mutex<HashMap<(MemberId, String), Channel>>>,
+    machine: PhantomData<fn() -> M>,
 }
 
-impl NetworkFactory {
-    pub fn new(source: MemberId) -> Self {
+impl<M> NetworkFactory<M> {
+    pub fn new(source: MemberId, cluster: &str) -> Self {
         Self {
             source,
+            cluster: cluster.to_string(),
             channels: Arc::new(Mutex::new(HashMap::new())),
+            machine: PhantomData,
         }
     }
 
@@ -66,12 +70,12 @@ impl NetworkFactory {
     }
 }
 
-impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
-    type Network = PeerNetwork;
+impl<M: Machine> RaftNetworkFactory<Types<M>> for NetworkFactory<M> {
+    type Network = PeerNetwork<M>;
 
-    async fn new_client(&mut self, target: MemberId, node: &BasicNode) -> PeerNetwork {
+    async fn new_client(&mut self, target: MemberId, node: &BasicNode) -> PeerNetwork<M> {
         let client = self.channel(target, &node.addr).map(|channel| {
-            PartitionManagerClient::new(channel)
+            RaftClient::new(channel)
                 .max_decoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
                 .max_encoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
         });
@@ -80,19 +84,23 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
         }
         PeerNetwork {
             source: self.source,
+            cluster: self.cluster.clone(),
             target,
             addr: node.addr.clone(),
             client,
+            machine: PhantomData,
         }
     }
 }
 
 /// The connection from this member to one peer.
-pub struct PeerNetwork {
+pub struct PeerNetwork<M> {
     source: MemberId,
+    cluster: String,
     target: MemberId,
     addr: String,
     client: Result<PeerClient, String>,
+    machine: PhantomData<fn() -> M>,
 }
 
 /// Error of the transport itself (as opposed to a Raft error from the peer).
@@ -106,7 +114,7 @@ struct TransportError {
 
 type RpcResult<T, E> = Result<T, RPCError<MemberId, BasicNode, RaftError<MemberId, E>>>;
 
-impl PeerNetwork {
+impl<M> PeerNetwork<M> {
     async fn call<Req, Resp, E>(
         &mut self,
         kind: RPCTypes,
@@ -139,13 +147,16 @@ impl PeerNetwork {
         let timeout = option
             .hard_ttl()
             .min(Duration::from_millis(RAFT_RPC_TIMEOUT_MS_MAX));
-        let mut message = tonic::Request::new(RaftMessage { data });
+        let mut message = tonic::Request::new(RaftMessage {
+            cluster: self.cluster.clone(),
+            data,
+        });
         message.set_timeout(timeout);
         let call = async {
             match kind {
-                RPCTypes::AppendEntries => client.raft_append_entries(message).await,
-                RPCTypes::Vote => client.raft_vote(message).await,
-                RPCTypes::InstallSnapshot => client.raft_install_snapshot(message).await,
+                RPCTypes::AppendEntries => client.append_entries(message).await,
+                RPCTypes::Vote => client.vote(message).await,
+                RPCTypes::InstallSnapshot => client.install_snapshot(message).await,
             }
         };
         let reply = match tokio::time::timeout(timeout, call).await {
@@ -184,10 +195,10 @@ impl PeerNetwork {
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerNetwork {
+impl<M: Machine> RaftNetwork<Types<M>> for PeerNetwork<M> {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest<Types<M>>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<MemberId>, openraft::error::Infallible> {
         self.call(RPCTypes::AppendEntries, &rpc, &option).await
@@ -195,7 +206,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        rpc: InstallSnapshotRequest<Types<M>>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<MemberId>, InstallSnapshotError> {
         self.call(RPCTypes::InstallSnapshot, &rpc, &option).await

@@ -1,0 +1,90 @@
+//! The server side of the transport: the `strata.raft.Raft` gRPC service of one member.
+
+use crate::types::{Machine, MemberId, RaftOf};
+use openraft::error::RaftError;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use strata_proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
+use strata_proto::raft::RaftMessage;
+use tonic::{Request, Response, Status};
+
+/// Hands the members' Raft messages to this member's openraft. Cheap to clone.
+pub struct RaftService<M: Machine> {
+    raft: RaftOf<M>,
+    cluster: String,
+}
+
+impl<M: Machine> Clone for RaftService<M> {
+    fn clone(&self) -> Self {
+        Self {
+            raft: self.raft.clone(),
+            cluster: self.cluster.clone(),
+        }
+    }
+}
+
+impl<M: Machine> RaftService<M> {
+    pub fn new(raft: RaftOf<M>, cluster: &str) -> Self {
+        Self {
+            raft,
+            cluster: cluster.to_string(),
+        }
+    }
+
+    /// The tonic server for this service, with Strata's message size limits.
+    pub fn into_server(self) -> RaftServer<Self> {
+        RaftServer::new(self)
+            .max_decoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
+            .max_encoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, message: &RaftMessage) -> Result<T, Status> {
+        if message.cluster != self.cluster {
+            tracing::warn!(from = %message.cluster, ours = %self.cluster, "raft message for another group refused");
+            return Err(Status::failed_precondition(format!(
+                "this member belongs to group {:?}, not {:?}",
+                self.cluster, message.cluster
+            )));
+        }
+        serde_json::from_slice(&message.data).map_err(|err| {
+            tracing::warn!(%err, "undecodable raft message");
+            Status::invalid_argument(format!("decoding raft message: {err}"))
+        })
+    }
+
+    fn encode<T: Serialize, E: Serialize + std::error::Error>(
+        &self,
+        result: Result<T, RaftError<MemberId, E>>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let data = serde_json::to_vec(&result)
+            .map_err(|err| Status::internal(format!("encoding raft reply: {err}")))?;
+        Ok(Response::new(RaftMessage {
+            cluster: self.cluster.clone(),
+            data,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl<M: Machine> RaftRpc for RaftService<M> {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc = self.decode(request.get_ref())?;
+        self.encode(self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc = self.decode(request.get_ref())?;
+        self.encode(self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc = self.decode(request.get_ref())?;
+        self.encode(self.raft.install_snapshot(rpc).await)
+    }
+}
