@@ -163,8 +163,16 @@ impl Frontend {
             content_md5: String::new(),
             size_bytes: crate::meta::size_i64(source.size_bytes),
             condition: None,
+            // The copy's checksum is computed again over the bytes it stores.
+            checksum: Some(strata_proto::partition::BodyChecksum {
+                algorithm: source.checksum.as_ref().filter(|c| !c.composite).map_or(
+                    strata_proto::common::ChecksumAlgorithm::Crc64nvme as i32,
+                    |c| c.algorithm,
+                ),
+                ..Default::default()
+            }),
         };
-        crate::put::put_streaming(&self.router, header, Some(body)).await
+        crate::put::put_streaming(&self.router, header, Some(body), None).await
     }
 }
 

@@ -441,6 +441,7 @@ impl PartitionServer for FakePartition {
             upload_id: upload_id.clone(),
             initiated_ms: strata_util::now_ms(),
             meta: request.meta,
+            ..Default::default()
         };
         store.uploads.insert(
             upload_id.clone(),
@@ -494,6 +495,7 @@ impl PartitionServer for FakePartition {
             size_bytes: data.len() as u64,
             last_modified_ms: strata_util::now_ms(),
             chunks: Vec::new(),
+            checksum: None,
         };
         let mut store = self.store.lock().unwrap();
         let upload = upload_mut(&mut store, &header.bucket, &header.key, &header.upload_id)?;

@@ -19,6 +19,8 @@
 //!   [`bucket`], [`object`] (put/get/head/delete), [`copy`], [`list`], [`delete_objects`],
 //!   [`multipart`] (create, upload part, complete, abort, list parts).
 //! - [`put`] / [`get_stream`]: the streaming bodies of PUT (and UploadPart) and GET.
+//! - [`checksum`]: `x-amz-checksum-*` as headers or aws-chunked trailers, and how stored
+//!   checksums are shown.
 //! - [`conditions`]: If-* preconditions and Range; [`naming`]: bucket names; [`meta`]: header
 //!   conversions.
 //! - [`routing`]: partition map cache, client pool, retry with backoff.
@@ -31,6 +33,7 @@
 
 pub mod auth;
 pub mod bucket;
+pub mod checksum;
 pub mod conditions;
 pub mod config;
 pub mod copy;

@@ -5,6 +5,7 @@
 //! streams the range with `expected_etag`, so a concurrent overwrite is noticed (ABORTED) and
 //! the decision is made again on the new version.
 
+use crate::checksum;
 use crate::conditions::{content_range, resolve_range, to_s3_etag, Conditions, Outcome};
 use crate::error::FrontendError;
 use crate::frontend::{is_no_such_key, no_such_key, Frontend};
@@ -14,7 +15,7 @@ use s3s::dto::{
     PutObjectInput, PutObjectOutput, Range,
 };
 use s3s::{s3_error, S3Error, S3Result};
-use strata_proto::common::ObjectMeta;
+use strata_proto::common::{ChecksumAlgorithm, ObjectMeta};
 use strata_proto::partition::get_object_response::Part;
 use strata_proto::partition::{DeleteObjectRequest, GetObjectRequest, PutObjectHeader};
 use strata_types::keys;
@@ -117,8 +118,17 @@ pub(crate) fn decide(
     Ok(Decision { meta, range })
 }
 
-/// The response headers of a GET or HEAD.
-pub(crate) fn head_output(decision: &Decision) -> HeadObjectOutput {
+/// Whether a GET or HEAD asked for the stored checksum (`x-amz-checksum-mode: ENABLED`).
+pub(crate) fn wants_checksum(mode: Option<&s3s::dto::ChecksumMode>) -> bool {
+    mode.is_some_and(|m| {
+        m.as_str()
+            .eq_ignore_ascii_case(s3s::dto::ChecksumMode::ENABLED)
+    })
+}
+
+/// The response headers of a GET or HEAD. The stored checksum is shown only when asked for
+/// and only for the whole object (it says nothing about a range).
+pub(crate) fn head_output(decision: &Decision, with_checksum: bool) -> HeadObjectOutput {
     let meta = &decision.meta;
     let (content_length, content_range) = match &decision.range {
         Some(range) => (
@@ -127,7 +137,7 @@ pub(crate) fn head_output(decision: &Decision) -> HeadObjectOutput {
         ),
         None => (meta.size_bytes, None),
     };
-    HeadObjectOutput {
+    let mut output = HeadObjectOutput {
         accept_ranges: Some("bytes".into()),
         cache_control: non_empty(&meta.cache_control),
         content_disposition: non_empty(&meta.content_disposition),
@@ -141,7 +151,11 @@ pub(crate) fn head_output(decision: &Decision) -> HeadObjectOutput {
         last_modified: Some(timestamp_from_ms(meta.last_modified_ms)),
         metadata: (!meta.user_metadata.is_empty()).then(|| meta.user_metadata.clone()),
         ..Default::default()
+    };
+    if with_checksum && decision.range.is_none() {
+        checksum::show_checksum!(output, checksum::show(meta.checksum.as_ref()), with_type);
     }
+    output
 }
 
 impl Frontend {
@@ -172,7 +186,10 @@ impl Frontend {
         let decision = self
             .decide_object(&input.bucket, &input.key, &conditions, input.range.as_ref())
             .await?;
-        Ok(head_output(&decision))
+        Ok(head_output(
+            &decision,
+            wants_checksum(input.checksum_mode.as_ref()),
+        ))
     }
 
     pub(crate) async fn get_object_op(&self, input: &GetObjectInput) -> S3Result<GetObjectOutput> {
@@ -193,8 +210,8 @@ impl Frontend {
                 .await?;
             match self.open_stream(&input.bucket, &input.key, &decision).await {
                 Ok(body) => {
-                    let head = head_output(&decision);
-                    return Ok(GetObjectOutput {
+                    let head = head_output(&decision, false);
+                    let mut output = GetObjectOutput {
                         body: Some(body),
                         accept_ranges: head.accept_ranges,
                         cache_control: head.cache_control,
@@ -209,7 +226,12 @@ impl Frontend {
                         last_modified: head.last_modified,
                         metadata: head.metadata,
                         ..Default::default()
-                    });
+                    };
+                    if wants_checksum(input.checksum_mode.as_ref()) && decision.range.is_none() {
+                        let shown = checksum::show(decision.meta.checksum.as_ref());
+                        checksum::show_checksum!(output, shown, with_type);
+                    }
+                    return Ok(output);
                 }
                 Err(FrontendError::Rpc(status))
                     if status.code() == tonic::Code::Aborted && attempts < GET_ATTEMPTS_MAX =>
@@ -266,9 +288,21 @@ impl Frontend {
         Ok(crate::get_stream::forward(stream, end - start))
     }
 
-    pub(crate) async fn put_object_op(&self, input: PutObjectInput) -> S3Result<PutObjectOutput> {
+    pub(crate) async fn put_object_op(
+        &self,
+        input: PutObjectInput,
+        headers: &http::HeaderMap,
+        trailers: Option<&s3s::TrailingHeaders>,
+    ) -> S3Result<PutObjectOutput> {
         check_content_length(input.content_length)?;
         check_key_length(&input.key)?;
+        let checksum = checksum::plan(
+            &checksum::sent_checksums_of!(input),
+            input.checksum_algorithm.as_ref(),
+            headers,
+            trailers,
+            ChecksumAlgorithm::Crc64nvme,
+        )?;
         self.require_bucket(&input.bucket).await?;
         let header = PutObjectHeader {
             bucket: input.bucket.clone(),
@@ -280,13 +314,17 @@ impl Frontend {
                 input.if_match.as_ref(),
                 input.if_none_match.as_ref(),
             )?,
+            checksum: Some(checksum.body),
         };
-        let meta = crate::put::put_streaming(&self.router, header, input.body).await?;
-        Ok(PutObjectOutput {
+        let meta =
+            crate::put::put_streaming(&self.router, header, input.body, checksum.trailer).await?;
+        let mut output = PutObjectOutput {
             e_tag: Some(to_s3_etag(&meta.etag)),
             size: Some(size_i64(meta.size_bytes)),
             ..Default::default()
-        })
+        };
+        checksum::show_checksum!(output, checksum::show(meta.checksum.as_ref()), with_type);
+        Ok(output)
     }
 
     pub(crate) async fn delete_key(&self, bucket: &str, key: &str) -> Result<(), FrontendError> {

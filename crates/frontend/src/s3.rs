@@ -62,7 +62,10 @@ impl S3 for Frontend {
             // Browser-form uploads (POST Object) are not part of this front-end.
             return Err(s3_error!(NotImplemented, "POST Object is not implemented"));
         }
-        Ok(S3Response::new(self.put_object_op(req.input).await?))
+        Ok(S3Response::new(
+            self.put_object_op(req.input, &req.headers, req.trailing_headers.as_ref())
+                .await?,
+        ))
     }
 
     async fn get_object(
@@ -134,7 +137,10 @@ impl S3 for Frontend {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
-        Ok(S3Response::new(self.upload_part_op(req.input).await?))
+        Ok(S3Response::new(
+            self.upload_part_op(req.input, &req.headers, req.trailing_headers.as_ref())
+                .await?,
+        ))
     }
 
     async fn complete_multipart_upload(

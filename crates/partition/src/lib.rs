@@ -12,6 +12,8 @@
 //! rebuilds the same index from the streams.
 //!
 //! Modules:
+//! - [`checksum`]: S3's additional checksums (CRC32, CRC32C, CRC64NVME, SHA-1, SHA-256), and
+//!   composite / full-object checksums of multipart objects.
 //! - [`compaction`]: data-stream compaction (copy live chunks off mostly-dead old extents,
 //!   re-point the index, trim the stream) so DELETE and overwrite free disk.
 //! - [`format`]: the versioned on-stream encodings of log entries and checkpoints.
@@ -30,6 +32,7 @@
 //! - A data extent is trimmed only when no index entry references it and no upload in flight
 //!   may have written to it; GETs racing a trim rely on the stream manager's GC delay.
 
+pub mod checksum;
 pub mod compaction;
 pub mod error;
 pub mod format;

@@ -4,13 +4,14 @@ use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use md5::{Digest, Md5};
-use strata_proto::common::{ChunkRef, ObjectMeta, WriteCondition};
+use strata_proto::common::{Checksum, ChecksumAlgorithm, ChunkRef, ObjectMeta, WriteCondition};
 use strata_proto::partition::*;
 use strata_types::{keys, CHUNK_SIZE_BYTES, OBJECT_KEY_BYTES_MAX};
 use tonic::{Status, Streaming};
 
 use super::list::strip_chunks;
 use super::GetObjectStream;
+use crate::checksum;
 use crate::error::PartitionError;
 use crate::range::{IndexValue, Range};
 use crate::server::PartitionServerState;
@@ -61,11 +62,19 @@ fn lookup(
     }
 }
 
-/// A message of a client-streaming write: the header first, then data chunks.
+/// What follows the header of a client-streaming write.
+pub(super) enum BodyPart {
+    Chunk(Vec<u8>),
+    /// The checksum that came as an HTTP trailer; only ever the last message.
+    Trailer(ChecksumTrailer),
+}
+
+/// A message of a client-streaming write: the header first, then data chunks, then at most
+/// one checksum trailer.
 pub(super) trait StreamedMessage: Sized {
     type Header;
     fn into_header(self) -> Option<Self::Header>;
-    fn into_chunk(self) -> Option<Vec<u8>>;
+    fn into_body_part(self) -> Option<BodyPart>;
 }
 
 impl StreamedMessage for PutObjectRequest {
@@ -76,9 +85,10 @@ impl StreamedMessage for PutObjectRequest {
             _ => None,
         }
     }
-    fn into_chunk(self) -> Option<Vec<u8>> {
+    fn into_body_part(self) -> Option<BodyPart> {
         match self.part {
-            Some(put_object_request::Part::Chunk(data)) => Some(data),
+            Some(put_object_request::Part::Chunk(data)) => Some(BodyPart::Chunk(data)),
+            Some(put_object_request::Part::Trailer(trailer)) => Some(BodyPart::Trailer(trailer)),
             _ => None,
         }
     }
@@ -101,35 +111,75 @@ pub(super) struct ReceivedBody {
     pub chunks: Vec<ChunkRef>,
     pub size_bytes: u64,
     pub md5: [u8; 16],
+    /// The body's checksum in the requested algorithm (None when none was asked for).
+    pub checksum: Option<Checksum>,
+}
+
+/// The checksum algorithm of a write, or InvalidArgument for a value this server does not know.
+pub(super) fn algorithm_of(checksum: Option<&BodyChecksum>) -> Result<ChecksumAlgorithm, Status> {
+    let raw = checksum.map_or(0, |c| c.algorithm);
+    ChecksumAlgorithm::try_from(raw).map_err(|_| {
+        PartitionError::InvalidArgument(format!("unknown checksum algorithm {raw}")).into()
+    })
+}
+
+fn checksum_mismatch(algorithm: ChecksumAlgorithm) -> Status {
+    PartitionError::s3(
+        tonic::Code::InvalidArgument,
+        "BadDigest",
+        format!(
+            "The {} you specified did not match the calculated checksum.",
+            checksum::algorithm_name(algorithm).to_ascii_uppercase()
+        ),
+    )
+    .into()
 }
 
 /// Receives data messages until the client ends the stream, appending chunks of at most
-/// `CHUNK_SIZE_BYTES` to the range's data stream as they fill; then checks the length and the
-/// Content-MD5. An error (including the client going away) leaves no index entry behind.
+/// `CHUNK_SIZE_BYTES` to the range's data stream as they fill; then checks the length, the
+/// Content-MD5 and the requested checksum (its expected value from the header or from the
+/// trailer message). An error (including the client going away) leaves no index entry behind.
 pub(super) async fn receive_body<M: StreamedMessage>(
     range: &Range,
     body: &mut Streaming<M>,
     expected_size: i64,
     content_md5: &str,
+    checksum: Option<&BodyChecksum>,
 ) -> Result<ReceivedBody, Status> {
     if expected_size > PUT_OBJECT_BYTES_MAX as i64 {
         return Err(s3_too_large());
     }
+    let algorithm = algorithm_of(checksum)?;
+    let mut hasher = checksum::Hasher::new(algorithm);
+    let mut expected_checksum = checksum.map(|c| c.expected.clone()).unwrap_or_default();
+    let wants_trailer = checksum.is_some_and(|c| c.in_trailer);
+    let mut trailer_seen = false;
     let mut md5 = Md5::new();
     let mut size_bytes = 0u64;
     let mut chunks = Vec::new();
     let mut pending = BytesMut::with_capacity(CHUNK_SIZE_BYTES);
     while let Some(message) = body.message().await? {
-        let Some(data) = message.into_chunk() else {
-            return Err(PartitionError::InvalidArgument(
-                "only data chunks may follow the header".into(),
-            )
-            .into());
-        };
+        let data =
+            match message.into_body_part() {
+                Some(BodyPart::Chunk(data)) if !trailer_seen => data,
+                Some(BodyPart::Trailer(trailer)) if wants_trailer && !trailer_seen => {
+                    trailer_seen = true;
+                    expected_checksum = trailer.expected;
+                    continue;
+                }
+                _ => return Err(PartitionError::InvalidArgument(
+                    "only data chunks, then at most one announced trailer, may follow the header"
+                        .into(),
+                )
+                .into()),
+            };
         if data.len() > PUT_MESSAGE_BYTES_MAX {
             return Err(PartitionError::InvalidArgument("data message too large".into()).into());
         }
         md5.update(&data);
+        if let Some(hasher) = hasher.as_mut() {
+            hasher.update(&data);
+        }
         size_bytes += data.len() as u64;
         if size_bytes > PUT_OBJECT_BYTES_MAX {
             return Err(s3_too_large());
@@ -139,6 +189,14 @@ pub(super) async fn receive_body<M: StreamedMessage>(
             let chunk = pending.split_to(CHUNK_SIZE_BYTES).freeze();
             chunks.push(range.append_data(chunk).await?);
         }
+    }
+    if wants_trailer && !trailer_seen {
+        return Err(PartitionError::s3(
+            tonic::Code::InvalidArgument,
+            "MalformedTrailerError",
+            "the announced checksum trailer did not arrive",
+        )
+        .into());
     }
     if !pending.is_empty() {
         chunks.push(range.append_data(pending.freeze()).await?);
@@ -165,10 +223,32 @@ pub(super) async fn receive_body<M: StreamedMessage>(
             return Err(PartitionError::BadDigest.into());
         }
     }
+    let checksum = match hasher {
+        Some(hasher) => {
+            let value = hasher.finalize();
+            if !expected_checksum.is_empty() && expected_checksum != value {
+                return Err(checksum_mismatch(algorithm));
+            }
+            Some(Checksum {
+                algorithm: algorithm as i32,
+                value,
+                composite: false,
+                part_count: 0,
+            })
+        }
+        None if !expected_checksum.is_empty() => {
+            return Err(PartitionError::InvalidArgument(
+                "a checksum value without an algorithm".into(),
+            )
+            .into())
+        }
+        None => None,
+    };
     Ok(ReceivedBody {
         chunks,
         size_bytes,
         md5,
+        checksum,
     })
 }
 
@@ -213,12 +293,20 @@ pub async fn put(
     check_write_condition(&range, &encoded, condition)?;
     // Until the commit below, compaction keeps the extents this body lands in.
     let _upload = range.begin_upload();
-    let received = receive_body(&range, &mut body, header.size_bytes, &header.content_md5).await?;
+    let received = receive_body(
+        &range,
+        &mut body,
+        header.size_bytes,
+        &header.content_md5,
+        header.checksum.as_ref(),
+    )
+    .await?;
     let mut meta = header.meta.unwrap_or_default();
     meta.size_bytes = received.size_bytes;
     meta.etag = format!("\"{}\"", hex::encode(received.md5));
     meta.last_modified_ms = strata_util::now_ms();
     meta.chunks = received.chunks;
+    meta.checksum = received.checksum;
     let guard = range.lock_commits().await;
     check_write_condition(&range, &encoded, condition)?;
     range
@@ -366,6 +454,8 @@ pub async fn copy(
         replaced.size_bytes = source.size_bytes;
         replaced.etag = source.etag.clone();
         replaced.chunks = source.chunks.clone();
+        // Same bytes, same checksum.
+        replaced.checksum = source.checksum.clone();
         replaced
     } else {
         source
