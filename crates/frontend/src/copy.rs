@@ -81,6 +81,12 @@ impl Frontend {
         } else {
             headers_of(&source)
         };
+        // x-amz-tagging-directive: COPY keeps the source's tags, REPLACE takes x-amz-tagging.
+        let replace_tags = match input.tagging_directive.as_ref().map(|d| d.as_str()) {
+            None | Some("COPY") => None,
+            Some("REPLACE") => Some(crate::tagging::tags_of_header(input.tagging.as_deref())?),
+            Some(_) => return Err(s3_error!(InvalidArgument, "Unknown tagging directive.")),
+        };
 
         let snapshot = self.router.snapshot().await?;
         let src_owner = snapshot
@@ -93,10 +99,19 @@ impl Frontend {
             matches!((&src_owner, &dst_owner), (Some(a), Some(b)) if a == b && !a.is_empty());
 
         let meta = if same_owner {
-            self.copy_on_server(&src_bucket, &src_key, input, &source, headers, replace)
-                .await?
+            self.copy_on_server(
+                &src_bucket,
+                &src_key,
+                input,
+                &source,
+                headers,
+                replace,
+                replace_tags,
+            )
+            .await?
         } else {
-            self.copy_by_streaming(&src_bucket, &src_key, input, &source, headers)
+            let tags = replace_tags.unwrap_or_else(|| source.tags.clone());
+            self.copy_by_streaming(&src_bucket, &src_key, input, &source, headers, tags)
                 .await?
         };
         Ok(CopyObjectOutput {
@@ -109,6 +124,7 @@ impl Frontend {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn copy_on_server(
         &self,
         src_bucket: &str,
@@ -117,6 +133,7 @@ impl Frontend {
         source: &ObjectMeta,
         headers: StoredHeaders,
         replace: bool,
+        replace_tags: Option<std::collections::HashMap<String, String>>,
     ) -> S3Result<ObjectMeta> {
         let request = CopyObjectRequest {
             src_bucket: src_bucket.to_string(),
@@ -126,6 +143,8 @@ impl Frontend {
             replace_meta: replace.then(|| headers.into_meta()),
             replace,
             expected_src_etag: source.etag.clone(),
+            replace_tags: replace_tags.is_some(),
+            tags: replace_tags.unwrap_or_default(),
         };
         let (response, _) = self
             .router
@@ -150,7 +169,10 @@ impl Frontend {
         input: &CopyObjectInput,
         source: &ObjectMeta,
         headers: StoredHeaders,
+        tags: std::collections::HashMap<String, String>,
     ) -> S3Result<ObjectMeta> {
+        let mut meta = headers.into_meta();
+        meta.tags = tags;
         let decision = crate::object::Decision {
             meta: source.clone(),
             range: None,
@@ -159,7 +181,7 @@ impl Frontend {
         let header = PutObjectHeader {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
-            meta: Some(headers.into_meta()),
+            meta: Some(meta),
             content_md5: String::new(),
             size_bytes: crate::meta::size_i64(source.size_bytes),
             condition: None,

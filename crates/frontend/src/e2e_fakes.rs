@@ -618,6 +618,29 @@ impl PartitionServer for FakePartition {
         }))
     }
 
+    // Bucket configurations, tags and upload listings are proven against the real partition
+    // server (tests/); the fakes only keep the contract compiling.
+    async fn update_bucket(
+        &self,
+        _: Request<UpdateBucketRequest>,
+    ) -> Result<Response<UpdateBucketResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn put_object_tags(
+        &self,
+        _: Request<PutObjectTagsRequest>,
+    ) -> Result<Response<PutObjectTagsResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        _: Request<ListMultipartUploadsRequest>,
+    ) -> Result<Response<ListMultipartUploadsResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
     async fn get_status(
         &self,
         _: Request<PartitionStatusRequest>,

@@ -191,7 +191,7 @@ pub(crate) async fn cluster(
     let frontend = Frontend::new(config.clone()).unwrap();
     Cluster {
         client: Client {
-            app: app(build_s3_service(frontend, &config), 64),
+            app: app(build_s3_service(frontend, &config), 64, None),
         },
         store,
         manager,

@@ -17,7 +17,10 @@
 //! - [`frontend`]: the `Frontend` state and the shared bucket / object-metadata lookups.
 //! - [`s3`]: `impl s3s::S3 for Frontend`, delegating to the operation families:
 //!   [`bucket`], [`object`] (put/get/head/delete), [`copy`], [`list`], [`delete_objects`],
-//!   [`multipart`] (create, upload part, complete, abort, list parts).
+//!   [`multipart`] (create, upload part, complete, abort, list parts), [`multipart_list`]
+//!   (ListMultipartUploads), [`part_copy`] (UploadPartCopy), [`tagging`] (object and bucket
+//!   tags), [`bucket_config`] (bucket tags and CORS rules in the bucket record).
+//! - [`cors`]: preflight OPTIONS and Access-Control-* answers from a bucket's CORS rules.
 //! - [`put`] / [`get_stream`]: the streaming bodies of PUT (and UploadPart) and GET.
 //! - [`checksum`]: `x-amz-checksum-*` as headers or aws-chunked trailers, and how stored
 //!   checksums are shown.
@@ -33,10 +36,12 @@
 
 pub mod auth;
 pub mod bucket;
+pub mod bucket_config;
 pub mod checksum;
 pub mod conditions;
 pub mod config;
 pub mod copy;
+pub mod cors;
 pub mod delete_objects;
 pub mod error;
 pub mod frontend;
@@ -45,12 +50,15 @@ pub mod list;
 pub mod meta;
 pub mod metrics;
 pub mod multipart;
+pub mod multipart_list;
 pub mod naming;
 pub mod object;
+pub mod part_copy;
 pub mod put;
 pub mod routing;
 pub mod s3;
 pub mod server;
+pub mod tagging;
 
 pub use config::FrontendConfig;
 pub use error::FrontendError;

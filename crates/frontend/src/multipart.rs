@@ -215,10 +215,12 @@ impl Frontend {
             ));
         }
         self.require_bucket(&input.bucket).await?;
+        let mut meta = stored_headers_of!(input).into_meta();
+        meta.tags = crate::tagging::tags_of_header(input.tagging.as_deref())?;
         let request = CreateMultipartUploadRequest {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
-            meta: Some(stored_headers_of!(input).into_meta()),
+            meta: Some(meta),
             checksum_algorithm: algorithm as i32,
             checksum_full_object: full_object,
         };

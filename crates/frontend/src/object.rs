@@ -158,6 +158,28 @@ pub(crate) fn head_output(decision: &Decision, with_checksum: bool) -> HeadObjec
     output
 }
 
+/// GET's `response-*` query parameters replace the stored headers in this answer only.
+fn apply_response_overrides(output: &mut GetObjectOutput, input: &GetObjectInput) {
+    if let Some(value) = &input.response_content_type {
+        output.content_type = Some(value.clone());
+    }
+    if let Some(value) = &input.response_content_disposition {
+        output.content_disposition = Some(value.clone());
+    }
+    if let Some(value) = &input.response_cache_control {
+        output.cache_control = Some(value.clone());
+    }
+    if let Some(value) = &input.response_content_encoding {
+        output.content_encoding = Some(value.clone());
+    }
+    if let Some(value) = &input.response_content_language {
+        output.content_language = Some(value.clone());
+    }
+    if let Some(value) = &input.response_expires {
+        output.expires = Some(value.clone());
+    }
+}
+
 impl Frontend {
     async fn decide_object(
         &self,
@@ -225,8 +247,11 @@ impl Frontend {
                         expires: head.expires,
                         last_modified: head.last_modified,
                         metadata: head.metadata,
+                        tag_count: (!decision.meta.tags.is_empty())
+                            .then(|| i32::try_from(decision.meta.tags.len()).unwrap_or(i32::MAX)),
                         ..Default::default()
                     };
+                    apply_response_overrides(&mut output, input);
                     if wants_checksum(input.checksum_mode.as_ref()) && decision.range.is_none() {
                         let shown = checksum::show(decision.meta.checksum.as_ref());
                         checksum::show_checksum!(output, shown, with_type);
@@ -304,10 +329,12 @@ impl Frontend {
             ChecksumAlgorithm::Crc64nvme,
         )?;
         self.require_bucket(&input.bucket).await?;
+        let mut meta = stored_headers_of!(input).into_meta();
+        meta.tags = crate::tagging::tags_of_header(input.tagging.as_deref())?;
         let header = PutObjectHeader {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
-            meta: Some(stored_headers_of!(input).into_meta()),
+            meta: Some(meta),
             content_md5: input.content_md5.clone().unwrap_or_default(),
             size_bytes: input.content_length.unwrap_or(-1),
             condition: crate::conditions::write_condition(

@@ -70,6 +70,22 @@ pub fn decode_object_key(encoded: &[u8]) -> Option<(&str, &str)> {
     Some((bucket, key))
 }
 
+/// Splits an encoded upload record key back into (bucket, key, upload id). None for any other
+/// key (objects, parts, buckets).
+pub fn decode_upload_key(encoded: &[u8]) -> Option<(&str, &str, &str)> {
+    let rest = encoded.strip_prefix(&[TABLE_OBJECTS])?;
+    let bucket_end = rest.iter().position(|&b| b == 0)?;
+    let bucket = std::str::from_utf8(&rest[..bucket_end]).ok()?;
+    let rest = &rest[bucket_end + 1..];
+    let key_end = rest.iter().position(|&b| b == 0)?;
+    let key = std::str::from_utf8(&rest[..key_end]).ok()?;
+    let upload_id = rest[key_end + 1..].strip_prefix(b"u")?;
+    if upload_id.contains(&0) {
+        return None; // a part key
+    }
+    Some((bucket, key, std::str::from_utf8(upload_id).ok()?))
+}
+
 /// Decodes a bucket record key.
 pub fn decode_bucket_key(encoded: &[u8]) -> Option<&str> {
     let rest = encoded.strip_prefix(&[TABLE_BUCKETS])?;
@@ -140,6 +156,10 @@ mod tests {
         assert_eq!(decode_object_key(&encoded), Some(("bkt", "dir/file.txt")));
         assert_eq!(decode_bucket_key(&bucket_key("bkt")), Some("bkt"));
         assert_eq!(decode_object_key(&bucket_key("bkt")), None);
+        let upload = upload_key("bkt", "dir/a", "abc");
+        assert_eq!(decode_upload_key(&upload), Some(("bkt", "dir/a", "abc")));
+        assert_eq!(decode_upload_key(&part_key("bkt", "dir/a", "abc", 1)), None);
+        assert_eq!(decode_upload_key(&object_key("bkt", "dir/a")), None);
     }
 
     #[test]

@@ -65,6 +65,34 @@ impl PartitionServer for PartitionService {
         Ok(Response::new(buckets::list(&self.state)))
     }
 
+    async fn update_bucket(
+        &self,
+        request: Request<UpdateBucketRequest>,
+    ) -> Result<Response<UpdateBucketResponse>, Status> {
+        Ok(Response::new(
+            buckets::update(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    async fn put_object_tags(
+        &self,
+        request: Request<PutObjectTagsRequest>,
+    ) -> Result<Response<PutObjectTagsResponse>, Status> {
+        Ok(Response::new(
+            objects::put_tags(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        request: Request<ListMultipartUploadsRequest>,
+    ) -> Result<Response<ListMultipartUploadsResponse>, Status> {
+        Ok(Response::new(multipart::list_uploads(
+            &self.state,
+            request.into_inner(),
+        )?))
+    }
+
     async fn put_object(
         &self,
         request: Request<Streaming<PutObjectRequest>>,

@@ -416,3 +416,108 @@ pub fn list_parts(
         truncated,
     })
 }
+
+/// Unfinished uploads of one bucket in this server's ranges, in (key, upload id) order, with
+/// S3's prefix, delimiter and marker rules. Uploads sit between the objects in the index, so
+/// this visits the keys after the marker (skipping whole common prefixes at once).
+pub fn list_uploads(
+    state: &PartitionServerState,
+    request: ListMultipartUploadsRequest,
+) -> Result<ListMultipartUploadsResponse, PartitionError> {
+    let limit = request.max_uploads.clamp(1, LIST_PARTS_MAX) as usize;
+    let bucket_end = keys::prefix_end(&keys::object_prefix(&request.bucket));
+    let prefix_start = keys::object_key(&request.bucket, &request.prefix);
+    let prefix_end = keys::prefix_end(&prefix_start);
+    // Start at the first upload record after the markers.
+    let mut cursor = prefix_start.clone();
+    if !request.key_marker.is_empty() {
+        let marker = if request.upload_id_marker.is_empty() {
+            // Every upload of key_marker is skipped: start after all its records.
+            let mut after = keys::object_key(&request.bucket, &request.key_marker);
+            after.push(1);
+            after
+        } else {
+            let mut after = keys::upload_key(
+                &request.bucket,
+                &request.key_marker,
+                &request.upload_id_marker,
+            );
+            after.push(1); // past its parts too
+            after
+        };
+        cursor = cursor.max(marker);
+    }
+    let end = match (&prefix_end, &bucket_end) {
+        (Some(p), _) => Some(p.clone()),
+        (None, b) => b.clone(),
+    };
+    let mut items: Vec<ListedUpload> = Vec::new();
+    let mut truncated = false;
+    let mut last_prefix: Option<String> = None;
+    for range in state.ready_ranges() {
+        state.throttle(range.bounds.range_id, &request.bucket)?;
+        loop {
+            let mut found: Option<(Vec<u8>, UploadMeta)> = None;
+            range.scan(&cursor, end.as_deref(), |key, value| {
+                if let IndexValue::Upload(upload) = value {
+                    found = Some((key.to_vec(), upload.clone()));
+                    return false;
+                }
+                true
+            });
+            let Some((encoded, mut upload)) = found else {
+                break;
+            };
+            let Some((_, key, _)) = keys::decode_upload_key(&encoded) else {
+                return Err(PartitionError::Corrupt("undecodable upload key".into()));
+            };
+            let common = common_prefix(key, &request.prefix, &request.delimiter);
+            if items.len() == limit && common.as_deref() != last_prefix.as_deref() {
+                truncated = true;
+                return Ok(ListMultipartUploadsResponse { items, truncated });
+            }
+            match common {
+                Some(common) => {
+                    // Skip every key under the common prefix at once.
+                    let encoded_common = keys::object_key(&request.bucket, &common);
+                    if last_prefix.as_deref() != Some(common.as_str())
+                        && common.as_str() > request.key_marker.as_str()
+                    {
+                        items.push(ListedUpload {
+                            common_prefix: common.clone(),
+                            ..Default::default()
+                        });
+                    }
+                    last_prefix = Some(common);
+                    match keys::prefix_end(&encoded_common) {
+                        Some(next) => cursor = next,
+                        None => break,
+                    }
+                }
+                None => {
+                    if let Some(meta) = upload.meta.as_mut() {
+                        meta.chunks.clear();
+                    }
+                    items.push(ListedUpload {
+                        key: key.to_string(),
+                        upload: Some(upload),
+                        common_prefix: String::new(),
+                    });
+                    cursor = encoded;
+                    cursor.push(1); // past this upload's parts
+                }
+            }
+        }
+    }
+    Ok(ListMultipartUploadsResponse { items, truncated })
+}
+
+/// The common prefix `key` rolls up into under `prefix` and `delimiter`, if any.
+fn common_prefix(key: &str, prefix: &str, delimiter: &str) -> Option<String> {
+    if delimiter.is_empty() {
+        return None;
+    }
+    let rest = key.strip_prefix(prefix)?;
+    let at = rest.find(delimiter)?;
+    Some(format!("{prefix}{}", &rest[..at + delimiter.len()]))
+}

@@ -421,6 +421,37 @@ pub async fn delete(
     Ok(DeleteObjectResponse { existed: true })
 }
 
+/// Replaces an object's tags under the commit lock; its bytes, ETag and modification time stay.
+pub async fn put_tags(
+    state: &PartitionServerState,
+    request: PutObjectTagsRequest,
+) -> Result<PutObjectTagsResponse, PartitionError> {
+    let encoded = object_key(&request.bucket, &request.key)?;
+    let range = state.admit(&encoded, &request.bucket)?;
+    let guard = range.lock_commits().await;
+    let mut meta = match range.get(&encoded) {
+        Some(IndexValue::Object(meta)) => meta,
+        _ => return Err(PartitionError::NoSuchKey),
+    };
+    if !request.version_id.is_empty() && request.version_id != meta.version_id {
+        return Err(PartitionError::s3(
+            tonic::Code::NotFound,
+            "NoSuchVersion",
+            "the version does not exist",
+        ));
+    }
+    meta.tags = request.tags;
+    range
+        .commit_locked(
+            guard,
+            vec![(encoded, Some(IndexValue::Object(meta.clone())))],
+        )
+        .await?;
+    Ok(PutObjectTagsResponse {
+        meta: Some(strip_chunks(meta)),
+    })
+}
+
 /// Metadata-only copy: the destination entry points at the source's chunks. The source is
 /// read under the destination range's commit lock, so compaction cannot move (and trim) its
 /// chunks between the lookup and the commit.
@@ -454,12 +485,16 @@ pub async fn copy(
         replaced.size_bytes = source.size_bytes;
         replaced.etag = source.etag.clone();
         replaced.chunks = source.chunks.clone();
-        // Same bytes, same checksum.
+        // Same bytes, same checksum; tags follow the tagging directive, below.
         replaced.checksum = source.checksum.clone();
+        replaced.tags = source.tags.clone();
         replaced
     } else {
         source
     };
+    if request.replace_tags {
+        meta.tags = request.tags;
+    }
     meta.last_modified_ms = strata_util::now_ms();
     range
         .commit_locked(
