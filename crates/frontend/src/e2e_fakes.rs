@@ -349,7 +349,10 @@ impl PartitionServer for FakePartition {
         let key = keys::object_key(&request.bucket, &request.key);
         self.owns(&key)?;
         let existed = self.store.lock().unwrap().objects.remove(&key).is_some();
-        Ok(Response::new(DeleteObjectResponse { existed }))
+        Ok(Response::new(DeleteObjectResponse {
+            existed,
+            ..Default::default()
+        }))
     }
 
     async fn copy_object(
@@ -631,6 +634,13 @@ impl PartitionServer for FakePartition {
         &self,
         _: Request<PutObjectTagsRequest>,
     ) -> Result<Response<PutObjectTagsResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn list_object_versions(
+        &self,
+        _: Request<ListObjectVersionsRequest>,
+    ) -> Result<Response<ListObjectVersionsResponse>, Status> {
         Err(Status::unimplemented("not faked"))
     }
 

@@ -19,7 +19,8 @@
 //!   [`bucket`], [`object`] (put/get/head/delete), [`copy`], [`list`], [`delete_objects`],
 //!   [`multipart`] (create, upload part, complete, abort, list parts), [`multipart_list`]
 //!   (ListMultipartUploads), [`part_copy`] (UploadPartCopy), [`tagging`] (object and bucket
-//!   tags), [`bucket_config`] (bucket tags and CORS rules in the bucket record).
+//!   tags), [`bucket_config`] (bucket tags and CORS rules in the bucket record),
+//!   [`versioning`] (Put/GetBucketVersioning, ListObjectVersions).
 //! - [`cors`]: preflight OPTIONS and Access-Control-* answers from a bucket's CORS rules.
 //! - [`put`] / [`get_stream`]: the streaming bodies of PUT (and UploadPart) and GET.
 //! - [`checksum`]: `x-amz-checksum-*` as headers or aws-chunked trailers, and how stored
@@ -59,6 +60,7 @@ pub mod routing;
 pub mod s3;
 pub mod server;
 pub mod tagging;
+pub mod versioning;
 
 pub use config::FrontendConfig;
 pub use error::FrontendError;

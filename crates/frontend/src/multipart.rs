@@ -283,7 +283,7 @@ impl Frontend {
         input: &CompleteMultipartUploadInput,
         location: String,
     ) -> S3Result<CompleteMultipartUploadOutput> {
-        self.require_bucket(&input.bucket).await?;
+        let bucket = self.require_bucket(&input.bucket).await?;
         let parts = completed_parts(input.multipart_upload.as_ref())?;
         let expected_checksum = sent_checksums_of!(input)
             .single()?
@@ -302,6 +302,7 @@ impl Frontend {
                 input.if_none_match.as_ref(),
             )?,
             expected_checksum,
+            versioning: bucket.versioning,
         };
         let response = self
             .on_owner(
@@ -319,6 +320,7 @@ impl Frontend {
             key: Some(input.key.clone()),
             e_tag: Some(to_s3_etag(&meta.etag)),
             location: Some(location),
+            version_id: crate::frontend::shown_version_id(&meta.version_id, bucket.versioning),
             ..Default::default()
         };
         show_checksum!(output, checksum::show(meta.checksum.as_ref()), with_type);

@@ -8,7 +8,7 @@
 use crate::checksum::{self, show_checksum};
 use crate::conditions::{to_s3_etag, Conditions, Outcome};
 use crate::copy::source_of;
-use crate::frontend::{no_such_key, Frontend};
+use crate::frontend::Frontend;
 use crate::meta::{size_i64, timestamp_from_ms};
 use crate::multipart::check_part_number;
 use crate::object::{Decision, OBJECT_SIZE_BYTES_MAX};
@@ -51,15 +51,12 @@ impl Frontend {
         input: &UploadPartCopyInput,
     ) -> S3Result<UploadPartCopyOutput> {
         let part_number = check_part_number(input.part_number)?;
-        let (src_bucket, src_key) = source_of(&input.copy_source)?;
+        let src = source_of(&input.copy_source)?;
         self.require_bucket(&input.bucket).await?;
-        if src_bucket != input.bucket {
-            self.require_bucket(&src_bucket).await?;
+        if src.bucket != input.bucket {
+            self.require_bucket(&src.bucket).await?;
         }
-        let source = self
-            .head_meta(&src_bucket, &src_key)
-            .await?
-            .ok_or_else(no_such_key)?;
+        let source = self.copy_source_meta(&src).await?;
         let conditions = Conditions::new(
             input.copy_source_if_match.clone(),
             input.copy_source_if_none_match.clone(),
@@ -88,7 +85,9 @@ impl Frontend {
             meta: source,
             range,
         };
-        let body = self.open_stream(&src_bucket, &src_key, &decision).await?;
+        let body = self
+            .open_stream(&src.bucket, &src.key, src.version_id.as_deref(), &decision)
+            .await?;
         let header = UploadPartHeader {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
@@ -108,6 +107,7 @@ impl Frontend {
         show_checksum!(result, checksum::show(part.checksum.as_ref()));
         Ok(UploadPartCopyOutput {
             copy_part_result: Some(result),
+            copy_source_version_id: src.version_id.clone(),
             ..Default::default()
         })
     }

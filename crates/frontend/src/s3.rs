@@ -86,8 +86,7 @@ impl S3 for Frontend {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        self.delete_object_op(&req.input).await?;
-        Ok(S3Response::new(DeleteObjectOutput::default()))
+        Ok(S3Response::new(self.delete_object_op(&req.input).await?))
     }
 
     async fn delete_objects(
@@ -208,8 +207,10 @@ impl S3 for Frontend {
         req: S3Request<GetObjectTaggingInput>,
     ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
         let input = &req.input;
-        crate::object::check_version(input.version_id.as_deref())?;
-        let tags = self.object_tags(&input.bucket, &input.key).await?;
+        let version_id = crate::object::requested_version(input.version_id.as_deref())?;
+        let tags = self
+            .object_tags(&input.bucket, &input.key, version_id)
+            .await?;
         Ok(S3Response::new(GetObjectTaggingOutput {
             tag_set: tagging::tag_set(&tags),
             version_id: input.version_id.clone(),
@@ -304,6 +305,33 @@ impl S3 for Frontend {
         Ok(S3Response::with_status(
             DeleteBucketCorsOutput {},
             http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.put_bucket_versioning_op(&req.input).await?;
+        Ok(S3Response::new(PutBucketVersioningOutput {}))
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        Ok(S3Response::new(
+            self.get_bucket_versioning_op(&req.input.bucket).await?,
+        ))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let requester = Frontend::requester(req.credentials.as_ref())?;
+        Ok(S3Response::new(
+            self.list_object_versions_op(&req.input, &requester).await?,
         ))
     }
 }

@@ -137,9 +137,20 @@ impl Frontend {
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
     ) -> S3Result<HashMap<String, String>> {
         self.require_bucket(bucket).await?;
-        let meta = self.head_meta(bucket, key).await?.ok_or_else(no_such_key)?;
+        let meta = match self.head_version(bucket, key, version_id).await? {
+            Some(meta) if meta.delete_marker && version_id.is_some() => {
+                return Err(s3_error!(
+                    MethodNotAllowed,
+                    "The specified method is not allowed against this resource."
+                ))
+            }
+            Some(meta) if !meta.delete_marker => meta,
+            _ if version_id.is_some() => return Err(crate::frontend::no_such_version()),
+            _ => return Err(no_such_key()),
+        };
         Ok(meta.tags)
     }
 

@@ -315,11 +315,16 @@ pub async fn complete(
     )?;
     meta.last_modified_ms = strata_util::now_ms();
 
-    let object = keys::object_key(&request.bucket, &request.key);
-    let mut changes: Vec<Change> = vec![
-        (object, Some(IndexValue::Object(meta.clone()))),
-        (upload_key, None),
-    ];
+    meta.delete_marker = false;
+    let versioning = super::versions::versioning_of(request.versioning)?;
+    let mut changes: Vec<Change> = super::versions::write_changes(
+        &range,
+        &request.bucket,
+        &request.key,
+        &mut meta,
+        versioning,
+    );
+    changes.push((upload_key, None));
     // Every part record goes, listed or not; unlisted parts' bytes become garbage.
     changes.extend(stored.into_iter().map(|(key, _)| (key, None)));
     range.commit_locked(guard, changes).await?;

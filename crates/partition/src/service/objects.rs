@@ -10,7 +10,7 @@ use strata_types::{keys, CHUNK_SIZE_BYTES, OBJECT_KEY_BYTES_MAX};
 use tonic::{Status, Streaming};
 
 use super::list::strip_chunks;
-use super::GetObjectStream;
+use super::{versions, GetObjectStream};
 use crate::checksum;
 use crate::error::PartitionError;
 use crate::range::{IndexValue, Range};
@@ -49,17 +49,28 @@ pub(super) fn object_key(bucket: &str, key: &str) -> Result<Vec<u8>, PartitionEr
     Ok(keys::object_key(bucket, key))
 }
 
+/// The requested version of a key (empty id: the current one), delete markers included.
 fn lookup(
     state: &PartitionServerState,
     bucket: &str,
     key: &str,
+    version_id: &str,
 ) -> Result<(Vec<u8>, ObjectMeta), PartitionError> {
     let encoded = object_key(bucket, key)?;
     let range = state.admit(&encoded, bucket)?;
-    match range.get(&encoded) {
-        Some(IndexValue::Object(meta)) => Ok((encoded, meta)),
-        _ => Err(PartitionError::NoSuchKey),
+    match versions::find(&range, bucket, key, version_id) {
+        Some(found) => Ok((encoded, found.meta)),
+        None if version_id.is_empty() => Err(PartitionError::NoSuchKey),
+        None => Err(no_such_version()),
     }
+}
+
+pub(super) fn no_such_version() -> PartitionError {
+    PartitionError::s3(
+        tonic::Code::NotFound,
+        "NoSuchVersion",
+        "The specified version does not exist.",
+    )
 }
 
 /// What follows the header of a client-streaming write.
@@ -263,8 +274,9 @@ pub(super) fn check_write_condition(
     let Some(condition) = condition else {
         return Ok(());
     };
+    // A delete marker is no object: the key is absent for a condition.
     let current = match range.get(key) {
-        Some(IndexValue::Object(meta)) => Some(meta),
+        Some(IndexValue::Object(meta)) if !meta.delete_marker => Some(meta),
         _ => None,
     };
     if condition.if_none_match_any && current.is_some() {
@@ -307,14 +319,13 @@ pub async fn put(
     meta.last_modified_ms = strata_util::now_ms();
     meta.chunks = received.chunks;
     meta.checksum = received.checksum;
+    meta.delete_marker = false;
+    let versioning = versions::versioning_of(header.versioning)?;
     let guard = range.lock_commits().await;
     check_write_condition(&range, &encoded, condition)?;
-    range
-        .commit_locked(
-            guard,
-            vec![(encoded, Some(IndexValue::Object(meta.clone())))],
-        )
-        .await?;
+    let changes =
+        versions::write_changes(&range, &header.bucket, &header.key, &mut meta, versioning);
+    range.commit_locked(guard, changes).await?;
     Ok(PutObjectResponse {
         meta: Some(strip_chunks(meta)),
     })
@@ -333,11 +344,15 @@ pub fn head(
     state: &PartitionServerState,
     request: HeadObjectRequest,
 ) -> Result<HeadObjectResponse, PartitionError> {
-    match lookup(state, &request.bucket, &request.key) {
+    match lookup(state, &request.bucket, &request.key, &request.version_id) {
         Ok((_, meta)) => Ok(HeadObjectResponse {
             meta: Some(strip_chunks(meta)),
         }),
         Err(PartitionError::NoSuchKey) => Ok(HeadObjectResponse { meta: None }),
+        Err(PartitionError::S3 {
+            code: "NoSuchVersion",
+            ..
+        }) => Ok(HeadObjectResponse { meta: None }),
         Err(err) => Err(err),
     }
 }
@@ -346,7 +361,10 @@ pub fn get(
     state: &PartitionServerState,
     request: GetObjectRequest,
 ) -> Result<GetObjectStream, PartitionError> {
-    let (encoded, meta) = lookup(state, &request.bucket, &request.key)?;
+    let (encoded, meta) = lookup(state, &request.bucket, &request.key, &request.version_id)?;
+    if meta.delete_marker {
+        return Err(PartitionError::NoSuchKey);
+    }
     if !request.expected_etag.is_empty() && request.expected_etag != meta.etag {
         return Err(PartitionError::PreconditionFailed);
     }
@@ -414,11 +432,25 @@ pub async fn delete(
 ) -> Result<DeleteObjectResponse, PartitionError> {
     let encoded = object_key(&request.bucket, &request.key)?;
     let range = state.admit(&encoded, &request.bucket)?;
-    if !matches!(range.get(&encoded), Some(IndexValue::Object(_))) {
-        return Ok(DeleteObjectResponse { existed: false });
+    let versioning = versions::versioning_of(request.versioning)?;
+    let guard = range.lock_commits().await;
+    let (changes, deleted) = versions::delete_changes(
+        &range,
+        &request.bucket,
+        &request.key,
+        &request.version_id,
+        versioning,
+    );
+    if changes.is_empty() {
+        drop(guard);
+    } else {
+        range.commit_locked(guard, changes).await?;
     }
-    range.commit(encoded, None).await?;
-    Ok(DeleteObjectResponse { existed: true })
+    Ok(DeleteObjectResponse {
+        existed: deleted.existed,
+        version_id: deleted.version_id,
+        delete_marker: deleted.delete_marker,
+    })
 }
 
 /// Replaces an object's tags under the commit lock; its bytes, ETag and modification time stay.
@@ -429,23 +461,30 @@ pub async fn put_tags(
     let encoded = object_key(&request.bucket, &request.key)?;
     let range = state.admit(&encoded, &request.bucket)?;
     let guard = range.lock_commits().await;
-    let mut meta = match range.get(&encoded) {
-        Some(IndexValue::Object(meta)) => meta,
-        _ => return Err(PartitionError::NoSuchKey),
+    let Some(found) = versions::find(&range, &request.bucket, &request.key, &request.version_id)
+    else {
+        return Err(if request.version_id.is_empty() {
+            PartitionError::NoSuchKey
+        } else {
+            no_such_version()
+        });
     };
-    if !request.version_id.is_empty() && request.version_id != meta.version_id {
+    if found.meta.delete_marker {
         return Err(PartitionError::s3(
-            tonic::Code::NotFound,
-            "NoSuchVersion",
-            "the version does not exist",
+            tonic::Code::InvalidArgument,
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource.",
         ));
     }
+    let mut meta = found.meta;
     meta.tags = request.tags;
+    let value = if found.is_current {
+        IndexValue::Object(meta.clone())
+    } else {
+        IndexValue::Version(meta.clone())
+    };
     range
-        .commit_locked(
-            guard,
-            vec![(encoded, Some(IndexValue::Object(meta.clone())))],
-        )
+        .commit_locked(guard, vec![(found.index_key, Some(value))])
         .await?;
     Ok(PutObjectTagsResponse {
         meta: Some(strip_chunks(meta)),
@@ -473,8 +512,13 @@ pub async fn copy(
         ));
     }
     let guard = range.lock_commits().await;
-    let source = match range.get(&source_key) {
-        Some(IndexValue::Object(meta)) => meta,
+    let source = match versions::find(
+        &range,
+        &request.src_bucket,
+        &request.src_key,
+        &request.src_version_id,
+    ) {
+        Some(found) if !found.meta.delete_marker => found.meta,
         _ => return Err(PartitionError::NoSuchKey),
     };
     if !request.expected_src_etag.is_empty() && request.expected_src_etag != source.etag {
@@ -496,12 +540,15 @@ pub async fn copy(
         meta.tags = request.tags;
     }
     meta.last_modified_ms = strata_util::now_ms();
-    range
-        .commit_locked(
-            guard,
-            vec![(destination, Some(IndexValue::Object(meta.clone())))],
-        )
-        .await?;
+    let versioning = versions::versioning_of(request.versioning)?;
+    let changes = versions::write_changes(
+        &range,
+        &request.dst_bucket,
+        &request.dst_key,
+        &mut meta,
+        versioning,
+    );
+    range.commit_locked(guard, changes).await?;
     Ok(CopyObjectResponse {
         meta: Some(strip_chunks(meta)),
     })
