@@ -20,7 +20,8 @@
 //!   [`multipart`] (create, upload part, complete, abort, list parts), [`multipart_list`]
 //!   (ListMultipartUploads), [`part_copy`] (UploadPartCopy), [`tagging`] (object and bucket
 //!   tags), [`bucket_config`] (bucket tags and CORS rules in the bucket record),
-//!   [`versioning`] (Put/GetBucketVersioning, ListObjectVersions).
+//!   [`versioning`] (Put/GetBucketVersioning, ListObjectVersions), [`lifecycle`]
+//!   (Put/Get/DeleteBucketLifecycleConfiguration).
 //! - [`cors`]: preflight OPTIONS and Access-Control-* answers from a bucket's CORS rules.
 //! - [`put`] / [`get_stream`]: the streaming bodies of PUT (and UploadPart) and GET.
 //! - [`checksum`]: `x-amz-checksum-*` as headers or aws-chunked trailers, and how stored
@@ -47,6 +48,7 @@ pub mod delete_objects;
 pub mod error;
 pub mod frontend;
 pub mod get_stream;
+pub mod lifecycle;
 pub mod list;
 pub mod meta;
 pub mod metrics;

@@ -2,7 +2,7 @@
 //! S3 operation keeps s3s's default, which answers 501 NotImplemented with an XML body.
 
 use crate::frontend::Frontend;
-use crate::{bucket_config, tagging};
+use crate::{bucket_config, lifecycle, tagging};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 
@@ -332,6 +332,46 @@ impl S3 for Frontend {
         let requester = Frontend::requester(req.credentials.as_ref())?;
         Ok(S3Response::new(
             self.list_object_versions_op(&req.input, &requester).await?,
+        ))
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        let rules = lifecycle::stored_rules(req.input.lifecycle_configuration.as_ref())?;
+        self.put_lifecycle_rules(&req.input.bucket, rules).await?;
+        Ok(S3Response::new(
+            PutBucketLifecycleConfigurationOutput::default(),
+        ))
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        let bucket = self.require_bucket(&req.input.bucket).await?;
+        if bucket.lifecycle_rules.is_empty() {
+            return Err(s3_error!(
+                NoSuchLifecycleConfiguration,
+                "The lifecycle configuration does not exist"
+            ));
+        }
+        Ok(S3Response::new(GetBucketLifecycleConfigurationOutput {
+            rules: Some(lifecycle::rules_xml(&bucket.lifecycle_rules)),
+            ..Default::default()
+        }))
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.put_lifecycle_rules(&req.input.bucket, Vec::new())
+            .await?;
+        Ok(S3Response::with_status(
+            DeleteBucketLifecycleOutput {},
+            http::StatusCode::NO_CONTENT,
         ))
     }
 }

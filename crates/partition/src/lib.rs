@@ -16,6 +16,8 @@
 //!   composite / full-object checksums of multipart objects.
 //! - [`compaction`]: data-stream compaction (copy live chunks off mostly-dead old extents,
 //!   re-point the index, trim the stream) so DELETE and overwrite free disk.
+//! - [`lifecycle`]: bucket lifecycle rules (expiration, aborting old uploads) carried out by a
+//!   bounded background pass per range.
 //! - [`format`]: the versioned on-stream encodings of log entries and checkpoints.
 //! - [`range`]: one loaded range: index, commit path, load (checkpoint + replay), checkpointing.
 //! - [`throttle`]: per-range and per-bucket request-rate limits (SlowDown instead of queues).
@@ -36,6 +38,7 @@ pub mod checksum;
 pub mod compaction;
 pub mod error;
 pub mod format;
+pub mod lifecycle;
 pub mod range;
 pub mod server;
 pub mod service;
@@ -43,6 +46,7 @@ pub mod throttle;
 
 pub use compaction::{CompactionConfig, CompactionReport};
 pub use error::PartitionError;
+pub use lifecycle::LifecycleConfig;
 pub use server::{PartitionServerConfig, PartitionServerState};
 pub use service::PartitionService;
 pub use throttle::ThrottleConfig;

@@ -8,7 +8,7 @@ mod list;
 mod list_versions;
 mod multipart;
 mod objects;
-mod versions;
+pub(crate) mod versions;
 
 use std::pin::Pin;
 use std::sync::Arc;
