@@ -9,7 +9,7 @@ scenario asserts that the data round-trips byte for byte.
   column projection and a filter (ranged reads of the Parquet footers and column chunks).
 
 boto3's own default behaviour (checksums, upload_file / download_file across the multipart
-threshold) is in test_checksums.py; the Rust SDK in crates/frontend/tests (aws-sdk-s3).
+threshold) is in test_checksums.py; the Rust SDK (aws-sdk-s3) in crates/sdk-tests, run by cargo test.
 """
 
 import filecmp
