@@ -621,3 +621,37 @@ async fn replay_log(
 
 /// Shared handle to a loaded range.
 pub type RangeRef = Arc<Range>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_index_value_survives_the_log_and_checkpoint_encodings() {
+        let meta = ObjectMeta {
+            version_id: "0000000000000001abcdef01".into(),
+            version_stamp: 1,
+            ..Default::default()
+        };
+        let values = [
+            IndexValue::Object(meta.clone()),
+            IndexValue::Version(meta),
+            IndexValue::Bucket(BucketMeta::default()),
+            IndexValue::Upload(UploadMeta::default()),
+            IndexValue::Part(PartMeta::default()),
+        ];
+        for value in values {
+            let logged = IndexValue::into_mutation_value(Some(value.clone()));
+            assert_eq!(IndexValue::from_mutation_value(logged), Some(value.clone()));
+            let entry = value.clone().into_index_entry(b"k".to_vec());
+            assert_eq!(
+                IndexValue::from_index_entry(entry),
+                Some((b"k".to_vec(), value))
+            );
+        }
+        assert_eq!(
+            IndexValue::from_mutation_value(IndexValue::into_mutation_value(None)),
+            None
+        );
+    }
+}
