@@ -322,7 +322,19 @@ pub async fn put(
     meta.delete_marker = false;
     let versioning = versions::versioning_of(header.versioning)?;
     let guard = range.lock_commits().await;
-    check_write_condition(&range, &encoded, condition)?;
+    match check_write_condition(&range, &encoded, condition) {
+        // The object If-Match named was there when the body started and was deleted while it
+        // streamed: S3 calls that a conflicting operation (409), not a missing key.
+        Err(PartitionError::NoSuchKey) => {
+            return Err(PartitionError::s3(
+                tonic::Code::Aborted,
+                "ConditionalRequestConflict",
+                "A conflicting operation occurred during the conditional write; retry it.",
+            )
+            .into())
+        }
+        other => other?,
+    }
     let changes =
         versions::write_changes(&range, &header.bucket, &header.key, &mut meta, versioning);
     range.commit_locked(guard, changes).await?;
