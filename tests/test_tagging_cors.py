@@ -172,7 +172,7 @@ def test_response_overrides(s3, bucket):
     assert head["ContentType"] == "text/plain" and head["CacheControl"] == "no-cache"
 
 
-def test_presigned_put(s3, bucket):
+def test_presigned_put(stamp, s3, bucket):
     data = os.urandom(300_000)
     url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "up", "ContentType": "image/png"}, ExpiresIn=300)
     request = urllib.request.Request(url, data=data, method="PUT", headers={"Content-Type": "image/png"})
@@ -180,6 +180,14 @@ def test_presigned_put(s3, bucket):
         assert response.status == 200
     got = s3.get_object(Bucket=bucket, Key="up")
     assert got["Body"].read() == data and got["ContentType"] == "image/png"
+    # The same with a SigV4 presigned URL (X-Amz-Signature in the query).
+    v4 = stamp.client(signature_version="s3v4")
+    url_v4 = v4.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "up-v4"}, ExpiresIn=300)
+    assert "X-Amz-Signature=" in url_v4
+    request = urllib.request.Request(url_v4, data=data[::-1], method="PUT")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    assert s3.get_object(Bucket=bucket, Key="up-v4")["Body"].read() == data[::-1]
     # A tampered presigned URL stores nothing.
     bad = url.replace("up?", "other?")
     request = urllib.request.Request(bad, data=data, method="PUT", headers={"Content-Type": "image/png"})
