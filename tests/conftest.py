@@ -19,8 +19,11 @@ def s3(stamp):
 @pytest.fixture
 def bucket(s3, request):
     """A fresh bucket per test, named after it."""
+    import hashlib
     import re
 
-    name = re.sub(r"[^a-z0-9]+", "-", "t-" + request.node.name.lower())[:50].strip("-")
+    # Readable, and unique per test even when parametrized names share a long prefix.
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
+    name = re.sub(r"[^a-z0-9]+", "-", "t-" + request.node.name.lower())[:45].strip("-") + "-" + digest
     s3.create_bucket(Bucket=name)
     return name

@@ -52,10 +52,12 @@ def wait_for(condition, timeout_s, what, interval_s=0.1):
 
 
 class Stamp:
-    def __init__(self, data_dir, port=None, extra_args=()):
+    def __init__(self, data_dir, port=None, extra_args=(), extra_env=None):
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.extra_args = list(extra_args)
+        # Passed to `strata up` and so to every node (e.g. STRATA_LIFECYCLE_DAY_MS).
+        self.extra_env = dict(extra_env or {})
         self.process = None
         self.log_path = self.data_dir / "strata-up.log"
 
@@ -68,6 +70,7 @@ class Stamp:
         env["STRATA_ACCESS_KEY"] = ACCESS_KEY
         env["STRATA_SECRET_KEY"] = SECRET_KEY
         env.setdefault("RUST_LOG", "info")
+        env.update(self.extra_env)
         return env
 
     def start(self, timeout_s=90):

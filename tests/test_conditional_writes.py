@@ -154,3 +154,40 @@ def test_if_none_match_with_an_etag_is_not_implemented(s3, bucket):
     assert error_of(excinfo) == (501, "NotImplemented")
     with pytest.raises(ClientError):
         s3.head_object(Bucket=bucket, Key="k")
+
+
+def test_if_match_target_deleted_mid_body_is_a_conflict(stamp, s3, bucket):
+    """S3 answers 409 ConditionalRequestConflict when the object an If-Match PUT names is
+    deleted while the body streams: the owner checked it before the first byte, and finds it
+    gone at the commit. Nothing is stored."""
+    import http.client
+    import urllib.parse
+
+    from sigv4_chunked import Signer
+    from stamp import ACCESS_KEY, SECRET_KEY
+
+    etag = s3.put_object(Bucket=bucket, Key="k", Body=b"original")["ETag"]
+    mib = 1024 * 1024
+    # Far more than every buffer between here and the owner (socket buffers, two queued
+    # chunks): once it is sent, the owner has read the header and checked If-Match.
+    first, rest = os.urandom(24 * mib), os.urandom(6 * mib)
+    url = urllib.parse.urlparse(stamp.endpoint)
+    headers = {"host": url.netloc, "if-match": etag, "content-length": str(len(first) + len(rest))}
+    Signer(ACCESS_KEY, SECRET_KEY).seed("PUT", f"/{bucket}/k", headers, "UNSIGNED-PAYLOAD")
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
+    try:
+        connection.putrequest("PUT", f"/{bucket}/k", skip_host=True, skip_accept_encoding=True)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        connection.send(first)
+        s3.delete_object(Bucket=bucket, Key="k")
+        connection.send(rest)
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status == 409 and b"ConditionalRequestConflict" in body, body
+    with pytest.raises(ClientError) as err:
+        s3.head_object(Bucket=bucket, Key="k")
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404

@@ -119,6 +119,7 @@ impl Frontend {
                 name: name.to_string(),
                 created_ms: strata_util::now_ms(),
                 owner_access_key: requester.to_string(),
+                ..Default::default()
             }),
         };
         let (response, _) = self

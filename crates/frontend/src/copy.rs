@@ -3,9 +3,9 @@
 //! CopyObject when one server owns both keys, otherwise a streamed GET into a PUT.
 
 use crate::conditions::{to_s3_etag, Conditions, Outcome};
-use crate::frontend::{no_such_key, Frontend};
+use crate::frontend::{no_such_key, no_such_version, shown_version_id, Frontend};
 use crate::meta::{headers_of, stored_headers_of, timestamp_from_ms, StoredHeaders};
-use crate::object::check_version;
+use crate::object::requested_version;
 use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, MetadataDirective,
 };
@@ -23,16 +23,28 @@ pub(crate) fn parse_directive(directive: Option<&MetadataDirective>) -> S3Result
     }
 }
 
-/// The source bucket and key of a copy.
-pub(crate) fn source_of(copy_source: &CopySource) -> S3Result<(String, String)> {
+/// What a copy reads: a bucket, a key and a version (None: the current one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Source {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+}
+
+/// The source of a copy.
+pub(crate) fn source_of(copy_source: &CopySource) -> S3Result<Source> {
     match copy_source {
         CopySource::Bucket {
             bucket,
             key,
             version_id,
         } => {
-            check_version(version_id.as_deref())?;
-            Ok((bucket.to_string(), key.to_string()))
+            let version_id = requested_version(version_id.as_deref())?.map(str::to_string);
+            Ok(Source {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                version_id,
+            })
         }
         _ => Err(s3_error!(
             NotImplemented,
@@ -41,27 +53,36 @@ pub(crate) fn source_of(copy_source: &CopySource) -> S3Result<(String, String)> 
     }
 }
 
+/// Where a copy writes, and what the destination bucket's versioning makes of it.
+struct Target<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    versioning: i32,
+}
+
 impl Frontend {
     pub(crate) async fn copy_object_op(
         &self,
         input: &CopyObjectInput,
     ) -> S3Result<CopyObjectOutput> {
-        let (src_bucket, src_key) = source_of(&input.copy_source)?;
+        let src = source_of(&input.copy_source)?;
+        let (src_bucket, src_key) = (src.bucket.clone(), src.key.clone());
         let replace = parse_directive(input.metadata_directive.as_ref())?;
-        if src_bucket == input.bucket && src_key == input.key && !replace {
+        if src_bucket == input.bucket
+            && src_key == input.key
+            && src.version_id.is_none()
+            && !replace
+        {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
             ));
         }
-        self.require_bucket(&input.bucket).await?;
+        let destination = self.require_bucket(&input.bucket).await?;
         if src_bucket != input.bucket {
             self.require_bucket(&src_bucket).await?;
         }
-        let source = self
-            .head_meta(&src_bucket, &src_key)
-            .await?
-            .ok_or_else(no_such_key)?;
+        let source = self.copy_source_meta(&src).await?;
         let conditions = Conditions::new(
             input.copy_source_if_match.clone(),
             input.copy_source_if_none_match.clone(),
@@ -81,6 +102,12 @@ impl Frontend {
         } else {
             headers_of(&source)
         };
+        // x-amz-tagging-directive: COPY keeps the source's tags, REPLACE takes x-amz-tagging.
+        let replace_tags = match input.tagging_directive.as_ref().map(|d| d.as_str()) {
+            None | Some("COPY") => None,
+            Some("REPLACE") => Some(crate::tagging::tags_of_header(input.tagging.as_deref())?),
+            Some(_) => return Err(s3_error!(InvalidArgument, "Unknown tagging directive.")),
+        };
 
         let snapshot = self.router.snapshot().await?;
         let src_owner = snapshot
@@ -92,11 +119,17 @@ impl Frontend {
         let same_owner =
             matches!((&src_owner, &dst_owner), (Some(a), Some(b)) if a == b && !a.is_empty());
 
+        let target = Target {
+            bucket: &input.bucket,
+            key: &input.key,
+            versioning: destination.versioning,
+        };
         let meta = if same_owner {
-            self.copy_on_server(&src_bucket, &src_key, input, &source, headers, replace)
+            self.copy_on_server(&src, &target, &source, headers, replace, replace_tags)
                 .await?
         } else {
-            self.copy_by_streaming(&src_bucket, &src_key, input, &source, headers)
+            let tags = replace_tags.unwrap_or_else(|| source.tags.clone());
+            self.copy_by_streaming(&src, &target, &source, headers, tags)
                 .await?
         };
         Ok(CopyObjectOutput {
@@ -105,32 +138,55 @@ impl Frontend {
                 last_modified: Some(timestamp_from_ms(meta.last_modified_ms)),
                 ..Default::default()
             }),
+            version_id: shown_version_id(&meta.version_id, destination.versioning),
+            copy_source_version_id: src.version_id.clone(),
             ..Default::default()
         })
     }
 
+    /// The metadata of a copy's source version: NoSuchKey / NoSuchVersion when missing, and
+    /// S3's answers for delete markers.
+    pub(crate) async fn copy_source_meta(&self, src: &Source) -> S3Result<ObjectMeta> {
+        match self
+            .head_version(&src.bucket, &src.key, src.version_id.as_deref())
+            .await?
+        {
+            Some(meta) if !meta.delete_marker => Ok(meta),
+            Some(_) if src.version_id.is_some() => Err(s3_error!(
+                InvalidRequest,
+                "The source of a copy request may not specifically refer to a delete marker by version id."
+            )),
+            None if src.version_id.is_some() => Err(no_such_version()),
+            _ => Err(no_such_key()),
+        }
+    }
+
     async fn copy_on_server(
         &self,
-        src_bucket: &str,
-        src_key: &str,
-        input: &CopyObjectInput,
+        src: &Source,
+        target: &Target<'_>,
         source: &ObjectMeta,
         headers: StoredHeaders,
         replace: bool,
+        replace_tags: Option<std::collections::HashMap<String, String>>,
     ) -> S3Result<ObjectMeta> {
         let request = CopyObjectRequest {
-            src_bucket: src_bucket.to_string(),
-            src_key: src_key.to_string(),
-            dst_bucket: input.bucket.clone(),
-            dst_key: input.key.clone(),
+            src_bucket: src.bucket.clone(),
+            src_key: src.key.clone(),
+            dst_bucket: target.bucket.to_string(),
+            dst_key: target.key.to_string(),
             replace_meta: replace.then(|| headers.into_meta()),
             replace,
             expected_src_etag: source.etag.clone(),
+            replace_tags: replace_tags.is_some(),
+            tags: replace_tags.unwrap_or_default(),
+            versioning: target.versioning,
+            src_version_id: src.version_id.clone().unwrap_or_default(),
         };
         let (response, _) = self
             .router
             .call(
-                &keys::object_key(&input.bucket, &input.key),
+                &keys::object_key(target.bucket, target.key),
                 false,
                 |mut client, _| {
                     let request = request.clone();
@@ -145,26 +201,39 @@ impl Frontend {
 
     async fn copy_by_streaming(
         &self,
-        src_bucket: &str,
-        src_key: &str,
-        input: &CopyObjectInput,
+        src: &Source,
+        target: &Target<'_>,
         source: &ObjectMeta,
         headers: StoredHeaders,
+        tags: std::collections::HashMap<String, String>,
     ) -> S3Result<ObjectMeta> {
+        let mut meta = headers.into_meta();
+        meta.tags = tags;
         let decision = crate::object::Decision {
             meta: source.clone(),
             range: None,
         };
-        let body = self.open_stream(src_bucket, src_key, &decision).await?;
+        let body = self
+            .open_stream(&src.bucket, &src.key, src.version_id.as_deref(), &decision)
+            .await?;
         let header = PutObjectHeader {
-            bucket: input.bucket.clone(),
-            key: input.key.clone(),
-            meta: Some(headers.into_meta()),
+            bucket: target.bucket.to_string(),
+            key: target.key.to_string(),
+            versioning: target.versioning,
+            meta: Some(meta),
             content_md5: String::new(),
             size_bytes: crate::meta::size_i64(source.size_bytes),
             condition: None,
+            // The copy's checksum is computed again over the bytes it stores.
+            checksum: Some(strata_proto::partition::BodyChecksum {
+                algorithm: source.checksum.as_ref().filter(|c| !c.composite).map_or(
+                    strata_proto::common::ChecksumAlgorithm::Crc64nvme as i32,
+                    |c| c.algorithm,
+                ),
+                ..Default::default()
+            }),
         };
-        crate::put::put_streaming(&self.router, header, Some(body)).await
+        crate::put::put_streaming(&self.router, header, Some(body), None).await
     }
 }
 
@@ -175,17 +244,24 @@ mod tests {
     #[test]
     fn copy_sources_parse_like_s3() {
         let parse = |header: &str| source_of(&CopySource::parse(header).unwrap());
+        let source = |bucket: &str, key: &str, version: Option<&str>| Source {
+            bucket: bucket.into(),
+            key: key.into(),
+            version_id: version.map(str::to_string),
+        };
         assert_eq!(
             parse("bkt/dir/a%20b.txt").unwrap(),
-            ("bkt".into(), "dir/a b.txt".into())
+            source("bkt", "dir/a b.txt", None)
         );
-        assert_eq!(parse("/bkt/key").unwrap(), ("bkt".into(), "key".into()));
+        assert_eq!(parse("/bkt/key").unwrap(), source("bkt", "key", None));
         assert_eq!(
             parse("bkt/key?versionId=null").unwrap(),
-            ("bkt".into(), "key".into())
+            source("bkt", "key", Some("null"))
         );
-        let err = parse("bkt/key?versionId=3HL4kqtJlcpXroDTDmJ").unwrap_err();
-        assert_eq!(err.code(), &s3s::S3ErrorCode::NotImplemented);
+        assert_eq!(
+            parse("bkt/key?versionId=3HL4kqtJlcpXroDTDmJ").unwrap(),
+            source("bkt", "key", Some("3HL4kqtJlcpXroDTDmJ"))
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ use crate::frontend::Frontend;
 use futures::StreamExt;
 use s3s::dto::{DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, Error as KeyError};
 use s3s::{s3_error, S3Error, S3Result};
+use strata_proto::partition::DeleteObjectResponse;
 
 /// S3's limit on keys per DeleteObjects request.
 pub const DELETE_KEYS_MAX: usize = 1000;
@@ -22,25 +23,28 @@ impl Frontend {
                 "The XML you provided was not well-formed or did not validate against our published schema"
             ));
         }
-        self.require_bucket(&input.bucket).await?;
+        let bucket = self.require_bucket(&input.bucket).await?;
         let quiet = input.delete.quiet.unwrap_or(false);
         let targets: Vec<(String, Option<String>)> = objects
             .iter()
             .map(|o| (o.key.clone(), o.version_id.clone()))
             .collect();
-        let bucket = input.bucket.as_str();
-        let results: Vec<(String, Result<(), S3Error>)> = futures::stream::iter(targets)
+        let bucket = &bucket;
+        type Outcome = (
+            String,
+            Option<String>,
+            Result<DeleteObjectResponse, S3Error>,
+        );
+        let results: Vec<Outcome> = futures::stream::iter(targets)
             .map(|(key, version_id)| async move {
-                let result = match version_id.as_deref() {
-                    None | Some("null") => {
-                        self.delete_key(bucket, &key).await.map_err(S3Error::from)
-                    }
-                    Some(_) => Err(s3_error!(
-                        NotImplemented,
-                        "Object versioning is not implemented"
-                    )),
+                let result = match crate::object::requested_version(version_id.as_deref()) {
+                    Ok(version) => self
+                        .delete_key(bucket, &key, version)
+                        .await
+                        .map_err(S3Error::from),
+                    Err(err) => Err(err),
                 };
-                (key, result)
+                (key, version_id, result)
             })
             .buffered(DELETE_CONCURRENCY)
             .collect()
@@ -48,20 +52,32 @@ impl Frontend {
 
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
-        for (key, result) in results {
+        for (key, requested, result) in results {
             match result {
-                Ok(()) if quiet => {}
-                Ok(()) => deleted.push(DeletedObject {
-                    key: Some(key),
-                    ..Default::default()
-                }),
+                Ok(_) if quiet => {}
+                Ok(done) => {
+                    let shown = (!done.version_id.is_empty()).then_some(done.version_id);
+                    // A new delete marker is reported as such; a removed version by its id.
+                    let (version_id, marker_version) = if requested.is_none() && done.delete_marker
+                    {
+                        (None, shown)
+                    } else {
+                        (requested.or(shown), None)
+                    };
+                    deleted.push(DeletedObject {
+                        key: Some(key),
+                        version_id,
+                        delete_marker: done.delete_marker.then_some(true),
+                        delete_marker_version_id: marker_version,
+                    })
+                }
                 Err(err) => {
                     tracing::info!(%key, code = err.code().as_str(), "DeleteObjects: key not deleted");
                     errors.push(KeyError {
                         code: Some(err.code().as_str().to_string()),
                         key: Some(key),
                         message: Some(err.message().unwrap_or("").to_string()),
-                        version_id: None,
+                        version_id: requested,
                     });
                 }
             }

@@ -349,7 +349,10 @@ impl PartitionServer for FakePartition {
         let key = keys::object_key(&request.bucket, &request.key);
         self.owns(&key)?;
         let existed = self.store.lock().unwrap().objects.remove(&key).is_some();
-        Ok(Response::new(DeleteObjectResponse { existed }))
+        Ok(Response::new(DeleteObjectResponse {
+            existed,
+            ..Default::default()
+        }))
     }
 
     async fn copy_object(
@@ -441,6 +444,7 @@ impl PartitionServer for FakePartition {
             upload_id: upload_id.clone(),
             initiated_ms: strata_util::now_ms(),
             meta: request.meta,
+            ..Default::default()
         };
         store.uploads.insert(
             upload_id.clone(),
@@ -494,6 +498,7 @@ impl PartitionServer for FakePartition {
             size_bytes: data.len() as u64,
             last_modified_ms: strata_util::now_ms(),
             chunks: Vec::new(),
+            checksum: None,
         };
         let mut store = self.store.lock().unwrap();
         let upload = upload_mut(&mut store, &header.bucket, &header.key, &header.upload_id)?;
@@ -614,6 +619,36 @@ impl PartitionServer for FakePartition {
             parts,
             truncated,
         }))
+    }
+
+    // Bucket configurations, tags and upload listings are proven against the real partition
+    // server (tests/); the fakes only keep the contract compiling.
+    async fn update_bucket(
+        &self,
+        _: Request<UpdateBucketRequest>,
+    ) -> Result<Response<UpdateBucketResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn put_object_tags(
+        &self,
+        _: Request<PutObjectTagsRequest>,
+    ) -> Result<Response<PutObjectTagsResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn list_object_versions(
+        &self,
+        _: Request<ListObjectVersionsRequest>,
+    ) -> Result<Response<ListObjectVersionsResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        _: Request<ListMultipartUploadsRequest>,
+    ) -> Result<Response<ListMultipartUploadsResponse>, Status> {
+        Err(Status::unimplemented("not faked"))
     }
 
     async fn get_status(

@@ -57,9 +57,30 @@ impl From<FrontendError> for S3Error {
     }
 }
 
+/// S3 error codes s3s does not know, with their HTTP status.
+const CUSTOM_CODES: [(&str, http::StatusCode); 2] = [
+    ("MalformedTrailerError", http::StatusCode::BAD_REQUEST),
+    ("XAmzContentSHA256Mismatch", http::StatusCode::BAD_REQUEST),
+];
+
+/// An S3 error with a code s3s does not know (see [`CUSTOM_CODES`]).
+pub fn custom_s3_error(code: &'static str, message: &str) -> S3Error {
+    let status = CUSTOM_CODES
+        .iter()
+        .find(|(known, _)| *known == code)
+        .map_or(http::StatusCode::BAD_REQUEST, |(_, status)| *status);
+    let mut err = S3Error::with_message(S3ErrorCode::Custom(code.into()), message.to_string());
+    err.set_status_code(status);
+    err
+}
+
 /// Maps a status from a Strata service to the S3 error the client sees.
 pub fn status_to_s3(status: &Status) -> S3Error {
     if let Some(code) = strata_types::routing::s3_code(status) {
+        if let Some((known, _)) = CUSTOM_CODES.iter().find(|(known, _)| *known == code) {
+            let message = status.message().split_once(": ").map(|(_, m)| m);
+            return custom_s3_error(known, message.unwrap_or_default());
+        }
         let s3_code = S3ErrorCode::from_bytes(code.as_bytes());
         if let Some(s3_code) = s3_code.filter(|c| c.status_code().is_some()) {
             let message = status
@@ -95,16 +116,17 @@ pub fn body_error_to_s3(err: &(dyn std::error::Error + Send + Sync + 'static)) -
         if let Some(message) = s3.message() {
             copy.set_message(message.to_string());
         }
+        if let Some(status) = s3.status_code() {
+            copy.set_status_code(status);
+        }
         return copy;
     }
     let text = err.to_string();
     if text.contains("Sha256Mismatch") {
-        let mut e = S3Error::with_message(
-            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+        return custom_s3_error(
+            "XAmzContentSHA256Mismatch",
             "The provided 'x-amz-content-sha256' header does not match what was computed.",
         );
-        e.set_status_code(http::StatusCode::BAD_REQUEST);
-        return e;
     }
     if text.contains("SignatureMismatch") {
         return S3Error::new(S3ErrorCode::SignatureDoesNotMatch);

@@ -81,15 +81,18 @@ impl Frontend {
         }
     }
 
-    /// An object's metadata, None when there is no such key.
-    pub(crate) async fn head_meta(
+    /// One version of a key (None: the current one; "null": the null version), delete markers
+    /// included; None when there is no such key or version.
+    pub(crate) async fn head_version(
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
     ) -> Result<Option<ObjectMeta>, FrontendError> {
         let request = HeadObjectRequest {
             bucket: bucket.to_string(),
             key: key.to_string(),
+            version_id: version_id.unwrap_or_default().to_string(),
         };
         let result = self
             .router
@@ -123,4 +126,18 @@ pub(crate) fn is_no_such_key(status: &tonic::Status) -> bool {
 
 pub(crate) fn no_such_key() -> s3s::S3Error {
     s3_error!(NoSuchKey, "The specified key does not exist.")
+}
+
+pub(crate) fn no_such_version() -> s3s::S3Error {
+    s3_error!(NoSuchVersion, "The specified version does not exist.")
+}
+
+/// The version id S3 shows for `meta` in a bucket with `versioning`: its id, "null" for the
+/// null version of a bucket that is (or was) versioned, nothing in an unversioned bucket.
+pub(crate) fn shown_version_id(meta_version_id: &str, versioning: i32) -> Option<String> {
+    if !meta_version_id.is_empty() {
+        return Some(meta_version_id.to_string());
+    }
+    (versioning != strata_proto::common::VersioningState::Unversioned as i32)
+        .then(|| "null".to_string())
 }

@@ -17,8 +17,15 @@
 //! - [`frontend`]: the `Frontend` state and the shared bucket / object-metadata lookups.
 //! - [`s3`]: `impl s3s::S3 for Frontend`, delegating to the operation families:
 //!   [`bucket`], [`object`] (put/get/head/delete), [`copy`], [`list`], [`delete_objects`],
-//!   [`multipart`] (create, upload part, complete, abort, list parts).
+//!   [`multipart`] (create, upload part, complete, abort, list parts), [`multipart_list`]
+//!   (ListMultipartUploads), [`part_copy`] (UploadPartCopy), [`tagging`] (object and bucket
+//!   tags), [`bucket_config`] (bucket tags and CORS rules in the bucket record),
+//!   [`versioning`] (Put/GetBucketVersioning, ListObjectVersions), [`lifecycle`]
+//!   (Put/Get/DeleteBucketLifecycleConfiguration).
+//! - [`cors`]: preflight OPTIONS and Access-Control-* answers from a bucket's CORS rules.
 //! - [`put`] / [`get_stream`]: the streaming bodies of PUT (and UploadPart) and GET.
+//! - [`checksum`]: `x-amz-checksum-*` as headers or aws-chunked trailers, and how stored
+//!   checksums are shown.
 //! - [`conditions`]: If-* preconditions and Range; [`naming`]: bucket names; [`meta`]: header
 //!   conversions.
 //! - [`routing`]: partition map cache, client pool, retry with backoff.
@@ -31,23 +38,31 @@
 
 pub mod auth;
 pub mod bucket;
+pub mod bucket_config;
+pub mod checksum;
 pub mod conditions;
 pub mod config;
 pub mod copy;
+pub mod cors;
 pub mod delete_objects;
 pub mod error;
 pub mod frontend;
 pub mod get_stream;
+pub mod lifecycle;
 pub mod list;
 pub mod meta;
 pub mod metrics;
 pub mod multipart;
+pub mod multipart_list;
 pub mod naming;
 pub mod object;
+pub mod part_copy;
 pub mod put;
 pub mod routing;
 pub mod s3;
 pub mod server;
+pub mod tagging;
+pub mod versioning;
 
 pub use config::FrontendConfig;
 pub use error::FrontendError;

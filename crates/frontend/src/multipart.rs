@@ -11,6 +11,7 @@
 //! UploadPartCopy and ListMultipartUploads keep s3s's default answer, 501 NotImplemented.
 
 use crate::bucket::owner;
+use crate::checksum::{self, sent_checksums_of, show_checksum};
 use crate::conditions::to_s3_etag;
 use crate::error::FrontendError;
 use crate::frontend::Frontend;
@@ -19,16 +20,17 @@ use crate::object::{check_content_length, check_key_length};
 use crate::put::{put_streaming, StreamedWrite};
 use crate::routing::PartitionClient;
 use s3s::dto::{
-    AbortMultipartUploadInput, CompleteMultipartUploadInput, CompleteMultipartUploadOutput,
-    CompletedMultipartUpload, CreateMultipartUploadInput, CreateMultipartUploadOutput, Initiator,
-    ListPartsInput, ListPartsOutput, Part, StorageClass, UploadPartInput, UploadPartOutput,
+    AbortMultipartUploadInput, ChecksumType, CompleteMultipartUploadInput,
+    CompleteMultipartUploadOutput, CompletedMultipartUpload, CreateMultipartUploadInput,
+    CreateMultipartUploadOutput, Initiator, ListPartsInput, ListPartsOutput, Part, StorageClass,
+    UploadPartInput, UploadPartOutput,
 };
 use s3s::{s3_error, S3Error, S3Result};
 use std::future::Future;
-use strata_proto::common::PartMeta;
+use strata_proto::common::{ChecksumAlgorithm, PartMeta};
 use strata_proto::partition::upload_part_request;
 use strata_proto::partition::{
-    AbortMultipartUploadRequest, CompleteMultipartUploadRequest, CompletedPart,
+    AbortMultipartUploadRequest, ChecksumTrailer, CompleteMultipartUploadRequest, CompletedPart,
     CreateMultipartUploadRequest, ListPartsRequest, UploadPartHeader, UploadPartRequest,
 };
 use strata_types::keys;
@@ -57,6 +59,14 @@ impl StreamedWrite for UploadPartHeader {
     fn chunk_message(chunk: Vec<u8>) -> UploadPartRequest {
         UploadPartRequest {
             part: Some(upload_part_request::Part::Chunk(chunk)),
+        }
+    }
+
+    fn trailer_message(expected: Vec<u8>) -> UploadPartRequest {
+        UploadPartRequest {
+            part: Some(upload_part_request::Part::Trailer(ChecksumTrailer {
+                expected,
+            })),
         }
     }
 
@@ -114,9 +124,14 @@ pub(crate) fn completed_parts(
                     "One or more of the specified parts could not be found."
                 )
             })?;
+            let checksum = match sent_checksums_of!(part).single()? {
+                Some((_, value)) => value,
+                None => Vec::new(),
+            };
             Ok(CompletedPart {
                 part_number,
                 etag: format!("\"{}\"", etag.value()),
+                checksum,
             })
         })
         .collect()
@@ -131,6 +146,14 @@ pub(crate) fn object_location(headers: &http::HeaderMap, uri: &http::Uri) -> Str
         .or_else(|| uri.authority().map(http::uri::Authority::as_str))
         .unwrap_or("localhost");
     format!("http://{host}{}", uri.path())
+}
+
+fn checksum_type(full_object: bool) -> ChecksumType {
+    ChecksumType::from_static(if full_object {
+        ChecksumType::FULL_OBJECT
+    } else {
+        ChecksumType::COMPOSITE
+    })
 }
 
 /// ListParts' page size: S3's default when absent, at most `LIST_PARTS_MAX`.
@@ -173,11 +196,33 @@ impl Frontend {
         input: &CreateMultipartUploadInput,
     ) -> S3Result<CreateMultipartUploadOutput> {
         check_key_length(&input.key)?;
+        let algorithm = checksum::algorithm_of(input.checksum_algorithm.as_ref())?;
+        let full_object = match input.checksum_type.as_ref().map(|t| t.as_str()) {
+            None => algorithm == ChecksumAlgorithm::Crc64nvme,
+            Some(ChecksumType::FULL_OBJECT) => true,
+            Some(ChecksumType::COMPOSITE) => false,
+            Some(_) => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Value for x-amz-checksum-type header is invalid."
+                ))
+            }
+        };
+        if input.checksum_type.is_some() && algorithm == ChecksumAlgorithm::None {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
+            ));
+        }
         self.require_bucket(&input.bucket).await?;
+        let mut meta = stored_headers_of!(input).into_meta();
+        meta.tags = crate::tagging::tags_of_header(input.tagging.as_deref())?;
         let request = CreateMultipartUploadRequest {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
-            meta: Some(stored_headers_of!(input).into_meta()),
+            meta: Some(meta),
+            checksum_algorithm: algorithm as i32,
+            checksum_full_object: full_object,
         };
         let response = self
             .on_owner(
@@ -191,6 +236,9 @@ impl Frontend {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             upload_id: Some(response.upload_id),
+            checksum_algorithm: input.checksum_algorithm.clone(),
+            checksum_type: (algorithm != ChecksumAlgorithm::None)
+                .then(|| checksum_type(full_object)),
             ..Default::default()
         })
     }
@@ -198,9 +246,19 @@ impl Frontend {
     pub(crate) async fn upload_part_op(
         &self,
         input: UploadPartInput,
+        headers: &http::HeaderMap,
+        trailers: Option<&s3s::TrailingHeaders>,
     ) -> S3Result<UploadPartOutput> {
         let part_number = check_part_number(input.part_number)?;
         check_content_length(input.content_length)?;
+        // The owner computes the upload's algorithm when the part names none.
+        let checksum = checksum::plan(
+            &sent_checksums_of!(input),
+            input.checksum_algorithm.as_ref(),
+            headers,
+            trailers,
+            ChecksumAlgorithm::None,
+        )?;
         self.require_bucket(&input.bucket).await?;
         let header = UploadPartHeader {
             bucket: input.bucket.clone(),
@@ -209,12 +267,15 @@ impl Frontend {
             part_number,
             content_md5: input.content_md5.clone().unwrap_or_default(),
             size_bytes: input.content_length.unwrap_or(-1),
+            checksum: Some(checksum.body),
         };
-        let part = put_streaming(&self.router, header, input.body).await?;
-        Ok(UploadPartOutput {
+        let part = put_streaming(&self.router, header, input.body, checksum.trailer).await?;
+        let mut output = UploadPartOutput {
             e_tag: Some(to_s3_etag(&part.etag)),
             ..Default::default()
-        })
+        };
+        show_checksum!(output, checksum::show(part.checksum.as_ref()));
+        Ok(output)
     }
 
     pub(crate) async fn complete_multipart_upload_op(
@@ -222,8 +283,15 @@ impl Frontend {
         input: &CompleteMultipartUploadInput,
         location: String,
     ) -> S3Result<CompleteMultipartUploadOutput> {
-        self.require_bucket(&input.bucket).await?;
+        let bucket = self.require_bucket(&input.bucket).await?;
         let parts = completed_parts(input.multipart_upload.as_ref())?;
+        let expected_checksum = sent_checksums_of!(input)
+            .single()?
+            .map(|(algorithm, value)| strata_proto::common::Checksum {
+                algorithm: algorithm as i32,
+                value,
+                ..Default::default()
+            });
         let request = CompleteMultipartUploadRequest {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
@@ -233,6 +301,8 @@ impl Frontend {
                 input.if_match.as_ref(),
                 input.if_none_match.as_ref(),
             )?,
+            expected_checksum,
+            versioning: bucket.versioning,
         };
         let response = self
             .on_owner(
@@ -245,13 +315,16 @@ impl Frontend {
         let meta = response.meta.ok_or_else(|| {
             FrontendError::Protocol("CompleteMultipartUpload answered without metadata".into())
         })?;
-        Ok(CompleteMultipartUploadOutput {
+        let mut output = CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(to_s3_etag(&meta.etag)),
             location: Some(location),
+            version_id: crate::frontend::shown_version_id(&meta.version_id, bucket.versioning),
             ..Default::default()
-        })
+        };
+        show_checksum!(output, checksum::show(meta.checksum.as_ref()), with_type);
+        Ok(output)
     }
 
     pub(crate) async fn abort_multipart_upload_op(
@@ -314,14 +387,19 @@ impl Frontend {
         let next_marker = parts.last().map(|part| part.part_number);
         let parts: Vec<Part> = parts
             .into_iter()
-            .map(|part| Part {
-                part_number: i32::try_from(part.part_number).ok(),
-                e_tag: Some(to_s3_etag(&part.etag)),
-                size: Some(size_i64(part.size_bytes)),
-                last_modified: Some(timestamp_from_ms(part.last_modified_ms)),
-                ..Default::default()
+            .map(|part| {
+                let mut listed = Part {
+                    part_number: i32::try_from(part.part_number).ok(),
+                    e_tag: Some(to_s3_etag(&part.etag)),
+                    size: Some(size_i64(part.size_bytes)),
+                    last_modified: Some(timestamp_from_ms(part.last_modified_ms)),
+                    ..Default::default()
+                };
+                show_checksum!(listed, checksum::show(part.checksum.as_ref()));
+                listed
             })
             .collect();
+        let upload = response.upload.unwrap_or_default();
         let requester = owner(requester);
         Ok(ListPartsOutput {
             bucket: Some(input.bucket.clone()),
@@ -338,6 +416,9 @@ impl Frontend {
             }),
             owner: Some(requester),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            checksum_algorithm: checksum::s3_algorithm(upload.checksum_algorithm),
+            checksum_type: (upload.checksum_algorithm != ChecksumAlgorithm::None as i32)
+                .then(|| checksum_type(upload.checksum_full_object)),
             ..Default::default()
         })
     }

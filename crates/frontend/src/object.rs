@@ -5,18 +5,21 @@
 //! streams the range with `expected_etag`, so a concurrent overwrite is noticed (ABORTED) and
 //! the decision is made again on the new version.
 
+use crate::checksum;
 use crate::conditions::{content_range, resolve_range, to_s3_etag, Conditions, Outcome};
 use crate::error::FrontendError;
-use crate::frontend::{is_no_such_key, no_such_key, Frontend};
+use crate::frontend::{is_no_such_key, no_such_key, no_such_version, shown_version_id, Frontend};
 use crate::meta::{non_empty, parse_http_date, size_i64, stored_headers_of, timestamp_from_ms};
 use s3s::dto::{
-    DeleteObjectInput, GetObjectInput, GetObjectOutput, HeadObjectInput, HeadObjectOutput,
-    PutObjectInput, PutObjectOutput, Range,
+    DeleteObjectInput, DeleteObjectOutput, GetObjectInput, GetObjectOutput, HeadObjectInput,
+    HeadObjectOutput, PutObjectInput, PutObjectOutput, Range,
 };
 use s3s::{s3_error, S3Error, S3Result};
-use strata_proto::common::ObjectMeta;
+use strata_proto::common::{BucketMeta, ChecksumAlgorithm, ObjectMeta};
 use strata_proto::partition::get_object_response::Part;
-use strata_proto::partition::{DeleteObjectRequest, GetObjectRequest, PutObjectHeader};
+use strata_proto::partition::{
+    DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, PutObjectHeader,
+};
 use strata_types::keys;
 
 /// Largest object a single PUT accepts (S3's limit).
@@ -30,14 +33,47 @@ pub(crate) struct Decision {
     pub range: Option<std::ops::Range<u64>>,
 }
 
-pub(crate) fn check_version(version_id: Option<&str>) -> S3Result<()> {
+/// A requested version id: None for the current version; an empty one is InvalidArgument.
+pub(crate) fn requested_version(version_id: Option<&str>) -> S3Result<Option<&str>> {
     match version_id {
-        None | Some("null") => Ok(()),
-        Some(_) => Err(s3_error!(
-            NotImplemented,
-            "Object versioning is not implemented"
+        Some("") => Err(s3_error!(
+            InvalidArgument,
+            "Version id cannot be the empty string"
         )),
+        other => Ok(other),
     }
+}
+
+/// The answer for a delete marker: 404 NoSuchKey for the current version, 405
+/// MethodNotAllowed when the marker was asked for by version id; both say what it is.
+fn delete_marker_error(meta: &ObjectMeta, by_version: bool) -> S3Error {
+    let mut err = if by_version {
+        s3_error!(
+            MethodNotAllowed,
+            "The specified method is not allowed against this resource."
+        )
+    } else {
+        no_such_key()
+    };
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        "x-amz-delete-marker",
+        http::HeaderValue::from_static("true"),
+    );
+    let version = if meta.version_id.is_empty() {
+        "null"
+    } else {
+        meta.version_id.as_str()
+    };
+    if let Ok(value) = http::HeaderValue::from_str(version) {
+        headers.insert("x-amz-version-id", value);
+    }
+    let last_modified = crate::meta::format_http_date(&timestamp_from_ms(meta.last_modified_ms));
+    if let Ok(value) = http::HeaderValue::from_str(&last_modified) {
+        headers.insert(http::header::LAST_MODIFIED, value);
+    }
+    err.set_headers(headers);
+    err
 }
 
 /// The announced body size of a PUT or an UploadPart (S3 caps both at 5 GiB).
@@ -117,8 +153,17 @@ pub(crate) fn decide(
     Ok(Decision { meta, range })
 }
 
-/// The response headers of a GET or HEAD.
-pub(crate) fn head_output(decision: &Decision) -> HeadObjectOutput {
+/// Whether a GET or HEAD asked for the stored checksum (`x-amz-checksum-mode: ENABLED`).
+pub(crate) fn wants_checksum(mode: Option<&s3s::dto::ChecksumMode>) -> bool {
+    mode.is_some_and(|m| {
+        m.as_str()
+            .eq_ignore_ascii_case(s3s::dto::ChecksumMode::ENABLED)
+    })
+}
+
+/// The response headers of a GET or HEAD. The stored checksum is shown only when asked for
+/// and only for the whole object (it says nothing about a range).
+pub(crate) fn head_output(decision: &Decision, with_checksum: bool) -> HeadObjectOutput {
     let meta = &decision.meta;
     let (content_length, content_range) = match &decision.range {
         Some(range) => (
@@ -127,7 +172,7 @@ pub(crate) fn head_output(decision: &Decision) -> HeadObjectOutput {
         ),
         None => (meta.size_bytes, None),
     };
-    HeadObjectOutput {
+    let mut output = HeadObjectOutput {
         accept_ranges: Some("bytes".into()),
         cache_control: non_empty(&meta.cache_control),
         content_disposition: non_empty(&meta.content_disposition),
@@ -141,6 +186,32 @@ pub(crate) fn head_output(decision: &Decision) -> HeadObjectOutput {
         last_modified: Some(timestamp_from_ms(meta.last_modified_ms)),
         metadata: (!meta.user_metadata.is_empty()).then(|| meta.user_metadata.clone()),
         ..Default::default()
+    };
+    if with_checksum && decision.range.is_none() {
+        checksum::show_checksum!(output, checksum::show(meta.checksum.as_ref()), with_type);
+    }
+    output
+}
+
+/// GET's `response-*` query parameters replace the stored headers in this answer only.
+fn apply_response_overrides(output: &mut GetObjectOutput, input: &GetObjectInput) {
+    if let Some(value) = &input.response_content_type {
+        output.content_type = Some(value.clone());
+    }
+    if let Some(value) = &input.response_content_disposition {
+        output.content_disposition = Some(value.clone());
+    }
+    if let Some(value) = &input.response_cache_control {
+        output.cache_control = Some(value.clone());
+    }
+    if let Some(value) = &input.response_content_encoding {
+        output.content_encoding = Some(value.clone());
+    }
+    if let Some(value) = &input.response_content_language {
+        output.content_language = Some(value.clone());
+    }
+    if let Some(value) = &input.response_expires {
+        output.expires = Some(value.clone());
     }
 }
 
@@ -149,10 +220,18 @@ impl Frontend {
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
         conditions: &Conditions,
         range: Option<&Range>,
     ) -> S3Result<Decision> {
-        let meta = self.head_meta(bucket, key).await?.ok_or_else(no_such_key)?;
+        let meta = match self.head_version(bucket, key, version_id).await? {
+            Some(meta) => meta,
+            None if version_id.is_some() => return Err(no_such_version()),
+            None => return Err(no_such_key()),
+        };
+        if meta.delete_marker {
+            return Err(delete_marker_error(&meta, version_id.is_some()));
+        }
         decide(meta, conditions, range)
     }
 
@@ -160,9 +239,9 @@ impl Frontend {
         &self,
         input: &HeadObjectInput,
     ) -> S3Result<HeadObjectOutput> {
-        check_version(input.version_id.as_deref())?;
+        let version_id = requested_version(input.version_id.as_deref())?;
         check_part_number(input.part_number)?;
-        self.require_bucket(&input.bucket).await?;
+        let bucket = self.require_bucket(&input.bucket).await?;
         let conditions = Conditions::new(
             input.if_match.clone(),
             input.if_none_match.clone(),
@@ -170,15 +249,23 @@ impl Frontend {
             input.if_unmodified_since.as_ref(),
         );
         let decision = self
-            .decide_object(&input.bucket, &input.key, &conditions, input.range.as_ref())
+            .decide_object(
+                &input.bucket,
+                &input.key,
+                version_id,
+                &conditions,
+                input.range.as_ref(),
+            )
             .await?;
-        Ok(head_output(&decision))
+        let mut output = head_output(&decision, wants_checksum(input.checksum_mode.as_ref()));
+        output.version_id = shown_version_id(&decision.meta.version_id, bucket.versioning);
+        Ok(output)
     }
 
     pub(crate) async fn get_object_op(&self, input: &GetObjectInput) -> S3Result<GetObjectOutput> {
-        check_version(input.version_id.as_deref())?;
+        let version_id = requested_version(input.version_id.as_deref())?;
         check_part_number(input.part_number)?;
-        self.require_bucket(&input.bucket).await?;
+        let bucket = self.require_bucket(&input.bucket).await?;
         let conditions = Conditions::new(
             input.if_match.clone(),
             input.if_none_match.clone(),
@@ -189,12 +276,21 @@ impl Frontend {
         loop {
             attempts += 1;
             let decision = self
-                .decide_object(&input.bucket, &input.key, &conditions, input.range.as_ref())
+                .decide_object(
+                    &input.bucket,
+                    &input.key,
+                    version_id,
+                    &conditions,
+                    input.range.as_ref(),
+                )
                 .await?;
-            match self.open_stream(&input.bucket, &input.key, &decision).await {
+            match self
+                .open_stream(&input.bucket, &input.key, version_id, &decision)
+                .await
+            {
                 Ok(body) => {
-                    let head = head_output(&decision);
-                    return Ok(GetObjectOutput {
+                    let head = head_output(&decision, false);
+                    let mut output = GetObjectOutput {
                         body: Some(body),
                         accept_ranges: head.accept_ranges,
                         cache_control: head.cache_control,
@@ -208,8 +304,17 @@ impl Frontend {
                         expires: head.expires,
                         last_modified: head.last_modified,
                         metadata: head.metadata,
+                        version_id: shown_version_id(&decision.meta.version_id, bucket.versioning),
+                        tag_count: (!decision.meta.tags.is_empty())
+                            .then(|| i32::try_from(decision.meta.tags.len()).unwrap_or(i32::MAX)),
                         ..Default::default()
-                    });
+                    };
+                    apply_response_overrides(&mut output, input);
+                    if wants_checksum(input.checksum_mode.as_ref()) && decision.range.is_none() {
+                        let shown = checksum::show(decision.meta.checksum.as_ref());
+                        checksum::show_checksum!(output, shown, with_type);
+                    }
+                    return Ok(output);
                 }
                 Err(FrontendError::Rpc(status))
                     if status.code() == tonic::Code::Aborted && attempts < GET_ATTEMPTS_MAX =>
@@ -229,6 +334,7 @@ impl Frontend {
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
         decision: &Decision,
     ) -> Result<s3s::dto::StreamingBlob, FrontendError> {
         let (start, end) = match &decision.range {
@@ -241,6 +347,7 @@ impl Frontend {
             range_start: start,
             range_end: end,
             expected_etag: decision.meta.etag.clone(),
+            version_id: version_id.unwrap_or_default().to_string(),
         };
         let (mut stream, _) = self
             .router
@@ -266,34 +373,63 @@ impl Frontend {
         Ok(crate::get_stream::forward(stream, end - start))
     }
 
-    pub(crate) async fn put_object_op(&self, input: PutObjectInput) -> S3Result<PutObjectOutput> {
+    pub(crate) async fn put_object_op(
+        &self,
+        input: PutObjectInput,
+        headers: &http::HeaderMap,
+        trailers: Option<&s3s::TrailingHeaders>,
+    ) -> S3Result<PutObjectOutput> {
         check_content_length(input.content_length)?;
         check_key_length(&input.key)?;
-        self.require_bucket(&input.bucket).await?;
+        let checksum = checksum::plan(
+            &checksum::sent_checksums_of!(input),
+            input.checksum_algorithm.as_ref(),
+            headers,
+            trailers,
+            ChecksumAlgorithm::Crc64nvme,
+        )?;
+        let bucket = self.require_bucket(&input.bucket).await?;
+        let mut meta = stored_headers_of!(input).into_meta();
+        meta.tags = crate::tagging::tags_of_header(input.tagging.as_deref())?;
         let header = PutObjectHeader {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
-            meta: Some(stored_headers_of!(input).into_meta()),
+            meta: Some(meta),
             content_md5: input.content_md5.clone().unwrap_or_default(),
             size_bytes: input.content_length.unwrap_or(-1),
             condition: crate::conditions::write_condition(
                 input.if_match.as_ref(),
                 input.if_none_match.as_ref(),
             )?,
+            checksum: Some(checksum.body),
+            versioning: bucket.versioning,
         };
-        let meta = crate::put::put_streaming(&self.router, header, input.body).await?;
-        Ok(PutObjectOutput {
+        let meta =
+            crate::put::put_streaming(&self.router, header, input.body, checksum.trailer).await?;
+        let mut output = PutObjectOutput {
             e_tag: Some(to_s3_etag(&meta.etag)),
             size: Some(size_i64(meta.size_bytes)),
+            version_id: shown_version_id(&meta.version_id, bucket.versioning),
             ..Default::default()
-        })
+        };
+        checksum::show_checksum!(output, checksum::show(meta.checksum.as_ref()), with_type);
+        Ok(output)
     }
 
-    pub(crate) async fn delete_key(&self, bucket: &str, key: &str) -> Result<(), FrontendError> {
+    /// Deletes a key (or one version of it) as the bucket's versioning state says.
+    pub(crate) async fn delete_key(
+        &self,
+        bucket: &BucketMeta,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<DeleteObjectResponse, FrontendError> {
         let request = DeleteObjectRequest {
-            bucket: bucket.to_string(),
+            bucket: bucket.name.clone(),
             key: key.to_string(),
+            version_id: version_id.unwrap_or_default().to_string(),
+            versioning: bucket.versioning,
         };
+        let bucket = bucket.name.as_str();
         let result = self
             .router
             .call(&keys::object_key(bucket, key), false, |mut client, _| {
@@ -302,17 +438,26 @@ impl Frontend {
             })
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok((response, _)) => Ok(response),
             // S3 answers 204 for a missing key.
-            Err(FrontendError::Rpc(status)) if is_no_such_key(&status) => Ok(()),
+            Err(FrontendError::Rpc(status)) if is_no_such_key(&status) => {
+                Ok(DeleteObjectResponse::default())
+            }
             Err(err) => Err(err),
         }
     }
 
-    pub(crate) async fn delete_object_op(&self, input: &DeleteObjectInput) -> S3Result<()> {
-        check_version(input.version_id.as_deref())?;
-        self.require_bucket(&input.bucket).await?;
-        self.delete_key(&input.bucket, &input.key).await?;
-        Ok(())
+    pub(crate) async fn delete_object_op(
+        &self,
+        input: &DeleteObjectInput,
+    ) -> S3Result<DeleteObjectOutput> {
+        let version_id = requested_version(input.version_id.as_deref())?;
+        let bucket = self.require_bucket(&input.bucket).await?;
+        let deleted = self.delete_key(&bucket, &input.key, version_id).await?;
+        Ok(DeleteObjectOutput {
+            delete_marker: deleted.delete_marker.then_some(true),
+            version_id: (!deleted.version_id.is_empty()).then_some(deleted.version_id),
+            ..Default::default()
+        })
     }
 }

@@ -9,6 +9,9 @@
 //! Nothing half-written may become visible:
 //! - the last byte of the body is held back until the body has ended cleanly, so a stream
 //!   that ends early is always short of the announced size;
+//! - a checksum sent as an aws-chunked trailer follows the last chunk as its own message, read
+//!   from s3s's trailer handle only once the body ended; a missing or malformed trailer fails
+//!   the body like any other body error;
 //! - when the body fails (a client disconnect, s3s's `x-amz-content-sha256` or chunk signature
 //!   check), the RPC is cancelled (HTTP/2 RST_STREAM) while the channel is still open, so the
 //!   server never sees a clean end of stream; the same happens when the request is dropped.
@@ -18,6 +21,7 @@
 //! small object survives a NotOwner on its first attempt); once more than one chunk went out,
 //! a failure answers 503.
 
+use crate::checksum::TrailerSource;
 use crate::error::{body_error_to_s3, status_to_s3, FrontendError};
 use crate::metrics::METRICS;
 use crate::routing::{classify, PartitionClient, Retry, Router, Verdict};
@@ -30,7 +34,7 @@ use std::future::Future;
 use std::time::Duration;
 use strata_proto::common::ObjectMeta;
 use strata_proto::partition::put_object_request::Part;
-use strata_proto::partition::{PutObjectHeader, PutObjectRequest};
+use strata_proto::partition::{ChecksumTrailer, PutObjectHeader, PutObjectRequest};
 use strata_types::{keys, CHUNK_SIZE_BYTES};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -48,6 +52,8 @@ pub(crate) trait StreamedWrite: Clone + Send + Sync + 'static {
     fn route_key(&self) -> Vec<u8>;
     fn header_message(self) -> Self::Message;
     fn chunk_message(chunk: Vec<u8>) -> Self::Message;
+    /// The message after the last chunk carrying a checksum that came as an HTTP trailer.
+    fn trailer_message(expected: Vec<u8>) -> Self::Message;
     /// Runs the RPC over `request` on `client`.
     fn call(
         client: PartitionClient,
@@ -76,6 +82,12 @@ impl StreamedWrite for PutObjectHeader {
         }
     }
 
+    fn trailer_message(expected: Vec<u8>) -> PutObjectRequest {
+        PutObjectRequest {
+            part: Some(Part::Trailer(ChecksumTrailer { expected })),
+        }
+    }
+
     async fn call(
         mut client: PartitionClient,
         request: tonic::Request<ReceiverStream<PutObjectRequest>>,
@@ -97,6 +109,8 @@ const ABORT_WAIT_MS: u64 = 5_000;
 /// Body bytes read but not yet handed to an RPC; survives a retried attempt.
 struct PutSource {
     body: Option<StreamingBlob>,
+    /// Where the checksum trailer is read once the body ended, when the client sends one.
+    trailer: Option<TrailerSource>,
     pending: VecDeque<Bytes>,
     pending_bytes: usize,
     finished: bool,
@@ -107,10 +121,11 @@ struct PutSource {
 }
 
 impl PutSource {
-    fn new(body: Option<StreamingBlob>) -> Self {
+    fn new(body: Option<StreamingBlob>, trailer: Option<TrailerSource>) -> Self {
         Self {
             finished: body.is_none(),
             body,
+            trailer,
             pending: VecDeque::new(),
             pending_bytes: 0,
             replay: Some(Vec::new()),
@@ -224,6 +239,17 @@ async fn pump<W: StreamedWrite>(
             }
         }
         if source.finished {
+            // The trailer is complete (and its signature checked by s3s) once the body ended.
+            if let Some(trailer) = &source.trailer {
+                match trailer.value() {
+                    Ok(expected) => {
+                        if sender.send(W::trailer_message(expected)).await.is_err() {
+                            return PumpEnd::RpcGone;
+                        }
+                    }
+                    Err(err) => return PumpEnd::BodyFailed(Box::new(err), sender),
+                }
+            }
             return PumpEnd::Done(sender);
         }
         if let Err(err) = source.read().await {
@@ -302,10 +328,11 @@ pub(crate) async fn put_streaming<W: StreamedWrite>(
     router: &Router,
     header: W,
     body: Option<StreamingBlob>,
+    trailer: Option<TrailerSource>,
 ) -> Result<W::Stored, S3Error> {
     let key = header.route_key();
     let mut retry = Retry::new(router.retry_budget());
-    let mut source = PutSource::new(body);
+    let mut source = PutSource::new(body, trailer);
     loop {
         let route = router.route(&key, &mut retry).await?;
         let client = router.streaming_client(&route.owner_addr)?;
@@ -350,6 +377,12 @@ pub(crate) async fn put_streaming<W: StreamedWrite>(
 mod tests {
     use super::*;
 
+    impl PutSource {
+        fn new_test(body: Option<StreamingBlob>) -> Self {
+            Self::new(body, None)
+        }
+    }
+
     fn blob(parts: Vec<Result<Vec<u8>, std::io::Error>>) -> StreamingBlob {
         let stream = futures::stream::iter(parts.into_iter().map(|p| p.map(Bytes::from)));
         StreamingBlob::wrap(stream)
@@ -358,7 +391,7 @@ mod tests {
     #[tokio::test]
     async fn rechunks_and_holds_back_the_tail_until_the_end() {
         let big = vec![7u8; CHUNK_SIZE_BYTES * 2 + 10];
-        let mut source = PutSource::new(Some(blob(vec![
+        let mut source = PutSource::new_test(Some(blob(vec![
             Ok(big[..100].to_vec()),
             Ok(big[100..].to_vec()),
         ])));
@@ -383,7 +416,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_exact_multiple_is_not_sent_before_the_end() {
-        let mut source = PutSource::new(Some(blob(vec![
+        let mut source = PutSource::new_test(Some(blob(vec![
             Ok(vec![1u8; CHUNK_SIZE_BYTES]),
             Err(std::io::Error::other("sha256 mismatch")),
         ])));
@@ -398,7 +431,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_error_aborts_without_a_clean_end() {
         // The pump keeps the sender when the body fails, so the request stream stays open.
-        let mut source = PutSource::new(Some(blob(vec![
+        let mut source = PutSource::new_test(Some(blob(vec![
             Ok(vec![1u8; 10]),
             Err(std::io::Error::other("boom")),
         ])));
@@ -421,7 +454,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_a_first_chunk_can_be_replayed() {
-        let mut small = PutSource::new(Some(blob(vec![Ok(b"hello".to_vec())])));
+        let mut small = PutSource::new_test(Some(blob(vec![Ok(b"hello".to_vec())])));
         let (sender, mut receiver) = mpsc::channel(8);
         assert!(matches!(
             pump(sender, PutObjectHeader::default(), &mut small).await,
@@ -433,7 +466,7 @@ mod tests {
         assert!(small.chunk_ready());
         assert_eq!(small.take_chunk(), b"hello");
 
-        let mut big = PutSource::new(Some(blob(vec![Ok(vec![3u8; CHUNK_SIZE_BYTES + 1])])));
+        let mut big = PutSource::new_test(Some(blob(vec![Ok(vec![3u8; CHUNK_SIZE_BYTES + 1])])));
         let (sender, mut receiver) = mpsc::channel(8);
         assert!(matches!(
             pump(sender, PutObjectHeader::default(), &mut big).await,

@@ -2,6 +2,7 @@
 
 use crate::auth::{DenyAnonymous, DomainHost, KeyAuth, OperationSlot};
 use crate::config::FrontendConfig;
+use crate::cors::{BucketRecords, CorsRequest, CorsSource};
 use crate::error::FrontendError;
 use crate::frontend::Frontend;
 use crate::metrics::{status_class, METRICS};
@@ -44,12 +45,19 @@ pub fn build_s3_service(s3: impl s3s::S3, config: &FrontendConfig) -> S3Service 
 }
 
 /// The axum app: every request goes to the S3 service, measured, at most
-/// `requests_in_flight_max` at once (a request holds its slot until its body is sent).
-pub fn app(service: S3Service, requests_in_flight_max: usize) -> axum::Router {
+/// `requests_in_flight_max` at once (a request holds its slot until its body is sent). With a
+/// CORS source, preflight `OPTIONS` requests are answered from the bucket's CORS rules and
+/// requests with an `Origin` get the matching rule's headers.
+pub fn app(
+    service: S3Service,
+    requests_in_flight_max: usize,
+    cors: Option<Arc<dyn CorsSource>>,
+) -> axum::Router {
     let slots = Arc::new(Semaphore::new(requests_in_flight_max));
     axum::Router::new().fallback_service(tower::service_fn(move |request: Request| {
         let service = service.clone();
         let slots = slots.clone();
+        let cors = cors.clone();
         async move {
             let Ok(permit) = slots.try_acquire_owned() else {
                 METRICS
@@ -60,7 +68,29 @@ pub fn app(service: S3Service, requests_in_flight_max: usize) -> axum::Router {
                 close_if_body_unread(has_body(&request), &mut response);
                 return Ok::<_, Infallible>(response);
             };
-            let response = handle(service, request).await;
+            let response = match cors {
+                Some(cors) if request.method() == http::Method::OPTIONS => {
+                    METRICS
+                        .requests
+                        .with_label_values(&["CorsPreflight", "2xx"])
+                        .inc();
+                    crate::cors::preflight(cors.as_ref(), request.headers(), request.uri()).await
+                }
+                Some(cors) => {
+                    let wants_cors = CorsRequest::of(
+                        request.headers(),
+                        request.uri(),
+                        request.method(),
+                        cors.domain(),
+                    );
+                    let mut response = handle(service, request).await;
+                    if let Some(wants_cors) = wants_cors {
+                        wants_cors.answer(cors.as_ref(), &mut response).await;
+                    }
+                    response
+                }
+                None => handle(service, request).await,
+            };
             // The permit lives as long as the response body.
             Ok(response.map(|body| {
                 AxumBody::new(body.map_frame(move |frame| {
@@ -236,9 +266,14 @@ pub async fn start(
         }
     });
 
+    let cors: Arc<dyn CorsSource> = Arc::new(BucketRecords {
+        router: router.clone(),
+        domain: config.domain.clone(),
+    });
     let app = app(
         build_s3_service(frontend, &config),
         config.requests_in_flight_max,
+        Some(cors),
     );
     let task = tokio::spawn(async move {
         // Without TCP_NODELAY a response written in pieces (headers, then the body) waits for

@@ -147,7 +147,7 @@ fn service(domain: &str, clock_skew_secs_max: u32) -> (axum::Router, StubS3) {
     let mut config = FrontendConfig::new(vec![], ACCESS_KEY, SECRET_KEY);
     config.domain = domain.into();
     config.clock_skew_secs_max = clock_skew_secs_max;
-    (app(build_s3_service(stub.clone(), &config), 64), stub)
+    (app(build_s3_service(stub.clone(), &config), 64, None), stub)
 }
 
 async fn send(app: &axum::Router, request: http::Request<Body>) -> (u16, String) {
@@ -362,7 +362,7 @@ async fn unimplemented_operations_answer_501_with_xml() {
 async fn requests_beyond_the_in_flight_bound_get_slow_down() {
     let stub = StubS3::default();
     let config = FrontendConfig::new(vec![], ACCESS_KEY, SECRET_KEY);
-    let app = app(build_s3_service(stub, &config), 1);
+    let app = app(build_s3_service(stub, &config), 1, None);
     let anonymous = || {
         http::Request::builder()
             .uri("/bucket/key")

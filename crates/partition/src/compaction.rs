@@ -98,7 +98,7 @@ static EXTENTS_RELEASED: LazyLock<IntCounter> = LazyLock::new(|| {
 /// The chunk references of an index value (objects and parts hold object bytes).
 fn chunks_of(value: &IndexValue) -> &[ChunkRef] {
     match value {
-        IndexValue::Object(meta) => &meta.chunks,
+        IndexValue::Object(meta) | IndexValue::Version(meta) => &meta.chunks,
         IndexValue::Part(part) => &part.chunks,
         IndexValue::Bucket(_) | IndexValue::Upload(_) => &[],
     }
@@ -106,7 +106,7 @@ fn chunks_of(value: &IndexValue) -> &[ChunkRef] {
 
 fn chunks_of_mut(value: &mut IndexValue) -> Option<&mut Vec<ChunkRef>> {
     match value {
-        IndexValue::Object(meta) => Some(&mut meta.chunks),
+        IndexValue::Object(meta) | IndexValue::Version(meta) => Some(&mut meta.chunks),
         IndexValue::Part(part) => Some(&mut part.chunks),
         IndexValue::Bucket(_) | IndexValue::Upload(_) => None,
     }

@@ -12,8 +12,12 @@
 //! rebuilds the same index from the streams.
 //!
 //! Modules:
+//! - [`checksum`]: S3's additional checksums (CRC32, CRC32C, CRC64NVME, SHA-1, SHA-256), and
+//!   composite / full-object checksums of multipart objects.
 //! - [`compaction`]: data-stream compaction (copy live chunks off mostly-dead old extents,
 //!   re-point the index, trim the stream) so DELETE and overwrite free disk.
+//! - [`lifecycle`]: bucket lifecycle rules (expiration, aborting old uploads) carried out by a
+//!   bounded background pass per range.
 //! - [`format`]: the versioned on-stream encodings of log entries and checkpoints.
 //! - [`range`]: one loaded range: index, commit path, load (checkpoint + replay), checkpointing.
 //! - [`throttle`]: per-range and per-bucket request-rate limits (SlowDown instead of queues).
@@ -30,9 +34,11 @@
 //! - A data extent is trimmed only when no index entry references it and no upload in flight
 //!   may have written to it; GETs racing a trim rely on the stream manager's GC delay.
 
+pub mod checksum;
 pub mod compaction;
 pub mod error;
 pub mod format;
+pub mod lifecycle;
 pub mod range;
 pub mod server;
 pub mod service;
@@ -40,6 +46,7 @@ pub mod throttle;
 
 pub use compaction::{CompactionConfig, CompactionReport};
 pub use error::PartitionError;
+pub use lifecycle::LifecycleConfig;
 pub use server::{PartitionServerConfig, PartitionServerState};
 pub use service::PartitionService;
 pub use throttle::ThrottleConfig;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::compaction::CompactionConfig;
 use crate::error::PartitionError;
+use crate::lifecycle::LifecycleConfig;
 use crate::range::{Range, RangeBounds, RangeRef};
 use crate::throttle::{Throttle, ThrottleConfig};
 
@@ -36,6 +37,8 @@ pub struct PartitionServerConfig {
     pub compaction: CompactionConfig,
     /// Request-rate limits per range and per bucket.
     pub throttle: ThrottleConfig,
+    /// Carrying out buckets' lifecycle rules.
+    pub lifecycle: LifecycleConfig,
 }
 
 enum Slot {
@@ -57,6 +60,9 @@ pub struct PartitionServerState {
     pub streams: StreamClient,
     ranges: RwLock<BTreeMap<u64, Slot>>,
     throttle: Throttle,
+    /// The whole partition map as the manager's last heartbeat answer listed it (every range,
+    /// every owner): where bucket records of other servers' ranges are read.
+    map: RwLock<Vec<RangeAssignment>>,
 }
 
 impl PartitionServerState {
@@ -66,6 +72,7 @@ impl PartitionServerState {
             config,
             streams,
             ranges: RwLock::new(BTreeMap::new()),
+            map: RwLock::new(Vec::new()),
         })
     }
 
@@ -143,8 +150,51 @@ impl PartitionServerState {
             .collect()
     }
 
+    /// A bucket's record, from this server's own range when it holds it, else from its owner
+    /// (through the partition map of the last heartbeat). None when there is no such bucket.
+    pub async fn bucket_record(
+        &self,
+        bucket: &str,
+    ) -> Result<Option<strata_proto::common::BucketMeta>, PartitionError> {
+        use strata_proto::partition::partition_server_client::PartitionServerClient;
+        let key = strata_types::keys::bucket_key(bucket);
+        match self.range_for(&key) {
+            Ok(range) => {
+                return Ok(match range.get(&key) {
+                    Some(crate::range::IndexValue::Bucket(record)) => Some(record),
+                    _ => None,
+                })
+            }
+            Err(PartitionError::NotOwner(_)) => {}
+            Err(err) => return Err(err),
+        }
+        let owner = {
+            let map = self.map.read().unwrap_or_else(|poison| poison.into_inner());
+            map.iter()
+                .find(|a| strata_types::keys::range_contains(&a.low, &a.high, &key))
+                .map(|a| a.owner_addr.clone())
+                .filter(|addr| !addr.is_empty())
+        };
+        let owner = owner.ok_or(PartitionError::Loading { range_id: 0 })?;
+        let channel = strata_util::rpc::channel(&owner)
+            .map_err(|err| PartitionError::Stream(format!("bucket record owner {owner}: {err}")))?;
+        let response = PartitionServerClient::new(channel)
+            .get_bucket(strata_proto::partition::GetBucketRequest {
+                name: bucket.to_string(),
+            })
+            .await
+            .map_err(|status| {
+                PartitionError::Stream(format!("reading bucket record from {owner}: {status}"))
+            })?;
+        Ok(response.into_inner().bucket)
+    }
+
     /// Brings the served set in line with the manager's assignments.
     fn reconcile(self: &Arc<Self>, assignments: Vec<RangeAssignment>) {
+        *self
+            .map
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = assignments.clone();
         let wanted: BTreeMap<u64, RangeBounds> = assignments
             .into_iter()
             .filter(|a| a.owner_id == self.config.server_id)

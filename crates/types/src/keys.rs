@@ -5,7 +5,10 @@
 //! o <bucket> 0x00 <key>                                         object index entries
 //! o <bucket> 0x00 <key> 0x00 u <upload-id>                      a multipart upload of <key>
 //! o <bucket> 0x00 <key> 0x00 u <upload-id> 0x00 <part u32 BE>   one uploaded part
+//! o <bucket> 0x00 <key> 0x00 v <!stamp u64 BE>                   a noncurrent version of <key>
 //! ```
+//! Noncurrent versions store the bitwise complement of their version stamp, so a key's
+//! versions sort newest first, after its uploads (`u` < `v`) and still before the next key.
 //! Bucket names never contain 0x00 (they are `[a-z0-9.-]`), and 0x00 sorts before every other
 //! byte, so all keys of one bucket are contiguous and sorted by raw key bytes, as S3 lists them.
 //! Object keys never contain 0x00 either (the front-end refuses them: XML cannot carry U+0000),
@@ -60,6 +63,33 @@ pub fn part_key(bucket: &str, key: &str, upload_id: &str, part_number: u32) -> V
     out
 }
 
+/// Encoded prefix of every noncurrent version of `key`.
+pub fn version_prefix(bucket: &str, key: &str) -> Vec<u8> {
+    let mut out = object_key(bucket, key);
+    out.push(0);
+    out.push(b'v');
+    out
+}
+
+/// Encoded key of the noncurrent version of `key` with version stamp `stamp`.
+pub fn version_key(bucket: &str, key: &str, stamp: u64) -> Vec<u8> {
+    let mut out = version_prefix(bucket, key);
+    out.extend_from_slice(&(!stamp).to_be_bytes());
+    out
+}
+
+/// Splits an encoded noncurrent-version key into (bucket, key, stamp).
+pub fn decode_version_key(encoded: &[u8]) -> Option<(&str, &str, u64)> {
+    let rest = encoded.strip_prefix(&[TABLE_OBJECTS])?;
+    let bucket_end = rest.iter().position(|&b| b == 0)?;
+    let bucket = std::str::from_utf8(&rest[..bucket_end]).ok()?;
+    let rest = &rest[bucket_end + 1..];
+    let key_end = rest.iter().position(|&b| b == 0)?;
+    let key = std::str::from_utf8(&rest[..key_end]).ok()?;
+    let stamp: [u8; 8] = rest[key_end + 1..].strip_prefix(b"v")?.try_into().ok()?;
+    Some((bucket, key, !u64::from_be_bytes(stamp)))
+}
+
 /// Splits an encoded object key back into (bucket, key). None for any other table or for bytes
 /// that are not UTF-8 (which the front-end never writes).
 pub fn decode_object_key(encoded: &[u8]) -> Option<(&str, &str)> {
@@ -68,6 +98,22 @@ pub fn decode_object_key(encoded: &[u8]) -> Option<(&str, &str)> {
     let bucket = std::str::from_utf8(&rest[..separator]).ok()?;
     let key = std::str::from_utf8(&rest[separator + 1..]).ok()?;
     Some((bucket, key))
+}
+
+/// Splits an encoded upload record key back into (bucket, key, upload id). None for any other
+/// key (objects, parts, buckets).
+pub fn decode_upload_key(encoded: &[u8]) -> Option<(&str, &str, &str)> {
+    let rest = encoded.strip_prefix(&[TABLE_OBJECTS])?;
+    let bucket_end = rest.iter().position(|&b| b == 0)?;
+    let bucket = std::str::from_utf8(&rest[..bucket_end]).ok()?;
+    let rest = &rest[bucket_end + 1..];
+    let key_end = rest.iter().position(|&b| b == 0)?;
+    let key = std::str::from_utf8(&rest[..key_end]).ok()?;
+    let upload_id = rest[key_end + 1..].strip_prefix(b"u")?;
+    if upload_id.contains(&0) {
+        return None; // a part key
+    }
+    Some((bucket, key, std::str::from_utf8(upload_id).ok()?))
 }
 
 /// Decodes a bucket record key.
@@ -135,11 +181,29 @@ mod tests {
     }
 
     #[test]
+    fn versions_sort_newest_first_after_uploads() {
+        let object = object_key("b", "k");
+        let upload = upload_key("b", "k", "zzz");
+        let newer = version_key("b", "k", 20);
+        let older = version_key("b", "k", 10);
+        let next = object_key("b", "k\u{1}");
+        assert!(object < upload && upload < newer && newer < older && older < next);
+        assert!(older.starts_with(&version_prefix("b", "k")));
+        assert_eq!(decode_version_key(&older), Some(("b", "k", 10)));
+        assert_eq!(decode_version_key(&upload), None);
+        assert_eq!(decode_object_key(&object_key("b", "k")), Some(("b", "k")));
+    }
+
+    #[test]
     fn round_trips() {
         let encoded = object_key("bkt", "dir/file.txt");
         assert_eq!(decode_object_key(&encoded), Some(("bkt", "dir/file.txt")));
         assert_eq!(decode_bucket_key(&bucket_key("bkt")), Some("bkt"));
         assert_eq!(decode_object_key(&bucket_key("bkt")), None);
+        let upload = upload_key("bkt", "dir/a", "abc");
+        assert_eq!(decode_upload_key(&upload), Some(("bkt", "dir/a", "abc")));
+        assert_eq!(decode_upload_key(&part_key("bkt", "dir/a", "abc", 1)), None);
+        assert_eq!(decode_upload_key(&object_key("bkt", "dir/a")), None);
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use strata_partition::{
-    server, CompactionConfig, PartitionServerConfig, PartitionServerState, PartitionService,
-    ThrottleConfig,
+    server, CompactionConfig, LifecycleConfig, PartitionServerConfig, PartitionServerState,
+    PartitionService, ThrottleConfig,
 };
 use strata_proto::partition::partition_server_server::PartitionServerServer;
 use strata_stream::StreamClient;
@@ -62,6 +62,13 @@ struct Args {
     /// Requests per second one bucket accepts on this server (11000; 0 = no limit).
     #[arg(long)]
     bucket_requests_per_sec_max: Option<u32>,
+    /// Pause between lifecycle passes over the served ranges (60000).
+    #[arg(long, env = "STRATA_LIFECYCLE_INTERVAL_MS")]
+    lifecycle_interval_ms: Option<u64>,
+    /// Length of a lifecycle "day" in ms (86400000). Test-only: integration tests shorten it
+    /// (through the environment, which `strata up` passes on) to watch rules fire.
+    #[arg(long, env = "STRATA_LIFECYCLE_DAY_MS")]
+    lifecycle_day_ms: Option<u64>,
 }
 
 fn split_addrs(list: &str) -> Vec<String> {
@@ -111,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let defaults = CompactionConfig::default();
     let throttle_defaults = ThrottleConfig::default();
+    let lifecycle_defaults = LifecycleConfig::default();
     let config = PartitionServerConfig {
         server_id: server_id.clone(),
         advertise_addr: grpc_addr.to_string(),
@@ -160,6 +168,20 @@ async fn main() -> anyhow::Result<()> {
                 throttle_defaults.bucket_requests_per_sec_max,
             ),
         },
+        lifecycle: LifecycleConfig {
+            interval_ms: config::pick(
+                flags.lifecycle_interval_ms,
+                file.lifecycle_interval_ms,
+                lifecycle_defaults.interval_ms,
+            ),
+            day_ms: config::pick(
+                flags.lifecycle_day_ms,
+                file.lifecycle_day_ms,
+                lifecycle_defaults.day_ms,
+            )
+            .max(1),
+            ..lifecycle_defaults
+        },
     };
     let state = PartitionServerState::new(config, StreamClient::new(stream_addrs));
     tracing::info!(%server_id, %grpc_addr, %http_addr, "strata-partition-server listening");
@@ -181,6 +203,10 @@ async fn main() -> anyhow::Result<()> {
         shutdown.token(),
     ));
     shutdown.spawn(server::run_compaction(Arc::clone(&state), shutdown.token()));
+    shutdown.spawn(strata_partition::lifecycle::run_lifecycle(
+        Arc::clone(&state),
+        shutdown.token(),
+    ));
     shutdown.wait(std::time::Duration::from_secs(20)).await;
     Ok(())
 }

@@ -62,6 +62,53 @@ pub async fn delete(
     Ok(DeleteBucketResponse { existed: true })
 }
 
+/// Replaces one configuration of the bucket record under the range's commit lock, so two
+/// concurrent updates of different configurations never lose one another.
+pub async fn update(
+    state: &PartitionServerState,
+    request: UpdateBucketRequest,
+) -> Result<UpdateBucketResponse, PartitionError> {
+    use strata_proto::common::VersioningState;
+    let key = keys::bucket_key(&request.name);
+    let range = state.admit(&key, &request.name)?;
+    let guard = range.lock_commits().await;
+    let Some(IndexValue::Bucket(mut bucket)) = range.get(&key) else {
+        return Err(PartitionError::NoSuchBucket(request.name));
+    };
+    match request.change {
+        Some(update_bucket_request::Change::Tags(set)) => bucket.tags = set.tags,
+        Some(update_bucket_request::Change::Cors(cors)) => bucket.cors_rules = cors.rules,
+        Some(update_bucket_request::Change::Lifecycle(rules)) => {
+            bucket.lifecycle_rules = rules.rules
+        }
+        Some(update_bucket_request::Change::Versioning(raw)) => {
+            // Once enabled, a bucket is versioned or suspended, never unversioned again.
+            let wanted = VersioningState::try_from(raw)
+                .ok()
+                .filter(|state| *state != VersioningState::Unversioned)
+                .ok_or_else(|| {
+                    PartitionError::s3(
+                        tonic::Code::InvalidArgument,
+                        "IllegalVersioningConfigurationException",
+                        "versioning is Enabled or Suspended",
+                    )
+                })?;
+            bucket.versioning = wanted as i32;
+        }
+        None => {
+            return Err(PartitionError::InvalidArgument(
+                "an update names one configuration".into(),
+            ))
+        }
+    }
+    range
+        .commit_locked(guard, vec![(key, Some(IndexValue::Bucket(bucket.clone())))])
+        .await?;
+    Ok(UpdateBucketResponse {
+        bucket: Some(bucket),
+    })
+}
+
 /// Bucket records in every range this server serves (the caller asks every owner whose range
 /// overlaps the bucket table and merges).
 pub fn list(state: &PartitionServerState) -> ListBucketsResponse {

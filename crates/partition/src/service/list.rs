@@ -61,9 +61,12 @@ pub fn list_objects(
             // Next key at or after the cursor, within bounds.
             let mut next = None;
             range.scan(&cursor, upper.as_deref(), |key, value| {
+                // Delete markers are versions, not objects: listings skip them.
                 if let IndexValue::Object(meta) = value {
-                    next = Some((key.to_vec(), meta.clone()));
-                    return false;
+                    if !meta.delete_marker {
+                        next = Some((key.to_vec(), meta.clone()));
+                        return false;
+                    }
                 }
                 true
             });
@@ -143,7 +146,8 @@ pub fn count_objects(
     let mut count = 0u64;
     for range in state.ready_ranges() {
         range.scan(&prefix, end.as_deref(), |_, value| {
-            if matches!(value, IndexValue::Object(_)) {
+            // A bucket holding only noncurrent versions or delete markers is not empty.
+            if matches!(value, IndexValue::Object(_) | IndexValue::Version(_)) {
                 count += 1;
             }
             count < limit

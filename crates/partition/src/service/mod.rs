@@ -1,10 +1,14 @@
 //! The `PartitionServer` gRPC service. One module per operation family:
-//! `buckets`, `objects` (put, get, head, delete, copy), `list`, `multipart`.
+//! `buckets` (records and configurations), `objects` (put, get, head, delete, copy, tags),
+//! `versions` (what writes and deletes do to a key's versions), `list`, `list_versions`,
+//! `multipart` (uploads, parts, ListMultipartUploads).
 
 mod buckets;
 mod list;
+mod list_versions;
 mod multipart;
 mod objects;
+pub(crate) mod versions;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -63,6 +67,44 @@ impl PartitionServer for PartitionService {
         _request: Request<ListBucketsRequest>,
     ) -> Result<Response<ListBucketsResponse>, Status> {
         Ok(Response::new(buckets::list(&self.state)))
+    }
+
+    async fn update_bucket(
+        &self,
+        request: Request<UpdateBucketRequest>,
+    ) -> Result<Response<UpdateBucketResponse>, Status> {
+        Ok(Response::new(
+            buckets::update(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    async fn put_object_tags(
+        &self,
+        request: Request<PutObjectTagsRequest>,
+    ) -> Result<Response<PutObjectTagsResponse>, Status> {
+        Ok(Response::new(
+            objects::put_tags(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_object_versions(
+        &self,
+        request: Request<ListObjectVersionsRequest>,
+    ) -> Result<Response<ListObjectVersionsResponse>, Status> {
+        Ok(Response::new(list_versions::list_versions(
+            &self.state,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        request: Request<ListMultipartUploadsRequest>,
+    ) -> Result<Response<ListMultipartUploadsResponse>, Status> {
+        Ok(Response::new(multipart::list_uploads(
+            &self.state,
+            request.into_inner(),
+        )?))
     }
 
     async fn put_object(

@@ -5,12 +5,15 @@
 //! record. No object byte is copied.
 
 use md5::{Digest, Md5};
-use strata_proto::common::{ObjectMeta, PartMeta, UploadMeta};
+use strata_proto::common::{ChecksumAlgorithm, ObjectMeta, PartMeta, UploadMeta};
 use strata_proto::partition::*;
 use strata_types::keys;
 use tonic::{Code, Status, Streaming};
 
-use super::objects::{first_header, object_key, receive_body, StreamedMessage};
+use super::objects::{
+    algorithm_of, first_header, object_key, receive_body, BodyPart, StreamedMessage,
+};
+use crate::checksum;
 use crate::error::PartitionError;
 use crate::range::{Change, IndexValue, Range};
 use crate::server::PartitionServerState;
@@ -85,10 +88,31 @@ pub async fn create(
     let object = object_key(&request.bucket, &request.key)?;
     let range = state.admit(&object, &request.bucket)?;
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
+    let algorithm = ChecksumAlgorithm::try_from(request.checksum_algorithm)
+        .map_err(|_| PartitionError::InvalidArgument("unknown checksum algorithm".into()))?;
+    let is_crc = matches!(
+        algorithm,
+        ChecksumAlgorithm::Crc32 | ChecksumAlgorithm::Crc32c | ChecksumAlgorithm::Crc64nvme
+    );
+    // S3: CRC64NVME is full-object only; SHA-1 and SHA-256 are composite only.
+    let full_object_invalid = (request.checksum_full_object && !is_crc)
+        || (!request.checksum_full_object && algorithm == ChecksumAlgorithm::Crc64nvme);
+    if full_object_invalid {
+        return Err(PartitionError::s3(
+            Code::InvalidArgument,
+            "InvalidRequest",
+            format!(
+                "The {} checksum algorithm does not support this checksum type",
+                checksum::algorithm_name(algorithm).to_ascii_uppercase()
+            ),
+        ));
+    }
     let upload = UploadMeta {
         upload_id: upload_id.clone(),
         initiated_ms: strata_util::now_ms(),
         meta: request.meta,
+        checksum_algorithm: algorithm as i32,
+        checksum_full_object: request.checksum_full_object,
     };
     let key = keys::upload_key(&request.bucket, &request.key, &upload_id);
     range.commit(key, Some(IndexValue::Upload(upload))).await?;
@@ -107,16 +131,25 @@ pub async fn upload_part(
         .into());
     }
     let (range, upload_key) = upload_of(state, &header.bucket, &header.key, &header.upload_id)?;
-    upload_record(&range, &upload_key)?;
+    let upload = upload_record(&range, &upload_key)?;
+    let checksum = part_checksum(&upload, header.checksum.clone())?;
     // Until the commit below, compaction keeps the extents this body lands in.
     let _upload = range.begin_upload();
-    let received = receive_body(&range, &mut body, header.size_bytes, &header.content_md5).await?;
+    let received = receive_body(
+        &range,
+        &mut body,
+        header.size_bytes,
+        &header.content_md5,
+        checksum.as_ref(),
+    )
+    .await?;
     let part = PartMeta {
         part_number: header.part_number,
         etag: format!("\"{}\"", hex::encode(received.md5)),
         size_bytes: received.size_bytes,
         last_modified_ms: strata_util::now_ms(),
         chunks: received.chunks,
+        checksum: received.checksum,
     };
     // The upload must still exist when the part is recorded (not aborted meanwhile).
     let guard = range.lock_commits().await;
@@ -138,6 +171,35 @@ pub async fn upload_part(
     Ok(UploadPartResponse { part: Some(answer) })
 }
 
+/// The checksum to compute over a part: the upload's algorithm when it has one (the client's
+/// value, if any, must be of that algorithm), else whatever the client sent.
+fn part_checksum(
+    upload: &UploadMeta,
+    sent: Option<BodyChecksum>,
+) -> Result<Option<BodyChecksum>, Status> {
+    let upload_algorithm = ChecksumAlgorithm::try_from(upload.checksum_algorithm)
+        .map_err(|_| PartitionError::Corrupt("unknown checksum algorithm in an upload".into()))?;
+    if upload_algorithm == ChecksumAlgorithm::None {
+        return Ok(sent);
+    }
+    let sent_algorithm = algorithm_of(sent.as_ref())?;
+    if sent_algorithm != ChecksumAlgorithm::None && sent_algorithm != upload_algorithm {
+        return Err(PartitionError::s3(
+            Code::InvalidArgument,
+            "InvalidRequest",
+            format!(
+                "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+                checksum::algorithm_name(upload_algorithm),
+                checksum::algorithm_name(sent_algorithm)
+            ),
+        )
+        .into());
+    }
+    let mut checksum = sent.unwrap_or_default();
+    checksum.algorithm = upload_algorithm as i32;
+    Ok(Some(checksum))
+}
+
 impl StreamedMessage for UploadPartRequest {
     type Header = UploadPartHeader;
     fn into_header(self) -> Option<UploadPartHeader> {
@@ -146,9 +208,10 @@ impl StreamedMessage for UploadPartRequest {
             _ => None,
         }
     }
-    fn into_chunk(self) -> Option<Vec<u8>> {
+    fn into_body_part(self) -> Option<BodyPart> {
         match self.part {
-            Some(upload_part_request::Part::Chunk(data)) => Some(data),
+            Some(upload_part_request::Part::Chunk(data)) => Some(BodyPart::Chunk(data)),
+            Some(upload_part_request::Part::Trailer(trailer)) => Some(BodyPart::Trailer(trailer)),
             _ => None,
         }
     }
@@ -209,6 +272,14 @@ pub async fn complete(
                 format!("part {} has another ETag", wanted.part_number),
             ));
         }
+        let stored_checksum = part.checksum.as_ref().map(|c| c.value.as_slice());
+        if !wanted.checksum.is_empty() && stored_checksum != Some(wanted.checksum.as_slice()) {
+            return Err(PartitionError::s3(
+                Code::InvalidArgument,
+                "InvalidPart",
+                format!("part {} has another checksum", wanted.part_number),
+            ));
+        }
         let is_last = index + 1 == request.parts.len();
         if !is_last && part.size_bytes < PART_SIZE_BYTES_MIN {
             return Err(PartitionError::s3(
@@ -224,7 +295,7 @@ pub async fn complete(
     }
     // ETag of a multipart object: MD5 of the parts' binary MD5s, then "-<count>".
     let mut etag_md5 = Md5::new();
-    let mut meta: ObjectMeta = upload.meta.unwrap_or_default();
+    let mut meta: ObjectMeta = upload.meta.clone().unwrap_or_default();
     meta.size_bytes = 0;
     meta.chunks.clear();
     for part in &chosen {
@@ -236,18 +307,78 @@ pub async fn complete(
         meta.chunks.extend(part.chunks.iter().cloned());
     }
     meta.etag = format!("\"{}-{}\"", hex::encode(etag_md5.finalize()), chosen.len());
+    meta.checksum = object_checksum(
+        upload.checksum_algorithm,
+        upload.checksum_full_object,
+        &chosen,
+        request.expected_checksum.as_ref(),
+    )?;
     meta.last_modified_ms = strata_util::now_ms();
 
-    let object = keys::object_key(&request.bucket, &request.key);
-    let mut changes: Vec<Change> = vec![
-        (object, Some(IndexValue::Object(meta.clone()))),
-        (upload_key, None),
-    ];
+    meta.delete_marker = false;
+    let versioning = super::versions::versioning_of(request.versioning)?;
+    let mut changes: Vec<Change> = super::versions::write_changes(
+        &range,
+        &request.bucket,
+        &request.key,
+        &mut meta,
+        versioning,
+    );
+    changes.push((upload_key, None));
     // Every part record goes, listed or not; unlisted parts' bytes become garbage.
     changes.extend(stored.into_iter().map(|(key, _)| (key, None)));
     range.commit_locked(guard, changes).await?;
     meta.chunks.clear();
     Ok(CompleteMultipartUploadResponse { meta: Some(meta) })
+}
+
+/// The completed object's checksum from its parts' (None when the upload has no algorithm),
+/// checked against the whole-object value the client sent, if any (BadDigest).
+fn object_checksum(
+    algorithm: i32,
+    full_object: bool,
+    parts: &[&PartMeta],
+    expected: Option<&strata_proto::common::Checksum>,
+) -> Result<Option<strata_proto::common::Checksum>, PartitionError> {
+    let algorithm = ChecksumAlgorithm::try_from(algorithm)
+        .map_err(|_| PartitionError::Corrupt("unknown checksum algorithm in an upload".into()))?;
+    if algorithm == ChecksumAlgorithm::None {
+        return Ok(None);
+    }
+    let mut sums = Vec::with_capacity(parts.len());
+    for part in parts {
+        let value = part
+            .checksum
+            .as_ref()
+            .filter(|c| c.algorithm == algorithm as i32)
+            .map(|c| c.value.as_slice())
+            .ok_or_else(|| {
+                PartitionError::s3(
+                    Code::InvalidArgument,
+                    "InvalidPart",
+                    format!(
+                        "part {} has no {} checksum",
+                        part.part_number,
+                        checksum::algorithm_name(algorithm)
+                    ),
+                )
+            })?;
+        sums.push((value, part.size_bytes));
+    }
+    let combined = checksum::multipart_checksum(algorithm, full_object, &sums)?;
+    if let Some(expected) = expected.filter(|e| !e.value.is_empty()) {
+        if expected.algorithm != algorithm as i32 || expected.value != combined.value {
+            return Err(PartitionError::s3(
+                Code::InvalidArgument,
+                "BadDigest",
+                format!(
+                    "The {} you specified did not match the calculated checksum.",
+                    checksum::algorithm_name(algorithm).to_ascii_uppercase()
+                ),
+            ));
+        }
+    }
+    Ok(Some(combined))
 }
 
 pub async fn abort(
@@ -289,4 +420,109 @@ pub fn list_parts(
         parts,
         truncated,
     })
+}
+
+/// Unfinished uploads of one bucket in this server's ranges, in (key, upload id) order, with
+/// S3's prefix, delimiter and marker rules. Uploads sit between the objects in the index, so
+/// this visits the keys after the marker (skipping whole common prefixes at once).
+pub fn list_uploads(
+    state: &PartitionServerState,
+    request: ListMultipartUploadsRequest,
+) -> Result<ListMultipartUploadsResponse, PartitionError> {
+    let limit = request.max_uploads.clamp(1, LIST_PARTS_MAX) as usize;
+    let bucket_end = keys::prefix_end(&keys::object_prefix(&request.bucket));
+    let prefix_start = keys::object_key(&request.bucket, &request.prefix);
+    let prefix_end = keys::prefix_end(&prefix_start);
+    // Start at the first upload record after the markers.
+    let mut cursor = prefix_start.clone();
+    if !request.key_marker.is_empty() {
+        let marker = if request.upload_id_marker.is_empty() {
+            // Every upload of key_marker is skipped: start after all its records.
+            let mut after = keys::object_key(&request.bucket, &request.key_marker);
+            after.push(1);
+            after
+        } else {
+            let mut after = keys::upload_key(
+                &request.bucket,
+                &request.key_marker,
+                &request.upload_id_marker,
+            );
+            after.push(1); // past its parts too
+            after
+        };
+        cursor = cursor.max(marker);
+    }
+    let end = match (&prefix_end, &bucket_end) {
+        (Some(p), _) => Some(p.clone()),
+        (None, b) => b.clone(),
+    };
+    let mut items: Vec<ListedUpload> = Vec::new();
+    let mut truncated = false;
+    let mut last_prefix: Option<String> = None;
+    for range in state.ready_ranges() {
+        state.throttle(range.bounds.range_id, &request.bucket)?;
+        loop {
+            let mut found: Option<(Vec<u8>, UploadMeta)> = None;
+            range.scan(&cursor, end.as_deref(), |key, value| {
+                if let IndexValue::Upload(upload) = value {
+                    found = Some((key.to_vec(), upload.clone()));
+                    return false;
+                }
+                true
+            });
+            let Some((encoded, mut upload)) = found else {
+                break;
+            };
+            let Some((_, key, _)) = keys::decode_upload_key(&encoded) else {
+                return Err(PartitionError::Corrupt("undecodable upload key".into()));
+            };
+            let common = common_prefix(key, &request.prefix, &request.delimiter);
+            if items.len() == limit && common.as_deref() != last_prefix.as_deref() {
+                truncated = true;
+                return Ok(ListMultipartUploadsResponse { items, truncated });
+            }
+            match common {
+                Some(common) => {
+                    // Skip every key under the common prefix at once.
+                    let encoded_common = keys::object_key(&request.bucket, &common);
+                    if last_prefix.as_deref() != Some(common.as_str())
+                        && common.as_str() > request.key_marker.as_str()
+                    {
+                        items.push(ListedUpload {
+                            common_prefix: common.clone(),
+                            ..Default::default()
+                        });
+                    }
+                    last_prefix = Some(common);
+                    match keys::prefix_end(&encoded_common) {
+                        Some(next) => cursor = next,
+                        None => break,
+                    }
+                }
+                None => {
+                    if let Some(meta) = upload.meta.as_mut() {
+                        meta.chunks.clear();
+                    }
+                    items.push(ListedUpload {
+                        key: key.to_string(),
+                        upload: Some(upload),
+                        common_prefix: String::new(),
+                    });
+                    cursor = encoded;
+                    cursor.push(1); // past this upload's parts
+                }
+            }
+        }
+    }
+    Ok(ListMultipartUploadsResponse { items, truncated })
+}
+
+/// The common prefix `key` rolls up into under `prefix` and `delimiter`, if any.
+fn common_prefix(key: &str, prefix: &str, delimiter: &str) -> Option<String> {
+    if delimiter.is_empty() {
+        return None;
+    }
+    let rest = key.strip_prefix(prefix)?;
+    let at = rest.find(delimiter)?;
+    Some(format!("{prefix}{}", &rest[..at + delimiter.len()]))
 }

@@ -4,13 +4,14 @@ use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use md5::{Digest, Md5};
-use strata_proto::common::{ChunkRef, ObjectMeta, WriteCondition};
+use strata_proto::common::{Checksum, ChecksumAlgorithm, ChunkRef, ObjectMeta, WriteCondition};
 use strata_proto::partition::*;
 use strata_types::{keys, CHUNK_SIZE_BYTES, OBJECT_KEY_BYTES_MAX};
 use tonic::{Status, Streaming};
 
 use super::list::strip_chunks;
-use super::GetObjectStream;
+use super::{versions, GetObjectStream};
+use crate::checksum;
 use crate::error::PartitionError;
 use crate::range::{IndexValue, Range};
 use crate::server::PartitionServerState;
@@ -48,24 +49,43 @@ pub(super) fn object_key(bucket: &str, key: &str) -> Result<Vec<u8>, PartitionEr
     Ok(keys::object_key(bucket, key))
 }
 
+/// The requested version of a key (empty id: the current one), delete markers included.
 fn lookup(
     state: &PartitionServerState,
     bucket: &str,
     key: &str,
+    version_id: &str,
 ) -> Result<(Vec<u8>, ObjectMeta), PartitionError> {
     let encoded = object_key(bucket, key)?;
     let range = state.admit(&encoded, bucket)?;
-    match range.get(&encoded) {
-        Some(IndexValue::Object(meta)) => Ok((encoded, meta)),
-        _ => Err(PartitionError::NoSuchKey),
+    match versions::find(&range, bucket, key, version_id) {
+        Some(found) => Ok((encoded, found.meta)),
+        None if version_id.is_empty() => Err(PartitionError::NoSuchKey),
+        None => Err(no_such_version()),
     }
 }
 
-/// A message of a client-streaming write: the header first, then data chunks.
+pub(super) fn no_such_version() -> PartitionError {
+    PartitionError::s3(
+        tonic::Code::NotFound,
+        "NoSuchVersion",
+        "The specified version does not exist.",
+    )
+}
+
+/// What follows the header of a client-streaming write.
+pub(super) enum BodyPart {
+    Chunk(Vec<u8>),
+    /// The checksum that came as an HTTP trailer; only ever the last message.
+    Trailer(ChecksumTrailer),
+}
+
+/// A message of a client-streaming write: the header first, then data chunks, then at most
+/// one checksum trailer.
 pub(super) trait StreamedMessage: Sized {
     type Header;
     fn into_header(self) -> Option<Self::Header>;
-    fn into_chunk(self) -> Option<Vec<u8>>;
+    fn into_body_part(self) -> Option<BodyPart>;
 }
 
 impl StreamedMessage for PutObjectRequest {
@@ -76,9 +96,10 @@ impl StreamedMessage for PutObjectRequest {
             _ => None,
         }
     }
-    fn into_chunk(self) -> Option<Vec<u8>> {
+    fn into_body_part(self) -> Option<BodyPart> {
         match self.part {
-            Some(put_object_request::Part::Chunk(data)) => Some(data),
+            Some(put_object_request::Part::Chunk(data)) => Some(BodyPart::Chunk(data)),
+            Some(put_object_request::Part::Trailer(trailer)) => Some(BodyPart::Trailer(trailer)),
             _ => None,
         }
     }
@@ -101,35 +122,75 @@ pub(super) struct ReceivedBody {
     pub chunks: Vec<ChunkRef>,
     pub size_bytes: u64,
     pub md5: [u8; 16],
+    /// The body's checksum in the requested algorithm (None when none was asked for).
+    pub checksum: Option<Checksum>,
+}
+
+/// The checksum algorithm of a write, or InvalidArgument for a value this server does not know.
+pub(super) fn algorithm_of(checksum: Option<&BodyChecksum>) -> Result<ChecksumAlgorithm, Status> {
+    let raw = checksum.map_or(0, |c| c.algorithm);
+    ChecksumAlgorithm::try_from(raw).map_err(|_| {
+        PartitionError::InvalidArgument(format!("unknown checksum algorithm {raw}")).into()
+    })
+}
+
+fn checksum_mismatch(algorithm: ChecksumAlgorithm) -> Status {
+    PartitionError::s3(
+        tonic::Code::InvalidArgument,
+        "BadDigest",
+        format!(
+            "The {} you specified did not match the calculated checksum.",
+            checksum::algorithm_name(algorithm).to_ascii_uppercase()
+        ),
+    )
+    .into()
 }
 
 /// Receives data messages until the client ends the stream, appending chunks of at most
-/// `CHUNK_SIZE_BYTES` to the range's data stream as they fill; then checks the length and the
-/// Content-MD5. An error (including the client going away) leaves no index entry behind.
+/// `CHUNK_SIZE_BYTES` to the range's data stream as they fill; then checks the length, the
+/// Content-MD5 and the requested checksum (its expected value from the header or from the
+/// trailer message). An error (including the client going away) leaves no index entry behind.
 pub(super) async fn receive_body<M: StreamedMessage>(
     range: &Range,
     body: &mut Streaming<M>,
     expected_size: i64,
     content_md5: &str,
+    checksum: Option<&BodyChecksum>,
 ) -> Result<ReceivedBody, Status> {
     if expected_size > PUT_OBJECT_BYTES_MAX as i64 {
         return Err(s3_too_large());
     }
+    let algorithm = algorithm_of(checksum)?;
+    let mut hasher = checksum::Hasher::new(algorithm);
+    let mut expected_checksum = checksum.map(|c| c.expected.clone()).unwrap_or_default();
+    let wants_trailer = checksum.is_some_and(|c| c.in_trailer);
+    let mut trailer_seen = false;
     let mut md5 = Md5::new();
     let mut size_bytes = 0u64;
     let mut chunks = Vec::new();
     let mut pending = BytesMut::with_capacity(CHUNK_SIZE_BYTES);
     while let Some(message) = body.message().await? {
-        let Some(data) = message.into_chunk() else {
-            return Err(PartitionError::InvalidArgument(
-                "only data chunks may follow the header".into(),
-            )
-            .into());
-        };
+        let data =
+            match message.into_body_part() {
+                Some(BodyPart::Chunk(data)) if !trailer_seen => data,
+                Some(BodyPart::Trailer(trailer)) if wants_trailer && !trailer_seen => {
+                    trailer_seen = true;
+                    expected_checksum = trailer.expected;
+                    continue;
+                }
+                _ => return Err(PartitionError::InvalidArgument(
+                    "only data chunks, then at most one announced trailer, may follow the header"
+                        .into(),
+                )
+                .into()),
+            };
         if data.len() > PUT_MESSAGE_BYTES_MAX {
             return Err(PartitionError::InvalidArgument("data message too large".into()).into());
         }
         md5.update(&data);
+        if let Some(hasher) = hasher.as_mut() {
+            hasher.update(&data);
+        }
         size_bytes += data.len() as u64;
         if size_bytes > PUT_OBJECT_BYTES_MAX {
             return Err(s3_too_large());
@@ -139,6 +200,14 @@ pub(super) async fn receive_body<M: StreamedMessage>(
             let chunk = pending.split_to(CHUNK_SIZE_BYTES).freeze();
             chunks.push(range.append_data(chunk).await?);
         }
+    }
+    if wants_trailer && !trailer_seen {
+        return Err(PartitionError::s3(
+            tonic::Code::InvalidArgument,
+            "MalformedTrailerError",
+            "the announced checksum trailer did not arrive",
+        )
+        .into());
     }
     if !pending.is_empty() {
         chunks.push(range.append_data(pending.freeze()).await?);
@@ -165,10 +234,32 @@ pub(super) async fn receive_body<M: StreamedMessage>(
             return Err(PartitionError::BadDigest.into());
         }
     }
+    let checksum = match hasher {
+        Some(hasher) => {
+            let value = hasher.finalize();
+            if !expected_checksum.is_empty() && expected_checksum != value {
+                return Err(checksum_mismatch(algorithm));
+            }
+            Some(Checksum {
+                algorithm: algorithm as i32,
+                value,
+                composite: false,
+                part_count: 0,
+            })
+        }
+        None if !expected_checksum.is_empty() => {
+            return Err(PartitionError::InvalidArgument(
+                "a checksum value without an algorithm".into(),
+            )
+            .into())
+        }
+        None => None,
+    };
     Ok(ReceivedBody {
         chunks,
         size_bytes,
         md5,
+        checksum,
     })
 }
 
@@ -183,8 +274,9 @@ pub(super) fn check_write_condition(
     let Some(condition) = condition else {
         return Ok(());
     };
+    // A delete marker is no object: the key is absent for a condition.
     let current = match range.get(key) {
-        Some(IndexValue::Object(meta)) => Some(meta),
+        Some(IndexValue::Object(meta)) if !meta.delete_marker => Some(meta),
         _ => None,
     };
     if condition.if_none_match_any && current.is_some() {
@@ -213,20 +305,39 @@ pub async fn put(
     check_write_condition(&range, &encoded, condition)?;
     // Until the commit below, compaction keeps the extents this body lands in.
     let _upload = range.begin_upload();
-    let received = receive_body(&range, &mut body, header.size_bytes, &header.content_md5).await?;
+    let received = receive_body(
+        &range,
+        &mut body,
+        header.size_bytes,
+        &header.content_md5,
+        header.checksum.as_ref(),
+    )
+    .await?;
     let mut meta = header.meta.unwrap_or_default();
     meta.size_bytes = received.size_bytes;
     meta.etag = format!("\"{}\"", hex::encode(received.md5));
     meta.last_modified_ms = strata_util::now_ms();
     meta.chunks = received.chunks;
+    meta.checksum = received.checksum;
+    meta.delete_marker = false;
+    let versioning = versions::versioning_of(header.versioning)?;
     let guard = range.lock_commits().await;
-    check_write_condition(&range, &encoded, condition)?;
-    range
-        .commit_locked(
-            guard,
-            vec![(encoded, Some(IndexValue::Object(meta.clone())))],
-        )
-        .await?;
+    match check_write_condition(&range, &encoded, condition) {
+        // The object If-Match named was there when the body started and was deleted while it
+        // streamed: S3 calls that a conflicting operation (409), not a missing key.
+        Err(PartitionError::NoSuchKey) => {
+            return Err(PartitionError::s3(
+                tonic::Code::Aborted,
+                "ConditionalRequestConflict",
+                "A conflicting operation occurred during the conditional write; retry it.",
+            )
+            .into())
+        }
+        other => other?,
+    }
+    let changes =
+        versions::write_changes(&range, &header.bucket, &header.key, &mut meta, versioning);
+    range.commit_locked(guard, changes).await?;
     Ok(PutObjectResponse {
         meta: Some(strip_chunks(meta)),
     })
@@ -245,11 +356,15 @@ pub fn head(
     state: &PartitionServerState,
     request: HeadObjectRequest,
 ) -> Result<HeadObjectResponse, PartitionError> {
-    match lookup(state, &request.bucket, &request.key) {
+    match lookup(state, &request.bucket, &request.key, &request.version_id) {
         Ok((_, meta)) => Ok(HeadObjectResponse {
             meta: Some(strip_chunks(meta)),
         }),
         Err(PartitionError::NoSuchKey) => Ok(HeadObjectResponse { meta: None }),
+        Err(PartitionError::S3 {
+            code: "NoSuchVersion",
+            ..
+        }) => Ok(HeadObjectResponse { meta: None }),
         Err(err) => Err(err),
     }
 }
@@ -258,7 +373,10 @@ pub fn get(
     state: &PartitionServerState,
     request: GetObjectRequest,
 ) -> Result<GetObjectStream, PartitionError> {
-    let (encoded, meta) = lookup(state, &request.bucket, &request.key)?;
+    let (encoded, meta) = lookup(state, &request.bucket, &request.key, &request.version_id)?;
+    if meta.delete_marker {
+        return Err(PartitionError::NoSuchKey);
+    }
     if !request.expected_etag.is_empty() && request.expected_etag != meta.etag {
         return Err(PartitionError::PreconditionFailed);
     }
@@ -326,11 +444,63 @@ pub async fn delete(
 ) -> Result<DeleteObjectResponse, PartitionError> {
     let encoded = object_key(&request.bucket, &request.key)?;
     let range = state.admit(&encoded, &request.bucket)?;
-    if !matches!(range.get(&encoded), Some(IndexValue::Object(_))) {
-        return Ok(DeleteObjectResponse { existed: false });
+    let versioning = versions::versioning_of(request.versioning)?;
+    let guard = range.lock_commits().await;
+    let (changes, deleted) = versions::delete_changes(
+        &range,
+        &request.bucket,
+        &request.key,
+        &request.version_id,
+        versioning,
+    );
+    if changes.is_empty() {
+        drop(guard);
+    } else {
+        range.commit_locked(guard, changes).await?;
     }
-    range.commit(encoded, None).await?;
-    Ok(DeleteObjectResponse { existed: true })
+    Ok(DeleteObjectResponse {
+        existed: deleted.existed,
+        version_id: deleted.version_id,
+        delete_marker: deleted.delete_marker,
+    })
+}
+
+/// Replaces an object's tags under the commit lock; its bytes, ETag and modification time stay.
+pub async fn put_tags(
+    state: &PartitionServerState,
+    request: PutObjectTagsRequest,
+) -> Result<PutObjectTagsResponse, PartitionError> {
+    let encoded = object_key(&request.bucket, &request.key)?;
+    let range = state.admit(&encoded, &request.bucket)?;
+    let guard = range.lock_commits().await;
+    let Some(found) = versions::find(&range, &request.bucket, &request.key, &request.version_id)
+    else {
+        return Err(if request.version_id.is_empty() {
+            PartitionError::NoSuchKey
+        } else {
+            no_such_version()
+        });
+    };
+    if found.meta.delete_marker {
+        return Err(PartitionError::s3(
+            tonic::Code::InvalidArgument,
+            "MethodNotAllowed",
+            "The specified method is not allowed against this resource.",
+        ));
+    }
+    let mut meta = found.meta;
+    meta.tags = request.tags;
+    let value = if found.is_current {
+        IndexValue::Object(meta.clone())
+    } else {
+        IndexValue::Version(meta.clone())
+    };
+    range
+        .commit_locked(guard, vec![(found.index_key, Some(value))])
+        .await?;
+    Ok(PutObjectTagsResponse {
+        meta: Some(strip_chunks(meta)),
+    })
 }
 
 /// Metadata-only copy: the destination entry points at the source's chunks. The source is
@@ -354,8 +524,13 @@ pub async fn copy(
         ));
     }
     let guard = range.lock_commits().await;
-    let source = match range.get(&source_key) {
-        Some(IndexValue::Object(meta)) => meta,
+    let source = match versions::find(
+        &range,
+        &request.src_bucket,
+        &request.src_key,
+        &request.src_version_id,
+    ) {
+        Some(found) if !found.meta.delete_marker => found.meta,
         _ => return Err(PartitionError::NoSuchKey),
     };
     if !request.expected_src_etag.is_empty() && request.expected_src_etag != source.etag {
@@ -366,17 +541,26 @@ pub async fn copy(
         replaced.size_bytes = source.size_bytes;
         replaced.etag = source.etag.clone();
         replaced.chunks = source.chunks.clone();
+        // Same bytes, same checksum; tags follow the tagging directive, below.
+        replaced.checksum = source.checksum.clone();
+        replaced.tags = source.tags.clone();
         replaced
     } else {
         source
     };
+    if request.replace_tags {
+        meta.tags = request.tags;
+    }
     meta.last_modified_ms = strata_util::now_ms();
-    range
-        .commit_locked(
-            guard,
-            vec![(destination, Some(IndexValue::Object(meta.clone())))],
-        )
-        .await?;
+    let versioning = versions::versioning_of(request.versioning)?;
+    let changes = versions::write_changes(
+        &range,
+        &request.dst_bucket,
+        &request.dst_key,
+        &mut meta,
+        versioning,
+    );
+    range.commit_locked(guard, changes).await?;
     Ok(CopyObjectResponse {
         meta: Some(strip_chunks(meta)),
     })
