@@ -9,11 +9,13 @@
 //! - [`supervisor`]: the stamp's processes, started, stopped and acted on one at a time.
 //! - [`control`]: `strata up`'s loopback control endpoint and its client (`strata node ...`).
 //! - [`probe`]: health checks over HTTP.
+//! - [`debug`]: `strata debug put-object`, straight to one partition server (fault tests).
 //!
 //! Invariant: `strata up` on an existing data folder brings back the same stamp (same node ids,
 //! racks and addresses), so every acknowledged object is served again.
 
 pub mod control;
+pub mod debug;
 pub mod layout;
 pub mod probe;
 pub mod status;
@@ -42,6 +44,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Kill, stop, start, pause or resume one node of a running stamp (fault injection).
     Node(NodeArgs),
+    /// Low-level calls for fault tests (bypassing the front-end).
+    Debug(debug::DebugArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -60,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Status(args) => status::run(args).await,
+        Command::Debug(args) => debug::run(args).await,
         Command::Node(args) => {
             let report = control::request(&args.data_dir, &args.name, args.action).await?;
             println!("{}", serde_json::to_string(&report)?);

@@ -107,7 +107,10 @@ async fn stream_status(layout: &Layout) -> Option<StreamStatusResponse> {
     None
 }
 
+/// The partition manager's status, from its leader when it answers (its map and range events
+/// are the freshest), else from any member.
 async fn manager_leader(layout: &Layout) -> Value {
+    let mut best: Option<strata_proto::manager::ManagerStatusResponse> = None;
     for member in layout.of_kind(NodeKind::PartitionManager) {
         let Ok(channel) = strata_util::rpc::channel(&member.addr) else {
             continue;
@@ -117,10 +120,32 @@ async fn manager_leader(layout: &Layout) -> Value {
             .await
         {
             let status = status.into_inner();
-            return json!({ "leader_id": status.leader_id, "leader_addr": status.leader_addr, "term": status.current_term });
+            let leads = status.leader_id == status.node_id;
+            if leads || best.is_none() {
+                best = Some(status);
+            }
+            if leads {
+                break;
+            }
         }
     }
-    Value::Null
+    let Some(status) = best else {
+        return Value::Null;
+    };
+    let events: Vec<Value> = status
+        .range_events
+        .iter()
+        .map(|e| json!({ "at_ms": e.at_ms, "kind": e.kind, "detail": e.detail }))
+        .collect();
+    json!({
+        "leader_id": status.leader_id,
+        "leader_addr": status.leader_addr,
+        "term": status.current_term,
+        "splits_total": status.splits_total,
+        "merges_total": status.merges_total,
+        "moves_total": status.moves_total,
+        "range_events": events,
+    })
 }
 
 /// The whole report as JSON (the table view prints from this too).
@@ -167,9 +192,10 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
     }
 
     let map = partition_map(layout).await;
-    let ranges: Vec<Value> = map
-        .iter()
-        .flat_map(|m| m.ranges.iter())
+    let mut sorted: Vec<_> = map.iter().flat_map(|m| m.ranges.iter()).collect();
+    sorted.sort_by(|a, b| a.low.cmp(&b.low));
+    let ranges: Vec<Value> = sorted
+        .into_iter()
         .map(|r| {
             json!({
                 "range_id": r.range_id,
@@ -210,13 +236,15 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
         })
         .collect();
 
+    let manager = manager_leader(layout).await;
     json!({
         "stamp": layout.stamp,
         "endpoint": running.as_ref().map(|r| r.endpoint.clone()),
         "running": running.is_some(),
         "nodes": nodes,
         "racks": racks,
-        "manager": manager_leader(layout).await,
+        "range_events": manager["range_events"].clone(),
+        "manager": manager,
         "stream_manager": streams.as_ref().map(|s| {
             let leader_addr = s
                 .managers
@@ -326,6 +354,27 @@ fn print_tables(report: &Value) {
             text(&range["high"]),
             text(&range["owner"]),
             text(&range["epoch"]),
+        );
+    }
+    println!(
+        "\nRANGE CHANGES  splits {}  merges {}  moves {}",
+        text(&manager["splits_total"]),
+        text(&manager["merges_total"]),
+        text(&manager["moves_total"])
+    );
+    let events = report["range_events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    // The newest few; `--json` has them all.
+    for event in events.iter().rev().take(10).rev() {
+        let at_ms = event["at_ms"].as_i64().unwrap_or(0);
+        let ago_s = (strata_util::now_ms() - at_ms).max(0) / 1_000;
+        println!(
+            "  {:>6}s ago  {:<7} {}",
+            ago_s,
+            text(&event["kind"]),
+            text(&event["detail"])
         );
     }
     println!(

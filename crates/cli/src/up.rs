@@ -54,6 +54,31 @@ pub struct UpArgs {
     /// Partition servers: requests per second one bucket accepts on one server (0 = no limit).
     #[arg(long, default_value_t = 11_000)]
     pub bucket_requests_per_sec_max: u32,
+    /// Partition manager: split a range serving more requests/s than this for
+    /// --split-sustain-ms (0 = never). Low enough that one small machine's sustained hot load
+    /// on one prefix triggers a split.
+    #[arg(long, default_value_t = 250.0)]
+    pub split_requests_per_sec: f64,
+    /// Partition manager: split a range moving more body bytes/s than this, sustained.
+    #[arg(long, default_value_t = 32.0 * 1024.0 * 1024.0)]
+    pub split_bytes_per_sec: f64,
+    #[arg(long, default_value_t = 10_000)]
+    pub split_sustain_ms: u64,
+    /// Partition manager: split a range holding more keys than this.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub split_keys_max: u64,
+    /// Partition manager: merge neighbours both under this many requests/s for
+    /// --merge-sustain-ms.
+    #[arg(long, default_value_t = 10.0)]
+    pub merge_requests_per_sec: f64,
+    #[arg(long, default_value_t = 120_000)]
+    pub merge_sustain_ms: u64,
+    /// Partition manager: ranges at least this busy move between servers to balance load.
+    #[arg(long, default_value_t = 50.0)]
+    pub move_requests_per_sec_min: f64,
+    /// Partition manager: a range is left alone this long after it was made or moved.
+    #[arg(long, default_value_t = 10_000)]
+    pub reshape_cooldown_ms: u64,
 }
 
 pub(crate) struct Credentials {
@@ -195,6 +220,29 @@ fn node_args(
             push("--data-dir", data_dir);
             push("--node-id", spec.member_id.unwrap_or(0).to_string());
             push("--members", layout.members_of(NodeKind::PartitionManager));
+            push(
+                "--split-requests-per-sec",
+                args.split_requests_per_sec.to_string(),
+            );
+            push(
+                "--split-bytes-per-sec",
+                args.split_bytes_per_sec.to_string(),
+            );
+            push("--split-sustain-ms", args.split_sustain_ms.to_string());
+            push("--split-keys-max", args.split_keys_max.to_string());
+            push(
+                "--merge-requests-per-sec",
+                args.merge_requests_per_sec.to_string(),
+            );
+            push("--merge-sustain-ms", args.merge_sustain_ms.to_string());
+            push(
+                "--move-requests-per-sec-min",
+                args.move_requests_per_sec_min.to_string(),
+            );
+            push(
+                "--reshape-cooldown-ms",
+                args.reshape_cooldown_ms.to_string(),
+            );
         }
         NodeKind::PartitionServer => {
             push("--data-dir", data_dir);

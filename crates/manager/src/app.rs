@@ -1,8 +1,10 @@
 //! What the gRPC service and the leader's assignment loop share on one member.
 
 use crate::liveness::ServerTable;
+use crate::load::LoadTable;
 use crate::machine::PartitionMachine;
 use crate::map::PartitionMapState;
+use crate::planner::PlannerConfig;
 use crate::types::MemberId;
 use openraft::RaftMetrics;
 use std::sync::{Mutex, MutexGuard};
@@ -18,6 +20,9 @@ pub struct App {
     pub server_timeout: Duration,
     /// When this member's current leadership began.
     pub leadership: LeadershipClock,
+    /// Ranges' load from heartbeats; filled only while this member leads.
+    pub loads: Mutex<LoadTable>,
+    pub planner: PlannerConfig,
 }
 
 impl App {
@@ -32,6 +37,13 @@ impl App {
 
     pub fn servers(&self) -> MutexGuard<'_, ServerTable> {
         match self.servers.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    pub fn loads(&self) -> MutexGuard<'_, LoadTable> {
+        match self.loads.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         }

@@ -57,6 +57,7 @@ fn observe_leadership(app: &App) -> Option<Instant> {
                     "no longer the leader; forgetting server liveness"
                 );
                 app.servers().clear();
+                app.loads().clear();
             }
             None
         }
@@ -102,7 +103,12 @@ async fn tick(app: &App) -> Result<(), ManagerError> {
         m.servers_alive.set(alive.len() as i64);
     }
     let grace_over = now.saturating_duration_since(leader_since) >= app.server_timeout;
-    for (range_id, epoch, target_id, target_addr) in plan(&map, &alive, grace_over) {
+    if let Some(m) = crate::metrics::metrics() {
+        m.ranges.set(map.ranges.len() as i64);
+    }
+    let assignments = plan(&map, &alive, grace_over);
+    let failover_pending = !assignments.is_empty();
+    for (range_id, epoch, target_id, target_addr) in assignments {
         let previous = map
             .ranges
             .get(&range_id)
@@ -114,6 +120,7 @@ async fn tick(app: &App) -> Result<(), ManagerError> {
             owner_id: ServerId::new(target_id.clone()),
             owner_addr: target_addr.clone(),
             expected_epoch: epoch,
+            note: None,
         };
         match propose(app, command).await? {
             CommandResponse::RangeAssigned {
@@ -133,6 +140,21 @@ async fn tick(app: &App) -> Result<(), ManagerError> {
                 );
             }
             other => tracing::info!(%range_id, ?other, "range assignment did not apply"),
+        }
+    }
+    // Splits, merges and moves only once every range has a live owner, and only after the
+    // grace period (a new leader first learns who is alive and how loaded ranges are).
+    if failover_pending || !grace_over {
+        return Ok(());
+    }
+    let action = {
+        let mut loads = app.loads();
+        loads.retain(|range_id| map.ranges.contains_key(&RangeId::new(range_id)));
+        crate::planner::next_action(&map, &loads, &alive, &app.planner, Instant::now())
+    };
+    if let Some(action) = action {
+        if let Err(err) = crate::reshape::execute(app, action).await {
+            tracing::warn!(%err, "range change failed; the planner decides again next tick");
         }
     }
     Ok(())
@@ -208,6 +230,7 @@ mod tests {
                 owner_id: ServerId::new(owner),
                 owner_addr: "x:1".into(),
                 expected_epoch: strata_types::Epoch::ZERO,
+                note: None,
             });
         }
         map

@@ -10,7 +10,7 @@ use strata_raft::GroupConfig;
 pub const CLUSTER_NAME: &str = "strata-partition-manager";
 
 /// Default time after a partition server's last heartbeat at which it counts as dead.
-pub const SERVER_TIMEOUT_MS_DEFAULT: u64 = 3_000;
+pub const SERVER_TIMEOUT_MS_DEFAULT: u64 = 1_500;
 
 /// How one member runs. Build it with [`ManagerConfig::new`] and adjust the public fields.
 #[derive(Clone, Debug)]
@@ -35,6 +35,8 @@ pub struct ManagerConfig {
     /// Log entries kept behind a snapshot, so a briefly lagging member catches up from the log
     /// rather than a whole snapshot.
     pub logs_kept_after_snapshot: u64,
+    /// When ranges split, merge and move (see [`crate::planner`]).
+    pub planner: crate::planner::PlannerConfig,
 }
 
 impl ManagerConfig {
@@ -49,13 +51,14 @@ impl ManagerConfig {
             members,
             data_dir: data_dir.into(),
             server_timeout_ms: SERVER_TIMEOUT_MS_DEFAULT,
-            balance_interval_ms: 500,
+            balance_interval_ms: 200,
             // As `strata_raft::GroupConfig::new`: failover in ~1.5-2 s.
             raft_heartbeat_interval_ms: 100,
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 1_000,
             snapshot_logs_since_last: 1_000,
             logs_kept_after_snapshot: 100,
+            planner: crate::planner::PlannerConfig::default(),
         }
     }
 

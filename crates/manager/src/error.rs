@@ -21,6 +21,9 @@ pub enum ManagerError {
     /// No member answered within the retry budget.
     #[error("no manager member answered after {attempts} attempts; last error: {last_error}")]
     NoMemberAnswered { attempts: usize, last_error: String },
+    /// Something the leader tried did not work out (a range change, a reservation).
+    #[error("{0}")]
+    Internal(String),
     /// Binding or serving a socket failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),

@@ -14,7 +14,11 @@
 //! - [`machine`]: [`PartitionMachine`], the map as the group's replicated state machine.
 //! - `service`: the gRPC service (heartbeats, map, status).
 //! - `liveness`: the leader's in-memory table of partition-server heartbeats.
-//! - `balancer`: the leader's loop that creates the initial range and assigns ranges.
+//! - `balancer`: the leader's loop that creates the initial range, gives ranges without a live
+//!   owner to a live server, and carries out the planner's decisions.
+//! - [`load`]: the leader's table of ranges' load (from heartbeats) and split-key choice.
+//! - [`planner`]: which range to split, merge, move or renew next (pure; unit-tested).
+//! - `reshape`: carrying a decision out (prepare on the owner, then commit).
 //! - [`node`]: [`start`] a member, [`ManagerHandle`] to watch and stop it.
 //! - [`client`]: [`ManagerClient`] for partition servers, front-ends and tools.
 //! - [`config`]: [`ManagerConfig`] and `--members` parsing.
@@ -25,10 +29,13 @@ pub mod client;
 pub mod config;
 pub mod error;
 mod liveness;
+pub mod load;
 pub mod machine;
 pub mod map;
 mod metrics;
 pub mod node;
+pub mod planner;
+mod reshape;
 mod service;
 pub mod types;
 

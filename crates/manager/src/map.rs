@@ -4,9 +4,9 @@
 //! space; a range's epoch only grows, by exactly one per change of owner; `version` grows on
 //! every change to the map.
 
-use crate::types::{Command, CommandResponse};
+use crate::types::{Command, CommandResponse, EventNote};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use strata_proto::manager as pb;
 use strata_types::{Epoch, RangeId, ServerId};
 
@@ -39,7 +39,26 @@ pub struct PartitionMapState {
     pub next_range_id: u64,
     /// Bumped on every change.
     pub version: u64,
+    /// Ids reserved for splits and merges being prepared (oldest dropped past the bound).
+    #[serde(default)]
+    pub reserved_ids: BTreeSet<u64>,
+    /// The latest splits, merges, moves and renewals, oldest first.
+    #[serde(default)]
+    pub events: VecDeque<EventNote>,
+    #[serde(default)]
+    pub splits_total: u64,
+    #[serde(default)]
+    pub merges_total: u64,
+    #[serde(default)]
+    pub moves_total: u64,
 }
+
+/// Events kept in the map (the newest).
+pub const EVENTS_KEPT: usize = 64;
+/// Reserved, unused range ids kept at most (an abandoned preparation's ids expire).
+pub const RESERVED_IDS_MAX: usize = 64;
+/// Most ids one reservation hands out.
+const RESERVE_COUNT_MAX: u64 = 8;
 
 impl PartitionMapState {
     /// Applies one command; a command that does not fit the current map changes nothing and
@@ -79,6 +98,7 @@ impl PartitionMapState {
                 owner_id,
                 owner_addr,
                 expected_epoch,
+                note,
             } => {
                 let Some(range) = self.ranges.get_mut(range_id) else {
                     return rejected(format!("{range_id}: no such range"));
@@ -97,13 +117,193 @@ impl PartitionMapState {
                 range.epoch = range.epoch.next();
                 let epoch = range.epoch;
                 self.version += 1;
+                if let Some(note) = note {
+                    if note.kind == "move" {
+                        self.moves_total += 1;
+                    }
+                    self.record(note.clone());
+                }
                 CommandResponse::RangeAssigned {
                     range_id: *range_id,
                     epoch,
                     map_version: self.version,
                 }
             }
+            Command::ReserveRangeIds { count } => {
+                if *count == 0 || *count > RESERVE_COUNT_MAX {
+                    return rejected(format!("reserve 1..={RESERVE_COUNT_MAX} ids at a time"));
+                }
+                let first = self.next_range_id.max(1);
+                self.next_range_id = first + count;
+                self.reserved_ids.extend(first..first + count);
+                while self.reserved_ids.len() > RESERVED_IDS_MAX {
+                    self.reserved_ids.pop_first();
+                }
+                self.version += 1;
+                CommandResponse::RangeIdsReserved {
+                    first,
+                    count: *count,
+                }
+            }
+            Command::SplitRange {
+                range_id,
+                expected_epoch,
+                split_key,
+                left_id,
+                right_id,
+                note,
+            } => self.split(
+                *range_id,
+                *expected_epoch,
+                split_key,
+                *left_id,
+                *right_id,
+                note,
+            ),
+            Command::MergeRanges {
+                left_id,
+                left_epoch,
+                right_id,
+                right_epoch,
+                merged_id,
+                note,
+            } => self.merge(
+                (*left_id, *left_epoch),
+                (*right_id, *right_epoch),
+                *merged_id,
+                note,
+            ),
         }
+    }
+
+    fn record(&mut self, note: EventNote) {
+        self.events.push_back(note);
+        while self.events.len() > EVENTS_KEPT {
+            self.events.pop_front();
+        }
+    }
+
+    fn take_reserved(&mut self, ids: &[RangeId]) -> Result<(), String> {
+        let distinct: BTreeSet<u64> = ids.iter().map(|id| id.get()).collect();
+        if distinct.len() != ids.len() {
+            return Err("new range ids must differ".into());
+        }
+        if let Some(id) = distinct.iter().find(|id| !self.reserved_ids.contains(id)) {
+            return Err(format!("range id {id} is not reserved"));
+        }
+        for id in distinct {
+            self.reserved_ids.remove(&id);
+        }
+        Ok(())
+    }
+
+    fn split(
+        &mut self,
+        range_id: RangeId,
+        expected_epoch: Epoch,
+        split_key: &[u8],
+        left_id: RangeId,
+        right_id: RangeId,
+        note: &EventNote,
+    ) -> CommandResponse {
+        let Some(range) = self.ranges.get(&range_id) else {
+            return rejected(format!("{range_id}: no such range"));
+        };
+        if range.epoch != expected_epoch || range.owner.is_none() {
+            return rejected(format!("{range_id}: changed since the split was prepared"));
+        }
+        let inside = split_key > range.low.as_slice()
+            && (range.high.is_empty() || split_key < range.high.as_slice());
+        if !inside {
+            return rejected(format!("{range_id}: split key is not inside the range"));
+        }
+        if let Err(reason) = self.take_reserved(&[left_id, right_id]) {
+            return rejected(format!("{range_id}: {reason}"));
+        }
+        let parent = self.ranges.remove(&range_id).expect("checked above");
+        let child = |id: RangeId, low: Vec<u8>, high: Vec<u8>| RangeRecord {
+            range_id: id,
+            low,
+            high,
+            owner: parent.owner.clone(),
+            epoch: Epoch::ZERO.next(),
+        };
+        self.ranges.insert(
+            left_id,
+            child(left_id, parent.low.clone(), split_key.to_vec()),
+        );
+        self.ranges.insert(
+            right_id,
+            child(right_id, split_key.to_vec(), parent.high.clone()),
+        );
+        self.version += 1;
+        self.splits_total += 1;
+        self.record(note.clone());
+        CommandResponse::Reshaped {
+            created: vec![left_id, right_id],
+            map_version: self.version,
+        }
+    }
+
+    fn merge(
+        &mut self,
+        (left_id, left_epoch): (RangeId, Epoch),
+        (right_id, right_epoch): (RangeId, Epoch),
+        merged_id: RangeId,
+        note: &EventNote,
+    ) -> CommandResponse {
+        let (Some(left), Some(right)) = (self.ranges.get(&left_id), self.ranges.get(&right_id))
+        else {
+            return rejected(format!("{left_id}+{right_id}: no such range"));
+        };
+        if left.epoch != left_epoch || right.epoch != right_epoch {
+            return rejected(format!(
+                "{left_id}+{right_id}: changed since the merge was prepared"
+            ));
+        }
+        if left.high.is_empty() || left.high != right.low {
+            return rejected(format!("{left_id}+{right_id}: not adjacent"));
+        }
+        let owner = match (&left.owner, &right.owner) {
+            (Some(a), Some(b)) if a.server_id == b.server_id => a.clone(),
+            _ => return rejected(format!("{left_id}+{right_id}: not served by one server")),
+        };
+        if let Err(reason) = self.take_reserved(&[merged_id]) {
+            return rejected(format!("{left_id}+{right_id}: {reason}"));
+        }
+        let left = self.ranges.remove(&left_id).expect("checked above");
+        let right = self.ranges.remove(&right_id).expect("checked above");
+        self.ranges.insert(
+            merged_id,
+            RangeRecord {
+                range_id: merged_id,
+                low: left.low,
+                high: right.high,
+                owner: Some(owner),
+                epoch: Epoch::ZERO.next(),
+            },
+        );
+        self.version += 1;
+        self.merges_total += 1;
+        self.record(note.clone());
+        CommandResponse::Reshaped {
+            created: vec![merged_id],
+            map_version: self.version,
+        }
+    }
+
+    /// The range holding `key`.
+    pub fn range_of(&self, key: &[u8]) -> Option<&RangeRecord> {
+        self.ranges
+            .values()
+            .find(|range| strata_types::keys::range_contains(&range.low, &range.high, key))
+    }
+
+    /// Ranges in key order.
+    pub fn in_key_order(&self) -> Vec<&RangeRecord> {
+        let mut ranges: Vec<&RangeRecord> = self.ranges.values().collect();
+        ranges.sort_by(|a, b| a.low.cmp(&b.low));
+        ranges
     }
 
     /// Number of ranges each server owns.
@@ -117,6 +317,19 @@ impl PartitionMapState {
             *counts.entry(owner.server_id.clone()).or_insert(0) += 1;
         }
         counts
+    }
+
+    /// Number of ranges `server_id` owns.
+    pub fn ranges_per_owner_id(&self, server_id: &str) -> usize {
+        self.ranges
+            .values()
+            .filter(|range| {
+                range
+                    .owner
+                    .as_ref()
+                    .is_some_and(|o| o.server_id.as_str() == server_id)
+            })
+            .count()
     }
 
     /// The ranges owned by `server_id`, as sent to that server.
@@ -174,7 +387,121 @@ mod tests {
             owner_id: ServerId::new(owner),
             owner_addr: format!("{owner}:1"),
             expected_epoch: Epoch::new(expected),
+            note: None,
         }
+    }
+
+    fn note(kind: &str) -> EventNote {
+        EventNote {
+            at_ms: 1,
+            kind: kind.into(),
+            detail: String::new(),
+        }
+    }
+
+    fn reserve(map: &mut PartitionMapState, count: u64) -> u64 {
+        match map.apply(&Command::ReserveRangeIds { count }) {
+            CommandResponse::RangeIdsReserved { first, .. } => first,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn split_then_merge_keeps_the_key_space_covered() {
+        let mut map = PartitionMapState::default();
+        map.apply(&Command::CreateInitialRange {
+            range_id: RangeId::new(1),
+            low: vec![],
+            high: vec![],
+        });
+        map.apply(&assign(1, "a", 0));
+        let first = reserve(&mut map, 2);
+        assert_eq!(first, 2);
+        let split = |key: &[u8], epoch: u64| Command::SplitRange {
+            range_id: RangeId::new(1),
+            expected_epoch: Epoch::new(epoch),
+            split_key: key.to_vec(),
+            left_id: RangeId::new(2),
+            right_id: RangeId::new(3),
+            note: note("split"),
+        };
+        // A stale epoch, or a key outside the range, changes nothing.
+        assert!(matches!(
+            map.apply(&split(b"m", 0)),
+            CommandResponse::Rejected { .. }
+        ));
+        assert!(matches!(
+            map.apply(&split(b"", 1)),
+            CommandResponse::Rejected { .. }
+        ));
+        assert!(matches!(
+            map.apply(&split(b"m", 1)),
+            CommandResponse::Reshaped { .. }
+        ));
+        // The ids were consumed: the same split cannot apply twice.
+        assert!(matches!(
+            map.apply(&split(b"m", 1)),
+            CommandResponse::Rejected { .. }
+        ));
+        let ranges = map.in_key_order();
+        assert_eq!(ranges.len(), 2);
+        assert_eq!(
+            (ranges[0].low.as_slice(), ranges[0].high.as_slice()),
+            (&b""[..], &b"m"[..])
+        );
+        assert_eq!(
+            (ranges[1].low.as_slice(), ranges[1].high.as_slice()),
+            (&b"m"[..], &b""[..])
+        );
+        assert!(ranges.iter().all(|r| r.epoch == Epoch::new(1)));
+        assert_eq!(
+            map.range_of(b"z").map(|r| r.range_id),
+            Some(RangeId::new(3))
+        );
+        assert_eq!(map.splits_total, 1);
+
+        // Merging needs one owner: move the right half away and it is refused.
+        map.apply(&assign(3, "b", 1));
+        let merged = reserve(&mut map, 1);
+        let merge = |right_epoch: u64| Command::MergeRanges {
+            left_id: RangeId::new(2),
+            left_epoch: Epoch::new(1),
+            right_id: RangeId::new(3),
+            right_epoch: Epoch::new(right_epoch),
+            merged_id: RangeId::new(merged),
+            note: note("merge"),
+        };
+        assert!(matches!(
+            map.apply(&merge(2)),
+            CommandResponse::Rejected { .. }
+        ));
+        map.apply(&assign(3, "a", 2));
+        assert!(matches!(
+            map.apply(&merge(2)),
+            CommandResponse::Rejected { .. }
+        ));
+        assert!(matches!(
+            map.apply(&merge(3)),
+            CommandResponse::Reshaped { .. }
+        ));
+        let ranges = map.in_key_order();
+        assert_eq!(ranges.len(), 1);
+        assert!(ranges[0].low.is_empty() && ranges[0].high.is_empty());
+        assert_eq!(map.merges_total, 1);
+        assert_eq!(map.events.len(), 2);
+    }
+
+    #[test]
+    fn events_and_reserved_ids_are_bounded() {
+        let mut map = PartitionMapState::default();
+        for _ in 0..100 {
+            reserve(&mut map, 2);
+        }
+        assert_eq!(map.reserved_ids.len(), RESERVED_IDS_MAX);
+        for _ in 0..100 {
+            map.record(note("move"));
+        }
+        assert_eq!(map.events.len(), EVENTS_KEPT);
     }
 
     #[test]

@@ -16,6 +16,12 @@ pub struct Metrics {
     pub assignments: IntCounter,
     /// Partition servers alive in the leader's table.
     pub servers_alive: IntGauge,
+    /// Splits, merges and load-balancing moves this member committed as leader.
+    pub splits: IntCounter,
+    pub merges: IntCounter,
+    pub moves: IntCounter,
+    /// Ranges in the applied map.
+    pub ranges: IntGauge,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(metric: T) -> T {
@@ -43,6 +49,22 @@ fn make() -> Result<Metrics, prometheus::Error> {
         servers_alive: register(IntGauge::new(
             "strata_manager_servers_alive",
             "partition servers that heartbeated within the server timeout",
+        )?),
+        splits: register(IntCounter::new(
+            "strata_manager_splits_total",
+            "range splits committed by this member as leader",
+        )?),
+        merges: register(IntCounter::new(
+            "strata_manager_merges_total",
+            "range merges committed by this member as leader",
+        )?),
+        moves: register(IntCounter::new(
+            "strata_manager_moves_total",
+            "load-balancing range moves proposed by this member as leader",
+        )?),
+        ranges: register(IntGauge::new(
+            "strata_manager_ranges",
+            "ranges in the applied partition map",
         )?),
     })
 }

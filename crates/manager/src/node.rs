@@ -49,6 +49,8 @@ pub async fn start(
         servers: Mutex::new(Default::default()),
         server_timeout: Duration::from_millis(config.server_timeout_ms),
         leadership: Default::default(),
+        loads: Mutex::new(Default::default()),
+        planner: config.planner.clone(),
     });
 
     let token = token.child_token();

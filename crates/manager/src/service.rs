@@ -98,7 +98,27 @@ impl PartitionManager for ManagerService {
             tracing::warn!(server_id = %heartbeat.server_id, "server table full; heartbeat refused");
             return Err(Status::resource_exhausted("too many partition servers"));
         }
-        let assignments = self.app.map().assignments_of(&heartbeat.server_id);
+        let map = self.app.map();
+        {
+            // Only reports of ranges this server owns at the reported epoch count.
+            let thresholds = self.app.planner.thresholds();
+            let now = Instant::now();
+            let mut loads = self.app.loads();
+            for served in heartbeat.serving {
+                let owned = map.ranges.values().any(|range| {
+                    range.range_id.get() == served.range_id
+                        && range.epoch.get() == served.epoch
+                        && range
+                            .owner
+                            .as_ref()
+                            .is_some_and(|o| o.server_id.as_str() == heartbeat.server_id)
+                });
+                if owned {
+                    loads.record(&heartbeat.server_id, served, thresholds, now);
+                }
+            }
+        }
+        let assignments = map.to_proto(String::new()).ranges;
         Ok(Response::new(pb::ServerHeartbeatResponse {
             assignments,
             leader_hint: view.leader_addr,
@@ -133,6 +153,7 @@ impl PartitionManager for ManagerService {
             .servers()
             .to_proto(self.app.server_timeout, Instant::now());
         let last_applied_index = self.app.group.last_applied_index();
+        let map = self.app.map();
         Ok(Response::new(pb::ManagerStatusResponse {
             node_id: self.app.node_id,
             leader_id: view.leader_id,
@@ -141,7 +162,19 @@ impl PartitionManager for ManagerService {
             last_applied_index,
             members,
             servers,
-            map: Some(self.app.map().to_proto(view.leader_addr)),
+            map: Some(map.to_proto(view.leader_addr)),
+            range_events: map
+                .events
+                .iter()
+                .map(|note| pb::RangeEvent {
+                    at_ms: note.at_ms,
+                    kind: note.kind.clone(),
+                    detail: note.detail.clone(),
+                })
+                .collect(),
+            splits_total: map.splits_total,
+            merges_total: map.merges_total,
+            moves_total: map.moves_total,
         }))
     }
 }

@@ -30,7 +30,46 @@ pub enum Command {
         owner_id: ServerId,
         owner_addr: String,
         expected_epoch: Epoch,
+        /// Why (a move, a renewal), logged in the map's events; None for a plain assignment
+        /// of a range without a live owner.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<EventNote>,
     },
+    /// Sets aside `count` fresh range ids for a split or merge about to be prepared (ids are
+    /// never used twice, so an abandoned preparation can never be mistaken for a later one).
+    ReserveRangeIds { count: u64 },
+    /// Replaces a range by two halves `[low, split_key)` and `[split_key, high)`, both served
+    /// by the same owner under epoch 1; applies only when the range's epoch is still
+    /// `expected_epoch` and both ids are reserved.
+    SplitRange {
+        range_id: RangeId,
+        expected_epoch: Epoch,
+        split_key: Vec<u8>,
+        left_id: RangeId,
+        right_id: RangeId,
+        note: EventNote,
+    },
+    /// Replaces two adjacent ranges with the same owner by one; applies only when both epochs
+    /// are unchanged and `merged_id` is reserved.
+    MergeRanges {
+        left_id: RangeId,
+        left_epoch: Epoch,
+        right_id: RangeId,
+        right_epoch: Epoch,
+        merged_id: RangeId,
+        note: EventNote,
+    },
+}
+
+/// What the map's event log records about a change (decided by the leader, so replicas agree
+/// on the time too).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventNote {
+    /// Wall-clock milliseconds when the leader decided the change.
+    pub at_ms: i64,
+    /// "split", "merge", "move", "renew".
+    pub kind: String,
+    pub detail: String,
 }
 
 /// What applying one log entry did.
@@ -44,6 +83,13 @@ pub enum CommandResponse {
     RangeAssigned {
         range_id: RangeId,
         epoch: Epoch,
+        map_version: u64,
+    },
+    /// `count` fresh range ids, the first being `first`.
+    RangeIdsReserved { first: u64, count: u64 },
+    /// The range was split or merged into `created`.
+    Reshaped {
+        created: Vec<RangeId>,
         map_version: u64,
     },
     /// The command did not apply (a stale or invalid proposal); the map is unchanged.

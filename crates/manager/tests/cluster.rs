@@ -60,6 +60,7 @@ async fn bind_again(addr: &str) -> TcpListener {
 /// keeps the last answer.
 struct FakeServer {
     token: CancellationToken,
+    server_id: String,
     last: Arc<Mutex<Option<ServerHeartbeatResponse>>>,
 }
 
@@ -85,13 +86,21 @@ impl FakeServer {
                 }
             }
         });
-        Self { token, last }
+        Self {
+            token,
+            server_id: server_id.to_string(),
+            last,
+        }
     }
 
+    /// The ranges the last answer gave this server (the answer carries the whole map; a
+    /// server serves the ranges it owns).
     fn assigned(&self) -> Vec<(u64, u64)> {
         let last = self.last.lock().unwrap();
         last.iter()
-            .flat_map(|response| response.assignments.iter().map(|a| (a.range_id, a.epoch)))
+            .flat_map(|response| response.assignments.iter())
+            .filter(|a| a.owner_id == self.server_id)
+            .map(|a| (a.range_id, a.epoch))
             .collect()
     }
 }

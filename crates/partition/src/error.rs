@@ -10,6 +10,13 @@ pub enum PartitionError {
     NotOwner(#[from] NotOwner),
     #[error("range {range_id} is loading")]
     Loading { range_id: u64 },
+    /// A split or merge of the range is in preparation; retry shortly.
+    #[error("range {range_id} is frozen for a split or merge")]
+    Frozen { range_id: u64 },
+    /// This server has not heard from the partition manager within its lease, so another
+    /// server may own its ranges by now: it serves nothing until the manager answers again.
+    #[error("partition server lease expired ({silent_ms} ms without the manager)")]
+    LeaseExpired { silent_ms: u64 },
     #[error("no such key")]
     NoSuchKey,
     #[error("no such bucket {0}")]
@@ -56,6 +63,9 @@ impl From<PartitionError> for Status {
             PartitionError::NotOwner(not_owner) => not_owner.into_status(),
             PartitionError::Loading { range_id } => {
                 Status::unavailable(format!("range {range_id} is loading"))
+            }
+            err @ (PartitionError::Frozen { .. } | PartitionError::LeaseExpired { .. }) => {
+                Status::unavailable(err.to_string())
             }
             PartitionError::NoSuchKey => {
                 s3_status(Code::NotFound, "NoSuchKey", "the key does not exist")

@@ -20,6 +20,10 @@
 //!   bounded background pass per range.
 //! - [`format`]: the versioned on-stream encodings of log entries and checkpoints.
 //! - [`range`]: one loaded range: index, commit path, load (checkpoint + replay), checkpointing.
+//! - [`load`]: each range's requests/s, bytes/s, sampled request keys and size, reported to
+//!   the manager in heartbeats (its split, merge and move decisions).
+//! - [`reshape`]: preparing a split or merge (freeze, seal, share data extents, children's
+//!   first checkpoints) for the manager to commit.
 //! - [`throttle`]: per-range and per-bucket request-rate limits (SlowDown instead of queues).
 //! - [`server`]: the set of ranges this server serves, reconciled with the manager by heartbeat.
 //! - [`service`]: the `PartitionServer` gRPC service (buckets, objects, listing).
@@ -31,6 +35,11 @@
 //!   acknowledged every later read on the owner sees it (read-after-write, list-after-write).
 //! - An object becomes visible only when all of its chunks are durable and its Content-MD5 and
 //!   length checked out; a failed or aborted upload changes no index entry.
+//! - A range serves only under a live lease (a heartbeat the manager's leader answered less
+//!   than `lease_ms` ago), and only at the epoch of its assignment; a new owner seals the old
+//!   owner's open log extent before serving, so a fenced server can acknowledge nothing.
+//! - A frozen range commits nothing; the children of a split or merge start from the frozen
+//!   parents' final index, so no acknowledged write is lost or reordered by a reshape.
 //! - A data extent is trimmed only when no index entry references it and no upload in flight
 //!   may have written to it; GETs racing a trim rely on the stream manager's GC delay.
 
@@ -39,7 +48,9 @@ pub mod compaction;
 pub mod error;
 pub mod format;
 pub mod lifecycle;
+pub mod load;
 pub mod range;
+pub mod reshape;
 pub mod server;
 pub mod service;
 pub mod throttle;

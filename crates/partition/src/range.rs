@@ -10,7 +10,7 @@
 //! complete checkpoint, then replay every log record after it, in sequence order.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
@@ -25,6 +25,7 @@ use strata_types::Epoch;
 
 use crate::error::PartitionError;
 use crate::format;
+use crate::load::LoadMeter;
 
 /// What one index key maps to.
 #[derive(Clone, Debug, PartialEq)]
@@ -143,7 +144,20 @@ pub struct Range {
     pub(crate) uploads: Arc<UploadRegistry>,
     /// At most one compaction pass at a time (see [`crate::compaction`]).
     pub(crate) compaction_lock: tokio::sync::Mutex<()>,
+    /// Requests, bytes and key samples reported to the manager ([`crate::load`]).
+    pub load: LoadMeter,
+    /// [`FREEZE_OPEN`], [`FREEZE_DRAINING`] or [`FREEZE_FROZEN`] (a split or merge in
+    /// preparation, see [`crate::reshape`]).
+    freeze: AtomicU8,
+    frozen_at: Mutex<Option<std::time::Instant>>,
 }
+
+/// Serving normally.
+pub const FREEZE_OPEN: u8 = 0;
+/// New requests are refused (retried by front-ends); admitted ones may still commit.
+pub const FREEZE_DRAINING: u8 = 1;
+/// Nothing commits any more: the index is final until the range is replaced or renewed.
+pub const FREEZE_FROZEN: u8 = 2;
 
 /// Uploads in flight (chunks appended, index entry not yet committed). Each registers the data
 /// extent its chunks can land in at the earliest, so compaction never trims an extent that may
@@ -201,16 +215,20 @@ impl Range {
         // once we serve the range.
         checkpoints.seal_current().await.map_err(stream_error)?;
 
+        let mut derived_from = Vec::new();
         let (mut index, mut state) = match newest_checkpoint(&client, &checkpoint_name).await? {
             Some((begin, entries)) => {
                 let index: BTreeMap<Vec<u8>, IndexValue> = entries
                     .into_iter()
                     .filter_map(IndexValue::from_index_entry)
                     .collect();
+                // A child's first checkpoint (log_extent_id 0): its own log is read whole.
                 let state = CommitState {
                     sequence: begin.sequence,
-                    last_log_pos: Some((begin.log_extent_id, begin.log_offset)),
+                    last_log_pos: (begin.log_extent_id != 0)
+                        .then_some((begin.log_extent_id, begin.log_offset)),
                 };
+                derived_from = begin.derived_from;
                 (index, state)
             }
             None => (
@@ -237,6 +255,9 @@ impl Range {
             replayed,
             "range loaded"
         );
+        if !derived_from.is_empty() {
+            crate::reshape::release_parents(&client, bounds.range_id, &derived_from).await;
+        }
         Ok(Range {
             bounds,
             index: RwLock::new(index),
@@ -250,7 +271,77 @@ impl Range {
             poisoned: AtomicBool::new(false),
             uploads,
             compaction_lock: tokio::sync::Mutex::new(()),
+            load: LoadMeter::default(),
+            freeze: AtomicU8::new(FREEZE_OPEN),
+            frozen_at: Mutex::new(None),
         })
+    }
+
+    /// Where the range is in a reshape: [`FREEZE_OPEN`], [`FREEZE_DRAINING`], [`FREEZE_FROZEN`].
+    pub fn freeze_state(&self) -> u8 {
+        self.freeze.load(Ordering::Acquire)
+    }
+
+    /// Moves the range to `state` (see the `FREEZE_*` constants).
+    pub(crate) fn set_freeze(&self, state: u8) {
+        self.freeze.store(state, Ordering::Release);
+        let mut at = self
+            .frozen_at
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match state {
+            FREEZE_OPEN => *at = None,
+            _ => {
+                at.get_or_insert_with(std::time::Instant::now);
+            }
+        }
+    }
+
+    /// How long the range has been (being) frozen; zero when open.
+    pub fn frozen_for(&self) -> std::time::Duration {
+        let at = self
+            .frozen_at
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        at.map(|at| at.elapsed()).unwrap_or_default()
+    }
+
+    /// Uploads in flight (chunks appended, not committed yet).
+    pub(crate) fn uploads_in_flight(&self) -> usize {
+        self.uploads
+            .active
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .len()
+    }
+
+    /// Seals the data stream's open extent: every data extent the index may reference is then
+    /// sealed (the writer continues on a fresh one). Returns the sealed extents' ids.
+    pub(crate) async fn seal_data(&self) -> Result<Vec<u64>, PartitionError> {
+        self.data.seal_current().await.map_err(stream_error)?;
+        let info = self.data.info().await;
+        Ok(info
+            .extents
+            .iter()
+            .filter(|extent| extent.sealed)
+            .map(|extent| extent.extent_id)
+            .collect())
+    }
+
+    /// The last applied log sequence.
+    pub(crate) async fn sequence(&self) -> u64 {
+        self.commit.lock().await.sequence
+    }
+
+    /// Every index entry with a key in `[low, high)` (`high` empty = to the end), in order.
+    pub(crate) fn entries_between(&self, low: &[u8], high: &[u8]) -> Vec<(Vec<u8>, IndexValue)> {
+        let mut entries = Vec::new();
+        let to = (!high.is_empty()).then_some(high);
+        self.scan(low, to, |key, value| {
+            entries.push((key.to_vec(), value.clone()));
+            true
+        });
+        entries
     }
 
     pub fn is_poisoned(&self) -> bool {
@@ -301,6 +392,7 @@ impl Range {
             }
         };
         debug_assert_eq!(pos.length, length);
+        self.load.record_bytes(length, std::time::Instant::now());
         self.uploads
             .data_extent_floor
             .fetch_max(pos.extent_id, Ordering::AcqRel);
@@ -342,6 +434,11 @@ impl Range {
         debug_assert!(changes.iter().all(|(key, _)| self.bounds.contains(key)));
         if self.is_poisoned() {
             return Err(PartitionError::Loading {
+                range_id: self.bounds.range_id,
+            });
+        }
+        if self.freeze_state() == FREEZE_FROZEN {
+            return Err(PartitionError::Frozen {
                 range_id: self.bounds.range_id,
             });
         }
@@ -431,6 +528,25 @@ impl Range {
         (index.len() as u64, bytes)
     }
 
+    /// Keys, object bytes and the middle key (for the manager's split decisions).
+    pub fn size_report(&self) -> crate::load::SizeReport {
+        let (keys, bytes) = self.stats();
+        let index = self
+            .index
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let middle_key = index
+            .keys()
+            .nth(index.len() / 2)
+            .cloned()
+            .unwrap_or_default();
+        crate::load::SizeReport {
+            keys,
+            bytes,
+            middle_key,
+        }
+    }
+
     /// Writes a checkpoint of the whole index to the checkpoint stream.
     pub async fn checkpoint(&self) -> Result<(), PartitionError> {
         let _only_one = self.checkpoint_lock.lock().await;
@@ -450,54 +566,18 @@ impl Range {
         let Some((log_extent_id, log_offset)) = log_pos else {
             return Ok(()); // nothing was ever logged: nothing to checkpoint
         };
-        let checkpoint_id = sequence;
-        let append = |part: Part| {
-            let record = CheckpointRecord { part: Some(part) };
-            self.checkpoints.append(format::encode_checkpoint(&record))
-        };
-        let begin_pos = append(Part::Begin(CheckpointBegin {
-            checkpoint_id,
+        let begin = CheckpointBegin {
+            checkpoint_id: sequence,
             sequence,
             log_extent_id,
             log_offset,
             range_id: self.bounds.range_id,
             low: self.bounds.low.clone(),
             high: self.bounds.high.clone(),
-        }))
-        .await
-        .map_err(stream_error)?;
-        let mut batch = Vec::new();
-        let mut batch_bytes = 0usize;
+            derived_from: Vec::new(),
+        };
         let total = snapshot.len() as u64;
-        for (key, value) in snapshot {
-            let entry = value.into_index_entry(key);
-            batch_bytes += prost::Message::encoded_len(&entry);
-            batch.push(entry);
-            if batch_bytes >= CHECKPOINT_BATCH_BYTES_MAX {
-                let entries = std::mem::take(&mut batch);
-                batch_bytes = 0;
-                append(Part::Batch(CheckpointBatch {
-                    checkpoint_id,
-                    entries,
-                }))
-                .await
-                .map_err(stream_error)?;
-            }
-        }
-        if !batch.is_empty() {
-            append(Part::Batch(CheckpointBatch {
-                checkpoint_id,
-                entries: batch,
-            }))
-            .await
-            .map_err(stream_error)?;
-        }
-        append(Part::End(CheckpointEnd {
-            checkpoint_id,
-            entries: total,
-        }))
-        .await
-        .map_err(stream_error)?;
+        let begin_pos = write_checkpoint(&self.checkpoints, begin, snapshot).await?;
         self.entries_since_checkpoint
             .fetch_sub(counted, Ordering::Relaxed);
         tracing::info!(
@@ -521,7 +601,56 @@ impl Range {
     }
 }
 
-fn stream_error(err: impl std::fmt::Display) -> PartitionError {
+/// Appends one whole checkpoint (Begin, batches of entries in key order, End) to `writer`.
+/// Returns where its Begin record is.
+pub(crate) async fn write_checkpoint(
+    writer: &StreamWriter,
+    begin: CheckpointBegin,
+    entries: impl IntoIterator<Item = (Vec<u8>, IndexValue)>,
+) -> Result<RecordPos, PartitionError> {
+    let checkpoint_id = begin.checkpoint_id;
+    let append = |part: Part| {
+        let record = CheckpointRecord { part: Some(part) };
+        writer.append(format::encode_checkpoint(&record))
+    };
+    let begin_pos = append(Part::Begin(begin)).await.map_err(stream_error)?;
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut total = 0u64;
+    for (key, value) in entries {
+        let entry = value.into_index_entry(key);
+        batch_bytes += prost::Message::encoded_len(&entry);
+        batch.push(entry);
+        total += 1;
+        if batch_bytes >= CHECKPOINT_BATCH_BYTES_MAX {
+            let entries = std::mem::take(&mut batch);
+            batch_bytes = 0;
+            append(Part::Batch(CheckpointBatch {
+                checkpoint_id,
+                entries,
+            }))
+            .await
+            .map_err(stream_error)?;
+        }
+    }
+    if !batch.is_empty() {
+        append(Part::Batch(CheckpointBatch {
+            checkpoint_id,
+            entries: batch,
+        }))
+        .await
+        .map_err(stream_error)?;
+    }
+    append(Part::End(CheckpointEnd {
+        checkpoint_id,
+        entries: total,
+    }))
+    .await
+    .map_err(stream_error)?;
+    Ok(begin_pos)
+}
+
+pub(crate) fn stream_error(err: impl std::fmt::Display) -> PartitionError {
     PartitionError::Stream(err.to_string())
 }
 

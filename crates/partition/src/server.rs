@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strata_proto::manager::partition_manager_client::PartitionManagerClient;
 use strata_proto::manager::{RangeAssignment, ServedRange, ServerHeartbeat};
@@ -31,6 +31,10 @@ pub struct PartitionServerConfig {
     pub http_addr: String,
     pub manager_addrs: Vec<String>,
     pub heartbeat_interval_ms: u64,
+    /// The server serves only while its last answered heartbeat was sent less than this long
+    /// ago. Must stay below the manager's server timeout: the manager gives a silent server's
+    /// ranges away only after that, when this server has stopped serving them for sure.
+    pub lease_ms: u64,
     /// Write a checkpoint once this many log entries were applied since the last one.
     pub checkpoint_every_entries: u64,
     /// Data-stream compaction (reclaiming deleted and overwritten objects' bytes).
@@ -63,6 +67,8 @@ pub struct PartitionServerState {
     /// The whole partition map as the manager's last heartbeat answer listed it (every range,
     /// every owner): where bucket records of other servers' ranges are read.
     map: RwLock<Vec<RangeAssignment>>,
+    /// When the last heartbeat the manager's leader answered was sent (the lease's start).
+    lease_from: RwLock<Option<Instant>>,
 }
 
 impl PartitionServerState {
@@ -73,13 +79,55 @@ impl PartitionServerState {
             streams,
             ranges: RwLock::new(BTreeMap::new()),
             map: RwLock::new(Vec::new()),
+            lease_from: RwLock::new(None),
         })
+    }
+
+    /// Refuses to serve once the lease ran out (see [`PartitionServerConfig::lease_ms`]).
+    fn check_lease(&self) -> Result<(), PartitionError> {
+        let from = *self
+            .lease_from
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let silent = from.map(|from| from.elapsed()).unwrap_or(Duration::MAX);
+        if silent >= Duration::from_millis(self.config.lease_ms) {
+            return Err(PartitionError::LeaseExpired {
+                silent_ms: u64::try_from(silent.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        Ok(())
+    }
+
+    /// Where the map of the last heartbeat says `key` lives (for NotOwner answers).
+    fn owner_hint(&self, key: &[u8]) -> NotOwner {
+        let map = self.map.read().unwrap_or_else(|poison| poison.into_inner());
+        match map
+            .iter()
+            .find(|a| strata_types::keys::range_contains(&a.low, &a.high, key))
+        {
+            Some(a) => NotOwner {
+                range_id: a.range_id,
+                epoch: a.epoch,
+                owner_hint: (!a.owner_addr.is_empty()).then(|| a.owner_addr.clone()),
+            },
+            None => NotOwner {
+                range_id: 0,
+                epoch: 0,
+                owner_hint: None,
+            },
+        }
     }
 
     /// The range that owns `key` for a client request on `bucket`, once the request is within
     /// the range's and the bucket's request-rate limits (else [`PartitionError::SlowDown`]).
     pub fn admit(&self, key: &[u8], bucket: &str) -> Result<RangeRef, PartitionError> {
         let range = self.range_for(key)?;
+        if range.freeze_state() != crate::range::FREEZE_OPEN {
+            return Err(PartitionError::Frozen {
+                range_id: range.bounds.range_id,
+            });
+        }
+        range.load.record_request(key, Instant::now());
         self.throttle.admit(range.bounds.range_id, bucket)?;
         Ok(range)
     }
@@ -91,6 +139,7 @@ impl PartitionServerState {
 
     /// The loaded range that owns `key`, or why there is none.
     pub fn range_for(&self, key: &[u8]) -> Result<RangeRef, PartitionError> {
+        self.check_lease()?;
         let ranges = self
             .ranges
             .read()
@@ -109,11 +158,20 @@ impl PartitionServerState {
                 }),
             };
         }
-        Err(PartitionError::NotOwner(NotOwner {
-            range_id: 0,
-            epoch: 0,
-            owner_hint: None,
-        }))
+        drop(ranges);
+        Err(PartitionError::NotOwner(self.owner_hint(key)))
+    }
+
+    /// A ready range this server serves, by id (for the manager's reshape calls).
+    pub fn ready_range(&self, range_id: u64) -> Option<RangeRef> {
+        let ranges = self
+            .ranges
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        match ranges.get(&range_id) {
+            Some(Slot::Ready(range)) if !range.is_poisoned() => Some(range.clone()),
+            _ => None,
+        }
     }
 
     /// Every ready range, in key order.
@@ -134,18 +192,24 @@ impl PartitionServerState {
     }
 
     fn serving(&self) -> Vec<ServedRange> {
-        let ranges = self
-            .ranges
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
-        ranges
-            .values()
-            .filter_map(|slot| match slot {
-                Slot::Ready(range) => Some(ServedRange {
+        let now = Instant::now();
+        self.ready_ranges()
+            .into_iter()
+            .map(|range| {
+                let load = range.load.report(now);
+                let size = range.load.size(now, || range.size_report());
+                ServedRange {
                     range_id: range.bounds.range_id,
                     epoch: range.bounds.epoch.get(),
-                }),
-                Slot::Loading(_) => None,
+                    requests_per_sec: load.requests_per_sec,
+                    bytes_per_sec: load.bytes_per_sec,
+                    keys: size.keys,
+                    size_bytes: size.bytes,
+                    middle_key: size.middle_key,
+                    sampled_keys: load.sampled_keys,
+                    frozen_for_ms: u64::try_from(range.frozen_for().as_millis())
+                        .unwrap_or(u64::MAX),
+                }
             })
             .collect()
     }
@@ -336,7 +400,12 @@ pub async fn run_heartbeats(state: Arc<PartitionServerState>, token: Cancellatio
             serving: state.serving(),
             http_addr: state.config.http_addr.clone(),
         };
+        let sent = Instant::now();
         if let Some(assignments) = link.heartbeat(beat).await {
+            *state
+                .lease_from
+                .write()
+                .unwrap_or_else(|poison| poison.into_inner()) = Some(sent);
             state.reconcile(assignments);
         }
         tokio::select! {

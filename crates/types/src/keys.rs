@@ -140,9 +140,51 @@ pub fn range_contains(low: &[u8], high: &[u8], key: &[u8]) -> bool {
     key >= low && (high.is_empty() || key < high)
 }
 
+/// The key a range may be split at for `key`: an object's own key when `key` is one of its
+/// uploads, parts or noncurrent versions (they must stay in the object's range), else `key`.
+pub fn split_point(key: &[u8]) -> Vec<u8> {
+    if key.first() != Some(&TABLE_OBJECTS) {
+        return key.to_vec();
+    }
+    // o <bucket> 0x00 <key> [0x00 ...]: cut at the second 0x00.
+    let mut zeros = key
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == 0)
+        .map(|(i, _)| i);
+    match (zeros.next(), zeros.next()) {
+        (Some(_), Some(second)) => key[..second].to_vec(),
+        _ => key.to_vec(),
+    }
+}
+
+/// Shows an encoded key readably: printable ASCII as is, other bytes as \xNN.
+pub fn display(key: &[u8]) -> String {
+    key.iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                (b as char).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_points_keep_an_object_with_its_uploads_and_versions() {
+        let object = object_key("b", "photos/1");
+        assert_eq!(split_point(&object), object);
+        assert_eq!(split_point(&upload_key("b", "photos/1", "u1")), object);
+        assert_eq!(split_point(&part_key("b", "photos/1", "u1", 3)), object);
+        assert_eq!(split_point(&version_key("b", "photos/1", 9)), object);
+        assert_eq!(split_point(&bucket_key("b")), bucket_key("b"));
+        assert_eq!(display(b"o\x00a"), "o\\x00a");
+    }
 
     #[test]
     fn object_keys_sort_by_raw_key_within_a_bucket() {

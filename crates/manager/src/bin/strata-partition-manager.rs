@@ -33,6 +33,33 @@ struct Args {
     /// A partition server silent this long is dead and its ranges move.
     #[arg(long)]
     server_timeout_ms: Option<u64>,
+    /// Split a range serving more requests/s than this, sustained (250; 0 = never).
+    #[arg(long)]
+    split_requests_per_sec: Option<f64>,
+    /// Split a range moving more body bytes/s than this, sustained (64 MiB; 0 = never).
+    #[arg(long)]
+    split_bytes_per_sec: Option<f64>,
+    /// How long a range must stay over a split threshold (10000).
+    #[arg(long)]
+    split_sustain_ms: Option<u64>,
+    /// Split a range holding more keys than this (2000000).
+    #[arg(long)]
+    split_keys_max: Option<u64>,
+    /// Split a range holding more object bytes than this (64 GiB).
+    #[arg(long)]
+    split_size_bytes_max: Option<u64>,
+    /// Merge neighbours both under this many requests/s (10) ...
+    #[arg(long)]
+    merge_requests_per_sec: Option<f64>,
+    /// ... for this long (120000).
+    #[arg(long)]
+    merge_sustain_ms: Option<u64>,
+    /// Only ranges at least this busy move between servers to balance load (50).
+    #[arg(long)]
+    move_requests_per_sec_min: Option<f64>,
+    /// A range is left alone this long after it was made or moved (10000).
+    #[arg(long)]
+    reshape_cooldown_ms: Option<u64>,
 }
 
 #[tokio::main]
@@ -57,6 +84,47 @@ async fn main() -> anyhow::Result<()> {
         file.server_timeout_ms,
         SERVER_TIMEOUT_MS_DEFAULT,
     );
+    let planner = &mut manager.planner;
+    let ms = |v: u64| std::time::Duration::from_millis(v);
+    planner.split_requests_per_sec = config::pick(
+        flags.split_requests_per_sec,
+        file.split_requests_per_sec,
+        planner.split_requests_per_sec,
+    );
+    planner.split_bytes_per_sec = config::pick(
+        flags.split_bytes_per_sec,
+        file.split_bytes_per_sec,
+        planner.split_bytes_per_sec,
+    );
+    if let Some(v) = flags.split_sustain_ms.or(file.split_sustain_ms) {
+        planner.split_sustain = ms(v);
+    }
+    planner.split_keys_max = config::pick(
+        flags.split_keys_max,
+        file.split_keys_max,
+        planner.split_keys_max,
+    );
+    planner.split_size_bytes_max = config::pick(
+        flags.split_size_bytes_max,
+        file.split_size_bytes_max,
+        planner.split_size_bytes_max,
+    );
+    planner.merge_requests_per_sec = config::pick(
+        flags.merge_requests_per_sec,
+        file.merge_requests_per_sec,
+        planner.merge_requests_per_sec,
+    );
+    if let Some(v) = flags.merge_sustain_ms.or(file.merge_sustain_ms) {
+        planner.merge_sustain = ms(v);
+    }
+    planner.move_requests_per_sec_min = config::pick(
+        flags.move_requests_per_sec_min,
+        file.move_requests_per_sec_min,
+        planner.move_requests_per_sec_min,
+    );
+    if let Some(v) = flags.reshape_cooldown_ms.or(file.reshape_cooldown_ms) {
+        planner.cooldown = ms(v);
+    }
     manager.validate()?;
     let own_addr: SocketAddr = match manager.own_addr().map(str::parse) {
         Some(Ok(addr)) => addr,

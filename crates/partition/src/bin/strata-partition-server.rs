@@ -39,8 +39,13 @@ struct Args {
     /// Overrides the server id kept in the data folder.
     #[arg(long)]
     server_id: Option<String>,
+    /// Heartbeat to the partition manager every this many ms (250).
     #[arg(long)]
     heartbeat_interval_ms: Option<u64>,
+    /// Serve only while the manager answered a heartbeat sent less than this long ago (1000;
+    /// keep it below the manager's --server-timeout-ms).
+    #[arg(long)]
+    lease_ms: Option<u64>,
     /// Checkpoint a range after this many commit-log entries.
     #[arg(long)]
     checkpoint_every_entries: Option<u64>,
@@ -127,8 +132,9 @@ async fn main() -> anyhow::Result<()> {
         heartbeat_interval_ms: config::pick(
             flags.heartbeat_interval_ms,
             file.heartbeat_interval_ms,
-            500,
+            250,
         ),
+        lease_ms: config::pick(flags.lease_ms, file.lease_ms, 1_000),
         checkpoint_every_entries: config::pick(
             flags.checkpoint_every_entries,
             file.checkpoint_every_entries,

@@ -222,6 +222,15 @@ impl PartitionServer for PartitionService {
         )?))
     }
 
+    async fn prepare_reshape(
+        &self,
+        request: Request<PrepareReshapeRequest>,
+    ) -> Result<Response<PrepareReshapeResponse>, Status> {
+        Ok(Response::new(
+            crate::reshape::prepare(&self.state, request.into_inner()).await?,
+        ))
+    }
+
     async fn get_status(
         &self,
         _request: Request<PartitionStatusRequest>,

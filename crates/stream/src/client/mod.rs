@@ -221,6 +221,20 @@ impl StreamClient {
         .await
     }
 
+    /// Creates stream `name` holding the given sealed extents (see the `CreateStream` RPC);
+    /// idempotent for the same extents.
+    pub async fn create_stream(&self, name: &str, extent_ids: &[u64]) -> Result<StreamInfo> {
+        let request = CreateStreamRequest {
+            name: name.to_string(),
+            extent_ids: extent_ids.to_vec(),
+        };
+        self.call_manager(|mut c| {
+            let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);
+            async move { c.create_stream(request).await }
+        })
+        .await
+    }
+
     /// Tells the stream manager that `node_id`'s replica of `extent_id` holds a record failing
     /// its checksum at `offset`. Runs in the background, bounded in time and in number.
     fn report_bad_replica(&self, extent_id: u64, node_id: &str, offset: u64) {

@@ -4,6 +4,7 @@
 //! ([`placement`]), sealing, stream deletion and trimming ([`state`]), re-replication, repair
 //! and garbage collection on the leader ([`repair`]), served over gRPC ([`service`]).
 
+pub mod create;
 pub mod machine;
 pub mod meta;
 pub mod placement;

@@ -121,4 +121,17 @@ impl StreamManager for StreamManagerService {
             .inspect_err(|err| tracing::warn!(stream = %name, keep_from_extent_id, %err, "trim stream failed"))?;
         Ok(Response::new(info))
     }
+
+    async fn create_stream(
+        &self,
+        request: Request<CreateStreamRequest>,
+    ) -> Result<Response<StreamInfo>, Status> {
+        let CreateStreamRequest { name, extent_ids } = request.into_inner();
+        let info = self
+            .state
+            .create_stream(&name, &extent_ids)
+            .await
+            .inspect_err(|err| tracing::warn!(stream = %name, %err, "create stream failed"))?;
+        Ok(Response::new(info))
+    }
 }

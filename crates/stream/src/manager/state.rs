@@ -195,7 +195,7 @@ impl ManagerState {
             .collect())
     }
 
-    fn stream_lock(&self, name: &str) -> Result<Arc<tokio::sync::Mutex<()>>> {
+    pub(super) fn stream_lock(&self, name: &str) -> Result<Arc<tokio::sync::Mutex<()>>> {
         let mut locks = self.stream_locks.lock().map_err(|_| poisoned())?;
         Ok(locks.entry(name.to_string()).or_default().clone())
     }
@@ -273,7 +273,7 @@ impl ManagerState {
         })
     }
 
-    fn stream_info(&self, name: &str, record: &StreamRecord) -> Result<StreamInfo> {
+    pub(super) fn stream_info(&self, name: &str, record: &StreamRecord) -> Result<StreamInfo> {
         let mut extents = Vec::with_capacity(record.extent_ids.len());
         for &id in &record.extent_ids {
             let extent = self.meta.extent(id)?.ok_or_else(|| {
