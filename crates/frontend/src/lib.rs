@@ -61,6 +61,7 @@ pub mod put;
 pub mod routing;
 pub mod s3;
 pub mod server;
+pub mod stretches;
 pub mod tagging;
 pub mod versioning;
 
@@ -71,6 +72,8 @@ pub use server::{app, build_s3_service, health_check, start, Running};
 
 #[cfg(test)]
 mod e2e_fakes;
+#[cfg(test)]
+mod e2e_list_tests;
 #[cfg(test)]
 mod e2e_multipart_tests;
 #[cfg(test)]
