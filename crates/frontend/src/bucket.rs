@@ -131,6 +131,7 @@ impl Frontend {
                 async move { client.create_bucket(request).await.map(|r| r.into_inner()) }
             })
             .await;
+        self.buckets.invalidate(name);
         let (response, _) = response?;
         if !response.created {
             let existing_owner = response
@@ -194,6 +195,7 @@ impl Frontend {
                 async move { client.delete_bucket(request).await.map(|r| r.into_inner()) }
             })
             .await;
+        self.buckets.invalidate(name);
         let (response, _) = response?;
         if !response.existed {
             return Err(s3_error!(

@@ -38,6 +38,7 @@
 
 pub mod auth;
 pub mod bucket;
+pub mod bucket_cache;
 pub mod bucket_config;
 pub mod checksum;
 pub mod conditions;
