@@ -28,22 +28,30 @@ fn all_keys() -> Vec<String> {
         .collect()
 }
 
+/// The map with range 1 and 3 on A and range 2 on `middle`.
+fn map_of(version: u64, a: &str, middle: &str) -> PartitionMap {
+    let (b1, b2) = bounds();
+    PartitionMap {
+        version,
+        ranges: vec![
+            assignment(1, Vec::new(), b1.clone(), a),
+            assignment(2, b1, b2.clone(), middle),
+            assignment(3, b2, Vec::new(), a),
+        ],
+        leader_hint: String::new(),
+    }
+}
+
 async fn three_ranges() -> Cluster {
+    three_ranges_then(|a, b| vec![map_of(2, a, b)]).await
+}
+
+/// `maps`: what the manager answers, in order (the last one repeated).
+async fn three_ranges_then(maps: impl Fn(&str, &str) -> Vec<PartitionMap>) -> Cluster {
     let (b1, b2) = bounds();
     let a = vec![(Vec::new(), b1.clone()), (b2.clone(), Vec::new())];
-    let b = vec![(b1.clone(), b2.clone())];
-    let map = move |a: &str, b: &str| {
-        vec![PartitionMap {
-            version: 2,
-            ranges: vec![
-                assignment(1, Vec::new(), b1.clone(), a),
-                assignment(2, b1.clone(), b2.clone(), b),
-                assignment(3, b2.clone(), Vec::new(), a),
-            ],
-            leader_hint: String::new(),
-        }]
-    };
-    let cluster = cluster_owning(a, b, map, 2_000).await;
+    let b = vec![(b1, b2)];
+    let cluster = cluster_owning(a, b, maps, 2_000).await;
     let c = &cluster.client;
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
     for key in all_keys() {
@@ -337,4 +345,50 @@ async fn e2e_delete_bucket_sees_keys_in_the_middle_range() {
     assert_eq!(reply.status, 204);
     let deleted = c.send("DELETE", "/photos", &[], &[], vec![]).await;
     assert_eq!(deleted.status, 204, "{}", deleted.text());
+}
+
+#[tokio::test]
+async fn e2e_continuation_tokens_survive_a_range_move() {
+    // The manager first answers with range 2 on B, then (after the move) with it on A.
+    let cluster = three_ranges_then(|a, b| vec![map_of(2, a, b), map_of(3, a, a)]).await;
+    let c = &cluster.client;
+    let first = c
+        .send(
+            "GET",
+            "/photos",
+            &[("list-type", "2"), ("max-keys", "6")],
+            &[],
+            vec![],
+        )
+        .await;
+    let text = first.text();
+    let mut listed = fields_in(&text, "Contents", "Key");
+    assert_eq!(listed.last().map(String::as_str), Some("logs/n"), "{text}");
+    // Range 2 moves from B to A: A now serves one contiguous run, B answers NotOwner.
+    *cluster.owned[0].lock().unwrap() = vec![(Vec::new(), Vec::new())];
+    cluster.owned[1].lock().unwrap().clear();
+    let mut token = field(&text, "NextContinuationToken").unwrap();
+    for _ in 0..100 {
+        let reply = c
+            .send(
+                "GET",
+                "/photos",
+                &[
+                    ("list-type", "2"),
+                    ("max-keys", "3"),
+                    ("continuation-token", token.as_str()),
+                ],
+                &[],
+                vec![],
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let text = reply.text();
+        listed.extend(fields_in(&text, "Contents", "Key"));
+        match field(&text, "NextContinuationToken") {
+            Some(next) => token = next,
+            None => break,
+        }
+    }
+    assert_eq!(listed, all_keys());
 }

@@ -133,6 +133,8 @@ impl Client {
 pub(crate) struct Cluster {
     pub client: Client,
     pub store: Arc<Mutex<Store>>,
+    /// The ranges A and B own (change them to move ranges).
+    pub owned: [crate::e2e_fakes::Owned; 2],
     manager: FakeManager,
     location: FakeLocation,
     token: CancellationToken,
@@ -184,6 +186,7 @@ pub(crate) async fn cluster_owning(
         store: store.clone(),
         owned: Arc::new(Mutex::new(b_owned)),
     };
+    let owned = [a.owned.clone(), b.owned.clone()];
     let a_addr = serve_partition(a, token.clone()).await.to_string();
     let b_addr = serve_partition(b, token.clone()).await.to_string();
     let manager = FakeManager {
@@ -206,6 +209,7 @@ pub(crate) async fn cluster_owning(
             app: app(build_s3_service(frontend, &config), 64, None),
         },
         store,
+        owned,
         manager,
         location,
         token,
