@@ -2,11 +2,13 @@
 //!
 //! CreateBucket reserves the name globally (location service) before the stamp's partition
 //! layer records it; DeleteBucket checks emptiness over every range that can hold the
-//! bucket's objects, deletes the record, then releases the name.
+//! bucket's objects (walking them in key order, `stretches.rs`), deletes the record, then
+//! releases the name.
 
 use crate::error::FrontendError;
 use crate::frontend::Frontend;
 use crate::naming::is_valid_bucket_name;
+use crate::stretches::Stretches;
 use s3s::dto::{
     Bucket, BucketLocationConstraint, CreateBucketInput, CreateBucketOutput,
     GetBucketLocationOutput, ListBucketsOutput, Owner,
@@ -122,13 +124,15 @@ impl Frontend {
                 ..Default::default()
             }),
         };
-        let (response, _) = self
+        let response = self
             .router
             .call(&keys::bucket_key(name), false, |mut client, _| {
                 let request = request.clone();
                 async move { client.create_bucket(request).await.map(|r| r.into_inner()) }
             })
-            .await?;
+            .await;
+        self.buckets.invalidate(name);
+        let (response, _) = response?;
         if !response.created {
             let existing_owner = response
                 .bucket
@@ -159,15 +163,16 @@ impl Frontend {
         let bucket = self.require_bucket(name).await?;
         let prefix = keys::object_prefix(name);
         let end = keys::prefix_end(&prefix).unwrap_or_default();
-        for route in self.router.overlapping(&prefix, &end).await? {
-            let key = std::cmp::max(route.low.clone(), prefix.clone());
+        let mut stretches = Stretches::new(prefix, end);
+        while let Some(from) = stretches.next_from()? {
             let request = CountObjectsRequest {
                 bucket: name.to_string(),
                 limit: 1,
+                from: from.clone(),
             };
             let (response, _) = self
                 .router
-                .call(&key, false, |mut client, _| {
+                .call(&from, false, |mut client, _| {
                     let request = request.clone();
                     async move { client.count_objects(request).await.map(|r| r.into_inner()) }
                 })
@@ -178,17 +183,20 @@ impl Frontend {
                     "The bucket you tried to delete is not empty"
                 ));
             }
+            stretches.covered(&response, None)?;
         }
         let request = DeleteBucketRequest {
             name: name.to_string(),
         };
-        let (response, _) = self
+        let response = self
             .router
             .call(&keys::bucket_key(name), false, |mut client, _| {
                 let request = request.clone();
                 async move { client.delete_bucket(request).await.map(|r| r.into_inner()) }
             })
-            .await?;
+            .await;
+        self.buckets.invalidate(name);
+        let (response, _) = response?;
         if !response.existed {
             return Err(s3_error!(
                 NoSuchBucket,

@@ -89,13 +89,16 @@ impl Frontend {
             name: bucket.to_string(),
             change: Some(change),
         };
-        let (response, _) = self
+        let result = self
             .router
             .call(&keys::bucket_key(bucket), false, |mut client, _| {
                 let request = request.clone();
                 async move { client.update_bucket(request).await.map(|r| r.into_inner()) }
             })
-            .await?;
+            .await;
+        // Forgotten whatever the answer: a failed call may still have been applied.
+        self.buckets.invalidate(bucket);
+        let (response, _) = result?;
         response.bucket.ok_or_else(|| {
             FrontendError::Protocol("UpdateBucket answered without the bucket".into()).into()
         })

@@ -26,6 +26,9 @@ pub struct FrontendConfig {
     pub clock_skew_secs_max: u32,
     /// Requests served at once (each holds at most a few chunks); beyond it 503 SlowDown.
     pub requests_in_flight_max: usize,
+    /// How long a bucket record read by this front-end is reused (0: never); see
+    /// `bucket_cache.rs`.
+    pub bucket_cache_ttl_ms: u64,
 }
 
 /// Default for [`FrontendConfig::requests_in_flight_max`]: with ~3 MiB per request, about
@@ -50,6 +53,7 @@ impl FrontendConfig {
             retry_budget_ms: RETRY_BUDGET_MS_DEFAULT,
             clock_skew_secs_max: 900,
             requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX_DEFAULT,
+            bucket_cache_ttl_ms: crate::bucket_cache::BUCKET_CACHE_TTL_MS_DEFAULT,
         }
     }
 }

@@ -69,30 +69,51 @@ impl FakePartition {
         }
     }
 
+    /// The contiguous run of owned ranges from the one holding `from` (or, when `from` is
+    /// empty, `fallback`): (start, end) with end empty = +infinity, like the real server's
+    /// `run_from`.
+    fn run_from(&self, from: &[u8], fallback: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>), Status> {
+        let from = if from.is_empty() {
+            fallback
+        } else {
+            from.to_vec()
+        };
+        self.owns(&from)?;
+        let owned = self.owned.lock().unwrap();
+        let mut end = owned
+            .iter()
+            .find(|(low, high)| keys::range_contains(low, high, &from))
+            .map(|(_, high)| high.clone())
+            .unwrap_or_default();
+        while !end.is_empty() {
+            match owned.iter().find(|(low, _)| *low == end) {
+                Some((_, high)) => end = high.clone(),
+                None => break,
+            }
+        }
+        Ok((from, end))
+    }
+
+    /// The bucket's objects whose encoded keys lie in `[start, end)` (end empty = +infinity).
+    fn run_keys(&self, bucket: &str, start: &[u8], end: &[u8]) -> Vec<(String, ObjectMeta)> {
+        let store = self.store.lock().unwrap();
+        store
+            .objects
+            .iter()
+            .filter(|(encoded, _)| in_run(encoded, start, end))
+            .filter_map(|(encoded, (meta, _))| {
+                let (b, k) = keys::decode_object_key(encoded)?;
+                (b == bucket).then(|| (k.to_string(), meta.clone()))
+            })
+            .collect()
+    }
+
     fn bucket_exists(&self, bucket: &str) -> Result<(), Status> {
         if self.store.lock().unwrap().buckets.contains_key(bucket) {
             Ok(())
         } else {
             Err(s3_status(Code::NotFound, "NoSuchBucket", bucket))
         }
-    }
-
-    fn owned_keys(&self, bucket: &str) -> Vec<(String, ObjectMeta)> {
-        let owned = self.owned.lock().unwrap().clone();
-        let store = self.store.lock().unwrap();
-        store
-            .objects
-            .iter()
-            .filter(|(encoded, _)| {
-                owned
-                    .iter()
-                    .any(|(l, h)| keys::range_contains(l, h, encoded))
-            })
-            .filter_map(|(encoded, (meta, _))| {
-                let (b, k) = keys::decode_object_key(encoded)?;
-                (b == bucket).then(|| (k.to_string(), meta.clone()))
-            })
-            .collect()
     }
 }
 
@@ -165,6 +186,19 @@ fn upload_mut<'a>(
         .get_mut(upload_id)
         .filter(|upload| upload.object_key == object_key)
         .ok_or_else(no_such_upload)
+}
+
+fn in_run(encoded: &[u8], start: &[u8], end: &[u8]) -> bool {
+    encoded >= start && (end.is_empty() || encoded < end)
+}
+
+/// (covered_until, covered_to_end) of an answer for a run ending at `end`.
+fn coverage(truncated: bool, end: &[u8]) -> (Vec<u8>, bool) {
+    if truncated {
+        (Vec::new(), false)
+    } else {
+        (end.to_vec(), end.is_empty())
+    }
 }
 
 fn etag_of(bytes: &[u8]) -> String {
@@ -388,10 +422,12 @@ impl PartitionServer for FakePartition {
         request: Request<ListObjectsRequest>,
     ) -> Result<Response<ListObjectsResponse>, Status> {
         let request = request.into_inner();
+        let prefix_start = keys::object_key(&request.bucket, &request.prefix);
+        let (start, end) = self.run_from(&request.from, prefix_start)?;
         let mut items = Vec::new();
         let mut truncated = false;
         let mut last_prefix: Option<String> = None;
-        for (key, meta) in self.owned_keys(&request.bucket) {
+        for (key, meta) in self.run_keys(&request.bucket, &start, &end) {
             if key.as_str() <= request.start_after.as_str() || !key.starts_with(&request.prefix) {
                 continue;
             }
@@ -418,7 +454,13 @@ impl PartitionServer for FakePartition {
             }
             items.push(item);
         }
-        Ok(Response::new(ListObjectsResponse { items, truncated }))
+        let (covered_until, covered_to_end) = coverage(truncated, &end);
+        Ok(Response::new(ListObjectsResponse {
+            items,
+            truncated,
+            covered_until,
+            covered_to_end,
+        }))
     }
 
     async fn count_objects(
@@ -426,8 +468,16 @@ impl PartitionServer for FakePartition {
         request: Request<CountObjectsRequest>,
     ) -> Result<Response<CountObjectsResponse>, Status> {
         let request = request.into_inner();
-        let count = (self.owned_keys(&request.bucket).len() as u64).min(request.limit.max(1));
-        Ok(Response::new(CountObjectsResponse { count }))
+        let bucket_start = keys::object_prefix(&request.bucket);
+        let (start, end) = self.run_from(&request.from, bucket_start)?;
+        let count =
+            (self.run_keys(&request.bucket, &start, &end).len() as u64).min(request.limit.max(1));
+        let (covered_until, covered_to_end) = coverage(false, &end);
+        Ok(Response::new(CountObjectsResponse {
+            count,
+            covered_until,
+            covered_to_end,
+        }))
     }
 
     async fn create_multipart_upload(
@@ -621,8 +671,8 @@ impl PartitionServer for FakePartition {
         }))
     }
 
-    // Bucket configurations, tags and upload listings are proven against the real partition
-    // server (tests/); the fakes only keep the contract compiling.
+    // Bucket configurations and tags are proven against the real partition server (tests/);
+    // the fakes only keep the contract compiling.
     async fn update_bucket(
         &self,
         _: Request<UpdateBucketRequest>,
@@ -637,18 +687,125 @@ impl PartitionServer for FakePartition {
         Err(Status::unimplemented("not faked"))
     }
 
+    // Versions: the fakes keep one (current) version per key, so a version id marker skips
+    // its key like an empty one does.
     async fn list_object_versions(
         &self,
-        _: Request<ListObjectVersionsRequest>,
+        request: Request<ListObjectVersionsRequest>,
     ) -> Result<Response<ListObjectVersionsResponse>, Status> {
-        Err(Status::unimplemented("not faked"))
+        let request = request.into_inner();
+        let prefix_start = keys::object_key(&request.bucket, &request.prefix);
+        let (start, end) = self.run_from(&request.from, prefix_start)?;
+        let mut items: Vec<ListedVersion> = Vec::new();
+        let mut truncated = false;
+        let mut last_prefix: Option<String> = None;
+        for (key, meta) in self.run_keys(&request.bucket, &start, &end) {
+            if !key.starts_with(&request.prefix)
+                || (!request.key_marker.is_empty() && key <= request.key_marker)
+            {
+                continue;
+            }
+            let common = common_prefix(&key, &request.prefix, &request.delimiter);
+            let repeats = common.is_some() && common == last_prefix;
+            if repeats {
+                continue;
+            }
+            if items.len() == request.max_keys as usize {
+                truncated = true;
+                break;
+            }
+            match common {
+                Some(common) => {
+                    last_prefix = Some(common.clone());
+                    if common > request.key_marker {
+                        items.push(ListedVersion {
+                            common_prefix: common,
+                            ..Default::default()
+                        });
+                    }
+                }
+                None => items.push(ListedVersion {
+                    key,
+                    meta: Some(meta),
+                    is_latest: true,
+                    common_prefix: String::new(),
+                }),
+            }
+        }
+        let (covered_until, covered_to_end) = coverage(truncated, &end);
+        Ok(Response::new(ListObjectVersionsResponse {
+            items,
+            truncated,
+            covered_until,
+            covered_to_end,
+        }))
     }
 
     async fn list_multipart_uploads(
         &self,
-        _: Request<ListMultipartUploadsRequest>,
+        request: Request<ListMultipartUploadsRequest>,
     ) -> Result<Response<ListMultipartUploadsResponse>, Status> {
-        Err(Status::unimplemented("not faked"))
+        let request = request.into_inner();
+        let prefix_start = keys::object_key(&request.bucket, &request.prefix);
+        let (start, end) = self.run_from(&request.from, prefix_start)?;
+        let mut uploads: Vec<(String, UploadMeta)> = {
+            let store = self.store.lock().unwrap();
+            store
+                .uploads
+                .values()
+                .filter_map(|upload| {
+                    let (bucket, key) = keys::decode_object_key(&upload.object_key)?;
+                    let encoded = keys::upload_key(bucket, key, &upload.upload.upload_id);
+                    (bucket == request.bucket && in_run(&encoded, &start, &end))
+                        .then(|| (key.to_string(), upload.upload.clone()))
+                })
+                .collect()
+        };
+        uploads.sort_by(|a, b| (&a.0, &a.1.upload_id).cmp(&(&b.0, &b.1.upload_id)));
+        let mut items: Vec<ListedUpload> = Vec::new();
+        let mut truncated = false;
+        let mut last_prefix: Option<String> = None;
+        for (key, upload) in uploads {
+            let after_marker = request.key_marker.is_empty()
+                || key > request.key_marker
+                || (key == request.key_marker
+                    && !request.upload_id_marker.is_empty()
+                    && upload.upload_id > request.upload_id_marker);
+            if !key.starts_with(&request.prefix) || !after_marker {
+                continue;
+            }
+            let common = common_prefix(&key, &request.prefix, &request.delimiter);
+            if common.is_some() && common == last_prefix {
+                continue;
+            }
+            if items.len() == request.max_uploads as usize {
+                truncated = true;
+                break;
+            }
+            match common {
+                Some(common) => {
+                    last_prefix = Some(common.clone());
+                    if common > request.key_marker {
+                        items.push(ListedUpload {
+                            common_prefix: common,
+                            ..Default::default()
+                        });
+                    }
+                }
+                None => items.push(ListedUpload {
+                    key,
+                    upload: Some(upload),
+                    common_prefix: String::new(),
+                }),
+            }
+        }
+        let (covered_until, covered_to_end) = coverage(truncated, &end);
+        Ok(Response::new(ListMultipartUploadsResponse {
+            items,
+            truncated,
+            covered_until,
+            covered_to_end,
+        }))
     }
 
     async fn get_status(

@@ -133,6 +133,8 @@ impl Client {
 pub(crate) struct Cluster {
     pub client: Client,
     pub store: Arc<Mutex<Store>>,
+    /// The ranges A and B own (change them to move ranges).
+    pub owned: [crate::e2e_fakes::Owned; 2],
     manager: FakeManager,
     location: FakeLocation,
     token: CancellationToken,
@@ -144,7 +146,7 @@ impl Drop for Cluster {
     }
 }
 
-fn assignment(id: u64, low: Vec<u8>, high: Vec<u8>, owner: &str) -> RangeAssignment {
+pub(crate) fn assignment(id: u64, low: Vec<u8>, high: Vec<u8>, owner: &str) -> RangeAssignment {
     RangeAssignment {
         range_id: id,
         low,
@@ -161,17 +163,30 @@ pub(crate) async fn cluster(
     maps: impl Fn(&str, &str) -> Vec<PartitionMap>,
     retry_budget_ms: u64,
 ) -> Cluster {
+    let split = keys::object_key("photos", "m");
+    let a = vec![(Vec::new(), split.clone())];
+    let b = vec![(split, Vec::new())];
+    cluster_owning(a, b, maps, retry_budget_ms).await
+}
+
+/// Like [`cluster`], with the ranges A and B own given as (low, high) encoded keys.
+pub(crate) async fn cluster_owning(
+    a_owned: Vec<(Vec<u8>, Vec<u8>)>,
+    b_owned: Vec<(Vec<u8>, Vec<u8>)>,
+    maps: impl Fn(&str, &str) -> Vec<PartitionMap>,
+    retry_budget_ms: u64,
+) -> Cluster {
     let token = CancellationToken::new();
     let store = Arc::new(Mutex::new(Store::default()));
-    let split = keys::object_key("photos", "m");
     let a = FakePartition {
         store: store.clone(),
-        owned: Arc::new(Mutex::new(vec![(Vec::new(), split.clone())])),
+        owned: Arc::new(Mutex::new(a_owned)),
     };
     let b = FakePartition {
         store: store.clone(),
-        owned: Arc::new(Mutex::new(vec![(split, Vec::new())])),
+        owned: Arc::new(Mutex::new(b_owned)),
     };
+    let owned = [a.owned.clone(), b.owned.clone()];
     let a_addr = serve_partition(a, token.clone()).await.to_string();
     let b_addr = serve_partition(b, token.clone()).await.to_string();
     let manager = FakeManager {
@@ -194,6 +209,7 @@ pub(crate) async fn cluster(
             app: app(build_s3_service(frontend, &config), 64, None),
         },
         store,
+        owned,
         manager,
         location,
         token,

@@ -1,6 +1,7 @@
 //! The front-end's state (partition routing, location client, config) and the calls every
 //! operation family shares: bucket existence and object metadata.
 
+use crate::bucket_cache::{BucketCache, BUCKET_CACHE_ENTRIES_MAX};
 use crate::config::FrontendConfig;
 use crate::error::FrontendError;
 use crate::routing::Router;
@@ -19,6 +20,8 @@ pub struct Frontend {
     pub(crate) router: Arc<Router>,
     pub(crate) location: Option<LocationClient<Channel>>,
     pub(crate) config: FrontendConfig,
+    /// Recently read bucket records (see `bucket_cache.rs`).
+    pub(crate) buckets: BucketCache,
 }
 
 impl Frontend {
@@ -43,6 +46,7 @@ impl Frontend {
         Ok(Self {
             router,
             location,
+            buckets: BucketCache::new(config.bucket_cache_ttl_ms, BUCKET_CACHE_ENTRIES_MAX),
             config,
         })
     }
@@ -55,8 +59,13 @@ impl Frontend {
         &self.config
     }
 
-    /// The bucket record, None when there is no such bucket.
+    /// The bucket record, None when there is no such bucket; a record read within the
+    /// bucket cache's TTL is reused.
     pub(crate) async fn get_bucket(&self, name: &str) -> Result<Option<BucketMeta>, FrontendError> {
+        if let Some(bucket) = self.buckets.get(name) {
+            return Ok(Some(bucket));
+        }
+        let generation = self.buckets.generation();
         let request = GetBucketRequest {
             name: name.to_string(),
         };
@@ -67,6 +76,9 @@ impl Frontend {
                 async move { client.get_bucket(request).await.map(|r| r.into_inner()) }
             })
             .await?;
+        if let Some(bucket) = &response.bucket {
+            self.buckets.insert(bucket.clone(), generation);
+        }
         Ok(response.bucket)
     }
 

@@ -38,6 +38,7 @@
 
 pub mod auth;
 pub mod bucket;
+pub mod bucket_cache;
 pub mod bucket_config;
 pub mod checksum;
 pub mod conditions;
@@ -61,6 +62,7 @@ pub mod put;
 pub mod routing;
 pub mod s3;
 pub mod server;
+pub mod stretches;
 pub mod tagging;
 pub mod versioning;
 
@@ -71,6 +73,8 @@ pub use server::{app, build_s3_service, health_check, start, Running};
 
 #[cfg(test)]
 mod e2e_fakes;
+#[cfg(test)]
+mod e2e_list_tests;
 #[cfg(test)]
 mod e2e_multipart_tests;
 #[cfg(test)]

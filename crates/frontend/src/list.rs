@@ -1,9 +1,9 @@
 //! ListObjectsV2 and ListObjects (v1), sharing one listing core that walks ranges.
 //!
 //! A bucket's keys under a prefix span `[object_prefix(bucket)+prefix, prefix_end)`, which can
-//! cross several ranges. The walk asks the owner of the range holding the current position
-//! for keys strictly after the cursor, merges what comes back in key order, and moves on to
-//! the next range when a server says it reached the end of its range. One common prefix can
+//! cross several ranges and servers. The walk (`stretches.rs`) asks the owner of the current
+//! position for keys strictly after the cursor within its contiguous run of ranges, appends
+//! what comes back in key order, and goes on where that run ended. One common prefix can
 //! span two ranges; the walk never emits one twice (and never re-emits, on a continued page,
 //! the common prefix the previous page ended with).
 
@@ -11,6 +11,7 @@ use crate::error::FrontendError;
 use crate::frontend::Frontend;
 use crate::meta::{size_i64, timestamp_from_ms};
 use crate::routing::Router;
+use crate::stretches::Stretches;
 use base64::Engine;
 use s3s::dto::{
     CommonPrefix, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
@@ -22,8 +23,6 @@ use strata_proto::partition::{ListObjectsRequest, ListObjectsResponse};
 use strata_types::keys;
 
 pub const MAX_KEYS_DEFAULT: usize = 1000;
-/// Bound on partition calls one listing page makes.
-const LIST_CALLS_MAX: usize = 10_000;
 
 /// One listing request in the key space of one bucket.
 #[derive(Clone, Debug, Default)]
@@ -120,15 +119,13 @@ pub struct ListPage {
     pub truncated: bool,
 }
 
-/// One partition call: list from the range holding `position`; returns the answer and the
-/// high end of the range that answered (empty = +infinity).
+/// One partition call, routed to the owner of `request.from`.
 #[async_trait::async_trait]
 pub trait RangeLister: Send {
     async fn list(
         &mut self,
-        position: &[u8],
         request: ListObjectsRequest,
-    ) -> Result<(ListObjectsResponse, Vec<u8>), FrontendError>;
+    ) -> Result<ListObjectsResponse, FrontendError>;
 }
 
 pub struct RouterLister<'a>(pub &'a Router);
@@ -137,17 +134,17 @@ pub struct RouterLister<'a>(pub &'a Router);
 impl RangeLister for RouterLister<'_> {
     async fn list(
         &mut self,
-        position: &[u8],
         request: ListObjectsRequest,
-    ) -> Result<(ListObjectsResponse, Vec<u8>), FrontendError> {
-        let (response, route) = self
+    ) -> Result<ListObjectsResponse, FrontendError> {
+        let from = request.from.clone();
+        let (response, _) = self
             .0
-            .call(position, false, |mut client, _| {
+            .call(&from, false, |mut client, _| {
                 let request = request.clone();
                 async move { client.list_objects(request).await.map(|r| r.into_inner()) }
             })
             .await?;
-        Ok((response, route.high))
+        Ok(response)
     }
 }
 
@@ -173,12 +170,12 @@ pub async fn walk(
     let want = query.max_keys + 1;
     let mut items: Vec<Listed> = Vec::new();
     let mut cursor = query.after.clone();
-    let mut position = cursor.position(&query.bucket, &low);
-
-    for _ in 0..LIST_CALLS_MAX {
-        if position.is_empty() || (!high.is_empty() && position >= high) {
-            break;
-        }
+    let start = cursor.position(&query.bucket, &low);
+    if start.is_empty() {
+        return Ok(ListPage::default());
+    }
+    let mut stretches = Stretches::new(start, high);
+    while let Some(from) = stretches.next_from()? {
         // One more than needed: a server resuming after a common prefix sends it again first.
         let request = ListObjectsRequest {
             bucket: query.bucket.clone(),
@@ -186,22 +183,21 @@ pub async fn walk(
             delimiter: query.delimiter.clone().unwrap_or_default(),
             start_after: cursor.name.clone(),
             max_keys: u32::try_from(want - items.len() + 1).unwrap_or(u32::MAX),
+            from,
         };
-        let (response, range_high) = lister.list(&position, request).await?;
-        let mut advanced = false;
-        for item in response.items {
-            let listed = match (item.entry, item.common_prefix) {
+        let response = lister.list(request).await?;
+        for item in &response.items {
+            let listed = match (&item.entry, &item.common_prefix) {
                 (Some(entry), _) => Listed::Object {
-                    key: entry.key,
-                    meta: Box::new(entry.meta.unwrap_or_default()),
+                    key: entry.key.clone(),
+                    meta: Box::new(entry.meta.clone().unwrap_or_default()),
                 },
-                (None, prefix) if !prefix.is_empty() => Listed::Prefix(prefix),
+                (None, prefix) if !prefix.is_empty() => Listed::Prefix(prefix.clone()),
                 _ => continue,
             };
             if !listed.name().starts_with(query.prefix.as_str()) || !cursor.precedes(&listed) {
                 continue;
             }
-            advanced = true;
             cursor.advance(&listed);
             items.push(listed);
             if items.len() >= want {
@@ -211,14 +207,15 @@ pub async fn walk(
         if items.len() >= want {
             break;
         }
-        if response.truncated && advanced {
-            position = cursor.position(&query.bucket, &low);
-            continue;
+        let next = cursor.position(&query.bucket, &low);
+        if next.is_empty() {
+            break; // past a common prefix that runs to the end of the key space
         }
-        if range_high.is_empty() || (!high.is_empty() && range_high >= high) {
-            break;
+        if response.truncated {
+            stretches.resume_at(next);
+        } else {
+            stretches.covered(&response, Some(next))?;
         }
-        position = std::cmp::max(range_high, cursor.position(&query.bucket, &low));
     }
     let truncated = items.len() > query.max_keys;
     items.truncate(query.max_keys);

@@ -39,10 +39,10 @@ impl FakeRanges {
 impl RangeLister for FakeRanges {
     async fn list(
         &mut self,
-        position: &[u8],
         request: ListObjectsRequest,
-    ) -> Result<(ListObjectsResponse, Vec<u8>), FrontendError> {
+    ) -> Result<ListObjectsResponse, FrontendError> {
         self.calls += 1;
+        let position = request.from.as_slice();
         let (low, high) = self
             .ranges
             .iter()
@@ -56,6 +56,7 @@ impl RangeLister for FakeRanges {
         for key in &self.keys {
             let encoded = keys::object_key(&self.bucket, key);
             if !keys::range_contains(&low, &high, &encoded)
+                || encoded.as_slice() < position
                 || key.as_str() <= request.start_after.as_str()
             {
                 continue;
@@ -91,7 +92,13 @@ impl RangeLister for FakeRanges {
             }
             items.push(item);
         }
-        Ok((ListObjectsResponse { items, truncated }, high))
+        // Every range on its own server: a run of one range.
+        Ok(ListObjectsResponse {
+            items,
+            truncated,
+            covered_to_end: !truncated && high.is_empty(),
+            covered_until: if truncated { Vec::new() } else { high },
+        })
     }
 }
 

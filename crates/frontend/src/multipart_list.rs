@@ -2,55 +2,26 @@
 //! delimiter, key-marker / upload-id-marker paging and common prefixes.
 //!
 //! Upload records sit right after their object's key, so a bucket's uploads can be spread over
-//! several ranges and servers: every server owning part of the bucket answers one page of its
-//! own, and the pages are merged in order (a common prefix spanning two servers counted once).
+//! several ranges and servers: the listing walks them in key order (`stretches.rs`), each
+//! server answering for its contiguous run of ranges (a common prefix spanning two runs is
+//! listed once).
 
 use crate::bucket::owner;
 use crate::checksum;
 use crate::frontend::Frontend;
 use crate::list::url_encode;
 use crate::meta::timestamp_from_ms;
+use crate::stretches::Stretches;
 use s3s::dto::{
     CommonPrefix, Initiator, ListMultipartUploadsInput, ListMultipartUploadsOutput,
     MultipartUpload, StorageClass,
 };
 use s3s::{s3_error, S3Result};
-use std::collections::HashSet;
 use strata_proto::partition::{ListMultipartUploadsRequest, ListedUpload};
 use strata_types::keys;
 
 /// S3's default and largest page.
 pub const MAX_UPLOADS_DEFAULT: i32 = 1000;
-
-/// Merges the servers' pages in (name, upload id) order, each common prefix once, and cuts
-/// the result at `max` items; returns (items, truncated).
-pub fn merge_pages(pages: Vec<(Vec<ListedUpload>, bool)>, max: usize) -> (Vec<ListedUpload>, bool) {
-    let mut truncated = pages.iter().any(|(_, t)| *t);
-    let mut items: Vec<ListedUpload> = pages.into_iter().flat_map(|(items, _)| items).collect();
-    let name = |item: &ListedUpload| {
-        if item.common_prefix.is_empty() {
-            item.key.clone()
-        } else {
-            item.common_prefix.clone()
-        }
-    };
-    let upload_id = |item: &ListedUpload| {
-        item.upload
-            .as_ref()
-            .map(|u| u.upload_id.clone())
-            .unwrap_or_default()
-    };
-    items.sort_by_key(|item| (name(item), upload_id(item)));
-    let mut seen_prefixes = HashSet::new();
-    items.retain(|item| {
-        item.common_prefix.is_empty() || seen_prefixes.insert(item.common_prefix.clone())
-    });
-    if items.len() > max {
-        items.truncate(max);
-        truncated = true;
-    }
-    (items, truncated)
-}
 
 impl Frontend {
     pub(crate) async fn list_multipart_uploads_op(
@@ -80,31 +51,41 @@ impl Frontend {
         };
         self.require_bucket(&input.bucket).await?;
         let key_marker = input.key_marker.clone().unwrap_or_default();
-        let request = ListMultipartUploadsRequest {
-            bucket: input.bucket.clone(),
-            prefix: input.prefix.clone().unwrap_or_default(),
-            delimiter: input.delimiter.clone().unwrap_or_default(),
-            key_marker: key_marker.clone(),
-            // S3 ignores the upload id marker without a key marker.
-            upload_id_marker: if key_marker.is_empty() {
-                String::new()
-            } else {
-                input.upload_id_marker.clone().unwrap_or_default()
-            },
-            max_uploads: max.max(1).unsigned_abs(),
+        let bucket = input.bucket.as_str();
+        let prefix = input.prefix.clone().unwrap_or_default();
+        // S3 ignores the upload id marker without a key marker.
+        let upload_id_marker = if key_marker.is_empty() {
+            String::new()
+        } else {
+            input.upload_id_marker.clone().unwrap_or_default()
         };
-        let low = keys::object_prefix(&input.bucket);
+        let low = keys::object_key(bucket, &prefix);
         let high = keys::prefix_end(&low).unwrap_or_default();
-        let mut pages = Vec::new();
-        let mut asked = HashSet::new();
-        for route in self.router.overlapping(&low, &high).await? {
-            if !asked.insert(route.owner_addr.clone()) && !route.owner_addr.is_empty() {
-                continue;
-            }
-            let position = std::cmp::max(route.low.clone(), low.clone());
+        let limit = usize::try_from(max).unwrap_or(0);
+        // One more than shown, to know whether the listing is truncated.
+        let want = limit + 1;
+        let mut items: Vec<ListedUpload> = Vec::new();
+        // The markers follow what was listed, so no run sends an upload or prefix twice.
+        let mut marker = (key_marker.clone(), upload_id_marker);
+        let start = if key_marker.is_empty() {
+            low.clone()
+        } else {
+            low.clone().max(keys::object_key(bucket, &key_marker))
+        };
+        let mut stretches = Stretches::new(start, high);
+        while let Some(from) = stretches.next_from()? {
+            let request = ListMultipartUploadsRequest {
+                bucket: bucket.to_string(),
+                prefix: prefix.clone(),
+                delimiter: input.delimiter.clone().unwrap_or_default(),
+                key_marker: marker.0.clone(),
+                upload_id_marker: marker.1.clone(),
+                max_uploads: u32::try_from(want - items.len()).unwrap_or(u32::MAX),
+                from: from.clone(),
+            };
             let (response, _) = self
                 .router
-                .call(&position, false, |mut client, _| {
+                .call(&from, false, |mut client, _| {
                     let request = request.clone();
                     async move {
                         client
@@ -114,9 +95,40 @@ impl Frontend {
                     }
                 })
                 .await?;
-            pages.push((response.items, response.truncated));
+            for item in &response.items {
+                let repeated = !item.common_prefix.is_empty()
+                    && items
+                        .last()
+                        .is_some_and(|last| last.common_prefix == item.common_prefix);
+                if !repeated {
+                    items.push(item.clone());
+                }
+            }
+            // Where the next call resumes, within this run (truncated) or past it.
+            let resume = match items.last() {
+                Some(last) if last.common_prefix.is_empty() => {
+                    let upload_id = last.upload.as_ref().map(|u| u.upload_id.clone());
+                    marker = (last.key.clone(), upload_id.unwrap_or_default());
+                    Some(keys::object_key(bucket, &last.key))
+                }
+                Some(last) => {
+                    marker = (last.common_prefix.clone(), String::new());
+                    keys::prefix_end(&keys::object_key(bucket, &last.common_prefix))
+                }
+                None => Some(from),
+            };
+            if items.len() >= want {
+                break;
+            }
+            let Some(resume) = resume else { break };
+            if response.truncated {
+                stretches.resume_at(resume);
+            } else {
+                stretches.covered(&response, Some(resume))?;
+            }
         }
-        let (items, truncated) = merge_pages(pages, usize::try_from(max).unwrap_or(0));
+        let truncated = items.len() > limit;
+        items.truncate(limit);
         let show = |value: &str| {
             if url {
                 url_encode(value)
@@ -173,47 +185,5 @@ impl Frontend {
             encoding_type: input.encoding_type.clone(),
             ..Default::default()
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use strata_proto::common::UploadMeta;
-
-    fn upload(key: &str, id: &str) -> ListedUpload {
-        ListedUpload {
-            key: key.into(),
-            upload: Some(UploadMeta {
-                upload_id: id.into(),
-                ..Default::default()
-            }),
-            common_prefix: String::new(),
-        }
-    }
-
-    fn prefix(p: &str) -> ListedUpload {
-        ListedUpload {
-            common_prefix: p.into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn pages_merge_in_order_with_prefixes_once() {
-        let a = vec![upload("a", "2"), prefix("d/"), upload("z", "1")];
-        let b = vec![upload("a", "1"), prefix("d/"), upload("m", "1")];
-        let (items, truncated) = merge_pages(vec![(a, false), (b, false)], 10);
-        let names: Vec<String> = items
-            .iter()
-            .map(|i| format!("{}{}", i.key, i.common_prefix))
-            .collect();
-        assert_eq!(names, ["a", "a", "d/", "m", "z"]);
-        assert_eq!(items[0].upload.as_ref().unwrap().upload_id, "1");
-        assert!(!truncated);
-        let (items, truncated) =
-            merge_pages(vec![(vec![upload("a", "1"), upload("b", "1")], false)], 1);
-        assert_eq!(items.len(), 1);
-        assert!(truncated);
     }
 }

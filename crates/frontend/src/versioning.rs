@@ -2,53 +2,26 @@
 //!
 //! The state lives in the bucket record; every write and delete carries it to the key's owner,
 //! which decides what happens to the key's versions (see the partition server's
-//! `service/versions.rs`). ListObjectVersions merges the pages of every server owning part of
-//! the bucket, like ListMultipartUploads: a key's versions always live in one range.
+//! `service/versions.rs`). ListObjectVersions walks the bucket's ranges in key order
+//! (`stretches.rs`), like ListObjectsV2: a key's versions always live in one range.
 
 use crate::bucket::owner;
 use crate::frontend::Frontend;
 use crate::list::url_encode;
 use crate::meta::{size_i64, timestamp_from_ms};
+use crate::stretches::Stretches;
 use s3s::dto::{
     BucketVersioningStatus, CommonPrefix, DeleteMarkerEntry, GetBucketVersioningOutput,
     ListObjectVersionsInput, ListObjectVersionsOutput, ObjectVersion, ObjectVersionStorageClass,
     PutBucketVersioningInput,
 };
 use s3s::{s3_error, S3Result};
-use std::collections::HashSet;
 use strata_proto::common::VersioningState;
 use strata_proto::partition::{update_bucket_request, ListObjectVersionsRequest, ListedVersion};
 use strata_types::keys;
 
 /// S3's default and largest page.
 pub const MAX_KEYS_DEFAULT: i32 = 1000;
-
-/// Merges the servers' pages in key order (each key's versions stay in their order, as one
-/// server sent them), each common prefix once, cut at `max`; returns (items, truncated).
-pub fn merge_pages(
-    pages: Vec<(Vec<ListedVersion>, bool)>,
-    max: usize,
-) -> (Vec<ListedVersion>, bool) {
-    let mut truncated = pages.iter().any(|(_, t)| *t);
-    let mut items: Vec<ListedVersion> = pages.into_iter().flat_map(|(items, _)| items).collect();
-    // Stable: versions of one key keep their newest-first order.
-    items.sort_by(|a, b| name(a).cmp(name(b)));
-    let mut seen = HashSet::new();
-    items.retain(|item| item.common_prefix.is_empty() || seen.insert(item.common_prefix.clone()));
-    if items.len() > max {
-        items.truncate(max);
-        truncated = true;
-    }
-    (items, truncated)
-}
-
-fn name(item: &ListedVersion) -> &str {
-    if item.common_prefix.is_empty() {
-        &item.key
-    } else {
-        &item.common_prefix
-    }
-}
 
 fn shown(version_id: &str) -> String {
     if version_id.is_empty() {
@@ -142,26 +115,35 @@ impl Frontend {
             ));
         }
         self.require_bucket(&input.bucket).await?;
-        let request = ListObjectVersionsRequest {
-            bucket: input.bucket.clone(),
-            prefix: input.prefix.clone().unwrap_or_default(),
-            delimiter: input.delimiter.clone().unwrap_or_default(),
-            key_marker: key_marker.clone(),
-            version_id_marker: version_id_marker.clone(),
-            max_keys: max.max(1).unsigned_abs(),
-        };
-        let low = keys::object_prefix(&input.bucket);
+        let bucket = input.bucket.as_str();
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let low = keys::object_key(bucket, &prefix);
         let high = keys::prefix_end(&low).unwrap_or_default();
-        let mut pages = Vec::new();
-        let mut asked = HashSet::new();
-        for route in self.router.overlapping(&low, &high).await? {
-            if !asked.insert(route.owner_addr.clone()) && !route.owner_addr.is_empty() {
-                continue;
-            }
-            let position = std::cmp::max(route.low.clone(), low.clone());
+        let limit = usize::try_from(max).unwrap_or(0);
+        // One more than shown, to know whether the listing is truncated.
+        let want = limit + 1;
+        let mut items: Vec<ListedVersion> = Vec::new();
+        // The markers follow what was listed, so no run sends a version or prefix twice.
+        let mut marker = (key_marker.clone(), version_id_marker.clone());
+        let start = if key_marker.is_empty() {
+            low.clone()
+        } else {
+            low.clone().max(keys::object_key(bucket, &key_marker))
+        };
+        let mut stretches = Stretches::new(start, high);
+        while let Some(from) = stretches.next_from()? {
+            let request = ListObjectVersionsRequest {
+                bucket: bucket.to_string(),
+                prefix: prefix.clone(),
+                delimiter: input.delimiter.clone().unwrap_or_default(),
+                key_marker: marker.0.clone(),
+                version_id_marker: marker.1.clone(),
+                max_keys: u32::try_from(want - items.len()).unwrap_or(u32::MAX),
+                from: from.clone(),
+            };
             let (response, _) = self
                 .router
-                .call(&position, false, |mut client, _| {
+                .call(&from, false, |mut client, _| {
                     let request = request.clone();
                     async move {
                         client
@@ -171,14 +153,40 @@ impl Frontend {
                     }
                 })
                 .await?;
-            pages.push((response.items, response.truncated));
+            for item in &response.items {
+                let repeated = !item.common_prefix.is_empty()
+                    && items
+                        .last()
+                        .is_some_and(|last| last.common_prefix == item.common_prefix);
+                if !repeated {
+                    items.push(item.clone());
+                }
+            }
+            // Where the next call resumes, within this run (truncated) or past it.
+            let resume = match items.last() {
+                Some(last) if last.common_prefix.is_empty() => {
+                    let version = last.meta.as_ref().map(|m| m.version_id.as_str());
+                    marker = (last.key.clone(), shown(version.unwrap_or_default()));
+                    Some(keys::object_key(bucket, &last.key))
+                }
+                Some(last) => {
+                    marker = (last.common_prefix.clone(), String::new());
+                    keys::prefix_end(&keys::object_key(bucket, &last.common_prefix))
+                }
+                None => Some(from),
+            };
+            if items.len() >= want {
+                break;
+            }
+            let Some(resume) = resume else { break };
+            if response.truncated {
+                stretches.resume_at(resume);
+            } else {
+                stretches.covered(&response, Some(resume))?;
+            }
         }
-        let (items, truncated) = if max == 0 {
-            let any = pages.iter().any(|(items, t)| *t || !items.is_empty());
-            (Vec::new(), any)
-        } else {
-            merge_pages(pages, usize::try_from(max).unwrap_or(0))
-        };
+        let truncated = items.len() > limit;
+        items.truncate(limit);
         let show = |value: &str| {
             if url {
                 url_encode(value)
@@ -246,39 +254,5 @@ impl Frontend {
             encoding_type: input.encoding_type.clone(),
             ..Default::default()
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use strata_proto::common::ObjectMeta;
-
-    fn version(key: &str, id: &str) -> ListedVersion {
-        ListedVersion {
-            key: key.into(),
-            meta: Some(ObjectMeta {
-                version_id: id.into(),
-                ..Default::default()
-            }),
-            is_latest: false,
-            common_prefix: String::new(),
-        }
-    }
-
-    #[test]
-    fn merged_pages_keep_each_keys_order() {
-        let a = vec![version("a", "3"), version("a", "1"), version("c", "9")];
-        let b = vec![version("b", "5")];
-        let (items, truncated) = merge_pages(vec![(a, false), (b, true)], 3);
-        let order: Vec<(String, String)> = items
-            .iter()
-            .map(|i| (i.key.clone(), i.meta.clone().unwrap().version_id))
-            .collect();
-        assert_eq!(
-            order,
-            [("a", "3"), ("a", "1"), ("b", "5")].map(|(k, v)| (k.to_string(), v.to_string()))
-        );
-        assert!(truncated);
     }
 }

@@ -191,6 +191,52 @@ impl PartitionServerState {
         ready
     }
 
+    /// The contiguous run of ready ranges this server serves from the one containing `key` on
+    /// (each next range starts at the previous one's high), in key order: what a listing
+    /// starting at `key` may scan before the next range, served elsewhere, breaks the run.
+    /// NotOwner (with the map's range id and epoch for `key`) or Loading like [`Self::range_for`].
+    pub fn run_from(&self, key: &[u8]) -> Result<Vec<RangeRef>, PartitionError> {
+        let first = match self.range_for(key) {
+            Ok(range) => range,
+            Err(PartitionError::NotOwner(_)) => {
+                let map = self.map.read().unwrap_or_else(|poison| poison.into_inner());
+                let known = map
+                    .iter()
+                    .find(|a| strata_types::keys::range_contains(&a.low, &a.high, key));
+                return Err(PartitionError::NotOwner(NotOwner {
+                    range_id: known.map_or(0, |a| a.range_id),
+                    epoch: known.map_or(0, |a| a.epoch),
+                    owner_hint: known
+                        .map(|a| a.owner_addr.clone())
+                        .filter(|addr| !addr.is_empty()),
+                }));
+            }
+            Err(err) => return Err(err),
+        };
+        let ready = self.ready_ranges();
+        let mut run = vec![first];
+        loop {
+            let high = run[run.len() - 1].bounds.high.clone();
+            if high.is_empty() {
+                break;
+            }
+            match ready
+                .iter()
+                .find(|r| r.bounds.low == high && !r.is_poisoned())
+            {
+                Some(next) => run.push(next.clone()),
+                None => break,
+            }
+        }
+        Ok(run)
+    }
+
+    /// Serves the given assignments as the manager's heartbeat answer would (loads the ranges
+    /// assigned to this server from their streams in the background): for tests and tools.
+    pub fn assign(self: &Arc<Self>, assignments: Vec<RangeAssignment>) {
+        self.reconcile(assignments);
+    }
+
     fn serving(&self) -> Vec<ServedRange> {
         let now = Instant::now();
         self.ready_ranges()

@@ -36,6 +36,11 @@ struct Args {
     /// This stamp's name [default: stamp-1].
     #[arg(long)]
     stamp: Option<String>,
+    /// How long a bucket record is reused before it is read again, in ms; 0 disables the
+    /// cache. Bucket changes made through other front-ends show within this bound
+    /// [default: 1000].
+    #[arg(long)]
+    bucket_cache_ttl_ms: Option<u64>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -50,6 +55,7 @@ struct FileConfig {
     region: Option<String>,
     domain: Option<String>,
     stamp: Option<String>,
+    bucket_cache_ttl_ms: Option<u64>,
 }
 
 /// s3s logs every client error (NoSuchKey, AccessDenied, ...) at ERROR level; the front-end
@@ -89,6 +95,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.region = pick(args.region, file.region, config.region);
     config.domain = pick(args.domain, file.domain, config.domain);
     config.stamp = pick(args.stamp, file.stamp, config.stamp);
+    config.bucket_cache_ttl_ms = pick(
+        args.bucket_cache_ttl_ms,
+        file.bucket_cache_ttl_ms,
+        config.bucket_cache_ttl_ms,
+    );
 
     let shutdown = strata_util::shutdown::Shutdown::new();
     shutdown.trigger_on_signals();

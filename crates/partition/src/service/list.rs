@@ -29,14 +29,23 @@ pub fn list_objects(
             cursor = after;
         }
     }
+    // The caller's start position (a key in a range served here) when later than that.
+    let from = if request.from.is_empty() {
+        cursor.clone()
+    } else {
+        request.from.clone()
+    };
+    let run = state.run_from(&from)?;
+    let run_end = run_end(&run);
+    cursor = cursor.max(from);
     let start_after = request.start_after.as_str();
 
     let mut items = Vec::new();
     let mut truncated = false;
     // Each range read counts once against the range's and the bucket's request rates.
     let mut charged_range = None;
-    // Served ranges in key order; each answers its own part of [cursor, prefix_limit).
-    'ranges: for range in state.ready_ranges() {
+    // The run of served ranges in key order; each answers its own part of [cursor, prefix_limit).
+    'ranges: for range in &run {
         loop {
             if !range.bounds.contains(&cursor) {
                 if cursor < range.bounds.low {
@@ -110,7 +119,23 @@ pub fn list_objects(
             }
         }
     }
-    Ok(ListObjectsResponse { items, truncated })
+    Ok(ListObjectsResponse {
+        items,
+        truncated,
+        covered_until: if truncated {
+            Vec::new()
+        } else {
+            run_end.clone()
+        },
+        covered_to_end: !truncated && run_end.is_empty(),
+    })
+}
+
+/// Where a run of ranges ends: the high of its last range (empty = +infinity).
+pub fn run_end(run: &[crate::range::RangeRef]) -> Vec<u8> {
+    run.last()
+        .map(|range| range.bounds.high.clone())
+        .unwrap_or_default()
 }
 
 /// The common prefix `key` rolls up into: the part up to and including the first delimiter
@@ -135,17 +160,25 @@ pub fn strip_chunks(
 pub fn count_objects(
     state: &PartitionServerState,
     request: CountObjectsRequest,
-) -> CountObjectsResponse {
+) -> Result<CountObjectsResponse, PartitionError> {
     let prefix = keys::object_prefix(&request.bucket);
     let end = keys::prefix_end(&prefix);
+    let from = if request.from.is_empty() {
+        prefix.clone()
+    } else {
+        request.from.clone()
+    };
+    let run = state.run_from(&from)?;
+    let run_end = run_end(&run);
+    let start = prefix.max(from);
     let limit = if request.limit == 0 {
         u64::MAX
     } else {
         request.limit
     };
     let mut count = 0u64;
-    for range in state.ready_ranges() {
-        range.scan(&prefix, end.as_deref(), |_, value| {
+    for range in &run {
+        range.scan(&start, end.as_deref(), |_, value| {
             // A bucket holding only noncurrent versions or delete markers is not empty.
             if matches!(value, IndexValue::Object(_) | IndexValue::Version(_)) {
                 count += 1;
@@ -156,7 +189,11 @@ pub fn count_objects(
             break;
         }
     }
-    CountObjectsResponse { count }
+    Ok(CountObjectsResponse {
+        count,
+        covered_to_end: run_end.is_empty(),
+        covered_until: run_end,
+    })
 }
 
 #[cfg(test)]

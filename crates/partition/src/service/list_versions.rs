@@ -68,10 +68,25 @@ pub fn list_versions(
     let limit = request.max_keys.clamp(1, LIST_VERSIONS_MAX) as usize;
     let prefix_start = keys::object_key(&request.bucket, &request.prefix);
     let end = keys::prefix_end(&prefix_start);
-    let mut cursor = start_after_markers(state, &request)?;
+    let (from, mut cursor) = if request.from.is_empty() {
+        let start = start_after_markers(state, &request)?;
+        (start.clone(), start)
+    } else {
+        // A marker key wholly before `from` (a continuation on the next run) needs no lookup.
+        let mut marker_end = keys::object_key(&request.bucket, &request.key_marker);
+        marker_end.push(1);
+        let start = if !request.key_marker.is_empty() && marker_end <= request.from {
+            prefix_start.clone()
+        } else {
+            start_after_markers(state, &request)?
+        };
+        (request.from.clone(), start.max(request.from.clone()))
+    };
+    let run = state.run_from(&from)?;
+    let run_end = super::list::run_end(&run);
     let mut items: Vec<ListedVersion> = Vec::new();
     let mut last_prefix: Option<String> = None;
-    for range in state.ready_ranges() {
+    for range in &run {
         state.throttle(range.bounds.range_id, &request.bucket)?;
         loop {
             let mut next: Option<Candidate> = None;
@@ -104,6 +119,7 @@ pub fn list_versions(
                 return Ok(ListObjectVersionsResponse {
                     items,
                     truncated: true,
+                    ..Default::default()
                 });
             }
             match common {
@@ -137,6 +153,8 @@ pub fn list_versions(
     Ok(ListObjectVersionsResponse {
         items,
         truncated: false,
+        covered_to_end: run_end.is_empty(),
+        covered_until: run_end,
     })
 }
 

@@ -173,7 +173,7 @@ impl PartitionServer for PartitionService {
         Ok(Response::new(list::count_objects(
             &self.state,
             request.into_inner(),
-        )))
+        )?))
     }
 
     async fn create_multipart_upload(

@@ -456,10 +456,18 @@ pub fn list_uploads(
         (Some(p), _) => Some(p.clone()),
         (None, b) => b.clone(),
     };
+    let from = if request.from.is_empty() {
+        cursor.clone()
+    } else {
+        request.from.clone()
+    };
+    let run = state.run_from(&from)?;
+    let run_end = super::list::run_end(&run);
+    cursor = cursor.max(from);
     let mut items: Vec<ListedUpload> = Vec::new();
     let mut truncated = false;
     let mut last_prefix: Option<String> = None;
-    for range in state.ready_ranges() {
+    for range in &run {
         state.throttle(range.bounds.range_id, &request.bucket)?;
         loop {
             let mut found: Option<(Vec<u8>, UploadMeta)> = None;
@@ -479,7 +487,11 @@ pub fn list_uploads(
             let common = common_prefix(key, &request.prefix, &request.delimiter);
             if items.len() == limit && common.as_deref() != last_prefix.as_deref() {
                 truncated = true;
-                return Ok(ListMultipartUploadsResponse { items, truncated });
+                return Ok(ListMultipartUploadsResponse {
+                    items,
+                    truncated,
+                    ..Default::default()
+                });
             }
             match common {
                 Some(common) => {
@@ -514,7 +526,12 @@ pub fn list_uploads(
             }
         }
     }
-    Ok(ListMultipartUploadsResponse { items, truncated })
+    Ok(ListMultipartUploadsResponse {
+        items,
+        truncated,
+        covered_to_end: run_end.is_empty(),
+        covered_until: run_end,
+    })
 }
 
 /// The common prefix `key` rolls up into under `prefix` and `delimiter`, if any.
