@@ -99,6 +99,7 @@ def test_a_hot_prefix_is_throttled_then_split_and_moved_and_throughput_rises(mot
     finally:
         writers.stop()
     status = stamp.status()
+    print(f"before {before:.1f}/s, after {writers.rate(4):.1f}/s; events:", status["range_events"])
     owners = {r["owner"] for r in status["ranges"]}
     assert len(status["ranges"]) >= 2 and len(owners) >= 2, status["ranges"]
     split = events(stamp, "split")[0]

@@ -814,6 +814,13 @@ impl PartitionServer for FakePartition {
     ) -> Result<Response<PartitionStatusResponse>, Status> {
         Err(Status::unimplemented("fake"))
     }
+
+    async fn prepare_reshape(
+        &self,
+        _: Request<PrepareReshapeRequest>,
+    ) -> Result<Response<PrepareReshapeResponse>, Status> {
+        Err(Status::unimplemented("fake"))
+    }
 }
 
 /// Answers GetPartitionMap with queued maps, repeating the last one.

@@ -234,6 +234,11 @@ impl PartitionServerState {
     /// Serves the given assignments as the manager's heartbeat answer would (loads the ranges
     /// assigned to this server from their streams in the background): for tests and tools.
     pub fn assign(self: &Arc<Self>, assignments: Vec<RangeAssignment>) {
+        // As a heartbeat answer does: it also starts a lease.
+        *self
+            .lease_from
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(Instant::now());
         self.reconcile(assignments);
     }
 

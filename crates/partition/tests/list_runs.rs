@@ -32,6 +32,8 @@ fn server(id: &str, layer: &common::StreamLayer) -> Arc<PartitionServerState> {
             http_addr: String::new(),
             manager_addrs: Vec::new(),
             heartbeat_interval_ms: 500,
+            // No manager here: `assign` stands in for heartbeats and starts one long lease.
+            lease_ms: 3_600_000,
             checkpoint_every_entries: 10_000,
             compaction: CompactionConfig::default(),
             throttle: ThrottleConfig::default(),
