@@ -57,7 +57,7 @@ pub async fn run(args: DebugArgs) -> anyhow::Result<()> {
                     })),
                 },
                 PutObjectRequest {
-                    part: Some(put_object_request::Part::Chunk(data.into_bytes().into())),
+                    part: Some(put_object_request::Part::Chunk(data.into_bytes())),
                 },
             ];
             let response = PartitionServerClient::new(channel)

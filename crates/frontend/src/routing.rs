@@ -31,7 +31,7 @@ pub type PartitionClient = PartitionServerClient<Channel>;
 const MANAGER_TIMEOUT_MS: u64 = 2_000;
 /// First and largest pause between two attempts on the same key.
 const BACKOFF_MS_MIN: u64 = 20;
-const BACKOFF_MS_MAX: u64 = 500;
+const BACKOFF_MS_MAX: u64 = 250;
 /// Distinct partition server addresses kept in the client pool before it is emptied.
 const CLIENT_POOL_SIZE_MAX: usize = 4096;
 

@@ -18,6 +18,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use strata_types::{Epoch, RangeId};
 
+/// A balancing move must lower the busiest server's requests/s by this fraction at least.
+const MOVE_GAIN_MIN: f64 = 0.25;
+
 #[derive(Clone, Debug)]
 pub struct PlannerConfig {
     /// Split when a range serves more than this many requests/s (0 = never on requests).
@@ -247,7 +250,9 @@ fn balance(view: &View<'_>) -> Option<Action> {
     if view.alive.len() < 2 {
         return None;
     }
-    let mut per_server: BTreeMap<&str, (f64, Vec<(&RangeRecord, f64)>)> = view
+    /// A server's total requests/s and its movable ranges with theirs.
+    type ServerLoad<'a> = (f64, Vec<(&'a RangeRecord, f64)>);
+    let mut per_server: BTreeMap<&str, ServerLoad<'_>> = view
         .alive
         .keys()
         .map(|id| (id.as_str(), (0.0, Vec::new())))
@@ -270,10 +275,16 @@ fn balance(view: &View<'_>) -> Option<Action> {
         return None;
     }
     let gap = busy_total - idle_total;
-    // Moving r narrows the gap when 0 < r < gap; the best r is gap / 2.
+    // Moving r narrows the gap when 0 < r < gap; the best r is gap / 2. A move costs a reload,
+    // so it must lower the busiest server's load by a quarter at least (no flapping on noise).
+    let worth_it = |rps: f64| {
+        let busiest_after = (busy_total - rps).max(idle_total + rps);
+        busy_total - busiest_after >= busy_total * MOVE_GAIN_MIN
+    };
     let (range, rps) = busy_ranges
         .iter()
         .filter(|(_, rps)| *rps >= view.config.move_requests_per_sec_min && *rps < gap)
+        .filter(|(_, rps)| worth_it(*rps))
         .min_by(|a, b| (a.1 - gap / 2.0).abs().total_cmp(&(b.1 - gap / 2.0).abs()))?;
     let to_addr = view.alive.get(*idlest)?.clone();
     Some(Action::Move {
@@ -462,6 +473,20 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // A move that would barely lower the busiest server's load is not worth a reload:
+        // a serves 75 + 20, b 55; moving the 20 only brings the busiest from 95 to 75.
+        let map3 = crate::planner::tests::map(&["m", "t"], &["a", "a", "b"]);
+        let mut table = LoadTable::default();
+        let reports = [
+            ("a", report(1, 75.0, &[])),
+            ("a", report(2, 20.0, &[])),
+            ("b", report(3, 55.0, &[])),
+        ];
+        feed(&mut table, &reports, t0, 11);
+        assert_eq!(
+            next_action(&map3, &table, &alive(&["a", "b"]), &config(), at),
+            None
+        );
         // One range per server: nothing to gain.
         let map = crate::planner::tests::map(&["m"], &["a", "b"]);
         let mut table = LoadTable::default();

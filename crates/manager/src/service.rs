@@ -10,7 +10,7 @@ use strata_raft::GroupError;
 use tonic::{Request, Response, Status};
 
 /// Bound on confirming leadership with a quorum before answering a heartbeat.
-const LEADERSHIP_CHECK_TIMEOUT_MS: u64 = 1_000;
+const LEADERSHIP_CHECK_TIMEOUT_MS: u64 = 300;
 /// Longest server id or address accepted in a heartbeat.
 const HEARTBEAT_FIELD_BYTES_MAX: usize = 512;
 

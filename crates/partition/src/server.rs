@@ -395,6 +395,9 @@ impl PartitionServerState {
     }
 }
 
+/// Bound on one heartbeat call (a member that does not answer this fast is skipped).
+const HEARTBEAT_CALL_TIMEOUT_MS: u64 = 500;
+
 /// Talks to whichever manager member leads, following leader hints.
 struct ManagerLink {
     addrs: Vec<String>,
@@ -406,7 +409,10 @@ impl ManagerLink {
         // Each member once, plus one hop to a hinted leader per member: bounded.
         for _ in 0..(2 * self.addrs.len()).max(1) {
             let addr = self.addrs[self.current % self.addrs.len()].clone();
-            let channel = match strata_util::rpc::channel(&addr) {
+            // Short: a heartbeat stuck on a paused or partitioned member must not outlast the
+            // lease while another member could answer.
+            let timeout = Duration::from_millis(HEARTBEAT_CALL_TIMEOUT_MS);
+            let channel = match strata_util::rpc::channel_with_timeout(&addr, timeout) {
                 Ok(channel) => channel,
                 Err(_) => {
                     self.current += 1;
