@@ -53,6 +53,14 @@ def leader_of(group):
     return pick
 
 
+def range_owner(target, rng):
+    """The partition server owning a random range (a server owning nothing would be no test)."""
+    status = target.status()
+    by_addr = {n["addr"]: n["name"] for n in status["nodes"] if n["kind"] == "partition-server"}
+    owners = sorted({by_addr[r["owner_addr"]] for r in status["ranges"] if r["owner_addr"] in by_addr})
+    return [rng.choice(owners or sorted(target.nodes("partition-server")))]
+
+
 def whole_rack(target, rng):
     racks = sorted({target.rack_of(n) for n in target.nodes("extent-node")})
     rack = rng.choice(racks)
@@ -151,7 +159,7 @@ def all_nemeses():
     """Every nemesis, by name, in the order `--nemesis all` runs them."""
     return {
         "kill-extent": lambda: KillRestart("kill-extent", random_of("extent-node")),
-        "kill-partition": lambda: KillRestart("kill-partition", random_of("partition-server")),
+        "kill-partition": lambda: KillRestart("kill-partition", range_owner),
         "kill-manager-leader": lambda: KillRestart("kill-manager-leader", leader_of("manager")),
         "kill-stream-leader": lambda: KillRestart("kill-stream-leader", leader_of("stream-manager")),
         "kill-frontend": lambda: KillRestart("kill-frontend", random_of("frontend")),

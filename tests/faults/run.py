@@ -172,8 +172,9 @@ def reader_mp(reader, key):
 
 def unread_finals(history):
     """Keys whose every final read failed: their acknowledged writes count as lost."""
-    ok = {(op["kind"], op["key"]) for op in history.ops if op["phase"] == "final" and op["result"] == "ok"}
-    tried = {(op["kind"], op["key"]) for op in history.ops if op["phase"] == "final"}
+    finals = [op for op in history.ops if op["phase"] == "final" and op["kind"] in ("read", "list", "mp-read")]
+    ok = {(op["kind"], op["key"]) for op in finals if op["result"] == "ok"}
+    tried = {(op["kind"], op["key"]) for op in finals}
     return sorted(tried - ok)
 
 
@@ -259,8 +260,7 @@ def main(argv):
             print(f"round {rounds}: {', '.join(order)}", flush=True)
             for name in order:
                 run_phase(target, made[name], args, rng, history, phases)
-        history.phase = "final"
-        stop.set()
+        stop.set()  # operations still in flight count in the last nemesis's phase
         for w in workers:
             w.join(timeout=60)
         print("waiting for every extent to have 3 healthy replicas on 3 racks ...", flush=True)
@@ -272,7 +272,6 @@ def main(argv):
         final_reads(target, history, bucket, workers, seed)
     except Exception as err:
         failures.append(f"run aborted: {err!r} (logs: {target.logs_hint()})")
-        history.phase = "final"
         stop.set()
     finally:
         if args.keep:
