@@ -100,8 +100,11 @@ class PartitionNode(Nemesis):
         self.victim = None
 
     def inject(self, target, rng):
-        kinds = ["extent-node", "partition-server", "partition-manager", "stream-manager"]
-        self.victim = rng.choice(sorted(target.nodes(rng.choice(kinds))))
+        kind = rng.choice(["extent-node", "partition-server", "partition-manager", "stream-manager"])
+        if kind == "partition-server":  # a range owner: then two servers may both think they own it
+            self.victim = range_owner(target, rng)[0]
+        else:
+            self.victim = rng.choice(sorted(target.nodes(kind)))
         target.partition(self.victim)
         return f"isolated {self.victim}"
 
