@@ -17,6 +17,7 @@ printed; --seed replays the same choices (the timing of a real cluster still var
 import argparse
 import json
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -278,6 +279,7 @@ def main(argv):
             print(f"stamp left running ({args.target})")
         else:
             target.stop()
+            shutil.rmtree(work_dir, ignore_errors=True)
 
     report = checker.check(history.ops)
     for kind, key in unread_finals(history):
