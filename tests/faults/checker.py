@@ -47,6 +47,7 @@ def check(ops):
     check_registers(ops, report)
     check_conditional(ops, report)
     check_sets(ops, report)
+    check_set_members(ops, report)
     check_multipart(ops, report)
     return report
 
@@ -150,6 +151,14 @@ def check_sets(ops, report):
                 report.lose(op, f"LIST misses {key}", next(p["phase"] for p in writes if p["result"] == "ok"))
             else:
                 flag(op, f"LIST misses {key}, acknowledged before the LIST began")
+
+
+def check_set_members(ops, report):
+    """Final HEADs of acknowledged, never-deleted set members: a 404 means the object is gone."""
+    phase_of = {op["key"]: op["phase"] for op in ops if op["kind"] == "set-put" and op["result"] == "ok"}
+    for op in ops:
+        if op["kind"] == "set-get" and op["result"] == "fail" and op.get("error", "").startswith("404"):
+            report.lose(op, "HEAD answers 404 for an acknowledged PUT", phase_of.get(op["key"]))
 
 
 def check_multipart(ops, report):

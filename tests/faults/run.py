@@ -157,6 +157,16 @@ def final_reads(target, history, bucket, workers, seed):
     for key in mp_keys:
         while reader_mp(reader, key)["result"] != "ok" and time.monotonic() < deadline:
             pass
+    # Every acknowledged set member not deleted is also read (gone, or only missing from LIST?).
+    deleted = {op["key"] for op in history.ops if op["kind"] == "set-delete"}
+    members = sorted({op["key"] for op in history.ops if op["kind"] == "set-put" and op["result"] == "ok"} - deleted)
+    for key in members:
+        op = {"kind": "set-get", "key": key}
+        while True:
+            reader.call(op, lambda s3: s3.head_object(Bucket=reader.bucket, Key=key), is_write=False)
+            if op["result"] == "ok" or op.get("error") in ("404", "404 NotFound") or time.monotonic() > deadline:
+                break
+            op = {"kind": "set-get", "key": key}
 
 
 def reader_list(reader, prefix):
