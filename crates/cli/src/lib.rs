@@ -8,7 +8,7 @@
 //!   extents, as a table or `--json`.
 //! - [`supervisor`]: the stamp's processes, started, stopped and acted on one at a time.
 //! - [`control`]: `strata up`'s loopback control endpoint and its client (`strata node ...`).
-//! - [`probe`]: health checks over HTTP.
+//! - [`probe`]: health checks over HTTP (also `strata probe <addr>`, for container healthchecks).
 //! - [`debug`]: `strata debug put-object`, straight to one partition server (fault tests).
 //!
 //! Invariant: `strata up` on an existing data folder brings back the same stamp (same node ids,
@@ -46,6 +46,18 @@ pub enum Command {
     Node(NodeArgs),
     /// Low-level calls for fault tests (bypassing the front-end).
     Debug(debug::DebugArgs),
+    /// Exit 0 when a node's admin address answers `GET /health` with 200, else 1 (for
+    /// container healthchecks: a `FROM scratch` image has no shell or curl).
+    Probe(ProbeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ProbeArgs {
+    /// The node's admin HTTP address, e.g. 10.0.0.5:8080.
+    pub addr: String,
+    /// The path to GET.
+    #[arg(long, default_value = "/health")]
+    pub path: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -70,6 +82,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::Probe(args) => match probe::get(&args.addr, &args.path).await {
+            Some((200, _)) => Ok(()),
+            Some((status, body)) => anyhow::bail!("{} answered {status}: {body}", args.addr),
+            None => anyhow::bail!("{} gave no answer (refused or timed out)", args.addr),
+        },
     }
 }
 

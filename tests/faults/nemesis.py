@@ -1,0 +1,173 @@
+"""Nemeses: each injects one fault into a running stamp and later heals it.
+
+`inject(target, rng)` returns a short description of what it did; `heal(target)` undoes it
+(restart, resume, reconnect). A nemesis holds its fault between the two calls; the runner
+decides how long. Every choice comes from the seeded `rng`, so `--seed` replays the same faults.
+"""
+
+import os
+
+
+class Nemesis:
+    name = "?"
+    needs = "kill"  # the target capability it uses
+
+    def inject(self, target, rng):
+        raise NotImplementedError
+
+    def heal(self, target):
+        raise NotImplementedError
+
+
+class KillRestart(Nemesis):
+    """SIGKILL one node of a kind (as in a crash), restart it at heal."""
+
+    def __init__(self, name, pick):
+        self.name = name
+        self.pick = pick
+        self.victims = []
+
+    def inject(self, target, rng):
+        self.victims = self.pick(target, rng)
+        for victim in self.victims:
+            target.kill(victim)
+        return "SIGKILL " + ", ".join(self.victims)
+
+    def heal(self, target):
+        for victim in self.victims:
+            target.start_node(victim)
+        return "restarted " + ", ".join(self.victims)
+
+
+def random_of(kind):
+    return lambda target, rng: [rng.choice(sorted(target.nodes(kind)))]
+
+
+def leader_of(group):
+    def pick(target, rng):
+        leader = target.leader(group)
+        if leader is None:
+            raise RuntimeError(f"no {group} leader is known")
+        return [leader]
+
+    return pick
+
+
+def range_owner(target, rng):
+    """The partition server owning a random range (a server owning nothing would be no test)."""
+    status = target.status()
+    by_addr = {n["addr"]: n["name"] for n in status["nodes"] if n["kind"] == "partition-server"}
+    owners = sorted({by_addr[r["owner_addr"]] for r in status["ranges"] if r["owner_addr"] in by_addr})
+    return [rng.choice(owners or sorted(target.nodes("partition-server")))]
+
+
+def whole_rack(target, rng):
+    racks = sorted({target.rack_of(n) for n in target.nodes("extent-node")})
+    rack = rng.choice(racks)
+    return sorted(n for n in target.nodes("extent-node") if target.rack_of(n) == rack)
+
+
+class PauseLeader(Nemesis):
+    """Freezes a manager leader (docker pause / SIGSTOP): it keeps its sockets but answers
+    nothing, the worst case for a Raft group; resumes it at heal."""
+
+    needs = "pause"
+    name = "pause-leader"
+
+    def __init__(self):
+        self.victim = None
+
+    def inject(self, target, rng):
+        group = rng.choice(["manager", "stream-manager"])
+        self.victim = target.leader(group)
+        if self.victim is None:
+            raise RuntimeError(f"no {group} leader is known")
+        target.pause(self.victim)
+        return f"paused {self.victim} ({group} leader)"
+
+    def heal(self, target):
+        target.resume(self.victim)
+        return f"resumed {self.victim}"
+
+
+class PartitionNode(Nemesis):
+    """Cuts one node off the stamp's network (docker network disconnect), reconnects it at heal."""
+
+    needs = "partition"
+    name = "partition-node"
+
+    def __init__(self):
+        self.victim = None
+
+    def inject(self, target, rng):
+        kind = rng.choice(["extent-node", "partition-server", "partition-manager", "stream-manager"])
+        if kind == "partition-server":  # a range owner: then two servers may both think they own it
+            self.victim = range_owner(target, rng)[0]
+        else:
+            self.victim = rng.choice(sorted(target.nodes(kind)))
+        target.partition(self.victim)
+        return f"isolated {self.victim}"
+
+    def heal(self, target):
+        target.heal_partition(self.victim)
+        return f"reconnected {self.victim}"
+
+
+EXTENT_HEADER_BYTES = 24  # "STRATAX\0", version, extent id, CRC32: never flipped
+
+
+class BitFlip(Nemesis):
+    """Flips one bit inside the records of an extent file on one extent node's disk, preferring
+    the largest sealed extent (object bytes that readers and the scrubber will verify)."""
+
+    needs = "bitflip"
+    name = "bitflip"
+
+    def __init__(self):
+        self.flipped = None
+
+    def inject(self, target, rng):
+        nodes = sorted(target.nodes("extent-node"))
+        rng.shuffle(nodes)
+        for node in nodes:
+            folder = target.extent_dir(node)
+            try:
+                files = sorted(p for p in folder.iterdir() if p.suffix == ".ext")
+            except OSError:
+                continue
+            sealed = [p for p in files if p.with_suffix(".seal").exists()]
+            candidates = [p for p in (sealed or files) if p.stat().st_size > EXTENT_HEADER_BYTES + 64]
+            if not candidates:
+                continue
+            path = max(candidates, key=lambda p: (p.stat().st_size, p.name))
+            size = path.stat().st_size
+            offset = rng.randrange(EXTENT_HEADER_BYTES, size)
+            bit = rng.randrange(8)
+            with open(path, "r+b") as f:
+                f.seek(offset)
+                byte = f.read(1)[0]
+                f.seek(offset)
+                f.write(bytes([byte ^ (1 << bit)]))
+                f.flush()
+                os.fsync(f.fileno())
+            self.flipped = (node, path.name, offset, bit)
+            return f"flipped bit {bit} at byte {offset} of {node}:{path.name} ({'sealed' if sealed else 'open'})"
+        raise RuntimeError("no extent file to corrupt was found")
+
+    def heal(self, target):
+        return "nothing to undo: the checksums and the scrubber must handle it"
+
+
+def all_nemeses():
+    """Every nemesis, by name, in the order `--nemesis all` runs them."""
+    return {
+        "kill-extent": lambda: KillRestart("kill-extent", random_of("extent-node")),
+        "kill-partition": lambda: KillRestart("kill-partition", range_owner),
+        "kill-manager-leader": lambda: KillRestart("kill-manager-leader", leader_of("manager")),
+        "kill-stream-leader": lambda: KillRestart("kill-stream-leader", leader_of("stream-manager")),
+        "kill-frontend": lambda: KillRestart("kill-frontend", random_of("frontend")),
+        "lose-rack": lambda: KillRestart("lose-rack", whole_rack),
+        "partition-node": PartitionNode,
+        "pause-leader": PauseLeader,
+        "bitflip": BitFlip,
+    }

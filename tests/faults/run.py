@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""The fault-injection suite: drive a stamp through S3 while nemeses inject faults, then check.
+
+    python3 tests/faults/run.py --target compose --seed 7 --duration-s 120 --nemesis all
+    python3 tests/faults/run.py --target up --nemesis kill-extent,pause-leader
+
+One run: start a fresh stamp (docker compose, or `strata up` in a temporary folder), start the
+workloads (workloads.py), then for each nemesis in a seeded order: wait until every node is
+healthy, inject the fault, hold it, heal it, and measure how long until an operation begun
+after the heal succeeds. Repeat rounds until --duration-s has passed (at least one round).
+Then stop the workloads, wait until every extent has 3 healthy replicas on 3 racks, read every
+acknowledged write back, check the history (checker.py) and print a table per nemesis.
+Exits 1 on any lost write, anomaly, slow recovery or unrestored replication. The seed is
+printed; --seed replays the same choices (the timing of a real cluster still varies).
+"""
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import checker  # noqa: E402
+import nemesis as nemeses  # noqa: E402
+import targets  # noqa: E402
+import workloads  # noqa: E402
+
+FINAL_READ_DEADLINE_S = 120
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", choices=["compose", "up"], default="compose")
+    p.add_argument("--seed", type=int, default=None, help="default: random (printed)")
+    p.add_argument("--duration-s", type=float, default=0, help="keep injecting rounds of faults this long")
+    p.add_argument("--nemesis", default="all", help="all, or a comma list of: " + ", ".join(nemeses.all_nemeses()))
+    p.add_argument("--hold-s", type=float, default=8, help="how long a fault is held (at most)")
+    p.add_argument("--settle-s", type=float, default=3, help="workload time after each recovery")
+    p.add_argument("--recovery-bound-s", type=float, default=3.0, help="3 election timeouts (1 s each)")
+    p.add_argument("--replication-deadline-s", type=float, default=300)
+    p.add_argument("--multipart-mib", type=int, default=12)
+    p.add_argument("--extent-size-mib", type=int, default=16, help="extents seal at this size")
+    p.add_argument("--ports", default="9000,9001", help="compose: host ports of the two front-ends")
+    p.add_argument("--project", default="strata-faults", help="compose project name")
+    p.add_argument("--keep", action="store_true", help="leave the stamp running afterwards")
+    p.add_argument("--history", type=Path, help="write the history and the findings here (JSON)")
+    return p.parse_args(argv)
+
+
+def make_target(args, work_dir):
+    size = args.extent_size_mib * 1024 * 1024
+    if args.target == "up":
+        return targets.UpTarget(work_dir, size)
+    ports = [int(p) for p in args.ports.split(",")]
+    return targets.ComposeTarget(args.project, ports, size, "strata-faults-access", "strata-faults-secret-key")
+
+
+def wait_serving(target, bucket):
+    """Creates the bucket, then waits until a PUT and a GET work through every front-end."""
+    creds = target.credentials()
+    first = workloads.client(target.endpoints()[0], creds)
+
+    def create():
+        try:
+            first.create_bucket(Bucket=bucket)
+        except workloads.ClientError as err:
+            if err.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise
+        return True
+
+    targets.wait_for(create, 180, "the stamp to create a bucket")
+    for endpoint in target.endpoints():
+        s3 = workloads.client(endpoint, creds)
+
+        def round_trip():
+            s3.put_object(Bucket=bucket, Key="probe", Body=b"ok")
+            return s3.get_object(Bucket=bucket, Key="probe")["Body"].read() == b"ok"
+
+        targets.wait_for(round_trip, 120, f"a PUT and GET through {endpoint}")
+
+
+def all_healthy(target):
+    status = target.status()
+    down = [n["name"] for n in status["nodes"] if not n["healthy"]]
+    return not down and status.get("manager") and status.get("stream_manager")
+
+
+def fully_replicated(target):
+    status = target.status()
+    extents = status["extents"]
+    ok = all(e["replicas_healthy"] == 3 and len(set(e["racks"])) == 3 for e in extents)
+    return status if ok and status["extents_under_replicated"] == 0 else None
+
+
+def first_ok_after(history, t):
+    with history.lock:
+        done = [op["complete"] for op in history.ops if op["invoke"] >= t and op["result"] == "ok"]
+    return min(done) if done else None
+
+
+def longest_gap(history, start, end):
+    """The longest stretch in [start, end] with no operation completing successfully."""
+    with history.lock:
+        times = sorted(op["complete"] for op in history.ops if op["result"] == "ok" and start <= op["complete"] <= end)
+    points = [start] + times + [end]
+    return max(b - a for a, b in zip(points, points[1:]))
+
+
+def run_phase(target, nem, args, rng, history, phases):
+    row = phases.setdefault(nem.name, {"faults": [], "recover_s": [], "outage_s": [], "errors": []})
+    targets.wait_for(lambda: all_healthy(target), 120, "every node healthy before the next fault")
+    history.phase = nem.name
+    t_inject = history.now()
+    try:
+        row["faults"].append(nem.inject(target, rng))
+    except Exception as err:  # a fault that cannot be injected fails the run, visibly
+        row["errors"].append(f"inject: {err}")
+        return
+    print(f"  [{t_inject:7.1f}s] {nem.name}: {row['faults'][-1]}", flush=True)
+    time.sleep(rng.uniform(args.hold_s / 2, args.hold_s))  # holding the fault is the point
+    print(f"  [{history.now():7.1f}s] {nem.name}: {nem.heal(target)}", flush=True)
+    t_heal = history.now()
+    try:
+        first = targets.wait_for(lambda: first_ok_after(history, t_heal), 180, f"service after {nem.name}", 0.05)
+        row["recover_s"].append(first - t_heal)
+        row["outage_s"].append(longest_gap(history, t_inject, first))
+    except TimeoutError as err:
+        row["errors"].append(str(err))
+        row["recover_s"].append(float("inf"))
+    stop_at = time.monotonic() + args.settle_s
+    while time.monotonic() < stop_at:  # workload time after the recovery, by design
+        time.sleep(0.1)
+
+
+def final_reads(target, history, bucket, workers, seed):
+    """Reads every key written back (after every fault healed), each with bounded retries."""
+    history.phase = "final"
+    stop = threading.Event()
+    reader = workloads.Worker(0, history, target.endpoints(), target.credentials(), bucket, stop, random.Random(0))
+    reader.name = "final"
+    keys = sorted({op["key"] for op in history.ops if op["kind"] in checker.REGISTER_KINDS})
+    mp_keys = sorted({op["key"] for op in history.ops if op["kind"] == "mp-write" and op["result"] == "ok"})
+    deadline = time.monotonic() + FINAL_READ_DEADLINE_S
+    for key in keys:
+        while reader.read(key)["result"] != "ok" and time.monotonic() < deadline:
+            pass
+    for worker in workers:
+        if isinstance(worker, workloads.SetWorker):
+            while reader_list(reader, worker.prefix)["result"] != "ok" and time.monotonic() < deadline:
+                pass
+    for key in mp_keys:
+        while reader_mp(reader, key)["result"] != "ok" and time.monotonic() < deadline:
+            pass
+    # Every acknowledged set member not deleted is also read (gone, or only missing from LIST?).
+    deleted = {op["key"] for op in history.ops if op["kind"] == "set-delete"}
+    members = sorted({op["key"] for op in history.ops if op["kind"] == "set-put" and op["result"] == "ok"} - deleted)
+    for key in members:
+        op = {"kind": "set-get", "key": key}
+        while True:
+            reader.call(op, lambda s3: s3.head_object(Bucket=reader.bucket, Key=key), is_write=False)
+            if op["result"] == "ok" or op.get("error") in ("404", "404 NotFound") or time.monotonic() > deadline:
+                break
+            op = {"kind": "set-get", "key": key}
+
+
+def reader_list(reader, prefix):
+    op = {"kind": "list", "key": prefix}
+    op["keys"] = reader.call(op, lambda s3: workloads.list_keys(s3, reader.bucket, prefix), is_write=False)
+    return op
+
+
+def reader_mp(reader, key):
+    op = {"kind": "mp-read", "key": key}
+    op["sha256"] = reader.call(op, lambda s3: workloads.read_sha256(s3, reader.bucket, key), is_write=False)
+    return op
+
+
+def unread_finals(history):
+    """Keys whose every final read failed: their acknowledged writes count as lost."""
+    finals = [op for op in history.ops if op["phase"] == "final" and op["kind"] in ("read", "list", "mp-read")]
+    ok = {(op["kind"], op["key"]) for op in finals if op["result"] == "ok"}
+    tried = {(op["kind"], op["key"]) for op in finals}
+    return sorted(tried - ok)
+
+
+def table(history, phases, report, order):
+    rows = []
+    for name in order:
+        ops = [op for op in history.ops if op["phase"] == name]
+        row = phases.get(name, {})
+        rec = row.get("recover_s", [])
+        out = row.get("outage_s", [])
+        rows.append(
+            [
+                name,
+                len(ops),
+                sum(op["result"] == "ok" for op in ops),
+                sum(op["result"] == "fail" for op in ops),
+                sum(op["result"] == "unknown" for op in ops),
+                sum(p == name for p, _ in report.lost),
+                sum(p == name for p, _ in report.anomalies),
+                f"{max(out):.2f}" if out else "-",
+                f"{max(rec):.2f}" if rec else "-",
+            ]
+        )
+    head = ["nemesis", "ops", "acked", "failed", "unknown", "lost", "anomalies", "outage s", "recover s"]
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    lines = ["| " + " | ".join(str(h).ljust(w) for h, w in zip(head, widths)) + " |"]
+    lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        lines.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    args = parse_args(argv)
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rng = random.Random(seed)
+    chosen = list(nemeses.all_nemeses()) if args.nemesis == "all" else args.nemesis.split(",")
+    unknown = [n for n in chosen if n not in nemeses.all_nemeses()]
+    if unknown:
+        sys.exit(f"unknown nemesis: {', '.join(unknown)}")
+    work_dir = Path(tempfile.mkdtemp(prefix="strata-faults-"))
+    target = make_target(args, work_dir)
+    made = {name: nemeses.all_nemeses()[name]() for name in chosen}
+    skipped = [n for n, nem in made.items() if nem.needs not in target.supports]
+    for name in skipped:
+        print(f"note: {name} needs '{made[name].needs}', which target {target.name} lacks: skipped")
+        del made[name]
+    replay = f"python3 tests/faults/run.py --target {args.target} --seed {seed} --nemesis {args.nemesis}"
+    replay += f" --duration-s {args.duration_s:g} --hold-s {args.hold_s:g}"
+    print(f"seed {seed}  (replay: {replay})", flush=True)
+
+    history = workloads.History()
+    stop = threading.Event()
+    phases, failures = {}, []
+    started = time.monotonic()
+    try:
+        print(f"starting a {args.target} stamp ...", flush=True)
+        target.start()
+        bucket = f"faults-{seed}"
+        wait_serving(target, bucket)
+        endpoints, creds = target.endpoints(), target.credentials()
+        kinds = [workloads.RegisterWorker] * 3 + [workloads.CasWorker] * 2 + [workloads.CreateWorker] * 2
+        workers = [k(i, history, endpoints, creds, bucket, stop, random.Random(f"{seed}-{i}")) for i, k in enumerate(kinds)]
+        workers.append(workloads.SetWorker(len(workers), history, endpoints, creds, bucket, stop, random.Random(f"{seed}-set")))
+        workers.append(
+            workloads.MultipartWorker(
+                len(workers), history, endpoints, creds, bucket, stop, random.Random(f"{seed}-mp"),
+                seed=seed, size=args.multipart_mib * 1024 * 1024,
+            )
+        )
+        history.t0 = time.monotonic()
+        history.phase = "baseline"
+        for w in workers:
+            w.start()
+        targets.wait_for(lambda: first_ok_after(history, 0), 60, "the workloads' first success")
+        time.sleep(args.settle_s)  # a baseline stretch without faults, by design
+        fault_start = time.monotonic()
+        rounds = 0
+        while rounds == 0 or time.monotonic() - fault_start < args.duration_s:
+            rounds += 1
+            order = sorted(made)
+            rng.shuffle(order)
+            print(f"round {rounds}: {', '.join(order)}", flush=True)
+            for name in order:
+                run_phase(target, made[name], args, rng, history, phases)
+        stop.set()  # operations still in flight count in the last nemesis's phase
+        for w in workers:
+            w.join(timeout=60)
+        print("waiting for every extent to have 3 healthy replicas on 3 racks ...", flush=True)
+        try:
+            status = targets.wait_for(lambda: fully_replicated(target), args.replication_deadline_s, "full replication", 1)
+            print(f"  {status['extents_total']} extents, each 3 healthy replicas on 3 racks", flush=True)
+        except TimeoutError as err:
+            failures.append(f"replication not restored: {err}")
+        final_reads(target, history, bucket, workers, seed)
+    except Exception as err:
+        failures.append(f"run aborted: {err!r} (logs: {target.logs_hint()})")
+        stop.set()
+    finally:
+        if args.keep:
+            print(f"stamp left running ({args.target})")
+        else:
+            target.stop()
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    report = checker.check(history.ops)
+    for kind, key in unread_finals(history):
+        report.lost.append(("final", f"{kind} of {key} failed until the deadline"))
+    order = ["baseline"] + [n for n in phases] + ["final"]
+    print()
+    print(table(history, phases, report, order))
+    print()
+    for name, row in phases.items():
+        for fault in row["faults"]:
+            print(f"  {name}: {fault}")
+        slow = [r for r in row["recover_s"] if r > args.recovery_bound_s]
+        if slow:
+            failures.append(f"{name}: service resumed {max(slow):.2f}s after the heal (bound {args.recovery_bound_s}s)")
+        failures += [f"{name}: {e}" for e in row["errors"]]
+    for phase, text in report.lost[:50]:
+        print(f"LOST ({phase}): {text}")
+    for phase, text in report.anomalies[:50]:
+        print(f"ANOMALY ({phase}): {text}")
+    if report.lost:
+        failures.append(f"{len(report.lost)} acknowledged writes lost")
+    if report.anomalies:
+        failures.append(f"{len(report.anomalies)} anomalies")
+    if args.history:
+        findings = {"seed": seed, "lost": report.lost, "anomalies": report.anomalies, "failures": failures}
+        args.history.write_text(json.dumps({"ops": history.ops, "phases": phases, "findings": findings}, default=str))
+    print(f"\n{len(history.ops)} operations in {time.monotonic() - started:.0f}s; seed {seed}")
+    for failure in failures:
+        print(f"FAIL: {failure}")
+    print("PASS" if not failures else f"replay: {replay}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
