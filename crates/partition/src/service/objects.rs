@@ -293,6 +293,26 @@ pub(super) fn check_write_condition(
     Ok(())
 }
 
+/// The answer to a retried PutObject whose first attempt already committed: the key's current
+/// version carries the request's write id (see `ObjectMeta.write_id`).
+fn already_written(range: &Range, key: &[u8], write_id: &str) -> Option<PutObjectResponse> {
+    if write_id.is_empty() {
+        return None;
+    }
+    match range.get(key) {
+        Some(IndexValue::Object(meta)) if meta.write_id == write_id => {
+            tracing::info!(
+                write_id,
+                "a retried write found its own commit; answered it"
+            );
+            Some(PutObjectResponse {
+                meta: Some(strip_chunks(meta)),
+            })
+        }
+        _ => None,
+    }
+}
+
 pub async fn put(
     state: &PartitionServerState,
     mut body: Streaming<PutObjectRequest>,
@@ -300,6 +320,14 @@ pub async fn put(
     let header = first_header(&mut body).await?;
     let encoded = object_key(&header.bucket, &header.key)?;
     let range = state.admit(&encoded, &header.bucket)?;
+    let write_id = header
+        .meta
+        .as_ref()
+        .map(|m| m.write_id.clone())
+        .unwrap_or_default();
+    if let Some(done) = already_written(&range, &encoded, &write_id) {
+        return Ok(done);
+    }
     let condition = header.condition.as_ref();
     // Fail fast, before any byte is stored; decided for good at the commit below.
     check_write_condition(&range, &encoded, condition)?;
@@ -322,6 +350,9 @@ pub async fn put(
     meta.delete_marker = false;
     let versioning = versions::versioning_of(header.versioning)?;
     let guard = range.lock_commits().await;
+    if let Some(done) = already_written(&range, &encoded, &write_id) {
+        return Ok(done);
+    }
     match check_write_condition(&range, &encoded, condition) {
         // The object If-Match named was there when the body started and was deleted while it
         // streamed: S3 calls that a conflicting operation (409), not a missing key.
