@@ -25,15 +25,7 @@ pub struct StatusArgs {
 
 /// Shows keys readably: printable ASCII as is, other bytes as \xNN.
 pub fn show_key(key: &[u8]) -> String {
-    key.iter()
-        .map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
-                (b as char).to_string()
-            } else {
-                format!("\\x{b:02x}")
-            }
-        })
-        .collect()
+    strata_types::keys::display(key)
 }
 
 async fn partition_map(layout: &Layout) -> Option<PartitionMap> {

@@ -319,19 +319,6 @@ impl PartitionMapState {
         counts
     }
 
-    /// Number of ranges `server_id` owns.
-    pub fn ranges_per_owner_id(&self, server_id: &str) -> usize {
-        self.ranges
-            .values()
-            .filter(|range| {
-                range
-                    .owner
-                    .as_ref()
-                    .is_some_and(|o| o.server_id.as_str() == server_id)
-            })
-            .count()
-    }
-
     /// The ranges owned by `server_id`, as sent to that server.
     pub fn assignments_of(&self, server_id: &str) -> Vec<pb::RangeAssignment> {
         self.ranges

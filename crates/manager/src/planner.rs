@@ -271,7 +271,13 @@ fn balance(view: &View<'_>) -> Option<Action> {
     let (busiest, (busy_total, busy_ranges)) =
         per_server.iter().max_by(|a, b| a.1 .0.total_cmp(&b.1 .0))?;
     let (idlest, (idle_total, _)) = per_server.iter().min_by(|a, b| a.1 .0.total_cmp(&b.1 .0))?;
-    if busiest == idlest || view.map.ranges_per_owner_id(busiest) < 2 {
+    let busiest_ranges = view
+        .map
+        .ranges_per_owner()
+        .get(&strata_types::ServerId::new(busiest.to_string()))
+        .copied()
+        .unwrap_or(0);
+    if busiest == idlest || busiest_ranges < 2 {
         return None;
     }
     let gap = busy_total - idle_total;

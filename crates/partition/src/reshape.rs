@@ -70,14 +70,8 @@ pub async fn prepare_ranges(
         }
         // The children will never be committed: drop what was built of them, so the shared
         // extents are not kept alive by them. Best effort.
-        let ids: Vec<u64> = children.iter().map(|c| c.range_id).collect();
-        for child in &ids {
-            let (log, data, checkpoint) = stream_names(*child);
-            for name in [log, data, checkpoint] {
-                if let Err(err) = streams.delete_stream(&name).await {
-                    tracing::warn!(stream = %name, %err, "dropping an abandoned child's stream failed");
-                }
-            }
+        for child in children {
+            delete_streams_of(streams, child.range_id).await;
         }
     }
     result
@@ -220,12 +214,18 @@ async fn freeze_and_build(
 /// next load of a child (whose checkpoint still names the parents) deletes.
 pub async fn release_parents(streams: &StreamClient, child_id: u64, parents: &[u64]) {
     for &parent in parents {
-        let (log, data, checkpoint) = stream_names(parent);
-        for name in [log, data, checkpoint] {
-            if let Err(err) = streams.delete_stream(&name).await {
-                tracing::warn!(child_id, stream = %name, %err, "releasing a parent's stream failed");
-            }
-        }
+        delete_streams_of(streams, parent).await;
     }
     tracing::info!(child_id, ?parents, "parent ranges' streams released");
+}
+
+/// Deletes a range's log, data and checkpoint streams (extents another stream still holds
+/// stay). Best effort: a failure is logged.
+async fn delete_streams_of(streams: &StreamClient, range_id: u64) {
+    let (log, data, checkpoint) = stream_names(range_id);
+    for name in [log, data, checkpoint] {
+        if let Err(err) = streams.delete_stream(&name).await {
+            tracing::warn!(range_id, stream = %name, %err, "deleting a range's stream failed");
+        }
+    }
 }

@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::stream_layer;
 use strata_partition::range::IndexValue;
-use strata_partition::{
-    CompactionConfig, LifecycleConfig, PartitionServerConfig, PartitionServerState,
-    PartitionService, ThrottleConfig,
-};
+use strata_partition::{PartitionServerState, PartitionService};
 use strata_proto::common::ObjectMeta;
 use strata_proto::manager::RangeAssignment;
 use strata_proto::partition::partition_server_server::PartitionServer;
@@ -25,22 +22,7 @@ use tonic::Request;
 const EXTENT_BYTES: u64 = 1 << 20;
 
 fn server(id: &str, layer: &common::StreamLayer) -> Arc<PartitionServerState> {
-    PartitionServerState::new(
-        PartitionServerConfig {
-            server_id: id.into(),
-            advertise_addr: format!("{id}:1"),
-            http_addr: String::new(),
-            manager_addrs: Vec::new(),
-            heartbeat_interval_ms: 500,
-            // No manager here: `assign` stands in for heartbeats and starts one long lease.
-            lease_ms: 3_600_000,
-            checkpoint_every_entries: 10_000,
-            compaction: CompactionConfig::default(),
-            throttle: ThrottleConfig::default(),
-            lifecycle: LifecycleConfig::default(),
-        },
-        layer.client.clone(),
-    )
+    common::partition_server(id, layer)
 }
 
 fn assignment(id: u64, low: &[u8], high: &[u8], owner: &str) -> RangeAssignment {

@@ -8,10 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::stream_layer;
-use strata_partition::{
-    CompactionConfig, LifecycleConfig, PartitionServerConfig, PartitionServerState,
-    PartitionService, ThrottleConfig,
-};
+use strata_partition::PartitionService;
 use strata_proto::common::{ObjectMeta, WriteCondition};
 use strata_proto::manager::RangeAssignment;
 use strata_proto::partition::partition_server_client::PartitionServerClient;
@@ -47,22 +44,7 @@ fn put(key: &str, body: &str, write_id: &str, create_only: bool) -> Vec<PutObjec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_conditional_put_answers_its_own_committed_write() {
     let layer = stream_layer(1 << 20).await;
-    let state = PartitionServerState::new(
-        PartitionServerConfig {
-            server_id: "A".into(),
-            advertise_addr: "A:1".into(),
-            http_addr: String::new(),
-            manager_addrs: Vec::new(),
-            heartbeat_interval_ms: 500,
-            // No manager here: `assign` stands in for heartbeats and starts one long lease.
-            lease_ms: 3_600_000,
-            checkpoint_every_entries: 10_000,
-            compaction: CompactionConfig::default(),
-            throttle: ThrottleConfig::default(),
-            lifecycle: LifecycleConfig::default(),
-        },
-        layer.client.clone(),
-    );
+    let state = common::partition_server("A", &layer);
     state.assign(vec![RangeAssignment {
         range_id: 1,
         low: Vec::new(),

@@ -84,3 +84,28 @@ pub async fn stream_layer(extent_size_bytes_max: u64) -> StreamLayer {
         _dirs: dirs,
     }
 }
+
+/// A partition server state on `layer` with no manager: tests hand it its ranges with
+/// `PartitionServerState::assign`, which stands in for heartbeats and starts one long lease.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn partition_server(
+    id: &str,
+    layer: &StreamLayer,
+) -> std::sync::Arc<strata_partition::PartitionServerState> {
+    use strata_partition::*;
+    PartitionServerState::new(
+        PartitionServerConfig {
+            server_id: id.into(),
+            advertise_addr: format!("{id}:1"),
+            http_addr: String::new(),
+            manager_addrs: Vec::new(),
+            heartbeat_interval_ms: 500,
+            lease_ms: 3_600_000,
+            checkpoint_every_entries: 10_000,
+            compaction: CompactionConfig::default(),
+            throttle: ThrottleConfig::default(),
+            lifecycle: LifecycleConfig::default(),
+        },
+        layer.client.clone(),
+    )
+}
