@@ -89,8 +89,9 @@ def test_a_hot_bucket_is_told_to_slow_down_and_others_are_not(bucket_limited):
 
     err, served, most = first_slow_down(s3, lambda: s3.get_object(Bucket="hot", Key="k")["Body"].read())
     assert_slow_down(err)
-    # Refused within about one second's budget.
-    assert 1 <= served <= most(BUCKET_LIMIT), served
+    # Refused within about one second's budget. (No lower bound: the set-up calls just before
+    # may have used the budget up already; that requests get through again is checked below.)
+    assert served <= most(BUCKET_LIMIT), served
 
     # A refused write changes nothing.
     try:
@@ -124,7 +125,10 @@ def test_a_range_over_its_budget_is_told_to_slow_down(range_limited):
         s3, lambda: s3.get_object(Bucket=buckets[next(turn) % len(buckets)], Key="k")["Body"].read()
     )
     assert_slow_down(err)
-    assert 1 <= served <= most(RANGE_LIMIT), served
+    # No lower bound: wait_served may have taken the budget's last requests (it succeeds as soon
+    # as 4 are left); that requests are served again after backing off is checked below.
+    assert served <= most(RANGE_LIMIT), served
+    wait_served(lambda: s3.get_object(Bucket=buckets[1], Key="k")["Body"].read())
 
     # A client that retries with back-off (boto3's standard mode) gets through.
     assert setup.get_object(Bucket=buckets[0], Key="k")["Body"].read() == b"x"

@@ -4,7 +4,9 @@
 //! sequence) to the log stream, and only after the stream layer acknowledged it (durable on
 //! every replica) applies it to the in-memory index. A failed append poisons the range: the
 //! in-memory index may now differ from what the log holds, so the server reloads the range
-//! from its streams before serving it again.
+//! from its streams before serving it again. So does a commit whose caller went away during the
+//! append (a front-end killed mid-request drops the RPC's future): the record may land in the
+//! log while the index never hears of it, and the next commit would reuse its sequence.
 //!
 //! Load path: seal the log's open extent (fencing any previous owner's writer), read the newest
 //! complete checkpoint, then replay every log record after it, in sequence order.
@@ -453,7 +455,10 @@ impl Range {
                 })
                 .collect(),
         };
-        match self.log.append(format::encode_log_entry(&entry)).await {
+        let unfinished = PoisonUnlessFinished(&self.poisoned);
+        let appended = self.log.append(format::encode_log_entry(&entry)).await;
+        std::mem::forget(unfinished);
+        match appended {
             Ok(pos) => {
                 state.sequence = sequence;
                 state.last_log_pos = Some((pos.extent_id, pos.offset));
@@ -731,10 +736,19 @@ async fn replay_log(
         let (pos, payload) = item.map_err(stream_error)?;
         let entry = format::decode_log_entry(&payload)
             .map_err(|err| PartitionError::Corrupt(err.to_string()))?;
-        if entry.sequence <= state.sequence {
-            continue; // covered by the checkpoint, or a duplicate left by a retried append
+        // Equal sequences are applied again, not skipped: a writer's retried append leaves an
+        // identical copy right after the first (applying it twice changes nothing), and no
+        // two different entries share a sequence (an abandoned append poisons the range) but,
+        // if some log held two, both are durable and the later one is what was acknowledged.
+        if entry.sequence < state.sequence {
+            tracing::warn!(
+                sequence = entry.sequence,
+                applied = state.sequence,
+                "log entry older than one already applied; skipped"
+            );
+            continue;
         }
-        if entry.sequence != state.sequence + 1 {
+        if entry.sequence > state.sequence + 1 {
             tracing::warn!(
                 expected = state.sequence + 1,
                 found = entry.sequence,
@@ -757,6 +771,19 @@ async fn replay_log(
         applied += 1;
     }
     Ok(applied)
+}
+
+/// Poisons the range when dropped: armed around a log append, and forgotten once the append
+/// returned, so it fires only when the commit's future is dropped mid-append (its caller went
+/// away). Dropped before the commit lock is released (a local drops before the guard passed in
+/// as a parameter), so no later commit can run on the stale index.
+struct PoisonUnlessFinished<'a>(&'a AtomicBool);
+
+impl Drop for PoisonUnlessFinished<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+        tracing::warn!("a commit was abandoned during its log append; range will reload");
+    }
 }
 
 /// Shared handle to a loaded range.

@@ -1,6 +1,8 @@
 //! A front-end retries a PutObject whose owner died after committing but before answering
 //! (same write id, as `ObjectMeta.write_id` says): the retry must answer that write, not
 //! evaluate its condition again, so a conditional write that took effect is never told 412.
+//! Likewise a retried CompleteMultipartUpload answers its commit (the version carries the
+//! upload id), not NoSuchUpload or 412.
 //! Against a real partition server over gRPC, on a real stream layer in process.
 
 mod common;
@@ -41,10 +43,14 @@ fn put(key: &str, body: &str, write_id: &str, create_only: bool) -> Vec<PutObjec
     ]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retried_conditional_put_answers_its_own_committed_write() {
-    let layer = stream_layer(1 << 20).await;
-    let state = common::partition_server("A", &layer);
+/// A partition server over gRPC owning the whole key space, loaded; the layer must outlive it.
+async fn serve_whole_range(
+    layer: &common::StreamLayer,
+) -> (
+    PartitionServerClient<tonic::transport::Channel>,
+    CancellationToken,
+) {
+    let state = common::partition_server("A", layer);
     state.assign(vec![RangeAssignment {
         range_id: 1,
         low: Vec::new(),
@@ -66,8 +72,14 @@ async fn a_retried_conditional_put_answers_its_own_committed_write() {
         PartitionService::new(state.clone()),
     ));
     tokio::spawn(strata_util::rpc::serve(router, listener, token.clone()));
-    let mut client =
-        PartitionServerClient::new(strata_util::rpc::channel(&addr.to_string()).unwrap());
+    let client = PartitionServerClient::new(strata_util::rpc::channel(&addr.to_string()).unwrap());
+    (client, token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_conditional_put_answers_its_own_committed_write() {
+    let layer = stream_layer(1 << 20).await;
+    let (mut client, token) = serve_whole_range(&layer).await;
 
     let first = client
         .put_object(futures::stream::iter(put("k", "first", "w-1", true)))
@@ -96,5 +108,108 @@ async fn a_retried_conditional_put_answers_its_own_committed_write() {
         .put_object(futures::stream::iter(put("k", "first", "w-1", true)))
         .await;
     assert!(late.is_err());
+    token.cancel();
+}
+
+async fn one_part_upload(
+    client: &mut PartitionServerClient<tonic::transport::Channel>,
+    key: &str,
+    body: &str,
+) -> (String, CompletedPart) {
+    let upload_id = client
+        .create_multipart_upload(CreateMultipartUploadRequest {
+            bucket: "b".into(),
+            key: key.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .upload_id;
+    let part = vec![
+        UploadPartRequest {
+            part: Some(upload_part_request::Part::Header(UploadPartHeader {
+                bucket: "b".into(),
+                key: key.into(),
+                upload_id: upload_id.clone(),
+                part_number: 1,
+                size_bytes: body.len() as i64,
+                ..Default::default()
+            })),
+        },
+        UploadPartRequest {
+            part: Some(upload_part_request::Part::Chunk(body.as_bytes().to_vec())),
+        },
+    ];
+    let etag = client
+        .upload_part(futures::stream::iter(part))
+        .await
+        .unwrap()
+        .into_inner()
+        .part
+        .unwrap()
+        .etag;
+    let completed = CompletedPart {
+        part_number: 1,
+        etag,
+        ..Default::default()
+    };
+    (upload_id, completed)
+}
+
+fn complete_create_only(upload_id: &str, part: &CompletedPart) -> CompleteMultipartUploadRequest {
+    CompleteMultipartUploadRequest {
+        bucket: "b".into(),
+        key: "mp".into(),
+        upload_id: upload_id.into(),
+        parts: vec![part.clone()],
+        condition: Some(WriteCondition {
+            if_none_match_any: true,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_conditional_completion_answers_its_own_commit() {
+    let layer = stream_layer(1 << 20).await;
+    let (mut client, token) = serve_whole_range(&layer).await;
+    let (upload_id, part) = one_part_upload(&mut client, "mp", "parts").await;
+
+    let first = client
+        .complete_multipart_upload(complete_create_only(&upload_id, &part))
+        .await
+        .unwrap()
+        .into_inner()
+        .meta
+        .unwrap();
+    assert!(first.etag.ends_with("-1\""), "{}", first.etag);
+    // The same completion again (its answer was lost): the commit it made is answered, neither
+    // NoSuchUpload nor 412.
+    let retried = client
+        .complete_multipart_upload(complete_create_only(&upload_id, &part))
+        .await
+        .expect("a retried completion that took effect succeeds")
+        .into_inner()
+        .meta
+        .unwrap();
+    assert_eq!((retried.etag, retried.size_bytes), (first.etag, 5));
+    // Another upload completing under the same condition is refused, and stays in place.
+    let (other_id, other_part) = one_part_upload(&mut client, "mp", "other").await;
+    let refused = client
+        .complete_multipart_upload(complete_create_only(&other_id, &other_part))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message().contains("PreconditionFailed"),
+        "{refused}"
+    );
+    // An upload id that never completed here is still unknown.
+    let unknown = client
+        .complete_multipart_upload(complete_create_only(&"0".repeat(32), &part))
+        .await
+        .unwrap_err();
+    assert!(unknown.message().contains("NoSuchUpload"), "{unknown}");
     token.cancel();
 }

@@ -217,6 +217,12 @@ impl StreamedMessage for UploadPartRequest {
     }
 }
 
+/// The write id of the version an upload completes to: unique per upload, and the same on every
+/// retry of its completion (see `ObjectMeta.write_id`).
+fn completion_write_id(upload_id: &str) -> String {
+    format!("upload:{upload_id}")
+}
+
 fn normalize_etag(etag: &str) -> &str {
     etag.trim().trim_matches('"')
 }
@@ -227,13 +233,21 @@ pub async fn complete(
 ) -> Result<CompleteMultipartUploadResponse, PartitionError> {
     let (range, upload_key) = upload_of(state, &request.bucket, &request.key, &request.upload_id)?;
     let guard = range.lock_commits().await;
-    let upload = upload_record(&range, &upload_key)?;
+    let object = keys::object_key(&request.bucket, &request.key);
+    let write_id = completion_write_id(&request.upload_id);
+    let upload = match upload_record(&range, &upload_key) {
+        Ok(upload) => upload,
+        // A retried completion (the front-end's after a lost answer, or the client's) whose
+        // first attempt committed: answer that commit, not NoSuchUpload or a failed condition.
+        Err(no_upload) => {
+            return match super::objects::already_written(&range, &object, &write_id) {
+                Some(done) => Ok(CompleteMultipartUploadResponse { meta: done.meta }),
+                None => Err(no_upload),
+            }
+        }
+    };
     // A failed condition leaves the upload in place (the client may complete it later).
-    super::objects::check_write_condition(
-        &range,
-        &keys::object_key(&request.bucket, &request.key),
-        request.condition.as_ref(),
-    )?;
+    super::objects::check_write_condition(&range, &object, request.condition.as_ref())?;
     if request.parts.is_empty() {
         return Err(PartitionError::s3(
             Code::InvalidArgument,
@@ -314,7 +328,7 @@ pub async fn complete(
         request.expected_checksum.as_ref(),
     )?;
     meta.last_modified_ms = strata_util::now_ms();
-
+    meta.write_id = write_id;
     meta.delete_marker = false;
     let versioning = super::versions::versioning_of(request.versioning)?;
     let mut changes: Vec<Change> = super::versions::write_changes(

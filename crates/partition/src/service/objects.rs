@@ -295,7 +295,11 @@ pub(super) fn check_write_condition(
 
 /// The answer to a retried PutObject whose first attempt already committed: the key's current
 /// version carries the request's write id (see `ObjectMeta.write_id`).
-fn already_written(range: &Range, key: &[u8], write_id: &str) -> Option<PutObjectResponse> {
+pub(super) fn already_written(
+    range: &Range,
+    key: &[u8],
+    write_id: &str,
+) -> Option<PutObjectResponse> {
     if write_id.is_empty() {
         return None;
     }
