@@ -8,6 +8,10 @@ use tonic::transport::{Channel, Endpoint};
 
 /// Connecting to a peer on loopback or a LAN takes far less; past this the peer is down.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// HTTP/2 keep-alive pings on every channel: sent this often ...
+pub const KEEP_ALIVE_INTERVAL_MS: u64 = 1_000;
+/// ... and a connection whose ping is not answered this fast is dropped.
+pub const KEEP_ALIVE_TIMEOUT_MS: u64 = 2_000;
 /// Default bound on one unary RPC. Streaming RPCs bound each message instead.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
 
@@ -27,8 +31,13 @@ pub fn channel_with_timeout(addr: &str, request_timeout: Duration) -> anyhow::Re
         .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
         .timeout(request_timeout)
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5));
+        // A peer cut off by the network (not crashed: no reset comes) holds a connection whose
+        // calls hang and whose TCP retransmissions back off for seconds after the network
+        // heals; pings find it within KEEP_ALIVE_INTERVAL_MS + KEEP_ALIVE_TIMEOUT_MS, idle or
+        // not, and the channel reconnects afresh. The timeout leaves room for a busy peer.
+        .http2_keep_alive_interval(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS))
+        .keep_alive_timeout(Duration::from_millis(KEEP_ALIVE_TIMEOUT_MS))
+        .keep_alive_while_idle(true);
     Ok(endpoint.connect_lazy())
 }
 
