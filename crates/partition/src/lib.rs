@@ -20,6 +20,8 @@
 //!   bounded background pass per range.
 //! - [`format`]: the versioned on-stream encodings of log entries and checkpoints.
 //! - [`range`]: one loaded range: index, commit path, load (checkpoint + replay), checkpointing.
+//! - [`recent_writes`]: the last writes of a range by write id, so a retried write that took
+//!   effect is answered with it.
 //! - [`load`]: each range's requests/s, bytes/s, sampled request keys and size, reported to
 //!   the manager in heartbeats (its split, merge and move decisions).
 //! - [`reshape`]: preparing a split or merge (freeze, seal, share data extents, children's
@@ -50,6 +52,7 @@ pub mod format;
 pub mod lifecycle;
 pub mod load;
 pub mod range;
+pub mod recent_writes;
 pub mod reshape;
 pub mod server;
 pub mod service;

@@ -28,6 +28,7 @@ use strata_types::Epoch;
 use crate::error::PartitionError;
 use crate::format;
 use crate::load::LoadMeter;
+use crate::recent_writes::RecentWrites;
 
 /// What one index key maps to.
 #[derive(Clone, Debug, PartialEq)]
@@ -142,6 +143,8 @@ pub struct Range {
     client: StreamClient,
     entries_since_checkpoint: AtomicU64,
     poisoned: AtomicBool,
+    /// Recent object writes by write id (see [`crate::recent_writes`]).
+    recent_writes: Mutex<RecentWrites>,
     /// Uploads whose chunks are in the data stream but not (yet) in the index.
     pub(crate) uploads: Arc<UploadRegistry>,
     /// At most one compaction pass at a time (see [`crate::compaction`]).
@@ -248,7 +251,15 @@ impl Range {
                 .data_extent_floor
                 .store(last.extent_id, Ordering::Release);
         }
-        let replayed = replay_log(&client, &log_name, &mut index, &mut state).await?;
+        let mut recent_writes = RecentWrites::default();
+        let replayed = replay_log(
+            &client,
+            &log_name,
+            &mut index,
+            &mut state,
+            &mut recent_writes,
+        )
+        .await?;
         tracing::info!(
             range_id = bounds.range_id,
             epoch = bounds.epoch.get(),
@@ -271,6 +282,7 @@ impl Range {
             client,
             entries_since_checkpoint: AtomicU64::new(replayed),
             poisoned: AtomicBool::new(false),
+            recent_writes: Mutex::new(recent_writes),
             uploads,
             compaction_lock: tokio::sync::Mutex::new(()),
             load: LoadMeter::default(),
@@ -462,6 +474,7 @@ impl Range {
             Ok(pos) => {
                 state.sequence = sequence;
                 state.last_log_pos = Some((pos.extent_id, pos.offset));
+                self.remember_writes(&changes);
                 self.apply(changes);
                 self.entries_since_checkpoint
                     .fetch_add(1, Ordering::Relaxed);
@@ -474,6 +487,27 @@ impl Range {
                 Err(stream_error(err))
             }
         }
+    }
+
+    fn remember_writes(&self, changes: &[Change]) {
+        let mut recent = self
+            .recent_writes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for (key, value) in changes {
+            if let Some(IndexValue::Object(meta)) = value {
+                recent.remember(key, meta);
+            }
+        }
+    }
+
+    /// The object version that write `write_id` made at `key`, if this range committed or
+    /// replayed it recently (see [`crate::recent_writes`]), without chunk locations.
+    pub fn recent_write(&self, key: &[u8], write_id: &str) -> Option<ObjectMeta> {
+        self.recent_writes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .find(key, write_id)
     }
 
     fn apply(&self, changes: Vec<Change>) {
@@ -728,6 +762,7 @@ async fn replay_log(
     name: &str,
     index: &mut BTreeMap<Vec<u8>, IndexValue>,
     state: &mut CommitState,
+    recent_writes: &mut RecentWrites,
 ) -> Result<u64, PartitionError> {
     let records = client.read_stream(name, state.last_log_pos);
     futures::pin_mut!(records);
@@ -763,7 +798,11 @@ async fn replay_log(
                     entry.sequence
                 )));
             };
-            changes.push((mutation.key, IndexValue::from_mutation_value(value)));
+            let value = IndexValue::from_mutation_value(value);
+            if let Some(IndexValue::Object(meta)) = &value {
+                recent_writes.remember(&mutation.key, meta);
+            }
+            changes.push((mutation.key, value));
         }
         apply_changes(index, changes);
         state.sequence = entry.sequence;

@@ -92,23 +92,65 @@ async fn a_retried_conditional_put_answers_its_own_committed_write() {
         .await
         .expect("a retry of a committed conditional write succeeds")
         .into_inner();
-    assert_eq!(retried.meta.unwrap().etag, first.meta.unwrap().etag);
+    assert_eq!(retried.meta.unwrap().etag, first.meta.clone().unwrap().etag);
     // Another request with the same condition is refused, as S3 does.
     let other = client
         .put_object(futures::stream::iter(put("k", "second", "w-2", true)))
         .await
         .unwrap_err();
     assert!(other.message().contains("PreconditionFailed"), "{other}");
-    // Once another write replaced it, a late retry of the first is no longer recognized.
+    // Once another write replaced it, a late retry of the first still answers the first (it
+    // took effect, then was overwritten), not 412.
     client
         .put_object(futures::stream::iter(put("k", "third", "w-3", false)))
         .await
         .unwrap();
     let late = client
         .put_object(futures::stream::iter(put("k", "first", "w-1", true)))
-        .await;
-    assert!(late.is_err());
+        .await
+        .expect("a late retry of an overwritten write succeeds")
+        .into_inner();
+    assert_eq!(late.meta.unwrap().etag, first.meta.unwrap().etag);
     token.cancel();
+}
+
+/// The new owner of a range (a load replaying the log) knows the write ids of the writes it
+/// replayed, so a retry that follows a failover is answered too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_range_remembers_the_writes_it_replayed() {
+    use strata_partition::range::{IndexValue, Range, RangeBounds};
+    let layer = stream_layer(1 << 20).await;
+    let bounds = |epoch| RangeBounds {
+        range_id: 1,
+        low: Vec::new(),
+        high: Vec::new(),
+        epoch: strata_types::Epoch::new(epoch),
+    };
+    let key = keys::object_key("b", "k");
+    let version = |write_id: &str, etag: &str| {
+        Some(IndexValue::Object(ObjectMeta {
+            write_id: write_id.into(),
+            etag: etag.into(),
+            ..Default::default()
+        }))
+    };
+    let range = Range::load(layer.client.clone(), bounds(1)).await.unwrap();
+    range
+        .commit(key.clone(), version("w-1", "e1"))
+        .await
+        .unwrap();
+    range
+        .commit(key.clone(), version("w-2", "e2"))
+        .await
+        .unwrap();
+    drop(range);
+    let reloaded = Range::load(layer.client.clone(), bounds(2)).await.unwrap();
+    assert_eq!(reloaded.recent_write(&key, "w-1").unwrap().etag, "e1");
+    assert_eq!(reloaded.recent_write(&key, "w-2").unwrap().etag, "e2");
+    assert!(reloaded
+        .recent_write(&keys::object_key("b", "other"), "w-1")
+        .is_none());
+    assert!(reloaded.recent_write(&key, "w-3").is_none());
 }
 
 async fn one_part_upload(

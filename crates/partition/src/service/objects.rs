@@ -294,7 +294,8 @@ pub(super) fn check_write_condition(
 }
 
 /// The answer to a retried PutObject whose first attempt already committed: the key's current
-/// version carries the request's write id (see `ObjectMeta.write_id`).
+/// version carries the request's write id (see `ObjectMeta.write_id`), or the range committed
+/// or replayed that write recently (another write may have replaced it since).
 pub(super) fn already_written(
     range: &Range,
     key: &[u8],
@@ -313,7 +314,9 @@ pub(super) fn already_written(
                 meta: Some(strip_chunks(meta)),
             })
         }
-        _ => None,
+        _ => range
+            .recent_write(key, write_id)
+            .map(|meta| PutObjectResponse { meta: Some(meta) }),
     }
 }
 
