@@ -490,15 +490,10 @@ impl Range {
     }
 
     fn remember_writes(&self, changes: &[Change]) {
-        let mut recent = self
-            .recent_writes
+        self.recent_writes
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        for (key, value) in changes {
-            if let Some(IndexValue::Object(meta)) = value {
-                recent.remember(key, meta);
-            }
-        }
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remember_changes(changes);
     }
 
     /// The object version that write `write_id` made at `key`, if this range committed or
@@ -798,12 +793,9 @@ async fn replay_log(
                     entry.sequence
                 )));
             };
-            let value = IndexValue::from_mutation_value(value);
-            if let Some(IndexValue::Object(meta)) = &value {
-                recent_writes.remember(&mutation.key, meta);
-            }
-            changes.push((mutation.key, value));
+            changes.push((mutation.key, IndexValue::from_mutation_value(value)));
         }
+        recent_writes.remember_changes(&changes);
         apply_changes(index, changes);
         state.sequence = entry.sequence;
         state.last_log_pos = Some((pos.extent_id, pos.offset));

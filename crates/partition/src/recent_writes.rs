@@ -12,6 +12,8 @@ use std::collections::{HashMap, VecDeque};
 
 use strata_proto::common::ObjectMeta;
 
+use crate::range::{Change, IndexValue};
+
 /// Write ids remembered per range at most (a few seconds of writes at full speed).
 pub const RECENT_WRITES_MAX: usize = 4_096;
 
@@ -39,6 +41,15 @@ impl RecentWrites {
         self.by_id
             .insert(meta.write_id.clone(), (key.to_vec(), answer));
         debug_assert_eq!(self.order.len(), self.by_id.len());
+    }
+
+    /// Remembers every object version among a commit's `changes`.
+    pub fn remember_changes(&mut self, changes: &[Change]) {
+        for (key, value) in changes {
+            if let Some(IndexValue::Object(meta)) = value {
+                self.remember(key, meta);
+            }
+        }
     }
 
     /// The version write `write_id` made at `key`, if it is remembered.
