@@ -286,7 +286,9 @@ mod tests {
             .into();
         let records = into_records(whole.clone(), 1_000).unwrap();
         assert_eq!(records.len(), 11);
-        assert!(records.iter().all(|r| r.len() <= 1_000 && r[0] == FRAGMENT_VERSION));
+        assert!(records
+            .iter()
+            .all(|r| r.len() <= 1_000 && r[0] == FRAGMENT_VERSION));
         assert_eq!(reassemble(&records), vec![whole.clone()]);
         // A duplicate left by a retried append is skipped.
         let mut duplicated = records.clone();
@@ -313,7 +315,7 @@ mod tests {
         let outcome: Result<Vec<_>, _> = damaged.into_iter().map(|r| reassembler.push(r)).collect();
         assert!(matches!(outcome, Err(FormatError::Decode(_))));
         // Version-1 records read as before.
-        assert_eq!(reassemble(&[small.clone()]), vec![small]);
+        assert_eq!(reassemble(std::slice::from_ref(&small)), vec![small]);
     }
 
     #[test]
@@ -331,6 +333,9 @@ mod tests {
             ..Default::default()
         };
         let bytes = meta.encoded_len();
-        assert!(bytes > RECORD_BYTES_MAX && 3 * bytes < MESSAGE_BYTES_MAX, "{bytes}");
+        assert!(
+            bytes > RECORD_BYTES_MAX && 3 * bytes < MESSAGE_BYTES_MAX,
+            "{bytes}"
+        );
     }
 }

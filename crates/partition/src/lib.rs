@@ -53,6 +53,7 @@ pub mod checksum;
 pub mod compaction;
 pub mod error;
 pub mod format;
+pub mod index_value;
 pub mod lifecycle;
 pub mod load;
 pub mod persist;
@@ -62,6 +63,7 @@ pub mod reshape;
 pub mod server;
 pub mod service;
 pub mod throttle;
+pub mod uploads;
 
 pub use compaction::{CompactionConfig, CompactionReport};
 pub use error::PartitionError;

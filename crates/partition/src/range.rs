@@ -17,10 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use strata_proto::common::{BucketMeta, ChunkRef, ObjectMeta, PartMeta, UploadMeta};
-use strata_proto::partition::{
-    index_entry, mutation, CheckpointBegin, IndexEntry, LogEntry, Mutation, RecentWrite,
-};
+use strata_proto::common::{ChunkRef, ObjectMeta};
+use strata_proto::partition::{CheckpointBegin, LogEntry, Mutation, RecentWrite};
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
 use strata_types::Epoch;
 
@@ -31,66 +29,8 @@ use crate::persist::{
 };
 use crate::recent_writes::RecentWrites;
 
-/// What one index key maps to.
-#[derive(Clone, Debug, PartialEq)]
-pub enum IndexValue {
-    Object(ObjectMeta),
-    Bucket(BucketMeta),
-    Upload(UploadMeta),
-    Part(PartMeta),
-    /// A noncurrent object version (`keys::version_key`).
-    Version(ObjectMeta),
-}
-
-impl IndexValue {
-    pub(crate) fn into_mutation_value(value: Option<IndexValue>) -> mutation::Value {
-        match value {
-            Some(IndexValue::Object(meta)) => mutation::Value::Object(meta),
-            Some(IndexValue::Bucket(bucket)) => mutation::Value::Bucket(bucket),
-            Some(IndexValue::Upload(upload)) => mutation::Value::Upload(upload),
-            Some(IndexValue::Part(part)) => mutation::Value::Part(part),
-            Some(IndexValue::Version(meta)) => mutation::Value::Version(meta),
-            None => mutation::Value::Tombstone(true),
-        }
-    }
-
-    /// None for a tombstone.
-    pub(crate) fn from_mutation_value(value: mutation::Value) -> Option<IndexValue> {
-        match value {
-            mutation::Value::Object(meta) => Some(IndexValue::Object(meta)),
-            mutation::Value::Bucket(bucket) => Some(IndexValue::Bucket(bucket)),
-            mutation::Value::Upload(upload) => Some(IndexValue::Upload(upload)),
-            mutation::Value::Part(part) => Some(IndexValue::Part(part)),
-            mutation::Value::Version(meta) => Some(IndexValue::Version(meta)),
-            mutation::Value::Tombstone(_) => None,
-        }
-    }
-
-    pub(crate) fn into_index_entry(self, key: Vec<u8>) -> IndexEntry {
-        let value = match self {
-            IndexValue::Object(meta) => index_entry::Value::Object(meta),
-            IndexValue::Bucket(bucket) => index_entry::Value::Bucket(bucket),
-            IndexValue::Upload(upload) => index_entry::Value::Upload(upload),
-            IndexValue::Part(part) => index_entry::Value::Part(part),
-            IndexValue::Version(meta) => index_entry::Value::Version(meta),
-        };
-        IndexEntry {
-            key,
-            value: Some(value),
-        }
-    }
-
-    pub(crate) fn from_index_entry(entry: IndexEntry) -> Option<(Vec<u8>, IndexValue)> {
-        let value = match entry.value? {
-            index_entry::Value::Object(meta) => IndexValue::Object(meta),
-            index_entry::Value::Bucket(bucket) => IndexValue::Bucket(bucket),
-            index_entry::Value::Upload(upload) => IndexValue::Upload(upload),
-            index_entry::Value::Part(part) => IndexValue::Part(part),
-            index_entry::Value::Version(meta) => IndexValue::Version(meta),
-        };
-        Some((entry.key, value))
-    }
-}
+pub use crate::index_value::IndexValue;
+pub use crate::uploads::{UploadGuard, UploadRegistry};
 
 /// One change to apply: the key and its new value (None deletes it).
 pub type Change = (Vec<u8>, Option<IndexValue>);
@@ -163,49 +103,6 @@ pub const FREEZE_OPEN: u8 = 0;
 pub const FREEZE_DRAINING: u8 = 1;
 /// Nothing commits any more: the index is final until the range is replaced or renewed.
 pub const FREEZE_FROZEN: u8 = 2;
-
-/// Uploads in flight (chunks appended, index entry not yet committed). Each registers the data
-/// extent its chunks can land in at the earliest, so compaction never trims an extent that may
-/// hold a chunk an upload is about to commit.
-#[derive(Default)]
-pub struct UploadRegistry {
-    /// A lower bound of the data extent any append starting now lands in: the extent of the
-    /// newest acknowledged data append (extents only move forward), or the stream's last
-    /// extent when the range was loaded.
-    data_extent_floor: AtomicU64,
-    next_id: AtomicU64,
-    /// upload id -> the floor when it began.
-    active: Mutex<BTreeMap<u64, u64>>,
-}
-
-impl UploadRegistry {
-    /// The data extents uploads in flight may have written to start at one of these.
-    pub(crate) fn floors(&self) -> Vec<u64> {
-        let active = self
-            .active
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        active.values().copied().collect()
-    }
-}
-
-/// Held by an upload from before its first data append until after its commit: while it lives,
-/// compaction keeps every data extent the upload may have written to.
-pub struct UploadGuard {
-    registry: Arc<UploadRegistry>,
-    id: u64,
-}
-
-impl Drop for UploadGuard {
-    fn drop(&mut self) {
-        let mut active = self
-            .registry
-            .active
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        active.remove(&self.id);
-    }
-}
 
 impl Range {
     /// Loads a range from its streams: fence, newest checkpoint, log replay.
@@ -677,37 +574,3 @@ impl Drop for PoisonUnlessFinished<'_> {
 
 /// Shared handle to a loaded range.
 pub type RangeRef = Arc<Range>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_index_value_survives_the_log_and_checkpoint_encodings() {
-        let meta = ObjectMeta {
-            version_id: "0000000000000001abcdef01".into(),
-            version_stamp: 1,
-            ..Default::default()
-        };
-        let values = [
-            IndexValue::Object(meta.clone()),
-            IndexValue::Version(meta),
-            IndexValue::Bucket(BucketMeta::default()),
-            IndexValue::Upload(UploadMeta::default()),
-            IndexValue::Part(PartMeta::default()),
-        ];
-        for value in values {
-            let logged = IndexValue::into_mutation_value(Some(value.clone()));
-            assert_eq!(IndexValue::from_mutation_value(logged), Some(value.clone()));
-            let entry = value.clone().into_index_entry(b"k".to_vec());
-            assert_eq!(
-                IndexValue::from_index_entry(entry),
-                Some((b"k".to_vec(), value))
-            );
-        }
-        assert_eq!(
-            IndexValue::from_mutation_value(IndexValue::into_mutation_value(None)),
-            None
-        );
-    }
-}

@@ -26,8 +26,7 @@ use strata_stream::StreamClient;
 use crate::error::PartitionError;
 use crate::persist::write_checkpoint;
 use crate::range::{
-    stream_error, stream_names, RangeRef, FREEZE_DRAINING, FREEZE_FROZEN,
-    FREEZE_OPEN,
+    stream_error, stream_names, RangeRef, FREEZE_DRAINING, FREEZE_FROZEN, FREEZE_OPEN,
 };
 use crate::server::PartitionServerState;
 

@@ -156,15 +156,16 @@ async fn aborting_10000_parts_on_a_1000_byte_key_commits_and_survives_reload_and
     let gone = parts_listed(&mut moved, &key, &upload_id).await;
     assert!(gone.unwrap_err().contains("NoSuchUpload"));
     assert_eq!(parts_listed(&mut moved, "after", &other).await, Ok(0));
-    let range = moved_state
-        .range_for(&keys::object_key("b", &key))
-        .unwrap();
+    let range = moved_state.range_for(&keys::object_key("b", &key)).unwrap();
     let mut leftover_parts = 0;
     range.scan(b"", None, |_, value| {
         leftover_parts += usize::from(matches!(value, IndexValue::Part(_)));
         true
     });
-    assert_eq!(leftover_parts, 0, "parts of the aborted upload survived replay");
+    assert_eq!(
+        leftover_parts, 0,
+        "parts of the aborted upload survived replay"
+    );
     // And after a checkpoint, the next owner loads it from there.
     range.checkpoint().await.unwrap();
     token.cancel();
@@ -321,4 +322,46 @@ async fn an_object_whose_chunk_list_exceeds_a_record_commits_and_survives_checkp
     let from_checkpoint = Range::load(layer.client.clone(), bounds(3)).await.unwrap();
     assert_eq!(from_checkpoint.get(&key), Some(IndexValue::Object(meta)));
     assert!(!from_checkpoint.is_poisoned());
+}
+
+/// What S3 refuses is refused with S3's error before anything is written: user metadata over
+/// 2 KiB (MetadataTooLarge), on a PUT and on an upload's creation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_over_s3s_limit_is_refused_before_anything_is_written() {
+    let layer = stream_layer(1 << 20).await;
+    let (mut client, _state, token) = serve(&layer, "A", 1).await;
+    let meta = ObjectMeta {
+        user_metadata: [("m".to_string(), "v".repeat(2 * 1024))].into(),
+        ..Default::default()
+    };
+    let mut request = put("k", "body");
+    if let Some(put_object_request::Part::Header(header)) = &mut request[0].part {
+        header.meta = Some(meta.clone());
+    }
+    let refused = client
+        .put_object(futures::stream::iter(request))
+        .await
+        .unwrap_err();
+    assert!(refused.message().contains("MetadataTooLarge"), "{refused}");
+    let head = client
+        .head_object(HeadObjectRequest {
+            bucket: "b".into(),
+            key: "k".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(head.meta.is_none(), "a refused PUT stored an object");
+    let refused = client
+        .create_multipart_upload(CreateMultipartUploadRequest {
+            bucket: "b".into(),
+            key: "k".into(),
+            meta: Some(meta),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(refused.message().contains("MetadataTooLarge"), "{refused}");
+    token.cancel();
 }

@@ -315,7 +315,6 @@ async fn a_retry_after_more_than_4096_other_writes_answers_its_own_effect() {
     token.cancel();
 }
 
-
 /// A checkpoint between a write and its retry, then a move (the new owner loads the checkpoint
 /// and replays only the log after it): the retry still answers its own write, not 412.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

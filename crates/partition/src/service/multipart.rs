@@ -89,6 +89,7 @@ pub async fn create(
     request: CreateMultipartUploadRequest,
 ) -> Result<CreateMultipartUploadResponse, PartitionError> {
     let object = object_key(&request.bucket, &request.key)?;
+    super::objects::check_user_metadata(request.meta.as_ref())?;
     let range = state.admit(&object, &request.bucket)?;
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
     let algorithm = ChecksumAlgorithm::try_from(request.checksum_algorithm)
