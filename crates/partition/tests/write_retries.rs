@@ -312,6 +312,19 @@ async fn a_retry_after_more_than_4096_other_writes_answers_its_own_effect() {
         .await;
     let late = late.expect("a retry after 5,000 other writes answers its own write");
     assert_eq!(late.into_inner().meta.unwrap().etag, first.etag);
+    // Answered, not applied again: the current version is still the second write.
+    let current = client
+        .head_object(HeadObjectRequest {
+            bucket: "b".into(),
+            key: "k".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .meta
+        .unwrap();
+    assert_eq!(current.write_id, "w-2");
     token.cancel();
 }
 
