@@ -94,12 +94,20 @@ async fn a_put_whose_owner_dies_is_retried(read_before_dying: usize) {
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
     let body = crate::e2e_tests::pattern(4096);
     let reply = c.send("PUT", "/photos/z", &[], &[], body.clone()).await;
-    assert_eq!(reply.status, 200, "death after {read_before_dying} bytes: {}", reply.text());
+    assert_eq!(
+        reply.status,
+        200,
+        "death after {read_before_dying} bytes: {}",
+        reply.text()
+    );
     assert!(
         accepted.load(Ordering::SeqCst) >= 1,
         "the PUT never reached the dying server"
     );
-    assert_eq!(c.send("GET", "/photos/z", &[], &[], vec![]).await.body, body);
+    assert_eq!(
+        c.send("GET", "/photos/z", &[], &[], vec![]).await.body,
+        body
+    );
     assert_eq!(cluster.store.lock().unwrap().puts_committed, 1);
 }
 
@@ -135,4 +143,3 @@ async fn calls_to_a_dying_owner_answer_503(read_before_dying: usize) {
     }
     assert_eq!(cluster.store.lock().unwrap().puts_committed, 0);
 }
-
