@@ -181,14 +181,6 @@ def reader_mp(reader, key):
     return op
 
 
-def unread_finals(history):
-    """Keys whose every final read failed: their acknowledged writes count as lost."""
-    finals = [op for op in history.ops if op["phase"] == "final" and op["kind"] in ("read", "list", "mp-read")]
-    ok = {(op["kind"], op["key"]) for op in finals if op["result"] == "ok"}
-    tried = {(op["kind"], op["key"]) for op in finals}
-    return sorted(tried - ok)
-
-
 def table(history, phases, report, order):
     rows = []
     for name in order:
@@ -292,8 +284,6 @@ def main(argv):
             shutil.rmtree(work_dir, ignore_errors=True)
 
     report = checker.check(history.ops)
-    for kind, key in unread_finals(history):
-        report.lost.append(("final", f"{kind} of {key} failed until the deadline"))
     order = ["baseline"] + [n for n in phases] + ["final"]
     print()
     print(table(history, phases, report, order))
