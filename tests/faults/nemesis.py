@@ -5,7 +5,9 @@
 decides how long. Every choice comes from the seeded `rng`, so `--seed` replays the same faults.
 """
 
-import os
+import time
+
+import extent_files
 
 
 class Nemesis:
@@ -113,7 +115,7 @@ class PartitionNode(Nemesis):
         return f"reconnected {self.victim}"
 
 
-EXTENT_HEADER_BYTES = 24  # "STRATAX\0", version, extent id, CRC32: never flipped
+EXTENT_HEADER_BYTES = extent_files.FILE_HEADER_BYTES  # never flipped
 
 
 class BitFlip(Nemesis):
@@ -143,13 +145,7 @@ class BitFlip(Nemesis):
             size = path.stat().st_size
             offset = rng.randrange(EXTENT_HEADER_BYTES, size)
             bit = rng.randrange(8)
-            with open(path, "r+b") as f:
-                f.seek(offset)
-                byte = f.read(1)[0]
-                f.seek(offset)
-                f.write(bytes([byte ^ (1 << bit)]))
-                f.flush()
-                os.fsync(f.fileno())
+            extent_files.flip_bits(path, [(offset, bit)])
             self.flipped = (node, path.name, offset, bit)
             return f"flipped bit {bit} at byte {offset} of {node}:{path.name} ({'sealed' if sealed else 'open'})"
         raise RuntimeError("no extent file to corrupt was found")
@@ -158,8 +154,67 @@ class BitFlip(Nemesis):
         return "nothing to undo: the checksums and the scrubber must handle it"
 
 
+OPEN_EXTENT_WAIT_S = 30
+
+
+class CorruptOpenExtent(Nemesis):
+    """Flips bits inside the LAST record of one replica of an open data extent (acknowledged
+    bytes in the unsealed tail), with its node down so no later append buries the record,
+    then restarts the node at once while the extent is still being written. The node must not
+    take the record for a torn write and cut it; the seal must not take a cut length."""
+
+    needs = "bitflip"
+    name = "corrupt-open-extent"
+
+    def inject(self, target, rng):
+        extent, holders = self._open_extent(target)
+        node = rng.choice(holders)
+        target.kill(node)
+        try:
+            path = extent_files.replica_file(target.extent_dir(node), extent["extent_id"])
+            last = extent_files.last_record(path) if path else None
+            if last is None:
+                return f"{node} lost extent {extent['extent_id']}'s file or records before the flip: nothing flipped"
+            start, length = last
+            # Inside the payload when there is one (the CRC must catch it), else the header.
+            low = start + extent_files.RECORD_HEADER_BYTES if length > extent_files.RECORD_HEADER_BYTES else start
+            flips = sorted({(rng.randrange(low, start + length), rng.randrange(8)) for _ in range(rng.randint(1, 3))})
+            extent_files.flip_bits(path, flips)
+        finally:
+            target.start_node(node)
+        where = ", ".join(f"bit {bit} at byte {offset}" for offset, bit in flips)
+        return (
+            f"flipped {where} in the last record ({start}+{length}) of {node}:{path.name} "
+            f"(open {extent['stream']}, {path.stat().st_size} bytes), restarted {node}"
+        )
+
+    @staticmethod
+    def _open_extent(target):
+        """The fullest open data extent (as heartbeats last reported it) with a complete record
+        on disk, and the extent nodes whose replica holds one."""
+        deadline = time.monotonic() + OPEN_EXTENT_WAIT_S
+        while True:
+            extents = [e for e in target.status()["extents"] if not e["sealed"] and e["stream"].endswith("/data")]
+            for extent in sorted(extents, key=lambda e: (-(e.get("length") or 0), e["extent_id"])):
+                holders = []
+                for node in sorted(target.nodes("extent-node")):
+                    path = extent_files.replica_file(target.extent_dir(node), extent["extent_id"])
+                    if path and extent_files.last_record(path):
+                        holders.append(node)
+                if holders:
+                    return extent, holders
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no open data extent with records within {OPEN_EXTENT_WAIT_S} s")
+            time.sleep(0.5)  # the workloads are writing: poll until an extent has records
+
+    def heal(self, target):
+        return "nothing to undo: the node was restarted at once; replicas must agree again"
+
+
 def all_nemeses():
     """Every nemesis, by name, in the order `--nemesis all` runs them."""
+    import motion  # noqa: PLC0415  (motion builds on this module)
+
     return {
         "kill-extent": lambda: KillRestart("kill-extent", random_of("extent-node")),
         "kill-partition": lambda: KillRestart("kill-partition", range_owner),
@@ -170,4 +225,6 @@ def all_nemeses():
         "partition-node": PartitionNode,
         "pause-leader": PauseLeader,
         "bitflip": BitFlip,
+        "corrupt-open-extent": CorruptOpenExtent,
+        "move-under-upload": motion.MoveUnderUpload,
     }

@@ -32,6 +32,11 @@ import targets  # noqa: E402
 import workloads  # noqa: E402
 
 FINAL_READ_DEADLINE_S = 120
+EXTENT_MIB = 16
+# move-under-upload: extents small enough that every large upload crosses a seal, and a split
+# threshold the workloads alone (~50 requests/s) stay under but its burst of HEADs passes.
+MOTION_EXTENT_MIB = 4
+MOTION_RESHAPE = {"split_requests_per_sec": 120, "split_sustain_ms": 2000, "reshape_cooldown_ms": 3000}
 
 
 def parse_args(argv):
@@ -44,8 +49,11 @@ def parse_args(argv):
     p.add_argument("--settle-s", type=float, default=3, help="workload time after each recovery")
     p.add_argument("--recovery-bound-s", type=float, default=3.0, help="3 election timeouts (1 s each)")
     p.add_argument("--replication-deadline-s", type=float, default=300)
-    p.add_argument("--multipart-mib", type=int, default=12)
-    p.add_argument("--extent-size-mib", type=int, default=16, help="extents seal at this size")
+    p.add_argument("--multipart-mib", type=int, default=12, help="size of each large upload")
+    p.add_argument(
+        "--extent-size-mib", type=int, default=None,
+        help=f"extents seal at this size (default {EXTENT_MIB}; {MOTION_EXTENT_MIB} with move-under-upload)",
+    )
     p.add_argument("--ports", default="9000,9001", help="compose: host ports of the two front-ends")
     p.add_argument("--project", default="strata-faults", help="compose project name")
     p.add_argument("--keep", action="store_true", help="leave the stamp running afterwards")
@@ -53,12 +61,16 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def make_target(args, work_dir):
-    size = args.extent_size_mib * 1024 * 1024
+def make_target(args, work_dir, chosen):
+    motion = "move-under-upload" in chosen
+    size = (args.extent_size_mib or (MOTION_EXTENT_MIB if motion else EXTENT_MIB)) * 1024 * 1024
+    reshape = MOTION_RESHAPE if motion else None
     if args.target == "up":
-        return targets.UpTarget(work_dir, size)
+        return targets.UpTarget(work_dir, size, reshape)
     ports = [int(p) for p in args.ports.split(",")]
-    return targets.ComposeTarget(args.project, ports, size, "strata-faults-access", "strata-faults-secret-key")
+    return targets.ComposeTarget(
+        args.project, ports, size, "strata-faults-access", "strata-faults-secret-key", reshape=reshape
+    )
 
 
 def wait_serving(target, bucket):
@@ -219,7 +231,7 @@ def main(argv):
     if unknown:
         sys.exit(f"unknown nemesis: {', '.join(unknown)}")
     work_dir = Path(tempfile.mkdtemp(prefix="strata-faults-"))
-    target = make_target(args, work_dir)
+    target = make_target(args, work_dir, chosen)
     made = {name: nemeses.all_nemeses()[name]() for name in chosen}
     skipped = [n for n, nem in made.items() if nem.needs not in target.supports]
     for name in skipped:
@@ -227,6 +239,8 @@ def main(argv):
         del made[name]
     replay = f"python3 tests/faults/run.py --target {args.target} --seed {seed} --nemesis {args.nemesis}"
     replay += f" --duration-s {args.duration_s:g} --hold-s {args.hold_s:g}"
+    if args.extent_size_mib:
+        replay += f" --extent-size-mib {args.extent_size_mib}"
     print(f"seed {seed}  (replay: {replay})", flush=True)
 
     history = workloads.History()
@@ -242,12 +256,15 @@ def main(argv):
         kinds = [workloads.RegisterWorker] * 3 + [workloads.CasWorker] * 2 + [workloads.CreateWorker] * 2
         workers = [k(i, history, endpoints, creds, bucket, stop, random.Random(f"{seed}-{i}")) for i, k in enumerate(kinds)]
         workers.append(workloads.SetWorker(len(workers), history, endpoints, creds, bucket, stop, random.Random(f"{seed}-set")))
-        workers.append(
-            workloads.MultipartWorker(
-                len(workers), history, endpoints, creds, bucket, stop, random.Random(f"{seed}-mp"),
-                seed=seed, size=args.multipart_mib * 1024 * 1024,
+        # Large uploads, multipart and single PUTs: one of them is nearly always streaming.
+        for single_put in (False, True):
+            workers.append(
+                workloads.MultipartWorker(
+                    len(workers), history, endpoints, creds, bucket, stop,
+                    random.Random(f"{seed}-{'put' if single_put else 'mp'}"),
+                    seed=seed, size=args.multipart_mib * 1024 * 1024, single_put=single_put,
+                )
             )
-        )
         history.t0 = time.monotonic()
         history.phase = "baseline"
         for w in workers:

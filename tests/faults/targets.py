@@ -71,12 +71,12 @@ class UpTarget(Target):
     name = "up"
     supports = {"kill", "pause", "bitflip"}
 
-    def __init__(self, work_dir, extent_size_bytes_max):
+    def __init__(self, work_dir, extent_size_bytes_max, reshape=None):
         self.work_dir = Path(work_dir)
-        self.stamp = stamp_module.Stamp(
-            self.work_dir / "stamp",
-            extra_args=["--partition-servers", "3", "--extent-size-bytes-max", str(extent_size_bytes_max)],
-        )
+        extra = ["--partition-servers", "3", "--extent-size-bytes-max", str(extent_size_bytes_max)]
+        for name, value in sorted((reshape or {}).items()):
+            extra += [f"--{name.replace('_', '-')}", str(value)]
+        self.stamp = stamp_module.Stamp(self.work_dir / "stamp", extra_args=extra)
         self._layout = None
 
     def start(self):
@@ -135,7 +135,7 @@ class ComposeTarget(Target):
     name = "compose"
     supports = {"kill", "pause", "bitflip", "partition"}
 
-    def __init__(self, project, ports, extent_size_bytes_max, access_key, secret_key, fresh=True):
+    def __init__(self, project, ports, extent_size_bytes_max, access_key, secret_key, fresh=True, reshape=None):
         self.project = project
         self.ports = ports
         self.fresh = fresh
@@ -152,6 +152,8 @@ class ComposeTarget(Target):
                 "STRATA_SECRET_KEY": secret_key,
             }
         )
+        # The partition managers' split settings (docker-compose.yml: STRATA_SPLIT_...).
+        self.env.update({f"STRATA_{name.upper()}": str(value) for name, value in (reshape or {}).items()})
         self._layout = json.loads((REPO / "docker" / "stamp.json").read_text())
         self._ids = {}
         self.network = f"{project}_stamp"
