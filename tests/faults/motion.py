@@ -114,7 +114,7 @@ class MoveUnderUpload(nemesis.Nemesis):
             raise RuntimeError(f"no partition server owns {key}")
         self.how = rng.choice(["pause", "kill"])
         (target.pause if self.how == "pause" else target.kill)(self.victim)
-        done.append(f"{self.how}d {self.victim}, owner of streaming {key}")
+        done.append(f"{'paused' if self.how == 'pause' else 'killed'} {self.victim}, owner of streaming {key}")
         return "; ".join(done)
 
     def _split(self, target, rng):

@@ -166,9 +166,13 @@ class CorruptOpenExtent(Nemesis):
     needs = "bitflip"
     name = "corrupt-open-extent"
 
+    def __init__(self):
+        self.flipped = None  # (node, extent id, file size at the flip)
+
     def inject(self, target, rng):
         extent, holders = self._open_extent(target)
         node = rng.choice(holders)
+        self.flipped = None
         target.kill(node)
         try:
             path = extent_files.replica_file(target.extent_dir(node), extent["extent_id"])
@@ -180,12 +184,13 @@ class CorruptOpenExtent(Nemesis):
             low = start + extent_files.RECORD_HEADER_BYTES if length > extent_files.RECORD_HEADER_BYTES else start
             flips = sorted({(rng.randrange(low, start + length), rng.randrange(8)) for _ in range(rng.randint(1, 3))})
             extent_files.flip_bits(path, flips)
+            self.flipped = (node, extent["extent_id"], path.stat().st_size)
         finally:
             target.start_node(node)
         where = ", ".join(f"bit {bit} at byte {offset}" for offset, bit in flips)
         return (
             f"flipped {where} in the last record ({start}+{length}) of {node}:{path.name} "
-            f"(open {extent['stream']}, {path.stat().st_size} bytes), restarted {node}"
+            f"(open {extent['stream']}, {self.flipped[2]} bytes), restarted {node}"
         )
 
     @staticmethod
@@ -208,7 +213,17 @@ class CorruptOpenExtent(Nemesis):
             time.sleep(0.5)  # the workloads are writing: poll until an extent has records
 
     def heal(self, target):
-        return "nothing to undo: the node was restarted at once; replicas must agree again"
+        """Nothing to undo; tells what became of the replica (a cut below its length at the
+        flip drops acknowledged bytes there: they must come back from a peer, never be lost)."""
+        if self.flipped is None:
+            return "nothing to undo"
+        node, extent_id, size = self.flipped
+        path = extent_files.replica_file(target.extent_dir(node), extent_id)
+        now = path.stat().st_size if path else None
+        if now is None:
+            return f"{node} no longer holds extent {extent_id} (was {size} bytes at the flip)"
+        fate = f"cut {size - now} bytes it held at the flip" if now < size else "kept every byte"
+        return f"{node}'s replica of extent {extent_id} is {now} bytes (was {size} at the flip): {fate}"
 
 
 def all_nemeses():

@@ -151,6 +151,8 @@ class Worker(threading.Thread):
                 op["etag"] = answer["ETag"]
             except Exception as err:  # the body broke off: a failed read
                 op["result"], op["error"] = "fail", type(err).__name__
+                self.endpoint = (self.endpoint + 1) % len(self.clients)
+                self.stop.wait(FAILURE_PAUSE_S)  # as after any failure: no hammering
         return op
 
     def write(self, key, value, kind="write", **conditions):
