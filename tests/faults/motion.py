@@ -51,9 +51,9 @@ def range_holding(status, key):
     return None
 
 
-def owner_name(target, status, rng_range):
+def owner_name(status, held_by):
     by_addr = {n["addr"]: n["name"] for n in status["nodes"] if n["kind"] == "partition-server"}
-    return by_addr.get(rng_range["owner_addr"]) if rng_range else None
+    return by_addr.get(held_by["owner_addr"]) if held_by else None
 
 
 def streaming_upload(rng):
@@ -106,10 +106,11 @@ class MoveUnderUpload(nemesis.Nemesis):
         self.how = None
 
     def inject(self, target, rng):
+        self.victim = None
         done = [self._split(target, rng), self._reload(target, rng)]
         bucket, key = streaming_upload(rng)
         status = target.status()
-        self.victim = owner_name(target, status, range_holding(status, encoded(bucket, key)))
+        self.victim = owner_name(status, range_holding(status, encoded(bucket, key)))
         if self.victim is None:
             raise RuntimeError(f"no partition server owns {key}")
         self.how = rng.choice(["pause", "kill"])
@@ -148,7 +149,7 @@ class MoveUnderUpload(nemesis.Nemesis):
     def _reload(self, target, rng):
         bucket, key = streaming_upload(rng)
         status = target.status()
-        owner = owner_name(target, status, range_holding(status, encoded(bucket, key)))
+        owner = owner_name(status, range_holding(status, encoded(bucket, key)))
         if owner is None:
             return f"no reload: no server owns {key}"
         target.kill(owner)

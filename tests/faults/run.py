@@ -10,6 +10,8 @@ healthy, inject the fault, hold it, heal it, and measure how long until an opera
 after the heal succeeds. Repeat rounds until --duration-s has passed (at least one round).
 Then stop the workloads, wait until every extent has 3 healthy replicas on 3 racks, read every
 acknowledged write back, check the history (checker.py) and print a table per nemesis.
+With move-under-upload chosen, the stamp runs with 4 MiB extents and a split threshold of 150
+requests/s held 2 s (MOTION_RESHAPE), so seals and splits happen inside large uploads.
 Exits 1 on any lost write, anomaly, slow recovery or unrestored replication. The seed is
 printed; --seed replays the same choices (the timing of a real cluster still varies).
 """
