@@ -127,9 +127,8 @@ class MoveUnderUpload(nemesis.Nemesis):
         # Keys right after the upload's: the split key falls beside the upload, inside its range.
         burst = HeadBurst(target, bucket, [f"{key}/probe-{i:04d}" for i in range(BURST_KEYS)])
         try:
-            split = targets.wait_for(
-                lambda: self._split_done(target, at, before), SPLIT_WAIT_S, f"a split of range {before['range_id']}", 0.5
-            )
+            what = f"a split of range {before['range_id']}"
+            split = targets.wait_for(lambda: self._split_done(target, at, before), SPLIT_WAIT_S, what, 0.5)
         except TimeoutError:
             split = None
         rate = burst.finish()
