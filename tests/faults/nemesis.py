@@ -155,13 +155,19 @@ class BitFlip(Nemesis):
 
 
 OPEN_EXTENT_WAIT_S = 30
+IDLE_PROBE_S = 1.0
+
+
+def _size(target, extent, node):
+    path = extent_files.replica_file(target.extent_dir(node), extent["extent_id"])
+    return path.stat().st_size if path else None
 
 
 class CorruptOpenExtent(Nemesis):
     """Flips bits inside the LAST record of one replica of an open data extent (acknowledged
-    bytes in the unsealed tail), with its node down so no later append buries the record,
-    then restarts the node at once while the extent is still being written. The node must not
-    take the record for a torn write and cut it; the seal must not take a cut length."""
+    bytes in the unsealed tail), with its node down so no later append buries the record, then
+    restarts the node at once, while the extent is open. The node must not take the record for
+    a torn write and cut it; the seal must not take a cut length."""
 
     needs = "bitflip"
     name = "corrupt-open-extent"
@@ -170,7 +176,7 @@ class CorruptOpenExtent(Nemesis):
         self.flipped = None  # (node, extent id, file size at the flip)
 
     def inject(self, target, rng):
-        extent, holders = self._open_extent(target)
+        extent, holders, idle = self._open_extent(target, rng)
         node = rng.choice(holders)
         self.flipped = None
         target.kill(node)
@@ -190,24 +196,35 @@ class CorruptOpenExtent(Nemesis):
         where = ", ".join(f"bit {bit} at byte {offset}" for offset, bit in flips)
         return (
             f"flipped {where} in the last record ({start}+{length}) of {node}:{path.name} "
-            f"(open {extent['stream']}, {self.flipped[2]} bytes), restarted {node}"
+            f"(open {extent['stream']}, {'idle' if idle else 'being written'}, {self.flipped[2]} bytes), "
+            f"restarted {node}"
         )
 
     @staticmethod
-    def _open_extent(target):
-        """The fullest open data extent (as heartbeats last reported it) with a complete record
-        on disk, and the extent nodes whose replica holds one."""
+    def _open_extent(target, rng):
+        """An open data extent with a complete record on disk, and the extent nodes whose
+        replica holds one. An idle one when there is one (no replica grew for IDLE_PROBE_S):
+        an extent being appended to is sealed by its writer as soon as an append fails on the
+        killed node, before the node is back; an idle one is still open when the node returns
+        and scans it, and its next append comes after (the loss this nemesis was written for:
+        the node cut the record, the append failed on it, and the extent was sealed short)."""
         deadline = time.monotonic() + OPEN_EXTENT_WAIT_S
         while True:
+            found = {}  # extent id -> (extent, {node: replica size})
             extents = [e for e in target.status()["extents"] if not e["sealed"] and e["stream"].endswith("/data")]
-            for extent in sorted(extents, key=lambda e: (-(e.get("length") or 0), e["extent_id"])):
-                holders = []
+            for extent in extents:
+                sizes = {}
                 for node in sorted(target.nodes("extent-node")):
                     path = extent_files.replica_file(target.extent_dir(node), extent["extent_id"])
                     if path and extent_files.last_record(path):
-                        holders.append(node)
-                if holders:
-                    return extent, holders
+                        sizes[node] = path.stat().st_size
+                if sizes:
+                    found[extent["extent_id"]] = (extent, sizes)
+            if found:
+                time.sleep(IDLE_PROBE_S)  # watching for appends is the point
+                idle = [i for i, (e, sizes) in found.items() if all(_size(target, e, n) == s for n, s in sizes.items())]
+                extent, sizes = found[rng.choice(sorted(idle or found))]
+                return extent, sorted(sizes), bool(idle)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no open data extent with records within {OPEN_EXTENT_WAIT_S} s")
             time.sleep(0.5)  # the workloads are writing: poll until an extent has records
@@ -222,7 +239,8 @@ class CorruptOpenExtent(Nemesis):
         now = path.stat().st_size if path else None
         if now is None:
             return f"{node} no longer holds extent {extent_id} (was {size} bytes at the flip)"
-        fate = f"cut {size - now} bytes it held at the flip" if now < size else "kept every byte"
+        # Sizes only: a replica cut and then refilled by its primary is no shorter either.
+        fate = f"cut {size - now} bytes it held at the flip" if now < size else "no shorter"
         return f"{node}'s replica of extent {extent_id} is {now} bytes (was {size} at the flip): {fate}"
 
 

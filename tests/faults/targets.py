@@ -156,6 +156,7 @@ class ComposeTarget(Target):
         self.env.update({f"STRATA_{name.upper()}": str(value) for name, value in (reshape or {}).items()})
         self._layout = json.loads((REPO / "docker" / "stamp.json").read_text())
         self._ids = {}
+        self._mounts = {}
         self.network = f"{project}_stamp"
 
     def _compose(self, *args, timeout_s=COMMAND_TIMEOUT_S * 3, check=True):
@@ -227,8 +228,11 @@ class ComposeTarget(Target):
         run(["docker", "network", "connect", "--ip", self.ip_of(name), self.network, self.container(name)])
 
     def extent_dir(self, name):
-        out = run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", f"{self.project}_{name}"])
-        return Path(out.stdout.strip()) / "extents"
+        # A volume keeps its mountpoint: ask docker once per node (nemeses ask often).
+        if name not in self._mounts:
+            out = run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", f"{self.project}_{name}"])
+            self._mounts[name] = Path(out.stdout.strip()) / "extents"
+        return self._mounts[name]
 
     def logs_hint(self):
         return " ".join(self.compose) + " logs <service>"
