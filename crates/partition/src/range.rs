@@ -112,6 +112,11 @@ impl Range {
         // Fence: whoever wrote this log before can no longer append to its open extent.
         log.seal_current().await.map_err(stream_error)?;
         let data = client.open(&data_name).await.map_err(stream_error)?;
+        // Fence the data stream as well: uploads still streaming on a previous owner (after a
+        // move, a pause that is later resumed, or a reload) must not go on appending to the
+        // extent this owner appends to, or one writer's full-extent seal could cut the other's
+        // acknowledged chunks. Their next append fails (fenced); they were never committed.
+        data.seal_current().await.map_err(stream_error)?;
         let checkpoints = client.open(&checkpoint_name).await.map_err(stream_error)?;
         // Fence checkpoints too: a previous owner must not write (or trim after) a checkpoint
         // once we serve the range.
