@@ -12,6 +12,8 @@
 //! rebuilds the same index from the streams.
 //!
 //! Modules:
+//! - [`bucket_gate`]: write leases on buckets, which order DeleteBucket against writes into
+//!   the bucket on every range (no object lands in a bucket being deleted).
 //! - [`checksum`]: S3's additional checksums (CRC32, CRC32C, CRC64NVME, SHA-1, SHA-256), and
 //!   composite / full-object checksums of multipart objects.
 //! - [`compaction`]: data-stream compaction (copy live chunks off mostly-dead old extents,
@@ -42,9 +44,13 @@
 //!   owner's open log extent before serving, so a fenced server can acknowledge nothing.
 //! - A frozen range commits nothing; the children of a split or merge start from the frozen
 //!   parents' final index, so no acknowledged write is lost or reordered by a reshape.
+//! - A write adds a key to a bucket only under a write lease on the bucket's record, checked
+//!   under its range's commit lock; DeleteBucket marks the record, waits the leases out, then
+//!   counts every range under its commit lock, so no object outlives its bucket.
 //! - A data extent is trimmed only when no index entry references it and no upload in flight
 //!   may have written to it; GETs racing a trim rely on the stream manager's GC delay.
 
+pub mod bucket_gate;
 pub mod checksum;
 pub mod compaction;
 pub mod error;

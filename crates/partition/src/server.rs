@@ -69,6 +69,8 @@ pub struct PartitionServerState {
     map: RwLock<Vec<RangeAssignment>>,
     /// When the last heartbeat the manager's leader answered was sent (the lease's start).
     lease_from: RwLock<Option<Instant>>,
+    /// Write leases on buckets, held and granted ([`crate::bucket_gate`]).
+    pub buckets: crate::bucket_gate::BucketGate,
 }
 
 impl PartitionServerState {
@@ -80,6 +82,7 @@ impl PartitionServerState {
             ranges: RwLock::new(BTreeMap::new()),
             map: RwLock::new(Vec::new()),
             lease_from: RwLock::new(None),
+            buckets: Default::default(),
         })
     }
 
@@ -271,14 +274,32 @@ impl PartitionServerState {
         &self,
         bucket: &str,
     ) -> Result<Option<strata_proto::common::BucketMeta>, PartitionError> {
+        Ok(self.bucket_record_with_lease(bucket, false).await?.0)
+    }
+
+    /// [`Self::bucket_record`] and whether a DeleteBucket holds it (on the owner's clock);
+    /// `lease`: the caller takes a write lease on the answer ([`crate::bucket_gate`]).
+    pub async fn bucket_record_with_lease(
+        &self,
+        bucket: &str,
+        lease: bool,
+    ) -> Result<(Option<strata_proto::common::BucketMeta>, bool), PartitionError> {
         use strata_proto::partition::partition_server_client::PartitionServerClient;
         let key = strata_types::keys::bucket_key(bucket);
         match self.range_for(&key) {
             Ok(range) => {
-                return Ok(match range.get(&key) {
+                if lease {
+                    self.buckets.note_grant(bucket);
+                }
+                let record = match range.get(&key) {
                     Some(crate::range::IndexValue::Bucket(record)) => Some(record),
                     _ => None,
-                })
+                };
+                let now_ms = strata_util::now_ms();
+                let deleting = record
+                    .as_ref()
+                    .is_some_and(|r| crate::bucket_gate::deleting(r, now_ms));
+                return Ok((record, deleting));
             }
             Err(PartitionError::NotOwner(_)) => {}
             Err(err) => return Err(err),
@@ -296,12 +317,14 @@ impl PartitionServerState {
         let response = PartitionServerClient::new(channel)
             .get_bucket(strata_proto::partition::GetBucketRequest {
                 name: bucket.to_string(),
+                lease,
             })
             .await
             .map_err(|status| {
                 PartitionError::Stream(format!("reading bucket record from {owner}: {status}"))
-            })?;
-        Ok(response.into_inner().bucket)
+            })?
+            .into_inner();
+        Ok((response.bucket, response.deleting))
     }
 
     /// Brings the served set in line with the manager's assignments.
