@@ -18,6 +18,8 @@
 //!   composite / full-object checksums of multipart objects.
 //! - [`compaction`]: data-stream compaction (copy live chunks off mostly-dead old extents,
 //!   re-point the index, trim the stream) so DELETE and overwrite free disk.
+//! - [`leftovers`]: deletes the streams of range ids that can never serve (a split's or
+//!   merge's children whose commit never applied), so shared extents are freed.
 //! - [`lifecycle`]: bucket lifecycle rules (expiration, aborting old uploads) carried out by a
 //!   bounded background pass per range.
 //! - [`format`]: the versioned on-stream encodings of log entries and checkpoints.
@@ -55,6 +57,7 @@ pub mod checksum;
 pub mod compaction;
 pub mod error;
 pub mod format;
+pub mod leftovers;
 pub mod lifecycle;
 pub mod load;
 pub mod range;

@@ -11,7 +11,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use strata_proto::manager::partition_manager_client::PartitionManagerClient;
-use strata_proto::manager::{RangeAssignment, ServedRange, ServerHeartbeat};
+use strata_proto::manager::{
+    RangeAssignment, ServedRange, ServerHeartbeat, ServerHeartbeatResponse,
+};
 use strata_stream::StreamClient;
 use strata_types::routing::NotOwner;
 use strata_types::Epoch;
@@ -71,6 +73,9 @@ pub struct PartitionServerState {
     lease_from: RwLock<Option<Instant>>,
     /// Write leases on buckets, held and granted ([`crate::bucket_gate`]).
     pub buckets: crate::bucket_gate::BucketGate,
+    /// The range ids of the last heartbeat's map, all from that one answer
+    /// ([`crate::leftovers`]).
+    known_ids: RwLock<crate::leftovers::KnownIds>,
 }
 
 impl PartitionServerState {
@@ -83,6 +88,7 @@ impl PartitionServerState {
             map: RwLock::new(Vec::new()),
             lease_from: RwLock::new(None),
             buckets: Default::default(),
+            known_ids: Default::default(),
         })
     }
 
@@ -327,6 +333,14 @@ impl PartitionServerState {
         Ok((response.bucket, response.deleting))
     }
 
+    /// The range ids of the map of the last heartbeat answer ([`crate::leftovers`]).
+    pub fn known_ids(&self) -> crate::leftovers::KnownIds {
+        self.known_ids
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
     /// Brings the served set in line with the manager's assignments.
     fn reconcile(self: &Arc<Self>, assignments: Vec<RangeAssignment>) {
         *self
@@ -428,7 +442,7 @@ struct ManagerLink {
 }
 
 impl ManagerLink {
-    async fn heartbeat(&mut self, beat: ServerHeartbeat) -> Option<Vec<RangeAssignment>> {
+    async fn heartbeat(&mut self, beat: ServerHeartbeat) -> Option<ServerHeartbeatResponse> {
         // Each member once, plus one hop to a hinted leader per member: bounded.
         for _ in 0..(2 * self.addrs.len()).max(1) {
             let addr = self.addrs[self.current % self.addrs.len()].clone();
@@ -447,7 +461,7 @@ impl ManagerLink {
                 Ok(response) => {
                     let response = response.into_inner();
                     if response.is_leader {
-                        return Some(response.assignments);
+                        return Some(response);
                     }
                     match self.addrs.iter().position(|a| *a == response.leader_hint) {
                         Some(leader) if !response.leader_hint.is_empty() => self.current = leader,
@@ -481,12 +495,21 @@ pub async fn run_heartbeats(state: Arc<PartitionServerState>, token: Cancellatio
             http_addr: state.config.http_addr.clone(),
         };
         let sent = Instant::now();
-        if let Some(assignments) = link.heartbeat(beat).await {
+        if let Some(answer) = link.heartbeat(beat).await {
             *state
                 .lease_from
                 .write()
                 .unwrap_or_else(|poison| poison.into_inner()) = Some(sent);
-            state.reconcile(assignments);
+            // One snapshot of one committed map: live ranges, next id and reservations agree.
+            *state
+                .known_ids
+                .write()
+                .unwrap_or_else(|poison| poison.into_inner()) = crate::leftovers::KnownIds {
+                live: answer.assignments.iter().map(|a| a.range_id).collect(),
+                next_range_id: answer.next_range_id,
+                reserved: answer.reserved_range_ids.iter().copied().collect(),
+            };
+            state.reconcile(answer.assignments);
         }
         tokio::select! {
             _ = token.cancelled() => break,
