@@ -519,6 +519,37 @@ mod tests {
     }
 
     #[test]
+    fn old_reservations_are_stale_and_released_ids_can_never_commit() {
+        let mut map = PartitionMapState::default();
+        let old = match map.apply(&Command::ReserveRangeIds {
+            count: 2,
+            at_ms: 1_000,
+        }) {
+            CommandResponse::RangeIdsReserved { first, .. } => first,
+            other => panic!("{other:?}"),
+        };
+        let now = 1_000 + RESERVATION_KEPT_MS;
+        map.apply(&Command::ReserveRangeIds {
+            count: 1,
+            at_ms: now,
+        });
+        assert!(map.stale_reservations(now).is_empty());
+        assert_eq!(map.stale_reservations(now + 1), vec![old, old + 1]);
+        let released = map.apply(&Command::ReleaseRangeIds {
+            ids: vec![old, old + 1, 99],
+        });
+        assert_eq!(
+            released,
+            CommandResponse::RangeIdsReleased {
+                released: vec![old, old + 1]
+            }
+        );
+        assert_eq!(map.reserved_ids.len(), 1);
+        assert_eq!(map.reserved_at_ms.len(), 1);
+        assert!(map.take_reserved(&[RangeId::new(old)]).is_err());
+    }
+
+    #[test]
     fn events_and_reserved_ids_are_bounded() {
         let mut map = PartitionMapState::default();
         for _ in 0..100 {

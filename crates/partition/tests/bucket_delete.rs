@@ -186,7 +186,10 @@ async fn delete_bucket_of_a_bucket_with_an_object_answers_bucket_not_empty() {
         .into_inner();
     assert!(record.bucket.is_some());
     put(&mut b, "k2", "body").await.unwrap();
-    assert_eq!(listed(&mut b).await, vec!["k".to_string(), "k2".to_string()]);
+    assert_eq!(
+        listed(&mut b).await,
+        vec!["k".to_string(), "k2".to_string()]
+    );
     token.cancel();
 }
 

@@ -126,7 +126,10 @@ async fn an_abandoned_split_leaves_no_stream_and_frees_the_shared_extents() {
         range_streams(&client).await,
         vec!["range-1/checkpoint", "range-1/data", "range-1/log"]
     );
-    assert_eq!(referenced(&client, &shared).await, vec![false; shared.len()]);
+    assert_eq!(
+        referenced(&client, &shared).await,
+        vec![false; shared.len()]
+    );
     // The live range still serves: it commits and reads back.
     let key = keys::object_key("b", "after");
     renewed

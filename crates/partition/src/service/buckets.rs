@@ -131,7 +131,10 @@ fn conflict() -> PartitionError {
 /// Up to one object of `bucket`, counted over every range that can hold its keys, in key
 /// order: this server's runs directly, other servers' through `CountObjects` (each range under
 /// its commit lock, so a commit under way is waited for and counted).
-async fn count_everywhere(state: &PartitionServerState, bucket: &str) -> Result<u64, PartitionError> {
+async fn count_everywhere(
+    state: &PartitionServerState,
+    bucket: &str,
+) -> Result<u64, PartitionError> {
     use strata_proto::partition::partition_server_client::PartitionServerClient;
     let prefix = keys::object_prefix(bucket);
     let end = keys::prefix_end(&prefix);
@@ -144,12 +147,11 @@ async fn count_everywhere(state: &PartitionServerState, bucket: &str) -> Result<
         };
         let counted = match super::list::count_objects(state, request.clone()).await {
             Err(PartitionError::NotOwner(not_owner)) => {
-                let owner = not_owner
-                    .owner_hint
-                    .ok_or(PartitionError::Loading { range_id: not_owner.range_id })?;
-                let channel = strata_util::rpc::channel(&owner).map_err(|err| {
-                    PartitionError::Stream(format!("counting on {owner}: {err}"))
+                let owner = not_owner.owner_hint.ok_or(PartitionError::Loading {
+                    range_id: not_owner.range_id,
                 })?;
+                let channel = strata_util::rpc::channel(&owner)
+                    .map_err(|err| PartitionError::Stream(format!("counting on {owner}: {err}")))?;
                 PartitionServerClient::new(channel)
                     .count_objects(request)
                     .await

@@ -139,7 +139,10 @@ impl StreamManager for StreamManagerService {
         &self,
         request: Request<ListStreamsRequest>,
     ) -> Result<Response<ListStreamsResponse>, Status> {
-        let names = self.state.list_streams(&request.into_inner().prefix).await?;
+        let names = self
+            .state
+            .list_streams(&request.into_inner().prefix)
+            .await?;
         Ok(Response::new(ListStreamsResponse { names }))
     }
 }
