@@ -84,7 +84,7 @@ async fn an_abandoned_split_leaves_no_stream_and_frees_the_shared_extents() {
             high: Vec::new(),
         },
     ];
-    prepare_ranges(&client, &[parent.clone()], &children)
+    prepare_ranges(&client, std::slice::from_ref(&parent), &children)
         .await
         .unwrap();
     let shared: BTreeSet<u64> = client
