@@ -15,7 +15,10 @@ have taken effect at any point after their invoke (complete = infinity for order
   attempted before the LIST finished; a LIST begun after a DELETE was acknowledged does not;
   a listed key must have been PUT by a write that may have succeeded.
 - Multipart: every read of an acknowledged object returns its exact SHA-256.
-Reads in the "final" phase run after every fault healed: their failures count as lost writes.
+Reads in the "final" phase run after every fault healed, each retried until a deadline: a key
+whose every final read failed (5xx, a broken body, no answer) holds acknowledged writes nobody
+can read, so they count as lost (in the phase of the last acknowledged write); for a key with no
+acknowledged write it is an anomaly (the stamp never served it again).
 """
 
 import bisect
@@ -23,6 +26,8 @@ from collections import defaultdict
 
 INF = float("inf")
 REGISTER_KINDS = {"write", "cas", "create"}
+# Final read kind -> the write kinds whose acknowledgement it must show.
+FINAL_READ_OF = {"read": REGISTER_KINDS, "mp-read": {"mp-write"}, "set-get": {"set-put"}, "list": {"set-put"}}
 
 
 def finish(op):
@@ -49,7 +54,32 @@ def check(ops):
     check_sets(ops, report)
     check_set_members(ops, report)
     check_multipart(ops, report)
+    check_final_reads(ops, report)
     return report
+
+
+def check_final_reads(ops, report):
+    """Final reads that failed until the deadline. A HEAD answering 404 did not fail to read
+    (check_set_members judges it); every other failure, 5xx above all, did."""
+    finals = defaultdict(list)  # (kind, key) -> final reads
+    for op in ops:
+        if op["phase"] == "final" and op["kind"] in FINAL_READ_OF:
+            finals[(op["kind"], op["key"])].append(op)
+    for (kind, key), reads in sorted(finals.items()):
+        if any(r["result"] == "ok" or str(r.get("error", "")).startswith("404") for r in reads):
+            continue
+        last = max(reads, key=lambda r: r["complete"])
+        # A LIST reads a prefix: every acknowledged PUT under it is unreadable.
+        covers = (lambda k: k.startswith(key)) if kind == "list" else (lambda k: k == key)
+        acked = [
+            w for w in ops
+            if w["kind"] in FINAL_READ_OF[kind] and w["result"] == "ok" and covers(w["key"])
+        ]
+        text = f"{kind} failed until the deadline ({len(reads)} tries, last: {last.get('error')})"
+        if acked:
+            report.lose(last, text, max(acked, key=lambda w: w["complete"])["phase"])
+        else:
+            report.anomaly(last, text + ", with no acknowledged write")
 
 
 def check_registers(ops, report):

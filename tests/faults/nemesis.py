@@ -5,7 +5,9 @@
 decides how long. Every choice comes from the seeded `rng`, so `--seed` replays the same faults.
 """
 
-import os
+import time
+
+import extent_files
 
 
 class Nemesis:
@@ -113,7 +115,7 @@ class PartitionNode(Nemesis):
         return f"reconnected {self.victim}"
 
 
-EXTENT_HEADER_BYTES = 24  # "STRATAX\0", version, extent id, CRC32: never flipped
+EXTENT_HEADER_BYTES = extent_files.FILE_HEADER_BYTES  # never flipped
 
 
 class BitFlip(Nemesis):
@@ -143,13 +145,7 @@ class BitFlip(Nemesis):
             size = path.stat().st_size
             offset = rng.randrange(EXTENT_HEADER_BYTES, size)
             bit = rng.randrange(8)
-            with open(path, "r+b") as f:
-                f.seek(offset)
-                byte = f.read(1)[0]
-                f.seek(offset)
-                f.write(bytes([byte ^ (1 << bit)]))
-                f.flush()
-                os.fsync(f.fileno())
+            extent_files.flip_bits(path, [(offset, bit)])
             self.flipped = (node, path.name, offset, bit)
             return f"flipped bit {bit} at byte {offset} of {node}:{path.name} ({'sealed' if sealed else 'open'})"
         raise RuntimeError("no extent file to corrupt was found")
@@ -158,8 +154,100 @@ class BitFlip(Nemesis):
         return "nothing to undo: the checksums and the scrubber must handle it"
 
 
+OPEN_EXTENT_WAIT_S = 30
+IDLE_PROBE_S = 1.0
+
+
+def _size(target, extent, node):
+    path = extent_files.replica_file(target.extent_dir(node), extent["extent_id"])
+    return path.stat().st_size if path else None
+
+
+class CorruptOpenExtent(Nemesis):
+    """Flips bits inside the LAST record of one replica of an open data extent (acknowledged
+    bytes in the unsealed tail), with its node down so no later append buries the record, then
+    restarts the node at once, while the extent is open. The node must not take the record for
+    a torn write and cut it; the seal must not take a cut length."""
+
+    needs = "bitflip"
+    name = "corrupt-open-extent"
+
+    def __init__(self):
+        self.flipped = None  # (node, extent id, file size at the flip)
+
+    def inject(self, target, rng):
+        extent, holders, idle = self._open_extent(target, rng)
+        node = rng.choice(holders)
+        self.flipped = None
+        target.kill(node)
+        try:
+            path = extent_files.replica_file(target.extent_dir(node), extent["extent_id"])
+            last = extent_files.last_record(path) if path else None
+            if last is None:
+                return f"{node} lost extent {extent['extent_id']}'s file or records before the flip: nothing flipped"
+            start, length = last
+            # Inside the payload when there is one (the CRC must catch it), else the header.
+            low = start + extent_files.RECORD_HEADER_BYTES if length > extent_files.RECORD_HEADER_BYTES else start
+            flips = sorted({(rng.randrange(low, start + length), rng.randrange(8)) for _ in range(rng.randint(1, 3))})
+            extent_files.flip_bits(path, flips)
+            self.flipped = (node, extent["extent_id"], path.stat().st_size)
+        finally:
+            target.start_node(node)
+        where = ", ".join(f"bit {bit} at byte {offset}" for offset, bit in flips)
+        return (
+            f"flipped {where} in the last record ({start}+{length}) of {node}:{path.name} "
+            f"(open {extent['stream']}, {'idle' if idle else 'being written'}, {self.flipped[2]} bytes), "
+            f"restarted {node}"
+        )
+
+    @staticmethod
+    def _open_extent(target, rng):
+        """An open data extent with a complete record on disk, and the extent nodes whose
+        replica holds one. An idle one when there is one (no replica grew for IDLE_PROBE_S):
+        an extent being appended to is sealed by its writer as soon as an append fails on the
+        killed node, before the node is back; an idle one is still open when the node returns
+        and scans it, and its next append comes after (the loss this nemesis was written for:
+        the node cut the record, the append failed on it, and the extent was sealed short)."""
+        deadline = time.monotonic() + OPEN_EXTENT_WAIT_S
+        while True:
+            found = {}  # extent id -> (extent, {node: replica size})
+            extents = [e for e in target.status()["extents"] if not e["sealed"] and e["stream"].endswith("/data")]
+            for extent in extents:
+                sizes = {}
+                for node in sorted(target.nodes("extent-node")):
+                    path = extent_files.replica_file(target.extent_dir(node), extent["extent_id"])
+                    if path and extent_files.last_record(path):
+                        sizes[node] = path.stat().st_size
+                if sizes:
+                    found[extent["extent_id"]] = (extent, sizes)
+            if found:
+                time.sleep(IDLE_PROBE_S)  # watching for appends is the point
+                idle = [i for i, (e, sizes) in found.items() if all(_size(target, e, n) == s for n, s in sizes.items())]
+                extent, sizes = found[rng.choice(sorted(idle or found))]
+                return extent, sorted(sizes), bool(idle)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no open data extent with records within {OPEN_EXTENT_WAIT_S} s")
+            time.sleep(0.5)  # the workloads are writing: poll until an extent has records
+
+    def heal(self, target):
+        """Nothing to undo; tells what became of the replica (a cut below its length at the
+        flip drops acknowledged bytes there: they must come back from a peer, never be lost)."""
+        if self.flipped is None:
+            return "nothing to undo"
+        node, extent_id, size = self.flipped
+        path = extent_files.replica_file(target.extent_dir(node), extent_id)
+        now = path.stat().st_size if path else None
+        if now is None:
+            return f"{node} no longer holds extent {extent_id} (was {size} bytes at the flip)"
+        # Sizes only: a replica cut and then refilled by its primary is no shorter either.
+        fate = f"cut {size - now} bytes it held at the flip" if now < size else "no shorter"
+        return f"{node}'s replica of extent {extent_id} is {now} bytes (was {size} at the flip): {fate}"
+
+
 def all_nemeses():
     """Every nemesis, by name, in the order `--nemesis all` runs them."""
+    import motion  # noqa: PLC0415  (motion builds on this module)
+
     return {
         "kill-extent": lambda: KillRestart("kill-extent", random_of("extent-node")),
         "kill-partition": lambda: KillRestart("kill-partition", range_owner),
@@ -170,4 +258,6 @@ def all_nemeses():
         "partition-node": PartitionNode,
         "pause-leader": PauseLeader,
         "bitflip": BitFlip,
+        "corrupt-open-extent": CorruptOpenExtent,
+        "move-under-upload": motion.MoveUnderUpload,
     }

@@ -71,12 +71,12 @@ class UpTarget(Target):
     name = "up"
     supports = {"kill", "pause", "bitflip"}
 
-    def __init__(self, work_dir, extent_size_bytes_max):
+    def __init__(self, work_dir, extent_size_bytes_max, reshape=None):
         self.work_dir = Path(work_dir)
-        self.stamp = stamp_module.Stamp(
-            self.work_dir / "stamp",
-            extra_args=["--partition-servers", "3", "--extent-size-bytes-max", str(extent_size_bytes_max)],
-        )
+        extra = ["--partition-servers", "3", "--extent-size-bytes-max", str(extent_size_bytes_max)]
+        for name, value in sorted((reshape or {}).items()):
+            extra += [f"--{name.replace('_', '-')}", str(value)]
+        self.stamp = stamp_module.Stamp(self.work_dir / "stamp", extra_args=extra)
         self._layout = None
 
     def start(self):
@@ -135,7 +135,7 @@ class ComposeTarget(Target):
     name = "compose"
     supports = {"kill", "pause", "bitflip", "partition"}
 
-    def __init__(self, project, ports, extent_size_bytes_max, access_key, secret_key, fresh=True):
+    def __init__(self, project, ports, extent_size_bytes_max, access_key, secret_key, fresh=True, reshape=None):
         self.project = project
         self.ports = ports
         self.fresh = fresh
@@ -152,8 +152,11 @@ class ComposeTarget(Target):
                 "STRATA_SECRET_KEY": secret_key,
             }
         )
+        # The partition managers' split settings (docker-compose.yml: STRATA_SPLIT_...).
+        self.env.update({f"STRATA_{name.upper()}": str(value) for name, value in (reshape or {}).items()})
         self._layout = json.loads((REPO / "docker" / "stamp.json").read_text())
         self._ids = {}
+        self._mounts = {}
         self.network = f"{project}_stamp"
 
     def _compose(self, *args, timeout_s=COMMAND_TIMEOUT_S * 3, check=True):
@@ -225,8 +228,11 @@ class ComposeTarget(Target):
         run(["docker", "network", "connect", "--ip", self.ip_of(name), self.network, self.container(name)])
 
     def extent_dir(self, name):
-        out = run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", f"{self.project}_{name}"])
-        return Path(out.stdout.strip()) / "extents"
+        # A volume keeps its mountpoint: ask docker once per node (nemeses ask often).
+        if name not in self._mounts:
+            out = run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", f"{self.project}_{name}"])
+            self._mounts[name] = Path(out.stdout.strip()) / "extents"
+        return self._mounts[name]
 
     def logs_hint(self):
         return " ".join(self.compose) + " logs <service>"

@@ -88,3 +88,33 @@ def test_a_multipart_object_with_the_wrong_checksum_is_flagged():
         op("mp-read", "m", 4, 5, sha256=None, phase="final"),
     )
     assert len(report.anomalies) == 1 and len(report.lost) == 1
+
+
+def test_a_final_read_failing_with_5xx_until_the_deadline_is_a_loss():
+    report = run(
+        op("write", "r", 0, 1, value="a", phase="kill-extent"),
+        op("read", "r", 10, 11, result="fail", phase="final", error="503 ServiceUnavailable"),
+        op("read", "r", 12, 13, result="fail", phase="final", error="500 InternalError"),
+        op("mp-write", "m", 0, 1, sha256="aa", phase="bitflip"),
+        op("mp-read", "m", 10, 11, result="fail", phase="final", error="503 SlowDown"),
+        op("set-put", "s/1", 0, 1, value="x", phase="pause-leader"),
+        op("set-get", "s/1", 10, 11, result="fail", phase="final", error="503 ServiceUnavailable"),
+        # A read that failed, then succeeded before the deadline, lost nothing.
+        op("write", "ok", 0, 1, value="b"),
+        op("read", "ok", 10, 11, result="fail", phase="final", error="503 ServiceUnavailable"),
+        op("read", "ok", 12, 13, value="b", phase="final"),
+    )
+    lost = sorted(report.lost)
+    assert [phase for phase, _ in lost] == ["bitflip", "kill-extent", "pause-leader"], lost
+    assert all("failed until the deadline" in text for _, text in lost), lost
+    assert "last: 500 InternalError" in lost[1][1], lost
+    assert not report.anomalies
+
+
+def test_a_final_read_failing_for_a_key_nobody_acknowledged_is_an_anomaly_not_a_loss():
+    report = run(
+        op("write", "u", 0, 1, result="unknown", value="a"),
+        op("read", "u", 10, 11, result="fail", phase="final", error="503 ServiceUnavailable"),
+    )
+    assert not report.lost
+    assert len(report.anomalies) == 1 and "failed until the deadline" in report.anomalies[0][1]

@@ -24,6 +24,32 @@ from botocore.exceptions import ClientError
 PART_BYTES = 5 * 1024 * 1024
 FAILURE_PAUSE_S = 0.1
 
+# Uploads streaming right now, (bucket, key) -> number of them: nemeses that must strike while
+# object bytes are in flight (move-under-upload) wait for one and aim at the range holding it.
+_streaming = {}
+_streaming_lock = threading.Lock()
+
+
+def streaming_uploads():
+    """(bucket, key) of every upload streaming now."""
+    with _streaming_lock:
+        return sorted(_streaming)
+
+
+class _Streaming:
+    def __init__(self, bucket, key):
+        self.entry = (bucket, key)
+
+    def __enter__(self):
+        with _streaming_lock:
+            _streaming[self.entry] = _streaming.get(self.entry, 0) + 1
+
+    def __exit__(self, *exc):
+        with _streaming_lock:
+            _streaming[self.entry] -= 1
+            if not _streaming[self.entry]:
+                del _streaming[self.entry]
+
 
 class History:
     def __init__(self):
@@ -125,6 +151,8 @@ class Worker(threading.Thread):
                 op["etag"] = answer["ETag"]
             except Exception as err:  # the body broke off: a failed read
                 op["result"], op["error"] = "fail", type(err).__name__
+                self.endpoint = (self.endpoint + 1) % len(self.clients)
+                self.stop.wait(FAILURE_PAUSE_S)  # as after any failure: no hammering
         return op
 
     def write(self, key, value, kind="write", **conditions):
@@ -235,15 +263,19 @@ def object_bytes(seed, key, size):
 
 
 class MultipartWorker(Worker):
-    """Large multipart objects, each verified by the SHA-256 of its content when read."""
+    """Large objects, each verified by the SHA-256 of its content when read: multipart uploads
+    of 5 MiB parts, or (`single_put`) one large PUT each. Both are recorded as mp-write."""
 
     kind = "multipart"
     part_retries = 3
 
-    def __init__(self, *args, seed, size, **kwargs):
+    def __init__(self, *args, seed, size, single_put=False, **kwargs):
+        if single_put:
+            self.kind = "large-put"
         super().__init__(*args, **kwargs)
         self.seed = seed
         self.size = size
+        self.single_put = single_put
         self.acked = []
 
     def step(self):
@@ -255,7 +287,12 @@ class MultipartWorker(Worker):
     def upload(self, key):
         body = object_bytes(self.seed, key, self.size)
         op = {"kind": "mp-write", "key": key, "sha256": hashlib.sha256(body).hexdigest(), "size": self.size}
-        self.call(op, lambda s3: self._upload(s3, key, body), is_write=True)
+        op["upload"] = "put" if self.single_put else "multipart"
+        with _Streaming(self.bucket, key):
+            if self.single_put:
+                self.call(op, lambda s3: s3.put_object(Bucket=self.bucket, Key=key, Body=body), is_write=True)
+            else:
+                self.call(op, lambda s3: self._upload(s3, key, body), is_write=True)
         if op["result"] == "ok":
             self.acked.append(key)
 

@@ -1,11 +1,14 @@
 //! CopyObject: `x-amz-copy-source` (s3s parses and url-decodes it), the metadata directive,
 //! `x-amz-copy-source-if-*`, and the two ways to copy: the partition server's metadata-only
-//! CopyObject when one server owns both keys, otherwise a streamed GET into a PUT.
+//! CopyObject when one range holds both keys, otherwise a streamed GET into a PUT (bounded in
+//! memory by the GET and PUT channels), whichever ranges and servers own the two keys.
 
+use crate::checksum::{self, show_checksum};
 use crate::conditions::{to_s3_etag, Conditions, Outcome};
+use crate::error::FrontendError;
 use crate::frontend::{no_such_key, no_such_version, shown_version_id, Frontend};
 use crate::meta::{headers_of, stored_headers_of, timestamp_from_ms, StoredHeaders};
-use crate::object::requested_version;
+use crate::object::{requested_version, OBJECT_SIZE_BYTES_MAX};
 use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, MetadataDirective,
 };
@@ -79,9 +82,11 @@ impl Frontend {
             ));
         }
         let destination = self.require_bucket(&input.bucket).await?;
-        if src_bucket != input.bucket {
-            self.require_bucket(&src_bucket).await?;
-        }
+        let source_versioning = if src_bucket != input.bucket {
+            self.require_bucket(&src_bucket).await?.versioning
+        } else {
+            destination.versioning
+        };
         let source = self.copy_source_meta(&src).await?;
         let conditions = Conditions::new(
             input.copy_source_if_match.clone(),
@@ -109,39 +114,79 @@ impl Frontend {
             Some(_) => return Err(s3_error!(InvalidArgument, "Unknown tagging directive.")),
         };
 
-        let snapshot = self.router.snapshot().await?;
-        let src_owner = snapshot
-            .lookup(&keys::object_key(&src_bucket, &src_key))
-            .map(|r| r.owner_addr.clone());
-        let dst_owner = snapshot
-            .lookup(&keys::object_key(&input.bucket, &input.key))
-            .map(|r| r.owner_addr.clone());
-        let same_owner =
-            matches!((&src_owner, &dst_owner), (Some(a), Some(b)) if a == b && !a.is_empty());
-
+        if source.size_bytes > OBJECT_SIZE_BYTES_MAX as u64 {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The specified copy source is larger than the maximum allowable size for a copy source: {OBJECT_SIZE_BYTES_MAX}"
+            ));
+        }
         let target = Target {
             bucket: &input.bucket,
             key: &input.key,
             versioning: destination.versioning,
         };
-        let meta = if same_owner {
-            self.copy_on_server(&src, &target, &source, headers, replace, replace_tags)
-                .await?
-        } else {
-            let tags = replace_tags.unwrap_or_else(|| source.tags.clone());
-            self.copy_by_streaming(&src, &target, &source, headers, tags)
-                .await?
+        let meta = self
+            .copy_to(&src, &target, &source, headers, replace, replace_tags)
+            .await?;
+        let mut result = CopyObjectResult {
+            e_tag: Some(to_s3_etag(&meta.etag)),
+            last_modified: Some(timestamp_from_ms(meta.last_modified_ms)),
+            ..Default::default()
         };
+        show_checksum!(result, checksum::show(meta.checksum.as_ref()), with_type);
         Ok(CopyObjectOutput {
-            copy_object_result: Some(CopyObjectResult {
-                e_tag: Some(to_s3_etag(&meta.etag)),
-                last_modified: Some(timestamp_from_ms(meta.last_modified_ms)),
-                ..Default::default()
-            }),
+            copy_object_result: Some(result),
             version_id: shown_version_id(&meta.version_id, destination.versioning),
-            copy_source_version_id: src.version_id.clone(),
+            // The version actually copied, also when the request named none.
+            copy_source_version_id: shown_version_id(&source.version_id, source_versioning),
             ..Default::default()
         })
+    }
+
+    /// Copies `source` to `target`: metadata-only on the partition server when one range holds
+    /// both keys (the copy then shares the source's chunks, which only that range's data stream
+    /// may hold), otherwise the bytes are streamed from the source's owner into a PUT on the
+    /// target's owner, whichever ranges and servers those are.
+    async fn copy_to(
+        &self,
+        src: &Source,
+        target: &Target<'_>,
+        source: &ObjectMeta,
+        headers: StoredHeaders,
+        replace: bool,
+        replace_tags: Option<std::collections::HashMap<String, String>>,
+    ) -> S3Result<ObjectMeta> {
+        let snapshot = self.router.snapshot().await?;
+        let range_of = |bucket: &str, key: &str| {
+            snapshot
+                .lookup(&keys::object_key(bucket, key))
+                .filter(|r| !r.owner_addr.is_empty())
+                .map(|r| r.range_id)
+        };
+        let same_range = matches!(
+            (range_of(&src.bucket, &src.key), range_of(target.bucket, target.key)),
+            (Some(a), Some(b)) if a == b
+        );
+        let tags = replace_tags.clone().unwrap_or_else(|| source.tags.clone());
+        if same_range {
+            match self
+                .copy_on_server(src, target, source, headers.clone(), replace, replace_tags)
+                .await
+            {
+                // A split (or merge) between the map lookup and the call put the two keys in
+                // different ranges: the owner cannot share chunks across them, so stream.
+                Err(FrontendError::Rpc(status))
+                    if strata_types::routing::s3_code(&status) == Some("NotImplemented") =>
+                {
+                    tracing::debug!(
+                        "copy source and target are in different ranges now; streaming it"
+                    );
+                }
+                other => return Ok(other?),
+            }
+        }
+        self.copy_by_streaming(src, target, source, headers, tags)
+            .await
     }
 
     /// The metadata of a copy's source version: NoSuchKey / NoSuchVersion when missing, and
@@ -169,7 +214,7 @@ impl Frontend {
         headers: StoredHeaders,
         replace: bool,
         replace_tags: Option<std::collections::HashMap<String, String>>,
-    ) -> S3Result<ObjectMeta> {
+    ) -> Result<ObjectMeta, FrontendError> {
         let request = CopyObjectRequest {
             src_bucket: src.bucket.clone(),
             src_key: src.key.clone(),
@@ -196,7 +241,7 @@ impl Frontend {
             .await?;
         response
             .meta
-            .ok_or_else(|| s3_error!(InternalError, "CopyObject answered without metadata"))
+            .ok_or_else(|| FrontendError::Protocol("CopyObject answered without metadata".into()))
     }
 
     async fn copy_by_streaming(
@@ -209,6 +254,9 @@ impl Frontend {
     ) -> S3Result<ObjectMeta> {
         let mut meta = headers.into_meta();
         meta.tags = tags;
+        // One id for the copy's write, kept by every internal retry of it (see
+        // ObjectMeta.write_id): a retry after a lost answer finds the write, not a second one.
+        meta.write_id = hex::encode(rand::random::<[u8; 16]>());
         let decision = crate::object::Decision {
             meta: source.clone(),
             range: None,

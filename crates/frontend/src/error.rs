@@ -74,6 +74,35 @@ pub fn custom_s3_error(code: &'static str, message: &str) -> S3Error {
     err
 }
 
+/// Whether `status` says a call got no answer from its peer: the connection was refused,
+/// reset or closed mid-call (a SIGKILLed partition server), or the call timed out. tonic builds
+/// such a status on this side from the transport's error and keeps that error as the status's
+/// source (with codes like Unknown, Internal or Cancelled that are no peer's verdict); a status
+/// the peer answered is decoded from its trailers and has no source. Either way the failure is
+/// transient, so it is retried or answered 503, never 500.
+pub fn is_transport_failure(status: &Status) -> bool {
+    if status.code() == Code::Unavailable {
+        return true;
+    }
+    // A peer's verdict carries its S3 code; the transport's statuses never do.
+    if strata_types::routing::s3_code(status).is_some() {
+        return false;
+    }
+    let message = status.message();
+    std::error::Error::source(status).is_some()
+        || message.starts_with("h2 protocol error")
+        || message.contains("transport error")
+        || message.contains("not ready")
+        || is_timeout(status)
+}
+
+/// Whether `status` is a call that ran out of time (tonic's client-side timeout, or a
+/// deadline): the peer may still apply it, so it is answered 503 rather than sent again.
+pub fn is_timeout(status: &Status) -> bool {
+    status.code() == Code::DeadlineExceeded
+        || (status.code() == Code::Cancelled && status.message() == "Timeout expired")
+}
+
 /// Maps a status from a Strata service to the S3 error the client sees.
 pub fn status_to_s3(status: &Status) -> S3Error {
     if let Some(code) = strata_types::routing::s3_code(status) {
@@ -91,6 +120,10 @@ pub fn status_to_s3(status: &Status) -> S3Error {
             let message: String = message.chars().take(256).collect();
             return S3Error::with_message(s3_code, message);
         }
+    }
+    if is_transport_failure(status) {
+        tracing::warn!(code = ?status.code(), message = status.message(), "dependency unavailable");
+        return S3Error::with_message(S3ErrorCode::ServiceUnavailable, UNAVAILABLE_MESSAGE);
     }
     match status.code() {
         Code::NotFound => S3Error::new(S3ErrorCode::NoSuchKey),
@@ -246,6 +279,38 @@ mod tests {
                 Some(http_status),
                 "{status:?}"
             );
+        }
+    }
+
+    /// What tonic's client makes of a partition server that died: a call on a connection that
+    /// closed before the request went out, one reset mid-call, a refused connection, a timeout.
+    fn transport_statuses() -> Vec<Status> {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        vec![
+            Status::from_error(Box::new(reset)),
+            Status::unknown("transport error"),
+            Status::cancelled("Timeout expired"),
+            Status::unknown("h2 protocol error: http2 error"),
+            Status::internal("h2 protocol error: error reading a body from connection"),
+            Status::unavailable("tcp connect error"),
+        ]
+    }
+
+    #[test]
+    fn transport_failures_answer_503_never_500() {
+        for status in transport_statuses() {
+            assert!(is_transport_failure(&status), "{status:?}");
+            let err = status_to_s3(&status);
+            assert_eq!(err.code(), &S3ErrorCode::ServiceUnavailable, "{status:?}");
+            assert_eq!(err.status_code().map(|s| s.as_u16()), Some(503));
+        }
+        // Answers a peer gave stay what they are.
+        for status in [
+            Status::internal("disk on fire"),
+            Status::cancelled("the client went away"),
+            s3_status(Code::Internal, "InternalError", "x"),
+        ] {
+            assert!(!is_transport_failure(&status), "{status:?}");
         }
     }
 

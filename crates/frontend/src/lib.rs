@@ -72,6 +72,8 @@ pub use frontend::Frontend;
 pub use server::{app, build_s3_service, health_check, start, Running};
 
 #[cfg(test)]
+mod e2e_failover_tests;
+#[cfg(test)]
 mod e2e_fakes;
 #[cfg(test)]
 mod e2e_list_tests;

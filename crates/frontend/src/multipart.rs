@@ -50,6 +50,10 @@ impl StreamedWrite for UploadPartHeader {
         keys::object_key(&self.bucket, &self.key)
     }
 
+    fn size_bytes(&self) -> i64 {
+        self.size_bytes
+    }
+
     fn header_message(self) -> UploadPartRequest {
         UploadPartRequest {
             part: Some(upload_part_request::Part::Header(self)),

@@ -16,10 +16,12 @@
 //!   check), the RPC is cancelled (HTTP/2 RST_STREAM) while the channel is still open, so the
 //!   server never sees a clean end of stream; the same happens when the request is dropped.
 //!
-//! A failed attempt is retried on a fresh map only when everything handed to the RPC can be
-//! sent again: the first chunk's bytes are kept (a replay buffer of at most one chunk, so a
-//! small object survives a NotOwner on its first attempt); once more than one chunk went out,
-//! a failure answers 503.
+//! A failed attempt (NotOwner, an unavailable owner, a connection broken mid-call as when the
+//! owner is SIGKILLed) is retried on a fresh map only when everything handed to the RPC can be
+//! sent again: a body announced at up to `REPLAY_BYTES_MAX` is kept whole, a larger one only
+//! its first chunk; once more went out than was kept, a failure answers 503. A retried PUT
+//! carries the same write id, so an attempt that was applied before its answer was lost is
+//! answered with its own commit, not applied twice.
 
 use crate::checksum::TrailerSource;
 use crate::error::{body_error_to_s3, status_to_s3, FrontendError};
@@ -50,6 +52,8 @@ pub(crate) trait StreamedWrite: Clone + Send + Sync + 'static {
     const RPC: &'static str;
     /// The encoded key whose owner takes the write.
     fn route_key(&self) -> Vec<u8>;
+    /// The body's announced size (-1 when unknown).
+    fn size_bytes(&self) -> i64;
     fn header_message(self) -> Self::Message;
     fn chunk_message(chunk: Vec<u8>) -> Self::Message;
     /// The message after the last chunk carrying a checksum that came as an HTTP trailer.
@@ -68,6 +72,10 @@ impl StreamedWrite for PutObjectHeader {
 
     fn route_key(&self) -> Vec<u8> {
         keys::object_key(&self.bucket, &self.key)
+    }
+
+    fn size_bytes(&self) -> i64 {
+        self.size_bytes
     }
 
     fn header_message(self) -> PutObjectRequest {
@@ -103,6 +111,19 @@ impl StreamedWrite for PutObjectHeader {
 
 /// Messages queued between the body and the RPC.
 const PUT_CHANNEL_CAPACITY: usize = 2;
+/// The largest body kept whole for a retry: a small write (most PUTs, and every write of the
+/// 32-client failover test) survives its owner dying after the body went out, at the cost of
+/// at most this much memory per request in flight.
+pub(crate) const REPLAY_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// How many sent bytes an attempt keeps for a retry: all of a body announced at up to
+/// [`REPLAY_BYTES_MAX`], otherwise (larger or unknown) one chunk, so memory stays bounded.
+fn replay_limit(size_bytes: i64) -> usize {
+    match usize::try_from(size_bytes) {
+        Ok(size) if size <= REPLAY_BYTES_MAX => REPLAY_BYTES_MAX,
+        _ => CHUNK_SIZE_BYTES,
+    }
+}
 /// How long an aborted RPC may take to acknowledge the cancellation.
 const ABORT_WAIT_MS: u64 = 5_000;
 
@@ -114,14 +135,19 @@ struct PutSource {
     pending: VecDeque<Bytes>,
     pending_bytes: usize,
     finished: bool,
-    /// Copies of what this attempt handed to the RPC while that is at most one chunk; None
-    /// once more went out (the attempt can then not be replayed).
+    /// Copies of what this attempt handed to the RPC while that is at most `replay_limit`
+    /// bytes; None once more went out (the attempt can then not be replayed).
     replay: Option<Vec<Bytes>>,
     replay_bytes: usize,
+    replay_limit: usize,
 }
 
 impl PutSource {
-    fn new(body: Option<StreamingBlob>, trailer: Option<TrailerSource>) -> Self {
+    fn new(
+        body: Option<StreamingBlob>,
+        trailer: Option<TrailerSource>,
+        replay_limit: usize,
+    ) -> Self {
         Self {
             finished: body.is_none(),
             body,
@@ -130,13 +156,14 @@ impl PutSource {
             pending_bytes: 0,
             replay: Some(Vec::new()),
             replay_bytes: 0,
+            replay_limit,
         }
     }
 
     /// Remembers a chunk handed to the RPC, while the replay buffer has room.
     fn record_sent(&mut self, chunk: &[u8]) {
         if let Some(replay) = self.replay.as_mut() {
-            if self.replay_bytes + chunk.len() <= CHUNK_SIZE_BYTES {
+            if self.replay_bytes + chunk.len() <= self.replay_limit {
                 replay.push(Bytes::copy_from_slice(chunk));
                 self.replay_bytes += chunk.len();
             } else {
@@ -332,7 +359,7 @@ pub(crate) async fn put_streaming<W: StreamedWrite>(
 ) -> Result<W::Stored, S3Error> {
     let key = header.route_key();
     let mut retry = Retry::new(router.retry_budget());
-    let mut source = PutSource::new(body, trailer);
+    let mut source = PutSource::new(body, trailer, replay_limit(header.size_bytes()));
     loop {
         let route = router.route(&key, &mut retry).await?;
         let client = router.streaming_client(&route.owner_addr)?;
@@ -379,7 +406,7 @@ mod tests {
 
     impl PutSource {
         fn new_test(body: Option<StreamingBlob>) -> Self {
-            Self::new(body, None)
+            Self::new(body, None, CHUNK_SIZE_BYTES)
         }
     }
 
@@ -474,5 +501,28 @@ mod tests {
         ));
         while receiver.try_recv().is_ok() {}
         assert!(!big.can_replay());
+    }
+
+    #[tokio::test]
+    async fn a_body_announced_up_to_the_replay_limit_is_kept_whole() {
+        let body = vec![5u8; 4 * CHUNK_SIZE_BYTES + 3];
+        assert_eq!(replay_limit(body.len() as i64), REPLAY_BYTES_MAX);
+        let mut small = PutSource::new(Some(blob(vec![Ok(body.clone())])), None, REPLAY_BYTES_MAX);
+        let (sender, mut receiver) = mpsc::channel(16);
+        assert!(matches!(
+            pump(sender, PutObjectHeader::default(), &mut small).await,
+            PumpEnd::Done(_)
+        ));
+        while receiver.try_recv().is_ok() {}
+        assert!(small.can_replay());
+        small.rewind();
+        let mut again = Vec::new();
+        while small.chunk_ready() {
+            again.extend(small.take_chunk());
+        }
+        assert_eq!(again, body);
+        // Larger or unknown sizes keep one chunk only.
+        assert_eq!(replay_limit(REPLAY_BYTES_MAX as i64 + 1), CHUNK_SIZE_BYTES);
+        assert_eq!(replay_limit(-1), CHUNK_SIZE_BYTES);
     }
 }

@@ -5,12 +5,12 @@
 //! clients per partition server address (a unary channel with a per-request timeout and a
 //! streaming channel for object bytes).
 //!
-//! A request that meets `NotOwner`, `UNAVAILABLE`, a connection error or a range without an
-//! owner refreshes the map and retries with exponential backoff, bounded by the retry budget;
+//! A request that meets `NotOwner`, `UNAVAILABLE`, a connection refused or broken mid-call
+//! (`error::is_transport_failure`) or a range without an owner refreshes the map and retries with exponential backoff, bounded by the retry budget;
 //! then it answers 503 (`FrontendError::Unavailable`). `RESOURCE_EXHAUSTED` is not retried: the
 //! client is told to slow down.
 
-use crate::error::FrontendError;
+use crate::error::{is_timeout, is_transport_failure, FrontendError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,18 +101,15 @@ pub fn classify(status: &Status) -> Verdict {
     if NotOwner::from_status(status).is_some() {
         return Verdict::Retry;
     }
-    match status.code() {
-        Code::Unavailable => Verdict::Retry,
-        // tonic reports a channel that could not connect as "Service was not ready".
-        Code::Unknown
-            if status.message().contains("not ready")
-                || status.message().contains("transport error") =>
-        {
-            Verdict::Retry
-        }
-        Code::ResourceExhausted => Verdict::SlowDown,
-        _ => Verdict::Fail,
+    if status.code() == Code::ResourceExhausted {
+        return Verdict::SlowDown;
     }
+    // A broken connection (the owner died or went away mid-call) is retried on a fresh map; a
+    // timeout is not (the owner may still apply the call), it answers 503 (`status_to_s3`).
+    if is_transport_failure(status) && !is_timeout(status) {
+        return Verdict::Retry;
+    }
+    Verdict::Fail
 }
 
 /// A retry budget for one request: exponential backoff until a deadline.
@@ -431,6 +428,22 @@ mod tests {
             classify(&Status::resource_exhausted("x")),
             Verdict::SlowDown
         );
+        // A connection that broke before or during the call: retried on a fresh map.
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            classify(&Status::from_error(Box::new(reset))),
+            Verdict::Retry
+        );
+        assert_eq!(
+            classify(&Status::unknown("transport error")),
+            Verdict::Retry
+        );
+        // A timeout may still apply on the owner: not sent again (it answers 503).
+        assert_eq!(
+            classify(&Status::cancelled("Timeout expired")),
+            Verdict::Fail
+        );
+        assert_eq!(classify(&Status::internal("disk on fire")), Verdict::Fail);
         assert_eq!(classify(&Status::not_found("x")), Verdict::Fail);
         assert_eq!(
             classify(&Status::failed_precondition("other")),

@@ -3,9 +3,11 @@
 //! A partition server serves the ranges `[low, high)` the partition manager assigns to it. For
 //! each range it keeps an in-memory sorted index (encoded key -> object or bucket record) whose
 //! durable state lives entirely in three streams of the stream layer:
-//! - `range-<id>/log`: the commit log, one record per index update (with a sequence number);
-//! - `range-<id>/checkpoint`: sorted snapshots of the index, each naming the log position it
-//!   covers, so a load is "newest checkpoint + replay of the log after it";
+//! - `range-<id>/log`: the commit log, one entry per index update (with a sequence number),
+//!   one record or, for an entry over the stream's record limit, several applied only whole;
+//! - `range-<id>/checkpoint`: sorted snapshots of the index (and of the recent writes by write
+//!   id), each naming the log position it covers, so a load is "newest checkpoint + replay of
+//!   the log after it";
 //! - `range-<id>/data`: object bytes, one record per chunk of at most `CHUNK_SIZE_BYTES`.
 //!
 //! Nothing on the server's own disk is needed to serve a range: kill it, and another server
@@ -22,10 +24,12 @@
 //!   merge's children whose commit never applied), so shared extents are freed.
 //! - [`lifecycle`]: bucket lifecycle rules (expiration, aborting old uploads) carried out by a
 //!   bounded background pass per range.
-//! - [`format`]: the versioned on-stream encodings of log entries and checkpoints.
+//! - [`format`]: the versioned on-stream encodings of log entries and checkpoints (a message
+//!   larger than one stream record is written as several and applied only whole).
+//! - [`persist`]: appending commits and checkpoints, finding the newest checkpoint, replay.
 //! - [`range`]: one loaded range: index, commit path, load (checkpoint + replay), checkpointing.
-//! - [`recent_writes`]: the last writes of a range by write id, so a retried write that took
-//!   effect is answered with it.
+//! - [`recent_writes`]: a range's writes of the last minute by write id (kept in checkpoints),
+//!   so a retried write that took effect is answered with it.
 //! - [`load`]: each range's requests/s, bytes/s, sampled request keys and size, reported to
 //!   the manager in heartbeats (its split, merge and move decisions).
 //! - [`reshape`]: preparing a split or merge (freeze, seal, share data extents, children's
@@ -57,15 +61,18 @@ pub mod checksum;
 pub mod compaction;
 pub mod error;
 pub mod format;
+pub mod index_value;
 pub mod leftovers;
 pub mod lifecycle;
 pub mod load;
+pub mod persist;
 pub mod range;
 pub mod recent_writes;
 pub mod reshape;
 pub mod server;
 pub mod service;
 pub mod throttle;
+pub mod uploads;
 
 pub use compaction::{CompactionConfig, CompactionReport};
 pub use error::PartitionError;

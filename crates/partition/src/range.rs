@@ -1,8 +1,9 @@
 //! One loaded range partition: its sorted index and the streams that make it durable.
 //!
 //! Commit path: `commit()` takes the range's commit lock, appends one `LogEntry` (next
-//! sequence) to the log stream, and only after the stream layer acknowledged it (durable on
-//! every replica) applies it to the in-memory index. A failed append poisons the range: the
+//! sequence) to the log stream (as one record, or as several when it exceeds one: see
+//! [`crate::format`]), and only after the stream layer acknowledged it (durable on every
+//! replica) applies it to the in-memory index. A failed append poisons the range: the
 //! in-memory index may now differ from what the log holds, so the server reloads the range
 //! from its streams before serving it again. So does a commit whose caller went away during the
 //! append (a front-end killed mid-request drops the RPC's future): the record may land in the
@@ -16,89 +17,28 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
-use futures::StreamExt;
-use strata_proto::common::{BucketMeta, ChunkRef, ObjectMeta, PartMeta, UploadMeta};
-use strata_proto::partition::{
-    checkpoint_record::Part, index_entry, mutation, CheckpointBatch, CheckpointBegin,
-    CheckpointEnd, CheckpointRecord, IndexEntry, LogEntry, Mutation,
-};
+use strata_proto::common::{ChunkRef, ObjectMeta};
+use strata_proto::partition::{CheckpointBegin, LogEntry, Mutation, RecentWrite};
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
 use strata_types::Epoch;
 
 use crate::error::PartitionError;
-use crate::format;
 use crate::load::LoadMeter;
+use crate::persist::{
+    append_records, apply_changes, log_records, newest_checkpoint, replay_log, write_checkpoint,
+};
 use crate::recent_writes::RecentWrites;
 
-/// What one index key maps to.
-#[derive(Clone, Debug, PartialEq)]
-pub enum IndexValue {
-    Object(ObjectMeta),
-    Bucket(BucketMeta),
-    Upload(UploadMeta),
-    Part(PartMeta),
-    /// A noncurrent object version (`keys::version_key`).
-    Version(ObjectMeta),
-}
-
-impl IndexValue {
-    fn into_mutation_value(value: Option<IndexValue>) -> mutation::Value {
-        match value {
-            Some(IndexValue::Object(meta)) => mutation::Value::Object(meta),
-            Some(IndexValue::Bucket(bucket)) => mutation::Value::Bucket(bucket),
-            Some(IndexValue::Upload(upload)) => mutation::Value::Upload(upload),
-            Some(IndexValue::Part(part)) => mutation::Value::Part(part),
-            Some(IndexValue::Version(meta)) => mutation::Value::Version(meta),
-            None => mutation::Value::Tombstone(true),
-        }
-    }
-
-    /// None for a tombstone.
-    fn from_mutation_value(value: mutation::Value) -> Option<IndexValue> {
-        match value {
-            mutation::Value::Object(meta) => Some(IndexValue::Object(meta)),
-            mutation::Value::Bucket(bucket) => Some(IndexValue::Bucket(bucket)),
-            mutation::Value::Upload(upload) => Some(IndexValue::Upload(upload)),
-            mutation::Value::Part(part) => Some(IndexValue::Part(part)),
-            mutation::Value::Version(meta) => Some(IndexValue::Version(meta)),
-            mutation::Value::Tombstone(_) => None,
-        }
-    }
-
-    fn into_index_entry(self, key: Vec<u8>) -> IndexEntry {
-        let value = match self {
-            IndexValue::Object(meta) => index_entry::Value::Object(meta),
-            IndexValue::Bucket(bucket) => index_entry::Value::Bucket(bucket),
-            IndexValue::Upload(upload) => index_entry::Value::Upload(upload),
-            IndexValue::Part(part) => index_entry::Value::Part(part),
-            IndexValue::Version(meta) => index_entry::Value::Version(meta),
-        };
-        IndexEntry {
-            key,
-            value: Some(value),
-        }
-    }
-
-    fn from_index_entry(entry: IndexEntry) -> Option<(Vec<u8>, IndexValue)> {
-        let value = match entry.value? {
-            index_entry::Value::Object(meta) => IndexValue::Object(meta),
-            index_entry::Value::Bucket(bucket) => IndexValue::Bucket(bucket),
-            index_entry::Value::Upload(upload) => IndexValue::Upload(upload),
-            index_entry::Value::Part(part) => IndexValue::Part(part),
-            index_entry::Value::Version(meta) => IndexValue::Version(meta),
-        };
-        Some((entry.key, value))
-    }
-}
+pub use crate::index_value::IndexValue;
+pub use crate::uploads::{UploadGuard, UploadRegistry};
 
 /// One change to apply: the key and its new value (None deletes it).
 pub type Change = (Vec<u8>, Option<IndexValue>);
 
-/// Most changes one commit may carry (completing a 10,000-part upload deletes every part).
+/// Changes per commit that background work (lifecycle) batches up to. Not a limit of a
+/// commit: one carries any number of changes (completing a 10,000-part upload over a versioned
+/// key makes 10,003), in several log records when they exceed one (see [`crate::format`]).
 pub const CHANGES_PER_COMMIT_MAX: usize = 10_002;
-
-/// Checkpoint batches stay under this many encoded bytes, far below the stream record limit.
-const CHECKPOINT_BATCH_BYTES_MAX: usize = 512 * 1024;
 
 /// Where the range's three streams live, by name.
 pub fn stream_names(range_id: u64) -> (String, String, String) {
@@ -127,9 +67,9 @@ impl RangeBounds {
 
 pub struct CommitState {
     /// Sequence of the last applied log entry.
-    sequence: u64,
+    pub(crate) sequence: u64,
     /// Position of the last applied log record (where replay after a checkpoint starts).
-    last_log_pos: Option<(u64, u64)>,
+    pub(crate) last_log_pos: Option<(u64, u64)>,
 }
 
 pub struct Range {
@@ -167,49 +107,6 @@ pub const FREEZE_DRAINING: u8 = 1;
 /// Nothing commits any more: the index is final until the range is replaced or renewed.
 pub const FREEZE_FROZEN: u8 = 2;
 
-/// Uploads in flight (chunks appended, index entry not yet committed). Each registers the data
-/// extent its chunks can land in at the earliest, so compaction never trims an extent that may
-/// hold a chunk an upload is about to commit.
-#[derive(Default)]
-pub struct UploadRegistry {
-    /// A lower bound of the data extent any append starting now lands in: the extent of the
-    /// newest acknowledged data append (extents only move forward), or the stream's last
-    /// extent when the range was loaded.
-    data_extent_floor: AtomicU64,
-    next_id: AtomicU64,
-    /// upload id -> the floor when it began.
-    active: Mutex<BTreeMap<u64, u64>>,
-}
-
-impl UploadRegistry {
-    /// The data extents uploads in flight may have written to start at one of these.
-    pub(crate) fn floors(&self) -> Vec<u64> {
-        let active = self
-            .active
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        active.values().copied().collect()
-    }
-}
-
-/// Held by an upload from before its first data append until after its commit: while it lives,
-/// compaction keeps every data extent the upload may have written to.
-pub struct UploadGuard {
-    registry: Arc<UploadRegistry>,
-    id: u64,
-}
-
-impl Drop for UploadGuard {
-    fn drop(&mut self) {
-        let mut active = self
-            .registry
-            .active
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        active.remove(&self.id);
-    }
-}
-
 impl Range {
     /// Loads a range from its streams: fence, newest checkpoint, log replay.
     pub async fn load(client: StreamClient, bounds: RangeBounds) -> Result<Range, PartitionError> {
@@ -218,15 +115,27 @@ impl Range {
         // Fence: whoever wrote this log before can no longer append to its open extent.
         log.seal_current().await.map_err(stream_error)?;
         let data = client.open(&data_name).await.map_err(stream_error)?;
+        // Fence the data stream as well: uploads still streaming on a previous owner (after a
+        // move, a pause that is later resumed, or a reload) must not go on appending to the
+        // extent this owner appends to, or one writer's full-extent seal could cut the other's
+        // acknowledged chunks. Their next append fails (fenced); they were never committed.
+        data.seal_current().await.map_err(stream_error)?;
         let checkpoints = client.open(&checkpoint_name).await.map_err(stream_error)?;
         // Fence checkpoints too: a previous owner must not write (or trim after) a checkpoint
         // once we serve the range.
         checkpoints.seal_current().await.map_err(stream_error)?;
 
         let mut derived_from = Vec::new();
+        let mut recent_writes = RecentWrites::default();
         let (mut index, mut state) = match newest_checkpoint(&client, &checkpoint_name).await? {
-            Some((begin, entries)) => {
-                let index: BTreeMap<Vec<u8>, IndexValue> = entries
+            Some(checkpoint) => {
+                let now_ms = strata_util::now_ms();
+                for write in checkpoint.recent_writes {
+                    recent_writes.restore(write, now_ms);
+                }
+                let begin = checkpoint.begin;
+                let index: BTreeMap<Vec<u8>, IndexValue> = checkpoint
+                    .entries
                     .into_iter()
                     .filter_map(IndexValue::from_index_entry)
                     .collect();
@@ -254,7 +163,6 @@ impl Range {
                 .data_extent_floor
                 .store(last.extent_id, Ordering::Release);
         }
-        let mut recent_writes = RecentWrites::default();
         let replayed = replay_log(
             &client,
             &log_name,
@@ -448,7 +356,9 @@ impl Range {
         mut state: tokio::sync::MutexGuard<'_, CommitState>,
         changes: Vec<Change>,
     ) -> Result<(), PartitionError> {
-        assert!(!changes.is_empty() && changes.len() <= CHANGES_PER_COMMIT_MAX);
+        if changes.is_empty() {
+            return Ok(()); // nothing to make durable
+        }
         debug_assert!(changes.iter().all(|(key, _)| self.bounds.contains(key)));
         if self.is_poisoned() {
             return Err(PartitionError::Loading {
@@ -471,8 +381,11 @@ impl Range {
                 })
                 .collect(),
         };
+        // Encoded (and refused if absurdly large) before anything is appended: a refusal
+        // leaves the range as it was. Several records when the entry exceeds one.
+        let records = log_records(&entry)?;
         let unfinished = PoisonUnlessFinished(&self.poisoned);
-        let appended = self.log.append(format::encode_log_entry(&entry)).await;
+        let appended = append_records(&self.log, records).await;
         std::mem::forget(unfinished);
         match appended {
             Ok(pos) => {
@@ -497,7 +410,16 @@ impl Range {
         self.recent_writes
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-            .remember_changes(changes);
+            .remember_changes(changes, strata_util::now_ms());
+    }
+
+    /// The recent writes (see [`crate::recent_writes`]) with keys in `[low, high)` (`high`
+    /// empty = to the end), for a checkpoint of this range or of a split's or merge's child.
+    pub(crate) fn recent_writes_between(&self, low: &[u8], high: &[u8]) -> Vec<RecentWrite> {
+        self.recent_writes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .snapshot(low, high, strata_util::now_ms())
     }
 
     /// The object version that write `write_id` made at `key`, if this range committed or
@@ -588,7 +510,7 @@ impl Range {
     /// Writes a checkpoint of the whole index to the checkpoint stream.
     pub async fn checkpoint(&self) -> Result<(), PartitionError> {
         let _only_one = self.checkpoint_lock.lock().await;
-        let (sequence, log_pos, snapshot, counted) = {
+        let (sequence, log_pos, snapshot, recent, counted) = {
             let state = self.commit.lock().await;
             let index = self
                 .index
@@ -598,6 +520,9 @@ impl Range {
                 state.sequence,
                 state.last_log_pos,
                 index.clone(),
+                // The load after this checkpoint replays only later log records: the writes
+                // it covers travel in it, so their retries are still recognized.
+                self.recent_writes_between(b"", b""),
                 self.entries_since_checkpoint.load(Ordering::Relaxed),
             )
         };
@@ -615,7 +540,7 @@ impl Range {
             derived_from: Vec::new(),
         };
         let total = snapshot.len() as u64;
-        let begin_pos = write_checkpoint(&self.checkpoints, begin, snapshot).await?;
+        let begin_pos = write_checkpoint(&self.checkpoints, begin, snapshot, recent).await?;
         self.entries_since_checkpoint
             .fetch_sub(counted, Ordering::Relaxed);
         tracing::info!(
@@ -639,173 +564,8 @@ impl Range {
     }
 }
 
-/// Appends one whole checkpoint (Begin, batches of entries in key order, End) to `writer`.
-/// Returns where its Begin record is.
-pub(crate) async fn write_checkpoint(
-    writer: &StreamWriter,
-    begin: CheckpointBegin,
-    entries: impl IntoIterator<Item = (Vec<u8>, IndexValue)>,
-) -> Result<RecordPos, PartitionError> {
-    let checkpoint_id = begin.checkpoint_id;
-    let append = |part: Part| {
-        let record = CheckpointRecord { part: Some(part) };
-        writer.append(format::encode_checkpoint(&record))
-    };
-    let begin_pos = append(Part::Begin(begin)).await.map_err(stream_error)?;
-    let mut batch = Vec::new();
-    let mut batch_bytes = 0usize;
-    let mut total = 0u64;
-    for (key, value) in entries {
-        let entry = value.into_index_entry(key);
-        batch_bytes += prost::Message::encoded_len(&entry);
-        batch.push(entry);
-        total += 1;
-        if batch_bytes >= CHECKPOINT_BATCH_BYTES_MAX {
-            let entries = std::mem::take(&mut batch);
-            batch_bytes = 0;
-            append(Part::Batch(CheckpointBatch {
-                checkpoint_id,
-                entries,
-            }))
-            .await
-            .map_err(stream_error)?;
-        }
-    }
-    if !batch.is_empty() {
-        append(Part::Batch(CheckpointBatch {
-            checkpoint_id,
-            entries: batch,
-        }))
-        .await
-        .map_err(stream_error)?;
-    }
-    append(Part::End(CheckpointEnd {
-        checkpoint_id,
-        entries: total,
-    }))
-    .await
-    .map_err(stream_error)?;
-    Ok(begin_pos)
-}
-
 pub(crate) fn stream_error(err: impl std::fmt::Display) -> PartitionError {
     PartitionError::Stream(err.to_string())
-}
-
-fn apply_changes(index: &mut BTreeMap<Vec<u8>, IndexValue>, changes: Vec<Change>) {
-    for (key, value) in changes {
-        match value {
-            Some(value) => {
-                index.insert(key, value);
-            }
-            None => {
-                index.remove(&key);
-            }
-        }
-    }
-}
-
-/// Reads the checkpoint stream and returns the newest checkpoint whose End arrived.
-async fn newest_checkpoint(
-    client: &StreamClient,
-    name: &str,
-) -> Result<Option<(CheckpointBegin, Vec<IndexEntry>)>, PartitionError> {
-    let mut newest = None;
-    let mut building: Option<(CheckpointBegin, Vec<IndexEntry>)> = None;
-    let records = client.read_stream(name, None);
-    futures::pin_mut!(records);
-    while let Some(item) = records.next().await {
-        let (_, payload) = item.map_err(stream_error)?;
-        let record = format::decode_checkpoint(&payload)
-            .map_err(|err| PartitionError::Corrupt(err.to_string()))?;
-        match record.part {
-            Some(Part::Begin(begin)) => building = Some((begin, Vec::new())),
-            Some(Part::Batch(batch)) => match &mut building {
-                Some((begin, entries)) if begin.checkpoint_id == batch.checkpoint_id => {
-                    // Batches hold keys in ascending order; a batch that does not start after
-                    // the last key gathered is a duplicate left by a retried append.
-                    let is_duplicate = match (entries.last(), batch.entries.first()) {
-                        (Some(last), Some(first)) => first.key <= last.key,
-                        _ => false,
-                    };
-                    if !is_duplicate {
-                        entries.extend(batch.entries);
-                    }
-                }
-                _ => building = None, // a batch without its Begin: part of an abandoned checkpoint
-            },
-            Some(Part::End(end)) => {
-                if let Some((begin, entries)) = building.take() {
-                    let complete = begin.checkpoint_id == end.checkpoint_id
-                        && entries.len() as u64 == end.entries;
-                    // The newest is the one covering the most log, wherever it sits.
-                    let newer = newest.as_ref().is_none_or(
-                        |(best, _): &(CheckpointBegin, Vec<IndexEntry>)| {
-                            begin.sequence >= best.sequence
-                        },
-                    );
-                    if complete && newer {
-                        newest = Some((begin, entries));
-                    }
-                }
-            }
-            None => return Err(PartitionError::Corrupt("empty checkpoint record".into())),
-        }
-    }
-    Ok(newest)
-}
-
-/// Replays log records after `state.sequence` into `index`. Returns how many were applied.
-async fn replay_log(
-    client: &StreamClient,
-    name: &str,
-    index: &mut BTreeMap<Vec<u8>, IndexValue>,
-    state: &mut CommitState,
-    recent_writes: &mut RecentWrites,
-) -> Result<u64, PartitionError> {
-    let records = client.read_stream(name, state.last_log_pos);
-    futures::pin_mut!(records);
-    let mut applied = 0;
-    while let Some(item) = records.next().await {
-        let (pos, payload) = item.map_err(stream_error)?;
-        let entry = format::decode_log_entry(&payload)
-            .map_err(|err| PartitionError::Corrupt(err.to_string()))?;
-        // Equal sequences are applied again, not skipped: a writer's retried append leaves an
-        // identical copy right after the first (applying it twice changes nothing), and no
-        // two different entries share a sequence (an abandoned append poisons the range) but,
-        // if some log held two, both are durable and the later one is what was acknowledged.
-        if entry.sequence < state.sequence {
-            tracing::warn!(
-                sequence = entry.sequence,
-                applied = state.sequence,
-                "log entry older than one already applied; skipped"
-            );
-            continue;
-        }
-        if entry.sequence > state.sequence + 1 {
-            tracing::warn!(
-                expected = state.sequence + 1,
-                found = entry.sequence,
-                "gap in the commit log sequence (an append that failed for good)"
-            );
-        }
-        let mut changes = Vec::with_capacity(entry.mutations.len());
-        for mutation in entry.mutations {
-            let Some(value) = mutation.value else {
-                return Err(PartitionError::Corrupt(format!(
-                    "log entry {} has an empty mutation",
-                    entry.sequence
-                )));
-            };
-            changes.push((mutation.key, IndexValue::from_mutation_value(value)));
-        }
-        recent_writes.remember_changes(&changes);
-        apply_changes(index, changes);
-        state.sequence = entry.sequence;
-        state.last_log_pos = Some((pos.extent_id, pos.offset));
-        applied += 1;
-    }
-    Ok(applied)
 }
 
 /// Poisons the range when dropped: armed around a log append, and forgotten once the append
@@ -823,37 +583,3 @@ impl Drop for PoisonUnlessFinished<'_> {
 
 /// Shared handle to a loaded range.
 pub type RangeRef = Arc<Range>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_index_value_survives_the_log_and_checkpoint_encodings() {
-        let meta = ObjectMeta {
-            version_id: "0000000000000001abcdef01".into(),
-            version_stamp: 1,
-            ..Default::default()
-        };
-        let values = [
-            IndexValue::Object(meta.clone()),
-            IndexValue::Version(meta),
-            IndexValue::Bucket(BucketMeta::default()),
-            IndexValue::Upload(UploadMeta::default()),
-            IndexValue::Part(PartMeta::default()),
-        ];
-        for value in values {
-            let logged = IndexValue::into_mutation_value(Some(value.clone()));
-            assert_eq!(IndexValue::from_mutation_value(logged), Some(value.clone()));
-            let entry = value.clone().into_index_entry(b"k".to_vec());
-            assert_eq!(
-                IndexValue::from_index_entry(entry),
-                Some((b"k".to_vec(), value))
-            );
-        }
-        assert_eq!(
-            IndexValue::from_mutation_value(IndexValue::into_mutation_value(None)),
-            None
-        );
-    }
-}

@@ -24,9 +24,9 @@ use strata_proto::partition::{
 use strata_stream::StreamClient;
 
 use crate::error::PartitionError;
+use crate::persist::write_checkpoint;
 use crate::range::{
-    stream_error, stream_names, write_checkpoint, RangeRef, FREEZE_DRAINING, FREEZE_FROZEN,
-    FREEZE_OPEN,
+    stream_error, stream_names, RangeRef, FREEZE_DRAINING, FREEZE_FROZEN, FREEZE_OPEN,
 };
 use crate::server::PartitionServerState;
 
@@ -196,7 +196,13 @@ async fn freeze_and_build(
             high: child.high.clone(),
             derived_from: derived_from.clone(),
         };
-        write_checkpoint(&writer, begin, entries).await?;
+        // The parents' recent writes in the child's bounds go along, so a retry of a write
+        // made just before the reshape is still answered with it by the child.
+        let mut recent = Vec::new();
+        for parent in parents {
+            recent.extend(parent.recent_writes_between(&child.low, &child.high));
+        }
+        write_checkpoint(&writer, begin, entries, recent).await?;
     }
     tracing::info!(
         parents = ?derived_from,

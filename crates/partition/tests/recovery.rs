@@ -163,15 +163,18 @@ async fn a_duplicated_checkpoint_batch_is_read_once() {
         Part::Batch(CheckpointBatch {
             checkpoint_id: 5,
             entries: vec![entry("a"), entry("b")],
+            ..Default::default()
         }),
         // What a retried append leaves behind: the same batch again.
         Part::Batch(CheckpointBatch {
             checkpoint_id: 5,
             entries: vec![entry("a"), entry("b")],
+            ..Default::default()
         }),
         Part::Batch(CheckpointBatch {
             checkpoint_id: 5,
             entries: vec![entry("c")],
+            ..Default::default()
         }),
         Part::End(CheckpointEnd {
             checkpoint_id: 5,

@@ -50,14 +50,29 @@ async fn serve_whole_range(
     PartitionServerClient<tonic::transport::Channel>,
     CancellationToken,
 ) {
-    let state = common::partition_server("A", layer);
+    let (client, _, token) = serve_range(layer, "A", 1).await;
+    (client, token)
+}
+
+/// Server `id` owning the whole key space at `epoch` (a later epoch on another server is a
+/// move: it fences the range's log and loads checkpoint + log), with its state.
+async fn serve_range(
+    layer: &common::StreamLayer,
+    id: &str,
+    epoch: u64,
+) -> (
+    PartitionServerClient<tonic::transport::Channel>,
+    std::sync::Arc<strata_partition::PartitionServerState>,
+    CancellationToken,
+) {
+    let state = common::partition_server(id, layer);
     state.assign(vec![RangeAssignment {
         range_id: 1,
         low: Vec::new(),
         high: Vec::new(),
-        owner_id: "A".into(),
-        owner_addr: "A:1".into(),
-        epoch: 1,
+        owner_id: id.into(),
+        owner_addr: format!("{id}:1"),
+        epoch,
     }]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while state.range_for(&keys::object_key("b", "k")).is_err() {
@@ -84,7 +99,7 @@ async fn serve_whole_range(
         })
         .await
         .unwrap();
-    (client, token)
+    (client, state, token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,5 +279,105 @@ async fn a_retried_conditional_completion_answers_its_own_commit() {
         .await
         .unwrap_err();
     assert!(unknown.message().contains("NoSuchUpload"), "{unknown}");
+    token.cancel();
+}
+
+/// A front-end retries for up to its whole retry budget (5 s by default), and a range takes
+/// thousands of writes a second: a retry that comes after more than 4,096 other writes (the
+/// range's old memory) must still be answered with its own write, not 412.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_more_than_4096_other_writes_answers_its_own_effect() {
+    let layer = stream_layer(64 << 20).await;
+    let (mut client, state, token) = serve_range(&layer, "A", 1).await;
+    let first = client
+        .put_object(futures::stream::iter(put("k", "first", "w-1", true)))
+        .await
+        .unwrap()
+        .into_inner()
+        .meta
+        .unwrap();
+    client
+        .put_object(futures::stream::iter(put("k", "second", "w-2", false)))
+        .await
+        .unwrap();
+    // 5,000 other writes, each with its own write id, 500 to a commit to keep the test quick.
+    let range = state.range_for(&keys::object_key("b", "k")).unwrap();
+    for batch in 0..10 {
+        let changes = (0..500)
+            .map(|i| {
+                let meta = ObjectMeta {
+                    write_id: format!("other-{batch}-{i}"),
+                    etag: "\"other\"".into(),
+                    ..Default::default()
+                };
+                (
+                    keys::object_key("b", &format!("other-{batch}-{i}")),
+                    Some(strata_partition::range::IndexValue::Object(meta)),
+                )
+            })
+            .collect();
+        range.commit_batch(changes).await.unwrap();
+    }
+    let late = client
+        .put_object(futures::stream::iter(put("k", "first", "w-1", true)))
+        .await;
+    let late = late.expect("a retry after 5,000 other writes answers its own write");
+    assert_eq!(late.into_inner().meta.unwrap().etag, first.etag);
+    // Answered, not applied again: the current version is still the second write.
+    let current = client
+        .head_object(HeadObjectRequest {
+            bucket: "b".into(),
+            key: "k".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .meta
+        .unwrap();
+    assert_eq!(current.write_id, "w-2");
+    token.cancel();
+}
+
+/// A checkpoint between a write and its retry, then a move (the new owner loads the checkpoint
+/// and replays only the log after it): the retry still answers its own write, not 412.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_a_checkpoint_and_a_move_answers_its_own_effect() {
+    let layer = stream_layer(1 << 20).await;
+    let (mut client, state, token) = serve_range(&layer, "A", 1).await;
+    let first = client
+        .put_object(futures::stream::iter(put("k", "first", "w-1", true)))
+        .await
+        .unwrap()
+        .into_inner()
+        .meta
+        .unwrap();
+    client
+        .put_object(futures::stream::iter(put("k", "second", "w-2", false)))
+        .await
+        .unwrap();
+    let range = state.range_for(&keys::object_key("b", "k")).unwrap();
+    range.checkpoint().await.unwrap();
+    token.cancel();
+
+    let (mut moved, _, token) = serve_range(&layer, "B", 2).await;
+    let late = moved
+        .put_object(futures::stream::iter(put("k", "first", "w-1", true)))
+        .await;
+    let late = late.expect("a retry after a checkpoint and a move answers its own write");
+    assert_eq!(late.into_inner().meta.unwrap().etag, first.etag);
+    // Nothing was applied twice: the current version is still the second write.
+    let current = moved
+        .head_object(HeadObjectRequest {
+            bucket: "b".into(),
+            key: "k".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .meta
+        .unwrap();
+    assert_eq!(current.write_id, "w-2");
     token.cancel();
 }

@@ -49,6 +49,18 @@ static CHECKSUM_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
         "Records that failed their length or CRC check on read.",
     )
 });
+static DISK_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_extent_disk_failures_total",
+        "Write or fsync errors after which the node refuses every write.",
+    )
+});
+static WIRE_CHECKSUM_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "strata_stream_client_wire_checksum_failures_total",
+        "Records received whose payload does not match the CRC the extent node sent.",
+    )
+});
 static NODES_HEALTHY: LazyLock<IntGauge> = LazyLock::new(|| {
     gauge(
         "strata_stream_manager_nodes_healthy",
@@ -176,6 +188,12 @@ pub fn reads() -> &'static IntCounter {
 pub fn checksum_failures() -> &'static IntCounter {
     &CHECKSUM_FAILURES
 }
+pub fn disk_failures() -> &'static IntCounter {
+    &DISK_FAILURES
+}
+pub fn wire_checksum_failures() -> &'static IntCounter {
+    &WIRE_CHECKSUM_FAILURES
+}
 pub fn nodes_healthy() -> &'static IntGauge {
     &NODES_HEALTHY
 }
@@ -193,6 +211,7 @@ pub fn init_extent_node_metrics() {
     LazyLock::force(&APPEND_SECONDS);
     LazyLock::force(&READS);
     LazyLock::force(&CHECKSUM_FAILURES);
+    LazyLock::force(&DISK_FAILURES);
     LazyLock::force(&SCRUB_BYTES);
     LazyLock::force(&SCRUB_CORRUPT_RECORDS);
     LazyLock::force(&REPAIR_BYTES_RECEIVED);

@@ -2,7 +2,8 @@
 //! the same range (`keys::upload_key`, `keys::part_key`); parts stream into the data stream
 //! like PutObject bodies; completing is one atomic log entry that writes the object (whose
 //! chunk list is the parts' chunk lists in order) and deletes the upload and every part
-//! record. No object byte is copied.
+//! record. No object byte is copied. Completing or aborting 10,000 parts of a 1,024-byte key
+//! makes an entry over one stream record: it is written as several, applied only whole.
 
 use md5::{Digest, Md5};
 use strata_proto::common::{ChecksumAlgorithm, ObjectMeta, PartMeta, UploadMeta};
@@ -21,6 +22,8 @@ use crate::server::PartitionServerState;
 /// S3's limits.
 pub const PART_NUMBER_MAX: u32 = 10_000;
 pub const PART_SIZE_BYTES_MIN: u64 = 5 * 1024 * 1024;
+/// S3's largest object: a completion over it is refused before anything is written.
+pub const OBJECT_SIZE_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 const LIST_PARTS_MAX: u32 = 1000;
 
 fn no_such_upload() -> PartitionError {
@@ -86,6 +89,7 @@ pub async fn create(
     request: CreateMultipartUploadRequest,
 ) -> Result<CreateMultipartUploadResponse, PartitionError> {
     let object = object_key(&request.bucket, &request.key)?;
+    super::objects::check_user_metadata(request.meta.as_ref())?;
     let range = state.admit(&object, &request.bucket)?;
     let upload_id = uuid::Uuid::new_v4().simple().to_string();
     let algorithm = ChecksumAlgorithm::try_from(request.checksum_algorithm)
@@ -324,6 +328,13 @@ pub async fn complete(
         etag_md5.update(&binary);
         meta.size_bytes += part.size_bytes;
         meta.chunks.extend(part.chunks.iter().cloned());
+    }
+    if meta.size_bytes > OBJECT_SIZE_BYTES_MAX {
+        return Err(PartitionError::s3(
+            Code::InvalidArgument,
+            "EntityTooLarge",
+            "Your proposed upload exceeds the maximum allowed object size (5 TiB).",
+        ));
     }
     meta.etag = format!("\"{}-{}\"", hex::encode(etag_md5.finalize()), chosen.len());
     meta.checksum = object_checksum(

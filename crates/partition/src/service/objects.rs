@@ -23,6 +23,25 @@ const PUT_OBJECT_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
 /// Chunk reads in flight per GET: enough to overlap the next read with sending.
 const GET_READ_AHEAD_CHUNKS: usize = 2;
 
+/// S3's bound on user-defined metadata: the UTF-8 bytes of every key and value together.
+pub const USER_METADATA_BYTES_MAX: usize = 2 * 1024;
+
+/// MetadataTooLarge, as S3 answers, for metadata over [`USER_METADATA_BYTES_MAX`]: refused
+/// before anything is stored.
+pub(super) fn check_user_metadata(meta: Option<&ObjectMeta>) -> Result<(), PartitionError> {
+    let bytes: usize = meta
+        .map(|m| m.user_metadata.iter().map(|(k, v)| k.len() + v.len()).sum())
+        .unwrap_or(0);
+    if bytes > USER_METADATA_BYTES_MAX {
+        return Err(PartitionError::s3(
+            tonic::Code::InvalidArgument,
+            "MetadataTooLarge",
+            format!("Your metadata headers exceed the maximum allowed metadata size ({bytes} > {USER_METADATA_BYTES_MAX} bytes)."),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn object_key(bucket: &str, key: &str) -> Result<Vec<u8>, PartitionError> {
     if key.is_empty() {
         return Err(PartitionError::InvalidArgument(
@@ -326,6 +345,7 @@ pub async fn put(
 ) -> Result<PutObjectResponse, Status> {
     let header = first_header(&mut body).await?;
     let encoded = object_key(&header.bucket, &header.key)?;
+    check_user_metadata(header.meta.as_ref())?;
     let range = state.admit(&encoded, &header.bucket)?;
     let write_id = header
         .meta
@@ -556,6 +576,7 @@ pub async fn copy(
     let source_key = object_key(&request.src_bucket, &request.src_key)?;
     let source_range = state.range_for(&source_key)?;
     let destination = object_key(&request.dst_bucket, &request.dst_key)?;
+    check_user_metadata(request.replace_meta.as_ref())?;
     let range = state.admit(&destination, &request.dst_bucket)?;
     if !std::sync::Arc::ptr_eq(&source_range, &range) {
         // Chunks are only ever shared within a range's data stream: each range compacts its

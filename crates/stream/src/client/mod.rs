@@ -13,6 +13,7 @@ pub use writer::StreamWriter;
 
 use crate::channels::{bounded, request_with_timeout, ChannelCache};
 use crate::error::{Result, StreamError};
+use crate::metrics;
 use bytes::Bytes;
 use futures::Stream;
 use std::collections::HashMap;
@@ -408,7 +409,20 @@ impl StreamClient {
                         length: response.length,
                     });
                 }
-                Ok(response) => return Ok(response),
+                Ok(response) => match first_wire_mismatch(&response) {
+                    None => return Ok(response),
+                    Some(bad_offset) => {
+                        // Damaged after the node verified it (memory, network): never hand
+                        // it on; another replica serves the read.
+                        metrics::wire_checksum_failures().inc();
+                        tracing::warn!(extent_id, offset = bad_offset, node_id = %node.node_id, "record received with a payload that fails its CRC; trying the next replica");
+                        last_error = Some(StreamError::DataLoss {
+                            extent_id,
+                            offset: bad_offset,
+                            reason: "record payload does not match the CRC the node sent".into(),
+                        });
+                    }
+                },
                 Err(err) => {
                     if let StreamError::Rpc { status, .. } = &err {
                         if status.code() == Code::DataLoss {
@@ -435,4 +449,14 @@ impl StreamClient {
     ) -> impl Stream<Item = Result<(RecordPos, Bytes)>> + Send + 'static {
         reader::read_stream(self.clone(), name.to_string(), from)
     }
+}
+
+/// The offset of the first record whose payload does not match the CRC its extent node sent
+/// (computed over the record header's first 8 bytes and the payload, as stored on disk).
+fn first_wire_mismatch(response: &ReadResponse) -> Option<u64> {
+    response
+        .records
+        .iter()
+        .find(|record| crate::extent::format::record_crc(&record.payload) != record.crc)
+        .map(|record| record.offset)
 }

@@ -4,6 +4,14 @@
 //! serialized by the caller (the store holds a per-extent async mutex); reads run concurrently
 //! with appends because they only look below the published length, and the length is published
 //! only after the record is fsynced.
+//!
+//! Opening never cuts bytes. A replica alone cannot tell a torn, never-acknowledged last record
+//! from an acknowledged one that a bit flip damaged (a flipped length field even looks torn), and
+//! cutting the second loses an acknowledged record for good once the seal takes its length from
+//! the cut replica. So an unsealed replica whose tail does not verify keeps every byte, reports
+//! `verified_length` (the end of its last good record) below `length`, and refuses appends; the
+//! stream manager then seals the extent at a length decided by the replicas that verified (see
+//! `manager::state::commit_length`), cuts this one there and rewrites it from a good replica.
 
 use super::format::{
     self, RecordHeader, FILE_HEADER_LEN, RECORD_HEADER_LEN, RECORD_PAYLOAD_BYTES_MAX,
@@ -21,8 +29,20 @@ pub struct ReplicaState {
     /// Bytes durably written (file header included); the next record's offset.
     pub length: u64,
     pub sealed: bool,
-    /// Set by the stream manager before it seals: appends are refused from then on.
+    /// Set by the stream manager before it seals (and on opening a replica whose tail does not
+    /// verify): appends are refused from then on.
     pub fenced: bool,
+    /// End of the last record known good; below `length` only when opening found a tail that
+    /// does not verify (see the module comment).
+    pub verified_length: u64,
+}
+
+impl ReplicaState {
+    /// Whether the bytes past `verified_length` may hold an acknowledged record that is damaged
+    /// here: this replica must not decide a seal length and needs a rewrite.
+    pub fn tail_unverified(&self) -> bool {
+        self.verified_length < self.length
+    }
 }
 
 /// Whole records read from one replica.
@@ -34,11 +54,14 @@ pub struct ReadBatch {
     pub sealed: bool,
 }
 
-/// What opening found and repaired.
+/// What opening found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recovery {
-    /// Bytes cut from a torn or corrupt tail (never acknowledged).
+    /// Bytes cut past a sealed length (a seal whose truncation a crash interrupted).
     pub truncated_bytes: u64,
+    /// Bytes of an unsealed replica past its last verified record, kept (see the module
+    /// comment); the replica refuses appends until it is sealed.
+    pub unverified_tail_bytes: u64,
 }
 
 pub struct ExtentReplica {
@@ -85,6 +108,7 @@ impl ExtentReplica {
             length: FILE_HEADER_LEN,
             sealed: false,
             fenced: false,
+            verified_length: FILE_HEADER_LEN,
         };
         Ok(Self {
             id,
@@ -95,9 +119,8 @@ impl ExtentReplica {
         })
     }
 
-    /// Opens an existing replica. A sealed one is cut to its sealed length; an unsealed one
-    /// loses a torn or corrupt last record (only the last record can be in flight, since
-    /// appends are serialized, so nothing acknowledged is cut).
+    /// Opens an existing replica. A sealed one is cut to its sealed length; an unsealed one keeps
+    /// every byte, and one whose tail does not verify is fenced (see the module comment).
     pub fn open(dir: &Path, id: u64) -> Result<(Self, Recovery)> {
         let path = extent_path(dir, id);
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
@@ -119,7 +142,7 @@ impl ExtentReplica {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
             Err(err) => return Err(err.into()),
         };
-        let (length, sealed) = match sealed_length {
+        let (length, verified_length, sealed) = match sealed_length {
             Some(sealed_length) => {
                 if file_len > sealed_length {
                     // The seal marker was written but the crash came before the truncation.
@@ -133,17 +156,20 @@ impl ExtentReplica {
                         "sealed extent is shorter than its seal"
                     );
                 }
-                (file_len.min(sealed_length), true)
+                let length = file_len.min(sealed_length);
+                (length, length, true)
             }
-            None => (recover_tail(&file, id, file_len)?, false),
+            None => (file_len, verified_tail(&file, id, file_len)?, false),
         };
         let recovery = Recovery {
             truncated_bytes: file_len.saturating_sub(length),
+            unverified_tail_bytes: length - verified_length,
         };
         let state = ReplicaState {
             length,
             sealed,
-            fenced: false,
+            fenced: verified_length < length,
+            verified_length,
         };
         Ok((
             Self {
@@ -209,10 +235,23 @@ impl ExtentReplica {
     /// Writes an encoded record at `offset` (from [`Self::next_offset`]), fsyncs, and publishes
     /// the new length. Returns the end offset. Refused if the replica was fenced meanwhile.
     pub fn write_record(&self, offset: u64, record: &[u8]) -> Result<u64> {
-        let written = self
-            .file
-            .write_all_at(record, offset)
-            .and_then(|()| self.file.sync_data());
+        self.write_record_checked(offset, record, false)
+    }
+
+    /// [`Self::write_record`]; `fail_sync` is a fail point: the fsync reports an I/O error
+    /// after the bytes were written, as a failing disk does.
+    pub(crate) fn write_record_checked(
+        &self,
+        offset: u64,
+        record: &[u8],
+        fail_sync: bool,
+    ) -> Result<u64> {
+        let written = self.file.write_all_at(record, offset).and_then(|()| {
+            if fail_sync {
+                return Err(std::io::Error::other("injected fsync failure"));
+            }
+            self.file.sync_data()
+        });
         if let Err(err) = written {
             // Drop whatever part of the record reached the file; it was never acknowledged.
             if let Err(cut) = self.file.set_len(offset) {
@@ -234,6 +273,7 @@ impl ExtentReplica {
             });
         }
         state.length = offset + record.len() as u64;
+        state.verified_length = state.length;
         Ok(state.length)
     }
 
@@ -330,6 +370,7 @@ impl ExtentReplica {
         self.file.sync_all()?;
         state.sealed = true;
         state.length = length;
+        state.verified_length = state.verified_length.min(length);
         Ok(length)
     }
 
@@ -351,19 +392,20 @@ impl ExtentReplica {
     }
 }
 
-/// Walks the record headers of an unsealed replica and cuts a torn or corrupt last record.
-/// Returns the recovered length. Corruption before the last record is left in place (it is
-/// acknowledged data of which other replicas hold good copies; reads report it).
-fn recover_tail(file: &File, id: u64, file_len: u64) -> Result<u64> {
+/// Walks the record headers of an unsealed replica and returns the end of its last record that
+/// verifies: the file length when the tail is whole. Only the last record's payload is checked
+/// here (every earlier one was acknowledged before the next was sent; readers and the scrubber
+/// check them). A corrupt header far from the end is left in place too (readers report it).
+fn verified_tail(file: &File, id: u64, file_len: u64) -> Result<u64> {
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     reader.seek(SeekFrom::Start(FILE_HEADER_LEN))?;
     let mut position = FILE_HEADER_LEN;
-    let cut_at = loop {
+    let verified = loop {
         if position == file_len {
-            break None;
+            break file_len;
         }
         if file_len - position < RECORD_HEADER_LEN {
-            break Some(position);
+            break position;
         }
         let mut header_bytes = [0u8; RECORD_HEADER_LEN as usize];
         reader.read_exact(&mut header_bytes)?;
@@ -372,44 +414,39 @@ fn recover_tail(file: &File, id: u64, file_len: u64) -> Result<u64> {
             Err(reason)
                 if file_len - position <= RECORD_HEADER_LEN + RECORD_PAYLOAD_BYTES_MAX as u64 =>
             {
-                tracing::warn!(extent_id = id, position, %reason, "unreadable header in the tail");
-                break Some(position);
+                tracing::warn!(extent_id = id, position, %reason, "unreadable record header in the tail");
+                break position;
             }
             Err(reason) => {
                 tracing::error!(extent_id = id, position, %reason, "corrupt record header mid-extent; keeping the rest");
-                break None;
+                break file_len;
             }
         };
         let end = position + header.record_len();
         if end > file_len {
-            break Some(position);
+            break position;
         }
         if end == file_len {
             let mut payload = vec![0u8; header.payload_len as usize];
             reader.read_exact(&mut payload)?;
             if let Err(reason) = header.verify(&payload) {
                 tracing::warn!(extent_id = id, position, %reason, "last record fails its checksum");
-                break Some(position);
+                break position;
             }
-            break None;
+            break file_len;
         }
         reader.seek_relative(i64::from(header.payload_len))?;
         position = end;
     };
-    match cut_at {
-        Some(length) => {
-            tracing::warn!(
-                extent_id = id,
-                length,
-                cut_bytes = file_len - length,
-                "cutting torn tail of extent"
-            );
-            file.set_len(length)?;
-            file.sync_all()?;
-            Ok(length)
-        }
-        None => Ok(file_len),
+    if verified < file_len {
+        tracing::warn!(
+            extent_id = id,
+            verified_length = verified,
+            unverified_bytes = file_len - verified,
+            "extent tail does not verify: kept, appends refused until the extent is sealed"
+        );
     }
+    Ok(verified)
 }
 
 #[cfg(test)]
@@ -488,7 +525,7 @@ mod tests {
     }
 
     #[test]
-    fn torn_tail_is_cut_on_reopen() {
+    fn unverified_tail_is_kept_and_fenced_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let replica = ExtentReplica::create(dir.path(), 3).unwrap();
         let (_, good_end) = append(&replica, b"acknowledged");
@@ -503,30 +540,53 @@ mod tests {
             .write_all(&torn[..40])
             .unwrap();
         let (replica, recovery) = ExtentReplica::open(dir.path(), 3).unwrap();
-        assert_eq!(recovery.truncated_bytes, 40);
-        assert_eq!(replica.state().unwrap().length, good_end);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), good_end);
-        drop(replica);
-        // A whole last record whose CRC fails is cut too.
-        let mut bad = format::encode_record(b"never acknowledged").unwrap();
-        let last = bad.len() - 1;
-        bad[last] ^= 1;
-        std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(&bad)
-            .unwrap();
-        let (replica, recovery) = ExtentReplica::open(dir.path(), 3).unwrap();
-        assert_eq!(recovery.truncated_bytes, bad.len() as u64);
+        assert_eq!(recovery.truncated_bytes, 0, "opening cuts nothing");
+        assert_eq!(recovery.unverified_tail_bytes, 40);
+        let state = replica.state().unwrap();
         assert_eq!(
-            replica
-                .read(FILE_HEADER_LEN, 10, 1 << 20)
-                .unwrap()
-                .records
-                .len(),
-            1
+            (state.length, state.verified_length),
+            (good_end + 40, good_end)
         );
+        assert!(state.tail_unverified() && state.fenced);
+        assert!(matches!(
+            replica.next_offset(None),
+            Err(StreamError::Sealed { .. })
+        ));
+        // Sealing at the length the good replicas agree on cuts the torn bytes.
+        assert_eq!(replica.seal(good_end).unwrap(), good_end);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good_end);
+        assert!(!replica.state().unwrap().tail_unverified());
+    }
+
+    #[test]
+    fn damaged_last_record_is_never_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = ExtentReplica::create(dir.path(), 4).unwrap();
+        let (first, _) = append(&replica, b"first, acknowledged");
+        let (last, end) = append(&replica, b"last, acknowledged too");
+        drop(replica);
+        let path = extent_path(dir.path(), 4);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(last + RECORD_HEADER_LEN + 1) as usize] ^= 0x08;
+        std::fs::write(&path, &bytes).unwrap();
+        let (replica, recovery) = ExtentReplica::open(dir.path(), 4).unwrap();
+        assert_eq!(recovery.truncated_bytes, 0);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), end, "no byte cut");
+        let state = replica.state().unwrap();
+        assert_eq!((state.length, state.verified_length), (end, last));
+        assert_eq!(replica.read(first, 1, 1).unwrap().records.len(), 1);
+        assert!(matches!(
+            replica.read(last, 1, 1),
+            Err(StreamError::DataLoss { .. })
+        ));
+        // A flipped length field looks torn (the record "runs past the end"): kept as well.
+        drop(replica);
+        bytes[(last + RECORD_HEADER_LEN + 1) as usize] ^= 0x08;
+        bytes[(last + 5) as usize] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let (replica, _) = ExtentReplica::open(dir.path(), 4).unwrap();
+        let state = replica.state().unwrap();
+        assert_eq!((state.length, state.verified_length), (end, last));
     }
 
     #[test]

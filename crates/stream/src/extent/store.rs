@@ -2,6 +2,12 @@
 //!
 //! Appends (and seals, deletes) of one extent are serialized by a per-extent async mutex;
 //! disk work runs on blocking threads.
+//!
+//! A write or fsync error fails the whole store for writes (`disk_failed`): after a failed
+//! fsync the kernel may have dropped dirty pages, so nothing this node writes can be trusted to
+//! be durable. It refuses every append, replication, create and seal from then on, and its
+//! heartbeat stops, so the stream manager takes the node for dead, seals its open extents at
+//! the commit length the other replicas agree on, and re-replicates its data.
 
 use super::format;
 use super::replica::{ExtentReplica, ReadBatch, ReplicaState};
@@ -9,6 +15,7 @@ use crate::error::{Result, StreamError};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 struct Entry {
@@ -22,6 +29,8 @@ pub struct ExtentSummary {
     pub extent_id: u64,
     pub length: u64,
     pub sealed: bool,
+    /// An unsealed replica whose tail did not verify on opening (see `ReplicaState`).
+    pub tail_unverified: bool,
 }
 
 pub struct ExtentStore {
@@ -29,6 +38,13 @@ pub struct ExtentStore {
     extents: RwLock<HashMap<u64, Arc<Entry>>>,
     /// Extents a repair copy is being written for (at most one copy per extent at a time).
     copying: std::sync::Mutex<HashSet<u64>>,
+    /// Set by the first write or fsync error; never cleared while the process lives.
+    disk_failed: AtomicBool,
+    /// Fail point for tests: the next appends' fsyncs fail.
+    fail_sync: AtomicBool,
+    /// Fail point for tests: records leave this node with a flipped payload bit (the CRC sent
+    /// with them is the stored one), as memory or network damage would do.
+    fail_reads_on_wire: AtomicBool,
 }
 
 /// Suffix of a repair copy being written (`<id>.<nonce>.copy`); leftovers are removed on open.
@@ -91,8 +107,8 @@ impl ExtentStore {
                 };
                 match ExtentReplica::open(&scan_dir, id) {
                     Ok((replica, recovery)) => {
-                        if recovery.truncated_bytes > 0 {
-                            tracing::warn!(extent_id = id, truncated_bytes = recovery.truncated_bytes, "recovered extent");
+                        if recovery.truncated_bytes > 0 || recovery.unverified_tail_bytes > 0 {
+                            tracing::warn!(extent_id = id, truncated_bytes = recovery.truncated_bytes, unverified_tail_bytes = recovery.unverified_tail_bytes, "recovered extent");
                         }
                         opened.push(replica);
                     }
@@ -116,7 +132,53 @@ impl ExtentStore {
             dir,
             extents: RwLock::new(extents),
             copying: std::sync::Mutex::new(HashSet::new()),
+            disk_failed: AtomicBool::new(false),
+            fail_sync: AtomicBool::new(false),
+            fail_reads_on_wire: AtomicBool::new(false),
         })
+    }
+
+    /// Whether a write or fsync failed on this node's disk (see the module comment).
+    pub fn disk_failed(&self) -> bool {
+        self.disk_failed.load(Ordering::Acquire)
+    }
+
+    /// Fail point for tests: while set, every append's fsync fails (as a dying disk's does).
+    #[doc(hidden)]
+    pub fn inject_sync_failures(&self, on: bool) {
+        self.fail_sync.store(on, Ordering::Release);
+    }
+
+    /// Fail point for tests: while set, records read from this node reach the reader damaged.
+    #[doc(hidden)]
+    pub fn inject_wire_damage(&self, on: bool) {
+        self.fail_reads_on_wire.store(on, Ordering::Release);
+    }
+
+    /// Whether [`Self::inject_wire_damage`] is on.
+    pub(crate) fn wire_damage_injected(&self) -> bool {
+        self.fail_reads_on_wire.load(Ordering::Acquire)
+    }
+
+    /// Refuses writes once the disk failed.
+    fn check_disk(&self) -> Result<()> {
+        if self.disk_failed() {
+            return Err(StreamError::Unavailable(
+                "this extent node's disk failed a write or fsync; it accepts no more writes".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Passes `result` on, failing the disk for writes on an I/O error.
+    fn note_io<T>(&self, result: Result<T>) -> Result<T> {
+        if let Err(StreamError::Io(err)) = &result {
+            if !self.disk_failed.swap(true, Ordering::AcqRel) {
+                tracing::error!(%err, "disk write or fsync failed: refusing every write from now on");
+                crate::metrics::disk_failures().inc();
+            }
+        }
+        result
     }
 
     /// Starts a repair copy of `extent_id`: fails when one is already under way here.
@@ -203,6 +265,7 @@ impl ExtentStore {
 
     /// Creates an empty replica. Creating one that exists and is still empty succeeds (a retry).
     pub async fn create(&self, extent_id: u64) -> Result<()> {
+        self.check_disk()?;
         if let Ok(entry) = self.entry(extent_id) {
             let state = entry.replica.state()?;
             if !state.sealed && state.length == format::FILE_HEADER_LEN {
@@ -211,7 +274,8 @@ impl ExtentStore {
             return Err(StreamError::ExtentExists(extent_id));
         }
         let dir = self.dir.clone();
-        let replica = blocking(move || ExtentReplica::create(&dir, extent_id)).await?;
+        let replica =
+            self.note_io(blocking(move || ExtentReplica::create(&dir, extent_id)).await)?;
         let entry = Arc::new(Entry {
             replica: Arc::new(replica),
             append_lock: tokio::sync::Mutex::new(()),
@@ -236,6 +300,7 @@ impl ExtentStore {
         F: FnOnce(u64, Arc<Vec<u8>>) -> Fut,
         Fut: Future<Output = Result<()>>,
     {
+        self.check_disk()?;
         let entry = self.entry(extent_id)?;
         let _serialized = entry.append_lock.lock().await;
         let offset = entry.replica.next_offset(None)?;
@@ -243,21 +308,27 @@ impl ExtentStore {
         let payload = Arc::new(payload);
         let replica = entry.replica.clone();
         let local_record = record.clone();
-        let local = blocking(move || replica.write_record(offset, &local_record));
+        let fail_sync = self.fail_sync.load(Ordering::Acquire);
+        let local =
+            blocking(move || replica.write_record_checked(offset, &local_record, fail_sync));
         let (local, remote) = tokio::join!(local, replicate(offset, payload));
-        let end = local?;
+        let end = self.note_io(local)?;
         remote?;
         Ok((offset, end))
     }
 
     /// Secondary append: writes the record exactly at `offset`, which must be the length.
     pub async fn replicate(&self, extent_id: u64, offset: u64, payload: Vec<u8>) -> Result<u64> {
+        self.check_disk()?;
         let entry = self.entry(extent_id)?;
         let _serialized = entry.append_lock.lock().await;
         entry.replica.next_offset(Some(offset))?;
         let record = format::encode_record(&payload)?;
         let replica = entry.replica.clone();
-        blocking(move || replica.write_record(offset, &record)).await
+        let fail_sync = self.fail_sync.load(Ordering::Acquire);
+        self.note_io(
+            blocking(move || replica.write_record_checked(offset, &record, fail_sync)).await,
+        )
     }
 
     pub async fn read(
@@ -272,10 +343,11 @@ impl ExtentStore {
     }
 
     pub async fn seal(&self, extent_id: u64, length: u64) -> Result<u64> {
+        self.check_disk()?;
         let entry = self.entry(extent_id)?;
         let _serialized = entry.append_lock.lock().await;
         let replica = entry.replica.clone();
-        blocking(move || replica.seal(length)).await
+        self.note_io(blocking(move || replica.seal(length)).await)
     }
 
     pub fn state(&self, extent_id: u64) -> Result<ReplicaState> {
@@ -329,6 +401,7 @@ impl ExtentStore {
                 extent_id: *id,
                 length: state.length,
                 sealed: state.sealed,
+                tail_unverified: state.tail_unverified(),
             });
         }
         out.sort_by_key(|s| s.extent_id);

@@ -227,6 +227,20 @@ impl ManagerState {
                 }])
                 .await?;
         }
+        // A replica whose tail did not verify on its node's restart may hide a damaged
+        // acknowledged record: the leader's repair seals around it and rewrites it.
+        for report in beat.extents.iter().filter(|e| e.tail_unverified) {
+            let request = ReportBadReplicaRequest {
+                extent_id: report.extent_id,
+                node_id: record.node_id.clone(),
+                offset: 0,
+            };
+            if self.require_leader().is_ok() {
+                if let Err(err) = self.report_bad_replica(request) {
+                    tracing::warn!(extent_id = report.extent_id, %err, "could not mark a replica with an unverified tail");
+                }
+            }
+        }
         let liveness = Liveness {
             last_seen: Instant::now(),
             last_heartbeat_ms: strata_util::now_ms(),
@@ -433,14 +447,15 @@ impl ManagerState {
         self.stream_info(name, &record)
     }
 
-    /// Seals the replicas of open extent `extent_id` of `stream` at `length` (0 = the commit
-    /// length the reachable replicas agree on) and returns the mutation that records the seal
-    /// (None when the extent is sealed already). The caller holds the stream's lock.
+    /// Seals the replicas of open extent `extent_id` of `stream` at the commit length the
+    /// reachable replicas agree on, never below `floor_length` (0 = none; see commit_length),
+    /// and returns the mutation that records the seal (None when the extent is sealed already).
+    /// The caller holds the stream's lock.
     async fn seal_open_extent(
         &self,
         stream: &str,
         extent_id: u64,
-        length: u64,
+        floor_length: u64,
     ) -> Result<Option<Mutation>> {
         let before = self
             .meta
@@ -455,10 +470,11 @@ impl ManagerState {
             .iter()
             .map(|id| self.node_addr(id))
             .collect::<Result<Vec<_>>>()?;
-        let length = match length {
-            0 => self.commit_length(extent_id, &replicas).await?,
-            given => given,
-        };
+        // A writer that filled the extent names the end of its last append; the seal is never
+        // below it, nor below what any other writer appended meanwhile (fenced and asked).
+        let length = self
+            .commit_length(extent_id, &replicas, floor_length)
+            .await?;
         self.seal_replicas(extent_id, length, &replicas).await?;
         extent.sealed = true;
         extent.sealed_length = length;
@@ -602,10 +618,20 @@ impl ManagerState {
         Ok(())
     }
 
-    /// Fences every reachable replica and returns the length to seal at: a replica already
-    /// sealed decides it; otherwise the smallest length (an acknowledged append is on every
-    /// replica, so the smallest still holds it, and fencing stops lengths from growing).
-    async fn commit_length(&self, extent_id: u64, replicas: &[NodeAddr]) -> Result<u64> {
+    /// Fences every reachable replica and returns the length to seal at, never below `floor`
+    /// (a length the writer was acknowledged). A replica already sealed decides it. Otherwise
+    /// the replicas whose tails verify decide: the smallest of their lengths (an acknowledged
+    /// append is on every replica, so the smallest still holds it, and fencing stops lengths
+    /// from growing). A replica whose tail does not verify (restarted with a torn or damaged
+    /// last record) may have lost an acknowledged record's integrity, so it never decides;
+    /// only when no replica verifies does the longest verified prefix decide (every record
+    /// past it is damaged everywhere, so none of it can be read back anyway).
+    async fn commit_length(
+        &self,
+        extent_id: u64,
+        replicas: &[NodeAddr],
+        floor: u64,
+    ) -> Result<u64> {
         let calls = replicas.iter().map(|node| async move {
             let mut client = self.channels.extent_node(&node.addr)?;
             let request = ExtentInfoRequest {
@@ -619,19 +645,54 @@ impl ManagerState {
             )
             .await
         });
-        let mut smallest: Option<u64> = None;
+        let mut answers = Vec::with_capacity(replicas.len());
         for (node, result) in replicas.iter().zip(futures::future::join_all(calls).await) {
             match result {
                 Ok(info) if info.sealed => return Ok(info.length),
-                Ok(info) => smallest = Some(smallest.map_or(info.length, |s| s.min(info.length))),
+                Ok(info) => answers.push((node, info)),
                 Err(err) => {
                     tracing::warn!(extent_id, node_id = %node.node_id, %err, "replica unreachable while sealing")
                 }
             }
         }
-        smallest.ok_or_else(|| {
-            StreamError::Unavailable(format!("no replica of extent {extent_id} answered"))
-        })
+        let verified = |info: &ExtentInfoResponse| match info.verified_length {
+            0 => info.length,
+            verified => verified.min(info.length),
+        };
+        let clean = answers
+            .iter()
+            .filter(|(_, info)| verified(info) == info.length)
+            .map(|(_, info)| info.length)
+            .min();
+        let length = match clean {
+            Some(length) => length,
+            None => answers
+                .iter()
+                .map(|(_, info)| verified(info))
+                .max()
+                .ok_or_else(|| {
+                    StreamError::Unavailable(format!("no replica of extent {extent_id} answered"))
+                })?,
+        };
+        for (node, info) in answers.iter().filter(|(_, info)| verified(info) < length) {
+            tracing::warn!(extent_id, node_id = %node.node_id, verified_length = verified(info), length, "replica cannot verify up to the seal; it will be rewritten");
+            let request = ReportBadReplicaRequest {
+                extent_id,
+                node_id: node.node_id.clone(),
+                offset: verified(info),
+            };
+            if let Err(err) = self.report_bad_replica(request) {
+                tracing::warn!(extent_id, %err, "could not mark a replica bad");
+            }
+        }
+        if length < floor {
+            // Some replica lost acknowledged bytes and no good replica answered: sealing now
+            // would cut them for good. Refuse; the writer retries and the repair heals.
+            return Err(StreamError::Unavailable(format!(
+                "extent {extent_id}: the answering replicas agree on {length} bytes, below the acknowledged {floor}"
+            )));
+        }
+        Ok(length)
     }
 
     /// Seals every reachable replica at `length`; at least one must confirm.

@@ -31,6 +31,7 @@ impl Heartbeat {
                 extent_id: s.extent_id,
                 length: s.length,
                 sealed: s.sealed,
+                tail_unverified: s.tail_unverified,
             })
             .collect();
         let http_addr = self.http_addr.read().map(|a| a.clone()).unwrap_or_default();
@@ -58,12 +59,18 @@ impl Heartbeat {
         }
     }
 
-    /// Heartbeats member `addr` every `interval_ms` (the first at once).
+    /// Heartbeats member `addr` every `interval_ms` (the first at once). A node whose disk
+    /// failed stops: silence is how the stream manager learns a node is gone, so it seals the
+    /// node's open extents without it and re-replicates its data.
     async fn run_to(self: Arc<Self>, addr: String, token: CancellationToken) {
         let channels = ChannelCache::new();
         let mut failing = false;
         let interval = Duration::from_millis(self.interval_ms.max(10));
         loop {
+            if self.store.disk_failed() {
+                tracing::error!(manager = %addr, "disk failed: heartbeats stop so the stream manager replaces this node");
+                return;
+            }
             let sent = async {
                 let message = self.message()?;
                 let mut client = channels.stream_manager(&addr)?;

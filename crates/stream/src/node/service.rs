@@ -174,14 +174,23 @@ impl ExtentNode for ExtentNodeService {
             .store
             .read(request.extent_id, request.offset, max_records, max_bytes)
             .await?;
+        let damage = self.store.wire_damage_injected();
         Ok(Response::new(ReadResponse {
             records: batch
                 .records
                 .into_iter()
-                .map(|(offset, payload)| Record {
-                    offset,
-                    crc: format::record_crc(&payload),
-                    payload,
+                .map(|(offset, mut payload)| {
+                    let crc = format::record_crc(&payload);
+                    if damage {
+                        if let Some(byte) = payload.first_mut() {
+                            *byte ^= 0x01;
+                        }
+                    }
+                    Record {
+                        offset,
+                        crc,
+                        payload,
+                    }
                 })
                 .collect(),
             next_offset: batch.next_offset,
@@ -215,6 +224,7 @@ impl ExtentNode for ExtentNodeService {
             extent_id,
             length: state.length,
             sealed: state.sealed,
+            verified_length: state.verified_length,
         }))
     }
 
