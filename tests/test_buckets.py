@@ -87,3 +87,50 @@ def test_unimplemented_operation_is_501(s3, bucket):
         s3.get_bucket_policy(Bucket=bucket)
     assert status_of(err) == 501
     assert error_code(err) == "NotImplemented"
+
+
+def test_delete_bucket_racing_puts_orphans_nothing(s3):
+    """PUTs race DeleteBucket (the front-end caches bucket records for a second): every PUT
+    either lands before the delete, which then answers BucketNotEmpty, or fails NoSuchBucket,
+    so the bucket created again under the name is empty (issue 12, item 7)."""
+    import threading
+    import time
+
+    name = "raced-bucket"
+    s3.create_bucket(Bucket=name)
+    landed, failures = [], []
+    stop = threading.Event()
+
+    def writer(w):
+        for i in range(400):
+            if stop.is_set():
+                return
+            try:
+                s3.put_object(Bucket=name, Key=f"w{w}-{i:04d}", Body=b"x")
+                landed.append(f"w{w}-{i:04d}")
+            except ClientError as err:
+                failures.append(err.response["Error"]["Code"])
+                return
+
+    writers = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for thread in writers:
+        thread.start()
+    deadline = time.monotonic() + 60
+    deleted = False
+    while not deleted:
+        assert time.monotonic() < deadline, "the bucket was never deleted"
+        # Empty it behind the writers' backs, then try to delete it while they go on.
+        for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
+            s3.delete_object(Bucket=name, Key=item["Key"])
+        try:
+            s3.delete_bucket(Bucket=name)
+            deleted = True
+        except ClientError as err:
+            assert err.response["Error"]["Code"] == "BucketNotEmpty", err.response
+    stop.set()
+    for thread in writers:
+        thread.join()
+    assert set(failures) <= {"NoSuchBucket"}, failures
+    s3.create_bucket(Bucket=name)
+    assert s3.list_objects_v2(Bucket=name).get("KeyCount", 0) == 0
+    s3.delete_bucket(Bucket=name)

@@ -38,6 +38,7 @@ impl CorsSource for BucketRecords {
     async fn cors_rules(&self, bucket: &str) -> Result<Option<Vec<CorsRule>>, ()> {
         let request = GetBucketRequest {
             name: bucket.to_string(),
+            lease: false,
         };
         let result = self
             .router

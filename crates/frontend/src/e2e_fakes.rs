@@ -249,7 +249,10 @@ impl PartitionServer for FakePartition {
         let name = request.into_inner().name;
         self.owns(&keys::bucket_key(&name))?;
         let bucket = self.store.lock().unwrap().buckets.get(&name).cloned();
-        Ok(Response::new(GetBucketResponse { bucket }))
+        Ok(Response::new(GetBucketResponse {
+            bucket,
+            deleting: false,
+        }))
     }
 
     async fn delete_bucket(

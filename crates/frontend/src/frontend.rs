@@ -68,6 +68,7 @@ impl Frontend {
         let generation = self.buckets.generation();
         let request = GetBucketRequest {
             name: name.to_string(),
+            lease: false,
         };
         let (response, _) = self
             .router

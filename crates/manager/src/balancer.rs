@@ -147,6 +147,13 @@ async fn tick(app: &App) -> Result<(), ManagerError> {
     if failover_pending || !grace_over {
         return Ok(());
     }
+    // Reservations of splits and merges abandoned by a failed-over leader: released, so the
+    // streams prepared for them are deleted (reshapes run in this loop, one at a time, and
+    // commit within seconds, so none in flight here is that old).
+    let stale = map.stale_reservations(strata_util::now_ms());
+    if !stale.is_empty() {
+        crate::reshape::release(app, stale).await;
+    }
     let action = {
         let mut loads = app.loads();
         loads.retain(|range_id| map.ranges.contains_key(&RangeId::new(range_id)));

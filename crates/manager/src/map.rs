@@ -42,6 +42,10 @@ pub struct PartitionMapState {
     /// Ids reserved for splits and merges being prepared (oldest dropped past the bound).
     #[serde(default)]
     pub reserved_ids: BTreeSet<u64>,
+    /// When each reserved id was reserved (leader's wall clock, ms); ids absent here were
+    /// reserved before this was kept and count as reserved at 0.
+    #[serde(default)]
+    pub reserved_at_ms: BTreeMap<u64, i64>,
     /// The latest splits, merges, moves and renewals, oldest first.
     #[serde(default)]
     pub events: VecDeque<EventNote>,
@@ -57,6 +61,10 @@ pub struct PartitionMapState {
 pub const EVENTS_KEPT: usize = 64;
 /// Reserved, unused range ids kept at most (an abandoned preparation's ids expire).
 pub const RESERVED_IDS_MAX: usize = 64;
+/// Reservations older than this are released by the leader: a split or merge commits within
+/// seconds of its reservation (a prepare is bounded by 20 s, each proposal by 5 s), so an
+/// older one was abandoned (its leader failed over between prepare and commit).
+pub const RESERVATION_KEPT_MS: i64 = 120_000;
 /// Most ids one reservation hands out.
 const RESERVE_COUNT_MAX: u64 = 8;
 
@@ -129,21 +137,40 @@ impl PartitionMapState {
                     map_version: self.version,
                 }
             }
-            Command::ReserveRangeIds { count } => {
+            Command::ReserveRangeIds { count, at_ms } => {
                 if *count == 0 || *count > RESERVE_COUNT_MAX {
                     return rejected(format!("reserve 1..={RESERVE_COUNT_MAX} ids at a time"));
                 }
                 let first = self.next_range_id.max(1);
                 self.next_range_id = first + count;
                 self.reserved_ids.extend(first..first + count);
+                for id in first..first + count {
+                    self.reserved_at_ms.insert(id, *at_ms);
+                }
                 while self.reserved_ids.len() > RESERVED_IDS_MAX {
-                    self.reserved_ids.pop_first();
+                    if let Some(id) = self.reserved_ids.pop_first() {
+                        self.reserved_at_ms.remove(&id);
+                    }
                 }
                 self.version += 1;
                 CommandResponse::RangeIdsReserved {
                     first,
                     count: *count,
                 }
+            }
+            Command::ReleaseRangeIds { ids } => {
+                let released: Vec<u64> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| self.reserved_ids.remove(id))
+                    .collect();
+                for id in &released {
+                    self.reserved_at_ms.remove(id);
+                }
+                if !released.is_empty() {
+                    self.version += 1;
+                }
+                CommandResponse::RangeIdsReleased { released }
             }
             Command::SplitRange {
                 range_id,
@@ -193,8 +220,21 @@ impl PartitionMapState {
         }
         for id in distinct {
             self.reserved_ids.remove(&id);
+            self.reserved_at_ms.remove(&id);
         }
         Ok(())
+    }
+
+    /// Reserved ids whose reservation is older than [`RESERVATION_KEPT_MS`] at `now_ms`.
+    pub fn stale_reservations(&self, now_ms: i64) -> Vec<u64> {
+        self.reserved_ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                let at = self.reserved_at_ms.get(id).copied().unwrap_or(0);
+                at.saturating_add(RESERVATION_KEPT_MS) < now_ms
+            })
+            .collect()
     }
 
     fn split(
@@ -387,7 +427,7 @@ mod tests {
     }
 
     fn reserve(map: &mut PartitionMapState, count: u64) -> u64 {
-        match map.apply(&Command::ReserveRangeIds { count }) {
+        match map.apply(&Command::ReserveRangeIds { count, at_ms: 0 }) {
             CommandResponse::RangeIdsReserved { first, .. } => first,
             other => panic!("{other:?}"),
         }
@@ -476,6 +516,37 @@ mod tests {
         assert!(ranges[0].low.is_empty() && ranges[0].high.is_empty());
         assert_eq!(map.merges_total, 1);
         assert_eq!(map.events.len(), 2);
+    }
+
+    #[test]
+    fn old_reservations_are_stale_and_released_ids_can_never_commit() {
+        let mut map = PartitionMapState::default();
+        let old = match map.apply(&Command::ReserveRangeIds {
+            count: 2,
+            at_ms: 1_000,
+        }) {
+            CommandResponse::RangeIdsReserved { first, .. } => first,
+            other => panic!("{other:?}"),
+        };
+        let now = 1_000 + RESERVATION_KEPT_MS;
+        map.apply(&Command::ReserveRangeIds {
+            count: 1,
+            at_ms: now,
+        });
+        assert!(map.stale_reservations(now).is_empty());
+        assert_eq!(map.stale_reservations(now + 1), vec![old, old + 1]);
+        let released = map.apply(&Command::ReleaseRangeIds {
+            ids: vec![old, old + 1, 99],
+        });
+        assert_eq!(
+            released,
+            CommandResponse::RangeIdsReleased {
+                released: vec![old, old + 1]
+            }
+        );
+        assert_eq!(map.reserved_ids.len(), 1);
+        assert_eq!(map.reserved_at_ms.len(), 1);
+        assert!(map.take_reserved(&[RangeId::new(old)]).is_err());
     }
 
     #[test]

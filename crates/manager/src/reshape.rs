@@ -116,7 +116,8 @@ async fn assign(
 }
 
 async fn reserve(app: &App, count: u64) -> Result<u64, ManagerError> {
-    match propose(app, Command::ReserveRangeIds { count }).await? {
+    let at_ms = strata_util::now_ms();
+    match propose(app, Command::ReserveRangeIds { count, at_ms }).await? {
         CommandResponse::RangeIdsReserved { first, .. } => Ok(first),
         other => Err(ManagerError::Internal(format!(
             "reserving range ids: {other:?}"
@@ -133,6 +134,16 @@ async fn prepare(addr: &str, request: PrepareReshapeRequest) -> Result<Vec<u64>,
         .await
         .map_err(|status| ManagerError::Internal(format!("prepare on {addr}: {status}")))?;
     Ok(response.into_inner().child_keys)
+}
+
+/// Forgets the reserved `ids` of a split or merge that will not commit, so the partition
+/// servers delete the streams prepared for them (see `ReleaseRangeIds`). Best effort: the
+/// leader releases reservations older than `RESERVATION_KEPT_MS` in any case.
+pub async fn release(app: &App, ids: Vec<u64>) {
+    match propose(app, Command::ReleaseRangeIds { ids: ids.clone() }).await {
+        Ok(response) => tracing::info!(?ids, ?response, "reserved range ids released"),
+        Err(err) => tracing::warn!(?ids, %err, "releasing reserved range ids failed"),
+    }
 }
 
 /// After a failed preparation or commit: the owner reloads the parents unfrozen.
@@ -194,6 +205,7 @@ async fn split(
         Err(err) => {
             tracing::warn!(%range_id, %err, "split preparation failed");
             renew_all(app, &[(range_id, epoch)], "split preparation failed").await;
+            release(app, vec![left_id.get(), right_id.get()]).await;
             return Err(err);
         }
     };
@@ -211,7 +223,8 @@ async fn split(
         right_id,
         note: note("split", detail),
     };
-    commit_reshape(app, command, &[(range_id, epoch)], "split").await
+    let children = [left_id.get(), right_id.get()];
+    commit_reshape(app, command, &[(range_id, epoch)], &children, "split").await
 }
 
 async fn merge(
@@ -248,6 +261,7 @@ async fn merge(
         Err(err) => {
             tracing::warn!(left = %left.0, right = %right.0, %err, "merge preparation failed");
             renew_all(app, &[left, right], "merge preparation failed").await;
+            release(app, vec![merged_id.get()]).await;
             return Err(err);
         }
     };
@@ -265,13 +279,14 @@ async fn merge(
         merged_id,
         note: note("merge", detail),
     };
-    commit_reshape(app, command, &[left, right], "merge").await
+    commit_reshape(app, command, &[left, right], &[merged_id.get()], "merge").await
 }
 
 async fn commit_reshape(
     app: &App,
     command: Command,
     parents: &[(RangeId, Epoch)],
+    children: &[u64],
     kind: &str,
 ) -> Result<(), ManagerError> {
     match propose(app, command).await {
@@ -291,11 +306,14 @@ async fn commit_reshape(
         Ok(other) => {
             tracing::warn!(?parents, ?other, "{kind} not applied; renewing the parents");
             renew_all(app, parents, &format!("{kind} not applied")).await;
+            release(app, children.to_vec()).await;
             Ok(())
         }
         Err(err) => {
             // Unknown outcome (leadership lost?): renewals are rejected if it did apply.
             renew_all(app, parents, &format!("{kind} commit failed")).await;
+            // Had it applied, the children are live ids and releasing them changes nothing.
+            release(app, children.to_vec()).await;
             Err(err)
         }
     }

@@ -63,6 +63,7 @@ impl PartitionManager for ManagerService {
                 assignments: Vec::new(),
                 leader_hint,
                 is_leader: false,
+                ..Default::default()
             }))
         };
         if view.leader_id != self.app.node_id {
@@ -123,6 +124,8 @@ impl PartitionManager for ManagerService {
             assignments,
             leader_hint: view.leader_addr,
             is_leader: true,
+            next_range_id: map.next_range_id,
+            reserved_range_ids: map.reserved_ids.iter().copied().collect(),
         }))
     }
 

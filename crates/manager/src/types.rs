@@ -37,7 +37,16 @@ pub enum Command {
     },
     /// Sets aside `count` fresh range ids for a split or merge about to be prepared (ids are
     /// never used twice, so an abandoned preparation can never be mistaken for a later one).
-    ReserveRangeIds { count: u64 },
+    ReserveRangeIds {
+        count: u64,
+        /// The leader's wall clock when it reserved (0 in entries written before this field):
+        /// reservations older than [`crate::map::RESERVATION_KEPT_MS`] are released.
+        #[serde(default)]
+        at_ms: i64,
+    },
+    /// Forgets reserved ids (their split or merge failed or was abandoned): no commit can use
+    /// them any more, so partition servers may delete the streams prepared for them.
+    ReleaseRangeIds { ids: Vec<u64> },
     /// Replaces a range by two halves `[low, split_key)` and `[split_key, high)`, both served
     /// by the same owner under epoch 1; applies only when the range's epoch is still
     /// `expected_epoch` and both ids are reserved.
@@ -87,6 +96,8 @@ pub enum CommandResponse {
     },
     /// `count` fresh range ids, the first being `first`.
     RangeIdsReserved { first: u64, count: u64 },
+    /// These ids were reserved and are not any more.
+    RangeIdsReleased { released: Vec<u64> },
     /// The range was split or merged into `created`.
     Reshaped {
         created: Vec<RangeId>,

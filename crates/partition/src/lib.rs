@@ -14,10 +14,14 @@
 //! rebuilds the same index from the streams.
 //!
 //! Modules:
+//! - [`bucket_gate`]: write leases on buckets, which order DeleteBucket against writes into
+//!   the bucket on every range (no object lands in a bucket being deleted).
 //! - [`checksum`]: S3's additional checksums (CRC32, CRC32C, CRC64NVME, SHA-1, SHA-256), and
 //!   composite / full-object checksums of multipart objects.
 //! - [`compaction`]: data-stream compaction (copy live chunks off mostly-dead old extents,
 //!   re-point the index, trim the stream) so DELETE and overwrite free disk.
+//! - [`leftovers`]: deletes the streams of range ids that can never serve (a split's or
+//!   merge's children whose commit never applied), so shared extents are freed.
 //! - [`lifecycle`]: bucket lifecycle rules (expiration, aborting old uploads) carried out by a
 //!   bounded background pass per range.
 //! - [`format`]: the versioned on-stream encodings of log entries and checkpoints (a message
@@ -46,14 +50,19 @@
 //!   owner's open log extent before serving, so a fenced server can acknowledge nothing.
 //! - A frozen range commits nothing; the children of a split or merge start from the frozen
 //!   parents' final index, so no acknowledged write is lost or reordered by a reshape.
+//! - A write adds a key to a bucket only under a write lease on the bucket's record, checked
+//!   under its range's commit lock; DeleteBucket marks the record, waits the leases out, then
+//!   counts every range under its commit lock, so no object outlives its bucket.
 //! - A data extent is trimmed only when no index entry references it and no upload in flight
 //!   may have written to it; GETs racing a trim rely on the stream manager's GC delay.
 
+pub mod bucket_gate;
 pub mod checksum;
 pub mod compaction;
 pub mod error;
 pub mod format;
 pub mod index_value;
+pub mod leftovers;
 pub mod lifecycle;
 pub mod load;
 pub mod persist;

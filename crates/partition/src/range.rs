@@ -95,6 +95,9 @@ pub struct Range {
     /// preparation, see [`crate::reshape`]).
     freeze: AtomicU8,
     frozen_at: Mutex<Option<std::time::Instant>>,
+    /// When this server loaded the range: write leases on bucket records it holds may have
+    /// been granted by the previous owner until about then (see [`crate::bucket_gate`]).
+    pub loaded_at: std::time::Instant,
 }
 
 /// Serving normally.
@@ -196,6 +199,7 @@ impl Range {
             load: LoadMeter::default(),
             freeze: AtomicU8::new(FREEZE_OPEN),
             frozen_at: Mutex::new(None),
+            loaded_at: std::time::Instant::now(),
         })
     }
 

@@ -227,7 +227,7 @@ pub async fn release_parents(streams: &StreamClient, child_id: u64, parents: &[u
 
 /// Deletes a range's log, data and checkpoint streams (extents another stream still holds
 /// stay). Best effort: a failure is logged.
-async fn delete_streams_of(streams: &StreamClient, range_id: u64) {
+pub(crate) async fn delete_streams_of(streams: &StreamClient, range_id: u64) {
     let (log, data, checkpoint) = stream_names(range_id);
     for name in [log, data, checkpoint] {
         if let Err(err) = streams.delete_stream(&name).await {

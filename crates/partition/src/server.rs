@@ -11,7 +11,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use strata_proto::manager::partition_manager_client::PartitionManagerClient;
-use strata_proto::manager::{RangeAssignment, ServedRange, ServerHeartbeat};
+use strata_proto::manager::{
+    RangeAssignment, ServedRange, ServerHeartbeat, ServerHeartbeatResponse,
+};
 use strata_stream::StreamClient;
 use strata_types::routing::NotOwner;
 use strata_types::Epoch;
@@ -69,6 +71,11 @@ pub struct PartitionServerState {
     map: RwLock<Vec<RangeAssignment>>,
     /// When the last heartbeat the manager's leader answered was sent (the lease's start).
     lease_from: RwLock<Option<Instant>>,
+    /// Write leases on buckets, held and granted ([`crate::bucket_gate`]).
+    pub buckets: crate::bucket_gate::BucketGate,
+    /// The range ids of the last heartbeat's map, all from that one answer
+    /// ([`crate::leftovers`]).
+    known_ids: RwLock<crate::leftovers::KnownIds>,
 }
 
 impl PartitionServerState {
@@ -80,6 +87,8 @@ impl PartitionServerState {
             ranges: RwLock::new(BTreeMap::new()),
             map: RwLock::new(Vec::new()),
             lease_from: RwLock::new(None),
+            buckets: Default::default(),
+            known_ids: Default::default(),
         })
     }
 
@@ -271,14 +280,32 @@ impl PartitionServerState {
         &self,
         bucket: &str,
     ) -> Result<Option<strata_proto::common::BucketMeta>, PartitionError> {
+        Ok(self.bucket_record_with_lease(bucket, false).await?.0)
+    }
+
+    /// [`Self::bucket_record`] and whether a DeleteBucket holds it (on the owner's clock);
+    /// `lease`: the caller takes a write lease on the answer ([`crate::bucket_gate`]).
+    pub async fn bucket_record_with_lease(
+        &self,
+        bucket: &str,
+        lease: bool,
+    ) -> Result<(Option<strata_proto::common::BucketMeta>, bool), PartitionError> {
         use strata_proto::partition::partition_server_client::PartitionServerClient;
         let key = strata_types::keys::bucket_key(bucket);
         match self.range_for(&key) {
             Ok(range) => {
-                return Ok(match range.get(&key) {
+                if lease {
+                    self.buckets.note_grant(bucket);
+                }
+                let record = match range.get(&key) {
                     Some(crate::range::IndexValue::Bucket(record)) => Some(record),
                     _ => None,
-                })
+                };
+                let now_ms = strata_util::now_ms();
+                let deleting = record
+                    .as_ref()
+                    .is_some_and(|r| crate::bucket_gate::deleting(r, now_ms));
+                return Ok((record, deleting));
             }
             Err(PartitionError::NotOwner(_)) => {}
             Err(err) => return Err(err),
@@ -296,12 +323,22 @@ impl PartitionServerState {
         let response = PartitionServerClient::new(channel)
             .get_bucket(strata_proto::partition::GetBucketRequest {
                 name: bucket.to_string(),
+                lease,
             })
             .await
             .map_err(|status| {
                 PartitionError::Stream(format!("reading bucket record from {owner}: {status}"))
-            })?;
-        Ok(response.into_inner().bucket)
+            })?
+            .into_inner();
+        Ok((response.bucket, response.deleting))
+    }
+
+    /// The range ids of the map of the last heartbeat answer ([`crate::leftovers`]).
+    pub fn known_ids(&self) -> crate::leftovers::KnownIds {
+        self.known_ids
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
     }
 
     /// Brings the served set in line with the manager's assignments.
@@ -405,7 +442,7 @@ struct ManagerLink {
 }
 
 impl ManagerLink {
-    async fn heartbeat(&mut self, beat: ServerHeartbeat) -> Option<Vec<RangeAssignment>> {
+    async fn heartbeat(&mut self, beat: ServerHeartbeat) -> Option<ServerHeartbeatResponse> {
         // Each member once, plus one hop to a hinted leader per member: bounded.
         for _ in 0..(2 * self.addrs.len()).max(1) {
             let addr = self.addrs[self.current % self.addrs.len()].clone();
@@ -424,7 +461,7 @@ impl ManagerLink {
                 Ok(response) => {
                     let response = response.into_inner();
                     if response.is_leader {
-                        return Some(response.assignments);
+                        return Some(response);
                     }
                     match self.addrs.iter().position(|a| *a == response.leader_hint) {
                         Some(leader) if !response.leader_hint.is_empty() => self.current = leader,
@@ -458,12 +495,21 @@ pub async fn run_heartbeats(state: Arc<PartitionServerState>, token: Cancellatio
             http_addr: state.config.http_addr.clone(),
         };
         let sent = Instant::now();
-        if let Some(assignments) = link.heartbeat(beat).await {
+        if let Some(answer) = link.heartbeat(beat).await {
             *state
                 .lease_from
                 .write()
                 .unwrap_or_else(|poison| poison.into_inner()) = Some(sent);
-            state.reconcile(assignments);
+            // One snapshot of one committed map: live ranges, next id and reservations agree.
+            *state
+                .known_ids
+                .write()
+                .unwrap_or_else(|poison| poison.into_inner()) = crate::leftovers::KnownIds {
+                live: answer.assignments.iter().map(|a| a.range_id).collect(),
+                next_range_id: answer.next_range_id,
+                reserved: answer.reserved_range_ids.iter().copied().collect(),
+            };
+            state.reconcile(answer.assignments);
         }
         tokio::select! {
             _ = token.cancelled() => break,

@@ -53,7 +53,17 @@ async fn serve(
         PartitionService::new(state.clone()),
     ));
     tokio::spawn(strata_util::rpc::serve(router, listener, token.clone()));
-    let client = Client::new(strata_util::rpc::channel(&addr.to_string()).unwrap());
+    let mut client = Client::new(strata_util::rpc::channel(&addr.to_string()).unwrap());
+    // Writes need their bucket's record (a write lease, crates/partition/src/bucket_gate.rs).
+    client
+        .create_bucket(CreateBucketRequest {
+            bucket: Some(strata_proto::common::BucketMeta {
+                name: "b".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
     (client, state, token)
 }
 

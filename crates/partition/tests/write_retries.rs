@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::stream_layer;
 use strata_partition::PartitionService;
-use strata_proto::common::{ObjectMeta, WriteCondition};
+use strata_proto::common::{BucketMeta, ObjectMeta, WriteCondition};
 use strata_proto::manager::RangeAssignment;
 use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::partition::partition_server_server::PartitionServerServer;
@@ -87,7 +87,18 @@ async fn serve_range(
         PartitionService::new(state.clone()),
     ));
     tokio::spawn(strata_util::rpc::serve(router, listener, token.clone()));
-    let client = PartitionServerClient::new(strata_util::rpc::channel(&addr.to_string()).unwrap());
+    let mut client =
+        PartitionServerClient::new(strata_util::rpc::channel(&addr.to_string()).unwrap());
+    // Writes need their bucket's record (a write lease, crates/partition/src/bucket_gate.rs).
+    client
+        .create_bucket(CreateBucketRequest {
+            bucket: Some(BucketMeta {
+                name: "b".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
     (client, state, token)
 }
 

@@ -209,6 +209,10 @@ async fn main() -> anyhow::Result<()> {
         shutdown.token(),
     ));
     shutdown.spawn(server::run_compaction(Arc::clone(&state), shutdown.token()));
+    shutdown.spawn(strata_partition::leftovers::run_leftover_collection(
+        Arc::clone(&state),
+        shutdown.token(),
+    ));
     shutdown.spawn(strata_partition::lifecycle::run_lifecycle(
         Arc::clone(&state),
         shutdown.token(),

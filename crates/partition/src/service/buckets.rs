@@ -3,6 +3,7 @@
 use strata_proto::partition::*;
 use strata_types::keys;
 
+use crate::bucket_gate;
 use crate::error::PartitionError;
 use crate::range::IndexValue;
 use crate::server::PartitionServerState;
@@ -42,24 +43,142 @@ pub fn get(
 ) -> Result<GetBucketResponse, PartitionError> {
     let key = keys::bucket_key(&request.name);
     let range = state.admit(&key, &request.name)?;
+    if request.lease {
+        // Before the read: a DeleteBucket that marks the record after this read sees the grant.
+        state.buckets.note_grant(&request.name);
+    }
     let bucket = match range.get(&key) {
         Some(IndexValue::Bucket(bucket)) => Some(bucket),
         _ => None,
     };
-    Ok(GetBucketResponse { bucket })
+    let deleting = bucket
+        .as_ref()
+        .is_some_and(|b| bucket_gate::deleting(b, strata_util::now_ms()));
+    Ok(GetBucketResponse { bucket, deleting })
 }
 
+/// Deletes the bucket if it holds no object, atomically against writes into it (see
+/// [`crate::bucket_gate`]): mark the record deleting, wait out the write leases granted on it,
+/// count the bucket's objects on every range, then delete the record or unmark it.
 pub async fn delete(
     state: &PartitionServerState,
     request: DeleteBucketRequest,
 ) -> Result<DeleteBucketResponse, PartitionError> {
     let key = keys::bucket_key(&request.name);
     let range = state.admit(&key, &request.name)?;
-    if range.get(&key).is_none() {
-        return Ok(DeleteBucketResponse { existed: false });
+    let deletion_id = uuid::Uuid::new_v4().simple().to_string();
+    {
+        let guard = range.lock_commits().await;
+        let Some(IndexValue::Bucket(mut bucket)) = range.get(&key) else {
+            return Ok(DeleteBucketResponse { existed: false });
+        };
+        // A deletion already under way (a retry whose first attempt's answer was lost, or a
+        // concurrent one) is taken over: the mark only gets stronger, and this attempt waits
+        // out every lease itself. The other attempt then finds its id gone and gives up.
+        bucket.deleting_until_ms = strata_util::now_ms() + bucket_gate::DELETING_MS;
+        bucket.deletion_id = deletion_id.clone();
+        range
+            .commit_locked(guard, vec![(key.clone(), Some(IndexValue::Bucket(bucket)))])
+            .await?;
     }
-    range.commit(key, None).await?;
-    Ok(DeleteBucketResponse { existed: true })
+    let lease_ms = if range.bounds.epoch.get() > 1 {
+        state.config.lease_ms
+    } else {
+        0
+    };
+    let wait = state
+        .buckets
+        .leases_outstanding(&request.name, range.loaded_at, lease_ms);
+    tokio::time::sleep(wait).await;
+    let counted = count_everywhere(state, &request.name).await;
+
+    let guard = range.lock_commits().await;
+    let mut bucket = match range.get(&key) {
+        Some(IndexValue::Bucket(bucket))
+            if bucket.deletion_id == deletion_id
+                && bucket_gate::deleting(&bucket, strata_util::now_ms()) =>
+        {
+            bucket
+        }
+        // Taken over by another DeleteBucket, or held past the deadline (writes resumed).
+        _ => return Err(conflict()),
+    };
+    if let Ok(0) = counted {
+        range.commit_locked(guard, vec![(key, None)]).await?;
+        return Ok(DeleteBucketResponse { existed: true });
+    }
+    bucket.deleting_until_ms = 0;
+    bucket.deletion_id.clear();
+    range
+        .commit_locked(guard, vec![(key, Some(IndexValue::Bucket(bucket)))])
+        .await?;
+    counted?;
+    Err(PartitionError::s3(
+        tonic::Code::Aborted,
+        "BucketNotEmpty",
+        "The bucket you tried to delete is not empty",
+    ))
+}
+
+fn conflict() -> PartitionError {
+    PartitionError::s3(
+        tonic::Code::Aborted,
+        "OperationAborted",
+        "A conflicting conditional operation is currently in progress against this resource. Try again.",
+    )
+}
+
+/// Up to one object of `bucket`, counted over every range that can hold its keys, in key
+/// order: this server's runs directly, other servers' through `CountObjects` (each range under
+/// its commit lock, so a commit under way is waited for and counted).
+async fn count_everywhere(
+    state: &PartitionServerState,
+    bucket: &str,
+) -> Result<u64, PartitionError> {
+    use strata_proto::partition::partition_server_client::PartitionServerClient;
+    let prefix = keys::object_prefix(bucket);
+    let end = keys::prefix_end(&prefix);
+    let mut from = prefix;
+    loop {
+        let request = CountObjectsRequest {
+            bucket: bucket.to_string(),
+            limit: 1,
+            from: from.clone(),
+        };
+        let counted = match super::list::count_objects(state, request.clone()).await {
+            Err(PartitionError::NotOwner(not_owner)) => {
+                let owner = not_owner.owner_hint.ok_or(PartitionError::Loading {
+                    range_id: not_owner.range_id,
+                })?;
+                let channel = strata_util::rpc::channel(&owner)
+                    .map_err(|err| PartitionError::Stream(format!("counting on {owner}: {err}")))?;
+                PartitionServerClient::new(channel)
+                    .count_objects(request)
+                    .await
+                    .map_err(|status| {
+                        PartitionError::Stream(format!("counting on {owner}: {status}"))
+                    })?
+                    .into_inner()
+            }
+            other => other?,
+        };
+        if counted.count > 0 {
+            return Ok(counted.count);
+        }
+        let past_bucket = end
+            .as_ref()
+            .is_some_and(|end| counted.covered_until >= *end);
+        if counted.covered_to_end || past_bucket {
+            return Ok(0);
+        }
+        if counted.covered_until <= from {
+            // A run that did not advance: never conclude "empty" from it.
+            return Err(PartitionError::Stream(format!(
+                "counting {bucket}: no progress past {from:?}"
+            )));
+        }
+        from = counted.covered_until;
+    }
 }
 
 /// Replaces one configuration of the bucket record under the range's commit lock, so two

@@ -157,7 +157,10 @@ pub fn strip_chunks(
     meta
 }
 
-pub fn count_objects(
+/// Counts `request.bucket`'s objects from `request.from` over this server's contiguous run of
+/// ranges, each under its commit lock: a commit under way is waited for and counted, which
+/// DeleteBucket relies on ([`crate::bucket_gate`]).
+pub async fn count_objects(
     state: &PartitionServerState,
     request: CountObjectsRequest,
 ) -> Result<CountObjectsResponse, PartitionError> {
@@ -178,6 +181,7 @@ pub fn count_objects(
     };
     let mut count = 0u64;
     for range in &run {
+        let _commits = range.lock_commits().await;
         range.scan(&start, end.as_deref(), |_, value| {
             // A bucket holding only noncurrent versions or delete markers is not empty.
             if matches!(value, IndexValue::Object(_) | IndexValue::Version(_)) {

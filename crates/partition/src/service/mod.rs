@@ -170,10 +170,9 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<CountObjectsRequest>,
     ) -> Result<Response<CountObjectsResponse>, Status> {
-        Ok(Response::new(list::count_objects(
-            &self.state,
-            request.into_inner(),
-        )?))
+        Ok(Response::new(
+            list::count_objects(&self.state, request.into_inner()).await?,
+        ))
     }
 
     async fn create_multipart_upload(

@@ -119,7 +119,11 @@ pub async fn create(
         checksum_full_object: request.checksum_full_object,
     };
     let key = keys::upload_key(&request.bucket, &request.key, &upload_id);
-    range.commit(key, Some(IndexValue::Upload(upload))).await?;
+    let guard = range.lock_commits().await;
+    crate::bucket_gate::require_writable(state, &request.bucket).await?;
+    range
+        .commit_locked(guard, vec![(key, Some(IndexValue::Upload(upload)))])
+        .await?;
     Ok(CreateMultipartUploadResponse { upload_id })
 }
 
@@ -158,6 +162,7 @@ pub async fn upload_part(
     // The upload must still exist when the part is recorded (not aborted meanwhile).
     let guard = range.lock_commits().await;
     upload_record(&range, &upload_key)?;
+    crate::bucket_gate::require_writable(state, &header.bucket).await?;
     let part_key = keys::part_key(
         &header.bucket,
         &header.key,
@@ -352,6 +357,7 @@ pub async fn complete(
     changes.push((upload_key, None));
     // Every part record goes, listed or not; unlisted parts' bytes become garbage.
     changes.extend(stored.into_iter().map(|(key, _)| (key, None)));
+    crate::bucket_gate::require_writable(state, &request.bucket).await?;
     range.commit_locked(guard, changes).await?;
     meta.chunks.clear();
     Ok(CompleteMultipartUploadResponse { meta: Some(meta) })

@@ -393,6 +393,7 @@ pub async fn put(
         }
         other => other?,
     }
+    crate::bucket_gate::require_writable(state, &header.bucket).await?;
     let changes =
         versions::write_changes(&range, &header.bucket, &header.key, &mut meta, versioning);
     range.commit_locked(guard, changes).await?;
@@ -514,6 +515,10 @@ pub async fn delete(
     if changes.is_empty() {
         drop(guard);
     } else {
+        if changes.iter().any(|(_, value)| value.is_some()) {
+            // A delete marker is a key of the bucket, like an object.
+            crate::bucket_gate::require_writable(state, &request.bucket).await?;
+        }
         range.commit_locked(guard, changes).await?;
     }
     Ok(DeleteObjectResponse {
@@ -612,6 +617,7 @@ pub async fn copy(
     }
     meta.last_modified_ms = strata_util::now_ms();
     let versioning = versions::versioning_of(request.versioning)?;
+    crate::bucket_gate::require_writable(state, &request.dst_bucket).await?;
     let changes = versions::write_changes(
         &range,
         &request.dst_bucket,

@@ -236,6 +236,20 @@ impl StreamClient {
         .await
     }
 
+    /// Names of the streams starting with `prefix`, in order.
+    pub async fn list_streams(&self, prefix: &str) -> Result<Vec<String>> {
+        let request = ListStreamsRequest {
+            prefix: prefix.to_string(),
+        };
+        let response = self
+            .call_manager(|mut c| {
+                let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);
+                async move { c.list_streams(request).await }
+            })
+            .await?;
+        Ok(response.names)
+    }
+
     /// Tells the stream manager that `node_id`'s replica of `extent_id` holds a record failing
     /// its checksum at `offset`. Runs in the background, bounded in time and in number.
     fn report_bad_replica(&self, extent_id: u64, node_id: &str, offset: u64) {

@@ -134,4 +134,15 @@ impl StreamManager for StreamManagerService {
             .inspect_err(|err| tracing::warn!(stream = %name, %err, "create stream failed"))?;
         Ok(Response::new(info))
     }
+
+    async fn list_streams(
+        &self,
+        request: Request<ListStreamsRequest>,
+    ) -> Result<Response<ListStreamsResponse>, Status> {
+        let names = self
+            .state
+            .list_streams(&request.into_inner().prefix)
+            .await?;
+        Ok(Response::new(ListStreamsResponse { names }))
+    }
 }

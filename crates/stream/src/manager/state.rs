@@ -510,6 +510,18 @@ impl ManagerState {
         Ok(())
     }
 
+    /// Names of the streams starting with `prefix`, in order (a linearizable read).
+    pub async fn list_streams(&self, prefix: &str) -> Result<Vec<String>> {
+        self.confirm_leader().await?;
+        Ok(self
+            .meta
+            .streams()?
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.starts_with(prefix))
+            .collect())
+    }
+
     /// Drops stream `name`; returns how many extents it held (now unreferenced).
     pub async fn delete_stream(&self, name: &str) -> Result<u32> {
         self.require_leader()?;
@@ -882,6 +894,7 @@ impl ManagerState {
                     replicas_healthy: assessment.good as u32,
                     racks: e.replicas.iter().map(|id| view.rack(id)).collect(),
                     misplaced: assessment.misplaced,
+                    referenced: view.referenced.contains(&extent_id),
                 }
             })
             .collect();
