@@ -8,16 +8,14 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::stream_layer;
 use futures::StreamExt;
 use strata_partition::range::{IndexValue, Range, RangeBounds};
-use strata_partition::{PartitionServerState, PartitionService};
+use strata_partition::PartitionServerState;
 use strata_proto::common::{ChunkRef, ObjectMeta, VersioningState};
-use strata_proto::manager::RangeAssignment;
 use strata_proto::partition::partition_server_client::PartitionServerClient;
-use strata_proto::partition::partition_server_server::PartitionServerServer;
 use strata_proto::partition::*;
 use strata_types::keys;
 use tokio_util::sync::CancellationToken;
@@ -31,40 +29,7 @@ async fn serve(
     id: &str,
     epoch: u64,
 ) -> (Client, Arc<PartitionServerState>, CancellationToken) {
-    let state = common::partition_server(id, layer);
-    state.assign(vec![RangeAssignment {
-        range_id: 1,
-        low: Vec::new(),
-        high: Vec::new(),
-        owner_id: id.into(),
-        owner_addr: format!("{id}:1"),
-        epoch,
-    }]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while state.range_for(&keys::object_key("b", "k")).is_err() {
-        assert!(Instant::now() < deadline, "range never loaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (listener, addr) = strata_util::rpc::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let token = CancellationToken::new();
-    let router = strata_util::rpc::server().add_service(PartitionServerServer::new(
-        PartitionService::new(state.clone()),
-    ));
-    tokio::spawn(strata_util::rpc::serve(router, listener, token.clone()));
-    let mut client = Client::new(strata_util::rpc::channel(&addr.to_string()).unwrap());
-    // Writes need their bucket's record (a write lease, crates/partition/src/bucket_gate.rs).
-    client
-        .create_bucket(CreateBucketRequest {
-            bucket: Some(strata_proto::common::BucketMeta {
-                name: "b".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
-    (client, state, token)
+    common::serve_range(layer, id, epoch).await
 }
 
 fn long_key() -> String {

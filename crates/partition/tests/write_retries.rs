@@ -7,14 +7,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::stream_layer;
-use strata_partition::PartitionService;
-use strata_proto::common::{BucketMeta, ObjectMeta, WriteCondition};
-use strata_proto::manager::RangeAssignment;
+use common::{serve_range, stream_layer};
+use strata_proto::common::{ObjectMeta, WriteCondition};
 use strata_proto::partition::partition_server_client::PartitionServerClient;
-use strata_proto::partition::partition_server_server::PartitionServerServer;
 use strata_proto::partition::*;
 use strata_types::keys;
 use tokio_util::sync::CancellationToken;
@@ -52,54 +47,6 @@ async fn serve_whole_range(
 ) {
     let (client, _, token) = serve_range(layer, "A", 1).await;
     (client, token)
-}
-
-/// Server `id` owning the whole key space at `epoch` (a later epoch on another server is a
-/// move: it fences the range's log and loads checkpoint + log), with its state.
-async fn serve_range(
-    layer: &common::StreamLayer,
-    id: &str,
-    epoch: u64,
-) -> (
-    PartitionServerClient<tonic::transport::Channel>,
-    std::sync::Arc<strata_partition::PartitionServerState>,
-    CancellationToken,
-) {
-    let state = common::partition_server(id, layer);
-    state.assign(vec![RangeAssignment {
-        range_id: 1,
-        low: Vec::new(),
-        high: Vec::new(),
-        owner_id: id.into(),
-        owner_addr: format!("{id}:1"),
-        epoch,
-    }]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while state.range_for(&keys::object_key("b", "k")).is_err() {
-        assert!(Instant::now() < deadline, "range never loaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (listener, addr) = strata_util::rpc::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let token = CancellationToken::new();
-    let router = strata_util::rpc::server().add_service(PartitionServerServer::new(
-        PartitionService::new(state.clone()),
-    ));
-    tokio::spawn(strata_util::rpc::serve(router, listener, token.clone()));
-    let mut client =
-        PartitionServerClient::new(strata_util::rpc::channel(&addr.to_string()).unwrap());
-    // Writes need their bucket's record (a write lease, crates/partition/src/bucket_gate.rs).
-    client
-        .create_bucket(CreateBucketRequest {
-            bucket: Some(BucketMeta {
-                name: "b".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap();
-    (client, state, token)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,3 +109,61 @@ pub fn partition_server(
         layer.client.clone(),
     )
 }
+
+/// Partition server `id` over gRPC owning the whole key space (range 1) at `epoch`, loaded,
+/// with bucket `b` created (writes need their bucket's record: a write lease, see
+/// crates/partition/src/bucket_gate.rs). A later epoch on another server is a move: it fences
+/// the range's streams and loads checkpoint + log. The layer must outlive it.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub async fn serve_range(
+    layer: &StreamLayer,
+    id: &str,
+    epoch: u64,
+) -> (
+    strata_proto::partition::partition_server_client::PartitionServerClient<
+        tonic::transport::Channel,
+    >,
+    std::sync::Arc<strata_partition::PartitionServerState>,
+    CancellationToken,
+) {
+    use strata_proto::partition::partition_server_client::PartitionServerClient;
+    use strata_proto::partition::partition_server_server::PartitionServerServer;
+    use strata_proto::partition::CreateBucketRequest;
+    let state = partition_server(id, layer);
+    state.assign(vec![strata_proto::manager::RangeAssignment {
+        range_id: 1,
+        low: Vec::new(),
+        high: Vec::new(),
+        owner_id: id.into(),
+        owner_addr: format!("{id}:1"),
+        epoch,
+    }]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while state
+        .range_for(&strata_types::keys::object_key("b", "k"))
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "range never loaded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (listener, addr) = strata_util::rpc::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let token = CancellationToken::new();
+    let router = strata_util::rpc::server().add_service(PartitionServerServer::new(
+        strata_partition::PartitionService::new(state.clone()),
+    ));
+    tokio::spawn(strata_util::rpc::serve(router, listener, token.clone()));
+    let mut client =
+        PartitionServerClient::new(strata_util::rpc::channel(&addr.to_string()).unwrap());
+    client
+        .create_bucket(CreateBucketRequest {
+            bucket: Some(strata_proto::common::BucketMeta {
+                name: "b".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    (client, state, token)
+}
