@@ -22,6 +22,8 @@
 //!   tags), [`bucket_config`] (bucket tags and CORS rules in the bucket record),
 //!   [`versioning`] (Put/GetBucketVersioning, ListObjectVersions), [`lifecycle`]
 //!   (Put/Get/DeleteBucketLifecycleConfiguration).
+//! - [`marker_walk`]: the one walk of the listings paged by a key and a second marker
+//!   (ListObjectVersions, ListMultipartUploads) over the ranges of a bucket.
 //! - [`cors`]: preflight OPTIONS and Access-Control-* answers from a bucket's CORS rules.
 //! - [`put`] / [`get_stream`]: the streaming bodies of PUT (and UploadPart) and GET.
 //! - [`checksum`]: `x-amz-checksum-*` as headers or aws-chunked trailers, and how stored
@@ -51,6 +53,7 @@ pub mod frontend;
 pub mod get_stream;
 pub mod lifecycle;
 pub mod list;
+pub mod marker_walk;
 pub mod meta;
 pub mod metrics;
 pub mod multipart;

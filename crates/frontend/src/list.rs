@@ -258,7 +258,8 @@ fn max_keys_of(max_keys: Option<i32>) -> S3Result<usize> {
     }
 }
 
-fn wants_url(encoding_type: Option<&EncodingType>) -> S3Result<bool> {
+/// S3's `encoding-type`: `url` or none; anything else is InvalidArgument.
+pub(crate) fn wants_url(encoding_type: Option<&EncodingType>) -> S3Result<bool> {
     match encoding_type.map(EncodingType::as_str) {
         None => Ok(false),
         Some("url") => Ok(true),

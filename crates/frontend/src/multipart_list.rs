@@ -8,17 +8,19 @@
 
 use crate::bucket::owner;
 use crate::checksum;
+use crate::error::FrontendError;
 use crate::frontend::Frontend;
-use crate::list::url_encode;
+use crate::list::{url_encode, wants_url};
+use crate::marker_walk::{walk_markers, MarkerQuery};
 use crate::meta::timestamp_from_ms;
-use crate::stretches::Stretches;
 use s3s::dto::{
     CommonPrefix, Initiator, ListMultipartUploadsInput, ListMultipartUploadsOutput,
     MultipartUpload, StorageClass,
 };
 use s3s::{s3_error, S3Result};
-use strata_proto::partition::{ListMultipartUploadsRequest, ListedUpload};
-use strata_types::keys;
+use strata_proto::partition::{
+    ListMultipartUploadsRequest, ListMultipartUploadsResponse, ListedUpload,
+};
 
 /// S3's default and largest page.
 pub const MAX_UPLOADS_DEFAULT: i32 = 1000;
@@ -39,16 +41,7 @@ impl Frontend {
             }
             Some(n) => n.min(MAX_UPLOADS_DEFAULT),
         };
-        let url = match input.encoding_type.as_ref().map(|e| e.as_str()) {
-            None => false,
-            Some("url") => true,
-            Some(_) => {
-                return Err(s3_error!(
-                    InvalidArgument,
-                    "Invalid Encoding Method specified in Request"
-                ))
-            }
-        };
+        let url = wants_url(input.encoding_type.as_ref())?;
         self.require_bucket(&input.bucket).await?;
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let bucket = input.bucket.as_str();
@@ -59,131 +52,119 @@ impl Frontend {
         } else {
             input.upload_id_marker.clone().unwrap_or_default()
         };
-        let low = keys::object_key(bucket, &prefix);
-        let high = keys::prefix_end(&low).unwrap_or_default();
         let limit = usize::try_from(max).unwrap_or(0);
-        // One more than shown, to know whether the listing is truncated.
-        let want = limit + 1;
-        let mut items: Vec<ListedUpload> = Vec::new();
-        // The markers follow what was listed, so no run sends an upload or prefix twice.
-        let mut marker = (key_marker.clone(), upload_id_marker);
-        let start = if key_marker.is_empty() {
-            low.clone()
-        } else {
-            low.clone().max(keys::object_key(bucket, &key_marker))
+        let delimiter = input.delimiter.clone().unwrap_or_default();
+        let query = MarkerQuery {
+            bucket,
+            prefix: &prefix,
+            key_marker: &key_marker,
+            second_marker: upload_id_marker,
+            limit,
         };
-        let mut stretches = Stretches::new(start, high);
-        while let Some(from) = stretches.next_from()? {
+        let (items, truncated) = walk_markers(query, |call| {
             let request = ListMultipartUploadsRequest {
                 bucket: bucket.to_string(),
                 prefix: prefix.clone(),
-                delimiter: input.delimiter.clone().unwrap_or_default(),
-                key_marker: marker.0.clone(),
-                upload_id_marker: marker.1.clone(),
-                max_uploads: u32::try_from(want - items.len()).unwrap_or(u32::MAX),
-                from: from.clone(),
+                delimiter: delimiter.clone(),
+                key_marker: call.key_marker,
+                upload_id_marker: call.second_marker,
+                max_uploads: call.items_max,
+                from: call.from,
             };
-            let (response, _) = self
-                .router
-                .call(&from, false, |mut client, _| {
-                    let request = request.clone();
-                    async move {
-                        client
-                            .list_multipart_uploads(request)
-                            .await
-                            .map(|r| r.into_inner())
-                    }
-                })
-                .await?;
-            for item in &response.items {
-                let repeated = !item.common_prefix.is_empty()
-                    && items
-                        .last()
-                        .is_some_and(|last| last.common_prefix == item.common_prefix);
-                if !repeated {
-                    items.push(item.clone());
-                }
-            }
-            // Where the next call resumes, within this run (truncated) or past it.
-            let resume = match items.last() {
-                Some(last) if last.common_prefix.is_empty() => {
-                    let upload_id = last.upload.as_ref().map(|u| u.upload_id.clone());
-                    marker = (last.key.clone(), upload_id.unwrap_or_default());
-                    Some(keys::object_key(bucket, &last.key))
-                }
-                Some(last) => {
-                    marker = (last.common_prefix.clone(), String::new());
-                    keys::prefix_end(&keys::object_key(bucket, &last.common_prefix))
-                }
-                None => Some(from),
-            };
-            if items.len() >= want {
-                break;
-            }
-            let Some(resume) = resume else { break };
-            if response.truncated {
-                stretches.resume_at(resume);
-            } else {
-                stretches.covered(&response, Some(resume))?;
-            }
-        }
-        let truncated = items.len() > limit;
-        items.truncate(limit);
-        let show = |value: &str| {
-            if url {
-                url_encode(value)
-            } else {
-                value.to_string()
-            }
-        };
-        let requester = owner(requester);
-        let mut uploads = Vec::new();
-        let mut prefixes = Vec::new();
-        for item in &items {
-            if !item.common_prefix.is_empty() {
-                prefixes.push(CommonPrefix {
-                    prefix: Some(show(&item.common_prefix)),
-                });
-                continue;
-            }
-            let upload = item.upload.clone().unwrap_or_default();
-            uploads.push(MultipartUpload {
-                key: Some(show(&item.key)),
-                upload_id: Some(upload.upload_id.clone()),
-                initiated: Some(timestamp_from_ms(upload.initiated_ms)),
-                initiator: Some(Initiator {
-                    display_name: requester.display_name.clone(),
-                    id: requester.id.clone(),
-                }),
-                owner: Some(requester.clone()),
-                storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
-                checksum_algorithm: checksum::s3_algorithm(upload.checksum_algorithm),
-                ..Default::default()
-            });
-        }
-        let last = items.last();
-        let (next_key_marker, next_upload_id_marker) = match last {
-            Some(item) if truncated && item.common_prefix.is_empty() => (
-                Some(show(&item.key)),
-                item.upload.as_ref().map(|u| u.upload_id.clone()),
-            ),
-            Some(item) if truncated => (Some(show(&item.common_prefix)), None),
-            _ => (None, None),
-        };
-        Ok(ListMultipartUploadsOutput {
-            bucket: Some(input.bucket.clone()),
-            prefix: input.prefix.as_deref().map(show),
-            delimiter: input.delimiter.as_deref().map(show),
-            key_marker: Some(show(&key_marker)),
-            upload_id_marker: Some(input.upload_id_marker.clone().unwrap_or_default()),
-            next_key_marker,
-            next_upload_id_marker,
-            max_uploads: Some(max),
-            is_truncated: Some(truncated),
-            uploads: (!uploads.is_empty()).then_some(uploads),
-            common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
-            encoding_type: input.encoding_type.clone(),
-            ..Default::default()
+            self.list_uploads_call(request)
         })
+        .await?;
+        Ok(uploads_output(
+            input, &items, truncated, max, url, requester,
+        ))
+    }
+
+    /// One ListMultipartUploads call, routed by `request.from`.
+    async fn list_uploads_call(
+        &self,
+        request: ListMultipartUploadsRequest,
+    ) -> Result<ListMultipartUploadsResponse, FrontendError> {
+        let from = request.from.clone();
+        let (response, _) = self
+            .router
+            .call(&from, false, |mut client, _| {
+                let request = request.clone();
+                async move {
+                    client
+                        .list_multipart_uploads(request)
+                        .await
+                        .map(|r| r.into_inner())
+                }
+            })
+            .await?;
+        Ok(response)
+    }
+}
+
+/// The S3 answer for one page of uploads.
+fn uploads_output(
+    input: &ListMultipartUploadsInput,
+    items: &[ListedUpload],
+    truncated: bool,
+    max: i32,
+    url: bool,
+    requester: &str,
+) -> ListMultipartUploadsOutput {
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let show = |value: &str| {
+        if url {
+            url_encode(value)
+        } else {
+            value.to_string()
+        }
+    };
+    let requester = owner(requester);
+    let mut uploads = Vec::new();
+    let mut prefixes = Vec::new();
+    for item in items {
+        if !item.common_prefix.is_empty() {
+            prefixes.push(CommonPrefix {
+                prefix: Some(show(&item.common_prefix)),
+            });
+            continue;
+        }
+        let upload = item.upload.clone().unwrap_or_default();
+        uploads.push(MultipartUpload {
+            key: Some(show(&item.key)),
+            upload_id: Some(upload.upload_id.clone()),
+            initiated: Some(timestamp_from_ms(upload.initiated_ms)),
+            initiator: Some(Initiator {
+                display_name: requester.display_name.clone(),
+                id: requester.id.clone(),
+            }),
+            owner: Some(requester.clone()),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            checksum_algorithm: checksum::s3_algorithm(upload.checksum_algorithm),
+            ..Default::default()
+        });
+    }
+    let last = items.last();
+    let (next_key_marker, next_upload_id_marker) = match last {
+        Some(item) if truncated && item.common_prefix.is_empty() => (
+            Some(show(&item.key)),
+            item.upload.as_ref().map(|u| u.upload_id.clone()),
+        ),
+        Some(item) if truncated => (Some(show(&item.common_prefix)), None),
+        _ => (None, None),
+    };
+    ListMultipartUploadsOutput {
+        bucket: Some(input.bucket.clone()),
+        prefix: input.prefix.as_deref().map(show),
+        delimiter: input.delimiter.as_deref().map(show),
+        key_marker: Some(show(&key_marker)),
+        upload_id_marker: Some(input.upload_id_marker.clone().unwrap_or_default()),
+        next_key_marker,
+        next_upload_id_marker,
+        max_uploads: Some(max),
+        is_truncated: Some(truncated),
+        uploads: (!uploads.is_empty()).then_some(uploads),
+        common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
+        encoding_type: input.encoding_type.clone(),
+        ..Default::default()
     }
 }

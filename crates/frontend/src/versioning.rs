@@ -6,10 +6,11 @@
 //! (`stretches.rs`), like ListObjectsV2: a key's versions always live in one range.
 
 use crate::bucket::owner;
+use crate::error::FrontendError;
 use crate::frontend::Frontend;
-use crate::list::url_encode;
+use crate::list::{url_encode, wants_url};
+use crate::marker_walk::{walk_markers, MarkedItem, MarkerQuery};
 use crate::meta::{size_i64, timestamp_from_ms};
-use crate::stretches::Stretches;
 use s3s::dto::{
     BucketVersioningStatus, CommonPrefix, DeleteMarkerEntry, GetBucketVersioningOutput,
     ListObjectVersionsInput, ListObjectVersionsOutput, ObjectVersion, ObjectVersionStorageClass,
@@ -17,8 +18,9 @@ use s3s::dto::{
 };
 use s3s::{s3_error, S3Result};
 use strata_proto::common::VersioningState;
-use strata_proto::partition::{update_bucket_request, ListObjectVersionsRequest, ListedVersion};
-use strata_types::keys;
+use strata_proto::partition::{
+    update_bucket_request, ListObjectVersionsRequest, ListObjectVersionsResponse, ListedVersion,
+};
 
 /// S3's default and largest page.
 pub const MAX_KEYS_DEFAULT: i32 = 1000;
@@ -96,16 +98,7 @@ impl Frontend {
             }
             Some(n) => n.min(MAX_KEYS_DEFAULT),
         };
-        let url = match input.encoding_type.as_ref().map(|e| e.as_str()) {
-            None => false,
-            Some("url") => true,
-            Some(_) => {
-                return Err(s3_error!(
-                    InvalidArgument,
-                    "Invalid Encoding Method specified in Request"
-                ))
-            }
-        };
+        let url = wants_url(input.encoding_type.as_ref())?;
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let version_id_marker = input.version_id_marker.clone().unwrap_or_default();
         if !version_id_marker.is_empty() && key_marker.is_empty() {
@@ -117,142 +110,144 @@ impl Frontend {
         self.require_bucket(&input.bucket).await?;
         let bucket = input.bucket.as_str();
         let prefix = input.prefix.clone().unwrap_or_default();
-        let low = keys::object_key(bucket, &prefix);
-        let high = keys::prefix_end(&low).unwrap_or_default();
         let limit = usize::try_from(max).unwrap_or(0);
-        // One more than shown, to know whether the listing is truncated.
-        let want = limit + 1;
-        let mut items: Vec<ListedVersion> = Vec::new();
-        // The markers follow what was listed, so no run sends a version or prefix twice.
-        let mut marker = (key_marker.clone(), version_id_marker.clone());
-        let start = if key_marker.is_empty() {
-            low.clone()
-        } else {
-            low.clone().max(keys::object_key(bucket, &key_marker))
+        let delimiter = input.delimiter.clone().unwrap_or_default();
+        let query = MarkerQuery {
+            bucket,
+            prefix: &prefix,
+            key_marker: &key_marker,
+            second_marker: version_id_marker.clone(),
+            limit,
         };
-        let mut stretches = Stretches::new(start, high);
-        while let Some(from) = stretches.next_from()? {
+        let (items, truncated) = walk_markers(query, |call| {
             let request = ListObjectVersionsRequest {
                 bucket: bucket.to_string(),
                 prefix: prefix.clone(),
-                delimiter: input.delimiter.clone().unwrap_or_default(),
-                key_marker: marker.0.clone(),
-                version_id_marker: marker.1.clone(),
-                max_keys: u32::try_from(want - items.len()).unwrap_or(u32::MAX),
-                from: from.clone(),
+                delimiter: delimiter.clone(),
+                key_marker: call.key_marker,
+                version_id_marker: call.second_marker,
+                max_keys: call.items_max,
+                from: call.from,
             };
-            let (response, _) = self
-                .router
-                .call(&from, false, |mut client, _| {
-                    let request = request.clone();
-                    async move {
-                        client
-                            .list_object_versions(request)
-                            .await
-                            .map(|r| r.into_inner())
-                    }
-                })
-                .await?;
-            for item in &response.items {
-                let repeated = !item.common_prefix.is_empty()
-                    && items
-                        .last()
-                        .is_some_and(|last| last.common_prefix == item.common_prefix);
-                if !repeated {
-                    items.push(item.clone());
-                }
-            }
-            // Where the next call resumes, within this run (truncated) or past it.
-            let resume = match items.last() {
-                Some(last) if last.common_prefix.is_empty() => {
-                    let version = last.meta.as_ref().map(|m| m.version_id.as_str());
-                    marker = (last.key.clone(), shown(version.unwrap_or_default()));
-                    Some(keys::object_key(bucket, &last.key))
-                }
-                Some(last) => {
-                    marker = (last.common_prefix.clone(), String::new());
-                    keys::prefix_end(&keys::object_key(bucket, &last.common_prefix))
-                }
-                None => Some(from),
-            };
-            if items.len() >= want {
-                break;
-            }
-            let Some(resume) = resume else { break };
-            if response.truncated {
-                stretches.resume_at(resume);
-            } else {
-                stretches.covered(&response, Some(resume))?;
-            }
-        }
-        let truncated = items.len() > limit;
-        items.truncate(limit);
-        let show = |value: &str| {
-            if url {
-                url_encode(value)
-            } else {
-                value.to_string()
-            }
-        };
-        let owner = owner(requester);
-        let mut versions = Vec::new();
-        let mut markers = Vec::new();
-        let mut prefixes = Vec::new();
-        for item in &items {
-            if !item.common_prefix.is_empty() {
-                prefixes.push(CommonPrefix {
-                    prefix: Some(show(&item.common_prefix)),
-                });
-                continue;
-            }
-            let meta = item.meta.clone().unwrap_or_default();
-            if meta.delete_marker {
-                markers.push(DeleteMarkerEntry {
-                    key: Some(show(&item.key)),
-                    version_id: Some(shown(&meta.version_id)),
-                    is_latest: Some(item.is_latest),
-                    last_modified: Some(timestamp_from_ms(meta.last_modified_ms)),
-                    owner: Some(owner.clone()),
-                });
-            } else {
-                versions.push(ObjectVersion {
-                    key: Some(show(&item.key)),
-                    version_id: Some(shown(&meta.version_id)),
-                    is_latest: Some(item.is_latest),
-                    last_modified: Some(timestamp_from_ms(meta.last_modified_ms)),
-                    e_tag: Some(crate::conditions::to_s3_etag(&meta.etag)),
-                    size: Some(size_i64(meta.size_bytes)),
-                    storage_class: Some(ObjectVersionStorageClass::from_static(
-                        ObjectVersionStorageClass::STANDARD,
-                    )),
-                    owner: Some(owner.clone()),
-                    ..Default::default()
-                });
-            }
-        }
-        let (next_key_marker, next_version_id_marker) = match items.last() {
-            Some(item) if truncated && item.common_prefix.is_empty() => (
-                Some(show(&item.key)),
-                item.meta.as_ref().map(|m| shown(&m.version_id)),
-            ),
-            Some(item) if truncated => (Some(show(&item.common_prefix)), None),
-            _ => (None, None),
-        };
-        Ok(ListObjectVersionsOutput {
-            name: Some(input.bucket.clone()),
-            prefix: Some(show(input.prefix.as_deref().unwrap_or_default())),
-            delimiter: input.delimiter.as_deref().map(show),
-            key_marker: Some(show(&key_marker)),
-            version_id_marker: Some(version_id_marker),
-            next_key_marker,
-            next_version_id_marker,
-            max_keys: Some(max),
-            is_truncated: Some(truncated),
-            versions: (!versions.is_empty()).then_some(versions),
-            delete_markers: (!markers.is_empty()).then_some(markers),
-            common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
-            encoding_type: input.encoding_type.clone(),
-            ..Default::default()
+            self.list_versions_call(request)
         })
+        .await?;
+        Ok(versions_output(
+            input, &items, truncated, max, url, requester,
+        ))
+    }
+
+    /// One ListObjectVersions call, routed by `request.from`.
+    async fn list_versions_call(
+        &self,
+        request: ListObjectVersionsRequest,
+    ) -> Result<ListObjectVersionsResponse, FrontendError> {
+        let from = request.from.clone();
+        let (response, _) = self
+            .router
+            .call(&from, false, |mut client, _| {
+                let request = request.clone();
+                async move {
+                    client
+                        .list_object_versions(request)
+                        .await
+                        .map(|r| r.into_inner())
+                }
+            })
+            .await?;
+        Ok(response)
+    }
+}
+
+impl MarkedItem for ListedVersion {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn common_prefix(&self) -> &str {
+        &self.common_prefix
+    }
+    fn second_marker(&self) -> String {
+        let version = self.meta.as_ref().map(|m| m.version_id.as_str());
+        shown(version.unwrap_or_default())
+    }
+}
+
+/// The S3 answer for one page of versions.
+fn versions_output(
+    input: &ListObjectVersionsInput,
+    items: &[ListedVersion],
+    truncated: bool,
+    max: i32,
+    url: bool,
+    requester: &str,
+) -> ListObjectVersionsOutput {
+    let key_marker = input.key_marker.clone().unwrap_or_default();
+    let version_id_marker = input.version_id_marker.clone().unwrap_or_default();
+    let show = |value: &str| {
+        if url {
+            url_encode(value)
+        } else {
+            value.to_string()
+        }
+    };
+    let owner = owner(requester);
+    let mut versions = Vec::new();
+    let mut markers = Vec::new();
+    let mut prefixes = Vec::new();
+    for item in items {
+        if !item.common_prefix.is_empty() {
+            prefixes.push(CommonPrefix {
+                prefix: Some(show(&item.common_prefix)),
+            });
+            continue;
+        }
+        let meta = item.meta.clone().unwrap_or_default();
+        if meta.delete_marker {
+            markers.push(DeleteMarkerEntry {
+                key: Some(show(&item.key)),
+                version_id: Some(shown(&meta.version_id)),
+                is_latest: Some(item.is_latest),
+                last_modified: Some(timestamp_from_ms(meta.last_modified_ms)),
+                owner: Some(owner.clone()),
+            });
+        } else {
+            versions.push(ObjectVersion {
+                key: Some(show(&item.key)),
+                version_id: Some(shown(&meta.version_id)),
+                is_latest: Some(item.is_latest),
+                last_modified: Some(timestamp_from_ms(meta.last_modified_ms)),
+                e_tag: Some(crate::conditions::to_s3_etag(&meta.etag)),
+                size: Some(size_i64(meta.size_bytes)),
+                storage_class: Some(ObjectVersionStorageClass::from_static(
+                    ObjectVersionStorageClass::STANDARD,
+                )),
+                owner: Some(owner.clone()),
+                ..Default::default()
+            });
+        }
+    }
+    let (next_key_marker, next_version_id_marker) = match items.last() {
+        Some(item) if truncated && item.common_prefix.is_empty() => (
+            Some(show(&item.key)),
+            item.meta.as_ref().map(|m| shown(&m.version_id)),
+        ),
+        Some(item) if truncated => (Some(show(&item.common_prefix)), None),
+        _ => (None, None),
+    };
+    ListObjectVersionsOutput {
+        name: Some(input.bucket.clone()),
+        prefix: Some(show(input.prefix.as_deref().unwrap_or_default())),
+        delimiter: input.delimiter.as_deref().map(show),
+        key_marker: Some(show(&key_marker)),
+        version_id_marker: Some(version_id_marker),
+        next_key_marker,
+        next_version_id_marker,
+        max_keys: Some(max),
+        is_truncated: Some(truncated),
+        versions: (!versions.is_empty()).then_some(versions),
+        delete_markers: (!markers.is_empty()).then_some(markers),
+        common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
+        encoding_type: input.encoding_type.clone(),
+        ..Default::default()
     }
 }
