@@ -186,8 +186,13 @@ impl Stamp {
             let map = self.manager.partition_map();
             let served = map.ranges.iter().all(|range| {
                 let owner = self.servers.iter().find(|s| s.id == range.owner_id);
+                // By id and epoch: a split's parent still holds the children's keys until
+                // its owner drops it.
                 match owner {
-                    Some(server) if server.alive() => server.serves(&range.low),
+                    Some(server) if server.alive() => server
+                        .state
+                        .ready_range(range.range_id)
+                        .is_some_and(|r| r.bounds.epoch == Epoch::new(range.epoch)),
                     Some(_) => true,
                     None => !range.owner_id.is_empty() || self.servers.is_empty(),
                 }

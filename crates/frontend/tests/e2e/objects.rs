@@ -318,7 +318,11 @@ async fn e2e_body_checksum_mismatch_stores_nothing() {
     let listed = c
         .send("GET", "/photos", &[("list-type", "2")], &[], vec![])
         .await;
-    assert!(listed.text().contains("<KeyCount>0</KeyCount>"), "{}", listed.text());
+    assert!(
+        listed.text().contains("<KeyCount>0</KeyCount>"),
+        "{}",
+        listed.text()
+    );
     let right_sha = sha256_hex(&body);
     let reply = c
         .send_with_sha("PUT", "/photos/good", &[], &[], body, &right_sha)
