@@ -34,9 +34,11 @@
 //! - [`auth`]: key auth, anonymous denial, virtual-host parsing; [`error`]: the error enum and
 //!   the one mapping to S3 errors; [`metrics`]; [`config`].
 //!
-//! Tests: `sigv4_tests` (AWS's published SigV4 examples through the service stack) and
-//! `e2e_tests` (signed HTTP through the real stack to in-memory partition servers, manager and
-//! location service over gRPC, in `e2e_fakes`; multipart uploads in `e2e_multipart_tests`).
+//! Tests: unit tests sit beside their modules (`list_tests.rs`: the listing core over in-memory
+//! ranges). tests/e2e is one binary of signed HTTP through the real service stack: AWS's
+//! published SigV4 examples over a stub S3, and every S3 operation family against a real stamp
+//! started in process by tests/common (stream manager and 3 extent nodes, partition manager,
+//! partition servers, location service), including range moves and an owner dying mid-call.
 
 pub mod auth;
 pub mod bucket;
@@ -73,16 +75,3 @@ pub use config::FrontendConfig;
 pub use error::FrontendError;
 pub use frontend::Frontend;
 pub use server::{app, build_s3_service, health_check, start, Running};
-
-#[cfg(test)]
-mod e2e_failover_tests;
-#[cfg(test)]
-mod e2e_fakes;
-#[cfg(test)]
-mod e2e_list_tests;
-#[cfg(test)]
-mod e2e_multipart_tests;
-#[cfg(test)]
-mod e2e_tests;
-#[cfg(test)]
-mod sigv4_tests;

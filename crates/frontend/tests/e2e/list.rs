@@ -1,10 +1,10 @@
 //! End to end for listings across ranges on several servers: bucket photos's keys span three
 //! ranges, A owns ranges 1 and 3 and B owns range 2 (between them), so A's ranges are not
 //! contiguous. Every listing must return every key exactly once, in order, whatever the page
-//! size (`stretches.rs`).
+//! size (the front-end's `stretches.rs`). ps-a is "A", ps-b is "B".
 
-use crate::e2e_tests::{assignment, cluster_owning, Client, Cluster};
-use strata_proto::manager::PartitionMap;
+use crate::common::client::{field, Client};
+use crate::common::{Options, Stamp};
 use strata_types::keys;
 
 /// Range 1 ends inside logs/ (a common prefix spanning ranges 1 and 2), range 2 ends at "t".
@@ -28,31 +28,14 @@ fn all_keys() -> Vec<String> {
         .collect()
 }
 
-/// The map with range 1 and 3 on A and range 2 on `middle`.
-fn map_of(version: u64, a: &str, middle: &str) -> PartitionMap {
+/// Photos's keys over three ranges: 1 and 3 on A, 2 on B; every key of [`all_keys`] written.
+async fn three_ranges() -> Stamp {
+    let stamp = Stamp::start(Options::default()).await;
     let (b1, b2) = bounds();
-    PartitionMap {
-        version,
-        ranges: vec![
-            assignment(1, Vec::new(), b1.clone(), a),
-            assignment(2, b1, b2.clone(), middle),
-            assignment(3, b2, Vec::new(), a),
-        ],
-        leader_hint: String::new(),
-    }
-}
-
-async fn three_ranges() -> Cluster {
-    three_ranges_then(|a, b| vec![map_of(2, a, b)]).await
-}
-
-/// `maps`: what the manager answers, in order (the last one repeated).
-async fn three_ranges_then(maps: impl Fn(&str, &str) -> Vec<PartitionMap>) -> Cluster {
-    let (b1, b2) = bounds();
-    let a = vec![(Vec::new(), b1.clone()), (b2.clone(), Vec::new())];
-    let b = vec![(b1, b2)];
-    let cluster = cluster_owning(a, b, maps, 2_000).await;
-    let c = &cluster.client;
+    stamp.split_at(&b1).await;
+    stamp.split_at(&b2).await;
+    stamp.move_range(&b1, 1).await;
+    let c = &stamp.client;
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
     for key in all_keys() {
         let put = c
@@ -66,15 +49,7 @@ async fn three_ranges_then(maps: impl Fn(&str, &str) -> Vec<PartitionMap>) -> Cl
             .await;
         assert_eq!(put.status, 200, "{}", put.text());
     }
-    cluster
-}
-
-/// The text between the first `<tag>` and its `</tag>`.
-fn field(text: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let rest = text.split_once(open.as_str())?.1;
-    Some(rest.split_once(close.as_str())?.0.to_string())
+    stamp
 }
 
 /// Every `<tag>` value inside every `<within>` element, in order.
@@ -152,8 +127,8 @@ fn flat(pages: &[Vec<String>]) -> Vec<String> {
 
 #[tokio::test]
 async fn e2e_list_objects_v2_across_non_contiguous_ranges_of_one_server() {
-    let cluster = three_ranges().await;
-    let c = &cluster.client;
+    let stamp = three_ranges().await;
+    let c = &stamp.client;
     for max_keys in ["1000", "1", "2", "3", "5"] {
         let pages = list_v2(c, max_keys, None).await;
         assert_pages_in_order(&pages);
@@ -227,8 +202,8 @@ async fn e2e_list_objects_v2_across_non_contiguous_ranges_of_one_server() {
 
 #[tokio::test]
 async fn e2e_list_object_versions_across_non_contiguous_ranges() {
-    let cluster = three_ranges().await;
-    let c = &cluster.client;
+    let stamp = three_ranges().await;
+    let c = &stamp.client;
     for (max_keys, delimiter) in [
         ("1000", None),
         ("2", None),
@@ -275,8 +250,8 @@ async fn e2e_list_object_versions_across_non_contiguous_ranges() {
 
 #[tokio::test]
 async fn e2e_list_multipart_uploads_across_non_contiguous_ranges() {
-    let cluster = three_ranges().await;
-    let c = &cluster.client;
+    let stamp = three_ranges().await;
+    let c = &stamp.client;
     // Two uploads of a key in each range.
     let mut expected = Vec::new();
     for key in ["b/1", "logs/z", "zz"] {
@@ -325,8 +300,8 @@ async fn e2e_list_multipart_uploads_across_non_contiguous_ranges() {
 
 #[tokio::test]
 async fn e2e_delete_bucket_sees_keys_in_the_middle_range() {
-    let cluster = three_ranges().await;
-    let c = &cluster.client;
+    let stamp = three_ranges().await;
+    let c = &stamp.client;
     // Only m.txt (range 2, on B) is left.
     for key in all_keys().iter().filter(|k| *k != "m.txt") {
         let reply = c
@@ -349,9 +324,9 @@ async fn e2e_delete_bucket_sees_keys_in_the_middle_range() {
 
 #[tokio::test]
 async fn e2e_continuation_tokens_survive_a_range_move() {
-    // The manager first answers with range 2 on B, then (after the move) with it on A.
-    let cluster = three_ranges_then(|a, b| vec![map_of(2, a, b), map_of(3, a, a)]).await;
-    let c = &cluster.client;
+    // Range 2 is on B for the first page, then moves to A.
+    let stamp = three_ranges().await;
+    let c = &stamp.client;
     let first = c
         .send(
             "GET",
@@ -365,8 +340,7 @@ async fn e2e_continuation_tokens_survive_a_range_move() {
     let mut listed = fields_in(&text, "Contents", "Key");
     assert_eq!(listed.last().map(String::as_str), Some("logs/n"), "{text}");
     // Range 2 moves from B to A: A now serves one contiguous run, B answers NotOwner.
-    *cluster.owned[0].lock().unwrap() = vec![(Vec::new(), Vec::new())];
-    cluster.owned[1].lock().unwrap().clear();
+    stamp.move_range(&bounds().0, 0).await;
     let mut token = field(&text, "NextContinuationToken").unwrap();
     for _ in 0..100 {
         let reply = c

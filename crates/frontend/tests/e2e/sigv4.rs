@@ -8,58 +8,15 @@
 //! with the right secret, `SignatureDoesNotMatch` with a wrong one), unknown keys, anonymous
 //! requests, presigned URLs, and an unimplemented operation.
 
-use crate::config::FrontendConfig;
-use crate::server::{app, build_s3_service};
+use crate::common::sign::{now_amz_date, sign, ACCESS_KEY, SECRET_KEY};
 use axum::body::Body;
 use s3s::dto::{GetObjectInput, GetObjectOutput, Range, StreamingBlob};
 use s3s::{S3Request, S3Response, S3Result, S3};
-use sha2::{Digest, Sha256};
 use std::sync::{Arc, Mutex};
+use strata_frontend::{app, build_s3_service, FrontendConfig};
 use tower::ServiceExt;
 
-pub(crate) const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
-pub(crate) const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let inner_pad: Vec<u8> = block.iter().map(|b| b ^ 0x36).collect();
-    let outer_pad: Vec<u8> = block.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new()
-        .chain_update(&inner_pad)
-        .chain_update(data)
-        .finalize();
-    Sha256::new()
-        .chain_update(&outer_pad)
-        .chain_update(inner)
-        .finalize()
-        .to_vec()
-}
-
-pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(Sha256::digest(data))
-}
-
-/// Signature of `canonical_request` at `amz_date` (YYYYMMDD'T'HHMMSS'Z') in us-east-1/s3.
-pub(crate) fn sign(secret: &str, amz_date: &str, canonical_request: &str) -> String {
-    let date = &amz_date[..8];
-    let scope = format!("{date}/us-east-1/s3/aws4_request");
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        sha256_hex(canonical_request.as_bytes())
-    );
-    let mut key = hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
-    for part in ["us-east-1", "s3", "aws4_request"] {
-        key = hmac_sha256(&key, part.as_bytes());
-    }
-    hex::encode(hmac_sha256(&key, string_to_sign.as_bytes()))
-}
 
 fn get_canonical_request(host: &str, amz_date: &str) -> String {
     format!(
@@ -179,11 +136,6 @@ fn header_signed(
         .header("authorization", authorization)
         .body(Body::empty())
         .unwrap()
-}
-
-pub(crate) fn now_amz_date() -> String {
-    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    time::OffsetDateTime::now_utc().format(&format).unwrap()
 }
 
 #[tokio::test]

@@ -1,42 +1,16 @@
-//! End to end for multipart uploads: signed HTTP through the real service stack to the fake
-//! partition servers of `e2e_fakes` (two servers split at photos/"m", so keys on both sides).
+//! Multipart uploads through the front-end to a real stamp (`split_stamp`: two partition
+//! servers split at photos/"m", so keys on both sides).
 
-use crate::e2e_tests::{cluster, pattern, split_map, Client, Reply};
-use crate::sigv4_tests::{sha256_hex, ACCESS_KEY};
+use crate::common::client::{assert_error, field, fields, pattern, Client, Reply, HOST};
+use crate::common::sign::{sha256_hex, ACCESS_KEY};
+use crate::common::split_stamp;
 use base64::Engine;
 use md5::{Digest, Md5};
 
 const MIB: usize = 1024 * 1024;
 
-/// The text between the first `<tag>` and its `</tag>`.
-fn field(text: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let rest = text.split_once(open.as_str())?.1;
-    Some(rest.split_once(close.as_str())?.0.to_string())
-}
-
-/// Every `<tag>` value, in order.
-fn fields(text: &str, tag: &str) -> Vec<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    text.split(open.as_str())
-        .skip(1)
-        .filter_map(|rest| rest.split_once(close.as_str()).map(|(v, _)| v.to_string()))
-        .collect()
-}
-
 fn md5_hex(bytes: &[u8]) -> String {
     hex::encode(Md5::digest(bytes))
-}
-
-fn assert_error(reply: &Reply, status: u16, code: &str) {
-    assert_eq!(reply.status, status, "{}", reply.text());
-    assert!(
-        reply.text().contains(&format!("<Code>{code}</Code>")),
-        "expected {code}: {}",
-        reply.text()
-    );
 }
 
 async fn create_upload(c: &Client, path: &str, headers: &[(&str, &str)]) -> String {
@@ -76,8 +50,8 @@ async fn complete(c: &Client, path: &str, upload_id: &str, xml: Vec<u8>) -> Repl
 async fn e2e_multipart_three_parts_complete_and_read_back() {
     // Parts of 5 MiB, 5 MiB and 1 byte on both partition servers: the object's ETag is the
     // MD5 of the binary part MD5s plus "-3", and it reads back byte-exact with its metadata.
-    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
-    let c = &cluster.client;
+    let stamp = split_stamp().await;
+    let c = &stamp.client;
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
 
     for path in ["/photos/big/mp", "/photos/zz/mp"] {
@@ -100,9 +74,6 @@ async fn e2e_multipart_three_parts_complete_and_read_back() {
             assert_eq!(reply.header("etag"), format!("\"{}\"", md5_hex(part)));
             etags.push(reply.header("etag").to_string());
         }
-        assert!(
-            cluster.store.lock().unwrap().largest_chunk_bytes <= strata_types::CHUNK_SIZE_BYTES
-        );
 
         let listed: Vec<(u32, &str)> = etags
             .iter()
@@ -130,7 +101,7 @@ async fn e2e_multipart_three_parts_complete_and_read_back() {
         );
         assert_eq!(
             field(&text, "Location"),
-            Some(format!("http://{}{path}", crate::e2e_tests::HOST)),
+            Some(format!("http://{}{path}", HOST)),
             "{text}"
         );
 
@@ -140,16 +111,34 @@ async fn e2e_multipart_three_parts_complete_and_read_back() {
         assert_eq!(get.header("etag"), expected_etag);
         assert_eq!(get.header("content-type"), "video/mp4");
         assert_eq!(get.header("x-amz-meta-color"), "red");
+        // A retried completion answers the commit it made (the partition server keeps the
+        // completion's write id), while the upload itself is gone.
         let again = complete(c, path, &upload_id, complete_xml(&listed)).await;
-        assert_error(&again, 404, "NoSuchUpload");
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(
+            field(&again.text(), "ETag").as_deref(),
+            Some(expected_etag.as_str())
+        );
+        let parts = c
+            .send("GET", path, &[("uploadId", &upload_id)], &[], vec![])
+            .await;
+        assert_error(&parts, 404, "NoSuchUpload");
     }
-    assert!(cluster.store.lock().unwrap().uploads.is_empty());
+    let uploads = c
+        .send("GET", "/photos", &[("uploads", "")], &[], vec![])
+        .await;
+    assert_eq!(uploads.status, 200, "{}", uploads.text());
+    assert!(
+        fields(&uploads.text(), "Upload").is_empty(),
+        "{}",
+        uploads.text()
+    );
 }
 
 #[tokio::test]
 async fn e2e_multipart_requests_refused_before_any_byte_moves() {
-    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
-    let c = &cluster.client;
+    let stamp = split_stamp().await;
+    let c = &stamp.client;
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
     let path = "/photos/a/mp";
     let upload_id = create_upload(c, path, &[]).await;
@@ -260,8 +249,8 @@ async fn create_upload_reply(c: &Client, path: &str) -> Reply {
 
 #[tokio::test]
 async fn e2e_multipart_list_parts_pages() {
-    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
-    let c = &cluster.client;
+    let stamp = split_stamp().await;
+    let c = &stamp.client;
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
     let path = "/photos/zz/list";
     let upload_id = create_upload(c, path, &[]).await;
@@ -357,8 +346,8 @@ async fn e2e_multipart_list_parts_pages() {
 
 #[tokio::test]
 async fn e2e_multipart_abort_then_no_such_upload() {
-    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
-    let c = &cluster.client;
+    let stamp = split_stamp().await;
+    let c = &stamp.client;
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
     let path = "/photos/a/aborted";
     let upload_id = create_upload(c, path, &[]).await;
@@ -392,8 +381,8 @@ async fn e2e_multipart_abort_then_no_such_upload() {
 
 #[tokio::test]
 async fn e2e_multipart_wrong_part_order_and_wrong_etag() {
-    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
-    let c = &cluster.client;
+    let stamp = split_stamp().await;
+    let c = &stamp.client;
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
     let path = "/photos/zz/order";
     let upload_id = create_upload(c, path, &[]).await;
@@ -458,8 +447,8 @@ async fn e2e_multipart_wrong_part_order_and_wrong_etag() {
 async fn e2e_upload_part_copy_streams_between_servers() {
     // "a" and "b" live on different partition servers: the part is streamed from one to the
     // other through the front-end.
-    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
-    let c = &cluster.client;
+    let stamp = split_stamp().await;
+    let c = &stamp.client;
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
     assert_eq!(
         c.send("PUT", "/photos/a", &[], &[], b"0123456789".to_vec())

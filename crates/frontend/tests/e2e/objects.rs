@@ -1,241 +1,21 @@
-//! End to end: signed HTTP requests through the real service stack (s3s, auth, this crate's
-//! S3 implementation, routing) to in-memory partition servers and a manager over real gRPC.
+//! Buckets, objects, ranges, conditions, listing, copies and deletes through the front-end to
+//! a real stamp (`split_stamp`: ps-a serves keys before photos/"m", ps-b the rest), and the
+//! front-end's routing: a stale map refreshed on NotOwner, a range without owner, the global
+//! bucket namespace in the location service.
 
-use crate::e2e_fakes::{
-    serve_location, serve_manager, serve_partition, FakeLocation, FakeManager, FakePartition, Store,
-};
-use crate::sigv4_tests::{now_amz_date, sha256_hex, sign, ACCESS_KEY, SECRET_KEY};
-use crate::{app, build_s3_service, Frontend, FrontendConfig};
-use axum::body::Body;
+use crate::common::client::pattern;
+use crate::common::sign::{sha256_hex, ACCESS_KEY};
+use crate::common::{split_stamp, Options, Stamp};
 use base64::Engine;
 use md5::{Digest, Md5};
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use strata_proto::manager::{PartitionMap, RangeAssignment};
+use strata_proto::location::location_client::LocationClient;
+use strata_proto::location::{LookupBucketRequest, ReserveBucketRequest};
 use strata_types::keys;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
-
-pub(crate) const HOST: &str = "127.0.0.1:9000";
-
-pub(crate) struct Reply {
-    pub status: u16,
-    pub headers: http::HeaderMap,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-}
-
-pub(crate) struct Client {
-    app: axum::Router,
-}
-
-impl Client {
-    pub async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> Reply {
-        self.send_with_sha(method, path, query, headers, body, "UNSIGNED-PAYLOAD")
-            .await
-    }
-
-    pub async fn send_with_sha(
-        &self,
-        method: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-        content_sha256: &str,
-    ) -> Reply {
-        let amz_date = now_amz_date();
-        let mut pairs: Vec<(String, String)> = query
-            .iter()
-            .map(|(k, v)| {
-                (
-                    urlencoding::encode(k).into_owned(),
-                    urlencoding::encode(v).into_owned(),
-                )
-            })
-            .collect();
-        pairs.sort();
-        let canonical_query = pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut signed: Vec<(String, String)> = headers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        signed.push(("host".into(), HOST.into()));
-        signed.push(("x-amz-content-sha256".into(), content_sha256.into()));
-        signed.push(("x-amz-date".into(), amz_date.clone()));
-        signed.sort();
-        let canonical_headers: String = signed.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-        let signed_names = signed
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .collect::<Vec<_>>()
-            .join(";");
-        let canonical = format!("{method}\n{path}\n{canonical_query}\n{canonical_headers}\n{signed_names}\n{content_sha256}");
-        let signature = sign(SECRET_KEY, &amz_date, &canonical);
-        let uri = if canonical_query.is_empty() {
-            path.to_string()
-        } else {
-            format!("{path}?{canonical_query}")
-        };
-        let mut builder = http::Request::builder().method(method).uri(uri);
-        for (k, v) in &signed {
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-        builder = builder.header("content-length", body.len().to_string()).header(
-            "authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{}/us-east-1/s3/aws4_request,SignedHeaders={signed_names},Signature={signature}",
-                &amz_date[..8]
-            ),
-        );
-        let response = self
-            .app
-            .clone()
-            .oneshot(builder.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), 64 << 20)
-            .await
-            .unwrap()
-            .to_vec();
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-}
-
-pub(crate) struct Cluster {
-    pub client: Client,
-    pub store: Arc<Mutex<Store>>,
-    /// The ranges A and B own (change them to move ranges).
-    pub owned: [crate::e2e_fakes::Owned; 2],
-    manager: FakeManager,
-    location: FakeLocation,
-    token: CancellationToken,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.token.cancel();
-    }
-}
-
-pub(crate) fn assignment(id: u64, low: Vec<u8>, high: Vec<u8>, owner: &str) -> RangeAssignment {
-    RangeAssignment {
-        range_id: id,
-        low,
-        high,
-        owner_id: owner.to_string(),
-        owner_addr: owner.to_string(),
-        epoch: 1,
-    }
-}
-
-/// Two partition servers sharing one store: A owns everything before photos/"m", B the rest.
-/// `maps` builds the maps the manager answers with, in order, from A's and B's addresses.
-pub(crate) async fn cluster(
-    maps: impl Fn(&str, &str) -> Vec<PartitionMap>,
-    retry_budget_ms: u64,
-) -> Cluster {
-    let split = keys::object_key("photos", "m");
-    let a = vec![(Vec::new(), split.clone())];
-    let b = vec![(split, Vec::new())];
-    cluster_owning(a, b, maps, retry_budget_ms).await
-}
-
-/// Like [`cluster`], with the ranges A and B own given as (low, high) encoded keys.
-pub(crate) async fn cluster_owning(
-    a_owned: Vec<(Vec<u8>, Vec<u8>)>,
-    b_owned: Vec<(Vec<u8>, Vec<u8>)>,
-    maps: impl Fn(&str, &str) -> Vec<PartitionMap>,
-    retry_budget_ms: u64,
-) -> Cluster {
-    let token = CancellationToken::new();
-    let store = Arc::new(Mutex::new(Store::default()));
-    let a = FakePartition {
-        store: store.clone(),
-        owned: Arc::new(Mutex::new(a_owned)),
-    };
-    let b = FakePartition {
-        store: store.clone(),
-        owned: Arc::new(Mutex::new(b_owned)),
-    };
-    let owned = [a.owned.clone(), b.owned.clone()];
-    let a_addr = serve_partition(a, token.clone()).await.to_string();
-    let b_addr = serve_partition(b, token.clone()).await.to_string();
-    let manager = FakeManager {
-        maps: Arc::new(Mutex::new(VecDeque::from(maps(&a_addr, &b_addr)))),
-        ..Default::default()
-    };
-    let manager_addr = serve_manager(manager.clone(), token.clone())
-        .await
-        .to_string();
-    let location = FakeLocation::default();
-    let location_addr = serve_location(location.clone(), token.clone())
-        .await
-        .to_string();
-    let mut config = FrontendConfig::new(vec![manager_addr], ACCESS_KEY, SECRET_KEY);
-    config.retry_budget_ms = retry_budget_ms;
-    config.location_addr = Some(location_addr);
-    let frontend = Frontend::new(config.clone()).unwrap();
-    Cluster {
-        client: Client {
-            app: app(build_s3_service(frontend, &config), 64, None),
-        },
-        store,
-        owned,
-        manager,
-        location,
-        token,
-    }
-}
-
-pub(crate) fn split_map(a: &str, b: &str) -> PartitionMap {
-    let split = keys::object_key("photos", "m");
-    PartitionMap {
-        version: 2,
-        ranges: vec![
-            assignment(1, Vec::new(), split.clone(), a),
-            assignment(2, split, Vec::new(), b),
-        ],
-        leader_hint: String::new(),
-    }
-}
-
-pub(crate) fn pattern(size: usize) -> Vec<u8> {
-    (0..size).map(|i| (i * 31 % 251) as u8).collect()
-}
 
 #[tokio::test]
 async fn e2e_buckets_objects_ranges_conditions_listing_copy_delete() {
-    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
-    let c = &cluster.client;
+    let stamp = split_stamp().await;
+    let c = &stamp.client;
 
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
     let again = c.send("PUT", "/photos", &[], &[], vec![]).await;
@@ -266,7 +46,6 @@ async fn e2e_buckets_objects_ranges_conditions_listing_copy_delete() {
         .await;
     assert_eq!(put.status, 200, "{}", put.text());
     assert_eq!(put.header("etag"), etag);
-    assert!(cluster.store.lock().unwrap().largest_chunk_bytes <= strata_types::CHUNK_SIZE_BYTES);
     let bad_md5 = c
         .send(
             "PUT",
@@ -518,8 +297,8 @@ async fn e2e_buckets_objects_ranges_conditions_listing_copy_delete() {
 
 #[tokio::test]
 async fn e2e_body_checksum_mismatch_stores_nothing() {
-    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
-    let c = &cluster.client;
+    let stamp = split_stamp().await;
+    let c = &stamp.client;
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
     let body = pattern(3 * 1024 * 1024 + 5);
     let wrong_sha = sha256_hex(b"something else");
@@ -536,8 +315,14 @@ async fn e2e_body_checksum_mismatch_stores_nothing() {
         c.send("HEAD", "/photos/bad", &[], &[], vec![]).await.status,
         404
     );
-    let committed = cluster.store.lock().unwrap().puts_committed;
-    assert_eq!(committed, 0);
+    let listed = c
+        .send("GET", "/photos", &[("list-type", "2")], &[], vec![])
+        .await;
+    assert!(
+        listed.text().contains("<KeyCount>0</KeyCount>"),
+        "{}",
+        listed.text()
+    );
     let right_sha = sha256_hex(&body);
     let reply = c
         .send_with_sha("PUT", "/photos/good", &[], &[], body, &right_sha)
@@ -547,66 +332,66 @@ async fn e2e_body_checksum_mismatch_stores_nothing() {
 
 #[tokio::test]
 async fn e2e_not_owner_refreshes_the_map_and_retries() {
-    // The first map (A owns everything) is stale: A answers NotOwner for keys after "m".
-    let stale = |a: &str| PartitionMap {
-        version: 1,
-        ranges: vec![assignment(1, Vec::new(), Vec::new(), a)],
-        leader_hint: String::new(),
-    };
-    let cluster = cluster(move |a, b| vec![stale(a), split_map(a, b)], 3_000).await;
-    let c = &cluster.client;
+    // The front-end caches a map where ps-a owns everything; then the keys from photos/"m" on
+    // move to ps-b: ps-a answers NotOwner and the front-end refreshes its map and retries.
+    let stamp = Stamp::start(Options {
+        retry_budget_ms: 3_000,
+        ..Options::default()
+    })
+    .await;
+    let c = &stamp.client;
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
+    let split = keys::object_key("photos", "m");
+    stamp.split_at(&split).await;
+    stamp.move_range(&split, 1).await;
     let reply = c.send("PUT", "/photos/z", &[], &[], b"zzz".to_vec()).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert_eq!(
         c.send("GET", "/photos/z", &[], &[], vec![]).await.body,
         b"zzz"
     );
-    assert!(*cluster.manager.calls.lock().unwrap() >= 2);
+    assert!(stamp.servers[1].serves(&keys::object_key("photos", "z")));
+    assert!(!stamp.servers[0].serves(&keys::object_key("photos", "z")));
 }
 
 #[tokio::test]
 async fn e2e_a_range_without_owner_answers_503() {
-    let cluster = cluster(
-        |a, _| {
-            let split = keys::object_key("photos", "m");
-            vec![PartitionMap {
-                version: 1,
-                ranges: vec![
-                    assignment(1, Vec::new(), split.clone(), a),
-                    assignment(2, split, Vec::new(), ""),
-                ],
-                leader_hint: String::new(),
-            }]
-        },
-        300,
-    )
+    // No partition server has joined: the manager's only range has no owner yet.
+    let stamp = Stamp::start(Options {
+        servers: 0,
+        retry_budget_ms: 300,
+        ..Options::default()
+    })
     .await;
-    let c = &cluster.client;
-    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
-    let reply = c.send("GET", "/photos/z", &[], &[], vec![]).await;
-    assert_eq!(reply.status, 503, "{}", reply.text());
-    assert!(
-        reply.text().contains("ServiceUnavailable"),
-        "{}",
-        reply.text()
-    );
+    let c = &stamp.client;
+    for (method, path) in [("PUT", "/photos"), ("GET", "/photos/z")] {
+        let reply = c.send(method, path, &[], &[], vec![]).await;
+        assert_eq!(reply.status, 503, "{method} {path}: {}", reply.text());
+        assert!(
+            reply.text().contains("ServiceUnavailable"),
+            "{}",
+            reply.text()
+        );
+    }
 }
 
 #[tokio::test]
 async fn e2e_bucket_names_are_global() {
-    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
-    let c = &cluster.client;
+    let stamp = split_stamp().await;
+    let c = &stamp.client;
+    let mut location =
+        LocationClient::new(strata_util::rpc::channel(&stamp.location_addr).unwrap());
     // Another owner holds "taken" in the global namespace.
-    cluster.location.names.lock().unwrap().insert(
-        "taken".into(),
-        strata_proto::location::BucketLocation {
+    let taken = location
+        .reserve_bucket(ReserveBucketRequest {
             bucket: "taken".into(),
-            stamp: "stamp-2".into(),
             owner_access_key: "SOMEONE-ELSE".into(),
-            created_ms: 0,
-        },
-    );
+            stamp: "stamp-2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(taken.reserved);
     let reply = c.send("PUT", "/taken", &[], &[], vec![]).await;
     assert_eq!(reply.status, 409, "{}", reply.text());
     assert!(
@@ -616,14 +401,16 @@ async fn e2e_bucket_names_are_global() {
     );
 
     assert_eq!(c.send("PUT", "/mine", &[], &[], vec![]).await.status, 200);
-    let reserved = cluster
-        .location
-        .names
-        .lock()
+    let lookup = |bucket: &str| LookupBucketRequest {
+        bucket: bucket.into(),
+    };
+    let reserved = location
+        .lookup_bucket(lookup("mine"))
+        .await
         .unwrap()
-        .get("mine")
-        .cloned()
-        .unwrap();
+        .into_inner()
+        .location
+        .expect("the name is reserved");
     assert_eq!(
         (reserved.owner_access_key.as_str(), reserved.stamp.as_str()),
         (ACCESS_KEY, "stamp-1")
@@ -632,16 +419,19 @@ async fn e2e_bucket_names_are_global() {
         c.send("DELETE", "/mine", &[], &[], vec![]).await.status,
         204
     );
-    assert!(
-        !cluster.location.names.lock().unwrap().contains_key("mine"),
-        "the name was released"
-    );
+    let released = location
+        .lookup_bucket(lookup("mine"))
+        .await
+        .unwrap()
+        .into_inner()
+        .location;
+    assert!(released.is_none(), "the name was released: {released:?}");
 }
 
 #[tokio::test]
 async fn e2e_delete_objects_quiet_limits_location_and_copy_conditions() {
-    let cluster = cluster(|a, b| vec![split_map(a, b)], 2_000).await;
-    let c = &cluster.client;
+    let stamp = split_stamp().await;
+    let c = &stamp.client;
     assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
     let location = c
         .send("GET", "/photos", &[("location", "")], &[], vec![])
