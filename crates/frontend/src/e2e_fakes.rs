@@ -1,9 +1,9 @@
 //! In-memory partition servers and manager, served over real gRPC on 127.0.0.1, for the
 //! front-end's end-to-end tests. They keep the proto contract the front-end relies on: one
-//! shared store (the "streams"), per-server owned ranges answering NotOwner elsewhere, S3 codes
-//! in statuses, PutObject and UploadPart committing only on a clean end of stream, and
-//! multipart uploads with the partition server's S3 errors (NoSuchUpload, InvalidPart,
-//! InvalidPartOrder, EntityTooSmall, InvalidRequest).
+//! shared store (the "streams"), per-server owned ranges answering NotOwner elsewhere, typed
+//! error details in statuses (`strata_types::error_detail`), PutObject and UploadPart
+//! committing only on a clean end of stream, and multipart uploads with the partition server's
+//! refusals (no such upload, invalid part, part order, entity too small, invalid request).
 
 use base64::Engine;
 use md5::{Digest, Md5};
@@ -15,10 +15,13 @@ use strata_proto::manager::partition_manager_server::{PartitionManager, Partitio
 use strata_proto::manager::*;
 use strata_proto::partition::partition_server_server::{PartitionServer, PartitionServerServer};
 use strata_proto::partition::*;
-use strata_types::routing::{s3_status, NotOwner};
+use strata_types::error_detail::{
+    to_status, ErrorDetail, Missing, NotOwner, RejectReason,
+};
+use strata_types::{Epoch, RangeId};
 use strata_types::{keys, CHUNK_SIZE_BYTES};
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
 #[derive(Default)]
 pub struct Store {
@@ -61,8 +64,8 @@ impl FakePartition {
             Ok(())
         } else {
             Err(NotOwner {
-                range_id: 0,
-                epoch: 0,
+                range_id: RangeId::new(0),
+                epoch: Epoch::ZERO,
                 owner_hint: None,
             }
             .into_status())
@@ -112,7 +115,7 @@ impl FakePartition {
         if self.store.lock().unwrap().buckets.contains_key(bucket) {
             Ok(())
         } else {
-            Err(s3_status(Code::NotFound, "NoSuchBucket", bucket))
+            Err(missing(Missing::Bucket, bucket))
         }
     }
 }
@@ -149,28 +152,31 @@ impl FakePartition {
         }
         if size_bytes >= 0 && data.len() as i64 != size_bytes {
             self.store.lock().unwrap().puts_aborted += 1;
-            return Err(s3_status(
-                Code::InvalidArgument,
-                "IncompleteBody",
-                "short body",
-            ));
+            return Err(rejected(RejectReason::IncompleteBody, "short body"));
         }
         if !content_md5.is_empty() {
             let expected = base64::engine::general_purpose::STANDARD.encode(Md5::digest(&data));
             if expected != content_md5 {
-                return Err(s3_status(
-                    Code::InvalidArgument,
-                    "BadDigest",
-                    "Content-MD5 mismatch",
-                ));
+                return Err(rejected(RejectReason::BadDigest, "Content-MD5 mismatch"));
             }
         }
         Ok(data)
     }
 }
 
+/// What the real partition server answers when the named thing does not exist.
+fn missing(what: Missing, message: impl Into<String>) -> Status {
+    let name = String::new();
+    to_status(ErrorDetail::NotFound { what, name }, message)
+}
+
+/// What the real partition server answers when it refuses a request.
+fn rejected(reason: RejectReason, message: &str) -> Status {
+    to_status(ErrorDetail::Rejected { reason }, message)
+}
+
 fn no_such_upload() -> Status {
-    s3_status(Code::NotFound, "NoSuchUpload", "the upload does not exist")
+    missing(Missing::Upload, "the upload does not exist")
 }
 
 /// The upload `upload_id` of `bucket`/`key`, checking that this server owns the key.
@@ -357,9 +363,9 @@ impl PartitionServer for FakePartition {
             .objects
             .get(&key)
             .cloned()
-            .ok_or_else(|| s3_status(Code::NotFound, "NoSuchKey", &request.key))?;
+            .ok_or_else(|| missing(Missing::Key, &request.key))?;
         if !request.expected_etag.is_empty() && request.expected_etag != meta.etag {
-            return Err(Status::aborted("etag changed"));
+            return Err(to_status(ErrorDetail::PreconditionFailed, "etag changed"));
         }
         let end = if request.range_end == 0 {
             data.len()
@@ -406,7 +412,7 @@ impl PartitionServer for FakePartition {
             .objects
             .get(&src)
             .cloned()
-            .ok_or_else(|| s3_status(Code::NotFound, "NoSuchKey", &request.src_key))?;
+            .ok_or_else(|| missing(Missing::Key, &request.src_key))?;
         if request.replace {
             let replacement = request.replace_meta.unwrap_or_default();
             meta = ObjectMeta {
@@ -523,11 +529,7 @@ impl PartitionServer for FakePartition {
         };
         self.owns(&keys::object_key(&header.bucket, &header.key))?;
         if !(1..=10_000).contains(&header.part_number) {
-            return Err(s3_status(
-                Code::InvalidArgument,
-                "InvalidArgument",
-                "part numbers are 1 to 10000",
-            ));
+            return Err(rejected(RejectReason::InvalidArgument, "part numbers are 1 to 10000"));
         }
         let exists = |store: &mut Store| {
             upload_mut(store, &header.bucket, &header.key, &header.upload_id).map(|_| ())
@@ -576,22 +578,14 @@ impl PartitionServer for FakePartition {
             &request.upload_id,
         )?;
         if request.parts.is_empty() {
-            return Err(s3_status(
-                Code::InvalidArgument,
-                "InvalidRequest",
-                "you must specify at least one part",
-            ));
+            return Err(rejected(RejectReason::InvalidRequest, "you must specify at least one part"));
         }
         if request
             .parts
             .windows(2)
             .any(|pair| pair[0].part_number >= pair[1].part_number)
         {
-            return Err(s3_status(
-                Code::InvalidArgument,
-                "InvalidPartOrder",
-                "the list of parts was not in ascending order",
-            ));
+            return Err(rejected(RejectReason::InvalidPartOrder, "the list of parts was not in ascending order"));
         }
         let mut etag_md5 = Md5::new();
         let mut data = Vec::new();
@@ -601,14 +595,10 @@ impl PartitionServer for FakePartition {
                 .get(&wanted.part_number)
                 .filter(|(part, _)| part.etag.trim_matches('"') == wanted.etag.trim_matches('"'))
                 .ok_or_else(|| {
-                    s3_status(Code::InvalidArgument, "InvalidPart", "no such part or ETag")
+                    rejected(RejectReason::InvalidPart, "no such part or ETag")
                 })?;
             if index + 1 < request.parts.len() && part.size_bytes < PART_SIZE_BYTES_MIN {
-                return Err(s3_status(
-                    Code::InvalidArgument,
-                    "EntityTooSmall",
-                    "a part other than the last is smaller than 5 MiB",
-                ));
+                return Err(rejected(RejectReason::EntityTooSmall, "a part other than the last is smaller than 5 MiB"));
             }
             etag_md5.update(hex::decode(part.etag.trim_matches('"')).unwrap());
             data.extend_from_slice(bytes);

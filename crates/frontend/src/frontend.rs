@@ -1,6 +1,7 @@
 //! The front-end's state (partition routing, location client, config) and the calls every
 //! operation family shares: bucket existence and object metadata.
 
+use strata_types::ErrorDetail;
 use crate::bucket_cache::{BucketCache, BUCKET_CACHE_ENTRIES_MAX};
 use crate::config::FrontendConfig;
 use crate::error::FrontendError;
@@ -131,8 +132,10 @@ impl Frontend {
 
 /// A NOT_FOUND that means "no such key" (not "no such bucket").
 pub(crate) fn is_no_such_key(status: &tonic::Status) -> bool {
-    match strata_types::routing::s3_code(status) {
-        Some(code) => code == "NoSuchKey",
+    use strata_types::error_detail::{from_status, Missing};
+    match from_status(status) {
+        Some(ErrorDetail::NotFound { what, .. }) => what == Missing::Key,
+        Some(_) => false,
         None => status.code() == tonic::Code::NotFound,
     }
 }

@@ -12,6 +12,7 @@ use strata_proto::partition::{
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
 
 use crate::error::PartitionError;
+use strata_types::error_detail::RejectReason;
 use crate::format::{self, Reassembler};
 use crate::range::{stream_error, Change, CommitState, IndexValue};
 use crate::recent_writes::RecentWrites;
@@ -23,9 +24,8 @@ const CHECKPOINT_BATCH_BYTES_MAX: usize = 512 * 1024;
 /// A message the encoder refuses: larger than any commit S3 allows. Refused before anything is
 /// written, so the range stays healthy.
 fn too_large(err: format::FormatError) -> PartitionError {
-    PartitionError::s3(
-        tonic::Code::InvalidArgument,
-        "EntityTooLarge",
+    PartitionError::rejected(
+        RejectReason::EntityTooLarge,
         format!("the change is too large to commit: {err}"),
     )
 }

@@ -9,6 +9,7 @@ use strata_types::keys;
 use super::list::strip_chunks;
 use super::versions;
 use crate::error::PartitionError;
+use strata_types::error_detail::RejectReason;
 use crate::range::IndexValue;
 use crate::server::PartitionServerState;
 
@@ -16,9 +17,8 @@ use crate::server::PartitionServerState;
 const LIST_VERSIONS_MAX: u32 = 1000;
 
 fn invalid_marker() -> PartitionError {
-    PartitionError::s3(
-        tonic::Code::InvalidArgument,
-        "InvalidArgument",
+    PartitionError::rejected(
+        RejectReason::InvalidArgument,
         "Invalid version id specified",
     )
 }
