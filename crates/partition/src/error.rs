@@ -81,9 +81,10 @@ impl From<PartitionError> for Status {
             PartitionError::Frozen { .. } => {
                 (unavailable(UnavailableReason::Frozen), err.to_string())
             }
-            PartitionError::LeaseExpired { .. } => {
-                (unavailable(UnavailableReason::LeaseExpired), err.to_string())
-            }
+            PartitionError::LeaseExpired { .. } => (
+                unavailable(UnavailableReason::LeaseExpired),
+                err.to_string(),
+            ),
             PartitionError::NoSuchKey => (
                 not_found(Missing::Key, ""),
                 "the key does not exist".to_string(),

@@ -12,10 +12,10 @@ use strata_proto::partition::{
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
 
 use crate::error::PartitionError;
-use strata_types::error_detail::RejectReason;
 use crate::format::{self, Reassembler};
 use crate::range::{stream_error, Change, CommitState, IndexValue};
 use crate::recent_writes::RecentWrites;
+use strata_types::error_detail::RejectReason;
 
 /// Checkpoint batches stay under this many encoded bytes, far below the stream record limit
 /// (a single larger entry, such as a huge chunk list, makes a batch of its own, fragmented).

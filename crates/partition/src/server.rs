@@ -17,7 +17,6 @@ use strata_proto::manager::{
 use strata_stream::StreamClient;
 use strata_types::error_detail::NotOwner;
 use strata_types::{Epoch, RangeId};
-use strata_types::Epoch;
 use tokio_util::sync::CancellationToken;
 
 use crate::compaction::CompactionConfig;

@@ -157,7 +157,16 @@ async fn a_put_streaming_across_delete_bucket_fails_and_a_recreated_bucket_is_em
     drop(send);
     let landed = streaming.await.unwrap();
     let refused = landed.expect_err("a PUT committing after its bucket was deleted must fail");
-    assert!(matches!(from_status(&refused), Some(ErrorDetail::NotFound { what: Missing::Bucket, .. })), "{refused}");
+    assert!(
+        matches!(
+            from_status(&refused),
+            Some(ErrorDetail::NotFound {
+                what: Missing::Bucket,
+                ..
+            })
+        ),
+        "{refused}"
+    );
 
     create_bucket(&mut a).await;
     assert_eq!(listed(&mut b).await, Vec::<String>::new());
@@ -175,7 +184,13 @@ async fn delete_bucket_of_a_bucket_with_an_object_answers_bucket_not_empty() {
         .delete_bucket(DeleteBucketRequest { name: "b".into() })
         .await
         .expect_err("a bucket holding an object is not deleted");
-    assert!(from_status(&refused) == Some(ErrorDetail::Rejected { reason: RejectReason::BucketNotEmpty }), "{refused}");
+    assert!(
+        from_status(&refused)
+            == Some(ErrorDetail::Rejected {
+                reason: RejectReason::BucketNotEmpty
+            }),
+        "{refused}"
+    );
     // The bucket is whole again: its record is there and writes land.
     let record = a
         .get_bucket(GetBucketRequest {
@@ -217,7 +232,16 @@ async fn puts_racing_delete_bucket_land_before_it_or_fail() {
                 match put(&mut client, &key, "x").await {
                     Ok(()) => acknowledged.push(key),
                     Err(status) => {
-                        assert!(matches!(from_status(&status), Some(ErrorDetail::NotFound { what: Missing::Bucket, .. })), "{status}");
+                        assert!(
+                            matches!(
+                                from_status(&status),
+                                Some(ErrorDetail::NotFound {
+                                    what: Missing::Bucket,
+                                    ..
+                                })
+                            ),
+                            "{status}"
+                        );
                         break;
                     }
                 }
@@ -242,7 +266,13 @@ async fn puts_racing_delete_bucket_land_before_it_or_fail() {
             assert_eq!(listed(&mut b).await, Vec::<String>::new());
         }
         Err(status) => {
-            assert!(from_status(&status) == Some(ErrorDetail::Rejected { reason: RejectReason::BucketNotEmpty }), "{status}");
+            assert!(
+                from_status(&status)
+                    == Some(ErrorDetail::Rejected {
+                        reason: RejectReason::BucketNotEmpty
+                    }),
+                "{status}"
+            );
             assert_eq!(listed(&mut b).await, acknowledged);
         }
     }

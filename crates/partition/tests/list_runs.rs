@@ -15,8 +15,8 @@ use strata_proto::common::ObjectMeta;
 use strata_proto::manager::RangeAssignment;
 use strata_proto::partition::partition_server_server::PartitionServer;
 use strata_proto::partition::*;
-use strata_types::keys;
 use strata_types::error_detail::{from_status, ErrorDetail, NotOwner};
+use strata_types::keys;
 use strata_types::{Epoch, RangeId};
 use tonic::Request;
 

@@ -72,7 +72,10 @@ async fn a_retried_conditional_put_answers_its_own_committed_write() {
         .put_object(futures::stream::iter(put("k", "second", "w-2", true)))
         .await
         .unwrap_err();
-    assert!(from_status(&other) == Some(ErrorDetail::PreconditionFailed), "{other}");
+    assert!(
+        from_status(&other) == Some(ErrorDetail::PreconditionFailed),
+        "{other}"
+    );
     // Once another write replaced it, a late retry of the first still answers the first (it
     // took effect, then was overwritten), not 412.
     client
@@ -226,7 +229,16 @@ async fn a_retried_conditional_completion_answers_its_own_commit() {
         .complete_multipart_upload(complete_create_only(&"0".repeat(32), &part))
         .await
         .unwrap_err();
-    assert!(matches!(from_status(&unknown), Some(ErrorDetail::NotFound { what: Missing::Upload, .. })), "{unknown}");
+    assert!(
+        matches!(
+            from_status(&unknown),
+            Some(ErrorDetail::NotFound {
+                what: Missing::Upload,
+                ..
+            })
+        ),
+        "{unknown}"
+    );
     token.cancel();
 }
 

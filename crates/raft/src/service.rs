@@ -66,10 +66,9 @@ impl<M: Machine> RaftService<M> {
         &self,
         result: Result<T, RaftError<MemberId, E>>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let data = serde_json::to_vec(&result)
-            .map_err(|err| {
-                to_status(ErrorDetail::Internal, format!("encoding raft reply: {err}"))
-            })?;
+        let data = serde_json::to_vec(&result).map_err(|err| {
+            to_status(ErrorDetail::Internal, format!("encoding raft reply: {err}"))
+        })?;
         Ok(Response::new(RaftMessage {
             cluster: self.cluster.clone(),
             data,

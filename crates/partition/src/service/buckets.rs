@@ -5,9 +5,9 @@ use strata_types::keys;
 
 use crate::bucket_gate;
 use crate::error::PartitionError;
-use strata_types::error_detail::RejectReason;
 use crate::range::IndexValue;
 use crate::server::PartitionServerState;
+use strata_types::error_detail::RejectReason;
 
 pub async fn create(
     state: &PartitionServerState,

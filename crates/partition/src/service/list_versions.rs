@@ -9,9 +9,9 @@ use strata_types::keys;
 use super::list::strip_chunks;
 use super::versions;
 use crate::error::PartitionError;
-use strata_types::error_detail::RejectReason;
 use crate::range::IndexValue;
 use crate::server::PartitionServerState;
+use strata_types::error_detail::RejectReason;
 
 /// Upper bound on one answer, whatever the caller asked.
 const LIST_VERSIONS_MAX: u32 = 1000;

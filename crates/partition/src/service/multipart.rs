@@ -16,9 +16,9 @@ use super::objects::{
 };
 use crate::checksum;
 use crate::error::PartitionError;
-use strata_types::error_detail::RejectReason;
 use crate::range::{Change, IndexValue, Range};
 use crate::server::PartitionServerState;
+use strata_types::error_detail::RejectReason;
 
 /// S3's limits.
 pub const PART_NUMBER_MAX: u32 = 10_000;

@@ -13,9 +13,9 @@ use super::list::strip_chunks;
 use super::{versions, GetObjectStream};
 use crate::checksum;
 use crate::error::PartitionError;
-use strata_types::error_detail::RejectReason;
 use crate::range::{IndexValue, Range};
 use crate::server::PartitionServerState;
+use strata_types::error_detail::RejectReason;
 
 /// A single incoming message may not exceed this (the front-end sends at most one chunk).
 const PUT_MESSAGE_BYTES_MAX: usize = 4 * CHUNK_SIZE_BYTES;
@@ -236,10 +236,7 @@ pub(super) async fn receive_body<M: StreamedMessage>(
         let expected = base64::engine::general_purpose::STANDARD
             .decode(content_md5.trim())
             .map_err(|_| {
-                PartitionError::rejected(
-                    RejectReason::InvalidDigest,
-                    "Content-MD5 is not base64",
-                )
+                PartitionError::rejected(RejectReason::InvalidDigest, "Content-MD5 is not base64")
             })?;
         if expected.as_slice() != md5.as_slice() {
             return Err(PartitionError::BadDigest.into());
@@ -459,7 +456,9 @@ pub fn get(
                 let record = client
                     .read_record(chunk.extent_id, chunk.offset)
                     .await
-                    .map_err(|err| Status::from(PartitionError::Stream(format!("reading chunk: {err}"))))?;
+                    .map_err(|err| {
+                        Status::from(PartitionError::Stream(format!("reading chunk: {err}")))
+                    })?;
                 // Assert after reading: the record is the one the index points at.
                 if record.len() as u64 != chunk.length {
                     tracing::error!(
