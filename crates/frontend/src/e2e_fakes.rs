@@ -15,11 +15,9 @@ use strata_proto::manager::partition_manager_server::{PartitionManager, Partitio
 use strata_proto::manager::*;
 use strata_proto::partition::partition_server_server::{PartitionServer, PartitionServerServer};
 use strata_proto::partition::*;
-use strata_types::error_detail::{
-    to_status, ErrorDetail, Missing, NotOwner, RejectReason,
-};
-use strata_types::{Epoch, RangeId};
+use strata_types::error_detail::{to_status, ErrorDetail, Missing, NotOwner, RejectReason};
 use strata_types::{keys, CHUNK_SIZE_BYTES};
+use strata_types::{Epoch, RangeId};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -529,7 +527,10 @@ impl PartitionServer for FakePartition {
         };
         self.owns(&keys::object_key(&header.bucket, &header.key))?;
         if !(1..=10_000).contains(&header.part_number) {
-            return Err(rejected(RejectReason::InvalidArgument, "part numbers are 1 to 10000"));
+            return Err(rejected(
+                RejectReason::InvalidArgument,
+                "part numbers are 1 to 10000",
+            ));
         }
         let exists = |store: &mut Store| {
             upload_mut(store, &header.bucket, &header.key, &header.upload_id).map(|_| ())
@@ -578,14 +579,20 @@ impl PartitionServer for FakePartition {
             &request.upload_id,
         )?;
         if request.parts.is_empty() {
-            return Err(rejected(RejectReason::InvalidRequest, "you must specify at least one part"));
+            return Err(rejected(
+                RejectReason::InvalidRequest,
+                "you must specify at least one part",
+            ));
         }
         if request
             .parts
             .windows(2)
             .any(|pair| pair[0].part_number >= pair[1].part_number)
         {
-            return Err(rejected(RejectReason::InvalidPartOrder, "the list of parts was not in ascending order"));
+            return Err(rejected(
+                RejectReason::InvalidPartOrder,
+                "the list of parts was not in ascending order",
+            ));
         }
         let mut etag_md5 = Md5::new();
         let mut data = Vec::new();
@@ -594,11 +601,12 @@ impl PartitionServer for FakePartition {
                 .parts
                 .get(&wanted.part_number)
                 .filter(|(part, _)| part.etag.trim_matches('"') == wanted.etag.trim_matches('"'))
-                .ok_or_else(|| {
-                    rejected(RejectReason::InvalidPart, "no such part or ETag")
-                })?;
+                .ok_or_else(|| rejected(RejectReason::InvalidPart, "no such part or ETag"))?;
             if index + 1 < request.parts.len() && part.size_bytes < PART_SIZE_BYTES_MIN {
-                return Err(rejected(RejectReason::EntityTooSmall, "a part other than the last is smaller than 5 MiB"));
+                return Err(rejected(
+                    RejectReason::EntityTooSmall,
+                    "a part other than the last is smaller than 5 MiB",
+                ));
             }
             etag_md5.update(hex::decode(part.etag.trim_matches('"')).unwrap());
             data.extend_from_slice(bytes);

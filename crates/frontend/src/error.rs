@@ -157,9 +157,7 @@ fn detail_to_s3(detail: &ErrorDetail, status: &Status) -> S3Error {
             Missing::Bucket => S3ErrorCode::NoSuchBucket,
             Missing::Upload => S3ErrorCode::NoSuchUpload,
             Missing::Version => S3ErrorCode::NoSuchVersion,
-            Missing::Extent | Missing::Stream | Missing::Unspecified => {
-                return internal_s3(status)
-            }
+            Missing::Extent | Missing::Stream | Missing::Unspecified => return internal_s3(status),
         },
         ErrorDetail::PreconditionFailed => S3ErrorCode::PreconditionFailed,
         ErrorDetail::Rejected { reason } => match rejected_s3_code(*reason) {
@@ -175,7 +173,11 @@ fn detail_to_s3(detail: &ErrorDetail, status: &Status) -> S3Error {
         | ErrorDetail::NotLeader { .. }
         | ErrorDetail::Sealed { .. }
         | ErrorDetail::Fenced { .. } => {
-            tracing::warn!(?detail, message = status.message(), "dependency unavailable");
+            tracing::warn!(
+                ?detail,
+                message = status.message(),
+                "dependency unavailable"
+            );
             return S3Error::with_message(S3ErrorCode::ServiceUnavailable, UNAVAILABLE_MESSAGE);
         }
         ErrorDetail::Corrupt | ErrorDetail::Internal => return internal_s3(status),
@@ -284,7 +286,11 @@ mod tests {
             (missing(Missing::Bucket), S3ErrorCode::NoSuchBucket, 404),
             (missing(Missing::Upload), S3ErrorCode::NoSuchUpload, 404),
             (missing(Missing::Version), S3ErrorCode::NoSuchVersion, 404),
-            (rejected(RejectReason::BadDigest), S3ErrorCode::BadDigest, 400),
+            (
+                rejected(RejectReason::BadDigest),
+                S3ErrorCode::BadDigest,
+                400,
+            ),
             (
                 rejected(RejectReason::IncompleteBody),
                 S3ErrorCode::IncompleteBody,
@@ -305,7 +311,11 @@ mod tests {
                 S3ErrorCode::InvalidArgument,
                 400,
             ),
-            (rejected(RejectReason::InvalidPart), S3ErrorCode::InvalidPart, 400),
+            (
+                rejected(RejectReason::InvalidPart),
+                S3ErrorCode::InvalidPart,
+                400,
+            ),
             (
                 rejected(RejectReason::InvalidPartOrder),
                 S3ErrorCode::InvalidPartOrder,

@@ -1,7 +1,6 @@
 //! The front-end's state (partition routing, location client, config) and the calls every
 //! operation family shares: bucket existence and object metadata.
 
-use strata_types::ErrorDetail;
 use crate::bucket_cache::{BucketCache, BUCKET_CACHE_ENTRIES_MAX};
 use crate::config::FrontendConfig;
 use crate::error::FrontendError;
@@ -14,6 +13,7 @@ use strata_proto::location::location_client::LocationClient;
 use strata_proto::partition::{GetBucketRequest, HeadObjectRequest};
 use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
 use strata_types::keys;
+use strata_types::ErrorDetail;
 use tonic::transport::Channel;
 
 /// The S3 service: implements `s3s::S3` (see `s3.rs`), one module per operation family.

@@ -5,7 +5,6 @@
 //! streams the range with `expected_etag`, so a concurrent overwrite is noticed (ABORTED) and
 //! the decision is made again on the new version.
 
-use strata_types::error_detail::{from_status, to_status, ErrorDetail};
 use crate::checksum;
 use crate::conditions::{content_range, resolve_range, to_s3_etag, Conditions, Outcome};
 use crate::error::FrontendError;
@@ -21,6 +20,7 @@ use strata_proto::partition::get_object_response::Part;
 use strata_proto::partition::{
     DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, PutObjectHeader,
 };
+use strata_types::error_detail::{from_status, to_status, ErrorDetail};
 use strata_types::keys;
 
 /// Largest object a single PUT accepts (S3's limit).

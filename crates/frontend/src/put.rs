@@ -23,8 +23,8 @@
 //! carries the same write id, so an attempt that was applied before its answer was lost is
 //! answered with its own commit, not applied twice.
 
-use crate::error::protocol_violation;
 use crate::checksum::TrailerSource;
+use crate::error::protocol_violation;
 use crate::error::{body_error_to_s3, status_to_s3, FrontendError};
 use crate::metrics::METRICS;
 use crate::routing::{classify, PartitionClient, Retry, Router, Verdict};

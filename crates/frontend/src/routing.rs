@@ -20,8 +20,8 @@ use strata_proto::manager::partition_manager_client::PartitionManagerClient;
 use strata_proto::manager::{GetPartitionMapRequest, PartitionMap, RangeAssignment};
 use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
-use strata_types::keys;
 use strata_types::error_detail::{self, ErrorDetail};
+use strata_types::keys;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 

@@ -175,17 +175,13 @@ fn from_proto(proto: pb::ErrorDetail) -> ErrorDetail {
         Some(Kind::Throttled(t)) => ErrorDetail::Throttled {
             retry_after_ms: t.retry_after_ms,
         },
-        Some(Kind::Unavailable(u)) => ErrorDetail::Unavailable {
-            reason: u.reason(),
-        },
+        Some(Kind::Unavailable(u)) => ErrorDetail::Unavailable { reason: u.reason() },
         Some(Kind::PreconditionFailed(_)) => ErrorDetail::PreconditionFailed,
         Some(Kind::NotFound(n)) => ErrorDetail::NotFound {
             what: n.what(),
             name: n.name,
         },
-        Some(Kind::Rejected(r)) => ErrorDetail::Rejected {
-            reason: r.reason(),
-        },
+        Some(Kind::Rejected(r)) => ErrorDetail::Rejected { reason: r.reason() },
         Some(Kind::Corrupt(_)) => ErrorDetail::Corrupt,
         Some(Kind::Internal(_)) | None => ErrorDetail::Internal,
     }

@@ -10,9 +10,9 @@
 //! Invariant: the key encoding is order-preserving: for one bucket, encoded object keys sort
 //! exactly as the raw key bytes do, which is S3's listing order.
 
+pub mod error_detail;
 pub mod ids;
 pub mod keys;
-pub mod error_detail;
 
 pub use error_detail::ErrorDetail;
 pub use ids::{Epoch, ExtentId, NodeId, RangeId, ServerId};
