@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = "../../proto";
     let files = [
         "strata/common.proto",
+        "strata/error.proto",
         "strata/stream.proto",
         "strata/partition.proto",
         "strata/manager.proto",

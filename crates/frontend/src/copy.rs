@@ -176,7 +176,10 @@ impl Frontend {
                 // A split (or merge) between the map lookup and the call put the two keys in
                 // different ranges: the owner cannot share chunks across them, so stream.
                 Err(FrontendError::Rpc(status))
-                    if strata_types::routing::s3_code(&status) == Some("NotImplemented") =>
+                    if strata_types::error_detail::from_status(&status)
+                        == Some(strata_types::ErrorDetail::Rejected {
+                            reason: strata_types::error_detail::RejectReason::NotImplemented,
+                        }) =>
                 {
                     tracing::debug!(
                         "copy source and target are in different ranges now; streaming it"

@@ -13,6 +13,7 @@ use strata_proto::location::location_client::LocationClient;
 use strata_proto::partition::{GetBucketRequest, HeadObjectRequest};
 use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
 use strata_types::keys;
+use strata_types::ErrorDetail;
 use tonic::transport::Channel;
 
 /// The S3 service: implements `s3s::S3` (see `s3.rs`), one module per operation family.
@@ -131,8 +132,10 @@ impl Frontend {
 
 /// A NOT_FOUND that means "no such key" (not "no such bucket").
 pub(crate) fn is_no_such_key(status: &tonic::Status) -> bool {
-    match strata_types::routing::s3_code(status) {
-        Some(code) => code == "NoSuchKey",
+    use strata_types::error_detail::{from_status, Missing};
+    match from_status(status) {
+        Some(ErrorDetail::NotFound { what, .. }) => what == Missing::Key,
+        Some(_) => false,
         None => status.code() == tonic::Code::NotFound,
     }
 }

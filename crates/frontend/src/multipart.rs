@@ -83,7 +83,7 @@ impl StreamedWrite for UploadPartHeader {
             .await?
             .into_inner()
             .part
-            .ok_or_else(|| tonic::Status::internal("UploadPart answered without the part"))
+            .ok_or_else(|| crate::error::protocol_violation("UploadPart answered without the part"))
     }
 }
 

@@ -20,6 +20,7 @@ use strata_proto::partition::get_object_response::Part;
 use strata_proto::partition::{
     DeleteObjectRequest, DeleteObjectResponse, GetObjectRequest, PutObjectHeader,
 };
+use strata_types::error_detail::{from_status, to_status, ErrorDetail};
 use strata_types::keys;
 
 /// Largest object a single PUT accepts (S3's limit).
@@ -317,7 +318,8 @@ impl Frontend {
                     return Ok(output);
                 }
                 Err(FrontendError::Rpc(status))
-                    if status.code() == tonic::Code::Aborted && attempts < GET_ATTEMPTS_MAX =>
+                    if from_status(&status) == Some(ErrorDetail::PreconditionFailed)
+                        && attempts < GET_ATTEMPTS_MAX =>
                 {
                     tracing::debug!(bucket = %input.bucket, "object changed during GET, deciding again");
                 }
@@ -360,7 +362,9 @@ impl Frontend {
             Some(first) => match first.part {
                 Some(Part::Meta(meta)) if meta.etag == decision.meta.etag => {}
                 Some(Part::Meta(_)) => {
-                    return Err(FrontendError::Rpc(tonic::Status::aborted("object changed")))
+                    // Read as the owner's own "the object changed" is: decided again.
+                    let changed = to_status(ErrorDetail::PreconditionFailed, "object changed");
+                    return Err(FrontendError::Rpc(changed));
                 }
                 _ => {
                     return Err(FrontendError::Protocol(

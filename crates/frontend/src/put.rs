@@ -24,6 +24,7 @@
 //! answered with its own commit, not applied twice.
 
 use crate::checksum::TrailerSource;
+use crate::error::protocol_violation;
 use crate::error::{body_error_to_s3, status_to_s3, FrontendError};
 use crate::metrics::METRICS;
 use crate::routing::{classify, PartitionClient, Retry, Router, Verdict};
@@ -105,7 +106,7 @@ impl StreamedWrite for PutObjectHeader {
             .await?
             .into_inner()
             .meta
-            .ok_or_else(|| tonic::Status::internal("PutObject answered without metadata"))
+            .ok_or_else(|| protocol_violation("PutObject answered without metadata"))
     }
 }
 

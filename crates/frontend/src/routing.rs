@@ -5,10 +5,10 @@
 //! clients per partition server address (a unary channel with a per-request timeout and a
 //! streaming channel for object bytes).
 //!
-//! A request that meets `NotOwner`, `UNAVAILABLE`, a connection refused or broken mid-call
-//! (`error::is_transport_failure`) or a range without an owner refreshes the map and retries with exponential backoff, bounded by the retry budget;
-//! then it answers 503 (`FrontendError::Unavailable`). `RESOURCE_EXHAUSTED` is not retried: the
-//! client is told to slow down.
+//! A request that meets a `NotOwner` or `Unavailable` error detail, a connection refused or
+//! broken mid-call (`error::is_transport_failure`) or a range without an owner refreshes the
+//! map and retries with exponential backoff, bounded by the retry budget; then it answers 503
+//! (`FrontendError::Unavailable`). `Throttled` is not retried: the client is told to slow down.
 
 use crate::error::{is_timeout, is_transport_failure, FrontendError};
 use std::collections::HashMap;
@@ -20,8 +20,8 @@ use strata_proto::manager::partition_manager_client::PartitionManagerClient;
 use strata_proto::manager::{GetPartitionMapRequest, PartitionMap, RangeAssignment};
 use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
+use strata_types::error_detail::{self, ErrorDetail};
 use strata_types::keys;
-use strata_types::routing::NotOwner;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -98,18 +98,23 @@ pub enum Verdict {
 }
 
 pub fn classify(status: &Status) -> Verdict {
-    if NotOwner::from_status(status).is_some() {
-        return Verdict::Retry;
+    match error_detail::from_status(status) {
+        Some(
+            ErrorDetail::NotOwner(_)
+            | ErrorDetail::Unavailable { .. }
+            | ErrorDetail::NotLeader { .. },
+        ) => Verdict::Retry,
+        Some(ErrorDetail::Throttled { .. }) => Verdict::SlowDown,
+        Some(_) => Verdict::Fail,
+        // No detail: tonic made the status here. Its RESOURCE_EXHAUSTED (a message over the
+        // size limit, a shed load) is answered like a peer's throttling, as it always was.
+        None if status.code() == Code::ResourceExhausted => Verdict::SlowDown,
+        // A broken connection (the owner died or went away mid-call) is retried on a fresh
+        // map; a timeout is not (the owner may still apply the call), it answers 503
+        // (`status_to_s3`).
+        None if is_transport_failure(status) && !is_timeout(status) => Verdict::Retry,
+        None => Verdict::Fail,
     }
-    if status.code() == Code::ResourceExhausted {
-        return Verdict::SlowDown;
-    }
-    // A broken connection (the owner died or went away mid-call) is retried on a fresh map; a
-    // timeout is not (the owner may still apply the call), it answers 503 (`status_to_s3`).
-    if is_transport_failure(status) && !is_timeout(status) {
-        return Verdict::Retry;
-    }
-    Verdict::Fail
 }
 
 /// A retry budget for one request: exponential backoff until a deadline.
@@ -416,14 +421,22 @@ mod tests {
 
     #[test]
     fn statuses_are_classified() {
+        use strata_types::error_detail::{to_status, NotOwner, UnavailableReason};
+        use strata_types::{Epoch, RangeId};
         let not_owner = NotOwner {
-            range_id: 1,
-            epoch: 2,
+            range_id: RangeId::new(1),
+            epoch: Epoch::new(2),
             owner_hint: None,
         }
         .into_status();
         assert_eq!(classify(&not_owner), Verdict::Retry);
+        let loading = ErrorDetail::Unavailable {
+            reason: UnavailableReason::Loading,
+        };
+        assert_eq!(classify(&to_status(loading, "x")), Verdict::Retry);
         assert_eq!(classify(&Status::unavailable("x")), Verdict::Retry);
+        let throttled = ErrorDetail::Throttled { retry_after_ms: 5 };
+        assert_eq!(classify(&to_status(throttled, "x")), Verdict::SlowDown);
         assert_eq!(
             classify(&Status::resource_exhausted("x")),
             Verdict::SlowDown
@@ -439,11 +452,22 @@ mod tests {
             Verdict::Retry
         );
         // A timeout may still apply on the owner: not sent again (it answers 503).
+        let timeout = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert_eq!(timeout.code(), Code::Cancelled);
+        assert_eq!(classify(&timeout), Verdict::Fail);
         assert_eq!(
             classify(&Status::cancelled("Timeout expired")),
             Verdict::Fail
         );
-        assert_eq!(classify(&Status::internal("disk on fire")), Verdict::Fail);
+        // A peer's verdict is final.
+        assert_eq!(
+            classify(&to_status(ErrorDetail::Internal, "disk on fire")),
+            Verdict::Fail
+        );
+        assert_eq!(
+            classify(&to_status(ErrorDetail::PreconditionFailed, "changed")),
+            Verdict::Fail
+        );
         assert_eq!(classify(&Status::not_found("x")), Verdict::Fail);
         assert_eq!(
             classify(&Status::failed_precondition("other")),

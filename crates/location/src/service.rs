@@ -3,6 +3,7 @@
 use crate::store::{LocationStore, Reservation, StoreError};
 use strata_proto::location::location_server::Location;
 use strata_proto::location::*;
+use strata_types::error_detail::{to_status, ErrorDetail, RejectReason};
 use tonic::{Request, Response, Status};
 
 pub struct LocationService {
@@ -30,12 +31,19 @@ impl LocationService {
 
 fn internal(err: StoreError) -> Status {
     tracing::error!(%err, "location store failed");
-    Status::internal(err.to_string())
+    let detail = match err {
+        StoreError::Corrupt { .. } => ErrorDetail::Corrupt,
+        StoreError::Sled(_) => ErrorDetail::Internal,
+    };
+    to_status(detail, err.to_string())
 }
 
 fn valid_name(bucket: &str) -> Result<(), Status> {
     if bucket.is_empty() || bucket.len() > 63 {
-        return Err(Status::invalid_argument(
+        return Err(to_status(
+            ErrorDetail::Rejected {
+                reason: RejectReason::InvalidArgument,
+            },
             "bucket name must be 1 to 63 bytes",
         ));
     }

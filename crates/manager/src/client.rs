@@ -1,6 +1,7 @@
 //! Client of the manager group, for partition servers, front-ends and the CLI.
 //!
-//! It knows every member's address, remembers the leader it last found, follows `leader_hint`,
+//! It knows every member's address, remembers the leader it last found, follows the leader a
+//! member names (a `NotLeader` error detail, or the map's `leader_hint`),
 //! and tries each member at most a bounded number of times per call. Every call has a timeout.
 
 use crate::error::{ManagerError, Result};
@@ -158,7 +159,7 @@ impl ManagerClient {
         })
     }
 
-    /// Sends a partition server's heartbeat to the leader (following `leader_hint`); answers
+    /// Sends a partition server's heartbeat to the leader (following `NotLeader` hints); answers
     /// the ranges that server must serve.
     pub async fn heartbeat(
         &self,
@@ -172,15 +173,15 @@ impl ManagerClient {
             let addr = queue.remove(0);
             attempts += 1;
             match self.heartbeat_to(&addr, heartbeat.clone()).await {
-                Ok(response) if response.is_leader => {
+                Ok(response) => {
                     self.remember_leader(Some(addr));
                     return Ok(response);
                 }
-                Ok(response) => {
-                    last_error =
-                        format!("{addr} is not the leader (hint {:?})", response.leader_hint);
-                    if !response.leader_hint.is_empty() && response.leader_hint != addr {
-                        queue.insert(0, response.leader_hint);
+                Err(err) if err.not_leader_hint().is_some() => {
+                    let hint = err.not_leader_hint().flatten();
+                    last_error = format!("{addr} is not the leader (hint {hint:?})");
+                    if let Some(leader) = hint.filter(|leader| *leader != addr) {
+                        queue.insert(0, leader);
                     }
                 }
                 Err(err) => {

@@ -42,5 +42,20 @@ impl From<strata_raft::GroupError> for ManagerError {
     }
 }
 
+impl ManagerError {
+    /// When a member answered that it does not lead: the leader it named, if any.
+    pub fn not_leader_hint(&self) -> Option<Option<String>> {
+        match self {
+            ManagerError::Rpc { status, .. } => {
+                match strata_types::error_detail::from_status(status)? {
+                    strata_types::ErrorDetail::NotLeader { leader_hint } => Some(leader_hint),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Result with the crate's error.
 pub type Result<T, E = ManagerError> = std::result::Result<T, E>;

@@ -7,6 +7,7 @@ use std::time::Instant;
 use strata_proto::manager as pb;
 use strata_proto::manager::partition_manager_server::{PartitionManager, PartitionManagerServer};
 use strata_raft::GroupError;
+use strata_types::error_detail::{to_status, ErrorDetail, RejectReason, UnavailableReason};
 use tonic::{Request, Response, Status};
 
 /// Bound on confirming leadership with a quorum before answering a heartbeat.
@@ -33,12 +34,17 @@ impl ManagerService {
     }
 }
 
+fn invalid(message: impl Into<String>) -> Status {
+    let reason = RejectReason::InvalidArgument;
+    to_status(ErrorDetail::Rejected { reason }, message)
+}
+
 fn check_field(name: &str, value: &str) -> Result<(), Status> {
     if value.is_empty() {
         return Err(Status::invalid_argument(format!("{name} is empty")));
     }
     if value.len() > HEARTBEAT_FIELD_BYTES_MAX {
-        return Err(Status::invalid_argument(format!(
+        return Err(invalid(format!(
             "{name} is longer than {HEARTBEAT_FIELD_BYTES_MAX} bytes"
         )));
     }
@@ -55,16 +61,15 @@ impl PartitionManager for ManagerService {
         check_field("server_id", &heartbeat.server_id)?;
         check_field("addr", &heartbeat.addr)?;
         if heartbeat.http_addr.len() > HEARTBEAT_FIELD_BYTES_MAX {
-            return Err(Status::invalid_argument("http_addr is too long"));
+            return Err(invalid("http_addr is too long"));
         }
         let view = self.app.leader_view();
-        let not_leader = |leader_hint: String| {
-            Ok(Response::new(pb::ServerHeartbeatResponse {
-                assignments: Vec::new(),
-                leader_hint,
-                is_leader: false,
-                ..Default::default()
-            }))
+        let not_leader = |leader_addr: String| {
+            let leader_hint = (!leader_addr.is_empty()).then_some(leader_addr);
+            Err(to_status(
+                ErrorDetail::NotLeader { leader_hint },
+                "this member does not lead; retry on the leader",
+            ))
         };
         if view.leader_id != self.app.node_id {
             return not_leader(view.leader_addr);
@@ -84,9 +89,12 @@ impl PartitionManager for ManagerService {
             }
             Err(err) => {
                 tracing::warn!(%err, "cannot confirm leadership for a heartbeat");
-                return Err(Status::unavailable(format!(
-                    "cannot confirm leadership: {err}; retry"
-                )));
+                return Err(to_status(
+                    ErrorDetail::Unavailable {
+                        reason: UnavailableReason::Dependency,
+                    },
+                    format!("cannot confirm leadership: {err}; retry"),
+                ));
             }
         }
         let recorded = self.app.servers().record(
@@ -97,7 +105,11 @@ impl PartitionManager for ManagerService {
         );
         if !recorded {
             tracing::warn!(server_id = %heartbeat.server_id, "server table full; heartbeat refused");
-            return Err(Status::resource_exhausted("too many partition servers"));
+            // Over the table's bound: the server tries again with its next heartbeat.
+            return Err(to_status(
+                ErrorDetail::Throttled { retry_after_ms: 0 },
+                "too many partition servers",
+            ));
         }
         let map = self.app.map();
         {
@@ -122,8 +134,6 @@ impl PartitionManager for ManagerService {
         let assignments = map.to_proto(String::new()).ranges;
         Ok(Response::new(pb::ServerHeartbeatResponse {
             assignments,
-            leader_hint: view.leader_addr,
-            is_leader: true,
             next_range_id: map.next_range_id,
             reserved_range_ids: map.reserved_ids.iter().copied().collect(),
         }))

@@ -1,8 +1,11 @@
-//! The partition layer's error type and its one mapping to gRPC statuses. Client-visible
-//! failures carry their S3 error code (`strata_types::routing::s3_status`).
+//! The partition layer's error type and its one mapping to gRPC statuses. Each variant says
+//! what happened, as a typed `strata_types::ErrorDetail` in the status details; which S3 error
+//! a client sees is the front-end's choice, made once in its error module.
 
-use strata_types::routing::{s3_status, NotOwner};
-use tonic::{Code, Status};
+use strata_types::error_detail::{
+    to_status, ErrorDetail, Missing, NotOwner, RejectReason, UnavailableReason,
+};
+use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PartitionError {
@@ -21,6 +24,10 @@ pub enum PartitionError {
     NoSuchKey,
     #[error("no such bucket {0}")]
     NoSuchBucket(String),
+    #[error("the upload does not exist: it may have been aborted or completed")]
+    NoSuchUpload,
+    #[error("The specified version does not exist.")]
+    NoSuchVersion,
     #[error("Content-MD5 does not match the body")]
     BadDigest,
     #[error("body has {received} bytes, expected {expected}")]
@@ -38,20 +45,19 @@ pub enum PartitionError {
     /// Over a request-rate limit ([`crate::throttle`]); retry after the given time.
     #[error("slow down: {reason} (retry after {retry_after_ms} ms)")]
     SlowDown { retry_after_ms: u64, reason: String },
-    /// Any other client-visible S3 error (multipart validation and the like).
-    #[error("{code}: {message}")]
-    S3 {
-        grpc: Code,
-        code: &'static str,
+    /// The request is refused as it stands (multipart validation, size limits and the like);
+    /// `message` is shown to the client.
+    #[error("rejected ({reason:?}): {message}")]
+    Rejected {
+        reason: RejectReason,
         message: String,
     },
 }
 
 impl PartitionError {
-    pub fn s3(grpc: Code, code: &'static str, message: impl Into<String>) -> Self {
-        PartitionError::S3 {
-            grpc,
-            code,
+    pub fn rejected(reason: RejectReason, message: impl Into<String>) -> Self {
+        PartitionError::Rejected {
+            reason,
             message: message.into(),
         }
     }
@@ -59,49 +65,69 @@ impl PartitionError {
 
 impl From<PartitionError> for Status {
     fn from(err: PartitionError) -> Status {
-        match err {
-            PartitionError::NotOwner(not_owner) => not_owner.into_status(),
-            PartitionError::Loading { range_id } => {
-                Status::unavailable(format!("range {range_id} is loading"))
+        let unavailable = |reason| ErrorDetail::Unavailable { reason };
+        let rejected = |reason| ErrorDetail::Rejected { reason };
+        let not_found = |what, name: &str| ErrorDetail::NotFound {
+            what,
+            name: name.to_string(),
+        };
+        let (detail, message) = match &err {
+            PartitionError::NotOwner(not_owner) => {
+                (ErrorDetail::NotOwner(not_owner.clone()), err.to_string())
             }
-            err @ (PartitionError::Frozen { .. } | PartitionError::LeaseExpired { .. }) => {
-                Status::unavailable(err.to_string())
+            PartitionError::Loading { .. } => {
+                (unavailable(UnavailableReason::Loading), err.to_string())
             }
-            PartitionError::NoSuchKey => {
-                s3_status(Code::NotFound, "NoSuchKey", "the key does not exist")
+            PartitionError::Frozen { .. } => {
+                (unavailable(UnavailableReason::Frozen), err.to_string())
             }
+            PartitionError::LeaseExpired { .. } => (
+                unavailable(UnavailableReason::LeaseExpired),
+                err.to_string(),
+            ),
+            PartitionError::NoSuchKey => (
+                not_found(Missing::Key, ""),
+                "the key does not exist".to_string(),
+            ),
             PartitionError::NoSuchBucket(bucket) => {
-                s3_status(Code::NotFound, "NoSuchBucket", bucket)
+                (not_found(Missing::Bucket, bucket), bucket.clone())
             }
-            PartitionError::BadDigest => {
-                s3_status(Code::InvalidArgument, "BadDigest", "Content-MD5 mismatch")
+            PartitionError::NoSuchUpload => (not_found(Missing::Upload, ""), err.to_string()),
+            PartitionError::NoSuchVersion => (not_found(Missing::Version, ""), err.to_string()),
+            PartitionError::BadDigest => (
+                rejected(RejectReason::BadDigest),
+                "Content-MD5 mismatch".to_string(),
+            ),
+            PartitionError::IncompleteBody { .. } => {
+                (rejected(RejectReason::IncompleteBody), err.to_string())
             }
-            err @ PartitionError::IncompleteBody { .. } => {
-                s3_status(Code::InvalidArgument, "IncompleteBody", err)
-            }
-            PartitionError::PreconditionFailed => {
-                s3_status(Code::Aborted, "PreconditionFailed", "the object changed")
-            }
+            PartitionError::PreconditionFailed => (
+                ErrorDetail::PreconditionFailed,
+                "the object changed".to_string(),
+            ),
             PartitionError::InvalidArgument(message) => {
-                s3_status(Code::InvalidArgument, "InvalidArgument", message)
+                (rejected(RejectReason::InvalidArgument), message.clone())
             }
             PartitionError::Stream(message) => {
                 tracing::warn!(%message, "stream layer failure answered as unavailable");
-                Status::unavailable(format!("stream layer: {message}"))
+                (unavailable(UnavailableReason::Dependency), err.to_string())
             }
             PartitionError::Corrupt(message) => {
                 tracing::error!(%message, "corrupt range state");
-                Status::data_loss(message)
+                (ErrorDetail::Corrupt, message.clone())
             }
-            PartitionError::ShuttingDown => Status::unavailable("partition server shutting down"),
-            err @ PartitionError::SlowDown { .. } => {
-                s3_status(Code::ResourceExhausted, "SlowDown", err)
-            }
-            PartitionError::S3 {
-                grpc,
-                code,
-                message,
-            } => s3_status(grpc, code, message),
-        }
+            PartitionError::ShuttingDown => (
+                unavailable(UnavailableReason::ShuttingDown),
+                "partition server shutting down".to_string(),
+            ),
+            PartitionError::SlowDown { retry_after_ms, .. } => (
+                ErrorDetail::Throttled {
+                    retry_after_ms: *retry_after_ms,
+                },
+                err.to_string(),
+            ),
+            PartitionError::Rejected { reason, message } => (rejected(*reason), message.clone()),
+        };
+        to_status(detail, message)
     }
 }

@@ -15,6 +15,7 @@ use crate::error::PartitionError;
 use crate::format::{self, Reassembler};
 use crate::range::{stream_error, Change, CommitState, IndexValue};
 use crate::recent_writes::RecentWrites;
+use strata_types::error_detail::RejectReason;
 
 /// Checkpoint batches stay under this many encoded bytes, far below the stream record limit
 /// (a single larger entry, such as a huge chunk list, makes a batch of its own, fragmented).
@@ -23,9 +24,8 @@ const CHECKPOINT_BATCH_BYTES_MAX: usize = 512 * 1024;
 /// A message the encoder refuses: larger than any commit S3 allows. Refused before anything is
 /// written, so the range stays healthy.
 fn too_large(err: format::FormatError) -> PartitionError {
-    PartitionError::s3(
-        tonic::Code::InvalidArgument,
-        "EntityTooLarge",
+    PartitionError::rejected(
+        RejectReason::EntityTooLarge,
         format!("the change is too large to commit: {err}"),
     )
 }

@@ -15,8 +15,8 @@ use strata_proto::manager::{
     RangeAssignment, ServedRange, ServerHeartbeat, ServerHeartbeatResponse,
 };
 use strata_stream::StreamClient;
-use strata_types::routing::NotOwner;
-use strata_types::Epoch;
+use strata_types::error_detail::NotOwner;
+use strata_types::{Epoch, RangeId};
 use tokio_util::sync::CancellationToken;
 
 use crate::compaction::CompactionConfig;
@@ -115,13 +115,13 @@ impl PartitionServerState {
             .find(|a| strata_types::keys::range_contains(&a.low, &a.high, key))
         {
             Some(a) => NotOwner {
-                range_id: a.range_id,
-                epoch: a.epoch,
+                range_id: RangeId::new(a.range_id),
+                epoch: Epoch::new(a.epoch),
                 owner_hint: (!a.owner_addr.is_empty()).then(|| a.owner_addr.clone()),
             },
             None => NotOwner {
-                range_id: 0,
-                epoch: 0,
+                range_id: RangeId::new(0),
+                epoch: Epoch::ZERO,
                 owner_hint: None,
             },
         }
@@ -213,8 +213,8 @@ impl PartitionServerState {
                     .iter()
                     .find(|a| strata_types::keys::range_contains(&a.low, &a.high, key));
                 return Err(PartitionError::NotOwner(NotOwner {
-                    range_id: known.map_or(0, |a| a.range_id),
-                    epoch: known.map_or(0, |a| a.epoch),
+                    range_id: RangeId::new(known.map_or(0, |a| a.range_id)),
+                    epoch: Epoch::new(known.map_or(0, |a| a.epoch)),
                     owner_hint: known
                         .map(|a| a.owner_addr.clone())
                         .filter(|addr| !addr.is_empty()),
@@ -458,14 +458,12 @@ impl ManagerLink {
             };
             let mut client = PartitionManagerClient::new(channel);
             match client.heartbeat(beat.clone()).await {
-                Ok(response) => {
-                    let response = response.into_inner();
-                    if response.is_leader {
-                        return Some(response);
-                    }
-                    match self.addrs.iter().position(|a| *a == response.leader_hint) {
-                        Some(leader) if !response.leader_hint.is_empty() => self.current = leader,
-                        _ => self.current += 1,
+                Ok(response) => return Some(response.into_inner()),
+                Err(status) if not_leader_hint(&status).is_some() => {
+                    let hint = not_leader_hint(&status).flatten();
+                    match self.addrs.iter().position(|a| Some(a) == hint.as_ref()) {
+                        Some(leader) => self.current = leader,
+                        None => self.current += 1,
                     }
                 }
                 Err(status) => {
@@ -475,6 +473,14 @@ impl ManagerLink {
             }
         }
         None
+    }
+}
+
+/// When a manager member answered that it does not lead: the leader it named, if any.
+fn not_leader_hint(status: &tonic::Status) -> Option<Option<String>> {
+    match strata_types::error_detail::from_status(status)? {
+        strata_types::ErrorDetail::NotLeader { leader_hint } => Some(leader_hint),
+        _ => None,
     }
 }
 

@@ -16,6 +16,7 @@ use strata_proto::manager::RangeAssignment;
 use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::partition::partition_server_server::PartitionServerServer;
 use strata_proto::partition::*;
+use strata_types::error_detail::{from_status, ErrorDetail, Missing, RejectReason};
 use strata_types::keys;
 use tokio_util::sync::CancellationToken;
 
@@ -156,7 +157,16 @@ async fn a_put_streaming_across_delete_bucket_fails_and_a_recreated_bucket_is_em
     drop(send);
     let landed = streaming.await.unwrap();
     let refused = landed.expect_err("a PUT committing after its bucket was deleted must fail");
-    assert!(refused.message().contains("NoSuchBucket"), "{refused}");
+    assert!(
+        matches!(
+            from_status(&refused),
+            Some(ErrorDetail::NotFound {
+                what: Missing::Bucket,
+                ..
+            })
+        ),
+        "{refused}"
+    );
 
     create_bucket(&mut a).await;
     assert_eq!(listed(&mut b).await, Vec::<String>::new());
@@ -174,7 +184,13 @@ async fn delete_bucket_of_a_bucket_with_an_object_answers_bucket_not_empty() {
         .delete_bucket(DeleteBucketRequest { name: "b".into() })
         .await
         .expect_err("a bucket holding an object is not deleted");
-    assert!(refused.message().contains("BucketNotEmpty"), "{refused}");
+    assert!(
+        from_status(&refused)
+            == Some(ErrorDetail::Rejected {
+                reason: RejectReason::BucketNotEmpty
+            }),
+        "{refused}"
+    );
     // The bucket is whole again: its record is there and writes land.
     let record = a
         .get_bucket(GetBucketRequest {
@@ -216,7 +232,16 @@ async fn puts_racing_delete_bucket_land_before_it_or_fail() {
                 match put(&mut client, &key, "x").await {
                     Ok(()) => acknowledged.push(key),
                     Err(status) => {
-                        assert!(status.message().contains("NoSuchBucket"), "{status}");
+                        assert!(
+                            matches!(
+                                from_status(&status),
+                                Some(ErrorDetail::NotFound {
+                                    what: Missing::Bucket,
+                                    ..
+                                })
+                            ),
+                            "{status}"
+                        );
                         break;
                     }
                 }
@@ -241,7 +266,13 @@ async fn puts_racing_delete_bucket_land_before_it_or_fail() {
             assert_eq!(listed(&mut b).await, Vec::<String>::new());
         }
         Err(status) => {
-            assert!(status.message().contains("BucketNotEmpty"), "{status}");
+            assert!(
+                from_status(&status)
+                    == Some(ErrorDetail::Rejected {
+                        reason: RejectReason::BucketNotEmpty
+                    }),
+                "{status}"
+            );
             assert_eq!(listed(&mut b).await, acknowledged);
         }
     }

@@ -17,6 +17,7 @@ use strata_partition::PartitionServerState;
 use strata_proto::common::{ChunkRef, ObjectMeta, VersioningState};
 use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::partition::*;
+use strata_types::error_detail::{from_status, ErrorDetail, Missing, RejectReason};
 use strata_types::keys;
 use tokio_util::sync::CancellationToken;
 
@@ -73,7 +74,12 @@ async fn upload_tiny_parts(client: &Client, key: &str, upload_id: &str, count: u
                     ];
                     match client.upload_part(futures::stream::iter(part)).await {
                         Ok(_) => break,
-                        Err(status) if status.message().contains("SlowDown") => {
+                        Err(status)
+                            if matches!(
+                                from_status(&status),
+                                Some(ErrorDetail::Throttled { .. })
+                            ) =>
+                        {
                             tokio::time::sleep(Duration::from_millis(50)).await
                         }
                         Err(status) => panic!("part {number} failed: {status}"),
@@ -84,7 +90,11 @@ async fn upload_tiny_parts(client: &Client, key: &str, upload_id: &str, count: u
         .await;
 }
 
-async fn parts_listed(client: &mut Client, key: &str, upload_id: &str) -> Result<usize, String> {
+async fn parts_listed(
+    client: &mut Client,
+    key: &str,
+    upload_id: &str,
+) -> Result<usize, Option<ErrorDetail>> {
     client
         .list_parts(ListPartsRequest {
             bucket: "b".into(),
@@ -95,7 +105,7 @@ async fn parts_listed(client: &mut Client, key: &str, upload_id: &str) -> Result
         })
         .await
         .map(|answer| answer.into_inner().parts.len())
-        .map_err(|status| status.message().to_string())
+        .map_err(|status| from_status(&status))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +130,13 @@ async fn aborting_10000_parts_on_a_1000_byte_key_commits_and_survives_reload_and
         aborted.err()
     );
     let gone = parts_listed(&mut client, &key, &upload_id).await;
-    assert!(gone.unwrap_err().contains("NoSuchUpload"));
+    assert!(matches!(
+        gone.unwrap_err(),
+        Some(ErrorDetail::NotFound {
+            what: Missing::Upload,
+            ..
+        })
+    ));
     // The range still commits (it did not reload, nor wedge).
     let other = create_upload(&mut client, "after").await;
     assert!(!other.is_empty());
@@ -129,7 +145,13 @@ async fn aborting_10000_parts_on_a_1000_byte_key_commits_and_survives_reload_and
     // A new owner replays the log: the abort is there, whole.
     let (mut moved, moved_state, token) = serve(&layer, "B", 2).await;
     let gone = parts_listed(&mut moved, &key, &upload_id).await;
-    assert!(gone.unwrap_err().contains("NoSuchUpload"));
+    assert!(matches!(
+        gone.unwrap_err(),
+        Some(ErrorDetail::NotFound {
+            what: Missing::Upload,
+            ..
+        })
+    ));
     assert_eq!(parts_listed(&mut moved, "after", &other).await, Ok(0));
     let range = moved_state.range_for(&keys::object_key("b", &key)).unwrap();
     let mut leftover_parts = 0;
@@ -146,7 +168,13 @@ async fn aborting_10000_parts_on_a_1000_byte_key_commits_and_survives_reload_and
     token.cancel();
     let (mut third, _, token) = serve(&layer, "C", 3).await;
     let gone = parts_listed(&mut third, &key, &upload_id).await;
-    assert!(gone.unwrap_err().contains("NoSuchUpload"));
+    assert!(matches!(
+        gone.unwrap_err(),
+        Some(ErrorDetail::NotFound {
+            what: Missing::Upload,
+            ..
+        })
+    ));
     assert_eq!(parts_listed(&mut third, "after", &other).await, Ok(0));
     token.cancel();
 }
@@ -245,7 +273,16 @@ async fn completing_10000_parts_over_a_versioned_key_commits_and_survives_reload
         assert_eq!(get_body(&mut moved, &key, "").await, b"x", "on {id}");
         assert_eq!(get_body(&mut moved, &key, &old.version_id).await, b"old");
         let gone = parts_listed(&mut moved, &key, &upload_id).await;
-        assert!(gone.unwrap_err().contains("NoSuchUpload"), "on {id}");
+        assert!(
+            matches!(
+                gone.unwrap_err(),
+                Some(ErrorDetail::NotFound {
+                    what: Missing::Upload,
+                    ..
+                })
+            ),
+            "on {id}"
+        );
         if checkpoint_first {
             let range = state.range_for(&keys::object_key("b", &key)).unwrap();
             range.checkpoint().await.unwrap();
@@ -317,7 +354,13 @@ async fn metadata_over_s3s_limit_is_refused_before_anything_is_written() {
         .put_object(futures::stream::iter(request))
         .await
         .unwrap_err();
-    assert!(refused.message().contains("MetadataTooLarge"), "{refused}");
+    assert!(
+        from_status(&refused)
+            == Some(ErrorDetail::Rejected {
+                reason: RejectReason::MetadataTooLarge
+            }),
+        "{refused}"
+    );
     let head = client
         .head_object(HeadObjectRequest {
             bucket: "b".into(),
@@ -337,6 +380,12 @@ async fn metadata_over_s3s_limit_is_refused_before_anything_is_written() {
         })
         .await
         .unwrap_err();
-    assert!(refused.message().contains("MetadataTooLarge"), "{refused}");
+    assert!(
+        from_status(&refused)
+            == Some(ErrorDetail::Rejected {
+                reason: RejectReason::MetadataTooLarge
+            }),
+        "{refused}"
+    );
     token.cancel();
 }

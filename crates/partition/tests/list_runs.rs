@@ -15,8 +15,9 @@ use strata_proto::common::ObjectMeta;
 use strata_proto::manager::RangeAssignment;
 use strata_proto::partition::partition_server_server::PartitionServer;
 use strata_proto::partition::*;
+use strata_types::error_detail::{from_status, ErrorDetail, NotOwner};
 use strata_types::keys;
-use strata_types::routing::NotOwner;
+use strata_types::{Epoch, RangeId};
 use tonic::Request;
 
 const EXTENT_BYTES: u64 = 1 << 20;
@@ -169,12 +170,12 @@ async fn a_listing_covers_only_the_contiguous_run_from_its_start() {
         .await
         .unwrap_err();
     assert_eq!(
-        NotOwner::from_status(&status),
-        Some(NotOwner {
-            range_id: 2,
-            epoch: 1,
+        from_status(&status),
+        Some(ErrorDetail::NotOwner(NotOwner {
+            range_id: RangeId::new(2),
+            epoch: Epoch::new(1),
             owner_hint: Some("B:1".into()),
-        })
+        }))
     );
 
     // CountObjects, ListObjectVersions and ListMultipartUploads keep to the run too.

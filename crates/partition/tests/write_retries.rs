@@ -11,6 +11,7 @@ use common::{serve_range, stream_layer};
 use strata_proto::common::{ObjectMeta, WriteCondition};
 use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::partition::*;
+use strata_types::error_detail::{from_status, ErrorDetail, Missing};
 use strata_types::keys;
 use tokio_util::sync::CancellationToken;
 
@@ -71,7 +72,10 @@ async fn a_retried_conditional_put_answers_its_own_committed_write() {
         .put_object(futures::stream::iter(put("k", "second", "w-2", true)))
         .await
         .unwrap_err();
-    assert!(other.message().contains("PreconditionFailed"), "{other}");
+    assert!(
+        from_status(&other) == Some(ErrorDetail::PreconditionFailed),
+        "{other}"
+    );
     // Once another write replaced it, a late retry of the first still answers the first (it
     // took effect, then was overwritten), not 412.
     client
@@ -217,7 +221,7 @@ async fn a_retried_conditional_completion_answers_its_own_commit() {
         .await
         .unwrap_err();
     assert!(
-        refused.message().contains("PreconditionFailed"),
+        from_status(&refused) == Some(ErrorDetail::PreconditionFailed),
         "{refused}"
     );
     // An upload id that never completed here is still unknown.
@@ -225,7 +229,16 @@ async fn a_retried_conditional_completion_answers_its_own_commit() {
         .complete_multipart_upload(complete_create_only(&"0".repeat(32), &part))
         .await
         .unwrap_err();
-    assert!(unknown.message().contains("NoSuchUpload"), "{unknown}");
+    assert!(
+        matches!(
+            from_status(&unknown),
+            Some(ErrorDetail::NotFound {
+                what: Missing::Upload,
+                ..
+            })
+        ),
+        "{unknown}"
+    );
     token.cancel();
 }
 

@@ -2,6 +2,8 @@
 //!
 //! Modules mirror the proto packages:
 //! - [`common`]: messages shared by several services (object metadata, chunk references).
+//! - [`error`]: `ErrorDetail`, the typed error every Strata service puts in its status details
+//!   (read and written only by `strata_types::error_detail`).
 //! - [`stream`]: extent nodes and the stream manager (the stream layer).
 //! - [`partition`]: partition servers (the object index over range partitions).
 //! - [`manager`]: the partition manager Raft group (the partition map).
@@ -14,6 +16,9 @@
 
 pub mod common {
     tonic::include_proto!("strata.common");
+}
+pub mod error {
+    tonic::include_proto!("strata.error");
 }
 pub mod stream {
     tonic::include_proto!("strata.stream");

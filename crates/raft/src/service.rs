@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use strata_proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
 use strata_proto::raft::RaftMessage;
+use strata_types::error_detail::{to_status, ErrorDetail, RejectReason};
 use tonic::{Request, Response, Status};
 
 /// Hands the members' Raft messages to this member's openraft. Cheap to clone.
@@ -41,14 +42,23 @@ impl<M: Machine> RaftService<M> {
     fn decode<T: DeserializeOwned>(&self, message: &RaftMessage) -> Result<T, Status> {
         if message.cluster != self.cluster {
             tracing::warn!(from = %message.cluster, ours = %self.cluster, "raft message for another group refused");
-            return Err(Status::failed_precondition(format!(
-                "this member belongs to group {:?}, not {:?}",
-                self.cluster, message.cluster
-            )));
+            return Err(to_status(
+                ErrorDetail::Rejected {
+                    reason: RejectReason::InvalidRequest,
+                },
+                format!(
+                    "this member belongs to group {:?}, not {:?}",
+                    self.cluster, message.cluster
+                ),
+            ));
         }
         serde_json::from_slice(&message.data).map_err(|err| {
             tracing::warn!(%err, "undecodable raft message");
-            Status::invalid_argument(format!("decoding raft message: {err}"))
+            let reason = RejectReason::InvalidArgument;
+            to_status(
+                ErrorDetail::Rejected { reason },
+                format!("decoding raft message: {err}"),
+            )
         })
     }
 
@@ -56,8 +66,9 @@ impl<M: Machine> RaftService<M> {
         &self,
         result: Result<T, RaftError<MemberId, E>>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let data = serde_json::to_vec(&result)
-            .map_err(|err| Status::internal(format!("encoding raft reply: {err}")))?;
+        let data = serde_json::to_vec(&result).map_err(|err| {
+            to_status(ErrorDetail::Internal, format!("encoding raft reply: {err}"))
+        })?;
         Ok(Response::new(RaftMessage {
             cluster: self.cluster.clone(),
             data,

@@ -1,17 +1,10 @@
 //! The crate's one error type, and its mapping to and from gRPC status codes.
 
+use strata_types::error_detail::{
+    from_status, relay, to_status, ErrorDetail, Missing, RejectReason, UnavailableReason,
+};
+use strata_types::ExtentId;
 use tonic::{Code, Status};
-
-/// Status messages starting with this mean "the extent is sealed or fenced": a writer that did
-/// not seal it itself has been fenced by a newer writer.
-pub const SEALED_MARKER: &str = "sealed:";
-/// Status messages starting with this mean the stream manager refused a writer's seal because
-/// the extent is no longer the stream's last one (see `SealExtentRequest.expect_open`).
-pub const FENCED_MARKER: &str = "fenced:";
-/// Status messages starting with this come from a stream-manager member that does not lead;
-/// the leader's address (when known) follows [`LEADER_HINT`].
-pub const NOT_LEADER_MARKER: &str = "not leader:";
-const LEADER_HINT: &str = "leader is ";
 
 pub type Result<T, E = StreamError> = std::result::Result<T, E>;
 
@@ -33,7 +26,7 @@ pub enum StreamError {
     #[error("stream {0:?} not found")]
     StreamNotFound(String),
     /// The extent is sealed (or fenced for sealing) and accepts no more appends.
-    #[error("{SEALED_MARKER} extent {extent_id} is sealed at length {length}")]
+    #[error("extent {extent_id} is sealed at length {length}")]
     Sealed { extent_id: u64, length: u64 },
     /// A secondary's length differs from the offset the primary asked it to write at.
     #[error("extent {extent_id}: append at offset {offset} but replica length is {length}")]
@@ -57,10 +50,10 @@ pub enum StreamError {
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// This writer was fenced: somebody else sealed its extent. Stop writing.
-    #[error("{FENCED_MARKER} stream {stream:?}: {reason}")]
+    #[error("fenced: stream {stream:?}: {reason}")]
     Fenced { stream: String, reason: String },
     /// This stream-manager member does not lead; `leader_addr` is the leader (empty: unknown).
-    #[error("{NOT_LEADER_MARKER} {LEADER_HINT}{leader_addr}")]
+    #[error("not leader: leader is {leader_addr:?}")]
     NotLeader { leader_addr: String },
     #[error("metadata store: {0}")]
     Metadata(String),
@@ -99,14 +92,25 @@ impl StreamError {
         }
     }
 
-    /// Whether the RPC failure (or local error) says a writer was fenced.
+    /// Whether the RPC failure (or local error) says a writer was fenced: the peer answered
+    /// `Fenced`, or `Sealed` for an extent this writer did not seal itself.
     pub fn is_fenced(&self) -> bool {
         match self {
             StreamError::Fenced { .. } => true,
+            StreamError::Rpc { status, .. } => matches!(
+                from_status(status),
+                Some(ErrorDetail::Fenced { .. } | ErrorDetail::Sealed { .. })
+            ),
+            _ => false,
+        }
+    }
+
+    /// Whether the RPC failure says the extent is sealed (or being sealed).
+    pub fn is_sealed(&self) -> bool {
+        match self {
+            StreamError::Sealed { .. } => true,
             StreamError::Rpc { status, .. } => {
-                status.code() == Code::FailedPrecondition
-                    && (status.message().starts_with(FENCED_MARKER)
-                        || status.message().starts_with(SEALED_MARKER))
+                matches!(from_status(status), Some(ErrorDetail::Sealed { .. }))
             }
             _ => false,
         }
@@ -116,41 +120,74 @@ impl StreamError {
     pub fn not_leader_hint(&self) -> Option<String> {
         match self {
             StreamError::NotLeader { leader_addr } => Some(leader_addr.clone()),
-            StreamError::Rpc { status, .. } if status.code() == Code::Unavailable => {
-                let rest = status.message().strip_prefix(NOT_LEADER_MARKER)?;
-                let hint = rest.trim_start().strip_prefix(LEADER_HINT).unwrap_or("");
-                // Passed-along messages carry " (from addr)" after the hint.
-                Some(hint.split_whitespace().next().unwrap_or("").to_string())
-            }
+            StreamError::Rpc { status, .. } => match from_status(status)? {
+                ErrorDetail::NotLeader { leader_hint } => Some(leader_hint.unwrap_or_default()),
+                _ => None,
+            },
             _ => None,
         }
     }
 
-    /// The gRPC status this error is answered with.
-    pub fn into_status(self) -> Status {
-        let code = match &self {
+    /// What this error tells the caller, as the typed detail every Strata status carries.
+    fn detail(&self) -> ErrorDetail {
+        let rejected = |reason| ErrorDetail::Rejected { reason };
+        match self {
             StreamError::Io(_) | StreamError::Metadata(_) | StreamError::CorruptMetadata(_) => {
-                Code::Internal
+                ErrorDetail::Internal
             }
-            StreamError::DataLoss { .. } => Code::DataLoss,
-            StreamError::ExtentNotFound(_) | StreamError::StreamNotFound(_) => Code::NotFound,
-            StreamError::ExtentExists(_) => Code::AlreadyExists,
-            StreamError::Sealed { .. }
-            | StreamError::OffsetMismatch { .. }
-            | StreamError::Fenced { .. } => Code::FailedPrecondition,
-            StreamError::PayloadTooLarge { .. } | StreamError::InvalidArgument(_) => {
-                Code::InvalidArgument
+            StreamError::DataLoss { .. } => ErrorDetail::Corrupt,
+            StreamError::ExtentNotFound(extent_id) => ErrorDetail::NotFound {
+                what: Missing::Extent,
+                name: ExtentId::new(*extent_id).to_string(),
+            },
+            StreamError::StreamNotFound(stream) => ErrorDetail::NotFound {
+                what: Missing::Stream,
+                name: stream.clone(),
+            },
+            StreamError::ExtentExists(_) => rejected(RejectReason::AlreadyExists),
+            StreamError::Sealed { extent_id, length } => ErrorDetail::Sealed {
+                extent_id: ExtentId::new(*extent_id),
+                length_bytes: *length,
+            },
+            StreamError::OffsetMismatch { .. } => rejected(RejectReason::OffsetMismatch),
+            StreamError::Fenced { stream, .. } => ErrorDetail::Fenced {
+                stream: stream.clone(),
+            },
+            StreamError::PayloadTooLarge { .. } => rejected(RejectReason::EntityTooLarge),
+            StreamError::InvalidArgument(_) => rejected(RejectReason::InvalidArgument),
+            StreamError::OutOfRange { .. } => rejected(RejectReason::OutOfRange),
+            StreamError::Unavailable(_) => ErrorDetail::Unavailable {
+                reason: UnavailableReason::Dependency,
+            },
+            StreamError::NotLeader { leader_addr } => ErrorDetail::NotLeader {
+                leader_hint: (!leader_addr.is_empty()).then(|| leader_addr.clone()),
+            },
+            // A peer's status without a detail was made by the transport: the peer was not
+            // reached or did not answer in time, so for our caller a dependency is unavailable.
+            StreamError::Rpc { status, .. } => match status.code() {
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+                    ErrorDetail::Unavailable {
+                        reason: UnavailableReason::Dependency,
+                    }
+                }
+                _ => ErrorDetail::Internal,
+            },
+        }
+    }
+
+    /// The gRPC status this error is answered with. A peer's answer is passed along with its
+    /// own detail (so a `Sealed` from an extent node still reads as `Sealed`) and where it came
+    /// from.
+    pub fn into_status(self) -> Status {
+        match self {
+            StreamError::Rpc { addr, status } if from_status(&status).is_some() => {
+                relay(&status, format!("{} (from {addr})", status.message()))
             }
-            StreamError::OutOfRange { .. } => Code::OutOfRange,
-            StreamError::Unavailable(_) | StreamError::NotLeader { .. } => Code::Unavailable,
-            StreamError::Rpc { status, .. } => status.code(),
-        };
-        let message = match self {
-            // Keep the peer's message first so markers survive being passed along.
-            StreamError::Rpc { addr, status } => format!("{} (from {addr})", status.message()),
-            other => other.to_string(),
-        };
-        Status::new(code, message)
+            other => {
+                let detail = other.detail();
+                to_status(detail, other.to_string())
+            }
+        }
     }
 }
 

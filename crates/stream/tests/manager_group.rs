@@ -277,7 +277,13 @@ async fn a_retried_seal_of_the_same_writer_is_not_taken_for_fencing() {
     let retried = raw.seal_extent(seal("w1")).await.unwrap().into_inner();
     assert_eq!(retried.extents, sealed.extents, "the retry changed nothing");
     let stale = raw.seal_extent(seal("w2")).await.unwrap_err();
-    assert!(stale.message().starts_with("fenced:"), "{stale:?}");
+    assert!(
+        matches!(
+            strata_types::error_detail::from_status(&stale),
+            Some(strata_types::ErrorDetail::Fenced { .. })
+        ),
+        "{stale:?}"
+    );
     for (running, token, _dir) in nodes {
         token.cancel();
         running.join().await;

@@ -4,15 +4,17 @@
 //! - [`Epoch`]: the fencing number of a range assignment, its own type so it is never used as
 //!   an id or formatted into a key by accident.
 //! - [`keys`]: the one sorted key space `(table, bucket, key)` that ranges partition.
-//! - [`routing`]: errors that steer the caller (`NotOwner`), carried across gRPC.
+//! - [`error_detail`]: the one error contract across gRPC: [`ErrorDetail`] (typed ids inside)
+//!   written into and read from a `tonic::Status` only there.
 //!
 //! Invariant: the key encoding is order-preserving: for one bucket, encoded object keys sort
 //! exactly as the raw key bytes do, which is S3's listing order.
 
+pub mod error_detail;
 pub mod ids;
 pub mod keys;
-pub mod routing;
 
+pub use error_detail::ErrorDetail;
 pub use ids::{Epoch, ExtentId, NodeId, RangeId, ServerId};
 
 /// Size of one chunk of object bytes as it moves between layers and is stored as one record.

@@ -7,6 +7,7 @@ use crate::bucket_gate;
 use crate::error::PartitionError;
 use crate::range::IndexValue;
 use crate::server::PartitionServerState;
+use strata_types::error_detail::RejectReason;
 
 pub async fn create(
     state: &PartitionServerState,
@@ -113,17 +114,15 @@ pub async fn delete(
         .commit_locked(guard, vec![(key, Some(IndexValue::Bucket(bucket)))])
         .await?;
     counted?;
-    Err(PartitionError::s3(
-        tonic::Code::Aborted,
-        "BucketNotEmpty",
+    Err(PartitionError::rejected(
+        RejectReason::BucketNotEmpty,
         "The bucket you tried to delete is not empty",
     ))
 }
 
 fn conflict() -> PartitionError {
-    PartitionError::s3(
-        tonic::Code::Aborted,
-        "OperationAborted",
+    PartitionError::rejected(
+        RejectReason::OperationAborted,
         "A conflicting conditional operation is currently in progress against this resource. Try again.",
     )
 }
@@ -148,7 +147,7 @@ async fn count_everywhere(
         let counted = match super::list::count_objects(state, request.clone()).await {
             Err(PartitionError::NotOwner(not_owner)) => {
                 let owner = not_owner.owner_hint.ok_or(PartitionError::Loading {
-                    range_id: not_owner.range_id,
+                    range_id: not_owner.range_id.get(),
                 })?;
                 let channel = strata_util::rpc::channel(&owner)
                     .map_err(|err| PartitionError::Stream(format!("counting on {owner}: {err}")))?;
@@ -206,9 +205,8 @@ pub async fn update(
                 .ok()
                 .filter(|state| *state != VersioningState::Unversioned)
                 .ok_or_else(|| {
-                    PartitionError::s3(
-                        tonic::Code::InvalidArgument,
-                        "IllegalVersioningConfigurationException",
+                    PartitionError::rejected(
+                        RejectReason::InvalidVersioning,
                         "versioning is Enabled or Suspended",
                     )
                 })?;

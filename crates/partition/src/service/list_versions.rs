@@ -11,14 +11,14 @@ use super::versions;
 use crate::error::PartitionError;
 use crate::range::IndexValue;
 use crate::server::PartitionServerState;
+use strata_types::error_detail::RejectReason;
 
 /// Upper bound on one answer, whatever the caller asked.
 const LIST_VERSIONS_MAX: u32 = 1000;
 
 fn invalid_marker() -> PartitionError {
-    PartitionError::s3(
-        tonic::Code::InvalidArgument,
-        "InvalidArgument",
+    PartitionError::rejected(
+        RejectReason::InvalidArgument,
         "Invalid version id specified",
     )
 }

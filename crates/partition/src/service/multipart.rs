@@ -9,7 +9,7 @@ use md5::{Digest, Md5};
 use strata_proto::common::{ChecksumAlgorithm, ObjectMeta, PartMeta, UploadMeta};
 use strata_proto::partition::*;
 use strata_types::keys;
-use tonic::{Code, Status, Streaming};
+use tonic::{Status, Streaming};
 
 use super::objects::{
     algorithm_of, first_header, object_key, receive_body, BodyPart, StreamedMessage,
@@ -18,6 +18,7 @@ use crate::checksum;
 use crate::error::PartitionError;
 use crate::range::{Change, IndexValue, Range};
 use crate::server::PartitionServerState;
+use strata_types::error_detail::RejectReason;
 
 /// S3's limits.
 pub const PART_NUMBER_MAX: u32 = 10_000;
@@ -27,11 +28,7 @@ pub const OBJECT_SIZE_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024 * 1024;
 const LIST_PARTS_MAX: u32 = 1000;
 
 fn no_such_upload() -> PartitionError {
-    PartitionError::s3(
-        Code::NotFound,
-        "NoSuchUpload",
-        "the upload does not exist: it may have been aborted or completed",
-    )
+    PartitionError::NoSuchUpload
 }
 
 fn upload_id_valid(upload_id: &str) -> bool {
@@ -102,9 +99,8 @@ pub async fn create(
     let full_object_invalid = (request.checksum_full_object && !is_crc)
         || (!request.checksum_full_object && algorithm == ChecksumAlgorithm::Crc64nvme);
     if full_object_invalid {
-        return Err(PartitionError::s3(
-            Code::InvalidArgument,
-            "InvalidRequest",
+        return Err(PartitionError::rejected(
+            RejectReason::InvalidRequest,
             format!(
                 "The {} checksum algorithm does not support this checksum type",
                 checksum::algorithm_name(algorithm).to_ascii_uppercase()
@@ -193,9 +189,8 @@ fn part_checksum(
     }
     let sent_algorithm = algorithm_of(sent.as_ref())?;
     if sent_algorithm != ChecksumAlgorithm::None && sent_algorithm != upload_algorithm {
-        return Err(PartitionError::s3(
-            Code::InvalidArgument,
-            "InvalidRequest",
+        return Err(PartitionError::rejected(
+            RejectReason::InvalidRequest,
             format!(
                 "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
                 checksum::algorithm_name(upload_algorithm),
@@ -258,9 +253,8 @@ pub async fn complete(
     // A failed condition leaves the upload in place (the client may complete it later).
     super::objects::check_write_condition(&range, &object, request.condition.as_ref())?;
     if request.parts.is_empty() {
-        return Err(PartitionError::s3(
-            Code::InvalidArgument,
-            "InvalidRequest",
+        return Err(PartitionError::rejected(
+            RejectReason::InvalidRequest,
             "you must specify at least one part",
         ));
     }
@@ -269,9 +263,8 @@ pub async fn complete(
         .windows(2)
         .any(|pair| pair[0].part_number >= pair[1].part_number)
     {
-        return Err(PartitionError::s3(
-            Code::InvalidArgument,
-            "InvalidPartOrder",
+        return Err(PartitionError::rejected(
+            RejectReason::InvalidPartOrder,
             "the list of parts was not in ascending order",
         ));
     }
@@ -282,32 +275,28 @@ pub async fn complete(
             .iter()
             .find(|(_, p)| p.part_number == wanted.part_number)
         else {
-            return Err(PartitionError::s3(
-                Code::InvalidArgument,
-                "InvalidPart",
+            return Err(PartitionError::rejected(
+                RejectReason::InvalidPart,
                 format!("part {} was not uploaded", wanted.part_number),
             ));
         };
         if normalize_etag(&part.etag) != normalize_etag(&wanted.etag) {
-            return Err(PartitionError::s3(
-                Code::InvalidArgument,
-                "InvalidPart",
+            return Err(PartitionError::rejected(
+                RejectReason::InvalidPart,
                 format!("part {} has another ETag", wanted.part_number),
             ));
         }
         let stored_checksum = part.checksum.as_ref().map(|c| c.value.as_slice());
         if !wanted.checksum.is_empty() && stored_checksum != Some(wanted.checksum.as_slice()) {
-            return Err(PartitionError::s3(
-                Code::InvalidArgument,
-                "InvalidPart",
+            return Err(PartitionError::rejected(
+                RejectReason::InvalidPart,
                 format!("part {} has another checksum", wanted.part_number),
             ));
         }
         let is_last = index + 1 == request.parts.len();
         if !is_last && part.size_bytes < PART_SIZE_BYTES_MIN {
-            return Err(PartitionError::s3(
-                Code::InvalidArgument,
-                "EntityTooSmall",
+            return Err(PartitionError::rejected(
+                RejectReason::EntityTooSmall,
                 format!(
                     "part {} is smaller than 5 MiB and is not the last part",
                     wanted.part_number
@@ -330,9 +319,8 @@ pub async fn complete(
         meta.chunks.extend(part.chunks.iter().cloned());
     }
     if meta.size_bytes > OBJECT_SIZE_BYTES_MAX {
-        return Err(PartitionError::s3(
-            Code::InvalidArgument,
-            "EntityTooLarge",
+        return Err(PartitionError::rejected(
+            RejectReason::EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size (5 TiB).",
         ));
     }
@@ -384,9 +372,8 @@ fn object_checksum(
             .filter(|c| c.algorithm == algorithm as i32)
             .map(|c| c.value.as_slice())
             .ok_or_else(|| {
-                PartitionError::s3(
-                    Code::InvalidArgument,
-                    "InvalidPart",
+                PartitionError::rejected(
+                    RejectReason::InvalidPart,
                     format!(
                         "part {} has no {} checksum",
                         part.part_number,
@@ -399,9 +386,8 @@ fn object_checksum(
     let combined = checksum::multipart_checksum(algorithm, full_object, &sums)?;
     if let Some(expected) = expected.filter(|e| !e.value.is_empty()) {
         if expected.algorithm != algorithm as i32 || expected.value != combined.value {
-            return Err(PartitionError::s3(
-                Code::InvalidArgument,
-                "BadDigest",
+            return Err(PartitionError::rejected(
+                RejectReason::BadDigest,
                 format!(
                     "The {} you specified did not match the calculated checksum.",
                     checksum::algorithm_name(algorithm).to_ascii_uppercase()

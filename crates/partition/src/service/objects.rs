@@ -15,6 +15,7 @@ use crate::checksum;
 use crate::error::PartitionError;
 use crate::range::{IndexValue, Range};
 use crate::server::PartitionServerState;
+use strata_types::error_detail::RejectReason;
 
 /// A single incoming message may not exceed this (the front-end sends at most one chunk).
 const PUT_MESSAGE_BYTES_MAX: usize = 4 * CHUNK_SIZE_BYTES;
@@ -33,9 +34,8 @@ pub(super) fn check_user_metadata(meta: Option<&ObjectMeta>) -> Result<(), Parti
         .map(|m| m.user_metadata.iter().map(|(k, v)| k.len() + v.len()).sum())
         .unwrap_or(0);
     if bytes > USER_METADATA_BYTES_MAX {
-        return Err(PartitionError::s3(
-            tonic::Code::InvalidArgument,
-            "MetadataTooLarge",
+        return Err(PartitionError::rejected(
+            RejectReason::MetadataTooLarge,
             format!("Your metadata headers exceed the maximum allowed metadata size ({bytes} > {USER_METADATA_BYTES_MAX} bytes)."),
         ));
     }
@@ -49,9 +49,8 @@ pub(super) fn object_key(bucket: &str, key: &str) -> Result<Vec<u8>, PartitionEr
         ));
     }
     if key.len() > OBJECT_KEY_BYTES_MAX {
-        return Err(PartitionError::s3(
-            tonic::Code::InvalidArgument,
-            "KeyTooLongError",
+        return Err(PartitionError::rejected(
+            RejectReason::KeyTooLong,
             format!("object keys are 1 to {OBJECT_KEY_BYTES_MAX} bytes"),
         ));
     }
@@ -85,11 +84,7 @@ fn lookup(
 }
 
 pub(super) fn no_such_version() -> PartitionError {
-    PartitionError::s3(
-        tonic::Code::NotFound,
-        "NoSuchVersion",
-        "The specified version does not exist.",
-    )
+    PartitionError::NoSuchVersion
 }
 
 /// What follows the header of a client-streaming write.
@@ -154,9 +149,8 @@ pub(super) fn algorithm_of(checksum: Option<&BodyChecksum>) -> Result<ChecksumAl
 }
 
 fn checksum_mismatch(algorithm: ChecksumAlgorithm) -> Status {
-    PartitionError::s3(
-        tonic::Code::InvalidArgument,
-        "BadDigest",
+    PartitionError::rejected(
+        RejectReason::BadDigest,
         format!(
             "The {} you specified did not match the calculated checksum.",
             checksum::algorithm_name(algorithm).to_ascii_uppercase()
@@ -221,9 +215,8 @@ pub(super) async fn receive_body<M: StreamedMessage>(
         }
     }
     if wants_trailer && !trailer_seen {
-        return Err(PartitionError::s3(
-            tonic::Code::InvalidArgument,
-            "MalformedTrailerError",
+        return Err(PartitionError::rejected(
+            RejectReason::MalformedTrailer,
             "the announced checksum trailer did not arrive",
         )
         .into());
@@ -243,11 +236,7 @@ pub(super) async fn receive_body<M: StreamedMessage>(
         let expected = base64::engine::general_purpose::STANDARD
             .decode(content_md5.trim())
             .map_err(|_| {
-                PartitionError::s3(
-                    tonic::Code::InvalidArgument,
-                    "InvalidDigest",
-                    "Content-MD5 is not base64",
-                )
+                PartitionError::rejected(RejectReason::InvalidDigest, "Content-MD5 is not base64")
             })?;
         if expected.as_slice() != md5.as_slice() {
             return Err(PartitionError::BadDigest.into());
@@ -384,9 +373,8 @@ pub async fn put(
         // The object If-Match named was there when the body started and was deleted while it
         // streamed: S3 calls that a conflicting operation (409), not a missing key.
         Err(PartitionError::NoSuchKey) => {
-            return Err(PartitionError::s3(
-                tonic::Code::Aborted,
-                "ConditionalRequestConflict",
+            return Err(PartitionError::rejected(
+                RejectReason::Conflict,
                 "A conflicting operation occurred during the conditional write; retry it.",
             )
             .into())
@@ -403,9 +391,8 @@ pub async fn put(
 }
 
 fn s3_too_large() -> Status {
-    PartitionError::s3(
-        tonic::Code::InvalidArgument,
-        "EntityTooLarge",
+    PartitionError::rejected(
+        RejectReason::EntityTooLarge,
         "objects and parts are at most 5 GiB",
     )
     .into()
@@ -420,10 +407,7 @@ pub fn head(
             meta: Some(strip_chunks(meta)),
         }),
         Err(PartitionError::NoSuchKey) => Ok(HeadObjectResponse { meta: None }),
-        Err(PartitionError::S3 {
-            code: "NoSuchVersion",
-            ..
-        }) => Ok(HeadObjectResponse { meta: None }),
+        Err(PartitionError::NoSuchVersion) => Ok(HeadObjectResponse { meta: None }),
         Err(err) => Err(err),
     }
 }
@@ -472,7 +456,9 @@ pub fn get(
                 let record = client
                     .read_record(chunk.extent_id, chunk.offset)
                     .await
-                    .map_err(|err| Status::unavailable(format!("reading chunk: {err}")))?;
+                    .map_err(|err| {
+                        Status::from(PartitionError::Stream(format!("reading chunk: {err}")))
+                    })?;
                 // Assert after reading: the record is the one the index points at.
                 if record.len() as u64 != chunk.length {
                     tracing::error!(
@@ -480,7 +466,10 @@ pub fn get(
                         offset = chunk.offset,
                         "chunk length mismatch"
                     );
-                    return Err(Status::data_loss("chunk length does not match the index"));
+                    return Err(PartitionError::Corrupt(
+                        "chunk length does not match the index".into(),
+                    )
+                    .into());
                 }
                 let bytes: Bytes = record.slice(from as usize..to as usize);
                 Ok(GetObjectResponse {
@@ -545,9 +534,8 @@ pub async fn put_tags(
         });
     };
     if found.meta.delete_marker {
-        return Err(PartitionError::s3(
-            tonic::Code::InvalidArgument,
-            "MethodNotAllowed",
+        return Err(PartitionError::rejected(
+            RejectReason::MethodNotAllowed,
             "The specified method is not allowed against this resource.",
         ));
     }
@@ -581,9 +569,8 @@ pub async fn copy(
     if !std::sync::Arc::ptr_eq(&source_range, &range) {
         // Chunks are only ever shared within a range's data stream: each range compacts its
         // own stream knowing every reference to it. Ranges are never split today.
-        return Err(PartitionError::s3(
-            tonic::Code::Unimplemented,
-            "NotImplemented",
+        return Err(PartitionError::rejected(
+            RejectReason::NotImplemented,
             "copying between range partitions is not supported",
         ));
     }

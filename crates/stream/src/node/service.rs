@@ -1,14 +1,14 @@
 //! The `ExtentNode` gRPC service over an [`ExtentStore`].
 
 use crate::channels::{bounded, request_with_timeout, ChannelCache};
-use crate::error::{StreamError, SEALED_MARKER};
+use crate::error::StreamError;
 use crate::extent::{format, ExtentStore, RECORD_PAYLOAD_BYTES_MAX};
 use crate::metrics;
 use std::sync::Arc;
 use std::time::Instant;
 use strata_proto::stream::extent_node_server::ExtentNode;
 use strata_proto::stream::*;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 /// Bound on forwarding one record to a secondary.
 pub const REPLICATE_TIMEOUT_MS: u64 = 5_000;
@@ -61,10 +61,7 @@ async fn replicate_to_all(
     for (addr, result) in secondaries.iter().zip(results) {
         match result {
             Ok(_) => {}
-            Err(StreamError::Rpc { status, .. })
-                if status.code() == Code::FailedPrecondition
-                    && status.message().starts_with(SEALED_MARKER) =>
-            {
+            Err(err @ StreamError::Rpc { .. }) if err.is_sealed() => {
                 tracing::info!(extent_id, addr = %addr, "secondary refuses appends: extent sealed or fenced");
                 return Err(StreamError::Sealed {
                     extent_id,
@@ -118,9 +115,10 @@ impl ExtentNode for ExtentNodeService {
             .into());
         }
         if secondary_addrs.len() > SECONDARIES_MAX {
-            return Err(Status::invalid_argument(format!(
+            return Err(StreamError::InvalidArgument(format!(
                 "at most {SECONDARIES_MAX} secondaries"
-            )));
+            ))
+            .into());
         }
         let payload_len = payload.len() as u64;
         let channels = self.channels.clone();
