@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use common::stream_layer;
 use strata_partition::range::IndexValue;
 use strata_partition::{PartitionServerState, PartitionService};
-use strata_proto::common::ObjectMeta;
 use strata_proto::manager::RangeAssignment;
 use strata_proto::partition::partition_server_server::PartitionServer;
 use strata_proto::partition::*;
+use strata_proto::record::ObjectRecord;
 use strata_types::keys;
 use strata_types::routing::NotOwner;
 use tonic::Request;
@@ -46,7 +46,7 @@ async fn wait_ready(state: &PartitionServerState, keys: &[Vec<u8>]) {
 }
 
 fn object() -> IndexValue {
-    IndexValue::Object(ObjectMeta {
+    IndexValue::Object(ObjectRecord {
         size_bytes: 1,
         etag: "\"e\"".into(),
         ..Default::default()
@@ -100,7 +100,7 @@ async fn a_listing_covers_only_the_contiguous_run_from_its_start() {
         .unwrap()
         .commit(
             upload,
-            Some(IndexValue::Upload(strata_proto::common::UploadMeta {
+            Some(IndexValue::Upload(strata_proto::record::UploadRecord {
                 upload_id: "u1".into(),
                 ..Default::default()
             })),
@@ -112,7 +112,7 @@ async fn a_listing_covers_only_the_contiguous_run_from_its_start() {
         .unwrap()
         .commit(
             upload,
-            Some(IndexValue::Upload(strata_proto::common::UploadMeta {
+            Some(IndexValue::Upload(strata_proto::record::UploadRecord {
                 upload_id: "u2".into(),
                 ..Default::default()
             })),
