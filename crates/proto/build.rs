@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "strata/manager.proto",
         "strata/location.proto",
         "strata/raft.proto",
+        "strata/record.proto",
     ];
     let paths: Vec<String> = files.iter().map(|f| format!("{proto_root}/{f}")).collect();
     for path in &paths {

@@ -34,10 +34,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use strata_proto::common::BucketMeta;
+use crate::records::BucketRecord;
 
 use crate::error::PartitionError;
-use crate::server::PartitionServerState;
 
 /// How long a write lease on a bucket lasts, from before the record was asked for.
 pub const WRITE_LEASE_MS: u64 = 1_000;
@@ -50,7 +49,7 @@ pub const DELETING_MS: i64 = 30_000;
 const ENTRIES_SWEPT_ABOVE: usize = 10_000;
 
 /// True while a DeleteBucket holds the record (decided on the record owner's clock only).
-pub fn deleting(bucket: &BucketMeta, now_ms: i64) -> bool {
+pub fn deleting(bucket: &BucketRecord, now_ms: i64) -> bool {
     bucket.deleting_until_ms > now_ms
 }
 
@@ -118,19 +117,20 @@ impl BucketGate {
 /// Refuses a write into `bucket` unless this server holds a write lease on it (taking one when
 /// the record says the bucket is there and not being deleted). Call it holding the commit lock
 /// of the range the write commits to, right before the commit (see the module doc).
-pub async fn require_writable(
-    state: &PartitionServerState,
+/// `lookup` reads the bucket's record taking a lease on it (the owner notes the grant), and
+/// answers whether a DeleteBucket holds it; it runs only when no lease is held.
+pub async fn require_writable<T>(
+    gate: &BucketGate,
     bucket: &str,
+    lookup: impl std::future::Future<Output = Result<(Option<T>, bool), PartitionError>>,
 ) -> Result<(), PartitionError> {
-    if state.buckets.leased(bucket) {
+    if gate.leased(bucket) {
         return Ok(());
     }
     let asked = Instant::now();
-    match state.bucket_record_with_lease(bucket, true).await? {
+    match lookup.await? {
         (Some(_), false) => {
-            state
-                .buckets
-                .lease(bucket, asked + Duration::from_millis(WRITE_LEASE_MS));
+            gate.lease(bucket, asked + Duration::from_millis(WRITE_LEASE_MS));
             Ok(())
         }
         (Some(_), true) => Err(PartitionError::NoSuchBucket(format!(
@@ -166,12 +166,12 @@ mod tests {
 
     #[test]
     fn a_deleting_mark_lasts_until_its_deadline() {
-        let bucket = BucketMeta {
+        let bucket = BucketRecord {
             deleting_until_ms: 1_000,
             ..Default::default()
         };
         assert!(deleting(&bucket, 999));
         assert!(!deleting(&bucket, 1_000));
-        assert!(!deleting(&BucketMeta::default(), 0));
+        assert!(!deleting(&BucketRecord::default(), 0));
     }
 }

@@ -29,39 +29,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+use crate::records::ChunkLocation;
 use prometheus::IntCounter;
-use strata_proto::common::ChunkRef;
 
+pub use crate::config::CompactionConfig;
 use crate::error::PartitionError;
-use crate::range::{stream_names, Change, IndexValue, Range};
+use crate::range::{Change, IndexValue, Range};
+use crate::streams::stream_names;
 
 /// Index entries re-pointed per commit (each commit is one log record).
 const CHANGES_PER_COMPACTION_COMMIT_MAX: usize = 1_000;
-
-/// How a range's data stream is compacted.
-#[derive(Clone, Debug)]
-pub struct CompactionConfig {
-    /// A sealed extent whose live bytes / length is below this is compacted (one with no live
-    /// bytes always is).
-    pub live_ratio_max: f64,
-    /// At most this many live bytes are copied per pass.
-    pub bytes_per_pass_max: u64,
-    /// Copying is paced to at most this many bytes per second, so foreground traffic wins.
-    pub bytes_per_sec_max: u64,
-    /// Pause between passes over the server's ranges.
-    pub interval_ms: u64,
-}
-
-impl Default for CompactionConfig {
-    fn default() -> Self {
-        Self {
-            live_ratio_max: 0.5,
-            bytes_per_pass_max: 64 * 1024 * 1024,
-            bytes_per_sec_max: 32 * 1024 * 1024,
-            interval_ms: 5_000,
-        }
-    }
-}
 
 /// What one pass did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -95,8 +72,29 @@ static EXTENTS_RELEASED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+/// The extents a pass empties: qualifying sealed extents (`(id, length)`, oldest first) from
+/// the oldest, while their live bytes fit the pass's byte budget.
+fn prefix_to_empty(
+    sealed: &[(u64, u64)],
+    live_bytes: &HashMap<u64, u64>,
+    config: &CompactionConfig,
+) -> Vec<u64> {
+    let mut prefix = Vec::new();
+    let mut budget = 0u64;
+    for &(extent_id, length) in sealed {
+        let live = live_bytes.get(&extent_id).copied().unwrap_or(0);
+        let qualifies = live == 0 || (live as f64) < config.live_ratio_max * length as f64;
+        if !qualifies || (live > 0 && budget + live > config.bytes_per_pass_max) {
+            break;
+        }
+        budget += live;
+        prefix.push(extent_id);
+    }
+    prefix
+}
+
 /// The chunk references of an index value (objects and parts hold object bytes).
-fn chunks_of(value: &IndexValue) -> &[ChunkRef] {
+fn chunks_of(value: &IndexValue) -> &[ChunkLocation] {
     match value {
         IndexValue::Object(meta) | IndexValue::Version(meta) => &meta.chunks,
         IndexValue::Part(part) => &part.chunks,
@@ -104,7 +102,7 @@ fn chunks_of(value: &IndexValue) -> &[ChunkRef] {
     }
 }
 
-fn chunks_of_mut(value: &mut IndexValue) -> Option<&mut Vec<ChunkRef>> {
+fn chunks_of_mut(value: &mut IndexValue) -> Option<&mut Vec<ChunkLocation>> {
     match value {
         IndexValue::Object(meta) | IndexValue::Version(meta) => Some(&mut meta.chunks),
         IndexValue::Part(part) => Some(&mut part.chunks),
@@ -119,7 +117,7 @@ impl Range {
     fn live_data(
         &self,
         wanted: &HashSet<u64>,
-    ) -> (HashMap<u64, u64>, BTreeMap<ChunkKey, ChunkRef>) {
+    ) -> (HashMap<u64, u64>, BTreeMap<ChunkKey, ChunkLocation>) {
         let mut live_bytes: HashMap<u64, u64> = HashMap::new();
         let mut chunks = BTreeMap::new();
         let mut seen = HashSet::new();
@@ -166,25 +164,14 @@ impl Range {
         let ids: HashSet<u64> = sealed.iter().map(|(id, _)| *id).collect();
         let (live_bytes, live_chunks) = self.live_data(&ids);
 
-        // The prefix to empty: qualifying extents from the oldest, within the byte budget.
-        let mut prefix = Vec::new();
-        let mut budget = 0u64;
-        for &(extent_id, length) in &sealed {
-            let live = live_bytes.get(&extent_id).copied().unwrap_or(0);
-            let qualifies = live == 0 || (live as f64) < config.live_ratio_max * length as f64;
-            if !qualifies || (live > 0 && budget + live > config.bytes_per_pass_max) {
-                break;
-            }
-            budget += live;
-            prefix.push(extent_id);
-        }
+        let prefix = prefix_to_empty(&sealed, &live_bytes, config);
         if prefix.is_empty() {
             return Ok(report);
         }
 
         // Copy the prefix's live chunks to the tail, paced.
         let started = Instant::now();
-        let mut moved: HashMap<ChunkKey, ChunkRef> = HashMap::new();
+        let mut moved: HashMap<ChunkKey, ChunkLocation> = HashMap::new();
         for (key, chunk) in &live_chunks {
             if !prefix.contains(&chunk.extent_id) {
                 continue;
@@ -250,7 +237,11 @@ impl Range {
     }
 
     /// Up to `limit` changes pointing entries that reference moved chunks at their copies.
-    fn repointing_changes(&self, moved: &HashMap<ChunkKey, ChunkRef>, limit: usize) -> Vec<Change> {
+    fn repointing_changes(
+        &self,
+        moved: &HashMap<ChunkKey, ChunkLocation>,
+        limit: usize,
+    ) -> Vec<Change> {
         let mut changes = Vec::new();
         if moved.is_empty() {
             return changes;

@@ -22,9 +22,9 @@
 //! written by older code read as before; older code cannot read fragments, which only
 //! messages it could not have written at all use.
 
+use crate::records::{CheckpointRecord, LogEntry};
 use bytes::Bytes;
 use prost::Message;
-use strata_proto::partition::{CheckpointRecord, LogEntry};
 
 pub const FORMAT_VERSION: u8 = 1;
 /// A fragment of a message too large for one record (see the module doc).
@@ -242,7 +242,7 @@ impl Reassembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_proto::partition::{mutation::Value, Mutation};
+    use crate::records::{mutation::Value, Mutation};
 
     #[test]
     fn log_entries_round_trip_and_versions_are_checked() {
@@ -320,15 +320,15 @@ mod tests {
 
     #[test]
     fn a_5_tib_chunk_list_is_within_the_message_bound() {
-        use strata_proto::common::{ChunkRef, ObjectMeta};
+        use crate::records::{ChunkLocation, ObjectRecord};
         // 5 TiB in 1 MiB chunks, spread over large extent ids and offsets (worst varints).
         let chunks = 5 * 1024 * 1024u64;
-        let one = ChunkRef {
+        let one = ChunkLocation {
             extent_id: u64::from(u32::MAX),
             offset: 1 << 35,
             length: 1 << 20,
         };
-        let meta = ObjectMeta {
+        let meta = ObjectRecord {
             chunks: vec![one; chunks as usize],
             ..Default::default()
         };

@@ -26,33 +26,14 @@ use strata_stream::StreamClient;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::PartitionError;
-use crate::range::stream_error;
 use crate::server::PartitionServerState;
+pub use crate::streams::KnownIds;
+use crate::streams::{delete_streams_of, stream_error};
 
 /// How often a server looks for leftover streams.
 pub const LEFTOVER_PASS_INTERVAL_MS: u64 = 60_000;
-/// Every range stream's name starts with this (see [`crate::range::stream_names`]).
+/// Every range stream's name starts with this (see [`crate::streams::stream_names`]).
 const RANGE_STREAM_PREFIX: &str = "range-";
-
-/// What one committed partition map says about range ids, taken from one heartbeat answer.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct KnownIds {
-    /// Every range of the map.
-    pub live: BTreeSet<u64>,
-    /// Ids handed out so far are below this; 0: the manager did not say (nothing is free).
-    pub next_range_id: u64,
-    /// Reserved for splits and merges not committed yet.
-    pub reserved: BTreeSet<u64>,
-}
-
-impl KnownIds {
-    /// The id can never serve again (see the module doc).
-    pub fn is_free(&self, range_id: u64) -> bool {
-        range_id < self.next_range_id
-            && !self.live.contains(&range_id)
-            && !self.reserved.contains(&range_id)
-    }
-}
 
 /// The range id of a range stream's name (`range-<id>/<kind>`).
 fn range_id_of(name: &str) -> Option<u64> {
@@ -73,7 +54,7 @@ pub async fn collect(streams: &StreamClient, known: &KnownIds) -> Result<Vec<u64
         .filter(|id| known.is_free(*id))
         .collect();
     for &range_id in &free {
-        crate::reshape::delete_streams_of(streams, range_id).await;
+        delete_streams_of(streams, range_id).await;
         tracing::info!(
             range_id,
             "streams of a range that can never serve deleted (a reshape's leftovers)"

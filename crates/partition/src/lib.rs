@@ -13,31 +13,46 @@
 //! Nothing on the server's own disk is needed to serve a range: kill it, and another server
 //! rebuilds the same index from the streams.
 //!
-//! Modules:
-//! - [`bucket_gate`]: write leases on buckets, which order DeleteBucket against writes into
-//!   the bucket on every range (no object lands in a bucket being deleted).
-//! - [`checksum`]: S3's additional checksums (CRC32, CRC32C, CRC64NVME, SHA-1, SHA-256), and
-//!   composite / full-object checksums of multipart objects.
-//! - [`compaction`]: data-stream compaction (copy live chunks off mostly-dead old extents,
-//!   re-point the index, trim the stream) so DELETE and overwrite free disk.
-//! - [`leftovers`]: deletes the streams of range ids that can never serve (a split's or
-//!   merge's children whose commit never applied), so shared extents are freed.
-//! - [`lifecycle`]: bucket lifecycle rules (expiration, aborting old uploads) carried out by a
-//!   bounded background pass per range.
-//! - [`format`]: the versioned on-stream encodings of log entries and checkpoints (a message
-//!   larger than one stream record is written as several and applied only whole).
-//! - [`persist`]: appending commits and checkpoints, finding the newest checkpoint, replay.
-//! - [`range`]: one loaded range: index, commit path, load (checkpoint + replay), checkpointing.
-//! - [`recent_writes`]: a range's writes of the last minute by write id (kept in checkpoints),
-//!   so a retried write that took effect is answered with it.
-//! - [`load`]: each range's requests/s, bytes/s, sampled request keys and size, reported to
-//!   the manager in heartbeats (its split, merge and move decisions).
-//! - [`reshape`]: preparing a split or merge (freeze, seal, share data extents, children's
-//!   first checkpoints) for the manager to commit.
-//! - [`throttle`]: per-range and per-bucket request-rate limits (SlowDown instead of queues).
-//! - [`server`]: the set of ranges this server serves, reconciled with the manager by heartbeat.
-//! - [`service`]: the `PartitionServer` gRPC service (buckets, objects, listing).
-//! - [`error`]: the crate's error type and its mapping to gRPC statuses.
+//! Modules, in layers: a module uses only modules listed before it (so the module graph has no
+//! cycle; a script over the `crate::` paths outside comments and tests checks it):
+//! 1. Leaves.
+//!    - [`config`]: the server's settings and its background work's (compaction, lifecycle,
+//!      request-rate limits).
+//!    - [`error`]: the crate's error type and its mapping to gRPC statuses.
+//!    - [`records`]: the stored records (index values, log records, checkpoints; proto package
+//!      `strata.record`) and their one conversion to and from wire types.
+//!    - [`checksum`]: S3's additional checksums (CRC32, CRC32C, CRC64NVME, SHA-1, SHA-256), and
+//!      composite / full-object checksums of multipart objects.
+//!    - [`load`]: each range's requests/s, bytes/s, sampled request keys and size, reported to
+//!      the manager in heartbeats (its split, merge and move decisions).
+//!    - [`uploads`]: uploads in flight on a range (chunks appended, not yet committed).
+//! 2. Encodings and streams.
+//!    - [`format`]: the versioned on-stream encodings of log entries and checkpoints (a message
+//!      larger than one stream record is written as several and applied only whole).
+//!    - [`index`]: what a range's index maps keys to, and one change to it.
+//!    - [`streams`]: a range's three streams by name, deleting them, which range ids are free.
+//!    - [`throttle`]: per-range and per-bucket request-rate limits (SlowDown instead of queues).
+//!    - [`bucket_gate`]: write leases on buckets, which order DeleteBucket against writes into
+//!      the bucket on every range (no object lands in a bucket being deleted).
+//! 3. One range.
+//!    - [`recent_writes`]: a range's writes of the last minute by write id (kept in
+//!      checkpoints), so a retried write that took effect is answered with it.
+//!    - [`persist`]: appending commits and checkpoints, finding the newest checkpoint, replay.
+//!    - [`range`]: one loaded range: index, commit path, load (checkpoint + replay),
+//!      checkpointing.
+//!    - [`compaction`]: data-stream compaction (copy live chunks off mostly-dead old extents,
+//!      re-point the index, trim the stream) so DELETE and overwrite free disk.
+//! 4. The server.
+//!    - [`server`]: the set of ranges this server serves, reconciled with the manager by
+//!      heartbeat.
+//! 5. What runs on the server.
+//!    - [`reshape`]: preparing a split or merge (freeze, seal, share data extents, children's
+//!      first checkpoints) for the manager to commit.
+//!    - [`service`]: the `PartitionServer` gRPC service (buckets, objects, listing).
+//!    - [`leftovers`]: deletes the streams of range ids that can never serve (a split's or
+//!      merge's children whose commit never applied), so shared extents are freed.
+//!    - [`lifecycle`]: bucket lifecycle rules (expiration, aborting old uploads) carried out by
+//!      a bounded background pass per range (uses the service's version rules).
 //!
 //! Invariants:
 //! - An index update is applied in memory only after its log record is durable on every
@@ -59,24 +74,26 @@
 pub mod bucket_gate;
 pub mod checksum;
 pub mod compaction;
+pub mod config;
 pub mod error;
 pub mod format;
-pub mod index_value;
+pub mod index;
 pub mod leftovers;
 pub mod lifecycle;
 pub mod load;
 pub mod persist;
 pub mod range;
 pub mod recent_writes;
+pub mod records;
 pub mod reshape;
 pub mod server;
 pub mod service;
+pub mod streams;
 pub mod throttle;
 pub mod uploads;
 
-pub use compaction::{CompactionConfig, CompactionReport};
+pub use compaction::CompactionReport;
+pub use config::{CompactionConfig, LifecycleConfig, PartitionServerConfig, ThrottleConfig};
 pub use error::PartitionError;
-pub use lifecycle::LifecycleConfig;
-pub use server::{PartitionServerConfig, PartitionServerState};
+pub use server::PartitionServerState;
 pub use service::PartitionService;
-pub use throttle::ThrottleConfig;

@@ -21,38 +21,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_proto::common::{BucketMeta, LifecycleRule, ObjectMeta, UploadMeta, VersioningState};
+use strata_proto::common::{BucketMeta, LifecycleRule, VersioningState};
 use strata_types::keys;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::config::LifecycleConfig;
 use crate::error::PartitionError;
 use crate::range::{Change, IndexValue, Range, CHANGES_PER_COMMIT_MAX};
+use crate::records::{ObjectRecord, UploadRecord};
 use crate::server::PartitionServerState;
 use crate::service::versions;
-
-/// How lifecycle rules are carried out.
-#[derive(Clone, Debug)]
-pub struct LifecycleConfig {
-    /// Pause between passes over the server's ranges.
-    pub interval_ms: u64,
-    /// Length of one lifecycle "day" (tests shorten it).
-    pub day_ms: u64,
-    /// Index entries one pass looks at per range, at most.
-    pub entries_per_pass_max: usize,
-    /// Expirations and aborts one pass carries out per range, at most.
-    pub actions_per_pass_max: usize,
-}
-
-impl Default for LifecycleConfig {
-    fn default() -> Self {
-        Self {
-            interval_ms: 60_000,
-            day_ms: 86_400_000,
-            entries_per_pass_max: 100_000,
-            actions_per_pass_max: 1_000,
-        }
-    }
-}
 
 /// What one pass over one range did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -68,7 +46,7 @@ enum Action {
     Abort { key: String, upload_id: String },
 }
 
-fn matches(rule: &LifecycleRule, key: &str, meta: Option<&ObjectMeta>) -> bool {
+fn matches(rule: &LifecycleRule, key: &str, meta: Option<&ObjectRecord>) -> bool {
     if !rule.enabled || !key.starts_with(rule.prefix.as_str()) {
         return false;
     }
@@ -91,7 +69,7 @@ fn days_ms(days: u32, day_ms: u64) -> i64 {
 fn expired(
     rules: &[LifecycleRule],
     key: &str,
-    meta: &ObjectMeta,
+    meta: &ObjectRecord,
     now_ms: i64,
     day_ms: u64,
 ) -> bool {
@@ -109,7 +87,7 @@ fn expired(
 fn abandoned(
     rules: &[LifecycleRule],
     key: &str,
-    upload: &UploadMeta,
+    upload: &UploadRecord,
     now_ms: i64,
     day_ms: u64,
 ) -> bool {
@@ -341,7 +319,7 @@ mod tests {
 
     #[test]
     fn rules_filter_by_prefix_tags_size_and_age() {
-        let mut meta = ObjectMeta {
+        let mut meta = ObjectRecord {
             last_modified_ms: 1_000,
             size_bytes: 10,
             ..Default::default()
@@ -364,7 +342,7 @@ mod tests {
         assert!(!expired(
             &[disabled],
             "logs/a",
-            &ObjectMeta::default(),
+            &ObjectRecord::default(),
             9_000,
             1_000
         ));
@@ -377,7 +355,7 @@ mod tests {
             abort_incomplete_days: 1,
             ..Default::default()
         }];
-        let upload = UploadMeta {
+        let upload = UploadRecord {
             initiated_ms: 500,
             ..Default::default()
         };

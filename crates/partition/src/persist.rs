@@ -4,18 +4,19 @@
 
 use std::collections::BTreeMap;
 
-use futures::StreamExt;
-use strata_proto::partition::{
+use crate::records::{
     checkpoint_record::Part, CheckpointBatch, CheckpointBegin, CheckpointEnd, CheckpointRecord,
     IndexEntry, LogEntry, RecentWrite,
 };
+use futures::StreamExt;
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
 
 use crate::error::PartitionError;
 use crate::format::{self, Reassembler};
-use crate::range::{stream_error, Change, CommitState, IndexValue};
+use crate::index::{apply_changes, IndexValue};
 use crate::recent_writes::RecentWrites;
 use strata_types::error_detail::RejectReason;
+use crate::streams::stream_error;
 
 /// Checkpoint batches stay under this many encoded bytes, far below the stream record limit
 /// (a single larger entry, such as a huge chunk list, makes a batch of its own, fragmented).
@@ -116,6 +117,14 @@ pub(crate) async fn write_checkpoint(
     Ok(begin_pos)
 }
 
+/// Where a range's applied log ends: what replay resumes after.
+pub struct CommitState {
+    /// Sequence of the last applied log entry.
+    pub(crate) sequence: u64,
+    /// Position of the last applied log record (where replay after a checkpoint starts).
+    pub(crate) last_log_pos: Option<(u64, u64)>,
+}
+
 /// A complete checkpoint as read back.
 pub(crate) struct LoadedCheckpoint {
     pub begin: CheckpointBegin,
@@ -181,19 +190,6 @@ pub(crate) async fn newest_checkpoint(
         }
     }
     Ok(newest)
-}
-
-pub(crate) fn apply_changes(index: &mut BTreeMap<Vec<u8>, IndexValue>, changes: Vec<Change>) {
-    for (key, value) in changes {
-        match value {
-            Some(value) => {
-                index.insert(key, value);
-            }
-            None => {
-                index.remove(&key);
-            }
-        }
-    }
 }
 
 /// Replays log records after `state.sequence` into `index`. Returns how many were applied.

@@ -16,38 +16,31 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::records::{
+    CheckpointBegin, ChunkLocation, LogEntry, Mutation, ObjectRecord, RecentWrite,
+};
 use bytes::Bytes;
-use strata_proto::common::{ChunkRef, ObjectMeta};
-use strata_proto::partition::{CheckpointBegin, LogEntry, Mutation, RecentWrite};
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
 use strata_types::Epoch;
 
 use crate::error::PartitionError;
+use crate::index::apply_changes;
 use crate::load::LoadMeter;
 use crate::persist::{
-    append_records, apply_changes, log_records, newest_checkpoint, replay_log, write_checkpoint,
+    append_records, log_records, newest_checkpoint, replay_log, write_checkpoint,
 };
 use crate::recent_writes::RecentWrites;
 
-pub use crate::index_value::IndexValue;
+pub use crate::index::{Change, IndexValue};
+pub use crate::persist::CommitState;
+use crate::streams::stream_error;
+pub use crate::streams::stream_names;
 pub use crate::uploads::{UploadGuard, UploadRegistry};
-
-/// One change to apply: the key and its new value (None deletes it).
-pub type Change = (Vec<u8>, Option<IndexValue>);
 
 /// Changes per commit that background work (lifecycle) batches up to. Not a limit of a
 /// commit: one carries any number of changes (completing a 10,000-part upload over a versioned
 /// key makes 10,003), in several log records when they exceed one (see [`crate::format`]).
 pub const CHANGES_PER_COMMIT_MAX: usize = 10_002;
-
-/// Where the range's three streams live, by name.
-pub fn stream_names(range_id: u64) -> (String, String, String) {
-    (
-        format!("range-{range_id}/log"),
-        format!("range-{range_id}/data"),
-        format!("range-{range_id}/checkpoint"),
-    )
-}
 
 /// The assignment a range is loaded under.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,13 +56,6 @@ impl RangeBounds {
     pub fn contains(&self, key: &[u8]) -> bool {
         strata_types::keys::range_contains(&self.low, &self.high, key)
     }
-}
-
-pub struct CommitState {
-    /// Sequence of the last applied log entry.
-    pub(crate) sequence: u64,
-    /// Position of the last applied log record (where replay after a checkpoint starts).
-    pub(crate) last_log_pos: Option<(u64, u64)>,
 }
 
 pub struct Range {
@@ -180,7 +166,7 @@ impl Range {
             "range loaded"
         );
         if !derived_from.is_empty() {
-            crate::reshape::release_parents(&client, bounds.range_id, &derived_from).await;
+            crate::streams::release_parents(&client, bounds.range_id, &derived_from).await;
         }
         Ok(Range {
             bounds,
@@ -303,7 +289,7 @@ impl Range {
 
     /// Appends one chunk of object bytes to the data stream. Callers that commit the chunk
     /// later hold an [`UploadGuard`] (from [`Range::begin_upload`]) across append and commit.
-    pub async fn append_data(&self, chunk: Bytes) -> Result<ChunkRef, PartitionError> {
+    pub async fn append_data(&self, chunk: Bytes) -> Result<ChunkLocation, PartitionError> {
         let length = chunk.len() as u64;
         let pos: RecordPos = match self.data.append(chunk).await {
             Ok(pos) => pos,
@@ -322,7 +308,7 @@ impl Range {
         self.uploads
             .data_extent_floor
             .fetch_max(pos.extent_id, Ordering::AcqRel);
-        Ok(ChunkRef {
+        Ok(ChunkLocation {
             extent_id: pos.extent_id,
             offset: pos.offset,
             length,
@@ -424,7 +410,7 @@ impl Range {
 
     /// The object version that write `write_id` made at `key`, if this range committed or
     /// replayed it recently (see [`crate::recent_writes`]), without chunk locations.
-    pub fn recent_write(&self, key: &[u8], write_id: &str) -> Option<ObjectMeta> {
+    pub fn recent_write(&self, key: &[u8], write_id: &str) -> Option<ObjectRecord> {
         self.recent_writes
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -562,10 +548,6 @@ impl Range {
         }
         Ok(())
     }
-}
-
-pub(crate) fn stream_error(err: impl std::fmt::Display) -> PartitionError {
-    PartitionError::Stream(err.to_string())
 }
 
 /// Poisons the range when dropped: armed around a log append, and forgotten once the append

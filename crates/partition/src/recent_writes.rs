@@ -1,4 +1,4 @@
-//! The writes a range committed recently, by write id (`ObjectMeta.write_id`), so that a
+//! The writes a range committed recently, by write id (`ObjectRecord.write_id`), so that a
 //! front-end's retry of a write whose first attempt committed (the owner died before
 //! answering) is answered with that write even after another write replaced it: re-evaluating
 //! its condition then would refuse (412) a write that took effect, or apply it twice.
@@ -21,10 +21,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use strata_proto::common::ObjectMeta;
-use strata_proto::partition::RecentWrite;
-
-use crate::range::{Change, IndexValue};
+use crate::index::{Change, IndexValue};
+use crate::records::{ObjectRecord, RecentWrite};
 
 /// How long a write is remembered (see the module doc).
 pub const RECENT_WRITES_WINDOW_MS: i64 = 60_000;
@@ -35,7 +33,7 @@ pub const RECENT_WRITES_BYTES_MAX: usize = 128 * 1024 * 1024;
 
 struct Remembered {
     key: Vec<u8>,
-    answer: ObjectMeta,
+    answer: ObjectRecord,
     remembered_ms: i64,
     bytes: usize,
 }
@@ -51,7 +49,7 @@ pub struct RecentWrites {
 impl RecentWrites {
     /// Remembers the object version `meta` written at `key` at `now_ms`, if it carries a write
     /// id (without its chunk locations: answers do not carry them).
-    pub fn remember(&mut self, key: &[u8], meta: &ObjectMeta, now_ms: i64) {
+    pub fn remember(&mut self, key: &[u8], meta: &ObjectRecord, now_ms: i64) {
         if meta.write_id.is_empty() {
             return;
         }
@@ -78,7 +76,7 @@ impl RecentWrites {
         self.insert(write.key, answer, write.remembered_ms, now_ms);
     }
 
-    fn insert(&mut self, key: Vec<u8>, answer: ObjectMeta, remembered_ms: i64, now_ms: i64) {
+    fn insert(&mut self, key: Vec<u8>, answer: ObjectRecord, remembered_ms: i64, now_ms: i64) {
         self.expire(now_ms);
         if remembered_ms < now_ms - RECENT_WRITES_WINDOW_MS
             || self.by_id.contains_key(&answer.write_id)
@@ -131,7 +129,7 @@ impl RecentWrites {
     }
 
     /// The version write `write_id` made at `key`, if it is remembered.
-    pub fn find(&self, key: &[u8], write_id: &str) -> Option<ObjectMeta> {
+    pub fn find(&self, key: &[u8], write_id: &str) -> Option<ObjectRecord> {
         match self.by_id.get(write_id) {
             Some(write) if write.key == key => Some(write.answer.clone()),
             _ => None,
@@ -167,8 +165,8 @@ impl RecentWrites {
 mod tests {
     use super::*;
 
-    fn meta(write_id: &str) -> ObjectMeta {
-        ObjectMeta {
+    fn meta(write_id: &str) -> ObjectRecord {
+        ObjectRecord {
             write_id: write_id.into(),
             etag: format!("etag of {write_id}"),
             ..Default::default()

@@ -18,17 +18,15 @@
 
 use std::time::{Duration, Instant};
 
-use strata_proto::partition::{
-    CheckpointBegin, PrepareReshapeRequest, PrepareReshapeResponse, ReshapeChild,
-};
+use crate::records::CheckpointBegin;
+use strata_proto::partition::{PrepareReshapeRequest, PrepareReshapeResponse, ReshapeChild};
 use strata_stream::StreamClient;
 
 use crate::error::PartitionError;
 use crate::persist::write_checkpoint;
-use crate::range::{
-    stream_error, stream_names, RangeRef, FREEZE_DRAINING, FREEZE_FROZEN, FREEZE_OPEN,
-};
+use crate::range::{RangeRef, FREEZE_DRAINING, FREEZE_FROZEN, FREEZE_OPEN};
 use crate::server::PartitionServerState;
+use crate::streams::{delete_streams_of, stream_error, stream_names};
 
 /// Longest wait for uploads in flight to finish before a prepare gives up (and unfreezes).
 const DRAIN_TIMEOUT_MS: u64 = 5_000;
@@ -213,25 +211,4 @@ async fn freeze_and_build(
         "reshape prepared; parents frozen until the manager commits it"
     );
     Ok(PrepareReshapeResponse { child_keys })
-}
-
-/// After a child's first load: the parents' streams are no longer needed (the child's data
-/// stream references the shared data extents). Best effort: a failure leaves garbage that the
-/// next load of a child (whose checkpoint still names the parents) deletes.
-pub async fn release_parents(streams: &StreamClient, child_id: u64, parents: &[u64]) {
-    for &parent in parents {
-        delete_streams_of(streams, parent).await;
-    }
-    tracing::info!(child_id, ?parents, "parent ranges' streams released");
-}
-
-/// Deletes a range's log, data and checkpoint streams (extents another stream still holds
-/// stay). Best effort: a failure is logged.
-pub(crate) async fn delete_streams_of(streams: &StreamClient, range_id: u64) {
-    let (log, data, checkpoint) = stream_names(range_id);
-    for name in [log, data, checkpoint] {
-        if let Err(err) = streams.delete_stream(&name).await {
-            tracing::warn!(range_id, stream = %name, %err, "deleting a range's stream failed");
-        }
-    }
 }

@@ -19,33 +19,10 @@ use strata_types::error_detail::NotOwner;
 use strata_types::{Epoch, RangeId};
 use tokio_util::sync::CancellationToken;
 
-use crate::compaction::CompactionConfig;
+pub use crate::config::PartitionServerConfig;
 use crate::error::PartitionError;
-use crate::lifecycle::LifecycleConfig;
 use crate::range::{Range, RangeBounds, RangeRef};
-use crate::throttle::{Throttle, ThrottleConfig};
-
-#[derive(Clone, Debug)]
-pub struct PartitionServerConfig {
-    pub server_id: String,
-    /// gRPC address other nodes reach this server at.
-    pub advertise_addr: String,
-    pub http_addr: String,
-    pub manager_addrs: Vec<String>,
-    pub heartbeat_interval_ms: u64,
-    /// The server serves only while its last answered heartbeat was sent less than this long
-    /// ago. Must stay below the manager's server timeout: the manager gives a silent server's
-    /// ranges away only after that, when this server has stopped serving them for sure.
-    pub lease_ms: u64,
-    /// Write a checkpoint once this many log entries were applied since the last one.
-    pub checkpoint_every_entries: u64,
-    /// Data-stream compaction (reclaiming deleted and overwritten objects' bytes).
-    pub compaction: CompactionConfig,
-    /// Request-rate limits per range and per bucket.
-    pub throttle: ThrottleConfig,
-    /// Carrying out buckets' lifecycle rules.
-    pub lifecycle: LifecycleConfig,
-}
+use crate::throttle::Throttle;
 
 enum Slot {
     Loading(RangeBounds),
@@ -75,7 +52,7 @@ pub struct PartitionServerState {
     pub buckets: crate::bucket_gate::BucketGate,
     /// The range ids of the last heartbeat's map, all from that one answer
     /// ([`crate::leftovers`]).
-    known_ids: RwLock<crate::leftovers::KnownIds>,
+    known_ids: RwLock<crate::streams::KnownIds>,
 }
 
 impl PartitionServerState {
@@ -305,7 +282,7 @@ impl PartitionServerState {
                 let deleting = record
                     .as_ref()
                     .is_some_and(|r| crate::bucket_gate::deleting(r, now_ms));
-                return Ok((record, deleting));
+                return Ok((record.map(crate::records::wire::bucket_meta), deleting));
             }
             Err(PartitionError::NotOwner(_)) => {}
             Err(err) => return Err(err),
@@ -334,7 +311,7 @@ impl PartitionServerState {
     }
 
     /// The range ids of the map of the last heartbeat answer ([`crate::leftovers`]).
-    pub fn known_ids(&self) -> crate::leftovers::KnownIds {
+    pub fn known_ids(&self) -> crate::streams::KnownIds {
         self.known_ids
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
@@ -510,7 +487,7 @@ pub async fn run_heartbeats(state: Arc<PartitionServerState>, token: Cancellatio
             *state
                 .known_ids
                 .write()
-                .unwrap_or_else(|poison| poison.into_inner()) = crate::leftovers::KnownIds {
+                .unwrap_or_else(|poison| poison.into_inner()) = crate::streams::KnownIds {
                 live: answer.assignments.iter().map(|a| a.range_id).collect(),
                 next_range_id: answer.next_range_id,
                 reserved: answer.reserved_range_ids.iter().copied().collect(),

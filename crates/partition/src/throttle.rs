@@ -16,30 +16,12 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use prometheus::IntCounterVec;
 
+pub use crate::config::ThrottleConfig;
 use crate::error::PartitionError;
 
 /// Per-key limiter state is dropped (`retain_recent`) once the maps hold this many keys, which
 /// bounds their memory by the number of keys active within about a second.
 const LIMITER_KEYS_MAX: usize = 10_000;
-
-/// The request-rate limits of one partition server (0 = no limit).
-#[derive(Clone, Debug)]
-pub struct ThrottleConfig {
-    /// Requests per second one range accepts (S3 documents 3,500 writes / 5,500 reads per
-    /// prefix; the default is the latter).
-    pub range_requests_per_sec_max: u32,
-    /// Requests per second one bucket accepts on this server, over all its ranges here.
-    pub bucket_requests_per_sec_max: u32,
-}
-
-impl Default for ThrottleConfig {
-    fn default() -> Self {
-        Self {
-            range_requests_per_sec_max: 5_500,
-            bucket_requests_per_sec_max: 11_000,
-        }
-    }
-}
 
 static THROTTLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     let counter = IntCounterVec::new(

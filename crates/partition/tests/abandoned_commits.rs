@@ -7,7 +7,7 @@ mod common;
 
 use common::stream_layer;
 use strata_partition::range::{IndexValue, Range, RangeBounds};
-use strata_proto::common::ObjectMeta;
+use strata_proto::record::ObjectRecord;
 use strata_types::{keys, Epoch};
 
 fn whole_range(epoch: u64) -> RangeBounds {
@@ -20,7 +20,7 @@ fn whole_range(epoch: u64) -> RangeBounds {
 }
 
 fn object(etag: &str) -> Option<IndexValue> {
-    Some(IndexValue::Object(ObjectMeta {
+    Some(IndexValue::Object(ObjectRecord {
         etag: etag.into(),
         ..Default::default()
     }))

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use common::stream_layer;
 use strata_partition::range::{stream_names, IndexValue, Range, RangeBounds};
 use strata_partition::CompactionConfig;
-use strata_proto::common::{ChunkRef, ObjectMeta, PartMeta};
+use strata_proto::record::{ChunkLocation, ObjectRecord, PartRecord};
 use strata_stream::StreamClient;
 use strata_types::{keys, Epoch};
 
@@ -43,7 +43,7 @@ fn expected_body(name: &str, version: u8) -> Vec<u8> {
         .collect()
 }
 
-async fn write_chunks(range: &Range, name: &str, version: u8) -> Vec<ChunkRef> {
+async fn write_chunks(range: &Range, name: &str, version: u8) -> Vec<ChunkLocation> {
     let mut chunks = Vec::new();
     for i in 0..CHUNKS_PER_OBJECT {
         chunks.push(
@@ -59,7 +59,7 @@ async fn write_chunks(range: &Range, name: &str, version: u8) -> Vec<ChunkRef> {
 async fn put(range: &Range, name: &str, version: u8) {
     let _upload = range.begin_upload();
     let chunks = write_chunks(range, name, version).await;
-    let meta = ObjectMeta {
+    let meta = ObjectRecord {
         size_bytes: (CHUNK_BYTES * CHUNKS_PER_OBJECT) as u64,
         etag: format!("\"{name}-{version}\""),
         chunks,
@@ -71,7 +71,7 @@ async fn put(range: &Range, name: &str, version: u8) {
         .unwrap();
 }
 
-async fn read_body(client: &StreamClient, chunks: &[ChunkRef]) -> Vec<u8> {
+async fn read_body(client: &StreamClient, chunks: &[ChunkLocation]) -> Vec<u8> {
     let mut body = Vec::new();
     for chunk in chunks {
         let record = client
@@ -84,7 +84,7 @@ async fn read_body(client: &StreamClient, chunks: &[ChunkRef]) -> Vec<u8> {
     body
 }
 
-fn chunks_of(value: &IndexValue) -> Vec<ChunkRef> {
+fn chunks_of(value: &IndexValue) -> Vec<ChunkLocation> {
     match value {
         IndexValue::Object(meta) => meta.chunks.clone(),
         IndexValue::Part(part) => part.chunks.clone(),
@@ -134,7 +134,7 @@ async fn compaction_moves_live_chunks_and_trims_the_data_stream() {
     range
         .commit(
             part_key.clone(),
-            Some(IndexValue::Part(PartMeta {
+            Some(IndexValue::Part(PartRecord {
                 part_number: 1,
                 size_bytes: (CHUNK_BYTES * CHUNKS_PER_OBJECT) as u64,
                 chunks: part_chunks,

@@ -7,7 +7,7 @@ mod common;
 use bytes::Bytes;
 use common::stream_layer;
 use strata_partition::range::{Range, RangeBounds};
-use strata_proto::common::ChunkRef;
+use strata_proto::record::ChunkLocation;
 use strata_types::Epoch;
 
 /// Small extents so seals happen while uploads stream.
@@ -28,7 +28,7 @@ fn chunk(owner: u8, index: usize) -> Bytes {
     Bytes::from(bytes)
 }
 
-async fn assert_reads_back(range: &Range, acked: &[(ChunkRef, Bytes)]) {
+async fn assert_reads_back(range: &Range, acked: &[(ChunkLocation, Bytes)]) {
     for (pos, data) in acked {
         let read = range
             .stream_client()

@@ -14,10 +14,11 @@ use common::stream_layer;
 use futures::StreamExt;
 use strata_partition::range::{IndexValue, Range, RangeBounds};
 use strata_partition::PartitionServerState;
-use strata_proto::common::{ChunkRef, ObjectMeta, VersioningState};
+use strata_proto::common::{ObjectMeta, VersioningState};
 use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::partition::*;
 use strata_types::error_detail::{from_status, ErrorDetail, Missing, RejectReason};
+use strata_proto::record::{ChunkLocation, ObjectRecord};
 use strata_types::keys;
 use tokio_util::sync::CancellationToken;
 
@@ -303,14 +304,14 @@ async fn an_object_whose_chunk_list_exceeds_a_record_commits_and_survives_checkp
         high: Vec::new(),
         epoch: strata_types::Epoch::new(epoch),
     };
-    let chunks: Vec<ChunkRef> = (0..1_048_576u64)
-        .map(|i| ChunkRef {
+    let chunks: Vec<ChunkLocation> = (0..1_048_576u64)
+        .map(|i| ChunkLocation {
             extent_id: 1_000 + i / 60,
             offset: (i % 60) * (1 << 20),
             length: 1 << 20,
         })
         .collect();
-    let meta = ObjectMeta {
+    let meta = ObjectRecord {
         size_bytes: chunks.len() as u64 * (1 << 20),
         etag: "\"big\"".into(),
         chunks,

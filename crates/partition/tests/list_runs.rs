@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use common::stream_layer;
 use strata_partition::range::IndexValue;
 use strata_partition::{PartitionServerState, PartitionService};
-use strata_proto::common::ObjectMeta;
 use strata_proto::manager::RangeAssignment;
 use strata_proto::partition::partition_server_server::PartitionServer;
 use strata_proto::partition::*;
 use strata_types::error_detail::{from_status, ErrorDetail, NotOwner};
+use strata_proto::record::ObjectRecord;
 use strata_types::keys;
 use strata_types::{Epoch, RangeId};
 use tonic::Request;
@@ -47,7 +47,7 @@ async fn wait_ready(state: &PartitionServerState, keys: &[Vec<u8>]) {
 }
 
 fn object() -> IndexValue {
-    IndexValue::Object(ObjectMeta {
+    IndexValue::Object(ObjectRecord {
         size_bytes: 1,
         etag: "\"e\"".into(),
         ..Default::default()
@@ -101,7 +101,7 @@ async fn a_listing_covers_only_the_contiguous_run_from_its_start() {
         .unwrap()
         .commit(
             upload,
-            Some(IndexValue::Upload(strata_proto::common::UploadMeta {
+            Some(IndexValue::Upload(strata_proto::record::UploadRecord {
                 upload_id: "u1".into(),
                 ..Default::default()
             })),
@@ -113,7 +113,7 @@ async fn a_listing_covers_only_the_contiguous_run_from_its_start() {
         .unwrap()
         .commit(
             upload,
-            Some(IndexValue::Upload(strata_proto::common::UploadMeta {
+            Some(IndexValue::Upload(strata_proto::record::UploadRecord {
                 upload_id: "u2".into(),
                 ..Default::default()
             })),

@@ -9,10 +9,9 @@ mod common;
 use common::stream_layer;
 use strata_partition::format;
 use strata_partition::range::{stream_names, IndexValue, Range, RangeBounds};
-use strata_proto::common::ObjectMeta;
-use strata_proto::partition::{
+use strata_proto::record::{
     checkpoint_record::Part, CheckpointBatch, CheckpointBegin, CheckpointEnd, CheckpointRecord,
-    IndexEntry,
+    IndexEntry, ObjectRecord,
 };
 use strata_types::{keys, Epoch};
 
@@ -29,7 +28,7 @@ fn bounds(epoch: u64) -> RangeBounds {
 }
 
 fn object(size_bytes: u64) -> IndexValue {
-    IndexValue::Object(ObjectMeta {
+    IndexValue::Object(ObjectRecord {
         size_bytes,
         etag: format!("\"etag-{size_bytes}\""),
         ..Default::default()
@@ -144,8 +143,8 @@ async fn a_duplicated_checkpoint_batch_is_read_once() {
     let writer = layer.client.open(&checkpoint_stream).await.unwrap();
     let entry = |name: &str| IndexEntry {
         key: keys::object_key("b", name),
-        value: Some(strata_proto::partition::index_entry::Value::Object(
-            ObjectMeta {
+        value: Some(strata_proto::record::index_entry::Value::Object(
+            ObjectRecord {
                 etag: format!("\"{name}\""),
                 ..Default::default()
             },

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use strata_partition::range::{stream_names, IndexValue, Range, RangeBounds};
 use strata_partition::reshape::prepare_ranges;
 use strata_partition::PartitionError;
-use strata_proto::common::ObjectMeta;
 use strata_proto::partition::ReshapeChild;
+use strata_proto::record::ObjectRecord;
 use strata_types::{keys, Epoch};
 
 const SMALL_EXTENT_BYTES: u64 = 64 * 1024;
@@ -39,7 +39,7 @@ async fn put_objects(range: &Range, count: u32) {
         let body = Bytes::from(format!("body of object {i}").repeat(200));
         let _guard = range.begin_upload();
         let chunk = range.append_data(body.clone()).await.unwrap();
-        let meta = ObjectMeta {
+        let meta = ObjectRecord {
             size_bytes: body.len() as u64,
             chunks: vec![chunk],
             ..Default::default()
@@ -100,7 +100,7 @@ async fn split_then_merge_keeps_every_object_and_copies_no_data() {
     let refused = parent
         .commit(
             keys::object_key("b", "late"),
-            Some(IndexValue::Object(ObjectMeta::default())),
+            Some(IndexValue::Object(ObjectRecord::default())),
         )
         .await;
     assert!(
@@ -170,7 +170,7 @@ async fn split_then_merge_keeps_every_object_and_copies_no_data() {
     whole
         .commit(
             keys::object_key("b", "after-merge"),
-            Some(IndexValue::Object(ObjectMeta::default())),
+            Some(IndexValue::Object(ObjectRecord::default())),
         )
         .await
         .unwrap();
@@ -200,7 +200,7 @@ async fn a_bad_reshape_request_leaves_the_parent_serving() {
     parent
         .commit(
             keys::object_key("b", "still-open"),
-            Some(IndexValue::Object(ObjectMeta::default())),
+            Some(IndexValue::Object(ObjectRecord::default())),
         )
         .await
         .expect("the parent serves again after a failed preparation");

@@ -13,8 +13,8 @@ use common::stream_layer;
 use strata_partition::leftovers::{collect, KnownIds};
 use strata_partition::range::{IndexValue, Range, RangeBounds};
 use strata_partition::reshape::prepare_ranges;
-use strata_proto::common::ObjectMeta;
 use strata_proto::partition::ReshapeChild;
+use strata_proto::record::ObjectRecord;
 use strata_stream::StreamClient;
 use strata_types::{keys, Epoch};
 
@@ -60,7 +60,7 @@ async fn an_abandoned_split_leaves_no_stream_and_frees_the_shared_extents() {
         let _guard = parent.begin_upload();
         let chunk = parent.append_data(body.clone()).await.unwrap();
         let key = keys::object_key("b", &format!("k{i:03}"));
-        let meta = ObjectMeta {
+        let meta = ObjectRecord {
             size_bytes: body.len() as u64,
             chunks: vec![chunk],
             ..Default::default()
@@ -133,7 +133,10 @@ async fn an_abandoned_split_leaves_no_stream_and_frees_the_shared_extents() {
     // The live range still serves: it commits and reads back.
     let key = keys::object_key("b", "after");
     renewed
-        .commit(key.clone(), Some(IndexValue::Object(ObjectMeta::default())))
+        .commit(
+            key.clone(),
+            Some(IndexValue::Object(ObjectRecord::default())),
+        )
         .await
         .unwrap();
     assert!(renewed.get(&key).is_some());

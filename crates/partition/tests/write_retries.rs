@@ -105,7 +105,7 @@ async fn a_reloaded_range_remembers_the_writes_it_replayed() {
     };
     let key = keys::object_key("b", "k");
     let version = |write_id: &str, etag: &str| {
-        Some(IndexValue::Object(ObjectMeta {
+        Some(IndexValue::Object(strata_proto::record::ObjectRecord {
             write_id: write_id.into(),
             etag: etag.into(),
             ..Default::default()
@@ -265,7 +265,7 @@ async fn a_retry_after_more_than_4096_other_writes_answers_its_own_effect() {
     for batch in 0..10 {
         let changes = (0..500)
             .map(|i| {
-                let meta = ObjectMeta {
+                let meta = strata_proto::record::ObjectRecord {
                     write_id: format!("other-{batch}-{i}"),
                     etag: "\"other\"".into(),
                     ..Default::default()

@@ -9,6 +9,7 @@
 //! - [`manager`]: the partition manager Raft group (the partition map).
 //! - [`location`]: the location service (bucket name -> stamp).
 //! - [`raft`]: the transport between the members of a Raft group (both managers use it).
+//! - [`record`]: what a partition server stores (index values, log records, checkpoints).
 //!
 //! Invariant: no other crate runs a proto compiler; every wire type comes from here.
 
@@ -34,6 +35,9 @@ pub mod location {
 }
 pub mod raft {
     tonic::include_proto!("strata.raft");
+}
+pub mod record {
+    tonic::include_proto!("strata.record");
 }
 
 /// Largest gRPC message any Strata service sends or accepts. Object data moves in chunks far

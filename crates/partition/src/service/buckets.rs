@@ -1,4 +1,4 @@
-//! Bucket records: `keys::bucket_key(name) -> BucketMeta` in whichever range holds that key.
+//! Bucket records: `keys::bucket_key(name) -> BucketRecord` in whichever range holds that key.
 
 use strata_proto::partition::*;
 use strata_types::keys;
@@ -6,6 +6,7 @@ use strata_types::keys;
 use crate::bucket_gate;
 use crate::error::PartitionError;
 use crate::range::IndexValue;
+use crate::records::wire;
 use crate::server::PartitionServerState;
 use strata_types::error_detail::RejectReason;
 
@@ -15,6 +16,7 @@ pub async fn create(
 ) -> Result<CreateBucketResponse, PartitionError> {
     let bucket = request
         .bucket
+        .map(wire::bucket_record)
         .ok_or_else(|| PartitionError::InvalidArgument("missing bucket".into()))?;
     if bucket.name.is_empty() || bucket.name.as_bytes().contains(&0) {
         return Err(PartitionError::InvalidArgument(
@@ -26,7 +28,7 @@ pub async fn create(
     if let Some(IndexValue::Bucket(existing)) = range.get(&key) {
         return Ok(CreateBucketResponse {
             created: false,
-            bucket: Some(existing),
+            bucket: Some(wire::bucket_meta(existing)),
         });
     }
     range
@@ -34,7 +36,7 @@ pub async fn create(
         .await?;
     Ok(CreateBucketResponse {
         created: true,
-        bucket: Some(bucket),
+        bucket: Some(wire::bucket_meta(bucket)),
     })
 }
 
@@ -55,7 +57,10 @@ pub fn get(
     let deleting = bucket
         .as_ref()
         .is_some_and(|b| bucket_gate::deleting(b, strata_util::now_ms()));
-    Ok(GetBucketResponse { bucket, deleting })
+    Ok(GetBucketResponse {
+        bucket: bucket.map(wire::bucket_meta),
+        deleting,
+    })
 }
 
 /// Deletes the bucket if it holds no object, atomically against writes into it (see
@@ -222,7 +227,7 @@ pub async fn update(
         .commit_locked(guard, vec![(key, Some(IndexValue::Bucket(bucket.clone())))])
         .await?;
     Ok(UpdateBucketResponse {
-        bucket: Some(bucket),
+        bucket: Some(wire::bucket_meta(bucket)),
     })
 }
 
@@ -235,7 +240,7 @@ pub fn list(state: &PartitionServerState) -> ListBucketsResponse {
     for range in state.ready_ranges() {
         range.scan(&table_start, Some(&table_end), |_, value| {
             if let IndexValue::Bucket(bucket) = value {
-                buckets.push(bucket.clone());
+                buckets.push(wire::bucket_meta(bucket.clone()));
             }
             true
         });

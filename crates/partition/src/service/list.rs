@@ -1,12 +1,13 @@
 //! Listing one bucket's keys inside this server's ranges, with S3's prefix / delimiter /
-//! start-after semantics. Common prefixes are found by skipping past every key under them, so
-//! a listing costs O(items returned), not O(keys under the prefix).
+//! start-after semantics (walked by [`super::walk`]), and counting them for DeleteBucket.
 
 use strata_proto::partition::*;
 use strata_types::keys;
 
+use super::walk::{run_end, Listed, Walk};
 use crate::error::PartitionError;
 use crate::range::IndexValue;
+use crate::records::wire;
 use crate::server::PartitionServerState;
 
 /// Upper bound on one ListObjects answer, whatever the caller asked.
@@ -16,8 +17,6 @@ pub fn list_objects(
     state: &PartitionServerState,
     request: ListObjectsRequest,
 ) -> Result<ListObjectsResponse, PartitionError> {
-    let max_items = request.max_keys.clamp(1, LIST_ITEMS_MAX) as usize;
-    let bucket_prefix = keys::object_prefix(&request.bucket);
     let full_prefix = keys::object_key(&request.bucket, &request.prefix);
     let prefix_limit = keys::prefix_end(&full_prefix);
     // First candidate: the prefix itself, or just after start_after when that is later.
@@ -38,87 +37,47 @@ pub fn list_objects(
     let run = state.run_from(&from)?;
     let run_end = run_end(&run);
     cursor = cursor.max(from);
-    let start_after = request.start_after.as_str();
-
-    let mut items = Vec::new();
-    let mut truncated = false;
-    // Each range read counts once against the range's and the bucket's request rates.
-    let mut charged_range = None;
-    // The run of served ranges in key order; each answers its own part of [cursor, prefix_limit).
-    'ranges: for range in &run {
-        loop {
-            if !range.bounds.contains(&cursor) {
-                if cursor < range.bounds.low {
-                    cursor = range.bounds.low.clone();
-                    if prefix_limit.as_ref().is_some_and(|limit| cursor >= *limit) {
-                        break 'ranges;
-                    }
-                    continue;
-                }
-                break; // cursor past this range: next range
+    let walk = Walk {
+        state,
+        bucket: &request.bucket,
+        prefix: &request.prefix,
+        delimiter: &request.delimiter,
+        marker: &request.start_after,
+        limit: request.max_keys.clamp(1, LIST_ITEMS_MAX) as usize,
+        skip_after_entry: 0,
+    };
+    let walked = walk.run(&run, cursor, prefix_limit, |index_key, value| {
+        match value {
+            // Delete markers are versions, not objects: listings skip them.
+            IndexValue::Object(meta) if !meta.delete_marker => {
+                Some(match keys::decode_object_key(index_key) {
+                    Some((_, key)) => Ok((key.to_string(), wire::object_meta(meta))),
+                    None => Err(PartitionError::Corrupt(
+                        "undecodable object key in index".into(),
+                    )),
+                })
             }
-            if charged_range != Some(range.bounds.range_id) {
-                state.throttle(range.bounds.range_id, &request.bucket)?;
-                charged_range = Some(range.bounds.range_id);
-            }
-            let upper = match (&prefix_limit, range.bounds.high.is_empty()) {
-                (Some(limit), true) => Some(limit.clone()),
-                (Some(limit), false) => Some(limit.clone().min(range.bounds.high.clone())),
-                (None, true) => None,
-                (None, false) => Some(range.bounds.high.clone()),
-            };
-            // Next key at or after the cursor, within bounds.
-            let mut next = None;
-            range.scan(&cursor, upper.as_deref(), |key, value| {
-                // Delete markers are versions, not objects: listings skip them.
-                if let IndexValue::Object(meta) = value {
-                    if !meta.delete_marker {
-                        next = Some((key.to_vec(), meta.clone()));
-                        return false;
-                    }
-                }
-                true
-            });
-            let Some((encoded, meta)) = next else { break };
-            if items.len() == max_items {
-                truncated = true;
-                break 'ranges;
-            }
-            let Some((_, key)) = keys::decode_object_key(&encoded) else {
-                return Err(PartitionError::Corrupt(
-                    "undecodable object key in index".into(),
-                ));
-            };
-            debug_assert!(encoded.starts_with(&bucket_prefix));
-            let common = common_prefix(key, &request.prefix, &request.delimiter);
-            match common {
-                Some(common) => {
-                    let encoded_common = keys::object_key(&request.bucket, common);
-                    if common > start_after {
-                        items.push(ListItem {
-                            entry: None,
-                            common_prefix: common.to_string(),
-                        });
-                    }
-                    match keys::prefix_end(&encoded_common) {
-                        Some(end) => cursor = end,
-                        None => break 'ranges,
-                    }
-                }
-                None => {
-                    items.push(ListItem {
-                        entry: Some(ListEntry {
-                            key: key.to_string(),
-                            meta: Some(strip_chunks(meta)),
-                        }),
-                        common_prefix: String::new(),
-                    });
-                    cursor = encoded;
-                    cursor.push(0);
-                }
-            }
+            _ => None,
         }
-    }
+    })?;
+    let items = walked
+        .items
+        .into_iter()
+        .map(|listed| match listed {
+            Listed::Entry { key, item } => ListItem {
+                entry: Some(ListEntry {
+                    key,
+                    meta: Some(item),
+                }),
+                common_prefix: String::new(),
+            },
+            Listed::CommonPrefix(common_prefix) => ListItem {
+                entry: None,
+                common_prefix,
+            },
+        })
+        .collect();
+    let truncated = walked.truncated;
     Ok(ListObjectsResponse {
         items,
         truncated,
@@ -129,32 +88,6 @@ pub fn list_objects(
         },
         covered_to_end: !truncated && run_end.is_empty(),
     })
-}
-
-/// Where a run of ranges ends: the high of its last range (empty = +infinity).
-pub fn run_end(run: &[crate::range::RangeRef]) -> Vec<u8> {
-    run.last()
-        .map(|range| range.bounds.high.clone())
-        .unwrap_or_default()
-}
-
-/// The common prefix `key` rolls up into: the part up to and including the first delimiter
-/// after `prefix`, when there is one.
-fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: &str) -> Option<&'k str> {
-    if delimiter.is_empty() {
-        return None;
-    }
-    let rest = key.get(prefix.len()..)?;
-    let at = rest.find(delimiter)?;
-    Some(&key[..prefix.len() + at + delimiter.len()])
-}
-
-/// Listing answers carry no chunk locations: the front-end never needs them there.
-pub fn strip_chunks(
-    mut meta: strata_proto::common::ObjectMeta,
-) -> strata_proto::common::ObjectMeta {
-    meta.chunks.clear();
-    meta
 }
 
 /// Counts `request.bucket`'s objects from `request.from` over this server's contiguous run of
@@ -198,21 +131,4 @@ pub async fn count_objects(
         covered_to_end: run_end.is_empty(),
         covered_until: run_end,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::common_prefix;
-
-    #[test]
-    fn common_prefixes_follow_s3() {
-        assert_eq!(common_prefix("a/b/c", "", "/"), Some("a/"));
-        assert_eq!(common_prefix("a/b/c", "a/", "/"), Some("a/b/"));
-        assert_eq!(common_prefix("a/b", "a/b", "/"), None);
-        assert_eq!(
-            common_prefix("photos2026x", "photos", "20"),
-            Some("photos20")
-        );
-        assert_eq!(common_prefix("abc", "", ""), None);
-    }
 }

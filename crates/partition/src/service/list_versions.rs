@@ -2,14 +2,14 @@
 //! marker) followed by its noncurrent versions, newest first, in key order, with S3's prefix,
 //! delimiter and key-marker / version-id-marker rules.
 
-use strata_proto::common::ObjectMeta;
 use strata_proto::partition::*;
 use strata_types::keys;
 
-use super::list::strip_chunks;
 use super::versions;
+use super::walk::{run_end, Listed, Walk};
 use crate::error::PartitionError;
 use crate::range::IndexValue;
+use crate::records::wire;
 use crate::server::PartitionServerState;
 use strata_types::error_detail::RejectReason;
 
@@ -58,17 +58,13 @@ fn start_after_markers(
     Ok(start.max(after))
 }
 
-/// One entry the listing can show: (index key, object key, meta, is_latest).
-type Candidate = (Vec<u8>, String, ObjectMeta, bool);
-
 pub fn list_versions(
     state: &PartitionServerState,
     request: ListObjectVersionsRequest,
 ) -> Result<ListObjectVersionsResponse, PartitionError> {
-    let limit = request.max_keys.clamp(1, LIST_VERSIONS_MAX) as usize;
     let prefix_start = keys::object_key(&request.bucket, &request.prefix);
     let end = keys::prefix_end(&prefix_start);
-    let (from, mut cursor) = if request.from.is_empty() {
+    let (from, cursor) = if request.from.is_empty() {
         let start = start_after_markers(state, &request)?;
         (start.clone(), start)
     } else {
@@ -83,72 +79,52 @@ pub fn list_versions(
         (request.from.clone(), start.max(request.from.clone()))
     };
     let run = state.run_from(&from)?;
-    let run_end = super::list::run_end(&run);
-    let mut items: Vec<ListedVersion> = Vec::new();
-    let mut last_prefix: Option<String> = None;
-    for range in &run {
-        state.throttle(range.bounds.range_id, &request.bucket)?;
-        loop {
-            let mut next: Option<Candidate> = None;
-            let mut corrupt = false;
-            range.scan(&cursor, end.as_deref(), |index_key, value| {
-                let candidate = match value {
-                    IndexValue::Object(meta) => keys::decode_object_key(index_key)
-                        .map(|(_, key)| (key.to_string(), meta, true)),
-                    IndexValue::Version(meta) => keys::decode_version_key(index_key)
-                        .map(|(_, key, _)| (key.to_string(), meta, false)),
-                    _ => return true,
-                };
-                match candidate {
-                    Some((key, meta, latest)) => {
-                        next = Some((index_key.to_vec(), key, meta.clone(), latest));
-                    }
-                    None => corrupt = true,
-                }
-                false
-            });
-            if corrupt {
-                return Err(PartitionError::Corrupt("undecodable version key".into()));
-            }
-            let Some((index_key, key, meta, is_latest)) = next else {
-                break;
-            };
-            let common = common_prefix(&key, &request.prefix, &request.delimiter);
-            let repeats_prefix = common.is_some() && common == last_prefix;
-            if items.len() == limit && !repeats_prefix {
-                return Ok(ListObjectVersionsResponse {
-                    items,
-                    truncated: true,
-                    ..Default::default()
-                });
-            }
-            match common {
-                Some(common) => {
-                    if !repeats_prefix && common.as_str() > request.key_marker.as_str() {
-                        items.push(ListedVersion {
-                            common_prefix: common.clone(),
-                            ..Default::default()
-                        });
-                    }
-                    let encoded = keys::object_key(&request.bucket, &common);
-                    last_prefix = Some(common);
-                    match keys::prefix_end(&encoded) {
-                        Some(after) => cursor = after,
-                        None => break,
-                    }
-                }
-                None => {
-                    items.push(ListedVersion {
-                        key,
-                        meta: Some(strip_chunks(meta)),
-                        is_latest,
-                        common_prefix: String::new(),
-                    });
-                    cursor = index_key;
-                    cursor.push(0);
-                }
-            }
-        }
+    let run_end = run_end(&run);
+    let walk = Walk {
+        state,
+        bucket: &request.bucket,
+        prefix: &request.prefix,
+        delimiter: &request.delimiter,
+        marker: &request.key_marker,
+        limit: request.max_keys.clamp(1, LIST_VERSIONS_MAX) as usize,
+        skip_after_entry: 0,
+    };
+    // A key's current version (or delete marker), then its noncurrent versions.
+    let walked = walk.run(&run, cursor, end, |index_key, value| {
+        let decoded = match value {
+            IndexValue::Object(meta) => keys::decode_object_key(index_key)
+                .map(|(_, key)| (key.to_string(), (wire::object_meta(meta), true))),
+            IndexValue::Version(meta) => keys::decode_version_key(index_key)
+                .map(|(_, key, _)| (key.to_string(), (wire::object_meta(meta), false))),
+            _ => return None,
+        };
+        Some(decoded.ok_or_else(|| PartitionError::Corrupt("undecodable version key".into())))
+    })?;
+    let items = walked
+        .items
+        .into_iter()
+        .map(|listed| match listed {
+            Listed::Entry {
+                key,
+                item: (meta, is_latest),
+            } => ListedVersion {
+                key,
+                meta: Some(meta),
+                is_latest,
+                common_prefix: String::new(),
+            },
+            Listed::CommonPrefix(common_prefix) => ListedVersion {
+                common_prefix,
+                ..Default::default()
+            },
+        })
+        .collect();
+    if walked.truncated {
+        return Ok(ListObjectVersionsResponse {
+            items,
+            truncated: true,
+            ..Default::default()
+        });
     }
     Ok(ListObjectVersionsResponse {
         items,
@@ -156,13 +132,4 @@ pub fn list_versions(
         covered_to_end: run_end.is_empty(),
         covered_until: run_end,
     })
-}
-
-fn common_prefix(key: &str, prefix: &str, delimiter: &str) -> Option<String> {
-    if delimiter.is_empty() {
-        return None;
-    }
-    let rest = key.strip_prefix(prefix)?;
-    let at = rest.find(delimiter)?;
-    Some(format!("{prefix}{}", &rest[..at + delimiter.len()]))
 }

@@ -1,14 +1,18 @@
 //! The `PartitionServer` gRPC service. One module per operation family:
 //! `buckets` (records and configurations), `objects` (put, get, head, delete, copy, tags),
-//! `versions` (what writes and deletes do to a key's versions), `list`, `list_versions`,
-//! `multipart` (uploads, parts, ListMultipartUploads).
+//! `body` (receiving a streamed write's bytes), `versions` (what writes and deletes do to a
+//! key's versions), `list`, `list_versions`,
+//! `multipart` (uploads, parts, ListMultipartUploads); `walk` is the listing walker `list` and
+//! `list_versions` share.
 
+mod body;
 mod buckets;
 mod list;
 mod list_versions;
 mod multipart;
 mod objects;
 pub(crate) mod versions;
+mod walk;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,7 +22,17 @@ use strata_proto::partition::partition_server_server::PartitionServer;
 use strata_proto::partition::*;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::error::PartitionError;
 use crate::server::PartitionServerState;
+
+/// [`crate::bucket_gate::require_writable`] with this server's gate and bucket records.
+pub(crate) async fn require_writable(
+    state: &PartitionServerState,
+    bucket: &str,
+) -> Result<(), PartitionError> {
+    let lookup = state.bucket_record_with_lease(bucket, true);
+    crate::bucket_gate::require_writable(&state.buckets, bucket, lookup).await
+}
 
 pub struct PartitionService {
     state: Arc<PartitionServerState>,

@@ -6,17 +6,17 @@
 //! makes an entry over one stream record: it is written as several, applied only whole.
 
 use md5::{Digest, Md5};
-use strata_proto::common::{ChecksumAlgorithm, ObjectMeta, PartMeta, UploadMeta};
+use strata_proto::common::ChecksumAlgorithm;
 use strata_proto::partition::*;
 use strata_types::keys;
 use tonic::{Status, Streaming};
 
-use super::objects::{
-    algorithm_of, first_header, object_key, receive_body, BodyPart, StreamedMessage,
-};
+use super::body::{algorithm_of, first_header, receive_body, BodyPart, StreamedMessage};
+use super::objects::object_key;
 use crate::checksum;
 use crate::error::PartitionError;
 use crate::range::{Change, IndexValue, Range};
+use crate::records::{wire, ObjectRecord, PartRecord, UploadRecord};
 use crate::server::PartitionServerState;
 use strata_types::error_detail::RejectReason;
 
@@ -52,7 +52,7 @@ fn upload_of(
     Ok((range, keys::upload_key(bucket, key, upload_id)))
 }
 
-fn upload_record(range: &Range, upload_key: &[u8]) -> Result<UploadMeta, PartitionError> {
+fn upload_record(range: &Range, upload_key: &[u8]) -> Result<UploadRecord, PartitionError> {
     match range.get(upload_key) {
         Some(IndexValue::Upload(upload)) => Ok(upload),
         _ => Err(no_such_upload()),
@@ -65,7 +65,7 @@ fn parts_of(
     upload_key: &[u8],
     after_part: u32,
     limit: usize,
-) -> Vec<(Vec<u8>, PartMeta)> {
+) -> Vec<(Vec<u8>, PartRecord)> {
     let mut prefix = upload_key.to_vec();
     prefix.push(0);
     let mut from = prefix.clone();
@@ -107,16 +107,16 @@ pub async fn create(
             ),
         ));
     }
-    let upload = UploadMeta {
+    let upload = UploadRecord {
         upload_id: upload_id.clone(),
         initiated_ms: strata_util::now_ms(),
-        meta: request.meta,
+        meta: request.meta.map(wire::object_record),
         checksum_algorithm: algorithm as i32,
         checksum_full_object: request.checksum_full_object,
     };
     let key = keys::upload_key(&request.bucket, &request.key, &upload_id);
     let guard = range.lock_commits().await;
-    crate::bucket_gate::require_writable(state, &request.bucket).await?;
+    super::require_writable(state, &request.bucket).await?;
     range
         .commit_locked(guard, vec![(key, Some(IndexValue::Upload(upload)))])
         .await?;
@@ -147,7 +147,7 @@ pub async fn upload_part(
         checksum.as_ref(),
     )
     .await?;
-    let part = PartMeta {
+    let part = PartRecord {
         part_number: header.part_number,
         etag: format!("\"{}\"", hex::encode(received.md5)),
         size_bytes: received.size_bytes,
@@ -158,7 +158,7 @@ pub async fn upload_part(
     // The upload must still exist when the part is recorded (not aborted meanwhile).
     let guard = range.lock_commits().await;
     upload_record(&range, &upload_key)?;
-    crate::bucket_gate::require_writable(state, &header.bucket).await?;
+    super::require_writable(state, &header.bucket).await?;
     let part_key = keys::part_key(
         &header.bucket,
         &header.key,
@@ -171,15 +171,15 @@ pub async fn upload_part(
             vec![(part_key, Some(IndexValue::Part(part.clone())))],
         )
         .await?;
-    let mut answer = part;
-    answer.chunks.clear();
-    Ok(UploadPartResponse { part: Some(answer) })
+    Ok(UploadPartResponse {
+        part: Some(wire::part_meta(&part)),
+    })
 }
 
 /// The checksum to compute over a part: the upload's algorithm when it has one (the client's
 /// value, if any, must be of that algorithm), else whatever the client sent.
 fn part_checksum(
-    upload: &UploadMeta,
+    upload: &UploadRecord,
     sent: Option<BodyChecksum>,
 ) -> Result<Option<BodyChecksum>, Status> {
     let upload_algorithm = ChecksumAlgorithm::try_from(upload.checksum_algorithm)
@@ -222,7 +222,7 @@ impl StreamedMessage for UploadPartRequest {
 }
 
 /// The write id of the version an upload completes to: unique per upload, and the same on every
-/// retry of its completion (see `ObjectMeta.write_id`).
+/// retry of its completion (see `ObjectRecord.write_id`).
 fn completion_write_id(upload_id: &str) -> String {
     format!("upload:{upload_id}")
 }
@@ -231,27 +231,13 @@ fn normalize_etag(etag: &str) -> &str {
     etag.trim().trim_matches('"')
 }
 
-pub async fn complete(
-    state: &PartitionServerState,
-    request: CompleteMultipartUploadRequest,
-) -> Result<CompleteMultipartUploadResponse, PartitionError> {
-    let (range, upload_key) = upload_of(state, &request.bucket, &request.key, &request.upload_id)?;
-    let guard = range.lock_commits().await;
-    let object = keys::object_key(&request.bucket, &request.key);
-    let write_id = completion_write_id(&request.upload_id);
-    let upload = match upload_record(&range, &upload_key) {
-        Ok(upload) => upload,
-        // A retried completion (the front-end's after a lost answer, or the client's) whose
-        // first attempt committed: answer that commit, not NoSuchUpload or a failed condition.
-        Err(no_upload) => {
-            return match super::objects::already_written(&range, &object, &write_id) {
-                Some(done) => Ok(CompleteMultipartUploadResponse { meta: done.meta }),
-                None => Err(no_upload),
-            }
-        }
-    };
-    // A failed condition leaves the upload in place (the client may complete it later).
-    super::objects::check_write_condition(&range, &object, request.condition.as_ref())?;
+/// The stored parts a completion names, in its order, checked as S3 does: at least one, in
+/// ascending order, each uploaded with the named ETag (and checksum, when given), all but the
+/// last at least 5 MiB.
+fn chosen_parts<'a>(
+    request: &CompleteMultipartUploadRequest,
+    stored: &'a [(Vec<u8>, PartRecord)],
+) -> Result<Vec<&'a PartRecord>, PartitionError> {
     if request.parts.is_empty() {
         return Err(PartitionError::rejected(
             RejectReason::InvalidRequest,
@@ -268,7 +254,6 @@ pub async fn complete(
             "the list of parts was not in ascending order",
         ));
     }
-    let stored = parts_of(&range, &upload_key, 0, usize::MAX);
     let mut chosen = Vec::with_capacity(request.parts.len());
     for (index, wanted) in request.parts.iter().enumerate() {
         let Some((_, part)) = stored
@@ -305,9 +290,35 @@ pub async fn complete(
         }
         chosen.push(part);
     }
+    Ok(chosen)
+}
+
+pub async fn complete(
+    state: &PartitionServerState,
+    request: CompleteMultipartUploadRequest,
+) -> Result<CompleteMultipartUploadResponse, PartitionError> {
+    let (range, upload_key) = upload_of(state, &request.bucket, &request.key, &request.upload_id)?;
+    let guard = range.lock_commits().await;
+    let object = keys::object_key(&request.bucket, &request.key);
+    let write_id = completion_write_id(&request.upload_id);
+    let upload = match upload_record(&range, &upload_key) {
+        Ok(upload) => upload,
+        // A retried completion (the front-end's after a lost answer, or the client's) whose
+        // first attempt committed: answer that commit, not NoSuchUpload or a failed condition.
+        Err(no_upload) => {
+            return match super::objects::already_written(&range, &object, &write_id) {
+                Some(done) => Ok(CompleteMultipartUploadResponse { meta: done.meta }),
+                None => Err(no_upload),
+            }
+        }
+    };
+    // A failed condition leaves the upload in place (the client may complete it later).
+    super::objects::check_write_condition(&range, &object, request.condition.as_ref())?;
+    let stored = parts_of(&range, &upload_key, 0, usize::MAX);
+    let chosen = chosen_parts(&request, &stored)?;
     // ETag of a multipart object: MD5 of the parts' binary MD5s, then "-<count>".
     let mut etag_md5 = Md5::new();
-    let mut meta: ObjectMeta = upload.meta.clone().unwrap_or_default();
+    let mut meta: ObjectRecord = upload.meta.clone().unwrap_or_default();
     meta.size_bytes = 0;
     meta.chunks.clear();
     for part in &chosen {
@@ -345,10 +356,11 @@ pub async fn complete(
     changes.push((upload_key, None));
     // Every part record goes, listed or not; unlisted parts' bytes become garbage.
     changes.extend(stored.into_iter().map(|(key, _)| (key, None)));
-    crate::bucket_gate::require_writable(state, &request.bucket).await?;
+    super::require_writable(state, &request.bucket).await?;
     range.commit_locked(guard, changes).await?;
-    meta.chunks.clear();
-    Ok(CompleteMultipartUploadResponse { meta: Some(meta) })
+    Ok(CompleteMultipartUploadResponse {
+        meta: Some(wire::object_meta(&meta)),
+    })
 }
 
 /// The completed object's checksum from its parts' (None when the upload has no algorithm),
@@ -356,7 +368,7 @@ pub async fn complete(
 fn object_checksum(
     algorithm: i32,
     full_object: bool,
-    parts: &[&PartMeta],
+    parts: &[&PartRecord],
     expected: Option<&strata_proto::common::Checksum>,
 ) -> Result<Option<strata_proto::common::Checksum>, PartitionError> {
     let algorithm = ChecksumAlgorithm::try_from(algorithm)
@@ -422,21 +434,41 @@ pub fn list_parts(
     let (range, upload_key) = upload_of(state, &request.bucket, &request.key, &request.upload_id)?;
     let upload = upload_record(&range, &upload_key)?;
     let limit = request.max_parts.clamp(1, LIST_PARTS_MAX) as usize;
-    let mut parts: Vec<PartMeta> =
+    let mut parts: Vec<strata_proto::common::PartMeta> =
         parts_of(&range, &upload_key, request.part_number_marker, limit + 1)
             .into_iter()
-            .map(|(_, mut part)| {
-                part.chunks.clear();
-                part
-            })
+            .map(|(_, part)| wire::part_meta(&part))
             .collect();
     let truncated = parts.len() > limit;
     parts.truncate(limit);
     Ok(ListPartsResponse {
-        upload: Some(upload),
+        upload: Some(wire::upload_meta(&upload)),
         parts,
         truncated,
     })
+}
+
+/// Where ListMultipartUploads starts: the first upload record after the markers, at or after
+/// `prefix_start`.
+fn uploads_start(request: &ListMultipartUploadsRequest, prefix_start: Vec<u8>) -> Vec<u8> {
+    if request.key_marker.is_empty() {
+        return prefix_start;
+    }
+    let marker = if request.upload_id_marker.is_empty() {
+        // Every upload of key_marker is skipped: start after all its records.
+        let mut after = keys::object_key(&request.bucket, &request.key_marker);
+        after.push(1);
+        after
+    } else {
+        let mut after = keys::upload_key(
+            &request.bucket,
+            &request.key_marker,
+            &request.upload_id_marker,
+        );
+        after.push(1); // past its parts too
+        after
+    };
+    prefix_start.max(marker)
 }
 
 /// Unfinished uploads of one bucket in this server's ranges, in (key, upload id) order, with
@@ -450,25 +482,7 @@ pub fn list_uploads(
     let bucket_end = keys::prefix_end(&keys::object_prefix(&request.bucket));
     let prefix_start = keys::object_key(&request.bucket, &request.prefix);
     let prefix_end = keys::prefix_end(&prefix_start);
-    // Start at the first upload record after the markers.
-    let mut cursor = prefix_start.clone();
-    if !request.key_marker.is_empty() {
-        let marker = if request.upload_id_marker.is_empty() {
-            // Every upload of key_marker is skipped: start after all its records.
-            let mut after = keys::object_key(&request.bucket, &request.key_marker);
-            after.push(1);
-            after
-        } else {
-            let mut after = keys::upload_key(
-                &request.bucket,
-                &request.key_marker,
-                &request.upload_id_marker,
-            );
-            after.push(1); // past its parts too
-            after
-        };
-        cursor = cursor.max(marker);
-    }
+    let mut cursor = uploads_start(&request, prefix_start);
     let end = match (&prefix_end, &bucket_end) {
         (Some(p), _) => Some(p.clone()),
         (None, b) => b.clone(),
@@ -479,7 +493,7 @@ pub fn list_uploads(
         request.from.clone()
     };
     let run = state.run_from(&from)?;
-    let run_end = super::list::run_end(&run);
+    let run_end = super::walk::run_end(&run);
     cursor = cursor.max(from);
     let mut items: Vec<ListedUpload> = Vec::new();
     let mut truncated = false;
@@ -487,7 +501,7 @@ pub fn list_uploads(
     for range in &run {
         state.throttle(range.bounds.range_id, &request.bucket)?;
         loop {
-            let mut found: Option<(Vec<u8>, UploadMeta)> = None;
+            let mut found: Option<(Vec<u8>, UploadRecord)> = None;
             range.scan(&cursor, end.as_deref(), |key, value| {
                 if let IndexValue::Upload(upload) = value {
                     found = Some((key.to_vec(), upload.clone()));
@@ -495,13 +509,13 @@ pub fn list_uploads(
                 }
                 true
             });
-            let Some((encoded, mut upload)) = found else {
+            let Some((encoded, upload)) = found else {
                 break;
             };
             let Some((_, key, _)) = keys::decode_upload_key(&encoded) else {
                 return Err(PartitionError::Corrupt("undecodable upload key".into()));
             };
-            let common = common_prefix(key, &request.prefix, &request.delimiter);
+            let common = super::walk::common_prefix(key, &request.prefix, &request.delimiter);
             if items.len() == limit && common.as_deref() != last_prefix.as_deref() {
                 truncated = true;
                 return Ok(ListMultipartUploadsResponse {
@@ -529,12 +543,9 @@ pub fn list_uploads(
                     }
                 }
                 None => {
-                    if let Some(meta) = upload.meta.as_mut() {
-                        meta.chunks.clear();
-                    }
                     items.push(ListedUpload {
                         key: key.to_string(),
-                        upload: Some(upload),
+                        upload: Some(wire::upload_meta(&upload)),
                         common_prefix: String::new(),
                     });
                     cursor = encoded;
@@ -549,14 +560,4 @@ pub fn list_uploads(
         covered_to_end: run_end.is_empty(),
         covered_until: run_end,
     })
-}
-
-/// The common prefix `key` rolls up into under `prefix` and `delimiter`, if any.
-fn common_prefix(key: &str, prefix: &str, delimiter: &str) -> Option<String> {
-    if delimiter.is_empty() {
-        return None;
-    }
-    let rest = key.strip_prefix(prefix)?;
-    let at = rest.find(delimiter)?;
-    Some(format!("{prefix}{}", &rest[..at + delimiter.len()]))
 }

@@ -14,17 +14,18 @@
 //! - suspended: the write is the null version: a current null version is replaced, a current
 //!   non-null one becomes noncurrent, and a noncurrent null version is removed.
 
-use strata_proto::common::{ObjectMeta, VersioningState};
+use strata_proto::common::VersioningState;
 use strata_types::keys;
 
 use crate::error::PartitionError;
 use crate::range::{Change, IndexValue, Range};
+use crate::records::ObjectRecord;
 
 /// The id S3 shows for the null version.
 pub const NULL_VERSION_ID: &str = "null";
 
 /// The version ordering stamp of a stored version (records from before versioning have none).
-pub fn stamp_of(meta: &ObjectMeta) -> u64 {
+pub fn stamp_of(meta: &ObjectRecord) -> u64 {
     if meta.version_stamp != 0 {
         meta.version_stamp
     } else {
@@ -32,7 +33,7 @@ pub fn stamp_of(meta: &ObjectMeta) -> u64 {
     }
 }
 
-fn new_stamp(current: Option<&ObjectMeta>) -> u64 {
+fn new_stamp(current: Option<&ObjectRecord>) -> u64 {
     let now = (strata_util::now_ms().max(0) as u64) << 20;
     current.map_or(now, |c| now.max(stamp_of(c) + 1))
 }
@@ -63,7 +64,7 @@ pub fn versioning_of(raw: i32) -> Result<VersioningState, PartitionError> {
         .map_err(|_| PartitionError::InvalidArgument(format!("unknown versioning state {raw}")))
 }
 
-fn current_of(range: &Range, object: &[u8]) -> Option<ObjectMeta> {
+fn current_of(range: &Range, object: &[u8]) -> Option<ObjectRecord> {
     match range.get(object) {
         Some(IndexValue::Object(meta)) => Some(meta),
         _ => None,
@@ -75,7 +76,7 @@ fn scan_noncurrent(
     range: &Range,
     bucket: &str,
     key: &str,
-    mut visit: impl FnMut(&[u8], &ObjectMeta) -> bool,
+    mut visit: impl FnMut(&[u8], &ObjectRecord) -> bool,
 ) {
     let prefix = keys::version_prefix(bucket, key);
     let end = keys::prefix_end(&prefix);
@@ -104,7 +105,7 @@ pub fn write_changes(
     range: &Range,
     bucket: &str,
     key: &str,
-    meta: &mut ObjectMeta,
+    meta: &mut ObjectRecord,
     versioning: VersioningState,
 ) -> Vec<Change> {
     let object = keys::object_key(bucket, key);
@@ -133,7 +134,7 @@ pub fn write_changes(
     changes
 }
 
-fn demote(bucket: &str, key: &str, current: ObjectMeta) -> Change {
+fn demote(bucket: &str, key: &str, current: ObjectRecord) -> Change {
     let stamp = stamp_of(&current);
     (
         keys::version_key(bucket, key, stamp),
@@ -144,7 +145,7 @@ fn demote(bucket: &str, key: &str, current: ObjectMeta) -> Change {
 /// One stored version: its index key, its metadata and whether it is the current one.
 pub struct FoundVersion {
     pub index_key: Vec<u8>,
-    pub meta: ObjectMeta,
+    pub meta: ObjectRecord,
     pub is_current: bool,
 }
 
@@ -231,7 +232,7 @@ pub fn delete_changes(
         };
         let mut changes = vec![(found.index_key.clone(), None)];
         if found.is_current {
-            let mut newest: Option<(Vec<u8>, ObjectMeta)> = None;
+            let mut newest: Option<(Vec<u8>, ObjectRecord)> = None;
             scan_noncurrent(range, bucket, key, |index_key, meta| {
                 newest = Some((index_key.to_vec(), meta.clone()));
                 false
@@ -263,7 +264,7 @@ pub fn delete_changes(
             },
         );
     }
-    let mut marker = ObjectMeta {
+    let mut marker = ObjectRecord {
         delete_marker: true,
         last_modified_ms: strata_util::now_ms(),
         ..Default::default()
@@ -290,13 +291,13 @@ mod tests {
         assert_eq!(stamp_of_id(&id), Some(0x0123_4567_89ab_cdef));
         assert_eq!(stamp_of_id("null"), None);
         assert_eq!(stamp_of_id("zz23456789abcdef01234567"), None);
-        let old = ObjectMeta {
+        let old = ObjectRecord {
             last_modified_ms: 5,
             ..Default::default()
         };
         assert_eq!(stamp_of(&old), 5 << 20);
         assert!(
-            new_stamp(Some(&ObjectMeta {
+            new_stamp(Some(&ObjectRecord {
                 version_stamp: u64::MAX - 1,
                 ..Default::default()
             })) == u64::MAX

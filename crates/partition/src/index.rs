@@ -1,17 +1,41 @@
-//! What the index maps keys to, and its conversions to the log's and checkpoints' messages.
+//! A range's in-memory index: what keys map to (stored records, [`crate::records`]), one change
+//! to it, and the conversions of values to the log's and checkpoints' messages.
 
-use strata_proto::common::{BucketMeta, ObjectMeta, PartMeta, UploadMeta};
-use strata_proto::partition::{index_entry, mutation, IndexEntry};
+use std::collections::BTreeMap;
+
+use crate::records::{
+    index_entry, mutation, BucketRecord, IndexEntry, ObjectRecord, PartRecord, UploadRecord,
+};
 
 /// What one index key maps to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IndexValue {
-    Object(ObjectMeta),
-    Bucket(BucketMeta),
-    Upload(UploadMeta),
-    Part(PartMeta),
+    Object(ObjectRecord),
+    Bucket(BucketRecord),
+    Upload(UploadRecord),
+    Part(PartRecord),
     /// A noncurrent object version (`keys::version_key`).
-    Version(ObjectMeta),
+    Version(ObjectRecord),
+}
+
+/// One change to apply: the key and its new value (None deletes it).
+pub type Change = (Vec<u8>, Option<IndexValue>);
+
+/// The sorted index of one range: encoded key -> value.
+pub type Index = BTreeMap<Vec<u8>, IndexValue>;
+
+/// Applies `changes` in order.
+pub(crate) fn apply_changes(index: &mut Index, changes: Vec<Change>) {
+    for (key, value) in changes {
+        match value {
+            Some(value) => {
+                index.insert(key, value);
+            }
+            None => {
+                index.remove(&key);
+            }
+        }
+    }
 }
 
 impl IndexValue {
@@ -70,7 +94,7 @@ mod tests {
 
     #[test]
     fn every_index_value_survives_the_log_and_checkpoint_encodings() {
-        let meta = ObjectMeta {
+        let meta = ObjectRecord {
             version_id: "0000000000000001abcdef01".into(),
             version_stamp: 1,
             ..Default::default()
@@ -78,9 +102,9 @@ mod tests {
         let values = [
             IndexValue::Object(meta.clone()),
             IndexValue::Version(meta),
-            IndexValue::Bucket(BucketMeta::default()),
-            IndexValue::Upload(UploadMeta::default()),
-            IndexValue::Part(PartMeta::default()),
+            IndexValue::Bucket(BucketRecord::default()),
+            IndexValue::Upload(UploadRecord::default()),
+            IndexValue::Part(PartRecord::default()),
         ];
         for value in values {
             let logged = IndexValue::into_mutation_value(Some(value.clone()));
