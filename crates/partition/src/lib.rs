@@ -24,6 +24,8 @@
 //!   merge's children whose commit never applied), so shared extents are freed.
 //! - [`lifecycle`]: bucket lifecycle rules (expiration, aborting old uploads) carried out by a
 //!   bounded background pass per range.
+//! - [`node`]: one partition server node: its options (file / environment / flags) and
+//!   [`start`] (gRPC service and background loops).
 //! - [`format`]: the versioned on-stream encodings of log entries and checkpoints (a message
 //!   larger than one stream record is written as several and applied only whole).
 //! - [`persist`]: appending commits and checkpoints, finding the newest checkpoint, replay.
@@ -65,6 +67,7 @@ pub mod index_value;
 pub mod leftovers;
 pub mod lifecycle;
 pub mod load;
+pub mod node;
 pub mod persist;
 pub mod range;
 pub mod recent_writes;
@@ -77,6 +80,7 @@ pub mod uploads;
 pub use compaction::{CompactionConfig, CompactionReport};
 pub use error::PartitionError;
 pub use lifecycle::LifecycleConfig;
+pub use node::start;
 pub use server::{PartitionServerConfig, PartitionServerState};
 pub use service::PartitionService;
 pub use throttle::ThrottleConfig;
