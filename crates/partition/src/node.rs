@@ -98,9 +98,10 @@ impl PartitionNodeOptions {
     pub fn server_id(&self) -> anyhow::Result<String> {
         match &self.server_id {
             Some(id) => Ok(id.clone()),
-            None => files::read_or_init(&self.data_dir.join("server-id"), || {
-                format!("ps-{:08x}", rand::random::<u32>())
-            }),
+            None => Ok(files::read_or_init(
+                &self.data_dir.join("server-id"),
+                || format!("ps-{:08x}", rand::random::<u32>()),
+            )?),
         }
     }
 

@@ -3,7 +3,7 @@
 //! lost a replica. Sealing fences the replicas first, so no acknowledged record is lost.
 
 use super::meta::{Mutation, SealMark};
-use super::state::{poisoned, ManagerState, STREAM_NAME_BYTES_MAX};
+use super::state::ManagerState;
 use crate::channels::{bounded, request_with_timeout, CONTROL_RPC_TIMEOUT_MS};
 use crate::error::{Result, StreamError};
 use strata_proto::common::NodeAddr;

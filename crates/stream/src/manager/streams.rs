@@ -3,7 +3,7 @@
 
 use super::meta::{ExtentRecord, Mutation};
 use super::placement::{per_rack_max, placement_order, rank_racks, Candidate, RACKS_MIN, REPLICAS};
-use super::state::{poisoned, ManagerState, STREAM_NAME_BYTES_MAX};
+use super::state::{ManagerState, STREAM_NAME_BYTES_MAX};
 use crate::channels::{bounded, request_with_timeout, CONTROL_RPC_TIMEOUT_MS};
 use crate::error::{Result, StreamError};
 use std::collections::{HashMap, HashSet};
