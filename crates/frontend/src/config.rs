@@ -57,3 +57,56 @@ impl FrontendConfig {
         }
     }
 }
+
+/// What an operator sets for `strata-frontend` (file / environment / flags, see
+/// [`strata_util::config`]); the keys are its long flag names with `_`. The credential is
+/// usually given as `STRATA_ACCESS_KEY` / `STRATA_SECRET_KEY`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FrontendOptions {
+    /// S3 listen address.
+    pub listen: std::net::SocketAddr,
+    /// Admin HTTP (/health, /metrics) listen address.
+    pub http_listen: std::net::SocketAddr,
+    /// Comma-separated gRPC addresses of the partition manager members.
+    pub manager: String,
+    pub location: Option<String>,
+    pub access_key: String,
+    pub secret_key: String,
+    pub region: String,
+    pub domain: String,
+    pub stamp: String,
+    pub bucket_cache_ttl_ms: u64,
+}
+
+impl Default for FrontendOptions {
+    fn default() -> Self {
+        let config = FrontendConfig::new(Vec::new(), "", "");
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9000)),
+            http_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9001)),
+            manager: String::new(),
+            location: None,
+            access_key: config.access_key,
+            secret_key: config.secret_key,
+            region: config.region,
+            domain: config.domain,
+            stamp: config.stamp,
+            bucket_cache_ttl_ms: config.bucket_cache_ttl_ms,
+        }
+    }
+}
+
+impl FrontendOptions {
+    /// The front-end's config (the rest at [`FrontendConfig::new`]'s defaults).
+    pub fn frontend_config(&self) -> FrontendConfig {
+        let managers = strata_util::config::split_list(&self.manager);
+        let mut config = FrontendConfig::new(managers, &self.access_key, &self.secret_key);
+        config.location_addr = self.location.clone();
+        config.region = self.region.clone();
+        config.domain = self.domain.clone();
+        config.stamp = self.stamp.clone();
+        config.bucket_cache_ttl_ms = self.bucket_cache_ttl_ms;
+        config
+    }
+}

@@ -71,7 +71,7 @@ pub mod stretches;
 pub mod tagging;
 pub mod versioning;
 
-pub use config::FrontendConfig;
+pub use config::{FrontendConfig, FrontendOptions};
 pub use error::FrontendError;
 pub use frontend::Frontend;
 pub use server::{app, build_s3_service, health_check, start, Running};

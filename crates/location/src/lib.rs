@@ -7,12 +7,16 @@
 //! Modules:
 //! - [`store`]: the sled-backed table bucket -> location (versioned, checksummed values).
 //! - [`service`]: the `Location` gRPC service over the store.
+//! - [`node`]: [`LocationOptions`] (file / environment / flags) and [`start`], one running node.
 //!
 //! Invariant: a name is reserved by at most one owner at a time: reservation is one atomic
 //! compare-and-swap on the table, flushed to disk before it is acknowledged.
 
+pub mod node;
 pub mod service;
 pub mod store;
+
+pub use node::{start, LocationOptions, RunningLocation};
 
 pub use service::LocationService;
 pub use store::{LocationStore, StoreError};

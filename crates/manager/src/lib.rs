@@ -22,6 +22,7 @@
 //! - [`node`]: [`start`] a member, [`ManagerHandle`] to watch and stop it.
 //! - [`client`]: [`ManagerClient`] for partition servers, front-ends and tools.
 //! - [`config`]: [`ManagerConfig`] and `--members` parsing.
+//! - [`options`]: [`ManagerOptions`], what an operator sets (file / environment / flags).
 
 mod app;
 mod balancer;
@@ -34,6 +35,7 @@ pub mod machine;
 pub mod map;
 mod metrics;
 pub mod node;
+pub mod options;
 pub mod planner;
 mod reshape;
 mod service;
@@ -44,6 +46,7 @@ pub use config::{parse_members, ManagerConfig, SERVER_TIMEOUT_MS_DEFAULT};
 pub use error::{ManagerError, Result};
 pub use machine::PartitionMachine;
 pub use node::{start, ManagerHandle};
+pub use options::ManagerOptions;
 pub use types::{Command, CommandResponse};
 
 /// Wire types of the manager's gRPC contract, re-exported for callers of [`ManagerClient`].

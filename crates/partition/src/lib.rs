@@ -53,6 +53,9 @@
 //!      merge's children whose commit never applied), so shared extents are freed.
 //!    - [`lifecycle`]: bucket lifecycle rules (expiration, aborting old uploads) carried out by
 //!      a bounded background pass per range (uses the service's version rules).
+//! 6. The node.
+//!    - [`node`]: one partition server node: its options (file / environment / flags) and
+//!      [`start`] (gRPC service and background loops).
 //!
 //! Invariants:
 //! - An index update is applied in memory only after its log record is durable on every
@@ -81,6 +84,7 @@ pub mod index;
 pub mod leftovers;
 pub mod lifecycle;
 pub mod load;
+pub mod node;
 pub mod persist;
 pub mod range;
 pub mod recent_writes;
@@ -96,4 +100,5 @@ pub use compaction::CompactionReport;
 pub use config::{CompactionConfig, LifecycleConfig, PartitionServerConfig, ThrottleConfig};
 pub use error::PartitionError;
 pub use server::PartitionServerState;
+pub use node::start;
 pub use service::PartitionService;

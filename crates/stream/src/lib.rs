@@ -40,6 +40,7 @@
 //! - [`node`]: the `ExtentNode` gRPC service and the heartbeat; [`start_extent_node`].
 //! - [`manager`]: metadata, placement, sealing, the `StreamManager` service;
 //!   [`start_stream_manager`].
+//! - [`options`]: what an operator sets for each node kind (file / environment / flags).
 //! - [`client`]: [`StreamClient`] and [`StreamWriter`], what the partition layer uses.
 //! - [`channels`]: cached gRPC clients with bounded calls. [`metrics`]: Prometheus metrics.
 //! - [`error`]: [`StreamError`], the crate's one error type.
@@ -51,6 +52,7 @@ pub mod extent;
 pub mod manager;
 pub mod metrics;
 pub mod node;
+pub mod options;
 
 pub use client::{RecordPos, StreamClient, StreamWriter};
 pub use error::{Result, StreamError};
@@ -62,3 +64,4 @@ pub use node::{
     start_extent_node, start_extent_node_with_scrub, ExtentNodeConfig, RunningExtentNode,
     ScrubSettings,
 };
+pub use options::{ExtentNodeOptions, StreamManagerOptions};

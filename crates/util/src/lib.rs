@@ -3,7 +3,8 @@
 //! - [`shutdown`]: graceful shutdown as a tree: one cancellation token per node, child tokens
 //!   per component, a task tracker to wait on, SIGINT/SIGTERM wired to the root.
 //! - [`admin`]: the admin HTTP server every node runs: `GET /health` and Prometheus `/metrics`.
-//! - [`config`]: a TOML config file whose keys match the long flag names; flags win.
+//! - [`config`]: the one config pattern of every node: defaults < TOML file (`--config`) <
+//!   environment (`STRATA_<FIELD>`) < flags, merged into a layer's serde options struct.
 //! - [`rpc`]: gRPC channels with connect and request timeouts, and serving a tonic router on a
 //!   listener until shutdown.
 //! - [`files`]: small durable files (write to temp, fsync, rename, fsync the folder).

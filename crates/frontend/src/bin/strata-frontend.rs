@@ -2,14 +2,17 @@
 
 use clap::Parser;
 use std::net::SocketAddr;
-use strata_frontend::FrontendConfig;
-use strata_util::config::{load, pick};
+use strata_frontend::FrontendOptions;
 
-#[derive(Parser, Debug)]
+/// Strata S3 front-end. Every flag can also be set in the `--config` TOML file (key = flag
+/// name with `_`) or as `STRATA_<FLAG_NAME>`; flags win over the environment, which wins over
+/// the file.
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(about = "Strata S3 front-end")]
-struct Args {
-    /// TOML file whose keys are these flags' long names with `_`; flags win.
+struct Flags {
+    /// TOML file of options.
     #[arg(long)]
+    #[serde(skip)]
     config: Option<std::path::PathBuf>,
     /// S3 listen address [default: 127.0.0.1:9000].
     #[arg(long)]
@@ -23,9 +26,11 @@ struct Args {
     /// gRPC address of the location service.
     #[arg(long)]
     location: Option<String>,
-    #[arg(long, env = "STRATA_ACCESS_KEY")]
+    /// Also STRATA_ACCESS_KEY.
+    #[arg(long)]
     access_key: Option<String>,
-    #[arg(long, env = "STRATA_SECRET_KEY", hide_env_values = true)]
+    /// Also STRATA_SECRET_KEY.
+    #[arg(long)]
     secret_key: Option<String>,
     /// [default: us-east-1]
     #[arg(long)]
@@ -43,21 +48,6 @@ struct Args {
     bucket_cache_ttl_ms: Option<u64>,
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    http_listen: Option<SocketAddr>,
-    manager: Option<String>,
-    location: Option<String>,
-    access_key: Option<String>,
-    secret_key: Option<String>,
-    region: Option<String>,
-    domain: Option<String>,
-    stamp: Option<String>,
-    bucket_cache_ttl_ms: Option<u64>,
-}
-
 /// s3s logs every client error (NoSuchKey, AccessDenied, ...) at ERROR level; the front-end
 /// logs what matters itself, so s3s is silenced unless RUST_LOG says otherwise.
 const DEFAULT_LOG_FILTER: &str = "info,h2=warn,hyper=warn,tower=warn,s3s=off";
@@ -68,46 +58,19 @@ fn main() -> anyhow::Result<()> {
         std::env::set_var("RUST_LOG", DEFAULT_LOG_FILTER);
     }
     strata_util::init_tracing();
-    tokio::runtime::Runtime::new()?.block_on(run(Args::parse()))
+    tokio::runtime::Runtime::new()?.block_on(run(Flags::parse()))
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let file: FileConfig = load(args.config.as_deref())?;
-    let listen = pick(args.listen, file.listen, "127.0.0.1:9000".parse()?);
-    let http_listen = pick(
-        args.http_listen,
-        file.http_listen,
-        "127.0.0.1:9001".parse()?,
-    );
-    let managers = pick(args.manager, file.manager, String::new());
-    let managers: Vec<String> = managers
-        .split(',')
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(String::from)
-        .collect();
-    let mut config = FrontendConfig::new(
-        managers,
-        pick(args.access_key, file.access_key, String::new()),
-        pick(args.secret_key, file.secret_key, String::new()),
-    );
-    config.location_addr = args.location.or(file.location);
-    config.region = pick(args.region, file.region, config.region);
-    config.domain = pick(args.domain, file.domain, config.domain);
-    config.stamp = pick(args.stamp, file.stamp, config.stamp);
-    config.bucket_cache_ttl_ms = pick(
-        args.bucket_cache_ttl_ms,
-        file.bucket_cache_ttl_ms,
-        config.bucket_cache_ttl_ms,
-    );
-
+async fn run(flags: Flags) -> anyhow::Result<()> {
+    let options: FrontendOptions = strata_util::config::load(flags.config.as_deref(), &flags)?;
     let shutdown = strata_util::shutdown::Shutdown::new();
     shutdown.trigger_on_signals();
-    let (listener, _) = strata_util::rpc::bind(listen).await?;
+    let (listener, _) = strata_util::rpc::bind(options.listen).await?;
+    let config = options.frontend_config();
     let running = strata_frontend::start(config, listener, shutdown.token()).await?;
     let health = strata_frontend::health_check(running.router.clone());
     let (admin_addr, admin_task) =
-        strata_util::admin::serve(http_listen, health, shutdown.token()).await?;
+        strata_util::admin::serve(options.http_listen, health, shutdown.token()).await?;
     tracing::info!(s3 = %running.s3_addr, admin = %admin_addr, "strata-frontend listening");
     shutdown.spawn(async move {
         let _ = running.task.await;

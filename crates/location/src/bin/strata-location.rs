@@ -3,29 +3,29 @@
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use strata_location::{LocationService, LocationStore};
-use strata_proto::location::location_server::LocationServer;
+use strata_location::LocationOptions;
 use strata_util::{admin, config, rpc, shutdown::Shutdown};
 
-/// Location service: the global bucket namespace (bucket name -> stamp).
-#[derive(Parser, Debug, Default, serde::Deserialize)]
+/// Location service: the global bucket namespace (bucket name -> stamp). Every flag can also
+/// be set in the `--config` TOML file (key = flag name with `_`) or as `STRATA_<FLAG_NAME>`;
+/// flags win over the environment, which wins over the file.
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(version, about)]
-#[serde(deny_unknown_fields, default)]
-struct Args {
-    /// TOML file whose keys are these flags' long names (with `_`); flags win.
+struct Flags {
+    /// TOML file of options.
     #[arg(long)]
     #[serde(skip)]
     config: Option<PathBuf>,
-    /// Folder for the bucket table.
+    /// Folder for the bucket table [default: strata-data/location].
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// gRPC listen address.
+    /// gRPC listen address [default: 127.0.0.1:0].
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Admin HTTP listen address (/health, /metrics).
+    /// Admin HTTP listen address (/health, /metrics) [default: 127.0.0.1:0].
     #[arg(long)]
     http_listen: Option<SocketAddr>,
-    /// This deployment's stamp name.
+    /// This deployment's stamp name [default: stamp-1].
     #[arg(long)]
     stamp: Option<String>,
     /// The stamp's S3 endpoint, reported by ListStamps.
@@ -36,38 +36,17 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     strata_util::init_tracing();
-    let flags = Args::parse();
-    let file: Args = config::load(flags.config.as_deref())?;
-    let data_dir = config::pick(
-        flags.data_dir,
-        file.data_dir,
-        PathBuf::from("strata-data/location"),
-    );
-    let listen = config::pick(flags.listen, file.listen, "127.0.0.1:0".parse()?);
-    let http_listen = config::pick(flags.http_listen, file.http_listen, "127.0.0.1:0".parse()?);
-    let stamp = config::pick(flags.stamp, file.stamp, "stamp-1".to_string());
-    let endpoint = config::pick(flags.stamp_endpoint, file.stamp_endpoint, String::new());
-
+    let flags = Flags::parse();
+    let options: LocationOptions = config::load(flags.config.as_deref(), &flags)?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
-    let store = LocationStore::open(&data_dir)?;
-    let service = LocationService::new(store, vec![(stamp, endpoint)]);
-    let (listener, grpc_addr) = rpc::bind(listen).await?;
-    let (http_addr, _) = admin::serve(
-        http_listen,
-        admin::always_healthy("location"),
-        shutdown.token(),
-    )
-    .await?;
-    tracing::info!(%grpc_addr, %http_addr, data_dir = %data_dir.display(), "strata-location listening");
-    let router = rpc::server().add_service(LocationServer::new(service));
-    let token = shutdown.token();
-    shutdown.spawn(async move {
-        if let Err(err) = rpc::serve(router, listener, token.clone()).await {
-            tracing::error!(%err, "gRPC server failed");
-            token.cancel();
-        }
-    });
+    let (listener, _) = rpc::bind(options.listen).await?;
+    let node = strata_location::start(&options, listener, shutdown.token()).await?;
+    let health = admin::always_healthy("location");
+    let (http_addr, _) = admin::serve(options.http_listen, health, shutdown.token()).await?;
+    let data_dir = options.data_dir.display();
+    tracing::info!(grpc_addr = %node.addr, %http_addr, %data_dir, "strata-location listening");
+    shutdown.spawn(node.join());
     shutdown.wait(std::time::Duration::from_secs(5)).await;
     Ok(())
 }

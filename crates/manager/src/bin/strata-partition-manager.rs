@@ -3,15 +3,16 @@
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use strata_manager::{parse_members, start, ManagerConfig, SERVER_TIMEOUT_MS_DEFAULT};
+use strata_manager::{start, ManagerOptions};
 use strata_util::{admin, config, shutdown::Shutdown};
 
-/// Partition manager member: Raft over the partition map (range -> owner + epoch).
-#[derive(Parser, Debug, Default, serde::Deserialize)]
+/// Partition manager member: Raft over the partition map (range -> owner + epoch). Every
+/// flag can also be set in the `--config` TOML file (key = flag name with `_`) or as
+/// `STRATA_<FLAG_NAME>`; flags win over the environment, which wins over the file.
+#[derive(Parser, Debug, serde::Serialize)]
 #[command(version, about)]
-#[serde(deny_unknown_fields, default)]
-struct Args {
-    /// TOML file whose keys are these flags' long names (with `_`); flags win.
+struct Flags {
+    /// TOML file of options.
     #[arg(long)]
     #[serde(skip)]
     config: Option<PathBuf>,
@@ -65,80 +66,17 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     strata_util::init_tracing();
-    let flags = Args::parse();
-    let file: Args = config::load(flags.config.as_deref())?;
-    let node_id = config::pick(flags.node_id, file.node_id, 1);
-    let members = parse_members(&config::pick(
-        flags.members,
-        file.members,
-        "1=127.0.0.1:7101".into(),
-    ))?;
-    let data_dir = config::pick(
-        flags.data_dir,
-        file.data_dir,
-        PathBuf::from(format!("strata-data/manager-{node_id}")),
-    );
-    let mut manager = ManagerConfig::new(node_id, members, data_dir);
-    manager.server_timeout_ms = config::pick(
-        flags.server_timeout_ms,
-        file.server_timeout_ms,
-        SERVER_TIMEOUT_MS_DEFAULT,
-    );
-    let planner = &mut manager.planner;
-    let ms = |v: u64| std::time::Duration::from_millis(v);
-    planner.split_requests_per_sec = config::pick(
-        flags.split_requests_per_sec,
-        file.split_requests_per_sec,
-        planner.split_requests_per_sec,
-    );
-    planner.split_bytes_per_sec = config::pick(
-        flags.split_bytes_per_sec,
-        file.split_bytes_per_sec,
-        planner.split_bytes_per_sec,
-    );
-    if let Some(v) = flags.split_sustain_ms.or(file.split_sustain_ms) {
-        planner.split_sustain = ms(v);
-    }
-    planner.split_keys_max = config::pick(
-        flags.split_keys_max,
-        file.split_keys_max,
-        planner.split_keys_max,
-    );
-    planner.split_size_bytes_max = config::pick(
-        flags.split_size_bytes_max,
-        file.split_size_bytes_max,
-        planner.split_size_bytes_max,
-    );
-    planner.merge_requests_per_sec = config::pick(
-        flags.merge_requests_per_sec,
-        file.merge_requests_per_sec,
-        planner.merge_requests_per_sec,
-    );
-    if let Some(v) = flags.merge_sustain_ms.or(file.merge_sustain_ms) {
-        planner.merge_sustain = ms(v);
-    }
-    planner.move_requests_per_sec_min = config::pick(
-        flags.move_requests_per_sec_min,
-        file.move_requests_per_sec_min,
-        planner.move_requests_per_sec_min,
-    );
-    if let Some(v) = flags.reshape_cooldown_ms.or(file.reshape_cooldown_ms) {
-        planner.cooldown = ms(v);
-    }
-    manager.validate()?;
-    let own_addr: SocketAddr = match manager.own_addr().map(str::parse) {
-        Some(Ok(addr)) => addr,
-        _ => "127.0.0.1:0".parse()?,
-    };
-    let listen = config::pick(flags.listen.or(file.listen), None, own_addr);
-    let http_listen = config::pick(flags.http_listen, file.http_listen, "127.0.0.1:0".parse()?);
-
+    let flags = Flags::parse();
+    let options: ManagerOptions = config::load(flags.config.as_deref(), &flags)?;
+    let (manager, listen) = options.manager_config()?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     let (listener, grpc_addr) = strata_util::rpc::bind(listen).await?;
     let handle = start(manager.clone(), listener, shutdown.token()).await?;
-    let (http_addr, _) = admin::serve(http_listen, handle.health_check(), shutdown.token()).await?;
-    tracing::info!(node_id, %grpc_addr, %http_addr, data_dir = %manager.data_dir.display(), "strata-partition-manager listening");
+    let health = handle.health_check();
+    let (http_addr, _) = admin::serve(options.http_listen, health, shutdown.token()).await?;
+    let (node_id, data_dir) = (manager.node_id, manager.data_dir.display());
+    tracing::info!(node_id, %grpc_addr, %http_addr, %data_dir, "strata-partition-manager listening");
     shutdown.spawn(handle.wait());
     shutdown.wait(std::time::Duration::from_secs(10)).await;
     Ok(())

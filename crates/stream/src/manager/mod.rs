@@ -1,16 +1,20 @@
 //! The stream manager: a Raft group (`strata_raft`, usually 3 members) whose state machine
 //! ([`machine`]) holds streams (ordered extent lists), extent replica sets and extent nodes,
-//! read and written through [`meta`]; node liveness from heartbeats, placement on 3 racks
-//! ([`placement`]), sealing, stream deletion and trimming ([`state`]), re-replication, repair
-//! and garbage collection on the leader ([`repair`]), served over gRPC ([`service`]).
+//! read and written through [`meta`]; node liveness from heartbeats and status ([`state`]),
+//! placement on 3 racks ([`placement`]), opening, deleting and trimming streams and allocating
+//! their extents (`streams`), sealing (`seal`), streams made of existing extents ([`create`]),
+//! re-replication, repair and garbage collection on the leader ([`repair`]), served over gRPC
+//! ([`service`]).
 
 pub mod create;
 pub mod machine;
 pub mod meta;
 pub mod placement;
 pub mod repair;
+mod seal;
 pub mod service;
 pub mod state;
+mod streams;
 
 pub use repair::{
     RepairSettings, GC_DELAY_MS_DEFAULT, REPAIR_BANDWIDTH_BYTES_PER_SEC_DEFAULT,
