@@ -16,8 +16,11 @@ pub mod files;
 pub mod rpc;
 pub mod shutdown;
 
-/// Starts logging to stderr, filtered by `RUST_LOG` (default `info`).
+/// Starts logging to stderr, filtered by `RUST_LOG` (default `info`). Colours only when stderr
+/// is a terminal: a node started by `strata up` or docker writes to a file or pipe, and escape
+/// codes there break `grep` and every log reader.
 pub fn init_tracing() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
             "info,h2=warn,hyper=warn,tower=warn,openraft=warn,sled=warn",
@@ -26,6 +29,7 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }
