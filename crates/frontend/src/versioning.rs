@@ -21,7 +21,7 @@ use strata_proto::partition::{update_bucket_request, ListObjectVersionsRequest, 
 use strata_types::keys;
 
 /// S3's default and largest page.
-pub const MAX_KEYS_DEFAULT: i32 = 1000;
+pub const MAX_KEYS_DEFAULT: i32 = strata_types::limits::LIST_KEYS_MAX as i32;
 
 fn shown(version_id: &str) -> String {
     if version_id.is_empty() {

@@ -19,7 +19,7 @@ use strata_proto::partition::*;
 use strata_types::keys;
 use tokio_util::sync::CancellationToken;
 
-type Client = PartitionServerClient<tonic::transport::Channel>;
+type Client = PartitionServerClient<strata_util::rpc::Channel>;
 
 fn header(key: &str, size: usize) -> PutObjectRequest {
     PutObjectRequest {

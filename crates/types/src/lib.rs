@@ -5,12 +5,14 @@
 //!   an id or formatted into a key by accident.
 //! - [`keys`]: the one sorted key space `(table, bucket, key)` that ranges partition.
 //! - [`routing`]: errors that steer the caller (`NotOwner`), carried across gRPC.
+//! - [`limits`]: every S3 limit (sizes, counts, page sizes), with one integer type rule.
 //!
 //! Invariant: the key encoding is order-preserving: for one bucket, encoded object keys sort
 //! exactly as the raw key bytes do, which is S3's listing order.
 
 pub mod ids;
 pub mod keys;
+pub mod limits;
 pub mod routing;
 
 pub use ids::{Epoch, ExtentId, NodeId, RangeId, ServerId};
@@ -18,6 +20,3 @@ pub use ids::{Epoch, ExtentId, NodeId, RangeId, ServerId};
 /// Size of one chunk of object bytes as it moves between layers and is stored as one record.
 /// Every buffer on the data path is bounded by a small multiple of this.
 pub const CHUNK_SIZE_BYTES: usize = 1024 * 1024;
-
-/// Longest S3 object key, in bytes of UTF-8.
-pub const OBJECT_KEY_BYTES_MAX: usize = 1024;

@@ -4,17 +4,24 @@
 //!   per component, a task tracker to wait on, SIGINT/SIGTERM wired to the root.
 //! - [`admin`]: the admin HTTP server every node runs: `GET /health` and Prometheus `/metrics`.
 //! - [`config`]: a TOML config file whose keys match the long flag names; flags win.
-//! - [`rpc`]: gRPC channels with connect and request timeouts, and serving a tonic router on a
-//!   listener until shutdown.
+//! - [`rpc`]: gRPC channels with connect and request timeouts, one bounded [`rpc::ChannelPool`]
+//!   of them per use, and serving a tonic router on a listener until shutdown.
+//! - [`retry`]: the one bounded retry-with-backoff (a time budget, doubling pauses).
+//! - [`trace`]: the request id that follows one S3 request across nodes (span, gRPC metadata).
 //! - [`files`]: small durable files (write to temp, fsync, rename, fsync the folder).
+//! - [`codec`]: the one versioned, checksummed frame for records in sled and snapshot files.
 //!
-//! Invariant: every outgoing RPC made through [`rpc::channel`] has a timeout.
+//! Invariant: every outgoing RPC made through [`rpc::channel`] (or a [`rpc::ChannelPool`]) has a
+//! timeout and carries the current request id.
 
 pub mod admin;
+pub mod codec;
 pub mod config;
 pub mod files;
+pub mod retry;
 pub mod rpc;
 pub mod shutdown;
+pub mod trace;
 
 /// Starts logging to stderr, filtered by `RUST_LOG` (default `info`). Colours only when stderr
 /// is a terminal: a node started by `strata up` or docker writes to a file or pipe, and escape

@@ -13,7 +13,7 @@ use crate::range::IndexValue;
 use crate::server::PartitionServerState;
 
 /// Upper bound on one answer, whatever the caller asked.
-const LIST_VERSIONS_MAX: u32 = 1000;
+const LIST_VERSIONS_MAX: u32 = strata_types::limits::LIST_KEYS_MAX as u32;
 
 fn invalid_marker() -> PartitionError {
     PartitionError::s3(

@@ -6,7 +6,8 @@ use futures::StreamExt;
 use md5::{Digest, Md5};
 use strata_proto::common::{Checksum, ChecksumAlgorithm, ChunkRef, ObjectMeta, WriteCondition};
 use strata_proto::partition::*;
-use strata_types::{keys, CHUNK_SIZE_BYTES, OBJECT_KEY_BYTES_MAX};
+use strata_types::limits::{OBJECT_KEY_BYTES_MAX, PUT_OBJECT_BYTES_MAX};
+use strata_types::{keys, CHUNK_SIZE_BYTES};
 use tonic::{Status, Streaming};
 
 use super::list::strip_chunks;
@@ -18,13 +19,10 @@ use crate::server::PartitionServerState;
 
 /// A single incoming message may not exceed this (the front-end sends at most one chunk).
 const PUT_MESSAGE_BYTES_MAX: usize = 4 * CHUNK_SIZE_BYTES;
-/// S3's largest single PUT.
-const PUT_OBJECT_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
 /// Chunk reads in flight per GET: enough to overlap the next read with sending.
 const GET_READ_AHEAD_CHUNKS: usize = 2;
 
-/// S3's bound on user-defined metadata: the UTF-8 bytes of every key and value together.
-pub const USER_METADATA_BYTES_MAX: usize = 2 * 1024;
+pub use strata_types::limits::USER_METADATA_BYTES_MAX;
 
 /// MetadataTooLarge, as S3 answers, for metadata over [`USER_METADATA_BYTES_MAX`]: refused
 /// before anything is stored.
@@ -32,7 +30,7 @@ pub(super) fn check_user_metadata(meta: Option<&ObjectMeta>) -> Result<(), Parti
     let bytes: usize = meta
         .map(|m| m.user_metadata.iter().map(|(k, v)| k.len() + v.len()).sum())
         .unwrap_or(0);
-    if bytes > USER_METADATA_BYTES_MAX {
+    if bytes as u64 > USER_METADATA_BYTES_MAX {
         return Err(PartitionError::s3(
             tonic::Code::InvalidArgument,
             "MetadataTooLarge",
@@ -48,7 +46,7 @@ pub(super) fn object_key(bucket: &str, key: &str) -> Result<Vec<u8>, PartitionEr
             "object keys cannot be empty".into(),
         ));
     }
-    if key.len() > OBJECT_KEY_BYTES_MAX {
+    if key.len() as u64 > OBJECT_KEY_BYTES_MAX {
         return Err(PartitionError::s3(
             tonic::Code::InvalidArgument,
             "KeyTooLongError",
