@@ -12,8 +12,7 @@ use strata_proto::common::{BucketMeta, CorsRule};
 use strata_proto::partition::{update_bucket_request, CorsRules, UpdateBucketRequest};
 use strata_types::keys;
 
-/// S3's limit on CORS rules per bucket.
-pub const CORS_RULES_MAX: usize = 100;
+pub use strata_types::limits::CORS_RULES_MAX;
 const CORS_METHODS: [&str; 5] = ["GET", "PUT", "HEAD", "POST", "DELETE"];
 
 /// CORS rules from a PutBucketCors body, checked as S3 checks them.

@@ -8,7 +8,7 @@ use crate::conditions::{to_s3_etag, Conditions, Outcome};
 use crate::error::FrontendError;
 use crate::frontend::{no_such_key, no_such_version, shown_version_id, Frontend};
 use crate::meta::{headers_of, stored_headers_of, timestamp_from_ms, StoredHeaders};
-use crate::object::{requested_version, OBJECT_SIZE_BYTES_MAX};
+use crate::object::{requested_version, PUT_OBJECT_BYTES_MAX};
 use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, MetadataDirective,
 };
@@ -114,10 +114,10 @@ impl Frontend {
             Some(_) => return Err(s3_error!(InvalidArgument, "Unknown tagging directive.")),
         };
 
-        if source.size_bytes > OBJECT_SIZE_BYTES_MAX as u64 {
+        if source.size_bytes > PUT_OBJECT_BYTES_MAX {
             return Err(s3_error!(
                 InvalidRequest,
-                "The specified copy source is larger than the maximum allowable size for a copy source: {OBJECT_SIZE_BYTES_MAX}"
+                "The specified copy source is larger than the maximum allowable size for a copy source: {PUT_OBJECT_BYTES_MAX}"
             ));
         }
         let target = Target {

@@ -6,8 +6,7 @@ use s3s::dto::{DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, Error as 
 use s3s::{s3_error, S3Error, S3Result};
 use strata_proto::partition::DeleteObjectResponse;
 
-/// S3's limit on keys per DeleteObjects request.
-pub const DELETE_KEYS_MAX: usize = 1000;
+pub use strata_types::limits::DELETE_KEYS_MAX;
 /// Keys deleted concurrently within one request.
 const DELETE_CONCURRENCY: usize = 16;
 

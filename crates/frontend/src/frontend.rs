@@ -14,7 +14,7 @@ use strata_proto::partition::{GetBucketRequest, HeadObjectRequest};
 use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
 use strata_types::keys;
 use strata_types::ErrorDetail;
-use tonic::transport::Channel;
+use strata_util::rpc::Channel;
 
 /// The S3 service: implements `s3s::S3` (see `s3.rs`), one module per operation family.
 pub struct Frontend {

@@ -16,8 +16,7 @@ use s3s::{s3_error, S3Result};
 use strata_proto::common::LifecycleRule as StoredRule;
 use strata_proto::partition::{update_bucket_request, LifecycleRules};
 
-/// S3's limit on rules per configuration.
-pub const LIFECYCLE_RULES_MAX: usize = 1000;
+pub use strata_types::limits::LIFECYCLE_RULES_MAX;
 
 fn malformed(message: &str) -> s3s::S3Error {
     s3_error!(MalformedXML, "{message}")

@@ -22,7 +22,8 @@ use strata_proto::common::ObjectMeta;
 use strata_proto::partition::{ListObjectsRequest, ListObjectsResponse};
 use strata_types::keys;
 
-pub const MAX_KEYS_DEFAULT: usize = 1000;
+/// S3's default and largest page.
+pub use strata_types::limits::LIST_KEYS_MAX as MAX_KEYS_DEFAULT;
 
 /// One listing request in the key space of one bucket.
 #[derive(Clone, Debug, Default)]

@@ -36,10 +36,9 @@ use strata_proto::partition::{
 use strata_types::keys;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// S3's part numbers are 1 to this.
-pub const PART_NUMBER_MAX: u32 = 10_000;
-/// Most parts one ListParts page holds (S3's default and maximum).
-pub const LIST_PARTS_MAX: i32 = 1_000;
+pub use strata_types::limits::PART_NUMBER_MAX;
+/// Most parts one ListParts page holds (S3's default and maximum), as s3s types it.
+pub const LIST_PARTS_MAX: i32 = strata_types::limits::LIST_PARTS_MAX as i32;
 
 impl StreamedWrite for UploadPartHeader {
     type Message = UploadPartRequest;

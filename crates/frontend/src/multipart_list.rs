@@ -23,7 +23,7 @@ use strata_proto::partition::{
 };
 
 /// S3's default and largest page.
-pub const MAX_UPLOADS_DEFAULT: i32 = 1000;
+pub const MAX_UPLOADS_DEFAULT: i32 = strata_types::limits::LIST_UPLOADS_MAX as i32;
 
 impl Frontend {
     pub(crate) async fn list_multipart_uploads_op(

@@ -23,8 +23,7 @@ use strata_proto::partition::{
 use strata_types::error_detail::{from_status, to_status, ErrorDetail};
 use strata_types::keys;
 
-/// Largest object a single PUT accepts (S3's limit).
-pub const OBJECT_SIZE_BYTES_MAX: i64 = 5 * 1024 * 1024 * 1024;
+pub use strata_types::limits::PUT_OBJECT_BYTES_MAX;
 /// Times a GET re-decides after the object changed between HEAD and the data stream.
 const GET_ATTEMPTS_MAX: u32 = 3;
 
@@ -80,7 +79,7 @@ fn delete_marker_error(meta: &ObjectMeta, by_version: bool) -> S3Error {
 /// The announced body size of a PUT or an UploadPart (S3 caps both at 5 GiB).
 pub(crate) fn check_content_length(content_length: Option<i64>) -> S3Result<()> {
     match content_length {
-        Some(length) if length > OBJECT_SIZE_BYTES_MAX => Err(s3_error!(
+        Some(length) if length > PUT_OBJECT_BYTES_MAX as i64 => Err(s3_error!(
             EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size."
         )),
@@ -94,7 +93,7 @@ pub(crate) fn check_content_length(content_length: Option<i64>) -> S3Result<()> 
 
 /// KeyTooLongError for a key S3 would not store.
 pub(crate) fn check_key_length(key: &str) -> S3Result<()> {
-    if key.len() > strata_types::OBJECT_KEY_BYTES_MAX {
+    if key.len() as u64 > strata_types::limits::OBJECT_KEY_BYTES_MAX {
         return Err(s3_error!(KeyTooLongError, "Your key is too long"));
     }
     Ok(())

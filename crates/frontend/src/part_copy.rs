@@ -11,7 +11,7 @@ use crate::copy::source_of;
 use crate::frontend::Frontend;
 use crate::meta::{size_i64, timestamp_from_ms};
 use crate::multipart::check_part_number;
-use crate::object::{Decision, OBJECT_SIZE_BYTES_MAX};
+use crate::object::{Decision, PUT_OBJECT_BYTES_MAX};
 use crate::put::put_streaming;
 use s3s::dto::{CopyPartResult, UploadPartCopyInput, UploadPartCopyOutput};
 use s3s::{s3_error, S3Result};
@@ -75,10 +75,10 @@ impl Frontend {
         let length = range
             .as_ref()
             .map_or(source.size_bytes, |r| r.end - r.start);
-        if length > OBJECT_SIZE_BYTES_MAX as u64 {
+        if length > PUT_OBJECT_BYTES_MAX {
             return Err(s3_error!(
                 InvalidRequest,
-                "The specified copy source is larger than the maximum allowable size for a copy source: {OBJECT_SIZE_BYTES_MAX}"
+                "The specified copy source is larger than the maximum allowable size for a copy source: {PUT_OBJECT_BYTES_MAX}"
             ));
         }
         let decision = Decision {

@@ -11,10 +11,9 @@
 //! (`FrontendError::Unavailable`). `Throttled` is not retried: the client is told to slow down.
 
 use crate::error::{is_timeout, is_transport_failure, FrontendError};
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use strata_proto::manager::partition_manager_client::PartitionManagerClient;
 use strata_proto::manager::{GetPartitionMapRequest, PartitionMap, RangeAssignment};
@@ -22,16 +21,13 @@ use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
 use strata_types::error_detail::{self, ErrorDetail};
 use strata_types::keys;
-use tonic::transport::Channel;
+use strata_util::rpc::{Channel, ChannelPool};
 use tonic::{Code, Status};
 
 pub type PartitionClient = PartitionServerClient<Channel>;
 
 /// Bound on one GetPartitionMap call to one manager member.
 const MANAGER_TIMEOUT_MS: u64 = 2_000;
-/// First and largest pause between two attempts on the same key.
-const BACKOFF_MS_MIN: u64 = 20;
-const BACKOFF_MS_MAX: u64 = 250;
 /// Distinct partition server addresses kept in the client pool before it is emptied.
 const CLIENT_POOL_SIZE_MAX: usize = 4096;
 
@@ -117,35 +113,9 @@ pub fn classify(status: &Status) -> Verdict {
     }
 }
 
-/// A retry budget for one request: exponential backoff until a deadline.
-pub struct Retry {
-    deadline: Instant,
-    backoff: Duration,
-    pub attempts: u32,
-}
-
-impl Retry {
-    pub fn new(budget: Duration) -> Self {
-        Self {
-            deadline: Instant::now() + budget,
-            backoff: Duration::from_millis(BACKOFF_MS_MIN),
-            attempts: 0,
-        }
-    }
-
-    /// Sleeps before the next attempt; false when the budget is spent.
-    pub async fn wait(&mut self) -> bool {
-        self.attempts += 1;
-        let now = Instant::now();
-        if now >= self.deadline {
-            return false;
-        }
-        let pause = self.backoff.min(self.deadline - now);
-        tokio::time::sleep(pause).await;
-        self.backoff = (self.backoff * 2).min(Duration::from_millis(BACKOFF_MS_MAX));
-        true
-    }
-}
+/// A retry budget for one request: exponential backoff (20 ms doubling to 250 ms) until a
+/// deadline, the one helper every layer retries with.
+pub use strata_util::retry::Backoff as Retry;
 
 /// The partition map cache and the pool of partition server clients.
 pub struct Router {
@@ -154,7 +124,9 @@ pub struct Router {
     preferred_manager: AtomicUsize,
     map: RwLock<Option<Arc<MapSnapshot>>>,
     refresh_lock: tokio::sync::Mutex<()>,
-    clients: Mutex<HashMap<String, (PartitionClient, PartitionClient)>>,
+    /// Channels to partition servers: per-request timeout, and none for streamed bodies.
+    unary_channels: ChannelPool,
+    streaming_channels: ChannelPool,
     retry_budget: Duration,
 }
 
@@ -179,7 +151,14 @@ impl Router {
             preferred_manager: AtomicUsize::new(0),
             map: RwLock::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
-            clients: Mutex::new(HashMap::new()),
+            unary_channels: ChannelPool::with_size_max(
+                Duration::from_millis(strata_util::rpc::REQUEST_TIMEOUT_MS),
+                CLIENT_POOL_SIZE_MAX,
+            ),
+            streaming_channels: ChannelPool::with_size_max(
+                Duration::from_millis(strata_util::rpc::STREAMING_REQUEST_TIMEOUT_MS),
+                CLIENT_POOL_SIZE_MAX,
+            ),
             retry_budget,
         })
     }
@@ -301,39 +280,23 @@ impl Router {
             .collect())
     }
 
-    fn clients(&self, addr: &str) -> Result<(PartitionClient, PartitionClient), FrontendError> {
-        let mut pool = self
-            .clients
-            .lock()
-            .map_err(|_| FrontendError::Protocol("client pool lock poisoned".into()))?;
-        if let Some(pair) = pool.get(addr) {
-            return Ok(pair.clone());
-        }
-        if pool.len() >= CLIENT_POOL_SIZE_MAX {
-            pool.clear();
-        }
-        let make = |channel: Channel| {
-            PartitionServerClient::new(channel)
-                .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
-                .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
-        };
-        let unary = strata_util::rpc::channel(addr)
-            .map_err(|err| FrontendError::Unavailable(format!("{addr}: {err}")))?;
-        let streaming = strata_util::rpc::streaming_channel(addr)
-            .map_err(|err| FrontendError::Unavailable(format!("{addr}: {err}")))?;
-        let pair = (make(unary), make(streaming));
-        pool.insert(addr.to_string(), pair.clone());
-        Ok(pair)
+    fn client(pool: &ChannelPool, addr: &str) -> Result<PartitionClient, FrontendError> {
+        let channel = pool
+            .get(addr)
+            .map_err(|err| FrontendError::Unavailable(format!("{addr}: {}", err.reason)))?;
+        Ok(PartitionServerClient::new(channel)
+            .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX))
     }
 
     /// A client for unary RPCs (every call bounded by the request timeout).
     pub fn unary_client(&self, addr: &str) -> Result<PartitionClient, FrontendError> {
-        Ok(self.clients(addr)?.0)
+        Self::client(&self.unary_channels, addr)
     }
 
     /// A client for the RPCs that stream object bytes.
     pub fn streaming_client(&self, addr: &str) -> Result<PartitionClient, FrontendError> {
-        Ok(self.clients(addr)?.1)
+        Self::client(&self.streaming_channels, addr)
     }
 
     /// Calls `f` on the owner of `key`, retrying as the module doc says.

@@ -25,8 +25,11 @@ use tower::ServiceExt;
 /// too, whenever an owner answers "not mine").
 pub const MAP_REFRESH_INTERVAL_MS: u64 = 5_000;
 
+/// The header that answers each request's id (S3's name for it).
+pub const X_AMZ_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-amz-request-id");
+
 /// Largest XML request body s3s buffers (DeleteObjects of 1000 keys of 1 KiB fits).
-pub const XML_BODY_BYTES_MAX: usize = 4 * 1024 * 1024;
+pub use strata_types::limits::XML_BODY_BYTES_MAX;
 
 /// The s3s service around any `S3` implementation, with this front-end's auth (one key pair,
 /// anonymous requests denied), virtual-hosted-style addressing under `config.domain`, and the
@@ -39,7 +42,7 @@ pub fn build_s3_service(s3: impl s3s::S3, config: &FrontendConfig) -> S3Service 
     let mut s3_config = S3Config::default();
     s3_config.presigned_url_max_skew_time_secs = config.clock_skew_secs_max;
     s3_config.post_object_max_file_size = strata_types::CHUNK_SIZE_BYTES as u64;
-    s3_config.xml_max_body_size = XML_BODY_BYTES_MAX;
+    s3_config.xml_max_body_size = XML_BODY_BYTES_MAX as usize;
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
     builder.build()
 }
@@ -168,13 +171,20 @@ async fn handle(service: S3Service, mut request: Request) -> Response {
     request.extensions_mut().insert(slot.clone());
     let is_head = request.method() == http::Method::HEAD;
     let started = Instant::now();
-    let mut response = match service.oneshot(request).await {
+    // The id the client sees names the span this request's handling runs in, here and, through
+    // the gRPC metadata, on every node it reaches (strata_util::trace).
+    let request_id = strata_util::trace::new_request_id();
+    let answered = strata_util::trace::scope(&request_id, service.oneshot(request)).await;
+    let mut response = match answered {
         Ok(response) => response.map(AxumBody::new),
         Err(err) => {
-            tracing::error!(?err, "S3 service failed");
+            tracing::error!(?err, %request_id, "S3 service failed");
             internal_error_response()
         }
     };
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(X_AMZ_REQUEST_ID, value);
+    }
     close_if_body_unread(had_body, &mut response);
     add_retry_after(&mut response);
     if close_after {

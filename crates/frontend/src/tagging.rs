@@ -13,11 +13,8 @@ use std::collections::HashMap;
 use strata_proto::partition::{update_bucket_request, PutObjectTagsRequest, TagSet};
 use strata_types::keys;
 
-/// S3's limits.
-pub const OBJECT_TAGS_MAX: usize = 10;
-pub const BUCKET_TAGS_MAX: usize = 50;
-const TAG_KEY_CHARS_MAX: usize = 128;
-const TAG_VALUE_CHARS_MAX: usize = 256;
+pub use strata_types::limits::{BUCKET_TAGS_MAX, OBJECT_TAGS_MAX};
+use strata_types::limits::{TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX};
 
 fn invalid_tag(message: &str) -> s3s::S3Error {
     s3_error!(InvalidTag, "{message}")

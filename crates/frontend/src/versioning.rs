@@ -23,7 +23,7 @@ use strata_proto::partition::{
 };
 
 /// S3's default and largest page.
-pub const MAX_KEYS_DEFAULT: i32 = 1000;
+pub const MAX_KEYS_DEFAULT: i32 = strata_types::limits::LIST_KEYS_MAX as i32;
 
 fn shown(version_id: &str) -> String {
     if version_id.is_empty() {

@@ -1,11 +1,11 @@
 //! The bucket table: `bucket name -> BucketLocation`, in sled.
 //!
-//! Value format (version 1): `[version u8 = 1][crc32 u32 LE of the rest][prost BucketLocation]`.
+//! Value format: a prost `BucketLocation` in the frame of `strata_util::codec` (version 2,
+//! CRC big-endian). Version 1, which this store wrote with a little-endian CRC, still reads.
 
 use prost::Message;
 use strata_proto::location::BucketLocation;
-
-const FORMAT_VERSION: u8 = 1;
+use strata_util::codec::{self, Legacy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -31,31 +31,17 @@ pub enum Reservation {
 }
 
 fn encode(location: &BucketLocation) -> Vec<u8> {
-    let body = location.encode_to_vec();
-    let mut out = Vec::with_capacity(5 + body.len());
-    out.push(FORMAT_VERSION);
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&body);
-    out
+    codec::frame(&location.encode_to_vec())
 }
 
 fn decode(bucket: &str, bytes: &[u8]) -> Result<BucketLocation, StoreError> {
-    let corrupt = |reason: &str| StoreError::Corrupt {
+    let corrupt = |reason: String| StoreError::Corrupt {
         bucket: bucket.to_string(),
-        reason: reason.to_string(),
+        reason,
     };
-    if bytes.len() < 5 {
-        return Err(corrupt("short record"));
-    }
-    if bytes[0] != FORMAT_VERSION {
-        return Err(corrupt("unknown format version"));
-    }
-    let crc = u32::from_le_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-    let body = &bytes[5..];
-    if crc32fast::hash(body) != crc {
-        return Err(corrupt("checksum mismatch"));
-    }
-    BucketLocation::decode(body).map_err(|err| corrupt(&err.to_string()))
+    let body =
+        codec::unframe(bytes, Legacy::CrcLittleEndian).map_err(|err| corrupt(err.to_string()))?;
+    BucketLocation::decode(body).map_err(|err| corrupt(err.to_string()))
 }
 
 impl LocationStore {
@@ -173,5 +159,15 @@ mod tests {
             decode("b", &[9, 0, 0, 0, 0]),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    /// A record as this store wrote it before the shared codec (version 1, CRC little-endian).
+    #[test]
+    fn records_written_before_the_shared_codec_still_decode() {
+        let body = location("c", "k").encode_to_vec();
+        let mut old = vec![1u8];
+        old.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        old.extend_from_slice(&body);
+        assert_eq!(decode("c", &old).unwrap(), location("c", "k"));
     }
 }

@@ -5,12 +5,11 @@
 //! and tries each member at most a bounded number of times per call. Every call has a timeout.
 
 use crate::error::{ManagerError, Result};
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use strata_proto::manager as pb;
 use strata_proto::manager::partition_manager_client::PartitionManagerClient;
-use tonic::transport::Channel;
+use strata_util::rpc::{Channel, ChannelPool};
 
 /// Bound of one call to one member.
 pub const CALL_TIMEOUT_MS: u64 = 2_000;
@@ -19,7 +18,7 @@ pub const CALL_TIMEOUT_MS: u64 = 2_000;
 pub struct ManagerClient {
     members: Vec<String>,
     leader: Mutex<Option<String>>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: ChannelPool,
     call_timeout: Duration,
 }
 
@@ -41,7 +40,7 @@ impl ManagerClient {
         Self {
             members,
             leader: Mutex::new(None),
-            channels: Mutex::new(HashMap::new()),
+            channels: ChannelPool::new(call_timeout),
             call_timeout,
         }
     }
@@ -61,18 +60,9 @@ impl ManagerClient {
     }
 
     fn client(&self, addr: &str) -> Result<PartitionManagerClient<Channel>> {
-        let mut channels = lock(&self.channels);
-        let channel = match channels.get(addr) {
-            Some(channel) => channel.clone(),
-            None => {
-                let channel = strata_util::rpc::channel_with_timeout(addr, self.call_timeout)
-                    .map_err(|err| {
-                        ManagerError::Config(format!("manager address {addr:?}: {err}"))
-                    })?;
-                channels.insert(addr.to_string(), channel.clone());
-                channel
-            }
-        };
+        let channel = self.channels.get(addr).map_err(|err| {
+            ManagerError::Config(format!("manager address {addr:?}: {}", err.reason))
+        })?;
         Ok(PartitionManagerClient::new(channel)
             .max_decoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
             .max_encoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX))

@@ -20,7 +20,7 @@ use strata_types::error_detail::{from_status, ErrorDetail, Missing, RejectReason
 use strata_types::keys;
 use tokio_util::sync::CancellationToken;
 
-type Client = PartitionServerClient<tonic::transport::Channel>;
+type Client = PartitionServerClient<strata_util::rpc::Channel>;
 
 fn header(key: &str, size: usize) -> PutObjectRequest {
     PutObjectRequest {

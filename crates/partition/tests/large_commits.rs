@@ -22,7 +22,7 @@ use strata_proto::record::{ChunkLocation, ObjectRecord};
 use strata_types::keys;
 use tokio_util::sync::CancellationToken;
 
-type Client = PartitionServerClient<tonic::transport::Channel>;
+type Client = PartitionServerClient<strata_util::rpc::Channel>;
 
 /// Partition server `id` over gRPC owning the whole key space at `epoch`, loaded (a later
 /// epoch on another server is a move: it fences the log and replays it).

@@ -43,7 +43,7 @@ fn put(key: &str, body: &str, write_id: &str, create_only: bool) -> Vec<PutObjec
 async fn serve_whole_range(
     layer: &common::StreamLayer,
 ) -> (
-    PartitionServerClient<tonic::transport::Channel>,
+    PartitionServerClient<strata_util::rpc::Channel>,
     CancellationToken,
 ) {
     let (client, _, token) = serve_range(layer, "A", 1).await;
@@ -131,7 +131,7 @@ async fn a_reloaded_range_remembers_the_writes_it_replayed() {
 }
 
 async fn one_part_upload(
-    client: &mut PartitionServerClient<tonic::transport::Channel>,
+    client: &mut PartitionServerClient<strata_util::rpc::Channel>,
     key: &str,
     body: &str,
 ) -> (String, CompletedPart) {

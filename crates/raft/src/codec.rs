@@ -1,54 +1,27 @@
-//! The on-disk record format of every value a member writes to sled:
-//!
-//! ```text
-//! [format version: u8 = 1][crc32 of payload: u32 big-endian][payload]
-//! ```
-//! The payload is JSON for records ([`encode`] / [`decode`]) and bincode for snapshot files
-//! ([`frame`] / [`unframe`] around the caller's bytes). A record whose version is unknown or
-//! whose checksum does not match is never decoded.
+//! The on-disk record format of every value a member writes to sled, and of snapshot files:
+//! the one versioned, checksummed frame of `strata_util::codec` (version 2 now; version 1,
+//! which this crate wrote with a big-endian CRC, still reads). The payload is JSON for records
+//! ([`encode`] / [`decode`]) and bincode for snapshot files ([`frame`] / [`unframe`] around the
+//! caller's bytes). A record whose version is unknown or whose checksum does not match is never
+//! decoded.
 
 use crate::error::GroupError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-/// Version of the record format written today.
-pub const FORMAT_VERSION: u8 = 1;
-const HEADER_BYTES: usize = 5;
+use strata_util::codec::{self, Legacy};
 
 /// Wraps `payload` in the versioned, checksummed frame.
 pub fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
-    out.push(FORMAT_VERSION);
-    out.extend_from_slice(&crc32fast::hash(payload).to_be_bytes());
-    out.extend_from_slice(payload);
-    out
+    codec::frame(payload)
 }
 
-/// The payload of a frame written by [`frame`], after checking version and checksum; `key`
-/// names the record in errors.
+/// The payload of a frame written by [`frame`] (or by this crate before the shared codec),
+/// after checking version and checksum; `key` names the record in errors.
 pub fn unframe<'a>(key: &str, bytes: &'a [u8]) -> Result<&'a [u8], GroupError> {
-    let corrupt = |reason: String| GroupError::Corrupt {
+    codec::unframe(bytes, Legacy::CrcBigEndian).map_err(|err| GroupError::Corrupt {
         key: key.to_string(),
-        reason,
-    };
-    if bytes.len() < HEADER_BYTES {
-        return Err(corrupt(format!(
-            "{} bytes is shorter than the header",
-            bytes.len()
-        )));
-    }
-    if bytes[0] != FORMAT_VERSION {
-        return Err(corrupt(format!("unknown format version {}", bytes[0])));
-    }
-    let expected = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
-    let payload = &bytes[HEADER_BYTES..];
-    let actual = crc32fast::hash(payload);
-    if actual != expected {
-        return Err(corrupt(format!(
-            "checksum {actual:08x} != stored {expected:08x}"
-        )));
-    }
-    Ok(payload)
+        reason: err.to_string(),
+    })
 }
 
 /// Encodes `value` as one versioned, checksummed JSON record.
@@ -87,5 +60,15 @@ mod tests {
         assert!(decode::<Vec<u64>>("k", &versioned).is_err());
         assert!(decode::<Vec<u64>>("k", &[1, 2]).is_err());
         assert_eq!(unframe("k", &frame(b"raw")).unwrap(), b"raw");
+    }
+
+    /// A record as this crate wrote it before the shared codec (version 1, CRC big-endian).
+    #[test]
+    fn records_written_before_the_shared_codec_still_decode() {
+        let payload = serde_json::to_vec(&vec![1u64, 2, 3]).unwrap();
+        let mut old = vec![1u8];
+        old.extend_from_slice(&crc32fast::hash(&payload).to_be_bytes());
+        old.extend_from_slice(&payload);
+        assert_eq!(decode::<Vec<u64>>("k", &old).unwrap(), vec![1, 2, 3]);
     }
 }

@@ -19,25 +19,24 @@ use openraft::raft::{
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use strata_proto::raft::raft_client::RaftClient;
 use strata_proto::raft::RaftMessage;
-use tonic::transport::Channel;
+use strata_util::rpc::{Channel, ChannelPool};
 
 /// Upper bound of one Raft RPC, whatever openraft asks for (snapshots included).
 const RAFT_RPC_TIMEOUT_MS_MAX: u64 = 10_000;
 
 type PeerClient = RaftClient<Channel>;
 
-/// Makes one [`PeerNetwork`] per target; channels are cached per (member, address) and
-/// reconnect by themselves.
+/// Makes one [`PeerNetwork`] per target; channels are cached per address and reconnect by
+/// themselves.
 pub struct NetworkFactory<M> {
     source: MemberId,
     cluster: String,
-    channels: Arc<Mutex<HashMap<(MemberId, String), Channel>>>,
+    channels: Arc<ChannelPool>,
     machine: PhantomData<fn() -> M>,
 }
 
@@ -46,27 +45,17 @@ impl<M> NetworkFactory<M> {
         Self {
             source,
             cluster: cluster.to_string(),
-            channels: Arc::new(Mutex::new(HashMap::new())),
+            channels: Arc::new(ChannelPool::new(Duration::from_millis(
+                RAFT_RPC_TIMEOUT_MS_MAX,
+            ))),
             machine: PhantomData,
         }
     }
 
     fn channel(&self, target: MemberId, addr: &str) -> Result<Channel, String> {
-        let key = (target, addr.to_string());
-        let mut channels = match self.channels.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some(channel) = channels.get(&key) {
-            return Ok(channel.clone());
-        }
-        let channel = strata_util::rpc::channel_with_timeout(
-            addr,
-            Duration::from_millis(RAFT_RPC_TIMEOUT_MS_MAX),
-        )
-        .map_err(|err| format!("bad address {addr:?} of member {target}: {err}"))?;
-        channels.insert(key, channel.clone());
-        Ok(channel)
+        self.channels
+            .get(addr)
+            .map_err(|err| format!("bad address {addr:?} of member {target}: {}", err.reason))
     }
 }
 

@@ -1,24 +1,34 @@
-//! gRPC clients cached per address. Channels connect lazily and carry connect and request
-//! timeouts (`strata_util::rpc::channel`), so every call through them is bounded.
+//! gRPC clients cached per address, in `strata_util::rpc::ChannelPool`s. Channels connect
+//! lazily and carry connect and request timeouts, so every call through them is bounded.
 
 use crate::error::{Result, StreamError};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 use strata_proto::stream::extent_node_client::ExtentNodeClient;
 use strata_proto::stream::stream_manager_client::StreamManagerClient;
 use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
-use tonic::transport::Channel;
+use strata_util::rpc::{BadAddress, Channel, ChannelPool};
 
 /// Bound on one control RPC (create, info, seal) made by the stream manager or a writer.
 pub const CONTROL_RPC_TIMEOUT_MS: u64 = 3_000;
 
-#[derive(Default)]
 pub struct ChannelCache {
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: ChannelPool,
     /// Channels without the 10 s per-request bound, for long calls (repair copies) that the
     /// caller bounds itself with [`bounded`].
-    long_channels: Mutex<HashMap<String, Channel>>,
+    long_channels: ChannelPool,
+}
+
+impl Default for ChannelCache {
+    fn default() -> Self {
+        Self {
+            channels: ChannelPool::unary(),
+            long_channels: ChannelPool::streaming(),
+        }
+    }
+}
+
+fn bad_address(err: BadAddress) -> StreamError {
+    StreamError::InvalidArgument(err.to_string())
 }
 
 impl ChannelCache {
@@ -26,52 +36,25 @@ impl ChannelCache {
         Self::default()
     }
 
-    fn channel(&self, addr: &str) -> Result<Channel> {
-        let mut channels = self
-            .channels
-            .lock()
-            .map_err(|_| StreamError::Unavailable("channel cache poisoned".into()))?;
-        if let Some(channel) = channels.get(addr) {
-            return Ok(channel.clone());
-        }
-        let channel = strata_util::rpc::channel(addr)
-            .map_err(|err| StreamError::InvalidArgument(format!("bad address {addr:?}: {err}")))?;
-        channels.insert(addr.to_string(), channel.clone());
-        Ok(channel)
-    }
-
     /// An extent-node client for calls longer than the channel's default bound; every call
     /// through it must be wrapped in [`bounded`].
     pub fn extent_node_long(&self, addr: &str) -> Result<ExtentNodeClient<Channel>> {
-        let channel = {
-            let mut channels = self
-                .long_channels
-                .lock()
-                .map_err(|_| StreamError::Unavailable("channel cache poisoned".into()))?;
-            match channels.get(addr) {
-                Some(channel) => channel.clone(),
-                None => {
-                    let channel = strata_util::rpc::streaming_channel(addr).map_err(|err| {
-                        StreamError::InvalidArgument(format!("bad address {addr:?}: {err}"))
-                    })?;
-                    channels.insert(addr.to_string(), channel.clone());
-                    channel
-                }
-            }
-        };
+        let channel = self.long_channels.get(addr).map_err(bad_address)?;
         Ok(ExtentNodeClient::new(channel)
             .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX))
     }
 
     pub fn extent_node(&self, addr: &str) -> Result<ExtentNodeClient<Channel>> {
-        Ok(ExtentNodeClient::new(self.channel(addr)?)
+        let channel = self.channels.get(addr).map_err(bad_address)?;
+        Ok(ExtentNodeClient::new(channel)
             .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX))
     }
 
     pub fn stream_manager(&self, addr: &str) -> Result<StreamManagerClient<Channel>> {
-        Ok(StreamManagerClient::new(self.channel(addr)?)
+        let channel = self.channels.get(addr).map_err(bad_address)?;
+        Ok(StreamManagerClient::new(channel)
             .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
             .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX))
     }

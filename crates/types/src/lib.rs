@@ -6,6 +6,7 @@
 //! - [`keys`]: the one sorted key space `(table, bucket, key)` that ranges partition.
 //! - [`error_detail`]: the one error contract across gRPC: [`ErrorDetail`] (typed ids inside)
 //!   written into and read from a `tonic::Status` only there.
+//! - [`limits`]: every S3 limit (sizes, counts, page sizes), with one integer type rule.
 //!
 //! Invariant: the key encoding is order-preserving: for one bucket, encoded object keys sort
 //! exactly as the raw key bytes do, which is S3's listing order.
@@ -13,6 +14,7 @@
 pub mod error_detail;
 pub mod ids;
 pub mod keys;
+pub mod limits;
 
 pub use error_detail::ErrorDetail;
 pub use ids::{Epoch, ExtentId, NodeId, RangeId, ServerId};
@@ -20,6 +22,3 @@ pub use ids::{Epoch, ExtentId, NodeId, RangeId, ServerId};
 /// Size of one chunk of object bytes as it moves between layers and is stored as one record.
 /// Every buffer on the data path is bounded by a small multiple of this.
 pub const CHUNK_SIZE_BYTES: usize = 1024 * 1024;
-
-/// Longest S3 object key, in bytes of UTF-8.
-pub const OBJECT_KEY_BYTES_MAX: usize = 1024;

@@ -1,10 +1,24 @@
-//! gRPC plumbing: channels that always time out, and serving a router until shutdown.
+//! gRPC plumbing: channels that always time out and carry the request id, one bounded pool of
+//! them per use, and serving a router until shutdown.
 
+use crate::trace::{PropagateRequestId, RequestIdLayer};
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint;
+
+/// Every Strata client talks through this: a tonic channel whose calls carry the current
+/// request id (see [`crate::trace`]). Generated clients take it as their `T`.
+pub type Channel = InterceptedService<tonic::transport::Channel, PropagateRequestId>;
+
+/// A router of services behind the request-id layer, as [`server`] builds it.
+pub type Router = tonic::transport::server::Router<
+    tower::layer::util::Stack<RequestIdLayer, tower::layer::util::Identity>,
+>;
 
 /// Connecting to a peer on loopback or a LAN takes far less; past this the peer is down.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
@@ -14,6 +28,12 @@ pub const KEEP_ALIVE_INTERVAL_MS: u64 = 1_000;
 pub const KEEP_ALIVE_TIMEOUT_MS: u64 = 2_000;
 /// Default bound on one unary RPC. Streaming RPCs bound each message instead.
 pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+
+/// Per-request bound of channels for streaming RPCs that move object bytes (and for calls the
+/// caller bounds itself): none to speak of.
+pub const STREAMING_REQUEST_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+/// Distinct addresses a [`ChannelPool`] keeps before it starts afresh.
+pub const POOL_SIZE_MAX: usize = 4096;
 
 /// A lazily connected channel to `addr` ("host:port") with connect and request timeouts.
 pub fn channel(addr: &str) -> anyhow::Result<Channel> {
@@ -38,14 +58,113 @@ pub fn channel_with_timeout(addr: &str, request_timeout: Duration) -> anyhow::Re
         .http2_keep_alive_interval(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS))
         .keep_alive_timeout(Duration::from_millis(KEEP_ALIVE_TIMEOUT_MS))
         .keep_alive_while_idle(true);
-    Ok(endpoint.connect_lazy())
+    Ok(InterceptedService::new(
+        endpoint.connect_lazy(),
+        PropagateRequestId,
+    ))
 }
 
 /// A channel for streaming RPCs that move object bytes: no overall deadline (a 5 GiB body takes
 /// a while), but connect timeout and HTTP/2 keep-alive still notice a dead peer.
 pub fn streaming_channel(addr: &str) -> anyhow::Result<Channel> {
-    channel_with_timeout(addr, Duration::from_secs(24 * 3600))
+    channel_with_timeout(addr, Duration::from_millis(STREAMING_REQUEST_TIMEOUT_MS))
 }
+
+/// An address a channel cannot be made for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadAddress {
+    pub addr: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for BadAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "bad address {:?}: {}", self.addr, self.reason)
+    }
+}
+
+impl std::error::Error for BadAddress {}
+
+/// Channels cached by address, all with one request timeout. Channels connect lazily and
+/// reconnect by themselves, so a cached one stays good; the pool only saves the handshake.
+/// Past `size_max` addresses (peers come and go over months) it starts afresh: clients
+/// already handed out keep their channel, the next lookup of an address makes a new one.
+pub struct ChannelPool {
+    request_timeout: Duration,
+    size_max: usize,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl std::fmt::Debug for ChannelPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelPool")
+            .field("request_timeout", &self.request_timeout)
+            .field("size_max", &self.size_max)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl ChannelPool {
+    /// Channels whose every call is bounded by `request_timeout`.
+    pub fn new(request_timeout: Duration) -> Self {
+        Self::with_size_max(request_timeout, POOL_SIZE_MAX)
+    }
+
+    /// Channels with the default request timeout ([`REQUEST_TIMEOUT_MS`]).
+    pub fn unary() -> Self {
+        Self::new(Duration::from_millis(REQUEST_TIMEOUT_MS))
+    }
+
+    /// Channels for streaming RPCs and for calls the caller bounds itself (see
+    /// [`streaming_channel`]).
+    pub fn streaming() -> Self {
+        Self::new(Duration::from_millis(STREAMING_REQUEST_TIMEOUT_MS))
+    }
+
+    /// Like [`ChannelPool::new`], keeping at most `size_max` addresses.
+    pub fn with_size_max(request_timeout: Duration, size_max: usize) -> Self {
+        Self {
+            request_timeout,
+            size_max: size_max.max(1),
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The channel to `addr`, made on first use.
+    pub fn get(&self, addr: &str) -> Result<Channel, BadAddress> {
+        // A panic while the lock was held cannot leave the map inconsistent (each step is one
+        // insert or clear), so a poisoned lock is used as is.
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        if channels.len() >= self.size_max {
+            channels.clear();
+        }
+        let channel =
+            channel_with_timeout(addr, self.request_timeout).map_err(|err| BadAddress {
+                addr: addr.to_string(),
+                reason: err.to_string(),
+            })?;
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Addresses cached now.
+    pub fn len(&self) -> usize {
+        self.channels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Whether no address is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 
 /// Binds `addr`, returning the listener and the bound address (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
@@ -56,7 +175,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, 
 
 /// Serves `router` on `listener` until `token` is cancelled.
 pub async fn serve(
-    router: tonic::transport::server::Router,
+    router: Router,
     listener: tokio::net::TcpListener,
     token: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -74,11 +193,35 @@ pub async fn serve(
     Ok(())
 }
 
-/// A tonic server builder with the limits every Strata service uses.
-pub fn server() -> tonic::transport::Server {
+/// A tonic server builder with the limits every Strata service uses, and the layer that runs
+/// each call in the request id its caller sent (see [`crate::trace`]).
+pub fn server(
+) -> tonic::transport::Server<tower::layer::util::Stack<RequestIdLayer, tower::layer::util::Identity>>
+{
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .concurrency_limit_per_connection(256)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .layer(RequestIdLayer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_pool_reuses_channels_and_stays_bounded() {
+        let pool = ChannelPool::with_size_max(Duration::from_millis(REQUEST_TIMEOUT_MS), 2);
+        pool.get("127.0.0.1:1").unwrap();
+        pool.get("127.0.0.1:1").unwrap();
+        assert_eq!(pool.len(), 1, "one channel per address");
+        pool.get("127.0.0.1:2").unwrap();
+        assert_eq!(pool.len(), 2);
+        pool.get("127.0.0.1:3").unwrap();
+        assert_eq!(pool.len(), 1, "past the bound it starts afresh");
+        let err = pool.get("not a uri\n").unwrap_err();
+        assert_eq!(err.addr, "not a uri\n");
+        assert_eq!(pool.len(), 1);
+    }
 }

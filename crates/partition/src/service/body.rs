@@ -7,6 +7,7 @@ use bytes::BytesMut;
 use md5::{Digest, Md5};
 use strata_proto::common::{Checksum, ChecksumAlgorithm};
 use strata_proto::partition::*;
+use strata_types::limits::PUT_OBJECT_BYTES_MAX;
 use strata_types::CHUNK_SIZE_BYTES;
 use tonic::{Status, Streaming};
 
@@ -18,8 +19,6 @@ use strata_types::error_detail::RejectReason;
 
 /// A single incoming message may not exceed this (the front-end sends at most one chunk).
 const PUT_MESSAGE_BYTES_MAX: usize = 4 * CHUNK_SIZE_BYTES;
-/// S3's largest single PUT.
-const PUT_OBJECT_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024;
 
 /// What follows the header of a client-streaming write.
 pub(super) enum BodyPart {

@@ -10,8 +10,8 @@ use crate::range::IndexValue;
 use crate::records::wire;
 use crate::server::PartitionServerState;
 
-/// Upper bound on one ListObjects answer, whatever the caller asked.
-pub const LIST_ITEMS_MAX: u32 = 1000;
+/// Upper bound on one ListObjects answer, whatever the caller asked, as the proto types it.
+pub const LIST_ITEMS_MAX: u32 = strata_types::limits::LIST_KEYS_MAX as u32;
 
 pub fn list_objects(
     state: &PartitionServerState,

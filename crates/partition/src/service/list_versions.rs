@@ -14,7 +14,7 @@ use crate::server::PartitionServerState;
 use strata_types::error_detail::RejectReason;
 
 /// Upper bound on one answer, whatever the caller asked.
-const LIST_VERSIONS_MAX: u32 = 1000;
+const LIST_VERSIONS_MAX: u32 = strata_types::limits::LIST_KEYS_MAX as u32;
 
 fn invalid_marker() -> PartitionError {
     PartitionError::rejected(

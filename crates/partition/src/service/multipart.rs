@@ -20,12 +20,9 @@ use crate::records::{wire, ObjectRecord, PartRecord, UploadRecord};
 use crate::server::PartitionServerState;
 use strata_types::error_detail::RejectReason;
 
-/// S3's limits.
-pub const PART_NUMBER_MAX: u32 = 10_000;
-pub const PART_SIZE_BYTES_MIN: u64 = 5 * 1024 * 1024;
-/// S3's largest object: a completion over it is refused before anything is written.
-pub const OBJECT_SIZE_BYTES_MAX: u64 = 5 * 1024 * 1024 * 1024 * 1024;
-const LIST_PARTS_MAX: u32 = 1000;
+pub use strata_types::limits::{OBJECT_BYTES_MAX, PART_NUMBER_MAX, PART_SIZE_BYTES_MIN};
+/// Parts (and uploads) in one page, as the proto types it.
+const LIST_PARTS_MAX: u32 = strata_types::limits::LIST_PARTS_MAX as u32;
 
 fn no_such_upload() -> PartitionError {
     PartitionError::NoSuchUpload
@@ -329,7 +326,7 @@ pub async fn complete(
         meta.size_bytes += part.size_bytes;
         meta.chunks.extend(part.chunks.iter().cloned());
     }
-    if meta.size_bytes > OBJECT_SIZE_BYTES_MAX {
+    if meta.size_bytes > OBJECT_BYTES_MAX {
         return Err(PartitionError::rejected(
             RejectReason::EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size (5 TiB).",

@@ -4,7 +4,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use strata_proto::common::{ObjectMeta, WriteCondition};
 use strata_proto::partition::*;
-use strata_types::{keys, OBJECT_KEY_BYTES_MAX};
+use strata_types::keys;
+use strata_types::limits::OBJECT_KEY_BYTES_MAX;
 use tonic::{Status, Streaming};
 
 use super::body::{first_header, receive_body};
@@ -18,8 +19,7 @@ use strata_types::error_detail::RejectReason;
 /// Chunk reads in flight per GET: enough to overlap the next read with sending.
 const GET_READ_AHEAD_CHUNKS: usize = 2;
 
-/// S3's bound on user-defined metadata: the UTF-8 bytes of every key and value together.
-pub const USER_METADATA_BYTES_MAX: usize = 2 * 1024;
+pub use strata_types::limits::USER_METADATA_BYTES_MAX;
 
 /// MetadataTooLarge, as S3 answers, for metadata over [`USER_METADATA_BYTES_MAX`]: refused
 /// before anything is stored.
@@ -27,7 +27,7 @@ pub(super) fn check_user_metadata(meta: Option<&ObjectMeta>) -> Result<(), Parti
     let bytes: usize = meta
         .map(|m| m.user_metadata.iter().map(|(k, v)| k.len() + v.len()).sum())
         .unwrap_or(0);
-    if bytes > USER_METADATA_BYTES_MAX {
+    if bytes as u64 > USER_METADATA_BYTES_MAX {
         return Err(PartitionError::rejected(
             RejectReason::MetadataTooLarge,
             format!("Your metadata headers exceed the maximum allowed metadata size ({bytes} > {USER_METADATA_BYTES_MAX} bytes)."),
@@ -42,7 +42,7 @@ pub(super) fn object_key(bucket: &str, key: &str) -> Result<Vec<u8>, PartitionEr
             "object keys cannot be empty".into(),
         ));
     }
-    if key.len() > OBJECT_KEY_BYTES_MAX {
+    if key.len() as u64 > OBJECT_KEY_BYTES_MAX {
         return Err(PartitionError::rejected(
             RejectReason::KeyTooLong,
             format!("object keys are 1 to {OBJECT_KEY_BYTES_MAX} bytes"),

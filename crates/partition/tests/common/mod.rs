@@ -121,7 +121,7 @@ pub async fn serve_range(
     epoch: u64,
 ) -> (
     strata_proto::partition::partition_server_client::PartitionServerClient<
-        tonic::transport::Channel,
+        strata_util::rpc::Channel,
     >,
     std::sync::Arc<strata_partition::PartitionServerState>,
     CancellationToken,

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use strata_proto::stream::stream_manager_client::StreamManagerClient;
 use strata_proto::stream::*;
-use tonic::transport::Channel;
+use strata_util::rpc::Channel;
 use tonic::Code;
 
 /// Bound on one stream-manager RPC (a seal may fence, seal and place a fresh extent).
@@ -114,8 +114,11 @@ impl StreamClient {
                 "no stream manager address".into(),
             ));
         }
-        let deadline = std::time::Instant::now()
-            + std::time::Duration::from_millis(MANAGER_FAILOVER_BUDGET_MS);
+        let pause = std::time::Duration::from_millis(MANAGER_RETRY_PAUSE_MS);
+        let mut backoff = strata_util::retry::Backoff::new(std::time::Duration::from_millis(
+            MANAGER_FAILOVER_BUDGET_MS,
+        ))
+        .with_pauses(pause, pause);
         let mut index = self.inner.preferred_manager.load(Ordering::Relaxed) % addrs.len();
         let mut last_error = None;
         let mut followed_hint = false;
@@ -136,7 +139,7 @@ impl StreamClient {
                 .and_then(|hint| addrs.iter().position(|a| *a == hint))
                 .filter(|&hinted| hinted != index);
             last_error = Some(err);
-            if std::time::Instant::now() >= deadline {
+            if backoff.expired() {
                 break;
             }
             index = match hinted {
@@ -146,8 +149,9 @@ impl StreamClient {
                 }
                 hinted => {
                     followed_hint = false;
-                    tokio::time::sleep(std::time::Duration::from_millis(MANAGER_RETRY_PAUSE_MS))
-                        .await;
+                    if !backoff.wait().await {
+                        break;
+                    }
                     hinted.unwrap_or((index + 1) % addrs.len())
                 }
             };
