@@ -99,6 +99,6 @@ pub mod uploads;
 pub use compaction::CompactionReport;
 pub use config::{CompactionConfig, LifecycleConfig, PartitionServerConfig, ThrottleConfig};
 pub use error::PartitionError;
-pub use server::PartitionServerState;
 pub use node::start;
+pub use server::PartitionServerState;
 pub use service::PartitionService;

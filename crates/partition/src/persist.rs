@@ -15,8 +15,8 @@ use crate::error::PartitionError;
 use crate::format::{self, Reassembler};
 use crate::index::{apply_changes, IndexValue};
 use crate::recent_writes::RecentWrites;
-use strata_types::error_detail::RejectReason;
 use crate::streams::stream_error;
+use strata_types::error_detail::RejectReason;
 
 /// Checkpoint batches stay under this many encoded bytes, far below the stream record limit
 /// (a single larger entry, such as a huge chunk list, makes a batch of its own, fragmented).

@@ -17,8 +17,8 @@ use strata_partition::PartitionServerState;
 use strata_proto::common::{ObjectMeta, VersioningState};
 use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::partition::*;
-use strata_types::error_detail::{from_status, ErrorDetail, Missing, RejectReason};
 use strata_proto::record::{ChunkLocation, ObjectRecord};
+use strata_types::error_detail::{from_status, ErrorDetail, Missing, RejectReason};
 use strata_types::keys;
 use tokio_util::sync::CancellationToken;
 

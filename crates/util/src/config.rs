@@ -138,8 +138,6 @@ mod tests {
 
     #[derive(serde::Serialize, Default)]
     struct Flags {
-        #[serde(skip)]
-        config: Option<std::path::PathBuf>,
         rack: Option<String>,
         listen: Option<String>,
         interval_ms: Option<u64>,

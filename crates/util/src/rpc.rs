@@ -165,7 +165,6 @@ impl ChannelPool {
     }
 }
 
-
 /// Binds `addr`, returning the listener and the bound address (port 0 picks a free port).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;

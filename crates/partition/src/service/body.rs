@@ -187,10 +187,7 @@ fn check_digests(
         let expected = base64::engine::general_purpose::STANDARD
             .decode(content_md5.trim())
             .map_err(|_| {
-                PartitionError::rejected(
-                    RejectReason::InvalidDigest,
-                    "Content-MD5 is not base64",
-                )
+                PartitionError::rejected(RejectReason::InvalidDigest, "Content-MD5 is not base64")
             })?;
         if expected.as_slice() != md5.as_slice() {
             return Err(PartitionError::BadDigest.into());
