@@ -8,10 +8,11 @@
 //! - [`DomainHost`]: virtual-hosted-style addressing under one base domain, port ignored, so
 //!   `bucket.localhost:9000` names bucket `bucket`; any other host name is path-style.
 
+use crate::error::{FrontendError, Refusal};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey, SimpleAuth};
 use s3s::host::{S3Host, VirtualHost};
-use s3s::{s3_error, S3Result};
+use s3s::S3Result;
 use std::sync::{Arc, Mutex};
 
 pub struct KeyAuth {
@@ -31,10 +32,11 @@ impl S3Auth for KeyAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         match self.inner.lookup(access_key) {
             Some(secret) => Ok(secret.clone()),
-            None => Err(s3_error!(
-                InvalidAccessKeyId,
-                "The AWS Access Key Id you provided does not exist in our records."
-            )),
+            None => Err(FrontendError::refused(
+                Refusal::UnknownAccessKey,
+                "The AWS Access Key Id you provided does not exist in our records.",
+            )
+            .into()),
         }
     }
 }
@@ -62,7 +64,7 @@ impl S3Access for DenyAnonymous {
         }
         match cx.credentials() {
             Some(_) => Ok(()),
-            None => Err(s3_error!(AccessDenied, "Access Denied")),
+            None => Err(FrontendError::refused(Refusal::AccessDenied, "Access Denied").into()),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! bucket's objects (walking them in key order, `stretches.rs`), deletes the record, then
 //! releases the name.
 
-use crate::error::FrontendError;
+use crate::error::{FrontendError, Refusal};
 use crate::frontend::Frontend;
 use crate::naming::is_valid_bucket_name;
 use crate::stretches::Stretches;
@@ -13,7 +13,7 @@ use s3s::dto::{
     Bucket, BucketLocationConstraint, CreateBucketInput, CreateBucketOutput,
     GetBucketLocationOutput, ListBucketsOutput, Owner,
 };
-use s3s::{s3_error, S3Result};
+use s3s::S3Result;
 use std::collections::BTreeMap;
 use strata_proto::common::BucketMeta;
 use strata_proto::location::{ReleaseBucketRequest, ReserveBucketRequest};
@@ -70,10 +70,11 @@ impl Frontend {
     ) -> S3Result<CreateBucketOutput> {
         let name = input.bucket.as_str();
         if !is_valid_bucket_name(name) {
-            return Err(s3_error!(
-                InvalidBucketName,
-                "The specified bucket is not valid."
-            ));
+            return Err(FrontendError::refused(
+                Refusal::InvalidBucketName,
+                "The specified bucket is not valid.",
+            )
+            .into());
         }
         let constraint = input
             .create_bucket_configuration
@@ -83,10 +84,11 @@ impl Frontend {
             .filter(|c| !c.is_empty());
         if let Some(constraint) = constraint {
             if constraint != self.config.region {
-                return Err(s3_error!(
-                    InvalidLocationConstraint,
-                    "The specified location-constraint is not valid for this endpoint."
-                ));
+                return Err(FrontendError::refused(
+                    Refusal::WrongRegion,
+                    "The specified location-constraint is not valid for this endpoint.",
+                )
+                .into());
             }
         }
 
@@ -178,10 +180,11 @@ impl Frontend {
                 })
                 .await?;
             if response.count > 0 {
-                return Err(s3_error!(
-                    BucketNotEmpty,
-                    "The bucket you tried to delete is not empty"
-                ));
+                return Err(FrontendError::refused(
+                    Refusal::BucketNotEmpty,
+                    "The bucket you tried to delete is not empty",
+                )
+                .into());
             }
             stretches.covered(&response, None)?;
         }
@@ -198,10 +201,11 @@ impl Frontend {
         self.buckets.invalidate(name);
         let (response, _) = response?;
         if !response.existed {
-            return Err(s3_error!(
-                NoSuchBucket,
-                "The specified bucket does not exist"
-            ));
+            return Err(FrontendError::refused(
+                Refusal::NoSuchBucket,
+                "The specified bucket does not exist",
+            )
+            .into());
         }
         if let Some(location) = &self.location {
             let mut client = location.clone();
@@ -230,15 +234,17 @@ pub(crate) fn owner(access_key: &str) -> Owner {
 }
 
 fn already_exists() -> s3s::S3Error {
-    s3_error!(
-        BucketAlreadyExists,
-        "The requested bucket name is not available. Please select a different name and try again."
+    FrontendError::refused(
+        Refusal::BucketTaken,
+        "The requested bucket name is not available. Please select a different name and try again.",
     )
+    .into()
 }
 
 fn already_owned() -> s3s::S3Error {
-    s3_error!(
-        BucketAlreadyOwnedByYou,
-        "Your previous request to create the named bucket succeeded and you already own it."
+    FrontendError::refused(
+        Refusal::BucketAlreadyYours,
+        "Your previous request to create the named bucket succeeded and you already own it.",
     )
+    .into()
 }

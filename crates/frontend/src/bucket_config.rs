@@ -4,10 +4,10 @@
 //! Each Put replaces one configuration on the record's owner in one commit (UpdateBucket), so
 //! concurrent updates of different configurations never undo one another; Get reads the record.
 
-use crate::error::FrontendError;
+use crate::error::{FrontendError, Refusal};
 use crate::frontend::Frontend;
 use s3s::dto::{CORSConfiguration, CORSRule};
-use s3s::{s3_error, S3Result};
+use s3s::S3Result;
 use strata_proto::common::{BucketMeta, CorsRule};
 use strata_proto::partition::{update_bucket_request, CorsRules, UpdateBucketRequest};
 use strata_types::keys;
@@ -18,36 +18,31 @@ const CORS_METHODS: [&str; 5] = ["GET", "PUT", "HEAD", "POST", "DELETE"];
 /// CORS rules from a PutBucketCors body, checked as S3 checks them.
 pub fn cors_rules_of(config: &CORSConfiguration) -> S3Result<Vec<CorsRule>> {
     if config.cors_rules.is_empty() || config.cors_rules.len() > CORS_RULES_MAX {
-        return Err(s3_error!(
-            MalformedXML,
-            "A CORS configuration has 1 to 100 rules."
-        ));
+        return Err(FrontendError::refused(
+            Refusal::MalformedXml,
+            "A CORS configuration has 1 to 100 rules.",
+        )
+        .into());
     }
     config
         .cors_rules
         .iter()
         .map(|rule| {
             if rule.allowed_origins.is_empty() || rule.allowed_methods.is_empty() {
-                return Err(s3_error!(
-                    MalformedXML,
-                    "Each CORSRule needs an AllowedOrigin and an AllowedMethod."
-                ));
+                let message = "Each CORSRule needs an AllowedOrigin and an AllowedMethod.";
+                return Err(FrontendError::refused(Refusal::MalformedXml, message).into());
             }
             for method in &rule.allowed_methods {
                 if !CORS_METHODS.contains(&method.as_str()) {
-                    return Err(s3_error!(
-                        InvalidRequest,
-                        "Found unsupported HTTP method in CORS config. Unsupported method is {method}"
-                    ));
+                    let message = format!("Found unsupported HTTP method in CORS config. Unsupported method is {method}");
+                    return Err(FrontendError::refused(Refusal::InvalidRequest, message).into());
                 }
             }
             let wildcards = |values: &[String]| values.iter().any(|v| v.matches('*').count() > 1);
             let headers = rule.allowed_headers.clone().unwrap_or_default();
             if wildcards(&rule.allowed_origins) || wildcards(&headers) {
-                return Err(s3_error!(
-                    InvalidRequest,
-                    "AllowedOrigin and AllowedHeader can have at most one * wildcard."
-                ));
+                let message = "AllowedOrigin and AllowedHeader can have at most one * wildcard.";
+                return Err(FrontendError::refused(Refusal::InvalidRequest, message).into());
             }
             Ok(CorsRule {
                 id: rule.id.clone().unwrap_or_default(),

@@ -8,9 +8,10 @@
 //! handle then and sends it after the last chunk. A write without any checksum gets a
 //! CRC64NVME one, as S3 stores for every new object.
 
+use crate::error::{FrontendError, Refusal};
 use base64::Engine;
 use s3s::dto::{ChecksumAlgorithm as S3Algorithm, ChecksumType};
-use s3s::{s3_error, S3Error, S3Result, TrailingHeaders};
+use s3s::{S3Error, S3Result, TrailingHeaders};
 use strata_proto::common::{Checksum, ChecksumAlgorithm};
 use strata_proto::partition::BodyChecksum;
 
@@ -95,10 +96,11 @@ pub fn parse_algorithm(name: &str) -> S3Result<ChecksumAlgorithm> {
         .find(|(_, s3_name, _)| s3_name.eq_ignore_ascii_case(name))
         .map(|(algorithm, _, _)| *algorithm)
         .ok_or_else(|| {
-            s3_error!(
-                InvalidRequest,
-                "Checksum algorithm provided is unsupported."
+            FrontendError::refused(
+                Refusal::InvalidRequest,
+                "Checksum algorithm provided is unsupported.",
             )
+            .into()
         })
 }
 
@@ -114,11 +116,11 @@ pub fn decode_value(algorithm: ChecksumAlgorithm, value: &str) -> S3Result<Vec<u
         .ok()
         .filter(|bytes| bytes.len() == checksum_len(algorithm))
         .ok_or_else(|| {
-            s3_error!(
-                InvalidRequest,
-                "Value for {} header is invalid.",
-                header_of(algorithm)
+            FrontendError::refused(
+                Refusal::InvalidRequest,
+                format!("Value for {} header is invalid.", header_of(algorithm)),
             )
+            .into()
         })
 }
 
@@ -139,10 +141,8 @@ impl SentChecksums {
             return Ok(None);
         };
         if sent.next().is_some() {
-            return Err(s3_error!(
-                InvalidRequest,
-                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
-            ));
+            let message = "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.";
+            return Err(FrontendError::refused(Refusal::InvalidRequest, message).into());
         }
         Ok(Some((algorithm, decode_value(algorithm, value)?)))
     }
@@ -170,8 +170,8 @@ impl TrailerSource {
             })
             .flatten()
             .ok_or_else(|| {
-                crate::error::custom_s3_error(
-                    "MalformedTrailerError",
+                FrontendError::refused(
+                    Refusal::MalformedTrailer,
                     "The request contained trailing data that was not well-formed or did not conform to our published schema.",
                 )
             })?;
@@ -214,10 +214,8 @@ pub fn plan(
         |algorithm: ChecksumAlgorithm| declared != ChecksumAlgorithm::None && declared != algorithm;
     if let Some((algorithm, value)) = sent.single()? {
         if trailer.is_some() || mismatch(algorithm) {
-            return Err(s3_error!(
-                InvalidRequest,
-                "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
-            ));
+            let message = "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed.";
+            return Err(FrontendError::refused(Refusal::InvalidRequest, message).into());
         }
         return Ok(WriteChecksum {
             body: BodyChecksum {
@@ -230,16 +228,17 @@ pub fn plan(
     }
     if let Some(algorithm) = trailer {
         let handle = trailers.ok_or_else(|| {
-            s3_error!(
-                InvalidRequest,
-                "x-amz-trailer needs an aws-chunked body with trailers."
+            FrontendError::refused(
+                Refusal::InvalidRequest,
+                "x-amz-trailer needs an aws-chunked body with trailers.",
             )
         })?;
         if mismatch(algorithm) {
-            return Err(s3_error!(
-                InvalidRequest,
-                "x-amz-sdk-checksum-algorithm does not match the x-amz-trailer checksum."
-            ));
+            return Err(FrontendError::refused(
+                Refusal::InvalidRequest,
+                "x-amz-sdk-checksum-algorithm does not match the x-amz-trailer checksum.",
+            )
+            .into());
         }
         return Ok(WriteChecksum {
             body: BodyChecksum {
@@ -342,13 +341,13 @@ mod tests {
         assert_eq!(plan.body.algorithm, ChecksumAlgorithm::Crc32 as i32);
         assert_eq!(plan.body.expected, vec![0x36, 0x10, 0xa6, 0x86]);
         let bad = plan_err(&sent_crc32("bm90IGEgY3JjMzI="));
-        assert_eq!(bad.code(), &s3s::S3ErrorCode::InvalidRequest);
+        assert_eq!(bad.code(), &Refusal::InvalidRequest.s3_code());
         let two = SentChecksums {
             crc32: Some("NhCmhg==".into()),
             sha1: Some("NhCmhg==".into()),
             ..Default::default()
         };
-        assert_eq!(plan_err(&two).code(), &s3s::S3ErrorCode::InvalidRequest);
+        assert_eq!(plan_err(&two).code(), &Refusal::InvalidRequest.s3_code());
     }
 
     fn plan_err(sent: &SentChecksums) -> S3Error {

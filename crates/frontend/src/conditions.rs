@@ -9,8 +9,9 @@
 //! For `x-amz-copy-source-if-*` every failure is 412 (a copy never answers 304).
 //! HTTP dates have second granularity, so modification times are compared in whole seconds.
 
+use crate::error::{FrontendError, Refusal};
 use s3s::dto::{ETag, ETagCondition, Range, Timestamp};
-use s3s::{s3_error, S3Result};
+use s3s::S3Result;
 use strata_proto::common::WriteCondition;
 
 #[derive(Clone, Debug, Default)]
@@ -40,10 +41,11 @@ pub fn write_condition(
         None => false,
         Some(ETagCondition::Any) => true,
         Some(ETagCondition::ETag(_)) => {
-            return Err(s3_error!(
-                NotImplemented,
-                "If-None-Match on a write accepts only '*'"
-            ))
+            return Err(FrontendError::refused(
+                Refusal::NotImplemented,
+                "If-None-Match on a write accepts only '*'",
+            )
+            .into())
         }
     };
     let if_match_etag = match if_match {

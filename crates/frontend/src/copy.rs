@@ -5,14 +5,16 @@
 
 use crate::checksum::{self, show_checksum};
 use crate::conditions::{to_s3_etag, Conditions, Outcome};
-use crate::error::FrontendError;
-use crate::frontend::{no_such_key, no_such_version, shown_version_id, Frontend};
+use crate::error::{FrontendError, Refusal};
+use crate::frontend::{
+    no_such_key, no_such_version, precondition_failed, shown_version_id, Frontend,
+};
 use crate::meta::{headers_of, stored_headers_of, timestamp_from_ms, StoredHeaders};
 use crate::object::{requested_version, PUT_OBJECT_BYTES_MAX};
 use s3s::dto::{
     CopyObjectInput, CopyObjectOutput, CopyObjectResult, CopySource, MetadataDirective,
 };
-use s3s::{s3_error, S3Result};
+use s3s::S3Result;
 use strata_proto::common::ObjectMeta;
 use strata_proto::partition::{CopyObjectRequest, PutObjectHeader};
 use strata_types::keys;
@@ -22,7 +24,11 @@ pub(crate) fn parse_directive(directive: Option<&MetadataDirective>) -> S3Result
     match directive.map(MetadataDirective::as_str) {
         None | Some("COPY") => Ok(false),
         Some("REPLACE") => Ok(true),
-        Some(_) => Err(s3_error!(InvalidArgument, "Unknown metadata directive.")),
+        Some(_) => Err(FrontendError::refused(
+            Refusal::InvalidArgument,
+            "Unknown metadata directive.",
+        )
+        .into()),
     }
 }
 
@@ -49,10 +55,11 @@ pub(crate) fn source_of(copy_source: &CopySource) -> S3Result<Source> {
                 version_id,
             })
         }
-        _ => Err(s3_error!(
-            NotImplemented,
-            "Access point and outpost copy sources are not implemented"
-        )),
+        _ => Err(FrontendError::refused(
+            Refusal::NotImplemented,
+            "Access point and outpost copy sources are not implemented",
+        )
+        .into()),
     }
 }
 
@@ -76,10 +83,8 @@ impl Frontend {
             && src.version_id.is_none()
             && !replace
         {
-            return Err(s3_error!(
-                InvalidRequest,
-                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
-            ));
+            let message = "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.";
+            return Err(FrontendError::refused(Refusal::InvalidRequest, message).into());
         }
         let destination = self.require_bucket(&input.bucket).await?;
         let source_versioning = if src_bucket != input.bucket {
@@ -97,10 +102,7 @@ impl Frontend {
         if conditions.evaluate_copy_source(&source.etag, source.last_modified_ms)
             != Outcome::Proceed
         {
-            return Err(s3_error!(
-                PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold"
-            ));
+            return Err(precondition_failed());
         }
         let headers = if replace {
             stored_headers_of!(input)
@@ -111,14 +113,18 @@ impl Frontend {
         let replace_tags = match input.tagging_directive.as_ref().map(|d| d.as_str()) {
             None | Some("COPY") => None,
             Some("REPLACE") => Some(crate::tagging::tags_of_header(input.tagging.as_deref())?),
-            Some(_) => return Err(s3_error!(InvalidArgument, "Unknown tagging directive.")),
+            Some(_) => {
+                return Err(FrontendError::refused(
+                    Refusal::InvalidArgument,
+                    "Unknown tagging directive.",
+                )
+                .into())
+            }
         };
 
         if source.size_bytes > PUT_OBJECT_BYTES_MAX {
-            return Err(s3_error!(
-                InvalidRequest,
-                "The specified copy source is larger than the maximum allowable size for a copy source: {PUT_OBJECT_BYTES_MAX}"
-            ));
+            let message = format!("The specified copy source is larger than the maximum allowable size for a copy source: {PUT_OBJECT_BYTES_MAX}");
+            return Err(FrontendError::refused(Refusal::InvalidRequest, message).into());
         }
         let target = Target {
             bucket: &input.bucket,
@@ -200,10 +206,10 @@ impl Frontend {
             .await?
         {
             Some(meta) if !meta.delete_marker => Ok(meta),
-            Some(_) if src.version_id.is_some() => Err(s3_error!(
-                InvalidRequest,
-                "The source of a copy request may not specifically refer to a delete marker by version id."
-            )),
+            Some(_) if src.version_id.is_some() => {
+                let message = "The source of a copy request may not specifically refer to a delete marker by version id.";
+                Err(FrontendError::refused(Refusal::InvalidRequest, message).into())
+            }
             None if src.version_id.is_some() => Err(no_such_version()),
             _ => Err(no_such_key()),
         }

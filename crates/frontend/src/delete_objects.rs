@@ -1,9 +1,9 @@
 //! DeleteObjects (multi-object delete): at most 1000 keys, per-key results, quiet mode.
 
-use crate::frontend::Frontend;
+use crate::frontend::{malformed_xml, Frontend};
 use futures::StreamExt;
 use s3s::dto::{DeleteObjectsInput, DeleteObjectsOutput, DeletedObject, Error as KeyError};
-use s3s::{s3_error, S3Error, S3Result};
+use s3s::{S3Error, S3Result};
 use strata_proto::partition::DeleteObjectResponse;
 
 pub use strata_types::limits::DELETE_KEYS_MAX;
@@ -17,10 +17,7 @@ impl Frontend {
     ) -> S3Result<DeleteObjectsOutput> {
         let objects = &input.delete.objects;
         if objects.is_empty() || objects.len() > DELETE_KEYS_MAX {
-            return Err(s3_error!(
-                MalformedXML,
-                "The XML you provided was not well-formed or did not validate against our published schema"
-            ));
+            return Err(malformed_xml());
         }
         let bucket = self.require_bucket(&input.bucket).await?;
         let quiet = input.delete.quiet.unwrap_or(false);

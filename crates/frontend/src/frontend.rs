@@ -3,9 +3,9 @@
 
 use crate::bucket_cache::{BucketCache, BUCKET_CACHE_ENTRIES_MAX};
 use crate::config::FrontendConfig;
-use crate::error::FrontendError;
+use crate::error::{FrontendError, Refusal, NO_SUCH_KEY_MESSAGE};
 use crate::routing::Router;
-use s3s::{s3_error, S3Result};
+use s3s::S3Result;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_proto::common::{BucketMeta, ObjectMeta};
@@ -88,10 +88,11 @@ impl Frontend {
     pub(crate) async fn require_bucket(&self, name: &str) -> S3Result<BucketMeta> {
         match self.get_bucket(name).await? {
             Some(bucket) => Ok(bucket),
-            None => Err(s3_error!(
-                NoSuchBucket,
-                "The specified bucket does not exist"
-            )),
+            None => Err(FrontendError::refused(
+                Refusal::NoSuchBucket,
+                "The specified bucket does not exist",
+            )
+            .into()),
         }
     }
 
@@ -126,7 +127,7 @@ impl Frontend {
     pub(crate) fn requester(credentials: Option<&s3s::auth::Credentials>) -> S3Result<String> {
         credentials
             .map(|c| c.access_key.clone())
-            .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))
+            .ok_or_else(|| FrontendError::refused(Refusal::AccessDenied, "Access Denied").into())
     }
 }
 
@@ -140,12 +141,27 @@ pub(crate) fn is_no_such_key(status: &tonic::Status) -> bool {
     }
 }
 
+/// NoSuchKey: no such key, or its current version is a delete marker.
 pub(crate) fn no_such_key() -> s3s::S3Error {
-    s3_error!(NoSuchKey, "The specified key does not exist.")
+    FrontendError::refused(Refusal::NoSuchKey, NO_SUCH_KEY_MESSAGE).into()
 }
 
 pub(crate) fn no_such_version() -> s3s::S3Error {
-    s3_error!(NoSuchVersion, "The specified version does not exist.")
+    let message = "The specified version does not exist.";
+    FrontendError::refused(Refusal::NoSuchVersion, message).into()
+}
+
+/// An XML body S3 would not accept (the message S3 gives for any schema violation).
+pub(crate) fn malformed_xml() -> s3s::S3Error {
+    let message =
+        "The XML you provided was not well-formed or did not validate against our published schema";
+    FrontendError::refused(Refusal::MalformedXml, message).into()
+}
+
+/// An If-* precondition of a read or a copy source does not hold.
+pub(crate) fn precondition_failed() -> s3s::S3Error {
+    let message = "At least one of the pre-conditions you specified did not hold";
+    FrontendError::refused(Refusal::PreconditionFailed, message).into()
 }
 
 /// The version id S3 shows for `meta` in a bucket with `versioning`: its id, "null" for the

@@ -31,10 +31,12 @@
 //! - [`conditions`]: If-* preconditions and Range; [`naming`]: bucket names; [`meta`]: header
 //!   conversions.
 //! - [`routing`]: partition map cache, client pool, retry with backoff.
-//! - [`auth`]: key auth, anonymous denial, virtual-host parsing; [`error`]: the error enum and
-//!   the one mapping to S3 errors; [`metrics`]; [`config`].
+//! - [`auth`]: key auth, anonymous denial, virtual-host parsing; [`error`]: the error enum,
+//!   the `Refusal` kinds handlers refuse requests with, and the one mapping to S3 codes,
+//!   statuses and headers; [`metrics`]; [`config`].
 //!
-//! Tests: unit tests sit beside their modules (`list_tests.rs`: the listing core over in-memory
+//! Tests: unit tests sit beside their modules (`error_tests.rs`: every refusal and service
+//! answer as the S3 error it becomes; `list_tests.rs`: the listing core over in-memory
 //! ranges). tests/e2e is one binary of signed HTTP through the real service stack: AWS's
 //! published SigV4 examples over a stub S3, and every S3 operation family against a real stamp
 //! started in process by tests/common (stream manager and 3 extent nodes, partition manager,

@@ -7,32 +7,38 @@
 //! expiration at a Date and ExpiredObjectDeleteMarker answer 501 NotImplemented, so a client
 //! never believes a rule is in force that is not.
 
+use crate::error::{FrontendError, Refusal};
 use crate::frontend::Frontend;
 use s3s::dto::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, ExpirationStatus,
     LifecycleExpiration, LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter, Tag,
 };
-use s3s::{s3_error, S3Result};
+use s3s::S3Result;
 use strata_proto::common::LifecycleRule as StoredRule;
 use strata_proto::partition::{update_bucket_request, LifecycleRules};
 
 pub use strata_types::limits::LIFECYCLE_RULES_MAX;
 
 fn malformed(message: &str) -> s3s::S3Error {
-    s3_error!(MalformedXML, "{message}")
+    FrontendError::refused(Refusal::MalformedXml, message).into()
 }
 
 fn not_implemented(what: &str) -> s3s::S3Error {
-    s3_error!(NotImplemented, "Lifecycle {what} is not implemented")
+    FrontendError::refused(
+        Refusal::NotImplemented,
+        format!("Lifecycle {what} is not implemented"),
+    )
+    .into()
 }
 
 fn positive_days(days: Option<i32>, what: &str) -> S3Result<u32> {
     match days {
         Some(days) if days > 0 => Ok(days.unsigned_abs()),
-        _ => Err(s3_error!(
-            InvalidArgument,
-            "'{what}' for the lifecycle rule must be a positive integer"
-        )),
+        _ => Err(FrontendError::refused(
+            Refusal::InvalidArgument,
+            format!("'{what}' for the lifecycle rule must be a positive integer"),
+        )
+        .into()),
     }
 }
 
@@ -117,10 +123,11 @@ fn stored_rule(rule: &LifecycleRule) -> S3Result<StoredRule> {
         }
     }
     if stored.abort_incomplete_days > 0 && !stored.tags.is_empty() {
-        return Err(s3_error!(
-            InvalidRequest,
-            "AbortIncompleteMultipartUpload cannot be specified with Tags."
-        ));
+        return Err(FrontendError::refused(
+            Refusal::InvalidRequest,
+            "AbortIncompleteMultipartUpload cannot be specified with Tags.",
+        )
+        .into());
     }
     Ok(stored)
 }
@@ -140,7 +147,9 @@ pub fn stored_rules(config: Option<&BucketLifecycleConfiguration>) -> S3Result<V
         .iter()
         .any(|r| !r.id.is_empty() && !ids.insert(r.id.clone()))
     {
-        return Err(s3_error!(InvalidArgument, "Rule ID must be unique"));
+        return Err(
+            FrontendError::refused(Refusal::InvalidArgument, "Rule ID must be unique").into(),
+        );
     }
     Ok(stored)
 }
@@ -262,6 +271,6 @@ mod tests {
         dated.expiration.as_mut().unwrap().date = Some(crate::meta::timestamp_from_ms(0));
         let err =
             stored_rules(Some(&BucketLifecycleConfiguration { rules: vec![dated] })).unwrap_err();
-        assert_eq!(err.code(), &s3s::S3ErrorCode::NotImplemented);
+        assert_eq!(err.code(), &Refusal::NotImplemented.s3_code());
     }
 }

@@ -7,7 +7,7 @@
 //! span two ranges; the walk never emits one twice (and never re-emits, on a continued page,
 //! the common prefix the previous page ended with).
 
-use crate::error::FrontendError;
+use crate::error::{FrontendError, Refusal};
 use crate::frontend::Frontend;
 use crate::meta::{size_i64, timestamp_from_ms};
 use crate::routing::Router;
@@ -17,7 +17,7 @@ use s3s::dto::{
     CommonPrefix, EncodingType, ListObjectsInput, ListObjectsOutput, ListObjectsV2Input,
     ListObjectsV2Output, Object, ObjectStorageClass, Owner,
 };
-use s3s::{s3_error, S3Result};
+use s3s::S3Result;
 use strata_proto::common::ObjectMeta;
 use strata_proto::partition::{ListObjectsRequest, ListObjectsResponse};
 use strata_types::keys;
@@ -242,17 +242,22 @@ pub fn decode_token(token: &str) -> S3Result<String> {
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .ok_or_else(|| {
-            s3_error!(
-                InvalidArgument,
-                "The continuation token provided is incorrect"
+            FrontendError::refused(
+                Refusal::InvalidArgument,
+                "The continuation token provided is incorrect",
             )
+            .into()
         })
 }
 
 fn max_keys_of(max_keys: Option<i32>) -> S3Result<usize> {
     match max_keys {
         None => Ok(MAX_KEYS_DEFAULT),
-        Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must not be negative")),
+        Some(n) if n < 0 => Err(FrontendError::refused(
+            Refusal::InvalidArgument,
+            "max-keys must not be negative",
+        )
+        .into()),
         Some(n) => Ok(usize::try_from(n)
             .unwrap_or(MAX_KEYS_DEFAULT)
             .min(MAX_KEYS_DEFAULT)),
@@ -264,10 +269,11 @@ pub(crate) fn wants_url(encoding_type: Option<&EncodingType>) -> S3Result<bool> 
     match encoding_type.map(EncodingType::as_str) {
         None => Ok(false),
         Some("url") => Ok(true),
-        Some(_) => Err(s3_error!(
-            InvalidArgument,
-            "Invalid Encoding Method specified in Request"
-        )),
+        Some(_) => Err(FrontendError::refused(
+            Refusal::InvalidArgument,
+            "Invalid Encoding Method specified in Request",
+        )
+        .into()),
     }
 }
 

@@ -13,8 +13,8 @@
 use crate::bucket::owner;
 use crate::checksum::{self, sent_checksums_of, show_checksum};
 use crate::conditions::to_s3_etag;
-use crate::error::FrontendError;
-use crate::frontend::Frontend;
+use crate::error::{FrontendError, Refusal};
+use crate::frontend::{malformed_xml, Frontend};
 use crate::meta::{size_i64, stored_headers_of, timestamp_from_ms};
 use crate::object::{check_content_length, check_key_length};
 use crate::put::{put_streaming, StreamedWrite};
@@ -25,7 +25,7 @@ use s3s::dto::{
     CreateMultipartUploadOutput, Initiator, ListPartsInput, ListPartsOutput, Part, StorageClass,
     UploadPartInput, UploadPartOutput,
 };
-use s3s::{s3_error, S3Error, S3Result};
+use s3s::S3Result;
 use std::future::Future;
 use strata_proto::common::{ChecksumAlgorithm, PartMeta};
 use strata_proto::partition::upload_part_request;
@@ -92,18 +92,12 @@ pub(crate) fn check_part_number(part_number: i32) -> S3Result<u32> {
         .ok()
         .filter(|number| (1..=PART_NUMBER_MAX).contains(number))
         .ok_or_else(|| {
-            s3_error!(
-                InvalidArgument,
-                "Part number must be an integer between 1 and 10000, inclusive"
+            FrontendError::refused(
+                Refusal::InvalidArgument,
+                "Part number must be an integer between 1 and 10000, inclusive",
             )
+            .into()
         })
-}
-
-fn malformed_xml() -> S3Error {
-    s3_error!(
-        MalformedXML,
-        "The XML you provided was not well-formed or did not validate against our published schema"
-    )
 }
 
 /// The parts list of a CompleteMultipartUpload body, as the partition server takes it. An
@@ -122,9 +116,9 @@ pub(crate) fn completed_parts(
                 return Err(malformed_xml());
             };
             let part_number = check_part_number(number).map_err(|_| {
-                s3_error!(
-                    InvalidPart,
-                    "One or more of the specified parts could not be found."
+                FrontendError::refused(
+                    Refusal::InvalidPart,
+                    "One or more of the specified parts could not be found.",
                 )
             })?;
             let checksum = match sent_checksums_of!(part).single()? {
@@ -163,10 +157,11 @@ fn checksum_type(full_object: bool) -> ChecksumType {
 fn page_size(max_parts: Option<i32>) -> S3Result<i32> {
     match max_parts {
         None => Ok(LIST_PARTS_MAX),
-        Some(n) if n < 0 => Err(s3_error!(
-            InvalidArgument,
-            "max-parts must be a non-negative integer"
-        )),
+        Some(n) if n < 0 => Err(FrontendError::refused(
+            Refusal::InvalidArgument,
+            "max-parts must be a non-negative integer",
+        )
+        .into()),
         Some(n) => Ok(n.min(LIST_PARTS_MAX)),
     }
 }
@@ -205,17 +200,16 @@ impl Frontend {
             Some(ChecksumType::FULL_OBJECT) => true,
             Some(ChecksumType::COMPOSITE) => false,
             Some(_) => {
-                return Err(s3_error!(
-                    InvalidRequest,
-                    "Value for x-amz-checksum-type header is invalid."
-                ))
+                return Err(FrontendError::refused(
+                    Refusal::InvalidRequest,
+                    "Value for x-amz-checksum-type header is invalid.",
+                )
+                .into())
             }
         };
         if input.checksum_type.is_some() && algorithm == ChecksumAlgorithm::None {
-            return Err(s3_error!(
-                InvalidRequest,
-                "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header."
-            ));
+            let message = "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header.";
+            return Err(FrontendError::refused(Refusal::InvalidRequest, message).into());
         }
         self.require_bucket(&input.bucket).await?;
         let mut meta = stored_headers_of!(input).into_meta();
@@ -359,9 +353,9 @@ impl Frontend {
         let marker = match input.part_number_marker {
             None => 0,
             Some(marker) => u32::try_from(marker).map_err(|_| {
-                s3_error!(
-                    InvalidArgument,
-                    "part-number-marker must be a non-negative integer"
+                FrontendError::refused(
+                    Refusal::InvalidArgument,
+                    "part-number-marker must be a non-negative integer",
                 )
             })?,
         };
@@ -446,39 +440,39 @@ mod tests {
         assert_eq!(check_part_number(10_000).unwrap(), 10_000);
         for bad in [0, -1, 10_001, i32::MAX] {
             let err = check_part_number(bad).unwrap_err();
-            assert_eq!(err.code(), &s3s::S3ErrorCode::InvalidArgument, "{bad}");
+            assert_eq!(err.code(), &Refusal::InvalidArgument.s3_code(), "{bad}");
         }
     }
 
     #[test]
     fn completed_parts_are_checked_before_the_call() {
         let missing = completed_parts(None).unwrap_err();
-        assert_eq!(missing.code(), &s3s::S3ErrorCode::MalformedXML);
+        assert_eq!(missing.code(), &Refusal::MalformedXml.s3_code());
         let empty = CompletedMultipartUpload {
             parts: Some(Vec::new()),
         };
         assert_eq!(
             completed_parts(Some(&empty)).unwrap_err().code(),
-            &s3s::S3ErrorCode::MalformedXML
+            &Refusal::MalformedXml.s3_code()
         );
         let no_list = CompletedMultipartUpload { parts: None };
         assert_eq!(
             completed_parts(Some(&no_list)).unwrap_err().code(),
-            &s3s::S3ErrorCode::MalformedXML
+            &Refusal::MalformedXml.s3_code()
         );
         let no_etag = CompletedMultipartUpload {
             parts: Some(vec![part(Some(1), None)]),
         };
         assert_eq!(
             completed_parts(Some(&no_etag)).unwrap_err().code(),
-            &s3s::S3ErrorCode::MalformedXML
+            &Refusal::MalformedXml.s3_code()
         );
         let zero = CompletedMultipartUpload {
             parts: Some(vec![part(Some(0), Some("abc"))]),
         };
         assert_eq!(
             completed_parts(Some(&zero)).unwrap_err().code(),
-            &s3s::S3ErrorCode::InvalidPart
+            &Refusal::InvalidPart.s3_code()
         );
         let good = CompletedMultipartUpload {
             parts: Some(vec![part(Some(1), Some("abc")), part(Some(2), Some("def"))]),

@@ -8,7 +8,7 @@
 
 use crate::bucket::owner;
 use crate::checksum;
-use crate::error::FrontendError;
+use crate::error::{FrontendError, Refusal};
 use crate::frontend::Frontend;
 use crate::list::{url_encode, wants_url};
 use crate::marker_walk::{walk_markers, MarkerQuery};
@@ -17,7 +17,7 @@ use s3s::dto::{
     CommonPrefix, Initiator, ListMultipartUploadsInput, ListMultipartUploadsOutput,
     MultipartUpload, StorageClass,
 };
-use s3s::{s3_error, S3Result};
+use s3s::S3Result;
 use strata_proto::partition::{
     ListMultipartUploadsRequest, ListMultipartUploadsResponse, ListedUpload,
 };
@@ -34,10 +34,11 @@ impl Frontend {
         let max = match input.max_uploads {
             None => MAX_UPLOADS_DEFAULT,
             Some(n) if n < 0 => {
-                return Err(s3_error!(
-                    InvalidArgument,
-                    "max-uploads must be a non-negative integer"
-                ))
+                return Err(FrontendError::refused(
+                    Refusal::InvalidArgument,
+                    "max-uploads must be a non-negative integer",
+                )
+                .into())
             }
             Some(n) => n.min(MAX_UPLOADS_DEFAULT),
         };

@@ -7,14 +7,16 @@
 
 use crate::checksum;
 use crate::conditions::{content_range, resolve_range, to_s3_etag, Conditions, Outcome};
-use crate::error::FrontendError;
-use crate::frontend::{is_no_such_key, no_such_key, no_such_version, shown_version_id, Frontend};
+use crate::error::{FrontendError, Refusal};
+use crate::frontend::{
+    is_no_such_key, no_such_key, no_such_version, precondition_failed, shown_version_id, Frontend,
+};
 use crate::meta::{non_empty, parse_http_date, size_i64, stored_headers_of, timestamp_from_ms};
 use s3s::dto::{
     DeleteObjectInput, DeleteObjectOutput, GetObjectInput, GetObjectOutput, HeadObjectInput,
     HeadObjectOutput, PutObjectInput, PutObjectOutput, Range,
 };
-use s3s::{s3_error, S3Error, S3Result};
+use s3s::{S3Error, S3Result};
 use strata_proto::common::{BucketMeta, ChecksumAlgorithm, ObjectMeta};
 use strata_proto::partition::get_object_response::Part;
 use strata_proto::partition::{
@@ -36,10 +38,11 @@ pub(crate) struct Decision {
 /// A requested version id: None for the current version; an empty one is InvalidArgument.
 pub(crate) fn requested_version(version_id: Option<&str>) -> S3Result<Option<&str>> {
     match version_id {
-        Some("") => Err(s3_error!(
-            InvalidArgument,
-            "Version id cannot be the empty string"
-        )),
+        Some("") => Err(FrontendError::refused(
+            Refusal::InvalidArgument,
+            "Version id cannot be the empty string",
+        )
+        .into()),
         other => Ok(other),
     }
 }
@@ -47,46 +50,27 @@ pub(crate) fn requested_version(version_id: Option<&str>) -> S3Result<Option<&st
 /// The answer for a delete marker: 404 NoSuchKey for the current version, 405
 /// MethodNotAllowed when the marker was asked for by version id; both say what it is.
 fn delete_marker_error(meta: &ObjectMeta, by_version: bool) -> S3Error {
-    let mut err = if by_version {
-        s3_error!(
-            MethodNotAllowed,
-            "The specified method is not allowed against this resource."
-        )
-    } else {
-        no_such_key()
-    };
-    let mut headers = http::HeaderMap::new();
-    headers.insert(
-        "x-amz-delete-marker",
-        http::HeaderValue::from_static("true"),
-    );
-    let version = if meta.version_id.is_empty() {
-        "null"
-    } else {
-        meta.version_id.as_str()
-    };
-    if let Ok(value) = http::HeaderValue::from_str(version) {
-        headers.insert("x-amz-version-id", value);
+    FrontendError::DeleteMarker {
+        version_id: meta.version_id.clone(),
+        last_modified_ms: meta.last_modified_ms,
+        by_version,
     }
-    let last_modified = crate::meta::format_http_date(&timestamp_from_ms(meta.last_modified_ms));
-    if let Ok(value) = http::HeaderValue::from_str(&last_modified) {
-        headers.insert(http::header::LAST_MODIFIED, value);
-    }
-    err.set_headers(headers);
-    err
+    .into()
 }
 
 /// The announced body size of a PUT or an UploadPart (S3 caps both at 5 GiB).
 pub(crate) fn check_content_length(content_length: Option<i64>) -> S3Result<()> {
     match content_length {
-        Some(length) if length > PUT_OBJECT_BYTES_MAX as i64 => Err(s3_error!(
-            EntityTooLarge,
-            "Your proposed upload exceeds the maximum allowed object size."
-        )),
-        Some(length) if length < 0 => Err(s3_error!(
-            InvalidArgument,
-            "Content-Length must not be negative"
-        )),
+        Some(length) if length > PUT_OBJECT_BYTES_MAX as i64 => Err(FrontendError::refused(
+            Refusal::EntityTooLarge,
+            "Your proposed upload exceeds the maximum allowed object size.",
+        )
+        .into()),
+        Some(length) if length < 0 => Err(FrontendError::refused(
+            Refusal::InvalidArgument,
+            "Content-Length must not be negative",
+        )
+        .into()),
         _ => Ok(()),
     }
 }
@@ -94,7 +78,7 @@ pub(crate) fn check_content_length(content_length: Option<i64>) -> S3Result<()> 
 /// KeyTooLongError for a key S3 would not store.
 pub(crate) fn check_key_length(key: &str) -> S3Result<()> {
     if key.len() as u64 > strata_types::limits::OBJECT_KEY_BYTES_MAX {
-        return Err(s3_error!(KeyTooLongError, "Your key is too long"));
+        return Err(FrontendError::refused(Refusal::KeyTooLong, "Your key is too long").into());
     }
     Ok(())
 }
@@ -102,39 +86,12 @@ pub(crate) fn check_key_length(key: &str) -> S3Result<()> {
 fn check_part_number(part_number: Option<i32>) -> S3Result<()> {
     match part_number {
         None | Some(1) => Ok(()),
-        Some(_) => Err(s3_error!(NotImplemented, "partNumber is not implemented")),
+        Some(_) => Err(FrontendError::refused(
+            Refusal::NotImplemented,
+            "partNumber is not implemented",
+        )
+        .into()),
     }
-}
-
-fn not_modified(meta: &ObjectMeta) -> S3Error {
-    let mut err = S3Error::new(s3s::S3ErrorCode::NotModified);
-    let mut headers = http::HeaderMap::new();
-    if let Ok(value) = http::HeaderValue::from_str(&meta.etag) {
-        headers.insert(http::header::ETAG, value);
-    }
-    let last_modified = crate::meta::format_http_date(&timestamp_from_ms(meta.last_modified_ms));
-    if let Ok(value) = http::HeaderValue::from_str(&last_modified) {
-        headers.insert(http::header::LAST_MODIFIED, value);
-    }
-    err.set_headers(headers);
-    err
-}
-
-fn precondition_failed() -> S3Error {
-    s3_error!(
-        PreconditionFailed,
-        "At least one of the pre-conditions you specified did not hold"
-    )
-}
-
-fn invalid_range(size_bytes: u64) -> S3Error {
-    let mut err = s3_error!(InvalidRange, "The requested range is not satisfiable");
-    let mut headers = http::HeaderMap::new();
-    if let Ok(value) = http::HeaderValue::from_str(&format!("bytes */{size_bytes}")) {
-        headers.insert(http::header::CONTENT_RANGE, value);
-    }
-    err.set_headers(headers);
-    err
 }
 
 /// Applies conditions and range to an existing object's metadata.
@@ -145,11 +102,19 @@ pub(crate) fn decide(
 ) -> S3Result<Decision> {
     match conditions.evaluate(&meta.etag, meta.last_modified_ms) {
         Outcome::Proceed => {}
-        Outcome::NotModified => return Err(not_modified(&meta)),
+        Outcome::NotModified => {
+            return Err(FrontendError::NotModified {
+                etag: meta.etag,
+                last_modified_ms: meta.last_modified_ms,
+            }
+            .into())
+        }
         Outcome::PreconditionFailed => return Err(precondition_failed()),
     }
     let range =
-        resolve_range(range, meta.size_bytes).map_err(|()| invalid_range(meta.size_bytes))?;
+        resolve_range(range, meta.size_bytes).map_err(|()| FrontendError::RangeNotSatisfiable {
+            size_bytes: meta.size_bytes,
+        })?;
     Ok(Decision { meta, range })
 }
 

@@ -8,13 +8,14 @@
 use crate::checksum::{self, show_checksum};
 use crate::conditions::{to_s3_etag, Conditions, Outcome};
 use crate::copy::source_of;
-use crate::frontend::Frontend;
+use crate::error::{FrontendError, Refusal};
+use crate::frontend::{precondition_failed, Frontend};
 use crate::meta::{size_i64, timestamp_from_ms};
 use crate::multipart::check_part_number;
 use crate::object::{Decision, PUT_OBJECT_BYTES_MAX};
 use crate::put::put_streaming;
 use s3s::dto::{CopyPartResult, UploadPartCopyInput, UploadPartCopyOutput};
-use s3s::{s3_error, S3Result};
+use s3s::S3Result;
 use strata_proto::partition::UploadPartHeader;
 
 /// `x-amz-copy-source-range: bytes=first-last` against the source's size: the byte range
@@ -24,10 +25,8 @@ pub fn copy_range(header: Option<&str>, size_bytes: u64) -> S3Result<Option<std:
         return Ok(None);
     };
     let malformed = || {
-        s3_error!(
-            InvalidArgument,
-            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
-        )
+        let message = "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy";
+        FrontendError::refused(Refusal::InvalidArgument, message)
     };
     let (first, last) = header
         .trim()
@@ -37,10 +36,11 @@ pub fn copy_range(header: Option<&str>, size_bytes: u64) -> S3Result<Option<std:
     let first: u64 = first.trim().parse().map_err(|_| malformed())?;
     let last: u64 = last.trim().parse().map_err(|_| malformed())?;
     if first > last || last >= size_bytes {
-        return Err(s3_error!(
-            InvalidArgument,
-            "Range specified is not valid for source object of size: {size_bytes}"
-        ));
+        return Err(FrontendError::refused(
+            Refusal::InvalidArgument,
+            format!("Range specified is not valid for source object of size: {size_bytes}"),
+        )
+        .into());
     }
     Ok(Some(first..last + 1))
 }
@@ -66,20 +66,15 @@ impl Frontend {
         if conditions.evaluate_copy_source(&source.etag, source.last_modified_ms)
             != Outcome::Proceed
         {
-            return Err(s3_error!(
-                PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold"
-            ));
+            return Err(precondition_failed());
         }
         let range = copy_range(input.copy_source_range.as_deref(), source.size_bytes)?;
         let length = range
             .as_ref()
             .map_or(source.size_bytes, |r| r.end - r.start);
         if length > PUT_OBJECT_BYTES_MAX {
-            return Err(s3_error!(
-                InvalidRequest,
-                "The specified copy source is larger than the maximum allowable size for a copy source: {PUT_OBJECT_BYTES_MAX}"
-            ));
+            let message = format!("The specified copy source is larger than the maximum allowable size for a copy source: {PUT_OBJECT_BYTES_MAX}");
+            return Err(FrontendError::refused(Refusal::InvalidRequest, message).into());
         }
         let decision = Decision {
             meta: source,

@@ -1,10 +1,11 @@
 //! `impl s3s::S3 for Frontend`: each operation delegates to its family module. Every other
 //! S3 operation keeps s3s's default, which answers 501 NotImplemented with an XML body.
 
+use crate::error::{FrontendError, Refusal};
 use crate::frontend::Frontend;
 use crate::{bucket_config, lifecycle, tagging};
 use s3s::dto::*;
-use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
+use s3s::{S3Request, S3Response, S3Result, S3};
 
 #[async_trait::async_trait]
 impl S3 for Frontend {
@@ -60,7 +61,11 @@ impl S3 for Frontend {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         if req.method == http::Method::POST {
             // Browser-form uploads (POST Object) are not part of this front-end.
-            return Err(s3_error!(NotImplemented, "POST Object is not implemented"));
+            return Err(FrontendError::refused(
+                Refusal::NotImplemented,
+                "POST Object is not implemented",
+            )
+            .into());
         }
         Ok(S3Response::new(
             self.put_object_op(req.input, &req.headers, req.trailing_headers.as_ref())
@@ -252,7 +257,9 @@ impl S3 for Frontend {
     ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
         let bucket = self.require_bucket(&req.input.bucket).await?;
         if bucket.tags.is_empty() {
-            return Err(s3_error!(NoSuchTagSet, "The TagSet does not exist"));
+            return Err(
+                FrontendError::refused(Refusal::NoBucketTags, "The TagSet does not exist").into(),
+            );
         }
         Ok(S3Response::new(GetBucketTaggingOutput {
             tag_set: tagging::tag_set(&bucket.tags),
@@ -286,10 +293,11 @@ impl S3 for Frontend {
     ) -> S3Result<S3Response<GetBucketCorsOutput>> {
         let bucket = self.require_bucket(&req.input.bucket).await?;
         if bucket.cors_rules.is_empty() {
-            return Err(s3_error!(
-                NoSuchCORSConfiguration,
-                "The CORS configuration does not exist"
-            ));
+            return Err(FrontendError::refused(
+                Refusal::NoCorsRules,
+                "The CORS configuration does not exist",
+            )
+            .into());
         }
         Ok(S3Response::new(GetBucketCorsOutput {
             cors_rules: Some(bucket_config::cors_xml(&bucket.cors_rules)),
@@ -352,10 +360,11 @@ impl S3 for Frontend {
     ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
         let bucket = self.require_bucket(&req.input.bucket).await?;
         if bucket.lifecycle_rules.is_empty() {
-            return Err(s3_error!(
-                NoSuchLifecycleConfiguration,
-                "The lifecycle configuration does not exist"
-            ));
+            return Err(FrontendError::refused(
+                Refusal::NoLifecycleRules,
+                "The lifecycle configuration does not exist",
+            )
+            .into());
         }
         Ok(S3Response::new(GetBucketLifecycleConfigurationOutput {
             rules: Some(lifecycle::rules_xml(&bucket.lifecycle_rules)),

@@ -6,9 +6,10 @@
 //! Object tags live in the object's index entry (the owner replaces them atomically), bucket
 //! tags in the bucket record.
 
+use crate::error::{FrontendError, Refusal};
 use crate::frontend::{is_no_such_key, no_such_key, Frontend};
 use s3s::dto::{Tag, Tagging};
-use s3s::{s3_error, S3Result};
+use s3s::S3Result;
 use std::collections::HashMap;
 use strata_proto::partition::{update_bucket_request, PutObjectTagsRequest, TagSet};
 use strata_types::keys;
@@ -17,7 +18,7 @@ pub use strata_types::limits::{BUCKET_TAGS_MAX, OBJECT_TAGS_MAX};
 use strata_types::limits::{TAG_KEY_CHARS_MAX, TAG_VALUE_CHARS_MAX};
 
 fn invalid_tag(message: &str) -> s3s::S3Error {
-    s3_error!(InvalidTag, "{message}")
+    FrontendError::refused(Refusal::InvalidTag, message).into()
 }
 
 /// Checks a list of (key, value) tags against S3's rules and makes it a map.
@@ -139,10 +140,11 @@ impl Frontend {
         self.require_bucket(bucket).await?;
         let meta = match self.head_version(bucket, key, version_id).await? {
             Some(meta) if meta.delete_marker && version_id.is_some() => {
-                return Err(s3_error!(
-                    MethodNotAllowed,
-                    "The specified method is not allowed against this resource."
-                ))
+                return Err(FrontendError::refused(
+                    Refusal::MethodNotAllowed,
+                    "The specified method is not allowed against this resource.",
+                )
+                .into())
             }
             Some(meta) if !meta.delete_marker => meta,
             _ if version_id.is_some() => return Err(crate::frontend::no_such_version()),

@@ -6,8 +6,8 @@
 //! (`stretches.rs`), like ListObjectsV2: a key's versions always live in one range.
 
 use crate::bucket::owner;
-use crate::error::FrontendError;
-use crate::frontend::Frontend;
+use crate::error::{FrontendError, Refusal};
+use crate::frontend::{malformed_xml, Frontend};
 use crate::list::{url_encode, wants_url};
 use crate::marker_walk::{walk_markers, MarkedItem, MarkerQuery};
 use crate::meta::{size_i64, timestamp_from_ms};
@@ -16,7 +16,7 @@ use s3s::dto::{
     ListObjectVersionsInput, ListObjectVersionsOutput, ObjectVersion, ObjectVersionStorageClass,
     PutBucketVersioningInput,
 };
-use s3s::{s3_error, S3Result};
+use s3s::S3Result;
 use strata_proto::common::VersioningState;
 use strata_proto::partition::{
     update_bucket_request, ListObjectVersionsRequest, ListObjectVersionsResponse, ListedVersion,
@@ -44,7 +44,11 @@ impl Frontend {
             .as_ref()
             .is_some_and(|m| m.as_str() == "Enabled")
         {
-            return Err(s3_error!(NotImplemented, "MFA delete is not implemented"));
+            return Err(FrontendError::refused(
+                Refusal::NotImplemented,
+                "MFA delete is not implemented",
+            )
+            .into());
         }
         let state = match config.status.as_ref().map(|s| s.as_str()) {
             Some(BucketVersioningStatus::ENABLED) => VersioningState::Enabled,
@@ -54,12 +58,7 @@ impl Frontend {
                 self.require_bucket(&input.bucket).await?;
                 return Ok(());
             }
-            Some(_) => {
-                return Err(s3_error!(
-                    MalformedXML,
-                    "The XML you provided was not well-formed or did not validate against our published schema"
-                ))
-            }
+            Some(_) => return Err(malformed_xml()),
         };
         self.update_bucket(
             &input.bucket,
@@ -94,7 +93,11 @@ impl Frontend {
         let max = match input.max_keys {
             None => MAX_KEYS_DEFAULT,
             Some(n) if n < 0 => {
-                return Err(s3_error!(InvalidArgument, "max-keys must not be negative"))
+                return Err(FrontendError::refused(
+                    Refusal::InvalidArgument,
+                    "max-keys must not be negative",
+                )
+                .into())
             }
             Some(n) => n.min(MAX_KEYS_DEFAULT),
         };
@@ -102,10 +105,11 @@ impl Frontend {
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let version_id_marker = input.version_id_marker.clone().unwrap_or_default();
         if !version_id_marker.is_empty() && key_marker.is_empty() {
-            return Err(s3_error!(
-                InvalidArgument,
-                "A version-id marker cannot be specified without a key marker."
-            ));
+            return Err(FrontendError::refused(
+                Refusal::InvalidArgument,
+                "A version-id marker cannot be specified without a key marker.",
+            )
+            .into());
         }
         self.require_bucket(&input.bucket).await?;
         let bucket = input.bucket.as_str();
