@@ -23,7 +23,8 @@
 //!   [`versioning`] (Put/GetBucketVersioning, ListObjectVersions), [`lifecycle`]
 //!   (Put/Get/DeleteBucketLifecycleConfiguration).
 //! - [`marker_walk`]: the one walk of the listings paged by a key and a second marker
-//!   (ListObjectVersions, ListMultipartUploads) over the ranges of a bucket.
+//!   (ListObjectVersions, ListMultipartUploads) over the ranges of a bucket, each call sent to
+//!   its owner (`walk_owners`).
 //! - [`cors`]: preflight OPTIONS and Access-Control-* answers from a bucket's CORS rules.
 //! - [`put`] / [`get_stream`]: the streaming bodies of PUT (and UploadPart) and GET.
 //! - [`checksum`]: `x-amz-checksum-*` as headers or aws-chunked trailers, and how stored

@@ -5,15 +5,18 @@
 //! the walk goes stretch by stretch ([`Stretches`]), asks each owner for one more item than it
 //! still needs (to know whether the page is truncated), drops a common prefix a server sends
 //! again when it resumes inside it, and moves the markers past what it listed, so no run sends
-//! an item or a prefix twice.
+//! an item or a prefix twice. [`walk_owners`] is that walk with each call sent to the owner
+//! of its start key through the router (retried across owners as the router does).
 
 use crate::error::FrontendError;
+use crate::routing::{PartitionClient, Router};
 use crate::stretches::{Covered, Stretches};
 use std::future::Future;
 use strata_proto::partition::{
     ListMultipartUploadsResponse, ListObjectVersionsResponse, ListedUpload, ListedVersion,
 };
 use strata_types::keys;
+use tonic::{Response, Status};
 
 /// One listed record or common prefix.
 pub trait MarkedItem: Clone {
@@ -117,6 +120,36 @@ where
     let truncated = items.len() > query.limit;
     items.truncate(query.limit);
     Ok((items, truncated))
+}
+
+/// Lists one page by [`walk_markers`], asking each stretch's owner: `request` makes the call's
+/// request, `rpc` sends it on a partition server client. The router routes by the call's `from`
+/// and retries the call (with a copy of the request) on another owner when it must.
+pub async fn walk_owners<P, Req, MakeRequest, Rpc, Fut>(
+    router: &Router,
+    query: MarkerQuery<'_>,
+    request: MakeRequest,
+    rpc: Rpc,
+) -> Result<(Vec<P::Item>, bool), FrontendError>
+where
+    P: MarkedPage,
+    Req: Clone,
+    MakeRequest: Fn(MarkerCall) -> Req,
+    Rpc: Fn(PartitionClient, Req) -> Fut,
+    Fut: Future<Output = Result<Response<P>, Status>>,
+{
+    let rpc = &rpc;
+    walk_markers(query, |call| {
+        let from = call.from.clone();
+        let request = request(call);
+        async move {
+            let (response, _) = router
+                .call(&from, false, |client, _| rpc(client, request.clone()))
+                .await?;
+            Ok(response.into_inner())
+        }
+    })
+    .await
 }
 
 impl MarkedPage for ListObjectVersionsResponse {

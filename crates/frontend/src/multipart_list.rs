@@ -11,16 +11,14 @@ use crate::checksum;
 use crate::error::{FrontendError, Refusal};
 use crate::frontend::Frontend;
 use crate::list::{url_encode, wants_url};
-use crate::marker_walk::{walk_markers, MarkerQuery};
+use crate::marker_walk::{walk_owners, MarkerQuery};
 use crate::meta::timestamp_from_ms;
 use s3s::dto::{
     CommonPrefix, Initiator, ListMultipartUploadsInput, ListMultipartUploadsOutput,
     MultipartUpload, StorageClass,
 };
 use s3s::S3Result;
-use strata_proto::partition::{
-    ListMultipartUploadsRequest, ListMultipartUploadsResponse, ListedUpload,
-};
+use strata_proto::partition::{ListMultipartUploadsRequest, ListedUpload};
 
 /// S3's default and largest page.
 pub const MAX_UPLOADS_DEFAULT: i32 = strata_types::limits::LIST_UPLOADS_MAX as i32;
@@ -62,8 +60,10 @@ impl Frontend {
             second_marker: upload_id_marker,
             limit,
         };
-        let (items, truncated) = walk_markers(query, |call| {
-            let request = ListMultipartUploadsRequest {
+        let (items, truncated) = walk_owners(
+            &self.router,
+            query,
+            |call| ListMultipartUploadsRequest {
                 bucket: bucket.to_string(),
                 prefix: prefix.clone(),
                 delimiter: delimiter.clone(),
@@ -71,34 +71,13 @@ impl Frontend {
                 upload_id_marker: call.second_marker,
                 max_uploads: call.items_max,
                 from: call.from,
-            };
-            self.list_uploads_call(request)
-        })
+            },
+            |mut client, request| async move { client.list_multipart_uploads(request).await },
+        )
         .await?;
         Ok(uploads_output(
             input, &items, truncated, max, url, requester,
         ))
-    }
-
-    /// One ListMultipartUploads call, routed by `request.from`.
-    async fn list_uploads_call(
-        &self,
-        request: ListMultipartUploadsRequest,
-    ) -> Result<ListMultipartUploadsResponse, FrontendError> {
-        let from = request.from.clone();
-        let (response, _) = self
-            .router
-            .call(&from, false, |mut client, _| {
-                let request = request.clone();
-                async move {
-                    client
-                        .list_multipart_uploads(request)
-                        .await
-                        .map(|r| r.into_inner())
-                }
-            })
-            .await?;
-        Ok(response)
     }
 }
 

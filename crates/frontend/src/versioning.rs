@@ -9,7 +9,7 @@ use crate::bucket::owner;
 use crate::error::{FrontendError, Refusal};
 use crate::frontend::{malformed_xml, Frontend};
 use crate::list::{url_encode, wants_url};
-use crate::marker_walk::{walk_markers, MarkedItem, MarkerQuery};
+use crate::marker_walk::{walk_owners, MarkedItem, MarkerQuery};
 use crate::meta::{size_i64, timestamp_from_ms};
 use s3s::dto::{
     BucketVersioningStatus, CommonPrefix, DeleteMarkerEntry, GetBucketVersioningOutput,
@@ -18,9 +18,7 @@ use s3s::dto::{
 };
 use s3s::S3Result;
 use strata_proto::common::VersioningState;
-use strata_proto::partition::{
-    update_bucket_request, ListObjectVersionsRequest, ListObjectVersionsResponse, ListedVersion,
-};
+use strata_proto::partition::{update_bucket_request, ListObjectVersionsRequest, ListedVersion};
 
 /// S3's default and largest page.
 pub const MAX_KEYS_DEFAULT: i32 = strata_types::limits::LIST_KEYS_MAX as i32;
@@ -123,8 +121,10 @@ impl Frontend {
             second_marker: version_id_marker.clone(),
             limit,
         };
-        let (items, truncated) = walk_markers(query, |call| {
-            let request = ListObjectVersionsRequest {
+        let (items, truncated) = walk_owners(
+            &self.router,
+            query,
+            |call| ListObjectVersionsRequest {
                 bucket: bucket.to_string(),
                 prefix: prefix.clone(),
                 delimiter: delimiter.clone(),
@@ -132,34 +132,13 @@ impl Frontend {
                 version_id_marker: call.second_marker,
                 max_keys: call.items_max,
                 from: call.from,
-            };
-            self.list_versions_call(request)
-        })
+            },
+            |mut client, request| async move { client.list_object_versions(request).await },
+        )
         .await?;
         Ok(versions_output(
             input, &items, truncated, max, url, requester,
         ))
-    }
-
-    /// One ListObjectVersions call, routed by `request.from`.
-    async fn list_versions_call(
-        &self,
-        request: ListObjectVersionsRequest,
-    ) -> Result<ListObjectVersionsResponse, FrontendError> {
-        let from = request.from.clone();
-        let (response, _) = self
-            .router
-            .call(&from, false, |mut client, _| {
-                let request = request.clone();
-                async move {
-                    client
-                        .list_object_versions(request)
-                        .await
-                        .map(|r| r.into_inner())
-                }
-            })
-            .await?;
-        Ok(response)
     }
 }
 
