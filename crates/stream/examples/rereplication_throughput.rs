@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use strata_stream::manager::REPAIR_BANDWIDTH_BYTES_PER_SEC_DEFAULT;
 use strata_stream::{ManagerSettings, RecordPos, RepairSettings};
+use strata_types::ExtentId;
 use support::{fully_replicated, wait_until, Cluster};
 
 const MIB: u64 = 1024 * 1024;
@@ -101,7 +102,10 @@ async fn run(args: &Args, bandwidth_bytes_per_sec: u64) -> Result<Outcome> {
     // The node holding the most bytes.
     let mut held: HashMap<String, (usize, u64)> = HashMap::new();
     for extent in &status.extents {
-        let info = cluster.client.extent_info(extent.extent_id, true).await?;
+        let info = cluster
+            .client
+            .extent_info(ExtentId::new(extent.extent_id), true)
+            .await?;
         for replica in &info.replicas {
             let entry = held.entry(replica.node_id.clone()).or_default();
             entry.0 += 1;

@@ -13,25 +13,25 @@ pub enum StreamError {
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     /// A record failed its length or CRC check; its bytes are never returned.
-    #[error("data loss in extent {extent_id} at offset {offset}: {reason}")]
+    #[error("data loss in {extent_id} at offset {offset}: {reason}")]
     DataLoss {
-        extent_id: u64,
+        extent_id: ExtentId,
         offset: u64,
         reason: String,
     },
-    #[error("extent {0} not found")]
-    ExtentNotFound(u64),
-    #[error("extent {0} already exists")]
-    ExtentExists(u64),
+    #[error("{0} not found")]
+    ExtentNotFound(ExtentId),
+    #[error("{0} already exists")]
+    ExtentExists(ExtentId),
     #[error("stream {0:?} not found")]
     StreamNotFound(String),
     /// The extent is sealed (or fenced for sealing) and accepts no more appends.
-    #[error("extent {extent_id} is sealed at length {length}")]
-    Sealed { extent_id: u64, length: u64 },
+    #[error("{extent_id} is sealed at length {length}")]
+    Sealed { extent_id: ExtentId, length: u64 },
     /// A secondary's length differs from the offset the primary asked it to write at.
-    #[error("extent {extent_id}: append at offset {offset} but replica length is {length}")]
+    #[error("{extent_id}: append at offset {offset} but replica length is {length}")]
     OffsetMismatch {
-        extent_id: u64,
+        extent_id: ExtentId,
         offset: u64,
         length: u64,
     },
@@ -40,9 +40,9 @@ pub enum StreamError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// Offset is not inside the extent (or not at a record boundary).
-    #[error("extent {extent_id}: offset {offset} out of range (length {length})")]
+    #[error("{extent_id}: offset {offset} out of range (length {length})")]
     OutOfRange {
-        extent_id: u64,
+        extent_id: ExtentId,
         offset: u64,
         length: u64,
     },
@@ -138,7 +138,7 @@ impl StreamError {
             StreamError::DataLoss { .. } => ErrorDetail::Corrupt,
             StreamError::ExtentNotFound(extent_id) => ErrorDetail::NotFound {
                 what: Missing::Extent,
-                name: ExtentId::new(*extent_id).to_string(),
+                name: extent_id.to_string(),
             },
             StreamError::StreamNotFound(stream) => ErrorDetail::NotFound {
                 what: Missing::Stream,
@@ -146,7 +146,7 @@ impl StreamError {
             },
             StreamError::ExtentExists(_) => rejected(RejectReason::AlreadyExists),
             StreamError::Sealed { extent_id, length } => ErrorDetail::Sealed {
-                extent_id: ExtentId::new(*extent_id),
+                extent_id: *extent_id,
                 length_bytes: *length,
             },
             StreamError::OffsetMismatch { .. } => rejected(RejectReason::OffsetMismatch),

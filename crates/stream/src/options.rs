@@ -7,6 +7,7 @@ use crate::node::{ExtentNodeConfig, ScrubSettings, HEARTBEAT_INTERVAL_MS_DEFAULT
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use strata_types::NodeId;
 use strata_util::config::split_list;
 
 fn loopback_any() -> SocketAddr {
@@ -83,7 +84,8 @@ impl ExtentNodeOptions {
 pub struct StreamManagerOptions {
     /// Default: `data/stream-manager-<node_id>`.
     pub data_dir: Option<PathBuf>,
-    pub node_id: u64,
+    /// Written as a bare number (`NodeId` is serde-transparent).
+    pub node_id: NodeId,
     /// Every member, "1=host:port,2=...". Default: this member alone, at `listen`.
     pub members: Option<String>,
     /// Default: this member's address in `members`.
@@ -103,7 +105,7 @@ impl Default for StreamManagerOptions {
         let repair = RepairSettings::default();
         Self {
             data_dir: None,
-            node_id: 1,
+            node_id: NodeId::new(1),
             members: None,
             listen: None,
             http_listen: loopback_any(),
@@ -123,8 +125,11 @@ impl StreamManagerOptions {
         &self,
     ) -> anyhow::Result<(StreamManagerConfig, RepairSettings, SocketAddr)> {
         let node_id = self.node_id;
-        let members = match &self.members {
-            Some(text) => strata_raft::parse_members(text)?,
+        let members: BTreeMap<NodeId, String> = match &self.members {
+            Some(text) => strata_raft::parse_members(text)?
+                .into_iter()
+                .map(|(id, addr)| (NodeId::new(id), addr))
+                .collect(),
             None => {
                 let listen = self.listen.ok_or_else(|| {
                     anyhow::anyhow!("give --members (or --listen for a one-member group)")
@@ -134,12 +139,12 @@ impl StreamManagerOptions {
         };
         let own_addr: SocketAddr = members
             .get(&node_id)
-            .ok_or_else(|| anyhow::anyhow!("--node-id {node_id} is not one of --members"))?
+            .ok_or_else(|| anyhow::anyhow!("--node-id {} is not one of --members", node_id.get()))?
             .parse()?;
         let data_dir = self
             .data_dir
             .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("data/stream-manager-{node_id}")));
+            .unwrap_or_else(|| PathBuf::from(format!("data/stream-manager-{}", node_id.get())));
         let config = StreamManagerConfig {
             data_dir,
             node_id,

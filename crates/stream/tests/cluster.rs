@@ -14,6 +14,7 @@ use strata_stream::{
     start_extent_node, start_stream_manager, ExtentNodeConfig, ManagerSettings, RecordPos,
     RunningExtentNode, RunningStreamManager, StreamClient, StreamError, StreamManagerConfig,
 };
+use strata_types::ExtentId;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -269,13 +270,19 @@ async fn stream_layer_on_six_nodes_and_three_racks() {
 
     // Corrupt one replica's copy of a record on disk: reads still return the right bytes.
     let (target, target_data) = written[3].clone();
-    let extent = client.extent_info(target.extent_id, false).await.unwrap();
+    let extent = client
+        .extent_info(ExtentId::new(target.extent_id), false)
+        .await
+        .unwrap();
     let holder = extent
         .replicas
         .iter()
         .find_map(|r| nodes.iter().find(|n| n.running.node_id == r.node_id))
         .unwrap();
-    let path = holder.running.store.extent_file_path(target.extent_id);
+    let path = holder
+        .running
+        .store
+        .extent_file_path(ExtentId::new(target.extent_id));
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[(target.offset + 12 + 3) as usize] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();

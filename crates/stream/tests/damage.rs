@@ -10,12 +10,16 @@ use strata_proto::stream::stream_manager_client::StreamManagerClient;
 use strata_proto::stream::SealExtentRequest;
 use strata_stream::extent::{ExtentStore, FILE_HEADER_LEN, RECORD_HEADER_LEN};
 use strata_stream::RecordPos;
+use strata_types::ExtentId;
 
 /// Every record of `extent_id` held by `store`, read and verified from the start to `length`.
 async fn replica_verifies(store: &ExtentStore, extent_id: u64, length: u64) -> bool {
     let mut offset = FILE_HEADER_LEN;
     while offset < length {
-        match store.read(extent_id, offset, 256, 1 << 20).await {
+        match store
+            .read(ExtentId::new(extent_id), offset, 256, 1 << 20)
+            .await
+        {
             Ok(batch) if batch.next_offset > offset => offset = batch.next_offset,
             _ => return false,
         }
@@ -67,7 +71,7 @@ async fn damaged_tail_survives_restart(replica_index: usize) {
     wait_until("every replica of the damaged extent verifies", || async {
         let info = cluster
             .client
-            .extent_info(open.extent_id, true)
+            .extent_info(ExtentId::new(open.extent_id), true)
             .await
             .ok()?;
         for replica in &info.replicas {
@@ -126,7 +130,7 @@ async fn full_extent_seal_never_cuts_another_writers_records() {
     assert_eq!(read, theirs_data);
     let info = cluster
         .client
-        .extent_info(mine.extent_id, true)
+        .extent_info(ExtentId::new(mine.extent_id), true)
         .await
         .unwrap();
     assert!(info.sealed && info.sealed_length == theirs.offset + RECORD_HEADER_LEN + theirs.length);
@@ -167,7 +171,7 @@ async fn failed_fsync_stops_a_node_acknowledging() {
     assert!(store.disk_failed(), "the failed fsync was seen");
     store.inject_sync_failures(false);
     assert!(
-        store.create(999_999).await.is_err(),
+        store.create(ExtentId::new(999_999)).await.is_err(),
         "a node whose fsync failed accepts no new extent"
     );
     let status = cluster
@@ -185,7 +189,7 @@ async fn failed_fsync_stops_a_node_acknowledging() {
     for extent in &status.extents {
         let info = cluster
             .client
-            .extent_info(extent.extent_id, true)
+            .extent_info(ExtentId::new(extent.extent_id), true)
             .await
             .unwrap();
         assert!(info.replicas.iter().all(|r| r.node_id != victim));

@@ -11,6 +11,7 @@ use common::*;
 use std::path::PathBuf;
 use strata_stream::extent::format;
 use strata_stream::{RecordPos, ScrubSettings, StreamClient};
+use strata_types::ExtentId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_replica_mid_appends_is_re_replicated() {
@@ -38,7 +39,7 @@ async fn dead_replica_mid_appends_is_re_replicated() {
     for extent in &status.extents {
         let info = cluster
             .client
-            .extent_info(extent.extent_id, true)
+            .extent_info(ExtentId::new(extent.extent_id), true)
             .await
             .unwrap();
         assert!(info.replicas.iter().all(|r| r.node_id != victim));
@@ -100,7 +101,7 @@ async fn rack_loss_keeps_writes_going_and_placement_is_restored() {
                 if node
                     .running
                     .store
-                    .extent_file_path(extent.extent_id)
+                    .extent_file_path(ExtentId::new(extent.extent_id))
                     .exists()
                 {
                     holders += 1;
@@ -125,7 +126,10 @@ async fn fill_first_extent(client: &StreamClient, name: &str) -> Vec<(RecordPos,
 
 /// Flips a payload byte of `pos`'s record in `node`'s copy of the extent.
 fn corrupt(node: &Node, pos: &RecordPos) -> PathBuf {
-    let path = node.running.store.extent_file_path(pos.extent_id);
+    let path = node
+        .running
+        .store
+        .extent_file_path(ExtentId::new(pos.extent_id));
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[(pos.offset + 12 + 5) as usize] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
@@ -139,13 +143,19 @@ async fn corrupt_replica_found_by_a_reader_is_rewritten() {
     let (pos, data) = written[2].clone();
     let info = cluster
         .client
-        .extent_info(pos.extent_id, true)
+        .extent_info(ExtentId::new(pos.extent_id), true)
         .await
         .unwrap();
     assert!(info.sealed);
     let bad = cluster.node(&info.replicas[0].node_id);
     let good = cluster.node(&info.replicas[1].node_id);
-    let good_bytes = file_bytes(&good.running.store.extent_file_path(pos.extent_id)).unwrap();
+    let good_bytes = file_bytes(
+        &good
+            .running
+            .store
+            .extent_file_path(ExtentId::new(pos.extent_id)),
+    )
+    .unwrap();
     let path = corrupt(bad, &pos);
     assert_ne!(file_bytes(&path).unwrap(), good_bytes);
     // Reads rotate over the replicas: some hit the bad copy, all return the right bytes.
@@ -168,7 +178,12 @@ async fn corrupt_replica_found_by_a_reader_is_rewritten() {
         let batch = bad
             .running
             .store
-            .read(pos.extent_id, format::FILE_HEADER_LEN, 10_000, u64::MAX)
+            .read(
+                ExtentId::new(pos.extent_id),
+                format::FILE_HEADER_LEN,
+                10_000,
+                u64::MAX,
+            )
             .await
             .ok()?;
         (batch.next_offset == info.sealed_length).then_some(())
@@ -189,12 +204,18 @@ async fn scrubber_finds_and_repairs_corruption() {
     let (pos, _) = written[1].clone();
     let info = cluster
         .client
-        .extent_info(pos.extent_id, true)
+        .extent_info(ExtentId::new(pos.extent_id), true)
         .await
         .unwrap();
     let bad = cluster.node(&info.replicas[2].node_id);
     let good = cluster.node(&info.replicas[0].node_id);
-    let good_bytes = file_bytes(&good.running.store.extent_file_path(pos.extent_id)).unwrap();
+    let good_bytes = file_bytes(
+        &good
+            .running
+            .store
+            .extent_file_path(ExtentId::new(pos.extent_id)),
+    )
+    .unwrap();
     let found_before = strata_stream::metrics::scrub_corrupt_records().get();
     let path = corrupt(bad, &pos);
     // No reads: the scrubber alone finds it and the manager has it rewritten.
@@ -242,8 +263,10 @@ async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
         .await;
     // While away: the node's copy of e1 grows a tail the others never had, its copy of e2
     // loses its last record.
-    let e1_path = strata_stream::extent::replica::extent_path(&away_dir.join("extents"), e1);
-    let e2_path = strata_stream::extent::replica::extent_path(&away_dir.join("extents"), e2);
+    let e1_path =
+        strata_stream::extent::replica::extent_path(&away_dir.join("extents"), ExtentId::new(e1));
+    let e2_path =
+        strata_stream::extent::replica::extent_path(&away_dir.join("extents"), ExtentId::new(e2));
     let mut tail = file_bytes(&e1_path).unwrap();
     tail.extend_from_slice(&format::encode_record(b"never acknowledged").unwrap());
     std::fs::write(&e1_path, &tail).unwrap();
@@ -263,7 +286,7 @@ async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
                 .node(&stayed)
                 .running
                 .store
-                .extent_file_path(extent_id),
+                .extent_file_path(ExtentId::new(extent_id)),
         )
         .unwrap()
     };
@@ -272,8 +295,8 @@ async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
         "the returning replicas synced to the sealed length",
         || async {
             let node = cluster.node(&away);
-            let state_1 = node.running.store.state(e1).ok()?;
-            let state_2 = node.running.store.state(e2).ok()?;
+            let state_1 = node.running.store.state(ExtentId::new(e1)).ok()?;
+            let state_2 = node.running.store.state(ExtentId::new(e2)).ok()?;
             (state_1.sealed
                 && state_2.sealed
                 && file_bytes(&e1_path)? == want_1
@@ -292,7 +315,11 @@ async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
     cluster.add_node("c", None, no_scrub()).await;
     wait_until("replaced on the new node", || async {
         for extent_id in [e1, e2] {
-            let info = cluster.client.extent_info(extent_id, true).await.ok()?;
+            let info = cluster
+                .client
+                .extent_info(ExtentId::new(extent_id), true)
+                .await
+                .ok()?;
             if info.replicas.iter().any(|r| r.node_id == away) {
                 return None;
             }
@@ -339,7 +366,7 @@ async fn deleted_and_trimmed_streams_are_garbage_collected() {
                 cluster
                     .nodes
                     .iter()
-                    .map(move |n| n.running.store.extent_file_path(id))
+                    .map(move |n| n.running.store.extent_file_path(ExtentId::new(id)))
             })
             .collect()
     };

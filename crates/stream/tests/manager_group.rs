@@ -14,6 +14,7 @@ use strata_stream::{
     start_extent_node, start_stream_manager, ExtentNodeConfig, ManagerSettings, RecordPos,
     RunningExtentNode, RunningStreamManager, StreamClient, StreamManagerConfig,
 };
+use strata_types::NodeId;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -63,8 +64,11 @@ async fn start_member(
     let token = CancellationToken::new();
     let config = StreamManagerConfig {
         data_dir: dir.to_path_buf(),
-        node_id,
-        members: members.clone(),
+        node_id: NodeId::new(node_id),
+        members: members
+            .iter()
+            .map(|(id, addr)| (NodeId::new(*id), addr.clone()))
+            .collect(),
         settings: ManagerSettings {
             extent_size_bytes_max: 16 * 1024,
             node_timeout_ms: 1_000,

@@ -1,4 +1,7 @@
 //! Typed ids. Each wraps its raw value and converts only explicitly.
+//!
+//! Every id is `#[serde(transparent)]`: it is stored exactly as its raw value, so records
+//! written before the id was typed (Raft logs, snapshots, sled) load unchanged.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -7,6 +10,7 @@ macro_rules! numeric_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
         pub struct $name(u64);
 
         impl $name {
@@ -46,6 +50,7 @@ macro_rules! string_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
         pub struct $name(String);
 
         impl $name {
@@ -73,6 +78,7 @@ string_id!(
 /// Fencing number of a range assignment. A range is served under exactly one epoch at a time;
 /// every change of owner bumps it. Compared only where fencing is decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Epoch(u64);
 
 impl Epoch {
@@ -98,5 +104,20 @@ mod tests {
         assert_eq!(ExtentId::new(7).to_string(), "extent-7");
         assert_eq!(RangeId::new(1).to_string(), "range-1");
         assert_eq!(Epoch::new(3).next(), Epoch::new(4));
+    }
+
+    #[test]
+    fn ids_serialize_as_their_raw_value() {
+        // Records written with bare integers and strings must load into typed ids.
+        let ids = vec![ExtentId::new(7), ExtentId::new(u64::MAX)];
+        let json = serde_json::to_vec(&ids).unwrap();
+        assert_eq!(json, serde_json::to_vec(&vec![7u64, u64::MAX]).unwrap());
+        assert_eq!(serde_json::from_slice::<Vec<ExtentId>>(&json).unwrap(), ids);
+        assert_eq!(serde_json::to_string(&NodeId::new(3)).unwrap(), "3");
+        assert_eq!(serde_json::to_string(&Epoch::new(9)).unwrap(), "9");
+        assert_eq!(
+            serde_json::to_string(&ServerId::new("ps-1")).unwrap(),
+            "\"ps-1\""
+        );
     }
 }

@@ -16,6 +16,7 @@ use strata_stream::{
     ManagerSettings, RepairSettings, RunningExtentNode, RunningStreamManager, ScrubSettings,
     StreamClient, StreamManagerConfig,
 };
+use strata_types::NodeId;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -96,14 +97,14 @@ impl Cluster {
         for id in 1..=MANAGER_MEMBERS {
             // Reserve a port: the member binds it right after (and again on a restart).
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-            members.insert(id, probe.local_addr()?.to_string());
+            members.insert(NodeId::new(id), probe.local_addr()?.to_string());
         }
         let mut started = Vec::new();
         for id in 1..=MANAGER_MEMBERS {
             let dir = tempfile::tempdir().context("manager temp dir")?;
             let config = StreamManagerConfig {
                 data_dir: dir.path().to_path_buf(),
-                node_id: id,
+                node_id: NodeId::new(id),
                 members: members.clone(),
                 settings: settings.clone(),
             };
@@ -209,7 +210,7 @@ impl Cluster {
     }
 
     /// Waits for a leader of the manager group; returns its member id.
-    pub async fn manager_leader(&self) -> Result<u64> {
+    pub async fn manager_leader(&self) -> Result<NodeId> {
         wait_until("a stream manager leader", || async {
             self.members.iter().find_map(|m| {
                 let (running, _) = m.running.as_ref()?;
@@ -234,7 +235,7 @@ impl Cluster {
     }
 
     /// Stops manager member `node_id` (as a crash would: its server goes away at once).
-    pub async fn stop_manager(&mut self, node_id: u64) -> Result<()> {
+    pub async fn stop_manager(&mut self, node_id: NodeId) -> Result<()> {
         let member = self
             .members
             .iter_mut()
@@ -248,7 +249,7 @@ impl Cluster {
     }
 
     /// Starts stopped manager member `node_id` again on its folder and address.
-    pub async fn restart_manager(&mut self, node_id: u64) -> Result<()> {
+    pub async fn restart_manager(&mut self, node_id: NodeId) -> Result<()> {
         let repair = self.repair.clone();
         let member = self
             .members

@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         shutdown.token(),
     )
     .await?;
-    let node_id = options.node_id;
+    let node_id = options.node_id.get();
     tracing::info!(node_id, grpc = %manager.addr, http = %http_addr, "strata-stream-manager listening");
     shutdown.spawn(manager.join());
     shutdown.spawn(admin_task);

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use strata_proto::stream::stream_manager_client::StreamManagerClient;
 use strata_proto::stream::*;
+use strata_types::ExtentId;
 use strata_util::rpc::Channel;
 use tonic::Code;
 
@@ -61,7 +62,7 @@ struct Inner {
     preferred_manager: AtomicUsize,
     next_replica: AtomicUsize,
     channels: ChannelCache,
-    extents: Mutex<HashMap<u64, ExtentInfo>>,
+    extents: Mutex<HashMap<ExtentId, ExtentInfo>>,
     reports: Arc<tokio::sync::Semaphore>,
 }
 
@@ -256,10 +257,10 @@ impl StreamClient {
 
     /// Tells the stream manager that `node_id`'s replica of `extent_id` holds a record failing
     /// its checksum at `offset`. Runs in the background, bounded in time and in number.
-    fn report_bad_replica(&self, extent_id: u64, node_id: &str, offset: u64) {
+    fn report_bad_replica(&self, extent_id: ExtentId, node_id: &str, offset: u64) {
         let Ok(permit) = self.inner.reports.clone().try_acquire_owned() else {
             tracing::debug!(
-                extent_id,
+                extent_id = extent_id.get(),
                 node_id,
                 "too many bad-replica reports in flight; dropped"
             );
@@ -267,7 +268,7 @@ impl StreamClient {
         };
         let client = self.clone();
         let request = ReportBadReplicaRequest {
-            extent_id,
+            extent_id: extent_id.get(),
             node_id: node_id.to_string(),
             offset,
         };
@@ -284,10 +285,17 @@ impl StreamClient {
             .await
             {
                 Ok(Ok(_)) => {
-                    tracing::info!(extent_id, node_id = %request.node_id, "bad replica reported")
+                    tracing::info!(extent_id = request.extent_id, node_id = %request.node_id, "bad replica reported")
                 }
-                Ok(Err(err)) => tracing::warn!(extent_id, %err, "could not report a bad replica"),
-                Err(_) => tracing::warn!(extent_id, "reporting a bad replica timed out"),
+                Ok(Err(err)) => {
+                    tracing::warn!(extent_id = request.extent_id, %err, "could not report a bad replica")
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        extent_id = request.extent_id,
+                        "reporting a bad replica timed out"
+                    )
+                }
             }
         });
     }
@@ -296,13 +304,13 @@ impl StreamClient {
     pub(crate) async fn seal_extent(
         &self,
         stream: &str,
-        extent_id: u64,
+        extent_id: ExtentId,
         length: u64,
         writer_id: &str,
     ) -> Result<StreamInfo> {
         let request = SealExtentRequest {
             stream: stream.to_string(),
-            extent_id,
+            extent_id: extent_id.get(),
             length,
             expect_open: true,
             writer_id: writer_id.to_string(),
@@ -315,7 +323,7 @@ impl StreamClient {
     }
 
     /// One extent's replica set, from the cache unless `refresh`.
-    pub async fn extent_info(&self, extent_id: u64, refresh: bool) -> Result<ExtentInfo> {
+    pub async fn extent_info(&self, extent_id: ExtentId, refresh: bool) -> Result<ExtentInfo> {
         if !refresh {
             if let Some(info) = self
                 .inner
@@ -327,7 +335,9 @@ impl StreamClient {
                 return Ok(info);
             }
         }
-        let request = GetExtentRequest { extent_id };
+        let request = GetExtentRequest {
+            extent_id: extent_id.get(),
+        };
         let info = self
             .call_manager(|mut c| {
                 let request = request_with_timeout(request, MANAGER_RPC_TIMEOUT_MS);
@@ -346,6 +356,7 @@ impl StreamClient {
     /// Reads the record at `offset` of extent `extent_id` from any replica that can serve it
     /// (starting at a rotating replica, moving on after any error, a bad checksum included).
     pub async fn read_record(&self, extent_id: u64, offset: u64) -> Result<Bytes> {
+        let extent_id = ExtentId::new(extent_id);
         let mut last_error = None;
         for refresh in [false, true] {
             let info = self.extent_info(extent_id, refresh).await?;
@@ -375,11 +386,11 @@ impl StreamClient {
         max_bytes: u64,
         need_record: bool,
     ) -> Result<ReadResponse> {
-        let extent_id = info.extent_id;
+        let extent_id = ExtentId::new(info.extent_id);
         let replicas = &info.replicas;
         if replicas.is_empty() {
             return Err(StreamError::Unavailable(format!(
-                "extent {extent_id} has no replicas"
+                "{extent_id} has no replicas"
             )));
         }
         let start = self.inner.next_replica.fetch_add(1, Ordering::Relaxed);
@@ -389,7 +400,7 @@ impl StreamClient {
             let result = async {
                 let mut client = self.inner.channels.extent_node(&node.addr)?;
                 let request = ReadRequest {
-                    extent_id,
+                    extent_id: extent_id.get(),
                     offset,
                     max_records,
                     max_bytes,
@@ -419,7 +430,7 @@ impl StreamClient {
                         // Damaged after the node verified it (memory, network): never hand
                         // it on; another replica serves the read.
                         metrics::wire_checksum_failures().inc();
-                        tracing::warn!(extent_id, offset = bad_offset, node_id = %node.node_id, "record received with a payload that fails its CRC; trying the next replica");
+                        tracing::warn!(extent_id = extent_id.get(), offset = bad_offset, node_id = %node.node_id, "record received with a payload that fails its CRC; trying the next replica");
                         last_error = Some(StreamError::DataLoss {
                             extent_id,
                             offset: bad_offset,
@@ -433,13 +444,13 @@ impl StreamClient {
                             self.report_bad_replica(extent_id, &node.node_id, offset);
                         }
                     }
-                    tracing::warn!(extent_id, offset, node_id = %node.node_id, %err, "replica read failed; trying the next");
+                    tracing::warn!(extent_id = extent_id.get(), offset, node_id = %node.node_id, %err, "replica read failed; trying the next");
                     last_error = Some(err);
                 }
             }
         }
         Err(last_error.unwrap_or_else(|| {
-            StreamError::Unavailable(format!("no replica of extent {extent_id} answered"))
+            StreamError::Unavailable(format!("no replica of {extent_id} answered"))
         }))
     }
 

@@ -8,14 +8,30 @@ use crate::extent::RECORD_PAYLOAD_BYTES_MAX;
 use bytes::Bytes;
 use std::time::Duration;
 use strata_proto::stream::{AppendRequest, ExtentInfo, StreamInfo};
+use strata_types::ExtentId;
+use strata_util::retry::Backoff;
 use tonic::Code;
 
 /// Attempts per append (each on a fresh extent after the previous one was sealed).
 pub const APPEND_ATTEMPTS_MAX: usize = 3;
 /// Attempts of [`StreamWriter::seal_current`].
 pub const SEAL_ATTEMPTS_MAX: usize = 5;
-/// Pause before retrying after a failure, times the attempt number.
-const RETRY_BACKOFF_MS: u64 = 200;
+/// First pause before retrying after a failure; pauses double up to [`RETRY_PAUSE_MS_MAX`].
+const RETRY_PAUSE_MS_MIN: u64 = 200;
+/// Largest pause between two attempts.
+const RETRY_PAUSE_MS_MAX: u64 = 1_000;
+/// Time bound on one call's retries. The attempt counts above bound them first: this is above
+/// what [`SEAL_ATTEMPTS_MAX`] seals that each run into the manager's failover budget and RPC
+/// timeout take, so it only matters if those bounds change.
+const RETRY_BUDGET_MS: u64 = 120_000;
+
+/// The pauses between the attempts of one append or seal.
+fn retry_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(RETRY_BUDGET_MS)).with_pauses(
+        Duration::from_millis(RETRY_PAUSE_MS_MIN),
+        Duration::from_millis(RETRY_PAUSE_MS_MAX),
+    )
+}
 
 /// Appends to one stream. Appends through one writer are serialized in call order.
 pub struct StreamWriter {
@@ -31,6 +47,12 @@ fn open_extent(info: &StreamInfo) -> Option<&ExtentInfo> {
     info.extents
         .last()
         .filter(|e| !e.sealed && !e.replicas.is_empty())
+}
+
+/// The stream's last extent (0 for a stream without extents: the manager answers with the
+/// stream as it is).
+fn last_extent_id(info: &StreamInfo) -> ExtentId {
+    ExtentId::new(info.extents.last().map(|e| e.extent_id).unwrap_or(0))
 }
 
 impl StreamWriter {
@@ -64,23 +86,23 @@ impl StreamWriter {
         }
         let mut info = self.info.lock().await;
         let mut last_error = None;
+        let mut backoff = retry_backoff();
         for attempt in 1..=APPEND_ATTEMPTS_MAX {
             let Some(extent) = open_extent(&info).cloned() else {
                 // The last extent is sealed (a seal whose fresh extent is still missing).
-                let last = info.extents.last().map(|e| e.extent_id).unwrap_or(0);
-                match self.seal(last, 0).await {
+                match self.seal(last_extent_id(&info), 0).await {
                     Ok(fresh) => *info = fresh,
                     Err(err) if err.is_fenced() => return Err(self.fenced(err)),
                     Err(err) => {
                         last_error = Some(err);
-                        tokio::time::sleep(Duration::from_millis(
-                            RETRY_BACKOFF_MS * attempt as u64,
-                        ))
-                        .await;
+                        if !backoff.wait().await {
+                            break;
+                        }
                     }
                 }
                 continue;
             };
+            let extent_id = ExtentId::new(extent.extent_id);
             match self.append_to(&extent, payload.clone()).await {
                 Ok((offset, end_offset)) => {
                     let pos = RecordPos {
@@ -89,7 +111,7 @@ impl StreamWriter {
                         length: payload.len() as u64,
                     };
                     if end_offset >= info.extent_size_bytes_max {
-                        match self.seal(extent.extent_id, end_offset).await {
+                        match self.seal(extent_id, end_offset).await {
                             Ok(fresh) => *info = fresh,
                             // The record is durable; the next append finds out what happened.
                             Err(err) => {
@@ -106,16 +128,15 @@ impl StreamWriter {
                 Err(err) => {
                     tracing::warn!(stream = %self.name, extent_id = extent.extent_id, attempt, %err, "append failed; sealing the extent");
                     last_error = Some(err);
-                    match self.seal(extent.extent_id, 0).await {
+                    match self.seal(extent_id, 0).await {
                         Ok(fresh) => *info = fresh,
                         Err(err) if err.is_fenced() => return Err(self.fenced(err)),
                         Err(err) => {
                             tracing::warn!(stream = %self.name, extent_id = extent.extent_id, %err, "sealing after a failed append failed");
                             last_error = Some(err);
-                            tokio::time::sleep(Duration::from_millis(
-                                RETRY_BACKOFF_MS * attempt as u64,
-                            ))
-                            .await;
+                            if !backoff.wait().await {
+                                break;
+                            }
                         }
                     }
                 }
@@ -134,20 +155,22 @@ impl StreamWriter {
     pub async fn seal_current(&self) -> Result<()> {
         let mut info = self.info.lock().await;
         let mut last_error = None;
-        for attempt in 1..=SEAL_ATTEMPTS_MAX {
+        let mut backoff = retry_backoff();
+        for _ in 1..=SEAL_ATTEMPTS_MAX {
             let current = match self.client.stream_info(&self.name).await {
                 Ok(current) => current,
                 Err(err) => {
                     last_error = Some(err);
-                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS * attempt as u64))
-                        .await;
+                    if !backoff.wait().await {
+                        break;
+                    }
                     continue;
                 }
             };
-            let last = current.extents.last().map(|e| e.extent_id).unwrap_or(0);
+            let last = last_extent_id(&current);
             match self.seal(last, 0).await {
                 Ok(fresh) => {
-                    tracing::info!(stream = %self.name, sealed_extent = last, "stream fenced; fresh extent ready");
+                    tracing::info!(stream = %self.name, sealed_extent = last.get(), "stream fenced; fresh extent ready");
                     *info = fresh;
                     return Ok(());
                 }
@@ -155,8 +178,9 @@ impl StreamWriter {
                 Err(err) if err.is_fenced() => last_error = Some(err),
                 Err(err) => {
                     last_error = Some(err);
-                    tokio::time::sleep(Duration::from_millis(RETRY_BACKOFF_MS * attempt as u64))
-                        .await;
+                    if !backoff.wait().await {
+                        break;
+                    }
                 }
             }
         }
@@ -167,7 +191,7 @@ impl StreamWriter {
         )))
     }
 
-    async fn seal(&self, extent_id: u64, length: u64) -> Result<StreamInfo> {
+    async fn seal(&self, extent_id: ExtentId, length: u64) -> Result<StreamInfo> {
         self.client
             .seal_extent(&self.name, extent_id, length, &self.writer_id)
             .await

@@ -9,6 +9,7 @@
 //! A record's offset is the byte position of its header; the extent length is the file length.
 
 use crate::error::{Result, StreamError};
+use strata_types::ExtentId;
 
 pub const FILE_MAGIC: &[u8; 8] = b"STRATAX\0";
 pub const FILE_FORMAT_VERSION: u32 = 1;
@@ -22,18 +23,18 @@ pub const SEAL_FORMAT_VERSION: u32 = 1;
 pub const SEAL_FILE_LEN: usize = 24;
 
 /// Encodes the file header of extent `extent_id`.
-pub fn encode_file_header(extent_id: u64) -> [u8; FILE_HEADER_LEN as usize] {
+pub fn encode_file_header(extent_id: ExtentId) -> [u8; FILE_HEADER_LEN as usize] {
     let mut out = [0u8; FILE_HEADER_LEN as usize];
     out[0..8].copy_from_slice(FILE_MAGIC);
     out[8..12].copy_from_slice(&FILE_FORMAT_VERSION.to_le_bytes());
-    out[12..20].copy_from_slice(&extent_id.to_le_bytes());
+    out[12..20].copy_from_slice(&extent_id.get().to_le_bytes());
     let crc = crc32fast::hash(&out[0..20]);
     out[20..24].copy_from_slice(&crc.to_le_bytes());
     out
 }
 
 /// Checks a file header and that it names `extent_id`.
-pub fn check_file_header(bytes: &[u8], extent_id: u64) -> Result<()> {
+pub fn check_file_header(bytes: &[u8], extent_id: ExtentId) -> Result<()> {
     let bad = |reason: &str| StreamError::DataLoss {
         extent_id,
         offset: 0,
@@ -55,7 +56,7 @@ pub fn check_file_header(bytes: &[u8], extent_id: u64) -> Result<()> {
     }
     let mut id = [0u8; 8];
     id.copy_from_slice(&bytes[12..20]);
-    if u64::from_le_bytes(id) != extent_id {
+    if u64::from_le_bytes(id) != extent_id.get() {
         return Err(bad(&format!("names extent {}", u64::from_le_bytes(id))));
     }
     Ok(())
@@ -149,10 +150,10 @@ impl RecordHeader {
 }
 
 /// Encodes the seal marker of `extent_id` sealed at `sealed_length`.
-pub fn encode_seal(extent_id: u64, sealed_length: u64) -> [u8; SEAL_FILE_LEN] {
+pub fn encode_seal(extent_id: ExtentId, sealed_length: u64) -> [u8; SEAL_FILE_LEN] {
     let mut out = [0u8; SEAL_FILE_LEN];
     out[0..4].copy_from_slice(&SEAL_FORMAT_VERSION.to_le_bytes());
-    out[4..12].copy_from_slice(&extent_id.to_le_bytes());
+    out[4..12].copy_from_slice(&extent_id.get().to_le_bytes());
     out[12..20].copy_from_slice(&sealed_length.to_le_bytes());
     let crc = crc32fast::hash(&out[0..20]);
     out[20..24].copy_from_slice(&crc.to_le_bytes());
@@ -160,7 +161,7 @@ pub fn encode_seal(extent_id: u64, sealed_length: u64) -> [u8; SEAL_FILE_LEN] {
 }
 
 /// Decodes a seal marker of `extent_id`, returning the sealed length.
-pub fn decode_seal(bytes: &[u8], extent_id: u64) -> Result<u64> {
+pub fn decode_seal(bytes: &[u8], extent_id: ExtentId) -> Result<u64> {
     let bad = |reason: String| StreamError::DataLoss {
         extent_id,
         offset: 0,
@@ -182,7 +183,7 @@ pub fn decode_seal(bytes: &[u8], extent_id: u64) -> Result<u64> {
     }
     let mut word = [0u8; 8];
     word.copy_from_slice(&bytes[4..12]);
-    if u64::from_le_bytes(word) != extent_id {
+    if u64::from_le_bytes(word) != extent_id.get() {
         return Err(bad(format!("names extent {}", u64::from_le_bytes(word))));
     }
     word.copy_from_slice(&bytes[12..20]);
@@ -257,16 +258,16 @@ mod tests {
 
     #[test]
     fn file_header_and_seal_round_trip() {
-        let header = encode_file_header(42);
-        check_file_header(&header, 42).unwrap();
-        assert!(check_file_header(&header, 43).is_err());
+        let header = encode_file_header(ExtentId::new(42));
+        check_file_header(&header, ExtentId::new(42)).unwrap();
+        assert!(check_file_header(&header, ExtentId::new(43)).is_err());
         let mut flipped = header;
         flipped[13] ^= 4;
-        assert!(check_file_header(&flipped, 42).is_err());
-        let seal = encode_seal(42, 1234);
-        assert_eq!(decode_seal(&seal, 42).unwrap(), 1234);
+        assert!(check_file_header(&flipped, ExtentId::new(42)).is_err());
+        let seal = encode_seal(ExtentId::new(42), 1234);
+        assert_eq!(decode_seal(&seal, ExtentId::new(42)).unwrap(), 1234);
         let mut flipped = seal;
         flipped[14] ^= 1;
-        assert!(decode_seal(&flipped, 42).is_err());
+        assert!(decode_seal(&flipped, ExtentId::new(42)).is_err());
     }
 }

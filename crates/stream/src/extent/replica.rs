@@ -22,6 +22,7 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use strata_types::ExtentId;
 
 /// Length and state of a replica.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,19 +66,20 @@ pub struct Recovery {
 }
 
 pub struct ExtentReplica {
-    id: u64,
+    id: ExtentId,
     path: PathBuf,
     seal_path: PathBuf,
     file: File,
     state: RwLock<ReplicaState>,
 }
 
-pub fn extent_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("{id}.ext"))
+/// `<dir>/<raw id>.ext`: file names carry the bare number (the node lists them on start).
+pub fn extent_path(dir: &Path, id: ExtentId) -> PathBuf {
+    dir.join(format!("{}.ext", id.get()))
 }
 
-pub fn seal_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("{id}.seal"))
+pub fn seal_path(dir: &Path, id: ExtentId) -> PathBuf {
+    dir.join(format!("{}.seal", id.get()))
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -87,7 +89,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 impl ExtentReplica {
     /// Creates an empty replica (just the file header), durably.
-    pub fn create(dir: &Path, id: u64) -> Result<Self> {
+    pub fn create(dir: &Path, id: ExtentId) -> Result<Self> {
         let path = extent_path(dir, id);
         let file = match OpenOptions::new()
             .read(true)
@@ -121,7 +123,7 @@ impl ExtentReplica {
 
     /// Opens an existing replica. A sealed one is cut to its sealed length; an unsealed one keeps
     /// every byte, and one whose tail does not verify is fenced (see the module comment).
-    pub fn open(dir: &Path, id: u64) -> Result<(Self, Recovery)> {
+    pub fn open(dir: &Path, id: ExtentId) -> Result<(Self, Recovery)> {
         let path = extent_path(dir, id);
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let file_len = file.metadata()?.len();
@@ -150,7 +152,7 @@ impl ExtentReplica {
                     file.sync_all()?;
                 } else if file_len < sealed_length {
                     tracing::error!(
-                        extent_id = id,
+                        extent_id = id.get(),
                         file_len,
                         sealed_length,
                         "sealed extent is shorter than its seal"
@@ -183,20 +185,20 @@ impl ExtentReplica {
         ))
     }
 
-    pub fn id(&self) -> u64 {
+    pub fn id(&self) -> ExtentId {
         self.id
     }
 
     fn read_state(&self) -> Result<RwLockReadGuard<'_, ReplicaState>> {
-        self.state.read().map_err(|_| {
-            StreamError::Unavailable(format!("extent {} state lock poisoned", self.id))
-        })
+        self.state
+            .read()
+            .map_err(|_| StreamError::Unavailable(format!("{} state lock poisoned", self.id)))
     }
 
     fn write_state(&self) -> Result<RwLockWriteGuard<'_, ReplicaState>> {
-        self.state.write().map_err(|_| {
-            StreamError::Unavailable(format!("extent {} state lock poisoned", self.id))
-        })
+        self.state
+            .write()
+            .map_err(|_| StreamError::Unavailable(format!("{} state lock poisoned", self.id)))
     }
 
     pub fn state(&self) -> Result<ReplicaState> {
@@ -255,7 +257,7 @@ impl ExtentReplica {
         if let Err(err) = written {
             // Drop whatever part of the record reached the file; it was never acknowledged.
             if let Err(cut) = self.file.set_len(offset) {
-                tracing::error!(extent_id = self.id, %cut, "could not cut a failed append");
+                tracing::error!(extent_id = self.id.get(), %cut, "could not cut a failed append");
             }
             return Err(err.into());
         }
@@ -264,7 +266,7 @@ impl ExtentReplica {
             if !state.sealed && state.length == offset {
                 // Fenced meanwhile: the record stays unpublished and its bytes go.
                 if let Err(cut) = self.file.set_len(offset) {
-                    tracing::error!(extent_id = self.id, %cut, "could not cut a fenced append");
+                    tracing::error!(extent_id = self.id.get(), %cut, "could not cut a fenced append");
                 }
             }
             return Err(StreamError::Sealed {
@@ -318,7 +320,7 @@ impl ExtentReplica {
     fn read_record_at(&self, offset: u64, length: u64) -> Result<(Vec<u8>, u64)> {
         let data_loss = |reason: String| {
             crate::metrics::checksum_failures().inc();
-            tracing::error!(extent_id = self.id, offset, %reason, "extent record failed verification");
+            tracing::error!(extent_id = self.id.get(), offset, %reason, "extent record failed verification");
             StreamError::DataLoss {
                 extent_id: self.id,
                 offset,
@@ -396,7 +398,7 @@ impl ExtentReplica {
 /// verifies: the file length when the tail is whole. Only the last record's payload is checked
 /// here (every earlier one was acknowledged before the next was sent; readers and the scrubber
 /// check them). A corrupt header far from the end is left in place too (readers report it).
-fn verified_tail(file: &File, id: u64, file_len: u64) -> Result<u64> {
+fn verified_tail(file: &File, id: ExtentId, file_len: u64) -> Result<u64> {
     let mut reader = BufReader::with_capacity(64 * 1024, file);
     reader.seek(SeekFrom::Start(FILE_HEADER_LEN))?;
     let mut position = FILE_HEADER_LEN;
@@ -414,11 +416,11 @@ fn verified_tail(file: &File, id: u64, file_len: u64) -> Result<u64> {
             Err(reason)
                 if file_len - position <= RECORD_HEADER_LEN + RECORD_PAYLOAD_BYTES_MAX as u64 =>
             {
-                tracing::warn!(extent_id = id, position, %reason, "unreadable record header in the tail");
+                tracing::warn!(extent_id = id.get(), position, %reason, "unreadable record header in the tail");
                 break position;
             }
             Err(reason) => {
-                tracing::error!(extent_id = id, position, %reason, "corrupt record header mid-extent; keeping the rest");
+                tracing::error!(extent_id = id.get(), position, %reason, "corrupt record header mid-extent; keeping the rest");
                 break file_len;
             }
         };
@@ -430,7 +432,7 @@ fn verified_tail(file: &File, id: u64, file_len: u64) -> Result<u64> {
             let mut payload = vec![0u8; header.payload_len as usize];
             reader.read_exact(&mut payload)?;
             if let Err(reason) = header.verify(&payload) {
-                tracing::warn!(extent_id = id, position, %reason, "last record fails its checksum");
+                tracing::warn!(extent_id = id.get(), position, %reason, "last record fails its checksum");
                 break position;
             }
             break file_len;
@@ -440,7 +442,7 @@ fn verified_tail(file: &File, id: u64, file_len: u64) -> Result<u64> {
     };
     if verified < file_len {
         tracing::warn!(
-            extent_id = id,
+            extent_id = id.get(),
             verified_length = verified,
             unverified_bytes = file_len - verified,
             "extent tail does not verify: kept, appends refused until the extent is sealed"
@@ -465,7 +467,7 @@ mod tests {
     #[test]
     fn offsets_are_file_positions() {
         let dir = tempfile::tempdir().unwrap();
-        let replica = ExtentReplica::create(dir.path(), 7).unwrap();
+        let replica = ExtentReplica::create(dir.path(), ExtentId::new(7)).unwrap();
         assert_eq!(
             append(&replica, b"abc"),
             (FILE_HEADER_LEN, FILE_HEADER_LEN + RECORD_HEADER_LEN + 3)
@@ -474,7 +476,9 @@ mod tests {
         assert_eq!(second, FILE_HEADER_LEN + RECORD_HEADER_LEN + 3);
         assert_eq!(
             end,
-            std::fs::metadata(extent_path(dir.path(), 7)).unwrap().len()
+            std::fs::metadata(extent_path(dir.path(), ExtentId::new(7)))
+                .unwrap()
+                .len()
         );
         let batch = replica.read(FILE_HEADER_LEN, 10, 1 << 20).unwrap();
         assert_eq!(
@@ -502,23 +506,21 @@ mod tests {
     #[test]
     fn corrupt_record_is_never_returned() {
         let dir = tempfile::tempdir().unwrap();
-        let replica = ExtentReplica::create(dir.path(), 1).unwrap();
+        let replica = ExtentReplica::create(dir.path(), ExtentId::new(1)).unwrap();
         let (first, _) = append(&replica, b"first record");
         let (second, _) = append(&replica, b"second record");
         drop(replica);
         // Flip one payload bit of the first record on disk.
-        let path = extent_path(dir.path(), 1);
+        let path = extent_path(dir.path(), ExtentId::new(1));
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[(first + RECORD_HEADER_LEN + 2) as usize] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
-        let (replica, recovery) = ExtentReplica::open(dir.path(), 1).unwrap();
+        let (replica, recovery) = ExtentReplica::open(dir.path(), ExtentId::new(1)).unwrap();
         assert_eq!(recovery.truncated_bytes, 0, "mid-extent damage is not cut");
         match replica.read(first, 10, 1 << 20) {
             Err(StreamError::DataLoss {
-                extent_id: 1,
-                offset,
-                ..
-            }) => assert_eq!(offset, first),
+                extent_id, offset, ..
+            }) => assert_eq!((extent_id, offset), (ExtentId::new(1), first)),
             other => panic!("expected data loss, got {other:?}"),
         }
         assert_eq!(replica.read(second, 10, 1 << 20).unwrap().records.len(), 1);
@@ -527,10 +529,10 @@ mod tests {
     #[test]
     fn unverified_tail_is_kept_and_fenced_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let replica = ExtentReplica::create(dir.path(), 3).unwrap();
+        let replica = ExtentReplica::create(dir.path(), ExtentId::new(3)).unwrap();
         let (_, good_end) = append(&replica, b"acknowledged");
         drop(replica);
-        let path = extent_path(dir.path(), 3);
+        let path = extent_path(dir.path(), ExtentId::new(3));
         // Half a record: its header promises more payload than the file holds.
         let torn = format::encode_record(&[9u8; 100]).unwrap();
         std::fs::OpenOptions::new()
@@ -539,7 +541,7 @@ mod tests {
             .unwrap()
             .write_all(&torn[..40])
             .unwrap();
-        let (replica, recovery) = ExtentReplica::open(dir.path(), 3).unwrap();
+        let (replica, recovery) = ExtentReplica::open(dir.path(), ExtentId::new(3)).unwrap();
         assert_eq!(recovery.truncated_bytes, 0, "opening cuts nothing");
         assert_eq!(recovery.unverified_tail_bytes, 40);
         let state = replica.state().unwrap();
@@ -561,15 +563,15 @@ mod tests {
     #[test]
     fn damaged_last_record_is_never_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let replica = ExtentReplica::create(dir.path(), 4).unwrap();
+        let replica = ExtentReplica::create(dir.path(), ExtentId::new(4)).unwrap();
         let (first, _) = append(&replica, b"first, acknowledged");
         let (last, end) = append(&replica, b"last, acknowledged too");
         drop(replica);
-        let path = extent_path(dir.path(), 4);
+        let path = extent_path(dir.path(), ExtentId::new(4));
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[(last + RECORD_HEADER_LEN + 1) as usize] ^= 0x08;
         std::fs::write(&path, &bytes).unwrap();
-        let (replica, recovery) = ExtentReplica::open(dir.path(), 4).unwrap();
+        let (replica, recovery) = ExtentReplica::open(dir.path(), ExtentId::new(4)).unwrap();
         assert_eq!(recovery.truncated_bytes, 0);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), end, "no byte cut");
         let state = replica.state().unwrap();
@@ -584,7 +586,7 @@ mod tests {
         bytes[(last + RECORD_HEADER_LEN + 1) as usize] ^= 0x08;
         bytes[(last + 5) as usize] ^= 0x01;
         std::fs::write(&path, &bytes).unwrap();
-        let (replica, _) = ExtentReplica::open(dir.path(), 4).unwrap();
+        let (replica, _) = ExtentReplica::open(dir.path(), ExtentId::new(4)).unwrap();
         let state = replica.state().unwrap();
         assert_eq!((state.length, state.verified_length), (end, last));
     }
@@ -592,7 +594,7 @@ mod tests {
     #[test]
     fn seal_persists_across_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let replica = ExtentReplica::create(dir.path(), 5).unwrap();
+        let replica = ExtentReplica::create(dir.path(), ExtentId::new(5)).unwrap();
         let (_, first_end) = append(&replica, b"one");
         append(&replica, b"two, unacknowledged");
         assert_eq!(replica.seal(first_end).unwrap(), first_end);
@@ -607,12 +609,14 @@ mod tests {
             Err(StreamError::Sealed { .. })
         ));
         drop(replica);
-        let (replica, _) = ExtentReplica::open(dir.path(), 5).unwrap();
+        let (replica, _) = ExtentReplica::open(dir.path(), ExtentId::new(5)).unwrap();
         let state = replica.state().unwrap();
         assert!(state.sealed);
         assert_eq!(state.length, first_end);
         assert_eq!(
-            std::fs::metadata(extent_path(dir.path(), 5)).unwrap().len(),
+            std::fs::metadata(extent_path(dir.path(), ExtentId::new(5)))
+                .unwrap()
+                .len(),
             first_end
         );
         assert!(matches!(
@@ -624,7 +628,7 @@ mod tests {
     #[test]
     fn fenced_replica_refuses_appends() {
         let dir = tempfile::tempdir().unwrap();
-        let replica = ExtentReplica::create(dir.path(), 9).unwrap();
+        let replica = ExtentReplica::create(dir.path(), ExtentId::new(9)).unwrap();
         let offset = replica.next_offset(None).unwrap();
         replica.fence().unwrap();
         // A write that was already under way when the fence came is not published.

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use strata_types::ExtentId;
 
 struct Entry {
     replica: Arc<ExtentReplica>,
@@ -26,7 +27,7 @@ struct Entry {
 /// One line of the node's extent report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExtentSummary {
-    pub extent_id: u64,
+    pub extent_id: ExtentId,
     pub length: u64,
     pub sealed: bool,
     /// An unsealed replica whose tail did not verify on opening (see `ReplicaState`).
@@ -35,9 +36,9 @@ pub struct ExtentSummary {
 
 pub struct ExtentStore {
     dir: PathBuf,
-    extents: RwLock<HashMap<u64, Arc<Entry>>>,
+    extents: RwLock<HashMap<ExtentId, Arc<Entry>>>,
     /// Extents a repair copy is being written for (at most one copy per extent at a time).
-    copying: std::sync::Mutex<HashSet<u64>>,
+    copying: std::sync::Mutex<HashSet<ExtentId>>,
     /// Set by the first write or fsync error; never cleared while the process lives.
     disk_failed: AtomicBool,
     /// Fail point for tests: the next appends' fsyncs fail.
@@ -53,7 +54,7 @@ const COPY_SUFFIX: &str = ".copy";
 /// Marks one extent as being copied; unmarks it when dropped.
 pub struct CopyGuard<'a> {
     store: &'a ExtentStore,
-    extent_id: u64,
+    extent_id: ExtentId,
     /// The temporary file the copy is written to; removed on drop unless installed.
     pub temp_path: PathBuf,
 }
@@ -101,18 +102,18 @@ impl ExtentStore {
                     }
                     continue;
                 }
-                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".ext")).and_then(|n| n.parse::<u64>().ok())
+                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".ext")).and_then(|n| n.parse::<u64>().ok()).map(ExtentId::new)
                 else {
                     continue;
                 };
                 match ExtentReplica::open(&scan_dir, id) {
                     Ok((replica, recovery)) => {
                         if recovery.truncated_bytes > 0 || recovery.unverified_tail_bytes > 0 {
-                            tracing::warn!(extent_id = id, truncated_bytes = recovery.truncated_bytes, unverified_tail_bytes = recovery.unverified_tail_bytes, "recovered extent");
+                            tracing::warn!(extent_id = id.get(), truncated_bytes = recovery.truncated_bytes, unverified_tail_bytes = recovery.unverified_tail_bytes, "recovered extent");
                         }
                         opened.push(replica);
                     }
-                    Err(err) => tracing::error!(extent_id = id, %err, "cannot open extent replica; not serving it"),
+                    Err(err) => tracing::error!(extent_id = id.get(), %err, "cannot open extent replica; not serving it"),
                 }
             }
             Ok(opened)
@@ -182,18 +183,19 @@ impl ExtentStore {
     }
 
     /// Starts a repair copy of `extent_id`: fails when one is already under way here.
-    pub fn begin_copy(&self, extent_id: u64) -> Result<CopyGuard<'_>> {
+    pub fn begin_copy(&self, extent_id: ExtentId) -> Result<CopyGuard<'_>> {
         let mut copying = self
             .copying
             .lock()
             .map_err(|_| StreamError::Unavailable("copy set lock poisoned".into()))?;
         if !copying.insert(extent_id) {
             return Err(StreamError::Unavailable(format!(
-                "a copy of extent {extent_id} is already under way"
+                "a copy of {extent_id} is already under way"
             )));
         }
         let temp_path = self.dir.join(format!(
-            "{extent_id}.{:016x}{COPY_SUFFIX}",
+            "{}.{:016x}{COPY_SUFFIX}",
+            extent_id.get(),
             rand::random::<u64>()
         ));
         Ok(CopyGuard {
@@ -250,13 +252,13 @@ impl ExtentStore {
         Ok(())
     }
 
-    fn map_read(&self) -> Result<std::sync::RwLockReadGuard<'_, HashMap<u64, Arc<Entry>>>> {
+    fn map_read(&self) -> Result<std::sync::RwLockReadGuard<'_, HashMap<ExtentId, Arc<Entry>>>> {
         self.extents
             .read()
             .map_err(|_| StreamError::Unavailable("extent map lock poisoned".into()))
     }
 
-    fn entry(&self, extent_id: u64) -> Result<Arc<Entry>> {
+    fn entry(&self, extent_id: ExtentId) -> Result<Arc<Entry>> {
         self.map_read()?
             .get(&extent_id)
             .cloned()
@@ -264,7 +266,7 @@ impl ExtentStore {
     }
 
     /// Creates an empty replica. Creating one that exists and is still empty succeeds (a retry).
-    pub async fn create(&self, extent_id: u64) -> Result<()> {
+    pub async fn create(&self, extent_id: ExtentId) -> Result<()> {
         self.check_disk()?;
         if let Ok(entry) = self.entry(extent_id) {
             let state = entry.replica.state()?;
@@ -292,7 +294,7 @@ impl ExtentStore {
     /// while `replicate(offset, record_payload)` runs; succeeds only when both did.
     pub async fn append<F, Fut>(
         &self,
-        extent_id: u64,
+        extent_id: ExtentId,
         payload: Vec<u8>,
         replicate: F,
     ) -> Result<(u64, u64)>
@@ -318,7 +320,12 @@ impl ExtentStore {
     }
 
     /// Secondary append: writes the record exactly at `offset`, which must be the length.
-    pub async fn replicate(&self, extent_id: u64, offset: u64, payload: Vec<u8>) -> Result<u64> {
+    pub async fn replicate(
+        &self,
+        extent_id: ExtentId,
+        offset: u64,
+        payload: Vec<u8>,
+    ) -> Result<u64> {
         self.check_disk()?;
         let entry = self.entry(extent_id)?;
         let _serialized = entry.append_lock.lock().await;
@@ -333,7 +340,7 @@ impl ExtentStore {
 
     pub async fn read(
         &self,
-        extent_id: u64,
+        extent_id: ExtentId,
         offset: u64,
         max_records: usize,
         max_bytes: u64,
@@ -342,7 +349,7 @@ impl ExtentStore {
         blocking(move || replica.read(offset, max_records, max_bytes)).await
     }
 
-    pub async fn seal(&self, extent_id: u64, length: u64) -> Result<u64> {
+    pub async fn seal(&self, extent_id: ExtentId, length: u64) -> Result<u64> {
         self.check_disk()?;
         let entry = self.entry(extent_id)?;
         let _serialized = entry.append_lock.lock().await;
@@ -350,18 +357,18 @@ impl ExtentStore {
         self.note_io(blocking(move || replica.seal(length)).await)
     }
 
-    pub fn state(&self, extent_id: u64) -> Result<ReplicaState> {
+    pub fn state(&self, extent_id: ExtentId) -> Result<ReplicaState> {
         self.entry(extent_id)?.replica.state()
     }
 
     /// Refuses further appends (the stream manager is about to seal) and returns the state.
-    pub fn fence(&self, extent_id: u64) -> Result<ReplicaState> {
+    pub fn fence(&self, extent_id: ExtentId) -> Result<ReplicaState> {
         self.entry(extent_id)?.replica.fence()
     }
 
     /// Removes a replica; removing one this node does not hold (or could not open) removes
     /// whatever files of it are left and succeeds, so deletion is idempotent.
-    pub async fn delete(&self, extent_id: u64) -> Result<()> {
+    pub async fn delete(&self, extent_id: ExtentId) -> Result<()> {
         let Ok(entry) = self.entry(extent_id) else {
             let dir = self.dir.clone();
             return blocking(move || {
@@ -409,7 +416,7 @@ impl ExtentStore {
     }
 
     /// Path of a replica's file (tests corrupt it on purpose).
-    pub fn extent_file_path(&self, extent_id: u64) -> PathBuf {
+    pub fn extent_file_path(&self, extent_id: ExtentId) -> PathBuf {
         super::replica::extent_path(&self.dir, extent_id)
     }
 }

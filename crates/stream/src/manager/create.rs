@@ -8,13 +8,14 @@ use super::meta::{Mutation, StreamRecord};
 use super::state::{ManagerState, STREAM_NAME_BYTES_MAX};
 use crate::error::{Result, StreamError};
 use strata_proto::stream::StreamInfo;
+use strata_types::ExtentId;
 
 /// Most extents one created stream may start with (bounds the metadata command).
 pub const CREATED_STREAM_EXTENTS_MAX: usize = 100_000;
 
 impl ManagerState {
     /// See the `CreateStream` RPC.
-    pub async fn create_stream(&self, name: &str, extent_ids: &[u64]) -> Result<StreamInfo> {
+    pub async fn create_stream(&self, name: &str, extent_ids: &[ExtentId]) -> Result<StreamInfo> {
         if name.is_empty() || name.len() > STREAM_NAME_BYTES_MAX {
             return Err(StreamError::InvalidArgument(format!(
                 "stream name must be 1..={STREAM_NAME_BYTES_MAX} bytes"
@@ -55,7 +56,7 @@ impl ManagerState {
                 .ok_or(StreamError::ExtentNotFound(extent_id))?;
             if !extent.sealed {
                 return Err(StreamError::InvalidArgument(format!(
-                    "extent {extent_id} is not sealed; only sealed extents can be shared"
+                    "{extent_id} is not sealed; only sealed extents can be shared"
                 )));
             }
             mutations.push(Mutation::Extent {

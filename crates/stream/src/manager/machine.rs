@@ -1,5 +1,7 @@
 //! The stream manager's metadata as a replicated state machine (`strata_raft`): streams,
-//! extents, extent nodes and the extent-id counter, one record per key.
+//! extents, extent nodes and the extent-id counter, one record per key. Typed ids serialize
+//! as their raw numbers (`#[serde(transparent)]`), so logs and snapshots written before
+//! they were typed load unchanged.
 //!
 //! ```text
 //! s/<stream name>      -> StreamRecord { extent_ids (in stream order) }
@@ -14,6 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 use strata_raft::{GroupError, Machine, Overlay};
+use strata_types::ExtentId;
 
 pub(super) const STREAM_PREFIX: &[u8] = b"s/";
 pub(super) const EXTENT_PREFIX: &[u8] = b"e/";
@@ -24,7 +27,7 @@ pub const EXTENT_IDS_PER_RESERVATION_MAX: u64 = 4_096;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamRecord {
-    pub extent_ids: Vec<u64>,
+    pub extent_ids: Vec<ExtentId>,
     /// Who made the stream's most recent seal-and-extend, so the same writer's retry of it is
     /// recognized (see `SealExtentRequest.writer_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,7 +37,7 @@ pub struct StreamRecord {
 /// One seal-and-extend of a stream: which extent, by which writer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SealMark {
-    pub extent_id: u64,
+    pub extent_id: ExtentId,
     pub writer_id: String,
 }
 
@@ -59,8 +62,8 @@ pub(super) fn stream_key(name: &str) -> Vec<u8> {
     [STREAM_PREFIX, name.as_bytes()].concat()
 }
 
-pub(super) fn extent_key(extent_id: u64) -> Vec<u8> {
-    [EXTENT_PREFIX, &extent_id.to_be_bytes()[..]].concat()
+pub(super) fn extent_key(extent_id: ExtentId) -> Vec<u8> {
+    [EXTENT_PREFIX, &extent_id.get().to_be_bytes()[..]].concat()
 }
 
 pub(super) fn node_key(node_id: &str) -> Vec<u8> {
@@ -78,7 +81,7 @@ pub enum Mutation {
     },
     /// Sets (Some) or removes (None) an extent, if its record is still `expected`.
     Extent {
-        extent_id: u64,
+        extent_id: ExtentId,
         expected: Option<ExtentRecord>,
         record: Option<ExtentRecord>,
     },
@@ -98,7 +101,7 @@ pub struct MetaCommand {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaResponse {
     /// Every mutation applied; `first_extent_id` is set when ids were reserved.
-    Applied { first_extent_id: Option<u64> },
+    Applied { first_extent_id: Option<ExtentId> },
     /// An expectation failed; nothing changed.
     Conflict { reason: String },
 }
@@ -149,7 +152,7 @@ impl Machine for MetaMachine {
                     state,
                     &extent_key(*extent_id),
                     expected,
-                    &format!("extent {extent_id}"),
+                    &format!("{extent_id}"),
                 )?,
                 Mutation::ReserveExtentIds { count } => (*count == 0
                     || *count > EXTENT_IDS_PER_RESERVATION_MAX)
@@ -179,10 +182,45 @@ impl Machine for MetaMachine {
                 Mutation::ReserveExtentIds { count } => {
                     let next: u64 = state.get_record(NEXT_EXTENT_ID_KEY)?.unwrap_or(1);
                     state.put_record(NEXT_EXTENT_ID_KEY, &(next + count))?;
-                    first_extent_id = Some(next);
+                    first_extent_id = Some(ExtentId::new(next));
                 }
             }
         }
         Ok(MetaResponse::Applied { first_extent_id })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command logged before extent ids were typed (bare numbers) loads into typed ids and
+    /// is written back byte for byte, so existing Raft logs and snapshots stay readable.
+    #[test]
+    fn logged_commands_keep_their_encoding() {
+        let logged = concat!(
+            r#"{"mutations":[{"Extent":{"extent_id":7,"expected":null,"#,
+            r#""record":{"stream":"s","replicas":["n1"],"sealed":true,"sealed_length":24}}},"#,
+            r#"{"Stream":{"name":"s","expected":null,"record":{"extent_ids":[7,9],"#,
+            r#""last_seal":{"extent_id":7,"writer_id":"w"}}}}]}"#
+        );
+        let command: MetaCommand = serde_json::from_str(logged).unwrap();
+        let Mutation::Stream {
+            record: Some(stream),
+            ..
+        } = &command.mutations[1]
+        else {
+            panic!("a stream mutation: {command:?}");
+        };
+        assert_eq!(stream.extent_ids, vec![ExtentId::new(7), ExtentId::new(9)]);
+        assert_eq!(serde_json::to_string(&command).unwrap(), logged);
+        let response = MetaResponse::Applied {
+            first_extent_id: Some(ExtentId::new(65)),
+        };
+        assert_eq!(
+            serde_json::to_string(&response).unwrap(),
+            r#"{"Applied":{"first_extent_id":65}}"#
+        );
+        assert_eq!(extent_key(ExtentId::new(258)), b"e/\0\0\0\0\0\0\x01\x02");
     }
 }

@@ -15,6 +15,7 @@ use super::machine::{
 };
 use crate::error::{Result, StreamError};
 use strata_raft::Group;
+use strata_types::ExtentId;
 
 /// Bound on one proposal (an election meanwhile makes it fail; callers retry).
 pub const PROPOSE_TIMEOUT_MS: u64 = 5_000;
@@ -25,11 +26,11 @@ pub struct MetaStore {
     group: Group<MetaMachine>,
 }
 
-fn decode_extent_id(key: &[u8]) -> Result<u64> {
+fn decode_extent_id(key: &[u8]) -> Result<ExtentId> {
     let bytes: [u8; 8] = key
         .try_into()
         .map_err(|_| StreamError::CorruptMetadata("extent key is not 8 bytes".into()))?;
-    Ok(u64::from_be_bytes(bytes))
+    Ok(ExtentId::new(u64::from_be_bytes(bytes)))
 }
 
 impl MetaStore {
@@ -43,7 +44,7 @@ impl MetaStore {
 
     /// Applies `mutations` all or nothing through the group; a failed expectation is
     /// `Unavailable` (the caller retries with fresh reads).
-    pub async fn commit(&self, mutations: Vec<Mutation>) -> Result<Option<u64>> {
+    pub async fn commit(&self, mutations: Vec<Mutation>) -> Result<Option<ExtentId>> {
         let command = MetaCommand { mutations };
         match self.group.propose(command, PROPOSE_TIMEOUT_MS).await? {
             MetaResponse::Applied { first_extent_id } => Ok(first_extent_id),
@@ -72,12 +73,12 @@ impl MetaStore {
         self.group.reader().count(STREAM_PREFIX)
     }
 
-    pub fn extent(&self, extent_id: u64) -> Result<Option<ExtentRecord>> {
+    pub fn extent(&self, extent_id: ExtentId) -> Result<Option<ExtentRecord>> {
         Ok(self.group.reader().get_record(&extent_key(extent_id))?)
     }
 
     /// Every extent, by id.
-    pub fn extents(&self) -> Result<Vec<(u64, ExtentRecord)>> {
+    pub fn extents(&self) -> Result<Vec<(ExtentId, ExtentRecord)>> {
         self.group
             .reader()
             .scan_records::<ExtentRecord>(EXTENT_PREFIX)?

@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use strata_proto::stream::stream_manager_server::StreamManagerServer;
 use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
+use strata_types::NodeId;
 use strata_util::admin::HealthCheck;
 use tokio_util::sync::CancellationToken;
 
@@ -39,9 +40,9 @@ pub struct StreamManagerConfig {
     /// The Raft log and state machine live in `<data_dir>/raft`.
     pub data_dir: PathBuf,
     /// This member's Raft node id (a key of `members`).
-    pub node_id: u64,
+    pub node_id: NodeId,
     /// Every member, this one included: node id -> gRPC "host:port".
-    pub members: BTreeMap<u64, String>,
+    pub members: BTreeMap<NodeId, String>,
     pub settings: ManagerSettings,
 }
 
@@ -50,20 +51,28 @@ impl StreamManagerConfig {
     pub fn single(data_dir: impl Into<PathBuf>, addr: &str, settings: ManagerSettings) -> Self {
         Self {
             data_dir: data_dir.into(),
-            node_id: 1,
-            members: BTreeMap::from([(1, addr.to_string())]),
+            node_id: NodeId::new(1),
+            members: BTreeMap::from([(NodeId::new(1), addr.to_string())]),
             settings,
         }
     }
 
-    /// The Raft part of this config.
+    /// The Raft part of this config (`strata_raft` numbers its members with bare integers).
     pub fn group_config(&self) -> strata_raft::GroupConfig {
         strata_raft::GroupConfig::new(
             CLUSTER_NAME,
-            self.node_id,
-            self.members.clone(),
+            self.node_id.get(),
+            self.raft_members(),
             self.data_dir.join("raft"),
         )
+    }
+
+    /// `members` as `strata_raft` takes them.
+    pub fn raft_members(&self) -> BTreeMap<strata_raft::MemberId, String> {
+        self.members
+            .iter()
+            .map(|(id, addr)| (id.get(), addr.clone()))
+            .collect()
     }
 }
 
@@ -145,7 +154,8 @@ pub async fn start_stream_manager_with_repair(
         }
         stopping_group.shutdown().await;
     });
-    group.initialize_if_first(&config.members).await?;
-    tracing::info!(%addr, node_id = config.node_id, members = ?config.members, settings = ?config.settings, repair = ?repair_settings, "stream manager member started");
+    let members = config.raft_members();
+    group.initialize_if_first(&members).await?;
+    tracing::info!(%addr, node_id = config.node_id.get(), ?members, settings = ?config.settings, repair = ?repair_settings, "stream manager member started");
     Ok(RunningStreamManager { addr, state, task })
 }

@@ -8,11 +8,13 @@ use crate::channels::{bounded, request_with_timeout, CONTROL_RPC_TIMEOUT_MS};
 use crate::error::{Result, StreamError};
 use strata_proto::common::NodeAddr;
 use strata_proto::stream::*;
+use strata_types::ExtentId;
 
 impl ManagerState {
     /// Seals the stream's last extent and appends a fresh one (see `SealExtentRequest`).
     pub async fn seal_extent(&self, request: SealExtentRequest) -> Result<StreamInfo> {
         let name = request.stream.as_str();
+        let extent_id = ExtentId::new(request.extent_id);
         self.require_leader()?;
         let lock = self.stream_lock(name)?;
         let _serialized = lock.lock().await;
@@ -26,17 +28,17 @@ impl ManagerState {
                 "stream {name:?} has no extents"
             )));
         };
-        if last != request.extent_id {
+        if last != extent_id {
             let own_retry = !request.writer_id.is_empty()
                 && record.last_seal
                     == Some(SealMark {
-                        extent_id: request.extent_id,
+                        extent_id,
                         writer_id: request.writer_id.clone(),
                     });
             if own_retry {
                 tracing::info!(
                     stream = name,
-                    extent_id = request.extent_id,
+                    extent_id = extent_id.get(),
                     "a writer's retried seal was applied already; answering the stream"
                 );
                 return self.stream_info(name, &record);
@@ -45,8 +47,7 @@ impl ManagerState {
                 return Err(StreamError::Fenced {
                     stream: name.to_string(),
                     reason: format!(
-                        "extent {} was sealed by another writer; the last extent is {last}",
-                        request.extent_id
+                        "{extent_id} was sealed by another writer; the last extent is {last}"
                     ),
                 });
             }
@@ -87,7 +88,7 @@ impl ManagerState {
         self.update_gauges();
         tracing::info!(
             stream = name,
-            extent_id = fresh,
+            extent_id = fresh.get(),
             "fresh extent appended to stream"
         );
         self.stream_info(name, &record)
@@ -100,7 +101,7 @@ impl ManagerState {
     async fn seal_open_extent(
         &self,
         stream: &str,
-        extent_id: u64,
+        extent_id: ExtentId,
         floor_length: u64,
     ) -> Result<Option<Mutation>> {
         let before = self
@@ -124,7 +125,7 @@ impl ManagerState {
         self.seal_replicas(extent_id, length, &replicas).await?;
         extent.sealed = true;
         extent.sealed_length = length;
-        tracing::info!(stream, extent_id, length, "extent sealed");
+        tracing::info!(stream, extent_id = extent_id.get(), length, "extent sealed");
         Ok(Some(Mutation::Extent {
             extent_id,
             expected: Some(before),
@@ -136,7 +137,7 @@ impl ManagerState {
     /// the commit length like SealExtent does, but no fresh extent is appended, so the stream's
     /// writer is not fenced: its next append fails (sealed), and its own SealExtent then
     /// finds the extent sealed and gets a fresh one.
-    pub(super) async fn seal_for_repair(&self, stream: &str, extent_id: u64) -> Result<()> {
+    pub(super) async fn seal_for_repair(&self, stream: &str, extent_id: ExtentId) -> Result<()> {
         let lock = self.stream_lock(stream)?;
         let _serialized = lock.lock().await;
         let Some(record) = self.meta.stream(stream)? else {
@@ -150,7 +151,7 @@ impl ManagerState {
         }
         tracing::info!(
             stream,
-            extent_id,
+            extent_id = extent_id.get(),
             "open extent with a dead or bad replica sealed for repair"
         );
         Ok(())
@@ -166,14 +167,14 @@ impl ManagerState {
     /// past it is damaged everywhere, so none of it can be read back anyway).
     async fn commit_length(
         &self,
-        extent_id: u64,
+        extent_id: ExtentId,
         replicas: &[NodeAddr],
         floor: u64,
     ) -> Result<u64> {
         let calls = replicas.iter().map(|node| async move {
             let mut client = self.channels.extent_node(&node.addr)?;
             let request = ExtentInfoRequest {
-                extent_id,
+                extent_id: extent_id.get(),
                 fence: true,
             };
             bounded(
@@ -189,7 +190,7 @@ impl ManagerState {
                 Ok(info) if info.sealed => return Ok(info.length),
                 Ok(info) => answers.push((node, info)),
                 Err(err) => {
-                    tracing::warn!(extent_id, node_id = %node.node_id, %err, "replica unreachable while sealing")
+                    tracing::warn!(extent_id = extent_id.get(), node_id = %node.node_id, %err, "replica unreachable while sealing")
                 }
             }
         }
@@ -209,25 +210,20 @@ impl ManagerState {
                 .map(|(_, info)| verified(info))
                 .max()
                 .ok_or_else(|| {
-                    StreamError::Unavailable(format!("no replica of extent {extent_id} answered"))
+                    StreamError::Unavailable(format!("no replica of {extent_id} answered"))
                 })?,
         };
         for (node, info) in answers.iter().filter(|(_, info)| verified(info) < length) {
-            tracing::warn!(extent_id, node_id = %node.node_id, verified_length = verified(info), length, "replica cannot verify up to the seal; it will be rewritten");
-            let request = ReportBadReplicaRequest {
-                extent_id,
-                node_id: node.node_id.clone(),
-                offset: verified(info),
-            };
-            if let Err(err) = self.report_bad_replica(request) {
-                tracing::warn!(extent_id, %err, "could not mark a replica bad");
+            tracing::warn!(extent_id = extent_id.get(), node_id = %node.node_id, verified_length = verified(info), length, "replica cannot verify up to the seal; it will be rewritten");
+            if let Err(err) = self.report_bad_replica(extent_id, &node.node_id, verified(info)) {
+                tracing::warn!(extent_id = extent_id.get(), %err, "could not mark a replica bad");
             }
         }
         if length < floor {
             // Some replica lost acknowledged bytes and no good replica answered: sealing now
             // would cut them for good. Refuse; the writer retries and the repair heals.
             return Err(StreamError::Unavailable(format!(
-                "extent {extent_id}: the answering replicas agree on {length} bytes, below the acknowledged {floor}"
+                "{extent_id}: the answering replicas agree on {length} bytes, below the acknowledged {floor}"
             )));
         }
         Ok(length)
@@ -236,13 +232,16 @@ impl ManagerState {
     /// Seals every reachable replica at `length`; at least one must confirm.
     async fn seal_replicas(
         &self,
-        extent_id: u64,
+        extent_id: ExtentId,
         length: u64,
         replicas: &[NodeAddr],
     ) -> Result<()> {
         let calls = replicas.iter().map(|node| async move {
             let mut client = self.channels.extent_node(&node.addr)?;
-            let request = SealRequest { extent_id, length };
+            let request = SealRequest {
+                extent_id: extent_id.get(),
+                length,
+            };
             bounded(
                 &node.addr,
                 CONTROL_RPC_TIMEOUT_MS,
@@ -255,13 +254,13 @@ impl ManagerState {
             match result {
                 Ok(_) => sealed += 1,
                 Err(err) => {
-                    tracing::warn!(extent_id, length, node_id = %node.node_id, %err, "replica not sealed")
+                    tracing::warn!(extent_id = extent_id.get(), length, node_id = %node.node_id, %err, "replica not sealed")
                 }
             }
         }
         if sealed == 0 {
             return Err(StreamError::Unavailable(format!(
-                "no replica of extent {extent_id} could be sealed"
+                "no replica of {extent_id} could be sealed"
             )));
         }
         Ok(())

@@ -4,6 +4,7 @@ use super::state::ManagerState;
 use std::sync::Arc;
 use strata_proto::stream::stream_manager_server::StreamManager;
 use strata_proto::stream::*;
+use strata_types::ExtentId;
 use tonic::{Request, Response, Status};
 
 pub struct StreamManagerService {
@@ -58,7 +59,7 @@ impl StreamManager for StreamManagerService {
     ) -> Result<Response<ExtentInfo>, Status> {
         Ok(Response::new(
             self.state
-                .get_extent(request.into_inner().extent_id)
+                .get_extent(ExtentId::new(request.into_inner().extent_id))
                 .await?,
         ))
     }
@@ -87,8 +88,13 @@ impl StreamManager for StreamManagerService {
         &self,
         request: Request<ReportBadReplicaRequest>,
     ) -> Result<Response<ReportBadReplicaResponse>, Status> {
+        let ReportBadReplicaRequest {
+            extent_id,
+            node_id,
+            offset,
+        } = request.into_inner();
         self.state
-            .report_bad_replica(request.into_inner())
+            .report_bad_replica(ExtentId::new(extent_id), &node_id, offset)
             .inspect_err(|err| tracing::warn!(%err, "bad-replica report refused"))?;
         Ok(Response::new(ReportBadReplicaResponse {}))
     }
@@ -116,7 +122,7 @@ impl StreamManager for StreamManagerService {
         } = request.into_inner();
         let info = self
             .state
-            .trim_stream(&name, keep_from_extent_id)
+            .trim_stream(&name, ExtentId::new(keep_from_extent_id))
             .await
             .inspect_err(|err| tracing::warn!(stream = %name, keep_from_extent_id, %err, "trim stream failed"))?;
         Ok(Response::new(info))
@@ -127,6 +133,7 @@ impl StreamManager for StreamManagerService {
         request: Request<CreateStreamRequest>,
     ) -> Result<Response<StreamInfo>, Status> {
         let CreateStreamRequest { name, extent_ids } = request.into_inner();
+        let extent_ids: Vec<ExtentId> = extent_ids.into_iter().map(ExtentId::new).collect();
         let info = self
             .state
             .create_stream(&name, &extent_ids)

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_proto::common::NodeAddr;
 use strata_proto::stream::*;
+use strata_types::ExtentId;
 
 pub const NODE_TIMEOUT_MS_DEFAULT: u64 = 3_000;
 pub const EXTENT_SIZE_BYTES_MAX_DEFAULT: u64 = 256 * 1024 * 1024;
@@ -49,7 +50,7 @@ pub(super) struct Liveness {
     last_heartbeat_ms: i64,
     disk_used_bytes: u64,
     /// extent id -> (length, sealed) as the node reported.
-    pub(super) extents: HashMap<u64, (u64, bool)>,
+    pub(super) extents: HashMap<ExtentId, (u64, bool)>,
 }
 
 pub struct ManagerState {
@@ -63,7 +64,8 @@ pub struct ManagerState {
     /// The repair's in-memory bookkeeping (rebuilt from the metadata + heartbeats after a
     /// restart or a change of leader).
     pub(super) tracking: Mutex<Tracking>,
-    /// Extent ids reserved for this member's allocations: [next, end).
+    /// Extent ids reserved for this member's allocations: [next, end), raw numbers so the
+    /// block can be counted through.
     extent_ids: Mutex<(u64, u64)>,
     /// When this member's current leadership began (the repair resets its bookkeeping then).
     pub(super) leadership: strata_raft::LeadershipClock,
@@ -77,16 +79,16 @@ pub const BAD_REPLICAS_MAX: usize = 65_536;
 #[derive(Default)]
 pub(super) struct Tracking {
     /// (extent, node) replicas reported to hold a record that fails its checksum.
-    pub(super) bad: HashSet<(u64, String)>,
+    pub(super) bad: HashSet<(ExtentId, String)>,
     /// extent -> (target node id, bytes) of the copy under way for it (one per extent).
-    pub(super) in_flight: HashMap<u64, (String, u64)>,
+    pub(super) in_flight: HashMap<ExtentId, (String, u64)>,
     /// Extents no stream references, since when (garbage after the safety delay).
-    pub(super) unreferenced_since: HashMap<u64, Instant>,
+    pub(super) unreferenced_since: HashMap<ExtentId, Instant>,
     /// (node, extent) replicas of extents the manager does not know, since when.
-    pub(super) unknown_since: HashMap<(String, u64), Instant>,
+    pub(super) unknown_since: HashMap<(String, ExtentId), Instant>,
     /// (extent, node) copies installed recently: a heartbeat sent before the install may not
     /// list them yet, which must not look like a missing replica.
-    pub(super) installed_at: HashMap<(u64, String), Instant>,
+    pub(super) installed_at: HashMap<(ExtentId, String), Instant>,
 }
 
 pub(super) fn poisoned() -> StreamError {
@@ -133,12 +135,12 @@ impl ManagerState {
     }
 
     /// A fresh extent id, from this member's reserved block (reserving a new one when spent).
-    pub(super) async fn next_extent_id(&self) -> Result<u64> {
+    pub(super) async fn next_extent_id(&self) -> Result<ExtentId> {
         {
             let mut ids = self.extent_ids.lock().map_err(|_| poisoned())?;
             if ids.0 < ids.1 {
                 ids.0 += 1;
-                return Ok(ids.0 - 1);
+                return Ok(ExtentId::new(ids.0 - 1));
             }
         }
         let first = self
@@ -149,7 +151,7 @@ impl ManagerState {
             .await?
             .ok_or_else(|| StreamError::CorruptMetadata("no extent ids reserved".into()))?;
         let mut ids = self.extent_ids.lock().map_err(|_| poisoned())?;
-        *ids = (first + 1, first + EXTENT_IDS_PER_BLOCK);
+        *ids = (first.get() + 1, first.get() + EXTENT_IDS_PER_BLOCK);
         Ok(first)
     }
 
@@ -230,13 +232,9 @@ impl ManagerState {
         // A replica whose tail did not verify on its node's restart may hide a damaged
         // acknowledged record: the leader's repair seals around it and rewrites it.
         for report in beat.extents.iter().filter(|e| e.tail_unverified) {
-            let request = ReportBadReplicaRequest {
-                extent_id: report.extent_id,
-                node_id: record.node_id.clone(),
-                offset: 0,
-            };
             if self.require_leader().is_ok() {
-                if let Err(err) = self.report_bad_replica(request) {
+                let extent_id = ExtentId::new(report.extent_id);
+                if let Err(err) = self.report_bad_replica(extent_id, &record.node_id, 0) {
                     tracing::warn!(extent_id = report.extent_id, %err, "could not mark a replica with an unverified tail");
                 }
             }
@@ -248,7 +246,7 @@ impl ManagerState {
             extents: beat
                 .extents
                 .iter()
-                .map(|e| (e.extent_id, (e.length, e.sealed)))
+                .map(|e| (ExtentId::new(e.extent_id), (e.length, e.sealed)))
                 .collect(),
         };
         self.liveness
@@ -273,14 +271,14 @@ impl ManagerState {
         })
     }
 
-    fn extent_info(&self, extent_id: u64, record: &ExtentRecord) -> Result<ExtentInfo> {
+    fn extent_info(&self, extent_id: ExtentId, record: &ExtentRecord) -> Result<ExtentInfo> {
         let replicas = record
             .replicas
             .iter()
             .map(|id| self.node_addr(id))
             .collect::<Result<Vec<_>>>()?;
         Ok(ExtentInfo {
-            extent_id,
+            extent_id: extent_id.get(),
             replicas,
             sealed: record.sealed,
             sealed_length: record.sealed_length,
@@ -291,7 +289,7 @@ impl ManagerState {
         let mut extents = Vec::with_capacity(record.extent_ids.len());
         for &id in &record.extent_ids {
             let extent = self.meta.extent(id)?.ok_or_else(|| {
-                StreamError::CorruptMetadata(format!("stream {name:?} names unknown extent {id}"))
+                StreamError::CorruptMetadata(format!("stream {name:?} names unknown {id}"))
             })?;
             extents.push(self.extent_info(id, &extent)?);
         }
@@ -302,7 +300,7 @@ impl ManagerState {
         })
     }
 
-    pub async fn get_extent(&self, extent_id: u64) -> Result<ExtentInfo> {
+    pub async fn get_extent(&self, extent_id: ExtentId) -> Result<ExtentInfo> {
         self.confirm_leader().await?;
         let record = self
             .meta
@@ -332,20 +330,22 @@ impl ManagerState {
             .collect())
     }
 
-    /// A reader or scrubber found a record failing its checksum on `node_id`'s replica.
-    pub fn report_bad_replica(&self, request: ReportBadReplicaRequest) -> Result<()> {
+    /// A reader or scrubber found a record failing its checksum at `offset` of `node_id`'s
+    /// replica.
+    pub fn report_bad_replica(
+        &self,
+        extent_id: ExtentId,
+        node_id: &str,
+        offset: u64,
+    ) -> Result<()> {
         self.require_leader()?;
-        let ReportBadReplicaRequest {
-            extent_id,
-            node_id,
-            offset,
-        } = request;
+        let node_id = node_id.to_string();
         let record = self
             .meta
             .extent(extent_id)?
             .ok_or(StreamError::ExtentNotFound(extent_id))?;
         if !record.replicas.contains(&node_id) {
-            tracing::info!(extent_id, %node_id, "bad-replica report for a node no longer in the replica set; ignored");
+            tracing::info!(extent_id = extent_id.get(), %node_id, "bad-replica report for a node no longer in the replica set; ignored");
             return Ok(());
         }
         let mut tracking = self.tracking.lock().map_err(|_| poisoned())?;
@@ -355,7 +355,7 @@ impl ManagerState {
             ));
         }
         if tracking.bad.insert((extent_id, node_id.clone())) {
-            tracing::warn!(extent_id, %node_id, offset, "replica reported bad; it will be rewritten from a good replica");
+            tracing::warn!(extent_id = extent_id.get(), %node_id, offset, "replica reported bad; it will be rewritten from a good replica");
         }
         Ok(())
     }
@@ -408,7 +408,7 @@ impl ManagerState {
                     bytes_left += assessment.bytes_left;
                 }
                 ExtentStatus {
-                    extent_id,
+                    extent_id: extent_id.get(),
                     stream: e.stream.clone(),
                     sealed: e.sealed,
                     length: if e.sealed { e.sealed_length } else { reported },

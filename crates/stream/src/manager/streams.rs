@@ -9,6 +9,7 @@ use crate::error::{Result, StreamError};
 use std::collections::{HashMap, HashSet};
 use strata_proto::common::NodeAddr;
 use strata_proto::stream::*;
+use strata_types::ExtentId;
 
 impl ManagerState {
     /// Get-or-create. A stream whose last extent is sealed (a crash between sealing and
@@ -47,7 +48,7 @@ impl ManagerState {
                 .await?;
             tracing::info!(
                 stream = name,
-                extent_id,
+                extent_id = extent_id.get(),
                 "stream opened with a fresh extent"
             );
             self.update_gauges();
@@ -80,7 +81,11 @@ impl ManagerState {
     }
 
     /// Drops every extent before `keep_from_extent_id` from stream `name` (see TrimStream).
-    pub async fn trim_stream(&self, name: &str, keep_from_extent_id: u64) -> Result<StreamInfo> {
+    pub async fn trim_stream(
+        &self,
+        name: &str,
+        keep_from_extent_id: ExtentId,
+    ) -> Result<StreamInfo> {
         self.require_leader()?;
         let lock = self.stream_lock(name)?;
         let _serialized = lock.lock().await;
@@ -96,7 +101,11 @@ impl ManagerState {
         {
             Some(0) => {}
             Some(index) => {
-                let dropped: Vec<u64> = record.extent_ids.drain(..index).collect();
+                let dropped: Vec<u64> = record
+                    .extent_ids
+                    .drain(..index)
+                    .map(ExtentId::get)
+                    .collect();
                 self.meta
                     .commit(vec![Mutation::Stream {
                         name: name.to_string(),
@@ -116,7 +125,7 @@ impl ManagerState {
                 .is_some_and(|&first| keep_from_extent_id < first) => {}
             None => {
                 return Err(StreamError::InvalidArgument(format!(
-                    "extent {keep_from_extent_id} is not in stream {name:?}"
+                    "{keep_from_extent_id} is not in stream {name:?}"
                 )))
             }
         }
@@ -126,7 +135,7 @@ impl ManagerState {
     /// Picks 3 healthy nodes on 3 racks and creates the extent on each; returns its id and the
     /// record for the caller to commit. Fails with Unavailable when fewer than 3 racks have a
     /// healthy node that accepts the extent.
-    pub(super) async fn allocate_extent(&self, stream: &str) -> Result<(u64, ExtentRecord)> {
+    pub(super) async fn allocate_extent(&self, stream: &str) -> Result<(ExtentId, ExtentRecord)> {
         let healthy = self.healthy_node_ids()?;
         let mut load: HashMap<String, usize> = HashMap::new();
         for (_, extent) in self.meta.extents()? {
@@ -179,7 +188,7 @@ impl ManagerState {
                 match self.create_on(extent_id, &candidate.node).await {
                     Ok(()) => chosen.push(candidate.node.clone()),
                     Err(err) => {
-                        tracing::warn!(extent_id, node_id = %candidate.node.node_id, %err, "could not create extent replica")
+                        tracing::warn!(extent_id = extent_id.get(), node_id = %candidate.node.node_id, %err, "could not create extent replica")
                     }
                 }
             }
@@ -187,16 +196,16 @@ impl ManagerState {
         if chosen.len() < REPLICAS {
             for node in &chosen {
                 if let Err(err) = self.delete_on(extent_id, node).await {
-                    tracing::warn!(extent_id, node_id = %node.node_id, %err, "could not remove a partial replica");
+                    tracing::warn!(extent_id = extent_id.get(), node_id = %node.node_id, %err, "could not remove a partial replica");
                 }
             }
             return Err(StreamError::Unavailable(format!(
-                "only {} nodes accepted extent {extent_id}",
+                "only {} nodes accepted {extent_id}",
                 chosen.len()
             )));
         }
         if chosen.iter().map(|n| &n.rack).collect::<HashSet<_>>().len() < REPLICAS {
-            tracing::warn!(extent_id, "fewer than 3 healthy racks: extent placed on 2 racks (misplaced until a third rack is healthy)");
+            tracing::warn!(extent_id = extent_id.get(), "fewer than 3 healthy racks: extent placed on 2 racks (misplaced until a third rack is healthy)");
         }
         let record = ExtentRecord {
             stream: stream.to_string(),
@@ -204,13 +213,15 @@ impl ManagerState {
             sealed: false,
             sealed_length: 0,
         };
-        tracing::info!(stream, extent_id, replicas = ?record.replicas, "extent allocated");
+        tracing::info!(stream, extent_id = extent_id.get(), replicas = ?record.replicas, "extent allocated");
         Ok((extent_id, record))
     }
 
-    async fn create_on(&self, extent_id: u64, node: &NodeAddr) -> Result<()> {
+    async fn create_on(&self, extent_id: ExtentId, node: &NodeAddr) -> Result<()> {
         let mut client = self.channels.extent_node(&node.addr)?;
-        let request = CreateExtentRequest { extent_id };
+        let request = CreateExtentRequest {
+            extent_id: extent_id.get(),
+        };
         bounded(
             &node.addr,
             CONTROL_RPC_TIMEOUT_MS,
@@ -220,9 +231,11 @@ impl ManagerState {
         Ok(())
     }
 
-    pub(super) async fn delete_on(&self, extent_id: u64, node: &NodeAddr) -> Result<()> {
+    pub(super) async fn delete_on(&self, extent_id: ExtentId, node: &NodeAddr) -> Result<()> {
         let mut client = self.channels.extent_node(&node.addr)?;
-        let request = DeleteExtentRequest { extent_id };
+        let request = DeleteExtentRequest {
+            extent_id: extent_id.get(),
+        };
         bounded(
             &node.addr,
             CONTROL_RPC_TIMEOUT_MS,

@@ -28,7 +28,7 @@ impl Heartbeat {
         let extents = report
             .into_iter()
             .map(|s| ExtentReport {
-                extent_id: s.extent_id,
+                extent_id: s.extent_id.get(),
                 length: s.length,
                 sealed: s.sealed,
                 tail_unverified: s.tail_unverified,

@@ -10,6 +10,7 @@ use crate::metrics;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strata_proto::stream::ReportBadReplicaRequest;
+use strata_types::ExtentId;
 use tokio_util::sync::CancellationToken;
 
 /// Default verification rate: modest, so scrubbing never competes with client traffic.
@@ -48,12 +49,12 @@ pub struct Scrubber {
 pub async fn report_bad_replica(
     channels: &ChannelCache,
     manager_addrs: &[String],
-    extent_id: u64,
+    extent_id: ExtentId,
     node_id: &str,
     offset: u64,
 ) -> crate::Result<()> {
     let request = ReportBadReplicaRequest {
-        extent_id,
+        extent_id: extent_id.get(),
         node_id: node_id.to_string(),
         offset,
     };
@@ -122,7 +123,7 @@ impl Scrubber {
                     }) => {
                         metrics::scrub_corrupt_records().inc();
                         tracing::error!(
-                            extent_id = extent.extent_id,
+                            extent_id = extent.extent_id.get(),
                             offset = bad_offset,
                             "scrubber found a corrupt record; reporting the replica"
                         );
@@ -135,13 +136,13 @@ impl Scrubber {
                         )
                         .await
                         {
-                            tracing::warn!(extent_id = extent.extent_id, %err, "could not report a bad replica");
+                            tracing::warn!(extent_id = extent.extent_id.get(), %err, "could not report a bad replica");
                         }
                         break;
                     }
                     // Deleted or replaced meanwhile: the next pass sees the new state.
                     Err(err) => {
-                        tracing::debug!(extent_id = extent.extent_id, %err, "scrub read stopped");
+                        tracing::debug!(extent_id = extent.extent_id.get(), %err, "scrub read stopped");
                         break;
                     }
                 }

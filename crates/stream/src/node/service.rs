@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use strata_proto::stream::extent_node_server::ExtentNode;
 use strata_proto::stream::*;
+use strata_types::ExtentId;
 use tonic::{Request, Response, Status};
 
 /// Bound on forwarding one record to a secondary.
@@ -37,7 +38,7 @@ impl ExtentNodeService {
 /// failure is UNAVAILABLE (the writer seals and moves on).
 async fn replicate_to_all(
     channels: Arc<ChannelCache>,
-    extent_id: u64,
+    extent_id: ExtentId,
     offset: u64,
     payload: Arc<Vec<u8>>,
     secondaries: Vec<String>,
@@ -48,7 +49,7 @@ async fn replicate_to_all(
         async move {
             let mut client = channels.extent_node(addr)?;
             let request = ReplicateAppendRequest {
-                extent_id,
+                extent_id: extent_id.get(),
                 offset,
                 payload: payload.as_ref().clone(),
             };
@@ -62,21 +63,21 @@ async fn replicate_to_all(
         match result {
             Ok(_) => {}
             Err(err @ StreamError::Rpc { .. }) if err.is_sealed() => {
-                tracing::info!(extent_id, addr = %addr, "secondary refuses appends: extent sealed or fenced");
+                tracing::info!(extent_id = extent_id.get(), addr = %addr, "secondary refuses appends: extent sealed or fenced");
                 return Err(StreamError::Sealed {
                     extent_id,
                     length: offset,
                 });
             }
             Err(err) => {
-                tracing::warn!(extent_id, offset, addr = %addr, %err, "replicating an append failed");
+                tracing::warn!(extent_id = extent_id.get(), offset, addr = %addr, %err, "replicating an append failed");
                 first_failure.get_or_insert(err);
             }
         }
     }
     match first_failure {
         Some(err) => Err(StreamError::Unavailable(format!(
-            "replication of extent {extent_id} failed: {err}"
+            "replication of {extent_id} failed: {err}"
         ))),
         None => Ok(()),
     }
@@ -88,12 +89,11 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<CreateExtentRequest>,
     ) -> Result<Response<CreateExtentResponse>, Status> {
-        let extent_id = request.into_inner().extent_id;
-        self.store
-            .create(extent_id)
-            .await
-            .inspect_err(|err| tracing::warn!(extent_id, %err, "create extent failed"))?;
-        tracing::debug!(extent_id, "extent created");
+        let extent_id = ExtentId::new(request.into_inner().extent_id);
+        self.store.create(extent_id).await.inspect_err(
+            |err| tracing::warn!(extent_id = extent_id.get(), %err, "create extent failed"),
+        )?;
+        tracing::debug!(extent_id = extent_id.get(), "extent created");
         Ok(Response::new(CreateExtentResponse {}))
     }
 
@@ -107,6 +107,7 @@ impl ExtentNode for ExtentNodeService {
             payload,
             secondary_addrs,
         } = request.into_inner();
+        let extent_id = ExtentId::new(extent_id);
         if payload.len() > RECORD_PAYLOAD_BYTES_MAX {
             return Err(StreamError::PayloadTooLarge {
                 len_bytes: payload.len(),
@@ -129,7 +130,7 @@ impl ExtentNode for ExtentNodeService {
             })
             .await;
         let (offset, end_offset) = result.map_err(|err| {
-            tracing::warn!(extent_id, %err, "append failed");
+            tracing::warn!(extent_id = extent_id.get(), %err, "append failed");
             match err {
                 StreamError::Io(_) => StreamError::Unavailable(err.to_string()).into_status(),
                 other => other.into_status(),
@@ -150,14 +151,15 @@ impl ExtentNode for ExtentNodeService {
             offset,
             payload,
         } = request.into_inner();
+        let extent_id = ExtentId::new(extent_id);
         let payload_len = payload.len() as u64;
         let end_offset = self
             .store
             .replicate(extent_id, offset, payload)
             .await
-            .inspect_err(
-                |err| tracing::warn!(extent_id, offset, %err, "replicated append refused"),
-            )?;
+            .inspect_err(|err| {
+                tracing::warn!(extent_id = extent_id.get(), offset, %err, "replicated append refused")
+            })?;
         metrics::appends().inc();
         metrics::append_bytes().inc_by(payload_len);
         Ok(Response::new(ReplicateAppendResponse { end_offset }))
@@ -170,7 +172,12 @@ impl ExtentNode for ExtentNodeService {
         let max_bytes = request.max_bytes.clamp(1, READ_BYTES_MAX);
         let batch = self
             .store
-            .read(request.extent_id, request.offset, max_records, max_bytes)
+            .read(
+                ExtentId::new(request.extent_id),
+                request.offset,
+                max_records,
+                max_bytes,
+            )
             .await?;
         let damage = self.store.wire_damage_injected();
         Ok(Response::new(ReadResponse {
@@ -201,7 +208,7 @@ impl ExtentNode for ExtentNodeService {
         let SealRequest { extent_id, length } = request.into_inner();
         let length = self
             .store
-            .seal(extent_id, length)
+            .seal(ExtentId::new(extent_id), length)
             .await
             .inspect_err(|err| tracing::warn!(extent_id, length, %err, "seal refused"))?;
         tracing::info!(extent_id, length, "extent sealed");
@@ -214,9 +221,9 @@ impl ExtentNode for ExtentNodeService {
     ) -> Result<Response<ExtentInfoResponse>, Status> {
         let ExtentInfoRequest { extent_id, fence } = request.into_inner();
         let state = if fence {
-            self.store.fence(extent_id)?
+            self.store.fence(ExtentId::new(extent_id))?
         } else {
-            self.store.state(extent_id)?
+            self.store.state(ExtentId::new(extent_id))?
         };
         Ok(Response::new(ExtentInfoResponse {
             extent_id,
@@ -232,7 +239,7 @@ impl ExtentNode for ExtentNodeService {
     ) -> Result<Response<DeleteExtentResponse>, Status> {
         let extent_id = request.into_inner().extent_id;
         self.store
-            .delete(extent_id)
+            .delete(ExtentId::new(extent_id))
             .await
             .inspect_err(|err| tracing::warn!(extent_id, %err, "delete failed"))?;
         tracing::info!(extent_id, "extent replica deleted");

@@ -2,10 +2,10 @@
 //! one (the target node copies from a good replica, then the copy is swapped into the
 //! replica set).
 
-use super::super::meta::ExtentRecord;
 use super::super::placement::{pick_target, Candidate};
 use super::super::state::{poisoned, ManagerState};
-use super::view::{Assessment, Condition, View};
+use super::view::{Assessment, Condition};
+use super::{PassExtent, PassPlan};
 use crate::channels::{bounded, request_with_timeout, CONTROL_RPC_TIMEOUT_MS};
 use crate::error::Result;
 use crate::metrics;
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use strata_proto::common::NodeAddr;
 use strata_proto::stream::CopyExtentRequest;
+use strata_types::ExtentId;
 
 /// Copy rate assumed when bandwidth is unbounded, to size a copy's deadline.
 const COPY_RATE_FLOOR_BYTES_PER_SEC: u64 = 16 * 1024 * 1024;
@@ -22,7 +23,7 @@ const COPY_SLACK_MS: u64 = 30_000;
 
 /// One background copy.
 pub(super) struct CopyJob {
-    pub(super) extent_id: u64,
+    pub(super) extent_id: ExtentId,
     pub(super) sealed_length: u64,
     pub(super) sources: Vec<NodeAddr>,
     pub(super) target: NodeAddr,
@@ -34,7 +35,7 @@ pub(super) struct CopyJob {
 pub(super) async fn run_copy(state: Arc<ManagerState>, job: CopyJob) {
     let result = copy_and_swap(&state, &job).await;
     if let Err(err) = &result {
-        tracing::warn!(extent_id = job.extent_id, target = %job.target.node_id, %err, "repair copy failed; retried on a later pass");
+        tracing::warn!(extent_id = job.extent_id.get(), target = %job.target.node_id, %err, "repair copy failed; retried on a later pass");
     }
     if let Ok(mut tracking) = state.tracking.lock() {
         tracking.in_flight.remove(&job.extent_id);
@@ -54,7 +55,7 @@ async fn copy_and_swap(state: &ManagerState, job: &CopyJob) -> Result<()> {
     for source in &job.sources {
         let mut client = state.channels.extent_node_long(&job.target.addr)?;
         let request = CopyExtentRequest {
-            extent_id: job.extent_id,
+            extent_id: job.extent_id.get(),
             source_addr: source.addr.clone(),
             sealed_length: job.sealed_length,
             rate_bytes_per_sec: job.rate_bytes_per_sec,
@@ -66,14 +67,14 @@ async fn copy_and_swap(state: &ManagerState, job: &CopyJob) -> Result<()> {
                 break;
             }
             Err(err) => {
-                tracing::warn!(extent_id = job.extent_id, source = %source.node_id, target = %job.target.node_id, %err, "copy from this source failed");
+                tracing::warn!(extent_id = job.extent_id.get(), source = %source.node_id, target = %job.target.node_id, %err, "copy from this source failed");
                 last_error = Some(err);
             }
         }
     }
     if !copied {
         return Err(last_error.unwrap_or_else(|| {
-            crate::StreamError::Unavailable(format!("no source for extent {}", job.extent_id))
+            crate::StreamError::Unavailable(format!("no source for {}", job.extent_id))
         }));
     }
     metrics::repair_bytes_copied().inc_by(job.sealed_length);
@@ -101,7 +102,7 @@ async fn copy_and_swap(state: &ManagerState, job: &CopyJob) -> Result<()> {
                     .insert(job.extent_id, (job.sealed_length, true));
             }
         }
-        tracing::info!(extent_id = job.extent_id, target = %job.target.node_id, replaced = ?job.replace, "extent replica repaired");
+        tracing::info!(extent_id = job.extent_id.get(), target = %job.target.node_id, replaced = ?job.replace, "extent replica repaired");
     }
     Ok(())
 }
@@ -111,13 +112,13 @@ async fn copy_and_swap(state: &ManagerState, job: &CopyJob) -> Result<()> {
 /// to a third rack.
 pub(super) fn plan_copy(
     state: &ManagerState,
-    view: &View,
-    candidates: &[Candidate],
-    extent_id: u64,
-    record: &ExtentRecord,
+    plan: &PassPlan,
+    extent: PassExtent<'_>,
     assessment: &Assessment,
 ) -> Result<Option<(NodeAddr, Option<String>)>> {
-    let free: Vec<Candidate> = candidates
+    let (view, record) = (&plan.view, extent.record);
+    let free: Vec<Candidate> = plan
+        .candidates
         .iter()
         .filter(|c| !record.replicas.contains(&c.node.node_id))
         .cloned()
@@ -159,7 +160,7 @@ pub(super) fn plan_copy(
                 .map(|n| view.rack(n))
                 .collect();
             if let Some(target) = pick_target(&free, &kept, true) {
-                tracing::info!(extent_id, moving = %doubled, to_rack = %target.rack, "misplaced extent: moving a replica to a third rack");
+                tracing::info!(extent_id = extent.id.get(), moving = %doubled, to_rack = %target.rack, "misplaced extent: moving a replica to a third rack");
                 return Ok(Some((target, Some(doubled))));
             }
         }

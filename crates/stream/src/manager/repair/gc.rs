@@ -8,13 +8,14 @@ use crate::error::Result;
 use crate::metrics;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use strata_types::ExtentId;
 
 /// Deletes an extent no stream references once it has been unreferenced for the safety delay:
 /// from every healthy replica first (idempotent), then its record.
 pub(super) async fn collect_garbage(
     state: &ManagerState,
     view: &View,
-    extent_id: u64,
+    extent_id: ExtentId,
     record: &ExtentRecord,
     gc_delay: Duration,
 ) -> Result<()> {
@@ -39,7 +40,7 @@ pub(super) async fn collect_garbage(
         match state.delete_on(extent_id, &node).await {
             Ok(()) => metrics::replicas_deleted().inc(),
             Err(err) => {
-                tracing::warn!(extent_id, %node_id, %err, "garbage replica not deleted yet");
+                tracing::warn!(extent_id = extent_id.get(), %node_id, %err, "garbage replica not deleted yet");
                 all_deleted = false;
             }
         }
@@ -51,7 +52,7 @@ pub(super) async fn collect_garbage(
             record: None,
         };
         if let Err(err) = state.meta.commit(vec![removal]).await {
-            tracing::warn!(extent_id, %err, "garbage extent record not removed yet");
+            tracing::warn!(extent_id = extent_id.get(), %err, "garbage extent record not removed yet");
             return Ok(());
         }
         metrics::extents_deleted().inc();
@@ -59,7 +60,10 @@ pub(super) async fn collect_garbage(
         if let Ok(mut tracking) = state.tracking.lock() {
             tracking.unreferenced_since.remove(&extent_id);
         }
-        tracing::info!(extent_id, "unreferenced extent garbage-collected");
+        tracing::info!(
+            extent_id = extent_id.get(),
+            "unreferenced extent garbage-collected"
+        );
     }
     Ok(())
 }
@@ -83,7 +87,7 @@ pub(super) async fn delete_surplus(
             let delete = match state.meta.extent(extent_id)? {
                 Some(record) if record.replicas.contains(node_id) => false,
                 Some(_) => {
-                    tracing::info!(extent_id, %node_id, "surplus replica (replaced while away or moved); deleting");
+                    tracing::info!(extent_id = extent_id.get(), %node_id, "surplus replica (replaced while away or moved); deleting");
                     true
                 }
                 None => {
@@ -96,7 +100,7 @@ pub(super) async fn delete_surplus(
                         .or_insert_with(Instant::now);
                     let due = since.elapsed() >= gc_delay;
                     if due {
-                        tracing::info!(extent_id, %node_id, "replica of an unknown extent past the safety delay; deleting");
+                        tracing::info!(extent_id = extent_id.get(), %node_id, "replica of an unknown extent past the safety delay; deleting");
                     }
                     due
                 }
@@ -114,7 +118,9 @@ pub(super) async fn delete_surplus(
                         }
                     }
                 }
-                Err(err) => tracing::warn!(extent_id, %node_id, %err, "could not delete a replica"),
+                Err(err) => {
+                    tracing::warn!(extent_id = extent_id.get(), %node_id, %err, "could not delete a replica")
+                }
             }
         }
     }

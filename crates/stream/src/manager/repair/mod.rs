@@ -35,6 +35,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use strata_proto::common::NodeAddr;
+use strata_types::ExtentId;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -90,6 +91,13 @@ pub async fn run(state: Arc<ManagerState>, settings: RepairSettings, token: Canc
     }
     copies.abort_all();
     while copies.join_next().await.is_some() {}
+}
+
+/// One extent a pass works on: its id and its record.
+#[derive(Clone, Copy)]
+struct PassExtent<'a> {
+    id: ExtentId,
+    record: &'a ExtentRecord,
 }
 
 /// What every extent of one pass shares.
@@ -149,7 +157,11 @@ async fn pass(
             continue;
         }
         if record.sealed {
-            repair_sealed(state, &plan, copies, extent_id, record, assessment).await?;
+            let extent = PassExtent {
+                id: extent_id,
+                record,
+            };
+            repair_sealed(state, &plan, copies, extent, assessment).await?;
         } else {
             repair_open(state, &plan, extent_id, record, &assessment).await;
         }
@@ -191,7 +203,7 @@ fn observe_leadership(state: &ManagerState) -> bool {
 }
 
 /// The healthy nodes as copy targets, each with how many replicas it holds.
-fn candidates(view: &View, extents: &[(u64, ExtentRecord)]) -> Vec<Candidate> {
+fn candidates(view: &View, extents: &[(ExtentId, ExtentRecord)]) -> Vec<Candidate> {
     let mut load: HashMap<String, usize> = HashMap::new();
     for (_, record) in extents {
         for replica in &record.replicas {
@@ -217,7 +229,7 @@ fn candidates(view: &View, extents: &[(u64, ExtentRecord)]) -> Vec<Candidate> {
 async fn repair_open(
     state: &ManagerState,
     plan: &PassPlan,
-    extent_id: u64,
+    extent_id: ExtentId,
     record: &ExtentRecord,
     assessment: &Assessment,
 ) {
@@ -240,7 +252,7 @@ async fn repair_open(
             .any(|c| !replica_racks.contains(&c.node.rack));
     if (lost || third_rack) && reachable {
         if let Err(err) = state.seal_for_repair(&record.stream, extent_id).await {
-            tracing::warn!(extent_id, %err, "could not seal an open extent for repair");
+            tracing::warn!(extent_id = extent_id.get(), %err, "could not seal an open extent for repair");
         }
     }
 }
@@ -251,10 +263,13 @@ async fn repair_sealed(
     state: &Arc<ManagerState>,
     plan: &PassPlan,
     copies: &mut JoinSet<()>,
-    extent_id: u64,
-    record: &ExtentRecord,
+    extent: PassExtent<'_>,
     assessment: Assessment,
 ) -> Result<()> {
+    let PassExtent {
+        id: extent_id,
+        record,
+    } = extent;
     let Some(assessment) = recheck_flagged(state, &plan.view, extent_id, record, assessment).await
     else {
         return Ok(());
@@ -272,21 +287,17 @@ async fn repair_sealed(
             .iter()
             .any(|(_, c)| *c != Condition::NeedsSeal)
         {
-            tracing::error!(extent_id, "no good replica to repair from");
+            tracing::error!(
+                extent_id = extent_id.get(),
+                "no good replica to repair from"
+            );
         }
         return Ok(());
     }
     if copies.len() >= plan.concurrency {
         return Ok(());
     }
-    let job = copy::plan_copy(
-        state,
-        &plan.view,
-        &plan.candidates,
-        extent_id,
-        record,
-        &assessment,
-    )?;
+    let job = copy::plan_copy(state, plan, extent, &assessment)?;
     if let Some((target, replace)) = job {
         {
             let mut tracking = state.tracking.lock().map_err(|_| poisoned())?;
@@ -295,7 +306,7 @@ async fn repair_sealed(
                 .insert(extent_id, (target.node_id.clone(), record.sealed_length));
             metrics::repair_copies_in_flight().set(tracking.in_flight.len() as i64);
         }
-        tracing::info!(extent_id, target = %target.node_id, replace = ?replace, length = record.sealed_length, "repair copy started");
+        tracing::info!(extent_id = extent_id.get(), target = %target.node_id, replace = ?replace, length = record.sealed_length, "repair copy started");
         copies.spawn(copy::run_copy(
             state.clone(),
             copy::CopyJob {
@@ -316,7 +327,7 @@ async fn repair_sealed(
 async fn recheck_flagged(
     state: &ManagerState,
     view: &View,
-    extent_id: u64,
+    extent_id: ExtentId,
     record: &ExtentRecord,
     mut assessment: Assessment,
 ) -> Option<Assessment> {
@@ -338,7 +349,7 @@ async fn recheck_flagged(
             }
             Ok(None) => *condition = Condition::NeedsCopy,
             Err(err) => {
-                tracing::debug!(extent_id, %node_id, %err, "replica state unknown; retried next pass");
+                tracing::debug!(extent_id = extent_id.get(), %node_id, %err, "replica state unknown; retried next pass");
                 unsure = true;
             }
         }
@@ -358,7 +369,7 @@ async fn recheck_flagged(
 /// length long, at the sealed length.
 async fn seal_returning(
     state: &ManagerState,
-    extent_id: u64,
+    extent_id: ExtentId,
     record: &ExtentRecord,
     assessment: &Assessment,
 ) -> Result<()> {
@@ -367,10 +378,10 @@ async fn seal_returning(
             let node = state.node_addr(node_id)?;
             match state.seal_on(&node, extent_id, record.sealed_length).await {
                 Ok(()) => {
-                    tracing::info!(extent_id, %node_id, length = record.sealed_length, "returning replica sealed at the sealed length")
+                    tracing::info!(extent_id = extent_id.get(), %node_id, length = record.sealed_length, "returning replica sealed at the sealed length")
                 }
                 Err(err) => {
-                    tracing::warn!(extent_id, %node_id, %err, "could not seal a returning replica")
+                    tracing::warn!(extent_id = extent_id.get(), %node_id, %err, "could not seal a returning replica")
                 }
             }
         }
@@ -382,14 +393,14 @@ async fn seal_returning(
 /// no longer in a replica set, and install times older than a node timeout.
 fn forget_stale_marks(
     state: &ManagerState,
-    extents: &[(u64, ExtentRecord)],
-    unreferenced: &HashSet<u64>,
+    extents: &[(ExtentId, ExtentRecord)],
+    unreferenced: &HashSet<ExtentId>,
 ) -> Result<()> {
     let mut tracking = state.tracking.lock().map_err(|_| poisoned())?;
     tracking
         .unreferenced_since
         .retain(|id, _| unreferenced.contains(id));
-    let known: HashSet<u64> = extents.iter().map(|(id, _)| *id).collect();
+    let known: HashSet<ExtentId> = extents.iter().map(|(id, _)| *id).collect();
     tracking.bad.retain(|(id, node)| {
         known.contains(id)
             && extents

@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use strata_proto::common::NodeAddr;
 use strata_proto::stream::{ExtentInfoRequest, SealRequest};
+use strata_types::ExtentId;
 
 /// The state of one replica of an extent, as the repair sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,10 +32,10 @@ pub(crate) struct View {
     pub healthy: HashSet<String>,
     pub nodes: HashMap<String, NodeRecord>,
     /// node id -> extent id -> (length, sealed), healthy nodes only.
-    pub reports: HashMap<String, HashMap<u64, (u64, bool)>>,
-    pub bad: HashSet<(u64, String)>,
-    pub recently_installed: HashSet<(u64, String)>,
-    pub referenced: HashSet<u64>,
+    pub reports: HashMap<String, HashMap<ExtentId, (u64, bool)>>,
+    pub bad: HashSet<(ExtentId, String)>,
+    pub recently_installed: HashSet<(ExtentId, String)>,
+    pub referenced: HashSet<ExtentId>,
 }
 
 /// What a pass (or GetStatus) concludes about one referenced extent.
@@ -54,7 +55,12 @@ impl View {
             .unwrap_or_default()
     }
 
-    pub fn condition(&self, extent_id: u64, record: &ExtentRecord, node_id: &str) -> Condition {
+    pub fn condition(
+        &self,
+        extent_id: ExtentId,
+        record: &ExtentRecord,
+        node_id: &str,
+    ) -> Condition {
         if !self.healthy.contains(node_id) {
             return Condition::Dead;
         }
@@ -86,7 +92,7 @@ impl View {
         }
     }
 
-    pub fn assess(&self, extent_id: u64, record: &ExtentRecord) -> Assessment {
+    pub fn assess(&self, extent_id: ExtentId, record: &ExtentRecord) -> Assessment {
         let conditions: Vec<(String, Condition)> = record
             .replicas
             .iter()
@@ -162,7 +168,7 @@ impl ManagerState {
         })
     }
 
-    pub(super) fn in_flight_target(&self, extent_id: u64) -> Result<Option<String>> {
+    pub(super) fn in_flight_target(&self, extent_id: ExtentId) -> Result<Option<String>> {
         let tracking = self.tracking.lock().map_err(|_| poisoned())?;
         Ok(tracking.in_flight.get(&extent_id).map(|(t, _)| t.clone()))
     }
@@ -171,12 +177,12 @@ impl ManagerState {
     pub(super) async fn replica_state(
         &self,
         node_id: &str,
-        extent_id: u64,
+        extent_id: ExtentId,
     ) -> Result<Option<(u64, bool)>> {
         let node = self.node_addr(node_id)?;
         let mut client = self.channels.extent_node(&node.addr)?;
         let request = ExtentInfoRequest {
-            extent_id,
+            extent_id: extent_id.get(),
             fence: false,
         };
         match bounded(
@@ -196,9 +202,17 @@ impl ManagerState {
         }
     }
 
-    pub(super) async fn seal_on(&self, node: &NodeAddr, extent_id: u64, length: u64) -> Result<()> {
+    pub(super) async fn seal_on(
+        &self,
+        node: &NodeAddr,
+        extent_id: ExtentId,
+        length: u64,
+    ) -> Result<()> {
         let mut client = self.channels.extent_node(&node.addr)?;
-        let request = SealRequest { extent_id, length };
+        let request = SealRequest {
+            extent_id: extent_id.get(),
+            length,
+        };
         bounded(
             &node.addr,
             CONTROL_RPC_TIMEOUT_MS,
@@ -212,7 +226,7 @@ impl ManagerState {
     /// extent changed meanwhile (then the copy on `new` is surplus and will be deleted).
     pub(super) async fn swap_replica(
         &self,
-        extent_id: u64,
+        extent_id: ExtentId,
         sealed_length: u64,
         old: &str,
         new: &str,
@@ -238,7 +252,7 @@ impl ManagerState {
                 record: Some(record.clone()),
             }])
             .await?;
-        tracing::info!(extent_id, replaced = old, by = new, replicas = ?record.replicas, "replica set updated");
+        tracing::info!(extent_id = extent_id.get(), replaced = old, by = new, replicas = ?record.replicas, "replica set updated");
         Ok(true)
     }
 }
