@@ -69,7 +69,10 @@ async fn uploads_page_by_max_uploads_with_and_without_a_delimiter() {
     )
     .await;
     assert_eq!(listed(&first), ["a", "b"], "first page without a delimiter");
-    assert!(first.truncated, "first page without a delimiter: not truncated");
+    assert!(
+        first.truncated,
+        "first page without a delimiter: not truncated"
+    );
     let last = first.items.last().unwrap();
     let second = list(
         &mut client,
