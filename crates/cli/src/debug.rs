@@ -43,10 +43,8 @@ pub async fn run(args: DebugArgs) -> anyhow::Result<()> {
             data,
             timeout_ms,
         } => {
-            let channel = strata_util::rpc::channel_with_timeout(
-                &server,
-                std::time::Duration::from_millis(timeout_ms),
-            )?;
+            let channel =
+                crate::grpc_channel(&server, std::time::Duration::from_millis(timeout_ms))?;
             let messages = vec![
                 PutObjectRequest {
                     part: Some(put_object_request::Part::Header(PutObjectHeader {

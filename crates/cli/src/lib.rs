@@ -10,6 +10,7 @@
 //! - [`control`]: `strata up`'s loopback control endpoint and its client (`strata node ...`).
 //! - [`probe`]: health checks over HTTP (also `strata probe <addr>`, for container healthchecks).
 //! - [`debug`]: `strata debug put-object`, straight to one partition server (fault tests).
+//! - [`grpc_channel`]: how every command reaches a node over gRPC.
 //!
 //! Invariant: `strata up` on an existing data folder brings back the same stamp (same node ids,
 //! racks and addresses), so every acknowledged object is served again.
@@ -88,6 +89,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             None => anyhow::bail!("{} gave no answer (refused or timed out)", args.addr),
         },
     }
+}
+
+/// The one way the CLI reaches a node over gRPC: a plain channel per call, every call bounded by
+/// `request_timeout`. A command makes a few calls and exits, so a pooled channel
+/// (`strata_util::rpc::ChannelPool`, for servers) would save nothing.
+pub fn grpc_channel(
+    addr: &str,
+    request_timeout: std::time::Duration,
+) -> anyhow::Result<strata_util::rpc::Channel> {
+    strata_util::rpc::channel_with_timeout(addr, request_timeout)
 }
 
 /// The default data folder, shared by `up` and `status`.

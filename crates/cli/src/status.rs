@@ -6,12 +6,16 @@ use crate::probe;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 use strata_proto::manager::partition_manager_client::PartitionManagerClient;
 use strata_proto::manager::{GetPartitionMapRequest, ManagerStatusRequest, PartitionMap};
 use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::partition::PartitionStatusRequest;
 use strata_proto::stream::stream_manager_client::StreamManagerClient;
 use strata_proto::stream::{StreamStatusRequest, StreamStatusResponse};
+
+/// Bound of each call `status` makes.
+const CALL_TIMEOUT: Duration = Duration::from_millis(strata_util::rpc::REQUEST_TIMEOUT_MS);
 
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
@@ -31,7 +35,7 @@ pub fn show_key(key: &[u8]) -> String {
 async fn partition_map(layout: &Layout) -> Option<PartitionMap> {
     let mut fallback = None;
     for member in layout.of_kind(NodeKind::PartitionManager) {
-        let Ok(channel) = strata_util::rpc::channel(&member.addr) else {
+        let Ok(channel) = crate::grpc_channel(&member.addr, CALL_TIMEOUT) else {
             continue;
         };
         let Ok(map) = PartitionManagerClient::new(channel)
@@ -62,7 +66,7 @@ pub async fn ranges_served(layout: &Layout) -> bool {
         if range.owner_addr.is_empty() {
             return false;
         }
-        let Ok(channel) = strata_util::rpc::channel(&range.owner_addr) else {
+        let Ok(channel) = crate::grpc_channel(&range.owner_addr, CALL_TIMEOUT) else {
             return false;
         };
         let Ok(status) = PartitionServerClient::new(channel)
@@ -86,7 +90,7 @@ pub async fn ranges_served(layout: &Layout) -> bool {
 /// The stream manager's status, from whichever member leads (followers refuse).
 async fn stream_status(layout: &Layout) -> Option<StreamStatusResponse> {
     for manager in layout.of_kind(NodeKind::StreamManager) {
-        let Ok(channel) = strata_util::rpc::channel(&manager.addr) else {
+        let Ok(channel) = crate::grpc_channel(&manager.addr, CALL_TIMEOUT) else {
             continue;
         };
         if let Ok(status) = StreamManagerClient::new(channel)
@@ -104,7 +108,7 @@ async fn stream_status(layout: &Layout) -> Option<StreamStatusResponse> {
 async fn manager_leader(layout: &Layout) -> Value {
     let mut best: Option<strata_proto::manager::ManagerStatusResponse> = None;
     for member in layout.of_kind(NodeKind::PartitionManager) {
-        let Ok(channel) = strata_util::rpc::channel(&member.addr) else {
+        let Ok(channel) = crate::grpc_channel(&member.addr, CALL_TIMEOUT) else {
             continue;
         };
         if let Ok(status) = PartitionManagerClient::new(channel)
@@ -143,13 +147,45 @@ async fn manager_leader(layout: &Layout) -> Value {
 /// The whole report as JSON (the table view prints from this too).
 pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
     let running = crate::layout::RunningStamp::load(data_dir).ok();
-    let pid_of = |name: &str| {
-        running
-            .as_ref()
-            .and_then(|r| r.nodes.iter().find(|n| n.spec.name == name).map(|n| n.pid))
-    };
     let streams = stream_status(layout).await;
-    // Disk used per extent node, as its last heartbeat reported, by gRPC address.
+    let nodes = nodes_report(layout, running.as_ref(), streams.as_ref()).await;
+    let racks = by_rack(&nodes);
+    let map = partition_map(layout).await;
+    let extents = streams.as_ref().map(extents_report).unwrap_or_default();
+    let under_replicated = extents
+        .iter()
+        .filter(|e| e["replicas_healthy"].as_u64().unwrap_or(0) < 3)
+        .count();
+    let manager = manager_leader(layout).await;
+    json!({
+        "stamp": layout.stamp,
+        "endpoint": running.as_ref().map(|r| r.endpoint.clone()),
+        "running": running.is_some(),
+        "nodes": nodes,
+        "racks": racks,
+        "range_events": manager["range_events"].clone(),
+        "manager": manager,
+        "stream_manager": streams.as_ref().map(stream_manager_report),
+        "map_version": map.as_ref().map(|m| m.version),
+        "ranges": map.as_ref().map(ranges_report).unwrap_or_default(),
+        "extent_nodes": streams.as_ref().map(extent_nodes_report).unwrap_or_default(),
+        "extents_total": extents.len(),
+        "extents_under_replicated": under_replicated,
+        "extents": extents,
+    })
+}
+
+/// Every node of the layout with its health (probed now), pid (when `strata up` runs it) and
+/// disk used (extent nodes, as their last heartbeat to the stream manager reported).
+async fn nodes_report(
+    layout: &Layout,
+    running: Option<&crate::layout::RunningStamp>,
+    streams: Option<&StreamStatusResponse>,
+) -> Vec<Value> {
+    let pid_of = |name: &str| {
+        running.and_then(|r| r.nodes.iter().find(|n| n.spec.name == name).map(|n| n.pid))
+    };
+    // Disk used per extent node, by gRPC address.
     let disk_by_addr: BTreeMap<String, u64> = streams
         .iter()
         .flat_map(|s| s.nodes.iter())
@@ -173,8 +209,13 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
             "healthy": healthy,
         }));
     }
+    nodes
+}
+
+/// The nodes that have a rack, grouped by it.
+fn by_rack(nodes: &[Value]) -> BTreeMap<String, Vec<Value>> {
     let mut racks: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for node in &nodes {
+    for node in nodes {
         if let Some(rack) = node["rack"].as_str() {
             racks
                 .entry(rack.to_string())
@@ -182,11 +223,14 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
                 .push(node.clone());
         }
     }
+    racks
+}
 
-    let map = partition_map(layout).await;
-    let mut sorted: Vec<_> = map.iter().flat_map(|m| m.ranges.iter()).collect();
+/// The map's ranges in key order, keys shown readably.
+fn ranges_report(map: &PartitionMap) -> Vec<Value> {
+    let mut sorted: Vec<_> = map.ranges.iter().collect();
     sorted.sort_by(|a, b| a.low.cmp(&b.low));
-    let ranges: Vec<Value> = sorted
+    sorted
         .into_iter()
         .map(|r| {
             json!({
@@ -198,11 +242,14 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
                 "epoch": r.epoch,
             })
         })
-        .collect();
+        .collect()
+}
 
-    let extents: Vec<Value> = streams
+/// Every extent the stream manager knows, with its replica counts.
+fn extents_report(streams: &StreamStatusResponse) -> Vec<Value> {
+    streams
+        .extents
         .iter()
-        .flat_map(|s| s.extents.iter())
         .map(|e| {
             json!({
                 "extent_id": e.extent_id,
@@ -214,48 +261,33 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
                 "racks": e.racks,
             })
         })
-        .collect();
-    let under_replicated = extents
+        .collect()
+}
+
+/// The extent nodes as the stream manager sees them.
+fn extent_nodes_report(streams: &StreamStatusResponse) -> Vec<Value> {
+    streams
+        .nodes
         .iter()
-        .filter(|e| e["replicas_healthy"].as_u64().unwrap_or(0) < 3)
-        .count();
-    let disk: Vec<Value> = streams
-        .iter()
-        .flat_map(|s| s.nodes.iter())
         .map(|n| {
             let node = n.node.clone().unwrap_or_default();
             json!({ "node_id": node.node_id, "addr": node.addr, "rack": node.rack, "healthy": n.healthy, "disk_used_bytes": n.disk_used_bytes })
         })
-        .collect();
+        .collect()
+}
 
-    let manager = manager_leader(layout).await;
+/// The stream manager group: its leader and members.
+fn stream_manager_report(streams: &StreamStatusResponse) -> Value {
+    let leader_addr = streams
+        .managers
+        .iter()
+        .find(|m| m.node_id == streams.leader_id)
+        .map(|m| m.addr.clone());
     json!({
-        "stamp": layout.stamp,
-        "endpoint": running.as_ref().map(|r| r.endpoint.clone()),
-        "running": running.is_some(),
-        "nodes": nodes,
-        "racks": racks,
-        "range_events": manager["range_events"].clone(),
-        "manager": manager,
-        "stream_manager": streams.as_ref().map(|s| {
-            let leader_addr = s
-                .managers
-                .iter()
-                .find(|m| m.node_id == s.leader_id)
-                .map(|m| m.addr.clone());
-            json!({
-                "leader_id": s.leader_id,
-                "leader_addr": leader_addr,
-                "term": s.term,
-                "members": s.managers.iter().map(|m| json!({"node_id": m.node_id, "addr": m.addr})).collect::<Vec<_>>(),
-            })
-        }),
-        "map_version": map.as_ref().map(|m| m.version),
-        "ranges": ranges,
-        "extent_nodes": disk,
-        "extents_total": extents.len(),
-        "extents_under_replicated": under_replicated,
-        "extents": extents,
+        "leader_id": streams.leader_id,
+        "leader_addr": leader_addr,
+        "term": streams.term,
+        "members": streams.managers.iter().map(|m| json!({"node_id": m.node_id, "addr": m.addr})).collect::<Vec<_>>(),
     })
 }
 
@@ -299,6 +331,14 @@ fn print_tables(report: &Value) {
         report["stamp"].as_str().unwrap_or("?"),
         report["endpoint"].as_str().unwrap_or("(not running)")
     );
+    print_nodes(report);
+    print_leaders(report);
+    print_ranges(report);
+    print_range_changes(report);
+    print_extents(report);
+}
+
+fn print_nodes(report: &Value) {
     println!("\nNODES");
     println!(
         "  {:<20} {:<18} {:<8} {:<22} {:<8} {:>12}",
@@ -318,6 +358,10 @@ fn print_tables(report: &Value) {
                 .unwrap_or_default(),
         );
     }
+}
+
+/// The leaders of the partition manager and stream manager groups.
+fn print_leaders(report: &Value) {
     let manager = &report["manager"];
     println!(
         "\nPARTITION MANAGER  leader member {}  term {}",
@@ -330,6 +374,9 @@ fn print_tables(report: &Value) {
         text(&stream_manager["leader_id"]),
         text(&stream_manager["term"])
     );
+}
+
+fn print_ranges(report: &Value) {
     println!("\nRANGES");
     println!(
         "  {:<6} {:<24} {:<24} {:<14} {:<6}",
@@ -348,6 +395,11 @@ fn print_tables(report: &Value) {
             text(&range["epoch"]),
         );
     }
+}
+
+/// Split, merge and move counts, and the newest few range events (`--json` has them all).
+fn print_range_changes(report: &Value) {
+    let manager = &report["manager"];
     println!(
         "\nRANGE CHANGES  splits {}  merges {}  moves {}",
         text(&manager["splits_total"]),
@@ -358,7 +410,6 @@ fn print_tables(report: &Value) {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    // The newest few; `--json` has them all.
     for event in events.iter().rev().take(10).rev() {
         let at_ms = event["at_ms"].as_i64().unwrap_or(0);
         let ago_s = (strata_util::now_ms() - at_ms).max(0) / 1_000;
@@ -369,6 +420,9 @@ fn print_tables(report: &Value) {
             text(&event["detail"])
         );
     }
+}
+
+fn print_extents(report: &Value) {
     println!(
         "\nEXTENTS  total {}  under-replicated {}",
         text(&report["extents_total"]),

@@ -10,6 +10,7 @@ use openraft::RaftMetrics;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 use strata_raft::{Group, LeaderView, LeadershipClock};
+use strata_util::rpc::ChannelPool;
 
 /// Shared state of one running member.
 pub struct App {
@@ -23,6 +24,9 @@ pub struct App {
     /// Ranges' load from heartbeats; filled only while this member leads.
     pub loads: Mutex<LoadTable>,
     pub planner: PlannerConfig,
+    /// Channels to partition servers, for the leader's reshape calls (each bounded by
+    /// `reshape::PREPARE_TIMEOUT_MS`); reused, as the same owners prepare again.
+    pub partition_servers: ChannelPool,
 }
 
 impl App {

@@ -9,10 +9,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 use strata_proto::manager as pb;
 use strata_proto::manager::partition_manager_client::PartitionManagerClient;
+use strata_util::retry::Backoff;
 use strata_util::rpc::{Channel, ChannelPool};
 
 /// Bound of one call to one member.
 pub const CALL_TIMEOUT_MS: u64 = 2_000;
+/// Pause between two rounds of a heartbeat over every member (an election may be in progress).
+const HEARTBEAT_ROUND_PAUSE_MS: u64 = 100;
 
 /// Talks to whichever member can answer. Cheap to share (`&self` methods); clone the `Arc`.
 pub struct ManagerClient {
@@ -156,6 +159,13 @@ impl ManagerClient {
         heartbeat: pb::ServerHeartbeat,
     ) -> Result<pb::ServerHeartbeatResponse> {
         let attempts_max = self.members.len() * 2 + 1;
+        // The attempts bound the call; the budget is the most they can take (each attempt
+        // bounded by the call timeout, each round followed by a pause), so it never cuts one
+        // short.
+        let pause = Duration::from_millis(HEARTBEAT_ROUND_PAUSE_MS);
+        let budget = (self.call_timeout + pause)
+            .saturating_mul(u32::try_from(attempts_max).unwrap_or(u32::MAX));
+        let mut backoff = Backoff::new(budget).with_pauses(pause, pause);
         let mut queue = self.candidates();
         let mut last_error = String::from("no members configured");
         let mut attempts = 0;
@@ -182,7 +192,9 @@ impl ManagerClient {
             if queue.is_empty() && attempts < attempts_max {
                 // Everyone tried once (an election may be in progress): go round again.
                 queue = self.members.clone();
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                if !backoff.wait().await {
+                    break;
+                }
             }
         }
         self.remember_leader(None);

@@ -77,101 +77,24 @@ impl PartitionMapState {
                 range_id,
                 low,
                 high,
-            } => {
-                if !self.ranges.is_empty() {
-                    return rejected(format!("{range_id}: the map already has ranges"));
-                }
-                if !low.is_empty() || !high.is_empty() {
-                    return rejected(format!("{range_id}: the initial range must cover all keys"));
-                }
-                self.ranges.insert(
-                    *range_id,
-                    RangeRecord {
-                        range_id: *range_id,
-                        low: low.clone(),
-                        high: high.clone(),
-                        owner: None,
-                        epoch: Epoch::ZERO,
-                    },
-                );
-                self.next_range_id = self.next_range_id.max(range_id.get() + 1);
-                self.version += 1;
-                CommandResponse::RangeCreated {
-                    range_id: *range_id,
-                    map_version: self.version,
-                }
-            }
+            } => self.create_initial_range(*range_id, low, high),
             Command::AssignRange {
                 range_id,
                 owner_id,
                 owner_addr,
                 expected_epoch,
                 note,
-            } => {
-                let Some(range) = self.ranges.get_mut(range_id) else {
-                    return rejected(format!("{range_id}: no such range"));
-                };
-                if range.epoch != *expected_epoch {
-                    return rejected(format!(
-                        "{range_id}: epoch is {} but the proposal expected {}",
-                        range.epoch.get(),
-                        expected_epoch.get()
-                    ));
-                }
-                range.owner = Some(RangeOwner {
+            } => self.assign(
+                *range_id,
+                RangeOwner {
                     server_id: owner_id.clone(),
                     addr: owner_addr.clone(),
-                });
-                range.epoch = range.epoch.next();
-                let epoch = range.epoch;
-                self.version += 1;
-                if let Some(note) = note {
-                    if note.kind == "move" {
-                        self.moves_total += 1;
-                    }
-                    self.record(note.clone());
-                }
-                CommandResponse::RangeAssigned {
-                    range_id: *range_id,
-                    epoch,
-                    map_version: self.version,
-                }
-            }
-            Command::ReserveRangeIds { count, at_ms } => {
-                if *count == 0 || *count > RESERVE_COUNT_MAX {
-                    return rejected(format!("reserve 1..={RESERVE_COUNT_MAX} ids at a time"));
-                }
-                let first = self.next_range_id.max(1);
-                self.next_range_id = first + count;
-                self.reserved_ids.extend(first..first + count);
-                for id in first..first + count {
-                    self.reserved_at_ms.insert(id, *at_ms);
-                }
-                while self.reserved_ids.len() > RESERVED_IDS_MAX {
-                    if let Some(id) = self.reserved_ids.pop_first() {
-                        self.reserved_at_ms.remove(&id);
-                    }
-                }
-                self.version += 1;
-                CommandResponse::RangeIdsReserved {
-                    first,
-                    count: *count,
-                }
-            }
-            Command::ReleaseRangeIds { ids } => {
-                let released: Vec<u64> = ids
-                    .iter()
-                    .copied()
-                    .filter(|id| self.reserved_ids.remove(id))
-                    .collect();
-                for id in &released {
-                    self.reserved_at_ms.remove(id);
-                }
-                if !released.is_empty() {
-                    self.version += 1;
-                }
-                CommandResponse::RangeIdsReleased { released }
-            }
+                },
+                *expected_epoch,
+                note.as_ref(),
+            ),
+            Command::ReserveRangeIds { count, at_ms } => self.reserve(*count, *at_ms),
+            Command::ReleaseRangeIds { ids } => self.release(ids),
             Command::SplitRange {
                 range_id,
                 expected_epoch,
@@ -201,6 +124,110 @@ impl PartitionMapState {
                 note,
             ),
         }
+    }
+
+    /// The first range, covering every key; only into an empty map.
+    fn create_initial_range(
+        &mut self,
+        range_id: RangeId,
+        low: &[u8],
+        high: &[u8],
+    ) -> CommandResponse {
+        if !self.ranges.is_empty() {
+            return rejected(format!("{range_id}: the map already has ranges"));
+        }
+        if !low.is_empty() || !high.is_empty() {
+            return rejected(format!("{range_id}: the initial range must cover all keys"));
+        }
+        self.ranges.insert(
+            range_id,
+            RangeRecord {
+                range_id,
+                low: low.to_vec(),
+                high: high.to_vec(),
+                owner: None,
+                epoch: Epoch::ZERO,
+            },
+        );
+        self.next_range_id = self.next_range_id.max(range_id.get() + 1);
+        self.version += 1;
+        CommandResponse::RangeCreated {
+            range_id,
+            map_version: self.version,
+        }
+    }
+
+    /// `owner` serves the range from now on, under the next epoch; only while the range is
+    /// still at `expected_epoch` (the proposer saw the map as it is).
+    fn assign(
+        &mut self,
+        range_id: RangeId,
+        owner: RangeOwner,
+        expected_epoch: Epoch,
+        note: Option<&EventNote>,
+    ) -> CommandResponse {
+        let Some(range) = self.ranges.get_mut(&range_id) else {
+            return rejected(format!("{range_id}: no such range"));
+        };
+        if range.epoch != expected_epoch {
+            return rejected(format!(
+                "{range_id}: epoch is {} but the proposal expected {}",
+                range.epoch.get(),
+                expected_epoch.get()
+            ));
+        }
+        range.owner = Some(owner);
+        range.epoch = range.epoch.next();
+        let epoch = range.epoch;
+        self.version += 1;
+        if let Some(note) = note {
+            if note.kind == "move" {
+                self.moves_total += 1;
+            }
+            self.record(note.clone());
+        }
+        CommandResponse::RangeAssigned {
+            range_id,
+            epoch,
+            map_version: self.version,
+        }
+    }
+
+    /// Sets aside `count` fresh ids, stamped `at_ms`; the oldest reservations go past
+    /// [`RESERVED_IDS_MAX`].
+    fn reserve(&mut self, count: u64, at_ms: i64) -> CommandResponse {
+        if count == 0 || count > RESERVE_COUNT_MAX {
+            return rejected(format!("reserve 1..={RESERVE_COUNT_MAX} ids at a time"));
+        }
+        let first = self.next_range_id.max(1);
+        self.next_range_id = first + count;
+        self.reserved_ids.extend(first..first + count);
+        for id in first..first + count {
+            self.reserved_at_ms.insert(id, at_ms);
+        }
+        while self.reserved_ids.len() > RESERVED_IDS_MAX {
+            if let Some(id) = self.reserved_ids.pop_first() {
+                self.reserved_at_ms.remove(&id);
+            }
+        }
+        self.version += 1;
+        CommandResponse::RangeIdsReserved { first, count }
+    }
+
+    /// Forgets those of `ids` that are reserved; the map changes only if one was.
+    fn release(&mut self, ids: &[u64]) -> CommandResponse {
+        let released: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| self.reserved_ids.remove(id))
+            .collect();
+        for id in &released {
+            self.reserved_at_ms.remove(id);
+        }
+        if !released.is_empty() {
+            self.version += 1;
+        }
+        CommandResponse::RangeIdsReleased { released }
     }
 
     fn record(&mut self, note: EventNote) {
@@ -405,213 +432,5 @@ fn rejected(reason: String) -> CommandResponse {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn assign(range: u64, owner: &str, expected: u64) -> Command {
-        Command::AssignRange {
-            range_id: RangeId::new(range),
-            owner_id: ServerId::new(owner),
-            owner_addr: format!("{owner}:1"),
-            expected_epoch: Epoch::new(expected),
-            note: None,
-        }
-    }
-
-    fn note(kind: &str) -> EventNote {
-        EventNote {
-            at_ms: 1,
-            kind: kind.into(),
-            detail: String::new(),
-        }
-    }
-
-    fn reserve(map: &mut PartitionMapState, count: u64) -> u64 {
-        match map.apply(&Command::ReserveRangeIds { count, at_ms: 0 }) {
-            CommandResponse::RangeIdsReserved { first, .. } => first,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn split_then_merge_keeps_the_key_space_covered() {
-        let mut map = PartitionMapState::default();
-        map.apply(&Command::CreateInitialRange {
-            range_id: RangeId::new(1),
-            low: vec![],
-            high: vec![],
-        });
-        map.apply(&assign(1, "a", 0));
-        let first = reserve(&mut map, 2);
-        assert_eq!(first, 2);
-        let split = |key: &[u8], epoch: u64| Command::SplitRange {
-            range_id: RangeId::new(1),
-            expected_epoch: Epoch::new(epoch),
-            split_key: key.to_vec(),
-            left_id: RangeId::new(2),
-            right_id: RangeId::new(3),
-            note: note("split"),
-        };
-        // A stale epoch, or a key outside the range, changes nothing.
-        assert!(matches!(
-            map.apply(&split(b"m", 0)),
-            CommandResponse::Rejected { .. }
-        ));
-        assert!(matches!(
-            map.apply(&split(b"", 1)),
-            CommandResponse::Rejected { .. }
-        ));
-        assert!(matches!(
-            map.apply(&split(b"m", 1)),
-            CommandResponse::Reshaped { .. }
-        ));
-        // The ids were consumed: the same split cannot apply twice.
-        assert!(matches!(
-            map.apply(&split(b"m", 1)),
-            CommandResponse::Rejected { .. }
-        ));
-        let ranges = map.in_key_order();
-        assert_eq!(ranges.len(), 2);
-        assert_eq!(
-            (ranges[0].low.as_slice(), ranges[0].high.as_slice()),
-            (&b""[..], &b"m"[..])
-        );
-        assert_eq!(
-            (ranges[1].low.as_slice(), ranges[1].high.as_slice()),
-            (&b"m"[..], &b""[..])
-        );
-        assert!(ranges.iter().all(|r| r.epoch == Epoch::new(1)));
-        assert_eq!(
-            map.range_of(b"z").map(|r| r.range_id),
-            Some(RangeId::new(3))
-        );
-        assert_eq!(map.splits_total, 1);
-
-        // Merging needs one owner: move the right half away and it is refused.
-        map.apply(&assign(3, "b", 1));
-        let merged = reserve(&mut map, 1);
-        let merge = |right_epoch: u64| Command::MergeRanges {
-            left_id: RangeId::new(2),
-            left_epoch: Epoch::new(1),
-            right_id: RangeId::new(3),
-            right_epoch: Epoch::new(right_epoch),
-            merged_id: RangeId::new(merged),
-            note: note("merge"),
-        };
-        assert!(matches!(
-            map.apply(&merge(2)),
-            CommandResponse::Rejected { .. }
-        ));
-        map.apply(&assign(3, "a", 2));
-        assert!(matches!(
-            map.apply(&merge(2)),
-            CommandResponse::Rejected { .. }
-        ));
-        assert!(matches!(
-            map.apply(&merge(3)),
-            CommandResponse::Reshaped { .. }
-        ));
-        let ranges = map.in_key_order();
-        assert_eq!(ranges.len(), 1);
-        assert!(ranges[0].low.is_empty() && ranges[0].high.is_empty());
-        assert_eq!(map.merges_total, 1);
-        assert_eq!(map.events.len(), 2);
-    }
-
-    #[test]
-    fn old_reservations_are_stale_and_released_ids_can_never_commit() {
-        let mut map = PartitionMapState::default();
-        let old = match map.apply(&Command::ReserveRangeIds {
-            count: 2,
-            at_ms: 1_000,
-        }) {
-            CommandResponse::RangeIdsReserved { first, .. } => first,
-            other => panic!("{other:?}"),
-        };
-        let now = 1_000 + RESERVATION_KEPT_MS;
-        map.apply(&Command::ReserveRangeIds {
-            count: 1,
-            at_ms: now,
-        });
-        assert!(map.stale_reservations(now).is_empty());
-        assert_eq!(map.stale_reservations(now + 1), vec![old, old + 1]);
-        let released = map.apply(&Command::ReleaseRangeIds {
-            ids: vec![old, old + 1, 99],
-        });
-        assert_eq!(
-            released,
-            CommandResponse::RangeIdsReleased {
-                released: vec![old, old + 1]
-            }
-        );
-        assert_eq!(map.reserved_ids.len(), 1);
-        assert_eq!(map.reserved_at_ms.len(), 1);
-        assert!(map.take_reserved(&[RangeId::new(old)]).is_err());
-    }
-
-    #[test]
-    fn events_and_reserved_ids_are_bounded() {
-        let mut map = PartitionMapState::default();
-        for _ in 0..100 {
-            reserve(&mut map, 2);
-        }
-        assert_eq!(map.reserved_ids.len(), RESERVED_IDS_MAX);
-        for _ in 0..100 {
-            map.record(note("move"));
-        }
-        assert_eq!(map.events.len(), EVENTS_KEPT);
-    }
-
-    #[test]
-    fn initial_range_applies_once() {
-        let mut map = PartitionMapState::default();
-        let create = Command::CreateInitialRange {
-            range_id: RangeId::new(1),
-            low: vec![],
-            high: vec![],
-        };
-        assert!(matches!(
-            map.apply(&create),
-            CommandResponse::RangeCreated { map_version: 1, .. }
-        ));
-        assert!(matches!(
-            map.apply(&create),
-            CommandResponse::Rejected { .. }
-        ));
-        assert_eq!(map.version, 1);
-        assert_eq!(map.next_range_id, 2);
-    }
-
-    #[test]
-    fn stale_assignments_change_nothing() {
-        let mut map = PartitionMapState::default();
-        map.apply(&Command::CreateInitialRange {
-            range_id: RangeId::new(1),
-            low: vec![],
-            high: vec![],
-        });
-        assert!(matches!(
-            map.apply(&assign(1, "a", 0)),
-            CommandResponse::RangeAssigned { epoch, .. } if epoch == Epoch::new(1)
-        ));
-        // A second proposal made from the same (now stale) view is rejected.
-        assert!(matches!(
-            map.apply(&assign(1, "b", 0)),
-            CommandResponse::Rejected { .. }
-        ));
-        assert!(matches!(
-            map.apply(&assign(9, "b", 0)),
-            CommandResponse::Rejected { .. }
-        ));
-        assert_eq!(map.assignments_of("a").len(), 1);
-        assert!(map.assignments_of("b").is_empty());
-        assert_eq!(map.version, 2);
-        assert!(matches!(
-            map.apply(&assign(1, "b", 1)),
-            CommandResponse::RangeAssigned { .. }
-        ));
-        let range = map.assignments_of("b");
-        assert_eq!(range[0].epoch, 2);
-        assert_eq!(map.ranges_per_owner().get(&ServerId::new("b")), Some(&1));
-    }
-}
+#[path = "map_tests.rs"]
+mod tests;

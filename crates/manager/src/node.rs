@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use strata_proto::manager as pb;
 use strata_raft::Group;
+use strata_util::rpc::ChannelPool;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +52,9 @@ pub async fn start(
         leadership: Default::default(),
         loads: Mutex::new(Default::default()),
         planner: config.planner.clone(),
+        partition_servers: ChannelPool::new(Duration::from_millis(
+            crate::reshape::PREPARE_TIMEOUT_MS,
+        )),
     });
 
     let token = token.child_token();

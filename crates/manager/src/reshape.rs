@@ -11,14 +11,13 @@ use crate::app::App;
 use crate::error::ManagerError;
 use crate::planner::Action;
 use crate::types::{Command, CommandResponse, EventNote};
-use std::time::Duration;
 use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::partition::{PrepareReshapeRequest, ReshapeChild, ReshapeParent};
 use strata_types::{Epoch, RangeId, ServerId};
 
 /// Bound on one preparation (the owner drains uploads for at most 5 s, then seals and
 /// writes the children's checkpoints).
-const PREPARE_TIMEOUT_MS: u64 = 20_000;
+pub(crate) const PREPARE_TIMEOUT_MS: u64 = 20_000;
 /// Bound on one proposal.
 const PROPOSE_TIMEOUT_MS: u64 = 5_000;
 
@@ -125,10 +124,15 @@ async fn reserve(app: &App, count: u64) -> Result<u64, ManagerError> {
     }
 }
 
-async fn prepare(addr: &str, request: PrepareReshapeRequest) -> Result<Vec<u64>, ManagerError> {
-    let channel =
-        strata_util::rpc::channel_with_timeout(addr, Duration::from_millis(PREPARE_TIMEOUT_MS))
-            .map_err(|err| ManagerError::Internal(format!("channel to {addr}: {err}")))?;
+async fn prepare(
+    app: &App,
+    addr: &str,
+    request: PrepareReshapeRequest,
+) -> Result<Vec<u64>, ManagerError> {
+    let channel = app
+        .partition_servers
+        .get(addr)
+        .map_err(|err| ManagerError::Internal(format!("channel to {addr}: {err}")))?;
     let response = PartitionServerClient::new(channel)
         .prepare_reshape(request)
         .await
@@ -200,7 +204,7 @@ async fn split(
             },
         ],
     };
-    let child_keys = match prepare(&owner_addr, request).await {
+    let child_keys = match prepare(app, &owner_addr, request).await {
         Ok(keys) => keys,
         Err(err) => {
             tracing::warn!(%range_id, %err, "split preparation failed");
@@ -256,7 +260,7 @@ async fn merge(
             high: r.high.clone(),
         }],
     };
-    let child_keys = match prepare(&owner_addr, request).await {
+    let child_keys = match prepare(app, &owner_addr, request).await {
         Ok(keys) => keys,
         Err(err) => {
             tracing::warn!(left = %left.0, right = %right.0, %err, "merge preparation failed");

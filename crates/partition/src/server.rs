@@ -14,9 +14,11 @@ use strata_proto::manager::partition_manager_client::PartitionManagerClient;
 use strata_proto::manager::{
     RangeAssignment, ServedRange, ServerHeartbeat, ServerHeartbeatResponse,
 };
+use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_stream::StreamClient;
 use strata_types::error_detail::NotOwner;
 use strata_types::{Epoch, RangeId};
+use strata_util::rpc::{Channel, ChannelPool};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::PartitionServerConfig;
@@ -53,6 +55,9 @@ pub struct PartitionServerState {
     /// The range ids of the last heartbeat's map, all from that one answer
     /// ([`crate::leftovers`]).
     known_ids: RwLock<crate::streams::KnownIds>,
+    /// Channels to other partition servers (bucket records and object counts of their
+    /// ranges), reused: the same few owners are asked again and again.
+    peers: ChannelPool,
 }
 
 impl PartitionServerState {
@@ -66,6 +71,7 @@ impl PartitionServerState {
             lease_from: RwLock::new(None),
             buckets: Default::default(),
             known_ids: Default::default(),
+            peers: ChannelPool::unary(),
         })
     }
 
@@ -267,7 +273,6 @@ impl PartitionServerState {
         bucket: &str,
         lease: bool,
     ) -> Result<(Option<strata_proto::common::BucketMeta>, bool), PartitionError> {
-        use strata_proto::partition::partition_server_client::PartitionServerClient;
         let key = strata_types::keys::bucket_key(bucket);
         match self.range_for(&key) {
             Ok(range) => {
@@ -295,9 +300,9 @@ impl PartitionServerState {
                 .filter(|addr| !addr.is_empty())
         };
         let owner = owner.ok_or(PartitionError::Loading { range_id: 0 })?;
-        let channel = strata_util::rpc::channel(&owner)
-            .map_err(|err| PartitionError::Stream(format!("bucket record owner {owner}: {err}")))?;
-        let response = PartitionServerClient::new(channel)
+        let response = self
+            .peer(&owner)
+            .map_err(|err| PartitionError::Stream(format!("bucket record owner {owner}: {err}")))?
             .get_bucket(strata_proto::partition::GetBucketRequest {
                 name: bucket.to_string(),
                 lease,
@@ -308,6 +313,14 @@ impl PartitionServerState {
             })?
             .into_inner();
         Ok((response.bucket, response.deleting))
+    }
+
+    /// A client of the partition server at `addr` (another owner), on a pooled channel.
+    pub(crate) fn peer(
+        &self,
+        addr: &str,
+    ) -> Result<PartitionServerClient<Channel>, strata_util::rpc::BadAddress> {
+        Ok(PartitionServerClient::new(self.peers.get(addr)?))
     }
 
     /// The range ids of the map of the last heartbeat answer ([`crate::leftovers`]).
@@ -416,6 +429,10 @@ const HEARTBEAT_CALL_TIMEOUT_MS: u64 = 500;
 struct ManagerLink {
     addrs: Vec<String>,
     current: usize,
+    /// One channel per member, every call bounded by [`HEARTBEAT_CALL_TIMEOUT_MS`]: short, so
+    /// a heartbeat stuck on a paused or partitioned member does not outlast the lease while
+    /// another member could answer.
+    channels: ChannelPool,
 }
 
 impl ManagerLink {
@@ -423,10 +440,7 @@ impl ManagerLink {
         // Each member once, plus one hop to a hinted leader per member: bounded.
         for _ in 0..(2 * self.addrs.len()).max(1) {
             let addr = self.addrs[self.current % self.addrs.len()].clone();
-            // Short: a heartbeat stuck on a paused or partitioned member must not outlast the
-            // lease while another member could answer.
-            let timeout = Duration::from_millis(HEARTBEAT_CALL_TIMEOUT_MS);
-            let channel = match strata_util::rpc::channel_with_timeout(&addr, timeout) {
+            let channel = match self.channels.get(&addr) {
                 Ok(channel) => channel,
                 Err(_) => {
                     self.current += 1;
@@ -468,6 +482,7 @@ pub async fn run_heartbeats(state: Arc<PartitionServerState>, token: Cancellatio
     let mut link = ManagerLink {
         addrs: state.config.manager_addrs.clone(),
         current: 0,
+        channels: ChannelPool::new(Duration::from_millis(HEARTBEAT_CALL_TIMEOUT_MS)),
     };
     let interval = Duration::from_millis(state.config.heartbeat_interval_ms.max(50));
     loop {

@@ -23,19 +23,106 @@ pub use strata_proto::record::{
 #[cfg(test)]
 mod tests {
     use prost::Message;
-    use strata_proto::common::{Checksum, ChunkRef, CorsRule, ObjectMeta, UploadMeta};
+    use std::collections::HashMap;
+    use strata_proto::common::{Checksum, CorsRule};
 
     use super::*;
 
-    /// A wire ObjectMeta with every field set, as today's code stored it.
-    fn old_object() -> ObjectMeta {
-        ObjectMeta {
+    // The wire messages as earlier versions stored them, field for field: strata.common's
+    // ObjectMeta and PartMeta carried their chunk locations (`ChunkRef`s) before the stored
+    // records existed; the wire types have no such field any more.
+
+    /// strata.common.ChunkRef.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OldChunkRef {
+        #[prost(uint64, tag = "1")]
+        extent_id: u64,
+        #[prost(uint64, tag = "2")]
+        offset: u64,
+        #[prost(uint64, tag = "3")]
+        length: u64,
+    }
+
+    /// strata.common.ObjectMeta with `repeated ChunkRef chunks = 6`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OldObjectMeta {
+        #[prost(uint64, tag = "1")]
+        size_bytes: u64,
+        #[prost(string, tag = "2")]
+        etag: String,
+        #[prost(string, tag = "3")]
+        content_type: String,
+        #[prost(map = "string, string", tag = "4")]
+        user_metadata: HashMap<String, String>,
+        #[prost(int64, tag = "5")]
+        last_modified_ms: i64,
+        #[prost(message, repeated, tag = "6")]
+        chunks: Vec<OldChunkRef>,
+        #[prost(string, tag = "7")]
+        content_encoding: String,
+        #[prost(string, tag = "8")]
+        content_disposition: String,
+        #[prost(string, tag = "9")]
+        content_language: String,
+        #[prost(string, tag = "10")]
+        cache_control: String,
+        #[prost(string, tag = "11")]
+        expires: String,
+        #[prost(message, optional, tag = "12")]
+        checksum: Option<Checksum>,
+        #[prost(map = "string, string", tag = "13")]
+        tags: HashMap<String, String>,
+        #[prost(string, tag = "14")]
+        version_id: String,
+        #[prost(bool, tag = "15")]
+        delete_marker: bool,
+        #[prost(uint64, tag = "16")]
+        version_stamp: u64,
+        #[prost(string, tag = "17")]
+        write_id: String,
+    }
+
+    /// strata.common.UploadMeta (its `meta` an old ObjectMeta).
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OldUploadMeta {
+        #[prost(string, tag = "1")]
+        upload_id: String,
+        #[prost(int64, tag = "2")]
+        initiated_ms: i64,
+        #[prost(message, optional, tag = "3")]
+        meta: Option<OldObjectMeta>,
+        #[prost(int32, tag = "4")]
+        checksum_algorithm: i32,
+        #[prost(bool, tag = "5")]
+        checksum_full_object: bool,
+    }
+
+    /// strata.common.PartMeta with `repeated ChunkRef chunks = 5`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OldPartMeta {
+        #[prost(uint32, tag = "1")]
+        part_number: u32,
+        #[prost(string, tag = "2")]
+        etag: String,
+        #[prost(uint64, tag = "3")]
+        size_bytes: u64,
+        #[prost(int64, tag = "4")]
+        last_modified_ms: i64,
+        #[prost(message, repeated, tag = "5")]
+        chunks: Vec<OldChunkRef>,
+        #[prost(message, optional, tag = "6")]
+        checksum: Option<Checksum>,
+    }
+
+    /// An old ObjectMeta with every field set, as earlier code stored it.
+    fn old_object() -> OldObjectMeta {
+        OldObjectMeta {
             size_bytes: 5,
             etag: "\"e\"".into(),
             content_type: "text/plain".into(),
             user_metadata: [("a".to_string(), "b".to_string())].into(),
             last_modified_ms: 7,
-            chunks: vec![ChunkRef {
+            chunks: vec![OldChunkRef {
                 extent_id: 3,
                 offset: 4096,
                 length: 5,
@@ -61,14 +148,33 @@ mod tests {
 
     /// The same object as a record, field for field.
     fn new_object() -> ObjectRecord {
-        let old = old_object();
         ObjectRecord {
+            size_bytes: 5,
+            etag: "\"e\"".into(),
+            content_type: "text/plain".into(),
+            user_metadata: [("a".to_string(), "b".to_string())].into(),
+            last_modified_ms: 7,
             chunks: vec![ChunkLocation {
                 extent_id: 3,
                 offset: 4096,
                 length: 5,
             }],
-            ..wire::object_record(old)
+            content_encoding: "gzip".into(),
+            content_disposition: "inline".into(),
+            content_language: "en".into(),
+            cache_control: "no-cache".into(),
+            expires: "never".into(),
+            checksum: Some(Checksum {
+                algorithm: 2,
+                value: vec![1, 2, 3, 4],
+                composite: true,
+                part_count: 2,
+            }),
+            tags: [("t".to_string(), "v".to_string())].into(),
+            version_id: "0000000000000001abcdef01".into(),
+            delete_marker: true,
+            version_stamp: 9,
+            write_id: "w".into(),
         }
     }
 
@@ -77,7 +183,7 @@ mod tests {
         let old = old_object().encode_to_vec();
         assert_eq!(ObjectRecord::decode(old.as_slice()).unwrap(), new_object());
         assert_eq!(new_object().encode_to_vec(), old);
-        let upload = UploadMeta {
+        let upload = OldUploadMeta {
             upload_id: "u".into(),
             initiated_ms: 1,
             meta: Some(old_object()),
@@ -86,6 +192,27 @@ mod tests {
         };
         let decoded = UploadRecord::decode(upload.encode_to_vec().as_slice()).unwrap();
         assert_eq!(decoded.meta, Some(new_object()));
+        let part = OldPartMeta {
+            part_number: 2,
+            etag: "\"p\"".into(),
+            size_bytes: 5,
+            last_modified_ms: 7,
+            chunks: old_object().chunks,
+            checksum: old_object().checksum,
+        };
+        let record = PartRecord {
+            part_number: 2,
+            etag: "\"p\"".into(),
+            size_bytes: 5,
+            last_modified_ms: 7,
+            chunks: new_object().chunks,
+            checksum: new_object().checksum,
+        };
+        assert_eq!(
+            PartRecord::decode(part.encode_to_vec().as_slice()).unwrap(),
+            record
+        );
+        assert_eq!(record.encode_to_vec(), part.encode_to_vec());
         let bucket = strata_proto::common::BucketMeta {
             name: "b".into(),
             cors_rules: vec![CorsRule {
@@ -103,7 +230,7 @@ mod tests {
     }
 
     /// A log entry and a checkpoint batch encoded as the messages strata.partition defined
-    /// before the records existed (key = 1, then the oneof arm's field number with a wire
+    /// before the records existed (key = 1, then the oneof arm's field number with an old
     /// ObjectMeta), field by field with prost's encoders, as its generated code did.
     #[test]
     fn old_log_entries_and_checkpoints_decode_as_records() {

@@ -1,9 +1,9 @@
 //! The one conversion between stored records and wire types.
 //!
-//! `record -> wire` answers clients: it builds the wire message field by field and has no
-//! chunk-location field to fill, so an answer never carries where bytes live (a new record
+//! `record -> wire` answers clients: it builds the wire message field by field, and the wire
+//! types have no chunk-location field, so an answer cannot carry where bytes live (a new record
 //! field reaches clients only when it is added here). `wire -> record` takes incoming writes:
-//! a client never says where bytes live, so records made here have no chunks; the server adds
+//! a client cannot say where bytes live, so records made here have no chunks; the server adds
 //! the locations of the bytes it appended itself.
 
 use strata_proto::common::{BucketMeta, ObjectMeta, PartMeta, UploadMeta};
@@ -18,7 +18,6 @@ pub fn object_meta(record: &ObjectRecord) -> ObjectMeta {
         content_type: record.content_type.clone(),
         user_metadata: record.user_metadata.clone(),
         last_modified_ms: record.last_modified_ms,
-        chunks: Vec::new(),
         content_encoding: record.content_encoding.clone(),
         content_disposition: record.content_disposition.clone(),
         content_language: record.content_language.clone(),
@@ -33,8 +32,8 @@ pub fn object_meta(record: &ObjectRecord) -> ObjectMeta {
     }
 }
 
-/// A client's object metadata as a record without chunks (any chunks the client sent are
-/// ignored: only the server knows where it put the bytes).
+/// A client's object metadata as a record without chunks (only the server knows where it put
+/// the bytes).
 pub fn object_record(meta: ObjectMeta) -> ObjectRecord {
     ObjectRecord {
         size_bytes: meta.size_bytes,
@@ -105,7 +104,6 @@ pub fn part_meta(record: &PartRecord) -> PartMeta {
         etag: record.etag.clone(),
         size_bytes: record.size_bytes,
         last_modified_ms: record.last_modified_ms,
-        chunks: Vec::new(),
         checksum: record.checksum.clone(),
     }
 }
@@ -114,6 +112,7 @@ pub fn part_meta(record: &PartRecord) -> PartMeta {
 mod tests {
     use super::*;
     use crate::records::ChunkLocation;
+    use prost::Message;
 
     #[test]
     fn what_a_client_gets_has_no_chunk_locations() {
@@ -128,27 +127,30 @@ mod tests {
             chunks: chunks.clone(),
             ..Default::default()
         };
+        // The wire types have no chunk field: the bytes a client gets decode as records
+        // without chunks.
         let meta = object_meta(&object);
-        assert!(meta.chunks.is_empty());
         assert_eq!((meta.etag.as_str(), meta.size_bytes), ("\"e\"", 3));
+        let decoded = ObjectRecord::decode(meta.encode_to_vec().as_slice()).unwrap();
+        assert!(decoded.chunks.is_empty());
         let upload = UploadRecord {
             meta: Some(object.clone()),
             ..Default::default()
         };
-        assert!(upload_meta(&upload).meta.unwrap().chunks.is_empty());
+        let decoded =
+            UploadRecord::decode(upload_meta(&upload).encode_to_vec().as_slice()).unwrap();
+        assert!(decoded.meta.unwrap().chunks.is_empty());
         let part = PartRecord {
             part_number: 2,
             chunks,
             ..Default::default()
         };
         let meta = part_meta(&part);
-        assert!(meta.chunks.is_empty());
         assert_eq!(meta.part_number, 2);
-        // Back from the wire, a client's chunks are not taken.
-        let mut from_client = object_meta(&object);
-        from_client.chunks = vec![strata_proto::common::ChunkRef::default()];
-        let record = object_record(from_client);
-        assert!(record.chunks.is_empty());
+        let decoded = PartRecord::decode(meta.encode_to_vec().as_slice()).unwrap();
+        assert!(decoded.chunks.is_empty());
+        // Back from the wire, everything but the chunks.
+        let record = object_record(object_meta(&object));
         assert_eq!(
             record,
             ObjectRecord {

@@ -139,7 +139,6 @@ async fn count_everywhere(
     state: &PartitionServerState,
     bucket: &str,
 ) -> Result<u64, PartitionError> {
-    use strata_proto::partition::partition_server_client::PartitionServerClient;
     let prefix = keys::object_prefix(bucket);
     let end = keys::prefix_end(&prefix);
     let mut from = prefix;
@@ -154,9 +153,9 @@ async fn count_everywhere(
                 let owner = not_owner.owner_hint.ok_or(PartitionError::Loading {
                     range_id: not_owner.range_id.get(),
                 })?;
-                let channel = strata_util::rpc::channel(&owner)
-                    .map_err(|err| PartitionError::Stream(format!("counting on {owner}: {err}")))?;
-                PartitionServerClient::new(channel)
+                state
+                    .peer(&owner)
+                    .map_err(|err| PartitionError::Stream(format!("counting on {owner}: {err}")))?
                     .count_objects(request)
                     .await
                     .map_err(|status| {

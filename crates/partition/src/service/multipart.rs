@@ -13,6 +13,7 @@ use tonic::{Status, Streaming};
 
 use super::body::{algorithm_of, first_header, receive_body, BodyPart, StreamedMessage};
 use super::objects::object_key;
+use super::walk::{run_end, Listed, Walk};
 use crate::checksum;
 use crate::error::PartitionError;
 use crate::range::{Change, IndexValue, Range};
@@ -469,13 +470,13 @@ fn uploads_start(request: &ListMultipartUploadsRequest, prefix_start: Vec<u8>) -
 }
 
 /// Unfinished uploads of one bucket in this server's ranges, in (key, upload id) order, with
-/// S3's prefix, delimiter and marker rules. Uploads sit between the objects in the index, so
-/// this visits the keys after the marker (skipping whole common prefixes at once).
+/// S3's prefix, delimiter and marker rules (walked by [`super::walk`]). Uploads sit between
+/// the objects in the index, so this visits the keys after the marker (skipping whole common
+/// prefixes at once).
 pub fn list_uploads(
     state: &PartitionServerState,
     request: ListMultipartUploadsRequest,
 ) -> Result<ListMultipartUploadsResponse, PartitionError> {
-    let limit = request.max_uploads.clamp(1, LIST_PARTS_MAX) as usize;
     let bucket_end = keys::prefix_end(&keys::object_prefix(&request.bucket));
     let prefix_start = keys::object_key(&request.bucket, &request.prefix);
     let prefix_end = keys::prefix_end(&prefix_start);
@@ -490,70 +491,52 @@ pub fn list_uploads(
         request.from.clone()
     };
     let run = state.run_from(&from)?;
-    let run_end = super::walk::run_end(&run);
+    let run_end = run_end(&run);
     cursor = cursor.max(from);
-    let mut items: Vec<ListedUpload> = Vec::new();
-    let mut truncated = false;
-    let mut last_prefix: Option<String> = None;
-    for range in &run {
-        state.throttle(range.bounds.range_id, &request.bucket)?;
-        loop {
-            let mut found: Option<(Vec<u8>, UploadRecord)> = None;
-            range.scan(&cursor, end.as_deref(), |key, value| {
-                if let IndexValue::Upload(upload) = value {
-                    found = Some((key.to_vec(), upload.clone()));
-                    return false;
-                }
-                true
-            });
-            let Some((encoded, upload)) = found else {
-                break;
-            };
-            let Some((_, key, _)) = keys::decode_upload_key(&encoded) else {
-                return Err(PartitionError::Corrupt("undecodable upload key".into()));
-            };
-            let common = super::walk::common_prefix(key, &request.prefix, &request.delimiter);
-            if items.len() == limit && common.as_deref() != last_prefix.as_deref() {
-                truncated = true;
-                return Ok(ListMultipartUploadsResponse {
-                    items,
-                    truncated,
-                    ..Default::default()
-                });
-            }
-            match common {
-                Some(common) => {
-                    // Skip every key under the common prefix at once.
-                    let encoded_common = keys::object_key(&request.bucket, &common);
-                    if last_prefix.as_deref() != Some(common.as_str())
-                        && common.as_str() > request.key_marker.as_str()
-                    {
-                        items.push(ListedUpload {
-                            common_prefix: common.clone(),
-                            ..Default::default()
-                        });
-                    }
-                    last_prefix = Some(common);
-                    match keys::prefix_end(&encoded_common) {
-                        Some(next) => cursor = next,
-                        None => break,
-                    }
-                }
-                None => {
-                    items.push(ListedUpload {
-                        key: key.to_string(),
-                        upload: Some(wire::upload_meta(&upload)),
-                        common_prefix: String::new(),
-                    });
-                    cursor = encoded;
-                    cursor.push(1); // past this upload's parts
-                }
-            }
-        }
+    let walk = Walk {
+        state,
+        bucket: &request.bucket,
+        prefix: &request.prefix,
+        delimiter: &request.delimiter,
+        marker: &request.key_marker,
+        limit: request.max_uploads.clamp(1, LIST_PARTS_MAX) as usize,
+        // Past the upload's parts, which sit right after its record.
+        skip_after_entry: 1,
+    };
+    let walked = walk.run(&run, cursor, end, |index_key, value| {
+        let IndexValue::Upload(upload) = value else {
+            return None;
+        };
+        Some(match keys::decode_upload_key(index_key) {
+            Some((_, key, _)) => Ok((key.to_string(), wire::upload_meta(upload))),
+            None => Err(PartitionError::Corrupt("undecodable upload key".into())),
+        })
+    })?;
+    let items = walked
+        .items
+        .into_iter()
+        .map(|listed| match listed {
+            Listed::Entry { key, item } => ListedUpload {
+                key,
+                upload: Some(item),
+                common_prefix: String::new(),
+            },
+            Listed::CommonPrefix(common_prefix) => ListedUpload {
+                common_prefix,
+                ..Default::default()
+            },
+        })
+        .collect();
+    if walked.truncated {
+        return Ok(ListMultipartUploadsResponse {
+            items,
+            truncated: true,
+            ..Default::default()
+        });
     }
     Ok(ListMultipartUploadsResponse {
         items,
-        truncated,
+        truncated: false,
         covered_to_end: run_end.is_empty(),
         covered_until: run_end,
     })
