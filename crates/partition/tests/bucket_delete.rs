@@ -7,14 +7,12 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use common::stream_layer;
-use strata_partition::{PartitionServerState, PartitionService};
+use strata_partition::PartitionServerState;
 use strata_proto::common::BucketMeta;
 use strata_proto::manager::RangeAssignment;
 use strata_proto::partition::partition_server_client::PartitionServerClient;
-use strata_proto::partition::partition_server_server::PartitionServerServer;
 use strata_proto::partition::*;
 use strata_types::error_detail::{from_status, ErrorDetail, Missing, RejectReason};
 use strata_types::keys;
@@ -114,14 +112,12 @@ async fn serve_two(layer: &common::StreamLayer) -> (Client, Client, Cancellation
     ]) {
         let state: Arc<PartitionServerState> = common::partition_server(id, layer);
         state.assign(assignments.clone());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while state.range_for(&probe).is_err() {
-            assert!(Instant::now() < deadline, "range never loaded");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let router = strata_util::rpc::server()
-            .add_service(PartitionServerServer::new(PartitionService::new(state)));
-        tokio::spawn(strata_util::rpc::serve(router, listener, token.clone()));
+        common::wait_for("the range to load", || {
+            let loaded = state.range_for(&probe).is_ok();
+            async move { loaded.then_some(()) }
+        })
+        .await;
+        common::serve_state(state, listener, token.clone());
         clients.push(PartitionServerClient::new(
             strata_util::rpc::channel(&addr).unwrap(),
         ));

@@ -1,12 +1,13 @@
-//! Signed S3 requests into the front-end's real HTTP stack (`app(build_s3_service(..))`, the
-//! router `strata_frontend::start` serves), and the small XML readers the tests share.
+//! Signed S3 requests over HTTP to the front-end `strata_frontend::start` serves, the short
+//! forms the tests repeat (a request without query, headers or body; a PUT of a body; a
+//! bucket created), and the small XML readers and assertions the tests share.
 
 use super::sign::{now_amz_date, sign, ACCESS_KEY, SECRET_KEY};
-use axum::body::Body;
-use tower::ServiceExt;
-
-/// The Host every request names (path-style addressing).
-pub const HOST: &str = "127.0.0.1:9000";
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::net::SocketAddr;
 
 pub struct Reply {
     pub status: u16,
@@ -25,13 +26,75 @@ impl Reply {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     }
+
+    /// Asserts the status (showing the body when it differs); returns the reply.
+    #[track_caller]
+    pub fn assert_status(self, status: u16) -> Self {
+        assert_eq!(self.status, status, "{}", self.text());
+        self
+    }
 }
 
+/// A client of one front-end, signing with the example credentials every test stamp accepts.
 pub struct Client {
-    pub app: axum::Router,
+    /// `host:port`, what requests name as Host (path-style addressing).
+    host: String,
+    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Client {
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            host: addr.to_string(),
+            http: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// The Host requests name (the front-end's `host:port`).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `method` on `path` without query, headers or body.
+    pub async fn call(&self, method: &str, path: &str) -> Reply {
+        self.send(method, path, &[], &[], Vec::new()).await
+    }
+
+    /// `method` on `path` with `query`, without headers or body.
+    pub async fn query(&self, method: &str, path: &str, query: &[(&str, &str)]) -> Reply {
+        self.send(method, path, query, &[], Vec::new()).await
+    }
+
+    /// `method` on `path` with `headers`, without query or body.
+    pub async fn with_headers(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send(method, path, &[], headers, Vec::new()).await
+    }
+
+    /// PUT `body` at `path`.
+    pub async fn put(&self, path: &str, body: impl Into<Vec<u8>>) -> Reply {
+        self.send("PUT", path, &[], &[], body.into()).await
+    }
+
+    /// CopyObject: PUT at `path` a copy of `source` ("bucket/key").
+    pub async fn copy(&self, path: &str, source: &str) -> Reply {
+        self.with_headers("PUT", path, &[("x-amz-copy-source", source)])
+            .await
+    }
+
+    /// Creates `bucket`, asserting 200.
+    pub async fn create_bucket(&self, bucket: &str) {
+        self.call("PUT", &format!("/{bucket}"))
+            .await
+            .assert_status(200);
+    }
+
+    /// DeleteObjects on `bucket` with the request body `xml`.
+    pub async fn delete_objects(&self, bucket: &str, xml: impl Into<Vec<u8>>) -> Reply {
+        let path = format!("/{bucket}");
+        self.send("POST", &path, &[("delete", "")], &[], xml.into())
+            .await
+    }
+
     pub async fn send(
         &self,
         method: &str,
@@ -73,7 +136,7 @@ impl Client {
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
             .collect();
-        signed.push(("host".into(), HOST.into()));
+        signed.push(("host".into(), self.host.clone()));
         signed.push(("x-amz-content-sha256".into(), content_sha256.into()));
         signed.push(("x-amz-date".into(), amz_date.clone()));
         signed.sort();
@@ -86,9 +149,9 @@ impl Client {
         let canonical = format!("{method}\n{path}\n{canonical_query}\n{canonical_headers}\n{signed_names}\n{content_sha256}");
         let signature = sign(SECRET_KEY, &amz_date, &canonical);
         let uri = if canonical_query.is_empty() {
-            path.to_string()
+            format!("http://{}{path}", self.host)
         } else {
-            format!("{path}?{canonical_query}")
+            format!("http://{}{path}?{canonical_query}", self.host)
         };
         let mut builder = http::Request::builder().method(method).uri(uri);
         for (k, v) in &signed {
@@ -101,17 +164,20 @@ impl Client {
                 &amz_date[..8]
             ),
         );
+        let request = builder.body(Full::new(Bytes::from(body))).unwrap();
         let response = self
-            .app
-            .clone()
-            .oneshot(builder.body(Body::from(body)).unwrap())
+            .http
+            .request(request)
             .await
-            .unwrap();
+            .expect("the front-end answers");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = axum::body::to_bytes(response.into_body(), 64 << 20)
+        let body = response
+            .into_body()
+            .collect()
             .await
             .unwrap()
+            .to_bytes()
             .to_vec();
         Reply {
             status,
@@ -119,6 +185,15 @@ impl Client {
             body,
         }
     }
+}
+
+/// A DeleteObjects request body naming `keys`.
+pub fn delete_xml<K: std::fmt::Display>(keys: impl IntoIterator<Item = K>) -> String {
+    let objects: String = keys
+        .into_iter()
+        .map(|key| format!("<Object><Key>{key}</Key></Object>"))
+        .collect();
+    format!("<Delete>{objects}</Delete>")
 }
 
 /// Deterministic bytes of `size`.
@@ -145,6 +220,7 @@ pub fn fields(text: &str, tag: &str) -> Vec<String> {
 }
 
 /// Asserts an S3 error reply: its status and its XML `<Code>`.
+#[track_caller]
 pub fn assert_error(reply: &Reply, status: u16, code: &str) {
     assert_eq!(reply.status, status, "{}", reply.text());
     assert!(

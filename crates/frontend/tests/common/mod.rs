@@ -1,8 +1,10 @@
-//! A real stamp in process for the front-end's tests, on 127.0.0.1 over real gRPC: a stream
-//! layer (a stream manager and 3 extent nodes on 3 racks), a single-member partition manager,
-//! partition servers ("ps-a", "ps-b"), the location service and the front-end's HTTP stack,
-//! each in its own temp dir, all torn down when the [`Stamp`] is dropped (one cancellation
-//! token). Waits are on conditions (nodes healthy, ranges served), never bare sleeps.
+//! A real stamp in process for the front-end's tests, on 127.0.0.1 over real gRPC and HTTP,
+//! each node started by strata-testkit through its layer's start function (the code the
+//! binaries run): a stream layer (a stream manager and 3 extent nodes on 3 racks), a
+//! single-member partition manager, partition servers ("ps-a", "ps-b"), the location service,
+//! and the front-end (`strata_frontend::start`), which the [`Client`] reaches over HTTP. All
+//! in temp dirs, torn down when the [`Stamp`] is dropped. Waits are on conditions (nodes
+//! healthy, ranges served), never bare sleeps.
 //!
 //! The manager's planner is switched off (no load- or size-driven split, merge or move): a
 //! test lays its ranges out itself with [`Stamp::split_at`] and [`Stamp::move_range`], which
@@ -15,40 +17,21 @@ pub mod sign;
 
 use client::Client;
 use sign::{ACCESS_KEY, SECRET_KEY};
-use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use strata_frontend::{app, build_s3_service, Frontend, FrontendConfig};
+use std::time::Duration;
+use strata_frontend::FrontendConfig;
 use strata_manager::types::EventNote;
-use strata_manager::{Command, CommandResponse, ManagerConfig, ManagerHandle};
-use strata_partition::PartitionServerState;
+use strata_manager::{Command, CommandResponse, ManagerHandle};
 use strata_proto::manager::{RangeAssignment, ServerHeartbeat};
 use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::partition::{PrepareReshapeRequest, ReshapeChild, ReshapeParent};
+pub use strata_testkit::{wait_for, PartitionServer};
+use strata_testkit::{StreamLayer, TempDirs};
 use strata_types::{keys, Epoch, RangeId, ServerId};
 use strata_util::rpc;
-use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-/// Bound on every wait of the harness.
-const WAIT: Duration = Duration::from_secs(60);
-
-/// Polls `check` every 20 ms until it yields a value; fails the test after [`WAIT`].
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+/// Extents seal at 64 MiB: large enough that no test's objects cross a seal by accident.
+const EXTENT_SIZE_BYTES_MAX: u64 = 64 << 20;
 
 /// How a stamp is built.
 pub struct Options {
@@ -70,39 +53,15 @@ impl Default for Options {
     }
 }
 
-/// One partition server of the stamp.
-pub struct PartitionServer {
-    pub id: String,
-    pub addr: String,
-    pub state: Arc<PartitionServerState>,
-    token: CancellationToken,
-}
-
-impl PartitionServer {
-    /// Stops it as a killed process stops: no more answers, no more heartbeats.
-    pub fn kill(&self) {
-        self.token.cancel();
-    }
-
-    fn alive(&self) -> bool {
-        !self.token.is_cancelled()
-    }
-
-    /// Whether it serves (owns and has loaded) the range holding `key`.
-    pub fn serves(&self, key: &[u8]) -> bool {
-        self.alive() && self.state.range_for(key).is_ok()
-    }
-}
-
 pub struct Stamp {
     pub client: Client,
     pub servers: Vec<PartitionServer>,
     pub manager: ManagerHandle,
     pub manager_addr: String,
     pub location_addr: String,
-    stream_addr: String,
+    stream: StreamLayer,
     token: CancellationToken,
-    _dirs: Vec<TempDir>,
+    _dirs: TempDirs,
 }
 
 impl Drop for Stamp {
@@ -127,24 +86,30 @@ pub async fn split_stamp_with(options: Options) -> Stamp {
 impl Stamp {
     pub async fn start(options: Options) -> Stamp {
         let token = CancellationToken::new();
-        let mut dirs = Vec::new();
-        let stream_addr = start_stream_layer(&mut dirs, &token).await;
-        let (manager, manager_addr) =
-            start_manager(temp(&mut dirs), options.server_timeout_ms, &token).await;
-        let location_addr = start_location(temp(&mut dirs), &token).await;
+        let mut dirs = TempDirs::default();
+        let stream = StreamLayer::start(3, EXTENT_SIZE_BYTES_MAX).await;
+        let manager = strata_testkit::start_partition_manager(
+            dirs.add(),
+            options.server_timeout_ms,
+            token.clone(),
+        )
+        .await;
+        let manager_addr = manager.addr().to_string();
+        let location_addr = strata_testkit::start_location(dirs.add(), token.clone()).await;
         let mut config = FrontendConfig::new(vec![manager_addr.clone()], ACCESS_KEY, SECRET_KEY);
         config.retry_budget_ms = options.retry_budget_ms;
         config.location_addr = Some(location_addr.clone());
-        let frontend = Frontend::new(config.clone()).unwrap();
+        let (listener, _) = strata_testkit::loopback_listener().await;
+        let frontend = strata_frontend::start(config, listener, token.clone())
+            .await
+            .expect("the front-end starts");
         let mut stamp = Stamp {
-            client: Client {
-                app: app(build_s3_service(frontend, &config), 64, None),
-            },
+            client: Client::new(frontend.s3_addr),
             servers: Vec::new(),
             manager,
             manager_addr,
             location_addr,
-            stream_addr,
+            stream,
             token,
             _dirs: dirs,
         };
@@ -155,9 +120,9 @@ impl Stamp {
         })
         .await;
         for id in ["ps-a", "ps-b"].into_iter().take(options.servers) {
-            let server = start_partition_server(
+            let server = strata_testkit::start_partition_server(
                 id,
-                &stamp.stream_addr,
+                &stamp.stream.addr,
                 &stamp.manager_addr,
                 stamp.token.child_token(),
             )
@@ -189,7 +154,7 @@ impl Stamp {
                 // By id and epoch: a split's parent still holds the children's keys until
                 // its owner drops it.
                 match owner {
-                    Some(server) if server.alive() => server
+                    Some(server) if server.is_alive() => server
                         .state
                         .ready_range(range.range_id)
                         .is_some_and(|r| r.bounds.epoch == Epoch::new(range.epoch)),
@@ -329,144 +294,5 @@ impl Stamp {
             }
         });
         stop
-    }
-}
-
-fn temp(dirs: &mut Vec<TempDir>) -> std::path::PathBuf {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().to_path_buf();
-    dirs.push(dir);
-    path
-}
-
-/// A stream manager and 3 extent nodes on 3 racks; returns the stream manager's address once
-/// all three nodes are healthy (placement needs three racks).
-async fn start_stream_layer(dirs: &mut Vec<TempDir>, token: &CancellationToken) -> String {
-    use strata_stream::*;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let settings = ManagerSettings {
-        extent_size_bytes_max: 64 << 20,
-        node_timeout_ms: 2_000,
-    };
-    let manager = start_stream_manager(
-        StreamManagerConfig::single(temp(dirs), &addr, settings),
-        listener,
-        token.clone(),
-    )
-    .await
-    .unwrap();
-    for rack in ["rack-1", "rack-2", "rack-3"] {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = ExtentNodeConfig {
-            data_dir: temp(dirs),
-            rack: rack.into(),
-            node_id: None,
-            stream_manager_addrs: vec![manager.addr.clone()],
-            heartbeat_interval_ms: 100,
-            advertise_addr: None,
-        };
-        start_extent_node(config, listener, token.clone())
-            .await
-            .unwrap();
-    }
-    let client = StreamClient::new(vec![manager.addr.clone()]);
-    wait_for("3 healthy extent nodes", || {
-        let client = client.clone();
-        async move {
-            let status = client.status().await.ok()?;
-            (status.nodes.iter().filter(|n| n.healthy).count() == 3).then_some(())
-        }
-    })
-    .await;
-    manager.addr.clone()
-}
-
-/// A single-member partition manager with its planner off (tests lay ranges out themselves).
-async fn start_manager(
-    dir: std::path::PathBuf,
-    server_timeout_ms: u64,
-    token: &CancellationToken,
-) -> (ManagerHandle, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let mut config = ManagerConfig::new(1, BTreeMap::from([(1, addr.clone())]), dir);
-    config.server_timeout_ms = server_timeout_ms;
-    config.balance_interval_ms = 100;
-    config.planner = strata_manager::planner::PlannerConfig {
-        split_requests_per_sec: 0.0,
-        split_bytes_per_sec: 0.0,
-        split_keys_max: u64::MAX,
-        split_size_bytes_max: u64::MAX,
-        merge_requests_per_sec: 0.0,
-        move_requests_per_sec_min: f64::INFINITY,
-        ..Default::default()
-    };
-    let handle = strata_manager::start(config, listener, token.clone())
-        .await
-        .unwrap();
-    (handle, addr)
-}
-
-/// The location service with this stamp ("stamp-1") registered.
-async fn start_location(dir: std::path::PathBuf, token: &CancellationToken) -> String {
-    use strata_proto::location::location_server::LocationServer;
-    let store = strata_location::LocationStore::open(&dir).unwrap();
-    let service = strata_location::LocationService::new(store, vec![("stamp-1".into(), "".into())]);
-    let (listener, addr) = rpc::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let router = rpc::server().add_service(LocationServer::new(service));
-    tokio::spawn(rpc::serve(router, listener, token.clone()));
-    addr.to_string()
-}
-
-/// A partition server as its binary builds one (crates/partition/src/bin): gRPC service,
-/// heartbeats, checkpoints, compaction, leftover collection, lifecycle; until `token`.
-async fn start_partition_server(
-    id: &str,
-    stream_addr: &str,
-    manager_addr: &str,
-    token: CancellationToken,
-) -> PartitionServer {
-    use strata_partition::*;
-    use strata_proto::partition::partition_server_server::PartitionServerServer;
-    let (listener, addr) = rpc::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let config = PartitionServerConfig {
-        server_id: id.into(),
-        advertise_addr: addr.to_string(),
-        http_addr: String::new(),
-        manager_addrs: vec![manager_addr.into()],
-        heartbeat_interval_ms: 100,
-        // Below the manager's server timeout, as the binary's defaults are.
-        lease_ms: 1_000,
-        checkpoint_every_entries: 10_000,
-        compaction: CompactionConfig::default(),
-        throttle: ThrottleConfig::default(),
-        lifecycle: LifecycleConfig::default(),
-    };
-    let state = PartitionServerState::new(
-        config,
-        strata_stream::StreamClient::new(vec![stream_addr.into()]),
-    );
-    let service = PartitionServerServer::new(PartitionService::new(state.clone()))
-        .max_decoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
-        .max_encoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX);
-    tokio::spawn(rpc::serve(
-        rpc::server().add_service(service),
-        listener,
-        token.clone(),
-    ));
-    tokio::spawn(server::run_heartbeats(state.clone(), token.clone()));
-    tokio::spawn(server::run_checkpoints(state.clone(), token.clone()));
-    tokio::spawn(server::run_compaction(state.clone(), token.clone()));
-    tokio::spawn(leftovers::run_leftover_collection(
-        state.clone(),
-        token.clone(),
-    ));
-    tokio::spawn(lifecycle::run_lifecycle(state.clone(), token.clone()));
-    PartitionServer {
-        id: id.into(),
-        addr: addr.to_string(),
-        state,
-        token,
     }
 }

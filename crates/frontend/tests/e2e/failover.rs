@@ -75,7 +75,7 @@ async fn stamp_with_dying_owner(
     stamp.assign(&upper(), DYING_ID, &dead).await;
     // The bucket lives in the lower range; this first request also loads the map.
     let c = &stamp.client;
-    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
+    c.create_bucket("photos").await;
     (stamp, beating, accepted)
 }
 
@@ -115,7 +115,7 @@ async fn a_put_whose_owner_dies_is_retried(read_before_dying: usize) {
     beating.cancel();
     let c = &stamp.client;
     let body = pattern(4096);
-    let reply = c.send("PUT", "/photos/z", &[], &[], body.clone()).await;
+    let reply = c.put("/photos/z", body.clone()).await;
     assert_eq!(
         reply.status,
         200,
@@ -126,10 +126,7 @@ async fn a_put_whose_owner_dies_is_retried(read_before_dying: usize) {
         accepted.load(Ordering::SeqCst) >= 1,
         "the PUT never reached the dying server"
     );
-    assert_eq!(
-        c.send("GET", "/photos/z", &[], &[], vec![]).await.body,
-        body
-    );
+    assert_eq!(c.call("GET", "/photos/z").await.body, body);
     assert_ne!(stamp.range_at(&upper()).owner_id, DYING_ID);
 }
 
@@ -144,7 +141,7 @@ async fn calls_to_a_dying_owner_answer_503(read_before_dying: usize) {
     // The manager keeps believing the dying server alive: no failover within the budget.
     let (stamp, beating, accepted) = stamp_with_dying_owner(read_before_dying, 400).await;
     let c = &stamp.client;
-    let put = c.send("PUT", "/photos/z", &[], &[], b"zzz".to_vec()).await;
+    let put = c.put("/photos/z", b"zzz".to_vec()).await;
     assert_503_with_retry_after(&put);
     assert!(accepted.load(Ordering::SeqCst) >= 1);
     for (method, path) in [
@@ -152,7 +149,7 @@ async fn calls_to_a_dying_owner_answer_503(read_before_dying: usize) {
         ("HEAD", "/photos/z"),
         ("DELETE", "/photos/z"),
     ] {
-        let reply = c.send(method, path, &[], &[], vec![]).await;
+        let reply = c.call(method, path).await;
         assert_eq!(
             reply.status,
             503,
@@ -165,7 +162,7 @@ async fn calls_to_a_dying_owner_answer_503(read_before_dying: usize) {
     beating.cancel();
     wait_for_failover(&stamp).await;
     let head = wait_for("a HEAD answered by the new owner", || async {
-        let reply = c.send("HEAD", "/photos/z", &[], &[], vec![]).await;
+        let reply = c.call("HEAD", "/photos/z").await;
         (reply.status != 503).then_some(reply)
     })
     .await;

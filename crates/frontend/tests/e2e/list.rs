@@ -3,7 +3,7 @@
 //! contiguous. Every listing must return every key exactly once, in order, whatever the page
 //! size (the front-end's `stretches.rs`). ps-a is "A", ps-b is "B".
 
-use crate::common::client::{field, Client};
+use crate::common::client::{assert_error, field, Client};
 use crate::common::{Options, Stamp};
 use strata_types::keys;
 
@@ -36,16 +36,10 @@ async fn three_ranges() -> Stamp {
     stamp.split_at(&b2).await;
     stamp.move_range(&b1, 1).await;
     let c = &stamp.client;
-    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
+    c.create_bucket("photos").await;
     for key in all_keys() {
         let put = c
-            .send(
-                "PUT",
-                &format!("/photos/{key}"),
-                &[],
-                &[],
-                key.as_bytes().to_vec(),
-            )
+            .put(&format!("/photos/{key}"), key.as_bytes().to_vec())
             .await;
         assert_eq!(put.status, 200, "{}", put.text());
     }
@@ -105,7 +99,7 @@ async fn list_v2(c: &Client, max_keys: &str, delimiter: Option<&str>) -> Vec<Vec
         if let Some(token) = token.as_deref() {
             query.push(("continuation-token", token));
         }
-        let reply = c.send("GET", "/photos", &query, &[], vec![]).await;
+        let reply = c.query("GET", "/photos", &query).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
         let text = reply.text();
         pages.push(page_names(&text, "Contents"));
@@ -151,20 +145,14 @@ async fn e2e_list_objects_v2_across_non_contiguous_ranges_of_one_server() {
     }
     // A prefix whose keys all live on B, and one starting in range 2 and ending in range 3.
     let reply = c
-        .send(
-            "GET",
-            "/photos",
-            &[("list-type", "2"), ("prefix", "logs/")],
-            &[],
-            vec![],
-        )
+        .query("GET", "/photos", &[("list-type", "2"), ("prefix", "logs/")])
         .await;
     assert_eq!(
         fields_in(&reply.text(), "Contents", "Key"),
         ["logs/a", "logs/b", "logs/n", "logs/z"]
     );
     let reply = c
-        .send(
+        .query(
             "GET",
             "/photos",
             &[
@@ -172,8 +160,6 @@ async fn e2e_list_objects_v2_across_non_contiguous_ranges_of_one_server() {
                 ("start-after", "q.txt"),
                 ("max-keys", "2"),
             ],
-            &[],
-            vec![],
         )
         .await;
     assert_eq!(
@@ -188,7 +174,7 @@ async fn e2e_list_objects_v2_across_non_contiguous_ranges_of_one_server() {
         if !marker.is_empty() {
             query.push(("marker", marker.as_str()));
         }
-        let reply = c.send("GET", "/photos", &query, &[], vec![]).await;
+        let reply = c.query("GET", "/photos", &query).await;
         let text = reply.text();
         let keys = fields_in(&text, "Contents", "Key");
         v1.extend(keys.clone());
@@ -223,7 +209,7 @@ async fn e2e_list_object_versions_across_non_contiguous_ranges() {
                     query.push(("version-id-marker", version.as_str()));
                 }
             }
-            let reply = c.send("GET", "/photos", &query, &[], vec![]).await;
+            let reply = c.query("GET", "/photos", &query).await;
             assert_eq!(reply.status, 200, "{}", reply.text());
             let text = reply.text();
             pages.push(page_names(&text, "Version"));
@@ -257,13 +243,7 @@ async fn e2e_list_multipart_uploads_across_non_contiguous_ranges() {
     for key in ["b/1", "logs/z", "zz"] {
         for _ in 0..2 {
             let reply = c
-                .send(
-                    "POST",
-                    &format!("/photos/{key}"),
-                    &[("uploads", "")],
-                    &[],
-                    vec![],
-                )
+                .query("POST", &format!("/photos/{key}"), &[("uploads", "")])
                 .await;
             assert_eq!(reply.status, 200, "{}", reply.text());
             let id = field(&reply.text(), "UploadId").unwrap();
@@ -280,7 +260,7 @@ async fn e2e_list_multipart_uploads_across_non_contiguous_ranges() {
                 query.push(("key-marker", key.as_str()));
                 query.push(("upload-id-marker", id.as_str()));
             }
-            let reply = c.send("GET", "/photos", &query, &[], vec![]).await;
+            let reply = c.query("GET", "/photos", &query).await;
             assert_eq!(reply.status, 200, "{}", reply.text());
             let text = reply.text();
             let keys = fields_in(&text, "Upload", "Key");
@@ -304,21 +284,14 @@ async fn e2e_delete_bucket_sees_keys_in_the_middle_range() {
     let c = &stamp.client;
     // Only m.txt (range 2, on B) is left.
     for key in all_keys().iter().filter(|k| *k != "m.txt") {
-        let reply = c
-            .send("DELETE", &format!("/photos/{key}"), &[], &[], vec![])
-            .await;
+        let reply = c.call("DELETE", &format!("/photos/{key}")).await;
         assert_eq!(reply.status, 204, "{}", reply.text());
     }
-    let refused = c.send("DELETE", "/photos", &[], &[], vec![]).await;
-    assert_eq!(refused.status, 409, "{}", refused.text());
-    assert!(
-        refused.text().contains("BucketNotEmpty"),
-        "{}",
-        refused.text()
-    );
-    let reply = c.send("DELETE", "/photos/m.txt", &[], &[], vec![]).await;
+    let refused = c.call("DELETE", "/photos").await;
+    assert_error(&refused, 409, "BucketNotEmpty");
+    let reply = c.call("DELETE", "/photos/m.txt").await;
     assert_eq!(reply.status, 204);
-    let deleted = c.send("DELETE", "/photos", &[], &[], vec![]).await;
+    let deleted = c.call("DELETE", "/photos").await;
     assert_eq!(deleted.status, 204, "{}", deleted.text());
 }
 
@@ -328,13 +301,7 @@ async fn e2e_continuation_tokens_survive_a_range_move() {
     let stamp = three_ranges().await;
     let c = &stamp.client;
     let first = c
-        .send(
-            "GET",
-            "/photos",
-            &[("list-type", "2"), ("max-keys", "6")],
-            &[],
-            vec![],
-        )
+        .query("GET", "/photos", &[("list-type", "2"), ("max-keys", "6")])
         .await;
     let text = first.text();
     let mut listed = fields_in(&text, "Contents", "Key");
@@ -344,7 +311,7 @@ async fn e2e_continuation_tokens_survive_a_range_move() {
     let mut token = field(&text, "NextContinuationToken").unwrap();
     for _ in 0..100 {
         let reply = c
-            .send(
+            .query(
                 "GET",
                 "/photos",
                 &[
@@ -352,8 +319,6 @@ async fn e2e_continuation_tokens_survive_a_range_move() {
                     ("max-keys", "3"),
                     ("continuation-token", token.as_str()),
                 ],
-                &[],
-                vec![],
             )
             .await;
         assert_eq!(reply.status, 200, "{}", reply.text());

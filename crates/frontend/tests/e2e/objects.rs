@@ -3,7 +3,7 @@
 //! front-end's routing: a stale map refreshed on NotOwner, a range without owner, the global
 //! bucket namespace in the location service.
 
-use crate::common::client::pattern;
+use crate::common::client::{assert_error, delete_xml, pattern};
 use crate::common::sign::{sha256_hex, ACCESS_KEY};
 use crate::common::{split_stamp, Options, Stamp};
 use base64::Engine;
@@ -17,14 +17,12 @@ async fn e2e_buckets_objects_ranges_conditions_listing_copy_delete() {
     let stamp = split_stamp().await;
     let c = &stamp.client;
 
-    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
-    let again = c.send("PUT", "/photos", &[], &[], vec![]).await;
-    assert_eq!(again.status, 409, "{}", again.text());
-    assert!(again.text().contains("BucketAlreadyOwnedByYou"));
-    let bad = c.send("PUT", "/bad..name", &[], &[], vec![]).await;
-    assert_eq!(bad.status, 400);
-    assert!(bad.text().contains("InvalidBucketName"), "{}", bad.text());
-    let buckets = c.send("GET", "/", &[], &[], vec![]).await;
+    c.create_bucket("photos").await;
+    let again = c.call("PUT", "/photos").await;
+    assert_error(&again, 409, "BucketAlreadyOwnedByYou");
+    let bad = c.call("PUT", "/bad..name").await;
+    assert_error(&bad, 400, "InvalidBucketName");
+    let buckets = c.call("GET", "/").await;
     assert!(
         buckets.text().contains("<Name>photos</Name>"),
         "{}",
@@ -55,21 +53,14 @@ async fn e2e_buckets_objects_ranges_conditions_listing_copy_delete() {
             b"abc".to_vec(),
         )
         .await;
-    assert_eq!(bad_md5.status, 400);
-    assert!(bad_md5.text().contains("BadDigest"), "{}", bad_md5.text());
+    assert_error(&bad_md5, 400, "BadDigest");
 
-    let get = c.send("GET", "/photos/dir/big", &[], &[], vec![]).await;
+    let get = c.call("GET", "/photos/dir/big").await;
     assert_eq!(get.status, 200);
     assert_eq!(get.body, big);
     assert_eq!(get.header("x-amz-meta-color"), "blue");
     let ranged = c
-        .send(
-            "GET",
-            "/photos/dir/big",
-            &[],
-            &[("range", "bytes=100-199")],
-            vec![],
-        )
+        .with_headers("GET", "/photos/dir/big", &[("range", "bytes=100-199")])
         .await;
     assert_eq!(ranged.status, 206);
     assert_eq!(
@@ -78,87 +69,43 @@ async fn e2e_buckets_objects_ranges_conditions_listing_copy_delete() {
     );
     assert_eq!(ranged.body, big[100..200]);
     let suffix = c
-        .send(
-            "GET",
-            "/photos/dir/big",
-            &[],
-            &[("range", "bytes=-10")],
-            vec![],
-        )
+        .with_headers("GET", "/photos/dir/big", &[("range", "bytes=-10")])
         .await;
     assert_eq!(suffix.status, 206);
     assert_eq!(suffix.body, big[big.len() - 10..]);
     let beyond = c
-        .send(
-            "GET",
-            "/photos/dir/big",
-            &[],
-            &[("range", "bytes=99999999-")],
-            vec![],
-        )
+        .with_headers("GET", "/photos/dir/big", &[("range", "bytes=99999999-")])
         .await;
     assert_eq!(beyond.status, 416, "{}", beyond.text());
     let not_modified = c
-        .send(
-            "GET",
-            "/photos/dir/big",
-            &[],
-            &[("if-none-match", &etag)],
-            vec![],
-        )
+        .with_headers("GET", "/photos/dir/big", &[("if-none-match", &etag)])
         .await;
     assert_eq!(not_modified.status, 304);
     let failed = c
-        .send(
-            "GET",
-            "/photos/dir/big",
-            &[],
-            &[("if-match", "\"nope\"")],
-            vec![],
-        )
+        .with_headers("GET", "/photos/dir/big", &[("if-match", "\"nope\"")])
         .await;
     assert_eq!(failed.status, 412);
-    let head = c.send("HEAD", "/photos/dir/big", &[], &[], vec![]).await;
+    let head = c.call("HEAD", "/photos/dir/big").await;
     assert_eq!(head.status, 200);
     assert_eq!(head.header("content-length"), big.len().to_string());
     let head_range = c
-        .send(
-            "HEAD",
-            "/photos/dir/big",
-            &[],
-            &[("range", "bytes=0-9")],
-            vec![],
-        )
+        .with_headers("HEAD", "/photos/dir/big", &[("range", "bytes=0-9")])
         .await;
     assert_eq!(head_range.status, 206);
-    let missing = c.send("GET", "/photos/missing", &[], &[], vec![]).await;
-    assert_eq!(missing.status, 404);
-    assert!(missing.text().contains("NoSuchKey"));
-    let no_bucket = c.send("GET", "/nobucket/x", &[], &[], vec![]).await;
-    assert_eq!(no_bucket.status, 404);
-    assert!(no_bucket.text().contains("NoSuchBucket"));
+    let missing = c.call("GET", "/photos/missing").await;
+    assert_error(&missing, 404, "NoSuchKey");
+    let no_bucket = c.call("GET", "/nobucket/x").await;
+    assert_error(&no_bucket, 404, "NoSuchBucket");
 
     // Keys on both servers; "n/" lives on B, "dir/" on A.
     for key in ["a", "dir/x", "n/1", "n/2", "z"] {
         let reply = c
-            .send(
-                "PUT",
-                &format!("/photos/{key}"),
-                &[],
-                &[],
-                key.as_bytes().to_vec(),
-            )
+            .put(&format!("/photos/{key}"), key.as_bytes().to_vec())
             .await;
         assert_eq!(reply.status, 200, "{key}: {}", reply.text());
     }
     let listed = c
-        .send(
-            "GET",
-            "/photos",
-            &[("list-type", "2"), ("delimiter", "/")],
-            &[],
-            vec![],
-        )
+        .query("GET", "/photos", &[("list-type", "2"), ("delimiter", "/")])
         .await;
     let text = listed.text();
     assert_eq!(listed.status, 200, "{text}");
@@ -179,7 +126,7 @@ async fn e2e_buckets_objects_ranges_conditions_listing_copy_delete() {
         if let Some(t) = token.as_deref() {
             query.push(("continuation-token", t));
         }
-        let page = c.send("GET", "/photos", &query, &[], vec![]).await.text();
+        let page = c.query("GET", "/photos", &query).await.text();
         for part in page.split("<Key>").skip(1) {
             seen.push(part.split("</Key>").next().unwrap().to_string());
         }
@@ -195,13 +142,7 @@ async fn e2e_buckets_objects_ranges_conditions_listing_copy_delete() {
     }
     assert_eq!(seen, vec!["a", "dir/big", "dir/x", "n/1", "n/2", "z"]);
     let v1 = c
-        .send(
-            "GET",
-            "/photos",
-            &[("delimiter", "/"), ("max-keys", "1")],
-            &[],
-            vec![],
-        )
+        .query("GET", "/photos", &[("delimiter", "/"), ("max-keys", "1")])
         .await
         .text();
     assert!(
@@ -210,74 +151,26 @@ async fn e2e_buckets_objects_ranges_conditions_listing_copy_delete() {
     );
 
     // Copies: same owner (metadata only), across owners (streamed), onto itself.
-    let same = c
-        .send(
-            "PUT",
-            "/photos/b-copy",
-            &[],
-            &[("x-amz-copy-source", "photos/dir/big")],
-            vec![],
-        )
-        .await;
+    let same = c.copy("/photos/b-copy", "photos/dir/big").await;
     assert_eq!(same.status, 200, "{}", same.text());
     assert!(
         same.text().contains("<CopyObjectResult>"),
         "{}",
         same.text()
     );
-    let across = c
-        .send(
-            "PUT",
-            "/photos/zz-copy",
-            &[],
-            &[("x-amz-copy-source", "/photos/dir/big")],
-            vec![],
-        )
-        .await;
+    let across = c.copy("/photos/zz-copy", "/photos/dir/big").await;
     assert_eq!(across.status, 200, "{}", across.text());
-    assert_eq!(
-        c.send("GET", "/photos/zz-copy", &[], &[], vec![])
-            .await
-            .body,
-        big
-    );
-    let onto_itself = c
-        .send(
-            "PUT",
-            "/photos/a",
-            &[],
-            &[("x-amz-copy-source", "photos/a")],
-            vec![],
-        )
-        .await;
-    assert_eq!(onto_itself.status, 400);
-    assert!(onto_itself.text().contains("InvalidRequest"));
+    assert_eq!(c.call("GET", "/photos/zz-copy").await.body, big);
+    let onto_itself = c.copy("/photos/a", "photos/a").await;
+    assert_error(&onto_itself, 400, "InvalidRequest");
 
-    let not_empty = c.send("DELETE", "/photos", &[], &[], vec![]).await;
-    assert_eq!(not_empty.status, 409);
-    assert!(not_empty.text().contains("BucketNotEmpty"));
-    assert_eq!(
-        c.send("DELETE", "/photos/never-existed", &[], &[], vec![])
-            .await
-            .status,
-        204
-    );
+    let not_empty = c.call("DELETE", "/photos").await;
+    assert_error(&not_empty, 409, "BucketNotEmpty");
+    assert_eq!(c.call("DELETE", "/photos/never-existed").await.status, 204);
     let keys = [
         "a", "b-copy", "dir/big", "dir/x", "n/1", "n/2", "z", "zz-copy",
     ];
-    let xml: String = keys
-        .iter()
-        .map(|k| format!("<Object><Key>{k}</Key></Object>"))
-        .collect();
-    let delete = c
-        .send(
-            "POST",
-            "/photos",
-            &[("delete", "")],
-            &[],
-            format!("<Delete>{xml}</Delete>").into_bytes(),
-        )
-        .await;
+    let delete = c.delete_objects("photos", delete_xml(keys)).await;
     assert_eq!(delete.status, 200, "{}", delete.text());
     assert_eq!(
         delete.text().matches("<Deleted>").count(),
@@ -285,39 +178,23 @@ async fn e2e_buckets_objects_ranges_conditions_listing_copy_delete() {
         "{}",
         delete.text()
     );
-    assert_eq!(
-        c.send("DELETE", "/photos", &[], &[], vec![]).await.status,
-        204
-    );
-    assert_eq!(
-        c.send("HEAD", "/photos", &[], &[], vec![]).await.status,
-        404
-    );
+    assert_eq!(c.call("DELETE", "/photos").await.status, 204);
+    assert_eq!(c.call("HEAD", "/photos").await.status, 404);
 }
 
 #[tokio::test]
 async fn e2e_body_checksum_mismatch_stores_nothing() {
     let stamp = split_stamp().await;
     let c = &stamp.client;
-    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
+    c.create_bucket("photos").await;
     let body = pattern(3 * 1024 * 1024 + 5);
     let wrong_sha = sha256_hex(b"something else");
     let reply = c
         .send_with_sha("PUT", "/photos/bad", &[], &[], body.clone(), &wrong_sha)
         .await;
-    assert_eq!(reply.status, 400, "{}", reply.text());
-    assert!(
-        reply.text().contains("XAmzContentSHA256Mismatch"),
-        "{}",
-        reply.text()
-    );
-    assert_eq!(
-        c.send("HEAD", "/photos/bad", &[], &[], vec![]).await.status,
-        404
-    );
-    let listed = c
-        .send("GET", "/photos", &[("list-type", "2")], &[], vec![])
-        .await;
+    assert_error(&reply, 400, "XAmzContentSHA256Mismatch");
+    assert_eq!(c.call("HEAD", "/photos/bad").await.status, 404);
+    let listed = c.query("GET", "/photos", &[("list-type", "2")]).await;
     assert!(
         listed.text().contains("<KeyCount>0</KeyCount>"),
         "{}",
@@ -340,16 +217,13 @@ async fn e2e_not_owner_refreshes_the_map_and_retries() {
     })
     .await;
     let c = &stamp.client;
-    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
+    c.create_bucket("photos").await;
     let split = keys::object_key("photos", "m");
     stamp.split_at(&split).await;
     stamp.move_range(&split, 1).await;
-    let reply = c.send("PUT", "/photos/z", &[], &[], b"zzz".to_vec()).await;
+    let reply = c.put("/photos/z", b"zzz".to_vec()).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(
-        c.send("GET", "/photos/z", &[], &[], vec![]).await.body,
-        b"zzz"
-    );
+    assert_eq!(c.call("GET", "/photos/z").await.body, b"zzz");
     assert!(stamp.servers[1].serves(&keys::object_key("photos", "z")));
     assert!(!stamp.servers[0].serves(&keys::object_key("photos", "z")));
 }
@@ -365,7 +239,7 @@ async fn e2e_a_range_without_owner_answers_503() {
     .await;
     let c = &stamp.client;
     for (method, path) in [("PUT", "/photos"), ("GET", "/photos/z")] {
-        let reply = c.send(method, path, &[], &[], vec![]).await;
+        let reply = c.call(method, path).await;
         assert_eq!(reply.status, 503, "{method} {path}: {}", reply.text());
         assert!(
             reply.text().contains("ServiceUnavailable"),
@@ -392,15 +266,10 @@ async fn e2e_bucket_names_are_global() {
         .unwrap()
         .into_inner();
     assert!(taken.reserved);
-    let reply = c.send("PUT", "/taken", &[], &[], vec![]).await;
-    assert_eq!(reply.status, 409, "{}", reply.text());
-    assert!(
-        reply.text().contains("BucketAlreadyExists"),
-        "{}",
-        reply.text()
-    );
+    let reply = c.call("PUT", "/taken").await;
+    assert_error(&reply, 409, "BucketAlreadyExists");
 
-    assert_eq!(c.send("PUT", "/mine", &[], &[], vec![]).await.status, 200);
+    c.create_bucket("mine").await;
     let lookup = |bucket: &str| LookupBucketRequest {
         bucket: bucket.into(),
     };
@@ -415,10 +284,7 @@ async fn e2e_bucket_names_are_global() {
         (reserved.owner_access_key.as_str(), reserved.stamp.as_str()),
         (ACCESS_KEY, "stamp-1")
     );
-    assert_eq!(
-        c.send("DELETE", "/mine", &[], &[], vec![]).await.status,
-        204
-    );
+    assert_eq!(c.call("DELETE", "/mine").await.status, 204);
     let released = location
         .lookup_bucket(lookup("mine"))
         .await
@@ -432,10 +298,8 @@ async fn e2e_bucket_names_are_global() {
 async fn e2e_delete_objects_quiet_limits_location_and_copy_conditions() {
     let stamp = split_stamp().await;
     let c = &stamp.client;
-    assert_eq!(c.send("PUT", "/photos", &[], &[], vec![]).await.status, 200);
-    let location = c
-        .send("GET", "/photos", &[("location", "")], &[], vec![])
-        .await;
+    c.create_bucket("photos").await;
+    let location = c.query("GET", "/photos", &[("location", "")]).await;
     assert_eq!(location.status, 200, "{}", location.text());
     assert!(
         location.text().contains("LocationConstraint"),
@@ -444,69 +308,32 @@ async fn e2e_delete_objects_quiet_limits_location_and_copy_conditions() {
     );
     for key in ["a", "z"] {
         assert_eq!(
-            c.send("PUT", &format!("/photos/{key}"), &[], &[], b"x".to_vec())
-                .await
-                .status,
+            c.put(&format!("/photos/{key}"), b"x".to_vec()).await.status,
             200
         );
     }
     let copy_failed = c
-        .send(
+        .with_headers(
             "PUT",
             "/photos/b",
-            &[],
             &[
                 ("x-amz-copy-source", "photos/a"),
                 ("x-amz-copy-source-if-match", "\"other\""),
             ],
-            vec![],
         )
         .await;
     assert_eq!(copy_failed.status, 412, "{}", copy_failed.text());
-    let missing_source = c
-        .send(
-            "PUT",
-            "/photos/b",
-            &[],
-            &[("x-amz-copy-source", "photos/nope")],
-            vec![],
-        )
-        .await;
+    let missing_source = c.copy("/photos/b", "photos/nope").await;
     assert_eq!(missing_source.status, 404);
 
-    let too_many: String = (0..1001)
-        .map(|i| format!("<Object><Key>k{i}</Key></Object>"))
-        .collect();
-    let reply = c
-        .send(
-            "POST",
-            "/photos",
-            &[("delete", "")],
-            &[],
-            format!("<Delete>{too_many}</Delete>").into_bytes(),
-        )
-        .await;
-    assert_eq!(reply.status, 400, "{}", reply.text());
-    assert!(reply.text().contains("MalformedXML"), "{}", reply.text());
+    let too_many = delete_xml((0..1001).map(|i| format!("k{i}")));
+    let reply = c.delete_objects("photos", too_many).await;
+    assert_error(&reply, 400, "MalformedXML");
 
     let quiet = "<Delete><Quiet>true</Quiet><Object><Key>a</Key></Object><Object><Key>z</Key></Object></Delete>";
-    let reply = c
-        .send(
-            "POST",
-            "/photos",
-            &[("delete", "")],
-            &[],
-            quiet.as_bytes().to_vec(),
-        )
-        .await;
+    let reply = c.delete_objects("photos", quiet).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     assert!(!reply.text().contains("<Deleted>"), "{}", reply.text());
-    assert_eq!(
-        c.send("HEAD", "/photos/a", &[], &[], vec![]).await.status,
-        404
-    );
-    assert_eq!(
-        c.send("HEAD", "/photos/z", &[], &[], vec![]).await.status,
-        404
-    );
+    assert_eq!(c.call("HEAD", "/photos/a").await.status, 404);
+    assert_eq!(c.call("HEAD", "/photos/z").await.status, 404);
 }

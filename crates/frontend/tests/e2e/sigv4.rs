@@ -116,6 +116,13 @@ async fn send(app: &axum::Router, request: http::Request<Body>) -> (u16, String)
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// Asserts an answer's status and its XML error `<Code>`.
+#[track_caller]
+fn assert_refused((status, body): (u16, String), expected_status: u16, code: &str) {
+    assert_eq!(status, expected_status, "{body}");
+    assert!(body.contains(&format!("<Code>{code}</Code>")), "{body}");
+}
+
 fn header_signed(
     host: &str,
     amz_date: &str,
@@ -170,12 +177,7 @@ async fn aws_example_request_is_accepted_by_the_service() {
         ACCESS_KEY,
         "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb42",
     );
-    let (status, body) = send(&app, tampered).await;
-    assert_eq!(status, 403);
-    assert!(
-        body.contains("<Code>SignatureDoesNotMatch</Code>"),
-        "{body}"
-    );
+    assert_refused(send(&app, tampered).await, 403, "SignatureDoesNotMatch");
 }
 
 #[tokio::test]
@@ -187,9 +189,7 @@ async fn aws_example_request_is_too_old_with_default_skew() {
         ACCESS_KEY,
         "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41",
     );
-    let (status, body) = send(&app, request).await;
-    assert_eq!(status, 403, "{body}");
-    assert!(body.contains("<Code>RequestTimeTooSkewed</Code>"), "{body}");
+    assert_refused(send(&app, request).await, 403, "RequestTimeTooSkewed");
 }
 
 #[tokio::test]
@@ -215,16 +215,17 @@ async fn fresh_signatures_right_and_wrong_secret() {
         &amz_date,
         &get_canonical_request(host, &amz_date),
     );
-    let (status, body) = send(&app, header_signed(host, &amz_date, ACCESS_KEY, &wrong)).await;
-    assert_eq!(status, 403);
-    assert!(
-        body.contains("<Code>SignatureDoesNotMatch</Code>"),
-        "{body}"
+    assert_refused(
+        send(&app, header_signed(host, &amz_date, ACCESS_KEY, &wrong)).await,
+        403,
+        "SignatureDoesNotMatch",
     );
 
-    let (status, body) = send(&app, header_signed(host, &amz_date, "AKIDUNKNOWN", &good)).await;
-    assert_eq!(status, 403);
-    assert!(body.contains("<Code>InvalidAccessKeyId</Code>"), "{body}");
+    assert_refused(
+        send(&app, header_signed(host, &amz_date, "AKIDUNKNOWN", &good)).await,
+        403,
+        "InvalidAccessKeyId",
+    );
 }
 
 #[tokio::test]
@@ -235,9 +236,7 @@ async fn anonymous_requests_are_denied() {
         .header("host", "127.0.0.1:9000")
         .body(Body::empty())
         .unwrap();
-    let (status, body) = send(&app, request).await;
-    assert_eq!(status, 403);
-    assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+    assert_refused(send(&app, request).await, 403, "AccessDenied");
     assert!(stub.seen.lock().unwrap().is_empty());
 }
 
@@ -259,11 +258,10 @@ async fn presigned_urls() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(stub.seen.lock().unwrap().len(), 1);
 
-    let (status, body) = send(&app, presigned("not-the-secret", &amz_date)).await;
-    assert_eq!(status, 403);
-    assert!(
-        body.contains("<Code>SignatureDoesNotMatch</Code>"),
-        "{body}"
+    assert_refused(
+        send(&app, presigned("not-the-secret", &amz_date)).await,
+        403,
+        "SignatureDoesNotMatch",
     );
 
     // AWS's own example URL has long expired.
@@ -276,9 +274,7 @@ async fn presigned_urls() {
         .header("host", EXAMPLE_HOST)
         .body(Body::empty())
         .unwrap();
-    let (status, body) = send(&app, request).await;
-    assert_eq!(status, 403);
-    assert!(body.contains("<Code>AccessDenied</Code>"), "{body}");
+    assert_refused(send(&app, request).await, 403, "AccessDenied");
 }
 
 #[tokio::test]
@@ -305,9 +301,7 @@ async fn unimplemented_operations_answer_501_with_xml() {
         )
         .body(Body::empty())
         .unwrap();
-    let (status, body) = send(&app, request).await;
-    assert_eq!(status, 501, "{body}");
-    assert!(body.contains("<Code>NotImplemented</Code>"), "{body}");
+    assert_refused(send(&app, request).await, 501, "NotImplemented");
 }
 
 #[tokio::test]
@@ -325,9 +319,7 @@ async fn requests_beyond_the_in_flight_bound_get_slow_down() {
     // The first response's body is not consumed yet: it still holds the only slot.
     let first = app.clone().oneshot(anonymous()).await.unwrap();
     assert_eq!(first.status().as_u16(), 403);
-    let (status, body) = send(&app, anonymous()).await;
-    assert_eq!(status, 503);
-    assert!(body.contains("<Code>SlowDown</Code>"), "{body}");
+    assert_refused(send(&app, anonymous()).await, 503, "SlowDown");
     drop(first);
     let (status, _) = send(&app, anonymous()).await;
     assert_eq!(status, 403, "the slot is free again");

@@ -1,97 +1,25 @@
-//! A real stream layer in process for the partition tests: a stream manager and 3 extent
-//! nodes on 3 racks, on 127.0.0.1, torn down when the returned [`StreamLayer`] is dropped.
+//! What the partition tests share on top of strata-testkit's stream layer (3 extent nodes on
+//! 3 racks, in process): partition server states without a manager, and one serving a whole
+//! key space over gRPC.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use strata_stream::{
-    start_extent_node, start_stream_manager, ExtentNodeConfig, ManagerSettings, StreamClient,
-    StreamManagerConfig,
-};
-use tempfile::TempDir;
+use strata_partition::{PartitionServerState, PartitionService};
+use strata_proto::partition::partition_server_client::PartitionServerClient;
+use strata_proto::partition::partition_server_server::PartitionServerServer;
+pub use strata_testkit::{wait_for, StreamLayer};
 use tokio_util::sync::CancellationToken;
 
-pub struct StreamLayer {
-    pub client: StreamClient,
-    token: CancellationToken,
-    _dirs: Vec<TempDir>,
-}
-
-impl Drop for StreamLayer {
-    fn drop(&mut self) {
-        self.token.cancel();
-    }
-}
-
+/// A stream layer of 3 extent nodes on 3 racks sealing extents at `extent_size_bytes_max`,
+/// torn down when dropped.
 pub async fn stream_layer(extent_size_bytes_max: u64) -> StreamLayer {
-    let token = CancellationToken::new();
-    let manager_dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let manager = start_stream_manager(
-        StreamManagerConfig::single(
-            manager_dir.path().to_path_buf(),
-            &listener.local_addr().unwrap().to_string(),
-            ManagerSettings {
-                extent_size_bytes_max,
-                node_timeout_ms: 2_000,
-            },
-        ),
-        listener,
-        token.clone(),
-    )
-    .await
-    .unwrap();
-    let mut dirs = vec![manager_dir];
-    for rack in ["rack-1", "rack-2", "rack-3"] {
-        let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        start_extent_node(
-            ExtentNodeConfig {
-                data_dir: dir.path().to_path_buf(),
-                rack: rack.into(),
-                node_id: None,
-                stream_manager_addrs: vec![manager.addr.clone()],
-                heartbeat_interval_ms: 100,
-                advertise_addr: None,
-            },
-            listener,
-            token.clone(),
-        )
-        .await
-        .unwrap();
-        dirs.push(dir);
-    }
-    let client = StreamClient::new(vec![manager.addr.clone()]);
-    // Wait until placement can use all three racks.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let healthy = client
-            .status()
-            .await
-            .map(|s| s.nodes.iter().filter(|n| n.healthy).count())
-            .unwrap_or(0);
-        if healthy == 3 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "extent nodes never became healthy"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    StreamLayer {
-        client,
-        token,
-        _dirs: dirs,
-    }
+    StreamLayer::start(3, extent_size_bytes_max).await
 }
 
 /// A partition server state on `layer` with no manager: tests hand it its ranges with
 /// `PartitionServerState::assign`, which stands in for heartbeats and starts one long lease.
 #[allow(dead_code)] // not every test binary that includes this module uses it
-pub fn partition_server(
-    id: &str,
-    layer: &StreamLayer,
-) -> std::sync::Arc<strata_partition::PartitionServerState> {
+pub fn partition_server(id: &str, layer: &StreamLayer) -> Arc<PartitionServerState> {
     use strata_partition::*;
     PartitionServerState::new(
         PartitionServerConfig {
@@ -110,6 +38,19 @@ pub fn partition_server(
     )
 }
 
+/// Serves `state`'s gRPC service alone (none of a node's background loops: the test drives
+/// the server) on `listener` until `token` is cancelled.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn serve_state(
+    state: Arc<PartitionServerState>,
+    listener: tokio::net::TcpListener,
+    token: CancellationToken,
+) {
+    let router = strata_util::rpc::server()
+        .add_service(PartitionServerServer::new(PartitionService::new(state)));
+    tokio::spawn(strata_util::rpc::serve(router, listener, token));
+}
+
 /// Partition server `id` over gRPC owning the whole key space (range 1) at `epoch`, loaded,
 /// with bucket `b` created (writes need their bucket's record: a write lease, see
 /// crates/partition/src/bucket_gate.rs). A later epoch on another server is a move: it fences
@@ -120,14 +61,10 @@ pub async fn serve_range(
     id: &str,
     epoch: u64,
 ) -> (
-    strata_proto::partition::partition_server_client::PartitionServerClient<
-        strata_util::rpc::Channel,
-    >,
-    std::sync::Arc<strata_partition::PartitionServerState>,
+    PartitionServerClient<strata_util::rpc::Channel>,
+    Arc<PartitionServerState>,
     CancellationToken,
 ) {
-    use strata_proto::partition::partition_server_client::PartitionServerClient;
-    use strata_proto::partition::partition_server_server::PartitionServerServer;
     use strata_proto::partition::CreateBucketRequest;
     let state = partition_server(id, layer);
     state.assign(vec![strata_proto::manager::RangeAssignment {
@@ -138,24 +75,16 @@ pub async fn serve_range(
         owner_addr: format!("{id}:1"),
         epoch,
     }]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while state
-        .range_for(&strata_types::keys::object_key("b", "k"))
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "range never loaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (listener, addr) = strata_util::rpc::bind("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let probe = strata_types::keys::object_key("b", "k");
+    wait_for("the range to load", || {
+        let loaded = state.range_for(&probe).is_ok();
+        async move { loaded.then_some(()) }
+    })
+    .await;
+    let (listener, addr) = strata_testkit::loopback_listener().await;
     let token = CancellationToken::new();
-    let router = strata_util::rpc::server().add_service(PartitionServerServer::new(
-        strata_partition::PartitionService::new(state.clone()),
-    ));
-    tokio::spawn(strata_util::rpc::serve(router, listener, token.clone()));
-    let mut client =
-        PartitionServerClient::new(strata_util::rpc::channel(&addr.to_string()).unwrap());
+    serve_state(state.clone(), listener, token.clone());
+    let mut client = PartitionServerClient::new(strata_util::rpc::channel(&addr).unwrap());
     client
         .create_bucket(CreateBucketRequest {
             bucket: Some(strata_proto::common::BucketMeta {
