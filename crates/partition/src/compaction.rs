@@ -211,7 +211,7 @@ impl Range {
         if self.is_poisoned() {
             // Fenced or failed meanwhile: this index may be stale; the next owner decides.
             return Err(PartitionError::Loading {
-                range_id: self.bounds.range_id,
+                range_id: strata_types::RangeId::new(self.bounds.range_id),
             });
         }
         let first = info.extents.first().map(|e| e.extent_id);

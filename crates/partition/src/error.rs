@@ -5,17 +5,18 @@
 use strata_types::error_detail::{
     to_status, ErrorDetail, Missing, NotOwner, RejectReason, UnavailableReason,
 };
+use strata_types::RangeId;
 use tonic::Status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PartitionError {
     #[error(transparent)]
     NotOwner(#[from] NotOwner),
-    #[error("range {range_id} is loading")]
-    Loading { range_id: u64 },
+    #[error("{range_id} is loading")]
+    Loading { range_id: RangeId },
     /// A split or merge of the range is in preparation; retry shortly.
-    #[error("range {range_id} is frozen for a split or merge")]
-    Frozen { range_id: u64 },
+    #[error("{range_id} is frozen for a split or merge")]
+    Frozen { range_id: RangeId },
     /// This server has not heard from the partition manager within its lease, so another
     /// server may own its ranges by now: it serves nothing until the manager answers again.
     #[error("partition server lease expired ({silent_ms} ms without the manager)")]

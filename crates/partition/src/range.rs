@@ -348,12 +348,12 @@ impl Range {
         debug_assert!(changes.iter().all(|(key, _)| self.bounds.contains(key)));
         if self.is_poisoned() {
             return Err(PartitionError::Loading {
-                range_id: self.bounds.range_id,
+                range_id: strata_types::RangeId::new(self.bounds.range_id),
             });
         }
         if self.freeze_state() == FREEZE_FROZEN {
             return Err(PartitionError::Frozen {
-                range_id: self.bounds.range_id,
+                range_id: strata_types::RangeId::new(self.bounds.range_id),
             });
         }
         let sequence = state.sequence + 1;

@@ -149,7 +149,7 @@ async fn freeze_and_build(
         while parent.uploads_in_flight() > 0 {
             if Instant::now() >= deadline {
                 return Err(PartitionError::Frozen {
-                    range_id: parent.bounds.range_id,
+                    range_id: strata_types::RangeId::new(parent.bounds.range_id),
                 });
             }
             tokio::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;

@@ -116,7 +116,7 @@ impl PartitionServerState {
         let range = self.range_for(key)?;
         if range.freeze_state() != crate::range::FREEZE_OPEN {
             return Err(PartitionError::Frozen {
-                range_id: range.bounds.range_id,
+                range_id: RangeId::new(range.bounds.range_id),
             });
         }
         range.load.record_request(key, Instant::now());
@@ -143,10 +143,10 @@ impl PartitionServerState {
             return match slot {
                 Slot::Ready(range) if !range.is_poisoned() => Ok(range.clone()),
                 Slot::Ready(range) => Err(PartitionError::Loading {
-                    range_id: range.bounds.range_id,
+                    range_id: RangeId::new(range.bounds.range_id),
                 }),
                 Slot::Loading(bounds) => Err(PartitionError::Loading {
-                    range_id: bounds.range_id,
+                    range_id: RangeId::new(bounds.range_id),
                 }),
             };
         }
@@ -299,7 +299,9 @@ impl PartitionServerState {
                 .map(|a| a.owner_addr.clone())
                 .filter(|addr| !addr.is_empty())
         };
-        let owner = owner.ok_or(PartitionError::Loading { range_id: 0 })?;
+        let owner = owner.ok_or(PartitionError::Loading {
+            range_id: RangeId::new(0),
+        })?;
         let response = self
             .peer(&owner)
             .map_err(|err| PartitionError::Stream(format!("bucket record owner {owner}: {err}")))?

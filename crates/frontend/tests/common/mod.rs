@@ -261,9 +261,16 @@ impl Stamp {
     pub async fn move_range(&self, key: &[u8], to: usize) {
         let (id, addr) = (self.servers[to].id.clone(), self.servers[to].addr.clone());
         self.assign(key, &id, &addr).await;
-        wait_for("the new owner to serve the range", || {
-            let served = self.servers[to].serves(key);
-            async move { served.then_some(()) }
+        // The old owner learns it lost the range at its next heartbeat; until then it may
+        // still answer a front-end whose map is stale, so wait until only `to` serves it.
+        wait_for("the new owner alone to serve the range", || {
+            let served_by_new = self.servers[to].serves(key);
+            let served_by_others = self
+                .servers
+                .iter()
+                .enumerate()
+                .any(|(index, server)| index != to && server.serves(key));
+            async move { (served_by_new && !served_by_others).then_some(()) }
         })
         .await;
     }

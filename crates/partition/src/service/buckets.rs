@@ -151,7 +151,7 @@ async fn count_everywhere(
         let counted = match super::list::count_objects(state, request.clone()).await {
             Err(PartitionError::NotOwner(not_owner)) => {
                 let owner = not_owner.owner_hint.ok_or(PartitionError::Loading {
-                    range_id: not_owner.range_id.get(),
+                    range_id: not_owner.range_id,
                 })?;
                 state
                     .peer(&owner)
