@@ -28,3 +28,15 @@ pub async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
 pub async fn healthy(addr: &str) -> bool {
     matches!(get(addr, "/health").await, Some((200, _)))
 }
+
+/// The `nodes_healthy` count a stream manager member reports in its health details, or None
+/// when it does not answer healthy (no leader known yet) or the body has no count.
+pub async fn stream_manager_nodes_healthy(addr: &str) -> Option<u64> {
+    let (status, body) = get(addr, "/health").await?;
+    if status != 200 {
+        return None;
+    }
+    // The admin server answers {"status": "ok", "details": <the node's health details>}.
+    let health: serde_json::Value = serde_json::from_str(&body).ok()?;
+    health.get("details")?.get("nodes_healthy")?.as_u64()
+}

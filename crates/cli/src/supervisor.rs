@@ -145,22 +145,74 @@ impl Supervisor {
         *self.control_addr.lock().await = addr;
     }
 
-    /// Starts every node, in layout (dependency) order.
-    pub async fn start_all(&self) -> anyhow::Result<()> {
+    /// Starts every node in layout (dependency) order, in two waves: first the location
+    /// service and the stream layer, and only once every extent node has registered with the
+    /// stream manager the partition layer and the front-end. Why: a partition server asks for
+    /// its first extents as soon as it owns a range; started together, the stream manager may
+    /// know only two racks' nodes then, and the first extents land on two racks until repair
+    /// moves them.
+    pub async fn start_all(&self, deadline: Instant) -> anyhow::Result<()> {
+        self.start_kinds(Self::is_storage_kind).await?;
+        self.wait_healthy_where(deadline, Self::is_storage_kind)
+            .await?;
+        self.wait_extent_nodes_registered(deadline).await?;
+        self.start_kinds(|kind| !Self::is_storage_kind(kind)).await
+    }
+
+    fn is_storage_kind(kind: NodeKind) -> bool {
+        matches!(
+            kind,
+            NodeKind::Location | NodeKind::StreamManager | NodeKind::ExtentNode
+        )
+    }
+
+    async fn start_kinds(&self, wanted: impl Fn(NodeKind) -> bool) -> anyhow::Result<()> {
         let mut slots = self.slots.lock().await;
-        for slot in slots.iter_mut() {
+        for slot in slots.iter_mut().filter(|s| wanted(s.spec.kind)) {
             let spawned = self.launcher.spawn(&slot.spec)?;
             slot.install(spawned);
         }
         self.write_running(&slots).await
     }
 
+    /// Waits until some stream manager member counts every extent node of the layout as
+    /// healthy (only the leader hears heartbeats, so any member's count that reaches it will do).
+    async fn wait_extent_nodes_registered(&self, deadline: Instant) -> anyhow::Result<()> {
+        let layout = &self.launcher.layout;
+        let wanted = layout.of_kind(NodeKind::ExtentNode).count() as u64;
+        let managers: Vec<String> = layout
+            .of_kind(NodeKind::StreamManager)
+            .map(|n| n.http_addr.clone())
+            .collect();
+        loop {
+            for addr in &managers {
+                if probe::stream_manager_nodes_healthy(addr).await >= Some(wanted) {
+                    return Ok(());
+                }
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the stream manager did not see all {wanted} extent nodes in time"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until every node answers its health check.
     pub async fn wait_healthy(&self, deadline: Instant) -> anyhow::Result<()> {
+        self.wait_healthy_where(deadline, |_| true).await
+    }
+
+    async fn wait_healthy_where(
+        &self,
+        deadline: Instant,
+        wanted: impl Fn(NodeKind) -> bool,
+    ) -> anyhow::Result<()> {
         let nodes: Vec<(String, String, PathBuf)> = {
             let slots = self.slots.lock().await;
             slots
                 .iter()
+                .filter(|s| wanted(s.spec.kind))
                 .map(|s| {
                     (
                         s.spec.name.clone(),

@@ -391,7 +391,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let started = async {
         let control_addr = control::serve(supervisor.clone(), control_token.clone()).await?;
         supervisor.set_control_addr(control_addr.to_string()).await;
-        supervisor.start_all().await?;
+        supervisor.start_all(deadline).await?;
         supervisor.wait_healthy(deadline).await?;
         wait_serving(&layout, deadline).await
     };
