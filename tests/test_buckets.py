@@ -59,6 +59,29 @@ def test_delete_nonempty_bucket_fails(s3):
     s3.delete_bucket(Bucket="full-bucket")
 
 
+def test_unfinished_upload_keeps_the_bucket_and_does_not_come_back(s3):
+    """An unfinished multipart upload is content: DeleteBucket answers BucketNotEmpty, so the
+    upload cannot outlive its bucket and reappear in a bucket created later under the same name.
+    Once it is aborted the bucket deletes, and a new bucket of that name starts empty."""
+    s3.create_bucket(Bucket="upload-holder")
+    upload_id = s3.create_multipart_upload(Bucket="upload-holder", Key="big")["UploadId"]
+    s3.upload_part(
+        Bucket="upload-holder", Key="big", UploadId=upload_id, PartNumber=1, Body=b"p" * 1024
+    )
+    with pytest.raises(ClientError) as err:
+        s3.delete_bucket(Bucket="upload-holder")
+    assert error_code(err) == "BucketNotEmpty"
+    assert status_of(err) == 409
+    uploads = s3.list_multipart_uploads(Bucket="upload-holder").get("Uploads", [])
+    assert [u["UploadId"] for u in uploads] == [upload_id]
+
+    s3.abort_multipart_upload(Bucket="upload-holder", Key="big", UploadId=upload_id)
+    s3.delete_bucket(Bucket="upload-holder")
+    s3.create_bucket(Bucket="upload-holder")
+    assert s3.list_multipart_uploads(Bucket="upload-holder").get("Uploads", []) == []
+    s3.delete_bucket(Bucket="upload-holder")
+
+
 def test_missing_bucket_errors(s3):
     with pytest.raises(ClientError) as err:
         s3.put_object(Bucket="no-such-bucket-here", Key="k", Body=b"x")

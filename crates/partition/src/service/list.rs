@@ -116,8 +116,13 @@ pub async fn count_objects(
     for range in &run {
         let _commits = range.lock_commits().await;
         range.scan(&start, end.as_deref(), |_, value| {
-            // A bucket holding only noncurrent versions or delete markers is not empty.
-            if matches!(value, IndexValue::Object(_) | IndexValue::Version(_)) {
+            // A bucket holding only noncurrent versions, delete markers or unfinished
+            // multipart uploads is not empty: an upload that outlived its bucket would come
+            // back in a new bucket of the same name (its parts are counted with it).
+            if matches!(
+                value,
+                IndexValue::Object(_) | IndexValue::Version(_) | IndexValue::Upload(_)
+            ) {
                 count += 1;
             }
             count < limit
