@@ -4,12 +4,13 @@
 //! replica neither loses reads nor stops the writer, a corrupted replica file is read around,
 //! a fenced writer stops, and the manager's metadata survives a restart.
 
+mod common;
+
 use bytes::Bytes;
+use common::wait_until;
 use futures::StreamExt;
 use std::collections::HashSet;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 use strata_stream::{
     start_extent_node, start_stream_manager, ExtentNodeConfig, ManagerSettings, RecordPos,
     RunningExtentNode, RunningStreamManager, StreamClient, StreamError, StreamManagerConfig,
@@ -17,24 +18,6 @@ use strata_stream::{
 use strata_types::ExtentId;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Polls `check` until it returns Some, failing the test after [`DEADLINE`].
-async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 struct Node {
     running: RunningExtentNode,
