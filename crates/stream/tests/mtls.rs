@@ -76,7 +76,7 @@ async fn append(
 ) -> Result<u64, tonic::Status> {
     let request = AppendRequest {
         extent_id,
-        payload: payload.to_vec().into(),
+        payload: payload.to_vec(),
         secondary_addrs: vec![],
     };
     Ok(client.append(request).await?.into_inner().end_offset)
