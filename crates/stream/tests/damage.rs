@@ -36,7 +36,7 @@ async fn damaged_tail_survives_restart(replica_index: usize) {
     let mut written: Vec<(RecordPos, bytes::Bytes)> = Vec::new();
     append_acknowledged(&writer, &mut written, 3).await;
     let open = writer.info().await.extents.last().cloned().unwrap();
-    assert!(!open.sealed && open.extent_id == written[2].0.extent_id);
+    assert!(!open.sealed && open.extent_id == written[2].0.extent_id.get());
     let victim = open.replicas[replica_index].clone();
     let (dir, keep) = cluster.stop_node(&victim.node_id).await;
     let path = dir.join("extents").join(format!("{}.ext", open.extent_id));
@@ -115,7 +115,7 @@ async fn full_extent_seal_never_cuts_another_writers_records() {
         StreamManagerClient::new(strata_util::rpc::channel(&cluster.manager_addr()).unwrap());
     raw.seal_extent(SealExtentRequest {
         stream: "data".into(),
-        extent_id: mine.extent_id,
+        extent_id: mine.extent_id.get(),
         length: my_end,
         expect_open: true,
         writer_id: "first".into(),
@@ -130,7 +130,7 @@ async fn full_extent_seal_never_cuts_another_writers_records() {
     assert_eq!(read, theirs_data);
     let info = cluster
         .client
-        .extent_info(ExtentId::new(mine.extent_id), true)
+        .extent_info(mine.extent_id, true)
         .await
         .unwrap();
     assert!(info.sealed && info.sealed_length == theirs.offset + RECORD_HEADER_LEN + theirs.length);

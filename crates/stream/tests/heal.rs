@@ -126,10 +126,7 @@ async fn fill_first_extent(client: &StreamClient, name: &str) -> Vec<(RecordPos,
 
 /// Flips a payload byte of `pos`'s record in `node`'s copy of the extent.
 fn corrupt(node: &Node, pos: &RecordPos) -> PathBuf {
-    let path = node
-        .running
-        .store
-        .extent_file_path(ExtentId::new(pos.extent_id));
+    let path = node.running.store.extent_file_path(pos.extent_id);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[(pos.offset + 12 + 5) as usize] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
@@ -143,19 +140,13 @@ async fn corrupt_replica_found_by_a_reader_is_rewritten() {
     let (pos, data) = written[2].clone();
     let info = cluster
         .client
-        .extent_info(ExtentId::new(pos.extent_id), true)
+        .extent_info(pos.extent_id, true)
         .await
         .unwrap();
     assert!(info.sealed);
     let bad = cluster.node(&info.replicas[0].node_id);
     let good = cluster.node(&info.replicas[1].node_id);
-    let good_bytes = file_bytes(
-        &good
-            .running
-            .store
-            .extent_file_path(ExtentId::new(pos.extent_id)),
-    )
-    .unwrap();
+    let good_bytes = file_bytes(&good.running.store.extent_file_path(pos.extent_id)).unwrap();
     let path = corrupt(bad, &pos);
     assert_ne!(file_bytes(&path).unwrap(), good_bytes);
     // Reads rotate over the replicas: some hit the bad copy, all return the right bytes.
@@ -178,12 +169,7 @@ async fn corrupt_replica_found_by_a_reader_is_rewritten() {
         let batch = bad
             .running
             .store
-            .read(
-                ExtentId::new(pos.extent_id),
-                format::FILE_HEADER_LEN,
-                10_000,
-                u64::MAX,
-            )
+            .read(pos.extent_id, format::FILE_HEADER_LEN, 10_000, u64::MAX)
             .await
             .ok()?;
         (batch.next_offset == info.sealed_length).then_some(())
@@ -204,18 +190,12 @@ async fn scrubber_finds_and_repairs_corruption() {
     let (pos, _) = written[1].clone();
     let info = cluster
         .client
-        .extent_info(ExtentId::new(pos.extent_id), true)
+        .extent_info(pos.extent_id, true)
         .await
         .unwrap();
     let bad = cluster.node(&info.replicas[2].node_id);
     let good = cluster.node(&info.replicas[0].node_id);
-    let good_bytes = file_bytes(
-        &good
-            .running
-            .store
-            .extent_file_path(ExtentId::new(pos.extent_id)),
-    )
-    .unwrap();
+    let good_bytes = file_bytes(&good.running.store.extent_file_path(pos.extent_id)).unwrap();
     let found_before = strata_stream::metrics::scrub_corrupt_records().get();
     let path = corrupt(bad, &pos);
     // No reads: the scrubber alone finds it and the manager has it rewritten.
@@ -257,16 +237,14 @@ async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
         .wait_status("both extents sealed", |s| {
             s.extents
                 .iter()
-                .filter(|e| e.extent_id == e1 || e.extent_id == e2)
+                .filter(|e| e.extent_id == e1.get() || e.extent_id == e2.get())
                 .all(|e| e.sealed)
         })
         .await;
     // While away: the node's copy of e1 grows a tail the others never had, its copy of e2
     // loses its last record.
-    let e1_path =
-        strata_stream::extent::replica::extent_path(&away_dir.join("extents"), ExtentId::new(e1));
-    let e2_path =
-        strata_stream::extent::replica::extent_path(&away_dir.join("extents"), ExtentId::new(e2));
+    let e1_path = strata_stream::extent::replica::extent_path(&away_dir.join("extents"), e1);
+    let e2_path = strata_stream::extent::replica::extent_path(&away_dir.join("extents"), e2);
     let mut tail = file_bytes(&e1_path).unwrap();
     tail.extend_from_slice(&format::encode_record(b"never acknowledged").unwrap());
     std::fs::write(&e1_path, &tail).unwrap();
@@ -280,13 +258,13 @@ async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
     cluster
         .add_node("c", Some(away_dir.clone()), no_scrub())
         .await;
-    let reference = |extent_id: u64| {
+    let reference = |extent_id: ExtentId| {
         file_bytes(
             &cluster
                 .node(&stayed)
                 .running
                 .store
-                .extent_file_path(ExtentId::new(extent_id)),
+                .extent_file_path(extent_id),
         )
         .unwrap()
     };
@@ -295,8 +273,8 @@ async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
         "the returning replicas synced to the sealed length",
         || async {
             let node = cluster.node(&away);
-            let state_1 = node.running.store.state(ExtentId::new(e1)).ok()?;
-            let state_2 = node.running.store.state(ExtentId::new(e2)).ok()?;
+            let state_1 = node.running.store.state(e1).ok()?;
+            let state_2 = node.running.store.state(e2).ok()?;
             (state_1.sealed
                 && state_2.sealed
                 && file_bytes(&e1_path)? == want_1
@@ -315,11 +293,7 @@ async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
     cluster.add_node("c", None, no_scrub()).await;
     wait_until("replaced on the new node", || async {
         for extent_id in [e1, e2] {
-            let info = cluster
-                .client
-                .extent_info(ExtentId::new(extent_id), true)
-                .await
-                .ok()?;
+            let info = cluster.client.extent_info(extent_id, true).await.ok()?;
             if info.replicas.iter().any(|r| r.node_id == away) {
                 return None;
             }
@@ -389,14 +363,14 @@ async fn deleted_and_trimmed_streams_are_garbage_collected() {
     let trimmed = &extents["trimmed"];
     let info = cluster
         .client
-        .trim_stream("trimmed", trimmed[2])
+        .trim_stream("trimmed", ExtentId::new(trimmed[2]))
         .await
         .unwrap();
     assert_eq!(info.extents[0].extent_id, trimmed[2]);
     // Idempotent: trimming to an already dropped extent changes nothing.
     let again = cluster
         .client
-        .trim_stream("trimmed", trimmed[0])
+        .trim_stream("trimmed", ExtentId::new(trimmed[0]))
         .await
         .unwrap();
     assert_eq!(again, info);
