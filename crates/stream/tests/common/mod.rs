@@ -163,12 +163,8 @@ impl Cluster {
     }
 
     /// The bytes of `extent_id`'s replica file on node `node_id`.
-    pub fn replica_bytes(&self, node_id: &str, extent_id: u64) -> Vec<u8> {
-        let path = self
-            .node(node_id)
-            .running
-            .store
-            .extent_file_path(ExtentId::new(extent_id));
+    pub fn replica_bytes(&self, node_id: &str, extent_id: ExtentId) -> Vec<u8> {
+        let path = self.node(node_id).running.store.extent_file_path(extent_id);
         file_bytes(&path).unwrap_or_else(|| panic!("no replica file {path:?}"))
     }
 
