@@ -203,10 +203,12 @@ def test_killing_the_partition_manager_leader(motion_stamp):
     assert_readable(stamp, writer.acked)
 
 
-def debug_put(server_addr, key, data, timeout_ms=30_000):
+def debug_put(stamp, server_addr, key, data, timeout_ms=30_000):
+    # --data-dir: the stamp's operator certificate, when it runs mutual TLS.
     return subprocess.Popen(
         [str(BIN_DIR / "strata"), "debug", "put-object", "--server", server_addr, "--bucket", "hot",
-         "--key", key, "--data", data, "--timeout-ms", str(timeout_ms)],
+         "--key", key, "--data", data, "--timeout-ms", str(timeout_ms),
+         "--data-dir", str(stamp.data_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -221,7 +223,7 @@ def test_a_paused_partition_server_cannot_acknowledge_once_fenced(motion_stamp):
     stamp.node("pause", victim)
     try:
         # A write sent straight to the paused owner: it waits in the socket until resumed.
-        in_flight = debug_put(victim_addr, key, "stale-in-flight")
+        in_flight = debug_put(motion_stamp, victim_addr, key, "stale-in-flight")
 
         def fenced():
             r, _ = owner_of(stamp, "hot", key)
@@ -235,7 +237,7 @@ def test_a_paused_partition_server_cannot_acknowledge_once_fenced(motion_stamp):
     assert in_flight.returncode != 0, f"a fenced server acknowledged a write: {out!r}"
     # Once resumed it still cannot: it is not the owner (or, if the balancer gave the range
     # back meanwhile, the write is a real one and must be what readers see).
-    after = debug_put(victim_addr, key, "stale-after-resume")
+    after = debug_put(motion_stamp, victim_addr, key, "stale-after-resume")
     after_out, _ = after.communicate(timeout=60)
     body = stamp.s3.get_object(Bucket="hot", Key=key)["Body"].read()
     if after.returncode == 0:

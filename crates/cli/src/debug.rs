@@ -31,6 +31,9 @@ pub enum DebugCommand {
         /// Give up after this long.
         #[arg(long, default_value_t = 30_000)]
         timeout_ms: u64,
+        /// The stamp's data folder: its operator certificate is used when it runs mutual TLS.
+        #[arg(long, default_value = "strata-data")]
+        data_dir: std::path::PathBuf,
     },
 }
 
@@ -42,7 +45,9 @@ pub async fn run(args: DebugArgs) -> anyhow::Result<()> {
             key,
             data,
             timeout_ms,
+            data_dir,
         } => {
+            strata_util::rpc::install_identity(crate::certs::operator_identity(&data_dir)?)?;
             let channel =
                 crate::grpc_channel(&server, std::time::Duration::from_millis(timeout_ms))?;
             let messages = vec![

@@ -10,11 +10,14 @@
 //! - [`control`]: `strata up`'s loopback control endpoint and its client (`strata node ...`).
 //! - [`probe`]: health checks over HTTP (also `strata probe <addr>`, for container healthchecks).
 //! - [`debug`]: `strata debug put-object`, straight to one partition server (fault tests).
-//! - [`grpc_channel`]: how every command reaches a node over gRPC.
+//! - [`certs`]: the stamp's CA and certificates for `strata up --mtls`.
+//! - [`grpc_channel`]: how every command reaches a node over gRPC (with the operator
+//!   certificate when the stamp runs mutual TLS).
 //!
 //! Invariant: `strata up` on an existing data folder brings back the same stamp (same node ids,
 //! racks and addresses), so every acknowledged object is served again.
 
+pub mod certs;
 pub mod control;
 pub mod debug;
 pub mod layout;
@@ -76,7 +79,10 @@ pub struct NodeArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
-        Command::Status(args) => status::run(args).await,
+        Command::Status(args) => {
+            strata_util::rpc::install_identity(certs::operator_identity(&args.data_dir)?)?;
+            status::run(args).await
+        }
         Command::Debug(args) => debug::run(args).await,
         Command::Node(args) => {
             let report = control::request(&args.data_dir, &args.name, args.action).await?;
@@ -91,8 +97,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The one way the CLI reaches a node over gRPC: a plain channel per call, every call bounded by
-/// `request_timeout`. A command makes a few calls and exits, so a pooled channel
+/// The one way the CLI reaches a node over gRPC: a channel per call, every call bounded by
+/// `request_timeout`, with the process identity (the operator certificate, installed by the
+/// command when its stamp runs mutual TLS). A command makes a few calls and exits, so a pooled channel
 /// (`strata_util::rpc::ChannelPool`, for servers) would save nothing.
 pub fn grpc_channel(
     addr: &str,

@@ -320,6 +320,7 @@ impl Supervisor {
             endpoint: format!("http://{}", layout.addrs_of(NodeKind::Frontend)),
             access_key: self.launcher.creds.access_key.clone(),
             control_addr: self.control_addr.lock().await.clone(),
+            mtls: self.launcher.args.mtls,
             nodes: slots
                 .iter()
                 .map(|slot| RunningNode {

@@ -79,6 +79,11 @@ pub struct UpArgs {
     /// Partition manager: a range is left alone this long after it was made or moved.
     #[arg(long, default_value_t = 10_000)]
     pub reshape_cooldown_ms: u64,
+    /// Mutual TLS on every internal gRPC connection: a CA made once in <data-dir>/certs, a
+    /// certificate per node naming its role, an operator certificate for `strata status` and
+    /// `strata debug`.
+    #[arg(long, env = "STRATA_MTLS")]
+    pub mtls: bool,
 }
 
 pub(crate) struct Credentials {
@@ -98,16 +103,11 @@ fn credentials(data_dir: &Path) -> anyhow::Result<Credentials> {
         });
     }
     let path = data_dir.join("credentials");
-    let text = strata_util::files::read_or_init(&path, || {
+    let text = strata_util::files::read_or_init_private(&path, || {
         let access_key = format!("STRATA{}", hex::encode_upper(rand::random::<[u8; 7]>()));
         let secret_key = hex::encode(rand::random::<[u8; 20]>());
         format!("{access_key}\n{secret_key}")
     })?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
     let mut lines = text.lines();
     match (lines.next(), lines.next()) {
         (Some(access_key), Some(secret_key)) => Ok(Credentials {
@@ -268,6 +268,16 @@ fn node_args(
             push("--access-key", creds.access_key.clone());
         }
     }
+    if args.mtls {
+        let files = crate::certs::node_files(&args.data_dir, &spec.name);
+        for (flag, path) in [
+            ("--tls-ca", files.tls_ca),
+            ("--tls-cert", files.tls_cert),
+            ("--tls-key", files.tls_key),
+        ] {
+            push(flag, path.unwrap_or_default().display().to_string());
+        }
+    }
     out
 }
 
@@ -377,6 +387,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         })?,
     };
     layout.save(&args.data_dir)?;
+    if args.mtls {
+        crate::certs::issue_stamp(&args.data_dir, &layout)?;
+        let operator = crate::certs::operator_files(&args.data_dir).load()?;
+        // `strata up` itself asks the nodes whether they serve (wait_serving).
+        strata_util::rpc::install_identity(operator)?;
+    }
 
     let deadline = Instant::now() + Duration::from_millis(args.ready_timeout_ms);
     let data_dir = args.data_dir.clone();

@@ -423,7 +423,9 @@ fn detail_to_s3(detail: &ErrorDetail, status: &Status) -> S3Error {
             );
             return S3Error::with_message(S3ErrorCode::ServiceUnavailable, UNAVAILABLE_MESSAGE);
         }
-        ErrorDetail::Corrupt | ErrorDetail::Internal => None,
+        // An internal caller refused by mTLS is a deployment fault, not the S3 client's: it shows
+        // as an internal error.
+        ErrorDetail::Corrupt | ErrorDetail::PermissionDenied { .. } | ErrorDetail::Internal => None,
     };
     match refusal {
         Some(kind) => refusal_s3(kind, Some(status.message().chars().take(256).collect())),

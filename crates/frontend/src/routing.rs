@@ -21,6 +21,7 @@ use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
 use strata_types::error_detail::{self, ErrorDetail};
 use strata_types::keys;
+use strata_types::{Epoch, RangeId};
 use strata_util::rpc::{Channel, ChannelPool};
 use tonic::{Code, Status};
 
@@ -34,11 +35,11 @@ const CLIENT_POOL_SIZE_MAX: usize = 4096;
 /// Where one key lives right now, as the cached map says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
-    pub range_id: u64,
+    pub range_id: RangeId,
     pub low: Vec<u8>,
     /// Empty means +infinity.
     pub high: Vec<u8>,
-    pub epoch: u64,
+    pub epoch: Epoch,
     pub owner_addr: String,
     /// When the map this route came from was fetched (to coalesce refreshes).
     pub map_fetched_at: Instant,
@@ -70,12 +71,13 @@ impl MapSnapshot {
         keys::range_contains(&candidate.low, &candidate.high, key).then_some(candidate)
     }
 
+    /// The proto boundary: the map's bare integers become typed ids here.
     fn route(&self, range: &RangeAssignment) -> Route {
         Route {
-            range_id: range.range_id,
+            range_id: RangeId::new(range.range_id),
             low: range.low.clone(),
             high: range.high.clone(),
-            epoch: range.epoch,
+            epoch: Epoch::new(range.epoch),
             owner_addr: range.owner_addr.clone(),
             map_fetched_at: self.fetched_at,
         }
@@ -385,7 +387,6 @@ mod tests {
     #[test]
     fn statuses_are_classified() {
         use strata_types::error_detail::{to_status, NotOwner, UnavailableReason};
-        use strata_types::{Epoch, RangeId};
         let not_owner = NotOwner {
             range_id: RangeId::new(1),
             epoch: Epoch::new(2),
@@ -450,22 +451,22 @@ mod tests {
             ],
             leader_hint: String::new(),
         });
-        let ids: Vec<u64> = router
+        let ids: Vec<RangeId> = router
             .overlapping(b"g", b"q")
             .await
             .unwrap()
             .iter()
             .map(|r| r.range_id)
             .collect();
-        assert_eq!(ids, vec![2, 3]);
-        let ids: Vec<u64> = router
+        assert_eq!(ids, vec![RangeId::new(2), RangeId::new(3)]);
+        let ids: Vec<RangeId> = router
             .overlapping(b"a", b"f")
             .await
             .unwrap()
             .iter()
             .map(|r| r.range_id)
             .collect();
-        assert_eq!(ids, vec![1]);
+        assert_eq!(ids, vec![RangeId::new(1)]);
     }
 
     #[tokio::test]

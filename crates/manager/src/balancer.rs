@@ -156,7 +156,7 @@ async fn tick(app: &App) -> Result<(), ManagerError> {
     }
     let action = {
         let mut loads = app.loads();
-        loads.retain(|range_id| map.ranges.contains_key(&RangeId::new(range_id)));
+        loads.retain(|range_id| map.ranges.contains_key(&range_id));
         crate::planner::next_action(&map, &loads, &alive, &app.planner, Instant::now())
     };
     if let Some(action) = action {

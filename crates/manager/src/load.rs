@@ -7,12 +7,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use strata_proto::manager::ServedRange;
+use strata_types::{Epoch, RangeId};
 
 /// What the leader knows about one range's load.
 #[derive(Clone, Debug)]
 pub struct RangeLoad {
     /// The epoch the report was made under (a report of another epoch is not this range's).
-    pub epoch: u64,
+    pub epoch: Epoch,
     pub server_id: String,
     pub report: ServedRange,
     pub reported_at: Instant,
@@ -34,7 +35,7 @@ pub struct Thresholds {
 
 #[derive(Debug, Default)]
 pub struct LoadTable {
-    ranges: BTreeMap<u64, RangeLoad>,
+    ranges: BTreeMap<RangeId, RangeLoad>,
 }
 
 impl LoadTable {
@@ -49,11 +50,13 @@ impl LoadTable {
         let hot = report.requests_per_sec >= thresholds.split_requests_per_sec
             || report.bytes_per_sec >= thresholds.split_bytes_per_sec;
         let cold = report.requests_per_sec < thresholds.merge_requests_per_sec;
+        // The proto boundary: the report's bare integers become typed ids here.
+        let epoch = Epoch::new(report.epoch);
         let entry = self
             .ranges
-            .entry(report.range_id)
+            .entry(RangeId::new(report.range_id))
             .or_insert_with(|| RangeLoad {
-                epoch: report.epoch,
+                epoch,
                 server_id: server_id.to_string(),
                 report: report.clone(),
                 reported_at: now,
@@ -61,13 +64,13 @@ impl LoadTable {
                 cold_since: None,
                 first_seen: now,
             });
-        if entry.epoch != report.epoch || entry.server_id != server_id {
+        if entry.epoch != epoch || entry.server_id != server_id {
             // A new owner or epoch: its history starts over.
             entry.first_seen = now;
             entry.hot_since = None;
             entry.cold_since = None;
         }
-        entry.epoch = report.epoch;
+        entry.epoch = epoch;
         entry.server_id = server_id.to_string();
         entry.hot_since = if hot {
             entry.hot_since.or(Some(now))
@@ -86,8 +89,8 @@ impl LoadTable {
     /// The load of a range as served under `epoch`, if reported within `fresh`.
     pub fn get(
         &self,
-        range_id: u64,
-        epoch: u64,
+        range_id: RangeId,
+        epoch: Epoch,
         fresh: Duration,
         now: Instant,
     ) -> Option<&RangeLoad> {
@@ -98,7 +101,7 @@ impl LoadTable {
     }
 
     /// Drops ranges not in `keep` (they were split, merged away or the map moved on).
-    pub fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+    pub fn retain(&mut self, keep: impl Fn(RangeId) -> bool) {
         self.ranges.retain(|range_id, _| keep(*range_id));
     }
 
@@ -156,19 +159,26 @@ mod tests {
         table.record("a", served(200.0), thresholds, t0);
         table.record("a", served(300.0), thresholds, t0 + Duration::from_secs(1));
         let fresh = Duration::from_secs(5);
-        let load = table.get(7, 1, fresh, t0 + Duration::from_secs(1)).unwrap();
+        let (range, epoch) = (RangeId::new(7), Epoch::new(1));
+        let load = table
+            .get(range, epoch, fresh, t0 + Duration::from_secs(1))
+            .unwrap();
         assert_eq!(load.hot_since, Some(t0));
         table.record("a", served(50.0), thresholds, t0 + Duration::from_secs(2));
-        assert_eq!(table.get(7, 1, fresh, t0).unwrap().hot_since, None);
+        assert_eq!(table.get(range, epoch, fresh, t0).unwrap().hot_since, None);
         table.record("a", served(1.0), thresholds, t0 + Duration::from_secs(3));
-        assert!(table.get(7, 1, fresh, t0).unwrap().cold_since.is_some());
+        assert!(table
+            .get(range, epoch, fresh, t0)
+            .unwrap()
+            .cold_since
+            .is_some());
         assert!(
-            table.get(7, 2, fresh, t0).is_none(),
+            table.get(range, epoch.next(), fresh, t0).is_none(),
             "another epoch is not this range"
         );
         assert!(
             table
-                .get(7, 1, fresh, t0 + Duration::from_secs(60))
+                .get(range, epoch, fresh, t0 + Duration::from_secs(60))
                 .is_none(),
             "stale"
         );

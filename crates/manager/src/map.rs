@@ -32,20 +32,20 @@ pub struct RangeOwner {
 }
 
 /// The whole partition map.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionMapState {
     pub ranges: BTreeMap<RangeId, RangeRecord>,
     /// The id the next new range gets (splits, later).
-    pub next_range_id: u64,
+    pub next_range_id: RangeId,
     /// Bumped on every change.
     pub version: u64,
     /// Ids reserved for splits and merges being prepared (oldest dropped past the bound).
     #[serde(default)]
-    pub reserved_ids: BTreeSet<u64>,
+    pub reserved_ids: BTreeSet<RangeId>,
     /// When each reserved id was reserved (leader's wall clock, ms); ids absent here were
     /// reserved before this was kept and count as reserved at 0.
     #[serde(default)]
-    pub reserved_at_ms: BTreeMap<u64, i64>,
+    pub reserved_at_ms: BTreeMap<RangeId, i64>,
     /// The latest splits, merges, moves and renewals, oldest first.
     #[serde(default)]
     pub events: VecDeque<EventNote>,
@@ -55,6 +55,23 @@ pub struct PartitionMapState {
     pub merges_total: u64,
     #[serde(default)]
     pub moves_total: u64,
+}
+
+/// An empty map: no ranges, no ids handed out yet (range ids start at 1, see `reserve`).
+impl Default for PartitionMapState {
+    fn default() -> Self {
+        Self {
+            ranges: BTreeMap::new(),
+            next_range_id: RangeId::new(0),
+            version: 0,
+            reserved_ids: BTreeSet::new(),
+            reserved_at_ms: BTreeMap::new(),
+            events: VecDeque::new(),
+            splits_total: 0,
+            merges_total: 0,
+            moves_total: 0,
+        }
+    }
 }
 
 /// Events kept in the map (the newest).
@@ -149,7 +166,7 @@ impl PartitionMapState {
                 epoch: Epoch::ZERO,
             },
         );
-        self.next_range_id = self.next_range_id.max(range_id.get() + 1);
+        self.next_range_id = self.next_range_id.max(RangeId::new(range_id.get() + 1));
         self.version += 1;
         CommandResponse::RangeCreated {
             range_id,
@@ -199,10 +216,11 @@ impl PartitionMapState {
         if count == 0 || count > RESERVE_COUNT_MAX {
             return rejected(format!("reserve 1..={RESERVE_COUNT_MAX} ids at a time"));
         }
-        let first = self.next_range_id.max(1);
-        self.next_range_id = first + count;
-        self.reserved_ids.extend(first..first + count);
-        for id in first..first + count {
+        // Ids are handed out in order, from 1 (0 is never a range).
+        let first = self.next_range_id.get().max(1);
+        self.next_range_id = RangeId::new(first + count);
+        for id in (first..first + count).map(RangeId::new) {
+            self.reserved_ids.insert(id);
             self.reserved_at_ms.insert(id, at_ms);
         }
         while self.reserved_ids.len() > RESERVED_IDS_MAX {
@@ -211,12 +229,15 @@ impl PartitionMapState {
             }
         }
         self.version += 1;
-        CommandResponse::RangeIdsReserved { first, count }
+        CommandResponse::RangeIdsReserved {
+            first: RangeId::new(first),
+            count,
+        }
     }
 
     /// Forgets those of `ids` that are reserved; the map changes only if one was.
-    fn release(&mut self, ids: &[u64]) -> CommandResponse {
-        let released: Vec<u64> = ids
+    fn release(&mut self, ids: &[RangeId]) -> CommandResponse {
+        let released: Vec<RangeId> = ids
             .iter()
             .copied()
             .filter(|id| self.reserved_ids.remove(id))
@@ -238,12 +259,12 @@ impl PartitionMapState {
     }
 
     fn take_reserved(&mut self, ids: &[RangeId]) -> Result<(), String> {
-        let distinct: BTreeSet<u64> = ids.iter().map(|id| id.get()).collect();
+        let distinct: BTreeSet<RangeId> = ids.iter().copied().collect();
         if distinct.len() != ids.len() {
             return Err("new range ids must differ".into());
         }
         if let Some(id) = distinct.iter().find(|id| !self.reserved_ids.contains(id)) {
-            return Err(format!("range id {id} is not reserved"));
+            return Err(format!("{id} is not reserved"));
         }
         for id in distinct {
             self.reserved_ids.remove(&id);
@@ -253,7 +274,7 @@ impl PartitionMapState {
     }
 
     /// Reserved ids whose reservation is older than [`RESERVATION_KEPT_MS`] at `now_ms`.
-    pub fn stale_reservations(&self, now_ms: i64) -> Vec<u64> {
+    pub fn stale_reservations(&self, now_ms: i64) -> Vec<RangeId> {
         self.reserved_ids
             .iter()
             .copied()

@@ -8,12 +8,14 @@ use crate::planner::PlannerConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use strata_types::NodeId;
 
 /// One member's options; the defaults are [`ManagerConfig::new`]'s and [`PlannerConfig`]'s.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ManagerOptions {
-    pub node_id: u64,
+    /// This member's Raft id (stored as its bare number, like every typed id).
+    pub node_id: NodeId,
     /// Every member, this one included: "1=127.0.0.1:7101,2=...".
     pub members: String,
     /// Default: this member's address in `members`.
@@ -38,7 +40,7 @@ impl Default for ManagerOptions {
         let planner = PlannerConfig::default();
         let ms = |d: Duration| d.as_millis() as u64;
         Self {
-            node_id: 1,
+            node_id: NodeId::new(1),
             members: "1=127.0.0.1:7101".into(),
             listen: None,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -60,7 +62,8 @@ impl Default for ManagerOptions {
 impl ManagerOptions {
     /// The member's validated config and the address to listen on.
     pub fn manager_config(&self) -> anyhow::Result<(ManagerConfig, SocketAddr)> {
-        let node_id = self.node_id;
+        // The Raft boundary: openraft knows members by their bare number.
+        let node_id = self.node_id.get();
         let members = parse_members(&self.members)?;
         let data_dir = self
             .data_dir

@@ -125,8 +125,8 @@ impl View<'_> {
         }
         self.loads
             .get(
-                range.range_id.get(),
-                range.epoch.get(),
+                range.range_id,
+                range.epoch,
                 self.config.report_fresh,
                 self.now,
             )
@@ -390,7 +390,7 @@ mod tests {
                 },
             );
         }
-        map.next_range_id = bounds.len() as u64 + 1;
+        map.next_range_id = RangeId::new(bounds.len() as u64 + 1);
         map
     }
 

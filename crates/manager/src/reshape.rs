@@ -114,7 +114,7 @@ async fn assign(
     Ok(())
 }
 
-async fn reserve(app: &App, count: u64) -> Result<u64, ManagerError> {
+async fn reserve(app: &App, count: u64) -> Result<RangeId, ManagerError> {
     let at_ms = strata_util::now_ms();
     match propose(app, Command::ReserveRangeIds { count, at_ms }).await? {
         CommandResponse::RangeIdsReserved { first, .. } => Ok(first),
@@ -143,7 +143,7 @@ async fn prepare(
 /// Forgets the reserved `ids` of a split or merge that will not commit, so the partition
 /// servers delete the streams prepared for them (see `ReleaseRangeIds`). Best effort: the
 /// leader releases reservations older than `RESERVATION_KEPT_MS` in any case.
-pub async fn release(app: &App, ids: Vec<u64>) {
+pub async fn release(app: &App, ids: Vec<RangeId>) {
     match propose(app, Command::ReleaseRangeIds { ids: ids.clone() }).await {
         Ok(response) => tracing::info!(?ids, ?response, "reserved range ids released"),
         Err(err) => tracing::warn!(?ids, %err, "releasing reserved range ids failed"),
@@ -185,7 +185,7 @@ async fn split(
         return Ok(());
     };
     let first = reserve(app, 2).await?;
-    let (left_id, right_id) = (RangeId::new(first), RangeId::new(first + 1));
+    let (left_id, right_id) = (first, RangeId::new(first.get() + 1));
     let request = PrepareReshapeRequest {
         parents: vec![ReshapeParent {
             range_id: range_id.get(),
@@ -209,7 +209,7 @@ async fn split(
         Err(err) => {
             tracing::warn!(%range_id, %err, "split preparation failed");
             renew_all(app, &[(range_id, epoch)], "split preparation failed").await;
-            release(app, vec![left_id.get(), right_id.get()]).await;
+            release(app, vec![left_id, right_id]).await;
             return Err(err);
         }
     };
@@ -227,7 +227,7 @@ async fn split(
         right_id,
         note: note("split", detail),
     };
-    let children = [left_id.get(), right_id.get()];
+    let children = [left_id, right_id];
     commit_reshape(app, command, &[(range_id, epoch)], &children, "split").await
 }
 
@@ -242,7 +242,7 @@ async fn merge(
     let (Some(l), Some(r)) = (map.ranges.get(&left.0), map.ranges.get(&right.0)) else {
         return Ok(());
     };
-    let merged_id = RangeId::new(reserve(app, 1).await?);
+    let merged_id = reserve(app, 1).await?;
     let request = PrepareReshapeRequest {
         parents: vec![
             ReshapeParent {
@@ -265,7 +265,7 @@ async fn merge(
         Err(err) => {
             tracing::warn!(left = %left.0, right = %right.0, %err, "merge preparation failed");
             renew_all(app, &[left, right], "merge preparation failed").await;
-            release(app, vec![merged_id.get()]).await;
+            release(app, vec![merged_id]).await;
             return Err(err);
         }
     };
@@ -283,14 +283,14 @@ async fn merge(
         merged_id,
         note: note("merge", detail),
     };
-    commit_reshape(app, command, &[left, right], &[merged_id.get()], "merge").await
+    commit_reshape(app, command, &[left, right], &[merged_id], "merge").await
 }
 
 async fn commit_reshape(
     app: &App,
     command: Command,
     parents: &[(RangeId, Epoch)],
-    children: &[u64],
+    children: &[RangeId],
     kind: &str,
 ) -> Result<(), ManagerError> {
     match propose(app, command).await {

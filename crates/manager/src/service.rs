@@ -134,8 +134,8 @@ impl PartitionManager for ManagerService {
         let assignments = map.to_proto(String::new()).ranges;
         Ok(Response::new(pb::ServerHeartbeatResponse {
             assignments,
-            next_range_id: map.next_range_id,
-            reserved_range_ids: map.reserved_ids.iter().copied().collect(),
+            next_range_id: map.next_range_id.get(),
+            reserved_range_ids: map.reserved_ids.iter().map(|id| id.get()).collect(),
         }))
     }
 

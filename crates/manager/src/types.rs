@@ -46,7 +46,7 @@ pub enum Command {
     },
     /// Forgets reserved ids (their split or merge failed or was abandoned): no commit can use
     /// them any more, so partition servers may delete the streams prepared for them.
-    ReleaseRangeIds { ids: Vec<u64> },
+    ReleaseRangeIds { ids: Vec<RangeId> },
     /// Replaces a range by two halves `[low, split_key)` and `[split_key, high)`, both served
     /// by the same owner under epoch 1; applies only when the range's epoch is still
     /// `expected_epoch` and both ids are reserved.
@@ -95,9 +95,9 @@ pub enum CommandResponse {
         map_version: u64,
     },
     /// `count` fresh range ids, the first being `first`.
-    RangeIdsReserved { first: u64, count: u64 },
+    RangeIdsReserved { first: RangeId, count: u64 },
     /// These ids were reserved and are not any more.
-    RangeIdsReleased { released: Vec<u64> },
+    RangeIdsReleased { released: Vec<RangeId> },
     /// The range was split or merged into `created`.
     Reshaped {
         created: Vec<RangeId>,

@@ -4,36 +4,18 @@
 //! the leader, and a restarted member catches up from its sled folder (via a snapshot).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_manager::{
     start, Command, CommandResponse, ManagerClient, ManagerConfig, ManagerHandle, ServerHeartbeat,
 };
 use strata_proto::manager::{PartitionMap, ServerHeartbeatResponse};
+use strata_testkit::wait_for;
 use strata_types::RangeId;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 const SERVER_TIMEOUT_MS: u64 = 1_500;
-const WAIT: Duration = Duration::from_secs(30);
-
-/// Polls `check` every 50 ms until it yields a value, failing the test after `timeout`.
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn config(id: u64, members: &BTreeMap<u64, String>, dir: &std::path::Path) -> ManagerConfig {
     let mut config = ManagerConfig::new(id, members.clone(), dir.join(format!("member-{id}")));
     config.server_timeout_ms = SERVER_TIMEOUT_MS;
@@ -41,6 +23,20 @@ fn config(id: u64, members: &BTreeMap<u64, String>, dir: &std::path::Path) -> Ma
     config.snapshot_logs_since_last = 10;
     config.logs_kept_after_snapshot = 0;
     config
+}
+
+/// Waits until `member` has taken (or installed) a snapshot.
+async fn wait_for_snapshot(what: &str, member: &ManagerHandle) {
+    wait_for(&format!("a snapshot on {what}"), || async {
+        member
+            .raft()
+            .metrics()
+            .borrow()
+            .snapshot
+            .is_some()
+            .then_some(())
+    })
+    .await;
 }
 
 async fn bind_again(addr: &str) -> TcpListener {
@@ -155,11 +151,11 @@ async fn three_members_assign_move_fail_over_and_catch_up() {
 
     // A leader is elected and every member agrees on it.
     let all: Vec<&ManagerHandle> = handles.values().collect();
-    let leader = wait_for("a leader", WAIT, || async { agreed_leader(&all) }).await;
+    let leader = wait_for("a leader", || async { agreed_leader(&all) }).await;
 
     // The leader creates the initial range covering all keys, without an owner.
     let client = Arc::new(ManagerClient::new(members.values().cloned().collect()));
-    let map = wait_for("the initial range", WAIT, || async {
+    let map = wait_for("the initial range", || async {
         let map = client.partition_map().await.ok()?;
         single_range(&map).map(|_| map)
     })
@@ -169,7 +165,7 @@ async fn three_members_assign_move_fail_over_and_catch_up() {
 
     // A partition server heartbeats and gets range 1 under epoch 1.
     let server_a = FakeServer::start(client.clone(), "ps-a", "127.0.0.1:9001");
-    wait_for("range 1 assigned to ps-a", WAIT, || async {
+    wait_for("range 1 assigned to ps-a", || async {
         (server_a.assigned() == vec![(1, 1)]).then_some(())
     })
     .await;
@@ -179,7 +175,7 @@ async fn three_members_assign_move_fail_over_and_catch_up() {
 
     // A second server heartbeats too; the range stays where it is.
     let server_b = FakeServer::start(client.clone(), "ps-b", "127.0.0.1:9002");
-    wait_for("two live servers in the status", WAIT, || async {
+    wait_for("two live servers in the status", || async {
         let status = client.status().await.ok()?;
         (status.servers.iter().filter(|server| server.alive).count() == 2).then_some(())
     })
@@ -192,7 +188,7 @@ async fn three_members_assign_move_fail_over_and_catch_up() {
 
     // ps-a stops heartbeating: after the timeout the range moves to ps-b under epoch 2.
     server_a.token.cancel();
-    wait_for("range 1 moved to ps-b", WAIT, || async {
+    wait_for("range 1 moved to ps-b", || async {
         (server_b.assigned() == vec![(1, 2)]).then_some(())
     })
     .await;
@@ -209,9 +205,9 @@ async fn three_members_assign_move_fail_over_and_catch_up() {
     let old_leader = handles.remove(&leader).unwrap();
     old_leader.shutdown().await;
     let survivors: Vec<&ManagerHandle> = handles.values().collect();
-    let new_leader = wait_for("a new leader", WAIT, || async { agreed_leader(&survivors) }).await;
+    let new_leader = wait_for("a new leader", || async { agreed_leader(&survivors) }).await;
     assert_ne!(new_leader, leader);
-    let map = wait_for("the map from the new leader", WAIT, || async {
+    let map = wait_for("the map from the new leader", || async {
         let map = client.partition_map().await.ok()?;
         (map.leader_hint == members[&new_leader]).then_some(map)
     })
@@ -220,7 +216,7 @@ async fn three_members_assign_move_fail_over_and_catch_up() {
     assert_eq!(map.version, map_before_failover.version);
 
     // ps-b keeps its range through the fail-over (the new leader waits out its grace period).
-    wait_for("ps-b heartbeating to the new leader", WAIT, || async {
+    wait_for("ps-b heartbeating to the new leader", || async {
         let status = client.status().await.ok()?;
         (status.leader_id == new_leader
             && status
@@ -246,16 +242,7 @@ async fn three_members_assign_move_fail_over_and_catch_up() {
             .unwrap();
         assert!(matches!(response.data, CommandResponse::Rejected { .. }));
     }
-    wait_for("a snapshot on the leader", WAIT, || async {
-        leader_handle
-            .raft()
-            .metrics()
-            .borrow()
-            .snapshot
-            .is_some()
-            .then_some(())
-    })
-    .await;
+    wait_for_snapshot("the leader", leader_handle).await;
     let target_index = leader_handle.last_applied_index();
 
     // The old leader restarts from its sled folder and catches up.
@@ -267,21 +254,12 @@ async fn three_members_assign_move_fail_over_and_catch_up() {
     )
     .await
     .unwrap();
-    wait_for("the restarted member to catch up", WAIT, || async {
+    wait_for("the restarted member to catch up", || async {
         (restarted.last_applied_index() >= target_index).then_some(())
     })
     .await;
     // It was behind the leader's purged log, so it must have caught up through a snapshot.
-    wait_for("a snapshot on the restarted member", WAIT, || async {
-        restarted
-            .raft()
-            .metrics()
-            .borrow()
-            .snapshot
-            .is_some()
-            .then_some(())
-    })
-    .await;
+    wait_for_snapshot("the restarted member", &restarted).await;
     let local = restarted.partition_map();
     assert_eq!(local.ranges, map_before_failover.ranges);
     assert_eq!(local.version, map_before_failover.version);

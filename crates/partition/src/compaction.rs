@@ -29,8 +29,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use crate::records::ChunkLocation;
+use crate::records::{chunk_extent, chunk_pos, ChunkLocation};
 use prometheus::IntCounter;
+use strata_types::ExtentId;
 
 pub use crate::config::CompactionConfig;
 use crate::error::PartitionError;
@@ -75,10 +76,10 @@ static EXTENTS_RELEASED: LazyLock<IntCounter> = LazyLock::new(|| {
 /// The extents a pass empties: qualifying sealed extents (`(id, length)`, oldest first) from
 /// the oldest, while their live bytes fit the pass's byte budget.
 fn prefix_to_empty(
-    sealed: &[(u64, u64)],
-    live_bytes: &HashMap<u64, u64>,
+    sealed: &[(ExtentId, u64)],
+    live_bytes: &HashMap<ExtentId, u64>,
     config: &CompactionConfig,
-) -> Vec<u64> {
+) -> Vec<ExtentId> {
     let mut prefix = Vec::new();
     let mut budget = 0u64;
     for &(extent_id, length) in sealed {
@@ -110,24 +111,30 @@ fn chunks_of_mut(value: &mut IndexValue) -> Option<&mut Vec<ChunkLocation>> {
     }
 }
 
-type ChunkKey = (u64, u64);
+/// A chunk by its place: (data extent, offset).
+type ChunkKey = (ExtentId, u64);
+
+fn chunk_key(chunk: &ChunkLocation) -> ChunkKey {
+    (chunk_extent(chunk), chunk.offset)
+}
 
 impl Range {
     /// Live bytes per data extent and the distinct live chunks of the extents in `wanted`.
     fn live_data(
         &self,
-        wanted: &HashSet<u64>,
-    ) -> (HashMap<u64, u64>, BTreeMap<ChunkKey, ChunkLocation>) {
-        let mut live_bytes: HashMap<u64, u64> = HashMap::new();
+        wanted: &HashSet<ExtentId>,
+    ) -> (HashMap<ExtentId, u64>, BTreeMap<ChunkKey, ChunkLocation>) {
+        let mut live_bytes: HashMap<ExtentId, u64> = HashMap::new();
         let mut chunks = BTreeMap::new();
         let mut seen = HashSet::new();
         self.scan(b"", None, |_, value| {
             for chunk in chunks_of(value) {
                 // Shared chunks (copies) count once.
-                if seen.insert((chunk.extent_id, chunk.offset)) {
-                    *live_bytes.entry(chunk.extent_id).or_default() += chunk.length;
-                    if wanted.contains(&chunk.extent_id) {
-                        chunks.insert((chunk.extent_id, chunk.offset), *chunk);
+                let (extent_id, offset) = chunk_key(chunk);
+                if seen.insert((extent_id, offset)) {
+                    *live_bytes.entry(extent_id).or_default() += chunk.length;
+                    if wanted.contains(&extent_id) {
+                        chunks.insert((extent_id, offset), *chunk);
                     }
                 }
             }
@@ -153,15 +160,15 @@ impl Range {
             .await
             .map_err(|err| PartitionError::Stream(err.to_string()))?;
         // Sealed extents, oldest first, never the last (open) one.
-        let sealed: Vec<(u64, u64)> = match info.extents.split_last() {
+        let sealed: Vec<(ExtentId, u64)> = match info.extents.split_last() {
             Some((_, older)) => older
                 .iter()
                 .take_while(|e| e.sealed)
-                .map(|e| (e.extent_id, e.sealed_length))
+                .map(|e| (ExtentId::new(e.extent_id), e.sealed_length))
                 .collect(),
             None => Vec::new(),
         };
-        let ids: HashSet<u64> = sealed.iter().map(|(id, _)| *id).collect();
+        let ids: HashSet<ExtentId> = sealed.iter().map(|(id, _)| *id).collect();
         let (live_bytes, live_chunks) = self.live_data(&ids);
 
         let prefix = prefix_to_empty(&sealed, &live_bytes, config);
@@ -173,18 +180,19 @@ impl Range {
         let started = Instant::now();
         let mut moved: HashMap<ChunkKey, ChunkLocation> = HashMap::new();
         for (key, chunk) in &live_chunks {
-            if !prefix.contains(&chunk.extent_id) {
+            let pos = chunk_pos(chunk);
+            if !prefix.contains(&pos.extent_id) {
                 continue;
             }
             let record = self
                 .stream_client()
-                .read_record(chunk.extent_id, chunk.offset)
+                .read_record(pos.extent_id, pos.offset)
                 .await
                 .map_err(|err| PartitionError::Stream(err.to_string()))?;
             if record.len() as u64 != chunk.length {
                 return Err(PartitionError::Corrupt(format!(
-                    "chunk at extent {} offset {} has {} bytes, the index says {}",
-                    chunk.extent_id,
+                    "chunk at {} offset {} has {} bytes, the index says {}",
+                    pos.extent_id,
                     chunk.offset,
                     record.len(),
                     chunk.length
@@ -214,7 +222,7 @@ impl Range {
                 range_id: strata_types::RangeId::new(self.bounds.range_id),
             });
         }
-        let first = info.extents.first().map(|e| e.extent_id);
+        let first = info.extents.first().map(|e| ExtentId::new(e.extent_id));
         if let Some(keep_from) = keep_from.filter(|k| Some(*k) != first) {
             let before = info.extents.len();
             let trimmed = self
@@ -249,12 +257,12 @@ impl Range {
         self.scan(b"", None, |key, value| {
             let references = chunks_of(value)
                 .iter()
-                .any(|c| moved.contains_key(&(c.extent_id, c.offset)));
+                .any(|c| moved.contains_key(&chunk_key(c)));
             if references {
                 let mut updated = value.clone();
                 if let Some(chunks) = chunks_of_mut(&mut updated) {
                     for chunk in chunks.iter_mut() {
-                        if let Some(copy) = moved.get(&(chunk.extent_id, chunk.offset)) {
+                        if let Some(copy) = moved.get(&chunk_key(chunk)) {
                             *chunk = *copy;
                         }
                     }
@@ -272,18 +280,22 @@ impl Range {
     fn trim_point(
         &self,
         extents: &[strata_proto::stream::ExtentInfo],
-        prefix: &[u64],
-    ) -> Option<u64> {
-        let upload_floor = self.uploads.floors().into_iter().min().unwrap_or(u64::MAX);
+        prefix: &[ExtentId],
+    ) -> Option<ExtentId> {
+        let upload_floor = self.uploads.floors().into_iter().min();
         let mut referenced = HashSet::new();
         self.scan(b"", None, |_, value| {
-            referenced.extend(chunks_of(value).iter().map(|c| c.extent_id));
+            referenced.extend(chunks_of(value).iter().map(chunk_extent));
             true
         });
         extents
             .iter()
-            .map(|e| e.extent_id)
-            .find(|id| !prefix.contains(id) || referenced.contains(id) || *id >= upload_floor)
+            .map(|e| ExtentId::new(e.extent_id))
+            .find(|id| {
+                !prefix.contains(id)
+                    || referenced.contains(id)
+                    || upload_floor.is_some_and(|floor| *id >= floor)
+            })
     }
 }
 

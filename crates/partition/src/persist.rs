@@ -17,6 +17,7 @@ use crate::index::{apply_changes, IndexValue};
 use crate::recent_writes::RecentWrites;
 use crate::streams::stream_error;
 use strata_types::error_detail::RejectReason;
+use strata_types::ExtentId;
 
 /// Checkpoint batches stay under this many encoded bytes, far below the stream record limit
 /// (a single larger entry, such as a huge chunk list, makes a batch of its own, fragmented).
@@ -122,7 +123,7 @@ pub struct CommitState {
     /// Sequence of the last applied log entry.
     pub(crate) sequence: u64,
     /// Position of the last applied log record (where replay after a checkpoint starts).
-    pub(crate) last_log_pos: Option<(u64, u64)>,
+    pub(crate) last_log_pos: Option<(ExtentId, u64)>,
 }
 
 /// A complete checkpoint as read back.

@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::records::{
-    CheckpointBegin, ChunkLocation, LogEntry, Mutation, ObjectRecord, RecentWrite,
+    chunk_location, CheckpointBegin, ChunkLocation, LogEntry, Mutation, ObjectRecord, RecentWrite,
 };
 use bytes::Bytes;
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
-use strata_types::Epoch;
+use strata_types::{Epoch, ExtentId};
 
 use crate::error::PartitionError;
 use crate::index::apply_changes;
@@ -129,7 +129,7 @@ impl Range {
                 let state = CommitState {
                     sequence: begin.sequence,
                     last_log_pos: (begin.log_extent_id != 0)
-                        .then_some((begin.log_extent_id, begin.log_offset)),
+                        .then_some((ExtentId::new(begin.log_extent_id), begin.log_offset)),
                 };
                 derived_from = begin.derived_from;
                 (index, state)
@@ -145,9 +145,7 @@ impl Range {
         let checkpoint_sequence = state.sequence;
         let uploads = Arc::new(UploadRegistry::default());
         if let Some(last) = data.info().await.extents.last() {
-            uploads
-                .data_extent_floor
-                .store(last.extent_id, Ordering::Release);
+            uploads.raise_floor(ExtentId::new(last.extent_id));
         }
         let replayed = replay_log(
             &client,
@@ -229,14 +227,14 @@ impl Range {
 
     /// Seals the data stream's open extent: every data extent the index may reference is then
     /// sealed (the writer continues on a fresh one). Returns the sealed extents' ids.
-    pub(crate) async fn seal_data(&self) -> Result<Vec<u64>, PartitionError> {
+    pub(crate) async fn seal_data(&self) -> Result<Vec<ExtentId>, PartitionError> {
         self.data.seal_current().await.map_err(stream_error)?;
         let info = self.data.info().await;
         Ok(info
             .extents
             .iter()
             .filter(|extent| extent.sealed)
-            .map(|extent| extent.extent_id)
+            .map(|extent| ExtentId::new(extent.extent_id))
             .collect())
     }
 
@@ -280,7 +278,7 @@ impl Range {
             .unwrap_or_else(|poison| poison.into_inner());
         // Read under the lock, so a compaction pass that saw no upload also sees the floor any
         // later one gets.
-        active.insert(id, registry.data_extent_floor.load(Ordering::Acquire));
+        active.insert(id, registry.floor());
         UploadGuard {
             registry: registry.clone(),
             id,
@@ -305,14 +303,8 @@ impl Range {
         };
         debug_assert_eq!(pos.length, length);
         self.load.record_bytes(length, std::time::Instant::now());
-        self.uploads
-            .data_extent_floor
-            .fetch_max(pos.extent_id, Ordering::AcqRel);
-        Ok(ChunkLocation {
-            extent_id: pos.extent_id,
-            offset: pos.offset,
-            length,
-        })
+        self.uploads.raise_floor(pos.extent_id);
+        Ok(chunk_location(pos))
     }
 
     /// Makes one index update durable, then visible. `None` deletes the key.
@@ -518,7 +510,7 @@ impl Range {
         let begin = CheckpointBegin {
             checkpoint_id: sequence,
             sequence,
-            log_extent_id,
+            log_extent_id: log_extent_id.get(),
             log_offset,
             range_id: self.bounds.range_id,
             low: self.bounds.low.clone(),

@@ -9,6 +9,7 @@ mod common;
 use bytes::Bytes;
 use common::stream_layer;
 use strata_partition::range::{stream_names, IndexValue, Range, RangeBounds};
+use strata_partition::records::chunk_extent;
 use strata_partition::CompactionConfig;
 use strata_proto::record::{ChunkLocation, ObjectRecord, PartRecord};
 use strata_stream::StreamClient;
@@ -75,7 +76,7 @@ async fn read_body(client: &StreamClient, chunks: &[ChunkLocation]) -> Vec<u8> {
     let mut body = Vec::new();
     for chunk in chunks {
         let record = client
-            .read_record(chunk.extent_id, chunk.offset)
+            .read_record(chunk_extent(chunk), chunk.offset)
             .await
             .unwrap();
         assert_eq!(record.len() as u64, chunk.length);

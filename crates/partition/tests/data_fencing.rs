@@ -7,6 +7,7 @@ mod common;
 use bytes::Bytes;
 use common::stream_layer;
 use strata_partition::range::{Range, RangeBounds};
+use strata_partition::records::chunk_extent;
 use strata_proto::record::ChunkLocation;
 use strata_types::Epoch;
 
@@ -32,7 +33,7 @@ async fn assert_reads_back(range: &Range, acked: &[(ChunkLocation, Bytes)]) {
     for (pos, data) in acked {
         let read = range
             .stream_client()
-            .read_record(pos.extent_id, pos.offset)
+            .read_record(chunk_extent(pos), pos.offset)
             .await
             .unwrap_or_else(|err| panic!("acknowledged chunk {pos:?} unreadable: {err}"));
         assert_eq!(&read, data, "chunk {pos:?}");

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use common::stream_layer;
 use std::sync::Arc;
 use strata_partition::range::{stream_names, IndexValue, Range, RangeBounds};
+use strata_partition::records::chunk_extent;
 use strata_partition::reshape::prepare_ranges;
 use strata_partition::PartitionError;
 use strata_proto::partition::ReshapeChild;
@@ -70,7 +71,7 @@ async fn body_of(range: &Range, key: &[u8]) -> Bytes {
     let chunk = &meta.chunks[0];
     range
         .stream_client()
-        .read_record(chunk.extent_id, chunk.offset)
+        .read_record(chunk_extent(chunk), chunk.offset)
         .await
         .unwrap()
 }

@@ -16,7 +16,7 @@ use strata_partition::reshape::prepare_ranges;
 use strata_proto::partition::ReshapeChild;
 use strata_proto::record::ObjectRecord;
 use strata_stream::StreamClient;
-use strata_types::{keys, Epoch};
+use strata_types::{keys, Epoch, ExtentId};
 
 const SMALL_EXTENT_BYTES: u64 = 64 * 1024;
 
@@ -101,7 +101,7 @@ async fn an_abandoned_split_leaves_no_stream_and_frees_the_shared_extents() {
     drop(parent);
     let renewed = Range::load(client.clone(), bounds(2)).await.unwrap();
     let parent_data = client.stream_info("range-1/data").await.unwrap();
-    let open = parent_data.extents.last().unwrap().extent_id;
+    let open = ExtentId::new(parent_data.extents.last().unwrap().extent_id);
     client.trim_stream("range-1/data", open).await.unwrap();
     assert_eq!(referenced(&client, &shared).await, vec![true; shared.len()]);
     let every_stream = range_streams(&client).await;

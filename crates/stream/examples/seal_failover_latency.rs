@@ -100,8 +100,8 @@ async fn main() -> Result<()> {
             .await
             .context("append after the failure")?;
         let elapsed = started.elapsed();
-        if pos.extent_id == extent.extent_id {
-            bail!("the append stayed on extent {}: no failover", pos.extent_id);
+        if pos.extent_id.get() == extent.extent_id {
+            bail!("the append stayed on {}: no failover", pos.extent_id);
         }
         let read = cluster
             .client

@@ -4,12 +4,13 @@
 //! replica neither loses reads nor stops the writer, a corrupted replica file is read around,
 //! a fenced writer stops, and the manager's metadata survives a restart.
 
+mod common;
+
 use bytes::Bytes;
+use common::wait_until;
 use futures::StreamExt;
 use std::collections::HashSet;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 use strata_stream::{
     start_extent_node, start_stream_manager, ExtentNodeConfig, ManagerSettings, RecordPos,
     RunningExtentNode, RunningStreamManager, StreamClient, StreamError, StreamManagerConfig,
@@ -17,24 +18,6 @@ use strata_stream::{
 use strata_types::ExtentId;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// Polls `check` until it returns Some, failing the test after [`DEADLINE`].
-async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 struct Node {
     running: RunningExtentNode,
@@ -105,7 +88,7 @@ fn payload(index: usize, len: usize) -> Bytes {
 async fn read_all(
     client: &StreamClient,
     name: &str,
-    from: Option<(u64, u64)>,
+    from: Option<(ExtentId, u64)>,
 ) -> Vec<(RecordPos, Bytes)> {
     client
         .read_stream(name, from)
@@ -134,7 +117,7 @@ fn assert_holds_in_order(read: &[(RecordPos, Bytes)], written: &[(RecordPos, Byt
 }
 
 /// Short form for assertion messages: position and the payload's label.
-fn labels(records: &[(RecordPos, Bytes)]) -> Vec<(u64, u64, String)> {
+fn labels(records: &[(RecordPos, Bytes)]) -> Vec<(ExtentId, u64, String)> {
     records
         .iter()
         .map(|(p, b)| {
@@ -203,7 +186,7 @@ async fn stream_layer_on_six_nodes_and_three_racks() {
     assert!(sealed.sealed);
     let last_in_first = written
         .iter()
-        .rfind(|(p, _)| p.extent_id == sealed.extent_id)
+        .rfind(|(p, _)| p.extent_id.get() == sealed.extent_id)
         .unwrap()
         .0;
     assert_eq!(
@@ -213,7 +196,7 @@ async fn stream_layer_on_six_nodes_and_three_racks() {
     assert!(!info.extents[1].sealed);
     let data = payload(index, 500);
     let pos = writer.append(data.clone()).await.unwrap();
-    assert_eq!(pos.extent_id, info.extents[1].extent_id);
+    assert_eq!(pos.extent_id.get(), info.extents[1].extent_id);
     written.push((pos, data));
     index += 1;
     assert_holds_in_order(&read_all(&client, "range-1/log", None).await, &written);
@@ -236,7 +219,8 @@ async fn stream_layer_on_six_nodes_and_three_racks() {
         .expect("append after a replica died");
     written.push((pos, data));
     assert_ne!(
-        pos.extent_id, open_extent.extent_id,
+        pos.extent_id.get(),
+        open_extent.extent_id,
         "the writer carried on on a fresh extent"
     );
     let info = client.stream_info("range-1/log").await.unwrap();
@@ -270,19 +254,13 @@ async fn stream_layer_on_six_nodes_and_three_racks() {
 
     // Corrupt one replica's copy of a record on disk: reads still return the right bytes.
     let (target, target_data) = written[3].clone();
-    let extent = client
-        .extent_info(ExtentId::new(target.extent_id), false)
-        .await
-        .unwrap();
+    let extent = client.extent_info(target.extent_id, false).await.unwrap();
     let holder = extent
         .replicas
         .iter()
         .find_map(|r| nodes.iter().find(|n| n.running.node_id == r.node_id))
         .unwrap();
-    let path = holder
-        .running
-        .store
-        .extent_file_path(ExtentId::new(target.extent_id));
+    let path = holder.running.store.extent_file_path(target.extent_id);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[(target.offset + 12 + 3) as usize] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
@@ -373,7 +351,7 @@ async fn manager_metadata_survives_restart() {
     assert_eq!((status.streams_total, status.extents.len()), (1, 1));
     // Extent ids keep counting after the restart.
     let other = client.open("other").await.unwrap();
-    assert!(other.info().await.extents[0].extent_id > pos.extent_id);
+    assert!(other.info().await.extents[0].extent_id > pos.extent_id.get());
 
     for node in nodes {
         node.token.cancel();

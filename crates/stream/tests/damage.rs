@@ -9,7 +9,6 @@ use common::*;
 use strata_proto::stream::stream_manager_client::StreamManagerClient;
 use strata_proto::stream::SealExtentRequest;
 use strata_stream::extent::{ExtentStore, FILE_HEADER_LEN, RECORD_HEADER_LEN};
-use strata_stream::RecordPos;
 use strata_types::ExtentId;
 
 /// Every record of `extent_id` held by `store`, read and verified from the start to `length`.
@@ -31,12 +30,18 @@ async fn replica_verifies(store: &ExtentStore, extent_id: u64, length: u64) -> b
 /// flipped, then keeps appending: no acknowledged record may be lost, and the damaged replica
 /// is rewritten from a good one.
 async fn damaged_tail_survives_restart(replica_index: usize) {
+<<<<<<< HEAD
+    let (mut cluster, writer, mut written) = six_nodes_with_a_log(3).await;
+    let open = last_extent(&writer).await;
+    assert!(!open.sealed && open.extent_id == written[2].0.extent_id);
+=======
     let mut cluster = Cluster::start(&["a", "a", "b", "b", "c", "c"], no_scrub()).await;
     let writer = cluster.client.open("log").await.unwrap();
     let mut written: Vec<(RecordPos, bytes::Bytes)> = Vec::new();
     append_acknowledged(&writer, &mut written, 3).await;
     let open = writer.info().await.extents.last().cloned().unwrap();
-    assert!(!open.sealed && open.extent_id == written[2].0.extent_id);
+    assert!(!open.sealed && open.extent_id == written[2].0.extent_id.get());
+>>>>>>> 798aa8b
     let victim = open.replicas[replica_index].clone();
     let (dir, keep) = cluster.stop_node(&victim.node_id).await;
     let path = dir.join("extents").join(format!("{}.ext", open.extent_id));
@@ -115,7 +120,7 @@ async fn full_extent_seal_never_cuts_another_writers_records() {
         StreamManagerClient::new(strata_util::rpc::channel(&cluster.manager_addr()).unwrap());
     raw.seal_extent(SealExtentRequest {
         stream: "data".into(),
-        extent_id: mine.extent_id,
+        extent_id: mine.extent_id.get(),
         length: my_end,
         expect_open: true,
         writer_id: "first".into(),
@@ -130,7 +135,7 @@ async fn full_extent_seal_never_cuts_another_writers_records() {
     assert_eq!(read, theirs_data);
     let info = cluster
         .client
-        .extent_info(ExtentId::new(mine.extent_id), true)
+        .extent_info(mine.extent_id, true)
         .await
         .unwrap();
     assert!(info.sealed && info.sealed_length == theirs.offset + RECORD_HEADER_LEN + theirs.length);
@@ -158,12 +163,8 @@ async fn records_damaged_on_the_wire_are_read_from_another_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_fsync_stops_a_node_acknowledging() {
-    let cluster = Cluster::start(&["a", "a", "b", "b", "c", "c"], no_scrub()).await;
-    let writer = cluster.client.open("log").await.unwrap();
-    let mut written = Vec::new();
-    append_acknowledged(&writer, &mut written, 3).await;
-    let open = writer.info().await.extents.last().cloned().unwrap();
-    let victim = open.replicas[1].node_id.clone();
+    let (cluster, writer, mut written) = six_nodes_with_a_log(3).await;
+    let victim = last_extent(&writer).await.replicas[1].node_id.clone();
     let store = cluster.node(&victim).running.store.clone();
     store.inject_sync_failures(true);
     // Appends go on (on a fresh extent without the failed node); nothing acknowledged is lost.

@@ -15,14 +15,9 @@ use strata_types::ExtentId;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dead_replica_mid_appends_is_re_replicated() {
-    let cluster = Cluster::start(&["a", "a", "b", "b", "c", "c"], no_scrub()).await;
-    let writer = cluster.client.open("log").await.unwrap();
-    let mut written = Vec::new();
-    append_acknowledged(&writer, &mut written, 20).await;
+    let (mut cluster, writer, mut written) = six_nodes_with_a_log(20).await;
     // Kill a replica of the open extent while a writer keeps appending.
-    let open = writer.info().await.extents.last().cloned().unwrap();
-    let victim = open.replicas[1].node_id.clone();
-    let mut cluster = cluster;
+    let victim = last_extent(&writer).await.replicas[1].node_id.clone();
     let appending = async {
         append_acknowledged(&writer, &mut written, 30).await;
     };
@@ -52,10 +47,7 @@ async fn dead_replica_mid_appends_is_re_replicated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rack_loss_keeps_writes_going_and_placement_is_restored() {
-    let mut cluster = Cluster::start(&["a", "a", "b", "b", "c", "c"], no_scrub()).await;
-    let writer = cluster.client.open("log").await.unwrap();
-    let mut written = Vec::new();
-    append_acknowledged(&writer, &mut written, 20).await;
+    let (mut cluster, writer, mut written) = six_nodes_with_a_log(20).await;
     let rack_c: Vec<String> = cluster
         .nodes
         .iter()
@@ -148,14 +140,7 @@ async fn corrupt_replica_found_by_a_reader_is_rewritten() {
         .unwrap();
     assert!(info.sealed);
     let bad = cluster.node(&info.replicas[0].node_id);
-    let good = cluster.node(&info.replicas[1].node_id);
-    let good_bytes = file_bytes(
-        &good
-            .running
-            .store
-            .extent_file_path(ExtentId::new(pos.extent_id)),
-    )
-    .unwrap();
+    let good_bytes = cluster.replica_bytes(&info.replicas[1].node_id, pos.extent_id);
     let path = corrupt(bad, &pos);
     assert_ne!(file_bytes(&path).unwrap(), good_bytes);
     // Reads rotate over the replicas: some hit the bad copy, all return the right bytes.
@@ -208,14 +193,7 @@ async fn scrubber_finds_and_repairs_corruption() {
         .await
         .unwrap();
     let bad = cluster.node(&info.replicas[2].node_id);
-    let good = cluster.node(&info.replicas[0].node_id);
-    let good_bytes = file_bytes(
-        &good
-            .running
-            .store
-            .extent_file_path(ExtentId::new(pos.extent_id)),
-    )
-    .unwrap();
+    let good_bytes = cluster.replica_bytes(&info.replicas[0].node_id, pos.extent_id);
     let found_before = strata_stream::metrics::scrub_corrupt_records().get();
     let path = corrupt(bad, &pos);
     // No reads: the scrubber alone finds it and the manager has it rewritten.
@@ -280,17 +258,10 @@ async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
     cluster
         .add_node("c", Some(away_dir.clone()), no_scrub())
         .await;
-    let reference = |extent_id: u64| {
-        file_bytes(
-            &cluster
-                .node(&stayed)
-                .running
-                .store
-                .extent_file_path(ExtentId::new(extent_id)),
-        )
-        .unwrap()
-    };
-    let (want_1, want_2) = (reference(e1), reference(e2));
+    let (want_1, want_2) = (
+        cluster.replica_bytes(&stayed, e1),
+        cluster.replica_bytes(&stayed, e2),
+    );
     wait_until(
         "the returning replicas synced to the sealed length",
         || async {

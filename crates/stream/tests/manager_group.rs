@@ -4,10 +4,12 @@
 //! every acknowledged record readable afterwards; that followers send callers to the leader;
 //! and that a killed member restarted on its folder rejoins with every stream and extent.
 
+mod common;
+
 use bytes::Bytes;
+use common::wait_until;
 use futures::StreamExt;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::time::{Duration, Instant};
 use strata_stream::manager::machine::MetaMachine;
 use strata_stream::{
@@ -18,20 +20,23 @@ use strata_types::NodeId;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-const DEADLINE: Duration = Duration::from_secs(30);
-
-async fn wait_until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < DEADLINE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Reads `stream` whole: every acknowledged record in `written` must be in it.
+async fn assert_every_acknowledged_read(
+    client: &StreamClient,
+    stream: &str,
+    written: &[(RecordPos, Bytes)],
+) {
+    let read: Vec<(RecordPos, Bytes)> = client
+        .read_stream(stream, None)
+        .map(|item| item.unwrap())
+        .collect()
+        .await;
+    for acknowledged in written {
+        assert!(
+            read.contains(acknowledged),
+            "acknowledged record lost: {:?}",
+            acknowledged.0
+        );
     }
 }
 
@@ -170,18 +175,7 @@ async fn writers_carry_on_while_the_manager_leader_dies_and_it_rejoins() {
         info.extents.len() > 4,
         "extents were sealed and opened after the failover"
     );
-    let read: Vec<(RecordPos, Bytes)> = client
-        .read_stream("range-1/log", None)
-        .map(|item| item.unwrap())
-        .collect()
-        .await;
-    for acknowledged in &written {
-        assert!(
-            read.contains(acknowledged),
-            "acknowledged record lost: {:?}",
-            acknowledged.0
-        );
-    }
+    assert_every_acknowledged_read(&client, "range-1/log", &written).await;
 
     // The old leader comes back on its folder and catches up with the group.
     let current_leader = wait_until("a new leader", || async {
@@ -220,18 +214,7 @@ async fn writers_carry_on_while_the_manager_leader_dies_and_it_rejoins() {
         let data = payload(index);
         written.push((writer.append(data.clone()).await.expect("append"), data));
     }
-    let read: Vec<(RecordPos, Bytes)> = client
-        .read_stream("range-1/log", None)
-        .map(|item| item.unwrap())
-        .collect()
-        .await;
-    for acknowledged in &written {
-        assert!(
-            read.contains(acknowledged),
-            "acknowledged record lost: {:?}",
-            acknowledged.0
-        );
-    }
+    assert_every_acknowledged_read(&client, "range-1/log", &written).await;
 
     for (running, token, _dir) in nodes {
         token.cancel();

@@ -12,6 +12,7 @@
 //! front-end maps each kind to its S3 error once (crates/frontend/src/error.rs).
 
 use crate::ids::{Epoch, ExtentId, RangeId};
+use crate::role::Role;
 use prost::Message;
 use strata_proto::error as pb;
 use tonic::{Code, Status};
@@ -44,6 +45,9 @@ pub enum ErrorDetail {
     Rejected { reason: RejectReason },
     /// Stored data failed its checks.
     Corrupt,
+    /// The caller's certificate does not grant a role this call takes; `role` is the role it
+    /// named (`None`: no certificate, or one naming no known role).
+    PermissionDenied { role: Option<Role> },
     /// Anything else the caller cannot act on.
     Internal,
 }
@@ -88,6 +92,7 @@ pub fn grpc_code(detail: &ErrorDetail) -> Code {
             _ => Code::InvalidArgument,
         },
         ErrorDetail::Corrupt => Code::DataLoss,
+        ErrorDetail::PermissionDenied { .. } => Code::PermissionDenied,
         ErrorDetail::Internal => Code::Internal,
     }
 }
@@ -150,6 +155,11 @@ fn to_proto(detail: ErrorDetail) -> pb::ErrorDetail {
             reason: reason.into(),
         }),
         ErrorDetail::Corrupt => Kind::Corrupt(pb::Corrupt {}),
+        ErrorDetail::PermissionDenied { role } => Kind::PermissionDenied(pb::PermissionDenied {
+            role: role
+                .map(|role| role.as_str().to_string())
+                .unwrap_or_default(),
+        }),
         ErrorDetail::Internal => Kind::Internal(pb::Internal {}),
     };
     pb::ErrorDetail { kind: Some(kind) }
@@ -183,6 +193,9 @@ fn from_proto(proto: pb::ErrorDetail) -> ErrorDetail {
         },
         Some(Kind::Rejected(r)) => ErrorDetail::Rejected { reason: r.reason() },
         Some(Kind::Corrupt(_)) => ErrorDetail::Corrupt,
+        Some(Kind::PermissionDenied(p)) => ErrorDetail::PermissionDenied {
+            role: p.role.parse().ok(),
+        },
         Some(Kind::Internal(_)) | None => ErrorDetail::Internal,
     }
 }
@@ -229,6 +242,10 @@ mod tests {
                 reason: RejectReason::InvalidPartOrder,
             },
             ErrorDetail::Corrupt,
+            ErrorDetail::PermissionDenied {
+                role: Some(Role::Operator),
+            },
+            ErrorDetail::PermissionDenied { role: None },
             ErrorDetail::Internal,
         ]
     }
@@ -278,6 +295,10 @@ mod tests {
             Code::OutOfRange
         );
         assert_eq!(code(ErrorDetail::Corrupt), Code::DataLoss);
+        assert_eq!(
+            code(ErrorDetail::PermissionDenied { role: None }),
+            Code::PermissionDenied
+        );
         assert_eq!(
             code(ErrorDetail::NotLeader { leader_hint: None }),
             Code::Unavailable

@@ -15,9 +15,11 @@ pub mod error_detail;
 pub mod ids;
 pub mod keys;
 pub mod limits;
+pub mod role;
 
 pub use error_detail::ErrorDetail;
 pub use ids::{Epoch, ExtentId, NodeId, RangeId, ServerId};
+pub use role::Role;
 
 /// Size of one chunk of object bytes as it moves between layers and is stored as one record.
 /// Every buffer on the data path is bounded by a small multiple of this.

@@ -11,15 +11,82 @@
 //!
 //! The binary's flags are a clap struct whose fields are all `Option`s (`None` = not given)
 //! named like `T`'s fields, with the `--config` path marked `#[serde(skip)]`; [`load`] merges
-//! them into `T` in one place, so no binary merges values by hand.
+//! them into `T` in one place, so no binary merges values by hand. The flags every node has
+//! (`--config`, `--listen`, `--http-listen`, `--data-dir` and the TLS files) are one
+//! [`NodeFlags`] struct, flattened into each binary's flags; [`load_node`] also reads the TLS
+//! files (`tls_ca`, `tls_cert`, `tls_key`: flag, environment or file) into the node's identity.
 
+use crate::tls::{Identity, TlsFiles};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 /// Prefix of the environment variables that set options: `STRATA_` + field name in upper case.
 pub const ENV_PREFIX: &str = "STRATA_";
+
+/// The flags of every node binary, flattened into its own (`#[command(flatten)]` and
+/// `#[serde(flatten)]`); a node whose options lack one (the front-end keeps no data) refuses it.
+#[derive(clap::Args, Debug, Default, Serialize)]
+pub struct NodeFlags {
+    /// TOML file of options.
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Listen address of the node's service (gRPC; S3 HTTP for the front-end).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Admin HTTP listen address (/health, /metrics).
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
+    /// The node's data folder.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tls: TlsFiles,
+}
+
+/// [`load`] for a node binary: its options `T` and its TLS identity (`None`: plain gRPC), read
+/// from the same sources (`node.config`, environment, `flags`).
+pub fn load_node<T, F>(node: &NodeFlags, flags: &F) -> anyhow::Result<(T, Option<Identity>)>
+where
+    T: Serialize + DeserializeOwned + Default,
+    F: Serialize,
+{
+    let (options, tls) = load_node_with_env::<T, _>(
+        node.config.as_deref(),
+        |name| std::env::var(name).ok(),
+        flags,
+    )?;
+    Ok((options, tls.load()?))
+}
+
+/// [`load_node`] reading the environment through `env`, returning the TLS file names.
+pub fn load_node_with_env<T, F>(
+    path: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+    flags: &F,
+) -> anyhow::Result<(T, TlsFiles)>
+where
+    T: Serialize + DeserializeOwned + Default,
+    F: Serialize,
+{
+    let tls_fields = field_names::<TlsFiles>()?;
+    let mut fields = field_names::<T>()?;
+    fields.extend(tls_fields.iter().cloned());
+    let mut merged = merged_values::<T, F>(path, env, fields, flags)?;
+    let tls: Map<String, Value> = tls_fields
+        .iter()
+        .filter_map(|field| merged.remove_entry(field))
+        .collect();
+    let options = serde_json::from_value(Value::Object(merged))
+        .map_err(|err| anyhow::anyhow!("config: {err}"))?;
+    let tls = serde_json::from_value(Value::Object(tls))
+        .map_err(|err| anyhow::anyhow!("config: {err}"))?;
+    Ok((options, tls))
+}
 
 /// Builds `T` from its defaults, the TOML file at `path` (if any), the process environment and
 /// `flags` (a struct of `Option`s; `None` fields are not given), later sources winning.
@@ -42,14 +109,25 @@ where
     T: Serialize + DeserializeOwned + Default,
     F: Serialize,
 {
+    let merged = merged_values::<T, F>(path, env, field_names::<T>()?, flags)?;
+    serde_json::from_value(Value::Object(merged)).map_err(|err| anyhow::anyhow!("config: {err}"))
+}
+
+/// The file's values, then the environment's for `fields`, then the given flags, merged.
+fn merged_values<T: DeserializeOwned, F: Serialize>(
+    path: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+    fields: Vec<String>,
+    flags: &F,
+) -> anyhow::Result<Map<String, Value>> {
     let mut merged = match path {
         Some(path) => file_values(path)?,
         None => Map::new(),
     };
-    // The defaults' keys are every field of `T` (an unset `Option` serializes as null), so only
+    // The defaults' keys are every field (an unset `Option` serializes as null), so only
     // variables naming a field are read: unrelated STRATA_* variables (STRATA_BIN_DIR, ...) are
     // left alone.
-    for field in field_names::<T>()? {
+    for field in fields {
         let name = format!("{ENV_PREFIX}{}", field.to_uppercase());
         if let Some(raw) = env(&name) {
             let value = env_value::<T>(&field, &raw);
@@ -62,7 +140,7 @@ where
         }
         other => anyhow::bail!("flags must be a struct, got {other}"),
     }
-    serde_json::from_value(Value::Object(merged)).map_err(|err| anyhow::anyhow!("config: {err}"))
+    Ok(merged)
 }
 
 /// Splits a comma-separated address list (`--manager a,b,c`), dropping blanks.
@@ -216,6 +294,52 @@ mod tests {
         assert!(
             load_with_env::<Sample, _>(Some(&missing), env_of(&[]), &Flags::default()).is_err()
         );
+    }
+
+    #[derive(serde::Serialize, Default)]
+    struct FlattenedFlags {
+        #[serde(flatten)]
+        node: NodeFlags,
+        rack: Option<String>,
+    }
+
+    #[test]
+    fn node_flags_and_tls_files_come_from_every_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_file(&dir, "rack = \"file-rack\"\ntls_ca = \"/file/ca.pem\"\n");
+        let env = env_of(&[("STRATA_TLS_CERT", "/env/node.pem")]);
+        let flags = FlattenedFlags {
+            node: NodeFlags {
+                listen: Some("127.0.0.1:7".parse().unwrap()),
+                tls: TlsFiles {
+                    tls_key: Some("/flag/node.key".into()),
+                    ..TlsFiles::default()
+                },
+                ..NodeFlags::default()
+            },
+            rack: None,
+        };
+        let (got, tls): (Sample, TlsFiles) = load_node_with_env(Some(&path), env, &flags).unwrap();
+        assert_eq!(got.rack, "file-rack");
+        assert_eq!(got.listen, "127.0.0.1:7");
+        assert_eq!(
+            tls,
+            TlsFiles {
+                tls_ca: Some("/file/ca.pem".into()),
+                tls_cert: Some("/env/node.pem".into()),
+                tls_key: Some("/flag/node.key".into()),
+            }
+        );
+        // A node whose options lack a common flag refuses it rather than ignoring it.
+        let flags = FlattenedFlags {
+            node: NodeFlags {
+                data_dir: Some("/data".into()),
+                ..NodeFlags::default()
+            },
+            rack: None,
+        };
+        let refused = load_node_with_env::<Sample, _>(None, env_of(&[]), &flags);
+        assert!(refused.is_err());
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //!   environment (`STRATA_<FIELD>`) < flags, merged into a layer's serde options struct.
 //! - [`rpc`]: gRPC channels with connect and request timeouts, one bounded [`rpc::ChannelPool`]
 //!   of them per use, and serving a tonic router on a listener until shutdown.
+//! - [`tls`]: mutual TLS on internal gRPC: a node's identity, who called, role checks.
+//! - [`certs`]: making a deployment's CA and its nodes' certificates.
 //! - [`retry`]: the one bounded retry-with-backoff (a time budget, doubling pauses).
 //! - [`trace`]: the request id that follows one S3 request across nodes (span, gRPC metadata).
 //! - [`files`]: small durable files (write to temp, fsync, rename, fsync the folder).
@@ -16,12 +18,14 @@
 //! timeout and carries the current request id.
 
 pub mod admin;
+pub mod certs;
 pub mod codec;
 pub mod config;
 pub mod files;
 pub mod retry;
 pub mod rpc;
 pub mod shutdown;
+pub mod tls;
 pub mod trace;
 
 /// Starts logging to stderr, filtered by `RUST_LOG` (default `info`). Colours only when stderr

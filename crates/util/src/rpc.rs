@@ -1,10 +1,18 @@
 //! gRPC plumbing: channels that always time out and carry the request id, one bounded pool of
 //! them per use, and serving a router until shutdown.
+//!
+//! TLS (issue 14): every server and channel takes an `Option<&Identity>` ([`server_with`],
+//! [`channel_with`], [`ChannelPool::with_identity`]); `None` is plain gRPC. A node process has
+//! one identity, installed once at start by its binary ([`install_identity`]); the functions
+//! without an identity argument ([`server`], [`channel`], [`ChannelPool::new`], ...) use that
+//! one, so a layer's code does not carry it around. A process that installs none (tests,
+//! plain deployments) stays plain; a test that needs other identities passes them explicitly.
 
+use crate::tls::Identity;
 use crate::trace::{PropagateRequestId, RequestIdLayer};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +43,21 @@ pub const STREAMING_REQUEST_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
 /// Distinct addresses a [`ChannelPool`] keeps before it starts afresh.
 pub const POOL_SIZE_MAX: usize = 4096;
 
+static PROCESS_IDENTITY: OnceLock<Option<Identity>> = OnceLock::new();
+
+/// Sets this process's TLS identity (`None`: plain gRPC), once, before any server or channel is
+/// made; a second call is an error (a process has one identity).
+pub fn install_identity(identity: Option<Identity>) -> anyhow::Result<()> {
+    PROCESS_IDENTITY
+        .set(identity)
+        .map_err(|_| anyhow::anyhow!("the process TLS identity is already set"))
+}
+
+/// The identity [`install_identity`] set; `None` (plain) when none was.
+pub fn process_identity() -> Option<&'static Identity> {
+    PROCESS_IDENTITY.get().and_then(Option::as_ref)
+}
+
 /// A lazily connected channel to `addr` ("host:port") with connect and request timeouts.
 pub fn channel(addr: &str) -> anyhow::Result<Channel> {
     channel_with_timeout(addr, Duration::from_millis(REQUEST_TIMEOUT_MS))
@@ -42,12 +65,26 @@ pub fn channel(addr: &str) -> anyhow::Result<Channel> {
 
 /// Like [`channel`] with a custom per-request timeout.
 pub fn channel_with_timeout(addr: &str, request_timeout: Duration) -> anyhow::Result<Channel> {
-    let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(uri)?
+    channel_with(addr, request_timeout, process_identity())
+}
+
+/// Like [`channel_with_timeout`], presenting `identity` (and verifying the server against its
+/// CA) instead of the process's; `None` is plain.
+pub fn channel_with(
+    addr: &str,
+    request_timeout: Duration,
+    identity: Option<&Identity>,
+) -> anyhow::Result<Channel> {
+    let host_port = addr
+        .strip_prefix("http://")
+        .or_else(|| addr.strip_prefix("https://"))
+        .unwrap_or(addr);
+    let scheme = if identity.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{host_port}"))?;
+    if let Some(identity) = identity {
+        endpoint = endpoint.tls_config(identity.client_config())?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
         .timeout(request_timeout)
         .tcp_nodelay(true)
@@ -92,6 +129,7 @@ impl std::error::Error for BadAddress {}
 pub struct ChannelPool {
     request_timeout: Duration,
     size_max: usize,
+    identity: Option<Identity>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
@@ -100,6 +138,7 @@ impl std::fmt::Debug for ChannelPool {
         f.debug_struct("ChannelPool")
             .field("request_timeout", &self.request_timeout)
             .field("size_max", &self.size_max)
+            .field("tls", &self.identity.is_some())
             .field("len", &self.len())
             .finish()
     }
@@ -127,8 +166,15 @@ impl ChannelPool {
         Self {
             request_timeout,
             size_max: size_max.max(1),
+            identity: process_identity().cloned(),
             channels: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// This pool with channels presenting `identity` (`None`: plain) instead of the process's.
+    pub fn with_identity(mut self, identity: Option<Identity>) -> Self {
+        self.identity = identity;
+        self
     }
 
     /// The channel to `addr`, made on first use.
@@ -143,9 +189,11 @@ impl ChannelPool {
             channels.clear();
         }
         let channel =
-            channel_with_timeout(addr, self.request_timeout).map_err(|err| BadAddress {
-                addr: addr.to_string(),
-                reason: err.to_string(),
+            channel_with(addr, self.request_timeout, self.identity.as_ref()).map_err(|err| {
+                BadAddress {
+                    addr: addr.to_string(),
+                    reason: err.to_string(),
+                }
             })?;
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
@@ -192,12 +240,25 @@ pub async fn serve(
     Ok(())
 }
 
+/// The server builder [`server`] and [`server_with`] make.
+pub type Server = tonic::transport::Server<
+    tower::layer::util::Stack<RequestIdLayer, tower::layer::util::Identity>,
+>;
+
 /// A tonic server builder with the limits every Strata service uses, and the layer that runs
-/// each call in the request id its caller sent (see [`crate::trace`]).
-pub fn server(
-) -> tonic::transport::Server<tower::layer::util::Stack<RequestIdLayer, tower::layer::util::Identity>>
-{
-    tonic::transport::Server::builder()
+/// each call in the request id its caller sent (see [`crate::trace`]); mutual TLS when the
+/// process has an identity ([`install_identity`]).
+pub fn server() -> Server {
+    server_with(process_identity())
+}
+
+/// Like [`server`], requiring callers' certificates signed by `identity`'s CA (`None`: plain).
+pub fn server_with(identity: Option<&Identity>) -> Server {
+    let builder = match identity {
+        Some(identity) => identity.server_builder(),
+        None => tonic::transport::Server::builder(),
+    };
+    builder
         .tcp_nodelay(true)
         .concurrency_limit_per_connection(256)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))

@@ -1,8 +1,8 @@
 //! strata-frontend: the S3 HTTP endpoint of a stamp.
 
 use clap::Parser;
-use std::net::SocketAddr;
 use strata_frontend::FrontendOptions;
+use strata_util::config::NodeFlags;
 
 /// Strata S3 front-end. Every flag can also be set in the `--config` TOML file (key = flag
 /// name with `_`) or as `STRATA_<FLAG_NAME>`; flags win over the environment, which wins over
@@ -10,16 +10,9 @@ use strata_frontend::FrontendOptions;
 #[derive(Parser, Debug, serde::Serialize)]
 #[command(about = "Strata S3 front-end")]
 struct Flags {
-    /// TOML file of options.
-    #[arg(long)]
-    #[serde(skip)]
-    config: Option<std::path::PathBuf>,
-    /// S3 listen address [default: 127.0.0.1:9000].
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// Admin HTTP (/health, /metrics) listen address [default: 127.0.0.1:9001].
-    #[arg(long)]
-    http_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    node: NodeFlags,
     /// Comma-separated gRPC addresses of the partition manager members.
     #[arg(long)]
     manager: Option<String>,
@@ -62,7 +55,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(flags: Flags) -> anyhow::Result<()> {
-    let options: FrontendOptions = strata_util::config::load(flags.config.as_deref(), &flags)?;
+    let (options, identity): (FrontendOptions, _) =
+        strata_util::config::load_node(&flags.node, &flags)?;
+    strata_util::rpc::install_identity(identity)?;
     let shutdown = strata_util::shutdown::Shutdown::new();
     shutdown.trigger_on_signals();
     let (listener, _) = strata_util::rpc::bind(options.listen).await?;

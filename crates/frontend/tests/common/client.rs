@@ -95,6 +95,8 @@ impl Client {
             .await
     }
 
+    /// Sends a SigV4-signed request. The body is signed as `UNSIGNED-PAYLOAD` unless `headers`
+    /// carry an `x-amz-content-sha256` (which may be wrong on purpose).
     pub async fn send(
         &self,
         method: &str,
@@ -103,19 +105,11 @@ impl Client {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Reply {
-        self.send_with_sha(method, path, query, headers, body, "UNSIGNED-PAYLOAD")
-            .await
-    }
-
-    pub async fn send_with_sha(
-        &self,
-        method: &str,
-        path: &str,
-        query: &[(&str, &str)],
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-        content_sha256: &str,
-    ) -> Reply {
+        let is_sha = |name: &str| name.eq_ignore_ascii_case("x-amz-content-sha256");
+        let content_sha256 = headers
+            .iter()
+            .find(|(k, _)| is_sha(k))
+            .map_or("UNSIGNED-PAYLOAD", |(_, v)| *v);
         let amz_date = now_amz_date();
         let mut pairs: Vec<(String, String)> = query
             .iter()
@@ -134,6 +128,7 @@ impl Client {
             .join("&");
         let mut signed: Vec<(String, String)> = headers
             .iter()
+            .filter(|(k, _)| !is_sha(k))
             .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
             .collect();
         signed.push(("host".into(), self.host.clone()));

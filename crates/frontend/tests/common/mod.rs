@@ -198,6 +198,7 @@ impl Stamp {
             CommandResponse::RangeIdsReserved { first, .. } => first,
             other => panic!("reserving range ids: {other:?}"),
         };
+        let right = RangeId::new(first.get() + 1);
         let mut owner = PartitionServerClient::new(rpc::channel(&range.owner_addr).unwrap());
         owner
             .prepare_reshape(PrepareReshapeRequest {
@@ -207,12 +208,12 @@ impl Stamp {
                 }],
                 children: vec![
                     ReshapeChild {
-                        range_id: first,
+                        range_id: first.get(),
                         low: range.low.clone(),
                         high: split_key.to_vec(),
                     },
                     ReshapeChild {
-                        range_id: first + 1,
+                        range_id: right.get(),
                         low: split_key.to_vec(),
                         high: range.high.clone(),
                     },
@@ -225,8 +226,8 @@ impl Stamp {
                 range_id: RangeId::new(range.range_id),
                 expected_epoch: Epoch::new(range.epoch),
                 split_key: split_key.to_vec(),
-                left_id: RangeId::new(first),
-                right_id: RangeId::new(first + 1),
+                left_id: first,
+                right_id: right,
                 note: Self::note("split"),
             })
             .await;

@@ -190,7 +190,13 @@ async fn e2e_body_checksum_mismatch_stores_nothing() {
     let body = pattern(3 * 1024 * 1024 + 5);
     let wrong_sha = sha256_hex(b"something else");
     let reply = c
-        .send_with_sha("PUT", "/photos/bad", &[], &[], body.clone(), &wrong_sha)
+        .send(
+            "PUT",
+            "/photos/bad",
+            &[],
+            &[("x-amz-content-sha256", &wrong_sha)],
+            body.clone(),
+        )
         .await;
     assert_error(&reply, 400, "XAmzContentSHA256Mismatch");
     assert_eq!(c.call("HEAD", "/photos/bad").await.status, 404);
@@ -202,7 +208,13 @@ async fn e2e_body_checksum_mismatch_stores_nothing() {
     );
     let right_sha = sha256_hex(&body);
     let reply = c
-        .send_with_sha("PUT", "/photos/good", &[], &[], body, &right_sha)
+        .send(
+            "PUT",
+            "/photos/good",
+            &[],
+            &[("x-amz-content-sha256", &right_sha)],
+            body,
+        )
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 }

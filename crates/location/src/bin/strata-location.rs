@@ -1,10 +1,9 @@
 //! `strata-location`: the bucket-name -> stamp service.
 
 use clap::Parser;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use strata_location::LocationOptions;
-use strata_util::{admin, config, rpc, shutdown::Shutdown};
+use strata_util::config::NodeFlags;
+use strata_util::{admin, rpc, shutdown::Shutdown};
 
 /// Location service: the global bucket namespace (bucket name -> stamp). Every flag can also
 /// be set in the `--config` TOML file (key = flag name with `_`) or as `STRATA_<FLAG_NAME>`;
@@ -12,19 +11,9 @@ use strata_util::{admin, config, rpc, shutdown::Shutdown};
 #[derive(Parser, Debug, serde::Serialize)]
 #[command(version, about)]
 struct Flags {
-    /// TOML file of options.
-    #[arg(long)]
-    #[serde(skip)]
-    config: Option<PathBuf>,
-    /// Folder for the bucket table [default: strata-data/location].
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// gRPC listen address [default: 127.0.0.1:0].
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// Admin HTTP listen address (/health, /metrics) [default: 127.0.0.1:0].
-    #[arg(long)]
-    http_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    node: NodeFlags,
     /// This deployment's stamp name [default: stamp-1].
     #[arg(long)]
     stamp: Option<String>,
@@ -37,7 +26,9 @@ struct Flags {
 async fn main() -> anyhow::Result<()> {
     strata_util::init_tracing();
     let flags = Flags::parse();
-    let options: LocationOptions = config::load(flags.config.as_deref(), &flags)?;
+    let (options, identity): (LocationOptions, _) =
+        strata_util::config::load_node(&flags.node, &flags)?;
+    strata_util::rpc::install_identity(identity)?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     let (listener, _) = rpc::bind(options.listen).await?;

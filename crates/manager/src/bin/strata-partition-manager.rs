@@ -1,10 +1,9 @@
 //! `strata-partition-manager`: one member of the 3-member Raft group that keeps the partition map.
 
 use clap::Parser;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use strata_manager::{start, ManagerOptions};
-use strata_util::{admin, config, shutdown::Shutdown};
+use strata_util::config::NodeFlags;
+use strata_util::{admin, shutdown::Shutdown};
 
 /// Partition manager member: Raft over the partition map (range -> owner + epoch). Every
 /// flag can also be set in the `--config` TOML file (key = flag name with `_`) or as
@@ -12,25 +11,15 @@ use strata_util::{admin, config, shutdown::Shutdown};
 #[derive(Parser, Debug, serde::Serialize)]
 #[command(version, about)]
 struct Flags {
-    /// TOML file of options.
-    #[arg(long)]
-    #[serde(skip)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    node: NodeFlags,
     /// This member's Raft node id (a key of --members).
     #[arg(long)]
     node_id: Option<u64>,
     /// Every member, this one included: "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103".
     #[arg(long)]
     members: Option<String>,
-    /// gRPC listen address; default: this member's address in --members.
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// Admin HTTP listen address (/health, /metrics).
-    #[arg(long)]
-    http_listen: Option<SocketAddr>,
-    /// Folder of this member's Raft log and state machine.
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
     /// A partition server silent this long is dead and its ranges move.
     #[arg(long)]
     server_timeout_ms: Option<u64>,
@@ -67,7 +56,9 @@ struct Flags {
 async fn main() -> anyhow::Result<()> {
     strata_util::init_tracing();
     let flags = Flags::parse();
-    let options: ManagerOptions = config::load(flags.config.as_deref(), &flags)?;
+    let (options, identity): (ManagerOptions, _) =
+        strata_util::config::load_node(&flags.node, &flags)?;
+    strata_util::rpc::install_identity(identity)?;
     let (manager, listen) = options.manager_config()?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();

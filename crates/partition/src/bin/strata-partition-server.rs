@@ -1,11 +1,10 @@
 //! `strata-partition-server`: serves the range partitions the manager assigns to it.
 
 use clap::Parser;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use strata_partition::node::PartitionNodeOptions;
 use strata_stream::StreamClient;
-use strata_util::{admin, config, rpc, shutdown::Shutdown};
+use strata_util::config::NodeFlags;
+use strata_util::{admin, rpc, shutdown::Shutdown};
 
 /// Partition server: owns key ranges, keeps their index in the stream layer. Every flag can
 /// also be set in the `--config` TOML file (key = flag name with `_`) or as
@@ -13,19 +12,9 @@ use strata_util::{admin, config, rpc, shutdown::Shutdown};
 #[derive(Parser, Debug, serde::Serialize)]
 #[command(version, about)]
 struct Flags {
-    /// TOML file of options.
-    #[arg(long)]
-    #[serde(skip)]
-    config: Option<PathBuf>,
-    /// Folder for the server's identity (its ranges live in streams, not here).
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// gRPC listen address.
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// Admin HTTP listen address (/health, /metrics).
-    #[arg(long)]
-    http_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    node: NodeFlags,
     /// Partition manager members' gRPC addresses, comma-separated.
     #[arg(long)]
     manager: Option<String>,
@@ -76,7 +65,9 @@ struct Flags {
 async fn main() -> anyhow::Result<()> {
     strata_util::init_tracing();
     let flags = Flags::parse();
-    let options: PartitionNodeOptions = config::load(flags.config.as_deref(), &flags)?;
+    let (options, identity): (PartitionNodeOptions, _) =
+        strata_util::config::load_node(&flags.node, &flags)?;
+    strata_util::rpc::install_identity(identity)?;
     options.validate()?;
     let server_id = options.server_id()?;
     let shutdown = Shutdown::new();

@@ -19,6 +19,32 @@ pub use strata_proto::record::{
     CheckpointEnd, CheckpointRecord, ChunkLocation, IndexEntry, LogEntry, Mutation, ObjectRecord,
     PartRecord, RecentWrite, UploadRecord,
 };
+use strata_stream::RecordPos;
+use strata_types::ExtentId;
+
+/// The stored location of a chunk appended at `pos` (the one place a typed position becomes
+/// the record's raw extent id).
+pub fn chunk_location(pos: RecordPos) -> ChunkLocation {
+    ChunkLocation {
+        extent_id: pos.extent_id.get(),
+        offset: pos.offset,
+        length: pos.length,
+    }
+}
+
+/// Where a stored chunk's bytes live, as the stream client reads them.
+pub fn chunk_pos(chunk: &ChunkLocation) -> RecordPos {
+    RecordPos {
+        extent_id: chunk_extent(chunk),
+        offset: chunk.offset,
+        length: chunk.length,
+    }
+}
+
+/// The data extent holding a stored chunk.
+pub fn chunk_extent(chunk: &ChunkLocation) -> ExtentId {
+    ExtentId::new(chunk.extent_id)
+}
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@ use super::body::{first_header, receive_body};
 use super::{versions, GetObjectStream};
 use crate::error::PartitionError;
 use crate::range::{IndexValue, Range};
-use crate::records::{wire, ObjectRecord};
+use crate::records::{chunk_extent, wire, ObjectRecord};
 use crate::server::PartitionServerState;
 use strata_types::error_detail::RejectReason;
 
@@ -258,7 +258,7 @@ pub fn get(
             let client = client.clone();
             async move {
                 let record = client
-                    .read_record(chunk.extent_id, chunk.offset)
+                    .read_record(chunk_extent(&chunk), chunk.offset)
                     .await
                     .map_err(|err| {
                         Status::from(PartitionError::Stream(format!("reading chunk: {err}")))

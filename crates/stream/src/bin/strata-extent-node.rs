@@ -2,11 +2,10 @@
 //! stream manager.
 
 use clap::Parser;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 use strata_stream::{start_extent_node_with_scrub, ExtentNodeOptions};
-use strata_util::{admin, config, rpc, shutdown::Shutdown};
+use strata_util::config::NodeFlags;
+use strata_util::{admin, rpc, shutdown::Shutdown};
 
 /// Strata extent node: append-only replicated extents on local disk. Every flag can also be
 /// set in the `--config` TOML file (key = flag name with `_`) or as `STRATA_<FLAG_NAME>`;
@@ -14,18 +13,9 @@ use strata_util::{admin, config, rpc, shutdown::Shutdown};
 #[derive(Parser, Debug, serde::Serialize)]
 #[command(about = "Strata extent node: append-only replicated extents on local disk")]
 struct Flags {
-    /// TOML file of options.
-    #[arg(long)]
-    #[serde(skip)]
-    config: Option<PathBuf>,
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// gRPC listen address.
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// Admin HTTP listen address (/health, /metrics).
-    #[arg(long)]
-    http_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    node: NodeFlags,
     /// Rack label (required, by flag or config file).
     #[arg(long)]
     rack: Option<String>,
@@ -49,7 +39,9 @@ struct Flags {
 async fn main() -> anyhow::Result<()> {
     strata_util::init_tracing();
     let flags = Flags::parse();
-    let options: ExtentNodeOptions = config::load(flags.config.as_deref(), &flags)?;
+    let (options, identity): (ExtentNodeOptions, _) =
+        strata_util::config::load_node(&flags.node, &flags)?;
+    strata_util::rpc::install_identity(identity)?;
     let (node_config, scrub) = options.node_config()?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();

@@ -2,11 +2,10 @@
 //! metadata (streams, extent replica sets) and watches extent-node health.
 
 use clap::Parser;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 use strata_stream::{start_stream_manager_with_repair, StreamManagerOptions};
-use strata_util::{admin, config, rpc, shutdown::Shutdown};
+use strata_util::config::NodeFlags;
+use strata_util::{admin, rpc, shutdown::Shutdown};
 
 /// Strata stream manager member: streams, extents and extent-node health, kept by a Raft
 /// group. Every flag can also be set in the `--config` TOML file (key = flag name with `_`)
@@ -17,12 +16,9 @@ use strata_util::{admin, config, rpc, shutdown::Shutdown};
     about = "Strata stream manager member: streams, extents and extent-node health, kept by a Raft group"
 )]
 struct Flags {
-    /// TOML file of options.
-    #[arg(long)]
-    #[serde(skip)]
-    config: Option<PathBuf>,
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    node: NodeFlags,
     /// This member's Raft node id (a key of --members).
     #[arg(long)]
     node_id: Option<u64>,
@@ -30,12 +26,6 @@ struct Flags {
     /// Default: this member alone, at --listen.
     #[arg(long)]
     members: Option<String>,
-    /// gRPC listen address; default: this member's address in --members.
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// Admin HTTP listen address (/health, /metrics).
-    #[arg(long)]
-    http_listen: Option<SocketAddr>,
     /// Writers seal an extent once it reaches this many bytes.
     #[arg(long)]
     extent_size_bytes_max: Option<u64>,
@@ -60,7 +50,9 @@ struct Flags {
 async fn main() -> anyhow::Result<()> {
     strata_util::init_tracing();
     let flags = Flags::parse();
-    let options: StreamManagerOptions = config::load(flags.config.as_deref(), &flags)?;
+    let (options, identity): (StreamManagerOptions, _) =
+        strata_util::config::load_node(&flags.node, &flags)?;
+    strata_util::rpc::install_identity(identity)?;
     let (manager_config, repair, listen) = options.manager_config()?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();

@@ -50,7 +50,7 @@ const REPORT_TIMEOUT_MS: u64 = 3_000;
 /// Where a record lives: what `StreamWriter::append` returns and `read_record` takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RecordPos {
-    pub extent_id: u64,
+    pub extent_id: ExtentId,
     /// Offset of the record (its header) inside the extent.
     pub offset: u64,
     /// Payload bytes.
@@ -212,13 +212,13 @@ impl StreamClient {
         Ok(response.extents_released)
     }
 
-    /// Drops every extent before `keep_from_extent_id` from stream `name` (call it after a
-    /// checkpoint made the older records unnecessary); the dropped extents are deleted after
-    /// the safety delay. Idempotent. Returns the stream as it is now.
-    pub async fn trim_stream(&self, name: &str, keep_from_extent_id: u64) -> Result<StreamInfo> {
+    /// Drops every extent before `keep_from` from stream `name` (call it after a checkpoint
+    /// made the older records unnecessary); the dropped extents are deleted after the safety
+    /// delay. Idempotent. Returns the stream as it is now.
+    pub async fn trim_stream(&self, name: &str, keep_from: ExtentId) -> Result<StreamInfo> {
         let request = TrimStreamRequest {
             name: name.to_string(),
-            keep_from_extent_id,
+            keep_from_extent_id: keep_from.get(),
         };
         self.call_manager(|mut c| {
             let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);
@@ -229,10 +229,10 @@ impl StreamClient {
 
     /// Creates stream `name` holding the given sealed extents (see the `CreateStream` RPC);
     /// idempotent for the same extents.
-    pub async fn create_stream(&self, name: &str, extent_ids: &[u64]) -> Result<StreamInfo> {
+    pub async fn create_stream(&self, name: &str, extent_ids: &[ExtentId]) -> Result<StreamInfo> {
         let request = CreateStreamRequest {
             name: name.to_string(),
-            extent_ids: extent_ids.to_vec(),
+            extent_ids: extent_ids.iter().map(|id| id.get()).collect(),
         };
         self.call_manager(|mut c| {
             let request = request_with_timeout(request.clone(), MANAGER_RPC_TIMEOUT_MS);
@@ -355,8 +355,7 @@ impl StreamClient {
 
     /// Reads the record at `offset` of extent `extent_id` from any replica that can serve it
     /// (starting at a rotating replica, moving on after any error, a bad checksum included).
-    pub async fn read_record(&self, extent_id: u64, offset: u64) -> Result<Bytes> {
-        let extent_id = ExtentId::new(extent_id);
+    pub async fn read_record(&self, extent_id: ExtentId, offset: u64) -> Result<Bytes> {
         let mut last_error = None;
         for refresh in [false, true] {
             let info = self.extent_info(extent_id, refresh).await?;
@@ -460,7 +459,7 @@ impl StreamClient {
     pub fn read_stream(
         &self,
         name: &str,
-        from: Option<(u64, u64)>,
+        from: Option<(ExtentId, u64)>,
     ) -> impl Stream<Item = Result<(RecordPos, Bytes)>> + Send + 'static {
         reader::read_stream(self.clone(), name.to_string(), from)
     }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures::Stream;
 use std::collections::VecDeque;
 use strata_proto::stream::ExtentInfo;
+use strata_types::ExtentId;
 
 /// Records and payload bytes asked for per Read RPC.
 const BATCH_RECORDS: u32 = 256;
@@ -15,7 +16,7 @@ const BATCH_BYTES: u64 = 4 * 1024 * 1024;
 struct Cursor {
     client: StreamClient,
     name: String,
-    from: Option<(u64, u64)>,
+    from: Option<(ExtentId, u64)>,
     /// The stream's extents as of the first batch.
     extents: Option<Vec<ExtentInfo>>,
     index: usize,
@@ -36,10 +37,10 @@ impl Cursor {
                 self.index = info
                     .extents
                     .iter()
-                    .position(|e| e.extent_id == extent_id)
+                    .position(|e| e.extent_id == extent_id.get())
                     .ok_or_else(|| {
                         StreamError::InvalidArgument(format!(
-                            "extent {extent_id} is not in stream {:?}",
+                            "{extent_id} is not in stream {:?}",
                             self.name
                         ))
                     })?;
@@ -90,7 +91,7 @@ impl Cursor {
                     break;
                 }
                 let pos = RecordPos {
-                    extent_id: extent.extent_id,
+                    extent_id: ExtentId::new(extent.extent_id),
                     offset: record.offset,
                     length: record.payload.len() as u64,
                 };
@@ -135,7 +136,7 @@ impl Cursor {
 pub(super) fn read_stream(
     client: StreamClient,
     name: String,
-    from: Option<(u64, u64)>,
+    from: Option<(ExtentId, u64)>,
 ) -> impl Stream<Item = Result<(RecordPos, Bytes)>> + Send + 'static {
     let cursor = Cursor {
         client,

@@ -106,7 +106,7 @@ impl StreamWriter {
             match self.append_to(&extent, payload.clone()).await {
                 Ok((offset, end_offset)) => {
                     let pos = RecordPos {
-                        extent_id: extent.extent_id,
+                        extent_id,
                         offset,
                         length: payload.len() as u64,
                     };

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use strata_proto::stream::extent_node_server::ExtentNode;
 use strata_proto::stream::*;
-use strata_types::ExtentId;
+use strata_types::{ExtentId, Role};
+use strata_util::tls::authorize;
 use tonic::{Request, Response, Status};
 
 /// Bound on forwarding one record to a secondary.
@@ -18,6 +19,17 @@ pub const SECONDARIES_MAX: usize = 8;
 /// Read batches are clamped to these.
 pub const READ_RECORDS_MAX: u32 = 1024;
 pub const READ_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
+/// Who may change a replica (create, append, replicate, seal, copy, delete) over mutual TLS:
+/// the writers of streams (partition servers, front-ends), peer extent nodes (the replication
+/// chain, repair copies) and the stream manager (seal, repair, collection). Reads are not
+/// limited here. Over plain gRPC nobody is checked (see [`strata_util::tls::Caller::Plain`]).
+pub const WRITER_ROLES: [Role; 4] = [
+    Role::PartitionServer,
+    Role::Frontend,
+    Role::ExtentNode,
+    Role::StreamManager,
+];
 
 pub struct ExtentNodeService {
     store: Arc<ExtentStore>,
@@ -89,6 +101,7 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<CreateExtentRequest>,
     ) -> Result<Response<CreateExtentResponse>, Status> {
+        authorize(&request, &WRITER_ROLES)?;
         let extent_id = ExtentId::new(request.into_inner().extent_id);
         self.store.create(extent_id).await.inspect_err(
             |err| tracing::warn!(extent_id = extent_id.get(), %err, "create extent failed"),
@@ -101,6 +114,7 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
+        authorize(&request, &WRITER_ROLES)?;
         let started = Instant::now();
         let AppendRequest {
             extent_id,
@@ -146,6 +160,7 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<ReplicateAppendRequest>,
     ) -> Result<Response<ReplicateAppendResponse>, Status> {
+        authorize(&request, &WRITER_ROLES)?;
         let ReplicateAppendRequest {
             extent_id,
             offset,
@@ -205,6 +220,7 @@ impl ExtentNode for ExtentNodeService {
     }
 
     async fn seal(&self, request: Request<SealRequest>) -> Result<Response<SealResponse>, Status> {
+        authorize(&request, &WRITER_ROLES)?;
         let SealRequest { extent_id, length } = request.into_inner();
         let length = self
             .store
@@ -237,6 +253,7 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<DeleteExtentRequest>,
     ) -> Result<Response<DeleteExtentResponse>, Status> {
+        authorize(&request, &WRITER_ROLES)?;
         let extent_id = request.into_inner().extent_id;
         self.store
             .delete(ExtentId::new(extent_id))
@@ -250,6 +267,7 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<CopyExtentRequest>,
     ) -> Result<Response<CopyExtentResponse>, Status> {
+        authorize(&request, &WRITER_ROLES)?;
         let request = request.into_inner();
         let (extent_id, source) = (request.extent_id, request.source_addr.clone());
         let length = super::copy::copy_extent(&self.store, &self.channels, request)

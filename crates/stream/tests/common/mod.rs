@@ -7,16 +7,18 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use strata_proto::stream::StreamStatusResponse;
+use strata_proto::stream::{ExtentInfo, StreamStatusResponse};
 use strata_stream::{
     start_extent_node_with_scrub, start_stream_manager_with_repair, ExtentNodeConfig,
     ManagerSettings, RecordPos, RepairSettings, RunningExtentNode, RunningStreamManager,
-    ScrubSettings, StreamClient, StreamManagerConfig,
+    ScrubSettings, StreamClient, StreamManagerConfig, StreamWriter,
 };
+use strata_types::ExtentId;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-pub const DEADLINE: Duration = Duration::from_secs(25);
+/// Long enough for a Raft election or a repair round on a loaded 2-core machine.
+pub const DEADLINE: Duration = Duration::from_secs(30);
 pub const EXTENT_SIZE_BYTES_MAX: u64 = 16 * 1024;
 
 /// Polls `check` until it returns Some, failing the test after [`DEADLINE`].
@@ -160,6 +162,12 @@ impl Cluster {
             .unwrap()
     }
 
+    /// The bytes of `extent_id`'s replica file on node `node_id`.
+    pub fn replica_bytes(&self, node_id: &str, extent_id: ExtentId) -> Vec<u8> {
+        let path = self.node(node_id).running.store.extent_file_path(extent_id);
+        file_bytes(&path).unwrap_or_else(|| panic!("no replica file {path:?}"))
+    }
+
     pub async fn wait_status(
         &self,
         what: &str,
@@ -195,6 +203,23 @@ pub fn fully_healed(status: &StreamStatusResponse) -> bool {
         })
 }
 
+/// Six nodes on racks a, a, b, b, c, c and a writer of stream "log" with `count` records
+/// acknowledged.
+pub async fn six_nodes_with_a_log(
+    count: usize,
+) -> (Cluster, StreamWriter, Vec<(RecordPos, Bytes)>) {
+    let cluster = Cluster::start(&["a", "a", "b", "b", "c", "c"], no_scrub()).await;
+    let writer = cluster.client.open("log").await.unwrap();
+    let mut written = Vec::new();
+    append_acknowledged(&writer, &mut written, count).await;
+    (cluster, writer, written)
+}
+
+/// The writer's last (open) extent.
+pub async fn last_extent(writer: &StreamWriter) -> ExtentInfo {
+    writer.info().await.extents.last().cloned().unwrap()
+}
+
 pub fn payload(index: usize, len: usize) -> Bytes {
     let mut bytes = format!("record-{index:05}-").into_bytes();
     bytes.resize(len, (index % 251) as u8);
@@ -204,7 +229,7 @@ pub fn payload(index: usize, len: usize) -> Bytes {
 /// Appends until `count` more records are acknowledged, retrying failed appends (they were
 /// not acknowledged) for at most the test deadline.
 pub async fn append_acknowledged(
-    writer: &strata_stream::StreamWriter,
+    writer: &StreamWriter,
     written: &mut Vec<(RecordPos, Bytes)>,
     count: usize,
 ) {

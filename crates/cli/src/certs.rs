@@ -1,0 +1,63 @@
+//! The certificates of a local stamp run with mutual TLS (`strata up --mtls`), in
+//! `<data-dir>/certs`: the deployment CA (`ca.pem`, `ca.key`), made once and kept; one
+//! certificate per node (`<node-name>.pem` / `.key`, naming its role and the stamp), issued
+//! afresh at every `strata up`; and `operator.pem` / `.key` for `strata status` and
+//! `strata debug`. Every key is mode 0600.
+
+use crate::layout::{Layout, NodeKind, RunningStamp};
+use std::path::{Path, PathBuf};
+use strata_types::Role;
+use strata_util::certs::Authority;
+use strata_util::tls::TlsFiles;
+
+/// The holder name of the operator certificate.
+pub const OPERATOR: &str = "operator";
+
+/// The certificate folder of the stamp in `data_dir`.
+pub fn certs_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("certs")
+}
+
+/// The role a node of `kind` holds.
+pub fn role_of(kind: NodeKind) -> Role {
+    match kind {
+        NodeKind::Location => Role::Location,
+        NodeKind::StreamManager => Role::StreamManager,
+        NodeKind::ExtentNode => Role::ExtentNode,
+        NodeKind::PartitionManager => Role::PartitionManager,
+        NodeKind::PartitionServer => Role::PartitionServer,
+        NodeKind::Frontend => Role::Frontend,
+    }
+}
+
+/// The TLS files of node `name`.
+pub fn node_files(data_dir: &Path, name: &str) -> TlsFiles {
+    TlsFiles::in_dir(&certs_dir(data_dir), name)
+}
+
+/// The operator's TLS files.
+pub fn operator_files(data_dir: &Path) -> TlsFiles {
+    node_files(data_dir, OPERATOR)
+}
+
+/// Makes the CA if there is none, then issues every node of `layout` and the operator a
+/// certificate.
+pub fn issue_stamp(data_dir: &Path, layout: &Layout) -> anyhow::Result<()> {
+    let dir = certs_dir(data_dir);
+    let authority = Authority::open_or_create(&dir, &layout.stamp)?;
+    for node in &layout.nodes {
+        let role = role_of(node.kind);
+        authority.issue_into(&dir, &node.name, &layout.stamp, role, &node.name)?;
+    }
+    authority.issue_into(&dir, OPERATOR, &layout.stamp, Role::Operator, OPERATOR)?;
+    Ok(())
+}
+
+/// The operator's identity when the stamp running in `data_dir` runs mutual TLS; `None` when
+/// it runs plain (or is not running: then no call succeeds anyway).
+pub fn operator_identity(data_dir: &Path) -> anyhow::Result<Option<strata_util::tls::Identity>> {
+    match RunningStamp::load(data_dir) {
+        Ok(running) if running.mtls => operator_files(data_dir).load(),
+        _ => Ok(None),
+    }
+}

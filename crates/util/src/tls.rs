@@ -1,0 +1,242 @@
+//! Mutual TLS on internal gRPC (issue 14): a node's identity (the deployment CA, its own
+//! certificate and key), and who called, read from the caller's certificate.
+//!
+//! Every certificate of a deployment is signed by its CA and names its holder in one SAN URI,
+//! `strata://<stamp>/<role>/<node-name>` ([`peer_uri`]); a server takes only clients whose
+//! certificate chains to the CA, and a service that limits its callers checks the role with
+//! [`authorize`]. Every node certificate also carries the DNS name [`SERVER_NAME`], the name
+//! clients verify, so a node is reached by any address (loopback, a compose host name) without
+//! one certificate per address: the CA, not the host name, is what is trusted.
+//!
+//! [`TlsFiles`] names the three PEM files in a node's options (`--tls-ca`, `--tls-cert`,
+//! `--tls-key`, or the same keys in the config file / `STRATA_TLS_*`); none set = plain gRPC, as
+//! before. How an identity reaches servers and channels: see [`crate::rpc`].
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use strata_types::error_detail::{to_status, ErrorDetail};
+use strata_types::Role;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::transport::{Certificate, ClientTlsConfig, ServerTlsConfig};
+
+/// The DNS name in every node certificate, and the name every channel verifies.
+pub const SERVER_NAME: &str = "strata.internal";
+/// The scheme of the SAN URI that names a certificate's holder.
+pub const URI_SCHEME: &str = "strata";
+/// A TLS handshake not done in this long is dropped (a silent client holds no server task).
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+
+/// The PEM files of a node's identity; all three or none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsFiles {
+    /// Deployment CA certificate (PEM). With --tls-cert and --tls-key: mutual TLS on every
+    /// internal gRPC server and channel.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM), signed by --tls-ca.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The files [`crate::certs`] writes for `name` in `dir`: `ca.pem`, `<name>.pem`,
+    /// `<name>.key`.
+    pub fn in_dir(dir: &Path, name: &str) -> Self {
+        Self {
+            tls_ca: Some(dir.join("ca.pem")),
+            tls_cert: Some(dir.join(format!("{name}.pem"))),
+            tls_key: Some(dir.join(format!("{name}.key"))),
+        }
+    }
+
+    /// The identity these files hold; `None` when none is set (plain gRPC). Some but not all
+    /// set is an error, never a silent fall-back to plain.
+    pub fn load(&self) -> anyhow::Result<Option<Identity>> {
+        match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => Ok(None),
+            (Some(ca), Some(cert), Some(key)) => {
+                let read = |path: &PathBuf| {
+                    std::fs::read(path)
+                        .map_err(|err| anyhow::anyhow!("reading {}: {err}", path.display()))
+                };
+                Identity::from_pem(&read(ca)?, &read(cert)?, &read(key)?).map(Some)
+            }
+            _ => anyhow::bail!("mutual TLS needs all of tls_ca, tls_cert and tls_key, or none"),
+        }
+    }
+}
+
+/// A node's TLS identity: what its servers require of callers and what its channels present.
+#[derive(Clone)]
+pub struct Identity {
+    client: ClientTlsConfig,
+    /// A server builder with the acceptor made: building it is where a bad key shows.
+    server: tonic::transport::Server,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// The identity of the certificate `cert_pem` (with key `key_pem`) in the deployment whose
+    /// CA is `ca_pem`. Bad PEM is an error here, not at the first connection.
+    pub fn from_pem(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Self> {
+        let ca = Certificate::from_pem(ca_pem);
+        let own = tonic::transport::Identity::from_pem(cert_pem, key_pem);
+        let server = ServerTlsConfig::new()
+            .identity(own.clone())
+            .client_ca_root(ca.clone())
+            .client_auth_optional(false)
+            .timeout(std::time::Duration::from_millis(HANDSHAKE_TIMEOUT_MS));
+        let client = ClientTlsConfig::new()
+            .ca_certificate(ca)
+            .identity(own)
+            .domain_name(SERVER_NAME);
+        let server = tonic::transport::Server::builder()
+            .tls_config(server)
+            .map_err(|err| anyhow::anyhow!("TLS identity: {err}"))?;
+        Ok(Self { client, server })
+    }
+
+    /// For [`tonic::transport::Endpoint::tls_config`].
+    pub fn client_config(&self) -> ClientTlsConfig {
+        self.client.clone()
+    }
+
+    /// A server builder that requires callers' certificates signed by the CA.
+    pub fn server_builder(&self) -> tonic::transport::Server {
+        self.server.clone()
+    }
+}
+
+/// Who holds a certificate, as its SAN URI names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub stamp: String,
+    pub role: Role,
+    pub node: String,
+}
+
+/// The SAN URI naming `node` of `role` in `stamp`.
+pub fn peer_uri(stamp: &str, role: Role, node: &str) -> String {
+    format!("{URI_SCHEME}://{stamp}/{role}/{node}")
+}
+
+/// The holder named by a SAN URI; `None` for any other URI.
+pub fn parse_peer_uri(uri: &str) -> Option<Peer> {
+    let rest = uri.strip_prefix(URI_SCHEME)?.strip_prefix("://")?;
+    let mut parts = rest.splitn(3, '/');
+    let (stamp, role, node) = (parts.next()?, parts.next()?, parts.next()?);
+    if stamp.is_empty() || node.is_empty() {
+        return None;
+    }
+    Some(Peer {
+        stamp: stamp.to_string(),
+        role: role.parse().ok()?,
+        node: node.to_string(),
+    })
+}
+
+/// The holder named in a DER certificate; `None` when it names none.
+pub fn peer_of_certificate(der: &[u8]) -> Option<Peer> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let names = cert.subject_alternative_name().ok()??;
+    names
+        .value
+        .general_names
+        .iter()
+        .find_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => parse_peer_uri(uri),
+            _ => None,
+        })
+}
+
+/// How a request reached this server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// Over plain gRPC: the server runs without TLS, so callers are not checked (as before
+    /// issue 14; tests and plain deployments).
+    Plain,
+    /// Over mutual TLS, from the holder of a CA-signed certificate; `None` when the certificate
+    /// names no Strata holder.
+    Tls(Option<Peer>),
+}
+
+/// Who sent `request`.
+pub fn caller<T>(request: &tonic::Request<T>) -> Caller {
+    if request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .is_none()
+    {
+        return Caller::Plain;
+    }
+    let leaf = request.peer_certs().and_then(|certs| {
+        let leaf = certs.first()?;
+        peer_of_certificate(leaf.as_ref())
+    });
+    Caller::Tls(leaf)
+}
+
+/// `Ok` when `request` came over plain gRPC or from a holder of one of `allowed`; else the
+/// typed refusal ([`ErrorDetail::PermissionDenied`], gRPC PermissionDenied).
+#[allow(clippy::result_large_err)] // tonic::Status is what every handler returns
+pub fn authorize<T>(request: &tonic::Request<T>, allowed: &[Role]) -> Result<(), tonic::Status> {
+    match caller(request) {
+        Caller::Plain => Ok(()),
+        Caller::Tls(Some(peer)) if allowed.contains(&peer.role) => Ok(()),
+        Caller::Tls(peer) => {
+            let role = peer.map(|peer| peer.role);
+            let named = role.map_or("no role".to_string(), |role| role.to_string());
+            Err(to_status(
+                ErrorDetail::PermissionDenied { role },
+                format!("caller with {named} may not make this call"),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_uris_round_trip_and_foreign_uris_name_no_one() {
+        let uri = peer_uri("stamp-1", Role::PartitionServer, "ps-1");
+        assert_eq!(uri, "strata://stamp-1/partition-server/ps-1");
+        assert_eq!(
+            parse_peer_uri(&uri),
+            Some(Peer {
+                stamp: "stamp-1".into(),
+                role: Role::PartitionServer,
+                node: "ps-1".into(),
+            })
+        );
+        for other in [
+            "https://stamp-1/partition-server/ps-1",
+            "strata://stamp-1/root/ps-1",
+            "strata://stamp-1/frontend",
+            "strata:///frontend/fe-1",
+        ] {
+            assert_eq!(parse_peer_uri(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn partial_tls_files_are_an_error() {
+        assert!(TlsFiles::default().load().unwrap().is_none());
+        let partial = TlsFiles {
+            tls_ca: Some("ca.pem".into()),
+            ..TlsFiles::default()
+        };
+        let err = partial.load().unwrap_err().to_string();
+        assert!(err.contains("all of"), "{err}");
+    }
+}
