@@ -30,18 +30,9 @@ async fn replica_verifies(store: &ExtentStore, extent_id: u64, length: u64) -> b
 /// flipped, then keeps appending: no acknowledged record may be lost, and the damaged replica
 /// is rewritten from a good one.
 async fn damaged_tail_survives_restart(replica_index: usize) {
-<<<<<<< HEAD
     let (mut cluster, writer, mut written) = six_nodes_with_a_log(3).await;
     let open = last_extent(&writer).await;
-    assert!(!open.sealed && open.extent_id == written[2].0.extent_id);
-=======
-    let mut cluster = Cluster::start(&["a", "a", "b", "b", "c", "c"], no_scrub()).await;
-    let writer = cluster.client.open("log").await.unwrap();
-    let mut written: Vec<(RecordPos, bytes::Bytes)> = Vec::new();
-    append_acknowledged(&writer, &mut written, 3).await;
-    let open = writer.info().await.extents.last().cloned().unwrap();
     assert!(!open.sealed && open.extent_id == written[2].0.extent_id.get());
->>>>>>> 798aa8b
     let victim = open.replicas[replica_index].clone();
     let (dir, keep) = cluster.stop_node(&victim.node_id).await;
     let path = dir.join("extents").join(format!("{}.ext", open.extent_id));
