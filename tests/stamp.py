@@ -159,6 +159,9 @@ class Stamp:
                     "retries": {"max_attempts": 8, "mode": "standard"},
                     "connect_timeout": 5,
                     "read_timeout": 120,
+                    # SigV4 for presigned URLs too (boto3 presigns with SigV2 otherwise, which
+                    # the front-end refuses unless --sigv2-enabled).
+                    "signature_version": "s3v4",
                     **config,
                 }
             ),

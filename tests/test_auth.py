@@ -60,6 +60,48 @@ def test_presigned_urls(stamp, s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="uploaded")["Body"].read() == b"via presigned put"
 
 
+def test_sigv2_presigned_urls_are_refused(stamp, s3, bucket):
+    """boto3's SigV2 presigning (its default without signature_version) is refused as S3
+    refuses it where SigV2 is off; a presigned PUT stores nothing."""
+    v2 = stamp.client(signature_version="s3")
+    url = v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "k"}, ExpiresIn=300)
+    assert "Signature=" in url and "X-Amz-Signature" not in url
+    status, body = http("GET", url)
+    assert status == 400 and b"<Code>InvalidRequest</Code>" in body and b"AWS4-HMAC-SHA256" in body
+    put_url = v2.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "v2put"}, ExpiresIn=300)
+    status, _ = http("PUT", put_url, data=b"v2 put")
+    assert status == 400
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="v2put")
+
+
+def test_presigned_urls_expire_within_a_week(stamp, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="week", Body=b"w")
+    week = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "week"}, ExpiresIn=604800)
+    assert http("GET", week) == (200, b"w")
+    longer = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "week"}, ExpiresIn=604801)
+    status, body = http("GET", longer)
+    assert status == 400 and b"<Code>AuthorizationQueryParametersError</Code>" in body
+
+
+def test_boto3_protection_parameters_are_refused(stamp, s3, bucket):
+    """boto3's own headers for owner-only ACLs pass; encryption, object lock and public ACLs
+    are refused and store nothing."""
+    s3.put_object(Bucket=bucket, Key="owned", Body=b"o", ACL="bucket-owner-full-control")
+    refused = [
+        ({"ServerSideEncryption": "AES256"}, "NotImplemented"),
+        ({"SSECustomerAlgorithm": "AES256", "SSECustomerKey": "k" * 32}, "NotImplemented"),
+        ({"ObjectLockMode": "GOVERNANCE", "ObjectLockRetainUntilDate": "2030-01-01T00:00:00Z"}, "NotImplemented"),
+        ({"ACL": "public-read"}, "AccessControlListNotSupported"),
+    ]
+    for extra, code in refused:
+        with pytest.raises(ClientError) as err:
+            s3.put_object(Bucket=bucket, Key="protected", Body=b"p", **extra)
+        assert err.value.response["Error"]["Code"] == code, extra
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket=bucket, Key="protected")
+
+
 def test_presigned_urls_sigv4(stamp, bucket):
     """Query-string SigV4 (X-Amz-Signature), what current SDKs generate."""
     v4 = stamp.client(signature_version="s3v4")

@@ -4,7 +4,10 @@
 //!   `InvalidAccessKeyId` (SimpleAuth alone says `NotSignedUp`). s3s itself verifies SigV4
 //!   (header, presigned query, aws-chunked) and answers `SignatureDoesNotMatch`.
 //! - [`DenyAnonymous`]: every request must be signed (403 AccessDenied otherwise); it also
-//!   records the resolved operation name for the request metrics.
+//!   records the resolved operation name for the request metrics. Once a request is
+//!   authenticated it refuses headers promising protections Strata does not give
+//!   ([`crate::perimeter::check_protection_headers`]) and takes the request's in-flight slot
+//!   ([`RequestSlot`]): a stranger's request never holds one.
 //! - [`DomainHost`]: virtual-hosted-style addressing under one base domain, port ignored, so
 //!   `bucket.localhost:9000` names bucket `bucket`; any other host name is path-style.
 
@@ -14,6 +17,7 @@ use s3s::auth::{S3Auth, SecretKey, SimpleAuth};
 use s3s::host::{S3Host, VirtualHost};
 use s3s::S3Result;
 use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct KeyAuth {
     inner: SimpleAuth,
@@ -51,6 +55,40 @@ impl OperationSlot {
     }
 }
 
+/// The front-end's in-flight request slots, and the one this request took (put in the request
+/// extensions by `server::app`; taken by the access check, after authentication). The app keeps
+/// the slot until the response body is sent.
+#[derive(Clone)]
+pub struct RequestSlot {
+    slots: Arc<Semaphore>,
+    held: Arc<Mutex<Option<OwnedSemaphorePermit>>>,
+}
+
+impl RequestSlot {
+    pub fn new(slots: Arc<Semaphore>) -> Self {
+        Self {
+            slots,
+            held: Arc::default(),
+        }
+    }
+
+    /// Takes a slot for this request; false when every slot is held.
+    fn take(&self) -> bool {
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            return false;
+        };
+        if let Ok(mut held) = self.held.lock() {
+            *held = Some(permit);
+        }
+        true
+    }
+
+    /// The slot this request took, if it got that far.
+    pub fn into_held(self) -> Option<OwnedSemaphorePermit> {
+        self.held.lock().ok().and_then(|mut held| held.take())
+    }
+}
+
 pub struct DenyAnonymous;
 
 #[async_trait::async_trait]
@@ -62,10 +100,20 @@ impl S3Access for DenyAnonymous {
                 *guard = Some(name);
             }
         }
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(FrontendError::refused(Refusal::AccessDenied, "Access Denied").into()),
+        if cx.credentials().is_none() {
+            return Err(FrontendError::refused(Refusal::AccessDenied, "Access Denied").into());
         }
+        crate::perimeter::check_protection_headers(cx.headers())?;
+        if let Some(slot) = cx.extensions_mut().get::<RequestSlot>() {
+            if !slot.take() {
+                return Err(FrontendError::refused(
+                    Refusal::Overloaded,
+                    "Please reduce your request rate.",
+                )
+                .into());
+            }
+        }
+        Ok(())
     }
 }
 

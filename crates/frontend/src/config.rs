@@ -29,7 +29,26 @@ pub struct FrontendConfig {
     /// How long a bucket record read by this front-end is reused (0: never); see
     /// `bucket_cache.rs`.
     pub bucket_cache_ttl_ms: u64,
+    /// Whether SigV2 signatures are checked (false: refused, as S3 refuses them in regions
+    /// without SigV2); enabled, a SigV2 request's date must be within `clock_skew_secs_max`.
+    pub sigv2_enabled: bool,
+    /// Time a request head has to arrive whole, from its first byte (`connections.rs`).
+    pub header_read_timeout_ms: u64,
+    /// Time a connection with no request in progress may stay silent before it is closed.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; at the cap the idlest one is closed for a new one.
+    pub connections_max: usize,
 }
+
+/// Default for [`FrontendConfig::header_read_timeout_ms`]: a slow client on a slow link sends
+/// a few KiB of headers well within it.
+pub const HEADER_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// Default for [`FrontendConfig::idle_timeout_ms`]: long enough for SDKs to reuse pooled
+/// connections between requests, as S3 keeps them about this long.
+pub const IDLE_TIMEOUT_MS_DEFAULT: u64 = 20_000;
+/// Default for [`FrontendConfig::connections_max`]: well under the usual 64 Ki file
+/// descriptors, and far above `requests_in_flight_max`.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 4_096;
 
 /// Default for [`FrontendConfig::requests_in_flight_max`]: with ~3 MiB per request, about
 /// 1.5 GiB of bodies at most.
@@ -54,6 +73,10 @@ impl FrontendConfig {
             clock_skew_secs_max: 900,
             requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX_DEFAULT,
             bucket_cache_ttl_ms: crate::bucket_cache::BUCKET_CACHE_TTL_MS_DEFAULT,
+            sigv2_enabled: false,
+            header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
+            idle_timeout_ms: IDLE_TIMEOUT_MS_DEFAULT,
+            connections_max: CONNECTIONS_MAX_DEFAULT,
         }
     }
 }
@@ -77,6 +100,10 @@ pub struct FrontendOptions {
     pub domain: String,
     pub stamp: String,
     pub bucket_cache_ttl_ms: u64,
+    pub sigv2_enabled: bool,
+    pub header_read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub connections_max: usize,
 }
 
 impl Default for FrontendOptions {
@@ -93,6 +120,10 @@ impl Default for FrontendOptions {
             domain: config.domain,
             stamp: config.stamp,
             bucket_cache_ttl_ms: config.bucket_cache_ttl_ms,
+            sigv2_enabled: config.sigv2_enabled,
+            header_read_timeout_ms: config.header_read_timeout_ms,
+            idle_timeout_ms: config.idle_timeout_ms,
+            connections_max: config.connections_max,
         }
     }
 }
@@ -107,6 +138,10 @@ impl FrontendOptions {
         config.domain = self.domain.clone();
         config.stamp = self.stamp.clone();
         config.bucket_cache_ttl_ms = self.bucket_cache_ttl_ms;
+        config.sigv2_enabled = self.sigv2_enabled;
+        config.header_read_timeout_ms = self.header_read_timeout_ms;
+        config.idle_timeout_ms = self.idle_timeout_ms;
+        config.connections_max = self.connections_max;
         config
     }
 }

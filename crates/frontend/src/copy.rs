@@ -105,7 +105,7 @@ impl Frontend {
             return Err(precondition_failed());
         }
         let headers = if replace {
-            stored_headers_of!(input)
+            stored_headers_of!(input)?
         } else {
             headers_of(&source)
         };

@@ -2,6 +2,13 @@
 //! are never signed, so they are handled before s3s's authentication), and the
 //! `Access-Control-*` headers added to every request carrying an `Origin` that a rule allows.
 //!
+//! The rules come from the front-end's bucket cache (`bucket_cache.rs`, the records signed
+//! requests read too), so unsigned preflights do not spend a range's request budget: only a
+//! cache miss reads the bucket record from its range, and at most
+//! [`RECORD_READS_PER_SEC_MAX`] misses a second do (beyond, 503 ServiceUnavailable from this
+//! front-end), so a flood of preflights naming random buckets cannot throttle the range
+//! holding the bucket records.
+//!
 //! Matching follows S3: the first rule whose AllowedOrigin matches the `Origin` (one `*`
 //! wildcard allowed), whose AllowedMethod contains the method (`Access-Control-Request-Method`
 //! for a preflight) and whose AllowedHeader patterns cover every header named in
@@ -16,6 +23,7 @@ use strata_proto::common::CorsRule;
 use strata_proto::partition::GetBucketRequest;
 use strata_types::keys;
 
+use crate::bucket_cache::BucketCache;
 use crate::routing::Router;
 
 /// Where the CORS rules of a bucket come from.
@@ -27,15 +35,51 @@ pub trait CorsSource: Send + Sync + 'static {
     fn domain(&self) -> &str;
 }
 
-/// Bucket records read through the partition map.
+/// Bucket records read from the front-end's cache, or through the partition map on a miss.
 pub struct BucketRecords {
     pub router: Arc<Router>,
+    pub buckets: Arc<BucketCache>,
     pub domain: String,
+    pub misses: MissBudget,
+}
+
+/// Bucket record reads a front-end makes for CORS per second, at most, on cache misses.
+pub const RECORD_READS_PER_SEC_MAX: u32 = 20;
+
+/// A per-second budget of record reads on cache misses.
+#[derive(Default)]
+pub struct MissBudget(std::sync::Mutex<Option<(std::time::Instant, u32)>>);
+
+impl MissBudget {
+    /// Takes one read from this second's budget; false when it is spent.
+    fn take(&self, now: std::time::Instant) -> bool {
+        let Ok(mut window) = self.0.lock() else {
+            return false;
+        };
+        match &mut *window {
+            Some((start, used)) if now.duration_since(*start).as_secs() < 1 => {
+                *used += 1;
+                *used <= RECORD_READS_PER_SEC_MAX
+            }
+            _ => {
+                *window = Some((now, 1));
+                true
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl CorsSource for BucketRecords {
     async fn cors_rules(&self, bucket: &str) -> Result<Option<Vec<CorsRule>>, ()> {
+        if let Some(record) = self.buckets.get(bucket) {
+            return Ok(Some(record.cors_rules));
+        }
+        if !self.misses.take(std::time::Instant::now()) {
+            tracing::debug!(bucket, "CORS record reads over budget");
+            return Err(());
+        }
+        let generation = self.buckets.generation();
         let request = GetBucketRequest {
             name: bucket.to_string(),
             lease: false,
@@ -48,7 +92,12 @@ impl CorsSource for BucketRecords {
             })
             .await;
         match result {
-            Ok((response, _)) => Ok(response.bucket.map(|b| b.cors_rules)),
+            Ok((response, _)) => {
+                if let Some(record) = &response.bucket {
+                    self.buckets.insert(record.clone(), generation);
+                }
+                Ok(response.bucket.map(|b| b.cors_rules))
+            }
             Err(err) => {
                 tracing::info!(%err, bucket, "CORS rules not readable");
                 Err(())
@@ -307,6 +356,15 @@ mod tests {
         );
         assert!(wildcard_match("*", "anything"));
         assert!(!wildcard_match("a*a", "a"));
+    }
+
+    #[test]
+    fn record_reads_on_misses_are_bounded_per_second() {
+        let budget = MissBudget::default();
+        let start = std::time::Instant::now();
+        let taken = (0..100).filter(|_| budget.take(start)).count();
+        assert_eq!(taken, RECORD_READS_PER_SEC_MAX as usize);
+        assert!(budget.take(start + std::time::Duration::from_millis(1_001)));
     }
 
     #[test]

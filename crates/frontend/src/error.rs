@@ -100,6 +100,15 @@ pub enum Refusal {
     AccessDenied,
     /// An access key not in the key file.
     UnknownAccessKey,
+    /// A signed request dated too far from the server's clock (a replay, or a wrong clock).
+    RequestTimeSkewed,
+    /// A presigned URL's query parameters break S3's rules (valid for more than 7 days).
+    BadPresignedQuery,
+    /// An ACL other than the owner's full control: Strata has no ACLs (as S3 with ACLs
+    /// disabled by Object Ownership "bucket owner enforced").
+    AclNotSupported,
+    /// Every in-flight request slot of this front-end is taken.
+    Overloaded,
     /// A body's chunk signature does not match its signing key.
     SignatureMismatch,
     // What is sent.
@@ -178,6 +187,10 @@ impl Refusal {
             R::PreconditionFailed => C::PreconditionFailed,
             R::AccessDenied => C::AccessDenied,
             R::UnknownAccessKey => C::InvalidAccessKeyId,
+            R::RequestTimeSkewed => C::RequestTimeTooSkewed,
+            R::BadPresignedQuery => C::AuthorizationQueryParametersError,
+            R::AclNotSupported => C::AccessControlListNotSupported,
+            R::Overloaded => C::SlowDown,
             R::SignatureMismatch => C::SignatureDoesNotMatch,
             R::PayloadHashMismatch => C::Custom("XAmzContentSHA256Mismatch".into()),
             R::BadDigest => C::BadDigest,
@@ -286,6 +299,33 @@ impl From<FrontendError> for S3Error {
             }
         }
     }
+}
+
+/// The HTTP answer of `err` for a request refused before s3s handles it (a SigV2 signature, an
+/// over-long presigned URL): the same code, status and XML body s3s would write.
+pub fn error_response(err: FrontendError) -> axum::response::Response {
+    let err = S3Error::from(err);
+    let status = err
+        .status_code()
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let message = err.message().map(xml_escape).unwrap_or_default();
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{}</Code><Message>{message}</Message></Error>",
+        err.code().as_str()
+    );
+    let mut response = axum::response::Response::new(axum::body::Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A delete marker's answer: NoSuchKey for the current version, MethodNotAllowed when it was

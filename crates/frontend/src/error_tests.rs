@@ -221,7 +221,7 @@ fn internal_details_do_not_leak() {
 }
 
 /// Every refusal, so the table is checked whole (a new kind must be added here).
-const REFUSALS: [Refusal; 38] = {
+const REFUSALS: [Refusal; 42] = {
     use Refusal as R;
     [
         R::InvalidArgument,
@@ -235,6 +235,10 @@ const REFUSALS: [Refusal; 38] = {
         R::PreconditionFailed,
         R::AccessDenied,
         R::UnknownAccessKey,
+        R::RequestTimeSkewed,
+        R::BadPresignedQuery,
+        R::AclNotSupported,
+        R::Overloaded,
         R::SignatureMismatch,
         R::PayloadHashMismatch,
         R::BadDigest,

@@ -22,7 +22,7 @@ pub struct Frontend {
     pub(crate) location: Option<LocationClient<Channel>>,
     pub(crate) config: FrontendConfig,
     /// Recently read bucket records (see `bucket_cache.rs`).
-    pub(crate) buckets: BucketCache,
+    pub(crate) buckets: Arc<BucketCache>,
 }
 
 impl Frontend {
@@ -47,7 +47,10 @@ impl Frontend {
         Ok(Self {
             router,
             location,
-            buckets: BucketCache::new(config.bucket_cache_ttl_ms, BUCKET_CACHE_ENTRIES_MAX),
+            buckets: Arc::new(BucketCache::new(
+                config.bucket_cache_ttl_ms,
+                BUCKET_CACHE_ENTRIES_MAX,
+            )),
             config,
         })
     }

@@ -13,7 +13,8 @@
 //! - internal failures reach the client only as S3 error codes with short messages.
 //!
 //! Module map:
-//! - [`server`]: `start` (axum + s3s service, request metrics), `build_s3_service`, `app`.
+//! - [`server`]: `start` (s3s service in an axum app on [`connections`], request metrics),
+//!   `build_s3_service`, `app`.
 //! - [`frontend`]: the `Frontend` state and the shared bucket / object-metadata lookups.
 //! - [`s3`]: `impl s3s::S3 for Frontend`, delegating to the operation families:
 //!   [`bucket`], [`object`] (put/get/head/delete), [`copy`], [`list`], [`delete_objects`],
@@ -32,7 +33,10 @@
 //! - [`conditions`]: If-* preconditions and Range; [`naming`]: bucket names; [`meta`]: header
 //!   conversions.
 //! - [`routing`]: partition map cache, client pool, retry with backoff.
-//! - [`auth`]: key auth, anonymous denial, virtual-host parsing; [`error`]: the error enum,
+//! - [`perimeter`]: refusals s3s would not make (SigV2 unless enabled, and then only fresh;
+//!   presigned URLs over 7 days; headers promising encryption, object lock or ACLs);
+//!   [`connections`]: the listener's connection cap, header-read and idle timeouts.
+//! - [`auth`]: key auth, anonymous denial (then the in-flight slot), virtual-host parsing; [`error`]: the error enum,
 //!   the `Refusal` kinds handlers refuse requests with, and the one mapping to S3 codes,
 //!   statuses and headers; [`metrics`]; [`config`].
 //!
@@ -50,6 +54,7 @@ pub mod bucket_config;
 pub mod checksum;
 pub mod conditions;
 pub mod config;
+pub mod connections;
 pub mod copy;
 pub mod cors;
 pub mod delete_objects;
@@ -66,6 +71,7 @@ pub mod multipart_list;
 pub mod naming;
 pub mod object;
 pub mod part_copy;
+pub mod perimeter;
 pub mod put;
 pub mod routing;
 pub mod s3;

@@ -1,7 +1,9 @@
 //! Conversions between the index's `ObjectMeta` and s3s's header types.
 
+use crate::error::{FrontendError, Refusal};
 use s3s::dto::{Metadata, Timestamp, TimestampFormat};
 use strata_proto::common::ObjectMeta;
+use strata_types::limits::USER_METADATA_BYTES_MAX;
 
 /// The standard headers S3 stores with an object (PutObject, or CopyObject with REPLACE).
 #[derive(Clone, Debug, Default)]
@@ -37,12 +39,34 @@ impl StoredHeaders {
     }
 }
 
+impl StoredHeaders {
+    /// The headers, or MetadataTooLarge when the user metadata (keys and values, in UTF-8
+    /// bytes) exceeds S3's bound: refused before the body is read (the partition server checks
+    /// again before it stores anything).
+    pub fn checked(self) -> Result<Self, FrontendError> {
+        let bytes: usize = self
+            .user_metadata
+            .iter()
+            .flatten()
+            .map(|(key, value)| key.len() + value.len())
+            .sum();
+        if bytes as u64 > USER_METADATA_BYTES_MAX {
+            return Err(FrontendError::refused(
+                Refusal::MetadataTooLarge,
+                format!("Your metadata headers exceed the maximum allowed metadata size of {USER_METADATA_BYTES_MAX} bytes."),
+            ));
+        }
+        Ok(self)
+    }
+}
+
 /// The [`StoredHeaders`] of an s3s input that carries them (PutObject, CopyObject with
-/// REPLACE, CreateMultipartUpload): one definition for every operation that writes them.
+/// REPLACE, CreateMultipartUpload), checked ([`StoredHeaders::checked`]): one definition for
+/// every operation that writes them.
 macro_rules! stored_headers_of {
     ($input:expr) => {{
         let input = &$input;
-        $crate::meta::StoredHeaders {
+        $crate::meta::StoredHeaders::checked($crate::meta::StoredHeaders {
             content_type: input.content_type.clone(),
             user_metadata: input.metadata.clone(),
             content_encoding: input.content_encoding.clone(),
@@ -50,7 +74,7 @@ macro_rules! stored_headers_of {
             content_language: input.content_language.clone(),
             cache_control: input.cache_control.clone(),
             expires: input.expires.clone(),
-        }
+        })
     }};
 }
 pub(crate) use stored_headers_of;
@@ -106,6 +130,25 @@ pub fn size_i64(size_bytes: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_metadata_is_bounded_in_utf8_bytes_of_keys_and_values() {
+        let headers = |value: String| StoredHeaders {
+            user_metadata: Some([("k\u{e9}".to_string(), value)].into_iter().collect()),
+            ..Default::default()
+        };
+        // "ké" is 3 bytes: 2045 more fill the bound exactly.
+        assert!(headers("v".repeat(2045)).checked().is_ok());
+        let over = headers("\u{e9}".repeat(1023)).checked().unwrap_err();
+        assert!(matches!(
+            over,
+            FrontendError::Refused {
+                kind: Refusal::MetadataTooLarge,
+                ..
+            }
+        ));
+        assert!(StoredHeaders::default().checked().is_ok());
+    }
 
     #[test]
     fn http_dates_round_trip() {

@@ -212,7 +212,7 @@ impl Frontend {
             return Err(FrontendError::refused(Refusal::InvalidRequest, message).into());
         }
         self.require_bucket(&input.bucket).await?;
-        let mut meta = stored_headers_of!(input).into_meta();
+        let mut meta = stored_headers_of!(input)?.into_meta();
         meta.tags = crate::tagging::tags_of_header(input.tagging.as_deref())?;
         let request = CreateMultipartUploadRequest {
             bucket: input.bucket.clone(),

@@ -357,7 +357,7 @@ impl Frontend {
             ChecksumAlgorithm::Crc64nvme,
         )?;
         let bucket = self.require_bucket(&input.bucket).await?;
-        let mut meta = stored_headers_of!(input).into_meta();
+        let mut meta = stored_headers_of!(input)?.into_meta();
         meta.tags = crate::tagging::tags_of_header(input.tagging.as_deref())?;
         // One id for this request, kept by every internal retry (see ObjectMeta.write_id).
         meta.write_id = hex::encode(rand::random::<[u8; 16]>());

@@ -1,11 +1,13 @@
 //! Serving: the s3s service (auth, access, host, limits) inside axum, with request metrics.
 
-use crate::auth::{DenyAnonymous, DomainHost, KeyAuth, OperationSlot};
+use crate::auth::{DenyAnonymous, DomainHost, KeyAuth, OperationSlot, RequestSlot};
 use crate::config::FrontendConfig;
+use crate::connections::ConnectionLimits;
 use crate::cors::{BucketRecords, CorsRequest, CorsSource};
-use crate::error::FrontendError;
+use crate::error::{error_response, FrontendError};
 use crate::frontend::Frontend;
 use crate::metrics::{status_class, METRICS};
+use crate::perimeter::{self, SignaturePolicy};
 use crate::routing::Router;
 use axum::body::Body as AxumBody;
 use axum::extract::Request;
@@ -47,30 +49,44 @@ pub fn build_s3_service(s3: impl s3s::S3, config: &FrontendConfig) -> S3Service 
     builder.build()
 }
 
-/// The axum app: every request goes to the S3 service, measured, at most
-/// `requests_in_flight_max` at once (a request holds its slot until its body is sent). With a
-/// CORS source, preflight `OPTIONS` requests are answered from the bucket's CORS rules and
-/// requests with an `Origin` get the matching rule's headers.
+/// The axum app: every request goes to the S3 service, measured. Before s3s authenticates it,
+/// a request signed in a form this edge refuses is answered (`perimeter.rs`). At most
+/// `config.requests_in_flight_max` authenticated requests are served at once (the slot is
+/// taken by the access check, after authentication, and held until the response body is
+/// sent): an unsigned or badly signed request never holds one. With a CORS source, preflight
+/// `OPTIONS` requests are answered from the bucket's CORS rules and requests with an `Origin`
+/// get the matching rule's headers.
 pub fn app(
     service: S3Service,
-    requests_in_flight_max: usize,
+    config: &FrontendConfig,
     cors: Option<Arc<dyn CorsSource>>,
 ) -> axum::Router {
-    let slots = Arc::new(Semaphore::new(requests_in_flight_max));
-    axum::Router::new().fallback_service(tower::service_fn(move |request: Request| {
+    let slots = Arc::new(Semaphore::new(config.requests_in_flight_max));
+    let policy = SignaturePolicy {
+        sigv2_enabled: config.sigv2_enabled,
+        clock_skew_secs_max: config.clock_skew_secs_max,
+    };
+    axum::Router::new().fallback_service(tower::service_fn(move |mut request: Request| {
         let service = service.clone();
-        let slots = slots.clone();
+        let slot = RequestSlot::new(slots.clone());
         let cors = cors.clone();
         async move {
-            let Ok(permit) = slots.try_acquire_owned() else {
+            let checked = perimeter::check_signature_form(
+                request.headers(),
+                request.uri(),
+                policy,
+                time::OffsetDateTime::now_utc(),
+            );
+            if let Err(err) = checked {
                 METRICS
                     .requests
-                    .with_label_values(&["Throttled", "5xx"])
+                    .with_label_values(&["Unauthenticated", "4xx"])
                     .inc();
-                let mut response = slow_down_response();
+                let mut response = error_response(err);
                 close_if_body_unread(has_body(&request), &mut response);
                 return Ok::<_, Infallible>(response);
-            };
+            }
+            request.extensions_mut().insert(slot.clone());
             let response = match cors {
                 Some(cors) if request.method() == http::Method::OPTIONS => {
                     METRICS
@@ -94,7 +110,10 @@ pub fn app(
                 }
                 None => handle(service, request).await,
             };
-            // The permit lives as long as the response body.
+            let Some(permit) = slot.into_held() else {
+                return Ok(response);
+            };
+            // The slot lives as long as the response body.
             Ok(response.map(|body| {
                 AxumBody::new(body.map_frame(move |frame| {
                     let _held = &permit;
@@ -103,18 +122,6 @@ pub fn app(
             }))
         }
     }))
-}
-
-fn slow_down_response() -> Response {
-    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
-    let mut response = Response::new(AxumBody::from(body));
-    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/xml"),
-    );
-    add_retry_after(&mut response);
-    response
 }
 
 /// Every 503 (SlowDown, ServiceUnavailable) says when to come back. Throttling budgets refill
@@ -278,28 +285,17 @@ pub async fn start(
 
     let cors: Arc<dyn CorsSource> = Arc::new(BucketRecords {
         router: router.clone(),
+        buckets: frontend.buckets.clone(),
         domain: config.domain.clone(),
+        misses: Default::default(),
     });
-    let app = app(
-        build_s3_service(frontend, &config),
-        config.requests_in_flight_max,
-        Some(cors),
-    );
-    let task = tokio::spawn(async move {
-        // Without TCP_NODELAY a response written in pieces (headers, then the body) waits for
-        // the client's delayed ACK: ~40 ms per GET.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(%err, "TCP_NODELAY not set");
-            }
-        });
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await;
-        if let Err(err) = served {
-            tracing::error!(%err, "S3 server failed");
-        }
-    });
+    let limits = ConnectionLimits {
+        header_read_timeout_ms: config.header_read_timeout_ms,
+        idle_timeout_ms: config.idle_timeout_ms,
+        connections_max: config.connections_max,
+    };
+    let app = app(build_s3_service(frontend, &config), &config, Some(cors));
+    let task = tokio::spawn(crate::connections::serve(listener, app, limits, token));
     Ok(Running {
         s3_addr,
         router,

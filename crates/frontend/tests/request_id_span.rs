@@ -44,7 +44,7 @@ async fn the_answered_request_id_names_the_request_span() {
     let _subscriber =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
     let config = FrontendConfig::new(vec!["127.0.0.1:1".into()], "access", "secret");
-    let app = app(build_s3_service(NoS3, &config), 4, None);
+    let app = app(build_s3_service(NoS3, &config), &config, None);
 
     let mut answered = Vec::new();
     for _ in 0..2 {

@@ -24,6 +24,9 @@ pub const PART_SIZE_BYTES_MIN: u64 = 5 * 1024 * 1024;
 pub const PART_NUMBER_MAX: u32 = 10_000;
 /// User-defined metadata: the UTF-8 bytes of every key and value together (MetadataTooLarge).
 pub const USER_METADATA_BYTES_MAX: u64 = 2 * 1024;
+/// Longest validity of a presigned URL (SigV4's `X-Amz-Expires`, and SigV2's `Expires` when
+/// SigV2 is enabled, counted from now): 7 days, as S3 (AuthorizationQueryParametersError).
+pub const PRESIGNED_URL_EXPIRES_SECS_MAX: u64 = 7 * 24 * 60 * 60;
 /// Largest XML request body (a PutBucketLifecycle or DeleteObjects body, say).
 pub const XML_BODY_BYTES_MAX: u64 = 4 * 1024 * 1024;
 

@@ -39,6 +39,20 @@ struct Flags {
     /// [default: 1000].
     #[arg(long)]
     bucket_cache_ttl_ms: Option<u64>,
+    /// Accept SigV2 signatures (header and presigned), dated within 15 minutes; refused
+    /// otherwise [default: false].
+    #[arg(long)]
+    sigv2_enabled: Option<bool>,
+    /// Time a request head has to arrive whole, from its first byte, in ms [default: 10000].
+    #[arg(long)]
+    header_read_timeout_ms: Option<u64>,
+    /// Time a connection with no request in progress may stay silent, in ms [default: 20000].
+    #[arg(long)]
+    idle_timeout_ms: Option<u64>,
+    /// Connections served at once; at the cap the idlest is closed for a new one
+    /// [default: 4096].
+    #[arg(long)]
+    connections_max: Option<usize>,
 }
 
 /// s3s logs every client error (NoSuchKey, AccessDenied, ...) at ERROR level; the front-end

@@ -160,25 +160,7 @@ impl Client {
             ),
         );
         let request = builder.body(Full::new(Bytes::from(body))).unwrap();
-        let response = self
-            .http
-            .request(request)
-            .await
-            .expect("the front-end answers");
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        self.exchange(request).await
     }
 }
 
@@ -223,4 +205,42 @@ pub fn assert_error(reply: &Reply, status: u16, code: &str) {
         "expected {code}: {}",
         reply.text()
     );
+}
+
+impl Client {
+    /// Sends `method` on `path_and_query` with `headers` as they are (unsigned, or signed some
+    /// other way), without a body.
+    pub async fn raw(&self, method: &str, path_and_query: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut builder = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path_and_query}", self.host));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        self.exchange(builder.body(Full::new(Bytes::new())).unwrap())
+            .await
+    }
+
+    /// Sends `request` and reads the whole answer.
+    async fn exchange(&self, request: http::Request<Full<Bytes>>) -> Reply {
+        let response = self
+            .http
+            .request(request)
+            .await
+            .expect("the front-end answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
 }

@@ -41,6 +41,8 @@ pub struct Options {
     pub retry_budget_ms: u64,
     /// The manager's partition-server timeout (a dead owner's ranges move after it).
     pub server_timeout_ms: u64,
+    /// Changes to the front-end's config (limits, timeouts) before it starts.
+    pub frontend: fn(&mut FrontendConfig),
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             servers: 2,
             retry_budget_ms: 2_000,
             server_timeout_ms: 1_500,
+            frontend: |_| {},
         }
     }
 }
@@ -99,6 +102,7 @@ impl Stamp {
         let mut config = FrontendConfig::new(vec![manager_addr.clone()], ACCESS_KEY, SECRET_KEY);
         config.retry_budget_ms = options.retry_budget_ms;
         config.location_addr = Some(location_addr.clone());
+        (options.frontend)(&mut config);
         let (listener, _) = strata_testkit::loopback_listener().await;
         let frontend = strata_frontend::start(config, listener, token.clone())
             .await

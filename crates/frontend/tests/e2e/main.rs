@@ -7,6 +7,8 @@
 //! - `list`: listings over three ranges on two servers, non-contiguous on one.
 //! - `multipart`: multipart uploads and UploadPartCopy across servers.
 //! - `failover`: an owner that dies in the middle of a call.
+//! - `perimeter`: the edge against hostile clients (SigV2, presigned bounds, metadata size,
+//!   protection headers, connection bounds, cached CORS preflights).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -15,4 +17,5 @@ mod failover;
 mod list;
 mod multipart;
 mod objects;
+mod perimeter;
 mod sigv4;

@@ -104,7 +104,10 @@ fn service(domain: &str, clock_skew_secs_max: u32) -> (axum::Router, StubS3) {
     let mut config = FrontendConfig::new(vec![], ACCESS_KEY, SECRET_KEY);
     config.domain = domain.into();
     config.clock_skew_secs_max = clock_skew_secs_max;
-    (app(build_s3_service(stub.clone(), &config), 64, None), stub)
+    (
+        app(build_s3_service(stub.clone(), &config), &config, None),
+        stub,
+    )
 }
 
 async fn send(app: &axum::Router, request: http::Request<Body>) -> (u16, String) {
@@ -304,11 +307,28 @@ async fn unimplemented_operations_answer_501_with_xml() {
     assert_refused(send(&app, request).await, 501, "NotImplemented");
 }
 
+/// A fresh request signed right for GET /test.txt at `host`.
+fn signed_now(host: &str) -> http::Request<Body> {
+    let amz_date = now_amz_date();
+    let signature = sign(
+        SECRET_KEY,
+        &amz_date,
+        &get_canonical_request(host, &amz_date),
+    );
+    header_signed(host, &amz_date, ACCESS_KEY, &signature)
+}
+
+/// Slots are taken only after authentication: with the only slot held by a signed request
+/// whose body is unsent, another signed request gets SlowDown, while anonymous and badly
+/// signed ones still get their 403 (they never wait for, or take, a slot).
 #[tokio::test]
-async fn requests_beyond_the_in_flight_bound_get_slow_down() {
+async fn only_authenticated_requests_take_in_flight_slots() {
     let stub = StubS3::default();
-    let config = FrontendConfig::new(vec![], ACCESS_KEY, SECRET_KEY);
-    let app = app(build_s3_service(stub, &config), 1, None);
+    let mut config = FrontendConfig::new(vec![], ACCESS_KEY, SECRET_KEY);
+    config.domain = "localhost".into();
+    config.requests_in_flight_max = 1;
+    let app = app(build_s3_service(stub, &config), &config, None);
+    let host = "bucket.localhost:9000";
     let anonymous = || {
         http::Request::builder()
             .uri("/bucket/key")
@@ -316,11 +336,27 @@ async fn requests_beyond_the_in_flight_bound_get_slow_down() {
             .body(Body::empty())
             .unwrap()
     };
+    let badly_signed = || header_signed(host, &now_amz_date(), ACCESS_KEY, "00");
+    // Strangers do not hold the slot: a signed request behind two of them is served.
+    let first_anonymous = app.clone().oneshot(anonymous()).await.unwrap();
+    assert_eq!(first_anonymous.status().as_u16(), 403);
+    let first_bad = app.clone().oneshot(badly_signed()).await.unwrap();
+    assert_eq!(first_bad.status().as_u16(), 403);
     // The first response's body is not consumed yet: it still holds the only slot.
-    let first = app.clone().oneshot(anonymous()).await.unwrap();
-    assert_eq!(first.status().as_u16(), 403);
-    assert_refused(send(&app, anonymous()).await, 503, "SlowDown");
+    let first = app.clone().oneshot(signed_now(host)).await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    assert_refused(send(&app, signed_now(host)).await, 503, "SlowDown");
+    assert_refused(send(&app, anonymous()).await, 403, "AccessDenied");
+    assert_refused(
+        send(&app, badly_signed()).await,
+        403,
+        "SignatureDoesNotMatch",
+    );
     drop(first);
-    let (status, _) = send(&app, anonymous()).await;
-    assert_eq!(status, 403, "the slot is free again");
+    let (status, body) = send(&app, signed_now(host)).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ok"),
+        "the slot is free again"
+    );
 }
