@@ -57,6 +57,8 @@ pub fn list_objects(
             }
         },
     )?;
+    let (covered_until, covered_to_end) = walked.coverage(start.run_end);
+    let truncated = walked.truncated;
     let items = walked
         .items
         .into_iter()
@@ -74,10 +76,9 @@ pub fn list_objects(
             },
         })
         .collect();
-    let (covered_until, covered_to_end) = walked.coverage(start.run_end);
     Ok(ListObjectsResponse {
         items,
-        truncated: walked.truncated,
+        truncated,
         covered_until,
         covered_to_end,
     })

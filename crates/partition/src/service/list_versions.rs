@@ -95,6 +95,8 @@ pub fn list_versions(
         };
         Some(decoded.ok_or_else(|| PartitionError::Corrupt("undecodable version key".into())))
     })?;
+    let (covered_until, covered_to_end) = walked.coverage(start.run_end);
+    let truncated = walked.truncated;
     let items = walked
         .items
         .into_iter()
@@ -114,10 +116,9 @@ pub fn list_versions(
             },
         })
         .collect();
-    let (covered_until, covered_to_end) = walked.coverage(start.run_end);
     Ok(ListObjectVersionsResponse {
         items,
-        truncated: walked.truncated,
+        truncated,
         covered_until,
         covered_to_end,
     })

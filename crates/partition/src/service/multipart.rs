@@ -504,6 +504,8 @@ pub fn list_uploads(
             None => Err(PartitionError::Corrupt("undecodable upload key".into())),
         })
     })?;
+    let (covered_until, covered_to_end) = walked.coverage(start.run_end);
+    let truncated = walked.truncated;
     let items = walked
         .items
         .into_iter()
@@ -519,10 +521,9 @@ pub fn list_uploads(
             },
         })
         .collect();
-    let (covered_until, covered_to_end) = walked.coverage(start.run_end);
     Ok(ListMultipartUploadsResponse {
         items,
-        truncated: walked.truncated,
+        truncated,
         covered_until,
         covered_to_end,
     })
