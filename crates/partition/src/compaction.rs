@@ -219,7 +219,7 @@ impl Range {
         if self.is_poisoned() {
             // Fenced or failed meanwhile: this index may be stale; the next owner decides.
             return Err(PartitionError::Loading {
-                range_id: strata_types::RangeId::new(self.bounds.range_id),
+                range_id: self.bounds.range_id,
             });
         }
         let first = info.extents.first().map(|e| ExtentId::new(e.extent_id));
@@ -235,7 +235,7 @@ impl Range {
             EXTENTS_RELEASED.inc_by(released);
         }
         tracing::info!(
-            range_id = self.bounds.range_id,
+            range_id = %self.bounds.range_id,
             bytes_moved = report.bytes_moved,
             entries_updated = report.entries_updated,
             extents_released = report.extents_released,

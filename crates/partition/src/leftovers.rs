@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_stream::StreamClient;
+use strata_types::RangeId;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::PartitionError;
@@ -36,19 +37,22 @@ pub const LEFTOVER_PASS_INTERVAL_MS: u64 = 60_000;
 const RANGE_STREAM_PREFIX: &str = "range-";
 
 /// The range id of a range stream's name (`range-<id>/<kind>`).
-fn range_id_of(name: &str) -> Option<u64> {
+fn range_id_of(name: &str) -> Option<RangeId> {
     let rest = name.strip_prefix(RANGE_STREAM_PREFIX)?;
     let (id, _) = rest.split_once('/')?;
-    id.parse().ok()
+    id.parse().ok().map(RangeId::new)
 }
 
 /// Deletes the streams of every free range id; returns those ids, in order.
-pub async fn collect(streams: &StreamClient, known: &KnownIds) -> Result<Vec<u64>, PartitionError> {
+pub async fn collect(
+    streams: &StreamClient,
+    known: &KnownIds,
+) -> Result<Vec<RangeId>, PartitionError> {
     let names = streams
         .list_streams(RANGE_STREAM_PREFIX)
         .await
         .map_err(stream_error)?;
-    let free: BTreeSet<u64> = names
+    let free: BTreeSet<RangeId> = names
         .iter()
         .filter_map(|name| range_id_of(name))
         .filter(|id| known.is_free(*id))
@@ -56,7 +60,7 @@ pub async fn collect(streams: &StreamClient, known: &KnownIds) -> Result<Vec<u64
     for &range_id in &free {
         delete_streams_of(streams, range_id).await;
         tracing::info!(
-            range_id,
+            %range_id,
             "streams of a range that can never serve deleted (a reshape's leftovers)"
         );
     }
@@ -73,7 +77,7 @@ pub async fn run_leftover_collection(state: Arc<PartitionServerState>, token: Ca
             _ = tokio::time::sleep(interval) => {}
         }
         let known = state.known_ids();
-        if known.next_range_id == 0 {
+        if known.next_range_id == RangeId::new(0) {
             continue;
         }
         if let Err(err) = collect(&state.streams, &known).await {
@@ -89,18 +93,20 @@ mod tests {
     #[test]
     fn only_handed_out_ids_that_are_neither_live_nor_reserved_are_free() {
         let known = KnownIds {
-            live: [1, 4].into(),
-            next_range_id: 6,
-            reserved: [5].into(),
+            live: [RangeId::new(1), RangeId::new(4)].into(),
+            next_range_id: RangeId::new(6),
+            reserved: [RangeId::new(5)].into(),
         };
-        let free: Vec<u64> = (0..8).filter(|id| known.is_free(*id)).collect();
+        let free: Vec<u64> = (0..8)
+            .filter(|id| known.is_free(RangeId::new(*id)))
+            .collect();
         assert_eq!(free, vec![0, 2, 3]);
-        assert!(!KnownIds::default().is_free(0));
+        assert!(!KnownIds::default().is_free(RangeId::new(0)));
     }
 
     #[test]
     fn range_ids_are_read_from_stream_names() {
-        assert_eq!(range_id_of("range-12/data"), Some(12));
+        assert_eq!(range_id_of("range-12/data"), Some(RangeId::new(12)));
         assert_eq!(range_id_of("range-12"), None);
         assert_eq!(range_id_of("range-x/log"), None);
         assert_eq!(range_id_of("other-1/log"), None);

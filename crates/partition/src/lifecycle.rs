@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_proto::common::{BucketMeta, LifecycleRule, VersioningState};
-use strata_types::keys;
+use strata_types::{keys, RangeId};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::config::LifecycleConfig;
@@ -280,7 +280,7 @@ pub async fn pass(
 pub async fn run_lifecycle(state: Arc<PartitionServerState>, token: CancellationToken) {
     let config = state.config.lifecycle.clone();
     let interval = Duration::from_millis(config.interval_ms.max(50));
-    let mut cursors: HashMap<u64, Vec<u8>> = HashMap::new();
+    let mut cursors: HashMap<RangeId, Vec<u8>> = HashMap::new();
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
@@ -293,11 +293,11 @@ pub async fn run_lifecycle(state: Arc<PartitionServerState>, token: Cancellation
             let cursor = cursors.entry(range.bounds.range_id).or_default();
             match pass(&state, &range, cursor, &config).await {
                 Ok(report) if report != LifecycleReport::default() => {
-                    tracing::info!(range_id = range.bounds.range_id, ?report, "lifecycle pass");
+                    tracing::info!(range_id = %range.bounds.range_id, ?report, "lifecycle pass");
                 }
                 Ok(_) => {}
                 Err(err) => {
-                    tracing::warn!(range_id = range.bounds.range_id, %err, "lifecycle pass failed; retried next interval");
+                    tracing::warn!(range_id = %range.bounds.range_id, %err, "lifecycle pass failed; retried next interval");
                 }
             }
         }

@@ -21,7 +21,7 @@ use crate::records::{
 };
 use bytes::Bytes;
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
-use strata_types::{Epoch, ExtentId};
+use strata_types::{Epoch, ExtentId, RangeId};
 
 use crate::error::PartitionError;
 use crate::index::apply_changes;
@@ -45,7 +45,7 @@ pub const CHANGES_PER_COMMIT_MAX: usize = 10_002;
 /// The assignment a range is loaded under.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RangeBounds {
-    pub range_id: u64,
+    pub range_id: RangeId,
     pub low: Vec<u8>,
     /// Empty means +infinity.
     pub high: Vec<u8>,
@@ -131,7 +131,7 @@ impl Range {
                     last_log_pos: (begin.log_extent_id != 0)
                         .then_some((ExtentId::new(begin.log_extent_id), begin.log_offset)),
                 };
-                derived_from = begin.derived_from;
+                derived_from = begin.derived_from.into_iter().map(RangeId::new).collect();
                 (index, state)
             }
             None => (
@@ -156,7 +156,7 @@ impl Range {
         )
         .await?;
         tracing::info!(
-            range_id = bounds.range_id,
+            range_id = %bounds.range_id,
             epoch = bounds.epoch.get(),
             keys = index.len(),
             checkpoint_sequence,
@@ -296,7 +296,7 @@ impl Range {
                     // Another writer took the data stream: this server may no longer own the
                     // range. A reload finds out (and fences afresh if it still does).
                     self.poisoned.store(true, Ordering::Release);
-                    tracing::warn!(range_id = self.bounds.range_id, %err, "data stream writer fenced; range will reload");
+                    tracing::warn!(range_id = %self.bounds.range_id, %err, "data stream writer fenced; range will reload");
                 }
                 return Err(stream_error(err));
             }
@@ -340,12 +340,12 @@ impl Range {
         debug_assert!(changes.iter().all(|(key, _)| self.bounds.contains(key)));
         if self.is_poisoned() {
             return Err(PartitionError::Loading {
-                range_id: strata_types::RangeId::new(self.bounds.range_id),
+                range_id: self.bounds.range_id,
             });
         }
         if self.freeze_state() == FREEZE_FROZEN {
             return Err(PartitionError::Frozen {
-                range_id: strata_types::RangeId::new(self.bounds.range_id),
+                range_id: self.bounds.range_id,
             });
         }
         let sequence = state.sequence + 1;
@@ -378,7 +378,7 @@ impl Range {
             Err(err) => {
                 // The record may or may not be in the log now; only a reload tells.
                 self.poisoned.store(true, Ordering::Release);
-                tracing::warn!(range_id = self.bounds.range_id, %err, "log append failed; range will reload");
+                tracing::warn!(range_id = %self.bounds.range_id, %err, "log append failed; range will reload");
                 Err(stream_error(err))
             }
         }
@@ -512,7 +512,7 @@ impl Range {
             sequence,
             log_extent_id: log_extent_id.get(),
             log_offset,
-            range_id: self.bounds.range_id,
+            range_id: self.bounds.range_id.get(),
             low: self.bounds.low.clone(),
             high: self.bounds.high.clone(),
             derived_from: Vec::new(),
@@ -522,7 +522,7 @@ impl Range {
         self.entries_since_checkpoint
             .fetch_sub(counted, Ordering::Relaxed);
         tracing::info!(
-            range_id = self.bounds.range_id,
+            range_id = %self.bounds.range_id,
             sequence,
             keys = total,
             "checkpoint written"

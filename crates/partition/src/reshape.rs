@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::records::CheckpointBegin;
 use strata_proto::partition::{PrepareReshapeRequest, PrepareReshapeResponse, ReshapeChild};
 use strata_stream::StreamClient;
+use strata_types::RangeId;
 
 use crate::error::PartitionError;
 use crate::persist::write_checkpoint;
@@ -41,7 +42,7 @@ pub async fn prepare(
     for parent in &parents {
         if parent.freeze_state() != FREEZE_OPEN {
             return Err(PartitionError::InvalidArgument(format!(
-                "range {} is already frozen for another reshape (it is renewed first)",
+                "{} is already frozen for another reshape (it is renewed first)",
                 parent.bounds.range_id
             )));
         }
@@ -69,7 +70,7 @@ pub async fn prepare_ranges(
         // The children will never be committed: drop what was built of them, so the shared
         // extents are not kept alive by them. Best effort.
         for child in children {
-            delete_streams_of(streams, child.range_id).await;
+            delete_streams_of(streams, RangeId::new(child.range_id)).await;
         }
     }
     result
@@ -93,7 +94,7 @@ fn validate(
     let mut parents = Vec::with_capacity(request.parents.len());
     for wanted in &request.parents {
         let range = state
-            .ready_range(wanted.range_id)
+            .ready_range(RangeId::new(wanted.range_id))
             .filter(|range| range.bounds.epoch.get() == wanted.epoch)
             .ok_or_else(|| {
                 PartitionError::InvalidArgument(format!(
@@ -149,7 +150,7 @@ async fn freeze_and_build(
         while parent.uploads_in_flight() > 0 {
             if Instant::now() >= deadline {
                 return Err(PartitionError::Frozen {
-                    range_id: strata_types::RangeId::new(parent.bounds.range_id),
+                    range_id: parent.bounds.range_id,
                 });
             }
             tokio::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
@@ -169,10 +170,10 @@ async fn freeze_and_build(
     }
     data_extents.sort_unstable();
     data_extents.dedup();
-    let derived_from: Vec<u64> = parents.iter().map(|p| p.bounds.range_id).collect();
+    let derived_from: Vec<u64> = parents.iter().map(|p| p.bounds.range_id.get()).collect();
     let mut child_keys = Vec::with_capacity(children.len());
     for child in children {
-        let (_, data_name, checkpoint_name) = stream_names(child.range_id);
+        let (_, data_name, checkpoint_name) = stream_names(RangeId::new(child.range_id));
         streams
             .create_stream(&data_name, &data_extents)
             .await

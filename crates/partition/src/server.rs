@@ -43,7 +43,7 @@ impl Slot {
 pub struct PartitionServerState {
     pub config: PartitionServerConfig,
     pub streams: StreamClient,
-    ranges: RwLock<BTreeMap<u64, Slot>>,
+    ranges: RwLock<BTreeMap<RangeId, Slot>>,
     throttle: Throttle,
     /// The whole partition map as the manager's last heartbeat answer listed it (every range,
     /// every owner): where bucket records of other servers' ranges are read.
@@ -116,7 +116,7 @@ impl PartitionServerState {
         let range = self.range_for(key)?;
         if range.freeze_state() != crate::range::FREEZE_OPEN {
             return Err(PartitionError::Frozen {
-                range_id: RangeId::new(range.bounds.range_id),
+                range_id: range.bounds.range_id,
             });
         }
         range.load.record_request(key, Instant::now());
@@ -125,7 +125,7 @@ impl PartitionServerState {
     }
 
     /// Takes one request of `bucket` on range `range_id` from the request-rate budgets.
-    pub fn throttle(&self, range_id: u64, bucket: &str) -> Result<(), PartitionError> {
+    pub fn throttle(&self, range_id: RangeId, bucket: &str) -> Result<(), PartitionError> {
         self.throttle.admit(range_id, bucket)
     }
 
@@ -143,10 +143,10 @@ impl PartitionServerState {
             return match slot {
                 Slot::Ready(range) if !range.is_poisoned() => Ok(range.clone()),
                 Slot::Ready(range) => Err(PartitionError::Loading {
-                    range_id: RangeId::new(range.bounds.range_id),
+                    range_id: range.bounds.range_id,
                 }),
                 Slot::Loading(bounds) => Err(PartitionError::Loading {
-                    range_id: RangeId::new(bounds.range_id),
+                    range_id: bounds.range_id,
                 }),
             };
         }
@@ -155,7 +155,7 @@ impl PartitionServerState {
     }
 
     /// A ready range this server serves, by id (for the manager's reshape calls).
-    pub fn ready_range(&self, range_id: u64) -> Option<RangeRef> {
+    pub fn ready_range(&self, range_id: RangeId) -> Option<RangeRef> {
         let ranges = self
             .ranges
             .read()
@@ -242,7 +242,7 @@ impl PartitionServerState {
                 let load = range.load.report(now);
                 let size = range.load.size(now, || range.size_report());
                 ServedRange {
-                    range_id: range.bounds.range_id,
+                    range_id: range.bounds.range_id.get(),
                     epoch: range.bounds.epoch.get(),
                     requests_per_sec: load.requests_per_sec,
                     bytes_per_sec: load.bytes_per_sec,
@@ -339,17 +339,18 @@ impl PartitionServerState {
             .map
             .write()
             .unwrap_or_else(|poison| poison.into_inner()) = assignments.clone();
-        let wanted: BTreeMap<u64, RangeBounds> = assignments
+        let wanted: BTreeMap<RangeId, RangeBounds> = assignments
             .into_iter()
             .filter(|a| a.owner_id == self.config.server_id)
             .map(|a| {
+                let range_id = RangeId::new(a.range_id);
                 let bounds = RangeBounds {
-                    range_id: a.range_id,
+                    range_id,
                     low: a.low,
                     high: a.high,
                     epoch: Epoch::new(a.epoch),
                 };
-                (a.range_id, bounds)
+                (range_id, bounds)
             })
             .collect();
         let mut to_load = Vec::new();
@@ -362,7 +363,7 @@ impl PartitionServerState {
                 let keep = wanted.get(range_id) == Some(slot.bounds());
                 if !keep {
                     tracing::info!(
-                        range_id,
+                        %range_id,
                         "range no longer assigned here under this epoch; dropped"
                     );
                 }
@@ -399,9 +400,9 @@ impl PartitionServerState {
             Ok(range) if still_wanted => {
                 ranges.insert(range_id, Slot::Ready(Arc::new(range)));
             }
-            Ok(_) => tracing::info!(range_id, "assignment changed while loading; load discarded"),
+            Ok(_) => tracing::info!(%range_id, "assignment changed while loading; load discarded"),
             Err(err) => {
-                tracing::warn!(range_id, %err, "loading range failed; retrying on the next heartbeat");
+                tracing::warn!(%range_id, %err, "loading range failed; retrying on the next heartbeat");
                 if still_wanted {
                     ranges.remove(&range_id);
                 }
@@ -418,7 +419,7 @@ impl PartitionServerState {
                 continue;
             }
             if let Err(err) = range.checkpoint().await {
-                tracing::warn!(range_id = range.bounds.range_id, %err, "checkpoint failed");
+                tracing::warn!(range_id = %range.bounds.range_id, %err, "checkpoint failed");
             }
         }
     }
@@ -505,9 +506,18 @@ pub async fn run_heartbeats(state: Arc<PartitionServerState>, token: Cancellatio
                 .known_ids
                 .write()
                 .unwrap_or_else(|poison| poison.into_inner()) = crate::streams::KnownIds {
-                live: answer.assignments.iter().map(|a| a.range_id).collect(),
-                next_range_id: answer.next_range_id,
-                reserved: answer.reserved_range_ids.iter().copied().collect(),
+                live: answer
+                    .assignments
+                    .iter()
+                    .map(|a| RangeId::new(a.range_id))
+                    .collect(),
+                next_range_id: RangeId::new(answer.next_range_id),
+                reserved: answer
+                    .reserved_range_ids
+                    .iter()
+                    .copied()
+                    .map(RangeId::new)
+                    .collect(),
             };
             state.reconcile(answer.assignments);
         }
@@ -555,7 +565,7 @@ pub async fn run_compaction(state: Arc<PartitionServerState>, token: Cancellatio
                 result = pass => result,
             };
             if let Err(err) = result {
-                tracing::warn!(range_id = range.bounds.range_id, %err, "compaction pass failed; retried next interval");
+                tracing::warn!(range_id = %range.bounds.range_id, %err, "compaction pass failed; retried next interval");
             }
         }
     }

@@ -18,6 +18,7 @@ use prometheus::IntCounterVec;
 
 pub use crate::config::ThrottleConfig;
 use crate::error::PartitionError;
+use strata_types::RangeId;
 
 /// Per-key limiter state is dropped (`retain_recent`) once the maps hold this many keys, which
 /// bounds their memory by the number of keys active within about a second.
@@ -44,7 +45,7 @@ fn limiter<K: std::hash::Hash + Eq + Clone>(per_sec: u32) -> Option<DefaultKeyed
 
 /// The limits of one server.
 pub struct Throttle {
-    ranges: Option<DefaultKeyedRateLimiter<u64>>,
+    ranges: Option<DefaultKeyedRateLimiter<RangeId>>,
     buckets: Option<DefaultKeyedRateLimiter<String>>,
     clock: DefaultClock,
 }
@@ -61,7 +62,7 @@ impl Throttle {
     /// Takes one request from the budgets of `range_id` and `bucket`, or says how long to wait.
     /// The bucket is checked first: a request a hot bucket is refused does not use up its
     /// range's budget (which other buckets in that range share).
-    pub fn admit(&self, range_id: u64, bucket: &str) -> Result<(), PartitionError> {
+    pub fn admit(&self, range_id: RangeId, bucket: &str) -> Result<(), PartitionError> {
         if let Some(buckets) = &self.buckets {
             if buckets.len() > LIMITER_KEYS_MAX {
                 buckets.retain_recent();
@@ -82,7 +83,7 @@ impl Throttle {
                 THROTTLED.with_label_values(&["range"]).inc();
                 return Err(slow_down(
                     not_until.wait_time_from(self.clock.now()),
-                    format!("range {range_id} is over its request rate"),
+                    format!("{range_id} is over its request rate"),
                 ));
             }
         }
@@ -104,7 +105,7 @@ mod tests {
 
     fn admitted(throttle: &Throttle, range_id: u64, bucket: &str, attempts: usize) -> usize {
         (0..attempts)
-            .filter(|_| throttle.admit(range_id, bucket).is_ok())
+            .filter(|_| throttle.admit(RangeId::new(range_id), bucket).is_ok())
             .count()
     }
 
@@ -117,7 +118,7 @@ mod tests {
         // A burst of up to the per-second budget passes; what follows at once is refused.
         let passed = admitted(&throttle, 1, "b", 200);
         assert!((50..=52).contains(&passed), "{passed}");
-        match throttle.admit(1, "b") {
+        match throttle.admit(RangeId::new(1), "b") {
             Err(PartitionError::SlowDown { retry_after_ms, .. }) => {
                 assert!((1..=1_000).contains(&retry_after_ms), "{retry_after_ms}")
             }

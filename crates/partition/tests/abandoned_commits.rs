@@ -8,11 +8,11 @@ mod common;
 use common::stream_layer;
 use strata_partition::range::{IndexValue, Range, RangeBounds};
 use strata_proto::record::ObjectRecord;
-use strata_types::{keys, Epoch};
+use strata_types::{keys, Epoch, RangeId};
 
 fn whole_range(epoch: u64) -> RangeBounds {
     RangeBounds {
-        range_id: 1,
+        range_id: RangeId::new(1),
         low: Vec::new(),
         high: Vec::new(),
         epoch: Epoch::new(epoch),

@@ -13,12 +13,12 @@ use strata_partition::records::chunk_extent;
 use strata_partition::CompactionConfig;
 use strata_proto::record::{ChunkLocation, ObjectRecord, PartRecord};
 use strata_stream::StreamClient;
-use strata_types::{keys, Epoch};
+use strata_types::{keys, Epoch, RangeId};
 
 const EXTENT_BYTES: u64 = 64 * 1024;
 const CHUNK_BYTES: usize = 8 * 1024;
 const CHUNKS_PER_OBJECT: usize = 3;
-const RANGE_ID: u64 = 11;
+const RANGE_ID: RangeId = RangeId::new(11);
 
 fn bounds(epoch: u64) -> RangeBounds {
     RangeBounds {

@@ -9,14 +9,14 @@ use common::stream_layer;
 use strata_partition::range::{Range, RangeBounds};
 use strata_partition::records::chunk_extent;
 use strata_proto::record::ChunkLocation;
-use strata_types::Epoch;
+use strata_types::{Epoch, RangeId};
 
 /// Small extents so seals happen while uploads stream.
 const SMALL_EXTENT_BYTES: u64 = 16 * 1024;
 
 fn bounds(epoch: u64) -> RangeBounds {
     RangeBounds {
-        range_id: 11,
+        range_id: RangeId::new(11),
         low: Vec::new(),
         high: Vec::new(),
         epoch: Epoch::new(epoch),

@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::stream_layer;
+use common::{create_upload, stream_layer};
 use futures::StreamExt;
 use strata_partition::range::{IndexValue, Range, RangeBounds};
 use strata_partition::PartitionServerState;
@@ -36,19 +36,6 @@ async fn serve(
 
 fn long_key() -> String {
     format!("{}-key", "k".repeat(996))
-}
-
-async fn create_upload(client: &mut Client, key: &str) -> String {
-    client
-        .create_multipart_upload(CreateMultipartUploadRequest {
-            bucket: "b".into(),
-            key: key.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .upload_id
 }
 
 /// Uploads one-byte parts 1..=count, a few at a time, retrying SlowDown as a front-end does.
@@ -299,7 +286,7 @@ async fn completing_10000_parts_over_a_versioned_key_commits_and_survives_reload
 async fn an_object_whose_chunk_list_exceeds_a_record_commits_and_survives_checkpoints() {
     let layer = stream_layer(64 << 20).await;
     let bounds = |epoch| RangeBounds {
-        range_id: 1,
+        range_id: strata_types::RangeId::new(1),
         low: Vec::new(),
         high: Vec::new(),
         epoch: strata_types::Epoch::new(epoch),

@@ -124,7 +124,9 @@ async fn a_listing_covers_only_the_contiguous_run_from_its_start() {
     // The run of range 1 alone: range 3's keys are not in the answer.
     let runs = a.run_from(&in_1).unwrap();
     assert_eq!(
-        runs.iter().map(|r| r.bounds.range_id).collect::<Vec<_>>(),
+        runs.iter()
+            .map(|r| r.bounds.range_id.get())
+            .collect::<Vec<_>>(),
         [1]
     );
     let service = PartitionService::new(a.clone());
@@ -254,7 +256,9 @@ async fn a_listing_covers_only_the_contiguous_run_from_its_start() {
     wait_ready(&c, &[in_1.clone(), in_2.clone()]).await;
     let runs = c.run_from(&in_1).unwrap();
     assert_eq!(
-        runs.iter().map(|r| r.bounds.range_id).collect::<Vec<_>>(),
+        runs.iter()
+            .map(|r| r.bounds.range_id.get())
+            .collect::<Vec<_>>(),
         [1, 2]
     );
     let answer = PartitionService::new(c.clone())

@@ -5,27 +5,12 @@
 
 mod common;
 
+use common::create_upload;
 use strata_proto::partition::partition_server_client::PartitionServerClient;
-use strata_proto::partition::{
-    CreateMultipartUploadRequest, ListMultipartUploadsRequest, ListMultipartUploadsResponse,
-};
+use strata_proto::partition::{ListMultipartUploadsRequest, ListMultipartUploadsResponse};
 use strata_util::rpc::Channel;
 
 const EXTENT_BYTES: u64 = 1 << 20;
-
-/// Starts an upload of `key` in bucket `b`; answers its upload id.
-async fn create_upload(client: &mut PartitionServerClient<Channel>, key: &str) -> String {
-    client
-        .create_multipart_upload(CreateMultipartUploadRequest {
-            bucket: "b".into(),
-            key: key.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .upload_id
-}
 
 async fn list(
     client: &mut PartitionServerClient<Channel>,

@@ -13,14 +13,14 @@ use strata_proto::record::{
     checkpoint_record::Part, CheckpointBatch, CheckpointBegin, CheckpointEnd, CheckpointRecord,
     IndexEntry, ObjectRecord,
 };
-use strata_types::{keys, Epoch};
+use strata_types::{keys, Epoch, RangeId};
 
 /// Small extents so the log and checkpoints span several of them.
 const SMALL_EXTENT_BYTES: u64 = 16 * 1024;
 
 fn bounds(epoch: u64) -> RangeBounds {
     RangeBounds {
-        range_id: 7,
+        range_id: RangeId::new(7),
         low: Vec::new(),
         high: Vec::new(),
         epoch: Epoch::new(epoch),
@@ -87,7 +87,7 @@ async fn reload_rebuilds_the_acknowledged_index_from_log_and_checkpoints() {
     assert!(first.is_poisoned());
 
     // Checkpoint, then more writes after it: the reload takes both.
-    let (log_stream, _, _) = stream_names(7);
+    let (log_stream, _, _) = stream_names(RangeId::new(7));
     let log_extents_before = layer
         .client
         .stream_info(&log_stream)
@@ -136,7 +136,7 @@ async fn reload_rebuilds_the_acknowledged_index_from_log_and_checkpoints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_duplicated_checkpoint_batch_is_read_once() {
     let layer = stream_layer(SMALL_EXTENT_BYTES).await;
-    let (log_stream, _, checkpoint_stream) = stream_names(7);
+    let (log_stream, _, checkpoint_stream) = stream_names(RangeId::new(7));
     // The checkpoint names a real log position: the start of the log's first extent.
     let log = layer.client.open(&log_stream).await.unwrap();
     let log_extent_id = log.info().await.extents[0].extent_id;

@@ -13,13 +13,13 @@ use strata_partition::reshape::prepare_ranges;
 use strata_partition::PartitionError;
 use strata_proto::partition::ReshapeChild;
 use strata_proto::record::ObjectRecord;
-use strata_types::{keys, Epoch};
+use strata_types::{keys, Epoch, RangeId};
 
 const SMALL_EXTENT_BYTES: u64 = 64 * 1024;
 
 fn bounds(range_id: u64, low: &[u8], high: &[u8]) -> RangeBounds {
     RangeBounds {
-        range_id,
+        range_id: RangeId::new(range_id),
         low: low.to_vec(),
         high: high.to_vec(),
         epoch: Epoch::new(1),
@@ -124,8 +124,8 @@ async fn split_then_merge_keeps_every_object_and_copies_no_data() {
     assert!(keys_of(&right).iter().all(|k| *k >= split_key));
 
     // The children read the parent's bytes from the very same extents.
-    let (_, parent_data, _) = stream_names(1);
-    let (_, right_data, _) = stream_names(3);
+    let (_, parent_data, _) = stream_names(RangeId::new(1));
+    let (_, right_data, _) = stream_names(RangeId::new(3));
     let right_info = client.stream_info(&right_data).await.unwrap();
     let k045 = keys::object_key("b", "k045");
     let Some(IndexValue::Object(meta)) = right.get(&k045) else {
@@ -188,7 +188,7 @@ async fn a_bad_reshape_request_leaves_the_parent_serving() {
     );
     put_objects(&parent, 3).await;
     // A child stream name that already exists with other extents makes the build fail.
-    let (_, taken, _) = stream_names(9);
+    let (_, taken, _) = stream_names(RangeId::new(9));
     client.open(&taken).await.unwrap();
     let split_key = keys::object_key("b", "k001");
     let failed = prepare_ranges(

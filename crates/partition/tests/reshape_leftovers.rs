@@ -16,13 +16,13 @@ use strata_partition::reshape::prepare_ranges;
 use strata_proto::partition::ReshapeChild;
 use strata_proto::record::ObjectRecord;
 use strata_stream::StreamClient;
-use strata_types::{keys, Epoch, ExtentId};
+use strata_types::{keys, Epoch, ExtentId, RangeId};
 
 const SMALL_EXTENT_BYTES: u64 = 64 * 1024;
 
 fn bounds(epoch: u64) -> RangeBounds {
     RangeBounds {
-        range_id: 1,
+        range_id: RangeId::new(1),
         low: Vec::new(),
         high: Vec::new(),
         epoch: Epoch::new(epoch),
@@ -108,9 +108,9 @@ async fn an_abandoned_split_leaves_no_stream_and_frees_the_shared_extents() {
 
     // While the split's ids are still reserved (a reshape in flight), nothing is touched.
     let in_flight = KnownIds {
-        live: [1].into(),
-        next_range_id: 4,
-        reserved: [2, 3].into(),
+        live: [RangeId::new(1)].into(),
+        next_range_id: RangeId::new(4),
+        reserved: [RangeId::new(2), RangeId::new(3)].into(),
     };
     assert!(collect(&client, &in_flight).await.unwrap().is_empty());
     assert_eq!(range_streams(&client).await, every_stream);
@@ -121,7 +121,10 @@ async fn an_abandoned_split_leaves_no_stream_and_frees_the_shared_extents() {
         reserved: BTreeSet::new(),
         ..in_flight
     };
-    assert_eq!(collect(&client, &released).await.unwrap(), vec![2, 3]);
+    assert_eq!(
+        collect(&client, &released).await.unwrap(),
+        vec![RangeId::new(2), RangeId::new(3)]
+    );
     assert_eq!(
         range_streams(&client).await,
         vec!["range-1/checkpoint", "range-1/data", "range-1/log"]

@@ -98,7 +98,7 @@ async fn a_reloaded_range_remembers_the_writes_it_replayed() {
     use strata_partition::range::{IndexValue, Range, RangeBounds};
     let layer = stream_layer(1 << 20).await;
     let bounds = |epoch| RangeBounds {
-        range_id: 1,
+        range_id: strata_types::RangeId::new(1),
         low: Vec::new(),
         high: Vec::new(),
         epoch: strata_types::Epoch::new(epoch),
@@ -242,13 +242,11 @@ async fn a_retried_conditional_completion_answers_its_own_commit() {
     token.cancel();
 }
 
-/// A front-end retries for up to its whole retry budget (5 s by default), and a range takes
-/// thousands of writes a second: a retry that comes after more than 4,096 other writes (the
-/// range's old memory) must still be answered with its own write, not 412.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_after_more_than_4096_other_writes_answers_its_own_effect() {
-    let layer = stream_layer(64 << 20).await;
-    let (mut client, state, token) = serve_range(&layer, "A", 1).await;
+/// Writes b/k create-only as "first" (write id w-1, which the test retries later), then over
+/// it as "second" (w-2); returns the first write's answer.
+async fn write_first_then_second(
+    client: &mut PartitionServerClient<strata_util::rpc::Channel>,
+) -> ObjectMeta {
     let first = client
         .put_object(futures::stream::iter(put("k", "first", "w-1", true)))
         .await
@@ -260,6 +258,33 @@ async fn a_retry_after_more_than_4096_other_writes_answers_its_own_effect() {
         .put_object(futures::stream::iter(put("k", "second", "w-2", false)))
         .await
         .unwrap();
+    first
+}
+
+/// The write id of b/k's current version.
+async fn current_write_id(client: &mut PartitionServerClient<strata_util::rpc::Channel>) -> String {
+    client
+        .head_object(HeadObjectRequest {
+            bucket: "b".into(),
+            key: "k".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .meta
+        .unwrap()
+        .write_id
+}
+
+/// A front-end retries for up to its whole retry budget (5 s by default), and a range takes
+/// thousands of writes a second: a retry that comes after more than 4,096 other writes (the
+/// range's old memory) must still be answered with its own write, not 412.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_more_than_4096_other_writes_answers_its_own_effect() {
+    let layer = stream_layer(64 << 20).await;
+    let (mut client, state, token) = serve_range(&layer, "A", 1).await;
+    let first = write_first_then_second(&mut client).await;
     // 5,000 other writes, each with its own write id, 500 to a commit to keep the test quick.
     let range = state.range_for(&keys::object_key("b", "k")).unwrap();
     for batch in 0..10 {
@@ -284,18 +309,7 @@ async fn a_retry_after_more_than_4096_other_writes_answers_its_own_effect() {
     let late = late.expect("a retry after 5,000 other writes answers its own write");
     assert_eq!(late.into_inner().meta.unwrap().etag, first.etag);
     // Answered, not applied again: the current version is still the second write.
-    let current = client
-        .head_object(HeadObjectRequest {
-            bucket: "b".into(),
-            key: "k".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .meta
-        .unwrap();
-    assert_eq!(current.write_id, "w-2");
+    assert_eq!(current_write_id(&mut client).await, "w-2");
     token.cancel();
 }
 
@@ -305,17 +319,7 @@ async fn a_retry_after_more_than_4096_other_writes_answers_its_own_effect() {
 async fn a_retry_after_a_checkpoint_and_a_move_answers_its_own_effect() {
     let layer = stream_layer(1 << 20).await;
     let (mut client, state, token) = serve_range(&layer, "A", 1).await;
-    let first = client
-        .put_object(futures::stream::iter(put("k", "first", "w-1", true)))
-        .await
-        .unwrap()
-        .into_inner()
-        .meta
-        .unwrap();
-    client
-        .put_object(futures::stream::iter(put("k", "second", "w-2", false)))
-        .await
-        .unwrap();
+    let first = write_first_then_second(&mut client).await;
     let range = state.range_for(&keys::object_key("b", "k")).unwrap();
     range.checkpoint().await.unwrap();
     token.cancel();
@@ -327,17 +331,6 @@ async fn a_retry_after_a_checkpoint_and_a_move_answers_its_own_effect() {
     let late = late.expect("a retry after a checkpoint and a move answers its own write");
     assert_eq!(late.into_inner().meta.unwrap().etag, first.etag);
     // Nothing was applied twice: the current version is still the second write.
-    let current = moved
-        .head_object(HeadObjectRequest {
-            bucket: "b".into(),
-            key: "k".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .meta
-        .unwrap();
-    assert_eq!(current.write_id, "w-2");
+    assert_eq!(current_write_id(&mut moved).await, "w-2");
     token.cancel();
 }

@@ -118,10 +118,7 @@ async fn fill_first_extent(client: &StreamClient, name: &str) -> Vec<(RecordPos,
 
 /// Flips a payload byte of `pos`'s record in `node`'s copy of the extent.
 fn corrupt(node: &Node, pos: &RecordPos) -> PathBuf {
-    let path = node
-        .running
-        .store
-        .extent_file_path(ExtentId::new(pos.extent_id));
+    let path = node.running.store.extent_file_path(pos.extent_id);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[(pos.offset + 12 + 5) as usize] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
@@ -135,7 +132,7 @@ async fn corrupt_replica_found_by_a_reader_is_rewritten() {
     let (pos, data) = written[2].clone();
     let info = cluster
         .client
-        .extent_info(ExtentId::new(pos.extent_id), true)
+        .extent_info(pos.extent_id, true)
         .await
         .unwrap();
     assert!(info.sealed);
@@ -163,12 +160,7 @@ async fn corrupt_replica_found_by_a_reader_is_rewritten() {
         let batch = bad
             .running
             .store
-            .read(
-                ExtentId::new(pos.extent_id),
-                format::FILE_HEADER_LEN,
-                10_000,
-                u64::MAX,
-            )
+            .read(pos.extent_id, format::FILE_HEADER_LEN, 10_000, u64::MAX)
             .await
             .ok()?;
         (batch.next_offset == info.sealed_length).then_some(())
@@ -189,7 +181,7 @@ async fn scrubber_finds_and_repairs_corruption() {
     let (pos, _) = written[1].clone();
     let info = cluster
         .client
-        .extent_info(ExtentId::new(pos.extent_id), true)
+        .extent_info(pos.extent_id, true)
         .await
         .unwrap();
     let bad = cluster.node(&info.replicas[2].node_id);
@@ -235,16 +227,14 @@ async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
         .wait_status("both extents sealed", |s| {
             s.extents
                 .iter()
-                .filter(|e| e.extent_id == e1 || e.extent_id == e2)
+                .filter(|e| e.extent_id == e1.get() || e.extent_id == e2.get())
                 .all(|e| e.sealed)
         })
         .await;
     // While away: the node's copy of e1 grows a tail the others never had, its copy of e2
     // loses its last record.
-    let e1_path =
-        strata_stream::extent::replica::extent_path(&away_dir.join("extents"), ExtentId::new(e1));
-    let e2_path =
-        strata_stream::extent::replica::extent_path(&away_dir.join("extents"), ExtentId::new(e2));
+    let e1_path = strata_stream::extent::replica::extent_path(&away_dir.join("extents"), e1);
+    let e2_path = strata_stream::extent::replica::extent_path(&away_dir.join("extents"), e2);
     let mut tail = file_bytes(&e1_path).unwrap();
     tail.extend_from_slice(&format::encode_record(b"never acknowledged").unwrap());
     std::fs::write(&e1_path, &tail).unwrap();
@@ -266,8 +256,8 @@ async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
         "the returning replicas synced to the sealed length",
         || async {
             let node = cluster.node(&away);
-            let state_1 = node.running.store.state(ExtentId::new(e1)).ok()?;
-            let state_2 = node.running.store.state(ExtentId::new(e2)).ok()?;
+            let state_1 = node.running.store.state(e1).ok()?;
+            let state_2 = node.running.store.state(e2).ok()?;
             (state_1.sealed
                 && state_2.sealed
                 && file_bytes(&e1_path)? == want_1
@@ -286,11 +276,7 @@ async fn returning_node_is_synced_and_its_surplus_replicas_removed() {
     cluster.add_node("c", None, no_scrub()).await;
     wait_until("replaced on the new node", || async {
         for extent_id in [e1, e2] {
-            let info = cluster
-                .client
-                .extent_info(ExtentId::new(extent_id), true)
-                .await
-                .ok()?;
+            let info = cluster.client.extent_info(extent_id, true).await.ok()?;
             if info.replicas.iter().any(|r| r.node_id == away) {
                 return None;
             }
@@ -360,14 +346,14 @@ async fn deleted_and_trimmed_streams_are_garbage_collected() {
     let trimmed = &extents["trimmed"];
     let info = cluster
         .client
-        .trim_stream("trimmed", trimmed[2])
+        .trim_stream("trimmed", ExtentId::new(trimmed[2]))
         .await
         .unwrap();
     assert_eq!(info.extents[0].extent_id, trimmed[2]);
     // Idempotent: trimming to an already dropped extent changes nothing.
     let again = cluster
         .client
-        .trim_stream("trimmed", trimmed[0])
+        .trim_stream("trimmed", ExtentId::new(trimmed[0]))
         .await
         .unwrap();
     assert_eq!(again, info);

@@ -160,7 +160,7 @@ impl Stamp {
                 match owner {
                     Some(server) if server.is_alive() => server
                         .state
-                        .ready_range(range.range_id)
+                        .ready_range(strata_types::RangeId::new(range.range_id))
                         .is_some_and(|r| r.bounds.epoch == Epoch::new(range.epoch)),
                     Some(_) => true,
                     None => !range.owner_id.is_empty() || self.servers.is_empty(),

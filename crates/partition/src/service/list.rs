@@ -4,7 +4,7 @@
 use strata_proto::partition::*;
 use strata_types::keys;
 
-use super::walk::{run_end, Listed, Walk};
+use super::walk::{start, Listed, Walk};
 use crate::error::PartitionError;
 use crate::range::IndexValue;
 use crate::records::wire;
@@ -28,15 +28,7 @@ pub fn list_objects(
             cursor = after;
         }
     }
-    // The caller's start position (a key in a range served here) when later than that.
-    let from = if request.from.is_empty() {
-        cursor.clone()
-    } else {
-        request.from.clone()
-    };
-    let run = state.run_from(&from)?;
-    let run_end = run_end(&run);
-    cursor = cursor.max(from);
+    let start = start(state, cursor, &request.from)?;
     let walk = Walk {
         state,
         bucket: &request.bucket,
@@ -46,20 +38,27 @@ pub fn list_objects(
         limit: request.max_keys.clamp(1, LIST_ITEMS_MAX) as usize,
         skip_after_entry: 0,
     };
-    let walked = walk.run(&run, cursor, prefix_limit, |index_key, value| {
-        match value {
-            // Delete markers are versions, not objects: listings skip them.
-            IndexValue::Object(meta) if !meta.delete_marker => {
-                Some(match keys::decode_object_key(index_key) {
-                    Some((_, key)) => Ok((key.to_string(), wire::object_meta(meta))),
-                    None => Err(PartitionError::Corrupt(
-                        "undecodable object key in index".into(),
-                    )),
-                })
+    let walked = walk.run(
+        &start.run,
+        start.cursor,
+        prefix_limit,
+        |index_key, value| {
+            match value {
+                // Delete markers are versions, not objects: listings skip them.
+                IndexValue::Object(meta) if !meta.delete_marker => {
+                    Some(match keys::decode_object_key(index_key) {
+                        Some((_, key)) => Ok((key.to_string(), wire::object_meta(meta))),
+                        None => Err(PartitionError::Corrupt(
+                            "undecodable object key in index".into(),
+                        )),
+                    })
+                }
+                _ => None,
             }
-            _ => None,
-        }
-    })?;
+        },
+    )?;
+    let (covered_until, covered_to_end) = walked.coverage(start.run_end);
+    let truncated = walked.truncated;
     let items = walked
         .items
         .into_iter()
@@ -77,16 +76,11 @@ pub fn list_objects(
             },
         })
         .collect();
-    let truncated = walked.truncated;
     Ok(ListObjectsResponse {
         items,
         truncated,
-        covered_until: if truncated {
-            Vec::new()
-        } else {
-            run_end.clone()
-        },
-        covered_to_end: !truncated && run_end.is_empty(),
+        covered_until,
+        covered_to_end,
     })
 }
 
@@ -99,23 +93,16 @@ pub async fn count_objects(
 ) -> Result<CountObjectsResponse, PartitionError> {
     let prefix = keys::object_prefix(&request.bucket);
     let end = keys::prefix_end(&prefix);
-    let from = if request.from.is_empty() {
-        prefix.clone()
-    } else {
-        request.from.clone()
-    };
-    let run = state.run_from(&from)?;
-    let run_end = run_end(&run);
-    let start = prefix.max(from);
+    let start = start(state, prefix, &request.from)?;
     let limit = if request.limit == 0 {
         u64::MAX
     } else {
         request.limit
     };
     let mut count = 0u64;
-    for range in &run {
+    for range in &start.run {
         let _commits = range.lock_commits().await;
-        range.scan(&start, end.as_deref(), |_, value| {
+        range.scan(&start.cursor, end.as_deref(), |_, value| {
             // A bucket holding only noncurrent versions, delete markers or unfinished
             // multipart uploads is not empty: an upload that outlived its bucket would come
             // back in a new bucket of the same name (its parts are counted with it).
@@ -133,7 +120,7 @@ pub async fn count_objects(
     }
     Ok(CountObjectsResponse {
         count,
-        covered_to_end: run_end.is_empty(),
-        covered_until: run_end,
+        covered_to_end: start.run_end.is_empty(),
+        covered_until: start.run_end,
     })
 }

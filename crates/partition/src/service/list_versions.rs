@@ -6,7 +6,7 @@ use strata_proto::partition::*;
 use strata_types::keys;
 
 use super::versions;
-use super::walk::{run_end, Listed, Walk};
+use super::walk::{start, Listed, Walk};
 use crate::error::PartitionError;
 use crate::range::IndexValue;
 use crate::records::wire;
@@ -64,22 +64,17 @@ pub fn list_versions(
 ) -> Result<ListObjectVersionsResponse, PartitionError> {
     let prefix_start = keys::object_key(&request.bucket, &request.prefix);
     let end = keys::prefix_end(&prefix_start);
-    let (from, cursor) = if request.from.is_empty() {
-        let start = start_after_markers(state, &request)?;
-        (start.clone(), start)
-    } else {
-        // A marker key wholly before `from` (a continuation on the next run) needs no lookup.
-        let mut marker_end = keys::object_key(&request.bucket, &request.key_marker);
-        marker_end.push(1);
-        let start = if !request.key_marker.is_empty() && marker_end <= request.from {
+    // A marker key wholly before `from` (a continuation on the next run) needs no lookup.
+    let mut marker_end = keys::object_key(&request.bucket, &request.key_marker);
+    marker_end.push(1);
+    let first =
+        if !request.from.is_empty() && !request.key_marker.is_empty() && marker_end <= request.from
+        {
             prefix_start.clone()
         } else {
             start_after_markers(state, &request)?
         };
-        (request.from.clone(), start.max(request.from.clone()))
-    };
-    let run = state.run_from(&from)?;
-    let run_end = run_end(&run);
+    let start = start(state, first, &request.from)?;
     let walk = Walk {
         state,
         bucket: &request.bucket,
@@ -90,7 +85,7 @@ pub fn list_versions(
         skip_after_entry: 0,
     };
     // A key's current version (or delete marker), then its noncurrent versions.
-    let walked = walk.run(&run, cursor, end, |index_key, value| {
+    let walked = walk.run(&start.run, start.cursor, end, |index_key, value| {
         let decoded = match value {
             IndexValue::Object(meta) => keys::decode_object_key(index_key)
                 .map(|(_, key)| (key.to_string(), (wire::object_meta(meta), true))),
@@ -100,6 +95,8 @@ pub fn list_versions(
         };
         Some(decoded.ok_or_else(|| PartitionError::Corrupt("undecodable version key".into())))
     })?;
+    let (covered_until, covered_to_end) = walked.coverage(start.run_end);
+    let truncated = walked.truncated;
     let items = walked
         .items
         .into_iter()
@@ -119,17 +116,10 @@ pub fn list_versions(
             },
         })
         .collect();
-    if walked.truncated {
-        return Ok(ListObjectVersionsResponse {
-            items,
-            truncated: true,
-            ..Default::default()
-        });
-    }
     Ok(ListObjectVersionsResponse {
         items,
-        truncated: false,
-        covered_to_end: run_end.is_empty(),
-        covered_until: run_end,
+        truncated,
+        covered_until,
+        covered_to_end,
     })
 }

@@ -255,7 +255,7 @@ impl PartitionServer for PartitionService {
             .map(|range| {
                 let (objects, bytes) = range.stats();
                 RangeStatus {
-                    range_id: range.bounds.range_id,
+                    range_id: range.bounds.range_id.get(),
                     low: range.bounds.low.clone(),
                     high: range.bounds.high.clone(),
                     epoch: range.bounds.epoch.get(),

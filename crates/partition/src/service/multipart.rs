@@ -13,7 +13,7 @@ use tonic::{Status, Streaming};
 
 use super::body::{algorithm_of, first_header, receive_body, BodyPart, StreamedMessage};
 use super::objects::object_key;
-use super::walk::{run_end, Listed, Walk};
+use super::walk::{start, Listed, Walk};
 use crate::checksum;
 use crate::error::PartitionError;
 use crate::range::{Change, IndexValue, Range};
@@ -480,19 +480,11 @@ pub fn list_uploads(
     let bucket_end = keys::prefix_end(&keys::object_prefix(&request.bucket));
     let prefix_start = keys::object_key(&request.bucket, &request.prefix);
     let prefix_end = keys::prefix_end(&prefix_start);
-    let mut cursor = uploads_start(&request, prefix_start);
     let end = match (&prefix_end, &bucket_end) {
         (Some(p), _) => Some(p.clone()),
         (None, b) => b.clone(),
     };
-    let from = if request.from.is_empty() {
-        cursor.clone()
-    } else {
-        request.from.clone()
-    };
-    let run = state.run_from(&from)?;
-    let run_end = run_end(&run);
-    cursor = cursor.max(from);
+    let start = start(state, uploads_start(&request, prefix_start), &request.from)?;
     let walk = Walk {
         state,
         bucket: &request.bucket,
@@ -503,7 +495,7 @@ pub fn list_uploads(
         // Past the upload's parts, which sit right after its record.
         skip_after_entry: 1,
     };
-    let walked = walk.run(&run, cursor, end, |index_key, value| {
+    let walked = walk.run(&start.run, start.cursor, end, |index_key, value| {
         let IndexValue::Upload(upload) = value else {
             return None;
         };
@@ -512,6 +504,8 @@ pub fn list_uploads(
             None => Err(PartitionError::Corrupt("undecodable upload key".into())),
         })
     })?;
+    let (covered_until, covered_to_end) = walked.coverage(start.run_end);
+    let truncated = walked.truncated;
     let items = walked
         .items
         .into_iter()
@@ -527,17 +521,10 @@ pub fn list_uploads(
             },
         })
         .collect();
-    if walked.truncated {
-        return Ok(ListMultipartUploadsResponse {
-            items,
-            truncated: true,
-            ..Default::default()
-        });
-    }
     Ok(ListMultipartUploadsResponse {
         items,
-        truncated: false,
-        covered_to_end: run_end.is_empty(),
-        covered_until: run_end,
+        truncated,
+        covered_until,
+        covered_to_end,
     })
 }

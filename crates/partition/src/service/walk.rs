@@ -130,11 +130,52 @@ impl Walk<'_> {
     }
 }
 
-/// Where a run of ranges ends: the high of its last range (empty = +infinity).
-pub fn run_end(run: &[RangeRef]) -> Vec<u8> {
-    run.last()
+/// Where one call of a listing (or count) starts on this server.
+pub(super) struct Start {
+    /// The contiguous run of ranges served here from the call's first key.
+    pub run: Vec<RangeRef>,
+    /// Where the run ends: the high of its last range (empty = +infinity).
+    pub run_end: Vec<u8>,
+    /// The first key to visit: the listing's own first candidate, or the caller's
+    /// continuation position when that is later.
+    pub cursor: Vec<u8>,
+}
+
+/// Finds the run from `from` (the caller's continuation position: a key in a range served
+/// here; empty on a first call, which starts at `first`).
+pub(super) fn start(
+    state: &PartitionServerState,
+    first: Vec<u8>,
+    from: &[u8],
+) -> Result<Start, PartitionError> {
+    let from = if from.is_empty() {
+        first.clone()
+    } else {
+        from.to_vec()
+    };
+    let run = state.run_from(&from)?;
+    let run_end = run
+        .last()
         .map(|range| range.bounds.high.clone())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    Ok(Start {
+        run,
+        run_end,
+        cursor: first.max(from),
+    })
+}
+
+impl<T> Walked<T> {
+    /// `(covered_until, covered_to_end)` of the answer: a truncated page covers nothing past
+    /// its last item (the caller continues from that), a whole one covers the run.
+    pub fn coverage(&self, run_end: Vec<u8>) -> (Vec<u8>, bool) {
+        if self.truncated {
+            (Vec::new(), false)
+        } else {
+            let to_end = run_end.is_empty();
+            (run_end, to_end)
+        }
+    }
 }
 
 /// The common prefix `key` rolls up into: the part up to and including the first delimiter

@@ -96,3 +96,21 @@ pub async fn serve_range(
         .unwrap();
     (client, state, token)
 }
+
+/// Starts an upload of `key` in bucket `b`; answers its upload id.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub async fn create_upload(
+    client: &mut PartitionServerClient<strata_util::rpc::Channel>,
+    key: &str,
+) -> String {
+    client
+        .create_multipart_upload(strata_proto::partition::CreateMultipartUploadRequest {
+            bucket: "b".into(),
+            key: key.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .upload_id
+}
