@@ -190,7 +190,8 @@ async fn a_listing_covers_only_the_contiguous_run_from_its_start() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(count.count, 4);
+    // a, c, e/1, e/2 and c's unfinished upload (an upload keeps its bucket from being deleted).
+    assert_eq!(count.count, 5);
     assert_eq!(count.covered_until, b1);
     let count = service
         .count_objects(Request::new(CountObjectsRequest {
@@ -201,7 +202,8 @@ async fn a_listing_covers_only_the_contiguous_run_from_its_start() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(count.count, 3);
+    // q, r/1, z and z's unfinished upload.
+    assert_eq!(count.count, 4);
     assert!(count.covered_to_end);
     let versions = service
         .list_object_versions(Request::new(ListObjectVersionsRequest {
