@@ -62,8 +62,19 @@ class Stamp:
         self.log_path = self.data_dir / "strata-up.log"
 
     @property
+    def tls(self):
+        """Whether the stamp serves S3 over HTTPS (`strata up --tls`)."""
+        return "--tls" in self.extra_args
+
+    @property
+    def ca_bundle(self):
+        """The CA file clients trust for the HTTPS endpoint (`strata up --tls`)."""
+        return self.data_dir / "s3-tls" / "ca.pem"
+
+    @property
     def endpoint(self):
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def env(self):
         env = dict(os.environ)
@@ -146,10 +157,13 @@ class Stamp:
 
         return wait_for(done, timeout_s, "every extent back to 3 healthy replicas on 3 racks", interval_s=0.5)
 
-    def client(self, access_key=ACCESS_KEY, secret_key=SECRET_KEY, addressing="path", **config):
+    def client(self, access_key=ACCESS_KEY, secret_key=SECRET_KEY, addressing="path", verify=None, **config):
+        if verify is None and self.tls:
+            verify = str(self.ca_bundle)
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
+            verify=verify,
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
             region_name="us-east-1",
@@ -177,6 +191,8 @@ class Stamp:
             AWS_CONFIG_FILE="/dev/null",
             AWS_SHARED_CREDENTIALS_FILE="/dev/null",
         )
+        if self.tls:
+            env["AWS_CA_BUNDLE"] = str(self.ca_bundle)
         return subprocess.run(
             ["aws", "--endpoint-url", self.endpoint, *args],
             input=input_bytes,

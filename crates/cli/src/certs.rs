@@ -53,6 +53,29 @@ pub fn issue_stamp(data_dir: &Path, layout: &Layout) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The folder of the S3 endpoint's certificates (`strata up --tls`).
+pub fn s3_tls_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("s3-tls")
+}
+
+/// The S3 endpoint's certificate and key (`endpoint.pem`, `endpoint.key`).
+pub fn s3_endpoint_files(data_dir: &Path) -> (PathBuf, PathBuf) {
+    let dir = s3_tls_dir(data_dir);
+    (dir.join("endpoint.pem"), dir.join("endpoint.key"))
+}
+
+/// Makes the S3 endpoint's CA if there is none (kept, so clients that trust it keep trusting
+/// the endpoint across restarts), then issues the endpoint a certificate for `host` (the
+/// address it listens on), `127.0.0.1` and `localhost`. Returns the CA file clients trust.
+pub fn issue_s3_endpoint(data_dir: &Path, stamp: &str, host: &str) -> anyhow::Result<PathBuf> {
+    let dir = s3_tls_dir(data_dir);
+    let authority = Authority::open_or_create(&dir, &format!("{stamp} S3 endpoint"))?;
+    let mut hosts = vec![host, "127.0.0.1", "localhost"];
+    hosts.dedup();
+    authority.issue_endpoint_into(&dir, "endpoint", &hosts)?;
+    Ok(dir.join("ca.pem"))
+}
+
 /// The operator's identity when the stamp running in `data_dir` runs mutual TLS; `None` when
 /// it runs plain (or is not running: then no call succeeds anyway).
 pub fn operator_identity(data_dir: &Path) -> anyhow::Result<Option<strata_util::tls::Identity>> {

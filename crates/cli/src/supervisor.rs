@@ -317,7 +317,15 @@ impl Supervisor {
         let layout = &self.launcher.layout;
         let running = RunningStamp {
             pid: std::process::id(),
-            endpoint: format!("http://{}", layout.addrs_of(NodeKind::Frontend)),
+            endpoint: format!(
+                "{}://{}",
+                if self.launcher.args.tls {
+                    "https"
+                } else {
+                    "http"
+                },
+                layout.addrs_of(NodeKind::Frontend)
+            ),
             access_key: self.launcher.creds.access_key.clone(),
             control_addr: self.control_addr.lock().await.clone(),
             mtls: self.launcher.args.mtls,

@@ -84,6 +84,10 @@ pub struct UpArgs {
     /// `strata debug`.
     #[arg(long, env = "STRATA_MTLS")]
     pub mtls: bool,
+    /// HTTPS on the S3 endpoint: a CA made once in <data-dir>/s3-tls (clients trust its
+    /// ca.pem), an endpoint certificate for 127.0.0.1 and localhost issued at every start.
+    #[arg(long, env = "STRATA_TLS")]
+    pub tls: bool,
 }
 
 pub(crate) struct Credentials {
@@ -266,14 +270,19 @@ fn node_args(
             push("--location", layout.addrs_of(NodeKind::Location));
             push("--stamp", layout.stamp.clone());
             push("--access-key", creds.access_key.clone());
+            if args.tls {
+                let (cert, key) = crate::certs::s3_endpoint_files(&args.data_dir);
+                push("--tls-cert", cert.display().to_string());
+                push("--tls-key", key.display().to_string());
+            }
         }
     }
     if args.mtls {
         let files = crate::certs::node_files(&args.data_dir, &spec.name);
         for (flag, path) in [
-            ("--tls-ca", files.tls_ca),
-            ("--tls-cert", files.tls_cert),
-            ("--tls-key", files.tls_key),
+            ("--mtls-ca", files.mtls_ca),
+            ("--mtls-cert", files.mtls_cert),
+            ("--mtls-key", files.mtls_key),
         ] {
             push(flag, path.unwrap_or_default().display().to_string());
         }
@@ -394,6 +403,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         strata_util::rpc::install_identity(operator)?;
     }
 
+    let s3_ca = if args.tls {
+        Some(crate::certs::issue_s3_endpoint(
+            &args.data_dir,
+            &layout.stamp,
+            "127.0.0.1",
+        )?)
+    } else {
+        None
+    };
+    let scheme = if args.tls { "https" } else { "http" };
+
     let deadline = Instant::now() + Duration::from_millis(args.ready_timeout_ms);
     let data_dir = args.data_dir.clone();
     let credentials_text = (creds.access_key.clone(), creds.secret_key.clone());
@@ -424,11 +444,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let (access_key, secret_key) = credentials_text;
     println!("Strata stamp is up.");
-    println!("  S3 endpoint:  http://{s3_addr}");
+    println!("  S3 endpoint:  {scheme}://{s3_addr}");
     println!("  access key:   {access_key}");
     println!("  secret key:   {secret_key}");
     println!("  data folder:  {}", data_dir.display());
-    println!("  try:          AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key} aws --endpoint-url http://{s3_addr} s3 mb s3://photos");
+    println!("  try:          AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key} aws --endpoint-url {scheme}://{s3_addr} s3 mb s3://photos");
+    if let Some(ca) = &s3_ca {
+        // What the CA signs is only this stamp's endpoint; trusting it is scoped to the
+        // clients given the bundle, not the machine.
+        println!(
+            "  trust:        the endpoint's CA is {0}: AWS_CA_BUNDLE={0} for the aws cli and SDKs, --ca-bundle {0} for one aws command, verify=\"{0}\" in boto3",
+            ca.display()
+        );
+    }
     println!(
         "  status:       strata status --data-dir {}",
         data_dir.display()

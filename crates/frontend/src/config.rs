@@ -38,6 +38,8 @@ pub struct FrontendConfig {
     pub idle_timeout_ms: u64,
     /// Connections served at once; at the cap the idlest one is closed for a new one.
     pub connections_max: usize,
+    /// HTTPS on the S3 endpoint (`s3_tls.rs`); None: plain HTTP.
+    pub tls: Option<crate::s3_tls::S3TlsFiles>,
 }
 
 /// Default for [`FrontendConfig::header_read_timeout_ms`]: a slow client on a slow link sends
@@ -77,6 +79,7 @@ impl FrontendConfig {
             header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
             idle_timeout_ms: IDLE_TIMEOUT_MS_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
+            tls: None,
         }
     }
 }
@@ -104,6 +107,10 @@ pub struct FrontendOptions {
     pub header_read_timeout_ms: u64,
     pub idle_timeout_ms: u64,
     pub connections_max: usize,
+    /// Certificate chain (PEM) of the S3 endpoint: with `tls_key`, S3 is served over HTTPS.
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for FrontendOptions {
@@ -124,13 +131,17 @@ impl Default for FrontendOptions {
             header_read_timeout_ms: config.header_read_timeout_ms,
             idle_timeout_ms: config.idle_timeout_ms,
             connections_max: config.connections_max,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
 
 impl FrontendOptions {
     /// The front-end's config (the rest at [`FrontendConfig::new`]'s defaults).
-    pub fn frontend_config(&self) -> FrontendConfig {
+    /// Fails when only one of `tls_cert` and `tls_key` is given (never a silent fall-back to
+    /// plain HTTP).
+    pub fn frontend_config(&self) -> anyhow::Result<FrontendConfig> {
         let managers = strata_util::config::split_list(&self.manager);
         let mut config = FrontendConfig::new(managers, &self.access_key, &self.secret_key);
         config.location_addr = self.location.clone();
@@ -142,6 +153,14 @@ impl FrontendOptions {
         config.header_read_timeout_ms = self.header_read_timeout_ms;
         config.idle_timeout_ms = self.idle_timeout_ms;
         config.connections_max = self.connections_max;
-        config
+        config.tls = match (&self.tls_cert, &self.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(crate::s3_tls::S3TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => anyhow::bail!("HTTPS on the S3 endpoint needs both tls_cert and tls_key"),
+        };
+        Ok(config)
     }
 }

@@ -6,7 +6,9 @@
 //! - a connection with no request in progress that has sent nothing for `idle_timeout_ms`
 //!   (since it was opened, or since its last response was sent) is closed;
 //! - a request head must arrive whole within `header_read_timeout_ms` of its first byte,
-//!   else the connection is closed (a client dribbling headers holds nothing for long).
+//!   else the connection is closed (a client dribbling headers holds nothing for long);
+//! - with TLS ([`crate::s3_tls`]), the handshake must be done within `header_read_timeout_ms`
+//!   of the connection's opening, else it is closed.
 //!
 //! Each connection has a watchdog (one `select!` in its task) that reads [`ConnectionState`]:
 //! requests in progress (counted by the service wrapper, until the response body is sent or
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
@@ -187,12 +190,13 @@ impl Registry {
     }
 }
 
-/// Serves `app` on `listener` within `limits` until `token` is cancelled, then waits for the
-/// requests in progress to finish.
+/// Serves `app` on `listener` within `limits` (over TLS when `tls` is given) until `token` is
+/// cancelled, then waits for the requests in progress to finish.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     token: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.connections_max.max(1)));
@@ -248,8 +252,30 @@ pub async fn serve(
         let registry = registry.clone();
         let app = app.clone();
         let server_token = token.clone();
+        let tls = tls.clone();
         tasks.spawn(async move {
-            serve_connection(socket, state, app, limits, close, server_token).await;
+            let socket = Watched {
+                socket,
+                state: state.clone(),
+            };
+            match tls {
+                None => serve_connection(socket, state, app, limits, close, server_token).await,
+                Some(tls) => {
+                    let handshake_ms = Duration::from_millis(limits.header_read_timeout_ms);
+                    tokio::select! {
+                        done = tokio::time::timeout(handshake_ms, tls.accept(socket)) => match done {
+                            Ok(Ok(stream)) => {
+                                serve_connection(stream, state, app, limits, close, server_token)
+                                    .await
+                            }
+                            Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        },
+                        () = close.cancelled() => {}
+                        () = server_token.cancelled() => {}
+                    }
+                }
+            }
             if let Ok(mut registry) = registry.lock() {
                 registry.open.remove(&id);
             }
@@ -265,18 +291,17 @@ async fn break_serving(tasks: &TaskTracker) {
 
 /// One connection: HTTP/1.1 with keep-alive, closed by its watchdog when idle or slow, at once
 /// when the registry closes it (it is idle then), gracefully when the server stops.
-async fn serve_connection(
-    socket: TcpStream,
+async fn serve_connection<S>(
+    socket: S,
     state: Arc<ConnectionState>,
     app: axum::Router,
     limits: ConnectionLimits,
     close: CancellationToken,
     server_token: CancellationToken,
-) {
-    let io = TokioIo::new(Watched {
-        socket,
-        state: state.clone(),
-    });
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(socket);
     let service_state = state.clone();
     let service =
         hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {

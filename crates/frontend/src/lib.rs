@@ -35,7 +35,8 @@
 //! - [`routing`]: partition map cache, client pool, retry with backoff.
 //! - [`perimeter`]: refusals s3s would not make (SigV2 unless enabled, and then only fresh;
 //!   presigned URLs over 7 days; headers promising encryption, object lock or ACLs);
-//!   [`connections`]: the listener's connection cap, header-read and idle timeouts.
+//!   [`connections`]: the listener's connection cap, header-read and idle timeouts (and the
+//!   TLS handshake when [`s3_tls`] gives the endpoint a certificate).
 //! - [`auth`]: key auth, anonymous denial (then the in-flight slot), virtual-host parsing; [`error`]: the error enum,
 //!   the `Refusal` kinds handlers refuse requests with, and the one mapping to S3 codes,
 //!   statuses and headers; [`metrics`]; [`config`].
@@ -75,6 +76,7 @@ pub mod perimeter;
 pub mod put;
 pub mod routing;
 pub mod s3;
+pub mod s3_tls;
 pub mod server;
 pub mod stretches;
 pub mod tagging;

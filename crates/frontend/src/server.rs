@@ -295,7 +295,15 @@ pub async fn start(
         connections_max: config.connections_max,
     };
     let app = app(build_s3_service(frontend, &config), &config, Some(cors));
-    let task = tokio::spawn(crate::connections::serve(listener, app, limits, token));
+    let tls = match &config.tls {
+        Some(files) => Some(
+            files
+                .acceptor()
+                .map_err(|err| FrontendError::Config(format!("S3 TLS: {err:#}")))?,
+        ),
+        None => None,
+    };
+    let task = tokio::spawn(crate::connections::serve(listener, app, limits, tls, token));
     Ok(Running {
         s3_addr,
         router,

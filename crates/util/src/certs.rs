@@ -100,6 +100,35 @@ impl Authority {
         })
     }
 
+    /// A server certificate for an HTTPS endpoint reached at `hosts` (DNS names or IP
+    /// addresses), for the S3 endpoint of `strata up --tls`: what S3 clients verify.
+    pub fn issue_endpoint(&self, hosts: &[&str]) -> anyhow::Result<Issued> {
+        let key = KeyPair::generate()?;
+        let names: Vec<String> = hosts.iter().map(|host| host.to_string()).collect();
+        let mut params = CertificateParams::new(names)?;
+        params.distinguished_name = name(hosts.first().copied().unwrap_or("localhost"));
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Issues the endpoint certificate for `hosts` into `dir` as `<stem>.pem` / `<stem>.key`.
+    pub fn issue_endpoint_into(
+        &self,
+        dir: &Path,
+        stem: &str,
+        hosts: &[&str],
+    ) -> anyhow::Result<()> {
+        write_pair(dir, stem, &self.issue_endpoint(hosts)?)
+    }
+
     /// Issues `node`'s certificate into `dir` (`<file_name>.pem`, `<file_name>.key`, next to
     /// `ca.pem`) and returns the files to start the node with.
     pub fn issue_into(
@@ -156,12 +185,12 @@ mod tests {
         let files = again
             .issue_into(dir.path(), "en-1", "stamp-1", Role::ExtentNode, "en-1")
             .unwrap();
-        for key in [dir.path().join("ca.key"), files.tls_key.clone().unwrap()] {
+        for key in [dir.path().join("ca.key"), files.mtls_key.clone().unwrap()] {
             let mode = std::fs::metadata(&key).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{}", key.display());
         }
         // A certificate of the re-opened CA names its holder and loads as an identity.
-        let der = std::fs::read_to_string(files.tls_cert.as_ref().unwrap()).unwrap();
+        let der = std::fs::read_to_string(files.mtls_cert.as_ref().unwrap()).unwrap();
         let parsed = x509_parser::pem::parse_x509_pem(der.as_bytes()).unwrap().1;
         let peer = crate::tls::peer_of_certificate(&parsed.contents).unwrap();
         assert_eq!(

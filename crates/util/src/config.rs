@@ -14,7 +14,7 @@
 //! them into `T` in one place, so no binary merges values by hand. The flags every node has
 //! (`--config`, `--listen`, `--http-listen`, `--data-dir` and the TLS files) are one
 //! [`NodeFlags`] struct, flattened into each binary's flags; [`load_node`] also reads the TLS
-//! files (`tls_ca`, `tls_cert`, `tls_key`: flag, environment or file) into the node's identity.
+//! files (`mtls_ca`, `mtls_cert`, `mtls_key`: flag, environment or file) into the node's identity.
 
 use crate::tls::{Identity, TlsFiles};
 use serde::de::DeserializeOwned;
@@ -306,13 +306,13 @@ mod tests {
     #[test]
     fn node_flags_and_tls_files_come_from_every_source() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write_file(&dir, "rack = \"file-rack\"\ntls_ca = \"/file/ca.pem\"\n");
-        let env = env_of(&[("STRATA_TLS_CERT", "/env/node.pem")]);
+        let path = write_file(&dir, "rack = \"file-rack\"\nmtls_ca = \"/file/ca.pem\"\n");
+        let env = env_of(&[("STRATA_MTLS_CERT", "/env/node.pem")]);
         let flags = FlattenedFlags {
             node: NodeFlags {
                 listen: Some("127.0.0.1:7".parse().unwrap()),
                 tls: TlsFiles {
-                    tls_key: Some("/flag/node.key".into()),
+                    mtls_key: Some("/flag/node.key".into()),
                     ..TlsFiles::default()
                 },
                 ..NodeFlags::default()
@@ -325,9 +325,9 @@ mod tests {
         assert_eq!(
             tls,
             TlsFiles {
-                tls_ca: Some("/file/ca.pem".into()),
-                tls_cert: Some("/env/node.pem".into()),
-                tls_key: Some("/flag/node.key".into()),
+                mtls_ca: Some("/file/ca.pem".into()),
+                mtls_cert: Some("/env/node.pem".into()),
+                mtls_key: Some("/flag/node.key".into()),
             }
         );
         // A node whose options lack a common flag refuses it rather than ignoring it.

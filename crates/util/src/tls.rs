@@ -8,8 +8,8 @@
 //! clients verify, so a node is reached by any address (loopback, a compose host name) without
 //! one certificate per address: the CA, not the host name, is what is trusted.
 //!
-//! [`TlsFiles`] names the three PEM files in a node's options (`--tls-ca`, `--tls-cert`,
-//! `--tls-key`, or the same keys in the config file / `STRATA_TLS_*`); none set = plain gRPC, as
+//! [`TlsFiles`] names the three PEM files in a node's options (`--mtls-ca`, `--mtls-cert`,
+//! `--mtls-key`, or the same keys in the config file / `STRATA_MTLS_*`); none set = plain gRPC, as
 //! before. How an identity reaches servers and channels: see [`crate::rpc`].
 
 use serde::{Deserialize, Serialize};
@@ -30,16 +30,16 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsFiles {
-    /// Deployment CA certificate (PEM). With --tls-cert and --tls-key: mutual TLS on every
+    /// Deployment CA certificate (PEM). With --mtls-cert and --mtls-key: mutual TLS on every
     /// internal gRPC server and channel.
     #[arg(long)]
-    pub tls_ca: Option<PathBuf>,
-    /// This node's certificate (PEM), signed by --tls-ca.
+    pub mtls_ca: Option<PathBuf>,
+    /// This node's certificate (PEM), signed by --mtls-ca.
     #[arg(long)]
-    pub tls_cert: Option<PathBuf>,
+    pub mtls_cert: Option<PathBuf>,
     /// This node's private key (PEM).
     #[arg(long)]
-    pub tls_key: Option<PathBuf>,
+    pub mtls_key: Option<PathBuf>,
 }
 
 impl TlsFiles {
@@ -47,16 +47,16 @@ impl TlsFiles {
     /// `<name>.key`.
     pub fn in_dir(dir: &Path, name: &str) -> Self {
         Self {
-            tls_ca: Some(dir.join("ca.pem")),
-            tls_cert: Some(dir.join(format!("{name}.pem"))),
-            tls_key: Some(dir.join(format!("{name}.key"))),
+            mtls_ca: Some(dir.join("ca.pem")),
+            mtls_cert: Some(dir.join(format!("{name}.pem"))),
+            mtls_key: Some(dir.join(format!("{name}.key"))),
         }
     }
 
     /// The identity these files hold; `None` when none is set (plain gRPC). Some but not all
     /// set is an error, never a silent fall-back to plain.
     pub fn load(&self) -> anyhow::Result<Option<Identity>> {
-        match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+        match (&self.mtls_ca, &self.mtls_cert, &self.mtls_key) {
             (None, None, None) => Ok(None),
             (Some(ca), Some(cert), Some(key)) => {
                 let read = |path: &PathBuf| {
@@ -65,7 +65,7 @@ impl TlsFiles {
                 };
                 Identity::from_pem(&read(ca)?, &read(cert)?, &read(key)?).map(Some)
             }
-            _ => anyhow::bail!("mutual TLS needs all of tls_ca, tls_cert and tls_key, or none"),
+            _ => anyhow::bail!("mutual TLS needs all of mtls_ca, mtls_cert and mtls_key, or none"),
         }
     }
 }
@@ -233,7 +233,7 @@ mod tests {
     fn partial_tls_files_are_an_error() {
         assert!(TlsFiles::default().load().unwrap().is_none());
         let partial = TlsFiles {
-            tls_ca: Some("ca.pem".into()),
+            mtls_ca: Some("ca.pem".into()),
             ..TlsFiles::default()
         };
         let err = partial.load().unwrap_err().to_string();

@@ -53,6 +53,13 @@ struct Flags {
     /// [default: 4096].
     #[arg(long)]
     connections_max: Option<usize>,
+    /// Certificate chain (PEM) of the S3 endpoint; with --tls-key, S3 is served over HTTPS
+    /// only [default: plain HTTP].
+    #[arg(long)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long)]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// s3s logs every client error (NoSuchKey, AccessDenied, ...) at ERROR level; the front-end
@@ -75,7 +82,7 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     let shutdown = strata_util::shutdown::Shutdown::new();
     shutdown.trigger_on_signals();
     let (listener, _) = strata_util::rpc::bind(options.listen).await?;
-    let config = options.frontend_config();
+    let config = options.frontend_config()?;
     let running = strata_frontend::start(config, listener, shutdown.token()).await?;
     let health = strata_frontend::health_check(running.router.clone());
     let (admin_addr, admin_task) =

@@ -1,0 +1,68 @@
+"""HTTPS on the S3 endpoint (`strata up --tls`): real clients that trust the stamp's CA are
+served, clients that do not are refused in the handshake, plain HTTP is never served, and the CA
+is kept across restarts so a client's trust outlives them."""
+
+import socket
+import ssl
+
+import botocore.exceptions
+import pytest
+
+from stamp import Stamp
+
+
+def plain_http_answer(port):
+    """What a plain HTTP request to the port gets back (bytes; empty when the server closes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        try:
+            return sock.recv(4096)
+        except (ConnectionResetError, socket.timeout):
+            return b""
+
+
+def test_s3_over_https_with_the_stamps_ca(tmp_path):
+    stamp = Stamp(tmp_path / "stamp", extra_args=["--tls"]).start()
+    try:
+        log = stamp.log_path.read_text(errors="replace")
+        assert f"S3 endpoint:  https://127.0.0.1:{stamp.port}" in log
+        assert f"AWS_CA_BUNDLE={stamp.ca_bundle}" in log
+        assert stamp.running()["endpoint"] == stamp.endpoint
+
+        s3 = stamp.client()
+        s3.create_bucket(Bucket="tls")
+        body = b"over TLS " * 100_000
+        s3.put_object(Bucket="tls", Key="k", Body=body)
+        assert s3.get_object(Bucket="tls", Key="k")["Body"].read() == body
+
+        # The aws cli, trusting the CA through AWS_CA_BUNDLE.
+        listed = stamp.aws("s3", "ls", "s3://tls/")
+        assert listed.returncode == 0, listed.stderr
+        assert b" k\n" in listed.stdout
+
+        # A client that trusts only the system's CAs is refused in the handshake.
+        untrusting = stamp.client(verify=True, retries={"max_attempts": 1})
+        with pytest.raises(botocore.exceptions.SSLError):
+            untrusting.list_buckets()
+
+        # Plain HTTP on the TLS port is never served: no HTTP answer comes back.
+        answer = plain_http_answer(stamp.port)
+        assert not answer.startswith(b"HTTP/"), answer[:200]
+
+        # The CA verifies the endpoint's certificate for 127.0.0.1 (Python's own check).
+        context = ssl.create_default_context(cafile=str(stamp.ca_bundle))
+        with socket.create_connection(("127.0.0.1", stamp.port), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                assert tls.version() in ("TLSv1.2", "TLSv1.3")
+                assert tls.selected_alpn_protocol() in (None, "http/1.1")
+        ca_before = stamp.ca_bundle.read_bytes()
+    finally:
+        stamp.stop()
+
+    # Restarted: the same CA, so the same client trust serves the same data.
+    stamp.start()
+    try:
+        assert stamp.ca_bundle.read_bytes() == ca_before
+        assert stamp.client().get_object(Bucket="tls", Key="k")["Body"].read() == body
+    finally:
+        stamp.stop()
