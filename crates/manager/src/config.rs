@@ -75,6 +75,8 @@ impl ManagerConfig {
         group.election_timeout_max_ms = self.election_timeout_max_ms;
         group.snapshot_logs_since_last = self.snapshot_logs_since_last;
         group.logs_kept_after_snapshot = self.logs_kept_after_snapshot;
+        // With mutual TLS, only partition managers' Raft messages are taken.
+        group.member_role = Some(strata_types::Role::PartitionManager);
         group
     }
 

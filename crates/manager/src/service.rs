@@ -57,6 +57,8 @@ impl PartitionManager for ManagerService {
         &self,
         request: Request<pb::ServerHeartbeat>,
     ) -> Result<Response<pb::ServerHeartbeatResponse>, Status> {
+        // A heartbeat asks for ranges to serve: partition servers only.
+        strata_util::tls::authorize(&request, &[strata_types::Role::PartitionServer])?;
         let heartbeat = request.into_inner();
         check_field("server_id", &heartbeat.server_id)?;
         check_field("addr", &heartbeat.addr)?;

@@ -43,6 +43,9 @@ pub struct GroupConfig {
     /// Log entries kept behind a snapshot, so a briefly lagging member catches up from the log
     /// rather than a whole snapshot.
     pub logs_kept_after_snapshot: u64,
+    /// With mutual TLS: the role every member's certificate names; Raft messages from any
+    /// other role are refused (PermissionDenied). None: no role check.
+    pub member_role: Option<strata_types::Role>,
 }
 
 impl GroupConfig {
@@ -65,6 +68,7 @@ impl GroupConfig {
             election_timeout_max_ms: 1_000,
             snapshot_logs_since_last: 1_000,
             logs_kept_after_snapshot: 100,
+            member_role: None,
         }
     }
 
@@ -181,6 +185,7 @@ pub struct LeaderView {
 pub struct Group<M: Machine> {
     node_id: MemberId,
     cluster: String,
+    member_role: Option<strata_types::Role>,
     raft: RaftOf<M>,
     reader: StateReader,
     machine: Arc<M>,
@@ -191,6 +196,7 @@ impl<M: Machine> Clone for Group<M> {
         Self {
             node_id: self.node_id,
             cluster: self.cluster.clone(),
+            member_role: self.member_role,
             raft: self.raft.clone(),
             reader: self.reader.clone(),
             machine: self.machine.clone(),
@@ -229,6 +235,7 @@ impl<M: Machine> Group<M> {
         Ok(Self {
             node_id: config.node_id,
             cluster: config.cluster.clone(),
+            member_role: config.member_role,
             raft,
             reader,
             machine,
@@ -237,7 +244,7 @@ impl<M: Machine> Group<M> {
 
     /// The gRPC service other members send this member's Raft messages to.
     pub fn service(&self) -> RaftServer<RaftService<M>> {
-        RaftService::new(self.raft.clone(), &self.cluster).into_server()
+        RaftService::new(self.raft.clone(), &self.cluster, self.member_role).into_server()
     }
 
     /// Initializes the group with every member if this is the lowest-id member and its log is

@@ -7,12 +7,15 @@ use serde::Serialize;
 use strata_proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
 use strata_proto::raft::RaftMessage;
 use strata_types::error_detail::{to_status, ErrorDetail, RejectReason};
+use strata_types::Role;
 use tonic::{Request, Response, Status};
 
 /// Hands the members' Raft messages to this member's openraft. Cheap to clone.
 pub struct RaftService<M: Machine> {
     raft: RaftOf<M>,
     cluster: String,
+    /// With mutual TLS, only callers of this role (the members') are served.
+    member_role: Option<Role>,
 }
 
 impl<M: Machine> Clone for RaftService<M> {
@@ -20,15 +23,17 @@ impl<M: Machine> Clone for RaftService<M> {
         Self {
             raft: self.raft.clone(),
             cluster: self.cluster.clone(),
+            member_role: self.member_role,
         }
     }
 }
 
 impl<M: Machine> RaftService<M> {
-    pub fn new(raft: RaftOf<M>, cluster: &str) -> Self {
+    pub fn new(raft: RaftOf<M>, cluster: &str, member_role: Option<Role>) -> Self {
         Self {
             raft,
             cluster: cluster.to_string(),
+            member_role,
         }
     }
 
@@ -39,7 +44,13 @@ impl<M: Machine> RaftService<M> {
             .max_encoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
     }
 
-    fn decode<T: DeserializeOwned>(&self, message: &RaftMessage) -> Result<T, Status> {
+    /// The message of `request`, once its caller may send it: a member (by the role its
+    /// certificate names, with mutual TLS) of this group (by name).
+    fn decode<T: DeserializeOwned>(&self, request: &Request<RaftMessage>) -> Result<T, Status> {
+        if let Some(role) = self.member_role {
+            strata_util::tls::authorize(request, &[role])?;
+        }
+        let message = request.get_ref();
         if message.cluster != self.cluster {
             tracing::warn!(from = %message.cluster, ours = %self.cluster, "raft message for another group refused");
             return Err(to_status(
@@ -82,12 +93,12 @@ impl<M: Machine> RaftRpc for RaftService<M> {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode(request.get_ref())?;
+        let rpc = self.decode(&request)?;
         self.encode(self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode(request.get_ref())?;
+        let rpc = self.decode(&request)?;
         self.encode(self.raft.vote(rpc).await)
     }
 
@@ -95,7 +106,7 @@ impl<M: Machine> RaftRpc for RaftService<M> {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode(request.get_ref())?;
+        let rpc = self.decode(&request)?;
         self.encode(self.raft.install_snapshot(rpc).await)
     }
 }

@@ -239,6 +239,8 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<PrepareReshapeRequest>,
     ) -> Result<Response<PrepareReshapeResponse>, Status> {
+        // Freezes ranges for a split or merge: only the partition manager asks.
+        strata_util::tls::authorize(&request, &[strata_types::Role::PartitionManager])?;
         Ok(Response::new(
             crate::reshape::prepare(&self.state, request.into_inner()).await?,
         ))

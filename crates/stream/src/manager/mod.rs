@@ -59,12 +59,15 @@ impl StreamManagerConfig {
 
     /// The Raft part of this config (`strata_raft` numbers its members with bare integers).
     pub fn group_config(&self) -> strata_raft::GroupConfig {
-        strata_raft::GroupConfig::new(
+        let mut group = strata_raft::GroupConfig::new(
             CLUSTER_NAME,
             self.node_id.get(),
             self.raft_members(),
             self.data_dir.join("raft"),
-        )
+        );
+        // With mutual TLS, only stream managers' Raft messages are taken.
+        group.member_role = Some(strata_types::Role::StreamManager);
+        group
     }
 
     /// `members` as `strata_raft` takes them.

@@ -4,7 +4,7 @@ use super::state::ManagerState;
 use std::sync::Arc;
 use strata_proto::stream::stream_manager_server::StreamManager;
 use strata_proto::stream::*;
-use strata_types::ExtentId;
+use strata_types::{ExtentId, Role};
 use tonic::{Request, Response, Status};
 
 pub struct StreamManagerService {
@@ -23,6 +23,8 @@ impl StreamManager for StreamManagerService {
         &self,
         request: Request<NodeHeartbeat>,
     ) -> Result<Response<NodeHeartbeatResponse>, Status> {
+        // A heartbeat registers its sender as a place for replicas: extent nodes only.
+        strata_util::tls::authorize(&request, &[Role::ExtentNode])?;
         self.state
             .heartbeat(request.into_inner())
             .await
