@@ -79,7 +79,10 @@ mod tests {
             cert: PathBuf::from("/nonexistent/endpoint.pem"),
             key: PathBuf::from("/nonexistent/endpoint.key"),
         };
-        let err = format!("{:#}", files.acceptor().unwrap_err());
+        let err = format!(
+            "{:#}",
+            files.acceptor().err().expect("missing files refused")
+        );
         assert!(err.contains("/nonexistent/endpoint.pem"), "{err}");
     }
 }
