@@ -1,6 +1,6 @@
 //! Making a deployment's certificates (rcgen): its CA once, then one certificate per node
-//! naming the node's role and stamp (see [`crate::tls`]). `strata up` and `strata certs` write
-//! them; tests make them in memory.
+//! naming the node's role and stamp (see [`crate::tls`]), and the S3 endpoint's certificate.
+//! `strata up --mtls` / `--tls` write them; tests make them in memory.
 //!
 //! Files in a certificate folder: `ca.pem`, `ca.key`, and `<name>.pem` / `<name>.key` per
 //! holder. Every key file is created with mode 0600 (never readable by others, not even for a
