@@ -117,8 +117,13 @@ pub fn issue_s3_endpoint(data_dir: &Path, stamp: &str, host: &str) -> anyhow::Re
 /// The operator's identity when the stamp running in `data_dir` runs mutual TLS; `None` when
 /// it runs plain (or is not running: then no call succeeds anyway).
 pub fn operator_identity(data_dir: &Path) -> anyhow::Result<Option<strata_util::tls::Identity>> {
+    let files = operator_files(data_dir);
     match RunningStamp::load(data_dir) {
-        Ok(running) if running.mtls => operator_files(data_dir).load(),
-        _ => Ok(None),
+        Ok(running) if running.mtls => files.load(),
+        Ok(_) => Ok(None),
+        // Not started by `strata up` (compose: `strata certs` issued the operator's
+        // certificate into <data-dir>/certs): that certificate when it is there.
+        Err(_) if files.mtls_cert.as_ref().is_some_and(|cert| cert.exists()) => files.load(),
+        Err(_) => Ok(None),
     }
 }
