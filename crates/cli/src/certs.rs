@@ -58,6 +58,44 @@ pub fn s3_tls_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("s3-tls")
 }
 
+/// `strata certs`: where and for whom.
+#[derive(clap::Args, Debug)]
+pub struct CertsArgs {
+    /// The folder of `ca.pem` / `ca.key` (made there if absent, else kept) and the issued
+    /// `<name>.pem` / `<name>.key` files.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// The stamp every certificate names.
+    #[arg(long, default_value = "stamp-1")]
+    pub stamp: String,
+    /// The holders, as `<name>=<role>` (roles: extent-node, stream-manager, partition-server,
+    /// partition-manager, location, frontend, operator).
+    #[arg(required = true)]
+    pub holders: Vec<String>,
+}
+
+/// Issues `args.holders` their certificates (and `operator`) from the CA in `args.dir`.
+pub fn issue_named(args: &CertsArgs) -> anyhow::Result<()> {
+    let mut holders = Vec::with_capacity(args.holders.len() + 1);
+    for holder in &args.holders {
+        let (name, role) = holder
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{holder:?} is not <name>=<role>"))?;
+        anyhow::ensure!(
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "{name:?}: a holder name is letters, digits and '-'"
+        );
+        holders.push((name.to_string(), role.parse::<Role>()?));
+    }
+    holders.push((OPERATOR.to_string(), Role::Operator));
+    let authority = Authority::open_or_create(&args.dir, &args.stamp)?;
+    for (name, role) in &holders {
+        authority.issue_into(&args.dir, name, &args.stamp, *role, name)?;
+        println!("{name}: {role}");
+    }
+    Ok(())
+}
+
 /// The S3 endpoint's certificate and key (`endpoint.pem`, `endpoint.key`).
 pub fn s3_endpoint_files(data_dir: &Path) -> (PathBuf, PathBuf) {
     let dir = s3_tls_dir(data_dir);
@@ -79,8 +117,13 @@ pub fn issue_s3_endpoint(data_dir: &Path, stamp: &str, host: &str) -> anyhow::Re
 /// The operator's identity when the stamp running in `data_dir` runs mutual TLS; `None` when
 /// it runs plain (or is not running: then no call succeeds anyway).
 pub fn operator_identity(data_dir: &Path) -> anyhow::Result<Option<strata_util::tls::Identity>> {
+    let files = operator_files(data_dir);
     match RunningStamp::load(data_dir) {
-        Ok(running) if running.mtls => operator_files(data_dir).load(),
-        _ => Ok(None),
+        Ok(running) if running.mtls => files.load(),
+        Ok(_) => Ok(None),
+        // Not started by `strata up` (compose: `strata certs` issued the operator's
+        // certificate into <data-dir>/certs): that certificate when it is there.
+        Err(_) if files.mtls_cert.as_ref().is_some_and(|cert| cert.exists()) => files.load(),
+        Err(_) => Ok(None),
     }
 }

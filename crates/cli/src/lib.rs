@@ -53,6 +53,10 @@ pub enum Command {
     /// Exit 0 when a node's admin address answers `GET /health` with 200, else 1 (for
     /// container healthchecks: a `FROM scratch` image has no shell or curl).
     Probe(ProbeArgs),
+    /// Issue a deployment's mutual-TLS certificates into a folder (for docker compose and
+    /// other deployments `strata up` does not start): the CA once, then one certificate per
+    /// node given as `<name>=<role>`, and the operator's.
+    Certs(certs::CertsArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -84,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             status::run(args).await
         }
         Command::Debug(args) => debug::run(args).await,
+        Command::Certs(args) => certs::issue_named(&args),
         Command::Node(args) => {
             let report = control::request(&args.data_dir, &args.name, args.action).await?;
             println!("{}", serde_json::to_string(&report)?);
