@@ -127,3 +127,46 @@ pub fn operator_identity(data_dir: &Path) -> anyhow::Result<Option<strata_util::
         Err(_) => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(dir: &Path, holders: &[&str]) -> CertsArgs {
+        CertsArgs {
+            dir: dir.to_path_buf(),
+            stamp: "stamp-1".into(),
+            holders: holders.iter().map(|h| h.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn certs_issues_each_holder_and_the_operator_from_one_kept_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        issue_named(&args(
+            dir.path(),
+            &["extent-r1-1=extent-node", "frontend-1=frontend"],
+        ))
+        .unwrap();
+        let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+        for name in ["extent-r1-1", "frontend-1", OPERATOR] {
+            let files = TlsFiles::in_dir(dir.path(), name);
+            assert!(
+                files.load().unwrap().is_some(),
+                "{name} loads as an identity"
+            );
+        }
+        // Again: the CA is kept, so nodes issued before still trust the new certificates.
+        issue_named(&args(dir.path(), &["frontend-1=frontend"])).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("ca.pem")).unwrap(), ca);
+    }
+
+    #[test]
+    fn certs_refuses_unknown_roles_and_bad_names_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["x=emperor", "no-role", "a/b=frontend", "=frontend"] {
+            assert!(issue_named(&args(dir.path(), &[bad])).is_err(), "{bad}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
