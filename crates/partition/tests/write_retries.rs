@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{serve_range, stream_layer};
+use common::{create_upload, serve_range, stream_layer};
 use strata_proto::common::{ObjectMeta, WriteCondition};
 use strata_proto::partition::partition_server_client::PartitionServerClient;
 use strata_proto::partition::*;
@@ -135,16 +135,7 @@ async fn one_part_upload(
     key: &str,
     body: &str,
 ) -> (String, CompletedPart) {
-    let upload_id = client
-        .create_multipart_upload(CreateMultipartUploadRequest {
-            bucket: "b".into(),
-            key: key.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .upload_id;
+    let upload_id = create_upload(client, key).await;
     let part = vec![
         UploadPartRequest {
             part: Some(upload_part_request::Part::Header(UploadPartHeader {
