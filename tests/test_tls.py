@@ -4,11 +4,12 @@ is kept across restarts so a client's trust outlives them."""
 
 import socket
 import ssl
+import subprocess
 
 import botocore.exceptions
 import pytest
 
-from stamp import Stamp
+from stamp import BIN_DIR, Stamp
 
 
 def plain_http_answer(port):
@@ -69,10 +70,10 @@ def test_s3_over_https_with_the_stamps_ca(tmp_path):
 
 
 def test_a_stamp_over_mutual_tls_serves_and_reports(tmp_path):
-    """`strata up --mtls --tls`: every internal connection over mutual TLS with the role rules
+    """`strata up --tls` (mutual TLS is the default): every internal connection over mutual TLS with the role rules
     in force (extent-node writes, heartbeats, Raft), S3 over HTTPS; objects round-trip, the
     operator's `strata status` reads every layer, and the keys are private."""
-    stamp = Stamp(tmp_path / "stamp", extra_args=["--tls", "--mtls"]).start()
+    stamp = Stamp(tmp_path / "stamp", extra_args=["--tls"]).start()
     try:
         assert stamp.running()["mtls"] is True
         s3 = stamp.client()
@@ -91,5 +92,27 @@ def test_a_stamp_over_mutual_tls_serves_and_reports(tmp_path):
         keys = sorted(certs.glob("*.key"))
         assert keys and all(k.stat().st_mode & 0o077 == 0 for k in keys), keys
         assert (stamp.data_dir / "s3-tls" / "endpoint.key").stat().st_mode & 0o077 == 0
+
+        # A partition server takes object writes from front-ends, peers and the operator only:
+        # an extent node's (valid) certificate is refused and nothing is stored.
+        server = status["ranges"][0]["owner_addr"]
+        refused = debug_put(stamp, server, "forged", as_holder="extent-r1-1")
+        assert refused.returncode != 0 and "may not make this call" in refused.stderr, refused
+        with pytest.raises(botocore.exceptions.ClientError):
+            s3.head_object(Bucket="mtls", Key="forged")
+        served = debug_put(stamp, server, "by-operator", as_holder="operator")
+        assert served.returncode == 0, served
+        assert s3.get_object(Bucket="mtls", Key="by-operator")["Body"].read() == b"operator"
     finally:
         stamp.stop()
+
+
+def debug_put(stamp, server_addr, key, as_holder):
+    """`strata debug put-object` straight to a partition server, presenting the certificate of
+    `as_holder` from the stamp's certificate folder."""
+    return subprocess.run(
+        [str(BIN_DIR / "strata"), "debug", "put-object", "--server", server_addr, "--bucket", "mtls",
+         "--key", key, "--data", "operator", "--timeout-ms", "10000",
+         "--data-dir", str(stamp.data_dir), "--as-holder", as_holder],
+        capture_output=True, text=True, timeout=60, env=stamp.env(),
+    )

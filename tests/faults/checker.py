@@ -38,12 +38,15 @@ class Report:
     def __init__(self):
         self.anomalies = []  # (phase, text)
         self.lost = []  # (phase, text)
+        self.keys = []  # the keys of the findings, in order (run.py prints their histories)
 
     def anomaly(self, op, text):
+        self.keys.append(op["key"])
         self.anomalies.append((op["phase"], f"{text} [op {op['id']} {op['kind']} {op['key']} by {op['worker']}]"))
 
     def lose(self, op, text, phase=None):
         """A write lost: counted in the phase of the write (`phase`), else of the read."""
+        self.keys.append(op["key"])
         self.lost.append((phase or op["phase"], f"{text} [key {op['key']}]"))
 
 

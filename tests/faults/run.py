@@ -225,6 +225,21 @@ def table(history, phases, report, order):
     return "\n".join(lines)
 
 
+def print_key_histories(ops, keys, keys_max=5):
+    """Every operation on the first keys of the findings, in invoke order: what CI keeps of a
+    failed round, so a finding can be explained without its history file."""
+    for key in list(dict.fromkeys(keys))[:keys_max]:
+        print(f"history of {key}:")
+        for op in sorted((o for o in ops if o.get("key") == key), key=lambda o: o["invoke"]):
+            complete = op.get("complete")
+            done = f"{complete:8.3f}" if isinstance(complete, (int, float)) else "       -"
+            print(
+                f"  {op['invoke']:8.3f} {done} {op.get('phase', '?'):<20} {op.get('worker', '?'):<10}"
+                f" fe{op.get('endpoint', '?')} {op.get('kind', '?'):<8} {op.get('result', '?'):<7}"
+                f" {str(op.get('value'))[:40]:<40} {op.get('error') or ''}"
+            )
+
+
 def main(argv):
     args = parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
@@ -255,6 +270,10 @@ def main(argv):
         target.start()
         bucket = f"faults-{seed}"
         wait_serving(target, bucket)
+        breaches = target.perimeter_breaches()
+        failures += [f"perimeter: {breach}" for breach in breaches]
+        if "partition" in target.supports:  # a target with a closed network of its own
+            print(f"perimeter: {len(breaches)} breaches (published ports, reach from the edge)", flush=True)
         endpoints, creds = target.endpoints(), target.credentials()
         kinds = [workloads.RegisterWorker] * 3 + [workloads.CasWorker] * 2 + [workloads.CreateWorker] * 2
         workers = [k(i, history, endpoints, creds, bucket, stop, random.Random(f"{seed}-{i}")) for i, k in enumerate(kinds)]
@@ -319,6 +338,7 @@ def main(argv):
         print(f"LOST ({phase}): {text}")
     for phase, text in report.anomalies[:50]:
         print(f"ANOMALY ({phase}): {text}")
+    print_key_histories(history.ops, report.keys)
     if report.lost:
         failures.append(f"{len(report.lost)} acknowledged writes lost")
     if report.anomalies:

@@ -55,6 +55,11 @@ class Target:
     def rack_of(self, name):
         return next(n.get("rack") for n in self.layout()["nodes"] if n["name"] == name)
 
+    def perimeter_breaches(self):
+        """Internal addresses the host can reach but must not (none where the target has no
+        closed network)."""
+        return []
+
     def leader(self, group):
         """The name of the current leader of `group` ("manager" or "stream-manager")."""
         status = self.status()
@@ -220,6 +225,35 @@ class ComposeTarget(Target):
     def ip_of(self, name):
         node = next(n for n in self._layout["nodes"] if n["name"] == name)
         return node["addr"].rsplit(":", 1)[0]
+
+    def perimeter_breaches(self):
+        """The stamp network is `internal: true` and only the front-ends' S3 ports are published.
+        Checked from outside: the network's own setting, Docker's published ports, and what a container on the edge network
+        (where S3 is served) reaches: every front-end's S3 port (the control: the check can
+        see an open port) and no internal admin port (an address is reachable or not as a
+        whole). The host itself keeps a route to every bridge it made; mutual TLS is what
+        refuses a process there."""
+        breaches = []
+        internal = run(["docker", "network", "inspect", "-f", "{{.Internal}}", self.network]).stdout.strip()
+        if internal != "true":
+            breaches.append(f"network {self.network} is not internal")
+        for node in self._layout["nodes"]:
+            name = node["name"]
+            out = run(["docker", "inspect", "-f", "{{json .NetworkSettings.Ports}}", self.container(name)])
+            for port, bindings in (json.loads(out.stdout) or {}).items():
+                for binding in bindings or []:
+                    published = f"{binding['HostIp']}:{binding['HostPort']}"
+                    if node["kind"] != "frontend" or port != "9000/tcp" or binding["HostIp"] != "127.0.0.1":
+                        breaches.append(f"{name} publishes {port} on {published}")
+        s3 = [n["addr"] for n in self._layout["nodes"] if n["kind"] == "frontend"]
+        admin = [n["http_addr"] for n in self._layout["nodes"]]
+        image = self.env.get("STRATA_IMAGE", "strata:local")
+        probe = ["docker", "run", "--rm", "--network", f"{self.project}_edge", image, "strata", "probe", "--reach"]
+        answers = [json.loads(line) for line in run(probe + s3 + admin).stdout.splitlines()]
+        reached = {a["addr"] for a in answers if a["status"] is not None}
+        breaches += [f"the edge network does not reach S3 at {addr}" for addr in s3 if addr not in reached]
+        breaches += [f"the edge network reaches {addr}" for addr in admin if addr in reached]
+        return breaches
 
     def partition(self, name):
         run(["docker", "network", "disconnect", "--force", self.network, self.container(name)])

@@ -55,6 +55,7 @@ def test_unknown_writes_may_land_late_but_refused_ones_never():
         op("read", "k", 10, 11, value="f"),
     )
     assert len(report.anomalies) == 1 and "refused" in report.anomalies[0][1]
+    assert report.keys == ["k"]  # run.py prints the history of each finding's key
 
 
 def test_two_winners_of_one_compare_and_set_are_an_anomaly():

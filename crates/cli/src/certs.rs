@@ -1,4 +1,4 @@
-//! The certificates of a local stamp run with mutual TLS (`strata up --mtls`), in
+//! The certificates of a local stamp run with mutual TLS (`strata up`, unless `--no-mtls`), in
 //! `<data-dir>/certs`: the deployment CA (`ca.pem`, `ca.key`), made once and kept; one
 //! certificate per node (`<node-name>.pem` / `.key`, naming its role and the stamp), issued
 //! afresh at every `strata up`; and `operator.pem` / `.key` for `strata status` and
@@ -117,12 +117,21 @@ pub fn issue_s3_endpoint(data_dir: &Path, stamp: &str, host: &str) -> anyhow::Re
 /// The operator's identity when the stamp running in `data_dir` runs mutual TLS; `None` when
 /// it runs plain (or is not running: then no call succeeds anyway).
 pub fn operator_identity(data_dir: &Path) -> anyhow::Result<Option<strata_util::tls::Identity>> {
-    let files = operator_files(data_dir);
+    holder_identity(data_dir, OPERATOR)
+}
+
+/// The identity of certificate holder `holder` (a node name or [`OPERATOR`]) of the stamp in
+/// `data_dir` when that stamp runs mutual TLS, else `None` (plain gRPC).
+pub fn holder_identity(
+    data_dir: &Path,
+    holder: &str,
+) -> anyhow::Result<Option<strata_util::tls::Identity>> {
+    let files = node_files(data_dir, holder);
     match RunningStamp::load(data_dir) {
         Ok(running) if running.mtls => files.load(),
         Ok(_) => Ok(None),
-        // Not started by `strata up` (compose: `strata certs` issued the operator's
-        // certificate into <data-dir>/certs): that certificate when it is there.
+        // Not started by `strata up` (compose: `strata certs` issued the certificates into
+        // <data-dir>/certs): that certificate when it is there.
         Err(_) if files.mtls_cert.as_ref().is_some_and(|cert| cert.exists()) => files.load(),
         Err(_) => Ok(None),
     }

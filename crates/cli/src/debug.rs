@@ -34,6 +34,10 @@ pub enum DebugCommand {
         /// The stamp's data folder: its operator certificate is used when it runs mutual TLS.
         #[arg(long, default_value = "strata-data")]
         data_dir: std::path::PathBuf,
+        /// Present this holder's certificate from <data-dir>/certs instead of the operator's
+        /// (a node name such as `en-1`): how tests show a wrong role is refused.
+        #[arg(long, default_value = crate::certs::OPERATOR)]
+        as_holder: String,
     },
 }
 
@@ -46,8 +50,10 @@ pub async fn run(args: DebugArgs) -> anyhow::Result<()> {
             data,
             timeout_ms,
             data_dir,
+            as_holder,
         } => {
-            strata_util::rpc::install_identity(crate::certs::operator_identity(&data_dir)?)?;
+            let identity = crate::certs::holder_identity(&data_dir, &as_holder)?;
+            strata_util::rpc::install_identity(identity)?;
             let channel =
                 crate::grpc_channel(&server, std::time::Duration::from_millis(timeout_ms))?;
             let messages = vec![

@@ -63,7 +63,7 @@ pub struct RunningStamp {
     /// Loopback address of `strata up`'s control endpoint (`strata node ...`).
     #[serde(default)]
     pub control_addr: String,
-    /// Whether the nodes run mutual TLS (`strata up --mtls`): then other commands reach them
+    /// Whether the nodes run mutual TLS (the default of `strata up`; `--no-mtls` turns it off): then other commands reach them
     /// with the operator certificate.
     #[serde(default)]
     pub mtls: bool,

@@ -10,7 +10,7 @@
 //! - [`control`]: `strata up`'s loopback control endpoint and its client (`strata node ...`).
 //! - [`probe`]: health checks over HTTP (also `strata probe <addr>`, for container healthchecks).
 //! - [`debug`]: `strata debug put-object`, straight to one partition server (fault tests).
-//! - [`certs`]: the stamp's CA and certificates for `strata up --mtls`.
+//! - [`certs`]: the stamp's CA and certificates for `strata up` (mutual TLS unless `--no-mtls`).
 //! - [`grpc_channel`]: how every command reaches a node over gRPC (with the operator
 //!   certificate when the stamp runs mutual TLS).
 //!
@@ -61,11 +61,17 @@ pub enum Command {
 
 #[derive(clap::Args, Debug)]
 pub struct ProbeArgs {
-    /// The node's admin HTTP address, e.g. 10.0.0.5:8080.
-    pub addr: String,
+    /// The node's admin HTTP address, e.g. 10.0.0.5:8080 (several with --reach).
+    #[arg(required = true)]
+    pub addrs: Vec<String>,
     /// The path to GET.
     #[arg(long, default_value = "/health")]
     pub path: String,
+    /// Report, for each address, whether anything answered at all (one JSON line each:
+    /// `{"addr": ..., "status": <code or null>}`), and exit 0: how the fault suite shows which
+    /// addresses a network can reach.
+    #[arg(long)]
+    pub reach: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,11 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
-        Command::Probe(args) => match probe::get(&args.addr, &args.path).await {
-            Some((200, _)) => Ok(()),
-            Some((status, body)) => anyhow::bail!("{} answered {status}: {body}", args.addr),
-            None => anyhow::bail!("{} gave no answer (refused or timed out)", args.addr),
-        },
+        Command::Probe(args) => probe::run(&args).await,
     }
 }
 

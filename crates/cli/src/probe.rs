@@ -24,6 +24,25 @@ pub async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
         .flatten()
 }
 
+/// `strata probe`: every address must answer 200 (a container healthcheck), or with `--reach`
+/// one line per address saying what answered.
+pub async fn run(args: &crate::ProbeArgs) -> anyhow::Result<()> {
+    let answers = futures::future::join_all(args.addrs.iter().map(|addr| get(addr, &args.path)));
+    for (addr, answer) in args.addrs.iter().zip(answers.await) {
+        if args.reach {
+            let status = answer.map(|(status, _)| status);
+            println!("{}", serde_json::json!({ "addr": addr, "status": status }));
+            continue;
+        }
+        match answer {
+            Some((200, _)) => {}
+            Some((status, body)) => anyhow::bail!("{addr} answered {status}: {body}"),
+            None => anyhow::bail!("{addr} gave no answer (refused or timed out)"),
+        }
+    }
+    Ok(())
+}
+
 /// Whether the node at `addr` answers its health check with 200.
 pub async fn healthy(addr: &str) -> bool {
     matches!(get(addr, "/health").await, Some((200, _)))

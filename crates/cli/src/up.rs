@@ -79,10 +79,10 @@ pub struct UpArgs {
     /// Partition manager: a range is left alone this long after it was made or moved.
     #[arg(long, default_value_t = 10_000)]
     pub reshape_cooldown_ms: u64,
-    /// Mutual TLS on every internal gRPC connection: a CA made once in <data-dir>/certs, a
-    /// certificate per node naming its role, an operator certificate for `strata status` and
-    /// `strata debug`.
-    #[arg(long, env = "STRATA_MTLS")]
+    /// Plain gRPC inside the stamp. By default every internal connection is mutual TLS: a CA
+    /// made once in <data-dir>/certs, a certificate per node naming its role, an operator
+    /// certificate for `strata status` and `strata debug`.
+    #[arg(long = "no-mtls", action = clap::ArgAction::SetFalse)]
     pub mtls: bool,
     /// HTTPS on the S3 endpoint: a CA made once in <data-dir>/s3-tls (clients trust its
     /// ca.pem), an endpoint certificate for 127.0.0.1 and localhost issued at every start.

@@ -44,6 +44,12 @@ pub fn cors_rules_of(config: &CORSConfiguration) -> S3Result<Vec<CorsRule>> {
                 let message = "AllowedOrigin and AllowedHeader can have at most one * wildcard.";
                 return Err(FrontendError::refused(Refusal::InvalidRequest, message).into());
             }
+            // -1 stands for "absent" in the stored rule: a negative value would be stored and
+            // then vanish from GetBucketCors (found by fuzzing).
+            if rule.max_age_seconds.is_some_and(|secs| secs < 0) {
+                let message = "MaxAgeSeconds must be a non-negative integer.";
+                return Err(FrontendError::refused(Refusal::MalformedXml, message).into());
+            }
             Ok(CorsRule {
                 id: rule.id.clone().unwrap_or_default(),
                 allowed_origins: rule.allowed_origins.clone(),
@@ -136,6 +142,10 @@ mod tests {
             vec![rule(&["*"], &["PATCH"])],
             vec![rule(&[], &["GET"])],
             vec![rule(&["http://*.*.com"], &["GET"])],
+            vec![CORSRule {
+                max_age_seconds: Some(-2),
+                ..rule(&["*"], &["GET"])
+            }],
             vec![],
         ] {
             assert!(cors_rules_of(&CORSConfiguration { cors_rules: bad }).is_err());

@@ -25,7 +25,10 @@ pub struct SentChecksums {
     pub sha256: Option<String>,
 }
 
-/// The [`SentChecksums`] of an s3s input or part that has the five checksum fields.
+/// The [`SentChecksums`] of an s3s input or part that has the five checksum fields (public
+/// for the fuzz targets, which drive the same checksum plan).
+#[doc(hidden)]
+#[macro_export]
 macro_rules! sent_checksums_of {
     ($input:expr) => {{
         let input = &$input;
@@ -38,7 +41,7 @@ macro_rules! sent_checksums_of {
         }
     }};
 }
-pub(crate) use sent_checksums_of;
+pub use crate::sent_checksums_of;
 
 /// Sets the five checksum fields (and, with a third argument, `checksum_type`) of an s3s
 /// output from a [`ShownChecksum`].

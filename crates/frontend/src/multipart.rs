@@ -102,9 +102,8 @@ pub(crate) fn check_part_number(part_number: i32) -> S3Result<u32> {
 
 /// The parts list of a CompleteMultipartUpload body, as the partition server takes it. An
 /// empty or missing list, or a part without number or ETag, is MalformedXML (as S3 answers).
-pub(crate) fn completed_parts(
-    upload: Option<&CompletedMultipartUpload>,
-) -> S3Result<Vec<CompletedPart>> {
+#[doc(hidden)] // pub for the fuzz target (crates/fuzz)
+pub fn completed_parts(upload: Option<&CompletedMultipartUpload>) -> S3Result<Vec<CompletedPart>> {
     let parts = upload
         .and_then(|upload| upload.parts.as_ref())
         .filter(|parts| !parts.is_empty())

@@ -4,7 +4,15 @@ use crate::store::{LocationStore, Reservation, StoreError};
 use strata_proto::location::location_server::Location;
 use strata_proto::location::*;
 use strata_types::error_detail::{to_status, ErrorDetail, RejectReason};
+use strata_types::Role;
+use strata_util::tls::authorize;
 use tonic::{Request, Response, Status};
+
+/// Who may reserve or release a bucket name over mutual TLS: the front-ends, which do it for
+/// CreateBucket and DeleteBucket after authenticating the S3 caller.
+pub const NAME_WRITER_ROLES: [Role; 1] = [Role::Frontend];
+/// Who may look names and stamps up: the front-ends and the operator's tools.
+pub const NAME_READER_ROLES: [Role; 2] = [Role::Frontend, Role::Operator];
 
 pub struct LocationService {
     store: LocationStore,
@@ -56,6 +64,7 @@ impl Location for LocationService {
         &self,
         request: Request<ReserveBucketRequest>,
     ) -> Result<Response<ReserveBucketResponse>, Status> {
+        authorize(&request, &NAME_WRITER_ROLES)?;
         let request = request.into_inner();
         valid_name(&request.bucket)?;
         let stamp = if request.stamp.is_empty() {
@@ -89,6 +98,7 @@ impl Location for LocationService {
         &self,
         request: Request<LookupBucketRequest>,
     ) -> Result<Response<LookupBucketResponse>, Status> {
+        authorize(&request, &NAME_READER_ROLES)?;
         let bucket = request.into_inner().bucket;
         let location = self.store.lookup(&bucket).map_err(internal)?;
         Ok(Response::new(LookupBucketResponse { location }))
@@ -98,6 +108,7 @@ impl Location for LocationService {
         &self,
         request: Request<ReleaseBucketRequest>,
     ) -> Result<Response<ReleaseBucketResponse>, Status> {
+        authorize(&request, &NAME_WRITER_ROLES)?;
         let request = request.into_inner();
         let released = self
             .store
@@ -112,8 +123,9 @@ impl Location for LocationService {
 
     async fn list_stamps(
         &self,
-        _request: Request<ListStampsRequest>,
+        request: Request<ListStampsRequest>,
     ) -> Result<Response<ListStampsResponse>, Status> {
+        authorize(&request, &NAME_READER_ROLES)?;
         let counts = self.store.count_by_stamp().map_err(internal)?;
         let stamps = self
             .stamps

@@ -8,12 +8,23 @@ use strata_proto::manager as pb;
 use strata_proto::manager::partition_manager_server::{PartitionManager, PartitionManagerServer};
 use strata_raft::GroupError;
 use strata_types::error_detail::{to_status, ErrorDetail, RejectReason, UnavailableReason};
+use strata_types::Role;
 use tonic::{Request, Response, Status};
 
 /// Bound on confirming leadership with a quorum before answering a heartbeat.
 const LEADERSHIP_CHECK_TIMEOUT_MS: u64 = 300;
 /// Longest server id or address accepted in a heartbeat.
 const HEARTBEAT_FIELD_BYTES_MAX: usize = 512;
+
+/// Who may read the partition map over mutual TLS: the front-ends and partition servers that
+/// route by it, manager members, and the operator's tools. (GetStatus is read-only and open to
+/// every certificate of the deployment; heartbeats have their own rule.)
+pub const MAP_READER_ROLES: [Role; 4] = [
+    Role::Frontend,
+    Role::PartitionServer,
+    Role::PartitionManager,
+    Role::Operator,
+];
 
 /// The gRPC service; cheap to clone.
 #[derive(Clone)]
@@ -58,7 +69,7 @@ impl PartitionManager for ManagerService {
         request: Request<pb::ServerHeartbeat>,
     ) -> Result<Response<pb::ServerHeartbeatResponse>, Status> {
         // A heartbeat asks for ranges to serve: partition servers only.
-        strata_util::tls::authorize(&request, &[strata_types::Role::PartitionServer])?;
+        strata_util::tls::authorize(&request, &[Role::PartitionServer])?;
         let heartbeat = request.into_inner();
         check_field("server_id", &heartbeat.server_id)?;
         check_field("addr", &heartbeat.addr)?;
@@ -143,8 +154,9 @@ impl PartitionManager for ManagerService {
 
     async fn get_partition_map(
         &self,
-        _request: Request<pb::GetPartitionMapRequest>,
+        request: Request<pb::GetPartitionMapRequest>,
     ) -> Result<Response<pb::PartitionMap>, Status> {
+        strata_util::tls::authorize(&request, &MAP_READER_ROLES)?;
         let view = self.app.leader_view();
         Ok(Response::new(self.app.map().to_proto(view.leader_addr)))
     }

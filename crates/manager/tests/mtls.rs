@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use strata_manager::{start, ManagerConfig};
 use strata_proto::manager::partition_manager_client::PartitionManagerClient;
-use strata_proto::manager::ServerHeartbeat;
+use strata_proto::manager::{GetPartitionMapRequest, ServerHeartbeat};
 use strata_proto::raft::raft_client::RaftClient;
 use strata_proto::raft::RaftMessage;
 use strata_types::error_detail::{from_status, ErrorDetail};
 use strata_types::Role;
 use strata_util::certs::Authority;
 use strata_util::rpc::{self, Channel};
-use strata_util::tls::Identity;
+use strata_util::tls::{denied_role, Identity};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -40,15 +40,7 @@ fn beat(server_id: &str) -> ServerHeartbeat {
 }
 
 fn assert_denied(status: tonic::Status, role: Role) {
-    assert_eq!(
-        status.code(),
-        tonic::Code::PermissionDenied,
-        "{role}: {status:?}"
-    );
-    assert_eq!(
-        from_status(&status),
-        Some(ErrorDetail::PermissionDenied { role: Some(role) })
-    );
+    assert_eq!(denied_role(&status), Some(role), "{role}: {status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,6 +84,23 @@ async fn heartbeats_only_from_partition_servers_and_raft_only_from_members() {
             .expect_err("a heartbeat from a non-partition-server must be refused");
         assert_denied(status, role);
     }
+
+    // The map is read by those who route by it and the operator, by no one else.
+    for role in [Role::ExtentNode, Role::StreamManager, Role::Location] {
+        let identity = identity_of(&deployment, role, "not-a-router");
+        let status = PartitionManagerClient::new(channel(&addr, &identity))
+            .get_partition_map(GetPartitionMapRequest::default())
+            .await
+            .expect_err("a wrong role must not read the map");
+        assert_denied(status, role);
+    }
+    let frontend = identity_of(&deployment, Role::Frontend, "fe-1");
+    let map = PartitionManagerClient::new(channel(&addr, &frontend))
+        .get_partition_map(GetPartitionMapRequest::default())
+        .await
+        .expect("a front-end reads the map")
+        .into_inner();
+    assert!(!map.ranges.is_empty(), "{map:?}");
 
     // Raft: non-members are refused before their message is read; a member's message gets
     // past the role check to the group's own checks (here: another group's name).

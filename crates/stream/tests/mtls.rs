@@ -6,13 +6,13 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 use strata_proto::stream::extent_node_client::ExtentNodeClient;
-use strata_proto::stream::{AppendRequest, CreateExtentRequest};
+use strata_proto::stream::{AppendRequest, CreateExtentRequest, ExtentInfoRequest, ReadRequest};
 use strata_stream::{start_extent_node, ExtentNodeConfig, RunningExtentNode};
-use strata_types::error_detail::{from_status, ErrorDetail};
+use strata_types::error_detail::from_status;
 use strata_types::{ExtentId, Role};
 use strata_util::certs::Authority;
 use strata_util::rpc::{self, Channel};
-use strata_util::tls::Identity;
+use strata_util::tls::{denied_role, Identity};
 use tokio_util::sync::CancellationToken;
 
 const STAMP: &str = "stamp-1";
@@ -151,13 +151,57 @@ async fn a_wrong_role_client_is_refused_on_append() {
         let status = append(&mut client(&node, Some(&identity)), 5, b"forged")
             .await
             .expect_err("a wrong role must be refused");
-        assert_eq!(status.code(), tonic::Code::PermissionDenied, "{role}");
-        assert_eq!(
-            from_status(&status),
-            Some(ErrorDetail::PermissionDenied { role: Some(role) })
-        );
+        assert_eq!(denied_role(&status), Some(role), "{status:?}");
     }
     let state = node.store.state(ExtentId::new(5)).expect("state");
     assert_eq!(state.length, created, "no forged record was stored");
+    token.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_fencing_only_from_the_roles_that_touch_replicas() {
+    let (node, token, _dir) = start_node().await;
+    let writer = identity_of(deployment(), Role::PartitionServer, "ps-1");
+    create(&mut client(&node, Some(&writer)), 6)
+        .await
+        .expect("create");
+    append(&mut client(&node, Some(&writer)), 6, b"secret object bytes")
+        .await
+        .expect("append");
+    let read = ReadRequest {
+        extent_id: 6,
+        offset: strata_stream::extent::FILE_HEADER_LEN,
+        max_records: 16,
+        max_bytes: 1 << 20,
+    };
+    let fence = ExtentInfoRequest {
+        extent_id: 6,
+        fence: true,
+    };
+    for role in [Role::Operator, Role::Location, Role::PartitionManager] {
+        let identity = identity_of(deployment(), role, "not-a-reader");
+        let status = client(&node, Some(&identity))
+            .read(read)
+            .await
+            .expect_err("a wrong role must not read object bytes");
+        assert_eq!(denied_role(&status), Some(role), "{status:?}");
+        let status = client(&node, Some(&identity))
+            .get_extent_info(fence)
+            .await
+            .expect_err("a wrong role must not fence a replica");
+        assert_eq!(denied_role(&status), Some(role), "{status:?}");
+    }
+    // Still open for appends (nobody fenced it), and readable by a reader.
+    let end = append(&mut client(&node, Some(&writer)), 6, b"more")
+        .await
+        .expect("the replica was not fenced");
+    let batch = client(&node, Some(&writer))
+        .read(read)
+        .await
+        .expect("a partition server reads")
+        .into_inner();
+    assert_eq!(batch.records.len(), 2);
+    assert_eq!(batch.records[0].payload, b"secret object bytes");
+    assert_eq!(batch.next_offset, end);
     token.cancel();
 }

@@ -9,13 +9,16 @@ use strata_proto::common::NodeAddr;
 use strata_proto::raft::raft_client::RaftClient;
 use strata_proto::raft::RaftMessage;
 use strata_proto::stream::stream_manager_client::StreamManagerClient;
-use strata_proto::stream::{NodeHeartbeat, StreamStatusRequest};
+use strata_proto::stream::{
+    CreateStreamRequest, ListStreamsRequest, NodeHeartbeat, ReportBadReplicaRequest,
+    StreamStatusRequest,
+};
 use strata_stream::{start_stream_manager, ManagerSettings, StreamManagerConfig};
 use strata_types::error_detail::{from_status, ErrorDetail};
 use strata_types::Role;
 use strata_util::certs::Authority;
 use strata_util::rpc::{self, Channel};
-use strata_util::tls::Identity;
+use strata_util::tls::{denied_role, Identity};
 use tokio_util::sync::CancellationToken;
 
 const STAMP: &str = "stamp-1";
@@ -56,15 +59,7 @@ async fn registered(addr: &str, operator: &Identity) -> Vec<String> {
 }
 
 fn assert_denied(status: tonic::Status, role: Role) {
-    assert_eq!(
-        status.code(),
-        tonic::Code::PermissionDenied,
-        "{role}: {status:?}"
-    );
-    assert_eq!(
-        from_status(&status),
-        Some(ErrorDetail::PermissionDenied { role: Some(role) })
-    );
+    assert_eq!(denied_role(&status), Some(role), "{role}: {status:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,6 +106,44 @@ async fn heartbeats_only_from_extent_nodes_and_raft_only_from_members() {
         assert_denied(status, role);
     }
     assert_eq!(registered(&manager.addr, &operator).await, ["en-1"]);
+
+    // Streams are created, listed and changed by partition servers only; bad-replica reports
+    // come from those who read replicas. Refused calls change nothing.
+    for role in [Role::Frontend, Role::Operator, Role::ExtentNode] {
+        let identity = identity_of(&deployment, role, "not-a-writer");
+        let mut client = StreamManagerClient::new(channel(&manager.addr, &identity));
+        let create = CreateStreamRequest {
+            name: format!("forged-by-{role}"),
+            extent_ids: vec![],
+        };
+        assert_denied(
+            client.create_stream(create).await.expect_err("create"),
+            role,
+        );
+        let list = ListStreamsRequest::default();
+        assert_denied(client.list_streams(list).await.expect_err("list"), role);
+    }
+    for role in [Role::Operator, Role::Location] {
+        let identity = identity_of(&deployment, role, "not-a-reader");
+        let report = ReportBadReplicaRequest {
+            extent_id: 1,
+            node_id: "en-1".into(),
+            offset: 0,
+        };
+        let status = StreamManagerClient::new(channel(&manager.addr, &identity))
+            .report_bad_replica(report)
+            .await
+            .expect_err("a report from a non-reader must be refused");
+        assert_denied(status, role);
+    }
+    let server = identity_of(&deployment, Role::PartitionServer, "ps-1");
+    let names = StreamManagerClient::new(channel(&manager.addr, &server))
+        .list_streams(ListStreamsRequest::default())
+        .await
+        .expect("a partition server lists streams")
+        .into_inner()
+        .names;
+    assert!(names.iter().all(|n| !n.starts_with("forged")), "{names:?}");
 
     // Raft: a non-member is refused before its message is read; a member's (undecodable)
     // message gets past the role check to the group's own checks.

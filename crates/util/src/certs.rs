@@ -1,6 +1,8 @@
 //! Making a deployment's certificates (rcgen): its CA once, then one certificate per node
 //! naming the node's role and stamp (see [`crate::tls`]), and the S3 endpoint's certificate.
-//! `strata up --mtls` / `--tls` write them; tests make them in memory.
+//! `strata up` (and `--tls`) and `strata certs` write them; tests make them in memory.
+//! Validity: the CA [`CA_VALID_DAYS`], every other certificate [`CERT_VALID_DAYS`], both from a
+//! day before issue (clocks of nodes differ).
 //!
 //! Files in a certificate folder: `ca.pem`, `ca.key`, and `<name>.pem` / `<name>.key` per
 //! holder. Every key file is created with mode 0600 (never readable by others, not even for a
@@ -13,6 +15,20 @@ use rcgen::{
 };
 use std::path::Path;
 use strata_types::Role;
+
+/// How long a CA certificate is valid.
+pub const CA_VALID_DAYS: i64 = 3_650;
+/// How long a node or endpoint certificate is valid; `strata up` and compose's `certs` service
+/// issue new ones at every start.
+pub const CERT_VALID_DAYS: i64 = 365;
+
+/// `params` made valid from a day ago for `days` days.
+fn valid_for(mut params: CertificateParams, days: i64) -> CertificateParams {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days);
+    params
+}
 
 /// A certificate (PEM) and its private key (PEM).
 #[derive(Clone)]
@@ -43,6 +59,7 @@ impl Authority {
         params.distinguished_name = name(&format!("Strata {stamp} CA"));
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let params = valid_for(params, CA_VALID_DAYS);
         let cert = params.self_signed(&key)?;
         let issued = Issued {
             cert_pem: cert.pem(),
@@ -93,7 +110,7 @@ impl Authority {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let cert = valid_for(params, CERT_VALID_DAYS).signed_by(&key, &self.issuer)?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -112,7 +129,7 @@ impl Authority {
             KeyUsagePurpose::KeyEncipherment,
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = params.signed_by(&key, &self.issuer)?;
+        let cert = valid_for(params, CERT_VALID_DAYS).signed_by(&key, &self.issuer)?;
         Ok(Issued {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
@@ -198,5 +215,28 @@ mod tests {
             ("stamp-1", Role::ExtentNode)
         );
         assert!(files.load().unwrap().is_some());
+    }
+
+    #[test]
+    fn certificates_expire_a_year_after_issue_and_the_ca_in_ten() {
+        let authority = Authority::new("stamp-1").unwrap();
+        let node = authority
+            .issue("stamp-1", Role::PartitionServer, "ps-1")
+            .unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        for (issued, days) in [(&authority.issued, CA_VALID_DAYS), (&node, CERT_VALID_DAYS)] {
+            let pem = x509_parser::pem::parse_x509_pem(issued.cert_pem.as_bytes())
+                .unwrap()
+                .1;
+            let cert = pem.parse_x509().unwrap();
+            let validity = cert.validity();
+            let day = 86_400;
+            assert!(validity.not_before.timestamp() <= now - day + 60);
+            let left = validity.not_after.timestamp() - now;
+            assert!(
+                (left - days * day).abs() < 60,
+                "{left} s left, wanted {days} days"
+            );
+        }
     }
 }

@@ -203,6 +203,18 @@ pub fn authorize<T>(request: &tonic::Request<T>, allowed: &[Role]) -> Result<(),
     }
 }
 
+/// The role a `PermissionDenied` answer of [`authorize`] names: `Some(role)` only for that
+/// refusal of a caller holding a certificate with a role.
+pub fn denied_role(status: &tonic::Status) -> Option<Role> {
+    if status.code() != tonic::Code::PermissionDenied {
+        return None;
+    }
+    match strata_types::error_detail::from_status(status) {
+        Some(ErrorDetail::PermissionDenied { role }) => role,
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use futures::Stream;
 use strata_proto::partition::partition_server_server::PartitionServer;
 use strata_proto::partition::*;
+use strata_types::Role;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::PartitionError;
@@ -32,6 +33,16 @@ pub(crate) async fn require_writable(
 ) -> Result<(), PartitionError> {
     let lookup = state.bucket_record_with_lease(bucket, true);
     crate::bucket_gate::require_writable(&state.buckets, bucket, lookup).await
+}
+
+/// Who may read and change buckets and objects over mutual TLS: the front-ends (after SigV4),
+/// peer partition servers (a bucket's record lives with one range's owner) and the operator's
+/// tools (`strata debug`). GetStatus is read-only and open to every certificate of the
+/// deployment; PrepareReshape has its own rule.
+pub const CLIENT_ROLES: [Role; 3] = [Role::Frontend, Role::PartitionServer, Role::Operator];
+
+fn client<T>(request: &Request<T>) -> Result<(), Status> {
+    strata_util::tls::authorize(request, &CLIENT_ROLES)
 }
 
 pub struct PartitionService {
@@ -52,6 +63,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<CreateBucketRequest>,
     ) -> Result<Response<CreateBucketResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(
             buckets::create(&self.state, request.into_inner()).await?,
         ))
@@ -61,6 +73,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<GetBucketRequest>,
     ) -> Result<Response<GetBucketResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(buckets::get(
             &self.state,
             request.into_inner(),
@@ -71,6 +84,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<DeleteBucketRequest>,
     ) -> Result<Response<DeleteBucketResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(
             buckets::delete(&self.state, request.into_inner()).await?,
         ))
@@ -78,8 +92,9 @@ impl PartitionServer for PartitionService {
 
     async fn list_buckets(
         &self,
-        _request: Request<ListBucketsRequest>,
+        request: Request<ListBucketsRequest>,
     ) -> Result<Response<ListBucketsResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(buckets::list(&self.state)))
     }
 
@@ -87,6 +102,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<UpdateBucketRequest>,
     ) -> Result<Response<UpdateBucketResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(
             buckets::update(&self.state, request.into_inner()).await?,
         ))
@@ -96,6 +112,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<PutObjectTagsRequest>,
     ) -> Result<Response<PutObjectTagsResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(
             objects::put_tags(&self.state, request.into_inner()).await?,
         ))
@@ -105,6 +122,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<ListObjectVersionsRequest>,
     ) -> Result<Response<ListObjectVersionsResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(list_versions::list_versions(
             &self.state,
             request.into_inner(),
@@ -115,6 +133,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<ListMultipartUploadsRequest>,
     ) -> Result<Response<ListMultipartUploadsResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(multipart::list_uploads(
             &self.state,
             request.into_inner(),
@@ -125,6 +144,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<Streaming<PutObjectRequest>>,
     ) -> Result<Response<PutObjectResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(
             objects::put(&self.state, request.into_inner()).await?,
         ))
@@ -134,6 +154,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<HeadObjectRequest>,
     ) -> Result<Response<HeadObjectResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(objects::head(
             &self.state,
             request.into_inner(),
@@ -146,6 +167,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<GetObjectRequest>,
     ) -> Result<Response<GetObjectStream>, Status> {
+        client(&request)?;
         Ok(Response::new(objects::get(
             &self.state,
             request.into_inner(),
@@ -156,6 +178,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<DeleteObjectRequest>,
     ) -> Result<Response<DeleteObjectResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(
             objects::delete(&self.state, request.into_inner()).await?,
         ))
@@ -165,6 +188,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<CopyObjectRequest>,
     ) -> Result<Response<CopyObjectResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(
             objects::copy(&self.state, request.into_inner()).await?,
         ))
@@ -174,6 +198,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<ListObjectsRequest>,
     ) -> Result<Response<ListObjectsResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(list::list_objects(
             &self.state,
             request.into_inner(),
@@ -184,6 +209,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<CountObjectsRequest>,
     ) -> Result<Response<CountObjectsResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(
             list::count_objects(&self.state, request.into_inner()).await?,
         ))
@@ -193,6 +219,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<CreateMultipartUploadRequest>,
     ) -> Result<Response<CreateMultipartUploadResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(
             multipart::create(&self.state, request.into_inner()).await?,
         ))
@@ -202,6 +229,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<Streaming<UploadPartRequest>>,
     ) -> Result<Response<UploadPartResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(
             multipart::upload_part(&self.state, request.into_inner()).await?,
         ))
@@ -211,6 +239,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<CompleteMultipartUploadRequest>,
     ) -> Result<Response<CompleteMultipartUploadResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(
             multipart::complete(&self.state, request.into_inner()).await?,
         ))
@@ -220,6 +249,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<AbortMultipartUploadRequest>,
     ) -> Result<Response<AbortMultipartUploadResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(
             multipart::abort(&self.state, request.into_inner()).await?,
         ))
@@ -229,6 +259,7 @@ impl PartitionServer for PartitionService {
         &self,
         request: Request<ListPartsRequest>,
     ) -> Result<Response<ListPartsResponse>, Status> {
+        client(&request)?;
         Ok(Response::new(multipart::list_parts(
             &self.state,
             request.into_inner(),
@@ -240,7 +271,7 @@ impl PartitionServer for PartitionService {
         request: Request<PrepareReshapeRequest>,
     ) -> Result<Response<PrepareReshapeResponse>, Status> {
         // Freezes ranges for a split or merge: only the partition manager asks.
-        strata_util::tls::authorize(&request, &[strata_types::Role::PartitionManager])?;
+        strata_util::tls::authorize(&request, &[Role::PartitionManager])?;
         Ok(Response::new(
             crate::reshape::prepare(&self.state, request.into_inner()).await?,
         ))

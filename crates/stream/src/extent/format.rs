@@ -187,7 +187,15 @@ pub fn decode_seal(bytes: &[u8], extent_id: ExtentId) -> Result<u64> {
         return Err(bad(format!("names extent {}", u64::from_le_bytes(word))));
     }
     word.copy_from_slice(&bytes[12..20]);
-    Ok(u64::from_le_bytes(word))
+    let sealed_length = u64::from_le_bytes(word);
+    // No seal is ever written below the file header (`seal` refuses it); opening cuts the file
+    // to the sealed length, so such a marker would destroy the header (found by fuzzing).
+    if sealed_length < FILE_HEADER_LEN {
+        return Err(bad(format!(
+            "sealed length {sealed_length} is inside the file header"
+        )));
+    }
+    Ok(sealed_length)
 }
 
 #[cfg(test)]
@@ -269,5 +277,11 @@ mod tests {
         let mut flipped = seal;
         flipped[14] ^= 1;
         assert!(decode_seal(&flipped, ExtentId::new(42)).is_err());
+        // A whole marker whose length would cut into the file header is refused.
+        assert!(decode_seal(&encode_seal(ExtentId::new(42), 16), ExtentId::new(42)).is_err());
+        assert_eq!(
+            decode_seal(&encode_seal(ExtentId::new(42), 24), ExtentId::new(42)).unwrap(),
+            24
+        );
     }
 }

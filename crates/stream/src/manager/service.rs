@@ -7,6 +7,17 @@ use strata_proto::stream::*;
 use strata_types::{ExtentId, Role};
 use tonic::{Request, Response, Status};
 
+/// Who may open, read, seal, trim, create and delete streams over mutual TLS: the partition
+/// servers, the only writers of streams. (GetStatus is read-only and open to every certificate
+/// of the deployment; heartbeats and bad-replica reports have rules of their own.)
+pub const STREAM_CLIENT_ROLES: [Role; 1] = [Role::PartitionServer];
+/// Who may report a damaged replica: whoever reads replicas (readers, the scrubbing nodes).
+pub const REPORTER_ROLES: [Role; 3] = [Role::PartitionServer, Role::Frontend, Role::ExtentNode];
+
+fn stream_client<T>(request: &Request<T>) -> Result<(), Status> {
+    strata_util::tls::authorize(request, &STREAM_CLIENT_ROLES)
+}
+
 pub struct StreamManagerService {
     state: Arc<ManagerState>,
 }
@@ -37,6 +48,7 @@ impl StreamManager for StreamManagerService {
         &self,
         request: Request<OpenStreamRequest>,
     ) -> Result<Response<StreamInfo>, Status> {
+        stream_client(&request)?;
         let name = request.into_inner().name;
         let info = self
             .state
@@ -50,6 +62,7 @@ impl StreamManager for StreamManagerService {
         &self,
         request: Request<GetStreamRequest>,
     ) -> Result<Response<StreamInfo>, Status> {
+        stream_client(&request)?;
         Ok(Response::new(
             self.state.get_stream(&request.into_inner().name).await?,
         ))
@@ -59,6 +72,7 @@ impl StreamManager for StreamManagerService {
         &self,
         request: Request<GetExtentRequest>,
     ) -> Result<Response<ExtentInfo>, Status> {
+        stream_client(&request)?;
         Ok(Response::new(
             self.state
                 .get_extent(ExtentId::new(request.into_inner().extent_id))
@@ -70,6 +84,7 @@ impl StreamManager for StreamManagerService {
         &self,
         request: Request<SealExtentRequest>,
     ) -> Result<Response<StreamInfo>, Status> {
+        stream_client(&request)?;
         let request = request.into_inner();
         let (stream, extent_id) = (request.stream.clone(), request.extent_id);
         let info =
@@ -90,6 +105,7 @@ impl StreamManager for StreamManagerService {
         &self,
         request: Request<ReportBadReplicaRequest>,
     ) -> Result<Response<ReportBadReplicaResponse>, Status> {
+        strata_util::tls::authorize(&request, &REPORTER_ROLES)?;
         let ReportBadReplicaRequest {
             extent_id,
             node_id,
@@ -105,6 +121,7 @@ impl StreamManager for StreamManagerService {
         &self,
         request: Request<DeleteStreamRequest>,
     ) -> Result<Response<DeleteStreamResponse>, Status> {
+        stream_client(&request)?;
         let name = request.into_inner().name;
         let extents_released = self
             .state
@@ -118,6 +135,7 @@ impl StreamManager for StreamManagerService {
         &self,
         request: Request<TrimStreamRequest>,
     ) -> Result<Response<StreamInfo>, Status> {
+        stream_client(&request)?;
         let TrimStreamRequest {
             name,
             keep_from_extent_id,
@@ -134,6 +152,7 @@ impl StreamManager for StreamManagerService {
         &self,
         request: Request<CreateStreamRequest>,
     ) -> Result<Response<StreamInfo>, Status> {
+        stream_client(&request)?;
         let CreateStreamRequest { name, extent_ids } = request.into_inner();
         let extent_ids: Vec<ExtentId> = extent_ids.into_iter().map(ExtentId::new).collect();
         let info = self
@@ -148,6 +167,7 @@ impl StreamManager for StreamManagerService {
         &self,
         request: Request<ListStreamsRequest>,
     ) -> Result<Response<ListStreamsResponse>, Status> {
+        stream_client(&request)?;
         let names = self
             .state
             .list_streams(&request.into_inner().prefix)

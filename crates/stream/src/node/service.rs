@@ -20,11 +20,12 @@ pub const SECONDARIES_MAX: usize = 8;
 pub const READ_RECORDS_MAX: u32 = 1024;
 pub const READ_BYTES_MAX: u64 = 4 * 1024 * 1024;
 
-/// Who may change a replica (create, append, replicate, seal, copy, delete) over mutual TLS:
-/// the writers of streams (partition servers, front-ends), peer extent nodes (the replication
-/// chain, repair copies) and the stream manager (seal, repair, collection). Reads are not
-/// limited here. Over plain gRPC nobody is checked (see [`strata_util::tls::Caller::Plain`]).
-pub const WRITER_ROLES: [Role; 4] = [
+/// Who may touch a replica over mutual TLS, to change it (create, append, replicate, seal,
+/// fence, copy, delete) or to read it (records, state): the writers and readers of streams
+/// (partition servers, front-ends), peer extent nodes (the replication chain, repair copies)
+/// and the stream manager (seal, repair, collection). Nobody else reads object bytes off a
+/// disk. Over plain gRPC nobody is checked (see [`strata_util::tls::Caller::Plain`]).
+pub const REPLICA_ROLES: [Role; 4] = [
     Role::PartitionServer,
     Role::Frontend,
     Role::ExtentNode,
@@ -101,7 +102,7 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<CreateExtentRequest>,
     ) -> Result<Response<CreateExtentResponse>, Status> {
-        authorize(&request, &WRITER_ROLES)?;
+        authorize(&request, &REPLICA_ROLES)?;
         let extent_id = ExtentId::new(request.into_inner().extent_id);
         self.store.create(extent_id).await.inspect_err(
             |err| tracing::warn!(extent_id = extent_id.get(), %err, "create extent failed"),
@@ -114,7 +115,7 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
-        authorize(&request, &WRITER_ROLES)?;
+        authorize(&request, &REPLICA_ROLES)?;
         let started = Instant::now();
         let AppendRequest {
             extent_id,
@@ -160,7 +161,7 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<ReplicateAppendRequest>,
     ) -> Result<Response<ReplicateAppendResponse>, Status> {
-        authorize(&request, &WRITER_ROLES)?;
+        authorize(&request, &REPLICA_ROLES)?;
         let ReplicateAppendRequest {
             extent_id,
             offset,
@@ -181,6 +182,7 @@ impl ExtentNode for ExtentNodeService {
     }
 
     async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
+        authorize(&request, &REPLICA_ROLES)?;
         let request = request.into_inner();
         metrics::reads().inc();
         let max_records = request.max_records.clamp(1, READ_RECORDS_MAX) as usize;
@@ -220,7 +222,7 @@ impl ExtentNode for ExtentNodeService {
     }
 
     async fn seal(&self, request: Request<SealRequest>) -> Result<Response<SealResponse>, Status> {
-        authorize(&request, &WRITER_ROLES)?;
+        authorize(&request, &REPLICA_ROLES)?;
         let SealRequest { extent_id, length } = request.into_inner();
         let length = self
             .store
@@ -235,6 +237,8 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<ExtentInfoRequest>,
     ) -> Result<Response<ExtentInfoResponse>, Status> {
+        // (With `fence` this call changes the replica: it stops taking appends.)
+        authorize(&request, &REPLICA_ROLES)?;
         let ExtentInfoRequest { extent_id, fence } = request.into_inner();
         let state = if fence {
             self.store.fence(ExtentId::new(extent_id))?
@@ -253,7 +257,7 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<DeleteExtentRequest>,
     ) -> Result<Response<DeleteExtentResponse>, Status> {
-        authorize(&request, &WRITER_ROLES)?;
+        authorize(&request, &REPLICA_ROLES)?;
         let extent_id = request.into_inner().extent_id;
         self.store
             .delete(ExtentId::new(extent_id))
@@ -267,7 +271,7 @@ impl ExtentNode for ExtentNodeService {
         &self,
         request: Request<CopyExtentRequest>,
     ) -> Result<Response<CopyExtentResponse>, Status> {
-        authorize(&request, &WRITER_ROLES)?;
+        authorize(&request, &REPLICA_ROLES)?;
         let request = request.into_inner();
         let (extent_id, source) = (request.extent_id, request.source_addr.clone());
         let length = super::copy::copy_extent(&self.store, &self.channels, request)

@@ -1,0 +1,114 @@
+//! Mutual TLS on the location service (issue 14), over real sockets: this test process holds a
+//! location certificate of the deployment CA, and the service serves with it. Bucket names are
+//! reserved and released by front-ends only, looked up by front-ends and the operator; any
+//! other certificate of the deployment is refused with PermissionDenied and changes nothing.
+
+use std::time::Duration;
+use strata_location::node::{start, LocationOptions};
+use strata_proto::location::location_client::LocationClient;
+use strata_proto::location::{
+    ListStampsRequest, LookupBucketRequest, ReleaseBucketRequest, ReserveBucketRequest,
+};
+use strata_types::Role;
+use strata_util::certs::Authority;
+use strata_util::rpc::{self, Channel};
+use strata_util::tls::{denied_role, Identity};
+use tokio_util::sync::CancellationToken;
+
+const STAMP: &str = "stamp-1";
+
+fn identity_of(authority: &Authority, role: Role, node: &str) -> Identity {
+    let issued = authority.issue(STAMP, role, node).expect("issue");
+    authority.identity(&issued).expect("identity")
+}
+
+fn client(addr: &str, identity: &Identity) -> LocationClient<Channel> {
+    let channel = rpc::channel_with(addr, Duration::from_secs(5), Some(identity)).expect("channel");
+    LocationClient::new(channel)
+}
+
+fn assert_denied(status: tonic::Status, role: Role) {
+    assert_eq!(denied_role(&status), Some(role), "{role}: {status:?}");
+}
+
+fn reserve(bucket: &str) -> ReserveBucketRequest {
+    ReserveBucketRequest {
+        bucket: bucket.into(),
+        owner_access_key: "owner".into(),
+        stamp: STAMP.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operator() {
+    let deployment = Authority::new(STAMP).expect("CA");
+    let own = identity_of(&deployment, Role::Location, "location");
+    rpc::install_identity(Some(own)).expect("install identity");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = LocationOptions {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let token = CancellationToken::new();
+    let location = start(&options, listener, token.clone())
+        .await
+        .expect("start location");
+    let addr = location.addr.to_string();
+
+    let frontend = identity_of(&deployment, Role::Frontend, "fe-1");
+    let reserved = client(&addr, &frontend)
+        .reserve_bucket(reserve("taken"))
+        .await
+        .expect("a front-end reserves")
+        .into_inner();
+    assert!(reserved.reserved);
+
+    for role in [Role::PartitionServer, Role::ExtentNode, Role::Operator] {
+        let identity = identity_of(&deployment, role, "not-a-front-end");
+        let mut intruder = client(&addr, &identity);
+        let status = intruder
+            .reserve_bucket(reserve(&format!("forged-{role}")))
+            .await
+            .expect_err("reserve");
+        assert_denied(status, role);
+        let release = ReleaseBucketRequest {
+            bucket: "taken".into(),
+            owner_access_key: "owner".into(),
+        };
+        assert_denied(
+            intruder.release_bucket(release).await.expect_err("release"),
+            role,
+        );
+    }
+    for role in [Role::PartitionServer, Role::ExtentNode, Role::StreamManager] {
+        let identity = identity_of(&deployment, role, "not-a-reader");
+        let lookup = LookupBucketRequest {
+            bucket: "taken".into(),
+        };
+        let mut intruder = client(&addr, &identity);
+        assert_denied(
+            intruder.lookup_bucket(lookup).await.expect_err("lookup"),
+            role,
+        );
+        let list = ListStampsRequest::default();
+        assert_denied(intruder.list_stamps(list).await.expect_err("list"), role);
+    }
+
+    // The operator reads: the name is still held, and no forged name was reserved.
+    let operator = identity_of(&deployment, Role::Operator, "operator");
+    for (bucket, held) in [("taken", true), ("forged-operator", false)] {
+        let found = client(&addr, &operator)
+            .lookup_bucket(LookupBucketRequest {
+                bucket: bucket.into(),
+            })
+            .await
+            .expect("the operator looks up")
+            .into_inner();
+        assert_eq!(found.location.is_some(), held, "{bucket}");
+    }
+    token.cancel();
+    location.join().await;
+}
