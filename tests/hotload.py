@@ -6,8 +6,9 @@ is remembered (and checked afterwards by the callers)."""
 import threading
 import time
 
-from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, ReadTimeoutError
+
+from stamp import NO_RETRIES
 
 
 class HotWriters:
@@ -26,7 +27,7 @@ class HotWriters:
 
     def _client(self):
         return self.stamp.client(
-            retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=30
+            retries=NO_RETRIES, connect_timeout=5, read_timeout=30
         )
 
     def _run(self, worker):

@@ -15,6 +15,12 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+# botocore settings for a client that sends each request once: `max_attempts` counts retries
+# after the first attempt (`max_attempts: 1` still retries once), `total_max_attempts` counts
+# every attempt. Tests that must see each answer (no retry hiding a 503, no conditional PUT
+# re-sent under a new identity) use this.
+NO_RETRIES = {"total_max_attempts": 1, "mode": "standard"}
+
 REPO = Path(__file__).resolve().parent.parent
 BIN_DIR = Path(os.environ.get("STRATA_BIN_DIR", REPO / "target" / "release"))
 ACCESS_KEY = "STRATATESTACCESSKEY1"

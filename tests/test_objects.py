@@ -7,6 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from botocore.exceptions import ClientError
 
+from stamp import NO_RETRIES
+
 MIB = 1024 * 1024
 
 
@@ -174,7 +176,7 @@ def test_empty_put_leaves_the_connection_usable(stamp, bucket):
     """boto3 sends `Expect: 100-continue` even for an empty body; the answer to it must not
     leave the kept-alive connection out of step (the next PUT on it used to hang until the
     client's read timeout). No retries here, so a hang fails the test instead of hiding."""
-    strict = stamp.client(retries={"max_attempts": 1}, read_timeout=10)
+    strict = stamp.client(retries=NO_RETRIES, read_timeout=10)
     for i, size in enumerate([0, 1, 0, 2, 0, 1000]):
         strict.put_object(Bucket=bucket, Key=f"small/{i}", Body=b"y" * size)
         assert strict.head_object(Bucket=bucket, Key=f"small/{i}")["ContentLength"] == size

@@ -13,7 +13,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from stamp import Stamp, wait_for
+from stamp import NO_RETRIES, Stamp, wait_for
 from test_partition_motion import owner_of
 
 WRITERS = 32
@@ -41,7 +41,7 @@ class Writers:
     """WRITERS threads PUTting 4 KiB objects without client retries; every answer is kept."""
 
     def __init__(self, stamp, prefix):
-        self.client = stamp.client(retries={"max_attempts": 1, "mode": "standard"}, max_pool_connections=WRITERS)
+        self.client = stamp.client(retries=NO_RETRIES, max_pool_connections=WRITERS)
         self.prefix = prefix
         self.acked = {}
         self.errors = []  # (key, HTTP status, S3 code, Retry-After header)
@@ -125,7 +125,7 @@ def test_no_500_when_the_owning_partition_server_is_killed_under_load(failover_s
 
 def test_a_put_with_no_partition_server_running_answers_503_with_retry_after(failover_stamp):
     stamp = failover_stamp
-    client = stamp.client(retries={"max_attempts": 1, "mode": "standard"})
+    client = stamp.client(retries=NO_RETRIES)
     servers = [n["name"] for n in stamp.nodes_of("partition-server")]
     for name in servers:
         stamp.node("kill", name)

@@ -8,7 +8,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from stamp import Stamp, wait_for
+from stamp import NO_RETRIES, Stamp, wait_for
 
 # Low enough that a client on a busy 2-core machine still outruns them (a GET is one request:
 # the front-end caches bucket records, so only the read counts).
@@ -41,7 +41,7 @@ def range_limited(tmp_path_factory):
 
 
 def no_retry_client(stamp):
-    return stamp.client(retries={"max_attempts": 1, "mode": "standard"})
+    return stamp.client(retries=NO_RETRIES)
 
 
 def first_slow_down(s3, call, attempts=2_000):

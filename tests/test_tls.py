@@ -9,7 +9,7 @@ import subprocess
 import botocore.exceptions
 import pytest
 
-from stamp import BIN_DIR, Stamp
+from stamp import BIN_DIR, NO_RETRIES, Stamp
 
 
 def plain_http_answer(port):
@@ -42,7 +42,7 @@ def test_s3_over_https_with_the_stamps_ca(tmp_path):
         assert b" k\n" in listed.stdout
 
         # A client that trusts only the system's CAs is refused in the handshake.
-        untrusting = stamp.client(verify=True, retries={"max_attempts": 1})
+        untrusting = stamp.client(verify=True, retries=NO_RETRIES)
         with pytest.raises(botocore.exceptions.SSLError):
             untrusting.list_buckets()
 

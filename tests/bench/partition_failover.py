@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from stamp import Stamp, wait_for  # noqa: E402
+from stamp import NO_RETRIES, Stamp, wait_for  # noqa: E402
 
 
 def owner_name(stamp):
@@ -37,7 +37,7 @@ def main():
             extra_args=["--partition-servers", "3", "--split-requests-per-sec", "0", "--split-bytes-per-sec", "0"],
         ).start()
         try:
-            s3 = stamp.client(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=2, read_timeout=10)
+            s3 = stamp.client(retries=NO_RETRIES, connect_timeout=2, read_timeout=10)
             s3.create_bucket(Bucket="bench")
             # Enough objects that a load replays a real log and checkpoint.
             for i in range(2000):

@@ -79,7 +79,7 @@ def client(endpoint, credentials):
         config=Config(
             connect_timeout=2,
             read_timeout=10,
-            retries={"max_attempts": 1, "mode": "standard"},
+            retries={"total_max_attempts": 1, "mode": "standard"},  # one attempt: no retry
             s3={"addressing_style": "path"},
         ),
     )

@@ -361,7 +361,9 @@ pub(crate) async fn put_streaming<W: StreamedWrite>(
     let key = header.route_key();
     let mut retry = Retry::new(router.retry_budget());
     let mut source = PutSource::new(body, trailer, replay_limit(header.size_bytes()));
+    let mut attempts = 0u32;
     loop {
+        attempts += 1;
         let route = router.route(&key, &mut retry).await?;
         let client = router.streaming_client(&route.owner_addr)?;
         let status = match attempt(client, header.clone(), &mut source).await {
@@ -370,7 +372,14 @@ pub(crate) async fn put_streaming<W: StreamedWrite>(
             Err(AttemptError::Rpc(status)) => status,
         };
         match classify(&status) {
-            Verdict::Fail => return Err(status_to_s3(&status)),
+            Verdict::Fail => {
+                if attempts > 1 {
+                    // A retried write refused for good: its first attempt may have committed,
+                    // so the owner's answer is worth reading next to its own log.
+                    tracing::info!(rpc = W::RPC, attempts, owner = %route.owner_addr, range_id = %route.range_id, key = %String::from_utf8_lossy(&key), code = ?status.code(), message = status.message(), "retried write refused");
+                }
+                return Err(status_to_s3(&status));
+            }
             Verdict::SlowDown => {
                 return Err(FrontendError::SlowDown(status.message().to_string()).into())
             }
@@ -384,6 +393,7 @@ pub(crate) async fn put_streaming<W: StreamedWrite>(
             }
             Verdict::Retry => {
                 METRICS.routing_retries.inc();
+                tracing::info!(rpc = W::RPC, owner = %route.owner_addr, range_id = %route.range_id, epoch = route.epoch.get(), code = ?status.code(), message = status.message(), "write attempt failed; retrying it");
                 if !retry.wait().await {
                     return Err(FrontendError::Unavailable(format!(
                         "{} to {}",

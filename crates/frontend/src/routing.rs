@@ -239,6 +239,8 @@ impl Router {
                 Ok(Err(status)) => last_error = format!("{}: {status}", self.manager_addrs[index]),
                 Err(_) => last_error = format!("{}: timed out", self.manager_addrs[index]),
             }
+            // Each member that fails delays every request waiting on this refresh: say which.
+            tracing::info!(%last_error, "GetPartitionMap failed on a manager member; trying the next");
         }
         tracing::warn!(%last_error, "no manager member answered GetPartitionMap");
         Err(FrontendError::Unavailable(format!(

@@ -161,6 +161,7 @@ impl Range {
             keys = index.len(),
             checkpoint_sequence,
             replayed,
+            recent_writes = recent_writes.len(),
             "range loaded"
         );
         if !derived_from.is_empty() {
@@ -407,6 +408,14 @@ impl Range {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .find(key, write_id)
+    }
+
+    /// How many writes the recent-writes table holds (for diagnostics).
+    pub fn recent_writes_len(&self) -> usize {
+        self.recent_writes
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .len()
     }
 
     fn apply(&self, changes: Vec<Change>) {

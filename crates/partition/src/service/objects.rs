@@ -140,6 +140,32 @@ pub(super) fn already_written(
     }
 }
 
+/// Logs (at debug: most refusals are ordinary contention) a conditional write refused by its
+/// condition, with what the range knew of recent writes: a refused write whose first attempt
+/// committed is the case the recent-writes table exists for, so the log says which range
+/// object decided and how much it remembered. The front-end logs, at info, each retried write
+/// that ends refused, under the same request id.
+fn note_refused_retry(
+    range: &Range,
+    key: &[u8],
+    write_id: &str,
+    err: &PartitionError,
+    stage: &str,
+) {
+    if matches!(err, PartitionError::PreconditionFailed) {
+        tracing::debug!(
+            key = %String::from_utf8_lossy(key),
+            range_id = %range.bounds.range_id,
+            epoch = range.bounds.epoch.get(),
+            loaded_ms_ago = range.loaded_at.elapsed().as_millis() as u64,
+            recent_writes = range.recent_writes_len(),
+            write_id,
+            stage,
+            "conditional write refused: its condition failed and its write id is not remembered"
+        );
+    }
+}
+
 pub async fn put(
     state: &PartitionServerState,
     mut body: Streaming<PutObjectRequest>,
@@ -158,7 +184,9 @@ pub async fn put(
     }
     let condition = header.condition.as_ref();
     // Fail fast, before any byte is stored; decided for good at the commit below.
-    check_write_condition(&range, &encoded, condition)?;
+    check_write_condition(&range, &encoded, condition).inspect_err(|err| {
+        note_refused_retry(&range, &encoded, &write_id, err, "before the body")
+    })?;
     // Until the commit below, compaction keeps the extents this body lands in.
     let _upload = range.begin_upload();
     let received = receive_body(
@@ -181,7 +209,9 @@ pub async fn put(
     if let Some(done) = already_written(&range, &encoded, &write_id) {
         return Ok(done);
     }
-    match check_write_condition(&range, &encoded, condition) {
+    match check_write_condition(&range, &encoded, condition)
+        .inspect_err(|err| note_refused_retry(&range, &encoded, &write_id, err, "at the commit"))
+    {
         // The object If-Match named was there when the body started and was deleted while it
         // streamed: S3 calls that a conflicting operation (409), not a missing key.
         Err(PartitionError::NoSuchKey) => {
