@@ -314,6 +314,8 @@ impl Frontend {
             range_end: end,
             expected_etag: decision.meta.etag.clone(),
             version_id: version_id.unwrap_or_default().to_string(),
+            // The HeadObject behind `decision` was charged: S3 counts this GET once.
+            budget_taken: true,
         };
         let (mut stream, _) = self
             .router

@@ -60,6 +60,16 @@ pub struct PartitionServerState {
     peers: ChannelPool,
 }
 
+/// Whether a call takes one request from the range's and bucket's budgets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Charge {
+    /// A request of its own (every call but the one below).
+    Request,
+    /// The second half of one S3 request whose first half was charged (a GET's read after
+    /// its HeadObject): S3 counts the GET once.
+    AlreadyCharged,
+}
+
 impl PartitionServerState {
     pub fn new(config: PartitionServerConfig, streams: StreamClient) -> Arc<Self> {
         Arc::new(Self {
@@ -113,6 +123,16 @@ impl PartitionServerState {
     /// The range that owns `key` for a client request on `bucket`, once the request is within
     /// the range's and the bucket's request-rate limits (else [`PartitionError::SlowDown`]).
     pub fn admit(&self, key: &[u8], bucket: &str) -> Result<RangeRef, PartitionError> {
+        self.admit_as(key, bucket, Charge::Request)
+    }
+
+    /// [`Self::admit`], charging the request budgets only for [`Charge::Request`].
+    pub fn admit_as(
+        &self,
+        key: &[u8],
+        bucket: &str,
+        charge: Charge,
+    ) -> Result<RangeRef, PartitionError> {
         let range = self.range_for(key)?;
         if range.freeze_state() != crate::range::FREEZE_OPEN {
             return Err(PartitionError::Frozen {
@@ -120,7 +140,9 @@ impl PartitionServerState {
             });
         }
         range.load.record_request(key, Instant::now());
-        self.throttle.admit(range.bounds.range_id, bucket)?;
+        if charge == Charge::Request {
+            self.throttle.admit(range.bounds.range_id, bucket)?;
+        }
         Ok(range)
     }
 

@@ -13,7 +13,7 @@ use super::{versions, GetObjectStream};
 use crate::error::PartitionError;
 use crate::range::{IndexValue, Range};
 use crate::records::{chunk_extent, wire, ObjectRecord};
-use crate::server::PartitionServerState;
+use crate::server::{Charge, PartitionServerState};
 use strata_types::error_detail::RejectReason;
 
 /// Chunk reads in flight per GET: enough to overlap the next read with sending.
@@ -67,9 +67,10 @@ fn lookup(
     bucket: &str,
     key: &str,
     version_id: &str,
+    charge: Charge,
 ) -> Result<(Vec<u8>, ObjectRecord), PartitionError> {
     let encoded = object_key(bucket, key)?;
-    let range = state.admit(&encoded, bucket)?;
+    let range = state.admit_as(&encoded, bucket, charge)?;
     match versions::find(&range, bucket, key, version_id) {
         Some(found) => Ok((encoded, found.meta)),
         None if version_id.is_empty() => Err(PartitionError::NoSuchKey),
@@ -236,7 +237,13 @@ pub fn head(
     state: &PartitionServerState,
     request: HeadObjectRequest,
 ) -> Result<HeadObjectResponse, PartitionError> {
-    match lookup(state, &request.bucket, &request.key, &request.version_id) {
+    match lookup(
+        state,
+        &request.bucket,
+        &request.key,
+        &request.version_id,
+        Charge::Request,
+    ) {
         Ok((_, meta)) => Ok(HeadObjectResponse {
             meta: Some(wire::object_meta(&meta)),
         }),
@@ -250,7 +257,18 @@ pub fn get(
     state: &PartitionServerState,
     request: GetObjectRequest,
 ) -> Result<GetObjectStream, PartitionError> {
-    let (encoded, meta) = lookup(state, &request.bucket, &request.key, &request.version_id)?;
+    let charge = if request.budget_taken {
+        Charge::AlreadyCharged
+    } else {
+        Charge::Request
+    };
+    let (encoded, meta) = lookup(
+        state,
+        &request.bucket,
+        &request.key,
+        &request.version_id,
+        charge,
+    )?;
     if meta.delete_marker {
         return Err(PartitionError::NoSuchKey);
     }
