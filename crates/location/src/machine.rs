@@ -1,0 +1,227 @@
+//! The location service's replicated state: stamps and bucket names, as a strata-raft
+//! [`Machine`] (issue "Many stamps", item 1). A 3-member group applying these commands keeps
+//! the namespace through the loss of one member.
+//!
+//! Records (each a versioned, checksummed strata-raft record):
+//! - `stamp/<name>` -> [`StampRecord`]: region, front-end endpoints, capacity, bytes stored,
+//!   open or draining;
+//! - `bucket/<name>` -> [`BucketRecord`]: owner, home stamp, creation time.
+//!
+//! Invariants, kept by `apply` alone so that every member decides the same:
+//! - a bucket name is held by at most one owner; reserving a held name answers who holds it;
+//! - a bucket is homed only on a registered stamp that is open;
+//! - only the holder releases a name.
+//!
+//! Not wired into the `strata-location` binary yet: `LocationStore` (one sled file, one
+//! process) still serves; the group replaces it in the next step.
+
+use serde::{Deserialize, Serialize};
+use strata_raft::{GroupError, Machine, Overlay};
+
+/// Longest stamp or bucket name, region, endpoint or owner key accepted (bytes): every field is
+/// client- or operator-controlled and lives in every member's state.
+pub const NAME_BYTES_MAX: usize = 256;
+/// Most front-end endpoints one stamp lists.
+pub const ENDPOINTS_MAX: usize = 64;
+
+/// Whether a stamp takes new buckets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StampState {
+    Open,
+    /// Takes no new buckets (its buckets are being moved off, or it is full).
+    Draining,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StampRecord {
+    pub name: String,
+    pub region: String,
+    /// Where its front-ends serve S3 (`host:port`).
+    pub endpoints: Vec<String>,
+    pub capacity_bytes: u64,
+    pub stored_bytes: u64,
+    pub state: StampState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    pub bucket: String,
+    pub owner_access_key: String,
+    /// The stamp that holds the bucket's data.
+    pub stamp: String,
+    pub created_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LocationCommand {
+    /// Registers a stamp, or replaces its region, endpoints, capacity and usage (its state is
+    /// kept when it exists: state changes go through `SetStampState`).
+    PutStamp(StampRecord),
+    SetStampState {
+        stamp: String,
+        state: StampState,
+    },
+    /// Holds `bucket` for its owner on its stamp, unless the name is held.
+    ReserveBucket(BucketRecord),
+    /// Frees `bucket` if `owner_access_key` holds it.
+    ReleaseBucket {
+        bucket: String,
+        owner_access_key: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum LocationResponse {
+    NoChange,
+    StampPut,
+    StampStateSet,
+    Reserved(BucketRecord),
+    /// The name is held (maybe by the same owner: the caller decides what that means).
+    Taken(BucketRecord),
+    Released,
+    /// Not held, or held by another owner: nothing changed.
+    NotReleased,
+    /// Refused without a change (an invalid field, an unknown or draining stamp).
+    Rejected {
+        reason: String,
+    },
+}
+
+pub fn stamp_key(name: &str) -> Vec<u8> {
+    [b"stamp/".as_slice(), name.as_bytes()].concat()
+}
+
+pub fn bucket_key(name: &str) -> Vec<u8> {
+    [b"bucket/".as_slice(), name.as_bytes()].concat()
+}
+
+/// The location machine of one member. Reads go through the group's `StateReader`.
+#[derive(Default)]
+pub struct LocationMachine;
+
+impl Machine for LocationMachine {
+    type Command = LocationCommand;
+    type Response = LocationResponse;
+
+    fn no_change() -> LocationResponse {
+        LocationResponse::NoChange
+    }
+
+    fn apply(
+        &self,
+        state: &mut Overlay<'_>,
+        index: u64,
+        command: &LocationCommand,
+    ) -> Result<LocationResponse, GroupError> {
+        let response = match check(command) {
+            Err(reason) => LocationResponse::Rejected { reason },
+            Ok(()) => apply_checked(state, command)?,
+        };
+        match &response {
+            LocationResponse::Rejected { reason } => {
+                tracing::debug!(index, %reason, "location command rejected")
+            }
+            applied => tracing::info!(index, ?applied, "location state changed"),
+        }
+        Ok(response)
+    }
+}
+
+fn apply_checked(
+    state: &mut Overlay<'_>,
+    command: &LocationCommand,
+) -> Result<LocationResponse, GroupError> {
+    Ok(match command {
+        LocationCommand::PutStamp(stamp) => {
+            let key = stamp_key(&stamp.name);
+            let mut record = stamp.clone();
+            if let Some(existing) = state.get_record::<StampRecord>(&key)? {
+                record.state = existing.state;
+            }
+            state.put_record(&key, &record)?;
+            LocationResponse::StampPut
+        }
+        LocationCommand::SetStampState { stamp, state: to } => {
+            let key = stamp_key(stamp);
+            match state.get_record::<StampRecord>(&key)? {
+                None => unknown_stamp(stamp),
+                Some(mut record) => {
+                    record.state = *to;
+                    state.put_record(&key, &record)?;
+                    LocationResponse::StampStateSet
+                }
+            }
+        }
+        LocationCommand::ReserveBucket(bucket) => reserve(state, bucket)?,
+        LocationCommand::ReleaseBucket {
+            bucket,
+            owner_access_key,
+        } => {
+            let key = bucket_key(bucket);
+            match state.get_record::<BucketRecord>(&key)? {
+                Some(held) if held.owner_access_key == *owner_access_key => {
+                    state.remove(&key);
+                    LocationResponse::Released
+                }
+                _ => LocationResponse::NotReleased,
+            }
+        }
+    })
+}
+
+fn reserve(state: &mut Overlay<'_>, bucket: &BucketRecord) -> Result<LocationResponse, GroupError> {
+    let key = bucket_key(&bucket.bucket);
+    if let Some(held) = state.get_record::<BucketRecord>(&key)? {
+        return Ok(LocationResponse::Taken(held));
+    }
+    match state.get_record::<StampRecord>(&stamp_key(&bucket.stamp))? {
+        None => Ok(unknown_stamp(&bucket.stamp)),
+        Some(stamp) if stamp.state != StampState::Open => Ok(LocationResponse::Rejected {
+            reason: format!("stamp {:?} takes no new buckets", bucket.stamp),
+        }),
+        Some(_) => {
+            state.put_record(&key, bucket)?;
+            Ok(LocationResponse::Reserved(bucket.clone()))
+        }
+    }
+}
+
+fn unknown_stamp(stamp: &str) -> LocationResponse {
+    LocationResponse::Rejected {
+        reason: format!("no stamp {stamp:?} is registered"),
+    }
+}
+
+/// Every field's bound, checked before anything is written.
+fn check(command: &LocationCommand) -> Result<(), String> {
+    let name = |what: &str, value: &str| {
+        if value.is_empty() || value.len() > NAME_BYTES_MAX {
+            Err(format!("{what} must be 1 to {NAME_BYTES_MAX} bytes"))
+        } else {
+            Ok(())
+        }
+    };
+    match command {
+        LocationCommand::PutStamp(stamp) => {
+            name("stamp name", &stamp.name)?;
+            name("region", &stamp.region)?;
+            if stamp.endpoints.len() > ENDPOINTS_MAX {
+                return Err(format!("a stamp lists at most {ENDPOINTS_MAX} endpoints"));
+            }
+            stamp.endpoints.iter().try_for_each(|e| name("endpoint", e))
+        }
+        LocationCommand::SetStampState { stamp, .. } => name("stamp name", stamp),
+        LocationCommand::ReserveBucket(bucket) => {
+            name("bucket name", &bucket.bucket)?;
+            name("owner access key", &bucket.owner_access_key)?;
+            name("stamp name", &bucket.stamp)
+        }
+        LocationCommand::ReleaseBucket {
+            bucket,
+            owner_access_key,
+        } => {
+            name("bucket name", bucket)?;
+            name("owner access key", owner_access_key)
+        }
+    }
+}

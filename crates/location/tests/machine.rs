@@ -1,0 +1,143 @@
+//! The location machine on strata-raft's sled stores: openraft's storage suite, and its
+//! commands applied as committed entries, checked on the answers and on the records a
+//! reopened store reads back.
+
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+use strata_location::machine::{
+    bucket_key, stamp_key, BucketRecord, StampRecord, StampState, NAME_BYTES_MAX,
+};
+use strata_location::{LocationCommand, LocationMachine, LocationResponse};
+use strata_raft::{StateMachineStore, Types};
+
+#[test]
+fn location_store_passes_the_openraft_storage_suite() {
+    strata_raft::testing::run_storage_suite(|| LocationMachine).unwrap();
+}
+
+fn stamp(name: &str) -> StampRecord {
+    StampRecord {
+        name: name.into(),
+        region: "local".into(),
+        endpoints: vec![format!("{name}.example:9000")],
+        capacity_bytes: 1 << 40,
+        stored_bytes: 0,
+        state: StampState::Open,
+    }
+}
+
+fn bucket(name: &str, owner: &str, stamp: &str) -> BucketRecord {
+    BucketRecord {
+        bucket: name.into(),
+        owner_access_key: owner.into(),
+        stamp: stamp.into(),
+        created_ms: 7,
+    }
+}
+
+/// Applies `commands` as committed entries from log index `first`; answers their responses.
+async fn apply(
+    store: &mut StateMachineStore<LocationMachine>,
+    first: u64,
+    commands: Vec<LocationCommand>,
+) -> Vec<LocationResponse> {
+    let entries = commands.into_iter().enumerate().map(|(i, command)| Entry::<
+        Types<LocationMachine>,
+    > {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), first + i as u64),
+        payload: EntryPayload::Normal(command),
+    });
+    store.apply(entries).await.unwrap()
+}
+
+#[test]
+fn names_are_held_once_on_open_registered_stamps_and_survive_reopening() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (_log, mut store) =
+                strata_raft::group::open_stores(dir.path(), Arc::new(LocationMachine))
+                    .await
+                    .unwrap();
+            let answers = apply(
+                &mut store,
+                1,
+                vec![
+                    // No stamp yet: refused, nothing written.
+                    LocationCommand::ReserveBucket(bucket("a", "k1", "stamp-1")),
+                    LocationCommand::PutStamp(stamp("stamp-1")),
+                    LocationCommand::PutStamp(stamp("stamp-2")),
+                    LocationCommand::ReserveBucket(bucket("a", "k1", "stamp-1")),
+                    // Held: the holder is answered, whoever asks and wherever.
+                    LocationCommand::ReserveBucket(bucket("a", "k2", "stamp-2")),
+                    LocationCommand::SetStampState {
+                        stamp: "stamp-2".into(),
+                        state: StampState::Draining,
+                    },
+                    LocationCommand::ReserveBucket(bucket("b", "k1", "stamp-2")),
+                    // Re-registering keeps the state the operator set.
+                    LocationCommand::PutStamp(stamp("stamp-2")),
+                    LocationCommand::ReleaseBucket {
+                        bucket: "a".into(),
+                        owner_access_key: "k2".into(),
+                    },
+                    LocationCommand::ReserveBucket(bucket("c", "k3", "stamp-1")),
+                    LocationCommand::ReleaseBucket {
+                        bucket: "c".into(),
+                        owner_access_key: "k3".into(),
+                    },
+                    LocationCommand::ReserveBucket(bucket(
+                        &"x".repeat(NAME_BYTES_MAX + 1),
+                        "k1",
+                        "stamp-1",
+                    )),
+                ],
+            )
+            .await;
+            let rejected =
+                |answer: &LocationResponse| matches!(answer, LocationResponse::Rejected { .. });
+            assert!(rejected(&answers[0]), "{:?}", answers[0]);
+            assert_eq!(answers[1], LocationResponse::StampPut);
+            assert_eq!(
+                answers[3],
+                LocationResponse::Reserved(bucket("a", "k1", "stamp-1"))
+            );
+            assert_eq!(
+                answers[4],
+                LocationResponse::Taken(bucket("a", "k1", "stamp-1"))
+            );
+            assert_eq!(answers[5], LocationResponse::StampStateSet);
+            assert!(
+                rejected(&answers[6]),
+                "a draining stamp takes no new bucket"
+            );
+            assert_eq!(
+                answers[8],
+                LocationResponse::NotReleased,
+                "only the holder releases"
+            );
+            assert_eq!(answers[10], LocationResponse::Released);
+            assert!(rejected(&answers[11]), "names are bounded");
+        }
+        let (_log, store) = strata_raft::group::open_stores(dir.path(), Arc::new(LocationMachine))
+            .await
+            .unwrap();
+        let reader = store.reader();
+        let held: BucketRecord = reader.get_record(&bucket_key("a")).unwrap().unwrap();
+        assert_eq!(held.owner_access_key, "k1");
+        assert!(reader
+            .get_record::<BucketRecord>(&bucket_key("b"))
+            .unwrap()
+            .is_none());
+        assert!(reader
+            .get_record::<BucketRecord>(&bucket_key("c"))
+            .unwrap()
+            .is_none());
+        let draining: StampRecord = reader.get_record(&stamp_key("stamp-2")).unwrap().unwrap();
+        assert_eq!(draining.state, StampState::Draining);
+        assert_eq!(reader.applied().unwrap().unwrap().index, 12);
+    });
+}
