@@ -38,7 +38,8 @@ pub struct NodeSpec {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<String>,
-    /// Raft member id (partition-manager and stream-manager members only).
+    /// Raft member id (location, partition-manager and stream-manager members; a layout
+    /// written before the location group had one location node without one: member 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_id: Option<u64>,
     /// gRPC (or, for the front-end, S3 HTTP) address.
@@ -87,6 +88,8 @@ pub struct Shape {
     pub partition_servers: usize,
     pub managers: usize,
     pub stream_managers: usize,
+    /// Members of the location group.
+    pub locations: usize,
     pub s3_addr: String,
 }
 
@@ -121,7 +124,14 @@ fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
 impl Layout {
     pub fn new(shape: &Shape) -> anyhow::Result<Layout> {
         let mut specs: Vec<(NodeKind, String, Option<String>, Option<u64>)> = Vec::new();
-        specs.push((NodeKind::Location, "location".into(), None, None));
+        for member in 1..=shape.locations as u64 {
+            specs.push((
+                NodeKind::Location,
+                format!("location-{member}"),
+                None,
+                Some(member),
+            ));
+        }
         for member in 1..=shape.stream_managers as u64 {
             specs.push((
                 NodeKind::StreamManager,
@@ -220,10 +230,11 @@ impl Layout {
             .join(",")
     }
 
-    /// `1=addr,2=addr,3=addr` for a Raft group's `--members` (partition or stream managers).
+    /// `1=addr,2=addr,3=addr` for a Raft group's `--members` (location, partition or stream
+    /// managers).
     pub fn members_of(&self, kind: NodeKind) -> String {
         self.of_kind(kind)
-            .map(|n| format!("{}={}", n.member_id.unwrap_or(0), n.addr))
+            .map(|n| format!("{}={}", n.member_id.unwrap_or(1), n.addr))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -258,6 +269,7 @@ mod tests {
             partition_servers: 2,
             managers: 3,
             stream_managers: 3,
+            locations: 3,
             s3_addr: "127.0.0.1:9000".into(),
         };
         let layout = Layout::new(&shape).unwrap();
@@ -267,6 +279,16 @@ mod tests {
             .collect();
         assert_eq!(racks.len(), 3);
         assert_eq!(layout.of_kind(NodeKind::ExtentNode).count(), 6);
+        assert_eq!(
+            layout.members_of(NodeKind::Location),
+            layout
+                .of_kind(NodeKind::Location)
+                .enumerate()
+                .map(|(i, n)| format!("{}={}", i + 1, n.addr))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(layout.of_kind(NodeKind::Location).count(), 3);
         assert_eq!(
             layout
                 .members_of(NodeKind::PartitionManager)

@@ -199,6 +199,8 @@ fn node_args(
     match spec.kind {
         NodeKind::Location => {
             push("--data-dir", data_dir);
+            push("--node-id", spec.member_id.unwrap_or(1).to_string());
+            push("--members", layout.members_of(NodeKind::Location));
             push("--stamp", layout.stamp.clone());
             push(
                 "--stamp-endpoint",
@@ -392,6 +394,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             partition_servers: args.partition_servers,
             managers: 3,
             stream_managers: 3,
+            locations: 3,
             s3_addr: s3_addr.clone(),
         })?,
     };

@@ -93,16 +93,14 @@ impl Frontend {
         }
 
         if let Some(location) = &self.location {
-            let mut client = location.clone();
-            let response = client
+            let response = location
                 .reserve_bucket(ReserveBucketRequest {
                     bucket: name.to_string(),
                     owner_access_key: requester.to_string(),
                     stamp: self.config.stamp.clone(),
                 })
                 .await
-                .map_err(FrontendError::Rpc)?
-                .into_inner();
+                .map_err(FrontendError::Rpc)?;
             if let Some(existing) = response.location.as_ref() {
                 if existing.owner_access_key != requester {
                     return Err(already_exists());
@@ -208,8 +206,7 @@ impl Frontend {
             .into());
         }
         if let Some(location) = &self.location {
-            let mut client = location.clone();
-            let released = client
+            let released = location
                 .release_bucket(ReleaseBucketRequest {
                     bucket: name.to_string(),
                     owner_access_key: bucket.owner_access_key.clone(),

@@ -9,7 +9,8 @@ pub const RETRY_BUDGET_MS_DEFAULT: u64 = 5_000;
 pub struct FrontendConfig {
     /// gRPC addresses of the partition manager members.
     pub manager_addrs: Vec<String>,
-    /// gRPC address of the location service; None runs without a global namespace (the stamp's
+    /// Comma-separated gRPC addresses of the location group's members; None runs without a
+    /// global namespace (the stamp's
     /// own bucket records are then the only check for name collisions).
     pub location_addr: Option<String>,
     pub access_key: String,
@@ -96,6 +97,7 @@ pub struct FrontendOptions {
     pub http_listen: std::net::SocketAddr,
     /// Comma-separated gRPC addresses of the partition manager members.
     pub manager: String,
+    /// Comma-separated gRPC addresses of the location group's members.
     pub location: Option<String>,
     pub access_key: String,
     pub secret_key: String,

@@ -8,18 +8,17 @@ use crate::routing::Router;
 use s3s::S3Result;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_location::LocationClient;
 use strata_proto::common::{BucketMeta, ObjectMeta};
-use strata_proto::location::location_client::LocationClient;
 use strata_proto::partition::{GetBucketRequest, HeadObjectRequest};
-use strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX;
 use strata_types::keys;
 use strata_types::ErrorDetail;
-use strata_util::rpc::Channel;
 
 /// The S3 service: implements `s3s::S3` (see `s3.rs`), one module per operation family.
 pub struct Frontend {
     pub(crate) router: Arc<Router>,
-    pub(crate) location: Option<LocationClient<Channel>>,
+    /// The location group (members from `--location`), when configured.
+    pub(crate) location: Option<Arc<LocationClient>>,
     pub(crate) config: FrontendConfig,
     /// Recently read bucket records (see `bucket_cache.rs`).
     pub(crate) buckets: Arc<BucketCache>,
@@ -32,16 +31,9 @@ impl Frontend {
             Duration::from_millis(config.retry_budget_ms),
         )?);
         let location = match &config.location_addr {
-            Some(addr) => {
-                let channel = strata_util::rpc::channel(addr).map_err(|err| {
-                    FrontendError::Config(format!("location address {addr:?}: {err}"))
-                })?;
-                Some(
-                    LocationClient::new(channel)
-                        .max_decoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX)
-                        .max_encoding_message_size(GRPC_MESSAGE_SIZE_BYTES_MAX),
-                )
-            }
+            Some(addrs) => Some(Arc::new(LocationClient::new(addrs).map_err(|err| {
+                FrontendError::Config(format!("location members {addrs:?}: {err}"))
+            })?)),
             None => None,
         };
         Ok(Self {

@@ -1,23 +1,31 @@
-//! Location service: the global bucket namespace.
+//! Location service: the global bucket namespace, served by a Raft group (three members
+//! survive the loss of one).
 //!
 //! Bucket names are unique across every stamp. Creating a bucket reserves its name here first,
 //! recording which stamp holds it and which access key owns it; deleting the bucket releases
-//! the name. Today one stamp registers itself; the table already answers "which stamp?".
+//! the name. Each member registers its deployment's stamp; the group answers "which stamp?".
 //!
 //! Modules:
-//! - [`store`]: the sled-backed table bucket -> location (versioned, checksummed values).
-//! - [`service`]: the `Location` gRPC service over the store.
-//! - [`node`]: [`LocationOptions`] (file / environment / flags) and [`start`], one running node.
-//! - [`machine`]: stamps and bucket names as a strata-raft state machine, for the 3-member
-//!   location group that replaces the single store (built and tested; not served yet).
+//! - [`machine`]: stamps and bucket names as a strata-raft state machine;
+//! - [`namespace`]: one member's reservations, releases and reads (leader only, confirmed);
+//! - [`service`]: the `Location` gRPC service over the namespace;
+//! - [`duties`]: what a leader does unasked (register the stamp, import the earlier table);
+//! - [`node`]: [`LocationOptions`] (file / environment / flags) and [`start`], one member;
+//! - [`client`]: [`LocationClient`], which finds the leader among the members for callers;
+//! - [`store`]: the single-process table of earlier versions, read once to import it.
 //!
-//! Invariant: a name is reserved by at most one owner at a time: reservation is one atomic
-//! compare-and-swap on the table, flushed to disk before it is acknowledged.
+//! Invariant: a name is held by at most one owner at a time: a reservation is decided by the
+//! state machine on the committed log, and answered only once a quorum has it on disk.
 
+pub mod client;
+pub mod duties;
 pub mod machine;
+pub mod namespace;
 pub mod node;
 pub mod service;
 pub mod store;
+
+pub use client::LocationClient;
 
 pub use node::{start, LocationOptions, RunningLocation};
 

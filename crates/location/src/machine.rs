@@ -5,15 +5,15 @@
 //! Records (each a versioned, checksummed strata-raft record):
 //! - `stamp/<name>` -> [`StampRecord`]: region, front-end endpoints, capacity, bytes stored,
 //!   open or draining;
-//! - `bucket/<name>` -> [`BucketRecord`]: owner, home stamp, creation time.
+//! - `bucket/<name>` -> [`BucketRecord`]: owner, home stamp, creation time;
+//! - `meta/import` -> [`ImportRecord`]: whether the names of the single-process table of
+//!   earlier versions have been imported (reservations wait until they have).
 //!
 //! Invariants, kept by `apply` alone so that every member decides the same:
 //! - a bucket name is held by at most one owner; reserving a held name answers who holds it;
 //! - a bucket is homed only on a registered stamp that is open;
 //! - only the holder releases a name.
-//!
-//! Not wired into the `strata-location` binary yet: `LocationStore` (one sled file, one
-//! process) still serves; the group replaces it in the next step.
+//! - names are imported once: import batches after the last one change nothing.
 
 use serde::{Deserialize, Serialize};
 use strata_raft::{GroupError, Machine, Overlay};
@@ -23,6 +23,21 @@ use strata_raft::{GroupError, Machine, Overlay};
 pub const NAME_BYTES_MAX: usize = 256;
 /// Most front-end endpoints one stamp lists.
 pub const ENDPOINTS_MAX: usize = 64;
+/// Most names one import batch carries (a batch is one Raft entry: 1,000 bounded records stay
+/// well under the gRPC message limit).
+pub const IMPORT_BATCH_MAX: usize = 1_000;
+
+/// The key of [`ImportRecord`].
+pub const IMPORT_KEY: &[u8] = b"meta/import";
+
+/// Progress of the one-time import of the earlier single-process table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    /// Names imported so far (held names are not counted).
+    pub imported: u64,
+    /// The last batch has been applied: reservations are taken from now on.
+    pub done: bool,
+}
 
 /// Whether a stamp takes new buckets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +83,13 @@ pub enum LocationCommand {
         bucket: String,
         owner_access_key: String,
     },
+    /// Names of the earlier single-process table, each held unless the name is held already
+    /// (whatever its stamp's state: the data is there); `last` ends the import. Ignored once
+    /// the import is done.
+    ImportBuckets {
+        buckets: Vec<BucketRecord>,
+        last: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -81,6 +103,8 @@ pub enum LocationResponse {
     Released,
     /// Not held, or held by another owner: nothing changed.
     NotReleased,
+    /// How far the import is after this batch.
+    Imported(ImportRecord),
     /// Refused without a change (an invalid field, an unknown or draining stamp).
     Rejected {
         reason: String,
@@ -166,7 +190,31 @@ fn apply_checked(
                 _ => LocationResponse::NotReleased,
             }
         }
+        LocationCommand::ImportBuckets { buckets, last } => import(state, buckets, *last)?,
     })
+}
+
+fn import(
+    state: &mut Overlay<'_>,
+    buckets: &[BucketRecord],
+    last: bool,
+) -> Result<LocationResponse, GroupError> {
+    let mut progress = state
+        .get_record::<ImportRecord>(IMPORT_KEY)?
+        .unwrap_or_default();
+    if progress.done {
+        return Ok(LocationResponse::NoChange);
+    }
+    for bucket in buckets {
+        let key = bucket_key(&bucket.bucket);
+        if state.get_record::<BucketRecord>(&key)?.is_none() {
+            state.put_record(&key, bucket)?;
+            progress.imported += 1;
+        }
+    }
+    progress.done = last;
+    state.put_record(IMPORT_KEY, &progress)?;
+    Ok(LocationResponse::Imported(progress))
 }
 
 fn reserve(state: &mut Overlay<'_>, bucket: &BucketRecord) -> Result<LocationResponse, GroupError> {
@@ -222,6 +270,18 @@ fn check(command: &LocationCommand) -> Result<(), String> {
         } => {
             name("bucket name", bucket)?;
             name("owner access key", owner_access_key)
+        }
+        LocationCommand::ImportBuckets { buckets, .. } => {
+            if buckets.len() > IMPORT_BATCH_MAX {
+                return Err(format!(
+                    "an import batch holds at most {IMPORT_BATCH_MAX} names"
+                ));
+            }
+            buckets.iter().try_for_each(|bucket| {
+                name("bucket name", &bucket.bucket)?;
+                name("owner access key", &bucket.owner_access_key)?;
+                name("stamp name", &bucket.stamp)
+            })
         }
     }
 }

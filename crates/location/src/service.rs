@@ -1,9 +1,11 @@
-//! The `Location` gRPC service.
+//! The `Location` gRPC service over one member's [`Namespace`]: checks the caller's role and
+//! the request's bounds, and maps the namespace's answers and errors to the wire once.
 
-use crate::store::{LocationStore, Reservation, StoreError};
+use crate::machine::{BucketRecord, StampState};
+use crate::namespace::{Namespace, NamespaceError, Reservation};
 use strata_proto::location::location_server::Location;
 use strata_proto::location::*;
-use strata_types::error_detail::{to_status, ErrorDetail, RejectReason};
+use strata_types::error_detail::{to_status, ErrorDetail, RejectReason, UnavailableReason};
 use strata_types::Role;
 use strata_util::tls::authorize;
 use tonic::{Request, Response, Status};
@@ -13,49 +15,64 @@ use tonic::{Request, Response, Status};
 pub const NAME_WRITER_ROLES: [Role; 1] = [Role::Frontend];
 /// Who may look names and stamps up: the front-ends and the operator's tools.
 pub const NAME_READER_ROLES: [Role; 2] = [Role::Frontend, Role::Operator];
+/// Longest bucket name S3 allows.
+const BUCKET_NAME_BYTES_MAX: usize = 63;
 
 pub struct LocationService {
-    store: LocationStore,
-    /// This deployment's stamps (name, front-end endpoint). Empty reservations go to the first.
-    stamps: Vec<(String, String)>,
+    namespace: Namespace,
 }
 
 impl LocationService {
-    pub fn new(store: LocationStore, stamps: Vec<(String, String)>) -> Self {
-        Self { store, stamps }
-    }
-
-    /// The stamp holding the fewest buckets: where a new bucket goes when the caller names none.
-    fn emptiest_stamp(&self) -> Result<String, StoreError> {
-        let counts = self.store.count_by_stamp()?;
-        Ok(self
-            .stamps
-            .iter()
-            .min_by_key(|(name, _)| counts.get(name).copied().unwrap_or(0))
-            .map(|(name, _)| name.clone())
-            .unwrap_or_else(|| "stamp-1".to_string()))
+    pub fn new(namespace: Namespace) -> Self {
+        Self { namespace }
     }
 }
 
-fn internal(err: StoreError) -> Status {
-    tracing::error!(%err, "location store failed");
+/// The one mapping of namespace errors to statuses.
+fn status(err: NamespaceError) -> Status {
+    let message = err.to_string();
     let detail = match err {
-        StoreError::Corrupt { .. } => ErrorDetail::Corrupt,
-        StoreError::Sled(_) => ErrorDetail::Internal,
+        NamespaceError::NotLeader { leader_hint } => ErrorDetail::NotLeader { leader_hint },
+        NamespaceError::Importing => ErrorDetail::Unavailable {
+            reason: UnavailableReason::Loading,
+        },
+        NamespaceError::Rejected(_) => ErrorDetail::Rejected {
+            reason: RejectReason::InvalidArgument,
+        },
+        NamespaceError::Group(group) => {
+            tracing::warn!(err = %group, "location group could not answer");
+            match group {
+                strata_raft::GroupError::Corrupt { .. } => ErrorDetail::Corrupt,
+                // This member cannot answer now (stopping, storage failing, no quorum in
+                // time): another member may.
+                _ => ErrorDetail::Unavailable {
+                    reason: UnavailableReason::Dependency,
+                },
+            }
+        }
     };
-    to_status(detail, err.to_string())
+    to_status(detail, message)
 }
 
 fn valid_name(bucket: &str) -> Result<(), Status> {
-    if bucket.is_empty() || bucket.len() > 63 {
+    if bucket.is_empty() || bucket.len() > BUCKET_NAME_BYTES_MAX {
         return Err(to_status(
             ErrorDetail::Rejected {
                 reason: RejectReason::InvalidArgument,
             },
-            "bucket name must be 1 to 63 bytes",
+            format!("bucket name must be 1 to {BUCKET_NAME_BYTES_MAX} bytes"),
         ));
     }
     Ok(())
+}
+
+fn to_proto(record: BucketRecord) -> BucketLocation {
+    BucketLocation {
+        bucket: record.bucket,
+        stamp: record.stamp,
+        owner_access_key: record.owner_access_key,
+        created_ms: record.created_ms,
+    }
 }
 
 #[tonic::async_trait]
@@ -67,28 +84,23 @@ impl Location for LocationService {
         authorize(&request, &NAME_WRITER_ROLES)?;
         let request = request.into_inner();
         valid_name(&request.bucket)?;
-        let stamp = if request.stamp.is_empty() {
-            self.emptiest_stamp().map_err(internal)?
-        } else {
-            request.stamp
-        };
-        let wanted = BucketLocation {
-            bucket: request.bucket,
-            stamp,
-            owner_access_key: request.owner_access_key,
-            created_ms: strata_util::now_ms(),
-        };
-        let answer = match self.store.reserve(wanted).await.map_err(internal)? {
-            Reservation::Reserved(location) => {
-                tracing::info!(bucket = %location.bucket, stamp = %location.stamp, "bucket name reserved");
+        let stamp = Some(request.stamp.as_str()).filter(|stamp| !stamp.is_empty());
+        let reservation = self
+            .namespace
+            .reserve(&request.bucket, &request.owner_access_key, stamp)
+            .await
+            .map_err(status)?;
+        let answer = match reservation {
+            Reservation::Reserved(held) => {
+                tracing::info!(bucket = %held.bucket, stamp = %held.stamp, "bucket name reserved");
                 ReserveBucketResponse {
                     reserved: true,
-                    location: Some(location),
+                    location: Some(to_proto(held)),
                 }
             }
-            Reservation::Taken(location) => ReserveBucketResponse {
+            Reservation::Taken(held) => ReserveBucketResponse {
                 reserved: false,
-                location: Some(location),
+                location: Some(to_proto(held)),
             },
         };
         Ok(Response::new(answer))
@@ -100,8 +112,11 @@ impl Location for LocationService {
     ) -> Result<Response<LookupBucketResponse>, Status> {
         authorize(&request, &NAME_READER_ROLES)?;
         let bucket = request.into_inner().bucket;
-        let location = self.store.lookup(&bucket).map_err(internal)?;
-        Ok(Response::new(LookupBucketResponse { location }))
+        valid_name(&bucket)?;
+        let location = self.namespace.lookup(&bucket).await.map_err(status)?;
+        Ok(Response::new(LookupBucketResponse {
+            location: location.map(to_proto),
+        }))
     }
 
     async fn release_bucket(
@@ -110,11 +125,12 @@ impl Location for LocationService {
     ) -> Result<Response<ReleaseBucketResponse>, Status> {
         authorize(&request, &NAME_WRITER_ROLES)?;
         let request = request.into_inner();
+        valid_name(&request.bucket)?;
         let released = self
-            .store
+            .namespace
             .release(&request.bucket, &request.owner_access_key)
             .await
-            .map_err(internal)?;
+            .map_err(status)?;
         if released {
             tracing::info!(bucket = %request.bucket, "bucket name released");
         }
@@ -126,14 +142,27 @@ impl Location for LocationService {
         request: Request<ListStampsRequest>,
     ) -> Result<Response<ListStampsResponse>, Status> {
         authorize(&request, &NAME_READER_ROLES)?;
-        let counts = self.store.count_by_stamp().map_err(internal)?;
         let stamps = self
-            .stamps
-            .iter()
-            .map(|(name, endpoint)| Stamp {
-                name: name.clone(),
-                frontend_endpoint: endpoint.clone(),
-                buckets: counts.get(name).copied().unwrap_or(0),
+            .namespace
+            .stamps()
+            .await
+            .map_err(status)?
+            .into_iter()
+            .map(|summary| {
+                let stamp = summary.stamp;
+                Stamp {
+                    name: stamp.name,
+                    frontend_endpoint: stamp.endpoints.first().cloned().unwrap_or_default(),
+                    buckets: summary.buckets,
+                    region: stamp.region,
+                    state: match stamp.state {
+                        StampState::Open => "open".into(),
+                        StampState::Draining => "draining".into(),
+                    },
+                    endpoints: stamp.endpoints,
+                    capacity_bytes: stamp.capacity_bytes,
+                    stored_bytes: stamp.stored_bytes,
+                }
             })
             .collect();
         Ok(Response::new(ListStampsResponse { stamps }))

@@ -1,4 +1,6 @@
-//! The bucket table: `bucket name -> BucketLocation`, in sled.
+//! The bucket table of earlier versions, when one process served the location service:
+//! `bucket name -> BucketLocation`, in sled. The location group imports it once (see
+//! `duties.rs`) and never writes it; `reserve` and `release` remain for tests that make one.
 //!
 //! Value format: a prost `BucketLocation` in the frame of `strata_util::codec` (version 2,
 //! CRC big-endian). Version 1, which this store wrote with a little-endian CRC, still reads.
@@ -94,6 +96,16 @@ impl LocationStore {
         }
         self.db.flush_async().await?;
         Ok(true)
+    }
+
+    /// Every record, in name order.
+    pub fn all(&self) -> Result<Vec<BucketLocation>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.buckets.iter() {
+            let (key, value) = item?;
+            out.push(decode(&String::from_utf8_lossy(&key), &value)?);
+        }
+        Ok(out)
     }
 
     /// Number of buckets held per stamp.

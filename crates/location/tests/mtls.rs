@@ -57,6 +57,14 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
         .await
         .expect("start location");
     let addr = location.addr.to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !location.takes_reservations() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the member never took reservations"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     let frontend = identity_of(&deployment, Role::Frontend, "fe-1");
     let reserved = client(&addr, &frontend)

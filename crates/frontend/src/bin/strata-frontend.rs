@@ -16,7 +16,7 @@ struct Flags {
     /// Comma-separated gRPC addresses of the partition manager members.
     #[arg(long)]
     manager: Option<String>,
-    /// gRPC address of the location service.
+    /// Comma-separated gRPC addresses of the location group's members.
     #[arg(long)]
     location: Option<String>,
     /// Also STRATA_ACCESS_KEY.

@@ -1,0 +1,209 @@
+//! Client of the location group, for front-ends and the operator's tools.
+//!
+//! It knows every member's address, remembers the leader it last found, follows the leader a
+//! member names (`NotLeader`), and goes round the members while an election runs, within a
+//! bound: each attempt has [`CALL_TIMEOUT_MS`], a call at most [`CALL_BUDGET_MS`] and
+//! [`ROUNDS_MAX`] rounds over the members. Every call it retries is safe to repeat: a repeated
+//! reservation answers the caller's own hold ("taken" by the same owner), a repeated release
+//! answers "not released".
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use strata_proto::location::location_client::LocationClient as ProtoClient;
+use strata_proto::location::*;
+use strata_types::error_detail::{from_status, ErrorDetail};
+use strata_util::rpc::{Channel, ChannelPool};
+use tonic::{Code, Status};
+
+/// Bound of one call to one member.
+pub const CALL_TIMEOUT_MS: u64 = 2_000;
+/// Bound of one call over every member and retry (an election takes 1-2 s; a dead member's
+/// attempts take up to their timeout each).
+pub const CALL_BUDGET_MS: u64 = 12_000;
+/// Most rounds over every member in one call (with the pause after each, rounds of fast
+/// refusals span about 10 s: long enough for an election).
+const ROUNDS_MAX: usize = 40;
+/// Pause after a round in which no member answered.
+const ROUND_PAUSE_MS: u64 = 250;
+
+/// Talks to whichever member leads. Cheap to share (`&self` methods).
+pub struct LocationClient {
+    members: Vec<String>,
+    leader: Mutex<Option<String>>,
+    channels: ChannelPool,
+}
+
+impl LocationClient {
+    /// A client of the group whose members serve gRPC at the comma-separated `addrs`.
+    pub fn new(addrs: &str) -> Result<Self, String> {
+        let mut members: Vec<String> = Vec::new();
+        for addr in addrs.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            if !addr.contains(':') {
+                return Err(format!("location member {addr:?} is not host:port"));
+            }
+            if !members.iter().any(|known| known == addr) {
+                members.push(addr.to_string());
+            }
+        }
+        if members.is_empty() {
+            return Err("no location member given".into());
+        }
+        Ok(Self {
+            members,
+            leader: Mutex::new(None),
+            channels: ChannelPool::new(Duration::from_millis(CALL_TIMEOUT_MS)),
+        })
+    }
+
+    /// The member addresses this client knows.
+    pub fn members(&self) -> &[String] {
+        &self.members
+    }
+
+    fn known_leader(&self) -> Option<String> {
+        self.leader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn remember_leader(&self, leader: Option<String>) {
+        *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = leader;
+    }
+
+    /// Members in the order to try: the known leader first, then the others.
+    fn round(&self) -> Vec<String> {
+        let mut order: Vec<String> = self.known_leader().into_iter().collect();
+        for addr in &self.members {
+            if !order.contains(addr) {
+                order.push(addr.clone());
+            }
+        }
+        order
+    }
+
+    /// Sends `call` to the leader, wherever it is; answers the first answer that is not "ask
+    /// elsewhere or later", or the last refusal once the bounds are spent.
+    async fn call<T, F, Fut>(&self, what: &'static str, call: F) -> Result<T, Status>
+    where
+        F: Fn(ProtoClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let deadline = Instant::now() + Duration::from_millis(CALL_BUDGET_MS);
+        let mut last = Status::unavailable("no location member was tried");
+        for _ in 0..ROUNDS_MAX {
+            let mut queue = self.round();
+            let mut tried = 0;
+            while !queue.is_empty() && tried < self.members.len() * 2 {
+                let addr = queue.remove(0);
+                tried += 1;
+                let channel = self
+                    .channels
+                    .get(&addr)
+                    .map_err(|err| Status::invalid_argument(err.to_string()))?;
+                let client = ProtoClient::new(channel)
+                    .max_decoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX)
+                    .max_encoding_message_size(strata_proto::GRPC_MESSAGE_SIZE_BYTES_MAX);
+                let status = match call(client).await {
+                    Ok(answer) => {
+                        self.remember_leader(Some(addr));
+                        return Ok(answer.into_inner());
+                    }
+                    Err(status) => status,
+                };
+                match retry_at(&status) {
+                    Retry::No => return Err(status),
+                    Retry::Leader(hint) => {
+                        tracing::debug!(%addr, ?hint, what, "location member does not lead");
+                        if let Some(leader) = hint.filter(|leader| *leader != addr) {
+                            queue.retain(|queued| *queued != leader);
+                            queue.insert(0, leader);
+                        }
+                    }
+                    Retry::Elsewhere => {
+                        tracing::debug!(%addr, %status, what, "location member did not answer");
+                    }
+                }
+                last = status;
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            self.remember_leader(None);
+            let pause = Duration::from_millis(ROUND_PAUSE_MS);
+            if Instant::now() + pause >= deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        tracing::warn!(what, %last, "no location member answered");
+        Err(last)
+    }
+
+    pub async fn reserve_bucket(
+        &self,
+        request: ReserveBucketRequest,
+    ) -> Result<ReserveBucketResponse, Status> {
+        self.call("ReserveBucket", |mut client| {
+            let request = request.clone();
+            async move { client.reserve_bucket(request).await }
+        })
+        .await
+    }
+
+    pub async fn release_bucket(
+        &self,
+        request: ReleaseBucketRequest,
+    ) -> Result<ReleaseBucketResponse, Status> {
+        self.call("ReleaseBucket", |mut client| {
+            let request = request.clone();
+            async move { client.release_bucket(request).await }
+        })
+        .await
+    }
+
+    pub async fn lookup_bucket(&self, bucket: &str) -> Result<LookupBucketResponse, Status> {
+        let request = LookupBucketRequest {
+            bucket: bucket.to_string(),
+        };
+        self.call("LookupBucket", |mut client| {
+            let request = request.clone();
+            async move { client.lookup_bucket(request).await }
+        })
+        .await
+    }
+
+    pub async fn list_stamps(&self) -> Result<ListStampsResponse, Status> {
+        self.call("ListStamps", |mut client| async move {
+            client.list_stamps(ListStampsRequest {}).await
+        })
+        .await
+    }
+}
+
+/// Where an unanswered call may go next.
+enum Retry {
+    /// Nowhere: the refusal is the answer (bad request, permission, corruption).
+    No,
+    /// To the leader a member named (None: unknown, an election may be running).
+    Leader(Option<String>),
+    /// To the next member (this one is down, slow, or not ready).
+    Elsewhere,
+}
+
+fn retry_at(status: &Status) -> Retry {
+    match from_status(status) {
+        Some(ErrorDetail::NotLeader { leader_hint }) => Retry::Leader(leader_hint),
+        // Not ready (the import runs, a quorum is not reachable from there): ask around.
+        Some(ErrorDetail::Unavailable { .. }) => Retry::Elsewhere,
+        Some(_) => Retry::No,
+        // No detail: tonic made it on this side (refused, reset or timed-out connection).
+        None => match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+                Retry::Elsewhere
+            }
+            _ => Retry::No,
+        },
+    }
+}

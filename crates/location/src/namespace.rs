@@ -1,0 +1,230 @@
+//! The bucket namespace as one member of the location group serves it: reservations and
+//! releases proposed through Raft, reads confirmed with a quorum first, and placement of a
+//! bucket whose caller names no stamp.
+//!
+//! Only the leader answers: a follower's state may lag, and a reservation must be decided
+//! against every committed one. Followers answer [`NamespaceError::NotLeader`] with the
+//! leader's address so callers go there.
+
+use crate::machine::{
+    bucket_key, BucketRecord, ImportRecord, LocationCommand, LocationMachine, LocationResponse,
+    StampRecord, StampState, IMPORT_KEY,
+};
+use std::collections::BTreeMap;
+use strata_raft::{Group, GroupError};
+
+/// Bound of one proposal (commit and apply on a quorum).
+pub const PROPOSE_TIMEOUT_MS: u64 = 5_000;
+/// Bound of confirming leadership before a read.
+pub const CONFIRM_TIMEOUT_MS: u64 = 2_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceError {
+    /// This member does not lead; the leader's gRPC address when known.
+    #[error("this member does not lead (leader: {leader_hint:?})")]
+    NotLeader { leader_hint: Option<String> },
+    /// The names of the earlier single-process table are not all imported yet.
+    #[error("the bucket namespace is still being imported")]
+    Importing,
+    /// The command was refused by the state machine (an invalid field, an unknown stamp).
+    #[error("{0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Group(GroupError),
+}
+
+impl From<GroupError> for NamespaceError {
+    fn from(err: GroupError) -> Self {
+        match err {
+            GroupError::NotLeader { leader_addr, .. } => NamespaceError::NotLeader {
+                leader_hint: leader_addr.filter(|addr| !addr.is_empty()),
+            },
+            other => NamespaceError::Group(other),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, NamespaceError>;
+
+/// What a reservation found.
+#[derive(Debug, PartialEq)]
+pub enum Reservation {
+    /// The name was free and is now held for the caller.
+    Reserved(BucketRecord),
+    /// The name is held (maybe by the caller: a retried reservation).
+    Taken(BucketRecord),
+}
+
+/// A stamp and how many buckets it holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StampSummary {
+    pub stamp: StampRecord,
+    pub buckets: u64,
+}
+
+/// One member's view of the namespace. Cheap to clone.
+#[derive(Clone)]
+pub struct Namespace {
+    group: Group<LocationMachine>,
+}
+
+impl Namespace {
+    pub fn new(group: Group<LocationMachine>) -> Self {
+        Self { group }
+    }
+
+    pub fn group(&self) -> &Group<LocationMachine> {
+        &self.group
+    }
+
+    /// Fails with `NotLeader` unless this member leads and a quorum confirms it now; after
+    /// this, the local state holds every committed change.
+    async fn confirm_leader(&self) -> Result<()> {
+        if !self.group.is_leader() {
+            let view = self.group.leader_view();
+            return Err(NamespaceError::NotLeader {
+                leader_hint: Some(view.leader_addr).filter(|addr| !addr.is_empty()),
+            });
+        }
+        Ok(self.group.ensure_leader(CONFIRM_TIMEOUT_MS).await?)
+    }
+
+    async fn propose(&self, command: LocationCommand) -> Result<LocationResponse> {
+        if !self.group.is_leader() {
+            let view = self.group.leader_view();
+            return Err(NamespaceError::NotLeader {
+                leader_hint: Some(view.leader_addr).filter(|addr| !addr.is_empty()),
+            });
+        }
+        match self.group.propose(command, PROPOSE_TIMEOUT_MS).await? {
+            LocationResponse::Rejected { reason } => Err(NamespaceError::Rejected(reason)),
+            answer => Ok(answer),
+        }
+    }
+
+    /// How far the import of the earlier table is (local state; confirm leadership first for
+    /// a current answer).
+    pub fn import_progress(&self) -> Result<ImportRecord> {
+        Ok(self
+            .group
+            .reader()
+            .get_record::<ImportRecord>(IMPORT_KEY)?
+            .unwrap_or_default())
+    }
+
+    /// Holds `bucket` for `owner` on `stamp`, or on the open stamp with the fewest buckets
+    /// when `stamp` is None.
+    pub async fn reserve(
+        &self,
+        bucket: &str,
+        owner: &str,
+        stamp: Option<&str>,
+    ) -> Result<Reservation> {
+        self.confirm_leader().await?;
+        if !self.import_progress()?.done {
+            return Err(NamespaceError::Importing);
+        }
+        let stamp = match stamp {
+            Some(stamp) => stamp.to_string(),
+            None => self.emptiest_open_stamp()?,
+        };
+        let record = BucketRecord {
+            bucket: bucket.to_string(),
+            owner_access_key: owner.to_string(),
+            stamp,
+            created_ms: strata_util::now_ms(),
+        };
+        match self.propose(LocationCommand::ReserveBucket(record)).await? {
+            LocationResponse::Reserved(held) => Ok(Reservation::Reserved(held)),
+            LocationResponse::Taken(held) => Ok(Reservation::Taken(held)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Frees `bucket` if `owner` holds it; answers whether it did.
+    pub async fn release(&self, bucket: &str, owner: &str) -> Result<bool> {
+        let command = LocationCommand::ReleaseBucket {
+            bucket: bucket.to_string(),
+            owner_access_key: owner.to_string(),
+        };
+        match self.propose(command).await? {
+            LocationResponse::Released => Ok(true),
+            LocationResponse::NotReleased => Ok(false),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Who holds `bucket` and where, as committed.
+    pub async fn lookup(&self, bucket: &str) -> Result<Option<BucketRecord>> {
+        self.confirm_leader().await?;
+        Ok(self.group.reader().get_record(&bucket_key(bucket))?)
+    }
+
+    /// Every registered stamp with its bucket count, as committed.
+    pub async fn stamps(&self) -> Result<Vec<StampSummary>> {
+        self.confirm_leader().await?;
+        self.local_stamps()
+    }
+
+    fn local_stamps(&self) -> Result<Vec<StampSummary>> {
+        let reader = self.group.reader();
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for (_, bucket) in reader.scan_records::<BucketRecord>(b"bucket/")? {
+            *counts.entry(bucket.stamp).or_default() += 1;
+        }
+        Ok(reader
+            .scan_records::<StampRecord>(b"stamp/")?
+            .into_iter()
+            .map(|(_, stamp)| StampSummary {
+                buckets: counts.get(&stamp.name).copied().unwrap_or(0),
+                stamp,
+            })
+            .collect())
+    }
+
+    /// The open stamp holding the fewest buckets (ties: the first by name).
+    fn emptiest_open_stamp(&self) -> Result<String> {
+        self.local_stamps()?
+            .into_iter()
+            .filter(|summary| summary.stamp.state == StampState::Open)
+            .min_by_key(|summary| summary.buckets)
+            .map(|summary| summary.stamp.name)
+            .ok_or_else(|| NamespaceError::Rejected("no open stamp is registered".into()))
+    }
+
+    /// Registers `stamp` unless it is registered with the same region and endpoints
+    /// (leader only; a no-op proposal is avoided so idle members write nothing).
+    pub async fn register_stamp(&self, stamp: &StampRecord) -> Result<bool> {
+        self.confirm_leader().await?;
+        let key = crate::machine::stamp_key(&stamp.name);
+        let current: Option<StampRecord> = self.group.reader().get_record(&key)?;
+        let same = current.is_some_and(|current| {
+            current.region == stamp.region && current.endpoints == stamp.endpoints
+        });
+        if same {
+            return Ok(false);
+        }
+        self.propose(LocationCommand::PutStamp(stamp.clone()))
+            .await?;
+        tracing::info!(stamp = %stamp.name, region = %stamp.region, endpoints = ?stamp.endpoints, "stamp registered");
+        Ok(true)
+    }
+
+    /// Applies one batch of imported names (see `machine::ImportBuckets`).
+    pub async fn import(&self, buckets: Vec<BucketRecord>, last: bool) -> Result<ImportRecord> {
+        match self
+            .propose(LocationCommand::ImportBuckets { buckets, last })
+            .await?
+        {
+            LocationResponse::Imported(progress) => Ok(progress),
+            LocationResponse::NoChange => self.import_progress(),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(answer: LocationResponse) -> NamespaceError {
+    NamespaceError::Group(GroupError::Raft(format!(
+        "unexpected answer from the location machine: {answer:?}"
+    )))
+}
