@@ -10,6 +10,8 @@
 //! - [`control`]: `strata up`'s loopback control endpoint and its client (`strata node ...`).
 //! - [`probe`]: health checks over HTTP (also `strata probe <addr>`, for container healthchecks).
 //! - [`debug`]: `strata debug put-object`, straight to one partition server (fault tests).
+//! - [`namespace`]: `strata bucket locate` and the stamps of `strata status`, from the
+//!   location group.
 //! - [`certs`]: the stamp's CA and certificates for `strata up` (mutual TLS unless `--no-mtls`).
 //! - [`grpc_channel`]: how every command reaches a node over gRPC (with the operator
 //!   certificate when the stamp runs mutual TLS).
@@ -21,6 +23,7 @@ pub mod certs;
 pub mod control;
 pub mod debug;
 pub mod layout;
+pub mod namespace;
 pub mod probe;
 pub mod status;
 pub mod supervisor;
@@ -46,6 +49,8 @@ pub enum Command {
     Up(up::UpArgs),
     /// Show the nodes, ranges and extents of a running stamp.
     Status(status::StatusArgs),
+    /// Bucket placement across stamps (asks the location group).
+    Bucket(namespace::BucketArgs),
     /// Kill, stop, start, pause or resume one node of a running stamp (fault injection).
     Node(NodeArgs),
     /// Low-level calls for fault tests (bypassing the front-end).
@@ -94,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             status::run(args).await
         }
         Command::Debug(args) => debug::run(args).await,
+        Command::Bucket(args) => namespace::run(args).await,
         Command::Certs(args) => certs::issue_named(&args),
         Command::Node(args) => {
             let report = control::request(&args.data_dir, &args.name, args.action).await?;

@@ -157,8 +157,10 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
         .filter(|e| e["replicas_healthy"].as_u64().unwrap_or(0) < 3)
         .count();
     let manager = manager_leader(layout).await;
+    let stamps = crate::namespace::stamps_report(layout).await;
     json!({
         "stamp": layout.stamp,
+        "stamps": stamps,
         "endpoint": running.as_ref().map(|r| r.endpoint.clone()),
         "running": running.is_some(),
         "nodes": nodes,
@@ -201,6 +203,7 @@ async fn nodes_report(
         nodes.push(json!({
             "disk_used_bytes": disk_by_addr.get(&spec.addr),
             "name": spec.name,
+            "stamp": layout.stamp,
             "kind": spec.kind,
             "rack": spec.rack,
             "addr": spec.addr,
@@ -331,11 +334,34 @@ fn print_tables(report: &Value) {
         report["stamp"].as_str().unwrap_or("?"),
         report["endpoint"].as_str().unwrap_or("(not running)")
     );
+    print_stamps(report);
     print_nodes(report);
     print_leaders(report);
     print_ranges(report);
     print_range_changes(report);
     print_extents(report);
+}
+
+fn print_stamps(report: &Value) {
+    println!("\nSTAMPS (location group)");
+    println!(
+        "  {:<12} {:<12} {:<28} {:<9} {:>6} {:>8}",
+        "name", "region", "endpoint", "state", "fill", "buckets"
+    );
+    for stamp in report["stamps"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<12} {:<12} {:<28} {:<9} {:>6} {:>8}",
+            text(&stamp["name"]),
+            text(&stamp["region"]),
+            text(&stamp["endpoint"]),
+            text(&stamp["state"]),
+            stamp["fill"]
+                .as_f64()
+                .map(|fill| format!("{:.0}%", fill * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            text(&stamp["buckets"]),
+        );
+    }
 }
 
 fn print_nodes(report: &Value) {

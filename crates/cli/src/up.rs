@@ -202,9 +202,10 @@ fn node_args(
             push("--node-id", spec.member_id.unwrap_or(1).to_string());
             push("--members", layout.members_of(NodeKind::Location));
             push("--stamp", layout.stamp.clone());
+            let scheme = if args.tls { "https" } else { "http" };
             push(
                 "--stamp-endpoint",
-                format!("http://{}", args_endpoint(layout)),
+                format!("{scheme}://{}", args_endpoint(layout)),
             );
         }
         NodeKind::StreamManager => {

@@ -1,7 +1,8 @@
 //! Mutual TLS on the location service (issue 14), over real sockets: this test process holds a
 //! location certificate of the deployment CA, and the service serves with it. Bucket names are
-//! reserved and released by front-ends only, looked up by front-ends and the operator; any
-//! other certificate of the deployment is refused with PermissionDenied and changes nothing.
+//! reserved and released by front-ends only, looked up by front-ends and the operator, Raft
+//! messages taken only from location members; any other certificate of the deployment is
+//! refused with PermissionDenied and changes nothing.
 
 use std::time::Duration;
 use strata_location::node::{start, LocationOptions};
@@ -9,6 +10,9 @@ use strata_proto::location::location_client::LocationClient;
 use strata_proto::location::{
     ListStampsRequest, LookupBucketRequest, ReleaseBucketRequest, ReserveBucketRequest,
 };
+use strata_proto::raft::raft_client::RaftClient;
+use strata_proto::raft::RaftMessage;
+use strata_types::error_detail::{from_status, ErrorDetail};
 use strata_types::Role;
 use strata_util::certs::Authority;
 use strata_util::rpc::{self, Channel};
@@ -117,6 +121,36 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
             .into_inner();
         assert_eq!(found.location.is_some(), held, "{bucket}");
     }
+
+    // Raft: only location members' messages get past the role check (a member's message of
+    // another group is then refused by the group itself).
+    let message = RaftMessage {
+        cluster: "another-group".into(),
+        data: b"{}".to_vec(),
+    };
+    for role in [Role::Frontend, Role::PartitionManager, Role::Operator] {
+        let identity = identity_of(&deployment, role, "not-a-member");
+        let mut raft = RaftClient::new(
+            rpc::channel_with(&addr, Duration::from_secs(5), Some(&identity)).expect("channel"),
+        );
+        let status = raft
+            .append_entries(message.clone())
+            .await
+            .expect_err("raft from a non-member must be refused");
+        assert_denied(status, role);
+    }
+    let member = identity_of(&deployment, Role::Location, "location-2");
+    let mut raft = RaftClient::new(
+        rpc::channel_with(&addr, Duration::from_secs(5), Some(&member)).expect("channel"),
+    );
+    let status = raft
+        .vote(message)
+        .await
+        .expect_err("another group's message is refused");
+    assert!(
+        matches!(from_status(&status), Some(ErrorDetail::Rejected { .. })),
+        "{status:?}"
+    );
     token.cancel();
     location.join().await;
 }

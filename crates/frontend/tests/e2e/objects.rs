@@ -8,8 +8,8 @@ use crate::common::sign::{sha256_hex, ACCESS_KEY};
 use crate::common::{split_stamp, Options, Stamp};
 use base64::Engine;
 use md5::{Digest, Md5};
-use strata_proto::location::location_client::LocationClient;
-use strata_proto::location::{LookupBucketRequest, ReserveBucketRequest};
+use strata_location::LocationClient;
+use strata_proto::location::ReserveBucketRequest;
 use strata_types::keys;
 
 #[tokio::test]
@@ -265,31 +265,26 @@ async fn e2e_a_range_without_owner_answers_503() {
 async fn e2e_bucket_names_are_global() {
     let stamp = split_stamp().await;
     let c = &stamp.client;
-    let mut location =
-        LocationClient::new(strata_util::rpc::channel(&stamp.location_addr).unwrap());
+    // The client the front-ends use: it waits out the group's first election.
+    let location = LocationClient::new(&stamp.location_addr).unwrap();
     // Another owner holds "taken" in the global namespace.
     let taken = location
         .reserve_bucket(ReserveBucketRequest {
             bucket: "taken".into(),
             owner_access_key: "SOMEONE-ELSE".into(),
-            stamp: "stamp-2".into(),
+            stamp: "stamp-1".into(),
         })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(taken.reserved);
     let reply = c.call("PUT", "/taken").await;
     assert_error(&reply, 409, "BucketAlreadyExists");
 
     c.create_bucket("mine").await;
-    let lookup = |bucket: &str| LookupBucketRequest {
-        bucket: bucket.into(),
-    };
     let reserved = location
-        .lookup_bucket(lookup("mine"))
+        .lookup_bucket("mine")
         .await
         .unwrap()
-        .into_inner()
         .location
         .expect("the name is reserved");
     assert_eq!(
@@ -297,12 +292,7 @@ async fn e2e_bucket_names_are_global() {
         (ACCESS_KEY, "stamp-1")
     );
     assert_eq!(c.call("DELETE", "/mine").await.status, 204);
-    let released = location
-        .lookup_bucket(lookup("mine"))
-        .await
-        .unwrap()
-        .into_inner()
-        .location;
+    let released = location.lookup_bucket("mine").await.unwrap().location;
     assert!(released.is_none(), "the name was released: {released:?}");
 }
 

@@ -1,0 +1,104 @@
+//! What the CLI asks the location group: `strata bucket locate NAME` (a bucket's home stamp)
+//! and the `stamps` section of `strata status` (each stamp's region, endpoint, state, fill and
+//! bucket count). Both reach the group's leader through [`LocationClient`], with the
+//! operator certificate when the stamp runs mutual TLS.
+
+use crate::layout::{Layout, NodeKind};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+use strata_location::LocationClient;
+
+/// Bound of the stamps query in `strata status` (the client's own budget covers an election;
+/// a status report should not wait that long for one section).
+const STATUS_STAMPS_TIMEOUT_MS: u64 = 3_000;
+
+#[derive(clap::Args, Debug)]
+pub struct BucketArgs {
+    #[command(subcommand)]
+    pub command: BucketCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BucketCommand {
+    /// Print the stamp that holds a bucket (its home in the location group).
+    Locate {
+        /// The bucket's name.
+        name: String,
+        /// Print `{"bucket": ..., "stamp": ...}` instead of the stamp's name.
+        #[arg(long)]
+        json: bool,
+        /// The data folder given to `strata up`.
+        #[arg(long, default_value = "strata-data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn location_client(layout: &Layout) -> anyhow::Result<LocationClient> {
+    LocationClient::new(&layout.addrs_of(NodeKind::Location)).map_err(anyhow::Error::msg)
+}
+
+fn load_layout(data_dir: &std::path::Path) -> anyhow::Result<Layout> {
+    Layout::load(data_dir)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no stamp in {}; start one with `strata up --data-dir {}`",
+            data_dir.display(),
+            data_dir.display()
+        )
+    })
+}
+
+pub async fn run(args: BucketArgs) -> anyhow::Result<()> {
+    match args.command {
+        BucketCommand::Locate {
+            name,
+            json,
+            data_dir,
+        } => {
+            strata_util::rpc::install_identity(crate::certs::operator_identity(&data_dir)?)?;
+            let layout = load_layout(&data_dir)?;
+            let found = location_client(&layout)?
+                .lookup_bucket(&name)
+                .await
+                .map_err(|status| anyhow::anyhow!("the location group did not answer: {status}"))?;
+            let Some(location) = found.location else {
+                anyhow::bail!("no bucket named {name:?} exists on any stamp");
+            };
+            if json {
+                println!("{}", json!({"bucket": name, "stamp": location.stamp}));
+            } else {
+                println!("{}", location.stamp);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The stamps the location group knows, for `strata status` (empty when it does not answer
+/// in time).
+pub async fn stamps_report(layout: &Layout) -> Vec<Value> {
+    let Ok(client) = location_client(layout) else {
+        return Vec::new();
+    };
+    let timeout = Duration::from_millis(STATUS_STAMPS_TIMEOUT_MS);
+    let Ok(Ok(answer)) = tokio::time::timeout(timeout, client.list_stamps()).await else {
+        return Vec::new();
+    };
+    answer
+        .stamps
+        .into_iter()
+        .map(|stamp| {
+            // Fill is stored / capacity; unknown (null) until stamps report a capacity.
+            let fill = (stamp.capacity_bytes > 0)
+                .then(|| stamp.stored_bytes as f64 / stamp.capacity_bytes as f64);
+            json!({
+                "name": stamp.name,
+                "region": stamp.region,
+                "endpoint": stamp.frontend_endpoint,
+                "state": stamp.state,
+                "fill": fill,
+                "buckets": stamp.buckets,
+            })
+        })
+        .collect()
+}
