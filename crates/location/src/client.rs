@@ -198,12 +198,64 @@ fn retry_at(status: &Status) -> Retry {
         // Not ready (the import runs, a quorum is not reachable from there): ask around.
         Some(ErrorDetail::Unavailable { .. }) => Retry::Elsewhere,
         Some(_) => Retry::No,
-        // No detail: tonic made it on this side (refused, reset or timed-out connection).
-        None => match status.code() {
-            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
+        // No detail: tonic made it on this side from a refused, reset, timed-out or closed
+        // connection (a stopping member's GOAWAY arrives as Internal "h2 protocol error").
+        None => {
+            let transport = std::error::Error::source(status).is_some()
+                || matches!(
+                    status.code(),
+                    Code::Unavailable
+                        | Code::Unknown
+                        | Code::Internal
+                        | Code::Cancelled
+                        | Code::DeadlineExceeded
+                );
+            if transport {
                 Retry::Elsewhere
+            } else {
+                Retry::No
             }
-            _ => Retry::No,
-        },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_types::error_detail::{to_status, RejectReason};
+
+    fn verdict(status: &Status) -> &'static str {
+        match retry_at(status) {
+            Retry::No => "no",
+            Retry::Leader(_) => "leader",
+            Retry::Elsewhere => "elsewhere",
+        }
+    }
+
+    #[test]
+    fn refusals_end_the_call_and_lost_connections_move_it() {
+        let hint = Some("127.0.0.1:7".to_string());
+        let not_leader = to_status(ErrorDetail::NotLeader { leader_hint: hint }, "not leader");
+        assert_eq!(verdict(&not_leader), "leader");
+        // A member stopping under a call: its GOAWAY, as tonic reports it on this side.
+        assert_eq!(
+            verdict(&Status::internal("h2 protocol error: http2 error")),
+            "elsewhere"
+        );
+        assert_eq!(
+            verdict(&Status::unavailable("connection refused")),
+            "elsewhere"
+        );
+        assert_eq!(verdict(&Status::deadline_exceeded("timeout")), "elsewhere");
+        let rejected = to_status(
+            ErrorDetail::Rejected {
+                reason: RejectReason::InvalidArgument,
+            },
+            "bad name",
+        );
+        assert_eq!(verdict(&rejected), "no");
+        let denied = to_status(ErrorDetail::PermissionDenied { role: None }, "who are you");
+        assert_eq!(verdict(&denied), "no");
+        assert_eq!(verdict(&Status::unimplemented("no such service")), "no");
     }
 }
