@@ -367,26 +367,8 @@ fn header_map<const N: usize>(pairs: [(http::HeaderName, String); N]) -> http::H
         .filter_map(|(name, value)| Some((name, http::HeaderValue::from_str(&value).ok()?)))
         .collect()
 }
-/// Whether `status` says a call got no answer from its peer: the connection was refused,
-/// reset or closed mid-call (a SIGKILLed partition server), or the call timed out. Every answer
-/// a Strata service gives carries an `ErrorDetail`; tonic builds these statuses on this side
-/// from the transport's error, without one (with codes like Unavailable, Unknown, Internal or
-/// Cancelled, and usually the transport's error as the status's source). Either way the failure
-/// is transient, so it is retried or answered 503, never 500.
-pub fn is_transport_failure(status: &Status) -> bool {
-    if error_detail::from_status(status).is_some() {
-        return false;
-    }
-    std::error::Error::source(status).is_some()
-        || matches!(
-            status.code(),
-            Code::Unavailable
-                | Code::Unknown
-                | Code::Internal
-                | Code::Cancelled
-                | Code::DeadlineExceeded
-        )
-}
+/// Whether `status` says a call got no answer from its peer (shared with every client).
+pub use strata_types::error_detail::is_transport_failure;
 
 /// Whether `status` is a call that ran out of time (tonic's client-side timeout, or a
 /// deadline): the peer may still apply it, so it is answered 503 rather than sent again.

@@ -12,9 +12,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use strata_proto::location::location_client::LocationClient as ProtoClient;
 use strata_proto::location::*;
-use strata_types::error_detail::{from_status, ErrorDetail};
+use strata_types::error_detail::{from_status, is_transport_failure, ErrorDetail};
 use strata_util::rpc::{Channel, ChannelPool};
-use tonic::{Code, Status};
+use tonic::Status;
 
 /// Bound of one call to one member.
 pub const CALL_TIMEOUT_MS: u64 = 2_000;
@@ -198,24 +198,10 @@ fn retry_at(status: &Status) -> Retry {
         // Not ready (the import runs, a quorum is not reachable from there): ask around.
         Some(ErrorDetail::Unavailable { .. }) => Retry::Elsewhere,
         Some(_) => Retry::No,
-        // No detail: tonic made it on this side from a refused, reset, timed-out or closed
-        // connection (a stopping member's GOAWAY arrives as Internal "h2 protocol error").
-        None => {
-            let transport = std::error::Error::source(status).is_some()
-                || matches!(
-                    status.code(),
-                    Code::Unavailable
-                        | Code::Unknown
-                        | Code::Internal
-                        | Code::Cancelled
-                        | Code::DeadlineExceeded
-                );
-            if transport {
-                Retry::Elsewhere
-            } else {
-                Retry::No
-            }
-        }
+        // No detail: tonic made it on this side (a stopping member's GOAWAY arrives as
+        // Internal "h2 protocol error").
+        None if is_transport_failure(status) => Retry::Elsewhere,
+        None => Retry::No,
     }
 }
 

@@ -77,25 +77,26 @@ impl Namespace {
         &self.group
     }
 
+    /// Fails with `NotLeader` (and the leader's address) unless this member believes it leads.
+    fn lead_here(&self) -> Result<()> {
+        if self.group.is_leader() {
+            return Ok(());
+        }
+        let view = self.group.leader_view();
+        Err(NamespaceError::NotLeader {
+            leader_hint: Some(view.leader_addr).filter(|addr| !addr.is_empty()),
+        })
+    }
+
     /// Fails with `NotLeader` unless this member leads and a quorum confirms it now; after
     /// this, the local state holds every committed change.
     async fn confirm_leader(&self) -> Result<()> {
-        if !self.group.is_leader() {
-            let view = self.group.leader_view();
-            return Err(NamespaceError::NotLeader {
-                leader_hint: Some(view.leader_addr).filter(|addr| !addr.is_empty()),
-            });
-        }
+        self.lead_here()?;
         Ok(self.group.ensure_leader(CONFIRM_TIMEOUT_MS).await?)
     }
 
     async fn propose(&self, command: LocationCommand) -> Result<LocationResponse> {
-        if !self.group.is_leader() {
-            let view = self.group.leader_view();
-            return Err(NamespaceError::NotLeader {
-                leader_hint: Some(view.leader_addr).filter(|addr| !addr.is_empty()),
-            });
-        }
+        self.lead_here()?;
         match self.group.propose(command, PROPOSE_TIMEOUT_MS).await? {
             LocationResponse::Rejected { reason } => Err(NamespaceError::Rejected(reason)),
             answer => Ok(answer),

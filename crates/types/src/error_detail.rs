@@ -70,6 +70,27 @@ impl NotOwner {
     }
 }
 
+/// Whether `status` says a call got no answer from its peer: the connection was refused,
+/// reset or closed mid-call (a SIGKILLed server, a stopping one's GOAWAY), or the call timed out. Every answer
+/// a Strata service gives carries an `ErrorDetail`; tonic builds these statuses on this side
+/// from the transport's error, without one (with codes like Unavailable, Unknown, Internal or
+/// Cancelled, and usually the transport's error as the status's source). Either way the failure
+/// is transient, so it is retried or answered 503, never 500.
+pub fn is_transport_failure(status: &Status) -> bool {
+    if from_status(status).is_some() {
+        return false;
+    }
+    std::error::Error::source(status).is_some()
+        || matches!(
+            status.code(),
+            Code::Unavailable
+                | Code::Unknown
+                | Code::Internal
+                | Code::Cancelled
+                | Code::DeadlineExceeded
+        )
+}
+
 /// The gRPC code of each kind: chosen here once, so callers that only look at codes (tonic's
 /// own retry logic, dashboards) see the same code for the same kind from every layer.
 pub fn grpc_code(detail: &ErrorDetail) -> Code {
