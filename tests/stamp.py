@@ -111,7 +111,8 @@ class Stamp:
     def _is_up(self):
         if self.process.poll() is not None:
             raise RuntimeError(f"strata up exited with {self.process.returncode}")
-        return b"Strata stamp is up." in self.log_path.read_bytes()[self.log_offset :]
+        printed = self.log_path.read_bytes()[self.log_offset :]
+        return b"Strata stamp is up." in printed or b"Strata stamps are up:" in printed
 
     def stop(self, timeout_s=60):
         if self.process is None or self.process.poll() is not None:
@@ -163,12 +164,15 @@ class Stamp:
 
         return wait_for(done, timeout_s, "every extent back to 3 healthy replicas on 3 racks", interval_s=0.5)
 
-    def client(self, access_key=ACCESS_KEY, secret_key=SECRET_KEY, addressing="path", verify=None, **config):
+    def client(
+        self, access_key=ACCESS_KEY, secret_key=SECRET_KEY, addressing="path", verify=None, endpoint=None, **config
+    ):
+        """A boto3 client of the stamp's endpoint (or of `endpoint`: another stamp's)."""
         if verify is None and self.tls:
             verify = str(self.ca_bundle)
         return boto3.client(
             "s3",
-            endpoint_url=self.endpoint,
+            endpoint_url=endpoint or self.endpoint,
             verify=verify,
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,

@@ -40,14 +40,16 @@ pub fn operator_files(data_dir: &Path) -> TlsFiles {
     node_files(data_dir, OPERATOR)
 }
 
-/// Makes the CA if there is none, then issues every node of `layout` and the operator a
-/// certificate.
+/// Makes the deployment's CA if there is none, then issues every node of `layout` (each
+/// naming its own stamp; location members, which serve every stamp, name the first) and the
+/// operator a certificate.
 pub fn issue_stamp(data_dir: &Path, layout: &Layout) -> anyhow::Result<()> {
     let dir = certs_dir(data_dir);
     let authority = Authority::open_or_create(&dir, &layout.stamp)?;
     for node in &layout.nodes {
         let role = role_of(node.kind);
-        authority.issue_into(&dir, &node.name, &layout.stamp, role, &node.name)?;
+        let stamp = layout.stamp_of(node).unwrap_or(&layout.stamp);
+        authority.issue_into(&dir, &node.name, stamp, role, &node.name)?;
     }
     authority.issue_into(&dir, OPERATOR, &layout.stamp, Role::Operator, OPERATOR)?;
     Ok(())

@@ -1,5 +1,7 @@
-//! `strata status`: nodes by rack with health, ranges with their owner, extents with their
-//! replica counts. Finds the stamp through `<data-dir>/stamp.json`.
+//! `strata status`: the stamps the location group knows (region, fill, buckets, health), every
+//! node with its stamp and health, and for one stamp (`--stamp`, default the first) its racks,
+//! ranges with their owner and extents with their replica counts. Finds the deployment
+//! through `<data-dir>/stamp.json`.
 
 use crate::layout::{Layout, NodeKind};
 use crate::probe;
@@ -25,6 +27,9 @@ pub struct StatusArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// The stamp whose racks, ranges and extents are shown [default: the first].
+    #[arg(long)]
+    pub stamp: Option<String>,
 }
 
 /// Shows keys readably: printable ASCII as is, other bytes as \xNN.
@@ -144,12 +149,20 @@ async fn manager_leader(layout: &Layout) -> Value {
     })
 }
 
-/// The whole report as JSON (the table view prints from this too).
-pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
+/// The whole report as JSON (the table view prints from this too): every node and stamp of
+/// `deployment`, and the details of `stamp`.
+pub async fn collect(deployment: &Layout, stamp: &str, data_dir: &std::path::Path) -> Value {
     let running = crate::layout::RunningStamp::load(data_dir).ok();
+    let layout = &deployment.view(stamp);
     let streams = stream_status(layout).await;
-    let nodes = nodes_report(layout, running.as_ref(), streams.as_ref()).await;
-    let racks = by_rack(&nodes);
+    let nodes = nodes_report(deployment, running.as_ref(), streams.as_ref()).await;
+    let racks = by_rack(
+        &nodes
+            .iter()
+            .filter(|n| n["stamp"] == stamp)
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     let map = partition_map(layout).await;
     let extents = streams.as_ref().map(extents_report).unwrap_or_default();
     let under_replicated = extents
@@ -157,11 +170,18 @@ pub async fn collect(layout: &Layout, data_dir: &std::path::Path) -> Value {
         .filter(|e| e["replicas_healthy"].as_u64().unwrap_or(0) < 3)
         .count();
     let manager = manager_leader(layout).await;
-    let stamps = crate::namespace::stamps_report(layout).await;
+    let mut stamps = crate::namespace::stamps_report(layout).await;
+    add_health(&mut stamps, &nodes);
+    let endpoint = running.as_ref().and_then(|r| {
+        r.endpoints
+            .get(stamp)
+            .cloned()
+            .or_else(|| (stamp == deployment.stamp).then(|| r.endpoint.clone()))
+    });
     json!({
-        "stamp": layout.stamp,
+        "stamp": stamp,
         "stamps": stamps,
-        "endpoint": running.as_ref().map(|r| r.endpoint.clone()),
+        "endpoint": endpoint,
         "running": running.is_some(),
         "nodes": nodes,
         "racks": racks,
@@ -203,7 +223,7 @@ async fn nodes_report(
         nodes.push(json!({
             "disk_used_bytes": disk_by_addr.get(&spec.addr),
             "name": spec.name,
-            "stamp": layout.stamp,
+            "stamp": layout.stamp_of(spec),
             "kind": spec.kind,
             "rack": spec.rack,
             "addr": spec.addr,
@@ -213,6 +233,27 @@ async fn nodes_report(
         }));
     }
     nodes
+}
+
+/// Each stamp's health from its nodes' (those this deployment runs): "healthy" when all
+/// answer, "degraded" when some do, "down" when none do; null for a stamp not run from here.
+fn add_health(stamps: &mut [Value], nodes: &[Value]) {
+    for stamp in stamps {
+        let own: Vec<&Value> = nodes
+            .iter()
+            .filter(|n| n["stamp"] == stamp["name"])
+            .collect();
+        let healthy = own.iter().filter(|n| n["healthy"] == true).count();
+        let health = match (own.len(), healthy) {
+            (0, _) => Value::Null,
+            (all, up) if up == all => "healthy".into(),
+            (_, 0) => "down".into(),
+            _ => "degraded".into(),
+        };
+        stamp["health"] = health;
+        stamp["nodes_healthy"] = json!(healthy);
+        stamp["nodes_total"] = json!(own.len());
+    }
 }
 
 /// The nodes that have a rack, grouped by it.
@@ -302,7 +343,13 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
             args.data_dir.display()
         );
     };
-    let report = collect(&layout, &args.data_dir).await;
+    let stamp = args.stamp.clone().unwrap_or_else(|| layout.stamp.clone());
+    anyhow::ensure!(
+        layout.stamps().contains(&stamp),
+        "no stamp {stamp:?} here; the stamps are {:?}",
+        layout.stamps()
+    );
+    let report = collect(&layout, &stamp, &args.data_dir).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -345,12 +392,12 @@ fn print_tables(report: &Value) {
 fn print_stamps(report: &Value) {
     println!("\nSTAMPS (location group)");
     println!(
-        "  {:<12} {:<12} {:<28} {:<9} {:>6} {:>8}",
+        "  {:<12} {:<12} {:<28} {:<9} {:>6} {:>8}  health",
         "name", "region", "endpoint", "state", "fill", "buckets"
     );
     for stamp in report["stamps"].as_array().into_iter().flatten() {
         println!(
-            "  {:<12} {:<12} {:<28} {:<9} {:>6} {:>8}",
+            "  {:<12} {:<12} {:<28} {:<9} {:>6} {:>8}  {}",
             text(&stamp["name"]),
             text(&stamp["region"]),
             text(&stamp["endpoint"]),
@@ -360,6 +407,13 @@ fn print_stamps(report: &Value) {
                 .map(|fill| format!("{:.0}%", fill * 100.0))
                 .unwrap_or_else(|| "-".into()),
             text(&stamp["buckets"]),
+            match stamp["health"].as_str() {
+                Some(health) => format!(
+                    "{health} ({}/{} nodes)",
+                    stamp["nodes_healthy"], stamp["nodes_total"]
+                ),
+                None => "-".into(),
+            },
         );
     }
 }
@@ -367,13 +421,14 @@ fn print_stamps(report: &Value) {
 fn print_nodes(report: &Value) {
     println!("\nNODES");
     println!(
-        "  {:<20} {:<18} {:<8} {:<22} {:<8} {:>12}",
-        "name", "kind", "rack", "addr", "health", "disk used"
+        "  {:<20} {:<9} {:<18} {:<8} {:<22} {:<8} {:>12}",
+        "name", "stamp", "kind", "rack", "addr", "health", "disk used"
     );
     for node in report["nodes"].as_array().into_iter().flatten() {
         println!(
-            "  {:<20} {:<18} {:<8} {:<22} {:<8} {:>12}",
+            "  {:<20} {:<9} {:<18} {:<8} {:<22} {:<8} {:>12}",
             node["name"].as_str().unwrap_or(""),
+            node["stamp"].as_str().unwrap_or("-"),
             node["kind"].as_str().unwrap_or(""),
             node["rack"].as_str().unwrap_or("-"),
             node["addr"].as_str().unwrap_or(""),

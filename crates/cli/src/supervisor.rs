@@ -175,27 +175,32 @@ impl Supervisor {
         self.write_running(&slots).await
     }
 
-    /// Waits until some stream manager member counts every extent node of the layout as
-    /// healthy (only the leader hears heartbeats, so any member's count that reaches it will do).
+    /// Waits until, on every stamp, some stream manager member counts every extent node of
+    /// that stamp as healthy (only the leader hears heartbeats, so any member's count that
+    /// reaches it will do).
     async fn wait_extent_nodes_registered(&self, deadline: Instant) -> anyhow::Result<()> {
         let layout = &self.launcher.layout;
-        let wanted = layout.of_kind(NodeKind::ExtentNode).count() as u64;
-        let managers: Vec<String> = layout
-            .of_kind(NodeKind::StreamManager)
-            .map(|n| n.http_addr.clone())
-            .collect();
-        loop {
-            for addr in &managers {
-                if probe::stream_manager_nodes_healthy(addr).await >= Some(wanted) {
-                    return Ok(());
+        for stamp in layout.stamps() {
+            let view = layout.view(&stamp);
+            let wanted = view.of_kind(NodeKind::ExtentNode).count() as u64;
+            let managers: Vec<String> = view
+                .of_kind(NodeKind::StreamManager)
+                .map(|n| n.http_addr.clone())
+                .collect();
+            'stamp: loop {
+                for addr in &managers {
+                    if probe::stream_manager_nodes_healthy(addr).await >= Some(wanted) {
+                        break 'stamp;
+                    }
                 }
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "the stream manager of {stamp} did not see all {wanted} extent nodes in time"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the stream manager did not see all {wanted} extent nodes in time"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Ok(())
     }
 
     /// Waits until every node answers its health check.
@@ -315,17 +320,23 @@ impl Supervisor {
 
     async fn write_running(&self, slots: &[Slot]) -> anyhow::Result<()> {
         let layout = &self.launcher.layout;
+        let scheme = if self.launcher.args.tls {
+            "https"
+        } else {
+            "http"
+        };
+        let endpoints: std::collections::BTreeMap<String, String> = layout
+            .stamps()
+            .into_iter()
+            .map(|stamp| {
+                let addr = layout.view(&stamp).addrs_of(NodeKind::Frontend);
+                (stamp, format!("{scheme}://{addr}"))
+            })
+            .collect();
         let running = RunningStamp {
             pid: std::process::id(),
-            endpoint: format!(
-                "{}://{}",
-                if self.launcher.args.tls {
-                    "https"
-                } else {
-                    "http"
-                },
-                layout.addrs_of(NodeKind::Frontend)
-            ),
+            endpoint: endpoints.get(&layout.stamp).cloned().unwrap_or_default(),
+            endpoints,
             access_key: self.launcher.creds.access_key.clone(),
             control_addr: self.control_addr.lock().await.clone(),
             mtls: self.launcher.args.mtls,

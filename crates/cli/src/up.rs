@@ -1,4 +1,5 @@
-//! `strata up`: a whole local stamp as child processes on loopback.
+//! `strata up`: a whole local deployment as child processes on loopback: the location group
+//! and one stamp, or `--stamps N` of them (see `layout.rs` for their names and ports).
 //!
 //! Start order follows the dependencies (location, stream manager, extent nodes, partition
 //! managers, partition servers, front-end); each node's stdout and stderr go to
@@ -21,9 +22,15 @@ pub struct UpArgs {
     /// Folder for every node's data, logs and the stamp's layout.
     #[arg(long, default_value = "strata-data")]
     pub data_dir: PathBuf,
-    /// Port of the S3 endpoint on 127.0.0.1.
+    /// Port of the S3 endpoint on 127.0.0.1 (of the first stamp; stamp k serves on
+    /// port + k - 1).
     #[arg(long, default_value_t = 9000)]
     pub port: u16,
+    /// Stamps to run, each complete (its racks, extent nodes, managers, partition servers and
+    /// front-end) under one location group [default: 1, or as many as the data folder holds].
+    /// A larger number adds stamps to an existing deployment.
+    #[arg(long)]
+    pub stamps: Option<usize>,
     /// Racks of extent nodes (3 replicas need at least 3).
     #[arg(long, default_value_t = 3)]
     pub racks: usize,
@@ -189,6 +196,9 @@ fn node_args(
         "--http-listen".to_string(),
         spec.http_addr.clone(),
     ];
+    // The node's own stamp (and the location group, which every view holds).
+    let stamp = layout.stamp_of(spec).unwrap_or(&layout.stamp).to_string();
+    let layout = &layout.view(&stamp);
     let stream_manager = layout.addrs_of(NodeKind::StreamManager);
     let managers = layout.addrs_of(NodeKind::PartitionManager);
     let data_dir = node_dir.display().to_string();
@@ -201,12 +211,6 @@ fn node_args(
             push("--data-dir", data_dir);
             push("--node-id", spec.member_id.unwrap_or(1).to_string());
             push("--members", layout.members_of(NodeKind::Location));
-            push("--stamp", layout.stamp.clone());
-            let scheme = if args.tls { "https" } else { "http" };
-            push(
-                "--stamp-endpoint",
-                format!("{scheme}://{}", args_endpoint(layout)),
-            );
         }
         NodeKind::StreamManager => {
             push("--data-dir", data_dir);
@@ -271,7 +275,7 @@ fn node_args(
         NodeKind::Frontend => {
             push("--manager", managers);
             push("--location", layout.addrs_of(NodeKind::Location));
-            push("--stamp", layout.stamp.clone());
+            push("--stamp", stamp);
             push("--access-key", creds.access_key.clone());
             if args.tls {
                 let (cert, key) = crate::certs::s3_endpoint_files(&args.data_dir);
@@ -291,10 +295,6 @@ fn node_args(
         }
     }
     out
-}
-
-fn args_endpoint(layout: &Layout) -> String {
-    layout.addrs_of(NodeKind::Frontend)
 }
 
 /// Everything needed to start (and restart) any node of the stamp.
@@ -356,15 +356,36 @@ fn spawn(
     })
 }
 
-/// The stamp serves once every range of the partition map has an owner that has loaded it.
+/// The deployment serves once, on every stamp, every range of the partition map has an owner
+/// that has loaded it, and the location group lists every stamp (its front-end reported it).
 async fn wait_serving(layout: &Layout, deadline: Instant) -> anyhow::Result<()> {
+    for stamp in layout.stamps() {
+        let view = layout.view(&stamp);
+        while !crate::status::ranges_served(&view).await {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{stamp} did not start serving in time; see the logs folder"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     loop {
-        if crate::status::ranges_served(layout).await {
+        let listed: Vec<String> = crate::namespace::stamps_report(layout)
+            .await
+            .iter()
+            .filter_map(|stamp| stamp["name"].as_str().map(str::to_string))
+            .collect();
+        let missing: Vec<String> = layout
+            .stamps()
+            .into_iter()
+            .filter(|stamp| !listed.contains(stamp))
+            .collect();
+        if missing.is_empty() {
             return Ok(());
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "the stamp did not start serving in time; see the logs folder"
+            "the location group does not list {missing:?} in time; see the front-end logs"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -376,28 +397,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let args = UpArgs { data_dir, ..args };
     let bins = bin_dir(&args)?;
     let creds = credentials(&args.data_dir)?;
-    let s3_addr = format!("127.0.0.1:{}", args.port);
-    let layout = match Layout::load(&args.data_dir)? {
+    let existing = Layout::load(&args.data_dir)?;
+    let shape = Shape {
+        stamps: args
+            .stamps
+            .unwrap_or_else(|| existing.as_ref().map_or(1, |l| l.stamps().len())),
+        racks: args.racks,
+        extent_nodes_per_rack: args.extent_nodes_per_rack,
+        partition_servers: args.partition_servers,
+        managers: 3,
+        stream_managers: 3,
+        locations: 3,
+        s3_port: args.port,
+    };
+    let layout = match existing {
         Some(mut layout) => {
-            // Same nodes and internal addresses as before; the S3 port may change.
-            for node in layout
-                .nodes
-                .iter_mut()
-                .filter(|n| n.kind == NodeKind::Frontend)
-            {
-                node.addr = s3_addr.clone();
-            }
+            // Same nodes and internal addresses as before; the S3 port may change, stamps
+            // may be added.
+            layout.set_s3_port(args.port)?;
+            layout.grow_to(&shape)?;
             layout
         }
-        None => Layout::new(&Shape {
-            racks: args.racks,
-            extent_nodes_per_rack: args.extent_nodes_per_rack,
-            partition_servers: args.partition_servers,
-            managers: 3,
-            stream_managers: 3,
-            locations: 3,
-            s3_addr: s3_addr.clone(),
-        })?,
+        None => Layout::new(&shape)?,
     };
     layout.save(&args.data_dir)?;
     if args.mtls {
@@ -447,12 +468,37 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
 
     let (access_key, secret_key) = credentials_text;
-    println!("Strata stamp is up.");
-    println!("  S3 endpoint:  {scheme}://{s3_addr}");
+    let endpoints: Vec<(String, String)> = layout
+        .stamps()
+        .into_iter()
+        .map(|stamp| {
+            let endpoint = format!(
+                "{scheme}://{}",
+                layout.view(&stamp).addrs_of(NodeKind::Frontend)
+            );
+            (stamp, endpoint)
+        })
+        .collect();
+    let s3_endpoint = endpoints[0].1.clone();
+    if endpoints.len() == 1 {
+        println!("Strata stamp is up.");
+    } else {
+        println!(
+            "Strata stamps are up: {} stamps under one location group.",
+            endpoints.len()
+        );
+    }
+    if endpoints.len() == 1 {
+        println!("  S3 endpoint:  {s3_endpoint}");
+    } else {
+        for (stamp, endpoint) in &endpoints {
+            println!("  S3 endpoint:  {endpoint}  ({stamp})");
+        }
+    }
     println!("  access key:   {access_key}");
     println!("  secret key:   {secret_key}");
     println!("  data folder:  {}", data_dir.display());
-    println!("  try:          AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key} aws --endpoint-url {scheme}://{s3_addr} s3 mb s3://photos");
+    println!("  try:          AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key} aws --endpoint-url {s3_endpoint} s3 mb s3://photos");
     if let Some(ca) = &s3_ca {
         // What the CA signs is only this stamp's endpoint; trusting it is scoped to the
         // clients given the bundle, not the machine.

@@ -93,6 +93,13 @@ impl Frontend {
         }
 
         if let Some(location) = &self.location {
+            if let Some(reporter) = &self.stamp_reporter {
+                // A name is reserved on a registered stamp only.
+                reporter
+                    .ensure_registered()
+                    .await
+                    .map_err(FrontendError::Rpc)?;
+            }
             let response = location
                 .reserve_bucket(ReserveBucketRequest {
                     bucket: name.to_string(),

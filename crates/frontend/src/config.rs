@@ -21,6 +21,9 @@ pub struct FrontendConfig {
     pub domain: String,
     /// This stamp's name, as the location service knows it.
     pub stamp: String,
+    /// Where other stamps' front-ends reach this one (`http://host:port`), as reported to the
+    /// location group; None: this front-end's S3 listen address.
+    pub stamp_endpoint: Option<String>,
     /// See [`RETRY_BUDGET_MS_DEFAULT`].
     pub retry_budget_ms: u64,
     /// Largest accepted clock skew of a signed request (s3s's knob; S3 uses 15 minutes).
@@ -72,6 +75,7 @@ impl FrontendConfig {
             region: "us-east-1".into(),
             domain: "localhost".into(),
             stamp: "stamp-1".into(),
+            stamp_endpoint: None,
             retry_budget_ms: RETRY_BUDGET_MS_DEFAULT,
             clock_skew_secs_max: 900,
             requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX_DEFAULT,
@@ -104,6 +108,8 @@ pub struct FrontendOptions {
     pub region: String,
     pub domain: String,
     pub stamp: String,
+    /// See [`FrontendConfig::stamp_endpoint`].
+    pub stamp_endpoint: Option<String>,
     pub bucket_cache_ttl_ms: u64,
     pub sigv2_enabled: bool,
     pub header_read_timeout_ms: u64,
@@ -128,6 +134,7 @@ impl Default for FrontendOptions {
             region: config.region,
             domain: config.domain,
             stamp: config.stamp,
+            stamp_endpoint: None,
             bucket_cache_ttl_ms: config.bucket_cache_ttl_ms,
             sigv2_enabled: config.sigv2_enabled,
             header_read_timeout_ms: config.header_read_timeout_ms,
@@ -150,6 +157,7 @@ impl FrontendOptions {
         config.region = self.region.clone();
         config.domain = self.domain.clone();
         config.stamp = self.stamp.clone();
+        config.stamp_endpoint = self.stamp_endpoint.clone();
         config.bucket_cache_ttl_ms = self.bucket_cache_ttl_ms;
         config.sigv2_enabled = self.sigv2_enabled;
         config.header_read_timeout_ms = self.header_read_timeout_ms;

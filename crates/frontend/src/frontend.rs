@@ -5,6 +5,7 @@ use crate::bucket_cache::{BucketCache, BUCKET_CACHE_ENTRIES_MAX};
 use crate::config::FrontendConfig;
 use crate::error::{FrontendError, Refusal, NO_SUCH_KEY_MESSAGE};
 use crate::routing::Router;
+use crate::stamp_report::StampReporter;
 use s3s::S3Result;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,8 @@ pub struct Frontend {
     pub(crate) router: Arc<Router>,
     /// The location group (members from `--location`), when configured.
     pub(crate) location: Option<Arc<LocationClient>>,
+    /// Reports this stamp to the location group (with `location`).
+    pub(crate) stamp_reporter: Option<Arc<StampReporter>>,
     pub(crate) config: FrontendConfig,
     /// Recently read bucket records (see `bucket_cache.rs`).
     pub(crate) buckets: Arc<BucketCache>,
@@ -36,9 +39,18 @@ impl Frontend {
             })?)),
             None => None,
         };
+        let stamp_reporter = location.as_ref().map(|location| {
+            Arc::new(StampReporter::new(
+                location.clone(),
+                &config.stamp,
+                &config.region,
+                config.stamp_endpoint.as_deref().unwrap_or_default(),
+            ))
+        });
         Ok(Self {
             router,
             location,
+            stamp_reporter,
             buckets: Arc::new(BucketCache::new(
                 config.bucket_cache_ttl_ms,
                 BUCKET_CACHE_ENTRIES_MAX,

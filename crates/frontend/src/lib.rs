@@ -37,6 +37,8 @@
 //!   presigned URLs over 7 days; headers promising encryption, object lock or ACLs);
 //!   [`connections`]: the listener's connection cap, header-read and idle timeouts (and the
 //!   TLS handshake when [`s3_tls`] gives the endpoint a certificate).
+//! - [`stamp_report`]: this front-end's reports of its stamp (name, region, endpoint) to the
+//!   location group, which registers a stamp on its first report.
 //! - [`auth`]: key auth, anonymous denial (then the in-flight slot), virtual-host parsing; [`error`]: the error enum,
 //!   the `Refusal` kinds handlers refuse requests with, and the one mapping to S3 codes,
 //!   statuses and headers; [`metrics`]; [`config`].
@@ -78,6 +80,7 @@ pub mod routing;
 pub mod s3;
 pub mod s3_tls;
 pub mod server;
+pub mod stamp_report;
 pub mod stretches;
 pub mod tagging;
 pub mod versioning;

@@ -266,8 +266,20 @@ pub async fn start(
         );
     }
     let s3_addr = listener.local_addr()?;
+    let mut config = config;
+    if config.stamp_endpoint.is_none() {
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        config.stamp_endpoint = Some(format!("{scheme}://{s3_addr}"));
+    }
     let frontend = Frontend::new(config.clone())?;
     let router = frontend.router().clone();
+    if let Some(reporter) = &frontend.stamp_reporter {
+        tokio::spawn(reporter.clone().run(token.clone()));
+    }
 
     let refresher = router.clone();
     let refresh_token = token.clone();

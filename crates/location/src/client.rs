@@ -174,6 +174,17 @@ impl LocationClient {
         .await
     }
 
+    pub async fn report_stamp(
+        &self,
+        request: ReportStampRequest,
+    ) -> Result<ReportStampResponse, Status> {
+        self.call("ReportStamp", |mut client| {
+            let request = request.clone();
+            async move { client.report_stamp(request).await }
+        })
+        .await
+    }
+
     pub async fn list_stamps(&self) -> Result<ListStampsResponse, Status> {
         self.call("ListStamps", |mut client| async move {
             client.list_stamps(ListStampsRequest {}).await

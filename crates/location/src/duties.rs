@@ -1,14 +1,12 @@
-//! What the leader of the location group does on its own, in one loop every member runs:
-//! - registers this deployment's stamp (name, region, S3 endpoint) when it is missing or
-//!   changed;
-//! - on the lowest-id member (the one that initializes the group), imports the bucket names of
-//!   the single-process table of earlier versions once, if its data folder holds one, then
-//!   marks the import done. Reservations wait for that mark (see `namespace.rs`), so no name
-//!   of the earlier table can be handed to someone else in between. While the import is not
-//!   done and another member leads, the lowest-id member asks for an election, since only it
-//!   holds the table.
+//! What the leader of the location group does on its own, in one loop every member runs: the
+//! lowest-id member (the one that initializes the group) imports the bucket names of the
+//! single-process table of earlier versions once, if its data folder holds one, then marks the
+//! import done. Reservations wait for that mark (see `namespace.rs`), so no name of the
+//! earlier table can be handed to someone else in between. While the import is not done and
+//! another member leads, the lowest-id member asks for an election, since only it holds the
+//! table. (Stamps register themselves: their front-ends report them, see `ReportStamp`.)
 
-use crate::machine::{BucketRecord, StampRecord, IMPORT_BATCH_MAX, NAME_BYTES_MAX};
+use crate::machine::{BucketRecord, IMPORT_BATCH_MAX, NAME_BYTES_MAX};
 use crate::namespace::Namespace;
 use crate::store::LocationStore;
 use std::path::PathBuf;
@@ -24,7 +22,6 @@ const ELECT_AFTER_MS: u64 = 3_000;
 /// One member's duties; see the module comment.
 pub struct Duties {
     pub namespace: Namespace,
-    pub own_stamp: StampRecord,
     /// Whether this member has the lowest id of the group (it alone imports).
     pub imports: bool,
     /// Folder of the earlier single-process table (a sled database), when there is one.
@@ -43,9 +40,6 @@ impl Duties {
             }
             let group = self.namespace.group();
             if group.is_ready_leader() {
-                if let Err(err) = self.namespace.register_stamp(&self.own_stamp).await {
-                    tracing::warn!(%err, stamp = %self.own_stamp.name, "could not register the stamp; retrying");
-                }
                 if self.imports {
                     if let Err(err) = self.import_once().await {
                         tracing::warn!(%err, "importing the earlier bucket table failed; retrying");

@@ -76,6 +76,14 @@ pub enum LocationCommand {
         stamp: String,
         state: StampState,
     },
+    /// A stamp reports itself (its front-ends do, see `ReportStamp` in location.proto): the
+    /// first report registers it open; later ones replace its region and add `endpoint` when
+    /// it is new (the oldest endpoint makes room at [`ENDPOINTS_MAX`]).
+    ReportStamp {
+        stamp: String,
+        region: String,
+        endpoint: Option<String>,
+    },
     /// Holds `bucket` for its owner on its stamp, unless the name is held.
     ReserveBucket(BucketRecord),
     /// Frees `bucket` if `owner_access_key` holds it.
@@ -176,6 +184,11 @@ fn apply_checked(
                 }
             }
         }
+        LocationCommand::ReportStamp {
+            stamp,
+            region,
+            endpoint,
+        } => report_stamp(state, stamp, region, endpoint.as_deref())?,
         LocationCommand::ReserveBucket(bucket) => reserve(state, bucket)?,
         LocationCommand::ReleaseBucket {
             bucket,
@@ -215,6 +228,50 @@ fn import(
     progress.done = last;
     state.put_record(IMPORT_KEY, &progress)?;
     Ok(LocationResponse::Imported(progress))
+}
+
+/// The stamp record after a report: `current` (or a new open stamp) with `region` and
+/// `endpoint` added. Pure, so the leader can tell beforehand whether a report changes anything.
+pub fn reported_stamp(
+    current: Option<StampRecord>,
+    stamp: &str,
+    region: &str,
+    endpoint: Option<&str>,
+) -> StampRecord {
+    let mut record = current.unwrap_or_else(|| StampRecord {
+        name: stamp.to_string(),
+        region: String::new(),
+        endpoints: Vec::new(),
+        capacity_bytes: 0,
+        stored_bytes: 0,
+        state: StampState::Open,
+    });
+    record.region = region.to_string();
+    if let Some(endpoint) = endpoint.filter(|e| !e.is_empty()) {
+        if !record.endpoints.iter().any(|known| known == endpoint) {
+            if record.endpoints.len() >= ENDPOINTS_MAX {
+                record.endpoints.remove(0);
+            }
+            record.endpoints.push(endpoint.to_string());
+        }
+    }
+    record
+}
+
+fn report_stamp(
+    state: &mut Overlay<'_>,
+    stamp: &str,
+    region: &str,
+    endpoint: Option<&str>,
+) -> Result<LocationResponse, GroupError> {
+    let key = stamp_key(stamp);
+    let current = state.get_record::<StampRecord>(&key)?;
+    let record = reported_stamp(current.clone(), stamp, region, endpoint);
+    if current.as_ref() == Some(&record) {
+        return Ok(LocationResponse::NoChange);
+    }
+    state.put_record(&key, &record)?;
+    Ok(LocationResponse::StampPut)
 }
 
 fn reserve(state: &mut Overlay<'_>, bucket: &BucketRecord) -> Result<LocationResponse, GroupError> {
@@ -259,6 +316,15 @@ fn check(command: &LocationCommand) -> Result<(), String> {
             stamp.endpoints.iter().try_for_each(|e| name("endpoint", e))
         }
         LocationCommand::SetStampState { stamp, .. } => name("stamp name", stamp),
+        LocationCommand::ReportStamp {
+            stamp,
+            region,
+            endpoint,
+        } => {
+            name("stamp name", stamp)?;
+            name("region", region)?;
+            endpoint.iter().try_for_each(|e| name("endpoint", e))
+        }
         LocationCommand::ReserveBucket(bucket) => {
             name("bucket name", &bucket.bucket)?;
             name("owner access key", &bucket.owner_access_key)?;

@@ -7,8 +7,8 @@
 //! leader's address so callers go there.
 
 use crate::machine::{
-    bucket_key, BucketRecord, ImportRecord, LocationCommand, LocationMachine, LocationResponse,
-    StampRecord, StampState, IMPORT_KEY,
+    bucket_key, reported_stamp, BucketRecord, ImportRecord, LocationCommand, LocationMachine,
+    LocationResponse, StampRecord, StampState, IMPORT_KEY,
 };
 use std::collections::BTreeMap;
 use strata_raft::{Group, GroupError};
@@ -125,6 +125,11 @@ impl Namespace {
         if !self.import_progress()?.done {
             return Err(NamespaceError::Importing);
         }
+        // A held name is answered as it is (the apply checks again: this read only spares
+        // placing a name that is not free).
+        if let Some(held) = self.group.reader().get_record(&bucket_key(bucket))? {
+            return Ok(Reservation::Taken(held));
+        }
         let stamp = match stamp {
             Some(stamp) => stamp.to_string(),
             None => self.emptiest_open_stamp()?,
@@ -193,22 +198,36 @@ impl Namespace {
             .ok_or_else(|| NamespaceError::Rejected("no open stamp is registered".into()))
     }
 
-    /// Registers `stamp` unless it is registered with the same region and endpoints
-    /// (leader only; a no-op proposal is avoided so idle members write nothing).
-    pub async fn register_stamp(&self, stamp: &StampRecord) -> Result<bool> {
+    /// A stamp's report (see `LocationCommand::ReportStamp`); answers whether it changed the
+    /// state. A report that would change nothing is not proposed, so steady reports from every
+    /// front-end write nothing.
+    pub async fn report_stamp(
+        &self,
+        stamp: &str,
+        region: &str,
+        endpoint: Option<&str>,
+    ) -> Result<bool> {
         self.confirm_leader().await?;
-        let key = crate::machine::stamp_key(&stamp.name);
-        let current: Option<StampRecord> = self.group.reader().get_record(&key)?;
-        let same = current.is_some_and(|current| {
-            current.region == stamp.region && current.endpoints == stamp.endpoints
-        });
-        if same {
+        let current: Option<StampRecord> = self
+            .group
+            .reader()
+            .get_record(&crate::machine::stamp_key(stamp))?;
+        if current.as_ref() == Some(&reported_stamp(current.clone(), stamp, region, endpoint)) {
             return Ok(false);
         }
-        self.propose(LocationCommand::PutStamp(stamp.clone()))
-            .await?;
-        tracing::info!(stamp = %stamp.name, region = %stamp.region, endpoints = ?stamp.endpoints, "stamp registered");
-        Ok(true)
+        let command = LocationCommand::ReportStamp {
+            stamp: stamp.to_string(),
+            region: region.to_string(),
+            endpoint: endpoint.map(str::to_string),
+        };
+        match self.propose(command).await? {
+            LocationResponse::StampPut => {
+                tracing::info!(%stamp, %region, ?endpoint, "stamp registered or updated");
+                Ok(true)
+            }
+            LocationResponse::NoChange => Ok(false),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Applies one batch of imported names (see `machine::ImportBuckets`).

@@ -8,7 +8,7 @@
 //! imports once (see `duties.rs`).
 
 use crate::duties::Duties;
-use crate::machine::{LocationMachine, StampRecord, StampState};
+use crate::machine::LocationMachine;
 use crate::namespace::Namespace;
 use crate::LocationService;
 use std::collections::BTreeMap;
@@ -40,12 +40,6 @@ pub struct LocationOptions {
     /// Every member, this one included: "1=10.0.0.1:7000,2=...". Empty: a group of one, this
     /// member, at its listen address.
     pub members: String,
-    /// The stamp this member registers (its deployment's).
-    pub stamp: String,
-    /// That stamp's region (what GetBucketLocation answers for its buckets).
-    pub region: String,
-    /// That stamp's S3 endpoint.
-    pub stamp_endpoint: String,
 }
 
 impl Default for LocationOptions {
@@ -57,9 +51,6 @@ impl Default for LocationOptions {
             http_listen: loopback_any,
             node_id: NodeId::new(1),
             members: String::new(),
-            stamp: "stamp-1".into(),
-            region: "us-east-1".into(),
-            stamp_endpoint: String::new(),
         }
     }
 }
@@ -71,20 +62,6 @@ impl LocationOptions {
             return Ok(BTreeMap::from([(self.node_id.get(), bound.to_string())]));
         }
         Ok(parse_members(&self.members)?)
-    }
-
-    fn own_stamp(&self) -> StampRecord {
-        StampRecord {
-            name: self.stamp.clone(),
-            region: self.region.clone(),
-            endpoints: Some(self.stamp_endpoint.clone())
-                .filter(|endpoint| !endpoint.is_empty())
-                .into_iter()
-                .collect(),
-            capacity_bytes: 0,
-            stored_bytes: 0,
-            state: StampState::Open,
-        }
     }
 }
 
@@ -175,7 +152,6 @@ pub async fn start(
     }
     let duties = Duties {
         namespace: namespace.clone(),
-        own_stamp: options.own_stamp(),
         imports: lowest,
         old_table: old_table.filter(|_| lowest),
     };

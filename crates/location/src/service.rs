@@ -15,6 +15,8 @@ use tonic::{Request, Response, Status};
 pub const NAME_WRITER_ROLES: [Role; 1] = [Role::Frontend];
 /// Who may look names and stamps up: the front-ends and the operator's tools.
 pub const NAME_READER_ROLES: [Role; 2] = [Role::Frontend, Role::Operator];
+/// Who may report a stamp: its front-ends.
+pub const STAMP_REPORTER_ROLES: [Role; 1] = [Role::Frontend];
 /// Longest bucket name S3 allows.
 const BUCKET_NAME_BYTES_MAX: usize = 63;
 
@@ -166,5 +168,20 @@ impl Location for LocationService {
             })
             .collect();
         Ok(Response::new(ListStampsResponse { stamps }))
+    }
+
+    async fn report_stamp(
+        &self,
+        request: Request<ReportStampRequest>,
+    ) -> Result<Response<ReportStampResponse>, Status> {
+        authorize(&request, &STAMP_REPORTER_ROLES)?;
+        let request = request.into_inner();
+        let endpoint = Some(request.endpoint.as_str()).filter(|e| !e.is_empty());
+        let changed = self
+            .namespace
+            .report_stamp(&request.stamp, &request.region, endpoint)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ReportStampResponse { changed }))
     }
 }

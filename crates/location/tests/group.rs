@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use strata_location::node::{start, LocationOptions, RunningLocation};
 use strata_location::store::LocationStore;
 use strata_location::LocationClient;
-use strata_proto::location::{BucketLocation, ReleaseBucketRequest, ReserveBucketRequest};
+use strata_proto::location::{
+    BucketLocation, ReleaseBucketRequest, ReportStampRequest, ReserveBucketRequest,
+};
 use strata_types::NodeId;
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +47,6 @@ async fn start_group(dirs: &[tempfile::TempDir], addrs: Option<&str>) -> (Vec<Me
             data_dir: dir.path().to_path_buf(),
             node_id: NodeId::new(i as u64 + 1),
             members: members.clone(),
-            stamp_endpoint: "http://127.0.0.1:9000".into(),
             ..Default::default()
         };
         let token = CancellationToken::new();
@@ -68,6 +69,15 @@ async fn leader_of(members: &[Member]) -> usize {
     }
 }
 
+/// A front-end's report of stamp-1.
+fn report(endpoint: &str) -> ReportStampRequest {
+    ReportStampRequest {
+        stamp: "stamp-1".into(),
+        region: "us-east-1".into(),
+        endpoint: endpoint.into(),
+    }
+}
+
 fn reserve(bucket: &str, owner: &str) -> ReserveBucketRequest {
     ReserveBucketRequest {
         bucket: bucket.into(),
@@ -82,6 +92,16 @@ async fn names_stay_unique_and_held_when_the_leader_is_killed() {
     let (members, addrs) = start_group(&dirs, None).await;
     let client = LocationClient::new(&addrs).unwrap();
     let first_leader = leader_of(&members).await;
+    // Two front-ends of stamp-1 report it: the first registers it, the second adds its
+    // endpoint, a repeated report changes nothing.
+    for (endpoint, changes) in [
+        ("http://a:9000", true),
+        ("http://b:9000", true),
+        ("http://a:9000", false),
+    ] {
+        let answer = client.report_stamp(report(endpoint)).await.unwrap();
+        assert_eq!(answer.changed, changes, "report from {endpoint}");
+    }
 
     for i in 0..20 {
         if i == 10 {
@@ -117,7 +137,8 @@ async fn names_stay_unique_and_held_when_the_leader_is_killed() {
     assert_eq!(stamps.len(), 1, "{stamps:?}");
     assert_eq!(stamps[0].buckets, 20);
     assert_eq!(stamps[0].state, "open");
-    assert_eq!(stamps[0].endpoints, ["http://127.0.0.1:9000"]);
+    assert_eq!(stamps[0].endpoints, ["http://a:9000", "http://b:9000"]);
+    assert_eq!(stamps[0].region, "us-east-1");
 
     // Only the holder releases; a released name is free again.
     let release = |owner: &str| ReleaseBucketRequest {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use strata_location::machine::{
-    bucket_key, stamp_key, BucketRecord, StampRecord, StampState, NAME_BYTES_MAX,
+    bucket_key, reported_stamp, stamp_key, BucketRecord, StampRecord, StampState, ENDPOINTS_MAX,
+    NAME_BYTES_MAX,
 };
 use strata_location::{LocationCommand, LocationMachine, LocationResponse};
 use strata_raft::{StateMachineStore, Types};
@@ -140,4 +141,85 @@ fn names_are_held_once_on_open_registered_stamps_and_survive_reopening() {
         assert_eq!(draining.state, StampState::Draining);
         assert_eq!(reader.applied().unwrap().unwrap().index, 12);
     });
+}
+
+#[test]
+fn stamp_reports_register_once_gather_endpoints_and_keep_the_state() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut store) =
+            strata_raft::group::open_stores(dir.path(), Arc::new(LocationMachine))
+                .await
+                .unwrap();
+        let report = |endpoint: Option<&str>, region: &str| LocationCommand::ReportStamp {
+            stamp: "stamp-2".into(),
+            region: region.into(),
+            endpoint: endpoint.map(str::to_string),
+        };
+        let answers = apply(
+            &mut store,
+            1,
+            vec![
+                report(Some("http://a:9000"), "eu-west-1"),
+                report(Some("http://a:9000"), "eu-west-1"),
+                report(Some("http://b:9000"), "eu-west-1"),
+                LocationCommand::SetStampState {
+                    stamp: "stamp-2".into(),
+                    state: StampState::Draining,
+                },
+                report(None, "eu-west-2"),
+                report(Some(&"e".repeat(NAME_BYTES_MAX + 1)), "eu-west-2"),
+                report(None, ""),
+            ],
+        )
+        .await;
+        assert_eq!(
+            answers[0],
+            LocationResponse::StampPut,
+            "first report registers"
+        );
+        assert_eq!(
+            answers[1],
+            LocationResponse::NoChange,
+            "same report changes nothing"
+        );
+        assert_eq!(
+            answers[2],
+            LocationResponse::StampPut,
+            "a new endpoint is added"
+        );
+        assert_eq!(
+            answers[4],
+            LocationResponse::StampPut,
+            "the region is replaced"
+        );
+        for bad in &answers[5..] {
+            assert!(matches!(bad, LocationResponse::Rejected { .. }), "{bad:?}");
+        }
+        let record: StampRecord = store
+            .reader()
+            .get_record(&stamp_key("stamp-2"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.endpoints, ["http://a:9000", "http://b:9000"]);
+        assert_eq!(record.region, "eu-west-2");
+        assert_eq!(record.state, StampState::Draining, "reports keep the state");
+    });
+}
+
+#[test]
+fn a_stamp_lists_at_most_the_newest_endpoints() {
+    let mut record = None;
+    for i in 0..ENDPOINTS_MAX + 3 {
+        let endpoint = format!("http://fe-{i}:9000");
+        record = Some(reported_stamp(record, "s", "r", Some(&endpoint)));
+    }
+    let record = record.unwrap();
+    assert_eq!(record.endpoints.len(), ENDPOINTS_MAX);
+    assert_eq!(
+        record.endpoints[0], "http://fe-3:9000",
+        "the oldest made room"
+    );
+    assert_eq!(record.state, StampState::Open);
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use strata_location::node::{start, LocationOptions};
 use strata_proto::location::location_client::LocationClient;
 use strata_proto::location::{
-    ListStampsRequest, LookupBucketRequest, ReleaseBucketRequest, ReserveBucketRequest,
+    ListStampsRequest, LookupBucketRequest, ReleaseBucketRequest, ReportStampRequest,
+    ReserveBucketRequest,
 };
 use strata_proto::raft::raft_client::RaftClient;
 use strata_proto::raft::RaftMessage;
@@ -71,6 +72,15 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
     }
 
     let frontend = identity_of(&deployment, Role::Frontend, "fe-1");
+    let report = ReportStampRequest {
+        stamp: STAMP.into(),
+        region: "us-east-1".into(),
+        endpoint: "http://fe-1:9000".into(),
+    };
+    client(&addr, &frontend)
+        .report_stamp(report.clone())
+        .await
+        .expect("a front-end reports its stamp");
     let reserved = client(&addr, &frontend)
         .reserve_bucket(reserve("taken"))
         .await
@@ -92,6 +102,14 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
         };
         assert_denied(
             intruder.release_bucket(release).await.expect_err("release"),
+            role,
+        );
+        let forged = ReportStampRequest {
+            stamp: format!("forged-{role}"),
+            ..report.clone()
+        };
+        assert_denied(
+            intruder.report_stamp(forged).await.expect_err("report"),
             role,
         );
     }
@@ -121,6 +139,14 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
             .into_inner();
         assert_eq!(found.location.is_some(), held, "{bucket}");
     }
+    let stamps = client(&addr, &operator)
+        .list_stamps(ListStampsRequest::default())
+        .await
+        .expect("the operator lists stamps")
+        .into_inner()
+        .stamps;
+    let names: Vec<&str> = stamps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, [STAMP], "no forged stamp was registered");
 
     // Raft: only location members' messages get past the role check (a member's message of
     // another group is then refused by the group itself).

@@ -48,7 +48,8 @@ pub async fn start_partition_manager(
         .expect("the partition manager starts")
 }
 
-/// The location service in `data_dir` with stamp "stamp-1" registered; returns its address.
+/// The location service (a group of one) in `data_dir`; returns its address. Stamps register
+/// themselves: their front-ends report them.
 pub async fn start_location(data_dir: PathBuf, token: CancellationToken) -> String {
     let options = strata_location::LocationOptions {
         data_dir,

@@ -67,6 +67,13 @@ impl Location for Hop {
     ) -> Result<Response<ListStampsResponse>, Status> {
         Err(Status::unimplemented("test hop"))
     }
+
+    async fn report_stamp(
+        &self,
+        _: Request<ReportStampRequest>,
+    ) -> Result<Response<ReportStampResponse>, Status> {
+        Err(Status::unimplemented("test hop"))
+    }
 }
 
 async fn start(hop: Hop, token: &CancellationToken) -> String {

@@ -34,6 +34,10 @@ struct Flags {
     /// This stamp's name [default: stamp-1].
     #[arg(long)]
     stamp: Option<String>,
+    /// Where other stamps' front-ends reach this one, reported to the location group
+    /// ("http://host:port") [default: the S3 listen address].
+    #[arg(long)]
+    stamp_endpoint: Option<String>,
     /// How long a bucket record is reused before it is read again, in ms; 0 disables the
     /// cache. Bucket changes made through other front-ends show within this bound
     /// [default: 1000].

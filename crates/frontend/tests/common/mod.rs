@@ -62,6 +62,8 @@ pub struct Stamp {
     pub manager: ManagerHandle,
     pub manager_addr: String,
     pub location_addr: String,
+    /// The front-end's S3 address.
+    pub s3_addr: std::net::SocketAddr,
     stream: StreamLayer,
     token: CancellationToken,
     _dirs: TempDirs,
@@ -113,6 +115,7 @@ impl Stamp {
             manager,
             manager_addr,
             location_addr,
+            s3_addr: frontend.s3_addr,
             stream,
             token,
             _dirs: dirs,

@@ -267,6 +267,22 @@ async fn e2e_bucket_names_are_global() {
     let c = &stamp.client;
     // The client the front-ends use: it waits out the group's first election.
     let location = LocationClient::new(&stamp.location_addr).unwrap();
+    // The front-end registers its stamp, with its S3 address as the endpoint.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let registered = loop {
+        let stamps = location.list_stamps().await.unwrap().stamps;
+        if let Some(found) = stamps.into_iter().find(|s| s.name == "stamp-1") {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stamp-1 never registered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(registered.region, "us-east-1");
+    assert_eq!(registered.state, "open");
+    assert_eq!(registered.endpoints, [format!("http://{}", stamp.s3_addr)]);
     // Another owner holds "taken" in the global namespace.
     let taken = location
         .reserve_bucket(ReserveBucketRequest {

@@ -22,15 +22,6 @@ struct Flags {
     /// member alone, at --listen].
     #[arg(long)]
     members: Option<String>,
-    /// This deployment's stamp name [default: stamp-1].
-    #[arg(long)]
-    stamp: Option<String>,
-    /// That stamp's region [default: us-east-1].
-    #[arg(long)]
-    region: Option<String>,
-    /// The stamp's S3 endpoint, reported by ListStamps.
-    #[arg(long)]
-    stamp_endpoint: Option<String>,
 }
 
 #[tokio::main]
