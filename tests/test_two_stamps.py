@@ -1,15 +1,22 @@
 """Two stamps under one location group (`strata up --stamps 2`), every node a real process:
 each stamp registers itself, node names are unique across stamps, buckets are homed on the
-stamp whose front-end created them and names are unique across both, and a restart without
---stamps brings both stamps back with their data."""
+stamp whose front-end created them and names are unique across both, either stamp's endpoint
+serves every bucket (requests forwarded to the home stamp, signatures checked there), and a
+restart without --stamps brings both stamps back with their data."""
 
+import hashlib
 import json
+import os
+import re
 import subprocess
+import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
 
-from stamp import BIN_DIR, Stamp, wait_for
+import time
+
+from stamp import BIN_DIR, NO_RETRIES, Stamp, wait_for
 
 BUCKETS_PER_STAMP = 10
 
@@ -105,6 +112,114 @@ def test_buckets_are_homed_where_created_and_names_are_global(two_stamps):
     assert counts == {"stamp-1": BUCKETS_PER_STAMP, "stamp-2": BUCKETS_PER_STAMP}, counts
 
 
+def forwarded_total(stamp, frontend_name):
+    """strata_frontend_forwarded_requests_total of one front-end, summed over its labels."""
+    node = next(n for n in stamp.running()["nodes"] if n["name"] == frontend_name)
+    with urllib.request.urlopen(f"http://{node['http_addr']}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    counts = re.findall(r'^strata_frontend_forwarded_requests_total\{[^}]*outcome="answered"[^}]*\} (\d+)', text, re.M)
+    return sum(int(c) for c in counts)
+
+
+def test_either_endpoint_serves_every_bucket(two_stamps):
+    """PUT through one stamp's front-end and GET through the other's, both ways, for plain,
+    large (streamed) and multipart objects, listings, presigned URLs and deletes."""
+    one, two = client(two_stamps, "stamp-1"), client(two_stamps, "stamp-2")
+    one.create_bucket(Bucket="homed-on-one")
+    two.create_bucket(Bucket="homed-on-two")
+    forwarded_before = forwarded_total(two_stamps, "frontend")
+    for writer, reader, bucket in [(one, two, "homed-on-two"), (two, one, "homed-on-one")]:
+        writer.put_object(Bucket=bucket, Key="small", Body=b"across stamps")
+        assert reader.get_object(Bucket=bucket, Key="small")["Body"].read() == b"across stamps"
+        big = os.urandom(20 * 1024 * 1024 + 17)
+        writer.put_object(Bucket=bucket, Key="big", Body=big)
+        got = reader.get_object(Bucket=bucket, Key="big")["Body"].read()
+        assert hashlib.md5(got).digest() == hashlib.md5(big).digest()
+        upload = writer.create_multipart_upload(Bucket=bucket, Key="parts")["UploadId"]
+        part = os.urandom(5 * 1024 * 1024)
+        etags = [
+            reader.upload_part(Bucket=bucket, Key="parts", UploadId=upload, PartNumber=n, Body=part)["ETag"]
+            for n in (1, 2)
+        ]
+        writer.complete_multipart_upload(
+            Bucket=bucket,
+            Key="parts",
+            UploadId=upload,
+            MultipartUpload={"Parts": [{"ETag": e, "PartNumber": n} for n, e in zip((1, 2), etags)]},
+        )
+        assert reader.head_object(Bucket=bucket, Key="parts")["ContentLength"] == 2 * len(part)
+        keys = [o["Key"] for o in reader.list_objects_v2(Bucket=bucket)["Contents"]]
+        assert keys == ["big", "parts", "small"]
+        url = reader.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "small"}, ExpiresIn=300)
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert answer.read() == b"across stamps"
+        reader.delete_object(Bucket=bucket, Key="small")
+        with pytest.raises(ClientError) as gone:
+            writer.get_object(Bucket=bucket, Key="small")
+        assert gone.value.response["Error"]["Code"] == "NoSuchKey"
+    # A wrong signature is refused at home, through the other stamp too.
+    forged = two_stamps.client(endpoint=endpoints(two_stamps)["stamp-1"], secret_key="not-the-secret")
+    with pytest.raises(ClientError) as refused:
+        forged.get_object(Bucket="homed-on-two", Key="big")
+    assert refused.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    assert forwarded_total(two_stamps, "frontend") > forwarded_before
+    # The bucket itself, deleted through the other stamp: its name is free on both.
+    for bucket, through in [("homed-on-two", one), ("homed-on-one", two)]:
+        for key in ["big", "parts"]:
+            through.delete_object(Bucket=bucket, Key=key)
+        through.delete_bucket(Bucket=bucket)
+        with pytest.raises(ClientError) as missing:
+            through.head_bucket(Bucket=bucket)
+        assert missing.value.response["Error"]["Code"] in ("404", "NoSuchBucket")
+
+
+# Start order of a stamp's nodes (as `strata up` starts them).
+KIND_ORDER = ["location", "stream-manager", "extent-node", "partition-manager", "partition-server", "frontend"]
+
+
+def test_losing_the_location_group_or_a_whole_stamp_stops_nothing_elsewhere(two_stamps):
+    one, two = client(two_stamps, "stamp-1"), client(two_stamps, "stamp-2")
+    one.create_bucket(Bucket="near")
+    two.create_bucket(Bucket="far")
+    one.put_object(Bucket="far", Key="k", Body=b"far away")  # stamp-1 learns where "far" is
+    nodes = two_stamps.running()["nodes"]
+    locations = [n["name"] for n in nodes if n["kind"] == "location"]
+    for name in locations:
+        two_stamps.node("kill", name)
+    # Longer than the home map's bound (2 s): every request still served, the remote bucket
+    # from the last known home.
+    started = time.monotonic()
+    served = 0
+    while time.monotonic() - started < 3.0:
+        assert one.get_object(Bucket="far", Key="k")["Body"].read() == b"far away"
+        one.put_object(Bucket="near", Key=f"k{served}", Body=b"near")
+        served += 1
+    assert served > 0
+    for name in locations:
+        two_stamps.node("start", name)
+
+    # Every node of stamp-1 killed: stamp-2 serves its own buckets; stamp-1's answer 503.
+    stamp_one = sorted(
+        (n for n in nodes if n.get("stamp") == "stamp-1"), key=lambda n: KIND_ORDER.index(n["kind"])
+    )
+    for node in stamp_one:
+        two_stamps.node("kill", node["name"])
+    assert two.get_object(Bucket="far", Key="k")["Body"].read() == b"far away"
+    two.put_object(Bucket="far", Key="while-one-is-down", Body=b"still")
+    once = two_stamps.client(endpoint=endpoints(two_stamps)["stamp-2"], retries=NO_RETRIES)
+    with pytest.raises(ClientError) as unreachable:
+        once.get_object(Bucket="near", Key="k0")
+    assert unreachable.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    for node in stamp_one:
+        two_stamps.node("start", node["name"])
+    wait_for(
+        lambda: two.get_object(Bucket="near", Key="k0")["Body"].read() == b"near",
+        90,
+        "stamp-1 serving again, through stamp-2",
+    )
+    assert one.get_object(Bucket="far", Key="while-one-is-down")["Body"].read() == b"still"
+
+
 def test_a_restart_without_stamps_brings_both_back(two_stamps):
     s3 = client(two_stamps, "stamp-2")
     s3.create_bucket(Bucket="kept-on-two")
@@ -117,3 +232,20 @@ def test_a_restart_without_stamps_brings_both_back(two_stamps):
     s3 = client(two_stamps, "stamp-2")
     assert s3.get_object(Bucket="kept-on-two", Key="k")["Body"].read() == b"kept"
     assert locate(two_stamps, "kept-on-two") == "stamp-2"
+
+
+def test_a_stamp_served_over_https_is_not_forwarded_to_but_named(tmp_path):
+    """Forwarding over TLS between stamps is not built: the request is refused with 501 and
+    the home endpoint, never served wrongly or left hanging."""
+    stamp = Stamp(tmp_path / "tls-stamps", extra_args=["--stamps", "2", "--tls"]).start(timeout_s=180)
+    try:
+        home = f"https://127.0.0.1:{stamp.port + 1}"
+        stamp.client(endpoint=home).create_bucket(Bucket="tls-home")
+        once = stamp.client(retries=NO_RETRIES)
+        with pytest.raises(ClientError) as refused:
+            once.get_object(Bucket="tls-home", Key="k")
+        error = refused.value.response["Error"]
+        assert error["Code"] == "NotImplemented", error
+        assert home in error["Message"], error
+    finally:
+        stamp.stop()

@@ -16,6 +16,8 @@ use strata_types::keys;
 use strata_types::ErrorDetail;
 
 /// The S3 service: implements `s3s::S3` (see `s3.rs`), one module per operation family.
+/// Cheap to clone (the forwarder keeps one to read bucket records).
+#[derive(Clone)]
 pub struct Frontend {
     pub(crate) router: Arc<Router>,
     /// The location group (members from `--location`), when configured.

@@ -37,6 +37,8 @@
 //!   presigned URLs over 7 days; headers promising encryption, object lock or ACLs);
 //!   [`connections`]: the listener's connection cap, header-read and idle timeouts (and the
 //!   TLS handshake when [`s3_tls`] gives the endpoint a certificate).
+//! - [`forward`]: requests for a bucket homed on another stamp, forwarded there as they came
+//!   and answered from there (the bucket -> stamp map cached with a short bound).
 //! - [`stamp_report`]: this front-end's reports of its stamp (name, region, endpoint) to the
 //!   location group, which registers a stamp on its first report.
 //! - [`auth`]: key auth, anonymous denial (then the in-flight slot), virtual-host parsing; [`error`]: the error enum,
@@ -62,6 +64,7 @@ pub mod copy;
 pub mod cors;
 pub mod delete_objects;
 pub mod error;
+pub mod forward;
 pub mod frontend;
 pub mod get_stream;
 pub mod lifecycle;

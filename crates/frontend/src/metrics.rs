@@ -14,6 +14,16 @@ pub struct Metrics {
     pub bytes_out: IntCounter,
     /// Partition map refreshes and retried partition calls.
     pub routing_retries: IntCounter,
+    /// Requests forwarded to another stamp, by home stamp and outcome ("answered": the home
+    /// answered, whatever it said; "unreachable"; "busy": refused here, too many in flight;
+    /// "not-implemented": the home serves HTTPS only).
+    pub forwarded: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn forwarded(&self, stamp: &str, outcome: &str) {
+        self.forwarded.with_label_values(&[stamp, outcome]).inc();
+    }
 }
 
 fn build() -> Metrics {
@@ -46,6 +56,13 @@ fn build() -> Metrics {
         "strata_frontend_routing_retries_total",
         "Partition calls retried after NotOwner or an unavailable owner",
     );
+    let forwarded = IntCounterVec::new(
+        prometheus::Opts::new(
+            "strata_frontend_forwarded_requests_total",
+            "Requests forwarded to the bucket's home stamp, by stamp and outcome",
+        ),
+        &["stamp", "outcome"],
+    );
     // The names are constant and valid, so construction cannot fail; registration fails only
     // when a metric of that name already exists, which is logged and tolerated.
     let metrics = Metrics {
@@ -54,6 +71,7 @@ fn build() -> Metrics {
         bytes_in: bytes_in.unwrap_or_else(|err| panic!("metric definition: {err}")),
         bytes_out: bytes_out.unwrap_or_else(|err| panic!("metric definition: {err}")),
         routing_retries: routing_retries.unwrap_or_else(|err| panic!("metric definition: {err}")),
+        forwarded: forwarded.unwrap_or_else(|err| panic!("metric definition: {err}")),
     };
     let registry = prometheus::default_registry();
     let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -62,6 +80,7 @@ fn build() -> Metrics {
         Box::new(metrics.bytes_in.clone()),
         Box::new(metrics.bytes_out.clone()),
         Box::new(metrics.routing_retries.clone()),
+        Box::new(metrics.forwarded.clone()),
     ];
     for collector in collectors {
         if let Err(err) = registry.register(collector) {

@@ -61,6 +61,17 @@ pub fn app(
     config: &FrontendConfig,
     cors: Option<Arc<dyn CorsSource>>,
 ) -> axum::Router {
+    app_with(service, config, cors, None)
+}
+
+/// [`app`], and with a forwarder, requests for buckets homed on another stamp are forwarded
+/// there once the signature's form passed (`forward.rs`); the rest are served here.
+pub fn app_with(
+    service: S3Service,
+    config: &FrontendConfig,
+    cors: Option<Arc<dyn CorsSource>>,
+    forwarder: Option<Arc<crate::forward::Forwarder>>,
+) -> axum::Router {
     let slots = Arc::new(Semaphore::new(config.requests_in_flight_max));
     let policy = SignaturePolicy {
         sigv2_enabled: config.sigv2_enabled,
@@ -70,6 +81,7 @@ pub fn app(
         let service = service.clone();
         let slot = RequestSlot::new(slots.clone());
         let cors = cors.clone();
+        let forwarder = forwarder.clone();
         async move {
             let checked = perimeter::check_signature_form(
                 request.headers(),
@@ -85,6 +97,12 @@ pub fn app(
                 let mut response = error_response(err);
                 close_if_body_unread(has_body(&request), &mut response);
                 return Ok::<_, Infallible>(response);
+            }
+            if let Some(forwarder) = forwarder {
+                request = match forwarder.forward_or_serve(request).await {
+                    Ok(response) => return Ok(response),
+                    Err(request) => request,
+                };
             }
             request.extensions_mut().insert(slot.clone());
             let response = match cors {
@@ -137,7 +155,11 @@ fn add_retry_after(response: &mut Response) {
 
 /// Whether the request carries a body (which an early error answer may leave unread).
 fn has_body(request: &Request) -> bool {
-    let headers = request.headers();
+    has_body_headers(request.headers())
+}
+
+/// Whether headers announce a body (a length above 0, or a transfer coding).
+pub(crate) fn has_body_headers(headers: &http::HeaderMap) -> bool {
     headers.contains_key(http::header::TRANSFER_ENCODING)
         || headers
             .get(http::header::CONTENT_LENGTH)
@@ -306,7 +328,13 @@ pub async fn start(
         idle_timeout_ms: config.idle_timeout_ms,
         connections_max: config.connections_max,
     };
-    let app = app(build_s3_service(frontend, &config), &config, Some(cors));
+    let forwarder = crate::forward::Forwarder::new(&frontend);
+    let app = app_with(
+        build_s3_service(frontend, &config),
+        &config,
+        Some(cors),
+        forwarder,
+    );
     let tls = match &config.tls {
         Some(files) => Some(
             files

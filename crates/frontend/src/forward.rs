@@ -1,0 +1,432 @@
+//! One endpoint for every stamp: a request for a bucket homed on another stamp is forwarded to
+//! that stamp's front-ends as it came (method, path, query, headers, Host included, and the body
+//! streamed), and the home's answer is streamed back; the client sees no redirect. The
+//! signature is checked at home, where it stays valid because nothing it signs changes.
+//!
+//! Where a bucket lives ([`Forwarder::home_of`]): here when this stamp holds its record; else
+//! where the location group says; a bucket nobody holds is answered here (NoSuchBucket). The
+//! answer is trusted for [`HOME_TTL_MS`] (a moved or deleted bucket is seen within that bound),
+//! and past it still used while a new answer cannot be had (the location group elects), for at
+//! most [`HOMES_MAX`] buckets; stamps' endpoints are trusted for [`STAMPS_TTL_MS`].
+//!
+//! Bounds: a forwarded request never hops twice (it carries [`FORWARDED_FROM`]; the home serves
+//! it whatever it finds); only signed requests and CORS preflights are forwarded (other
+//! anonymous requests are refused here);
+//! at most [`FORWARDS_IN_FLIGHT_MAX`] at once (then 503 SlowDown); the home has
+//! [`FORWARD_CONNECT_TIMEOUT_MS`] to accept the connection and [`FORWARD_HEAD_TIMEOUT_MS`] to
+//! answer with a head. A request without a body moves to the stamp's next endpoint when one
+//! cannot be reached; one with a body cannot be replayed and is answered 503 (retryable). A
+//! home that serves HTTPS only is answered 501 NotImplemented naming its endpoint (forwarding
+//! over TLS between stamps is not built yet).
+
+use crate::error::{error_response, FrontendError, Refusal};
+use crate::frontend::Frontend;
+use crate::metrics::METRICS;
+use axum::body::Body as AxumBody;
+use axum::extract::Request;
+use axum::response::Response;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use strata_location::LocationClient;
+use tokio::sync::Semaphore;
+
+/// The header a forwarded request carries: the stamp that forwarded it.
+pub const FORWARDED_FROM: &str = "x-strata-forwarded-from";
+/// How long a bucket's home is trusted before it is looked up again.
+pub const HOME_TTL_MS: u64 = 2_000;
+/// Bound of finding a bucket's home (a record read, then the location group).
+pub const LOOKUP_TIMEOUT_MS: u64 = 3_000;
+/// How long the stamps' endpoints are trusted.
+pub const STAMPS_TTL_MS: u64 = 5_000;
+/// Most bucket homes kept (then the map starts over: a bound, not an LRU).
+pub const HOMES_MAX: usize = 10_000;
+/// Forwarded requests in flight at once.
+pub const FORWARDS_IN_FLIGHT_MAX: usize = 256;
+pub const FORWARD_CONNECT_TIMEOUT_MS: u64 = 2_000;
+pub const FORWARD_HEAD_TIMEOUT_MS: u64 = 30_000;
+
+/// Where a bucket is served from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Home {
+    /// Here (this stamp holds it, or nobody does).
+    Here,
+    /// On `stamp`, reachable at `endpoints` (`http://host:port`).
+    Elsewhere {
+        stamp: String,
+        endpoints: Vec<String>,
+    },
+}
+
+/// Endpoints by stamp name.
+type StampEndpoints = HashMap<String, Vec<String>>;
+
+pub struct Forwarder {
+    frontend: Frontend,
+    location: Arc<LocationClient>,
+    homes: Mutex<HashMap<String, (Home, Instant)>>,
+    /// The stamps' endpoints by stamp name, and when they were listed.
+    stamps: Mutex<Option<(Instant, StampEndpoints)>>,
+    client: Client<HttpConnector, AxumBody>,
+    slots: Arc<Semaphore>,
+}
+
+impl Forwarder {
+    /// A forwarder for `frontend` (None when it has no location group: one stamp alone).
+    pub fn new(frontend: &Frontend) -> Option<Arc<Self>> {
+        let location = frontend.location.clone()?;
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(FORWARD_CONNECT_TIMEOUT_MS)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Some(Arc::new(Self {
+            frontend: frontend.clone(),
+            location,
+            homes: Mutex::new(HashMap::new()),
+            stamps: Mutex::new(None),
+            client,
+            slots: Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT_MAX)),
+        }))
+    }
+
+    /// The request forwarded to its bucket's home, or back unchanged (`Err`) to be served here.
+    pub async fn forward_or_serve(&self, request: Request) -> Result<Response, Request> {
+        let preflight = request.method() == http::Method::OPTIONS;
+        if request.headers().contains_key(FORWARDED_FROM) || !(is_signed(&request) || preflight) {
+            return Err(request);
+        }
+        let Some(bucket) = bucket_of(&request, &self.frontend.config.domain) else {
+            return Err(request);
+        };
+        match self.home_of(&bucket).await {
+            Home::Here => Err(request),
+            Home::Elsewhere { stamp, endpoints } => {
+                Ok(self.forward(request, &bucket, &stamp, &endpoints).await)
+            }
+        }
+    }
+
+    /// Where `bucket` is served from (see the module comment). When the lookup cannot be
+    /// made within [`LOOKUP_TIMEOUT_MS`] (the location group elects, or is unreachable), the
+    /// last known home answers, however old: a running stamp keeps being reached while the
+    /// location group is away; without one, Here (the request meets this stamp's own answer).
+    pub async fn home_of(&self, bucket: &str) -> Home {
+        let known = self.known_home(bucket);
+        if let Some((home, at)) = &known {
+            if at.elapsed() < Duration::from_millis(HOME_TTL_MS) {
+                return home.clone();
+            }
+        }
+        let looked_up = tokio::time::timeout(
+            Duration::from_millis(LOOKUP_TIMEOUT_MS),
+            self.look_up_home(bucket),
+        )
+        .await;
+        // A stale home is trusted for another bound before the next try, so an absent
+        // location group costs one lookup timeout per bucket per bound, not one per request.
+        let home = match (looked_up, known) {
+            (Ok(Some(home)), _) => home,
+            (_, Some((stale, _))) => stale,
+            _ => return Home::Here,
+        };
+        if let Ok(mut homes) = self.homes.lock() {
+            if homes.len() >= HOMES_MAX {
+                homes.clear();
+            }
+            homes.insert(bucket.to_string(), (home.clone(), Instant::now()));
+        }
+        home
+    }
+
+    fn known_home(&self, bucket: &str) -> Option<(Home, Instant)> {
+        self.homes.lock().ok()?.get(bucket).cloned()
+    }
+
+    /// Forgets `bucket`'s home (its home answered that it is not there).
+    pub fn forget(&self, bucket: &str) {
+        if let Ok(mut homes) = self.homes.lock() {
+            homes.remove(bucket);
+        }
+    }
+
+    /// Here when this stamp holds the bucket or nobody does; the home stamp when another
+    /// does; None when that cannot be told now (a record or the location group unreadable).
+    async fn look_up_home(&self, bucket: &str) -> Option<Home> {
+        match self.frontend.get_bucket(bucket).await {
+            Ok(Some(_)) => return Some(Home::Here),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::debug!(%err, bucket, "bucket record unreadable");
+                return None;
+            }
+        }
+        let found = match self.location.lookup_bucket(bucket).await {
+            Ok(answer) => answer.location,
+            Err(status) => {
+                tracing::warn!(%status, bucket, "location group did not answer");
+                return None;
+            }
+        };
+        let Some(location) = found.filter(|l| l.stamp != self.frontend.config.stamp) else {
+            return Some(Home::Here);
+        };
+        let endpoints = self.endpoints_of(&location.stamp).await;
+        if endpoints.is_empty() {
+            tracing::warn!(bucket, stamp = %location.stamp, "home stamp has no endpoint");
+            return None;
+        }
+        Some(Home::Elsewhere {
+            stamp: location.stamp,
+            endpoints,
+        })
+    }
+
+    async fn endpoints_of(&self, stamp: &str) -> Vec<String> {
+        let fresh = |at: &Instant| at.elapsed() < Duration::from_millis(STAMPS_TTL_MS);
+        if let Ok(stamps) = self.stamps.lock() {
+            if let Some((_, known)) = stamps.as_ref().filter(|(at, _)| fresh(at)) {
+                return known.get(stamp).cloned().unwrap_or_default();
+            }
+        }
+        let Ok(answer) = self.location.list_stamps().await else {
+            // The last list, however old, rather than none.
+            let stamps = self.stamps.lock();
+            let stale = stamps.as_ref().ok().and_then(|s| s.as_ref());
+            return stale
+                .and_then(|(_, known)| known.get(stamp).cloned())
+                .unwrap_or_default();
+        };
+        let known: StampEndpoints = answer
+            .stamps
+            .into_iter()
+            .map(|s| (s.name, s.endpoints))
+            .collect();
+        let endpoints = known.get(stamp).cloned().unwrap_or_default();
+        if let Ok(mut stamps) = self.stamps.lock() {
+            *stamps = Some((Instant::now(), known));
+        }
+        endpoints
+    }
+
+    async fn forward(
+        &self,
+        request: Request,
+        bucket: &str,
+        stamp: &str,
+        endpoints: &[String],
+    ) -> Response {
+        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
+            METRICS.forwarded(stamp, "busy");
+            return busy(FrontendError::SlowDown(format!(
+                "{FORWARDS_IN_FLIGHT_MAX} requests are being forwarded"
+            )));
+        };
+        if !endpoints.iter().any(|e| e.starts_with("http://")) {
+            // The home serves HTTPS only (`--tls`): forwarding over TLS is not built yet.
+            METRICS.forwarded(stamp, "not-implemented");
+            let message = format!(
+                "The bucket is served by stamp {stamp} over HTTPS, which this endpoint does not forward to yet; use {}.",
+                endpoints.first().map_or("its endpoint", String::as_str)
+            );
+            return error_response(FrontendError::refused(Refusal::NotImplemented, message));
+        }
+        let (parts, body) = request.into_parts();
+        let replayable = !crate::server::has_body_headers(&parts.headers);
+        let mut body = Some(body);
+        for endpoint in endpoints {
+            let Some(outgoing) = outgoing(&parts, endpoint, &self.frontend.config.stamp) else {
+                continue;
+            };
+            let this_body = if replayable {
+                AxumBody::empty()
+            } else {
+                match body.take() {
+                    Some(body) => body,
+                    None => break,
+                }
+            };
+            let sent = tokio::time::timeout(
+                Duration::from_millis(FORWARD_HEAD_TIMEOUT_MS),
+                self.client.request(outgoing.map(|()| this_body)),
+            )
+            .await;
+            match sent {
+                Ok(Ok(response)) => {
+                    METRICS.forwarded(stamp, "answered");
+                    return response.map(AxumBody::new);
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(%err, bucket, stamp, endpoint, "forwarding failed");
+                }
+                Err(_) => tracing::warn!(bucket, stamp, endpoint, "forwarded request timed out"),
+            }
+            if !replayable {
+                break;
+            }
+        }
+        self.forget(bucket);
+        METRICS.forwarded(stamp, "unreachable");
+        busy(FrontendError::Unavailable(format!(
+            "bucket {bucket:?}: its home stamp {stamp} could not be reached"
+        )))
+    }
+}
+
+/// A 503 (SlowDown or ServiceUnavailable) that says when to come back.
+fn busy(err: FrontendError) -> Response {
+    let mut response = error_response(err);
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+/// Headers that belong to one connection, not to the request (RFC 9110, 7.6.1).
+/// `expect` too: this front-end answers the client's `100-continue` itself when it starts
+/// reading the body it forwards; `transfer-encoding` is the client's framing, and the forwarded
+/// body gets its own.
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "expect",
+    "transfer-encoding",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// The request to send to `endpoint`: the same method, path, query and end-to-end headers
+/// (Host included: the signature covers it), marked as forwarded by `own_stamp`. None when
+/// the endpoint is not a plain `http://` URL (HTTPS between stamps is not built yet).
+fn outgoing(
+    parts: &http::request::Parts,
+    endpoint: &str,
+    own_stamp: &str,
+) -> Option<http::Request<()>> {
+    let authority = endpoint.strip_prefix("http://")?.trim_end_matches('/');
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri: http::Uri = format!("http://{authority}{path}").parse().ok()?;
+    let mut request = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(uri)
+        .version(http::Version::HTTP_11)
+        .body(())
+        .ok()?;
+    let headers = request.headers_mut();
+    for (name, value) in &parts.headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    headers.insert(FORWARDED_FROM, http::HeaderValue::from_str(own_stamp).ok()?);
+    Some(request)
+}
+
+/// Whether the request is signed (a SigV4 / SigV2 header or a presigned query).
+fn is_signed(request: &Request) -> bool {
+    request.headers().contains_key(http::header::AUTHORIZATION)
+        || request
+            .uri()
+            .query()
+            .is_some_and(|query| query.contains("X-Amz-Signature=") || query.contains("Signature="))
+}
+
+/// The bucket a request names: from a virtual host under `domain`, else the first path segment.
+pub fn bucket_of(request: &Request, domain: &str) -> Option<String> {
+    let host = request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().host())
+        .unwrap_or_default();
+    let name = host
+        .rsplit_once(':')
+        .map_or(host, |(name, _)| name)
+        .to_ascii_lowercase();
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(bucket) = name
+        .strip_suffix(domain.as_str())
+        .and_then(|b| b.strip_suffix('.'))
+        .filter(|b| !b.is_empty())
+    {
+        return Some(bucket.to_string());
+    }
+    let first = request
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()?;
+    let bucket = urlencoding::decode(first).ok()?.into_owned();
+    (!bucket.is_empty()).then_some(bucket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(host: &str, path: &str) -> Request {
+        http::Request::builder()
+            .uri(path)
+            .header(http::header::HOST, host)
+            .body(AxumBody::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn the_bucket_comes_from_the_virtual_host_or_the_path() {
+        let domain = "localhost";
+        assert_eq!(
+            bucket_of(&request("photos.localhost:9000", "/a/b"), domain).as_deref(),
+            Some("photos")
+        );
+        assert_eq!(
+            bucket_of(&request("127.0.0.1:9000", "/photos/a/b"), domain).as_deref(),
+            Some("photos")
+        );
+        assert_eq!(
+            bucket_of(&request("localhost:9000", "/photos?list-type=2"), domain).as_deref(),
+            Some("photos")
+        );
+        assert_eq!(bucket_of(&request("127.0.0.1:9000", "/"), domain), None);
+    }
+
+    #[test]
+    fn forwarded_requests_keep_host_and_signature_and_drop_hop_headers() {
+        let original = http::Request::builder()
+            .method("PUT")
+            .uri("/photos/cat.jpg?x-id=PutObject")
+            .header(http::header::HOST, "127.0.0.1:9000")
+            .header(
+                http::header::AUTHORIZATION,
+                "AWS4-HMAC-SHA256 Credential=...",
+            )
+            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+            .header(http::header::CONNECTION, "keep-alive")
+            .body(())
+            .unwrap();
+        let (parts, ()) = original.into_parts();
+        let out = outgoing(&parts, "http://10.0.0.2:9000", "stamp-1").unwrap();
+        assert_eq!(
+            out.uri(),
+            "http://10.0.0.2:9000/photos/cat.jpg?x-id=PutObject"
+        );
+        assert_eq!(out.method(), "PUT");
+        let headers = out.headers();
+        assert_eq!(headers[http::header::HOST], "127.0.0.1:9000");
+        assert_eq!(
+            headers[http::header::AUTHORIZATION],
+            "AWS4-HMAC-SHA256 Credential=..."
+        );
+        assert_eq!(headers[FORWARDED_FROM], "stamp-1");
+        assert!(!headers.contains_key(http::header::CONNECTION));
+        assert!(outgoing(&parts, "https://10.0.0.2:9000", "stamp-1").is_none());
+    }
+}
