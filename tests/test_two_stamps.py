@@ -249,3 +249,36 @@ def test_a_stamp_served_over_https_is_not_forwarded_to_but_named(tmp_path):
         assert home in error["Message"], error
     finally:
         stamp.stop()
+
+
+def test_a_location_constraint_places_the_bucket_on_a_stamp_of_that_region(tmp_path):
+    """`--regions us-east-1,eu-west-1`: CreateBucket through stamp-1 with LocationConstraint
+    eu-west-1 lands on stamp-2, and GetBucketLocation answers eu-west-1 from either endpoint;
+    no constraint stays on stamp-1; a region no stamp serves is InvalidLocationConstraint."""
+    stamp = Stamp(tmp_path / "regions", extra_args=["--stamps", "2", "--regions", "us-east-1,eu-west-1"])
+    stamp.start(timeout_s=180)
+    try:
+        one = stamp.client()
+        two = stamp.client(endpoint=f"http://127.0.0.1:{stamp.port + 1}")
+        regions = {s["name"]: s["region"] for s in stamp.status()["stamps"]}
+        assert regions == {"stamp-1": "us-east-1", "stamp-2": "eu-west-1"}, regions
+        one.create_bucket(Bucket="in-europe", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        one.create_bucket(Bucket="in-virginia")
+        assert locate(stamp, "in-europe") == "stamp-2"
+        assert locate(stamp, "in-virginia") == "stamp-1"
+        for s3 in (one, two):
+            assert s3.get_bucket_location(Bucket="in-europe")["LocationConstraint"] == "eu-west-1"
+            assert s3.get_bucket_location(Bucket="in-virginia")["LocationConstraint"] is None
+        one.put_object(Bucket="in-europe", Key="k", Body=b"placed")
+        assert two.get_object(Bucket="in-europe", Key="k")["Body"].read() == b"placed"
+        with pytest.raises(ClientError) as unknown:
+            one.create_bucket(Bucket="nowhere", CreateBucketConfiguration={"LocationConstraint": "ap-south-9"})
+        assert unknown.value.response["Error"]["Code"] == "InvalidLocationConstraint"
+        missing = subprocess.run(
+            [str(BIN_DIR / "strata"), "bucket", "locate", "nowhere", "--data-dir", str(stamp.data_dir)],
+            capture_output=True,
+            timeout=60,
+        )
+        assert missing.returncode != 0, "a refused bucket holds no name"
+    finally:
+        stamp.stop()

@@ -65,7 +65,14 @@ pub struct Layout {
     /// The first stamp (the only one of layouts written before there were several).
     pub stamp: String,
     pub nodes: Vec<NodeSpec>,
+    /// Each stamp's region (what its front-ends report and GetBucketLocation answers); a
+    /// stamp not named here is in [`DEFAULT_REGION`].
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub regions: std::collections::BTreeMap<String, String>,
 }
+
+/// The region of a stamp no one placed.
+pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// What `strata up` writes while running, so `strata status` can find the stamp.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -219,6 +226,7 @@ impl Layout {
             version: LAYOUT_VERSION,
             stamp: stamp_name(1),
             nodes: Vec::new(),
+            regions: Default::default(),
         };
         let locations = (1..=shape.locations as u64)
             .map(|member| Planned {
@@ -308,6 +316,7 @@ impl Layout {
     pub fn view(&self, stamp: &str) -> Layout {
         Layout {
             version: self.version,
+            regions: self.regions.clone(),
             stamp: stamp.to_string(),
             nodes: self
                 .nodes
@@ -316,6 +325,43 @@ impl Layout {
                 .cloned()
                 .collect(),
         }
+    }
+
+    /// The region of `stamp`.
+    pub fn region_of(&self, stamp: &str) -> &str {
+        self.regions
+            .get(stamp)
+            .map_or(DEFAULT_REGION, String::as_str)
+    }
+
+    /// Places the stamps in `regions`, first stamp first (one region: every stamp). A stamp
+    /// of `running_before` (it may hold buckets) keeps the region it has: it must be given
+    /// that one.
+    pub fn set_regions(
+        &mut self,
+        regions: &[String],
+        running_before: &[String],
+    ) -> anyhow::Result<()> {
+        let stamps = self.stamps();
+        anyhow::ensure!(
+            regions.len() == 1 || regions.len() == stamps.len(),
+            "--regions names one region, or one per stamp ({} stamps)",
+            stamps.len()
+        );
+        for (i, stamp) in stamps.iter().enumerate() {
+            let region = &regions[i.min(regions.len() - 1)];
+            anyhow::ensure!(
+                !region.is_empty() && region.len() <= 64,
+                "{region:?} is not a region name"
+            );
+            let had = self.region_of(stamp);
+            anyhow::ensure!(
+                !running_before.contains(stamp) || had == region,
+                "{stamp} is in region {had}; a stamp does not change region (move its buckets instead)"
+            );
+            self.regions.insert(stamp.clone(), region.clone());
+        }
+        Ok(())
     }
 
     /// Moves every front-end to the S3 port of its stamp given the first stamp's port (the
@@ -466,6 +512,22 @@ mod tests {
         assert_eq!(layout.nodes.len(), before + (before - 3) / 2);
         assert!(layout.grow_to(&shape(1)).is_err());
         layout.set_s3_port(7000).unwrap();
+        let before = layout.stamps();
+        layout
+            .set_regions(
+                &["us-east-1".into(), "us-east-1".into(), "eu-west-1".into()],
+                &before[..2],
+            )
+            .unwrap();
+        assert_eq!(layout.region_of("stamp-3"), "eu-west-1");
+        assert!(
+            layout.set_regions(&["eu-west-2".into()], &before).is_err(),
+            "a stamp that ran keeps its region"
+        );
+        assert!(
+            layout.set_regions(&["a".into(), "b".into()], &[]).is_err(),
+            "one or one each"
+        );
         let s3: Vec<_> = layout
             .of_kind(NodeKind::Frontend)
             .map(|n| n.addr.as_str())

@@ -31,6 +31,11 @@ pub struct UpArgs {
     /// A larger number adds stamps to an existing deployment.
     #[arg(long)]
     pub stamps: Option<usize>,
+    /// Each stamp's region, first stamp first ("us-east-1,eu-west-1"; one region for all)
+    /// [default: us-east-1, or what the data folder holds]. A CreateBucket with a
+    /// LocationConstraint goes to a stamp of that region.
+    #[arg(long, value_delimiter = ',')]
+    pub regions: Vec<String>,
     /// Racks of extent nodes (3 replicas need at least 3).
     #[arg(long, default_value_t = 3)]
     pub racks: usize,
@@ -275,6 +280,7 @@ fn node_args(
         NodeKind::Frontend => {
             push("--manager", managers);
             push("--location", layout.addrs_of(NodeKind::Location));
+            push("--region", layout.region_of(&stamp).to_string());
             push("--stamp", stamp);
             push("--access-key", creds.access_key.clone());
             if args.tls {
@@ -410,6 +416,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         locations: 3,
         s3_port: args.port,
     };
+    let running_before = existing.as_ref().map(Layout::stamps).unwrap_or_default();
     let layout = match existing {
         Some(mut layout) => {
             // Same nodes and internal addresses as before; the S3 port may change, stamps
@@ -420,6 +427,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         None => Layout::new(&shape)?,
     };
+    let mut layout = layout;
+    if !args.regions.is_empty() {
+        layout.set_regions(&args.regions, &running_before)?;
+    }
     layout.save(&args.data_dir)?;
     if args.mtls {
         crate::certs::issue_stamp(&args.data_dir, &layout)?;

@@ -4,12 +4,13 @@
 //! signature is checked at home, where it stays valid because nothing it signs changes.
 //!
 //! Where a bucket lives ([`Forwarder::home_of`]): here when this stamp holds its record; else
-//! where the location group says; a bucket nobody holds is answered here (NoSuchBucket). The
-//! answer is trusted for [`HOME_TTL_MS`] (a moved or deleted bucket is seen within that bound),
+//! where the location group says; a bucket nobody holds is answered here (NoSuchBucket) and
+//! not remembered (so a bucket created elsewhere next is found at once). A home found is
+//! trusted for [`HOME_TTL_MS`] (a moved or deleted bucket is seen within that bound),
 //! and past it still used while a new answer cannot be had (the location group elects), for at
 //! most [`HOMES_MAX`] buckets; stamps' endpoints are trusted for [`STAMPS_TTL_MS`].
 //!
-//! Bounds: a forwarded request never hops twice (it carries [`FORWARDED_FROM`]; the home serves
+//! Bounds: at most [`LOOKUPS_IN_FLIGHT_MAX`] lookups at once; a forwarded request never hops twice (it carries [`FORWARDED_FROM`]; the home serves
 //! it whatever it finds); only signed requests and CORS preflights are forwarded (other
 //! anonymous requests are refused here);
 //! at most [`FORWARDS_IN_FLIGHT_MAX`] at once (then 503 SlowDown); the home has
@@ -32,12 +33,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_location::LocationClient;
+use strata_proto::location::Stamp;
 use tokio::sync::Semaphore;
 
 /// The header a forwarded request carries: the stamp that forwarded it.
 pub const FORWARDED_FROM: &str = "x-strata-forwarded-from";
 /// How long a bucket's home is trusted before it is looked up again.
 pub const HOME_TTL_MS: u64 = 2_000;
+/// Lookups of buckets not held here in flight at once (beyond: served here, as unknown).
+pub const LOOKUPS_IN_FLIGHT_MAX: usize = 64;
 /// Bound of finding a bucket's home (a record read, then the location group).
 pub const LOOKUP_TIMEOUT_MS: u64 = 3_000;
 /// How long the stamps' endpoints are trusted.
@@ -48,6 +52,17 @@ pub const HOMES_MAX: usize = 10_000;
 pub const FORWARDS_IN_FLIGHT_MAX: usize = 256;
 pub const FORWARD_CONNECT_TIMEOUT_MS: u64 = 2_000;
 pub const FORWARD_HEAD_TIMEOUT_MS: u64 = 30_000;
+
+/// What one lookup of a bucket's home found.
+enum Lookup {
+    /// Held here or on another stamp.
+    Held(Home),
+    /// No stamp holds the bucket (or only a reservation for this one does).
+    Nobody,
+    /// Not known now (a record or the location group unreadable in time, or too many
+    /// lookups in flight).
+    Unknown,
+}
 
 /// Where a bucket is served from.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,17 +76,16 @@ pub enum Home {
     },
 }
 
-/// Endpoints by stamp name.
-type StampEndpoints = HashMap<String, Vec<String>>;
-
 pub struct Forwarder {
-    frontend: Frontend,
+    pub(crate) frontend: Frontend,
     location: Arc<LocationClient>,
     homes: Mutex<HashMap<String, (Home, Instant)>>,
-    /// The stamps' endpoints by stamp name, and when they were listed.
-    stamps: Mutex<Option<(Instant, StampEndpoints)>>,
+    /// The stamps as last listed, and when.
+    stamps: Mutex<Option<(Instant, Vec<Stamp>)>>,
     client: Client<HttpConnector, AxumBody>,
     slots: Arc<Semaphore>,
+    /// Bounds the lookups of buckets not held here (each may ask the location group).
+    lookups: Arc<Semaphore>,
 }
 
 impl Forwarder {
@@ -89,6 +103,7 @@ impl Forwarder {
             stamps: Mutex::new(None),
             client,
             slots: Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT_MAX)),
+            lookups: Arc::new(Semaphore::new(LOOKUPS_IN_FLIGHT_MAX)),
         }))
     }
 
@@ -102,6 +117,9 @@ impl Forwarder {
             return Err(request);
         };
         match self.home_of(&bucket).await {
+            Home::Here if crate::placement::is_create_bucket(&request) => {
+                crate::placement::place(self, request, &bucket).await
+            }
             Home::Here => Err(request),
             Home::Elsewhere { stamp, endpoints } => {
                 Ok(self.forward(request, &bucket, &stamp, &endpoints).await)
@@ -120,17 +138,27 @@ impl Forwarder {
                 return home.clone();
             }
         }
-        let looked_up = tokio::time::timeout(
-            Duration::from_millis(LOOKUP_TIMEOUT_MS),
-            self.look_up_home(bucket),
-        )
-        .await;
-        // A stale home is trusted for another bound before the next try, so an absent
-        // location group costs one lookup timeout per bucket per bound, not one per request.
+        let looked_up = match self.lookups.clone().try_acquire_owned() {
+            Ok(_slot) => tokio::time::timeout(
+                Duration::from_millis(LOOKUP_TIMEOUT_MS),
+                self.look_up_home(bucket),
+            )
+            .await
+            .unwrap_or(Lookup::Unknown),
+            Err(_) => Lookup::Unknown,
+        };
         let home = match (looked_up, known) {
-            (Ok(Some(home)), _) => home,
-            (_, Some((stale, _))) => stale,
-            _ => return Home::Here,
+            (Lookup::Held(home), _) => home,
+            // Not remembered: the bucket may be created anywhere next, and is then found.
+            (Lookup::Nobody, _) => {
+                self.forget(bucket);
+                return Home::Here;
+            }
+            // A stale home is trusted for another bound before the next try, so an absent
+            // location group costs one lookup timeout per bucket per bound, not one per
+            // request.
+            (Lookup::Unknown, Some((stale, _))) => stale,
+            (Lookup::Unknown, None) => return Home::Here,
         };
         if let Ok(mut homes) = self.homes.lock() {
             if homes.len() >= HOMES_MAX {
@@ -152,66 +180,67 @@ impl Forwarder {
         }
     }
 
-    /// Here when this stamp holds the bucket or nobody does; the home stamp when another
-    /// does; None when that cannot be told now (a record or the location group unreadable).
-    async fn look_up_home(&self, bucket: &str) -> Option<Home> {
+    async fn look_up_home(&self, bucket: &str) -> Lookup {
         match self.frontend.get_bucket(bucket).await {
-            Ok(Some(_)) => return Some(Home::Here),
+            Ok(Some(_)) => return Lookup::Held(Home::Here),
             Ok(None) => {}
             Err(err) => {
                 tracing::debug!(%err, bucket, "bucket record unreadable");
-                return None;
+                return Lookup::Unknown;
             }
         }
         let found = match self.location.lookup_bucket(bucket).await {
             Ok(answer) => answer.location,
             Err(status) => {
                 tracing::warn!(%status, bucket, "location group did not answer");
-                return None;
+                return Lookup::Unknown;
             }
         };
-        let Some(location) = found.filter(|l| l.stamp != self.frontend.config.stamp) else {
-            return Some(Home::Here);
+        let Some(location) = found else {
+            return Lookup::Nobody;
         };
+        if location.stamp == self.frontend.config.stamp {
+            // Held for this stamp, not recorded yet (a CreateBucket in flight).
+            return Lookup::Nobody;
+        }
         let endpoints = self.endpoints_of(&location.stamp).await;
         if endpoints.is_empty() {
             tracing::warn!(bucket, stamp = %location.stamp, "home stamp has no endpoint");
-            return None;
+            return Lookup::Unknown;
         }
-        Some(Home::Elsewhere {
+        Lookup::Held(Home::Elsewhere {
             stamp: location.stamp,
             endpoints,
         })
     }
 
     async fn endpoints_of(&self, stamp: &str) -> Vec<String> {
-        let fresh = |at: &Instant| at.elapsed() < Duration::from_millis(STAMPS_TTL_MS);
-        if let Ok(stamps) = self.stamps.lock() {
-            if let Some((_, known)) = stamps.as_ref().filter(|(at, _)| fresh(at)) {
-                return known.get(stamp).cloned().unwrap_or_default();
-            }
-        }
-        let Ok(answer) = self.location.list_stamps().await else {
-            // The last list, however old, rather than none.
-            let stamps = self.stamps.lock();
-            let stale = stamps.as_ref().ok().and_then(|s| s.as_ref());
-            return stale
-                .and_then(|(_, known)| known.get(stamp).cloned())
-                .unwrap_or_default();
-        };
-        let known: StampEndpoints = answer
-            .stamps
+        self.stamps()
+            .await
             .into_iter()
-            .map(|s| (s.name, s.endpoints))
-            .collect();
-        let endpoints = known.get(stamp).cloned().unwrap_or_default();
-        if let Ok(mut stamps) = self.stamps.lock() {
-            *stamps = Some((Instant::now(), known));
-        }
-        endpoints
+            .find(|s| s.name == stamp)
+            .map(|s| s.endpoints)
+            .unwrap_or_default()
     }
 
-    async fn forward(
+    /// The stamps the location group lists (trusted [`STAMPS_TTL_MS`]; when the group does
+    /// not answer, the last list however old, rather than none).
+    pub async fn stamps(&self) -> Vec<Stamp> {
+        let fresh = |at: &Instant| at.elapsed() < Duration::from_millis(STAMPS_TTL_MS);
+        let known = self.stamps.lock().ok().and_then(|s| s.clone());
+        if let Some((_, stamps)) = known.as_ref().filter(|(at, _)| fresh(at)) {
+            return stamps.clone();
+        }
+        let Ok(answer) = self.location.list_stamps().await else {
+            return known.map(|(_, stamps)| stamps).unwrap_or_default();
+        };
+        if let Ok(mut cache) = self.stamps.lock() {
+            *cache = Some((Instant::now(), answer.stamps.clone()));
+        }
+        answer.stamps
+    }
+
+    pub(crate) async fn forward(
         &self,
         request: Request,
         bucket: &str,

@@ -39,6 +39,8 @@
 //!   TLS handshake when [`s3_tls`] gives the endpoint a certificate).
 //! - [`forward`]: requests for a bucket homed on another stamp, forwarded there as they came
 //!   and answered from there (the bucket -> stamp map cached with a short bound).
+//! - [`placement`]: a CreateBucket naming another region's LocationConstraint, forwarded to an
+//!   open stamp of that region.
 //! - [`stamp_report`]: this front-end's reports of its stamp (name, region, endpoint) to the
 //!   location group, which registers a stamp on its first report.
 //! - [`auth`]: key auth, anonymous denial (then the in-flight slot), virtual-host parsing; [`error`]: the error enum,
@@ -78,6 +80,7 @@ pub mod naming;
 pub mod object;
 pub mod part_copy;
 pub mod perimeter;
+pub mod placement;
 pub mod put;
 pub mod routing;
 pub mod s3;
