@@ -113,7 +113,11 @@ impl Forwarder {
         if request.headers().contains_key(FORWARDED_FROM) || !(is_signed(&request) || preflight) {
             return Err(request);
         }
-        let Some(bucket) = bucket_of(&request, &self.frontend.config.domain) else {
+        // A name that cannot be a bucket is answered here (InvalidBucketName, NoSuchBucket)
+        // without asking anyone where it lives.
+        let Some(bucket) = bucket_of(&request, &self.frontend.config.domain)
+            .filter(|bucket| crate::naming::is_valid_bucket_name(bucket))
+        else {
             return Err(request);
         };
         match self.home_of(&bucket).await {
