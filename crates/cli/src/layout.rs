@@ -327,6 +327,17 @@ impl Layout {
         }
     }
 
+    /// Each stamp's S3 endpoint (`<scheme>://<its front-end>`), in stamp order.
+    pub fn s3_endpoints(&self, scheme: &str) -> Vec<(String, String)> {
+        self.stamps()
+            .into_iter()
+            .map(|stamp| {
+                let addr = self.view(&stamp).addrs_of(NodeKind::Frontend);
+                (stamp, format!("{scheme}://{addr}"))
+            })
+            .collect()
+    }
+
     /// The region of `stamp`.
     pub fn region_of(&self, stamp: &str) -> &str {
         self.regions

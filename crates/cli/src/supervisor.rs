@@ -325,14 +325,8 @@ impl Supervisor {
         } else {
             "http"
         };
-        let endpoints: std::collections::BTreeMap<String, String> = layout
-            .stamps()
-            .into_iter()
-            .map(|stamp| {
-                let addr = layout.view(&stamp).addrs_of(NodeKind::Frontend);
-                (stamp, format!("{scheme}://{addr}"))
-            })
-            .collect();
+        let endpoints: std::collections::BTreeMap<String, String> =
+            layout.s3_endpoints(scheme).into_iter().collect();
         let running = RunningStamp {
             pid: std::process::id(),
             endpoint: endpoints.get(&layout.stamp).cloned().unwrap_or_default(),

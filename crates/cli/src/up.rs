@@ -479,29 +479,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
 
     let (access_key, secret_key) = credentials_text;
-    let endpoints: Vec<(String, String)> = layout
-        .stamps()
-        .into_iter()
-        .map(|stamp| {
-            let endpoint = format!(
-                "{scheme}://{}",
-                layout.view(&stamp).addrs_of(NodeKind::Frontend)
-            );
-            (stamp, endpoint)
-        })
-        .collect();
+    let endpoints = layout.s3_endpoints(scheme);
     let s3_endpoint = endpoints[0].1.clone();
     if endpoints.len() == 1 {
         println!("Strata stamp is up.");
+        println!("  S3 endpoint:  {s3_endpoint}");
     } else {
         println!(
             "Strata stamps are up: {} stamps under one location group.",
             endpoints.len()
         );
-    }
-    if endpoints.len() == 1 {
-        println!("  S3 endpoint:  {s3_endpoint}");
-    } else {
         for (stamp, endpoint) in &endpoints {
             println!("  S3 endpoint:  {endpoint}  ({stamp})");
         }

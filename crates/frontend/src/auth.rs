@@ -136,19 +136,27 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
+impl DomainHost {
+    /// The bucket a Host header names as a virtual host under the domain (`photos.<domain>`);
+    /// None for the domain itself or any other name (path-style addressing).
+    pub fn bucket_of(&self, host: &str) -> Option<String> {
+        let name = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
+        let bucket = name
+            .strip_suffix(self.domain.as_str())?
+            .strip_suffix('.')
+            .filter(|bucket| !bucket.is_empty())?;
+        Some(bucket.to_string())
+    }
+}
+
 impl S3Host for DomainHost {
     fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        if let Some(bucket) = self.bucket_of(host) {
+            return Ok(VirtualHost::new(self.domain.as_str()).with_bucket(bucket));
+        }
         let name = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
         if name == self.domain {
             return Ok(VirtualHost::new(self.domain.as_str()));
-        }
-        if let Some(bucket) = name
-            .strip_suffix(self.domain.as_str())
-            .and_then(|b| b.strip_suffix('.'))
-        {
-            if !bucket.is_empty() {
-                return Ok(VirtualHost::new(self.domain.as_str()).with_bucket(bucket.to_string()));
-            }
         }
         // Another name for this host (a container name, a load balancer): path-style.
         Ok(VirtualHost::new(name))

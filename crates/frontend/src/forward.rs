@@ -20,6 +20,7 @@
 //! home that serves HTTPS only is answered 501 NotImplemented naming its endpoint (forwarding
 //! over TLS between stamps is not built yet).
 
+use crate::auth::DomainHost;
 use crate::error::{error_response, FrontendError, Refusal};
 use crate::frontend::Frontend;
 use crate::metrics::METRICS;
@@ -78,6 +79,8 @@ pub enum Home {
 
 pub struct Forwarder {
     pub(crate) frontend: Frontend,
+    /// The front-end's virtual-host domain.
+    domain: DomainHost,
     location: Arc<LocationClient>,
     homes: Mutex<HashMap<String, (Home, Instant)>>,
     /// The stamps as last listed, and when.
@@ -98,6 +101,7 @@ impl Forwarder {
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Some(Arc::new(Self {
             frontend: frontend.clone(),
+            domain: DomainHost::new(&frontend.config.domain),
             location,
             homes: Mutex::new(HashMap::new()),
             stamps: Mutex::new(None),
@@ -115,7 +119,7 @@ impl Forwarder {
         }
         // A name that cannot be a bucket is answered here (InvalidBucketName, NoSuchBucket)
         // without asking anyone where it lives.
-        let Some(bucket) = bucket_of(&request, &self.frontend.config.domain)
+        let Some(bucket) = bucket_of(&request, &self.domain)
             .filter(|bucket| crate::naming::is_valid_bucket_name(bucket))
         else {
             return Err(request);
@@ -311,10 +315,7 @@ impl Forwarder {
 /// A 503 (SlowDown or ServiceUnavailable) that says when to come back.
 fn busy(err: FrontendError) -> Response {
     let mut response = error_response(err);
-    response.headers_mut().insert(
-        http::header::RETRY_AFTER,
-        http::HeaderValue::from_static("1"),
-    );
+    crate::server::add_retry_after(&mut response);
     response
 }
 
@@ -371,25 +372,17 @@ fn is_signed(request: &Request) -> bool {
             .is_some_and(|query| query.contains("X-Amz-Signature=") || query.contains("Signature="))
 }
 
-/// The bucket a request names: from a virtual host under `domain`, else the first path segment.
-pub fn bucket_of(request: &Request, domain: &str) -> Option<String> {
+/// The bucket a request names: from a virtual host under `domain` (as s3s is told to read it),
+/// else the first path segment.
+pub fn bucket_of(request: &Request, domain: &DomainHost) -> Option<String> {
     let host = request
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().host())
         .unwrap_or_default();
-    let name = host
-        .rsplit_once(':')
-        .map_or(host, |(name, _)| name)
-        .to_ascii_lowercase();
-    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    if let Some(bucket) = name
-        .strip_suffix(domain.as_str())
-        .and_then(|b| b.strip_suffix('.'))
-        .filter(|b| !b.is_empty())
-    {
-        return Some(bucket.to_string());
+    if let Some(bucket) = domain.bucket_of(host) {
+        return Some(bucket);
     }
     let first = request
         .uri()
@@ -415,7 +408,7 @@ mod tests {
 
     #[test]
     fn the_bucket_comes_from_the_virtual_host_or_the_path() {
-        let domain = "localhost";
+        let domain = &DomainHost::new("localhost");
         assert_eq!(
             bucket_of(&request("photos.localhost:9000", "/a/b"), domain).as_deref(),
             Some("photos")

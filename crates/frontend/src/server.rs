@@ -144,7 +144,7 @@ pub fn app_with(
 
 /// Every 503 (SlowDown, ServiceUnavailable) says when to come back. Throttling budgets refill
 /// within a second (per-second token buckets), so one second is always enough to try again.
-fn add_retry_after(response: &mut Response) {
+pub(crate) fn add_retry_after(response: &mut Response) {
     if response.status() == http::StatusCode::SERVICE_UNAVAILABLE {
         response
             .headers_mut()
