@@ -78,8 +78,9 @@ def location_addrs(base):
 def stamp_service(name, service, names, base):
     out = copy.deepcopy(service)
     command = [rewrite(arg, names) for arg in out["command"]]
-    if "--location" in command:
-        # The location group stays where it is: on stamp-1's network.
+    if "--location" in command and service["command"][0] == "strata-frontend":
+        # Front-ends reach the location group on stamp-1's network (which they join); the
+        # stream managers on stamp-2's, where the location members have addresses too.
         command[command.index("--location") + 1] = location_addrs(base)
     out["command"] = command
     out["volumes"] = [rewrite(v, names) for v in out.get("volumes", [])]

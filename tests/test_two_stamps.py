@@ -1,8 +1,8 @@
 """Two stamps under one location group (`strata up --stamps 2`), every node a real process:
-each stamp registers itself, node names are unique across stamps, buckets are homed on the
-stamp whose front-end created them and names are unique across both, either stamp's endpoint
-serves every bucket (requests forwarded to the home stamp, signatures checked there), and a
-restart without --stamps brings both stamps back with their data."""
+each stamp registers itself, node names are unique across stamps, new buckets spread over
+both stamps (the least full first, then the fewest buckets) and names are unique across both,
+either stamp's endpoint serves every bucket (requests forwarded to the home stamp, signatures
+checked there), and a restart without --stamps brings both stamps back with their data."""
 
 import hashlib
 import json
@@ -47,6 +47,19 @@ def locate(stamp, bucket):
     return out.stdout.decode().strip()
 
 
+def homed_bucket(stamp, home, prefix, tries=12):
+    """A new bucket homed on `home`, created through its endpoint. Placement spreads new
+    buckets by fill, then count, so a name may land on the other stamp first: those are kept
+    (and spread the counts back), and the next name is tried."""
+    s3 = client(stamp, home)
+    for i in range(tries):
+        bucket = f"{prefix}-{i}"
+        s3.create_bucket(Bucket=bucket)
+        if locate(stamp, bucket) == home:
+            return bucket
+    raise AssertionError(f"{tries} buckets created through {home} were all placed elsewhere")
+
+
 def test_each_stamp_registers_itself_and_names_every_node_once(two_stamps):
     status = two_stamps.status()
     stamps = {s["name"]: s for s in status["stamps"]}
@@ -86,30 +99,42 @@ def test_each_stamp_registers_itself_and_names_every_node_once(two_stamps):
     assert detail["ranges"] and all(r["owner_addr"] in servers for r in detail["ranges"]), detail["ranges"]
 
 
-def test_buckets_are_homed_where_created_and_names_are_global(two_stamps):
-    for name in ["stamp-1", "stamp-2"]:
-        s3 = client(two_stamps, name)
-        for i in range(BUCKETS_PER_STAMP):
-            bucket = f"{name}-bucket-{i}"
-            s3.create_bucket(Bucket=bucket)
-            s3.put_object(Bucket=bucket, Key="k", Body=f"{bucket} body".encode())
-    for name in ["stamp-1", "stamp-2"]:
-        s3 = client(two_stamps, name)
-        for i in range(BUCKETS_PER_STAMP):
-            bucket = f"{name}-bucket-{i}"
-            assert locate(two_stamps, bucket) == name
-            assert s3.get_object(Bucket=bucket, Key="k")["Body"].read() == f"{bucket} body".encode()
+def test_buckets_spread_over_both_stamps_and_names_are_global(two_stamps):
+    """20 buckets created through both front-ends land on both stamps (equal fill: the fewest
+    buckets first); each is written through the front-end that created it and read through
+    the other's."""
+    created = []
+    for i in range(2 * BUCKETS_PER_STAMP):
+        through = ["stamp-1", "stamp-2"][i % 2]
+        bucket = f"spread-{i}"
+        s3 = client(two_stamps, through)
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="k", Body=f"{bucket} body".encode())
+        created.append((bucket, through))
+    homes = {}
+    for bucket, through in created:
+        homes[bucket] = locate(two_stamps, bucket)
+        other = client(two_stamps, "stamp-2" if through == "stamp-1" else "stamp-1")
+        assert other.get_object(Bucket=bucket, Key="k")["Body"].read() == f"{bucket} body".encode()
+    per_stamp = {name: sum(1 for home in homes.values() if home == name) for name in ["stamp-1", "stamp-2"]}
+    assert min(per_stamp.values()) >= BUCKETS_PER_STAMP // 2, per_stamp
     # A name held on one stamp cannot be created on the other.
+    first, home = created[0][0], homes[created[0][0]]
+    elsewhere = "stamp-2" if home == "stamp-1" else "stamp-1"
     with pytest.raises(ClientError) as refused:
-        client(two_stamps, "stamp-2").create_bucket(Bucket="stamp-1-bucket-0")
+        client(two_stamps, elsewhere).create_bucket(Bucket=first)
     assert refused.value.response["Error"]["Code"] == "BucketAlreadyOwnedByYou"
-    assert locate(two_stamps, "stamp-1-bucket-0") == "stamp-1"
+    assert locate(two_stamps, first) == home
     counts = wait_for(
         lambda: {s["name"]: s["buckets"] for s in two_stamps.status()["stamps"]},
         30,
         "the stamps listed",
     )
-    assert counts == {"stamp-1": BUCKETS_PER_STAMP, "stamp-2": BUCKETS_PER_STAMP}, counts
+    assert counts == per_stamp, (counts, per_stamp)
+    # Either endpoint lists every bucket, wherever it is homed.
+    for name in ["stamp-1", "stamp-2"]:
+        listed = {b["Name"] for b in client(two_stamps, name).list_buckets()["Buckets"]}
+        assert set(homes) <= listed, (name, set(homes) - listed)
 
 
 def forwarded_total(stamp, frontend_name):
@@ -125,10 +150,10 @@ def test_either_endpoint_serves_every_bucket(two_stamps):
     """PUT through one stamp's front-end and GET through the other's, both ways, for plain,
     large (streamed) and multipart objects, listings, presigned URLs and deletes."""
     one, two = client(two_stamps, "stamp-1"), client(two_stamps, "stamp-2")
-    one.create_bucket(Bucket="homed-on-one")
-    two.create_bucket(Bucket="homed-on-two")
+    on_one = homed_bucket(two_stamps, "stamp-1", "homed-on-one")
+    on_two = homed_bucket(two_stamps, "stamp-2", "homed-on-two")
     forwarded_before = forwarded_total(two_stamps, "frontend")
-    for writer, reader, bucket in [(one, two, "homed-on-two"), (two, one, "homed-on-one")]:
+    for writer, reader, bucket in [(one, two, on_two), (two, one, on_one)]:
         writer.put_object(Bucket=bucket, Key="small", Body=b"across stamps")
         assert reader.get_object(Bucket=bucket, Key="small")["Body"].read() == b"across stamps"
         big = os.urandom(20 * 1024 * 1024 + 17)
@@ -160,11 +185,11 @@ def test_either_endpoint_serves_every_bucket(two_stamps):
     # A wrong signature is refused at home, through the other stamp too.
     forged = two_stamps.client(endpoint=endpoints(two_stamps)["stamp-1"], secret_key="not-the-secret")
     with pytest.raises(ClientError) as refused:
-        forged.get_object(Bucket="homed-on-two", Key="big")
+        forged.get_object(Bucket=on_two, Key="big")
     assert refused.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
     assert forwarded_total(two_stamps, "frontend") > forwarded_before
     # The bucket itself, deleted through the other stamp: its name is free on both.
-    for bucket, through in [("homed-on-two", one), ("homed-on-one", two)]:
+    for bucket, through in [(on_two, one), (on_one, two)]:
         for key in ["big", "parts"]:
             through.delete_object(Bucket=bucket, Key=key)
         through.delete_bucket(Bucket=bucket)
@@ -179,9 +204,9 @@ KIND_ORDER = ["location", "stream-manager", "extent-node", "partition-manager", 
 
 def test_losing_the_location_group_or_a_whole_stamp_stops_nothing_elsewhere(two_stamps):
     one, two = client(two_stamps, "stamp-1"), client(two_stamps, "stamp-2")
-    one.create_bucket(Bucket="near")
-    two.create_bucket(Bucket="far")
-    one.put_object(Bucket="far", Key="k", Body=b"far away")  # stamp-1 learns where "far" is
+    near = homed_bucket(two_stamps, "stamp-1", "near")
+    far = homed_bucket(two_stamps, "stamp-2", "far")
+    one.put_object(Bucket=far, Key="k", Body=b"far away")  # stamp-1 learns where it is
     nodes = two_stamps.running()["nodes"]
     locations = [n["name"] for n in nodes if n["kind"] == "location"]
     for name in locations:
@@ -191,8 +216,8 @@ def test_losing_the_location_group_or_a_whole_stamp_stops_nothing_elsewhere(two_
     started = time.monotonic()
     served = 0
     while time.monotonic() - started < 3.0:
-        assert one.get_object(Bucket="far", Key="k")["Body"].read() == b"far away"
-        one.put_object(Bucket="near", Key=f"k{served}", Body=b"near")
+        assert one.get_object(Bucket=far, Key="k")["Body"].read() == b"far away"
+        one.put_object(Bucket=near, Key=f"k{served}", Body=b"near")
         served += 1
     assert served > 0
     for name in locations:
@@ -204,34 +229,39 @@ def test_losing_the_location_group_or_a_whole_stamp_stops_nothing_elsewhere(two_
     )
     for node in stamp_one:
         two_stamps.node("kill", node["name"])
-    assert two.get_object(Bucket="far", Key="k")["Body"].read() == b"far away"
-    two.put_object(Bucket="far", Key="while-one-is-down", Body=b"still")
+    assert two.get_object(Bucket=far, Key="k")["Body"].read() == b"far away"
+    two.put_object(Bucket=far, Key="while-one-is-down", Body=b"still")
     once = two_stamps.client(endpoint=endpoints(two_stamps)["stamp-2"], retries=NO_RETRIES)
     with pytest.raises(ClientError) as unreachable:
-        once.get_object(Bucket="near", Key="k0")
+        once.get_object(Bucket=near, Key="k0")
     assert unreachable.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    # New buckets go to the stamp that answers, however few buckets the dead one holds.
+    for i in range(3):
+        created = f"while-one-is-down-{i}"
+        once.create_bucket(Bucket=created)
+        assert locate(two_stamps, created) == "stamp-2"
     for node in stamp_one:
         two_stamps.node("start", node["name"])
     wait_for(
-        lambda: two.get_object(Bucket="near", Key="k0")["Body"].read() == b"near",
+        lambda: two.get_object(Bucket=near, Key="k0")["Body"].read() == b"near",
         90,
         "stamp-1 serving again, through stamp-2",
     )
-    assert one.get_object(Bucket="far", Key="while-one-is-down")["Body"].read() == b"still"
+    assert one.get_object(Bucket=far, Key="while-one-is-down")["Body"].read() == b"still"
 
 
 def test_a_restart_without_stamps_brings_both_back(two_stamps):
     s3 = client(two_stamps, "stamp-2")
-    s3.create_bucket(Bucket="kept-on-two")
-    s3.put_object(Bucket="kept-on-two", Key="k", Body=b"kept")
+    kept = homed_bucket(two_stamps, "stamp-2", "kept-on-two")
+    s3.put_object(Bucket=kept, Key="k", Body=b"kept")
     two_stamps.stop()
     assert two_stamps.process.returncode == 0
     two_stamps.extra_args = []  # plain `strata up`: as many stamps as the data folder holds
     two_stamps.start(timeout_s=180)
     assert sorted(s["name"] for s in two_stamps.status()["stamps"]) == ["stamp-1", "stamp-2"]
     s3 = client(two_stamps, "stamp-2")
-    assert s3.get_object(Bucket="kept-on-two", Key="k")["Body"].read() == b"kept"
-    assert locate(two_stamps, "kept-on-two") == "stamp-2"
+    assert s3.get_object(Bucket=kept, Key="k")["Body"].read() == b"kept"
+    assert locate(two_stamps, kept) == "stamp-2"
 
 
 def test_a_stamp_served_over_https_is_not_forwarded_to_but_named(tmp_path):
@@ -280,5 +310,72 @@ def test_a_location_constraint_places_the_bucket_on_a_stamp_of_that_region(tmp_p
             timeout=60,
         )
         assert missing.returncode != 0, "a refused bucket holds no name"
+    finally:
+        stamp.stop()
+
+
+CAPACITY_BYTES = 64 * 1024 * 1024
+
+
+def location_metric(stamp, name, label):
+    """One per-stamp gauge of the first location member's /metrics, or None."""
+    node = next(n for n in stamp.running()["nodes"] if n["kind"] == "location")
+    with urllib.request.urlopen(f"http://{node['http_addr']}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    found = re.search(rf'^{name}\{{stamp="{label}"\}} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else None
+
+
+def test_new_buckets_go_to_the_least_full_stamp(tmp_path):
+    """Every extent node offers 64 MiB (`STRATA_CAPACITY_BYTES`) and stamp-1 holds 24 MiB:
+    once the stream managers have reported fill, every bucket created through stamp-1 goes to
+    stamp-2, the least full (counting buckets alone would alternate between the stamps).
+    `strata status` and the location members' /metrics show each stamp's fill."""
+    stamp = Stamp(
+        tmp_path / "fill",
+        extra_args=["--stamps", "2"],
+        extra_env={"STRATA_CAPACITY_BYTES": str(CAPACITY_BYTES)},
+    )
+    stamp.start(timeout_s=180)
+    try:
+        fuller = homed_bucket(stamp, "stamp-1", "fuller")
+        one = client(stamp, "stamp-1")
+        one.put_object(Bucket=fuller, Key="big", Body=os.urandom(24 * 1024 * 1024))
+
+        def reported():
+            stamps = {s["name"]: s for s in stamp.status()["stamps"]}
+            fills = [stamps[name]["fill"] for name in ("stamp-1", "stamp-2")]
+            if None in fills or fills[0] - fills[1] < 0.05:
+                return None
+            return stamps
+
+        stamps = wait_for(reported, 60, "stamp-1 reported fuller than stamp-2")
+        for name in ("stamp-1", "stamp-2"):
+            assert stamps[name]["capacity_bytes"] == 6 * CAPACITY_BYTES, stamps[name]
+        # 24 MiB on 3 replicas of 384 MiB, plus logs and checkpoints.
+        assert 0.15 < stamps["stamp-1"]["fill"] < 0.5, stamps["stamp-1"]
+        def metric_shows_fill():
+            ratio = location_metric(stamp, "strata_location_stamp_fill_ratio", "stamp-1")
+            return ratio is not None and ratio > 0.1
+
+        # Members refresh their gauges every 5 s from their own applied state.
+        wait_for(metric_shows_fill, 30, "stamp-1's fill on the location group's /metrics")
+        # The front-end keeps the stamps it learned for up to 5 s: two new buckets in a row on
+        # stamp-2 say it has learned the fills (by bucket counts alone, the second of two
+        # would stay on stamp-1).
+        probes = iter(range(100))
+
+        def probe_placed_on_two():
+            homes = []
+            for _ in range(2):
+                bucket = f"probe-{next(probes)}"
+                one.create_bucket(Bucket=bucket)
+                homes.append(locate(stamp, bucket))
+            return homes == ["stamp-2", "stamp-2"]
+
+        wait_for(probe_placed_on_two, 30, "stamp-1's front-end placing on stamp-2", interval_s=1.0)
+        for i in range(6):
+            one.create_bucket(Bucket=f"placed-{i}")
+            assert locate(stamp, f"placed-{i}") == "stamp-2"
     finally:
         stamp.stop()

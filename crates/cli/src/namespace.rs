@@ -88,9 +88,8 @@ pub async fn stamps_report(layout: &Layout) -> Vec<Value> {
         .stamps
         .into_iter()
         .map(|stamp| {
-            // Fill is stored / capacity; unknown (null) until stamps report a capacity.
-            let fill = (stamp.capacity_bytes > 0)
-                .then(|| stamp.stored_bytes as f64 / stamp.capacity_bytes as f64);
+            // Stored over offered raw bytes; null until the stamp's stream manager reports.
+            let fill = strata_location::fill::fill_ratio(stamp.capacity_bytes, stamp.stored_bytes);
             json!({
                 "name": stamp.name,
                 "region": stamp.region,
@@ -98,6 +97,8 @@ pub async fn stamps_report(layout: &Layout) -> Vec<Value> {
                 "state": stamp.state,
                 "fill": fill,
                 "buckets": stamp.buckets,
+                "capacity_bytes": stamp.capacity_bytes,
+                "stored_bytes": stamp.stored_bytes,
             })
         })
         .collect()

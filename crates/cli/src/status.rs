@@ -404,7 +404,7 @@ fn print_stamps(report: &Value) {
             text(&stamp["state"]),
             stamp["fill"]
                 .as_f64()
-                .map(|fill| format!("{:.0}%", fill * 100.0))
+                .map(|fill| format!("{:.1}%", fill * 100.0))
                 .unwrap_or_else(|| "-".into()),
             text(&stamp["buckets"]),
             match stamp["health"].as_str() {

@@ -226,6 +226,8 @@ fn node_args(
                 args.extent_size_bytes_max.to_string(),
             );
             push("--gc-delay-ms", args.gc_delay_ms.to_string());
+            push("--location", layout.addrs_of(NodeKind::Location));
+            push("--stamp", stamp);
         }
         NodeKind::ExtentNode => {
             push("--data-dir", data_dir);

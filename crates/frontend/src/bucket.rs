@@ -1,5 +1,8 @@
 //! Bucket operations: ListBuckets, CreateBucket, HeadBucket, GetBucketLocation, DeleteBucket.
 //!
+//! ListBuckets lists the requester's buckets on this stamp (its partition records) and on
+//! every other stamp (the location group's names, with their stamps' regions).
+//!
 //! CreateBucket reserves the name globally (location service) before the stamp's partition
 //! layer records it; DeleteBucket checks emptiness over every range that can hold the
 //! bucket's objects (walking them in key order, `stretches.rs`), deletes the record, then
@@ -16,11 +19,14 @@ use s3s::dto::{
 use s3s::S3Result;
 use std::collections::BTreeMap;
 use strata_proto::common::BucketMeta;
-use strata_proto::location::{ReleaseBucketRequest, ReserveBucketRequest};
+use strata_proto::location::{BucketLocation, ReleaseBucketRequest, ReserveBucketRequest};
 use strata_proto::partition::{
     CountObjectsRequest, CreateBucketRequest, DeleteBucketRequest, ListBucketsRequest,
 };
 use strata_types::keys;
+
+/// Bound on asking the location group for a requester's buckets on other stamps.
+pub const OWNED_LIST_TIMEOUT_MS: u64 = 3_000;
 
 impl Frontend {
     pub(crate) async fn list_buckets_for(&self, requester: &str) -> S3Result<ListBucketsOutput> {
@@ -47,20 +53,68 @@ impl Frontend {
                 buckets.insert(bucket.name.clone(), bucket);
             }
         }
-        let list = buckets
+        let mut listed: BTreeMap<String, Bucket> = buckets
             .into_values()
             .filter(|b| b.owner_access_key.is_empty() || b.owner_access_key == requester)
-            .map(|b| Bucket {
-                bucket_region: Some(self.config.region.clone()),
-                creation_date: Some(crate::meta::timestamp_from_ms(b.created_ms)),
-                name: Some(b.name),
+            .map(|b| {
+                let bucket = Bucket {
+                    bucket_region: Some(self.config.region.clone()),
+                    creation_date: Some(crate::meta::timestamp_from_ms(b.created_ms)),
+                    name: Some(b.name.clone()),
+                };
+                (b.name, bucket)
             })
             .collect();
+        for remote in self.buckets_on_other_stamps(requester).await {
+            listed
+                .entry(remote.bucket.clone())
+                .or_insert_with(|| Bucket {
+                    bucket_region: Some(remote.region),
+                    creation_date: Some(crate::meta::timestamp_from_ms(remote.created_ms)),
+                    name: Some(remote.bucket),
+                });
+        }
+        let list = listed.into_values().collect();
         Ok(ListBucketsOutput {
             buckets: Some(list),
             owner: Some(owner(requester)),
             ..Default::default()
         })
+    }
+
+    /// The requester's buckets homed on other stamps, as the location group lists them
+    /// (bounded by [`OWNED_LIST_TIMEOUT_MS`]). When the group cannot answer, none: ListBuckets
+    /// then lists this stamp's buckets only, rather than failing while the location group
+    /// elects or is away.
+    async fn buckets_on_other_stamps(&self, requester: &str) -> Vec<BucketLocation> {
+        let Some(location) = &self.location else {
+            return Vec::new();
+        };
+        let timeout = std::time::Duration::from_millis(OWNED_LIST_TIMEOUT_MS);
+        match tokio::time::timeout(timeout, location.list_owned_buckets(requester)).await {
+            Ok(Ok(answer)) => {
+                if answer.truncated {
+                    tracing::warn!(
+                        requester,
+                        "more buckets are held than the location group lists"
+                    );
+                }
+                let own = &self.config.stamp;
+                answer
+                    .buckets
+                    .into_iter()
+                    .filter(|b| &b.stamp != own)
+                    .collect()
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(%err, "the location group did not list the requester's buckets; listing this stamp's");
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::warn!("the location group did not list the requester's buckets in {OWNED_LIST_TIMEOUT_MS} ms; listing this stamp's");
+                Vec::new()
+            }
+        }
     }
 
     pub(crate) async fn create_bucket_as(

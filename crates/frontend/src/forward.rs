@@ -47,6 +47,8 @@ pub const LOOKUPS_IN_FLIGHT_MAX: usize = 64;
 pub const LOOKUP_TIMEOUT_MS: u64 = 3_000;
 /// How long the stamps' endpoints are trusted.
 pub const STAMPS_TTL_MS: u64 = 5_000;
+/// How long a stamp that took no connection is passed over by placement.
+pub const UNREACHABLE_MS: u64 = 10_000;
 /// Most bucket homes kept (then the map starts over: a bound, not an LRU).
 pub const HOMES_MAX: usize = 10_000;
 /// Forwarded requests in flight at once.
@@ -85,6 +87,9 @@ pub struct Forwarder {
     homes: Mutex<HashMap<String, (Home, Instant)>>,
     /// The stamps as last listed, and when.
     stamps: Mutex<Option<(Instant, Vec<Stamp>)>>,
+    /// Stamps no endpoint of which took a connection, and when: placement passes them over
+    /// for [`UNREACHABLE_MS`].
+    unreachable: Mutex<HashMap<String, Instant>>,
     client: Client<HttpConnector, AxumBody>,
     slots: Arc<Semaphore>,
     /// Bounds the lookups of buckets not held here (each may ask the location group).
@@ -105,6 +110,7 @@ impl Forwarder {
             location,
             homes: Mutex::new(HashMap::new()),
             stamps: Mutex::new(None),
+            unreachable: Mutex::new(HashMap::new()),
             client,
             slots: Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT_MAX)),
             lookups: Arc::new(Semaphore::new(LOOKUPS_IN_FLIGHT_MAX)),
@@ -246,6 +252,87 @@ impl Forwarder {
             *cache = Some((Instant::now(), answer.stamps.clone()));
         }
         answer.stamps
+    }
+
+    /// Counts a bucket placed on `stamp` in the cached stamp list, so that the placements of
+    /// one [`STAMPS_TTL_MS`] spread by bucket count as the location group's would.
+    pub fn count_placement(&self, stamp: &str) {
+        if let Ok(mut cache) = self.stamps.lock() {
+            let listed = cache.as_mut().map(|(_, stamps)| stamps.iter_mut());
+            if let Some(known) = listed.into_iter().flatten().find(|s| s.name == stamp) {
+                known.buckets = known.buckets.saturating_add(1);
+            }
+        }
+    }
+
+    /// Whether a connection to `stamp` failed in the last [`UNREACHABLE_MS`].
+    pub fn unreachable(&self, stamp: &str) -> bool {
+        let window = Duration::from_millis(UNREACHABLE_MS);
+        self.unreachable
+            .lock()
+            .is_ok_and(|marks| marks.get(stamp).is_some_and(|at| at.elapsed() < window))
+    }
+
+    fn mark_unreachable(&self, stamp: &str) {
+        if let Ok(mut marks) = self.unreachable.lock() {
+            marks.retain(|_, at| at.elapsed() < Duration::from_millis(UNREACHABLE_MS));
+            marks.insert(stamp.to_string(), Instant::now());
+        }
+    }
+
+    /// A request whose (small, buffered) body can be sent again, offered to each plain-HTTP
+    /// endpoint of `stamp` in turn: the first answer, or None when no endpoint took the
+    /// connection, so the request surely reached none and the caller may place it elsewhere.
+    /// A request sent without an answer in time is answered 503 (it may have been served).
+    pub(crate) async fn forward_buffered(
+        &self,
+        parts: &http::request::Parts,
+        body: bytes::Bytes,
+        stamp: &str,
+        endpoints: &[String],
+    ) -> Option<Response> {
+        let Ok(_slot) = self.slots.clone().try_acquire_owned() else {
+            METRICS.forwarded(stamp, "busy");
+            return Some(busy(FrontendError::SlowDown(format!(
+                "{FORWARDS_IN_FLIGHT_MAX} requests are being forwarded"
+            ))));
+        };
+        for endpoint in endpoints {
+            let Some(outgoing) = outgoing(parts, endpoint, &self.frontend.config.stamp) else {
+                continue;
+            };
+            let sent = tokio::time::timeout(
+                Duration::from_millis(FORWARD_HEAD_TIMEOUT_MS),
+                self.client
+                    .request(outgoing.map(|()| AxumBody::from(body.clone()))),
+            )
+            .await;
+            match sent {
+                Ok(Ok(response)) => {
+                    METRICS.forwarded(stamp, "answered");
+                    return Some(response.map(AxumBody::new));
+                }
+                Ok(Err(err)) if err.is_connect() => {
+                    tracing::warn!(%err, stamp, endpoint, "no connection to the stamp");
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!(%err, stamp, endpoint, "forwarding failed after sending");
+                    METRICS.forwarded(stamp, "unreachable");
+                    return Some(busy(FrontendError::Unavailable(format!(
+                        "stamp {stamp} did not answer"
+                    ))));
+                }
+                Err(_) => {
+                    METRICS.forwarded(stamp, "unreachable");
+                    return Some(busy(FrontendError::Unavailable(format!(
+                        "stamp {stamp} did not answer in time"
+                    ))));
+                }
+            }
+        }
+        self.mark_unreachable(stamp);
+        METRICS.forwarded(stamp, "unreachable");
+        None
     }
 
     pub(crate) async fn forward(

@@ -1,19 +1,25 @@
-//! Where a new bucket goes (issue 15, item 3, by region): a CreateBucket whose
-//! `LocationConstraint` names another region than this stamp's is forwarded, as it came, to an
-//! open stamp of that region (the one holding the fewest buckets), which creates the bucket on
-//! itself. A constraint no stamp's region matches is answered here: this stamp's CreateBucket
-//! refuses a foreign region with `InvalidLocationConstraint`. No constraint, or this stamp's
-//! region: the bucket is created here. (Placement by free capacity comes with per-stamp fill.)
+//! Where a new bucket goes (issue 15, item 3). A CreateBucket for a name no stamp holds is
+//! placed on an open stamp of the region it asks for (its `LocationConstraint`; none: this
+//! stamp's region), the one [`strata_location::fill`] ranks first: the least full, stamps 80%
+//! full or more only when all are, then the fewest buckets, then this stamp, then by name.
+//! Placed here, it is served here; placed elsewhere, it is forwarded as it came to that
+//! stamp's front-end, which creates the bucket on itself (a forwarded request is never placed
+//! again). A constraint no stamp's region matches is answered here: this stamp's CreateBucket
+//! refuses a foreign region with `InvalidLocationConstraint`. When the location group cannot
+//! list the stamps, a bucket of this stamp's region is created here.
 //!
 //! Only this request is read before it is forwarded: its body is XML of at most
 //! `XML_BODY_BYTES_MAX` bytes with a Content-Length; any other body is served here as it is
 //! (s3s bounds and refuses it).
 
 use crate::error::{error_response, FrontendError, Refusal};
-use crate::forward::{Forwarder, Home};
+use crate::forward::Forwarder;
 use axum::body::Body as AxumBody;
 use axum::extract::Request;
 use axum::response::Response;
+use bytes::Bytes;
+use strata_location::fill::placement_rank;
+use strata_proto::location::Stamp;
 use strata_types::limits::XML_BODY_BYTES_MAX;
 
 /// Whether `request` is a CreateBucket: `PUT /<bucket>` (or `PUT /` on a virtual host) with
@@ -34,61 +40,109 @@ pub fn location_constraint(body: &[u8]) -> Option<String> {
     (!region.is_empty()).then(|| region.to_string())
 }
 
-/// The CreateBucket forwarded to a stamp of the region it asks for, or handed back (`Err`,
-/// with its body) to be served here.
+/// What a CreateBucket's body says before it is placed.
+enum Body {
+    /// Read whole (bounded; empty when there is none), with the region it names.
+    Read(http::request::Parts, Bytes, Option<String>),
+    /// A body that cannot be read here (no length, too long): served here as it is.
+    Unread(Request),
+}
+
+async fn read_body(request: Request) -> Result<Body, Response> {
+    let headers = request.headers();
+    let length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
+    let (parts, body) = request.into_parts();
+    match length {
+        None | Some(0) if !chunked => return Ok(Body::Read(parts, Bytes::new(), None)),
+        Some(length) if (1..=XML_BODY_BYTES_MAX).contains(&length) => {}
+        _ => return Ok(Body::Unread(Request::from_parts(parts, body))),
+    }
+    match axum::body::to_bytes(body, XML_BODY_BYTES_MAX as usize).await {
+        Ok(bytes) => {
+            let region = location_constraint(&bytes);
+            Ok(Body::Read(parts, bytes, region))
+        }
+        Err(err) => {
+            tracing::debug!(%err, "CreateBucket body unreadable");
+            let refused = FrontendError::refused(
+                Refusal::IncompleteBody,
+                "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+            );
+            Err(error_response(refused))
+        }
+    }
+}
+
+/// Most stamps a CreateBucket is offered to before it is created here.
+const PLACEMENT_TRIES_MAX: usize = 3;
+
+/// The CreateBucket forwarded to the stamp it is placed on, or handed back (`Err`, with its
+/// body) to be served here. A stamp that takes no connection is passed over (for
+/// `UNREACHABLE_MS`) and the next one chosen: a stamp that is down gets no new buckets.
 pub async fn place(
     forwarder: &Forwarder,
     request: Request,
     bucket: &str,
 ) -> Result<Response, Request> {
-    let length = request
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if !length.is_some_and(|length| (1..=XML_BODY_BYTES_MAX).contains(&length)) {
-        return Err(request);
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, XML_BODY_BYTES_MAX as usize).await {
-        Ok(bytes) => bytes,
-        Err(err) => {
-            tracing::debug!(%err, bucket, "CreateBucket body unreadable");
-            let refused = FrontendError::refused(
-                Refusal::IncompleteBody,
-                "You did not provide the number of bytes specified by the Content-Length HTTP header.",
-            );
-            return Ok(error_response(refused));
-        }
-    };
-    let region = location_constraint(&bytes);
-    let request = Request::from_parts(parts, AxumBody::from(bytes));
     let own_region = &forwarder.frontend.config.region;
-    let Some(region) = region.filter(|region| region != own_region) else {
-        return Err(request);
-    };
-    match stamp_in_region(forwarder, &region).await {
-        Some(Home::Elsewhere { stamp, endpoints }) => {
-            tracing::info!(bucket, %region, %stamp, "CreateBucket placed on a stamp of its region");
-            Ok(forwarder.forward(request, bucket, &stamp, &endpoints).await)
+    let (parts, bytes, region) = match read_body(request).await {
+        Err(refused) => return Ok(refused),
+        Ok(Body::Unread(request)) => return Err(request),
+        Ok(Body::Read(parts, bytes, region)) => {
+            (parts, bytes, region.unwrap_or(own_region.clone()))
         }
-        _ => Err(request),
+    };
+    let own = &forwarder.frontend.config.stamp;
+    for _ in 0..PLACEMENT_TRIES_MAX {
+        let stamps: Vec<Stamp> = forwarder
+            .stamps()
+            .await
+            .into_iter()
+            .filter(|s| &s.name == own || !forwarder.unreachable(&s.name))
+            .collect();
+        let Some(chosen) = choose(&stamps, &region, own) else {
+            break;
+        };
+        if &chosen.name == own {
+            forwarder.count_placement(own);
+            break;
+        }
+        tracing::info!(bucket, %region, stamp = %chosen.name, "CreateBucket placed on another stamp");
+        let sent = forwarder
+            .forward_buffered(&parts, bytes.clone(), &chosen.name, &chosen.endpoints)
+            .await;
+        if let Some(answer) = sent {
+            forwarder.count_placement(&chosen.name);
+            return Ok(answer);
+        }
     }
+    let served_elsewhere = forwarder.stamps().await.iter().any(|s| s.region == region);
+    if &region != own_region && served_elsewhere {
+        // The region exists, but none of its stamps took a connection.
+        let mut response = error_response(FrontendError::Unavailable(format!(
+            "no stamp of region {region} can be reached"
+        )));
+        crate::server::add_retry_after(&mut response);
+        return Ok(response);
+    }
+    Err(Request::from_parts(parts, AxumBody::from(bytes)))
 }
 
-/// The open stamp of `region` holding the fewest buckets (ties: the first by name).
-async fn stamp_in_region(forwarder: &Forwarder, region: &str) -> Option<Home> {
-    let own = &forwarder.frontend.config.stamp;
-    forwarder
-        .stamps()
-        .await
-        .into_iter()
-        .filter(|s| s.region == region && s.state == "open" && &s.name != own)
-        .filter(|s| !s.endpoints.is_empty())
-        .min_by(|a, b| a.buckets.cmp(&b.buckets).then(a.name.cmp(&b.name)))
-        .map(|s| Home::Elsewhere {
-            stamp: s.name,
-            endpoints: s.endpoints,
+/// The stamp a new bucket of `region` goes to: see the module comment. Stamps of other
+/// regions, draining ones and (other than `own`) ones without a plain-HTTP endpoint (nothing
+/// to forward the request to: see `forward.rs`) are never chosen.
+pub fn choose<'a>(stamps: &'a [Stamp], region: &str, own: &str) -> Option<&'a Stamp> {
+    stamps
+        .iter()
+        .filter(|s| s.region == region && s.state == "open")
+        .filter(|s| s.name == own || s.endpoints.iter().any(|e| e.starts_with("http://")))
+        .min_by_key(|s| {
+            let rank = placement_rank(s.capacity_bytes, s.stored_bytes, s.buckets);
+            (rank, s.name != own, s.name.clone())
         })
 }
 
@@ -122,5 +176,73 @@ mod tests {
         assert_eq!(location_constraint(empty), None);
         assert_eq!(location_constraint(b"<CreateBucketConfiguration/>"), None);
         assert_eq!(location_constraint(&[0xff, 0xfe]), None);
+    }
+
+    fn stamp(
+        name: &str,
+        region: &str,
+        capacity_bytes: u64,
+        stored_bytes: u64,
+        buckets: u64,
+    ) -> Stamp {
+        Stamp {
+            name: name.into(),
+            region: region.into(),
+            state: "open".into(),
+            endpoints: vec![format!("http://{name}:9000")],
+            capacity_bytes,
+            stored_bytes,
+            buckets,
+            ..Default::default()
+        }
+    }
+
+    fn chosen(stamps: &[Stamp], region: &str, own: &str) -> Option<String> {
+        choose(stamps, region, own).map(|s| s.name.clone())
+    }
+
+    #[test]
+    fn a_new_bucket_goes_to_the_least_full_open_stamp_of_its_region() {
+        let stamps = [
+            stamp("stamp-1", "us-east-1", 1_000, 500, 1),
+            stamp("stamp-2", "us-east-1", 1_000, 100, 9),
+            stamp("stamp-3", "eu-west-1", 1_000, 0, 0),
+        ];
+        assert_eq!(
+            chosen(&stamps, "us-east-1", "stamp-1").as_deref(),
+            Some("stamp-2")
+        );
+        assert_eq!(
+            chosen(&stamps, "eu-west-1", "stamp-1").as_deref(),
+            Some("stamp-3")
+        );
+        assert_eq!(chosen(&stamps, "ap-south-1", "stamp-1"), None);
+        let mut draining = stamps.clone();
+        draining[1].state = "draining".into();
+        assert_eq!(
+            chosen(&draining, "us-east-1", "stamp-1").as_deref(),
+            Some("stamp-1")
+        );
+    }
+
+    #[test]
+    fn equal_fills_spread_by_bucket_count_and_ties_stay_here() {
+        let even = [
+            stamp("stamp-1", "r", 0, 0, 3),
+            stamp("stamp-2", "r", 0, 0, 3),
+        ];
+        assert_eq!(chosen(&even, "r", "stamp-2").as_deref(), Some("stamp-2"));
+        assert_eq!(chosen(&even, "r", "stamp-1").as_deref(), Some("stamp-1"));
+        let fewer = [
+            stamp("stamp-1", "r", 0, 0, 3),
+            stamp("stamp-2", "r", 0, 0, 2),
+        ];
+        assert_eq!(chosen(&fewer, "r", "stamp-1").as_deref(), Some("stamp-2"));
+        // Another stamp with no endpoint, or only HTTPS ones, cannot be forwarded to.
+        let mut silent = fewer.clone();
+        silent[1].endpoints.clear();
+        assert_eq!(chosen(&silent, "r", "stamp-1").as_deref(), Some("stamp-1"));
+        silent[1].endpoints = vec!["https://stamp-2:9000".into()];
+        assert_eq!(chosen(&silent, "r", "stamp-1").as_deref(), Some("stamp-1"));
     }
 }

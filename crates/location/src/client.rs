@@ -185,6 +185,31 @@ impl LocationClient {
         .await
     }
 
+    pub async fn report_fill(
+        &self,
+        request: ReportFillRequest,
+    ) -> Result<ReportFillResponse, Status> {
+        self.call("ReportFill", |mut client| {
+            let request = request.clone();
+            async move { client.report_fill(request).await }
+        })
+        .await
+    }
+
+    pub async fn list_owned_buckets(
+        &self,
+        owner_access_key: &str,
+    ) -> Result<ListOwnedBucketsResponse, Status> {
+        let request = ListOwnedBucketsRequest {
+            owner_access_key: owner_access_key.to_string(),
+        };
+        self.call("ListOwnedBuckets", |mut client| {
+            let request = request.clone();
+            async move { client.list_owned_buckets(request).await }
+        })
+        .await
+    }
+
     pub async fn list_stamps(&self) -> Result<ListStampsResponse, Status> {
         self.call("ListStamps", |mut client| async move {
             client.list_stamps(ListStampsRequest {}).await

@@ -5,6 +5,7 @@
 //! earlier table can be handed to someone else in between. While the import is not done and
 //! another member leads, the lowest-id member asks for an election, since only it holds the
 //! table. (Stamps register themselves: their front-ends report them, see `ReportStamp`.)
+//! Every member also refreshes the per-stamp gauges of `/metrics` from its own state.
 
 use crate::machine::{BucketRecord, IMPORT_BATCH_MAX, NAME_BYTES_MAX};
 use crate::namespace::Namespace;
@@ -31,12 +32,20 @@ pub struct Duties {
 impl Duties {
     pub async fn run(self, token: CancellationToken) {
         let mut last_elect_ask = Instant::now();
+        let mut last_publish: Option<Instant> = None;
         let mut ticker = tokio::time::interval(Duration::from_millis(DUTY_INTERVAL_MS));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = token.cancelled() => return,
                 _ = ticker.tick() => {}
+            }
+            if last_publish.is_none_or(|at| elapsed_ms(at) >= crate::metrics::PUBLISH_INTERVAL_MS) {
+                last_publish = Some(Instant::now());
+                match self.namespace.local_stamps() {
+                    Ok(stamps) => crate::metrics::publish(&stamps),
+                    Err(err) => tracing::warn!(%err, "could not read the stamps for /metrics"),
+                }
             }
             let group = self.namespace.group();
             if group.is_ready_leader() {

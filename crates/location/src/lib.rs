@@ -6,7 +6,9 @@
 //! the name. Each member registers its deployment's stamp; the group answers "which stamp?".
 //!
 //! Modules:
+//! - [`fill`]: how full a stamp is, and the one rule placing a new bucket on a stamp;
 //! - [`machine`]: stamps and bucket names as a strata-raft state machine;
+//! - [`metrics`]: per-stamp gauges (fill, capacity, bytes stored, buckets, open);
 //! - [`namespace`]: one member's reservations, releases and reads (leader only, confirmed);
 //! - [`service`]: the `Location` gRPC service over the namespace;
 //! - [`duties`]: what a leader does unasked (register the stamp, import the earlier table);
@@ -19,7 +21,9 @@
 
 pub mod client;
 pub mod duties;
+pub mod fill;
 pub mod machine;
+pub mod metrics;
 pub mod namespace;
 pub mod node;
 pub mod service;

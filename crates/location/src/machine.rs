@@ -98,6 +98,14 @@ pub enum LocationCommand {
         buckets: Vec<BucketRecord>,
         last: bool,
     },
+    /// A stamp's capacity and the bytes it stores (its stream manager's leader reports them,
+    /// see `ReportFill` in location.proto). A stamp not registered yet is left alone: its
+    /// front-ends register it, and the next report fills it in.
+    ReportFill {
+        stamp: String,
+        capacity_bytes: u64,
+        stored_bytes: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -204,6 +212,28 @@ fn apply_checked(
             }
         }
         LocationCommand::ImportBuckets { buckets, last } => import(state, buckets, *last)?,
+        LocationCommand::ReportFill {
+            stamp,
+            capacity_bytes,
+            stored_bytes,
+        } => {
+            let key = stamp_key(stamp);
+            match state.get_record::<StampRecord>(&key)? {
+                Some(record)
+                    if (record.capacity_bytes, record.stored_bytes)
+                        != (*capacity_bytes, *stored_bytes) =>
+                {
+                    let record = StampRecord {
+                        capacity_bytes: *capacity_bytes,
+                        stored_bytes: *stored_bytes,
+                        ..record
+                    };
+                    state.put_record(&key, &record)?;
+                    LocationResponse::StampPut
+                }
+                _ => LocationResponse::NoChange,
+            }
+        }
     })
 }
 
@@ -316,6 +346,7 @@ fn check(command: &LocationCommand) -> Result<(), String> {
             stamp.endpoints.iter().try_for_each(|e| name("endpoint", e))
         }
         LocationCommand::SetStampState { stamp, .. } => name("stamp name", stamp),
+        LocationCommand::ReportFill { stamp, .. } => name("stamp name", stamp),
         LocationCommand::ReportStamp {
             stamp,
             region,

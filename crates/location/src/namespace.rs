@@ -6,6 +6,7 @@
 //! against every committed one. Followers answer [`NamespaceError::NotLeader`] with the
 //! leader's address so callers go there.
 
+use crate::fill::placement_rank;
 use crate::machine::{
     bucket_key, reported_stamp, BucketRecord, ImportRecord, LocationCommand, LocationMachine,
     LocationResponse, StampRecord, StampState, IMPORT_KEY,
@@ -113,8 +114,8 @@ impl Namespace {
             .unwrap_or_default())
     }
 
-    /// Holds `bucket` for `owner` on `stamp`, or on the open stamp with the fewest buckets
-    /// when `stamp` is None.
+    /// Holds `bucket` for `owner` on `stamp`, or when `stamp` is None on the open stamp
+    /// [`crate::fill`] places new buckets on.
     pub async fn reserve(
         &self,
         bucket: &str,
@@ -166,13 +167,35 @@ impl Namespace {
         Ok(self.group.reader().get_record(&bucket_key(bucket))?)
     }
 
+    /// The buckets `owner` holds, by name, at most `limit` (and whether more are held), as
+    /// committed.
+    pub async fn owned_buckets(
+        &self,
+        owner: &str,
+        limit: usize,
+    ) -> Result<(Vec<BucketRecord>, bool)> {
+        self.confirm_leader().await?;
+        let mut owned: Vec<BucketRecord> = self
+            .group
+            .reader()
+            .scan_records::<BucketRecord>(b"bucket/")?
+            .into_iter()
+            .map(|(_, bucket)| bucket)
+            .filter(|bucket| bucket.owner_access_key == owner)
+            .collect();
+        let truncated = owned.len() > limit;
+        owned.truncate(limit);
+        Ok((owned, truncated))
+    }
+
     /// Every registered stamp with its bucket count, as committed.
     pub async fn stamps(&self) -> Result<Vec<StampSummary>> {
         self.confirm_leader().await?;
         self.local_stamps()
     }
 
-    fn local_stamps(&self) -> Result<Vec<StampSummary>> {
+    /// Every stamp as this member has applied it (no leadership check: may lag).
+    pub fn local_stamps(&self) -> Result<Vec<StampSummary>> {
         let reader = self.group.reader();
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for (_, bucket) in reader.scan_records::<BucketRecord>(b"bucket/")? {
@@ -188,12 +211,16 @@ impl Namespace {
             .collect())
     }
 
-    /// The open stamp holding the fewest buckets (ties: the first by name).
+    /// The open stamp a new bucket goes to ([`crate::fill::placement_rank`]; ties: the first
+    /// by name).
     fn emptiest_open_stamp(&self) -> Result<String> {
         self.local_stamps()?
             .into_iter()
             .filter(|summary| summary.stamp.state == StampState::Open)
-            .min_by_key(|summary| summary.buckets)
+            .min_by_key(|summary| {
+                let stamp = &summary.stamp;
+                placement_rank(stamp.capacity_bytes, stamp.stored_bytes, summary.buckets)
+            })
             .map(|summary| summary.stamp.name)
             .ok_or_else(|| NamespaceError::Rejected("no open stamp is registered".into()))
     }
@@ -225,6 +252,36 @@ impl Namespace {
                 tracing::info!(%stamp, %region, ?endpoint, "stamp registered or updated");
                 Ok(true)
             }
+            LocationResponse::NoChange => Ok(false),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A stamp's fill (see `LocationCommand::ReportFill`); answers whether it changed the
+    /// state. An unchanged fill, or one for a stamp not registered yet, is not proposed.
+    pub async fn report_fill(
+        &self,
+        stamp: &str,
+        capacity_bytes: u64,
+        stored_bytes: u64,
+    ) -> Result<bool> {
+        self.confirm_leader().await?;
+        let current: Option<StampRecord> = self
+            .group
+            .reader()
+            .get_record(&crate::machine::stamp_key(stamp))?;
+        if current
+            .is_none_or(|c| (c.capacity_bytes, c.stored_bytes) == (capacity_bytes, stored_bytes))
+        {
+            return Ok(false);
+        }
+        let command = LocationCommand::ReportFill {
+            stamp: stamp.to_string(),
+            capacity_bytes,
+            stored_bytes,
+        };
+        match self.propose(command).await? {
+            LocationResponse::StampPut => Ok(true),
             LocationResponse::NoChange => Ok(false),
             other => Err(unexpected(other)),
         }

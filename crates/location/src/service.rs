@@ -17,6 +17,11 @@ pub const NAME_WRITER_ROLES: [Role; 1] = [Role::Frontend];
 pub const NAME_READER_ROLES: [Role; 2] = [Role::Frontend, Role::Operator];
 /// Who may report a stamp: its front-ends.
 pub const STAMP_REPORTER_ROLES: [Role; 1] = [Role::Frontend];
+/// Who may report a stamp's capacity and usage: its stream manager group's leader.
+pub const FILL_REPORTER_ROLES: [Role; 1] = [Role::StreamManager];
+/// Most buckets one ListOwnedBuckets answer lists (AWS's default quota of buckets per
+/// account).
+pub const OWNED_BUCKETS_LISTED_MAX: usize = 10_000;
 /// Longest bucket name S3 allows.
 const BUCKET_NAME_BYTES_MAX: usize = 63;
 
@@ -74,6 +79,7 @@ fn to_proto(record: BucketRecord) -> BucketLocation {
         stamp: record.stamp,
         owner_access_key: record.owner_access_key,
         created_ms: record.created_ms,
+        region: String::new(),
     }
 }
 
@@ -183,5 +189,53 @@ impl Location for LocationService {
             .await
             .map_err(status)?;
         Ok(Response::new(ReportStampResponse { changed }))
+    }
+
+    async fn report_fill(
+        &self,
+        request: Request<ReportFillRequest>,
+    ) -> Result<Response<ReportFillResponse>, Status> {
+        authorize(&request, &FILL_REPORTER_ROLES)?;
+        let request = request.into_inner();
+        let changed = self
+            .namespace
+            .report_fill(&request.stamp, request.capacity_bytes, request.stored_bytes)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ReportFillResponse { changed }))
+    }
+
+    async fn list_owned_buckets(
+        &self,
+        request: Request<ListOwnedBucketsRequest>,
+    ) -> Result<Response<ListOwnedBucketsResponse>, Status> {
+        authorize(&request, &NAME_READER_ROLES)?;
+        let owner = request.into_inner().owner_access_key;
+        let (buckets, truncated) = self
+            .namespace
+            .owned_buckets(&owner, OWNED_BUCKETS_LISTED_MAX)
+            .await
+            .map_err(status)?;
+        let regions: std::collections::HashMap<String, String> = self
+            .namespace
+            .local_stamps()
+            .map_err(status)?
+            .into_iter()
+            .map(|summary| (summary.stamp.name, summary.stamp.region))
+            .collect();
+        let buckets = buckets
+            .into_iter()
+            .map(|record| {
+                let region = regions.get(&record.stamp).cloned().unwrap_or_default();
+                BucketLocation {
+                    region,
+                    ..to_proto(record)
+                }
+            })
+            .collect();
+        Ok(Response::new(ListOwnedBucketsResponse {
+            buckets,
+            truncated,
+        }))
     }
 }

@@ -130,6 +130,7 @@ mod tests {
             stamp: "stamp-1".into(),
             owner_access_key: owner.into(),
             created_ms: 1,
+            region: String::new(),
         }
     }
 

@@ -190,6 +190,7 @@ async fn the_earlier_single_process_table_is_imported_once() {
                 stamp: "stamp-1".into(),
                 owner_access_key: owner.into(),
                 created_ms: 5,
+                region: String::new(),
             };
             old.reserve(location).await.unwrap();
         }

@@ -223,3 +223,62 @@ fn a_stamp_lists_at_most_the_newest_endpoints() {
     );
     assert_eq!(record.state, StampState::Open);
 }
+
+#[test]
+fn fill_reports_update_registered_stamps_only() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut store) =
+            strata_raft::group::open_stores(dir.path(), Arc::new(LocationMachine))
+                .await
+                .unwrap();
+        let fill = |stamp: &str, stored_bytes: u64| LocationCommand::ReportFill {
+            stamp: stamp.into(),
+            capacity_bytes: 1_000,
+            stored_bytes,
+        };
+        let answers = apply(
+            &mut store,
+            1,
+            vec![
+                fill("stamp-2", 10),
+                LocationCommand::PutStamp(stamp("stamp-2")),
+                fill("stamp-2", 10),
+                fill("stamp-2", 10),
+                fill("stamp-2", 700),
+                fill("", 1),
+            ],
+        )
+        .await;
+        assert_eq!(
+            answers[0],
+            LocationResponse::NoChange,
+            "unregistered: ignored"
+        );
+        assert!(store
+            .reader()
+            .get_record::<StampRecord>(&stamp_key("stamp-2"))
+            .unwrap()
+            .is_some());
+        assert_eq!(answers[2], LocationResponse::StampPut);
+        assert_eq!(
+            answers[3],
+            LocationResponse::NoChange,
+            "same fill: no write"
+        );
+        assert_eq!(answers[4], LocationResponse::StampPut);
+        assert!(matches!(answers[5], LocationResponse::Rejected { .. }));
+        let record: StampRecord = store
+            .reader()
+            .get_record(&stamp_key("stamp-2"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((record.capacity_bytes, record.stored_bytes), (1_000, 700));
+        assert_eq!(
+            record.endpoints,
+            ["stamp-2.example:9000"],
+            "the rest is kept"
+        );
+    });
+}

@@ -8,8 +8,8 @@ use std::time::Duration;
 use strata_location::node::{start, LocationOptions};
 use strata_proto::location::location_client::LocationClient;
 use strata_proto::location::{
-    ListStampsRequest, LookupBucketRequest, ReleaseBucketRequest, ReportStampRequest,
-    ReserveBucketRequest,
+    ListStampsRequest, LookupBucketRequest, ReleaseBucketRequest, ReportFillRequest,
+    ReportStampRequest, ReserveBucketRequest,
 };
 use strata_proto::raft::raft_client::RaftClient;
 use strata_proto::raft::RaftMessage;
@@ -113,6 +113,31 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
             role,
         );
     }
+    // Only a stream manager reports its stamp's fill.
+    let fill = ReportFillRequest {
+        stamp: STAMP.into(),
+        capacity_bytes: 1_000,
+        stored_bytes: 10,
+    };
+    let manager = identity_of(&deployment, Role::StreamManager, "sm-1");
+    let reported = client(&addr, &manager)
+        .report_fill(fill.clone())
+        .await
+        .expect("a stream manager reports fill")
+        .into_inner();
+    assert!(reported.changed);
+    for role in [Role::Frontend, Role::PartitionServer, Role::Operator] {
+        let identity = identity_of(&deployment, role, "not-a-stream-manager");
+        let forged = ReportFillRequest {
+            stored_bytes: 999,
+            ..fill.clone()
+        };
+        let status = client(&addr, &identity)
+            .report_fill(forged)
+            .await
+            .expect_err("fill");
+        assert_denied(status, role);
+    }
     for role in [Role::PartitionServer, Role::ExtentNode, Role::StreamManager] {
         let identity = identity_of(&deployment, role, "not-a-reader");
         let lookup = LookupBucketRequest {
@@ -147,6 +172,7 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
         .stamps;
     let names: Vec<&str> = stamps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, [STAMP], "no forged stamp was registered");
+    assert_eq!(stamps[0].stored_bytes, 10, "no forged fill was applied");
 
     // Raft: only location members' messages get past the role check (a member's message of
     // another group is then refused by the group itself).

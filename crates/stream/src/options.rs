@@ -32,6 +32,9 @@ pub struct ExtentNodeOptions {
     pub scrub_bytes_per_sec: u64,
     /// Pause between two scrub passes.
     pub scrub_interval_ms: u64,
+    /// Bytes this node offers for extents, reported for placement by fill (0 = the size of
+    /// the file system holding the data folder).
+    pub capacity_bytes: u64,
 }
 
 impl Default for ExtentNodeOptions {
@@ -47,6 +50,7 @@ impl Default for ExtentNodeOptions {
             heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS_DEFAULT,
             scrub_bytes_per_sec: scrub.bytes_per_sec,
             scrub_interval_ms: scrub.interval_ms,
+            capacity_bytes: 0,
         }
     }
 }
@@ -69,6 +73,7 @@ impl ExtentNodeOptions {
             stream_manager_addrs,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             advertise_addr: None,
+            capacity_bytes: self.capacity_bytes,
         };
         let scrub = ScrubSettings {
             bytes_per_sec: self.scrub_bytes_per_sec,
@@ -97,6 +102,11 @@ pub struct StreamManagerOptions {
     pub repair_bandwidth_bytes_per_sec: u64,
     pub repair_interval_ms: u64,
     pub gc_delay_ms: u64,
+    /// This stamp's name, as its front-ends register it with the location group.
+    pub stamp: Option<String>,
+    /// The location group's members' gRPC addresses, comma-separated: where the leader reports
+    /// the stamp's fill. None: no reports (a stamp without a location group).
+    pub location: Option<String>,
 }
 
 impl Default for StreamManagerOptions {
@@ -115,6 +125,8 @@ impl Default for StreamManagerOptions {
             repair_bandwidth_bytes_per_sec: repair.bandwidth_bytes_per_sec,
             repair_interval_ms: repair.interval_ms,
             gc_delay_ms: repair.gc_delay_ms,
+            stamp: None,
+            location: None,
         }
     }
 }
@@ -161,5 +173,19 @@ impl StreamManagerOptions {
             gc_delay_ms: self.gc_delay_ms,
         };
         Ok((config, repair, self.listen.unwrap_or(own_addr)))
+    }
+}
+
+impl StreamManagerOptions {
+    /// The stamp name and location group the fill is reported to, when `--location` is given
+    /// (the stamp then defaults to `stamp-1`, as the front-end's does).
+    pub fn fill_report(&self) -> anyhow::Result<Option<(String, strata_location::LocationClient)>> {
+        let Some(addrs) = self.location.as_deref().filter(|a| !a.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let client = strata_location::LocationClient::new(addrs)
+            .map_err(|err| anyhow::anyhow!("--location {addrs:?}: {err}"))?;
+        let stamp = self.stamp.clone().unwrap_or_else(|| "stamp-1".to_string());
+        Ok(Some((stamp, client)))
     }
 }

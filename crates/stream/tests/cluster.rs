@@ -60,6 +60,7 @@ async fn start_node(rack: &str, manager_addr: &str) -> Node {
         stream_manager_addrs: vec![manager_addr.to_string()],
         heartbeat_interval_ms: 100,
         advertise_addr: None,
+        capacity_bytes: 0,
     };
     let running = start_extent_node(config, listener, token.clone())
         .await

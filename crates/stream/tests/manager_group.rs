@@ -99,6 +99,7 @@ async fn start_node(
         stream_manager_addrs: managers.to_vec(),
         heartbeat_interval_ms: 100,
         advertise_addr: None,
+        capacity_bytes: 0,
     };
     let running = start_extent_node(config, listener, token.clone())
         .await

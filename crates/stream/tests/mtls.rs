@@ -47,6 +47,7 @@ async fn start_node() -> (RunningExtentNode, CancellationToken, tempfile::TempDi
         stream_manager_addrs: vec![],
         heartbeat_interval_ms: 1_000,
         advertise_addr: None,
+        capacity_bytes: 0,
     };
     let node = start_extent_node(config, listener, token.clone())
         .await

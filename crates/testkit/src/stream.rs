@@ -52,6 +52,7 @@ impl StreamLayer {
                 stream_manager_addrs: vec![manager.addr.clone()],
                 heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
                 advertise_addr: None,
+                capacity_bytes: 0,
             };
             start_extent_node(config, listener, token.clone())
                 .await

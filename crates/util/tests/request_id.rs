@@ -74,6 +74,20 @@ impl Location for Hop {
     ) -> Result<Response<ReportStampResponse>, Status> {
         Err(Status::unimplemented("test hop"))
     }
+
+    async fn list_owned_buckets(
+        &self,
+        _: Request<ListOwnedBucketsRequest>,
+    ) -> Result<Response<ListOwnedBucketsResponse>, Status> {
+        Err(Status::unimplemented("test hop"))
+    }
+
+    async fn report_fill(
+        &self,
+        _: Request<ReportFillRequest>,
+    ) -> Result<Response<ReportFillResponse>, Status> {
+        Err(Status::unimplemented("test hop"))
+    }
 }
 
 async fn start(hop: Hop, token: &CancellationToken) -> String {

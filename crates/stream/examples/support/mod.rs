@@ -144,6 +144,7 @@ impl Cluster {
                 stream_manager_addrs: self.manager_addrs.clone(),
                 heartbeat_interval_ms: HEARTBEAT_INTERVAL_MS,
                 advertise_addr: None,
+                capacity_bytes: 0,
             },
             ScrubSettings {
                 bytes_per_sec: 0,

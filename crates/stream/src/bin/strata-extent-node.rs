@@ -33,6 +33,10 @@ struct Flags {
     /// Pause between two scrub passes.
     #[arg(long)]
     scrub_interval_ms: Option<u64>,
+    /// Bytes this node offers for extents, reported for placing buckets on the least full
+    /// stamp (not enforced) [default: the size of the file system holding --data-dir].
+    #[arg(long)]
+    capacity_bytes: Option<u64>,
 }
 
 #[tokio::main]

@@ -44,6 +44,13 @@ struct Flags {
     /// Safety delay before unreferenced extents and unknown replicas are deleted.
     #[arg(long)]
     gc_delay_ms: Option<u64>,
+    /// This stamp's name (as its front-ends register it) [default: stamp-1].
+    #[arg(long)]
+    stamp: Option<String>,
+    /// The location group's members, comma-separated gRPC addresses: the leader reports the
+    /// stamp's capacity and bytes stored there every 5 s [default: no reports].
+    #[arg(long)]
+    location: Option<String>,
 }
 
 #[tokio::main]
@@ -54,6 +61,7 @@ async fn main() -> anyhow::Result<()> {
         strata_util::config::load_node(&flags.node, &flags)?;
     strata_util::rpc::install_identity(identity)?;
     let (manager_config, repair, listen) = options.manager_config()?;
+    let fill_report = options.fill_report()?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     let (listener, _) = rpc::bind(listen).await?;
@@ -68,6 +76,9 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let node_id = options.node_id.get();
     tracing::info!(node_id, grpc = %manager.addr, http = %http_addr, "strata-stream-manager listening");
+    if let Some((stamp, location)) = fill_report {
+        shutdown.spawn(manager.report_fill(stamp, location, shutdown.token()));
+    }
     shutdown.spawn(manager.join());
     shutdown.spawn(admin_task);
     shutdown.wait(Duration::from_secs(10)).await;

@@ -4,9 +4,11 @@
 //! placement on 3 racks ([`placement`]), opening, deleting and trimming streams and allocating
 //! their extents (`streams`), sealing (`seal`), streams made of existing extents ([`create`]),
 //! re-replication, repair and garbage collection on the leader ([`repair`]), served over gRPC
-//! ([`service`]).
+//! ([`service`]); the stamp's fill reported to the location group by the leader
+//! ([`fill_report`]).
 
 pub mod create;
+pub mod fill_report;
 pub mod machine;
 pub mod meta;
 pub mod placement;
@@ -102,6 +104,22 @@ impl RunningStreamManager {
     /// Index of the last Raft entry applied to this member's metadata.
     pub fn last_applied_index(&self) -> u64 {
         self.state.meta.group().last_applied_index()
+    }
+
+    /// Reports the stamp's fill to the location group at `location` (its members' addresses)
+    /// until `token` is cancelled; see [`fill_report`].
+    pub fn report_fill(
+        &self,
+        stamp: String,
+        location: strata_location::LocationClient,
+        token: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let reporter = fill_report::FillReporter {
+            state: self.state.clone(),
+            stamp,
+            location,
+        };
+        reporter.run(token)
     }
 
     pub async fn join(self) {

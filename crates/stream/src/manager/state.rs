@@ -49,6 +49,7 @@ pub(super) struct Liveness {
     last_seen: Instant,
     last_heartbeat_ms: i64,
     disk_used_bytes: u64,
+    disk_capacity_bytes: u64,
     /// extent id -> (length, sealed) as the node reported.
     pub(super) extents: HashMap<ExtentId, (u64, bool)>,
 }
@@ -243,6 +244,7 @@ impl ManagerState {
             last_seen: Instant::now(),
             last_heartbeat_ms: strata_util::now_ms(),
             disk_used_bytes: beat.disk_used_bytes,
+            disk_capacity_bytes: beat.disk_capacity_bytes,
             extents: beat
                 .extents
                 .iter()
@@ -360,6 +362,33 @@ impl ManagerState {
         Ok(())
     }
 
+    /// The stamp's fill as the healthy extent nodes last reported it: (bytes offered, bytes
+    /// held), every replica counted. None when no node is healthy, or this member's liveness
+    /// view is younger than one node timeout (a new leader has not heard from every node yet).
+    pub fn fill(&self) -> Result<Option<(u64, u64)>> {
+        let timeout = Duration::from_millis(self.settings.node_timeout_ms);
+        if self.started.elapsed() <= timeout {
+            return Ok(None);
+        }
+        let liveness = self.liveness.lock().map_err(|_| poisoned())?;
+        let healthy: Vec<&Liveness> = liveness
+            .values()
+            .filter(|l| l.last_seen.elapsed() <= timeout)
+            .collect();
+        if healthy.is_empty() {
+            return Ok(None);
+        }
+        let sum = |field: fn(&Liveness) -> u64| {
+            healthy
+                .iter()
+                .fold(0u64, |total, l| total.saturating_add(field(l)))
+        };
+        Ok(Some((
+            sum(|l| l.disk_capacity_bytes),
+            sum(|l| l.disk_used_bytes),
+        )))
+    }
+
     pub async fn status(&self) -> Result<StreamStatusResponse> {
         self.confirm_leader().await?;
         let timeout = Duration::from_millis(self.settings.node_timeout_ms);
@@ -374,6 +403,7 @@ impl ManagerState {
                         healthy: live.is_some_and(|l| l.last_seen.elapsed() <= timeout),
                         last_heartbeat_ms: live.map_or(0, |l| l.last_heartbeat_ms),
                         disk_used_bytes: live.map_or(0, |l| l.disk_used_bytes),
+                        disk_capacity_bytes: live.map_or(0, |l| l.disk_capacity_bytes),
                         http_addr: n.http_addr.clone(),
                         node: Some(NodeAddr {
                             node_id: n.node_id.clone(),

@@ -4,6 +4,7 @@
 
 use crate::channels::{bounded, request_with_timeout, ChannelCache};
 use crate::extent::ExtentStore;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use strata_proto::common::NodeAddr;
@@ -19,6 +20,21 @@ pub struct Heartbeat {
     pub store: Arc<ExtentStore>,
     pub manager_addrs: Vec<String>,
     pub interval_ms: u64,
+    /// See `ExtentNodeConfig::capacity_bytes` (0: the file system's size).
+    pub capacity_bytes: u64,
+    pub data_dir: PathBuf,
+}
+
+/// Size of the file system holding `dir`, in bytes; 0 when it cannot be read (reported as
+/// unknown rather than failing the heartbeat, which also carries liveness).
+pub fn file_system_bytes(dir: &Path) -> u64 {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(stats) => stats.blocks().saturating_mul(stats.fragment_size()),
+        Err(err) => {
+            tracing::warn!(%err, dir = %dir.display(), "cannot read the file system's size");
+            0
+        }
+    }
 }
 
 impl Heartbeat {
@@ -40,6 +56,10 @@ impl Heartbeat {
             extents,
             disk_used_bytes,
             http_addr,
+            disk_capacity_bytes: match self.capacity_bytes {
+                0 => file_system_bytes(&self.data_dir),
+                configured => configured,
+            },
         })
     }
 

@@ -34,6 +34,10 @@ pub struct ExtentNodeConfig {
     pub heartbeat_interval_ms: u64,
     /// Address other nodes and clients dial; defaults to the listener's address.
     pub advertise_addr: Option<String>,
+    /// Bytes this node offers for extents, reported in heartbeats for placement by fill;
+    /// 0 = the size of the file system holding `data_dir`. Reported, not enforced: a full
+    /// disk still fails appends (and the node stops acknowledging them).
+    pub capacity_bytes: u64,
 }
 
 /// A started extent node. Dropping it does not stop it; cancel its token and [`Self::join`].
@@ -128,6 +132,8 @@ pub async fn start_extent_node_with_scrub(
         store: store.clone(),
         manager_addrs: config.stream_manager_addrs.clone(),
         interval_ms: config.heartbeat_interval_ms,
+        capacity_bytes: config.capacity_bytes,
+        data_dir: config.data_dir.clone(),
     };
     let scrubber = scrub::Scrubber {
         store: store.clone(),

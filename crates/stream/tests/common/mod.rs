@@ -127,6 +127,7 @@ impl Cluster {
                 stream_manager_addrs: vec![self.manager_addr()],
                 heartbeat_interval_ms: 100,
                 advertise_addr: None,
+                capacity_bytes: 0,
             },
             scrub,
             listener,
