@@ -19,6 +19,14 @@ Reads in the "final" phase run after every fault healed, each retried until a de
 whose every final read failed (5xx, a broken body, no answer) holds acknowledged writes nobody
 can read, so they count as lost (in the phase of the last acknowledged write); for a key with no
 acknowledged write it is an anomaly (the stamp never served it again).
+
+Every check runs per bucket (operations name their bucket; one-stamp runs use one). Two-stamp
+runs add (operations that name the stamp of the front-end they went `via`):
+- Buckets that exist answer: NoSuchBucket for a workload bucket (never deleted) is an anomaly,
+  so is NoSuchBucket for a bucket whose CreateBucket was acknowledged before the request began
+  and no DeleteBucket of it had begun before the request ended.
+- A bucket's first object (the bucket workload, bucket-* operations): a GET begun after its
+  PUT was acknowledged returns that PUT's value.
 """
 
 import bisect
@@ -39,26 +47,70 @@ class Report:
         self.anomalies = []  # (phase, text)
         self.lost = []  # (phase, text)
         self.keys = []  # the keys of the findings, in order (run.py prints their histories)
+        self.where = []  # (bucket, key) of each entry of keys
+        self.several_buckets = False  # then each finding names its bucket
+
+    def _in(self, op):
+        return f" in {op.get('bucket')}" if self.several_buckets else ""
 
     def anomaly(self, op, text):
         self.keys.append(op["key"])
-        self.anomalies.append((op["phase"], f"{text} [op {op['id']} {op['kind']} {op['key']} by {op['worker']}]"))
+        self.where.append((op.get("bucket"), op["key"]))
+        where = self._in(op)
+        self.anomalies.append((op["phase"], f"{text} [op {op['id']} {op['kind']} {op['key']}{where} by {op['worker']}]"))
 
     def lose(self, op, text, phase=None):
         """A write lost: counted in the phase of the write (`phase`), else of the read."""
         self.keys.append(op["key"])
-        self.lost.append((phase or op["phase"], f"{text} [key {op['key']}]"))
+        self.where.append((op.get("bucket"), op["key"]))
+        self.lost.append((phase or op["phase"], f"{text} [key {op['key']}{self._in(op)}]"))
 
 
 def check(ops):
     report = Report()
-    check_registers(ops, report)
-    check_conditional(ops, report)
-    check_sets(ops, report)
-    check_set_members(ops, report)
-    check_multipart(ops, report)
-    check_final_reads(ops, report)
+    by_bucket = defaultdict(list)
+    for op in ops:
+        by_bucket[op.get("bucket")].append(op)
+    report.several_buckets = len(by_bucket) > 1
+    for bucket in sorted(by_bucket, key=str):
+        for one_check in CHECKS_PER_BUCKET:
+            one_check(by_bucket[bucket], report)
+    check_buckets_answer(ops, report)
     return report
+
+
+def check_buckets_answer(ops, report):
+    """NoSuchBucket for a bucket that exists (two-stamp operations: those naming a home)."""
+    created = defaultdict(list)  # bucket -> acknowledged CreateBucket
+    dropped = defaultdict(list)  # bucket -> DeleteBucket attempts
+    for op in ops:
+        if op["kind"] == "bucket-create" and op["result"] == "ok":
+            created[op["bucket"]].append(op)
+        elif op["kind"] == "bucket-delete":
+            dropped[op["bucket"]].append(op)
+    for op in ops:
+        if op.get("error") != "NoSuchBucket" or "via" not in op or op["kind"] == "bucket-create":
+            continue
+        bucket = op["bucket"]
+        if bucket not in created and bucket not in dropped:
+            report.anomaly(op, f"NoSuchBucket for workload bucket {bucket} (via {op.get('via')})")
+            continue
+        made = any(c["complete"] < op["invoke"] for c in created[bucket])
+        dropping = any(d["invoke"] < op["complete"] for d in dropped[bucket])
+        if made and not dropping:
+            report.anomaly(op, f"NoSuchBucket for {bucket}, created on {op.get('home')} (via {op.get('via')})")
+
+
+def check_bucket_objects(ops, report):
+    """The bucket workload: a GET begun after the bucket's PUT was acknowledged returns it."""
+    puts = [op for op in ops if op["kind"] == "bucket-put" and op["result"] == "ok"]
+    for op in ops:
+        if op["kind"] != "bucket-get" or op["result"] != "ok":
+            continue
+        before = [p for p in puts if p["complete"] < op["invoke"]]
+        if before and op.get("value") != before[-1]["value"]:
+            got = op.get("value")
+            report.anomaly(op, f"GET of a new bucket's object returned {got!r}, not {before[-1]['value']!r}")
 
 
 def check_final_reads(ops, report):
@@ -209,3 +261,14 @@ def check_multipart(ops, report):
                 report.lose(op, text, write["phase"])
             else:
                 report.anomaly(op, text)
+
+
+CHECKS_PER_BUCKET = (
+    check_registers,
+    check_conditional,
+    check_sets,
+    check_set_members,
+    check_multipart,
+    check_final_reads,
+    check_bucket_objects,
+)

@@ -14,6 +14,8 @@ workloads alone stay under (run.py sets both when this nemesis is chosen). One i
    owner must not go on writing under the new one).
 
 No control is added to the stamp for this: load makes splits, dead servers make moves.
+With two stamps, each upload's range is looked up on its bucket's home stamp, and the burst goes
+to that stamp's front-ends.
 """
 
 import threading
@@ -78,7 +80,7 @@ class HeadBurst:
             t.start()
 
     def _run(self, target, bucket, keys):
-        endpoints = target.endpoints()
+        endpoints = target.endpoints_of(target.home_of(bucket))
         s3 = workloads.client(endpoints[len(keys) % len(endpoints)], target.credentials())
         i = 0
         while not self.stop.is_set():
@@ -109,7 +111,7 @@ class MoveUnderUpload(nemesis.Nemesis):
         self.victim = None
         done = [self._split(target, rng), self._reload(target, rng)]
         bucket, key = streaming_upload(rng)
-        status = target.status()
+        status = target.status(target.home_of(bucket))
         self.victim = owner_name(status, range_holding(status, encoded(bucket, key)))
         if self.victim is None:
             raise RuntimeError(f"no partition server owns {key}")
@@ -121,14 +123,15 @@ class MoveUnderUpload(nemesis.Nemesis):
     def _split(self, target, rng):
         bucket, key = streaming_upload(rng)
         at = encoded(bucket, key)
-        before = range_holding(target.status(), at)
+        home = target.home_of(bucket)
+        before = range_holding(target.status(home), at)
         if before is None:
             raise RuntimeError(f"no range holds {key}")
         # Keys right after the upload's: the split key falls beside the upload, inside its range.
         burst = HeadBurst(target, bucket, [f"{key}/probe-{i:04d}" for i in range(BURST_KEYS)])
         try:
             what = f"a split of range {before['range_id']}"
-            split = targets.wait_for(lambda: self._split_done(target, at, before), SPLIT_WAIT_S, what, 0.5)
+            split = targets.wait_for(lambda: self._split_done(target, home, at, before), SPLIT_WAIT_S, what, 0.5)
         except TimeoutError:
             split = None
         rate = burst.finish()
@@ -137,9 +140,9 @@ class MoveUnderUpload(nemesis.Nemesis):
         return f"split range {before['range_id']} under streaming {key} -> {split} ({rate:.0f} HEAD/s)"
 
     @staticmethod
-    def _split_done(target, at, before):
+    def _split_done(target, home, at, before):
         """The new range holding `at` once range `before` is gone from the map, else None."""
-        status = target.status()
+        status = target.status(home)
         if any(r["range_id"] == before["range_id"] for r in status["ranges"]):
             return None
         now = range_holding(status, at)
@@ -147,7 +150,7 @@ class MoveUnderUpload(nemesis.Nemesis):
 
     def _reload(self, target, rng):
         bucket, key = streaming_upload(rng)
-        status = target.status()
+        status = target.status(target.home_of(bucket))
         owner = owner_name(status, range_holding(status, encoded(bucket, key)))
         if owner is None:
             return f"no reload: no server owns {key}"

@@ -3,11 +3,21 @@
 `inject(target, rng)` returns a short description of what it did; `heal(target)` undoes it
 (restart, resume, reconnect). A nemesis holds its fault between the two calls; the runner
 decides how long. Every choice comes from the seeded `rng`, so `--seed` replays the same faults.
+
+With two stamps (run.py --stamps 2) the nemeses pick nodes of either stamp (a stamp is drawn
+from `rng` first where the choice needs one stamp's status; with one stamp nothing is drawn for
+it, so one-stamp seeds replay exactly as before); `kill-stamp` kills a whole stamp.
 """
 
 import time
 
 import extent_files
+import stamp_faults
+
+# Nemeses `--nemesis all` leaves out with one stamp (`all` there is what it always was; CI runs
+# it). kill-location-leader can still be named with one stamp; kill-stamp cannot.
+TWO_STAMPS_ONLY = {"kill-stamp"}
+NOT_IN_ONE_STAMP_ALL = {"kill-stamp", "kill-location-leader"}
 
 
 class Nemesis:
@@ -19,6 +29,28 @@ class Nemesis:
 
     def heal(self, target):
         raise NotImplementedError
+
+    # Recovery is measured from the end of the heal, or (a heal that takes long itself, like
+    # starting a whole stamp) from its start.
+    recovery_from_heal_start = False
+
+    def counts_for_recovery(self, op):
+        """Whether `op` succeeding after the heal shows service is back (any op by default)."""
+        return True
+
+    def recovery_bound_s(self, args):
+        return args.recovery_bound_s
+
+    def verdict(self, ops, args):
+        """Checks of the phase beyond the checker's: (lines to print, failures). None by default."""
+        return [], []
+
+
+def pick_stamp(target, rng):
+    """A stamp for a choice that needs one stamp's status: drawn with two or more, else the only
+    one (None: the target's default, and no draw, so one-stamp seeds replay as before)."""
+    stamps = target.stamps()
+    return rng.choice(stamps) if len(stamps) > 1 else None
 
 
 class KillRestart(Nemesis):
@@ -47,26 +79,38 @@ def random_of(kind):
 
 def leader_of(group):
     def pick(target, rng):
-        leader = target.leader(group)
+        stamp = pick_stamp(target, rng)
+        leader = target.leader(group, stamp)
         if leader is None:
-            raise RuntimeError(f"no {group} leader is known")
+            raise RuntimeError(f"no {group} leader is known" + (f" on {stamp}" if stamp else ""))
         return [leader]
 
     return pick
 
 
+def location_leader(target, rng):
+    """The location group's leader (its members' /health name it)."""
+    leader = target.location_leader()
+    if leader is None:
+        raise RuntimeError("no location group leader is known")
+    return [leader]
+
+
 def range_owner(target, rng):
     """The partition server owning a random range (a server owning nothing would be no test)."""
-    status = target.status()
+    stamp = pick_stamp(target, rng)
+    status = target.status(stamp)
     by_addr = {n["addr"]: n["name"] for n in status["nodes"] if n["kind"] == "partition-server"}
     owners = sorted({by_addr[r["owner_addr"]] for r in status["ranges"] if r["owner_addr"] in by_addr})
-    return [rng.choice(owners or sorted(target.nodes("partition-server")))]
+    return [rng.choice(owners or sorted(target.nodes("partition-server", stamp)))]
 
 
 def whole_rack(target, rng):
-    racks = sorted({target.rack_of(n) for n in target.nodes("extent-node")})
+    """Both extent nodes of one rack of one stamp (rack names repeat across stamps)."""
+    nodes = target.nodes("extent-node")
+    racks = sorted({(target.stamp_of(n), target.rack_of(n)) for n in nodes})
     rack = rng.choice(racks)
-    return sorted(n for n in target.nodes("extent-node") if target.rack_of(n) == rack)
+    return sorted(n for n in nodes if (target.stamp_of(n), target.rack_of(n)) == rack)
 
 
 class PauseLeader(Nemesis):
@@ -81,7 +125,7 @@ class PauseLeader(Nemesis):
 
     def inject(self, target, rng):
         group = rng.choice(["manager", "stream-manager"])
-        self.victim = target.leader(group)
+        self.victim = target.leader(group, pick_stamp(target, rng))
         if self.victim is None:
             raise RuntimeError(f"no {group} leader is known")
         target.pause(self.victim)
@@ -209,12 +253,13 @@ class CorruptOpenExtent(Nemesis):
         and scans it, and its next append comes after (the loss this nemesis was written for:
         the node cut the record, the append failed on it, and the extent was sealed short)."""
         deadline = time.monotonic() + OPEN_EXTENT_WAIT_S
+        stamp = pick_stamp(target, rng)  # extent ids are per stamp: look on one stamp's nodes
         while True:
             found = {}  # extent id -> (extent, {node: replica size})
-            extents = [e for e in target.status()["extents"] if not e["sealed"] and e["stream"].endswith("/data")]
+            extents = [e for e in target.status(stamp)["extents"] if not e["sealed"] and e["stream"].endswith("/data")]
             for extent in extents:
                 sizes = {}
-                for node in sorted(target.nodes("extent-node")):
+                for node in sorted(target.nodes("extent-node", stamp)):
                     path = extent_files.replica_file(target.extent_dir(node), extent["extent_id"])
                     if path and extent_files.last_record(path):
                         sizes[node] = path.stat().st_size
@@ -244,8 +289,67 @@ class CorruptOpenExtent(Nemesis):
         return f"{node}'s replica of extent {extent_id} is {now} bytes (was {size} at the flip): {fate}"
 
 
+class KillStamp(Nemesis):
+    """SIGKILLs every node of one stamp (seeded; never the location group), holds, starts them
+    all again in start order. Meanwhile the other stamp must go on serving its own buckets
+    through its own front-ends (verdict: any such request failing after --stamp-settle-s fails
+    the round); the dead stamp's buckets may answer 503 but lose nothing (the checker)."""
+
+    name = "kill-stamp"
+    recovery_from_heal_start = True  # docker starts 17 containers one after the other
+
+    def __init__(self):
+        self.stamp = None
+        self.victims = []
+        self.killed_at = None  # history time once every node is down
+        self.heal_at = None
+        self.history = None  # set by the runner: the clock of the window
+
+    def inject(self, target, rng):
+        self.stamp = rng.choice(target.stamps())
+        self.victims = target.stamp_nodes(self.stamp)
+        target.kill_all(list(reversed(self.victims)))  # front-ends first: clients see it at once
+        self.killed_at = self.history.now() if self.history else None
+        return f"SIGKILL all {len(self.victims)} nodes of {self.stamp}"
+
+    def heal(self, target):
+        self.heal_at = self.history.now() if self.history else None
+        target.start_all(self.victims)
+        return f"started {len(self.victims)} nodes of {self.stamp} again"
+
+    def counts_for_recovery(self, op):
+        """Back when a bucket of the killed stamp is served again (the other stamp never stopped)."""
+        return op.get("home") == self.stamp
+
+    def recovery_bound_s(self, args):
+        return args.stamp_recovery_bound_s
+
+    def verdict(self, ops, args):
+        window = (self.killed_at + args.stamp_settle_s, self.heal_at)
+        summary = stamp_faults.hold_summary(ops, self.stamp, self.killed_at, self.heal_at, args.stamp_settle_s)
+        lines = stamp_faults.describe(summary, self.stamp)
+        failures = stamp_faults.hold_failures(summary, self.stamp, window)
+        return lines, failures
+
+
+class KillLocationLeader(KillRestart):
+    """SIGKILLs the location group's leader, restarts it after the hold. Existing buckets are
+    served throughout (forwarding keeps the homes it learned); CreateBucket and DeleteBucket
+    (the bucket workload) wait out the election. Service is back when a bucket-workload
+    operation succeeds (any operation when there is no bucket workload)."""
+
+    bucket_workload = False  # the runner sets it when the bucket workload runs
+
+    def __init__(self):
+        super().__init__("kill-location-leader", location_leader)
+
+    def counts_for_recovery(self, op):
+        return op["kind"].startswith("bucket-") or not self.bucket_workload
+
+
 def all_nemeses():
-    """Every nemesis, by name, in the order `--nemesis all` runs them."""
+    """Every nemesis, by name, in the order `--nemesis all` runs them (with one stamp, those in
+    NOT_IN_ONE_STAMP_ALL are left out: see chosen)."""
     import motion  # noqa: PLC0415  (motion builds on this module)
 
     return {
@@ -260,4 +364,22 @@ def all_nemeses():
         "bitflip": BitFlip,
         "corrupt-open-extent": CorruptOpenExtent,
         "move-under-upload": motion.MoveUnderUpload,
+        "kill-stamp": KillStamp,
+        "kill-location-leader": KillLocationLeader,
     }
+
+
+def chosen(spec, stamps, known):
+    """The nemeses `--nemesis spec` names with `stamps` stamps: (names, error or None).
+    `all` with one stamp is every nemesis but NOT_IN_ONE_STAMP_ALL (what it always was)."""
+    if spec == "all":
+        names = [n for n in known if stamps > 1 or n not in NOT_IN_ONE_STAMP_ALL]
+        return names, None
+    names = [n for n in spec.split(",") if n]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        return names, f"unknown nemesis: {', '.join(unknown)}"
+    refused = [n for n in names if n in TWO_STAMPS_ONLY and stamps < 2]
+    if refused:
+        return names, f"{', '.join(refused)} needs two stamps: add --stamps 2"
+    return names, None

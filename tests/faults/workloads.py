@@ -10,6 +10,10 @@ invoke and complete times and a result:
            not have taken effect, and the checker allows both.
 Workers move to their next operation after a failure (after a short pause, so a stamp that is
 down is not hammered), alternating front-ends, so every retry is bounded by the run itself.
+
+Two stamps (a `Route`): each worker keeps to one bucket, and sends each request to a front-end
+of either stamp drawn at random; every operation records its bucket's `home` stamp and the
+stamp it went `via` (a request for a bucket homed elsewhere is forwarded by the front-end).
 """
 
 import hashlib
@@ -102,10 +106,33 @@ def etag_of(body):
     return '"' + hashlib.md5(body).hexdigest() + '"'
 
 
+class Route:
+    """Two-stamp mode: the stamp of each endpoint, each workload bucket's home stamp, and the
+    draw of a front-end per request (its own seeded rng: the workload's choices do not move)."""
+
+    def __init__(self, endpoint_stamps, homes, rng):
+        self.stamps = list(endpoint_stamps)
+        self.homes = dict(homes)
+        self.rng = rng
+
+    def pick(self):
+        return self.rng.randrange(len(self.stamps))
+
+    def home(self, bucket):
+        """A workload bucket's home (None for a bucket not known here: one being created)."""
+        return self.homes.get(bucket)
+
+
+def http_status(err):
+    if isinstance(err, ClientError):
+        return err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return 0
+
+
 class Worker(threading.Thread):
     kind = "?"
 
-    def __init__(self, number, history, endpoints, credentials, bucket, stop, rng):
+    def __init__(self, number, history, endpoints, credentials, bucket, stop, rng, route=None):
         super().__init__(name=f"{self.kind}-{number}", daemon=True)
         self.number = number
         self.history = history
@@ -114,13 +141,24 @@ class Worker(threading.Thread):
         self.bucket = bucket
         self.stop = stop
         self.rng = rng
+        self.route = route
         self.seq = 0
 
     def s3(self):
         return self.clients[self.endpoint]
 
+    def _route(self, op):
+        """The bucket of `op`, and with a Route the front-end drawn for it and both stamps."""
+        op.setdefault("bucket", self.bucket)
+        if self.route is None:
+            return
+        self.endpoint = self.route.pick()
+        op["via"] = self.route.stamps[self.endpoint]
+        op.setdefault("home", self.route.home(op["bucket"]))
+
     def call(self, op, fn, is_write):
         """Runs one S3 call for `op`, recording times and result; returns the call's answer."""
+        self._route(op)
         op.update(worker=self.name, phase=self.history.phase, invoke=self.history.now(), endpoint=self.endpoint)
         answer = None
         try:
@@ -128,6 +166,7 @@ class Worker(threading.Thread):
             op["result"] = "ok"
         except Exception as err:  # every failure is recorded, none is fatal
             op["result"], op["error"] = classify(err, is_write)
+            op["http_status"] = http_status(err)
             if op.get("error") == "NoSuchKey" and not is_write:
                 op["result"], op["value"] = "ok", None  # a read that found nothing
         op["complete"] = self.history.now()
@@ -242,6 +281,34 @@ class SetWorker(Worker):
         keys = self.call(op, lambda s3: list_keys(s3, self.bucket, self.prefix), is_write=False)
         op["keys"] = keys
         return op
+
+
+class BucketWorker(Worker):
+    """Buckets come and go: CreateBucket through a front-end of either stamp (placement picks its
+    home stamp), PUT one object and GET it back through front-ends of either stamp (a GET of a
+    bucket created a moment ago on the other stamp must find its home), DELETE the object and
+    the bucket. CreateBucket and DeleteBucket ask the location group: this is the workload
+    kill-location-leader measures. Operations are bucket-*; the object's key is "k". Their
+    home is not looked up (that would stall the workload behind the location group): None."""
+
+    kind = "bucket"
+
+    def step(self):
+        name = f"{self.bucket}-{self.number}-{self.seq}"
+        create = {"kind": "bucket-create", "key": "", "bucket": name}
+        self.call(create, lambda s3: s3.create_bucket(Bucket=name), is_write=True)
+        if create["result"] != "ok":
+            return  # an unknown outcome may leave the bucket: harmless, names are never reused
+        home = {"bucket": name}
+        value = f"{self.name}-{self.seq}"
+        put = {"kind": "bucket-put", "key": "k", "value": value, **home}
+        self.call(put, lambda s3: s3.put_object(Bucket=name, Key="k", Body=value.encode()), is_write=True)
+        get = {"kind": "bucket-get", "key": "k", **home}
+        get["value"] = self.call(get, lambda s3: s3.get_object(Bucket=name, Key="k")["Body"].read().decode(), False)
+        delete = {"kind": "bucket-delete-object", "key": "k", **home}
+        self.call(delete, lambda s3: s3.delete_object(Bucket=name, Key="k"), is_write=True)
+        drop = {"kind": "bucket-delete", "key": "", **home}
+        self.call(drop, lambda s3: s3.delete_bucket(Bucket=name), is_write=True)
 
 
 def list_keys(s3, bucket, prefix):
