@@ -225,6 +225,15 @@ impl Namespace {
             .ok_or_else(|| NamespaceError::Rejected("no open stamp is registered".into()))
     }
 
+    /// `stamp`'s record as committed (leadership confirmed first).
+    async fn confirmed_stamp(&self, stamp: &str) -> Result<Option<StampRecord>> {
+        self.confirm_leader().await?;
+        Ok(self
+            .group
+            .reader()
+            .get_record(&crate::machine::stamp_key(stamp))?)
+    }
+
     /// A stamp's report (see `LocationCommand::ReportStamp`); answers whether it changed the
     /// state. A report that would change nothing is not proposed, so steady reports from every
     /// front-end write nothing.
@@ -234,11 +243,7 @@ impl Namespace {
         region: &str,
         endpoint: Option<&str>,
     ) -> Result<bool> {
-        self.confirm_leader().await?;
-        let current: Option<StampRecord> = self
-            .group
-            .reader()
-            .get_record(&crate::machine::stamp_key(stamp))?;
+        let current = self.confirmed_stamp(stamp).await?;
         if current.as_ref() == Some(&reported_stamp(current.clone(), stamp, region, endpoint)) {
             return Ok(false);
         }
@@ -265,11 +270,7 @@ impl Namespace {
         capacity_bytes: u64,
         stored_bytes: u64,
     ) -> Result<bool> {
-        self.confirm_leader().await?;
-        let current: Option<StampRecord> = self
-            .group
-            .reader()
-            .get_record(&crate::machine::stamp_key(stamp))?;
+        let current = self.confirmed_stamp(stamp).await?;
         if current
             .is_none_or(|c| (c.capacity_bytes, c.stored_bytes) == (capacity_bytes, stored_bytes))
         {
