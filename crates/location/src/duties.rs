@@ -120,6 +120,7 @@ fn read_old_table(dir: &std::path::Path) -> anyhow::Result<Vec<BucketRecord>> {
             owner_access_key: location.owner_access_key,
             stamp: location.stamp,
             created_ms: location.created_ms,
+            last_move: None,
         });
     }
     Ok(names)

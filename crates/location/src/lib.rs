@@ -9,6 +9,7 @@
 //! - [`fill`]: how full a stamp is, and the one rule placing a new bucket on a stamp;
 //! - [`machine`]: stamps and bucket names as a strata-raft state machine;
 //! - [`metrics`]: per-stamp gauges (fill, capacity, bytes stored, buckets, open);
+//! - [`moves`]: a bucket's move to another stamp, which ends once (completed or aborted);
 //! - [`namespace`]: one member's reservations, releases and reads (leader only, confirmed);
 //! - [`service`]: the `Location` gRPC service over the namespace;
 //! - [`duties`]: what a leader does unasked (register the stamp, import the earlier table);
@@ -24,6 +25,7 @@ pub mod duties;
 pub mod fill;
 pub mod machine;
 pub mod metrics;
+pub mod moves;
 pub mod namespace;
 pub mod node;
 pub mod service;

@@ -12,7 +12,8 @@
 //! Invariants, kept by `apply` alone so that every member decides the same:
 //! - a bucket name is held by at most one owner; reserving a held name answers who holds it;
 //! - a bucket is homed only on a registered stamp that is open;
-//! - only the holder releases a name.
+//! - only the holder releases a name, and not while the bucket is being moved;
+//! - a move ends once, completed (the home switched) or aborted, never both (`moves.rs`).
 //! - names are imported once: import batches after the last one change nothing.
 
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,33 @@ pub struct BucketRecord {
     /// The stamp that holds the bucket's data.
     pub stamp: String,
     pub created_ms: i64,
+    /// The bucket's latest move to another stamp (in progress or ended); None: never moved.
+    #[serde(default)]
+    pub last_move: Option<MoveRecord>,
+}
+
+/// Where a move of a bucket to another stamp stands (issue 15, item 5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MoveState {
+    /// The mover copies the bucket; its home is still `BucketRecord::stamp`.
+    Copying,
+    /// The home was switched to `to`: the commit point of the move.
+    Completed,
+    /// Given up: the home stays where it was, and the move can never complete.
+    Aborted,
+}
+
+/// One move. `CompleteMove` and `AbortMove` name its `move_id`, and exactly one of them wins:
+/// whoever ends a move first decides it, so a mover that died mid-switch and a front-end
+/// reopening the source for writes cannot both succeed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveRecord {
+    pub move_id: String,
+    /// The stamp the bucket moves from (its home when the move began).
+    pub from: String,
+    pub to: String,
+    pub started_ms: i64,
+    pub state: MoveState,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -106,6 +134,24 @@ pub enum LocationCommand {
         capacity_bytes: u64,
         stored_bytes: u64,
     },
+    /// Starts moving `bucket` to the open stamp `to` (see [`MoveRecord`]). Repeating the same
+    /// `move_id` changes nothing; another move is refused while one is copying.
+    BeginMove {
+        bucket: String,
+        to: String,
+        move_id: String,
+        started_ms: i64,
+    },
+    /// Switches the home of `bucket` to its move's target, unless the move was aborted.
+    CompleteMove {
+        bucket: String,
+        move_id: String,
+    },
+    /// Ends the move without switching, unless it completed.
+    AbortMove {
+        bucket: String,
+        move_id: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,6 +167,8 @@ pub enum LocationResponse {
     NotReleased,
     /// How far the import is after this batch.
     Imported(ImportRecord),
+    /// Where the bucket's move stands after a move command (the bucket record as it is).
+    Move(BucketRecord),
     /// Refused without a change (an invalid field, an unknown or draining stamp).
     Rejected {
         reason: String,
@@ -204,6 +252,9 @@ fn apply_checked(
         } => {
             let key = bucket_key(bucket);
             match state.get_record::<BucketRecord>(&key)? {
+                Some(held) if crate::moves::copying(&held) => LocationResponse::Rejected {
+                    reason: format!("bucket {bucket:?} is being moved"),
+                },
                 Some(held) if held.owner_access_key == *owner_access_key => {
                     state.remove(&key);
                     LocationResponse::Released
@@ -212,6 +263,18 @@ fn apply_checked(
             }
         }
         LocationCommand::ImportBuckets { buckets, last } => import(state, buckets, *last)?,
+        LocationCommand::BeginMove {
+            bucket,
+            to,
+            move_id,
+            started_ms,
+        } => crate::moves::begin(state, bucket, to, move_id, *started_ms)?,
+        LocationCommand::CompleteMove { bucket, move_id } => {
+            crate::moves::end(state, bucket, move_id, MoveState::Completed)?
+        }
+        LocationCommand::AbortMove { bucket, move_id } => {
+            crate::moves::end(state, bucket, move_id, MoveState::Aborted)?
+        }
         LocationCommand::ReportFill {
             stamp,
             capacity_bytes,
@@ -347,6 +410,21 @@ fn check(command: &LocationCommand) -> Result<(), String> {
         }
         LocationCommand::SetStampState { stamp, .. } => name("stamp name", stamp),
         LocationCommand::ReportFill { stamp, .. } => name("stamp name", stamp),
+        LocationCommand::BeginMove {
+            bucket,
+            to,
+            move_id,
+            ..
+        } => {
+            name("bucket name", bucket)?;
+            name("stamp name", to)?;
+            name("move id", move_id)
+        }
+        LocationCommand::CompleteMove { bucket, move_id }
+        | LocationCommand::AbortMove { bucket, move_id } => {
+            name("bucket name", bucket)?;
+            name("move id", move_id)
+        }
         LocationCommand::ReportStamp {
             stamp,
             region,

@@ -140,6 +140,7 @@ impl Namespace {
             owner_access_key: owner.to_string(),
             stamp,
             created_ms: strata_util::now_ms(),
+            last_move: None,
         };
         match self.propose(LocationCommand::ReserveBucket(record)).await? {
             LocationResponse::Reserved(held) => Ok(Reservation::Reserved(held)),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use strata_location::machine::{
-    bucket_key, reported_stamp, stamp_key, BucketRecord, StampRecord, StampState, ENDPOINTS_MAX,
-    NAME_BYTES_MAX,
+    bucket_key, reported_stamp, stamp_key, BucketRecord, MoveState, StampRecord, StampState,
+    ENDPOINTS_MAX, NAME_BYTES_MAX,
 };
 use strata_location::{LocationCommand, LocationMachine, LocationResponse};
 use strata_raft::{StateMachineStore, Types};
@@ -35,6 +35,7 @@ fn bucket(name: &str, owner: &str, stamp: &str) -> BucketRecord {
         owner_access_key: owner.into(),
         stamp: stamp.into(),
         created_ms: 7,
+        last_move: None,
     }
 }
 
@@ -280,5 +281,97 @@ fn fill_reports_update_registered_stamps_only() {
             ["stamp-2.example:9000"],
             "the rest is kept"
         );
+    });
+}
+
+#[test]
+fn a_move_ends_once_and_only_completing_it_switches_the_home() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut store) =
+            strata_raft::group::open_stores(dir.path(), Arc::new(LocationMachine))
+                .await
+                .unwrap();
+        let begin = |bucket: &str, to: &str, move_id: &str| LocationCommand::BeginMove {
+            bucket: bucket.into(),
+            to: to.into(),
+            move_id: move_id.into(),
+            started_ms: 9,
+        };
+        let complete = |bucket: &str, move_id: &str| LocationCommand::CompleteMove {
+            bucket: bucket.into(),
+            move_id: move_id.into(),
+        };
+        let abort = |bucket: &str, move_id: &str| LocationCommand::AbortMove {
+            bucket: bucket.into(),
+            move_id: move_id.into(),
+        };
+        let release = |bucket: &str| LocationCommand::ReleaseBucket {
+            bucket: bucket.into(),
+            owner_access_key: "k".into(),
+        };
+        let answers = apply(
+            &mut store,
+            1,
+            vec![
+                LocationCommand::PutStamp(stamp("stamp-1")),
+                LocationCommand::PutStamp(stamp("stamp-2")),
+                LocationCommand::ReserveBucket(bucket("a", "k", "stamp-1")),
+                LocationCommand::ReserveBucket(bucket("b", "k", "stamp-1")),
+                begin("a", "stamp-2", "m1"), // 4
+                begin("a", "stamp-2", "m1"), // repeated: same answer
+                begin("a", "stamp-2", "m2"), // another while copying: refused
+                release("a"),                // not while copying
+                abort("a", "m1"),            // 8: the abort wins
+                complete("a", "m1"),         // refused: aborted
+                abort("a", "m1"),            // repeated: same answer
+                begin("b", "stamp-1", "m3"), // 11: already there
+                begin("b", "stamp-9", "m3"), // unknown stamp
+                begin("b", "stamp-2", "m3"),
+                complete("b", "m3"), // 14: the home switches
+                abort("b", "m3"),    // refused: completed
+                complete("b", "m3"), // repeated
+                complete("b", "nope"),
+                release("b"), // 18: a moved bucket is released as usual
+            ],
+        )
+        .await;
+        let rejected = |i: usize| matches!(answers[i], LocationResponse::Rejected { .. });
+        assert!(
+            matches!(answers[4], LocationResponse::Move(_)),
+            "{:?}",
+            answers[4]
+        );
+        assert_eq!(answers[4], answers[5]);
+        for i in [6, 7, 9, 11, 12, 15, 17] {
+            assert!(rejected(i), "answer {i}: {:?}", answers[i]);
+        }
+        let LocationResponse::Move(aborted) = &answers[8] else {
+            panic!("{:?}", answers[8]);
+        };
+        assert_eq!(aborted.stamp, "stamp-1", "an aborted move keeps the home");
+        assert_eq!(
+            aborted.last_move.as_ref().unwrap().state,
+            MoveState::Aborted
+        );
+        assert_eq!(answers[10], answers[8]);
+        let LocationResponse::Move(moved) = &answers[14] else {
+            panic!("{:?}", answers[14]);
+        };
+        assert_eq!(moved.stamp, "stamp-2");
+        let last = moved.last_move.as_ref().unwrap();
+        assert_eq!(
+            (last.from.as_str(), last.state),
+            ("stamp-1", MoveState::Completed)
+        );
+        assert_eq!(answers[16], answers[14]);
+        assert_eq!(answers[18], LocationResponse::Released);
+        let kept: BucketRecord = store
+            .reader()
+            .get_record(&bucket_key("a"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.stamp, "stamp-1");
     });
 }
