@@ -11,7 +11,7 @@ use strata_location::machine::{
     ENDPOINTS_MAX, NAME_BYTES_MAX,
 };
 use strata_location::{LocationCommand, LocationMachine, LocationResponse};
-use strata_raft::{StateMachineStore, Types};
+use strata_raft::{LogStore, StateMachineStore, Types};
 
 #[test]
 fn location_store_passes_the_openraft_storage_suite() {
@@ -39,6 +39,18 @@ fn bucket(name: &str, owner: &str, stamp: &str) -> BucketRecord {
     }
 }
 
+/// The location machine's stores in `dir` (the log store is kept alive beside them).
+async fn open(
+    dir: &std::path::Path,
+) -> (
+    LogStore<LocationMachine>,
+    StateMachineStore<LocationMachine>,
+) {
+    strata_raft::group::open_stores(dir, Arc::new(LocationMachine))
+        .await
+        .unwrap()
+}
+
 /// Applies `commands` as committed entries from log index `first`; answers their responses.
 async fn apply(
     store: &mut StateMachineStore<LocationMachine>,
@@ -60,10 +72,7 @@ fn names_are_held_once_on_open_registered_stamps_and_survive_reopening() {
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (_log, mut store) =
-                strata_raft::group::open_stores(dir.path(), Arc::new(LocationMachine))
-                    .await
-                    .unwrap();
+            let (_log, mut store) = open(dir.path()).await;
             let answers = apply(
                 &mut store,
                 1,
@@ -124,9 +133,7 @@ fn names_are_held_once_on_open_registered_stamps_and_survive_reopening() {
             assert_eq!(answers[10], LocationResponse::Released);
             assert!(rejected(&answers[11]), "names are bounded");
         }
-        let (_log, store) = strata_raft::group::open_stores(dir.path(), Arc::new(LocationMachine))
-            .await
-            .unwrap();
+        let (_log, store) = open(dir.path()).await;
         let reader = store.reader();
         let held: BucketRecord = reader.get_record(&bucket_key("a")).unwrap().unwrap();
         assert_eq!(held.owner_access_key, "k1");
@@ -149,10 +156,7 @@ fn stamp_reports_register_once_gather_endpoints_and_keep_the_state() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (_log, mut store) =
-            strata_raft::group::open_stores(dir.path(), Arc::new(LocationMachine))
-                .await
-                .unwrap();
+        let (_log, mut store) = open(dir.path()).await;
         let report = |endpoint: Option<&str>, region: &str| LocationCommand::ReportStamp {
             stamp: "stamp-2".into(),
             region: region.into(),
@@ -230,10 +234,7 @@ fn fill_reports_update_registered_stamps_only() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (_log, mut store) =
-            strata_raft::group::open_stores(dir.path(), Arc::new(LocationMachine))
-                .await
-                .unwrap();
+        let (_log, mut store) = open(dir.path()).await;
         let fill = |stamp: &str, stored_bytes: u64| LocationCommand::ReportFill {
             stamp: stamp.into(),
             capacity_bytes: 1_000,
@@ -289,10 +290,7 @@ fn a_move_ends_once_and_only_completing_it_switches_the_home() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let (_log, mut store) =
-            strata_raft::group::open_stores(dir.path(), Arc::new(LocationMachine))
-                .await
-                .unwrap();
+        let (_log, mut store) = open(dir.path()).await;
         let begin = |bucket: &str, to: &str, move_id: &str| LocationCommand::BeginMove {
             bucket: bucket.into(),
             to: to.into(),
