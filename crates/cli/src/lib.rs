@@ -12,6 +12,10 @@
 //! - [`debug`]: `strata debug put-object`, straight to one partition server (fault tests).
 //! - [`namespace`]: `strata bucket locate` and the stamps of `strata status`, from the
 //!   location group.
+//! - [`bucket_move`]: `strata bucket move NAME --to STAMP`, a bucket's online move to another
+//!   stamp (copy passes, a fence, a verified switch of its home in the location group).
+//! - [`drain`]: `strata stamp drain STAMP` (close a stamp to new buckets and move every
+//!   bucket off it) and `strata stamp open STAMP`.
 //! - [`certs`]: the stamp's CA and certificates for `strata up` (mutual TLS unless `--no-mtls`).
 //! - [`grpc_channel`]: how every command reaches a node over gRPC (with the operator
 //!   certificate when the stamp runs mutual TLS).
@@ -19,9 +23,11 @@
 //! Invariant: `strata up` on an existing data folder brings back the same stamp (same node ids,
 //! racks and addresses), so every acknowledged object is served again.
 
+pub mod bucket_move;
 pub mod certs;
 pub mod control;
 pub mod debug;
+pub mod drain;
 pub mod layout;
 pub mod namespace;
 pub mod probe;
@@ -49,8 +55,10 @@ pub enum Command {
     Up(up::UpArgs),
     /// Show the nodes, ranges and extents of a running stamp.
     Status(status::StatusArgs),
-    /// Bucket placement across stamps (asks the location group).
+    /// Bucket placement across stamps (asks the location group) and bucket moves.
     Bucket(namespace::BucketArgs),
+    /// Stamps: drain one (move its buckets off and close it to new ones), open it again.
+    Stamp(drain::StampArgs),
     /// Kill, stop, start, pause or resume one node of a running stamp (fault injection).
     Node(NodeArgs),
     /// Low-level calls for fault tests (bypassing the front-end).
@@ -100,6 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Debug(args) => debug::run(args).await,
         Command::Bucket(args) => namespace::run(args).await,
+        Command::Stamp(args) => drain::run(args).await,
         Command::Certs(args) => certs::issue_named(&args),
         Command::Node(args) => {
             let report = control::request(&args.data_dir, &args.name, args.action).await?;

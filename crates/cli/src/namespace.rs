@@ -1,7 +1,8 @@
-//! What the CLI asks the location group: `strata bucket locate NAME` (a bucket's home stamp)
-//! and the `stamps` section of `strata status` (each stamp's region, endpoint, state, fill and
-//! bucket count). Both reach the group's leader through [`LocationClient`], with the
-//! operator certificate when the stamp runs mutual TLS.
+//! What the CLI asks the location group: `strata bucket locate NAME` (a bucket's home stamp),
+//! `strata bucket move` (carried out by [`crate::bucket_move`]) and the `stamps` section of
+//! `strata status` (each stamp's region, endpoint, state, fill and bucket count). All reach the
+//! group's leader through [`LocationClient`], with the operator certificate when the stamp
+//! runs mutual TLS.
 
 use crate::layout::{Layout, NodeKind};
 use serde_json::{json, Value};
@@ -32,13 +33,16 @@ pub enum BucketCommand {
         #[arg(long, default_value = "strata-data")]
         data_dir: PathBuf,
     },
+    /// Move a bucket to another stamp while it stays online (or `--abort` a move in progress);
+    /// rerun after a failure to resume.
+    Move(crate::bucket_move::MoveArgs),
 }
 
-fn location_client(layout: &Layout) -> anyhow::Result<LocationClient> {
+pub(crate) fn location_client(layout: &Layout) -> anyhow::Result<LocationClient> {
     LocationClient::new(&layout.addrs_of(NodeKind::Location)).map_err(anyhow::Error::msg)
 }
 
-fn load_layout(data_dir: &std::path::Path) -> anyhow::Result<Layout> {
+pub(crate) fn load_layout(data_dir: &std::path::Path) -> anyhow::Result<Layout> {
     Layout::load(data_dir)?.ok_or_else(|| {
         anyhow::anyhow!(
             "no stamp in {}; start one with `strata up --data-dir {}`",
@@ -71,6 +75,7 @@ pub async fn run(args: BucketArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        BucketCommand::Move(args) => crate::bucket_move::run(args).await,
     }
 }
 

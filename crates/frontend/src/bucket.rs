@@ -56,6 +56,8 @@ impl Frontend {
         let mut listed: BTreeMap<String, Bucket> = buckets
             .into_values()
             .filter(|b| b.owner_access_key.is_empty() || b.owner_access_key == requester)
+            // A copy a move fills or left behind is listed from its home, below.
+            .filter(crate::frontend::serves_here)
             .map(|b| {
                 let bucket = Bucket {
                     bucket_region: Some(self.config.region.clone()),
@@ -99,11 +101,13 @@ impl Frontend {
                         "more buckets are held than the location group lists"
                     );
                 }
+                // This stamp's own buckets were listed from its records, except one a move
+                // just brought here (its copy is served once the switch settles).
                 let own = &self.config.stamp;
                 answer
                     .buckets
                     .into_iter()
-                    .filter(|b| &b.stamp != own)
+                    .filter(|b| &b.stamp != own || b.last_move.is_some())
                     .collect()
             }
             Ok(Err(err)) => {

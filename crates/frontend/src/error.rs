@@ -253,6 +253,8 @@ fn refusal_s3(kind: Refusal, message: Option<String>) -> S3Error {
 /// Short, generic messages: what the client sees when the cause is internal.
 const UNAVAILABLE_MESSAGE: &str = "Service is unavailable, please retry.";
 const SLOW_DOWN_MESSAGE: &str = "Please reduce your request rate.";
+/// A bucket switching stamps (its writes fenced for the switch, or its home just changed).
+const BUCKET_MOVING_MESSAGE: &str = "The bucket is moving to another stamp; please retry.";
 const INTERNAL_MESSAGE: &str = "We encountered an internal error. Please try again.";
 /// What NoSuchKey says, whether the key is missing or its current version is a delete marker.
 pub(crate) const NO_SUCH_KEY_MESSAGE: &str = "The specified key does not exist.";
@@ -432,6 +434,11 @@ fn detail_to_s3(detail: &ErrorDetail, status: &Status) -> S3Error {
         ErrorDetail::Rejected { reason } => refusal_of(*reason),
         ErrorDetail::Throttled { .. } => {
             return S3Error::with_message(S3ErrorCode::SlowDown, SLOW_DOWN_MESSAGE)
+        }
+        // The bucket switches stamps (or just did, and this front-end's view of its home is
+        // older than that): retrying shortly reaches its new home.
+        ErrorDetail::BucketMoved { .. } => {
+            return S3Error::with_message(S3ErrorCode::SlowDown, BUCKET_MOVING_MESSAGE)
         }
         ErrorDetail::NotOwner(_)
         | ErrorDetail::Unavailable { .. }

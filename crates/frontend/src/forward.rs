@@ -3,7 +3,8 @@
 //! streamed), and the home's answer is streamed back; the client sees no redirect. The
 //! signature is checked at home, where it stays valid because nothing it signs changes.
 //!
-//! Where a bucket lives ([`Forwarder::home_of`]): here when this stamp holds its record; else
+//! Where a bucket lives ([`Forwarder::home_of`]): here when this stamp holds and serves its
+//! record (not a copy a move is filling or left behind, `crate::frontend::serves_here`); else
 //! where the location group says; a bucket nobody holds is answered here (NoSuchBucket) and
 //! not remembered (so a bucket created elsewhere next is found at once). A home found is
 //! trusted for [`HOME_TTL_MS`] (a moved or deleted bucket is seen within that bound),
@@ -195,9 +196,12 @@ impl Forwarder {
     }
 
     async fn look_up_home(&self, bucket: &str) -> Lookup {
-        match self.frontend.get_bucket(bucket).await {
-            Ok(Some(_)) => return Lookup::Held(Home::Here),
-            Ok(None) => {}
+        match self.frontend.get_bucket_record(bucket).await {
+            Ok(Some(record)) if crate::frontend::serves_here(&record) => {
+                return Lookup::Held(Home::Here)
+            }
+            // A copy a move fills, or one it left behind: the location group names the home.
+            Ok(_) => {}
             Err(err) => {
                 tracing::debug!(%err, bucket, "bucket record unreadable");
                 return Lookup::Unknown;

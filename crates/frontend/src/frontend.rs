@@ -27,6 +27,8 @@ pub struct Frontend {
     pub(crate) config: FrontendConfig,
     /// Recently read bucket records (see `bucket_cache.rs`).
     pub(crate) buckets: Arc<BucketCache>,
+    /// Moves whose stale fence this front-end is ending (see `move_fence.rs`).
+    pub(crate) fences: Arc<crate::move_fence::FenceResolver>,
 }
 
 impl Frontend {
@@ -57,6 +59,7 @@ impl Frontend {
                 config.bucket_cache_ttl_ms,
                 BUCKET_CACHE_ENTRIES_MAX,
             )),
+            fences: Arc::default(),
             config,
         })
     }
@@ -69,9 +72,31 @@ impl Frontend {
         &self.config
     }
 
-    /// The bucket record, None when there is no such bucket; a record read within the
-    /// bucket cache's TTL is reused.
+    /// The bucket record this stamp serves, None when there is no such bucket; a record read
+    /// within the bucket cache's TTL is reused. A copy this stamp does not serve (moved away,
+    /// or being filled by a move) is refused with `BucketMoved`, which clients see as a
+    /// retryable SlowDown: their retry finds the home the location group names.
     pub(crate) async fn get_bucket(&self, name: &str) -> Result<Option<BucketMeta>, FrontendError> {
+        let record = self.get_bucket_record(name).await?;
+        if let Some(bucket) = &record {
+            self.resolve_stale_fence(bucket);
+        }
+        if let Some(bucket) = record.as_ref().filter(|b| !serves_here(b)) {
+            let stamp = Some(bucket.moved_to.clone()).filter(|s| !s.is_empty());
+            let detail = strata_types::error_detail::ErrorDetail::BucketMoved { stamp };
+            return Err(FrontendError::Rpc(strata_types::error_detail::to_status(
+                detail,
+                format!("bucket {name} is not served by this stamp"),
+            )));
+        }
+        Ok(record)
+    }
+
+    /// The bucket record this stamp holds, whatever its move state (see [`serves_here`]).
+    pub(crate) async fn get_bucket_record(
+        &self,
+        name: &str,
+    ) -> Result<Option<BucketMeta>, FrontendError> {
         if let Some(bucket) = self.buckets.get(name) {
             return Ok(Some(bucket));
         }
@@ -93,7 +118,7 @@ impl Frontend {
         Ok(response.bucket)
     }
 
-    /// The bucket record, or NoSuchBucket.
+    /// The bucket record, or NoSuchBucket (or `BucketMoved`, see [`Self::get_bucket`]).
     pub(crate) async fn require_bucket(&self, name: &str) -> S3Result<BucketMeta> {
         match self.get_bucket(name).await? {
             Some(bucket) => Ok(bucket),
@@ -181,4 +206,10 @@ pub(crate) fn shown_version_id(meta_version_id: &str, versioning: i32) -> Option
     }
     (versioning != strata_proto::common::VersioningState::Unversioned as i32)
         .then(|| "null".to_string())
+}
+
+/// Whether this stamp serves the bucket whose record it holds: not when a move filled it and
+/// has not switched its home here yet (`importing`), nor once it moved away (`moved_to`).
+pub fn serves_here(bucket: &BucketMeta) -> bool {
+    !bucket.importing && bucket.moved_to.is_empty()
 }

@@ -39,6 +39,8 @@
 //!   TLS handshake when [`s3_tls`] gives the endpoint a certificate).
 //! - [`forward`]: requests for a bucket homed on another stamp, forwarded there as they came
 //!   and answered from there (the bucket -> stamp map cached with a short bound).
+//! - [`move_fence`]: a bucket move's fence that outlived its mover, ended through the
+//!   location group (abort, or the late completion applied).
 //! - [`placement`]: a CreateBucket naming another region's LocationConstraint, forwarded to an
 //!   open stamp of that region.
 //! - [`stamp_report`]: this front-end's reports of its stamp (name, region, endpoint) to the
@@ -74,6 +76,7 @@ pub mod list;
 pub mod marker_walk;
 pub mod meta;
 pub mod metrics;
+pub mod move_fence;
 pub mod multipart;
 pub mod multipart_list;
 pub mod naming;

@@ -210,6 +210,75 @@ impl LocationClient {
         .await
     }
 
+    /// Starts moving `bucket` to `to` as move `move_id` (operator only).
+    pub async fn begin_move(
+        &self,
+        bucket: &str,
+        to: &str,
+        move_id: &str,
+    ) -> Result<MoveResponse, Status> {
+        let request = BeginMoveRequest {
+            bucket: bucket.to_string(),
+            to: to.to_string(),
+            move_id: move_id.to_string(),
+        };
+        self.call("BeginMove", |mut client| {
+            let request = request.clone();
+            async move { client.begin_move(request).await }
+        })
+        .await
+    }
+
+    /// Completes (`complete`: switches the home) or aborts move `move_id` of `bucket`.
+    pub async fn end_move(
+        &self,
+        bucket: &str,
+        move_id: &str,
+        complete: bool,
+    ) -> Result<MoveResponse, Status> {
+        let request = EndMoveRequest {
+            bucket: bucket.to_string(),
+            move_id: move_id.to_string(),
+            complete,
+        };
+        self.call("EndMove", |mut client| {
+            let request = request.clone();
+            async move { client.end_move(request).await }
+        })
+        .await
+    }
+
+    /// Opens (`"open"`) or closes (`"draining"`) a stamp to new buckets (operator only).
+    pub async fn set_stamp_state(&self, stamp: &str, state: &str) -> Result<(), Status> {
+        let request = SetStampStateRequest {
+            stamp: stamp.to_string(),
+            state: state.to_string(),
+        };
+        self.call("SetStampState", |mut client| {
+            let request = request.clone();
+            async move { client.set_stamp_state(request).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The buckets homed on `stamp` (operator only), at most `limit`.
+    pub async fn list_stamp_buckets(
+        &self,
+        stamp: &str,
+        limit: u32,
+    ) -> Result<ListStampBucketsResponse, Status> {
+        let request = ListStampBucketsRequest {
+            stamp: stamp.to_string(),
+            limit,
+        };
+        self.call("ListStampBuckets", |mut client| {
+            let request = request.clone();
+            async move { client.list_stamp_buckets(request).await }
+        })
+        .await
+    }
+
     pub async fn list_stamps(&self) -> Result<ListStampsResponse, Status> {
         self.call("ListStamps", |mut client| async move {
             client.list_stamps(ListStampsRequest {}).await

@@ -189,6 +189,39 @@ impl Namespace {
         Ok((owned, truncated))
     }
 
+    /// The buckets homed on `stamp`, by name, at most `limit` (and whether more are), as
+    /// committed.
+    pub async fn stamp_buckets(
+        &self,
+        stamp: &str,
+        limit: usize,
+    ) -> Result<(Vec<BucketRecord>, bool)> {
+        self.confirm_leader().await?;
+        let mut homed: Vec<BucketRecord> = self
+            .group
+            .reader()
+            .scan_records::<BucketRecord>(b"bucket/")?
+            .into_iter()
+            .map(|(_, bucket)| bucket)
+            .filter(|bucket| bucket.stamp == stamp)
+            .collect();
+        let truncated = homed.len() > limit;
+        homed.truncate(limit);
+        Ok((homed, truncated))
+    }
+
+    /// Opens `stamp` to new buckets or closes it (draining).
+    pub async fn set_stamp_state(&self, stamp: &str, to: StampState) -> Result<()> {
+        let command = LocationCommand::SetStampState {
+            stamp: stamp.to_string(),
+            state: to,
+        };
+        match self.propose(command).await? {
+            LocationResponse::StampStateSet => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Every registered stamp with its bucket count, as committed.
     pub async fn stamps(&self) -> Result<Vec<StampSummary>> {
         self.confirm_leader().await?;
@@ -285,6 +318,41 @@ impl Namespace {
         match self.propose(command).await? {
             LocationResponse::StampPut => Ok(true),
             LocationResponse::NoChange => Ok(false),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Starts move `move_id` of `bucket` to `to` (see [`crate::moves`]); the bucket's record
+    /// after it, or `Rejected` with the reason.
+    pub async fn begin_move(&self, bucket: &str, to: &str, move_id: &str) -> Result<BucketRecord> {
+        let command = LocationCommand::BeginMove {
+            bucket: bucket.to_string(),
+            to: to.to_string(),
+            move_id: move_id.to_string(),
+            started_ms: strata_util::now_ms(),
+        };
+        match self.propose(command).await? {
+            LocationResponse::Move(record) => Ok(record),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Completes (`complete`) or aborts move `move_id` of `bucket`: only the first end of a
+    /// move applies (see [`crate::moves`]).
+    pub async fn end_move(
+        &self,
+        bucket: &str,
+        move_id: &str,
+        complete: bool,
+    ) -> Result<BucketRecord> {
+        let (bucket, move_id) = (bucket.to_string(), move_id.to_string());
+        let command = if complete {
+            LocationCommand::CompleteMove { bucket, move_id }
+        } else {
+            LocationCommand::AbortMove { bucket, move_id }
+        };
+        match self.propose(command).await? {
+            LocationResponse::Move(record) => Ok(record),
             other => Err(unexpected(other)),
         }
     }

@@ -1,7 +1,7 @@
 //! The `Location` gRPC service over one member's [`Namespace`]: checks the caller's role and
 //! the request's bounds, and maps the namespace's answers and errors to the wire once.
 
-use crate::machine::{BucketRecord, StampState};
+use crate::machine::{BucketRecord, MoveRecord, StampState};
 use crate::namespace::{Namespace, NamespaceError, Reservation};
 use strata_proto::location::location_server::Location;
 use strata_proto::location::*;
@@ -19,6 +19,11 @@ pub const NAME_READER_ROLES: [Role; 2] = [Role::Frontend, Role::Operator];
 pub const STAMP_REPORTER_ROLES: [Role; 1] = [Role::Frontend];
 /// Who may report a stamp's capacity and usage: its stream manager group's leader.
 pub const FILL_REPORTER_ROLES: [Role; 1] = [Role::StreamManager];
+/// Who may move buckets between stamps: the operator's tools (`strata bucket move`).
+pub const MOVER_ROLES: [Role; 1] = [Role::Operator];
+/// Who may abort a move: its mover, and a front-end that found the move's fence on the source
+/// outliving its deadline (crates/frontend/src/move_fence.rs).
+pub const MOVE_ABORTER_ROLES: [Role; 2] = [Role::Operator, Role::Frontend];
 /// Most buckets one ListOwnedBuckets answer lists (AWS's default quota of buckets per
 /// account).
 pub const OWNED_BUCKETS_LISTED_MAX: usize = 10_000;
@@ -73,6 +78,21 @@ fn valid_name(bucket: &str) -> Result<(), Status> {
     Ok(())
 }
 
+/// Longest move id a mover may choose.
+const MOVE_ID_BYTES_MAX: usize = 64;
+
+fn valid_move_id(move_id: &str) -> Result<(), Status> {
+    if move_id.is_empty() || move_id.len() > MOVE_ID_BYTES_MAX {
+        return Err(to_status(
+            ErrorDetail::Rejected {
+                reason: RejectReason::InvalidArgument,
+            },
+            format!("move id must be 1 to {MOVE_ID_BYTES_MAX} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 fn to_proto(record: BucketRecord) -> BucketLocation {
     BucketLocation {
         bucket: record.bucket,
@@ -80,6 +100,48 @@ fn to_proto(record: BucketRecord) -> BucketLocation {
         owner_access_key: record.owner_access_key,
         created_ms: record.created_ms,
         region: String::new(),
+        last_move: record.last_move.map(move_to_proto),
+    }
+}
+
+fn move_to_proto(record: MoveRecord) -> BucketMove {
+    let state = match record.state {
+        crate::machine::MoveState::Copying => MoveState::Copying,
+        crate::machine::MoveState::Completed => MoveState::Completed,
+        crate::machine::MoveState::Aborted => MoveState::Aborted,
+    };
+    BucketMove {
+        move_id: record.move_id,
+        from: record.from,
+        to: record.to,
+        started_ms: record.started_ms,
+        state: state as i32,
+    }
+}
+
+/// A move command's answer: accepted with the record, or refused with the reason (and the
+/// bucket as it stands, when it exists).
+async fn move_answer(
+    namespace: &Namespace,
+    bucket: &str,
+    result: Result<BucketRecord, NamespaceError>,
+) -> Result<MoveResponse, Status> {
+    match result {
+        Ok(record) => Ok(MoveResponse {
+            accepted: true,
+            reason: String::new(),
+            location: Some(to_proto(record)),
+        }),
+        Err(NamespaceError::Rejected(reason)) => Ok(MoveResponse {
+            accepted: false,
+            reason,
+            location: namespace
+                .lookup(bucket)
+                .await
+                .map_err(status)?
+                .map(to_proto),
+        }),
+        Err(err) => Err(status(err)),
     }
 }
 
@@ -203,6 +265,96 @@ impl Location for LocationService {
             .await
             .map_err(status)?;
         Ok(Response::new(ReportFillResponse { changed }))
+    }
+
+    async fn begin_move(
+        &self,
+        request: Request<BeginMoveRequest>,
+    ) -> Result<Response<MoveResponse>, Status> {
+        authorize(&request, &MOVER_ROLES)?;
+        let request = request.into_inner();
+        valid_name(&request.bucket)?;
+        valid_move_id(&request.move_id)?;
+        let result = self
+            .namespace
+            .begin_move(&request.bucket, &request.to, &request.move_id)
+            .await;
+        let answer = move_answer(&self.namespace, &request.bucket, result).await?;
+        if answer.accepted {
+            tracing::info!(bucket = %request.bucket, to = %request.to, move_id = %request.move_id, "bucket move begun");
+        }
+        Ok(Response::new(answer))
+    }
+
+    async fn end_move(
+        &self,
+        request: Request<EndMoveRequest>,
+    ) -> Result<Response<MoveResponse>, Status> {
+        let complete = request.get_ref().complete;
+        authorize(
+            &request,
+            if complete {
+                &MOVER_ROLES[..]
+            } else {
+                &MOVE_ABORTER_ROLES[..]
+            },
+        )?;
+        let request = request.into_inner();
+        valid_name(&request.bucket)?;
+        valid_move_id(&request.move_id)?;
+        let result = self
+            .namespace
+            .end_move(&request.bucket, &request.move_id, request.complete)
+            .await;
+        let answer = move_answer(&self.namespace, &request.bucket, result).await?;
+        if answer.accepted {
+            tracing::info!(bucket = %request.bucket, move_id = %request.move_id, complete = request.complete, "bucket move ended");
+        }
+        Ok(Response::new(answer))
+    }
+
+    async fn set_stamp_state(
+        &self,
+        request: Request<SetStampStateRequest>,
+    ) -> Result<Response<SetStampStateResponse>, Status> {
+        authorize(&request, &MOVER_ROLES)?;
+        let request = request.into_inner();
+        let to = match request.state.as_str() {
+            "open" => StampState::Open,
+            "draining" => StampState::Draining,
+            other => {
+                return Err(to_status(
+                    ErrorDetail::Rejected {
+                        reason: RejectReason::InvalidArgument,
+                    },
+                    format!("stamp state must be open or draining, not {other:?}"),
+                ))
+            }
+        };
+        self.namespace
+            .set_stamp_state(&request.stamp, to)
+            .await
+            .map_err(status)?;
+        tracing::info!(stamp = %request.stamp, state = %request.state, "stamp state set");
+        Ok(Response::new(SetStampStateResponse {}))
+    }
+
+    async fn list_stamp_buckets(
+        &self,
+        request: Request<ListStampBucketsRequest>,
+    ) -> Result<Response<ListStampBucketsResponse>, Status> {
+        authorize(&request, &MOVER_ROLES)?;
+        let request = request.into_inner();
+        let limit = (request.limit as usize).clamp(1, OWNED_BUCKETS_LISTED_MAX);
+        let (buckets, truncated) = self
+            .namespace
+            .stamp_buckets(&request.stamp, limit)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(ListStampBucketsResponse {
+            buckets: buckets.into_iter().map(to_proto).collect(),
+            truncated,
+        }))
     }
 
     async fn list_owned_buckets(

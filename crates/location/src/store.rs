@@ -131,6 +131,7 @@ mod tests {
             owner_access_key: owner.into(),
             created_ms: 1,
             region: String::new(),
+            last_move: None,
         }
     }
 

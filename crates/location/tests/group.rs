@@ -191,6 +191,7 @@ async fn the_earlier_single_process_table_is_imported_once() {
                 owner_access_key: owner.into(),
                 created_ms: 5,
                 region: String::new(),
+                last_move: None,
             };
             old.reserve(location).await.unwrap();
         }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use strata_location::node::{start, LocationOptions};
 use strata_proto::location::location_client::LocationClient;
 use strata_proto::location::{
-    ListStampsRequest, LookupBucketRequest, ReleaseBucketRequest, ReportFillRequest,
-    ReportStampRequest, ReserveBucketRequest,
+    BeginMoveRequest, EndMoveRequest, ListStampBucketsRequest, ListStampsRequest,
+    LookupBucketRequest, ReleaseBucketRequest, ReportFillRequest, ReportStampRequest,
+    ReserveBucketRequest, SetStampStateRequest,
 };
 use strata_proto::raft::raft_client::RaftClient;
 use strata_proto::raft::RaftMessage;
@@ -173,6 +174,82 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
     let names: Vec<&str> = stamps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, [STAMP], "no forged stamp was registered");
     assert_eq!(stamps[0].stored_bytes, 10, "no forged fill was applied");
+
+    // Only the operator moves buckets and opens or closes stamps; its move is answered with
+    // the bucket's record (the move recorded), and a second move of the bucket is refused
+    // with a reason while the first copies.
+    let begin = |move_id: &str| BeginMoveRequest {
+        bucket: "taken".into(),
+        to: STAMP.into(),
+        move_id: move_id.into(),
+    };
+    for role in [Role::Frontend, Role::PartitionServer, Role::StreamManager] {
+        let identity = identity_of(&deployment, role, "not-the-operator");
+        let mut intruder = client(&addr, &identity);
+        assert_denied(
+            intruder
+                .begin_move(begin("m-forged"))
+                .await
+                .expect_err("move"),
+            role,
+        );
+        let end = EndMoveRequest {
+            bucket: "taken".into(),
+            move_id: "m-forged".into(),
+            complete: true,
+        };
+        assert_denied(intruder.end_move(end).await.expect_err("end"), role);
+        let close = SetStampStateRequest {
+            stamp: STAMP.into(),
+            state: "draining".into(),
+        };
+        assert_denied(
+            intruder.set_stamp_state(close).await.expect_err("state"),
+            role,
+        );
+        let list = ListStampBucketsRequest {
+            stamp: STAMP.into(),
+            limit: 10,
+        };
+        assert_denied(
+            intruder.list_stamp_buckets(list).await.expect_err("list"),
+            role,
+        );
+    }
+    let mut operator_client = client(&addr, &operator);
+    let homed = operator_client
+        .list_stamp_buckets(ListStampBucketsRequest {
+            stamp: STAMP.into(),
+            limit: 10,
+        })
+        .await
+        .expect("the operator lists a stamp's buckets")
+        .into_inner();
+    let names: Vec<&str> = homed.buckets.iter().map(|b| b.bucket.as_str()).collect();
+    assert_eq!(names, ["taken"]);
+    // The bucket is on STAMP already: moving it there is refused, with the reason.
+    let refused = operator_client
+        .begin_move(begin("m-1"))
+        .await
+        .expect("a refusal is an answer")
+        .into_inner();
+    assert!(!refused.accepted, "{refused:?}");
+    assert!(refused.reason.contains("is on stamp"), "{refused:?}");
+    assert_eq!(refused.location.expect("the bucket").stamp, STAMP);
+    operator_client
+        .set_stamp_state(SetStampStateRequest {
+            stamp: STAMP.into(),
+            state: "draining".into(),
+        })
+        .await
+        .expect("the operator closes a stamp");
+    let stamps = operator_client
+        .list_stamps(ListStampsRequest::default())
+        .await
+        .expect("stamps")
+        .into_inner()
+        .stamps;
+    assert_eq!(stamps[0].state, "draining");
 
     // Raft: only location members' messages get past the role check (a member's message of
     // another group is then refused by the group itself).

@@ -46,6 +46,10 @@ pub enum PartitionError {
     /// Over a request-rate limit ([`crate::throttle`]); retry after the given time.
     #[error("slow down: {reason} (retry after {retry_after_ms} ms)")]
     SlowDown { retry_after_ms: u64, reason: String },
+    /// The bucket is not served here: it moved to stamp `stamp`, or (empty) this is a move's
+    /// copy still being filled ([`crate::bucket_gate`]); the caller asks the location group.
+    #[error("bucket moved (to {stamp:?}; empty: this copy is still being imported)")]
+    BucketMoved { stamp: String },
     /// The request is refused as it stands (multipart validation, size limits and the like);
     /// `message` is shown to the client.
     #[error("rejected ({reason:?}): {message}")]
@@ -128,6 +132,12 @@ impl From<PartitionError> for Status {
                 err.to_string(),
             ),
             PartitionError::Rejected { reason, message } => (rejected(*reason), message.clone()),
+            PartitionError::BucketMoved { stamp } => (
+                ErrorDetail::BucketMoved {
+                    stamp: (!stamp.is_empty()).then(|| stamp.clone()),
+                },
+                err.to_string(),
+            ),
         };
         to_status(detail, message)
     }

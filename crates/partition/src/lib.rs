@@ -32,8 +32,9 @@
 //!    - [`index`]: what a range's index maps keys to, and one change to it.
 //!    - [`streams`]: a range's three streams by name, deleting them, which range ids are free.
 //!    - [`throttle`]: per-range and per-bucket request-rate limits (SlowDown instead of queues).
-//!    - [`bucket_gate`]: write leases on buckets, which order DeleteBucket against writes into
-//!      the bucket on every range (no object lands in a bucket being deleted).
+//!    - [`bucket_gate`]: write leases on buckets, which order DeleteBucket and a bucket move's
+//!      fence against writes into the bucket on every range (no object lands in a bucket being
+//!      deleted, no key of a fenced bucket changes).
 //! 3. One range.
 //!    - [`recent_writes`]: a range's writes of the last minute by write id (kept in
 //!      checkpoints), so a retried write that took effect is answered with it.
@@ -48,7 +49,8 @@
 //! 5. What runs on the server.
 //!    - [`reshape`]: preparing a split or merge (freeze, seal, share data extents, children's
 //!      first checkpoints) for the manager to commit.
-//!    - [`service`]: the `PartitionServer` gRPC service (buckets, objects, listing).
+//!    - [`service`]: the `PartitionServer` gRPC service (buckets, objects, listing, and the
+//!      operator's bucket moves between stamps: rows out, rows in, the record's move marks).
 //!    - [`leftovers`]: deletes the streams of range ids that can never serve (a split's or
 //!      merge's children whose commit never applied), so shared extents are freed.
 //!    - [`lifecycle`]: bucket lifecycle rules (expiration, aborting old uploads) carried out by
@@ -71,6 +73,12 @@
 //! - A write adds a key to a bucket only under a write lease on the bucket's record, checked
 //!   under its range's commit lock; DeleteBucket marks the record, waits the leases out, then
 //!   counts every range under its commit lock, so no object outlives its bucket.
+//! - Every write into a bucket, also one that only changes or removes keys, passes the same
+//!   gate; a move's FENCE marks the record and waits the leases out the same way, so once it
+//!   answered no key of the bucket changes and the mover's scan (under each range's commit
+//!   lock) sees every write. A move's copy (importing) or moved record takes no client write.
+//!   (Compaction only re-points chunks, changing no content; the mover's own calls check the
+//!   record's move marks themselves.)
 //! - A data extent is trimmed only when no index entry references it and no upload in flight
 //!   may have written to it; GETs racing a trim rely on the stream manager's GC delay.
 

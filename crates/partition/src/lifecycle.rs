@@ -12,7 +12,10 @@
 //! Work is bounded per pass (`entries_per_pass_max` index entries looked at,
 //! `actions_per_pass_max` actions taken); the cursor wraps to the range's start at its end. Each
 //! action is re-checked under the range's commit lock before it is committed, so an object
-//! written or an upload completed since it was collected is left alone.
+//! written or an upload completed since it was collected is left alone, and passes the write
+//! gate ([`crate::bucket_gate`]) like a client's write. Buckets a move holds (fenced on the
+//! source, importing on the target, moved away) are skipped: their keys must not change, and
+//! only the bucket's home applies its rules.
 //!
 //! "Days" are `day_ms` long: 86,400,000 normally; the test-only environment variable
 //! `STRATA_LIFECYCLE_DAY_MS` shortens them so integration tests can watch rules fire.
@@ -25,12 +28,13 @@ use strata_proto::common::{BucketMeta, LifecycleRule, VersioningState};
 use strata_types::{keys, RangeId};
 use tokio_util::sync::CancellationToken;
 
+use crate::bucket_gate::{RecordState, Write};
 pub use crate::config::LifecycleConfig;
 use crate::error::PartitionError;
 use crate::range::{Change, IndexValue, Range, CHANGES_PER_COMMIT_MAX};
 use crate::records::{ObjectRecord, UploadRecord};
 use crate::server::PartitionServerState;
-use crate::service::versions;
+use crate::service::{self, versions};
 
 /// What one pass over one range did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -167,8 +171,81 @@ fn collect(
     (actions, stopped_at)
 }
 
-/// Carries out collected actions, each re-checked under the commit lock.
+/// Whether lifecycle rules run on `bucket` here: it has an enabled rule and no move holds it
+/// (a fenced bucket's keys must not change; an importing or moved copy is not the bucket's
+/// home: the home's rules apply there).
+fn has_work(bucket: &BucketMeta) -> bool {
+    bucket.lifecycle_rules.iter().any(|r| r.enabled)
+        && RecordState::of_meta(Some(bucket), false)
+            .move_refusal()
+            .is_none()
+}
+
+/// The changes one collected action makes now (empty: no longer due), and what it counts as.
+fn due_changes(
+    range: &Range,
+    bucket: &BucketMeta,
+    action: &Action,
+    versioning: VersioningState,
+    config: &LifecycleConfig,
+) -> (Vec<Change>, LifecycleReport) {
+    let now_ms = strata_util::now_ms();
+    match action {
+        Action::Expire { key, version_stamp } => {
+            let object = keys::object_key(&bucket.name, key);
+            let still_due = matches!(
+                range.get(&object),
+                Some(IndexValue::Object(meta))
+                    if versions::stamp_of(&meta) == *version_stamp
+                        && expired(&bucket.lifecycle_rules, key, &meta, now_ms, config.day_ms)
+            );
+            if !still_due {
+                return (Vec::new(), LifecycleReport::default());
+            }
+            let (changes, _) = versions::delete_changes(range, &bucket.name, key, "", versioning);
+            let counted = LifecycleReport {
+                objects_expired: 1,
+                ..Default::default()
+            };
+            (changes, counted)
+        }
+        Action::Abort { key, upload_id } => {
+            let upload_key = keys::upload_key(&bucket.name, key, upload_id);
+            if !matches!(range.get(&upload_key), Some(IndexValue::Upload(_))) {
+                return (Vec::new(), LifecycleReport::default());
+            }
+            let mut changes: Vec<Change> = vec![(upload_key.clone(), None)];
+            let mut parts = upload_key.clone();
+            parts.push(0);
+            let end = keys::prefix_end(&parts);
+            range.scan(&parts, end.as_deref(), |part_key, _| {
+                changes.push((part_key.to_vec(), None));
+                changes.len() < CHANGES_PER_COMMIT_MAX
+            });
+            let counted = LifecycleReport {
+                uploads_aborted: 1,
+                ..Default::default()
+            };
+            (changes, counted)
+        }
+    }
+}
+
+/// Whether the write gate refused a lifecycle change because of the bucket's state (moving,
+/// deleted, being deleted): the bucket's remaining actions are dropped, not the pass failed.
+fn refused_by_bucket(err: &PartitionError) -> bool {
+    matches!(
+        err,
+        PartitionError::SlowDown { .. }
+            | PartitionError::BucketMoved { .. }
+            | PartitionError::NoSuchBucket(_)
+    )
+}
+
+/// Carries out collected actions, each re-checked under the commit lock and passing the write
+/// gate ([`crate::bucket_gate`]: a fence taken since the rules were read stops them).
 async fn apply(
+    state: &PartitionServerState,
     range: &Range,
     bucket: &BucketMeta,
     actions: Vec<Action>,
@@ -176,47 +253,24 @@ async fn apply(
     report: &mut LifecycleReport,
 ) -> Result<(), PartitionError> {
     let versioning = VersioningState::try_from(bucket.versioning).unwrap_or_default();
-    let now_ms = strata_util::now_ms();
     for action in actions {
         let guard = range.lock_commits().await;
-        let changes: Vec<Change> = match &action {
-            Action::Expire { key, version_stamp } => {
-                let object = keys::object_key(&bucket.name, key);
-                let still_due = matches!(
-                    range.get(&object),
-                    Some(IndexValue::Object(meta))
-                        if versions::stamp_of(&meta) == *version_stamp
-                            && expired(&bucket.lifecycle_rules, key, &meta, now_ms, config.day_ms)
-                );
-                if !still_due {
-                    continue;
-                }
-                let (changes, _) =
-                    versions::delete_changes(range, &bucket.name, key, "", versioning);
-                report.objects_expired += 1;
-                changes
-            }
-            Action::Abort { key, upload_id } => {
-                let upload_key = keys::upload_key(&bucket.name, key, upload_id);
-                if !matches!(range.get(&upload_key), Some(IndexValue::Upload(_))) {
-                    continue;
-                }
-                let mut changes: Vec<Change> = vec![(upload_key.clone(), None)];
-                let mut parts = upload_key.clone();
-                parts.push(0);
-                let end = keys::prefix_end(&parts);
-                range.scan(&parts, end.as_deref(), |part_key, _| {
-                    changes.push((part_key.to_vec(), None));
-                    changes.len() < CHANGES_PER_COMMIT_MAX
-                });
-                report.uploads_aborted += 1;
-                changes
-            }
-        };
+        let (changes, counted) = due_changes(range, bucket, &action, versioning, config);
         if changes.is_empty() {
             continue;
         }
+        // An expiration in a versioned bucket adds a delete marker; other actions only remove.
+        let write = Write::of_changes(&changes);
+        match service::require_writable(state, &bucket.name, write).await {
+            Err(err) if refused_by_bucket(&err) => {
+                tracing::debug!(bucket = %bucket.name, %err, "lifecycle actions dropped");
+                return Ok(());
+            }
+            other => other?,
+        }
         range.commit_locked(guard, changes).await?;
+        report.objects_expired += counted.objects_expired;
+        report.uploads_aborted += counted.uploads_aborted;
         tracing::info!(bucket = %bucket.name, ?action, "lifecycle rule applied");
     }
     Ok(())
@@ -246,11 +300,9 @@ pub async fn pass(
         }
         let bucket_end = keys::prefix_end(&keys::object_prefix(&bucket_name));
         let bucket = match rules_of.get(&bucket_name) {
-            Some(Some(bucket)) if bucket.lifecycle_rules.iter().any(|r| r.enabled) => {
-                bucket.clone()
-            }
+            Some(Some(bucket)) if has_work(bucket) => bucket.clone(),
             _ => {
-                // No rules: skip the whole bucket at once.
+                // No rules, or a move holds the bucket: skip the whole bucket at once.
                 match bucket_end {
                     Some(end) => *cursor = end,
                     None => cursor.clear(),
@@ -264,7 +316,7 @@ pub async fn pass(
         let (actions, stopped_at) =
             collect(range, &bucket, &position, &mut budget, actions_left, config);
         actions_left = actions_left.saturating_sub(actions.len());
-        apply(range, &bucket, actions, config, &mut report).await?;
+        apply(state, range, &bucket, actions, config, &mut report).await?;
         match stopped_at.or(bucket_end) {
             Some(next) => *cursor = next,
             None => {

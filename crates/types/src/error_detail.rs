@@ -48,6 +48,9 @@ pub enum ErrorDetail {
     /// The caller's certificate does not grant a role this call takes; `role` is the role it
     /// named (`None`: no certificate, or one naming no known role).
     PermissionDenied { role: Option<Role> },
+    /// The bucket is not served by this stamp: it moved to `stamp` (`None`: this stamp's copy
+    /// is being filled by a move whose switch has not happened). Ask the location group.
+    BucketMoved { stamp: Option<String> },
     /// Anything else the caller cannot act on.
     Internal,
 }
@@ -114,6 +117,7 @@ pub fn grpc_code(detail: &ErrorDetail) -> Code {
         },
         ErrorDetail::Corrupt => Code::DataLoss,
         ErrorDetail::PermissionDenied { .. } => Code::PermissionDenied,
+        ErrorDetail::BucketMoved { .. } => Code::FailedPrecondition,
         ErrorDetail::Internal => Code::Internal,
     }
 }
@@ -181,6 +185,9 @@ fn to_proto(detail: ErrorDetail) -> pb::ErrorDetail {
                 .map(|role| role.as_str().to_string())
                 .unwrap_or_default(),
         }),
+        ErrorDetail::BucketMoved { stamp } => Kind::BucketMoved(pb::BucketMoved {
+            stamp: stamp.unwrap_or_default(),
+        }),
         ErrorDetail::Internal => Kind::Internal(pb::Internal {}),
     };
     pb::ErrorDetail { kind: Some(kind) }
@@ -216,6 +223,9 @@ fn from_proto(proto: pb::ErrorDetail) -> ErrorDetail {
         Some(Kind::Corrupt(_)) => ErrorDetail::Corrupt,
         Some(Kind::PermissionDenied(p)) => ErrorDetail::PermissionDenied {
             role: p.role.parse().ok(),
+        },
+        Some(Kind::BucketMoved(m)) => ErrorDetail::BucketMoved {
+            stamp: non_empty(m.stamp),
         },
         Some(Kind::Internal(_)) | None => ErrorDetail::Internal,
     }
@@ -267,6 +277,10 @@ mod tests {
                 role: Some(Role::Operator),
             },
             ErrorDetail::PermissionDenied { role: None },
+            ErrorDetail::BucketMoved {
+                stamp: Some("stamp-2".into()),
+            },
+            ErrorDetail::BucketMoved { stamp: None },
             ErrorDetail::Internal,
         ]
     }

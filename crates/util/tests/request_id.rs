@@ -88,6 +88,30 @@ impl Location for Hop {
     ) -> Result<Response<ReportFillResponse>, Status> {
         Err(Status::unimplemented("test hop"))
     }
+    async fn begin_move(
+        &self,
+        _: Request<BeginMoveRequest>,
+    ) -> Result<Response<MoveResponse>, Status> {
+        Err(Status::unimplemented("test hop"))
+    }
+
+    async fn end_move(&self, _: Request<EndMoveRequest>) -> Result<Response<MoveResponse>, Status> {
+        Err(Status::unimplemented("test hop"))
+    }
+
+    async fn set_stamp_state(
+        &self,
+        _: Request<SetStampStateRequest>,
+    ) -> Result<Response<SetStampStateResponse>, Status> {
+        Err(Status::unimplemented("test hop"))
+    }
+
+    async fn list_stamp_buckets(
+        &self,
+        _: Request<ListStampBucketsRequest>,
+    ) -> Result<Response<ListStampBucketsResponse>, Status> {
+        Err(Status::unimplemented("test hop"))
+    }
 }
 
 async fn start(hop: Hop, token: &CancellationToken) -> String {

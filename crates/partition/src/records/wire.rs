@@ -68,10 +68,15 @@ pub fn bucket_meta(record: BucketRecord) -> BucketMeta {
         versioning: record.versioning,
         deleting_until_ms: record.deleting_until_ms,
         deletion_id: record.deletion_id,
+        move_id: record.move_id,
+        importing: record.importing,
+        fenced_until_ms: record.fenced_until_ms,
+        moved_to: record.moved_to,
     }
 }
 
-/// A client's bucket as a record.
+/// A client's bucket as a record (the move fields too: `CreateBucket` clears them, only the
+/// move RPCs set them, see `service::moves`).
 pub fn bucket_record(meta: BucketMeta) -> BucketRecord {
     BucketRecord {
         name: meta.name,
@@ -83,6 +88,10 @@ pub fn bucket_record(meta: BucketMeta) -> BucketRecord {
         versioning: meta.versioning,
         deleting_until_ms: meta.deleting_until_ms,
         deletion_id: meta.deletion_id,
+        move_id: meta.move_id,
+        importing: meta.importing,
+        fenced_until_ms: meta.fenced_until_ms,
+        moved_to: meta.moved_to,
     }
 }
 
@@ -113,6 +122,28 @@ mod tests {
     use super::*;
     use crate::records::ChunkLocation;
     use prost::Message;
+
+    #[test]
+    fn a_bucket_s_move_marks_travel_both_ways() {
+        let record = BucketRecord {
+            name: "b".into(),
+            versioning: 1,
+            move_id: "m".into(),
+            importing: true,
+            fenced_until_ms: 7,
+            moved_to: "stamp-2".into(),
+            ..Default::default()
+        };
+        let meta = bucket_meta(record.clone());
+        assert_eq!(
+            (meta.move_id.as_str(), meta.importing, meta.fenced_until_ms),
+            ("m", true, 7)
+        );
+        assert_eq!(meta.moved_to, "stamp-2");
+        assert_eq!(bucket_record(meta.clone()), record);
+        // Same field numbers: the record's bytes are the wire message's.
+        assert_eq!(meta.encode_to_vec(), record.encode_to_vec());
+    }
 
     #[test]
     fn what_a_client_gets_has_no_chunk_locations() {

@@ -3,10 +3,10 @@
 use strata_proto::partition::*;
 use strata_types::keys;
 
-use crate::bucket_gate;
+use crate::bucket_gate::{self, RecordState};
 use crate::error::PartitionError;
-use crate::range::IndexValue;
-use crate::records::wire;
+use crate::range::{IndexValue, Range};
+use crate::records::{wire, BucketRecord};
 use crate::server::PartitionServerState;
 use strata_types::error_detail::RejectReason;
 
@@ -14,10 +14,15 @@ pub async fn create(
     state: &PartitionServerState,
     request: CreateBucketRequest,
 ) -> Result<CreateBucketResponse, PartitionError> {
-    let bucket = request
+    let mut bucket = request
         .bucket
         .map(wire::bucket_record)
         .ok_or_else(|| PartitionError::InvalidArgument("missing bucket".into()))?;
+    // A new bucket takes part in no move: only the move RPCs mark records (`super::moves`).
+    bucket.move_id.clear();
+    bucket.importing = false;
+    bucket.fenced_until_ms = 0;
+    bucket.moved_to.clear();
     if bucket.name.is_empty() || bucket.name.as_bytes().contains(&0) {
         return Err(PartitionError::InvalidArgument(
             "invalid bucket name".into(),
@@ -78,6 +83,7 @@ pub async fn delete(
         let Some(IndexValue::Bucket(mut bucket)) = range.get(&key) else {
             return Ok(DeleteBucketResponse { existed: false });
         };
+        refuse_if_moving(&bucket)?;
         // A deletion already under way (a retry whose first attempt's answer was lost, or a
         // concurrent one) is taken over: the mark only gets stronger, and this attempt waits
         // out every lease itself. The other attempt then finds its id gone and gives up.
@@ -87,15 +93,7 @@ pub async fn delete(
             .commit_locked(guard, vec![(key.clone(), Some(IndexValue::Bucket(bucket)))])
             .await?;
     }
-    let lease_ms = if range.bounds.epoch.get() > 1 {
-        state.config.lease_ms
-    } else {
-        0
-    };
-    let wait = state
-        .buckets
-        .leases_outstanding(&request.name, range.loaded_at, lease_ms);
-    tokio::time::sleep(wait).await;
+    wait_out_leases(state, &range, &request.name).await;
     let counted = count_everywhere(state, &request.name).await;
 
     let guard = range.lock_commits().await;
@@ -125,6 +123,30 @@ pub async fn delete(
     ))
 }
 
+/// Waits until no write lease on `bucket` granted before now (here, or by the previous owner
+/// of `range`, which holds its record) can still let a write commit ([`crate::bucket_gate`]).
+pub(super) async fn wait_out_leases(state: &PartitionServerState, range: &Range, bucket: &str) {
+    // Epoch 1: the range never had another owner (see the gate's module doc).
+    let lease_ms = if range.bounds.epoch.get() > 1 {
+        state.config.lease_ms
+    } else {
+        0
+    };
+    let wait = state
+        .buckets
+        .leases_outstanding(bucket, range.loaded_at, lease_ms);
+    tokio::time::sleep(wait).await;
+}
+
+/// A bucket a move holds (fenced, importing or moved) is neither deleted nor reconfigured:
+/// the mover copies the record once the fence holds, and a change after that would be lost.
+fn refuse_if_moving(bucket: &BucketRecord) -> Result<(), PartitionError> {
+    match RecordState::of_record(bucket, strata_util::now_ms()).move_refusal() {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
+    }
+}
+
 fn conflict() -> PartitionError {
     PartitionError::rejected(
         RejectReason::OperationAborted,
@@ -135,7 +157,7 @@ fn conflict() -> PartitionError {
 /// Up to one object of `bucket`, counted over every range that can hold its keys, in key
 /// order: this server's runs directly, other servers' through `CountObjects` (each range under
 /// its commit lock, so a commit under way is waited for and counted).
-async fn count_everywhere(
+pub(super) async fn count_everywhere(
     state: &PartitionServerState,
     bucket: &str,
 ) -> Result<u64, PartitionError> {
@@ -197,6 +219,7 @@ pub async fn update(
     let Some(IndexValue::Bucket(mut bucket)) = range.get(&key) else {
         return Err(PartitionError::NoSuchBucket(request.name));
     };
+    refuse_if_moving(&bucket)?;
     match request.change {
         Some(update_bucket_request::Change::Tags(set)) => bucket.tags = set.tags,
         Some(update_bucket_request::Change::Cors(cors)) => bucket.cors_rules = cors.rules,

@@ -3,12 +3,17 @@
 //! `body` (receiving a streamed write's bytes), `versions` (what writes and deletes do to a
 //! key's versions), `list`, `list_versions`,
 //! `multipart` (uploads, parts, ListMultipartUploads); `walk` is the listing walker `list` and
-//! `list_versions` share.
+//! `list_versions` share; `moves` (paging, reading and removing a bucket's rows for the
+//! operator's mover), `move_import` (writing them on the target) and `move_state` (a move's
+//! marks on the bucket record) move buckets between stamps.
 
 mod body;
 mod buckets;
 mod list;
 mod list_versions;
+mod move_import;
+mod move_state;
+mod moves;
 mod multipart;
 mod objects;
 pub(crate) mod versions;
@@ -23,6 +28,8 @@ use strata_proto::partition::*;
 use strata_types::Role;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::bucket_gate::RecordState;
+pub(crate) use crate::bucket_gate::Write;
 use crate::error::PartitionError;
 use crate::server::PartitionServerState;
 
@@ -30,9 +37,13 @@ use crate::server::PartitionServerState;
 pub(crate) async fn require_writable(
     state: &PartitionServerState,
     bucket: &str,
+    write: Write,
 ) -> Result<(), PartitionError> {
-    let lookup = state.bucket_record_with_lease(bucket, true);
-    crate::bucket_gate::require_writable(&state.buckets, bucket, lookup).await
+    let lookup = async {
+        let (record, deleting) = state.bucket_record_with_lease(bucket, true).await?;
+        Ok(RecordState::of_meta(record.as_ref(), deleting))
+    };
+    crate::bucket_gate::require_writable(&state.buckets, bucket, write, lookup).await
 }
 
 /// Who may read and change buckets and objects over mutual TLS: the front-ends (after SigV4),
@@ -43,6 +54,11 @@ pub const CLIENT_ROLES: [Role; 3] = [Role::Frontend, Role::PartitionServer, Role
 
 fn client<T>(request: &Request<T>) -> Result<(), Status> {
     strata_util::tls::authorize(request, &CLIENT_ROLES)
+}
+
+/// The bucket-move calls copy and remove whole buckets: only the operator's mover makes them.
+fn operator<T>(request: &Request<T>) -> Result<(), Status> {
+    strata_util::tls::authorize(request, &[Role::Operator])
 }
 
 pub struct PartitionService {
@@ -56,6 +72,7 @@ impl PartitionService {
 }
 
 pub type GetObjectStream = Pin<Box<dyn Stream<Item = Result<GetObjectResponse, Status>> + Send>>;
+pub type ReadRowStream = Pin<Box<dyn Stream<Item = Result<ReadRowResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl PartitionServer for PartitionService {
@@ -274,6 +291,67 @@ impl PartitionServer for PartitionService {
         strata_util::tls::authorize(&request, &[Role::PartitionManager])?;
         Ok(Response::new(
             crate::reshape::prepare(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    async fn scan_rows(
+        &self,
+        request: Request<ScanRowsRequest>,
+    ) -> Result<Response<ScanRowsResponse>, Status> {
+        operator(&request)?;
+        Ok(Response::new(
+            moves::scan_rows(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    type ReadRowStream = ReadRowStream;
+
+    async fn read_row(
+        &self,
+        request: Request<ReadRowRequest>,
+    ) -> Result<Response<ReadRowStream>, Status> {
+        operator(&request)?;
+        Ok(Response::new(moves::read_row(
+            &self.state,
+            request.into_inner(),
+        )?))
+    }
+
+    async fn import_row(
+        &self,
+        request: Request<Streaming<ImportRowRequest>>,
+    ) -> Result<Response<ImportRowResponse>, Status> {
+        operator(&request)?;
+        Ok(Response::new(
+            move_import::import_row(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    async fn remove_rows(
+        &self,
+        request: Request<RemoveRowsRequest>,
+    ) -> Result<Response<RemoveRowsResponse>, Status> {
+        operator(&request)?;
+        Ok(Response::new(
+            moves::remove_rows(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    async fn set_move_state(
+        &self,
+        request: Request<SetMoveStateRequest>,
+    ) -> Result<Response<SetMoveStateResponse>, Status> {
+        // A front-end ends a move whose mover left its fence behind (lifting the fence after
+        // an abort, or marking the bucket moved after a completion; the location group
+        // decided which): crates/frontend/src/move_fence.rs. Every other step is the mover's.
+        let step = request.get_ref().step();
+        if matches!(step, MoveStep::Unfence | MoveStep::Moved) {
+            strata_util::tls::authorize(&request, &[Role::Operator, Role::Frontend])?;
+        } else {
+            operator(&request)?;
+        }
+        Ok(Response::new(
+            move_state::set_move_state(&self.state, request.into_inner()).await?,
         ))
     }
 

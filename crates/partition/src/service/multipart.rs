@@ -14,6 +14,7 @@ use tonic::{Status, Streaming};
 use super::body::{algorithm_of, first_header, receive_body, BodyPart, StreamedMessage};
 use super::objects::object_key;
 use super::walk::{start, Listed, Walk};
+use super::Write;
 use crate::checksum;
 use crate::error::PartitionError;
 use crate::range::{Change, IndexValue, Range};
@@ -114,7 +115,7 @@ pub async fn create(
     };
     let key = keys::upload_key(&request.bucket, &request.key, &upload_id);
     let guard = range.lock_commits().await;
-    super::require_writable(state, &request.bucket).await?;
+    super::require_writable(state, &request.bucket, Write::AddsKeys).await?;
     range
         .commit_locked(guard, vec![(key, Some(IndexValue::Upload(upload)))])
         .await?;
@@ -156,7 +157,7 @@ pub async fn upload_part(
     // The upload must still exist when the part is recorded (not aborted meanwhile).
     let guard = range.lock_commits().await;
     upload_record(&range, &upload_key)?;
-    super::require_writable(state, &header.bucket).await?;
+    super::require_writable(state, &header.bucket, Write::AddsKeys).await?;
     let part_key = keys::part_key(
         &header.bucket,
         &header.key,
@@ -354,7 +355,7 @@ pub async fn complete(
     changes.push((upload_key, None));
     // Every part record goes, listed or not; unlisted parts' bytes become garbage.
     changes.extend(stored.into_iter().map(|(key, _)| (key, None)));
-    super::require_writable(state, &request.bucket).await?;
+    super::require_writable(state, &request.bucket, Write::AddsKeys).await?;
     range.commit_locked(guard, changes).await?;
     Ok(CompleteMultipartUploadResponse {
         meta: Some(wire::object_meta(&meta)),
@@ -421,6 +422,7 @@ pub async fn abort(
             .into_iter()
             .map(|(key, _)| (key, None)),
     );
+    super::require_writable(state, &request.bucket, Write::ChangesKeys).await?;
     range.commit_locked(guard, changes).await?;
     Ok(AbortMultipartUploadResponse {})
 }

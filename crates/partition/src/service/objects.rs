@@ -9,11 +9,12 @@ use strata_types::limits::OBJECT_KEY_BYTES_MAX;
 use tonic::{Status, Streaming};
 
 use super::body::{first_header, receive_body};
-use super::{versions, GetObjectStream};
+use super::{versions, GetObjectStream, Write};
 use crate::error::PartitionError;
 use crate::range::{IndexValue, Range};
-use crate::records::{chunk_extent, wire, ObjectRecord};
+use crate::records::{chunk_extent, wire, ChunkLocation, ObjectRecord};
 use crate::server::{Charge, PartitionServerState};
+use strata_stream::StreamClient;
 use strata_types::error_detail::RejectReason;
 
 /// Chunk reads in flight per GET: enough to overlap the next read with sending.
@@ -224,7 +225,7 @@ pub async fn put(
         }
         other => other?,
     }
-    super::require_writable(state, &header.bucket).await?;
+    super::require_writable(state, &header.bucket, Write::AddsKeys).await?;
     let changes =
         versions::write_changes(&range, &header.bucket, &header.key, &mut meta, versioning);
     range.commit_locked(guard, changes).await?;
@@ -300,8 +301,26 @@ pub fn get(
         }
         chunk_start = chunk_end;
     }
-    let client = range.stream_client().clone();
-    let chunks = futures::stream::iter(wanted)
+    let chunks = read_chunks(range.stream_client().clone(), wanted).map(|bytes| {
+        Ok(GetObjectResponse {
+            part: Some(get_object_response::Part::Chunk(bytes?.to_vec())),
+        })
+    });
+    let first = futures::stream::once(async move {
+        Ok(GetObjectResponse {
+            part: Some(get_object_response::Part::Meta(wire::object_meta(&meta))),
+        })
+    });
+    Ok(Box::pin(first.chain(chunks)))
+}
+
+/// The bytes `[from, to)` of each of `wanted`'s chunks, in order, read a few chunks ahead;
+/// each record is checked to be as long as the index says.
+pub(super) fn read_chunks(
+    client: StreamClient,
+    wanted: Vec<(ChunkLocation, u64, u64)>,
+) -> impl futures::Stream<Item = Result<Bytes, Status>> + Send + 'static {
+    futures::stream::iter(wanted)
         .map(move |(chunk, from, to)| {
             let client = client.clone();
             async move {
@@ -323,19 +342,10 @@ pub fn get(
                     )
                     .into());
                 }
-                let bytes: Bytes = record.slice(from as usize..to as usize);
-                Ok(GetObjectResponse {
-                    part: Some(get_object_response::Part::Chunk(bytes.to_vec())),
-                })
+                Ok(record.slice(from as usize..to as usize))
             }
         })
-        .buffered(GET_READ_AHEAD_CHUNKS);
-    let first = futures::stream::once(async move {
-        Ok(GetObjectResponse {
-            part: Some(get_object_response::Part::Meta(wire::object_meta(&meta))),
-        })
-    });
-    Ok(Box::pin(first.chain(chunks)))
+        .buffered(GET_READ_AHEAD_CHUNKS)
 }
 
 pub async fn delete(
@@ -356,10 +366,9 @@ pub async fn delete(
     if changes.is_empty() {
         drop(guard);
     } else {
-        if changes.iter().any(|(_, value)| value.is_some()) {
-            // A delete marker is a key of the bucket, like an object.
-            super::require_writable(state, &request.bucket).await?;
-        }
+        // A delete marker is a key of the bucket, like an object; a removal must pass a fence.
+        let write = Write::of_changes(&changes);
+        super::require_writable(state, &request.bucket, write).await?;
         range.commit_locked(guard, changes).await?;
     }
     Ok(DeleteObjectResponse {
@@ -398,6 +407,7 @@ pub async fn put_tags(
     } else {
         IndexValue::Version(meta.clone())
     };
+    super::require_writable(state, &request.bucket, Write::ChangesKeys).await?;
     range
         .commit_locked(guard, vec![(found.index_key, Some(value))])
         .await?;
@@ -456,7 +466,7 @@ pub async fn copy(
     }
     meta.last_modified_ms = strata_util::now_ms();
     let versioning = versions::versioning_of(request.versioning)?;
-    super::require_writable(state, &request.dst_bucket).await?;
+    super::require_writable(state, &request.dst_bucket, Write::AddsKeys).await?;
     let changes = versions::write_changes(
         &range,
         &request.dst_bucket,

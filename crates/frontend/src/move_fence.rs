@@ -1,0 +1,159 @@
+//! A move's fence that outlived its mover (issue 15, item 5).
+//!
+//! To switch a bucket to another stamp, the mover fences writes on the source (its record's
+//! `fenced_until_ms`), copies what is left, and completes the move in the location group. A
+//! fence is lifted only by a decision: the move completed (the source then answers "moved"),
+//! or it was aborted (the source takes writes again). A mover that died or stalled leaves its
+//! fence past the deadline; the first front-end to read such a record ends the move itself:
+//! it asks the location group to abort the move, and whichever end of the move won there
+//! (its abort, or the mover's late completion) is then applied to the source's record.
+//!
+//! Invariant: a fence is lifted only after the location group recorded the move as aborted,
+//! so a write taken after the lift can never be left behind by a home switch (the location
+//! group applies only the first end of a move). Clocks only decide when to ask, never what
+//! happens.
+
+use crate::frontend::Frontend;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use strata_location::LocationClient;
+use strata_proto::common::BucketMeta;
+use strata_proto::location::MoveState;
+use strata_proto::partition::{MoveStep, SetMoveStateRequest};
+use strata_types::keys;
+
+/// How long past a fence's deadline a front-end waits before ending the move itself: the
+/// mover's own clock may run behind the record owner's.
+pub const STALE_FENCE_GRACE_MS: i64 = 5_000;
+/// Fences resolved at once by one front-end (others wait for the next request).
+pub const RESOLVES_IN_FLIGHT_MAX: usize = 8;
+
+/// The buckets whose stale fence this front-end is resolving now.
+#[derive(Default)]
+pub struct FenceResolver {
+    in_flight: Mutex<HashSet<String>>,
+}
+
+/// Whether `bucket`'s record carries a fence its mover should have lifted by `now_ms`.
+pub fn stale_fence(bucket: &BucketMeta, now_ms: i64) -> bool {
+    bucket.fenced_until_ms != 0
+        && !bucket.move_id.is_empty()
+        && now_ms > bucket.fenced_until_ms.saturating_add(STALE_FENCE_GRACE_MS)
+}
+
+impl FenceResolver {
+    fn claim(&self, bucket: &str) -> bool {
+        let Ok(mut in_flight) = self.in_flight.lock() else {
+            return false;
+        };
+        in_flight.len() < RESOLVES_IN_FLIGHT_MAX && in_flight.insert(bucket.to_string())
+    }
+
+    fn release(&self, bucket: &str) {
+        if let Ok(mut in_flight) = self.in_flight.lock() {
+            in_flight.remove(bucket);
+        }
+    }
+}
+
+impl Frontend {
+    /// Starts ending the move behind `bucket`'s stale fence, in the background (the request
+    /// that found it is answered SlowDown meanwhile, and its retry finds the fence gone).
+    pub(crate) fn resolve_stale_fence(&self, bucket: &BucketMeta) {
+        if !stale_fence(bucket, strata_util::now_ms()) {
+            return;
+        }
+        let Some(location) = self.location.clone() else {
+            return;
+        };
+        if !self.fences.claim(&bucket.name) {
+            return;
+        }
+        let frontend = self.clone();
+        let (name, move_id) = (bucket.name.clone(), bucket.move_id.clone());
+        tokio::spawn(async move {
+            match frontend.end_stale_move(&location, &name, &move_id).await {
+                Ok(step) => {
+                    tracing::warn!(bucket = %name, %move_id, ?step, "a stale move fence was resolved")
+                }
+                Err(err) => {
+                    tracing::warn!(bucket = %name, %move_id, %err, "a stale move fence could not be resolved yet")
+                }
+            }
+            frontend.buckets.invalidate(&name);
+            frontend.fences.release(&name);
+        });
+    }
+
+    async fn end_stale_move(
+        &self,
+        location: &Arc<LocationClient>,
+        bucket: &str,
+        move_id: &str,
+    ) -> Result<MoveStep, String> {
+        let answer = location
+            .end_move(bucket, move_id, false)
+            .await
+            .map_err(|status| format!("the location group did not answer: {status}"))?;
+        let ended = answer
+            .location
+            .and_then(|location| location.last_move)
+            .filter(|last| last.move_id == move_id)
+            .ok_or_else(|| format!("the location group knows no move {move_id}"))?;
+        let (step, moved_to) = match ended.state() {
+            MoveState::Aborted => (MoveStep::Unfence, String::new()),
+            MoveState::Completed => (MoveStep::Moved, ended.to),
+            MoveState::Copying => return Err(format!("move still copying: {}", answer.reason)),
+        };
+        let request = SetMoveStateRequest {
+            bucket: bucket.to_string(),
+            move_id: move_id.to_string(),
+            step: step as i32,
+            fenced_until_ms: 0,
+            moved_to,
+        };
+        self.router
+            .call(&keys::bucket_key(bucket), false, |mut client, _| {
+                let request = request.clone();
+                async move { client.set_move_state(request).await.map(|r| r.into_inner()) }
+            })
+            .await
+            .map_err(|err| format!("the bucket's record was not updated: {err}"))?;
+        Ok(step)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fence_is_stale_only_past_its_deadline_and_the_grace() {
+        let fenced = BucketMeta {
+            name: "b".into(),
+            move_id: "m".into(),
+            fenced_until_ms: 10_000,
+            ..Default::default()
+        };
+        assert!(!stale_fence(&fenced, 10_000 + STALE_FENCE_GRACE_MS));
+        assert!(stale_fence(&fenced, 10_001 + STALE_FENCE_GRACE_MS));
+        let unfenced = BucketMeta {
+            fenced_until_ms: 0,
+            ..fenced.clone()
+        };
+        assert!(!stale_fence(&unfenced, i64::MAX));
+    }
+
+    #[test]
+    fn resolves_are_claimed_once_per_bucket_and_bounded() {
+        let resolver = FenceResolver::default();
+        assert!(resolver.claim("b"));
+        assert!(!resolver.claim("b"));
+        resolver.release("b");
+        assert!(resolver.claim("b"));
+        for i in 1..RESOLVES_IN_FLIGHT_MAX {
+            assert!(resolver.claim(&format!("b{i}")));
+        }
+        assert!(!resolver.claim("one-too-many"));
+    }
+}
