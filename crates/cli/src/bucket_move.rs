@@ -36,7 +36,7 @@ const PASSES_BEFORE_FENCE_MAX: u32 = 5;
 /// pass under it then has little to copy, so writes wait little).
 const CONVERGED_ROWS_MAX: u64 = 100;
 /// Shortest fence deadline, from when FENCE is sent. The fence holds until MOVED or UNFENCE
-/// lifts it; the deadline is only recorded, for a resolver of moves whose mover died.
+/// lifts it; 5 s past the deadline a front-end ends the move (crates/frontend/src/move_fence.rs).
 const FENCE_MS_MIN: u64 = 30_000;
 /// Time the switch takes under the fence: EndMove (one location call at most) and MOVED on
 /// the source (one partition call).

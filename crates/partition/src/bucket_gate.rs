@@ -27,7 +27,7 @@
 //!   commit the record as fenced (`fenced_until_ms` not 0), wait the leases out, answer. The
 //!   mover then reads every range under its commit lock (`ScanRows`), which sees every write
 //!   that was allowed. A fence holds until UNFENCE or MOVED lifts it; its deadline is only
-//!   recorded (for a future resolver of moves whose mover died), never obeyed here.
+//!   recorded, never obeyed here (front-ends end a move whose fence outlived it).
 //!
 //! Why that is atomic: a write that commits holds its range's commit lock from its lease check
 //! until the index shows it. A lease checked valid was read before the mark (a read after it

@@ -11,7 +11,7 @@
 //! - Every step names its move; a record another move holds refuses it, and repeating a step
 //!   that took effect answers the record again without changing it (FENCE waits again).
 //! - A fence is never lifted but by UNFENCE or MOVED of its own move; its deadline is only
-//!   recorded (for a future resolver of moves whose mover died).
+//!   recorded (a front-end ends a move whose fence outlived it, then sends one of those).
 //! - DROP deletes a record only when no object, version or upload of the bucket is left on any
 //!   range: it marks the record first (as DeleteBucket does), so an ImportRow that checked the
 //!   record before the mark is counted, and one after it is refused.
