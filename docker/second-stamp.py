@@ -8,7 +8,8 @@ on a network of its own (`stamp-2`, 10.89.8.0/24, internal) with its own volumes
 certificates (issued by `certs-2` from the same deployment CA). Its front-ends serve S3 on the
 edge network at 10.89.7.61 / .62, published on 127.0.0.1 at STRATA_S3_PORT_3 / _4 (9002 / 9003),
 and also join stamp-1's network, where the location group is (10.89.6.6x; they reach nothing
-else there that their role is allowed). The location members join `stamp-2` too, so
+else there that their role is allowed) and where their links listen (:7100, the mutual-TLS
+port other stamps' front-ends forward to). The location members join `stamp-2` too, so
 `strata status --stamp stamp-2` run in one of them sees the stamp's nodes.
 
 Run after changing docker-compose.yml: `python3 docker/second-stamp.py`;
@@ -91,8 +92,12 @@ def stamp_service(name, service, names, base):
         address = rewrite(settings["ipv4_address"], names)
         networks["stamp-2" if network == "stamp" else network] = {"ipv4_address": address}
     if service["command"][0] == "strata-frontend":
-        own = service["networks"]["stamp"]["ipv4_address"]
-        networks["stamp"] = {"ipv4_address": own.replace("10.89.6.5", "10.89.6.6")}
+        own = service["networks"]["stamp"]["ipv4_address"].replace("10.89.6.5", "10.89.6.6")
+        networks["stamp"] = {"ipv4_address": own}
+        if "--link-listen" in command:
+            # The link is where stamp-1's front-ends reach this one: on stamp-1's network.
+            at = command.index("--link-listen") + 1
+            command[at] = own + ":" + command[at].rsplit(":", 1)[1]
     out["networks"] = networks
     depends = {}
     for dependency, condition in out.get("depends_on", {}).items():

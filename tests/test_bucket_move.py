@@ -11,8 +11,9 @@ import subprocess
 import threading
 
 import pytest
+from botocore.exceptions import ClientError
 
-from stamp import BIN_DIR, Stamp
+from stamp import BIN_DIR, NO_RETRIES, Stamp
 from test_two_stamps import endpoints, homed_bucket, locate
 
 # Clients retry 503 SlowDown with backoff (botocore's standard mode): how an SDK rides out the
@@ -108,6 +109,21 @@ def test_a_bucket_moves_with_every_version_marker_tag_config_and_upload(stamps):
     third = s3.put_object(Bucket=bucket, Key="a", Body=b"third")["VersionId"]
     latest = [v for v in s3.list_object_versions(Bucket=bucket, Prefix="a")["Versions"] if v["IsLatest"]]
     assert [v["VersionId"] for v in latest] == [third]
+
+    # The old home answers a request another stamp forwarded to it with a typed "not here"
+    # naming the new home (a retryable 503: the forwarder looks the home up again at once).
+    stale = client(stamps, "stamp-1", retries=NO_RETRIES)
+
+    def as_if_forwarded(request, **_):
+        request.headers["x-strata-forwarded-from"] = "stamp-9"
+
+    stale.meta.events.register("before-sign.s3.GetObject", as_if_forwarded)
+    with pytest.raises(ClientError) as refused:
+        stale.get_object(Bucket=bucket, Key="a")
+    answer = refused.value.response
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 503, answer
+    assert answer["Error"]["Code"] == "SlowDown", answer
+    assert answer["ResponseMetadata"]["HTTPHeaders"].get("x-strata-not-here") == "stamp-2", answer
 
 
 def test_a_bucket_moved_under_load_loses_nothing_and_fails_nothing(stamps):

@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import urllib.request
 
@@ -47,11 +49,11 @@ def locate(stamp, bucket):
     return out.stdout.decode().strip()
 
 
-def homed_bucket(stamp, home, prefix, tries=12):
-    """A new bucket homed on `home`, created through its endpoint. Placement spreads new
-    buckets by fill, then count, so a name may land on the other stamp first: those are kept
-    (and spread the counts back), and the next name is tried."""
-    s3 = client(stamp, home)
+def homed_bucket(stamp, home, prefix, tries=12, s3=None):
+    """A new bucket homed on `home`, created through its endpoint (or `s3`). Placement spreads
+    new buckets by fill, then count, so a name may land on the other stamp first: those are
+    kept (and spread the counts back), and the next name is tried."""
+    s3 = s3 or client(stamp, home)
     for i in range(tries):
         bucket = f"{prefix}-{i}"
         s3.create_bucket(Bucket=bucket)
@@ -66,6 +68,9 @@ def test_each_stamp_registers_itself_and_names_every_node_once(two_stamps):
     assert sorted(stamps) == ["stamp-1", "stamp-2"], status["stamps"]
     for name, endpoint in endpoints(two_stamps).items():
         assert stamps[name]["endpoint"] == endpoint, stamps[name]
+        # Other stamps forward to its front-end's link (mutual TLS), not to its S3 port.
+        links = stamps[name]["forwarding_endpoints"]
+        assert links and all(e.startswith("https://") for e in links), stamps[name]
         assert stamps[name]["region"] == "us-east-1"
         assert stamps[name]["state"] == "open"
         assert stamps[name]["health"] == "healthy", stamps[name]
@@ -207,10 +212,17 @@ def test_losing_the_location_group_or_a_whole_stamp_stops_nothing_elsewhere(two_
     near = homed_bucket(two_stamps, "stamp-1", "near")
     far = homed_bucket(two_stamps, "stamp-2", "far")
     one.put_object(Bucket=far, Key="k", Body=b"far away")  # stamp-1 learns where it is
+    unseen = homed_bucket(two_stamps, "stamp-2", "unseen")  # stamp-1 never asks where it is
     nodes = two_stamps.running()["nodes"]
     locations = [n["name"] for n in nodes if n["kind"] == "location"]
     for name in locations:
         two_stamps.node("kill", name)
+    # A bucket stamp-1 cannot find a home for now is unavailable, never "no such bucket" (a
+    # bug found by the two-stamp fault round: NoSuchBucket for a bucket just created).
+    nobody_knows = two_stamps.client(endpoint=endpoints(two_stamps)["stamp-1"], retries=NO_RETRIES)
+    with pytest.raises(ClientError) as unknown:
+        nobody_knows.get_object(Bucket=unseen, Key="k")
+    assert unknown.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503, unknown.value.response
     # Longer than the home map's bound (2 s): every request still served, the remote bucket
     # from the last known home.
     started = time.monotonic()
@@ -264,10 +276,68 @@ def test_a_restart_without_stamps_brings_both_back(two_stamps):
     assert locate(two_stamps, kept) == "stamp-2"
 
 
-def test_a_stamp_served_over_https_is_not_forwarded_to_but_named(tmp_path):
-    """Forwarding over TLS between stamps is not built: the request is refused with 501 and
-    the home endpoint, never served wrongly or left hanging."""
+def link_of(stamp, frontend):
+    """The link address (`host`, `port`) of a front-end, from the stamp's layout."""
+    layout = json.loads((stamp.data_dir / "stamp.json").read_text())
+    node = next(n for n in layout["nodes"] if n["name"] == frontend)
+    host, port = node["link_addr"].rsplit(":", 1)
+    return host, int(port)
+
+
+def handshake(stamp, addr, holder):
+    """Whether a TLS handshake with the link at `addr` completes, presenting `holder`'s
+    certificate from the deployment (None: no certificate). The server is verified as every
+    internal channel verifies it: the deployment CA and the name strata.internal."""
+    certs = stamp.data_dir / "certs"
+    context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    if holder is not None:
+        context.load_cert_chain(str(certs / f"{holder}.pem"), str(certs / f"{holder}.key"))
+    try:
+        with socket.create_connection(addr, timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="strata.internal") as tls:
+                # TLS 1.3 tells a refused client certificate only at the first read.
+                tls.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return tls.recv(16).startswith(b"HTTP/1.1")
+    except (ssl.SSLError, ConnectionError, OSError):
+        return False
+
+
+def test_stamps_serving_https_forward_over_their_mutual_tls_link(tmp_path):
+    """With `--tls` (S3 over HTTPS) and mutual TLS inside, each stamp reports its front-ends'
+    links and requests are forwarded over them, both ways; a link takes only front-end
+    certificates of the deployment."""
     stamp = Stamp(tmp_path / "tls-stamps", extra_args=["--stamps", "2", "--tls"]).start(timeout_s=180)
+    try:
+        one = stamp.client()
+        two = stamp.client(endpoint=f"https://127.0.0.1:{stamp.port + 1}")
+        reported = {s["name"]: s["forwarding_endpoints"] for s in stamp.status()["stamps"]}
+        for name, frontend in [("stamp-1", "frontend"), ("stamp-2", "s2-frontend")]:
+            host, port = link_of(stamp, frontend)
+            assert reported[name] == [f"https://{host}:{port}"], reported
+        on_two = homed_bucket(stamp, "stamp-2", "tls-home", s3=two)
+        on_one = homed_bucket(stamp, "stamp-1", "tls-here", s3=one)
+        for writer, reader, bucket in [(one, two, on_two), (two, one, on_one)]:
+            body = os.urandom(3 * 1024 * 1024 + 5)
+            writer.put_object(Bucket=bucket, Key="k", Body=body)
+            assert reader.get_object(Bucket=bucket, Key="k")["Body"].read() == body
+        forged = stamp.client(secret_key="not-the-secret")
+        with pytest.raises(ClientError) as refused:
+            forged.get_object(Bucket=on_two, Key="k")
+        assert refused.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+        # The link itself: front-ends only (the handshake fails for anyone else).
+        link = link_of(stamp, "s2-frontend")
+        assert handshake(stamp, link, "frontend")
+        for holder in ["operator", "s2-partition-1", None]:
+            assert not handshake(stamp, link, holder), holder
+    finally:
+        stamp.stop()
+
+
+def test_without_mutual_tls_an_https_stamp_is_not_forwarded_to_but_named(tmp_path):
+    """`--no-mtls --tls`: a front-end has no identity to reach another stamp's HTTPS endpoint
+    with, so the request is refused with 501 and the home endpoint, never served wrongly or
+    left hanging."""
+    stamp = Stamp(tmp_path / "tls-stamps", extra_args=["--stamps", "2", "--tls", "--no-mtls"]).start(timeout_s=180)
     try:
         home = f"https://127.0.0.1:{stamp.port + 1}"
         stamp.client(endpoint=home).create_bucket(Bucket="tls-home")

@@ -57,6 +57,11 @@ pub struct NodeSpec {
     pub addr: String,
     /// Admin HTTP address (/health, /metrics).
     pub http_addr: String,
+    /// Front-ends: the link other stamps' front-ends forward over (mutual TLS,
+    /// crates/frontend/src/link.rs); absent in layouts written before links, whose front-ends
+    /// are forwarded to on their S3 address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_addr: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -264,7 +269,8 @@ impl Layout {
         let taken: Vec<u16> = self
             .nodes
             .iter()
-            .flat_map(|n| [&n.addr, &n.http_addr])
+            .flat_map(|n| [Some(&n.addr), Some(&n.http_addr), n.link_addr.as_ref()])
+            .flatten()
             .filter_map(|addr| addr.rsplit_once(':')?.1.parse().ok())
             .collect();
         let mut ports = free_ports(planned.len() * 2, &taken)?.into_iter();
@@ -285,6 +291,9 @@ impl Layout {
                 stamp: node.stamp,
                 addr,
                 http_addr: format!("127.0.0.1:{http_port}"),
+                // A front-end's gRPC port is free (it serves S3 on `addr`): its link takes it.
+                link_addr: (node.kind == NodeKind::Frontend)
+                    .then(|| format!("127.0.0.1:{grpc_port}")),
             });
         }
         Ok(())
@@ -508,12 +517,17 @@ mod tests {
         let ports: std::collections::BTreeSet<_> = layout
             .nodes
             .iter()
-            .flat_map(|n| [n.addr.clone(), n.http_addr.clone()])
+            .flat_map(|n| [Some(&n.addr), Some(&n.http_addr), n.link_addr.as_ref()])
+            .flatten()
             .collect();
+        let front_ends = layout.of_kind(NodeKind::Frontend).count();
+        assert!(layout
+            .of_kind(NodeKind::Frontend)
+            .all(|fe| fe.link_addr.is_some()));
         assert_eq!(
             ports.len(),
-            layout.nodes.len() * 2,
-            "every address is its own"
+            layout.nodes.len() * 2 + front_ends,
+            "every address (links included) is its own"
         );
 
         // A third stamp joins; the others keep their nodes; stamps are not removed by shape.

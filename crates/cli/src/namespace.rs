@@ -6,6 +6,7 @@
 
 use crate::layout::{Layout, NodeKind};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 use strata_location::LocationClient;
@@ -81,7 +82,7 @@ pub async fn run(args: BucketArgs) -> anyhow::Result<()> {
 
 /// The stamps the location group knows, for `strata status` (empty when it does not answer
 /// in time).
-pub async fn stamps_report(layout: &Layout) -> Vec<Value> {
+pub async fn stamps_report(layout: &Layout, s3_endpoints: &BTreeMap<String, String>) -> Vec<Value> {
     let Ok(client) = location_client(layout) else {
         return Vec::new();
     };
@@ -95,10 +96,17 @@ pub async fn stamps_report(layout: &Layout) -> Vec<Value> {
         .map(|stamp| {
             // Stored over offered raw bytes; null until the stamp's stream manager reports.
             let fill = strata_location::fill::fill_ratio(stamp.capacity_bytes, stamp.stored_bytes);
+            // Where clients point S3 at; the reported endpoints are where other stamps'
+            // front-ends forward to (links, when the deployment runs mutual TLS).
+            let endpoint = s3_endpoints
+                .get(&stamp.name)
+                .cloned()
+                .unwrap_or(stamp.frontend_endpoint);
             json!({
                 "name": stamp.name,
                 "region": stamp.region,
-                "endpoint": stamp.frontend_endpoint,
+                "endpoint": endpoint,
+                "forwarding_endpoints": stamp.endpoints,
                 "state": stamp.state,
                 "fill": fill,
                 "buckets": stamp.buckets,

@@ -170,7 +170,17 @@ pub async fn collect(deployment: &Layout, stamp: &str, data_dir: &std::path::Pat
         .filter(|e| e["replicas_healthy"].as_u64().unwrap_or(0) < 3)
         .count();
     let manager = manager_leader(layout).await;
-    let mut stamps = crate::namespace::stamps_report(layout).await;
+    // Clients' S3 endpoints: what `strata up` serves, else the layout's front-ends (compose).
+    let s3_endpoints = match &running {
+        Some(running) => running.endpoints.clone().into_iter().collect(),
+        // (compose front-ends serve plain HTTP; the first front-end of each stamp is named)
+        None => deployment
+            .s3_endpoints("http")
+            .into_iter()
+            .map(|(stamp, all)| (stamp, all.split(',').next().unwrap_or_default().to_string()))
+            .collect(),
+    };
+    let mut stamps = crate::namespace::stamps_report(layout, &s3_endpoints).await;
     add_health(&mut stamps, &nodes);
     let endpoint = running.as_ref().and_then(|r| {
         r.endpoints

@@ -290,6 +290,10 @@ fn node_args(
                 push("--tls-cert", cert.display().to_string());
                 push("--tls-key", key.display().to_string());
             }
+            // Other stamps forward over the link when there is mutual TLS to run it on.
+            if let Some(link) = spec.link_addr.as_ref().filter(|_| args.mtls) {
+                push("--link-listen", link.clone());
+            }
         }
     }
     if args.mtls {
@@ -378,7 +382,7 @@ async fn wait_serving(layout: &Layout, deadline: Instant) -> anyhow::Result<()> 
         }
     }
     loop {
-        let listed: Vec<String> = crate::namespace::stamps_report(layout)
+        let listed: Vec<String> = crate::namespace::stamps_report(layout, &Default::default())
             .await
             .iter()
             .filter_map(|stamp| stamp["name"].as_str().map(str::to_string))

@@ -21,8 +21,9 @@ pub struct FrontendConfig {
     pub domain: String,
     /// This stamp's name, as the location service knows it.
     pub stamp: String,
-    /// Where other stamps' front-ends reach this one (`http://host:port`), as reported to the
-    /// location group; None: this front-end's S3 listen address.
+    /// Where other stamps' front-ends reach this one (`http://host:port`, or `https://` for a
+    /// link), as reported to the location group; None: the link's address when there is a
+    /// link, else this front-end's S3 listen address.
     pub stamp_endpoint: Option<String>,
     /// See [`RETRY_BUDGET_MS_DEFAULT`].
     pub retry_budget_ms: u64,
@@ -44,6 +45,10 @@ pub struct FrontendConfig {
     pub connections_max: usize,
     /// HTTPS on the S3 endpoint (`s3_tls.rs`); None: plain HTTP.
     pub tls: Option<crate::s3_tls::S3TlsFiles>,
+    /// Where the link for other stamps' front-ends listens (`link.rs`: mutual TLS, front-end
+    /// certificates only; needs this process's mTLS identity); None: no link, other stamps
+    /// forward to the S3 endpoint.
+    pub link_listen: Option<std::net::SocketAddr>,
 }
 
 /// Default for [`FrontendConfig::header_read_timeout_ms`]: a slow client on a slow link sends
@@ -85,6 +90,7 @@ impl FrontendConfig {
             idle_timeout_ms: IDLE_TIMEOUT_MS_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
             tls: None,
+            link_listen: None,
         }
     }
 }
@@ -119,6 +125,8 @@ pub struct FrontendOptions {
     pub tls_cert: Option<std::path::PathBuf>,
     /// Private key (PEM) of `tls_cert`.
     pub tls_key: Option<std::path::PathBuf>,
+    /// See [`FrontendConfig::link_listen`].
+    pub link_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for FrontendOptions {
@@ -142,6 +150,7 @@ impl Default for FrontendOptions {
             connections_max: config.connections_max,
             tls_cert: None,
             tls_key: None,
+            link_listen: None,
         }
     }
 }
@@ -163,6 +172,7 @@ impl FrontendOptions {
         config.header_read_timeout_ms = self.header_read_timeout_ms;
         config.idle_timeout_ms = self.idle_timeout_ms;
         config.connections_max = self.connections_max;
+        config.link_listen = self.link_listen;
         config.tls = match (&self.tls_cert, &self.tls_key) {
             (None, None) => None,
             (Some(cert), Some(key)) => Some(crate::s3_tls::S3TlsFiles {

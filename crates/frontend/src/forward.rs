@@ -17,9 +17,12 @@
 //! at most [`FORWARDS_IN_FLIGHT_MAX`] at once (then 503 SlowDown); the home has
 //! [`FORWARD_CONNECT_TIMEOUT_MS`] to accept the connection and [`FORWARD_HEAD_TIMEOUT_MS`] to
 //! answer with a head. A request without a body moves to the stamp's next endpoint when one
-//! cannot be reached; one with a body cannot be replayed and is answered 503 (retryable). A
-//! home that serves HTTPS only is answered 501 NotImplemented naming its endpoint (forwarding
-//! over TLS between stamps is not built yet).
+//! cannot be reached; one with a body cannot be replayed and is answered 503 (retryable).
+//!
+//! How: a stamp's `https://` endpoints are its front-ends' links (`link.rs`: the deployment's
+//! mutual TLS, front-end certificates on both ends), tried first; `http://` endpoints are S3
+//! endpoints of stamps without mTLS. A front-end without an mTLS identity cannot use a link:
+//! a home reachable only through links is answered 501 NotImplemented naming its endpoint.
 
 use crate::auth::DomainHost;
 use crate::error::{error_response, FrontendError, Refusal};
@@ -38,8 +41,16 @@ use strata_location::LocationClient;
 use strata_proto::location::Stamp;
 use tokio::sync::Semaphore;
 
+mod request;
+pub use request::bucket_of;
+use request::{is_signed, outgoing};
+
 /// The header a forwarded request carries: the stamp that forwarded it.
 pub const FORWARDED_FROM: &str = "x-strata-forwarded-from";
+/// The header of a home's "not here" answer to a forwarded request for a bucket it does not
+/// serve (moved away, or a move's copy is filling here): the home it knows of. The answer is
+/// a retryable 503 SlowDown, and the forwarder forgets the bucket's home at once.
+pub const NOT_HERE: &str = "x-strata-not-here";
 /// How long a bucket's home is trusted before it is looked up again.
 pub const HOME_TTL_MS: u64 = 2_000;
 /// Lookups of buckets not held here in flight at once (beyond: served here, as unknown).
@@ -73,6 +84,10 @@ enum Lookup {
 pub enum Home {
     /// Here (this stamp holds it, or nobody does).
     Here,
+    /// Not held here, and where it is cannot be learnt now (the location group does not
+    /// answer, and no home was ever known): answered 503, never NoSuchBucket, which would
+    /// deny a bucket another stamp holds.
+    Unknown,
     /// On `stamp`, reachable at `endpoints` (`http://host:port`).
     Elsewhere {
         stamp: String,
@@ -92,6 +107,8 @@ pub struct Forwarder {
     /// for [`UNREACHABLE_MS`].
     unreachable: Mutex<HashMap<String, Instant>>,
     client: Client<HttpConnector, AxumBody>,
+    /// The client of other stamps' links; None without an mTLS identity.
+    link_client: Option<Client<crate::link::LinkConnector, AxumBody>>,
     slots: Arc<Semaphore>,
     /// Bounds the lookups of buckets not held here (each may ask the location group).
     lookups: Arc<Semaphore>,
@@ -104,6 +121,15 @@ impl Forwarder {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(FORWARD_CONNECT_TIMEOUT_MS)));
         connector.set_nodelay(true);
+        let link_client = strata_util::rpc::process_identity().and_then(|identity| {
+            match crate::link::connector(identity.pems(), connector.clone()) {
+                Ok(link) => Some(Client::builder(TokioExecutor::new()).build(link)),
+                Err(err) => {
+                    tracing::error!(%err, "no link to other stamps: the identity does not make a TLS client");
+                    None
+                }
+            }
+        });
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Some(Arc::new(Self {
             frontend: frontend.clone(),
@@ -113,6 +139,7 @@ impl Forwarder {
             stamps: Mutex::new(None),
             unreachable: Mutex::new(HashMap::new()),
             client,
+            link_client,
             slots: Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT_MAX)),
             lookups: Arc::new(Semaphore::new(LOOKUPS_IN_FLIGHT_MAX)),
         }))
@@ -121,7 +148,10 @@ impl Forwarder {
     /// The request forwarded to its bucket's home, or back unchanged (`Err`) to be served here.
     pub async fn forward_or_serve(&self, request: Request) -> Result<Response, Request> {
         let preflight = request.method() == http::Method::OPTIONS;
-        if request.headers().contains_key(FORWARDED_FROM) || !(is_signed(&request) || preflight) {
+        if request.headers().contains_key(FORWARDED_FROM) {
+            return self.serve_forwarded(request).await;
+        }
+        if !(is_signed(&request) || preflight) {
             return Err(request);
         }
         // A name that cannot be a bucket is answered here (InvalidBucketName, NoSuchBucket)
@@ -136,16 +166,39 @@ impl Forwarder {
                 crate::placement::place(self, request, &bucket).await
             }
             Home::Here => Err(request),
+            Home::Unknown if crate::placement::is_create_bucket(&request) => Err(request),
+            Home::Unknown => Ok(busy(FrontendError::Unavailable(format!(
+                "where bucket {bucket:?} lives cannot be learnt now; retry"
+            )))),
             Home::Elsewhere { stamp, endpoints } => {
                 Ok(self.forward(request, &bucket, &stamp, &endpoints).await)
             }
         }
     }
 
+    /// A request another stamp forwarded here: served here, unless the bucket is served from
+    /// a third place (it moved away, or a move's copy is filling here): then [`NOT_HERE`].
+    /// A CreateBucket is always served where placement sent it.
+    async fn serve_forwarded(&self, request: Request) -> Result<Response, Request> {
+        if crate::placement::is_create_bucket(&request) {
+            return Err(request);
+        }
+        let Some(bucket) = bucket_of(&request, &self.domain)
+            .filter(|bucket| crate::naming::is_valid_bucket_name(bucket))
+        else {
+            return Err(request);
+        };
+        match self.home_of(&bucket).await {
+            // The forwarder could not tell either: served here, whatever this stamp finds.
+            Home::Here | Home::Unknown => Err(request),
+            Home::Elsewhere { stamp, .. } => Ok(not_here(&bucket, &stamp)),
+        }
+    }
+
     /// Where `bucket` is served from (see the module comment). When the lookup cannot be
     /// made within [`LOOKUP_TIMEOUT_MS`] (the location group elects, or is unreachable), the
     /// last known home answers, however old: a running stamp keeps being reached while the
-    /// location group is away; without one, Here (the request meets this stamp's own answer).
+    /// location group is away; without one, Unknown (unless this stamp serves it).
     pub async fn home_of(&self, bucket: &str) -> Home {
         let known = self.known_home(bucket);
         if let Some((home, at)) = &known {
@@ -173,7 +226,7 @@ impl Forwarder {
             // location group costs one lookup timeout per bucket per bound, not one per
             // request.
             (Lookup::Unknown, Some((stale, _))) => stale,
-            (Lookup::Unknown, None) => return Home::Here,
+            (Lookup::Unknown, None) => return Home::Unknown,
         };
         if let Ok(mut homes) = self.homes.lock() {
             if homes.len() >= HOMES_MAX {
@@ -284,7 +337,32 @@ impl Forwarder {
         }
     }
 
-    /// A request whose (small, buffered) body can be sent again, offered to each plain-HTTP
+    /// Whether this front-end can forward over other stamps' links (it holds an mTLS identity).
+    pub fn has_links(&self) -> bool {
+        self.link_client.is_some()
+    }
+
+    /// The endpoints this front-end can reach, in the order to try them: links first (when it
+    /// holds an mTLS identity), then plain S3 endpoints.
+    fn usable<'a>(&self, endpoints: &'a [String]) -> Vec<&'a String> {
+        let links = endpoints
+            .iter()
+            .filter(|e| e.starts_with(crate::link::LINK_SCHEME) && self.link_client.is_some());
+        let plain = endpoints.iter().filter(|e| e.starts_with("http://"));
+        links.chain(plain).collect()
+    }
+
+    /// Sends `request` to `endpoint` through the client its scheme needs (see [`Self::usable`]).
+    fn send(&self, request: http::Request<AxumBody>) -> hyper_util::client::legacy::ResponseFuture {
+        match &self.link_client {
+            Some(link) if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS) => {
+                link.request(request)
+            }
+            _ => self.client.request(request),
+        }
+    }
+
+    /// A request whose (small, buffered) body can be sent again, offered to each reachable
     /// endpoint of `stamp` in turn: the first answer, or None when no endpoint took the
     /// connection, so the request surely reached none and the caller may place it elsewhere.
     /// A request sent without an answer in time is answered 503 (it may have been served).
@@ -301,14 +379,13 @@ impl Forwarder {
                 "{FORWARDS_IN_FLIGHT_MAX} requests are being forwarded"
             ))));
         };
-        for endpoint in endpoints {
+        for endpoint in self.usable(endpoints) {
             let Some(outgoing) = outgoing(parts, endpoint, &self.frontend.config.stamp) else {
                 continue;
             };
             let sent = tokio::time::timeout(
                 Duration::from_millis(FORWARD_HEAD_TIMEOUT_MS),
-                self.client
-                    .request(outgoing.map(|()| AxumBody::from(body.clone()))),
+                self.send(outgoing.map(|()| AxumBody::from(body.clone()))),
             )
             .await;
             match sent {
@@ -352,11 +429,13 @@ impl Forwarder {
                 "{FORWARDS_IN_FLIGHT_MAX} requests are being forwarded"
             )));
         };
-        if !endpoints.iter().any(|e| e.starts_with("http://")) {
-            // The home serves HTTPS only (`--tls`): forwarding over TLS is not built yet.
+        let usable = self.usable(endpoints);
+        if usable.is_empty() {
+            // The home is reached only through links (or HTTPS), and this front-end has no
+            // mTLS identity to use one.
             METRICS.forwarded(stamp, "not-implemented");
             let message = format!(
-                "The bucket is served by stamp {stamp} over HTTPS, which this endpoint does not forward to yet; use {}.",
+                "The bucket is served by stamp {stamp} over TLS, which this endpoint cannot forward to without a mutual-TLS identity; use {}.",
                 endpoints.first().map_or("its endpoint", String::as_str)
             );
             return error_response(FrontendError::refused(Refusal::NotImplemented, message));
@@ -364,7 +443,7 @@ impl Forwarder {
         let (parts, body) = request.into_parts();
         let replayable = !crate::server::has_body_headers(&parts.headers);
         let mut body = Some(body);
-        for endpoint in endpoints {
+        for endpoint in usable {
             let Some(outgoing) = outgoing(&parts, endpoint, &self.frontend.config.stamp) else {
                 continue;
             };
@@ -378,10 +457,16 @@ impl Forwarder {
             };
             let sent = tokio::time::timeout(
                 Duration::from_millis(FORWARD_HEAD_TIMEOUT_MS),
-                self.client.request(outgoing.map(|()| this_body)),
+                self.send(outgoing.map(|()| this_body)),
             )
             .await;
             match sent {
+                Ok(Ok(response)) if response.headers().contains_key(NOT_HERE) => {
+                    // The next request looks the home up again.
+                    METRICS.forwarded(stamp, "not-here");
+                    self.forget(bucket);
+                    return response.map(AxumBody::new);
+                }
                 Ok(Ok(response)) => {
                     METRICS.forwarded(stamp, "answered");
                     return response.map(AxumBody::new);
@@ -403,147 +488,20 @@ impl Forwarder {
     }
 }
 
+/// The home's answer to a forwarded request for `bucket`, which `home` serves: see [`NOT_HERE`].
+fn not_here(bucket: &str, home: &str) -> Response {
+    let mut response = busy(FrontendError::SlowDown(format!(
+        "bucket {bucket:?} is served by stamp {home}"
+    )));
+    if let Ok(value) = http::HeaderValue::from_str(home) {
+        response.headers_mut().insert(NOT_HERE, value);
+    }
+    response
+}
+
 /// A 503 (SlowDown or ServiceUnavailable) that says when to come back.
 fn busy(err: FrontendError) -> Response {
     let mut response = error_response(err);
     crate::server::add_retry_after(&mut response);
     response
-}
-
-/// Headers that belong to one connection, not to the request (RFC 9110, 7.6.1).
-/// `expect` too: this front-end answers the client's `100-continue` itself when it starts
-/// reading the body it forwards; `transfer-encoding` is the client's framing, and the forwarded
-/// body gets its own.
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "expect",
-    "transfer-encoding",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
-/// The request to send to `endpoint`: the same method, path, query and end-to-end headers
-/// (Host included: the signature covers it), marked as forwarded by `own_stamp`. None when
-/// the endpoint is not a plain `http://` URL (HTTPS between stamps is not built yet).
-fn outgoing(
-    parts: &http::request::Parts,
-    endpoint: &str,
-    own_stamp: &str,
-) -> Option<http::Request<()>> {
-    let authority = endpoint.strip_prefix("http://")?.trim_end_matches('/');
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let uri: http::Uri = format!("http://{authority}{path}").parse().ok()?;
-    let mut request = http::Request::builder()
-        .method(parts.method.clone())
-        .uri(uri)
-        .version(http::Version::HTTP_11)
-        .body(())
-        .ok()?;
-    let headers = request.headers_mut();
-    for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
-    headers.insert(FORWARDED_FROM, http::HeaderValue::from_str(own_stamp).ok()?);
-    Some(request)
-}
-
-/// Whether the request is signed (a SigV4 / SigV2 header or a presigned query).
-fn is_signed(request: &Request) -> bool {
-    request.headers().contains_key(http::header::AUTHORIZATION)
-        || request
-            .uri()
-            .query()
-            .is_some_and(|query| query.contains("X-Amz-Signature=") || query.contains("Signature="))
-}
-
-/// The bucket a request names: from a virtual host under `domain` (as s3s is told to read it),
-/// else the first path segment.
-pub fn bucket_of(request: &Request, domain: &DomainHost) -> Option<String> {
-    let host = request
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| request.uri().host())
-        .unwrap_or_default();
-    if let Some(bucket) = domain.bucket_of(host) {
-        return Some(bucket);
-    }
-    let first = request
-        .uri()
-        .path()
-        .trim_start_matches('/')
-        .split('/')
-        .next()?;
-    let bucket = urlencoding::decode(first).ok()?.into_owned();
-    (!bucket.is_empty()).then_some(bucket)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(host: &str, path: &str) -> Request {
-        http::Request::builder()
-            .uri(path)
-            .header(http::header::HOST, host)
-            .body(AxumBody::empty())
-            .unwrap()
-    }
-
-    #[test]
-    fn the_bucket_comes_from_the_virtual_host_or_the_path() {
-        let domain = &DomainHost::new("localhost");
-        assert_eq!(
-            bucket_of(&request("photos.localhost:9000", "/a/b"), domain).as_deref(),
-            Some("photos")
-        );
-        assert_eq!(
-            bucket_of(&request("127.0.0.1:9000", "/photos/a/b"), domain).as_deref(),
-            Some("photos")
-        );
-        assert_eq!(
-            bucket_of(&request("localhost:9000", "/photos?list-type=2"), domain).as_deref(),
-            Some("photos")
-        );
-        assert_eq!(bucket_of(&request("127.0.0.1:9000", "/"), domain), None);
-    }
-
-    #[test]
-    fn forwarded_requests_keep_host_and_signature_and_drop_hop_headers() {
-        let original = http::Request::builder()
-            .method("PUT")
-            .uri("/photos/cat.jpg?x-id=PutObject")
-            .header(http::header::HOST, "127.0.0.1:9000")
-            .header(
-                http::header::AUTHORIZATION,
-                "AWS4-HMAC-SHA256 Credential=...",
-            )
-            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
-            .header(http::header::CONNECTION, "keep-alive")
-            .body(())
-            .unwrap();
-        let (parts, ()) = original.into_parts();
-        let out = outgoing(&parts, "http://10.0.0.2:9000", "stamp-1").unwrap();
-        assert_eq!(
-            out.uri(),
-            "http://10.0.0.2:9000/photos/cat.jpg?x-id=PutObject"
-        );
-        assert_eq!(out.method(), "PUT");
-        let headers = out.headers();
-        assert_eq!(headers[http::header::HOST], "127.0.0.1:9000");
-        assert_eq!(
-            headers[http::header::AUTHORIZATION],
-            "AWS4-HMAC-SHA256 Credential=..."
-        );
-        assert_eq!(headers[FORWARDED_FROM], "stamp-1");
-        assert!(!headers.contains_key(http::header::CONNECTION));
-        assert!(outgoing(&parts, "https://10.0.0.2:9000", "stamp-1").is_none());
-    }
 }

@@ -38,7 +38,8 @@
 //!   [`connections`]: the listener's connection cap, header-read and idle timeouts (and the
 //!   TLS handshake when [`s3_tls`] gives the endpoint a certificate).
 //! - [`forward`]: requests for a bucket homed on another stamp, forwarded there as they came
-//!   and answered from there (the bucket -> stamp map cached with a short bound).
+//!   and answered from there (the bucket -> stamp map cached with a short bound), over
+//!   [`link`]: the front-ends' mutual-TLS listener and connector between stamps.
 //! - [`move_fence`]: a bucket move's fence that outlived its mover, ended through the
 //!   location group (abort, or the late completion applied).
 //! - [`placement`]: a CreateBucket naming another region's LocationConstraint, forwarded to an
@@ -72,6 +73,7 @@ pub mod forward;
 pub mod frontend;
 pub mod get_stream;
 pub mod lifecycle;
+pub mod link;
 pub mod list;
 pub mod marker_walk;
 pub mod meta;

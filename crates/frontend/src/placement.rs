@@ -104,7 +104,7 @@ pub async fn place(
             .into_iter()
             .filter(|s| &s.name == own || !forwarder.unreachable(&s.name))
             .collect();
-        let Some(chosen) = choose(&stamps, &region, own) else {
+        let Some(chosen) = choose(&stamps, &region, own, forwarder.has_links()) else {
             break;
         };
         if &chosen.name == own {
@@ -133,13 +133,17 @@ pub async fn place(
 }
 
 /// The stamp a new bucket of `region` goes to: see the module comment. Stamps of other
-/// regions, draining ones and (other than `own`) ones without a plain-HTTP endpoint (nothing
-/// to forward the request to: see `forward.rs`) are never chosen.
-pub fn choose<'a>(stamps: &'a [Stamp], region: &str, own: &str) -> Option<&'a Stamp> {
+/// regions, draining ones and (other than `own`) ones without an endpoint this front-end can
+/// forward to (a plain-HTTP one, or a link when `links`: it holds an mTLS identity; see
+/// `forward.rs`) are never chosen.
+pub fn choose<'a>(stamps: &'a [Stamp], region: &str, own: &str, links: bool) -> Option<&'a Stamp> {
+    let reachable = |endpoint: &String| {
+        endpoint.starts_with("http://") || (links && endpoint.starts_with(crate::link::LINK_SCHEME))
+    };
     stamps
         .iter()
         .filter(|s| s.region == region && s.state == "open")
-        .filter(|s| s.name == own || s.endpoints.iter().any(|e| e.starts_with("http://")))
+        .filter(|s| s.name == own || s.endpoints.iter().any(reachable))
         .min_by_key(|s| {
             let rank = placement_rank(s.capacity_bytes, s.stored_bytes, s.buckets);
             (rank, s.name != own, s.name.clone())
@@ -198,7 +202,7 @@ mod tests {
     }
 
     fn chosen(stamps: &[Stamp], region: &str, own: &str) -> Option<String> {
-        choose(stamps, region, own).map(|s| s.name.clone())
+        choose(stamps, region, own, false).map(|s| s.name.clone())
     }
 
     #[test]
@@ -244,5 +248,8 @@ mod tests {
         assert_eq!(chosen(&silent, "r", "stamp-1").as_deref(), Some("stamp-1"));
         silent[1].endpoints = vec!["https://stamp-2:9000".into()];
         assert_eq!(chosen(&silent, "r", "stamp-1").as_deref(), Some("stamp-1"));
+        // ... unless this front-end holds an identity for the links.
+        let linked = choose(&silent, "r", "stamp-1", true).map(|s| s.name.as_str());
+        assert_eq!(linked, Some("stamp-2"));
     }
 }

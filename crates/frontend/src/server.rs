@@ -256,6 +256,8 @@ fn internal_error_response() -> Response {
 /// A running front-end.
 pub struct Running {
     pub s3_addr: SocketAddr,
+    /// The link's address (`link.rs`), when the front-end has one.
+    pub link_addr: Option<SocketAddr>,
     pub router: Arc<Router>,
     /// Ends after `token` is cancelled and in-flight requests finished.
     pub task: tokio::task::JoinHandle<()>,
@@ -288,14 +290,21 @@ pub async fn start(
         );
     }
     let s3_addr = listener.local_addr()?;
+    let link = match config.link_listen {
+        Some(addr) => Some(bind_link(addr).await?),
+        None => None,
+    };
+    let link_addr = link
+        .as_ref()
+        .map(|(listener, _)| listener.local_addr())
+        .transpose()?;
     let mut config = config;
     if config.stamp_endpoint.is_none() {
-        let scheme = if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        config.stamp_endpoint = Some(format!("{scheme}://{s3_addr}"));
+        config.stamp_endpoint = Some(match (link_addr, &config.tls) {
+            (Some(link_addr), _) => format!("{}{link_addr}", crate::link::LINK_SCHEME),
+            (None, Some(_)) => format!("https://{s3_addr}"),
+            (None, None) => format!("http://{s3_addr}"),
+        });
     }
     let frontend = Frontend::new(config.clone())?;
     let router = frontend.router().clone();
@@ -343,12 +352,42 @@ pub async fn start(
         ),
         None => None,
     };
-    let task = tokio::spawn(crate::connections::serve(listener, app, limits, tls, token));
+    let link_task = link.map(|(listener, acceptor)| {
+        let serving =
+            crate::connections::serve(listener, app.clone(), limits, Some(acceptor), token.clone());
+        tokio::spawn(serving)
+    });
+    let s3_task = tokio::spawn(crate::connections::serve(listener, app, limits, tls, token));
+    let task = tokio::spawn(async move {
+        let _ = s3_task.await;
+        if let Some(link_task) = link_task {
+            let _ = link_task.await;
+        }
+    });
     Ok(Running {
         s3_addr,
+        link_addr,
         router,
         task,
     })
+}
+
+/// The link listener (`link.rs`) on `addr`, with its acceptor made from this process's mTLS
+/// identity; a link without one is a configuration error, never a plain listener.
+async fn bind_link(
+    addr: SocketAddr,
+) -> Result<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor), FrontendError> {
+    let Some(identity) = strata_util::rpc::process_identity() else {
+        return Err(FrontendError::Config(
+            "--link-listen needs mutual TLS (--mtls-ca, --mtls-cert, --mtls-key)".into(),
+        ));
+    };
+    let acceptor = crate::link::acceptor(identity.pems())
+        .map_err(|err| FrontendError::Config(format!("link TLS: {err:#}")))?;
+    let (listener, _) = strata_util::rpc::bind(addr)
+        .await
+        .map_err(|err| FrontendError::Config(format!("link listener on {addr}: {err:#}")))?;
+    Ok((listener, acceptor))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use strata_proto::location::location_server::Location;
 use strata_proto::location::*;
 use strata_types::error_detail::{to_status, ErrorDetail, RejectReason, UnavailableReason};
 use strata_types::Role;
-use strata_util::tls::authorize;
+use strata_util::tls::authorize_any_stamp;
 use tonic::{Request, Response, Status};
 
 /// Who may reserve or release a bucket name over mutual TLS: the front-ends, which do it for
@@ -151,7 +151,7 @@ impl Location for LocationService {
         &self,
         request: Request<ReserveBucketRequest>,
     ) -> Result<Response<ReserveBucketResponse>, Status> {
-        authorize(&request, &NAME_WRITER_ROLES)?;
+        authorize_any_stamp(&request, &NAME_WRITER_ROLES)?;
         let request = request.into_inner();
         valid_name(&request.bucket)?;
         let stamp = Some(request.stamp.as_str()).filter(|stamp| !stamp.is_empty());
@@ -180,7 +180,7 @@ impl Location for LocationService {
         &self,
         request: Request<LookupBucketRequest>,
     ) -> Result<Response<LookupBucketResponse>, Status> {
-        authorize(&request, &NAME_READER_ROLES)?;
+        authorize_any_stamp(&request, &NAME_READER_ROLES)?;
         let bucket = request.into_inner().bucket;
         valid_name(&bucket)?;
         let location = self.namespace.lookup(&bucket).await.map_err(status)?;
@@ -193,7 +193,7 @@ impl Location for LocationService {
         &self,
         request: Request<ReleaseBucketRequest>,
     ) -> Result<Response<ReleaseBucketResponse>, Status> {
-        authorize(&request, &NAME_WRITER_ROLES)?;
+        authorize_any_stamp(&request, &NAME_WRITER_ROLES)?;
         let request = request.into_inner();
         valid_name(&request.bucket)?;
         let released = self
@@ -211,7 +211,7 @@ impl Location for LocationService {
         &self,
         request: Request<ListStampsRequest>,
     ) -> Result<Response<ListStampsResponse>, Status> {
-        authorize(&request, &NAME_READER_ROLES)?;
+        authorize_any_stamp(&request, &NAME_READER_ROLES)?;
         let stamps = self
             .namespace
             .stamps()
@@ -242,7 +242,7 @@ impl Location for LocationService {
         &self,
         request: Request<ReportStampRequest>,
     ) -> Result<Response<ReportStampResponse>, Status> {
-        authorize(&request, &STAMP_REPORTER_ROLES)?;
+        authorize_any_stamp(&request, &STAMP_REPORTER_ROLES)?;
         let request = request.into_inner();
         let endpoint = Some(request.endpoint.as_str()).filter(|e| !e.is_empty());
         let changed = self
@@ -257,7 +257,7 @@ impl Location for LocationService {
         &self,
         request: Request<ReportFillRequest>,
     ) -> Result<Response<ReportFillResponse>, Status> {
-        authorize(&request, &FILL_REPORTER_ROLES)?;
+        authorize_any_stamp(&request, &FILL_REPORTER_ROLES)?;
         let request = request.into_inner();
         let changed = self
             .namespace
@@ -271,7 +271,7 @@ impl Location for LocationService {
         &self,
         request: Request<BeginMoveRequest>,
     ) -> Result<Response<MoveResponse>, Status> {
-        authorize(&request, &MOVER_ROLES)?;
+        authorize_any_stamp(&request, &MOVER_ROLES)?;
         let request = request.into_inner();
         valid_name(&request.bucket)?;
         valid_move_id(&request.move_id)?;
@@ -291,7 +291,7 @@ impl Location for LocationService {
         request: Request<EndMoveRequest>,
     ) -> Result<Response<MoveResponse>, Status> {
         let complete = request.get_ref().complete;
-        authorize(
+        authorize_any_stamp(
             &request,
             if complete {
                 &MOVER_ROLES[..]
@@ -317,7 +317,7 @@ impl Location for LocationService {
         &self,
         request: Request<SetStampStateRequest>,
     ) -> Result<Response<SetStampStateResponse>, Status> {
-        authorize(&request, &MOVER_ROLES)?;
+        authorize_any_stamp(&request, &MOVER_ROLES)?;
         let request = request.into_inner();
         let to = match request.state.as_str() {
             "open" => StampState::Open,
@@ -343,7 +343,7 @@ impl Location for LocationService {
         &self,
         request: Request<ListStampBucketsRequest>,
     ) -> Result<Response<ListStampBucketsResponse>, Status> {
-        authorize(&request, &MOVER_ROLES)?;
+        authorize_any_stamp(&request, &MOVER_ROLES)?;
         let request = request.into_inner();
         let limit = (request.limit as usize).clamp(1, OWNED_BUCKETS_LISTED_MAX);
         let (buckets, truncated) = self
@@ -361,7 +361,7 @@ impl Location for LocationService {
         &self,
         request: Request<ListOwnedBucketsRequest>,
     ) -> Result<Response<ListOwnedBucketsResponse>, Status> {
-        authorize(&request, &NAME_READER_ROLES)?;
+        authorize_any_stamp(&request, &NAME_READER_ROLES)?;
         let owner = request.into_inner().owner_access_key;
         let (buckets, truncated) = self
             .namespace

@@ -160,6 +160,34 @@ async fn a_wrong_role_client_is_refused_on_append() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_stamps_node_is_refused_whatever_its_role() {
+    let (node, token, _dir) = start_node().await;
+    let writer = identity_of(deployment(), Role::PartitionServer, "ps-1");
+    create(&mut client(&node, Some(&writer)), 7)
+        .await
+        .expect("create");
+    let created = node.store.state(ExtentId::new(7)).expect("state").length;
+    // Same CA, the right role, but stamp-2's certificate: one stamp's nodes never write to,
+    // read from or fence another stamp's replicas.
+    let foreign = deployment()
+        .issue("stamp-2", Role::PartitionServer, "s2-partition-1")
+        .expect("issue");
+    let foreign = deployment().identity(&foreign).expect("identity");
+    let status = append(&mut client(&node, Some(&foreign)), 7, b"forged")
+        .await
+        .expect_err("another stamp's partition server must be refused");
+    assert_eq!(
+        denied_role(&status),
+        Some(Role::PartitionServer),
+        "{status:?}"
+    );
+    assert!(status.message().contains("stamp-2"), "{status:?}");
+    let state = node.store.state(ExtentId::new(7)).expect("state");
+    assert_eq!(state.length, created, "no forged record was stored");
+    token.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_fencing_only_from_the_roles_that_touch_replicas() {
     let (node, token, _dir) = start_node().await;
     let writer = identity_of(deployment(), Role::PartitionServer, "ps-1");

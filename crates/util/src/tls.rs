@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use strata_types::error_detail::{to_status, ErrorDetail};
 use strata_types::Role;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
@@ -76,6 +77,19 @@ pub struct Identity {
     client: ClientTlsConfig,
     /// A server builder with the acceptor made: building it is where a bad key shows.
     server: tonic::transport::Server,
+    /// The PEMs themselves, for servers and clients that are not gRPC (the front-ends'
+    /// link between stamps, crates/frontend/src/link.rs).
+    pems: Arc<IdentityPems>,
+    /// The holder the certificate names (its stamp is the one this process serves).
+    own: Option<Peer>,
+}
+
+/// The three PEM files of an [`Identity`], as read.
+#[derive(Clone)]
+pub struct IdentityPems {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -102,7 +116,30 @@ impl Identity {
         let server = tonic::transport::Server::builder()
             .tls_config(server)
             .map_err(|err| anyhow::anyhow!("TLS identity: {err}"))?;
-        Ok(Self { client, server })
+        let pems = Arc::new(IdentityPems {
+            ca: ca_pem.to_vec(),
+            cert: cert_pem.to_vec(),
+            key: key_pem.to_vec(),
+        });
+        let own = x509_parser::pem::parse_x509_pem(cert_pem)
+            .ok()
+            .and_then(|(_, pem)| peer_of_certificate(&pem.contents));
+        Ok(Self {
+            client,
+            server,
+            pems,
+            own,
+        })
+    }
+
+    /// The holder this identity's certificate names; None when it names no Strata holder.
+    pub fn holder(&self) -> Option<&Peer> {
+        self.own.as_ref()
+    }
+
+    /// The PEMs this identity was made of.
+    pub fn pems(&self) -> &IdentityPems {
+        &self.pems
     }
 
     /// For [`tonic::transport::Endpoint::tls_config`].
@@ -185,21 +222,65 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Caller {
     Caller::Tls(leaf)
 }
 
-/// `Ok` when `request` came over plain gRPC or from a holder of one of `allowed`; else the
-/// typed refusal ([`ErrorDetail::PermissionDenied`], gRPC PermissionDenied).
+/// `Ok` when `request` came over plain gRPC, or from a holder of one of `allowed` of this
+/// process's stamp (or an operator, whose certificate serves the whole deployment); else the
+/// typed refusal ([`ErrorDetail::PermissionDenied`], gRPC PermissionDenied). Every stamp's
+/// nodes share the deployment CA, so the certificate's stamp is what keeps one stamp's nodes
+/// from calling another's.
 #[allow(clippy::result_large_err)] // tonic::Status is what every handler returns
 pub fn authorize<T>(request: &tonic::Request<T>, allowed: &[Role]) -> Result<(), tonic::Status> {
-    match caller(request) {
-        Caller::Plain => Ok(()),
-        Caller::Tls(Some(peer)) if allowed.contains(&peer.role) => Ok(()),
-        Caller::Tls(peer) => {
-            let role = peer.map(|peer| peer.role);
-            let named = role.map_or("no role".to_string(), |role| role.to_string());
-            Err(to_status(
-                ErrorDetail::PermissionDenied { role },
-                format!("caller with {named} may not make this call"),
-            ))
+    let own_stamp = crate::rpc::process_identity()
+        .and_then(Identity::holder)
+        .map(|own| own.stamp.as_str());
+    admit(request, allowed, own_stamp)
+}
+
+/// [`authorize`] for services of the whole deployment (the location group): a holder of one
+/// of `allowed` of any stamp.
+#[allow(clippy::result_large_err)]
+pub fn authorize_any_stamp<T>(
+    request: &tonic::Request<T>,
+    allowed: &[Role],
+) -> Result<(), tonic::Status> {
+    admit(request, allowed, None)
+}
+
+#[allow(clippy::result_large_err)]
+fn admit<T>(
+    request: &tonic::Request<T>,
+    allowed: &[Role],
+    own_stamp: Option<&str>,
+) -> Result<(), tonic::Status> {
+    let Caller::Tls(peer) = caller(request) else {
+        return Ok(());
+    };
+    admits(peer.as_ref(), allowed, own_stamp)
+        .map_err(|(role, why)| to_status(ErrorDetail::PermissionDenied { role }, why))
+}
+
+/// Whether a caller holding `peer`'s certificate may make a call open to `allowed`, on a
+/// server of `own_stamp` (None: of every stamp); the refusal names the caller's role and why.
+pub fn admits(
+    peer: Option<&Peer>,
+    allowed: &[Role],
+    own_stamp: Option<&str>,
+) -> Result<(), (Option<Role>, String)> {
+    let Some(peer) = peer else {
+        return Err((None, "caller with no role may not make this call".into()));
+    };
+    if !allowed.contains(&peer.role) {
+        let why = format!("caller with {} may not make this call", peer.role);
+        return Err((Some(peer.role), why));
+    }
+    match own_stamp {
+        Some(own) if peer.role != Role::Operator && peer.stamp != own => {
+            let why = format!(
+                "{} {} of {} may not call {own}",
+                peer.role, peer.node, peer.stamp
+            );
+            Err((Some(peer.role), why))
         }
+        _ => Ok(()),
     }
 }
 
@@ -250,5 +331,58 @@ mod tests {
         };
         let err = partial.load().unwrap_err().to_string();
         assert!(err.contains("all of"), "{err}");
+    }
+
+    fn peer(stamp: &str, role: Role) -> Peer {
+        Peer {
+            stamp: stamp.into(),
+            role,
+            node: "n".into(),
+        }
+    }
+
+    #[test]
+    fn callers_are_admitted_by_role_and_by_stamp() {
+        let allowed = [Role::Frontend, Role::Operator];
+        let own = Some("stamp-1");
+        assert!(admits(Some(&peer("stamp-1", Role::Frontend)), &allowed, own).is_ok());
+        // Another stamp's node with an allowed role: refused, naming both stamps.
+        let (role, why) =
+            admits(Some(&peer("stamp-2", Role::Frontend)), &allowed, own).unwrap_err();
+        assert_eq!(role, Some(Role::Frontend));
+        assert!(why.contains("stamp-2") && why.contains("stamp-1"), "{why}");
+        // The operator's certificate serves the whole deployment.
+        assert!(admits(Some(&peer("stamp-2", Role::Operator)), &allowed, own).is_ok());
+        // A role not allowed, or none, is refused whatever the stamp.
+        let refused = admits(Some(&peer("stamp-1", Role::ExtentNode)), &allowed, own);
+        assert_eq!(refused.unwrap_err().0, Some(Role::ExtentNode));
+        assert_eq!(admits(None, &allowed, own).unwrap_err().0, None);
+        // A service of every stamp (own_stamp None) admits any stamp's holders of the role.
+        assert!(admits(Some(&peer("stamp-2", Role::Frontend)), &allowed, None).is_ok());
+    }
+
+    #[test]
+    fn an_identity_knows_the_holder_its_certificate_names() {
+        let ca = crate::certs::Authority::new("stamp-1").unwrap();
+        let issued = ca
+            .issue("stamp-2", Role::PartitionServer, "s2-partition-1")
+            .unwrap();
+        let identity = ca.identity(&issued).unwrap();
+        assert_eq!(
+            identity.holder(),
+            Some(&peer_named(
+                "stamp-2",
+                Role::PartitionServer,
+                "s2-partition-1"
+            ))
+        );
+    }
+
+    fn peer_named(stamp: &str, role: Role, node: &str) -> Peer {
+        Peer {
+            stamp: stamp.into(),
+            role,
+            node: node.into(),
+        }
     }
 }

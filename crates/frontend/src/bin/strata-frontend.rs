@@ -64,6 +64,12 @@ struct Flags {
     /// Private key (PEM) of --tls-cert.
     #[arg(long)]
     tls_key: Option<std::path::PathBuf>,
+    /// Where other stamps' front-ends forward requests to this one, over the deployment's
+    /// mutual TLS (front-end certificates only; needs --mtls-*). Reported to the location
+    /// group as https://ADDR unless --stamp-endpoint says otherwise [default: no link; other
+    /// stamps forward to the S3 endpoint].
+    #[arg(long)]
+    link_listen: Option<std::net::SocketAddr>,
 }
 
 /// s3s logs every client error (NoSuchKey, AccessDenied, ...) at ERROR level; the front-end
@@ -91,7 +97,8 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     let health = strata_frontend::health_check(running.router.clone());
     let (admin_addr, admin_task) =
         strata_util::admin::serve(options.http_listen, health, shutdown.token()).await?;
-    tracing::info!(s3 = %running.s3_addr, admin = %admin_addr, "strata-frontend listening");
+    let link = running.link_addr.map(|addr| addr.to_string());
+    tracing::info!(s3 = %running.s3_addr, admin = %admin_addr, link = ?link, "strata-frontend listening");
     shutdown.spawn(async move {
         let _ = running.task.await;
         let _ = admin_task.await;
