@@ -6,7 +6,8 @@ decides how long. Every choice comes from the seeded `rng`, so `--seed` replays 
 
 With two stamps (run.py --stamps 2) the nemeses pick nodes of either stamp (a stamp is drawn
 from `rng` first where the choice needs one stamp's status; with one stamp nothing is drawn for
-it, so one-stamp seeds replay exactly as before); `kill-stamp` kills a whole stamp.
+it, so one-stamp seeds replay exactly as before); `kill-stamp` kills a whole stamp and
+`move-bucket` (move_bucket.py) moves a workload bucket to the other stamp while it serves.
 """
 
 import time
@@ -15,9 +16,9 @@ import extent_files
 import stamp_faults
 
 # Nemeses `--nemesis all` leaves out with one stamp (`all` there is what it always was; CI runs
-# it). kill-location-leader can still be named with one stamp; kill-stamp cannot.
-TWO_STAMPS_ONLY = {"kill-stamp"}
-NOT_IN_ONE_STAMP_ALL = {"kill-stamp", "kill-location-leader"}
+# it). kill-location-leader can still be named with one stamp; kill-stamp and move-bucket cannot.
+TWO_STAMPS_ONLY = {"kill-stamp", "move-bucket"}
+NOT_IN_ONE_STAMP_ALL = {"kill-stamp", "kill-location-leader", "move-bucket"}
 
 
 class Nemesis:
@@ -307,6 +308,8 @@ class KillStamp(Nemesis):
 
     def inject(self, target, rng):
         self.stamp = rng.choice(target.stamps())
+        self.homes = dict(target.homes)  # after a move-bucket, one stamp may hold both buckets
+        self.stamps = target.stamps()
         self.victims = target.stamp_nodes(self.stamp)
         target.kill_all(list(reversed(self.victims)))  # front-ends first: clients see it at once
         self.killed_at = self.history.now() if self.history else None
@@ -328,6 +331,7 @@ class KillStamp(Nemesis):
         window = (self.killed_at + args.stamp_settle_s, self.heal_at)
         summary = stamp_faults.hold_summary(ops, self.stamp, self.killed_at, self.heal_at, args.stamp_settle_s)
         lines = stamp_faults.describe(summary, self.stamp)
+        lines += stamp_faults.unjudged_stamps(self.homes, self.stamps, self.stamp)
         failures = stamp_faults.hold_failures(summary, self.stamp, window)
         return lines, failures
 
@@ -350,7 +354,8 @@ class KillLocationLeader(KillRestart):
 def all_nemeses():
     """Every nemesis, by name, in the order `--nemesis all` runs them (with one stamp, those in
     NOT_IN_ONE_STAMP_ALL are left out: see chosen)."""
-    import motion  # noqa: PLC0415  (motion builds on this module)
+    import motion  # noqa: PLC0415  (motion and move_bucket build on this module)
+    import move_bucket  # noqa: PLC0415
 
     return {
         "kill-extent": lambda: KillRestart("kill-extent", random_of("extent-node")),
@@ -366,6 +371,7 @@ def all_nemeses():
         "move-under-upload": motion.MoveUnderUpload,
         "kill-stamp": KillStamp,
         "kill-location-leader": KillLocationLeader,
+        "move-bucket": move_bucket.MoveBucket,
     }
 
 
@@ -381,5 +387,6 @@ def chosen(spec, stamps, known):
         return names, f"unknown nemesis: {', '.join(unknown)}"
     refused = [n for n in names if n in TWO_STAMPS_ONLY and stamps < 2]
     if refused:
-        return names, f"{', '.join(refused)} needs two stamps: add --stamps 2"
+        verb = "needs" if len(refused) == 1 else "need"
+        return names, f"{', '.join(refused)} {verb} two stamps: add --stamps 2"
     return names, None

@@ -4,6 +4,7 @@
     python3 tests/faults/run.py --target compose --seed 7 --duration-s 120 --nemesis all
     python3 tests/faults/run.py --target up --nemesis kill-extent,pause-leader
     python3 tests/faults/run.py --target up --stamps 2 --nemesis kill-stamp,kill-location-leader
+    python3 tests/faults/run.py --target up --stamps 2 --nemesis move-bucket --duration-s 0 --hold-s 6
 
 One run: start a fresh stamp (docker compose, or `strata up` in a temporary folder), start the
 workloads (workloads.py), then for each nemesis in a seeded order: wait until every node is
@@ -21,7 +22,9 @@ docker-compose.stamp-2.yml). A bucket is homed on each stamp, each with its own 
 every request goes to a front-end of either stamp drawn at random (a request for a bucket homed
 on the other stamp is forwarded); a bucket workload creates and deletes buckets through either
 stamp. `all` adds kill-stamp (a whole stamp SIGKILLed: the other stamp's requests to its own
-front-ends must all be served after --stamp-settle-s) and kill-location-leader; the other
+front-ends must all be served after --stamp-settle-s), kill-location-leader and move-bucket (a
+workload bucket moved to the other stamp with `strata bucket move` while the workloads run:
+no request for it may get an error but a 503 or a timeout, and its home follows it); the other
 nemeses pick nodes of either stamp.
 """
 
@@ -75,6 +78,10 @@ def parse_args(argv):
     p.add_argument(
         "--stamp-recovery-bound-s", type=float, default=60,
         help="kill-stamp: the killed stamp's buckets served again within this long of its restart",
+    )
+    p.add_argument(
+        "--move-grace-s", type=float, default=5,
+        help="move-bucket: the mover's --grace-s (reads begun on the source before the switch finish in it)",
     )
     p.add_argument(
         "--ports", default=None,
@@ -454,6 +461,8 @@ def replay_command(args, seed):
         replay += f" --stamps {args.stamps}"
     if args.extent_size_mib:
         replay += f" --extent-size-mib {args.extent_size_mib}"
+    if args.move_grace_s != 5:
+        replay += f" --move-grace-s {args.move_grace_s:g}"
     return replay
 
 
@@ -472,6 +481,8 @@ def main(argv):
     bucket_workload = args.stamps > 1 or "kill-location-leader" in made
     if "kill-location-leader" in made:
         made["kill-location-leader"].bucket_workload = bucket_workload
+    if "move-bucket" in made:
+        made["move-bucket"].grace_s = args.move_grace_s
     replay = replay_command(args, seed)
     print(f"seed {seed}  (replay: {replay})", flush=True)
 

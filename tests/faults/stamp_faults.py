@@ -136,6 +136,19 @@ def describe(summary, killed):
     return lines
 
 
+def unjudged_stamps(homes, stamps, killed):
+    """Lines naming the stamps of a kill-stamp hold that held no workload bucket (`homes`:
+    bucket -> stamp at the kill), whose class of requests was then empty: after move-bucket
+    moved one bucket, both live on one stamp until it moves back."""
+    held = set(homes.values())
+    lines = []
+    for stamp in stamps:
+        if stamp not in held:
+            role = "the killed stamp" if stamp == killed else "a surviving stamp"
+            lines.append(f"{stamp} ({role}) held no workload bucket (move-bucket moved it): nothing of it judged")
+    return lines
+
+
 def routing_rows(ops):
     """Operations by (bucket home, front-end stamp): [home, via, ops, acked, not served]. Rows
     with home != via are forwarded requests."""

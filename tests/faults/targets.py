@@ -12,6 +12,7 @@ Every wait has a deadline; every external command has a timeout.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -24,6 +25,9 @@ sys.path.insert(0, str(REPO / "tests"))
 import stamp as stamp_module  # noqa: E402  (tests/stamp.py: starts `strata up`)
 
 COMMAND_TIMEOUT_S = 60
+# One run of `strata bucket move`: copy passes over a bucket of some GiB on a busy 2-core host,
+# the fence, 4 s of switch and the grace period.
+MOVE_TIMEOUT_S = 900
 HEALTH_TIMEOUT_S = 2
 # The order `strata up` starts a stamp's nodes in (a killed stamp is started again in it).
 START_ORDER = ["location", "stream-manager", "extent-node", "partition-manager", "partition-server", "frontend"]
@@ -126,6 +130,11 @@ class Target:
         None when it does not say (no such bucket, no answer)."""
         raise NotImplementedError
 
+    def move_bucket(self, bucket, to, grace_s, abort=False, timeout_s=MOVE_TIMEOUT_S):
+        """Runs the mover once, `strata bucket move NAME --to STAMP --json --grace-s N` (or
+        `--abort`): (exit code, stdout, stderr); a run past `timeout_s` is killed (code None)."""
+        raise NotImplementedError
+
     def kill_all(self, names):
         for name in names:
             self.kill(name)
@@ -172,6 +181,12 @@ def member_name(layout, kind, stamp, member_id):
         if node["kind"] == kind and node_stamp(layout, node) == stamp and node.get("member_id") == member_id:
             return node["name"]
     return None
+
+
+def move_args(bucket, to, grace_s, abort):
+    """`strata bucket move` arguments (without --data-dir): a move to `to`, or its abort."""
+    args = ["bucket", "move", bucket, "--json", "--grace-s", str(int(grace_s))]
+    return args + (["--abort"] if abort else ["--to", to])
 
 
 def health_details(http_addr):
@@ -254,6 +269,15 @@ class UpTarget(Target):
         args = [str(stamp_module.BIN_DIR / "strata"), "bucket", "locate", bucket, "--json"]
         out = run(args + ["--data-dir", str(self.stamp.data_dir)], env=self.stamp.env(), check=False)
         return json.loads(out.stdout)["stamp"] if out.returncode == 0 else None
+
+    def move_bucket(self, bucket, to, grace_s, abort=False, timeout_s=MOVE_TIMEOUT_S):
+        args = [str(stamp_module.BIN_DIR / "strata")] + move_args(bucket, to, grace_s, abort)
+        args += ["--data-dir", str(self.stamp.data_dir)]
+        try:
+            out = run(args, timeout_s=timeout_s, check=False, env=self.stamp.env())
+        except subprocess.TimeoutExpired:  # subprocess.run killed the mover
+            return None, "", f"killed after {timeout_s} s"
+        return out.returncode, out.stdout, out.stderr
 
     def kill(self, name):
         self.stamp.node("kill", name)
@@ -386,6 +410,35 @@ class ComposeTarget(Target):
             if out.returncode == 0:
                 return json.loads(out.stdout)["stamp"]
         return None
+
+    def move_bucket(self, bucket, to, grace_s, abort=False, timeout_s=MOVE_TIMEOUT_S):
+        """Runs the mover in a running location container (it holds the operator's certificate
+        and sees every stamp's network). A timed-out `docker exec` leaves its process running
+        in the container: it is found with `docker top` and killed by its pid, so no two
+        movers of one bucket ever run at once."""
+        args = ["strata"] + move_args(bucket, to, grace_s, abort) + ["--data-dir", "/etc/strata"]
+        members = [m for m in self.nodes("location") if self._running(m)]
+        if not members:
+            return 1, "", "no location container is running"
+        container = self.container(members[0])
+        try:
+            out = run(["docker", "exec", container] + args, timeout_s=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            self._kill_in_container(container, f"bucket move {bucket}")
+            return None, "", f"killed after {timeout_s} s (in {members[0]})"
+        return out.returncode, out.stdout, out.stderr
+
+    def _kill_in_container(self, container, command):
+        """SIGKILLs the processes of a container whose command line holds `command`, by their
+        host pids (`docker top`)."""
+        out = run(["docker", "top", container, "-eo", "pid,args"], check=False)
+        for line in out.stdout.splitlines()[1:]:
+            pid, _, args = line.strip().partition(" ")
+            if command in args and pid.isdigit():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def kill(self, name):
         run(["docker", "kill", "--signal", "KILL", self.container(name)])

@@ -112,7 +112,9 @@ class Route:
 
     def __init__(self, endpoint_stamps, homes, rng):
         self.stamps = list(endpoint_stamps)
-        self.homes = dict(homes)
+        # Shared, not copied: a bucket moved to another stamp (move-bucket) gets its new home
+        # in the target's `homes`, and every operation begun after that names it.
+        self.homes = homes
         self.rng = rng
 
     def pick(self):

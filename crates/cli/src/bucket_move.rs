@@ -16,6 +16,7 @@
 
 mod plan;
 pub mod progress;
+mod pump;
 mod rows;
 mod sync;
 

@@ -154,11 +154,7 @@ impl Forwarder {
         if !(is_signed(&request) || preflight) {
             return Err(request);
         }
-        // A name that cannot be a bucket is answered here (InvalidBucketName, NoSuchBucket)
-        // without asking anyone where it lives.
-        let Some(bucket) = bucket_of(&request, &self.domain)
-            .filter(|bucket| crate::naming::is_valid_bucket_name(bucket))
-        else {
+        let Some(bucket) = self.bucket_named(&request) else {
             return Err(request);
         };
         match self.home_of(&bucket).await {
@@ -176,6 +172,13 @@ impl Forwarder {
         }
     }
 
+    /// The bucket a request names, when the name can be a bucket's: any other is answered
+    /// here (InvalidBucketName, NoSuchBucket) without asking anyone where it lives.
+    fn bucket_named(&self, request: &Request) -> Option<String> {
+        bucket_of(request, &self.domain)
+            .filter(|bucket| crate::naming::is_valid_bucket_name(bucket))
+    }
+
     /// A request another stamp forwarded here: served here, unless the bucket is served from
     /// a third place (it moved away, or a move's copy is filling here): then [`NOT_HERE`].
     /// A CreateBucket is always served where placement sent it.
@@ -183,9 +186,7 @@ impl Forwarder {
         if crate::placement::is_create_bucket(&request) {
             return Err(request);
         }
-        let Some(bucket) = bucket_of(&request, &self.domain)
-            .filter(|bucket| crate::naming::is_valid_bucket_name(bucket))
-        else {
+        let Some(bucket) = self.bucket_named(&request) else {
             return Err(request);
         };
         match self.home_of(&bucket).await {

@@ -47,6 +47,16 @@ pub fn plan(
 ) -> Result<Plan, String> {
     let last = last.map(|m| (m, MoveState::try_from(m.state).ok()));
     if abort {
+        // A move whose home switched cannot be stopped; if its mover died before the steps
+        // after the switch, the target is not serving yet and only a rerun makes it.
+        if let Some((m, Some(MoveState::Completed))) = last {
+            return Err(format!(
+                "move {} already switched {bucket} to {}: it cannot be stopped. If its mover \
+                 did not finish (the bucket answers 503 SlowDown), finish it with `strata \
+                 bucket move {bucket} --to {}`",
+                m.move_id, m.to, m.to
+            ));
+        }
         let Some((m, Some(state @ (MoveState::Copying | MoveState::Aborted)))) = last else {
             return Err(format!("no move of {bucket} is in progress"));
         };
@@ -144,5 +154,25 @@ mod tests {
         assert!(plan("b", "stamp-1", Some(&copying), Some("stamp-3"), true).is_err());
         assert!(plan("b", "stamp-2", Some(&done), None, true).is_err());
         assert!(plan("b", "stamp-1", None, None, true).is_err());
+    }
+
+    #[test]
+    fn abort_after_the_switch_says_how_to_finish_the_move() {
+        // A mover that died after EndMove leaves the target importing and the bucket answering
+        // 503 everywhere until a rerun finishes it: --abort must say so, not "no move".
+        let done = last(MoveState::Completed, "stamp-2");
+        let refused = plan("b", "stamp-2", Some(&done), None, true).unwrap_err();
+        assert!(
+            refused.contains("already switched b to stamp-2"),
+            "{refused}"
+        );
+        assert!(
+            refused.contains("`strata bucket move b --to stamp-2`"),
+            "{refused}"
+        );
+        let named = plan("b", "stamp-2", Some(&done), Some("stamp-2"), true).unwrap_err();
+        assert_eq!(named, refused);
+        let none = plan("b", "stamp-1", None, None, true).unwrap_err();
+        assert_eq!(none, "no move of b is in progress");
     }
 }

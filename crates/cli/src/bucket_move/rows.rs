@@ -10,7 +10,6 @@
 //! The bytes pass through a small bounded queue: a row is never held in memory whole.
 
 use anyhow::{anyhow, ensure, Context};
-use futures::Stream;
 use prost::Message;
 use std::future::Future;
 use std::time::Duration;
@@ -27,12 +26,16 @@ use strata_types::error_detail::{from_status, ErrorDetail, RejectReason};
 use strata_types::keys;
 use tonic::{Status, Streaming};
 
+#[cfg(test)]
+use super::pump::TargetStopped;
+use super::pump::{copy_outcome, import_requests, pump};
+
 /// Rows in one ScanRows page (the RPC's largest).
 pub const PAGE_ROWS_MAX: u32 = 1000;
 /// Keys in one RemoveRows call (the RPC's largest).
 const REMOVE_BATCH_KEYS_MAX: usize = 1000;
 /// Largest data message sent to ImportRow.
-const DATA_MESSAGE_BYTES_MAX: usize = 1 << 20;
+pub(super) const DATA_MESSAGE_BYTES_MAX: usize = 1 << 20;
 /// Data messages queued between a row's reader and its importer (with the one in hand on each
 /// side, at most this + 2 MiB of a row are in memory).
 const COPY_QUEUE_MESSAGES_MAX: usize = 4;
@@ -94,13 +97,13 @@ pub enum Copied {
 }
 
 /// A failed import: worth another try on a fresh map (`Retry`), or not.
-enum ImportFailure {
+pub(super) enum ImportFailure {
     Retry(String),
     Fail(anyhow::Error),
 }
 
 /// What an ImportRow stream carries after its header.
-enum Piece {
+pub(super) enum Piece {
     Data(Vec<u8>),
     /// Every byte was read: the stream may end.
     End,
@@ -397,23 +400,15 @@ impl Stamp {
             .map_err(|err| ImportFailure::Fail(err.into()))?;
         let size_bytes = header.size_bytes;
         let (tx, rx) = tokio::sync::mpsc::channel(COPY_QUEUE_MESSAGES_MAX);
-        let pump = async {
-            pump(data, tx, size_bytes)
-                .await
-                .map_err(ImportFailure::Fail)
-        };
         let import = async {
             match client.import_row(import_requests(header, rx)).await {
                 Ok(_) => Ok(()),
                 Err(status) => Err(self.import_refused(&route, status).await),
             }
         };
-        match tokio::time::timeout(row_copy_bound(size_bytes), async {
-            tokio::try_join!(pump, import)
-        })
-        .await
-        {
-            Ok(Ok(_)) => Ok(()),
+        let copied = copy_outcome(pump(data, tx, size_bytes), import);
+        match tokio::time::timeout(row_copy_bound(size_bytes), copied).await {
+            Ok(Ok(())) => Ok(()),
             Ok(Err(failure)) => Err(failure),
             Err(_) => Err(ImportFailure::Fail(anyhow!(
                 "copying {} ({size_bytes} bytes) into {} took longer than {:?}",
@@ -579,63 +574,6 @@ pub async fn copy_row(
     }
 }
 
-/// Moves a row's bytes from ReadRow's stream into the import's queue, in messages of at most
-/// [`DATA_MESSAGE_BYTES_MAX`]; marks the end only once exactly `size_bytes` passed.
-async fn pump(
-    mut data: Streaming<ReadRowResponse>,
-    tx: tokio::sync::mpsc::Sender<Piece>,
-    size_bytes: u64,
-) -> anyhow::Result<()> {
-    let stopped = || anyhow!("the target stopped reading the row's bytes");
-    let mut read_bytes = 0u64;
-    while let Some(message) = data.message().await.context("ReadRow's bytes")? {
-        let Some(read_row_response::Part::Data(bytes)) = message.part else {
-            anyhow::bail!("ReadRow sent a second row");
-        };
-        read_bytes += bytes.len() as u64;
-        ensure!(
-            read_bytes <= size_bytes,
-            "ReadRow sent more than the row's {size_bytes} bytes"
-        );
-        if bytes.len() <= DATA_MESSAGE_BYTES_MAX {
-            tx.send(Piece::Data(bytes)).await.map_err(|_| stopped())?;
-            continue;
-        }
-        for piece in bytes.chunks(DATA_MESSAGE_BYTES_MAX) {
-            tx.send(Piece::Data(piece.to_vec()))
-                .await
-                .map_err(|_| stopped())?;
-        }
-    }
-    ensure!(
-        read_bytes == size_bytes,
-        "ReadRow sent {read_bytes} of the row's {size_bytes} bytes"
-    );
-    tx.send(Piece::End).await.map_err(|_| stopped())
-}
-
-/// ImportRow's request stream: the header, then the queued bytes. It ends only at
-/// [`Piece::End`]; a queue closed without it (the reader failed) leaves the stream open until
-/// the call is dropped, so a partial row is never offered as complete.
-fn import_requests(
-    header: ImportRowHeader,
-    rx: tokio::sync::mpsc::Receiver<Piece>,
-) -> impl Stream<Item = ImportRowRequest> + Send + 'static {
-    use futures::StreamExt;
-    let head = futures::stream::once(async move {
-        ImportRowRequest {
-            part: Some(import_row_request::Part::Header(header)),
-        }
-    });
-    let body = futures::stream::unfold(rx, |mut rx| async move {
-        match rx.recv().await {
-            Some(Piece::Data(bytes)) => {
-                let part = Some(import_row_request::Part::Data(bytes));
-                Some((ImportRowRequest { part }, rx))
-            }
-            Some(Piece::End) => None,
-            None => std::future::pending().await,
-        }
-    });
-    head.chain(body)
-}
+#[cfg(test)]
+#[path = "rows_tests.rs"]
+mod tests;
