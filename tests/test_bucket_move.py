@@ -9,6 +9,7 @@ import hashlib
 import json
 import subprocess
 import threading
+import time
 
 import pytest
 from botocore.exceptions import ClientError
@@ -182,6 +183,92 @@ def test_a_bucket_moved_under_load_loses_nothing_and_fails_nothing(stamps):
     assert listed == expected, (sorted(listed - expected), sorted(expected - listed))
     for key in sorted(expected):
         assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == last[key], key
+
+
+def test_a_mover_killed_after_the_switch_leaves_the_bucket_served_by_its_new_home(stamps):
+    """The mover is killed as soon as the location group switched the home, before it told
+    the target to serve. The target's front-ends serve the copy on their own once the source's
+    fence is past (its 30 s and a margin): every acknowledged byte is there, and a write
+    through the new home is read through the old home's endpoint."""
+    bucket = homed_bucket(stamps, "stamp-1", "orphaned")
+    client(stamps, "stamp-1").put_object(Bucket=bucket, Key="k", Body=b"before the move")
+    mover = subprocess.Popen(
+        [str(BIN_DIR / "strata"), "bucket", "move", bucket, "--to", "stamp-2", "--grace-s", "600"]
+        + ["--data-dir", str(stamps.data_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=stamps.env(),
+        text=True,
+    )
+    seen = []
+    try:
+        for line in mover.stderr:
+            seen.append(line)
+            if "now lives on stamp-2" in line:
+                break
+    finally:
+        mover.kill()
+        mover.wait(timeout=30)
+    assert any("now lives on stamp-2" in line for line in seen), "".join(seen)[-4000:]
+    assert locate(stamps, bucket) == "stamp-2"
+    impatient = client(stamps, "stamp-2", retries=NO_RETRIES)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            got = impatient.get_object(Bucket=bucket, Key="k")["Body"].read()
+            break
+        except ClientError as err:
+            # Until the target serves, only a retryable SlowDown is a right answer.
+            assert err.response["Error"]["Code"] == "SlowDown", err.response
+            assert time.monotonic() < deadline, "the moved bucket stayed refused"
+            time.sleep(0.5)
+    assert got == b"before the move"
+    client(stamps, "stamp-2").put_object(Bucket=bucket, Key="k", Body=b"after the move")
+    assert client(stamps, "stamp-1").get_object(Bucket=bucket, Key="k")["Body"].read() == b"after the move"
+
+
+def test_a_bucket_deleted_while_it_moves_is_gone_everywhere(stamps):
+    """An empty bucket deleted while `strata bucket move` runs: the deletion wins whenever
+    it lands (while copying it aborts the move; under the fence it waits; after the switch it
+    deletes at the new home). The mover ends, the name is free, no copy is left on either
+    stamp, and the name can be created again and holds nothing."""
+    bucket = homed_bucket(stamps, "stamp-1", "deleted-in-move")
+    mover = subprocess.Popen(
+        [str(BIN_DIR / "strata"), "bucket", "move", bucket, "--to", "stamp-2", "--grace-s", "1"]
+        + ["--data-dir", str(stamps.data_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=stamps.env(),
+        text=True,
+    )
+    seen = []
+    try:
+        for line in mover.stderr:
+            seen.append(line)
+            if "moving " in line:
+                break
+        client(stamps, "stamp-1").delete_bucket(Bucket=bucket)
+        seen.extend(mover.stderr)
+        code = mover.wait(timeout=120)
+    finally:
+        mover.kill()
+    told = "".join(seen)
+    assert code == 0 or "was deleted" in told, told[-4000:]
+    for name in ["stamp-1", "stamp-2"]:
+        with pytest.raises(ClientError) as missing:
+            client(stamps, name).head_bucket(Bucket=bucket)
+        assert missing.value.response["Error"]["Code"] in ("404", "NoSuchBucket"), name
+    located = subprocess.run(
+        [str(BIN_DIR / "strata"), "bucket", "locate", bucket, "--data-dir", str(stamps.data_dir)],
+        capture_output=True,
+        timeout=60,
+        env=stamps.env(),
+    )
+    assert located.returncode != 0, located.stdout
+    again = client(stamps, "stamp-2")
+    again.create_bucket(Bucket=bucket)
+    assert again.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    again.delete_bucket(Bucket=bucket)
 
 
 def test_a_drained_stamp_takes_no_new_bucket_and_keeps_none(stamps):

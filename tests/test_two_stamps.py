@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 import time
 
 from stamp import BIN_DIR, NO_RETRIES, Stamp, wait_for
+from test_location_group import location_leader
 
 BUCKETS_PER_STAMP = 10
 
@@ -203,8 +204,49 @@ def test_either_endpoint_serves_every_bucket(two_stamps):
         assert missing.value.response["Error"]["Code"] in ("404", "NoSuchBucket")
 
 
+def test_an_early_refusal_of_a_forwarded_upload_reaches_the_client(two_stamps):
+    """A large PUT with a wrong signature, through the stamp that does not hold the bucket:
+    its home refuses it before reading the body and closes the link connection. The client
+    must get that answer (SignatureDoesNotMatch), not a reset connection, every time, and its
+    connection stays usable."""
+    on_two = homed_bucket(two_stamps, "stamp-2", "early-answer")
+    forged = two_stamps.client(
+        endpoint=endpoints(two_stamps)["stamp-1"], secret_key="not-the-secret", retries=NO_RETRIES
+    )
+    body = os.urandom(12 * 1024 * 1024)
+    for attempt in range(8):
+        with pytest.raises(ClientError) as refused:
+            forged.put_object(Bucket=on_two, Key=f"forged-{attempt}", Body=body)
+        assert refused.value.response["Error"]["Code"] == "SignatureDoesNotMatch", attempt
+    listed = client(two_stamps, "stamp-2").list_objects_v2(Bucket=on_two)
+    assert listed["KeyCount"] == 0, listed
+
+
 # Start order of a stamp's nodes (as `strata up` starts them).
 KIND_ORDER = ["location", "stream-manager", "extent-node", "partition-manager", "partition-server", "frontend"]
+
+
+def test_a_bucket_never_looked_up_is_found_while_the_location_group_has_no_leader(two_stamps):
+    """The location leader and one more member killed: no leader can be elected. Through
+    stamp-1, buckets homed on stamp-2 that stamp-1 never looked up are still served, each
+    request sent once: the member left answers where they live from what it applied."""
+    two = client(two_stamps, "stamp-2")
+    unseen = [homed_bucket(two_stamps, "stamp-2", f"no-leader-{i}") for i in range(3)]
+    for bucket in unseen:
+        two.put_object(Bucket=bucket, Key="k", Body=bucket.encode())
+    leader = wait_for(lambda: location_leader(two_stamps), 30, "the location members to agree on a leader")
+    other = next(m for m in two_stamps.nodes_of("location") if m["name"] != leader["name"])
+    killed = [leader["name"], other["name"]]
+    for name in killed:
+        two_stamps.node("kill", name)
+    try:
+        once = two_stamps.client(endpoint=endpoints(two_stamps)["stamp-1"], retries=NO_RETRIES)
+        for bucket in unseen:
+            assert once.get_object(Bucket=bucket, Key="k")["Body"].read() == bucket.encode(), bucket
+    finally:
+        for name in killed:
+            two_stamps.node("start", name)
+    wait_for(lambda: location_leader(two_stamps), 60, "the location group whole again")
 
 
 def test_losing_the_location_group_or_a_whole_stamp_stops_nothing_elsewhere(two_stamps):

@@ -14,6 +14,7 @@
 //! has expired. Every step is idempotent, so a rerun after any failure resumes the move (or
 //! finishes it, when the switch already happened).
 
+mod deleted;
 mod plan;
 pub mod progress;
 mod pump;
@@ -33,9 +34,13 @@ use sync::{Mode, Mover};
 
 /// Copy passes before the fence, at most.
 const PASSES_BEFORE_FENCE_MAX: u32 = 5;
-/// A pass that changed at most this many rows is close enough: the fence follows (the final
-/// pass under it then has little to copy, so writes wait little).
+/// A pass that changed at most this many rows, and copied at most [`CONVERGED_BYTES_MAX`], is
+/// close enough: the fence follows (the final pass under it then has little to copy, so
+/// writes wait little).
 const CONVERGED_ROWS_MAX: u64 = 100;
+/// See [`CONVERGED_ROWS_MAX`]: a few large objects written during a pass would otherwise make
+/// the fenced final pass long (27 s once, with 100 rows of up to 32 MiB).
+const CONVERGED_BYTES_MAX: u64 = 32 * 1024 * 1024;
 /// Shortest fence deadline, from when FENCE is sent. The fence holds until MOVED or UNFENCE
 /// lifts it; 5 s past the deadline a front-end ends the move (crates/frontend/src/move_fence.rs).
 const FENCE_MS_MIN: u64 = 30_000;
@@ -199,11 +204,11 @@ async fn carry_out(
                 clean_after(layout, &run, previous).await?;
             }
             begin(&run).await?;
-            copy_and_switch(&run, &mut summary).await?;
+            deleted::copy_unless_deleted(&run, &mut summary).await?;
         }
         Plan::Resume { .. } => {
             progress.line(&format!("resuming move {move_id} of {} to {to}", args.name));
-            copy_and_switch(&run, &mut summary).await?;
+            deleted::copy_unless_deleted(&run, &mut summary).await?;
         }
         Plan::Finish { .. } => {
             progress.line(&format!("{} already moved to {to}; finishing", args.name));
@@ -243,8 +248,8 @@ async fn begin(run: &Run<'_>) -> anyhow::Result<()> {
 /// Steps 3 to 7: copy, fence, verify, switch, and what follows the switch.
 async fn copy_and_switch(run: &Run<'_>, summary: &mut Summary) -> anyhow::Result<()> {
     let full_pass = copy_until_close(run, summary).await?;
-    let fence_sent = fence_and_verify(run, summary, full_pass).await?;
-    switch(run).await?;
+    let (fence_sent, fence_ms) = fence_and_verify(run, summary, full_pass).await?;
+    switch(run, fence_ms).await?;
     summary.outcome = "moved";
     after_switch(run, summary, Some(fence_sent)).await?;
     Ok(())
@@ -261,25 +266,32 @@ async fn copy_until_close(run: &Run<'_>, summary: &mut Summary) -> anyhow::Resul
         took = started.elapsed();
         summary.passes += 1;
         summary.add(&counts);
-        if counts.differences <= CONVERGED_ROWS_MAX {
+        if converged(&counts) {
             break;
         }
     }
     Ok(took)
 }
 
+/// Whether a pass changed little enough for the fence to follow.
+fn converged(counts: &sync::PassCounts) -> bool {
+    counts.differences <= CONVERGED_ROWS_MAX && counts.bytes_copied <= CONVERGED_BYTES_MAX
+}
+
 /// Step 5: fence the source, a final pass, then a verification pass that must find nothing.
-/// Answers when FENCE was sent.
+/// Answers when FENCE was sent, and the fence's length in ms from then.
 async fn fence_and_verify(
     run: &Run<'_>,
     summary: &mut Summary,
     full_pass: Duration,
-) -> anyhow::Result<Instant> {
+) -> anyhow::Result<(Instant, u64)> {
     let m = &run.mover;
     // The recorded deadline covers the final and verification passes (each about a full
     // pass at most) and the switch, with room to spare.
     let full_pass_ms = u64::try_from(full_pass.as_millis()).unwrap_or(u64::MAX);
-    let fence_ms = FENCE_MS_MIN.max(full_pass_ms.saturating_mul(3) + SWITCH_UNDER_FENCE_MS);
+    let fence_ms = FENCE_MS_MIN
+        .max(full_pass_ms.saturating_mul(3) + SWITCH_UNDER_FENCE_MS)
+        .min(strata_location::machine::MOVE_FENCE_MS_MAX);
     let until_ms = now_ms().saturating_add(i64::try_from(fence_ms).unwrap_or(i64::MAX));
     let sent = Instant::now();
     let fenced = m
@@ -310,16 +322,18 @@ async fn fence_and_verify(
             m.bucket
         );
     }
-    Ok(sent)
+    Ok((sent, fence_ms))
 }
 
 /// Step 6: the switch. An abort that came first wins: the source is unfenced, the target's
-/// copy removed, and the move fails.
-async fn switch(run: &Run<'_>) -> anyhow::Result<()> {
+/// copy removed, and the move fails. The location group records `fence_ms`, the source's
+/// fence, so the target's front-ends can serve the copy on their own should this mover die
+/// before SERVE (crates/frontend/src/move_serve.rs).
+async fn switch(run: &Run<'_>, fence_ms: u64) -> anyhow::Result<()> {
     let m = &run.mover;
     let answer = run
         .location
-        .end_move(m.bucket, m.move_id, true)
+        .end_move(m.bucket, m.move_id, Some(fence_ms))
         .await
         .map_err(|status| {
             anyhow!(
@@ -453,7 +467,7 @@ async fn abort(run: &Run<'_>, summary: &mut Summary, ended: bool) -> anyhow::Res
     if !ended {
         let answer = run
             .location
-            .end_move(m.bucket, m.move_id, false)
+            .end_move(m.bucket, m.move_id, None)
             .await
             .map_err(|status| anyhow!("the location group did not answer EndMove: {status}"))?;
         // Refused because the move already ended: aborted (by a concurrent --abort) is what
@@ -533,5 +547,25 @@ async fn remove_copy(stamp: &Stamp, run: &Run<'_>) -> anyhow::Result<u64> {
             }
             Err(err) => return Err(err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_converges_on_few_rows_and_few_bytes() {
+        let pass = |differences, bytes_copied| sync::PassCounts {
+            differences,
+            bytes_copied,
+            ..Default::default()
+        };
+        assert!(converged(&pass(CONVERGED_ROWS_MAX, CONVERGED_BYTES_MAX)));
+        assert!(!converged(&pass(CONVERGED_ROWS_MAX + 1, 0)));
+        assert!(
+            !converged(&pass(3, CONVERGED_BYTES_MAX + 1)),
+            "a few large objects"
+        );
     }
 }

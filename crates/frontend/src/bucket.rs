@@ -271,12 +271,16 @@ impl Frontend {
             .into());
         }
         if let Some(location) = &self.location {
-            let released = location
-                .release_bucket(ReleaseBucketRequest {
-                    bucket: name.to_string(),
-                    owner_access_key: bucket.owner_access_key.clone(),
-                })
-                .await;
+            let release = ReleaseBucketRequest {
+                bucket: name.to_string(),
+                owner_access_key: bucket.owner_access_key.clone(),
+            };
+            let mut released = location.release_bucket(release.clone()).await;
+            // A name is not released while a move copies the bucket: the deletion wins, the
+            // move is aborted (its mover then removes its copy), and the name released.
+            if released.is_err() && self.abort_copying_move(location, name).await {
+                released = location.release_bucket(release).await;
+            }
             if let Err(status) = released {
                 // The stamp no longer has the bucket; the name stays reserved until an
                 // operator (or a retried DeleteBucket after re-creation) releases it.

@@ -43,7 +43,7 @@ use tokio::sync::Semaphore;
 
 mod request;
 pub use request::bucket_of;
-use request::{is_signed, outgoing};
+use request::{answer, is_signed, outgoing};
 
 /// The header a forwarded request carries: the stamp that forwarded it.
 pub const FORWARDED_FROM: &str = "x-strata-forwarded-from";
@@ -57,6 +57,9 @@ pub const HOME_TTL_MS: u64 = 2_000;
 pub const LOOKUPS_IN_FLIGHT_MAX: usize = 64;
 /// Bound of finding a bucket's home (a record read, then the location group).
 pub const LOOKUP_TIMEOUT_MS: u64 = 3_000;
+/// Part of it the location leader has, before any member is asked (`ask_location`): with a
+/// member's own call bound (2 s), within [`LOOKUP_TIMEOUT_MS`].
+pub const LEADER_LOOKUP_TIMEOUT_MS: u64 = 1_000;
 /// How long the stamps' endpoints are trusted.
 pub const STAMPS_TTL_MS: u64 = 5_000;
 /// How long a stamp that took no connection is passed over by placement.
@@ -261,12 +264,8 @@ impl Forwarder {
                 return Lookup::Unknown;
             }
         }
-        let found = match self.location.lookup_bucket(bucket).await {
-            Ok(answer) => answer.location,
-            Err(status) => {
-                tracing::warn!(%status, bucket, "location group did not answer");
-                return Lookup::Unknown;
-            }
+        let Some(found) = self.ask_location(bucket).await else {
+            return Lookup::Unknown;
         };
         let Some(location) = found else {
             return Lookup::Nobody;
@@ -284,6 +283,34 @@ impl Forwarder {
             stamp: location.stamp,
             endpoints,
         })
+    }
+
+    /// The location group's record of `bucket` (None inside: no such bucket; None: no
+    /// answer). The leader is asked for [`LEADER_LOOKUP_TIMEOUT_MS`]; past that (it died, the
+    /// group elects or lost its quorum), any member that holds the bucket answers from what it
+    /// applied: a running stamp keeps finding other stamps' buckets.
+    async fn ask_location(
+        &self,
+        bucket: &str,
+    ) -> Option<Option<strata_proto::location::BucketLocation>> {
+        let leader = Duration::from_millis(LEADER_LOOKUP_TIMEOUT_MS);
+        match tokio::time::timeout(leader, self.location.lookup_bucket(bucket)).await {
+            Ok(Ok(answer)) => return Some(answer.location),
+            Ok(Err(status)) => {
+                tracing::debug!(%status, bucket, "the location leader did not answer")
+            }
+            Err(_) => tracing::debug!(bucket, "the location leader did not answer in time"),
+        }
+        match self.location.lookup_bucket_applied(bucket).await {
+            Ok(answer) => {
+                METRICS.applied_lookups.inc();
+                Some(answer.location)
+            }
+            Err(status) => {
+                tracing::warn!(%status, bucket, "no location member answered");
+                None
+            }
+        }
     }
 
     async fn endpoints_of(&self, stamp: &str) -> Vec<String> {
@@ -392,7 +419,7 @@ impl Forwarder {
             match sent {
                 Ok(Ok(response)) => {
                     METRICS.forwarded(stamp, "answered");
-                    return Some(response.map(AxumBody::new));
+                    return Some(answer(response));
                 }
                 Ok(Err(err)) if err.is_connect() => {
                     tracing::warn!(%err, stamp, endpoint, "no connection to the stamp");
@@ -466,11 +493,11 @@ impl Forwarder {
                     // The next request looks the home up again.
                     METRICS.forwarded(stamp, "not-here");
                     self.forget(bucket);
-                    return response.map(AxumBody::new);
+                    return answer(response);
                 }
                 Ok(Ok(response)) => {
                     METRICS.forwarded(stamp, "answered");
-                    return response.map(AxumBody::new);
+                    return answer(response);
                 }
                 Ok(Err(err)) => {
                     tracing::warn!(%err, bucket, stamp, endpoint, "forwarding failed");

@@ -28,7 +28,8 @@ pub struct Frontend {
     /// Recently read bucket records (see `bucket_cache.rs`).
     pub(crate) buckets: Arc<BucketCache>,
     /// Moves whose stale fence this front-end is ending (see `move_fence.rs`).
-    pub(crate) fences: Arc<crate::move_fence::FenceResolver>,
+    pub(crate) fences: Arc<crate::move_fence::Claims>,
+    pub(crate) imports: Arc<crate::move_fence::Claims>,
 }
 
 impl Frontend {
@@ -60,6 +61,7 @@ impl Frontend {
                 BUCKET_CACHE_ENTRIES_MAX,
             )),
             fences: Arc::default(),
+            imports: Arc::default(),
             config,
         })
     }
@@ -75,13 +77,19 @@ impl Frontend {
     /// The bucket record this stamp serves, None when there is no such bucket; a record read
     /// within the bucket cache's TTL is reused. A copy this stamp does not serve (moved away,
     /// or being filled by a move) is refused with `BucketMoved`, which clients see as a
-    /// retryable SlowDown: their retry finds the home the location group names.
+    /// retryable SlowDown: their retry finds the home the location group names. So is a
+    /// record whose fence outlived its mover, reads included, until the move is ended: it may
+    /// have completed, and the target may serve (crates/frontend/src/move_serve.rs).
     pub(crate) async fn get_bucket(&self, name: &str) -> Result<Option<BucketMeta>, FrontendError> {
         let record = self.get_bucket_record(name).await?;
         if let Some(bucket) = &record {
             self.resolve_stale_fence(bucket);
+            self.serve_completed_import(bucket);
         }
-        if let Some(bucket) = record.as_ref().filter(|b| !serves_here(b)) {
+        let now_ms = strata_util::now_ms();
+        let refused =
+            |b: &&BucketMeta| !serves_here(b) || crate::move_fence::stale_fence(b, now_ms);
+        if let Some(bucket) = record.as_ref().filter(refused) {
             let stamp = Some(bucket.moved_to.clone()).filter(|s| !s.is_empty());
             let detail = strata_types::error_detail::ErrorDetail::BucketMoved { stamp };
             return Err(FrontendError::Rpc(strata_types::error_detail::to_status(

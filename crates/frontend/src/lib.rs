@@ -14,7 +14,8 @@
 //!
 //! Module map:
 //! - [`server`]: `start` (s3s service in an axum app on [`connections`], request metrics),
-//!   `build_s3_service`, `app`.
+//!   `build_s3_service`, `app`; [`unread_body`]: request bodies read to their end when
+//!   answered early, so the answer is not lost to a reset connection.
 //! - [`frontend`]: the `Frontend` state and the shared bucket / object-metadata lookups.
 //! - [`s3`]: `impl s3s::S3 for Frontend`, delegating to the operation families:
 //!   [`bucket`], [`object`] (put/get/head/delete), [`copy`], [`list`], [`delete_objects`],
@@ -42,6 +43,8 @@
 //!   [`link`]: the front-ends' mutual-TLS listener and connector between stamps.
 //! - [`move_fence`]: a bucket move's fence that outlived its mover, ended through the
 //!   location group (abort, or the late completion applied).
+//! - [`move_serve`]: a completed move's copy its mover did not serve, served by the target's
+//!   front-ends once the source's fence is past.
 //! - [`placement`]: a CreateBucket naming another region's LocationConstraint, forwarded to an
 //!   open stamp of that region.
 //! - [`stamp_report`]: this front-end's reports of its stamp (name, region, endpoint) to the
@@ -79,6 +82,7 @@ pub mod marker_walk;
 pub mod meta;
 pub mod metrics;
 pub mod move_fence;
+pub mod move_serve;
 pub mod multipart;
 pub mod multipart_list;
 pub mod naming;
@@ -94,6 +98,7 @@ pub mod server;
 pub mod stamp_report;
 pub mod stretches;
 pub mod tagging;
+pub mod unread_body;
 pub mod versioning;
 
 pub use config::{FrontendConfig, FrontendOptions};

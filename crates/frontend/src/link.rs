@@ -99,12 +99,7 @@ fn roots(pems: &IdentityPems) -> anyhow::Result<Arc<rustls::RootCertStore>> {
 fn own_certificate(
     pems: &IdentityPems,
 ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let chain = CertificateDer::pem_slice_iter(&pems.cert)
-        .collect::<Result<Vec<_>, _>>()
-        .context("parsing the certificate PEM")?;
-    anyhow::ensure!(!chain.is_empty(), "no certificate in the certificate PEM");
-    let key = PrivateKeyDer::from_pem_slice(&pems.key).context("parsing the private key PEM")?;
-    Ok((chain, key))
+    crate::s3_tls::chain_and_key(&pems.cert, &pems.key)
 }
 
 /// Whether a certificate (already verified against the CA) names a front-end.

@@ -18,6 +18,8 @@ pub struct Metrics {
     /// answered, whatever it said; "unreachable"; "busy": refused here, too many in flight;
     /// "not-implemented": the home serves HTTPS only).
     pub forwarded: IntCounterVec,
+    /// Buckets' homes learnt from a location member's applied state, the leader not answering.
+    pub applied_lookups: IntCounter,
 }
 
 impl Metrics {
@@ -63,6 +65,10 @@ fn build() -> Metrics {
         ),
         &["stamp", "outcome"],
     );
+    let applied_lookups = IntCounter::new(
+        "strata_frontend_applied_lookups_total",
+        "Bucket homes learnt from a location member's applied state while the leader did not answer",
+    );
     // The names are constant and valid, so construction cannot fail; registration fails only
     // when a metric of that name already exists, which is logged and tolerated.
     let metrics = Metrics {
@@ -72,6 +78,7 @@ fn build() -> Metrics {
         bytes_out: bytes_out.unwrap_or_else(|err| panic!("metric definition: {err}")),
         routing_retries: routing_retries.unwrap_or_else(|err| panic!("metric definition: {err}")),
         forwarded: forwarded.unwrap_or_else(|err| panic!("metric definition: {err}")),
+        applied_lookups: applied_lookups.unwrap_or_else(|err| panic!("metric definition: {err}")),
     };
     let registry = prometheus::default_registry();
     let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -81,6 +88,7 @@ fn build() -> Metrics {
         Box::new(metrics.bytes_out.clone()),
         Box::new(metrics.routing_retries.clone()),
         Box::new(metrics.forwarded.clone()),
+        Box::new(metrics.applied_lookups.clone()),
     ];
     for collector in collectors {
         if let Err(err) = registry.register(collector) {

@@ -25,12 +25,14 @@ use strata_types::keys;
 /// How long past a fence's deadline a front-end waits before ending the move itself: the
 /// mover's own clock may run behind the record owner's.
 pub const STALE_FENCE_GRACE_MS: i64 = 5_000;
-/// Fences resolved at once by one front-end (others wait for the next request).
+/// Moves one front-end ends at once (others wait for the next request): stale fences, and
+/// completed moves' copies to serve (crates/frontend/src/move_serve.rs), each.
 pub const RESOLVES_IN_FLIGHT_MAX: usize = 8;
 
-/// The buckets whose stale fence this front-end is resolving now.
+/// The buckets whose move this front-end is ending now (one set for stale fences, one for
+/// copies to serve).
 #[derive(Default)]
-pub struct FenceResolver {
+pub struct Claims {
     in_flight: Mutex<HashSet<String>>,
 }
 
@@ -41,15 +43,15 @@ pub fn stale_fence(bucket: &BucketMeta, now_ms: i64) -> bool {
         && now_ms > bucket.fenced_until_ms.saturating_add(STALE_FENCE_GRACE_MS)
 }
 
-impl FenceResolver {
-    fn claim(&self, bucket: &str) -> bool {
+impl Claims {
+    pub(crate) fn claim(&self, bucket: &str) -> bool {
         let Ok(mut in_flight) = self.in_flight.lock() else {
             return false;
         };
         in_flight.len() < RESOLVES_IN_FLIGHT_MAX && in_flight.insert(bucket.to_string())
     }
 
-    fn release(&self, bucket: &str) {
+    pub(crate) fn release(&self, bucket: &str) {
         if let Ok(mut in_flight) = self.in_flight.lock() {
             in_flight.remove(bucket);
         }
@@ -85,6 +87,28 @@ impl Frontend {
         });
     }
 
+    /// Aborts the move copying `bucket`, if one does (the bucket was deleted on its home
+    /// meanwhile); true when one was aborted.
+    pub(crate) async fn abort_copying_move(&self, location: &LocationClient, bucket: &str) -> bool {
+        let Ok(answer) = location.lookup_bucket(bucket).await else {
+            return false;
+        };
+        let copying = answer
+            .location
+            .and_then(|location| location.last_move)
+            .filter(|last| last.state() == MoveState::Copying);
+        let Some(copying) = copying else {
+            return false;
+        };
+        match location.end_move(bucket, &copying.move_id, None).await {
+            Ok(answer) if answer.accepted => {
+                tracing::warn!(bucket, move_id = %copying.move_id, "the bucket was deleted while it moved: its move was aborted");
+                true
+            }
+            _ => false,
+        }
+    }
+
     async fn end_stale_move(
         &self,
         location: &Arc<LocationClient>,
@@ -92,7 +116,7 @@ impl Frontend {
         move_id: &str,
     ) -> Result<MoveStep, String> {
         let answer = location
-            .end_move(bucket, move_id, false)
+            .end_move(bucket, move_id, None)
             .await
             .map_err(|status| format!("the location group did not answer: {status}"))?;
         let ended = answer
@@ -146,7 +170,7 @@ mod tests {
 
     #[test]
     fn resolves_are_claimed_once_per_bucket_and_bounded() {
-        let resolver = FenceResolver::default();
+        let resolver = Claims::default();
         assert!(resolver.claim("b"));
         assert!(!resolver.claim("b"));
         resolver.release("b");

@@ -38,11 +38,7 @@ impl S3TlsFiles {
 
 /// The acceptor for a PEM certificate chain and key held in memory.
 pub fn acceptor_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<TlsAcceptor> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .context("parsing the certificate PEM")?;
-    anyhow::ensure!(!chain.is_empty(), "no certificate in the certificate file");
-    let key = PrivateKeyDer::from_pem_slice(key_pem).context("parsing the private key PEM")?;
+    let (chain, key) = chain_and_key(cert_pem, key_pem)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -52,6 +48,20 @@ pub fn acceptor_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<TlsA
     // The endpoint serves HTTP/1.1 only (see connections.rs).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The certificate chain and private key of PEM files (at least one certificate), as rustls
+/// takes them; shared by the S3 endpoint and the front-ends' link (`link.rs`).
+pub fn chain_and_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .context("parsing the certificate PEM")?;
+    anyhow::ensure!(!chain.is_empty(), "no certificate in the certificate PEM");
+    let key = PrivateKeyDer::from_pem_slice(key_pem).context("parsing the private key PEM")?;
+    Ok((chain, key))
 }
 
 #[cfg(test)]

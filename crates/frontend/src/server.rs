@@ -77,7 +77,12 @@ pub fn app_with(
         sigv2_enabled: config.sigv2_enabled,
         clock_skew_secs_max: config.clock_skew_secs_max,
     };
-    axum::Router::new().fallback_service(tower::service_fn(move |mut request: Request| {
+    axum::Router::new().fallback_service(tower::service_fn(move |request: Request| {
+        // Read to its end even when answered early (unread_body.rs).
+        let expects_continue = expects_continue(&request);
+        let mut request = request.map(|body| {
+            AxumBody::new(crate::unread_body::DrainOnDrop::new(body, expects_continue))
+        });
         let service = service.clone();
         let slot = RequestSlot::new(slots.clone());
         let cors = cors.clone();
@@ -186,11 +191,15 @@ fn close_if_body_unread(had_body: bool, response: &mut Response) {
 /// connection out of step (its next request on it hangs until the read timeout), so the
 /// connection is closed after the answer.
 fn expects_continue_without_body(request: &Request) -> bool {
-    let expects = request
+    expects_continue(request) && !has_body(request)
+}
+
+/// Whether the client waits for `100 Continue` before it sends the body.
+fn expects_continue(request: &Request) -> bool {
+    request
         .headers()
         .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    expects && !has_body(request)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 async fn handle(service: S3Service, mut request: Request) -> Response {

@@ -166,12 +166,44 @@ impl LocationClient {
     pub async fn lookup_bucket(&self, bucket: &str) -> Result<LookupBucketResponse, Status> {
         let request = LookupBucketRequest {
             bucket: bucket.to_string(),
+            applied_ok: false,
         };
         self.call("LookupBucket", |mut client| {
             let request = request.clone();
             async move { client.lookup_bucket(request).await }
         })
         .await
+    }
+
+    /// `bucket`'s home from whichever member answers first from what it applied (see
+    /// `LookupBucketRequest.applied_ok`): every member is asked at once, each within
+    /// [`CALL_TIMEOUT_MS`], so a dead or electing leader costs nothing. For when the leader
+    /// cannot answer: the answer may be behind it.
+    pub async fn lookup_bucket_applied(
+        &self,
+        bucket: &str,
+    ) -> Result<LookupBucketResponse, Status> {
+        let asks = self.members.iter().map(|addr| {
+            let request = LookupBucketRequest {
+                bucket: bucket.to_string(),
+                applied_ok: true,
+            };
+            Box::pin(async move {
+                let channel = self
+                    .channels
+                    .get(addr)
+                    .map_err(|err| Status::invalid_argument(err.to_string()))?;
+                let mut client = ProtoClient::new(channel);
+                let timeout = Duration::from_millis(CALL_TIMEOUT_MS);
+                match tokio::time::timeout(timeout, client.lookup_bucket(request)).await {
+                    Ok(answer) => answer.map(tonic::Response::into_inner),
+                    Err(_) => Err(Status::deadline_exceeded(format!("{addr} did not answer"))),
+                }
+            })
+        });
+        futures::future::select_ok(asks)
+            .await
+            .map(|(answer, _)| answer)
     }
 
     pub async fn report_stamp(
@@ -229,17 +261,19 @@ impl LocationClient {
         .await
     }
 
-    /// Completes (`complete`: switches the home) or aborts move `move_id` of `bucket`.
+    /// Completes (`Some(fence_ms)`: switches the home; the source's fence as the mover set
+    /// it) or aborts (None) move `move_id` of `bucket`.
     pub async fn end_move(
         &self,
         bucket: &str,
         move_id: &str,
-        complete: bool,
+        completion: Option<u64>,
     ) -> Result<MoveResponse, Status> {
         let request = EndMoveRequest {
             bucket: bucket.to_string(),
             move_id: move_id.to_string(),
-            complete,
+            complete: completion.is_some(),
+            fence_ms: completion.unwrap_or(0),
         };
         self.call("EndMove", |mut client| {
             let request = request.clone();

@@ -27,6 +27,9 @@ pub const ENDPOINTS_MAX: usize = 64;
 /// Most names one import batch carries (a batch is one Raft entry: 1,000 bounded records stay
 /// well under the gRPC message limit).
 pub const IMPORT_BATCH_MAX: usize = 1_000;
+/// Longest source fence a completed move records (a day): a target's front-ends wait this
+/// long at most before serving a copy its mover did not (crates/frontend/src/move_serve.rs).
+pub const MOVE_FENCE_MS_MAX: u64 = 86_400_000;
 
 /// The key of [`ImportRecord`].
 pub const IMPORT_KEY: &[u8] = b"meta/import";
@@ -93,6 +96,10 @@ pub struct MoveRecord {
     pub to: String,
     pub started_ms: i64,
     pub state: MoveState,
+    /// Completed moves: the source's fence, in ms from when the mover sent it (0: not told;
+    /// records written before this field read as 0).
+    #[serde(default)]
+    pub fence_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -146,6 +153,9 @@ pub enum LocationCommand {
     CompleteMove {
         bucket: String,
         move_id: String,
+        /// The source's fence, in ms from when the mover sent it (see `MoveRecord::fence_ms`).
+        #[serde(default)]
+        fence_ms: u64,
     },
     /// Ends the move without switching, unless it completed.
     AbortMove {
@@ -269,11 +279,13 @@ fn apply_checked(
             move_id,
             started_ms,
         } => crate::moves::begin(state, bucket, to, move_id, *started_ms)?,
-        LocationCommand::CompleteMove { bucket, move_id } => {
-            crate::moves::end(state, bucket, move_id, MoveState::Completed)?
-        }
+        LocationCommand::CompleteMove {
+            bucket,
+            move_id,
+            fence_ms,
+        } => crate::moves::end(state, bucket, move_id, MoveState::Completed, *fence_ms)?,
         LocationCommand::AbortMove { bucket, move_id } => {
-            crate::moves::end(state, bucket, move_id, MoveState::Aborted)?
+            crate::moves::end(state, bucket, move_id, MoveState::Aborted, 0)?
         }
         LocationCommand::ReportFill {
             stamp,
@@ -420,8 +432,20 @@ fn check(command: &LocationCommand) -> Result<(), String> {
             name("stamp name", to)?;
             name("move id", move_id)
         }
-        LocationCommand::CompleteMove { bucket, move_id }
-        | LocationCommand::AbortMove { bucket, move_id } => {
+        LocationCommand::CompleteMove {
+            bucket,
+            move_id,
+            fence_ms,
+        } => {
+            if *fence_ms > MOVE_FENCE_MS_MAX {
+                return Err(format!(
+                    "a move's fence of {fence_ms} ms is longer than {MOVE_FENCE_MS_MAX} ms"
+                ));
+            }
+            name("bucket name", bucket)?;
+            name("move id", move_id)
+        }
+        LocationCommand::AbortMove { bucket, move_id } => {
             name("bucket name", bucket)?;
             name("move id", move_id)
         }

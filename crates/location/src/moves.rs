@@ -65,18 +65,21 @@ pub fn begin(
         to: to.to_string(),
         started_ms,
         state: MoveState::Copying,
+        fence_ms: 0,
     });
     state.put_record(&key, &record)?;
     Ok(LocationResponse::Move(record))
 }
 
 /// `CompleteMove` (`outcome` Completed) or `AbortMove` (Aborted): the first to apply ends the
-/// move; repeating it answers the same; the other is refused with the move as it ended.
+/// move; repeating it answers the same; the other is refused with the move as it ended. A
+/// completion records `fence_ms`, the source's fence (see `MoveRecord::fence_ms`).
 pub fn end(
     state: &mut Overlay<'_>,
     bucket: &str,
     move_id: &str,
     outcome: MoveState,
+    fence_ms: u64,
 ) -> Result<LocationResponse, GroupError> {
     debug_assert!(outcome != MoveState::Copying);
     let key = bucket_key(bucket);
@@ -90,11 +93,13 @@ pub fn end(
     };
     match current.state {
         MoveState::Copying => {
-            if outcome == MoveState::Completed {
+            let completed = outcome == MoveState::Completed;
+            if completed {
                 record.stamp = current.to.clone();
             }
             record.last_move = Some(MoveRecord {
                 state: outcome,
+                fence_ms: if completed { fence_ms } else { 0 },
                 ..current
             });
             state.put_record(&key, &record)?;

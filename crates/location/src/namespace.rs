@@ -168,6 +168,16 @@ impl Namespace {
         Ok(self.group.reader().get_record(&bucket_key(bucket))?)
     }
 
+    /// `bucket`'s record as this member applied it, when it holds one, whether or not it
+    /// leads; else as [`Self::lookup`] answers (see `LookupBucketRequest.applied_ok`).
+    pub async fn lookup_applied(&self, bucket: &str) -> Result<Option<BucketRecord>> {
+        let applied: Option<BucketRecord> = self.group.reader().get_record(&bucket_key(bucket))?;
+        match applied {
+            Some(record) => Ok(Some(record)),
+            None => self.lookup(bucket).await,
+        }
+    }
+
     /// The buckets `owner` holds, by name, at most `limit` (and whether more are held), as
     /// committed.
     pub async fn owned_buckets(
@@ -337,19 +347,22 @@ impl Namespace {
         }
     }
 
-    /// Completes (`complete`) or aborts move `move_id` of `bucket`: only the first end of a
-    /// move applies (see [`crate::moves`]).
+    /// Completes (`Some(fence_ms)`: the source's fence) or aborts (None) move `move_id` of
+    /// `bucket`: only the first end of a move applies (see [`crate::moves`]).
     pub async fn end_move(
         &self,
         bucket: &str,
         move_id: &str,
-        complete: bool,
+        completion: Option<u64>,
     ) -> Result<BucketRecord> {
         let (bucket, move_id) = (bucket.to_string(), move_id.to_string());
-        let command = if complete {
-            LocationCommand::CompleteMove { bucket, move_id }
-        } else {
-            LocationCommand::AbortMove { bucket, move_id }
+        let command = match completion {
+            Some(fence_ms) => LocationCommand::CompleteMove {
+                bucket,
+                move_id,
+                fence_ms,
+            },
+            None => LocationCommand::AbortMove { bucket, move_id },
         };
         match self.propose(command).await? {
             LocationResponse::Move(record) => Ok(record),

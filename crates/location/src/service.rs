@@ -116,6 +116,7 @@ fn move_to_proto(record: MoveRecord) -> BucketMove {
         to: record.to,
         started_ms: record.started_ms,
         state: state as i32,
+        fence_ms: record.fence_ms,
     }
 }
 
@@ -181,9 +182,14 @@ impl Location for LocationService {
         request: Request<LookupBucketRequest>,
     ) -> Result<Response<LookupBucketResponse>, Status> {
         authorize_any_stamp(&request, &NAME_READER_ROLES)?;
-        let bucket = request.into_inner().bucket;
+        let LookupBucketRequest { bucket, applied_ok } = request.into_inner();
         valid_name(&bucket)?;
-        let location = self.namespace.lookup(&bucket).await.map_err(status)?;
+        let location = if applied_ok {
+            self.namespace.lookup_applied(&bucket).await
+        } else {
+            self.namespace.lookup(&bucket).await
+        };
+        let location = location.map_err(status)?;
         Ok(Response::new(LookupBucketResponse {
             location: location.map(to_proto),
         }))
@@ -304,7 +310,11 @@ impl Location for LocationService {
         valid_move_id(&request.move_id)?;
         let result = self
             .namespace
-            .end_move(&request.bucket, &request.move_id, request.complete)
+            .end_move(
+                &request.bucket,
+                &request.move_id,
+                request.complete.then_some(request.fence_ms),
+            )
             .await;
         let answer = move_answer(&self.namespace, &request.bucket, result).await?;
         if answer.accepted {

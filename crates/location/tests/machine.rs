@@ -300,6 +300,7 @@ fn a_move_ends_once_and_only_completing_it_switches_the_home() {
         let complete = |bucket: &str, move_id: &str| LocationCommand::CompleteMove {
             bucket: bucket.into(),
             move_id: move_id.into(),
+            fence_ms: 31_000,
         };
         let abort = |bucket: &str, move_id: &str| LocationCommand::AbortMove {
             bucket: bucket.into(),
@@ -360,9 +361,11 @@ fn a_move_ends_once_and_only_completing_it_switches_the_home() {
         assert_eq!(moved.stamp, "stamp-2");
         let last = moved.last_move.as_ref().unwrap();
         assert_eq!(
-            (last.from.as_str(), last.state),
-            ("stamp-1", MoveState::Completed)
+            (last.from.as_str(), last.state, last.fence_ms),
+            ("stamp-1", MoveState::Completed, 31_000),
+            "a completion records the source's fence"
         );
+        assert_eq!(aborted.last_move.as_ref().unwrap().fence_ms, 0);
         assert_eq!(answers[16], answers[14]);
         assert_eq!(answers[18], LocationResponse::Released);
         let kept: BucketRecord = store

@@ -143,6 +143,7 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
         let identity = identity_of(&deployment, role, "not-a-reader");
         let lookup = LookupBucketRequest {
             bucket: "taken".into(),
+            applied_ok: false,
         };
         let mut intruder = client(&addr, &identity);
         assert_denied(
@@ -159,6 +160,7 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
         let found = client(&addr, &operator)
             .lookup_bucket(LookupBucketRequest {
                 bucket: bucket.into(),
+                applied_ok: false,
             })
             .await
             .expect("the operator looks up")
@@ -197,6 +199,7 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
             bucket: "taken".into(),
             move_id: "m-forged".into(),
             complete: true,
+            fence_ms: 0,
         };
         assert_denied(intruder.end_move(end).await.expect_err("end"), role);
         let close = SetStampStateRequest {

@@ -134,7 +134,10 @@ async fn the_request_id_follows_the_call_through_two_hops() {
     };
     let first_addr = start(first.clone(), &token).await;
     let mut client = LocationClient::new(strata_util::rpc::channel(&first_addr).unwrap());
-    let lookup = || LookupBucketRequest { bucket: "b".into() };
+    let lookup = || LookupBucketRequest {
+        bucket: "b".into(),
+        applied_ok: false,
+    };
 
     trace::scope("REQ-1", client.lookup_bucket(lookup()))
         .await

@@ -108,6 +108,7 @@ mod tests {
             to: to.into(),
             started_ms: 1,
             state: state.into(),
+            fence_ms: 0,
         }
     }
 

@@ -5,6 +5,7 @@
 use super::FORWARDED_FROM;
 use crate::auth::DomainHost;
 use axum::extract::Request;
+use axum::response::Response;
 
 /// Headers that belong to one connection, not to the request (RFC 9110, 7.6.1).
 /// `expect` too: this front-end answers the client's `100-continue` itself when it starts
@@ -52,6 +53,17 @@ pub(super) fn outgoing(
     }
     headers.insert(FORWARDED_FROM, http::HeaderValue::from_str(own_stamp).ok()?);
     Some(request)
+}
+
+/// The home's answer as this front-end gives it to its client: its own connection's headers
+/// (a `Connection: close` the home sent to end the link connection, say) are not the
+/// client's connection's.
+pub(super) fn answer(response: http::Response<hyper::body::Incoming>) -> Response {
+    let mut response = response.map(axum::body::Body::new);
+    for name in HOP_BY_HOP {
+        response.headers_mut().remove(name);
+    }
+    response
 }
 
 /// Whether the request is signed (a SigV4 / SigV2 header or a presigned query).

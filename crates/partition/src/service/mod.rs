@@ -343,9 +343,11 @@ impl PartitionServer for PartitionService {
     ) -> Result<Response<SetMoveStateResponse>, Status> {
         // A front-end ends a move whose mover left its fence behind (lifting the fence after
         // an abort, or marking the bucket moved after a completion; the location group
-        // decided which): crates/frontend/src/move_fence.rs. Every other step is the mover's.
+        // decided which): crates/frontend/src/move_fence.rs. It also serves a completed
+        // move's copy whose mover died before SERVE: crates/frontend/src/move_serve.rs. FENCE,
+        // imports and DROP are the mover's alone.
         let step = request.get_ref().step();
-        if matches!(step, MoveStep::Unfence | MoveStep::Moved) {
+        if matches!(step, MoveStep::Unfence | MoveStep::Moved | MoveStep::Serve) {
             strata_util::tls::authorize(&request, &[Role::Operator, Role::Frontend])?;
         } else {
             operator(&request)?;
