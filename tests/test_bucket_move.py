@@ -51,6 +51,18 @@ def move(stamp, bucket, to):
     return json.loads(summary.splitlines()[-1])
 
 
+def start_mover(stamp, bucket, to, grace_s):
+    """`strata bucket move` in the background, its progress lines readable on stderr."""
+    return subprocess.Popen(
+        [str(BIN_DIR / "strata"), "bucket", "move", bucket, "--to", to, "--grace-s", str(grace_s)]
+        + ["--data-dir", str(stamp.data_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=stamp.env(),
+        text=True,
+    )
+
+
 def versions_of(s3, bucket):
     answer = s3.list_object_versions(Bucket=bucket)
     versions = sorted((v["Key"], v["VersionId"], v["ETag"], v["IsLatest"]) for v in answer.get("Versions", []))
@@ -192,14 +204,7 @@ def test_a_mover_killed_after_the_switch_leaves_the_bucket_served_by_its_new_hom
     through the new home is read through the old home's endpoint."""
     bucket = homed_bucket(stamps, "stamp-1", "orphaned")
     client(stamps, "stamp-1").put_object(Bucket=bucket, Key="k", Body=b"before the move")
-    mover = subprocess.Popen(
-        [str(BIN_DIR / "strata"), "bucket", "move", bucket, "--to", "stamp-2", "--grace-s", "600"]
-        + ["--data-dir", str(stamps.data_dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=stamps.env(),
-        text=True,
-    )
+    mover = start_mover(stamps, bucket, "stamp-2", grace_s=600)
     seen = []
     try:
         for line in mover.stderr:
@@ -233,14 +238,7 @@ def test_a_bucket_deleted_while_it_moves_is_gone_everywhere(stamps):
     deletes at the new home). The mover ends, the name is free, no copy is left on either
     stamp, and the name can be created again and holds nothing."""
     bucket = homed_bucket(stamps, "stamp-1", "deleted-in-move")
-    mover = subprocess.Popen(
-        [str(BIN_DIR / "strata"), "bucket", "move", bucket, "--to", "stamp-2", "--grace-s", "1"]
-        + ["--data-dir", str(stamps.data_dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=stamps.env(),
-        text=True,
-    )
+    mover = start_mover(stamps, bucket, "stamp-2", grace_s=1)
     seen = []
     try:
         for line in mover.stderr:

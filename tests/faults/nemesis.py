@@ -321,8 +321,12 @@ class KillStamp(Nemesis):
         return f"started {len(self.victims)} nodes of {self.stamp} again"
 
     def counts_for_recovery(self, op):
-        """Back when a bucket of the killed stamp is served again (the other stamp never stopped)."""
-        return op.get("home") == self.stamp
+        """Back when a bucket of the killed stamp is served again (the other stamp never
+        stopped). When it holds no workload bucket (move-bucket moved them all away): when its
+        front-ends serve again (a compose round once waited 180 s for a bucket it did not hold)."""
+        if self.stamp in self.homes.values():
+            return op.get("home") == self.stamp
+        return op.get("via") == self.stamp
 
     def recovery_bound_s(self, args):
         return args.stamp_recovery_bound_s

@@ -262,3 +262,15 @@ def test_a_new_bucket_s_object_is_read_back():
     ops.append(dict(plain("bucket-get", "k", 4, 5, "new", value=None), id=len(ops)))
     anomalies = checker.check(ops).anomalies
     assert len(anomalies) == 1 and "returned None, not 'v1'" in anomalies[0][1]
+
+
+def test_kill_stamp_recovery_counts_the_killed_stamp_s_buckets_or_else_its_front_ends():
+    killer = nemesis.KillStamp()
+    killer.stamp = "stamp-1"
+    killer.homes = {"b-1": "stamp-1", "b-2": "stamp-2"}
+    assert killer.counts_for_recovery(op("get", 1.0, home="stamp-1", via="stamp-2"))
+    assert not killer.counts_for_recovery(op("get", 1.0, home="stamp-2", via="stamp-1"))
+    # Both workload buckets moved to stamp-2: service is back when stamp-1's front-ends serve.
+    killer.homes = {"b-1": "stamp-2", "b-2": "stamp-2"}
+    assert killer.counts_for_recovery(op("get", 1.0, home="stamp-2", via="stamp-1"))
+    assert not killer.counts_for_recovery(op("get", 1.0, home="stamp-2", via="stamp-2"))

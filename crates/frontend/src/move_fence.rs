@@ -129,6 +129,25 @@ impl Frontend {
             MoveState::Completed => (MoveStep::Moved, ended.to),
             MoveState::Copying => return Err(format!("move still copying: {}", answer.reason)),
         };
+        self.set_move_state(bucket, move_id, step, moved_to)
+            .await
+            .map_err(|err| format!("the bucket's record was not updated: {err}"))?;
+        Ok(step)
+    }
+
+    /// One of the steps a front-end may take on a move's record (UNFENCE, MOVED, SERVE: the
+    /// ones that end a move the location group decided), on the record's owner.
+    pub(crate) async fn set_move_state(
+        &self,
+        bucket: &str,
+        move_id: &str,
+        step: MoveStep,
+        moved_to: String,
+    ) -> Result<(), crate::error::FrontendError> {
+        debug_assert!(matches!(
+            step,
+            MoveStep::Unfence | MoveStep::Moved | MoveStep::Serve
+        ));
         let request = SetMoveStateRequest {
             bucket: bucket.to_string(),
             move_id: move_id.to_string(),
@@ -141,9 +160,8 @@ impl Frontend {
                 let request = request.clone();
                 async move { client.set_move_state(request).await.map(|r| r.into_inner()) }
             })
-            .await
-            .map_err(|err| format!("the bucket's record was not updated: {err}"))?;
-        Ok(step)
+            .await?;
+        Ok(())
     }
 }
 

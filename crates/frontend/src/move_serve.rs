@@ -23,8 +23,7 @@ use std::time::Duration;
 use strata_location::LocationClient;
 use strata_proto::common::BucketMeta;
 use strata_proto::location::{BucketMove, MoveState};
-use strata_proto::partition::{MoveStep, SetMoveStateRequest};
-use strata_types::keys;
+use strata_proto::partition::MoveStep;
 
 /// Margin past the source's stale fence before the target serves: front-ends cache bucket
 /// records for 1 s and homes for 2 s, and the mover's clock (which set the fence's deadline)
@@ -96,20 +95,14 @@ impl Frontend {
             return Ok(false);
         };
         tokio::time::sleep(Duration::from_millis(wait_ms)).await;
-        let request = SetMoveStateRequest {
-            bucket: record.name.clone(),
-            move_id: record.move_id.clone(),
-            step: MoveStep::Serve as i32,
-            fenced_until_ms: 0,
-            moved_to: String::new(),
-        };
-        self.router
-            .call(&keys::bucket_key(&record.name), false, |mut client, _| {
-                let request = request.clone();
-                async move { client.set_move_state(request).await.map(|r| r.into_inner()) }
-            })
-            .await
-            .map_err(|err| format!("SERVE was refused: {err}"))?;
+        self.set_move_state(
+            &record.name,
+            &record.move_id,
+            MoveStep::Serve,
+            String::new(),
+        )
+        .await
+        .map_err(|err| format!("SERVE was refused: {err}"))?;
         Ok(true)
     }
 }
