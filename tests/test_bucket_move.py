@@ -63,6 +63,14 @@ def start_mover(stamp, bucket, to, grace_s):
     )
 
 
+def read_until(mover, text, seen):
+    """Reads the mover's progress lines into `seen` until one holds `text` (or it ends)."""
+    for line in mover.stderr:
+        seen.append(line)
+        if text in line:
+            return
+
+
 def versions_of(s3, bucket):
     answer = s3.list_object_versions(Bucket=bucket)
     versions = sorted((v["Key"], v["VersionId"], v["ETag"], v["IsLatest"]) for v in answer.get("Versions", []))
@@ -207,10 +215,7 @@ def test_a_mover_killed_after_the_switch_leaves_the_bucket_served_by_its_new_hom
     mover = start_mover(stamps, bucket, "stamp-2", grace_s=600)
     seen = []
     try:
-        for line in mover.stderr:
-            seen.append(line)
-            if "now lives on stamp-2" in line:
-                break
+        read_until(mover, "now lives on stamp-2", seen)
     finally:
         mover.kill()
         mover.wait(timeout=30)
@@ -241,10 +246,7 @@ def test_a_bucket_deleted_while_it_moves_is_gone_everywhere(stamps):
     mover = start_mover(stamps, bucket, "stamp-2", grace_s=1)
     seen = []
     try:
-        for line in mover.stderr:
-            seen.append(line)
-            if "moving " in line:
-                break
+        read_until(mover, "moving ", seen)
         client(stamps, "stamp-1").delete_bucket(Bucket=bucket)
         seen.extend(mover.stderr)
         code = mover.wait(timeout=120)

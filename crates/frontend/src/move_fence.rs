@@ -56,6 +56,24 @@ impl Claims {
             in_flight.remove(bucket);
         }
     }
+
+    /// Runs `work` in the background unless `bucket` is claimed already (or too many are);
+    /// then `frontend` forgets the bucket's cached record, and the claim is released.
+    pub(crate) fn spawn_claimed<F>(self: &Arc<Self>, frontend: &Frontend, bucket: &str, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if !self.claim(bucket) {
+            return;
+        }
+        let (claims, buckets, bucket) =
+            (self.clone(), frontend.buckets.clone(), bucket.to_string());
+        tokio::spawn(async move {
+            work.await;
+            buckets.invalidate(&bucket);
+            claims.release(&bucket);
+        });
+    }
 }
 
 impl Frontend {
@@ -68,12 +86,9 @@ impl Frontend {
         let Some(location) = self.location.clone() else {
             return;
         };
-        if !self.fences.claim(&bucket.name) {
-            return;
-        }
         let frontend = self.clone();
         let (name, move_id) = (bucket.name.clone(), bucket.move_id.clone());
-        tokio::spawn(async move {
+        self.fences.spawn_claimed(self, &bucket.name, async move {
             match frontend.end_stale_move(&location, &name, &move_id).await {
                 Ok(step) => {
                     tracing::warn!(bucket = %name, %move_id, ?step, "a stale move fence was resolved")
@@ -82,8 +97,6 @@ impl Frontend {
                     tracing::warn!(bucket = %name, %move_id, %err, "a stale move fence could not be resolved yet")
                 }
             }
-            frontend.buckets.invalidate(&name);
-            frontend.fences.release(&name);
         });
     }
 

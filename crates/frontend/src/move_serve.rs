@@ -58,12 +58,10 @@ impl Frontend {
         let Some(location) = self.location.clone() else {
             return;
         };
-        if !self.imports.claim(&record.name) {
-            return;
-        }
         let frontend = self.clone();
         let record = record.clone();
-        tokio::spawn(async move {
+        let name = record.name.clone();
+        self.imports.spawn_claimed(self, &name, async move {
             match frontend.serve_import(&location, &record).await {
                 Ok(true) => {
                     tracing::warn!(bucket = %record.name, move_id = %record.move_id, "served a moved bucket its mover left unserved")
@@ -73,8 +71,6 @@ impl Frontend {
                     tracing::warn!(bucket = %record.name, move_id = %record.move_id, %err, "a moved bucket's copy could not be served yet")
                 }
             }
-            frontend.buckets.invalidate(&record.name);
-            frontend.imports.release(&record.name);
         });
     }
 
