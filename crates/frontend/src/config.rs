@@ -37,6 +37,10 @@ pub struct FrontendConfig {
     /// Whether SigV2 signatures are checked (false: refused, as S3 refuses them in regions
     /// without SigV2); enabled, a SigV2 request's date must be within `clock_skew_secs_max`.
     pub sigv2_enabled: bool,
+    /// Whether PutBucketReplication stores rules before replication is carried out (issue 16
+    /// is built in steps; until its shipper runs, a rule is answered 501 unless this is set, so
+    /// no client believes its writes replicate). For tests of the configuration API only.
+    pub replication_preview: bool,
     /// Time a request head has to arrive whole, from its first byte (`connections.rs`).
     pub header_read_timeout_ms: u64,
     /// Time a connection with no request in progress may stay silent before it is closed.
@@ -86,6 +90,7 @@ impl FrontendConfig {
             requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX_DEFAULT,
             bucket_cache_ttl_ms: crate::bucket_cache::BUCKET_CACHE_TTL_MS_DEFAULT,
             sigv2_enabled: false,
+            replication_preview: false,
             header_read_timeout_ms: HEADER_READ_TIMEOUT_MS_DEFAULT,
             idle_timeout_ms: IDLE_TIMEOUT_MS_DEFAULT,
             connections_max: CONNECTIONS_MAX_DEFAULT,
@@ -118,6 +123,8 @@ pub struct FrontendOptions {
     pub stamp_endpoint: Option<String>,
     pub bucket_cache_ttl_ms: u64,
     pub sigv2_enabled: bool,
+    /// See [`FrontendConfig::replication_preview`].
+    pub replication_preview: bool,
     pub header_read_timeout_ms: u64,
     pub idle_timeout_ms: u64,
     pub connections_max: usize,
@@ -145,6 +152,7 @@ impl Default for FrontendOptions {
             stamp_endpoint: None,
             bucket_cache_ttl_ms: config.bucket_cache_ttl_ms,
             sigv2_enabled: config.sigv2_enabled,
+            replication_preview: config.replication_preview,
             header_read_timeout_ms: config.header_read_timeout_ms,
             idle_timeout_ms: config.idle_timeout_ms,
             connections_max: config.connections_max,
@@ -169,6 +177,7 @@ impl FrontendOptions {
         config.stamp_endpoint = self.stamp_endpoint.clone();
         config.bucket_cache_ttl_ms = self.bucket_cache_ttl_ms;
         config.sigv2_enabled = self.sigv2_enabled;
+        config.replication_preview = self.replication_preview;
         config.header_read_timeout_ms = self.header_read_timeout_ms;
         config.idle_timeout_ms = self.idle_timeout_ms;
         config.connections_max = self.connections_max;

@@ -163,6 +163,11 @@ pub enum Refusal {
     NoCorsRules,
     /// A bucket without lifecycle rules.
     NoLifecycleRules,
+    /// A bucket without a replication configuration.
+    NoReplication,
+    /// A change the bucket's configuration forbids (suspending the versioning a replication
+    /// configuration needs).
+    InvalidBucketState,
     // Races.
     /// A conditional write lost to a concurrent one.
     Conflict,
@@ -216,6 +221,8 @@ impl Refusal {
             R::NoBucketTags => C::NoSuchTagSet,
             R::NoCorsRules => C::NoSuchCORSConfiguration,
             R::NoLifecycleRules => C::NoSuchLifecycleConfiguration,
+            R::NoReplication => C::ReplicationConfigurationNotFoundError,
+            R::InvalidBucketState => C::InvalidBucketState,
             R::Conflict => C::ConditionalRequestConflict,
             R::OperationAborted => C::OperationAborted,
         }
@@ -485,6 +492,7 @@ fn refusal_of(reason: RejectReason) -> Option<Refusal> {
         Why::InvalidVersioning => Refusal::InvalidVersioning,
         Why::MethodNotAllowed => Refusal::MethodNotAllowed,
         Why::NotImplemented => Refusal::NotImplemented,
+        Why::InvalidBucketState => Refusal::InvalidBucketState,
         Why::AlreadyExists | Why::OutOfRange | Why::OffsetMismatch | Why::Unspecified => {
             return None
         }

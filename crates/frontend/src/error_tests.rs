@@ -142,7 +142,7 @@ fn details_map_to_their_s3_error() {
 
 #[test]
 fn every_reason_a_client_can_see_has_an_http_status() {
-    for reason in (0..=i32::from(RejectReason::OffsetMismatch))
+    for reason in (0..=i32::from(RejectReason::InvalidBucketState))
         .filter_map(|raw| RejectReason::try_from(raw).ok())
     {
         let err = status_to_s3(&rejected(reason));
@@ -221,7 +221,7 @@ fn internal_details_do_not_leak() {
 }
 
 /// Every refusal, so the table is checked whole (a new kind must be added here).
-const REFUSALS: [Refusal; 42] = {
+const REFUSALS: [Refusal; 44] = {
     use Refusal as R;
     [
         R::InvalidArgument,
@@ -264,6 +264,8 @@ const REFUSALS: [Refusal; 42] = {
         R::NoBucketTags,
         R::NoCorsRules,
         R::NoLifecycleRules,
+        R::NoReplication,
+        R::InvalidBucketState,
         R::Conflict,
         R::OperationAborted,
     ]

@@ -23,7 +23,8 @@
 //!   (ListMultipartUploads), [`part_copy`] (UploadPartCopy), [`tagging`] (object and bucket
 //!   tags), [`bucket_config`] (bucket tags and CORS rules in the bucket record),
 //!   [`versioning`] (Put/GetBucketVersioning, ListObjectVersions), [`lifecycle`]
-//!   (Put/Get/DeleteBucketLifecycleConfiguration).
+//!   (Put/Get/DeleteBucketLifecycleConfiguration), [`replication`]
+//!   (Put/Get/DeleteBucketReplication).
 //! - [`marker_walk`]: the one walk of the listings paged by a key and a second marker
 //!   (ListObjectVersions, ListMultipartUploads) over the ranges of a bucket, each call sent to
 //!   its owner (`walk_owners`).
@@ -91,6 +92,7 @@ pub mod part_copy;
 pub mod perimeter;
 pub mod placement;
 pub mod put;
+pub mod replication;
 pub mod routing;
 pub mod s3;
 pub mod s3_tls;

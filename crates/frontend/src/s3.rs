@@ -3,7 +3,7 @@
 
 use crate::error::{FrontendError, Refusal};
 use crate::frontend::Frontend;
-use crate::{bucket_config, lifecycle, tagging};
+use crate::{bucket_config, lifecycle, replication, tagging};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, S3};
 
@@ -380,6 +380,39 @@ impl S3 for Frontend {
             .await?;
         Ok(S3Response::with_status(
             DeleteBucketLifecycleOutput {},
+            http::StatusCode::NO_CONTENT,
+        ))
+    }
+
+    async fn put_bucket_replication(
+        &self,
+        req: S3Request<PutBucketReplicationInput>,
+    ) -> S3Result<S3Response<PutBucketReplicationOutput>> {
+        let input = &req.input;
+        self.put_replication(&input.bucket, &input.replication_configuration)
+            .await?;
+        Ok(S3Response::new(PutBucketReplicationOutput::default()))
+    }
+
+    async fn get_bucket_replication(
+        &self,
+        req: S3Request<GetBucketReplicationInput>,
+    ) -> S3Result<S3Response<GetBucketReplicationOutput>> {
+        let bucket = self.require_bucket(&req.input.bucket).await?;
+        let config = replication::configured(&bucket)?;
+        Ok(S3Response::new(GetBucketReplicationOutput {
+            replication_configuration: Some(replication::config_xml(config)),
+        }))
+    }
+
+    async fn delete_bucket_replication(
+        &self,
+        req: S3Request<DeleteBucketReplicationInput>,
+    ) -> S3Result<S3Response<DeleteBucketReplicationOutput>> {
+        self.store_replication(&req.input.bucket, Default::default())
+            .await?;
+        Ok(S3Response::with_status(
+            DeleteBucketReplicationOutput {},
             http::StatusCode::NO_CONTENT,
         ))
     }

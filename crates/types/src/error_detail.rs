@@ -107,6 +107,7 @@ pub fn grpc_code(detail: &ErrorDetail) -> Code {
         ErrorDetail::NotFound { .. } => Code::NotFound,
         ErrorDetail::Rejected { reason } => match reason {
             RejectReason::BucketNotEmpty
+            | RejectReason::InvalidBucketState
             | RejectReason::Conflict
             | RejectReason::OperationAborted => Code::Aborted,
             RejectReason::NotImplemented => Code::Unimplemented,

@@ -52,6 +52,10 @@ pub const TAG_VALUE_CHARS_MAX: usize = 256;
 pub const CORS_RULES_MAX: usize = 100;
 /// Lifecycle rules on one bucket.
 pub const LIFECYCLE_RULES_MAX: usize = 1000;
+/// Replication rules on one bucket.
+pub const REPLICATION_RULES_MAX: usize = 1000;
+/// Characters of a replication rule's ID.
+pub const RULE_ID_CHARS_MAX: usize = 255;
 
 #[cfg(test)]
 mod tests {

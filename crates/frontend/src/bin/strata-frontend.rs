@@ -47,6 +47,10 @@ struct Flags {
     /// otherwise [default: false].
     #[arg(long)]
     sigv2_enabled: Option<bool>,
+    /// Store replication rules before replication is carried out (tests of the
+    /// configuration API only; otherwise PutBucketReplication answers 501) [default: false].
+    #[arg(long)]
+    replication_preview: Option<bool>,
     /// Time a request head has to arrive whole, from its first byte, in ms [default: 10000].
     #[arg(long)]
     header_read_timeout_ms: Option<u64>,

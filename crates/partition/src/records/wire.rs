@@ -72,6 +72,7 @@ pub fn bucket_meta(record: BucketRecord) -> BucketMeta {
         importing: record.importing,
         fenced_until_ms: record.fenced_until_ms,
         moved_to: record.moved_to,
+        replication: record.replication,
     }
 }
 
@@ -92,6 +93,7 @@ pub fn bucket_record(meta: BucketMeta) -> BucketRecord {
         importing: meta.importing,
         fenced_until_ms: meta.fenced_until_ms,
         moved_to: meta.moved_to,
+        replication: meta.replication,
     }
 }
 

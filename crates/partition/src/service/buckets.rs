@@ -8,6 +8,7 @@ use crate::error::PartitionError;
 use crate::range::{IndexValue, Range};
 use crate::records::{wire, BucketRecord};
 use crate::server::PartitionServerState;
+use strata_proto::common::ReplicationConfig;
 use strata_types::error_detail::RejectReason;
 
 pub async fn create(
@@ -237,7 +238,16 @@ pub async fn update(
                         "versioning is Enabled or Suspended",
                     )
                 })?;
+            if wanted == VersioningState::Suspended && replicates(&bucket) {
+                return Err(PartitionError::rejected(
+                    RejectReason::InvalidBucketState,
+                    "A replication configuration is present on this bucket, so the versioning state cannot be suspended",
+                ));
+            }
             bucket.versioning = wanted as i32;
+        }
+        Some(update_bucket_request::Change::Replication(config)) => {
+            bucket.replication = replication_change(&bucket, config)?;
         }
         None => {
             return Err(PartitionError::InvalidArgument(
@@ -251,6 +261,36 @@ pub async fn update(
     Ok(UpdateBucketResponse {
         bucket: Some(wire::bucket_meta(bucket)),
     })
+}
+
+/// Whether the bucket has replication rules.
+fn replicates(bucket: &BucketRecord) -> bool {
+    bucket
+        .replication
+        .as_ref()
+        .is_some_and(|r| !r.rules.is_empty())
+}
+
+/// The bucket's replication configuration after `config` replaced it (no rules: none). S3 takes
+/// one only on a bucket whose versioning is Enabled; a new one is a new generation, later than
+/// the one it replaces even if the owner's clock went back.
+fn replication_change(
+    bucket: &BucketRecord,
+    mut config: ReplicationConfig,
+) -> Result<Option<ReplicationConfig>, PartitionError> {
+    use strata_proto::common::VersioningState;
+    if config.rules.is_empty() {
+        return Ok(None);
+    }
+    if bucket.versioning != VersioningState::Enabled as i32 {
+        return Err(PartitionError::rejected(
+            RejectReason::InvalidRequest,
+            "Versioning must be 'Enabled' on the bucket to apply a replication configuration",
+        ));
+    }
+    let previous_ms = bucket.replication.as_ref().map_or(0, |r| r.generation_ms);
+    config.generation_ms = strata_util::now_ms().max(previous_ms + 1);
+    Ok(Some(config))
 }
 
 /// Bucket records in every range this server serves (the caller asks every owner whose range

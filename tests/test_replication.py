@@ -1,0 +1,152 @@
+"""Replication between stamps (issue 16), built in steps (docs/plans/replication.md). What is
+built: the configuration API, Put/Get/DeleteBucketReplication, checked as S3 checks it and
+kept in the bucket record (it moves with the bucket). Until objects are shipped,
+PutBucketReplication answers 501 NotImplemented unless the front-ends run with
+`replication_preview` (STRATA_REPLICATION_PREVIEW), so no client believes its writes
+replicate; these tests run two stamps with it set."""
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from stamp import NO_RETRIES, Stamp
+from test_bucket_move import move
+from test_two_stamps import endpoints, homed_bucket, locate
+
+ROLE = "arn:aws:iam::000000000000:role/replication"
+
+
+@pytest.fixture(scope="module")
+def stamps(tmp_path_factory):
+    stamp = Stamp(
+        tmp_path_factory.mktemp("replication") / "data",
+        extra_args=["--stamps", "2"],
+        extra_env={"STRATA_REPLICATION_PREVIEW": "true"},
+    )
+    stamp.start(timeout_s=180)
+    yield stamp
+    stamp.stop()
+
+
+def client(stamp, name):
+    return stamp.client(endpoint=endpoints(stamp)[name], retries=NO_RETRIES)
+
+
+def versioned(s3, bucket):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    return bucket
+
+
+def rule(rule_id, prefix, destination, priority=1, markers="Enabled"):
+    return {
+        "ID": rule_id,
+        "Priority": priority,
+        "Status": "Enabled",
+        "Filter": {"Prefix": prefix},
+        "DeleteMarkerReplication": {"Status": markers},
+        "Destination": {"Bucket": destination},
+    }
+
+
+def error_of(call, **kwargs):
+    with pytest.raises(ClientError) as refused:
+        call(**kwargs)
+    answer = refused.value.response
+    return answer["Error"]["Code"], answer["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def test_without_the_preview_a_rule_is_refused_as_not_implemented(s3, bucket):
+    versioned(s3, bucket)
+    config = {"Role": ROLE, "Rules": [rule("r", "", "arn:aws:s3:::" + bucket + "-dest")]}
+    code = error_of(s3.put_bucket_replication, Bucket=bucket, ReplicationConfiguration=config)
+    assert code == ("NotImplemented", 501)
+    code = error_of(s3.get_bucket_replication, Bucket=bucket)
+    assert code == ("ReplicationConfigurationNotFoundError", 404)
+
+
+def test_aws_cli_sets_a_rule_read_through_either_stamp_and_moved_with_the_bucket(stamps, tmp_path):
+    s1, s2 = client(stamps, "stamp-1"), client(stamps, "stamp-2")
+    source = versioned(s1, homed_bucket(stamps, "stamp-1", "repl-src"))
+    dest = versioned(s2, homed_bucket(stamps, "stamp-2", "repl-dest"))
+    config = {
+        "Role": ROLE,
+        "Rules": [
+            rule("hourly", "exports/hourly/", f"arn:aws:s3:::{dest}", priority=2),
+            {
+                **rule("tagged", "", f"arn:aws:s3:::{dest}", priority=1, markers="Disabled"),
+                "Filter": {"And": {"Prefix": "p/", "Tags": [{"Key": "kind", "Value": "parquet"}]}},
+                "Destination": {
+                    "Bucket": f"arn:aws:s3:::{dest}",
+                    "ReplicationTime": {"Status": "Enabled", "Time": {"Minutes": 15}},
+                    "Metrics": {"Status": "Enabled", "EventThreshold": {"Minutes": 15}},
+                },
+            },
+        ],
+    }
+    path = tmp_path / "replication.json"
+    path.write_text(json.dumps(config))
+    cli = stamps.aws("s3api", "put-bucket-replication", "--bucket", source,
+                     "--replication-configuration", f"file://{path}")
+    assert cli.returncode == 0, cli.stderr.decode()
+    cli = stamps.aws("s3api", "get-bucket-replication", "--bucket", source)
+    assert cli.returncode == 0, cli.stderr.decode()
+    shown = json.loads(cli.stdout)["ReplicationConfiguration"]
+    assert shown["Role"] == ROLE
+    rules = {r["ID"]: r for r in shown["Rules"]}
+    assert rules["hourly"]["Filter"] == {"Prefix": "exports/hourly/"}
+    assert rules["hourly"]["Priority"] == 2
+    assert rules["hourly"]["DeleteMarkerReplication"] == {"Status": "Enabled"}
+    assert rules["hourly"]["Destination"] == {"Bucket": f"arn:aws:s3:::{dest}"}
+    assert rules["tagged"]["Filter"]["And"]["Tags"] == [{"Key": "kind", "Value": "parquet"}]
+    assert rules["tagged"]["DeleteMarkerReplication"] == {"Status": "Disabled"}
+    assert rules["tagged"]["Destination"]["ReplicationTime"]["Time"] == {"Minutes": 15}
+    # The other stamp forwards to the home: the same configuration.
+    assert s2.get_bucket_replication(Bucket=source)["ReplicationConfiguration"]["Rules"] == \
+        s1.get_bucket_replication(Bucket=source)["ReplicationConfiguration"]["Rules"]
+    # The versioning a configuration needs cannot be suspended under it.
+    code = error_of(s1.put_bucket_versioning, Bucket=source,
+                    VersioningConfiguration={"Status": "Suspended"})
+    assert code == ("InvalidBucketState", 409)
+
+    # The configuration is part of the bucket record, so it moves with the bucket.
+    before = s1.get_bucket_replication(Bucket=source)["ReplicationConfiguration"]
+    move(stamps, source, "stamp-2")
+    assert locate(stamps, source) == "stamp-2"
+    assert s1.get_bucket_replication(Bucket=source)["ReplicationConfiguration"] == before
+
+    s1.delete_bucket_replication(Bucket=source)
+    code = error_of(s1.get_bucket_replication, Bucket=source)
+    assert code == ("ReplicationConfigurationNotFoundError", 404)
+    s1.put_bucket_versioning(Bucket=source, VersioningConfiguration={"Status": "Suspended"})
+
+
+def test_rules_s3_would_refuse_are_refused_and_nothing_is_stored(stamps):
+    s1 = client(stamps, "stamp-1")
+    source = homed_bucket(stamps, "stamp-1", "repl-checks")
+    dest = versioned(s1, homed_bucket(stamps, "stamp-1", "repl-checks-dest"))
+    unversioned = homed_bucket(stamps, "stamp-1", "repl-checks-plain")
+
+    def put(*rules):
+        return error_of(s1.put_bucket_replication, Bucket=source,
+                        ReplicationConfiguration={"Role": ROLE, "Rules": list(rules)})
+
+    assert put(rule("r", "", f"arn:aws:s3:::{dest}")) == ("InvalidRequest", 400)  # source unversioned
+    versioned(s1, source)
+    assert put(rule("r", "", "arn:aws:s3:::no-such-bucket-anywhere")) == ("InvalidRequest", 400)
+    assert put(rule("r", "", f"arn:aws:s3:::{unversioned}")) == ("InvalidRequest", 400)
+    assert put(rule("r", "", f"arn:aws:s3:::{source}")) == ("InvalidRequest", 400)
+    assert put(rule("r", "", dest)) == ("InvalidArgument", 400)
+    assert put(rule("r", "", f"arn:strata:s3:stamp-9::{source}")) == ("InvalidArgument", 400)
+    assert put(rule("a", "a/", f"arn:aws:s3:::{dest}"), rule("b", "b/", f"arn:aws:s3:::{dest}")) == \
+        ("InvalidRequest", 400)  # one priority twice
+    assert put({**rule("r", "", f"arn:aws:s3:::{dest}"), "ExistingObjectReplication": {"Status": "Enabled"}}) == \
+        ("NotImplemented", 501)
+    code = error_of(s1.get_bucket_replication, Bucket=source)
+    assert code == ("ReplicationConfigurationNotFoundError", 404)
+
+    # A geo-replica on the other stamp, under the bucket's own name.
+    geo = {"Role": ROLE, "Rules": [rule("geo", "", f"arn:strata:s3:stamp-2::{source}")]}
+    s1.put_bucket_replication(Bucket=source, ReplicationConfiguration=geo)
+    shown = s1.get_bucket_replication(Bucket=source)["ReplicationConfiguration"]["Rules"][0]
+    assert shown["Destination"]["Bucket"] == f"arn:strata:s3:stamp-2::{source}"
