@@ -150,3 +150,58 @@ def test_rules_s3_would_refuse_are_refused_and_nothing_is_stored(stamps):
     s1.put_bucket_replication(Bucket=source, ReplicationConfiguration=geo)
     shown = s1.get_bucket_replication(Bucket=source)["ReplicationConfiguration"]["Rules"][0]
     assert shown["Destination"]["Bucket"] == f"arn:strata:s3:stamp-2::{source}"
+
+
+def status_of(s3, bucket, key, **kwargs):
+    head = s3.head_object(Bucket=bucket, Key=key, **kwargs).get("ReplicationStatus")
+    get = s3.get_object(Bucket=bucket, Key=key, **kwargs)
+    assert get.get("ReplicationStatus") == head, (key, head, get.get("ReplicationStatus"))
+    return head
+
+
+def test_versions_a_rule_covers_are_marked_pending_from_the_moment_it_is_stored(stamps):
+    """Nothing ships yet, so a covered version stays PENDING: what this checks is which
+    versions the rules cover, and that a write just after PutBucketReplication answered is
+    covered (the write leases granted under the old record are waited out first)."""
+    s1 = client(stamps, "stamp-1")
+    source = versioned(s1, homed_bucket(stamps, "stamp-1", "repl-marks"))
+    dest = versioned(s1, homed_bucket(stamps, "stamp-1", "repl-marks-dest"))
+    s1.put_object(Bucket=source, Key="exports/early", Body=b"before the rule")
+    config = {
+        "Role": ROLE,
+        "Rules": [
+            rule("exports", "exports/", f"arn:aws:s3:::{dest}", priority=2),
+            {
+                **rule("tagged", "", f"arn:aws:s3:::{dest}", priority=1, markers="Disabled"),
+                "Filter": {"And": {"Prefix": "p/", "Tags": [{"Key": "kind", "Value": "parquet"}]}},
+            },
+        ],
+    }
+    s1.put_bucket_replication(Bucket=source, ReplicationConfiguration=config)
+    s1.put_object(Bucket=source, Key="exports/late", Body=b"right after the rule")
+    assert status_of(s1, source, "exports/late") == "PENDING"
+    assert status_of(s1, source, "exports/early") is None
+    s1.put_object(Bucket=source, Key="other/b", Body=b"b")
+    assert status_of(s1, source, "other/b") is None
+    s1.put_object(Bucket=source, Key="p/x", Body=b"x", Tagging="kind=parquet&tier=gold")
+    s1.put_object(Bucket=source, Key="p/y", Body=b"y", Tagging="kind=csv")
+    assert status_of(s1, source, "p/x") == "PENDING"
+    assert status_of(s1, source, "p/y") is None
+    s1.copy_object(Bucket=source, Key="exports/copied", CopySource={"Bucket": source, "Key": "other/b"})
+    s1.copy_object(Bucket=source, Key="other/copied", CopySource={"Bucket": source, "Key": "exports/late"})
+    assert status_of(s1, source, "exports/copied") == "PENDING"
+    assert status_of(s1, source, "other/copied") is None
+    upload = s1.create_multipart_upload(Bucket=source, Key="exports/multi")["UploadId"]
+    part = s1.upload_part(Bucket=source, Key="exports/multi", UploadId=upload, PartNumber=1, Body=b"m" * 1024)
+    s1.complete_multipart_upload(Bucket=source, Key="exports/multi", UploadId=upload,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert status_of(s1, source, "exports/multi") == "PENDING"
+    # An older version keeps its own mark when a newer one is written.
+    first = s1.head_object(Bucket=source, Key="exports/early")["VersionId"]
+    s1.put_object(Bucket=source, Key="exports/early", Body=b"now covered")
+    assert status_of(s1, source, "exports/early") == "PENDING"
+    assert status_of(s1, source, "exports/early", VersionId=first) is None
+
+    s1.delete_bucket_replication(Bucket=source)
+    s1.put_object(Bucket=source, Key="exports/after", Body=b"no rule any more")
+    assert status_of(s1, source, "exports/after") is None

@@ -150,12 +150,27 @@ pub(crate) fn head_output(decision: &Decision, with_checksum: bool) -> HeadObjec
         expires: parse_http_date(&meta.expires),
         last_modified: Some(timestamp_from_ms(meta.last_modified_ms)),
         metadata: (!meta.user_metadata.is_empty()).then(|| meta.user_metadata.clone()),
+        replication_status: replication_status(meta.replication_status),
         ..Default::default()
     };
     if with_checksum && decision.range.is_none() {
         checksum::show_checksum!(output, checksum::show(meta.checksum.as_ref()), with_type);
     }
     output
+}
+
+/// x-amz-replication-status of a version (none when no rule covers it).
+fn replication_status(stored: i32) -> Option<s3s::dto::ReplicationStatus> {
+    use s3s::dto::ReplicationStatus as Shown;
+    use strata_proto::common::ReplicationStatus as Stored;
+    let shown = match Stored::try_from(stored).ok()? {
+        Stored::None => return None,
+        Stored::Pending => Shown::PENDING,
+        Stored::Completed => Shown::COMPLETED,
+        Stored::Failed => Shown::FAILED,
+        Stored::Replica => Shown::REPLICA,
+    };
+    Some(Shown::from_static(shown))
 }
 
 /// GET's `response-*` query parameters replace the stored headers in this answer only.
@@ -269,6 +284,7 @@ impl Frontend {
                         expires: head.expires,
                         last_modified: head.last_modified,
                         metadata: head.metadata,
+                        replication_status: head.replication_status,
                         version_id: shown_version_id(&decision.meta.version_id, bucket.versioning),
                         tag_count: (!decision.meta.tags.is_empty())
                             .then(|| i32::try_from(decision.meta.tags.len()).unwrap_or(i32::MAX)),

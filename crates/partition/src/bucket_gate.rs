@@ -43,10 +43,10 @@
 //! loads (its grants are this server's).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use strata_proto::common::BucketMeta;
+use strata_proto::common::{BucketMeta, ReplicationConfig};
 
 use crate::error::PartitionError;
 use crate::index::Change;
@@ -71,11 +71,22 @@ pub fn deleting(bucket: &BucketRecord, now_ms: i64) -> bool {
     bucket.deleting_until_ms > now_ms
 }
 
+/// The replication rules of the record a write lease was granted on (None: no rules), which
+/// mark the versions written under the lease (`crate::replication_rules`).
+pub type Rules = Option<Arc<ReplicationConfig>>;
+
+/// The rules of a record as a lease keeps them.
+pub fn rules_of(record: Option<&BucketMeta>) -> Rules {
+    let config = record?.replication.as_ref()?;
+    (!config.rules.is_empty()).then(|| Arc::new(config.clone()))
+}
+
 /// Per server: the write leases it holds and the ones it granted.
 #[derive(Default)]
 pub struct BucketGate {
-    /// Buckets this server may commit writes into, each until when.
-    leases: Mutex<HashMap<String, Instant>>,
+    /// Buckets this server may commit writes into, each until when, with the record's
+    /// replication rules.
+    leases: Mutex<HashMap<String, (Instant, Rules)>>,
     /// Bucket records this server holds: when it last granted a write lease on each.
     grants: Mutex<HashMap<String, Instant>>,
 }
@@ -84,9 +95,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poison| poison.into_inner())
 }
 
-fn sweep(entries: &mut HashMap<String, Instant>, keep_while: impl Fn(Instant) -> bool) {
+fn sweep<V>(entries: &mut HashMap<String, V>, keep_while: impl Fn(&V) -> bool) {
     if entries.len() > ENTRIES_SWEPT_ABOVE {
-        entries.retain(|_, at| keep_while(*at));
+        entries.retain(|_, value| keep_while(value));
     }
 }
 
@@ -98,7 +109,7 @@ impl BucketGate {
         let mut grants = lock(&self.grants);
         grants.insert(bucket.to_string(), now);
         let lease = Duration::from_millis(WRITE_LEASE_MS);
-        sweep(&mut grants, |at| at + lease > now);
+        sweep(&mut grants, |at| *at + lease > now);
     }
 
     /// How long a DeleteBucket that has just marked `bucket` (in a range loaded here at
@@ -118,17 +129,19 @@ impl BucketGate {
         until.saturating_duration_since(Instant::now())
     }
 
-    fn leased(&self, bucket: &str) -> bool {
+    /// The rules of a live lease on `bucket` (None: no live lease).
+    fn leased(&self, bucket: &str) -> Option<Rules> {
         lock(&self.leases)
             .get(bucket)
-            .is_some_and(|until| *until > Instant::now())
+            .filter(|(until, _)| *until > Instant::now())
+            .map(|(_, rules)| rules.clone())
     }
 
-    fn lease(&self, bucket: &str, until: Instant) {
+    fn lease(&self, bucket: &str, until: Instant, rules: Rules) {
         let mut leases = lock(&self.leases);
-        leases.insert(bucket.to_string(), until);
+        leases.insert(bucket.to_string(), (until, rules));
         let now = Instant::now();
-        sweep(&mut leases, |until| until > now);
+        sweep(&mut leases, |(until, _)| *until > now);
     }
 }
 
@@ -258,22 +271,25 @@ pub fn decide(state: &RecordState, write: Write, bucket: &str) -> Result<Verdict
 /// when the record says the bucket is writable) or [`decide`] lets it through without one.
 /// Call it holding the commit lock of the range the write commits to, right before the commit
 /// (see the module doc). `lookup` reads the bucket's record taking a lease on it (the owner
-/// notes the grant); it runs only when no lease is held.
+/// notes the grant), with the record's replication rules; it runs only when no lease is held.
+/// Answers the rules of the lease the write commits under (None without one).
 pub async fn require_writable(
     gate: &BucketGate,
     bucket: &str,
     write: Write,
-    lookup: impl std::future::Future<Output = Result<RecordState, PartitionError>>,
-) -> Result<(), PartitionError> {
-    if gate.leased(bucket) {
-        return Ok(());
+    lookup: impl std::future::Future<Output = Result<(RecordState, Rules), PartitionError>>,
+) -> Result<Rules, PartitionError> {
+    if let Some(rules) = gate.leased(bucket) {
+        return Ok(rules);
     }
     let asked = Instant::now();
-    let state = lookup.await?;
+    let (state, rules) = lookup.await?;
     if decide(&state, write, bucket)? == Verdict::Lease {
-        gate.lease(bucket, asked + Duration::from_millis(WRITE_LEASE_MS));
+        let until = asked + Duration::from_millis(WRITE_LEASE_MS);
+        gate.lease(bucket, until, rules.clone());
+        return Ok(rules);
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -408,7 +424,7 @@ mod tests {
         let check = |state: RecordState, write| {
             let lookup = async {
                 lookups.set(lookups.get() + 1);
-                Ok(state)
+                Ok((state, None))
             };
             futures::executor::block_on(require_writable(&gate, "b", write, lookup))
         };
@@ -419,6 +435,30 @@ mod tests {
         // Leased now: the next write does not look (a fence waits this lease out).
         assert!(check(RecordState::Fenced, Write::AddsKeys).is_ok());
         assert_eq!(lookups.get(), 3);
+    }
+
+    #[test]
+    fn a_lease_keeps_the_rules_it_was_granted_with() {
+        let gate = BucketGate::default();
+        let rules: Rules = Some(Arc::new(ReplicationConfig {
+            role: "r".into(),
+            ..Default::default()
+        }));
+        let granted = rules.clone();
+        let lookup = async { Ok((RecordState::Writable, granted)) };
+        let first =
+            futures::executor::block_on(require_writable(&gate, "b", Write::AddsKeys, lookup));
+        assert_eq!(first.unwrap(), rules);
+        // Under the lease, the rules come from it, not from a lookup.
+        let unused = async { Err(PartitionError::NoSuchBucket("looked".into())) };
+        let leased =
+            futures::executor::block_on(require_writable(&gate, "b", Write::AddsKeys, unused));
+        assert_eq!(leased.unwrap(), rules);
+        // Without a lease (a deleting bucket's removal), no rules mark anything.
+        let deleting = async { Ok((RecordState::Deleting, rules.clone())) };
+        let other =
+            futures::executor::block_on(require_writable(&gate, "c", Write::ChangesKeys, deleting));
+        assert_eq!(other.unwrap(), None);
     }
 
     #[test]

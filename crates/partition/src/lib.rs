@@ -26,6 +26,8 @@
 //!    - [`load`]: each range's requests/s, bytes/s, sampled request keys and size, reported to
 //!      the manager in heartbeats (its split, merge and move decisions).
 //!    - [`uploads`]: uploads in flight on a range (chunks appended, not yet committed).
+//!    - [`replication_rules`]: which new versions a bucket's replication rules cover (marked
+//!      PENDING in the write's own commit).
 //! 2. Encodings and streams.
 //!    - [`format`]: the versioned on-stream encodings of log entries and checkpoints (a message
 //!      larger than one stream record is written as several and applied only whole).
@@ -97,6 +99,7 @@ pub mod persist;
 pub mod range;
 pub mod recent_writes;
 pub mod records;
+pub mod replication_rules;
 pub mod reshape;
 pub mod server;
 pub mod service;

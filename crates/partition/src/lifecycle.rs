@@ -266,7 +266,8 @@ async fn apply(
                 tracing::debug!(bucket = %bucket.name, %err, "lifecycle actions dropped");
                 return Ok(());
             }
-            other => other?,
+            // Lifecycle's delete markers are not replicated (S3): the rules are not applied.
+            other => drop(other?),
         }
         range.commit_locked(guard, changes).await?;
         report.objects_expired += counted.objects_expired;

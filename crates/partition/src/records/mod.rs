@@ -201,6 +201,8 @@ mod tests {
             delete_marker: true,
             version_stamp: 9,
             write_id: "w".into(),
+            // Records written before replication existed are not marked.
+            replication_status: 0,
         }
     }
 

@@ -29,6 +29,7 @@ pub fn object_meta(record: &ObjectRecord) -> ObjectMeta {
         delete_marker: record.delete_marker,
         version_stamp: record.version_stamp,
         write_id: record.write_id.clone(),
+        replication_status: record.replication_status,
     }
 }
 
@@ -53,6 +54,8 @@ pub fn object_record(meta: ObjectMeta) -> ObjectRecord {
         delete_marker: meta.delete_marker,
         version_stamp: meta.version_stamp,
         write_id: meta.write_id,
+        // Only the bucket's rules mark a version (`replication_rules`); a client cannot.
+        replication_status: 0,
     }
 }
 

@@ -221,6 +221,10 @@ pub async fn update(
         return Err(PartitionError::NoSuchBucket(request.name));
     };
     refuse_if_moving(&bucket)?;
+    let rules_change = matches!(
+        request.change,
+        Some(update_bucket_request::Change::Replication(_))
+    );
     match request.change {
         Some(update_bucket_request::Change::Tags(set)) => bucket.tags = set.tags,
         Some(update_bucket_request::Change::Cors(cors)) => bucket.cors_rules = cors.rules,
@@ -258,6 +262,11 @@ pub async fn update(
     range
         .commit_locked(guard, vec![(key, Some(IndexValue::Bucket(bucket.clone())))])
         .await?;
+    if rules_change {
+        // Writes mark new versions by the rules of their lease (`replication_rules`): once the
+        // leases granted on the old record ran out, every write is marked by the new rules.
+        wait_out_leases(state, &range, &request.name).await;
+    }
     Ok(UpdateBucketResponse {
         bucket: Some(wire::bucket_meta(bucket)),
     })

@@ -28,22 +28,38 @@ use strata_proto::partition::*;
 use strata_types::Role;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::bucket_gate::RecordState;
 pub(crate) use crate::bucket_gate::Write;
+use crate::bucket_gate::{RecordState, Rules};
 use crate::error::PartitionError;
+use crate::index::Change;
+use crate::index::IndexValue;
 use crate::server::PartitionServerState;
 
-/// [`crate::bucket_gate::require_writable`] with this server's gate and bucket records.
+/// [`crate::bucket_gate::require_writable`] with this server's gate and bucket records;
+/// answers the replication rules the write's new versions are marked by.
 pub(crate) async fn require_writable(
     state: &PartitionServerState,
     bucket: &str,
     write: Write,
-) -> Result<(), PartitionError> {
+) -> Result<Rules, PartitionError> {
     let lookup = async {
         let (record, deleting) = state.bucket_record_with_lease(bucket, true).await?;
-        Ok(RecordState::of_meta(record.as_ref(), deleting))
+        let rules = crate::bucket_gate::rules_of(record.as_ref());
+        Ok((RecordState::of_meta(record.as_ref(), deleting), rules))
     };
     crate::bucket_gate::require_writable(&state.buckets, bucket, write, lookup).await
+}
+
+/// Marks the version a write creates at `key`'s object entry in `changes` (see
+/// [`crate::replication_rules`]); call it only for writes that create that version (a put,
+/// copy, completion or new delete marker), never for one that promotes an older version.
+pub(crate) fn mark_new_version(rules: &Rules, bucket: &str, key: &str, changes: &mut [Change]) {
+    let object = strata_types::keys::object_key(bucket, key);
+    for (changed, value) in changes.iter_mut() {
+        if let (true, Some(IndexValue::Object(version))) = (*changed == object, value.as_mut()) {
+            crate::replication_rules::mark(rules.as_deref(), key, version);
+        }
+    }
 }
 
 /// Who may read and change buckets and objects over mutual TLS: the front-ends (after SigV4),

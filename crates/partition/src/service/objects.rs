@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
-use strata_proto::common::{ObjectMeta, WriteCondition};
+use strata_proto::common::{ObjectMeta, ReplicationStatus, WriteCondition};
 use strata_proto::partition::*;
 use strata_types::keys;
 use strata_types::limits::OBJECT_KEY_BYTES_MAX;
@@ -225,9 +225,10 @@ pub async fn put(
         }
         other => other?,
     }
-    super::require_writable(state, &header.bucket, Write::AddsKeys).await?;
-    let changes =
+    let rules = super::require_writable(state, &header.bucket, Write::AddsKeys).await?;
+    let mut changes =
         versions::write_changes(&range, &header.bucket, &header.key, &mut meta, versioning);
+    super::mark_new_version(&rules, &header.bucket, &header.key, &mut changes);
     range.commit_locked(guard, changes).await?;
     Ok(PutObjectResponse {
         meta: Some(wire::object_meta(&meta)),
@@ -356,7 +357,7 @@ pub async fn delete(
     let range = state.admit(&encoded, &request.bucket)?;
     let versioning = versions::versioning_of(request.versioning)?;
     let guard = range.lock_commits().await;
-    let (changes, deleted) = versions::delete_changes(
+    let (mut changes, deleted) = versions::delete_changes(
         &range,
         &request.bucket,
         &request.key,
@@ -368,7 +369,12 @@ pub async fn delete(
     } else {
         // A delete marker is a key of the bucket, like an object; a removal must pass a fence.
         let write = Write::of_changes(&changes);
-        super::require_writable(state, &request.bucket, write).await?;
+        let rules = super::require_writable(state, &request.bucket, write).await?;
+        // Only a new delete marker is a new version; a version deleted by id is not
+        // replicated (S3), and one it promotes to current keeps its own mark.
+        if deleted.delete_marker && request.version_id.is_empty() {
+            super::mark_new_version(&rules, &request.bucket, &request.key, &mut changes);
+        }
         range.commit_locked(guard, changes).await?;
     }
     Ok(DeleteObjectResponse {
@@ -402,6 +408,10 @@ pub async fn put_tags(
     }
     let mut meta = found.meta;
     meta.tags = request.tags;
+    // A tag change of a version replication covers is shipped with it; a FAILED one retried.
+    if meta.replication_status == ReplicationStatus::Failed as i32 {
+        meta.replication_status = ReplicationStatus::Pending as i32;
+    }
     let value = if found.is_current {
         IndexValue::Object(meta.clone())
     } else {
@@ -466,14 +476,15 @@ pub async fn copy(
     }
     meta.last_modified_ms = strata_util::now_ms();
     let versioning = versions::versioning_of(request.versioning)?;
-    super::require_writable(state, &request.dst_bucket, Write::AddsKeys).await?;
-    let changes = versions::write_changes(
+    let rules = super::require_writable(state, &request.dst_bucket, Write::AddsKeys).await?;
+    let mut changes = versions::write_changes(
         &range,
         &request.dst_bucket,
         &request.dst_key,
         &mut meta,
         versioning,
     );
+    super::mark_new_version(&rules, &request.dst_bucket, &request.dst_key, &mut changes);
     range.commit_locked(guard, changes).await?;
     Ok(CopyObjectResponse {
         meta: Some(wire::object_meta(&meta)),
