@@ -199,6 +199,8 @@ fn log_records() -> Seeds {
                 value: Some(mutation::Value::Bucket(BucketRecord::default())),
             },
         ],
+        committed_ms: 1_764_892_800_000,
+        origin: 1,
     };
     let log = encode_log_entry(&entry);
     let checkpoint = [
@@ -206,6 +208,7 @@ fn log_records() -> Seeds {
             part: Some(checkpoint_record::Part::Begin(CheckpointBegin {
                 checkpoint_id: 9,
                 sequence: 42,
+                committed_ms: 1_764_892_800_000,
                 low: b"a".to_vec(),
                 high: b"z".to_vec(),
                 ..Default::default()

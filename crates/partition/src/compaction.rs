@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
-use crate::records::{chunk_extent, chunk_pos, ChunkLocation};
+use crate::records::{chunk_extent, chunk_pos, ChunkLocation, CommitOrigin};
 use prometheus::IntCounter;
 use strata_types::ExtentId;
 
@@ -214,7 +214,8 @@ impl Range {
                 break self.trim_point(&info.extents, &prefix);
             }
             report.entries_updated += changes.len() as u64;
-            self.commit_locked(guard, changes).await?;
+            self.commit_locked_as(guard, changes, CommitOrigin::Compaction)
+                .await?;
         };
         if self.is_poisoned() {
             // Fenced or failed meanwhile: this index may be stale; the next owner decides.

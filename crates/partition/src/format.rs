@@ -252,6 +252,8 @@ mod tests {
                 key: b"obkt\0k".to_vec(),
                 value: Some(Value::Tombstone(true)),
             }],
+            committed_ms: 1_764_892_800_000,
+            origin: crate::records::CommitOrigin::Compaction as i32,
         };
         let bytes = encode_log_entry(&entry);
         assert_eq!(bytes[0], FORMAT_VERSION);

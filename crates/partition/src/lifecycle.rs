@@ -32,7 +32,7 @@ use crate::bucket_gate::{RecordState, Write};
 pub use crate::config::LifecycleConfig;
 use crate::error::PartitionError;
 use crate::range::{Change, IndexValue, Range, CHANGES_PER_COMMIT_MAX};
-use crate::records::{ObjectRecord, UploadRecord};
+use crate::records::{CommitOrigin, ObjectRecord, UploadRecord};
 use crate::server::PartitionServerState;
 use crate::service::{self, versions};
 
@@ -269,7 +269,9 @@ async fn apply(
             // Lifecycle's delete markers are not replicated (S3): the rules are not applied.
             other => drop(other?),
         }
-        range.commit_locked(guard, changes).await?;
+        range
+            .commit_locked_as(guard, changes, CommitOrigin::Lifecycle)
+            .await?;
         report.objects_expired += counted.objects_expired;
         report.uploads_aborted += counted.uploads_aborted;
         tracing::info!(bucket = %bucket.name, ?action, "lifecycle rule applied");

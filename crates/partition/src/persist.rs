@@ -124,6 +124,8 @@ pub struct CommitState {
     pub(crate) sequence: u64,
     /// Position of the last applied log record (where replay after a checkpoint starts).
     pub(crate) last_log_pos: Option<(ExtentId, u64)>,
+    /// The range's clock: the highest `committed_ms` applied (see `LogEntry.committed_ms`).
+    pub(crate) committed_ms: i64,
 }
 
 /// A complete checkpoint as read back.
@@ -247,6 +249,7 @@ pub(crate) async fn replay_log(
         apply_changes(index, changes);
         state.sequence = entry.sequence;
         state.last_log_pos = Some((pos.extent_id, pos.offset));
+        state.committed_ms = state.committed_ms.max(entry.committed_ms);
         applied += 1;
     }
     Ok(applied)

@@ -13,11 +13,12 @@
 //! complete checkpoint, then replay every log record after it, in sequence order.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::records::{
-    chunk_location, CheckpointBegin, ChunkLocation, LogEntry, Mutation, ObjectRecord, RecentWrite,
+    chunk_location, CheckpointBegin, ChunkLocation, CommitOrigin, LogEntry, Mutation, ObjectRecord,
+    RecentWrite,
 };
 use bytes::Bytes;
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
@@ -84,6 +85,9 @@ pub struct Range {
     /// When this server loaded the range: write leases on bucket records it holds may have
     /// been granted by the previous owner until about then (see [`crate::bucket_gate`]).
     pub loaded_at: std::time::Instant,
+    /// The range's clock as of the last commit (`CommitState::committed_ms`), readable
+    /// without the commit lock by code that holds it (version stamps never fall below it).
+    clock_ms: AtomicI64,
 }
 
 /// Serving normally.
@@ -130,6 +134,7 @@ impl Range {
                     sequence: begin.sequence,
                     last_log_pos: (begin.log_extent_id != 0)
                         .then_some((ExtentId::new(begin.log_extent_id), begin.log_offset)),
+                    committed_ms: begin.committed_ms,
                 };
                 derived_from = begin.derived_from.into_iter().map(RangeId::new).collect();
                 (index, state)
@@ -139,6 +144,7 @@ impl Range {
                 CommitState {
                     sequence: 0,
                     last_log_pos: None,
+                    committed_ms: 0,
                 },
             ),
         };
@@ -167,6 +173,7 @@ impl Range {
         if !derived_from.is_empty() {
             crate::streams::release_parents(&client, bounds.range_id, &derived_from).await;
         }
+        let clock_ms = AtomicI64::new(state.committed_ms);
         Ok(Range {
             bounds,
             index: RwLock::new(index),
@@ -185,6 +192,7 @@ impl Range {
             freeze: AtomicU8::new(FREEZE_OPEN),
             frozen_at: Mutex::new(None),
             loaded_at: std::time::Instant::now(),
+            clock_ms,
         })
     }
 
@@ -242,6 +250,12 @@ impl Range {
     /// The last applied log sequence.
     pub(crate) async fn sequence(&self) -> u64 {
         self.commit.lock().await.sequence
+    }
+
+    /// The range's clock (see `LogEntry.committed_ms`): the last commit's, or the parents'
+    /// for a reshape's child that committed nothing yet.
+    pub fn clock_ms(&self) -> i64 {
+        self.clock_ms.load(Ordering::Acquire)
     }
 
     /// Every index entry with a key in `[low, high)` (`high` empty = to the end), in order.
@@ -329,11 +343,22 @@ impl Range {
         self.commit.lock().await
     }
 
-    /// Commits under a guard from [`Range::lock_commits`].
+    /// Commits a client's change under a guard from [`Range::lock_commits`].
     pub async fn commit_locked(
+        &self,
+        state: tokio::sync::MutexGuard<'_, CommitState>,
+        changes: Vec<Change>,
+    ) -> Result<(), PartitionError> {
+        self.commit_locked_as(state, changes, CommitOrigin::Client)
+            .await
+    }
+
+    /// Commits under a guard from [`Range::lock_commits`], saying what made the change.
+    pub async fn commit_locked_as(
         &self,
         mut state: tokio::sync::MutexGuard<'_, CommitState>,
         changes: Vec<Change>,
+        origin: CommitOrigin,
     ) -> Result<(), PartitionError> {
         if changes.is_empty() {
             return Ok(()); // nothing to make durable
@@ -350,8 +375,12 @@ impl Range {
             });
         }
         let sequence = state.sequence + 1;
+        // The range's clock only rises, whatever the wall clock does.
+        let committed_ms = strata_util::now_ms().max(state.committed_ms);
         let entry = LogEntry {
             sequence,
+            committed_ms,
+            origin: origin as i32,
             mutations: changes
                 .iter()
                 .map(|(key, value)| Mutation {
@@ -370,6 +399,8 @@ impl Range {
             Ok(pos) => {
                 state.sequence = sequence;
                 state.last_log_pos = Some((pos.extent_id, pos.offset));
+                state.committed_ms = committed_ms;
+                self.clock_ms.store(committed_ms, Ordering::Release);
                 self.remember_writes(&changes);
                 self.apply(changes);
                 self.entries_since_checkpoint
@@ -497,7 +528,7 @@ impl Range {
     /// Writes a checkpoint of the whole index to the checkpoint stream.
     pub async fn checkpoint(&self) -> Result<(), PartitionError> {
         let _only_one = self.checkpoint_lock.lock().await;
-        let (sequence, log_pos, snapshot, recent, counted) = {
+        let (sequence, log_pos, committed_ms, snapshot, recent, counted) = {
             let state = self.commit.lock().await;
             let index = self
                 .index
@@ -506,6 +537,7 @@ impl Range {
             (
                 state.sequence,
                 state.last_log_pos,
+                state.committed_ms,
                 index.clone(),
                 // The load after this checkpoint replays only later log records: the writes
                 // it covers travel in it, so their retries are still recognized.
@@ -525,6 +557,7 @@ impl Range {
             low: self.bounds.low.clone(),
             high: self.bounds.high.clone(),
             derived_from: Vec::new(),
+            committed_ms,
         };
         let total = snapshot.len() as u64;
         let begin_pos = write_checkpoint(&self.checkpoints, begin, snapshot, recent).await?;

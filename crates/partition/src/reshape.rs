@@ -156,13 +156,15 @@ async fn freeze_and_build(
             tokio::time::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
         }
     }
-    let mut sequence = 0;
+    let (mut sequence, mut committed_ms) = (0, 0);
     for parent in parents {
         // Taking the commit lock waits out a commit already under way; none starts after.
         let guard = parent.lock_commits().await;
         parent.set_freeze(FREEZE_FROZEN);
         drop(guard);
         sequence = sequence.max(parent.sequence().await);
+        // The children's clock goes on from the parents': it never runs back along a key.
+        committed_ms = committed_ms.max(parent.clock_ms());
     }
     let mut data_extents = Vec::new();
     for parent in parents {
@@ -194,6 +196,7 @@ async fn freeze_and_build(
             low: child.low.clone(),
             high: child.high.clone(),
             derived_from: derived_from.clone(),
+            committed_ms,
         };
         // The parents' recent writes in the child's bounds go along, so a retry of a write
         // made just before the reshape is still answered with it by the child.

@@ -194,3 +194,48 @@ async fn a_duplicated_checkpoint_batch_is_read_once() {
         .collect();
     assert_eq!(names, ["a", "b", "c"]);
 }
+
+/// The range clock (`LogEntry.committed_ms`) is durable: a reload finds it again, before and
+/// after a checkpoint, and it never runs back (a child of a reshape, which has only its first
+/// checkpoint, is checked in reshape.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_range_clock_survives_reloads_and_checkpoints() {
+    let layer = stream_layer(SMALL_EXTENT_BYTES).await;
+    let started_ms = strata_util::now_ms();
+    let first = Range::load(layer.client.clone(), bounds(1)).await.unwrap();
+    assert_eq!(first.clock_ms(), 0, "nothing committed yet");
+    for i in 0..5u64 {
+        first
+            .commit(keys::object_key("b", &format!("k{i}")), Some(object(i)))
+            .await
+            .unwrap();
+    }
+    let clock_ms = first.clock_ms();
+    assert!(clock_ms >= started_ms, "{clock_ms} < {started_ms}");
+
+    let second = Range::load(layer.client.clone(), bounds(2)).await.unwrap();
+    assert_eq!(second.clock_ms(), clock_ms, "from the log");
+    second.checkpoint().await.unwrap();
+    let third = Range::load(layer.client.clone(), bounds(3)).await.unwrap();
+    assert_eq!(third.clock_ms(), clock_ms, "after a checkpoint");
+    third
+        .commit(keys::object_key("b", "later"), Some(object(9)))
+        .await
+        .unwrap();
+    assert!(third.clock_ms() >= clock_ms);
+
+    // Each log entry carries the clock, rising, and who committed it.
+    let (log_stream, _, _) = stream_names(RangeId::new(7));
+    let records = layer.client.read_stream(&log_stream, None);
+    futures::pin_mut!(records);
+    let mut clocks = Vec::new();
+    while let Some(item) = futures::StreamExt::next(&mut records).await {
+        let (_, payload) = item.unwrap();
+        let entry = format::decode_log_entry(&payload).unwrap();
+        assert_eq!(entry.origin, 0, "a client's commit");
+        clocks.push(entry.committed_ms);
+    }
+    assert!(!clocks.is_empty());
+    assert!(clocks.windows(2).all(|w| w[0] <= w[1]), "{clocks:?}");
+    assert_eq!(clocks.last(), Some(&third.clock_ms()));
+}

@@ -122,6 +122,10 @@ async fn split_then_merge_keeps_every_object_and_copies_no_data() {
         "the halves hold exactly the parent's keys"
     );
     assert!(keys_of(&right).iter().all(|k| *k >= split_key));
+    // The range clock goes on from the parent's in both children (never back along a key).
+    assert!(parent.clock_ms() > 0);
+    assert_eq!(left.clock_ms(), parent.clock_ms());
+    assert_eq!(right.clock_ms(), parent.clock_ms());
 
     // The children read the parent's bytes from the very same extents.
     let (_, parent_data, _) = stream_names(RangeId::new(1));
@@ -162,6 +166,7 @@ async fn split_then_merge_keeps_every_object_and_copies_no_data() {
         .await
         .unwrap();
     assert_eq!(keys_of(&whole), all_keys);
+    assert_eq!(whole.clock_ms(), left.clock_ms().max(right.clock_ms()));
     assert_eq!(
         body_of(&whole, &k045).await,
         Bytes::from("body of object 45".repeat(200))

@@ -16,8 +16,8 @@ pub mod wire;
 
 pub use strata_proto::record::{
     checkpoint_record, index_entry, mutation, BucketRecord, CheckpointBatch, CheckpointBegin,
-    CheckpointEnd, CheckpointRecord, ChunkLocation, IndexEntry, LogEntry, Mutation, ObjectRecord,
-    PartRecord, RecentWrite, UploadRecord,
+    CheckpointEnd, CheckpointRecord, ChunkLocation, CommitOrigin, IndexEntry, LogEntry, Mutation,
+    ObjectRecord, PartRecord, RecentWrite, UploadRecord,
 };
 use strata_stream::RecordPos;
 use strata_types::ExtentId;
@@ -289,6 +289,9 @@ mod tests {
                         value: Some(mutation::Value::Tombstone(true)),
                     },
                 ],
+                // Entries written before the range clock: no time, a client's commit.
+                committed_ms: 0,
+                origin: CommitOrigin::Client as i32,
             }
         );
         assert_eq!(entry.encode_to_vec(), old_entry);

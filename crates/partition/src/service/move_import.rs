@@ -29,7 +29,7 @@ use super::moves::{
 };
 use crate::error::PartitionError;
 use crate::range::{Change, IndexValue, Range};
-use crate::records::{BucketRecord, ChunkLocation};
+use crate::records::{BucketRecord, ChunkLocation, CommitOrigin};
 use crate::server::PartitionServerState;
 
 /// One ImportRow data message at most (the mover sends chunks of `CHUNK_SIZE_BYTES`).
@@ -103,7 +103,9 @@ pub async fn import_row(
     let value = with_chunks(value, chunks);
     let guard = range.lock_commits().await;
     require_importing(state, &header.bucket, &header.move_id).await?;
-    range.commit_locked(guard, vec![(key, Some(value))]).await?;
+    range
+        .commit_locked_as(guard, vec![(key, Some(value))], CommitOrigin::MoveImport)
+        .await?;
     Ok(ImportRowResponse {})
 }
 

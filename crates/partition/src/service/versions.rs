@@ -33,8 +33,11 @@ pub fn stamp_of(meta: &ObjectRecord) -> u64 {
     }
 }
 
-fn new_stamp(current: Option<&ObjectRecord>) -> u64 {
-    let now = (strata_util::now_ms().max(0) as u64) << 20;
+/// A new version's stamp: above the key's current version's, and never below the range's
+/// clock (`clock_ms`, see `LogEntry.committed_ms`), so a version's stamp is at least the
+/// clock of every commit before its own (replication's watermark relies on it).
+fn new_stamp(current: Option<&ObjectRecord>, clock_ms: i64) -> u64 {
+    let now = (strata_util::now_ms().max(clock_ms).max(0) as u64) << 20;
     current.map_or(now, |c| now.max(stamp_of(c) + 1))
 }
 
@@ -110,7 +113,7 @@ pub fn write_changes(
 ) -> Vec<Change> {
     let object = keys::object_key(bucket, key);
     let current = current_of(range, &object);
-    meta.version_stamp = new_stamp(current.as_ref());
+    meta.version_stamp = new_stamp(current.as_ref(), range.clock_ms());
     let mut changes = Vec::with_capacity(3);
     match versioning {
         VersioningState::Unversioned => meta.version_id.clear(),
@@ -297,10 +300,16 @@ mod tests {
         };
         assert_eq!(stamp_of(&old), 5 << 20);
         assert!(
-            new_stamp(Some(&ObjectRecord {
-                version_stamp: u64::MAX - 1,
-                ..Default::default()
-            })) == u64::MAX
+            new_stamp(
+                Some(&ObjectRecord {
+                    version_stamp: u64::MAX - 1,
+                    ..Default::default()
+                }),
+                0
+            ) == u64::MAX
         );
+        // A range clock ahead of the wall clock (it ran back) holds the stamps up.
+        let ahead_ms = strata_util::now_ms() + 3_600_000;
+        assert_eq!(new_stamp(None, ahead_ms) >> 20, ahead_ms as u64);
     }
 }
