@@ -232,6 +232,13 @@ impl Forwarder {
             (Lookup::Unknown, Some((stale, _))) => stale,
             (Lookup::Unknown, None) => return Home::Unknown,
         };
+        // "Here" is never remembered: it came from this stamp's own record, which is read
+        // again cheaply, and a remembered one outlived the bucket's deletion here (a name
+        // deleted, then created on another stamp, was answered NoSuchBucket here for 2 s).
+        if home == Home::Here {
+            self.forget(bucket);
+            return home;
+        }
         if let Ok(mut homes) = self.homes.lock() {
             if homes.len() >= HOMES_MAX {
                 homes.clear();

@@ -152,7 +152,9 @@ async fn import_bucket(
         }
     }
     let changes: Vec<Change> = vec![(key, Some(IndexValue::Bucket(record)))];
-    range.commit_locked(guard, changes).await
+    range
+        .commit_locked_as(guard, changes, CommitOrigin::MoveImport)
+        .await
 }
 
 /// Refuses unless `bucket`'s record (here or on its owner) is importing by `move_id` and no
