@@ -226,6 +226,25 @@ def test_an_early_refusal_of_a_forwarded_upload_reaches_the_client(two_stamps):
 KIND_ORDER = ["location", "stream-manager", "extent-node", "partition-manager", "partition-server", "frontend"]
 
 
+def test_a_name_deleted_on_one_stamp_and_created_on_the_other_is_found_at_once(two_stamps):
+    """A stamp that served a bucket must not go on answering for it once it was deleted
+    there: the name, created again on the other stamp, is listed through either at once (a
+    front-end remembered "homed here" for 2 s and answered NoSuchBucket; found by CI in
+    test_bucket_move.py, where a bucket deleted on its new home was created again)."""
+    s3 = {name: client(two_stamps, name) for name in endpoints(two_stamps)}
+    for i in range(12):
+        # Placement leans to one stamp at a time: homes alternate until a name moves.
+        home, other = ("stamp-1", "stamp-2") if i % 2 == 0 else ("stamp-2", "stamp-1")
+        bucket = homed_bucket(two_stamps, home, f"reborn-{i}")
+        s3[home].delete_bucket(Bucket=bucket)  # its home looked it up: "here"
+        s3[other].create_bucket(Bucket=bucket)  # placed on either stamp
+        for name in (home, other):
+            assert s3[name].list_objects_v2(Bucket=bucket)["KeyCount"] == 0, (bucket, name)
+        if locate(two_stamps, bucket) != home:
+            return
+    raise AssertionError("no name was created again on the other stamp")
+
+
 def test_a_bucket_never_looked_up_is_found_while_the_location_group_has_no_leader(two_stamps):
     """The location leader and one more member killed: no leader can be elected. Through
     stamp-1, buckets homed on stamp-2 that stamp-1 never looked up are still served, each

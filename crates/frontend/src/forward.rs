@@ -6,7 +6,9 @@
 //! Where a bucket lives ([`Forwarder::home_of`]): here when this stamp holds and serves its
 //! record (not a copy a move is filling or left behind, `crate::frontend::serves_here`); else
 //! where the location group says; a bucket nobody holds is answered here (NoSuchBucket) and
-//! not remembered (so a bucket created elsewhere next is found at once). A home found is
+//! not remembered (so a bucket created elsewhere next is found at once), and neither is
+//! "here" (this stamp's record is read again, so a bucket deleted here and created elsewhere
+//! is found at once). A home on another stamp is
 //! trusted for [`HOME_TTL_MS`] (a moved or deleted bucket is seen within that bound),
 //! and past it still used while a new answer cannot be had (the location group elects), for at
 //! most [`HOMES_MAX`] buckets; stamps' endpoints are trusted for [`STAMPS_TTL_MS`].
