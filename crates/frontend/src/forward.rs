@@ -268,10 +268,9 @@ impl Forwarder {
             }
             // A copy a move fills, or one it left behind: the location group names the home.
             Ok(_) => {}
-            Err(err) => {
-                tracing::debug!(%err, bucket, "bucket record unreadable");
-                return Lookup::Unknown;
-            }
+            // Unreadable for now (its range splits or moves): the location group names the
+            // home, this stamp's included ("here" is not remembered, so this is asked often).
+            Err(err) => tracing::debug!(%err, bucket, "bucket record unreadable"),
         }
         let Some(found) = self.ask_location(bucket).await else {
             return Lookup::Unknown;
