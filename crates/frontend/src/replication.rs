@@ -144,7 +144,7 @@ fn apply_time_and_metrics(destination: &Destination, stored: &mut StoredRule) ->
     let minutes = |value: &Option<ReplicationTimeValue>| value.as_ref().and_then(|v| v.minutes);
     if let Some(time) = &destination.replication_time {
         stored.replication_time = enabled(time.status.as_str())?;
-        if stored.replication_time && minutes(&Some(time.time.clone())) != Some(RTC_MINUTES) {
+        if stored.replication_time && time.time.minutes != Some(RTC_MINUTES) {
             return Err(refused(
                 Refusal::InvalidRequest,
                 "Replication Time Control is 15 minutes",
@@ -441,9 +441,9 @@ pub fn configured(bucket: &BucketMeta) -> S3Result<&ReplicationConfig> {
 }
 
 impl Frontend {
-    /// PutBucketReplication: checks the body, the source's versioning and each destination,
-    /// then stores the configuration on the bucket's owner (which checks versioning again,
-    /// under its commit lock).
+    /// PutBucketReplication: checks the body and each destination, then stores the
+    /// configuration on the bucket's owner, which checks the source's versioning under its
+    /// commit lock (the one place that decides it).
     pub(crate) async fn put_replication(
         &self,
         bucket: &str,
@@ -455,13 +455,6 @@ impl Frontend {
             ));
         }
         let config = stored_config(body, bucket)?;
-        let source = self.require_bucket(bucket).await?;
-        if source.versioning != VersioningState::Enabled as i32 {
-            return Err(refused(
-                Refusal::InvalidRequest,
-                "Versioning must be 'Enabled' on the bucket to apply a replication configuration",
-            ));
-        }
         let mut checked = HashSet::new();
         for destination in config.rules.iter().filter_map(|r| r.destination.as_ref()) {
             if checked.insert((destination.bucket.clone(), destination.stamp.clone())) {
