@@ -7,6 +7,7 @@ use strata_partition::format::{encode_checkpoint, encode_log_entry, FRAGMENT_VER
 use strata_partition::records::{
     checkpoint_record, index_entry, mutation, BucketRecord, CheckpointBatch, CheckpointBegin,
     CheckpointEnd, CheckpointRecord, ChunkLocation, IndexEntry, LogEntry, Mutation, ObjectRecord,
+    ReplicationCursors,
 };
 use strata_stream::extent::format::{encode_file_header, encode_record, encode_seal};
 use strata_types::ExtentId;
@@ -201,6 +202,10 @@ fn log_records() -> Seeds {
         ],
         committed_ms: 1_764_892_800_000,
         origin: 1,
+        replication: Some(ReplicationCursors {
+            floor_ms: 1_764_892_700_000,
+            lagging: [("slow".to_string(), 1_764_892_600_000)].into(),
+        }),
     };
     let log = encode_log_entry(&entry);
     let checkpoint = [

@@ -254,6 +254,10 @@ mod tests {
             }],
             committed_ms: 1_764_892_800_000,
             origin: crate::records::CommitOrigin::Compaction as i32,
+            replication: Some(crate::records::ReplicationCursors {
+                floor_ms: 1_764_892_700_000,
+                lagging: [("slow".to_string(), 1_764_892_600_000)].into(),
+            }),
         };
         let bytes = encode_log_entry(&entry);
         assert_eq!(bytes[0], FORMAT_VERSION);

@@ -28,6 +28,8 @@
 //!    - [`uploads`]: uploads in flight on a range (chunks appended, not yet committed).
 //!    - [`replication_rules`]: which new versions a bucket's replication rules cover (marked
 //!      PENDING in the write's own commit).
+//!    - [`replication_cursors`]: how far a range's versions have been replicated (a watermark
+//!      per bucket over the versions' marks, committed in the range's log and checkpoints).
 //! 2. Encodings and streams.
 //!    - [`format`]: the versioned on-stream encodings of log entries and checkpoints (a message
 //!      larger than one stream record is written as several and applied only whole).
@@ -99,6 +101,7 @@ pub mod persist;
 pub mod range;
 pub mod recent_writes;
 pub mod records;
+pub mod replication_cursors;
 pub mod replication_rules;
 pub mod reshape;
 pub mod server;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::records::{
     checkpoint_record::Part, CheckpointBatch, CheckpointBegin, CheckpointEnd, CheckpointRecord,
-    IndexEntry, LogEntry, RecentWrite,
+    IndexEntry, LogEntry, RecentWrite, ReplicationCursors,
 };
 use futures::StreamExt;
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
@@ -126,6 +126,9 @@ pub struct CommitState {
     pub(crate) last_log_pos: Option<(ExtentId, u64)>,
     /// The range's clock: the highest `committed_ms` applied (see `LogEntry.committed_ms`).
     pub(crate) committed_ms: i64,
+    /// The replication cursors as of the last applied entry that set them (see
+    /// [`crate::replication_cursors`]).
+    pub(crate) replication: ReplicationCursors,
 }
 
 /// A complete checkpoint as read back.
@@ -250,6 +253,9 @@ pub(crate) async fn replay_log(
         state.sequence = entry.sequence;
         state.last_log_pos = Some((pos.extent_id, pos.offset));
         state.committed_ms = state.committed_ms.max(entry.committed_ms);
+        if let Some(cursors) = entry.replication {
+            state.replication = cursors;
+        }
         applied += 1;
     }
     Ok(applied)

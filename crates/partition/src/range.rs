@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crate::records::{
     chunk_location, CheckpointBegin, ChunkLocation, CommitOrigin, LogEntry, Mutation, ObjectRecord,
-    RecentWrite,
+    RecentWrite, ReplicationCursors,
 };
 use bytes::Bytes;
 use strata_stream::{RecordPos, StreamClient, StreamWriter};
@@ -31,6 +31,8 @@ use crate::persist::{
     append_records, log_records, newest_checkpoint, replay_log, write_checkpoint,
 };
 use crate::recent_writes::RecentWrites;
+
+mod replication;
 
 pub use crate::index::{Change, IndexValue};
 pub use crate::persist::CommitState;
@@ -88,6 +90,9 @@ pub struct Range {
     /// The range's clock as of the last commit (`CommitState::committed_ms`), readable
     /// without the commit lock by code that holds it (version stamps never fall below it).
     clock_ms: AtomicI64,
+    /// A copy of `CommitState::replication`, readable without the commit lock (HEAD and GET
+    /// show COMPLETED from it, see [`crate::replication_cursors`]).
+    replication: RwLock<ReplicationCursors>,
 }
 
 /// Serving normally.
@@ -135,6 +140,7 @@ impl Range {
                     last_log_pos: (begin.log_extent_id != 0)
                         .then_some((ExtentId::new(begin.log_extent_id), begin.log_offset)),
                     committed_ms: begin.committed_ms,
+                    replication: begin.replication.unwrap_or_default(),
                 };
                 derived_from = begin.derived_from.into_iter().map(RangeId::new).collect();
                 (index, state)
@@ -145,6 +151,7 @@ impl Range {
                     sequence: 0,
                     last_log_pos: None,
                     committed_ms: 0,
+                    replication: Default::default(),
                 },
             ),
         };
@@ -174,6 +181,7 @@ impl Range {
             crate::streams::release_parents(&client, bounds.range_id, &derived_from).await;
         }
         let clock_ms = AtomicI64::new(state.committed_ms);
+        let replication = RwLock::new(state.replication.clone());
         Ok(Range {
             bounds,
             index: RwLock::new(index),
@@ -193,6 +201,7 @@ impl Range {
             frozen_at: Mutex::new(None),
             loaded_at: std::time::Instant::now(),
             clock_ms,
+            replication,
         })
     }
 
@@ -364,6 +373,29 @@ impl Range {
             return Ok(()); // nothing to make durable
         }
         debug_assert!(changes.iter().all(|(key, _)| self.bounds.contains(key)));
+        let mutations = changes
+            .iter()
+            .map(|(key, value)| Mutation {
+                key: key.clone(),
+                value: Some(IndexValue::into_mutation_value(value.clone())),
+            })
+            .collect();
+        let entry = LogEntry {
+            mutations,
+            origin: origin as i32,
+            ..Default::default()
+        };
+        self.append_entry(&mut state, entry, changes).await
+    }
+
+    /// Appends `entry` (its sequence and clock filled in here) and, once it is durable,
+    /// applies it: `changes` to the index, its replication cursors to the state.
+    async fn append_entry(
+        &self,
+        state: &mut CommitState,
+        mut entry: LogEntry,
+        changes: Vec<Change>,
+    ) -> Result<(), PartitionError> {
         if self.is_poisoned() {
             return Err(PartitionError::Loading {
                 range_id: self.bounds.range_id,
@@ -374,21 +406,9 @@ impl Range {
                 range_id: self.bounds.range_id,
             });
         }
-        let sequence = state.sequence + 1;
+        entry.sequence = state.sequence + 1;
         // The range's clock only rises, whatever the wall clock does.
-        let committed_ms = strata_util::now_ms().max(state.committed_ms);
-        let entry = LogEntry {
-            sequence,
-            committed_ms,
-            origin: origin as i32,
-            mutations: changes
-                .iter()
-                .map(|(key, value)| Mutation {
-                    key: key.clone(),
-                    value: Some(IndexValue::into_mutation_value(value.clone())),
-                })
-                .collect(),
-        };
+        entry.committed_ms = strata_util::now_ms().max(state.committed_ms);
         // Encoded (and refused if absurdly large) before anything is appended: a refusal
         // leaves the range as it was. Several records when the entry exceeds one.
         let records = log_records(&entry)?;
@@ -397,10 +417,14 @@ impl Range {
         std::mem::forget(unfinished);
         match appended {
             Ok(pos) => {
-                state.sequence = sequence;
+                state.sequence = entry.sequence;
                 state.last_log_pos = Some((pos.extent_id, pos.offset));
-                state.committed_ms = committed_ms;
-                self.clock_ms.store(committed_ms, Ordering::Release);
+                state.committed_ms = entry.committed_ms;
+                self.clock_ms.store(entry.committed_ms, Ordering::Release);
+                if let Some(cursors) = entry.replication {
+                    self.show_replication(&cursors);
+                    state.replication = cursors;
+                }
                 self.remember_writes(&changes);
                 self.apply(changes);
                 self.entries_since_checkpoint
@@ -528,7 +552,7 @@ impl Range {
     /// Writes a checkpoint of the whole index to the checkpoint stream.
     pub async fn checkpoint(&self) -> Result<(), PartitionError> {
         let _only_one = self.checkpoint_lock.lock().await;
-        let (sequence, log_pos, committed_ms, snapshot, recent, counted) = {
+        let (sequence, log_pos, committed_ms, replication, snapshot, recent, counted) = {
             let state = self.commit.lock().await;
             let index = self
                 .index
@@ -538,6 +562,7 @@ impl Range {
                 state.sequence,
                 state.last_log_pos,
                 state.committed_ms,
+                state.replication.clone(),
                 index.clone(),
                 // The load after this checkpoint replays only later log records: the writes
                 // it covers travel in it, so their retries are still recognized.
@@ -558,6 +583,7 @@ impl Range {
             high: self.bounds.high.clone(),
             derived_from: Vec::new(),
             committed_ms,
+            replication: Some(replication),
         };
         let total = snapshot.len() as u64;
         let begin_pos = write_checkpoint(&self.checkpoints, begin, snapshot, recent).await?;

@@ -39,17 +39,33 @@ pub fn rule_for<'c>(
         .filter(|rule| !version.delete_marker || rule.delete_markers)
 }
 
-/// Marks a new `version` of `key` PENDING when `config` covers it; leaves a replica as it is.
-pub fn mark(config: Option<&ReplicationConfig>, key: &str, version: &mut ObjectRecord) {
+/// Marks a new `version` of `key` PENDING, at the range clock `mark_ms`
+/// ([`crate::replication_cursors`]), when `config` covers it; leaves a replica as it is.
+pub fn mark(
+    config: Option<&ReplicationConfig>,
+    key: &str,
+    version: &mut ObjectRecord,
+    mark_ms: i64,
+) {
     if version.replication_status == ReplicationStatus::Replica as i32 {
         return;
     }
     let covered = config.is_some_and(|config| rule_for(config, key, version).is_some());
-    version.replication_status = if covered {
-        ReplicationStatus::Pending as i32
+    (version.replication_status, version.replication_mark_ms) = if covered {
+        (ReplicationStatus::Pending as i32, mark_ms)
     } else {
-        ReplicationStatus::None as i32
+        (ReplicationStatus::None as i32, 0)
     };
+}
+
+/// Marks a tag change of `version`: one replication covers (PENDING, or FAILED and retried
+/// now) is shipped again with its new tags, at the range clock `mark_ms`.
+pub fn mark_tag_change(version: &mut ObjectRecord, mark_ms: i64) {
+    let status = version.replication_status;
+    if status == ReplicationStatus::Pending as i32 || status == ReplicationStatus::Failed as i32 {
+        version.replication_status = ReplicationStatus::Pending as i32;
+        version.replication_mark_ms = mark_ms;
+    }
 }
 
 #[cfg(test)]
@@ -70,7 +86,11 @@ mod tests {
 
     fn marked(config: &ReplicationConfig, key: &str, version: ObjectRecord) -> i32 {
         let mut version = version;
-        mark(Some(config), key, &mut version);
+        mark(Some(config), key, &mut version, 7);
+        assert_eq!(
+            version.replication_mark_ms != 0,
+            version.replication_status == PENDING
+        );
         version.replication_status
     }
 
@@ -97,7 +117,7 @@ mod tests {
         disabled.rules.iter_mut().for_each(|r| r.enabled = false);
         assert_eq!(marked(&disabled, "a", object.clone()), NONE);
         let mut unmarked = object;
-        mark(None, "a", &mut unmarked);
+        mark(None, "a", &mut unmarked, 7);
         assert_eq!(unmarked.replication_status, NONE);
     }
 

@@ -173,6 +173,10 @@ async fn freeze_and_build(
     data_extents.sort_unstable();
     data_extents.dedup();
     let derived_from: Vec<u64> = parents.iter().map(|p| p.bounds.range_id.get()).collect();
+    // Per bucket the lowest of the parents' watermarks: the child ships again what one parent
+    // had shipped and the other had not, and skips nothing (their marks live on in its index).
+    let parent_cursors: Vec<_> = parents.iter().map(|p| p.replication_cursors()).collect();
+    let replication = crate::replication_cursors::merged(&parent_cursors);
     let mut child_keys = Vec::with_capacity(children.len());
     for child in children {
         let (_, data_name, checkpoint_name) = stream_names(RangeId::new(child.range_id));
@@ -197,6 +201,7 @@ async fn freeze_and_build(
             high: child.high.clone(),
             derived_from: derived_from.clone(),
             committed_ms,
+            replication: Some(replication.clone()),
         };
         // The parents' recent writes in the child's bounds go along, so a retry of a write
         // made just before the reshape is still answered with it by the child.

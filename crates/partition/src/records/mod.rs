@@ -17,7 +17,7 @@ pub mod wire;
 pub use strata_proto::record::{
     checkpoint_record, index_entry, mutation, BucketRecord, CheckpointBatch, CheckpointBegin,
     CheckpointEnd, CheckpointRecord, ChunkLocation, CommitOrigin, IndexEntry, LogEntry, Mutation,
-    ObjectRecord, PartRecord, RecentWrite, UploadRecord,
+    ObjectRecord, PartRecord, RecentWrite, ReplicationCursors, UploadRecord,
 };
 use strata_stream::RecordPos;
 use strata_types::ExtentId;
@@ -203,6 +203,7 @@ mod tests {
             write_id: "w".into(),
             // Records written before replication existed are not marked.
             replication_status: 0,
+            replication_mark_ms: 0,
         }
     }
 
@@ -292,6 +293,7 @@ mod tests {
                 // Entries written before the range clock: no time, a client's commit.
                 committed_ms: 0,
                 origin: CommitOrigin::Client as i32,
+                replication: None,
             }
         );
         assert_eq!(entry.encode_to_vec(), old_entry);

@@ -56,6 +56,7 @@ pub fn object_record(meta: ObjectMeta) -> ObjectRecord {
         write_id: meta.write_id,
         // Only the bucket's rules mark a version (`replication_rules`); a client cannot.
         replication_status: 0,
+        replication_mark_ms: 0,
     }
 }
 

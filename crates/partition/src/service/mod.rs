@@ -33,6 +33,7 @@ use crate::bucket_gate::{RecordState, Rules};
 use crate::error::PartitionError;
 use crate::index::Change;
 use crate::index::IndexValue;
+use crate::range::Range;
 use crate::server::PartitionServerState;
 
 /// [`crate::bucket_gate::require_writable`] with this server's gate and bucket records;
@@ -53,13 +54,34 @@ pub(crate) async fn require_writable(
 /// Marks the version a write creates at `key`'s object entry in `changes` (see
 /// [`crate::replication_rules`]); call it only for writes that create that version (a put,
 /// copy, completion or new delete marker), never for one that promotes an older version.
-pub(crate) fn mark_new_version(rules: &Rules, bucket: &str, key: &str, changes: &mut [Change]) {
+/// Call it with `range`'s commit lock held (the mark is the range's clock).
+pub(crate) fn mark_new_version(
+    range: &Range,
+    rules: &Rules,
+    bucket: &str,
+    key: &str,
+    changes: &mut [Change],
+) {
     let object = strata_types::keys::object_key(bucket, key);
+    let mark_ms = range.mark_clock_ms();
     for (changed, value) in changes.iter_mut() {
         if let (true, Some(IndexValue::Object(version))) = (*changed == object, value.as_mut()) {
-            crate::replication_rules::mark(rules.as_deref(), key, version);
+            crate::replication_rules::mark(rules.as_deref(), key, version, mark_ms);
         }
     }
+}
+
+/// `version` of a key of `bucket` as clients see it, with COMPLETED for a PENDING version
+/// its range's watermark has passed ([`crate::replication_cursors`]).
+pub(crate) fn shown_meta(
+    range: &Range,
+    bucket: &str,
+    version: &crate::records::ObjectRecord,
+) -> strata_proto::common::ObjectMeta {
+    let mut meta = crate::records::wire::object_meta(version);
+    meta.replication_status =
+        crate::replication_cursors::shown_status(version, range.replication_watermark_ms(bucket));
+    meta
 }
 
 /// Who may read and change buckets and objects over mutual TLS: the front-ends (after SigV4),

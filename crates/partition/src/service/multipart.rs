@@ -356,7 +356,7 @@ pub async fn complete(
     // Every part record goes, listed or not; unlisted parts' bytes become garbage.
     changes.extend(stored.into_iter().map(|(key, _)| (key, None)));
     let rules = super::require_writable(state, &request.bucket, Write::AddsKeys).await?;
-    super::mark_new_version(&rules, &request.bucket, &request.key, &mut changes);
+    super::mark_new_version(&range, &rules, &request.bucket, &request.key, &mut changes);
     range.commit_locked(guard, changes).await?;
     Ok(CompleteMultipartUploadResponse {
         meta: Some(wire::object_meta(&meta)),

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
-use strata_proto::common::{ObjectMeta, ReplicationStatus, WriteCondition};
+use strata_proto::common::{ObjectMeta, WriteCondition};
 use strata_proto::partition::*;
 use strata_types::keys;
 use strata_types::limits::OBJECT_KEY_BYTES_MAX;
@@ -69,11 +69,11 @@ fn lookup(
     key: &str,
     version_id: &str,
     charge: Charge,
-) -> Result<(Vec<u8>, ObjectRecord), PartitionError> {
+) -> Result<(crate::range::RangeRef, ObjectRecord), PartitionError> {
     let encoded = object_key(bucket, key)?;
     let range = state.admit_as(&encoded, bucket, charge)?;
     match versions::find(&range, bucket, key, version_id) {
-        Some(found) => Ok((encoded, found.meta)),
+        Some(found) => Ok((range, found.meta)),
         None if version_id.is_empty() => Err(PartitionError::NoSuchKey),
         None => Err(no_such_version()),
     }
@@ -228,7 +228,7 @@ pub async fn put(
     let rules = super::require_writable(state, &header.bucket, Write::AddsKeys).await?;
     let mut changes =
         versions::write_changes(&range, &header.bucket, &header.key, &mut meta, versioning);
-    super::mark_new_version(&rules, &header.bucket, &header.key, &mut changes);
+    super::mark_new_version(&range, &rules, &header.bucket, &header.key, &mut changes);
     range.commit_locked(guard, changes).await?;
     Ok(PutObjectResponse {
         meta: Some(wire::object_meta(&meta)),
@@ -246,8 +246,8 @@ pub fn head(
         &request.version_id,
         Charge::Request,
     ) {
-        Ok((_, meta)) => Ok(HeadObjectResponse {
-            meta: Some(wire::object_meta(&meta)),
+        Ok((range, meta)) => Ok(HeadObjectResponse {
+            meta: Some(super::shown_meta(&range, &request.bucket, &meta)),
         }),
         Err(PartitionError::NoSuchKey) => Ok(HeadObjectResponse { meta: None }),
         Err(PartitionError::NoSuchVersion) => Ok(HeadObjectResponse { meta: None }),
@@ -264,7 +264,7 @@ pub fn get(
     } else {
         Charge::Request
     };
-    let (encoded, meta) = lookup(
+    let (range, meta) = lookup(
         state,
         &request.bucket,
         &request.key,
@@ -277,7 +277,6 @@ pub fn get(
     if !request.expected_etag.is_empty() && request.expected_etag != meta.etag {
         return Err(PartitionError::PreconditionFailed);
     }
-    let range = state.range_for(&encoded)?;
     let start = request.range_start.min(meta.size_bytes);
     let end = if request.range_end == 0 {
         meta.size_bytes
@@ -307,9 +306,10 @@ pub fn get(
             part: Some(get_object_response::Part::Chunk(bytes?.to_vec())),
         })
     });
+    let shown = super::shown_meta(&range, &request.bucket, &meta);
     let first = futures::stream::once(async move {
         Ok(GetObjectResponse {
-            part: Some(get_object_response::Part::Meta(wire::object_meta(&meta))),
+            part: Some(get_object_response::Part::Meta(shown)),
         })
     });
     Ok(Box::pin(first.chain(chunks)))
@@ -373,7 +373,7 @@ pub async fn delete(
         // Only a new delete marker is a new version; a version deleted by id is not
         // replicated (S3), and one it promotes to current keeps its own mark.
         if deleted.delete_marker && request.version_id.is_empty() {
-            super::mark_new_version(&rules, &request.bucket, &request.key, &mut changes);
+            super::mark_new_version(&range, &rules, &request.bucket, &request.key, &mut changes);
         }
         range.commit_locked(guard, changes).await?;
     }
@@ -408,10 +408,8 @@ pub async fn put_tags(
     }
     let mut meta = found.meta;
     meta.tags = request.tags;
-    // A tag change of a version replication covers is shipped with it; a FAILED one retried.
-    if meta.replication_status == ReplicationStatus::Failed as i32 {
-        meta.replication_status = ReplicationStatus::Pending as i32;
-    }
+    // A tag change of a version replication covers is shipped again; a FAILED one retried.
+    crate::replication_rules::mark_tag_change(&mut meta, range.mark_clock_ms());
     let value = if found.is_current {
         IndexValue::Object(meta.clone())
     } else {
@@ -484,7 +482,13 @@ pub async fn copy(
         &mut meta,
         versioning,
     );
-    super::mark_new_version(&rules, &request.dst_bucket, &request.dst_key, &mut changes);
+    super::mark_new_version(
+        &range,
+        &rules,
+        &request.dst_bucket,
+        &request.dst_key,
+        &mut changes,
+    );
     range.commit_locked(guard, changes).await?;
     Ok(CopyObjectResponse {
         meta: Some(wire::object_meta(&meta)),
