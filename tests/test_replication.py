@@ -1,9 +1,10 @@
-"""Replication between stamps (issue 16), built in steps (docs/plans/replication.md). What is
-built: the configuration API, Put/Get/DeleteBucketReplication, checked as S3 checks it and
-kept in the bucket record (it moves with the bucket). Until objects are shipped,
-PutBucketReplication answers 501 NotImplemented unless the front-ends run with
-`replication_preview` (STRATA_REPLICATION_PREVIEW), so no client believes its writes
-replicate; these tests run two stamps with it set."""
+"""Replication between stamps (issue 16), built in steps (docs/plans/replication.md): the
+configuration API, Put/Get/DeleteBucketReplication, checked as S3 checks it and kept in the
+bucket record (it moves with the bucket), and the marks of the versions a rule covers. Rules to
+a bucket on the same stamp are carried out (test_replication_shipping.py); until shipping
+between stamps is built, a rule to another stamp answers 501 NotImplemented unless the
+front-ends run with `replication_preview` (STRATA_REPLICATION_PREVIEW), which these tests of
+the configuration set."""
 
 import json
 
@@ -15,6 +16,7 @@ from test_bucket_move import move
 from test_two_stamps import endpoints, homed_bucket, locate
 
 ROLE = "arn:aws:iam::000000000000:role/replication"
+COVERED = ("PENDING", "COMPLETED")
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +56,6 @@ def error_of(call, **kwargs):
         call(**kwargs)
     answer = refused.value.response
     return answer["Error"]["Code"], answer["ResponseMetadata"]["HTTPStatusCode"]
-
-
-def test_without_the_preview_a_rule_is_refused_as_not_implemented(s3, bucket):
-    versioned(s3, bucket)
-    config = {"Role": ROLE, "Rules": [rule("r", "", "arn:aws:s3:::" + bucket + "-dest")]}
-    code = error_of(s3.put_bucket_replication, Bucket=bucket, ReplicationConfiguration=config)
-    assert code == ("NotImplemented", 501)
-    code = error_of(s3.get_bucket_replication, Bucket=bucket)
-    assert code == ("ReplicationConfigurationNotFoundError", 404)
 
 
 def test_aws_cli_sets_a_rule_read_through_either_stamp_and_moved_with_the_bucket(stamps, tmp_path):
@@ -155,14 +148,16 @@ def test_rules_s3_would_refuse_are_refused_and_nothing_is_stored(stamps):
 def status_of(s3, bucket, key, **kwargs):
     head = s3.head_object(Bucket=bucket, Key=key, **kwargs).get("ReplicationStatus")
     get = s3.get_object(Bucket=bucket, Key=key, **kwargs)
-    assert get.get("ReplicationStatus") == head, (key, head, get.get("ReplicationStatus"))
+    shown = get.get("ReplicationStatus")
+    # Shipping may complete the version between the two.
+    assert shown == head or (head, shown) == COVERED, (key, head, shown)
     return head
 
 
 def test_versions_a_rule_covers_are_marked_pending_from_the_moment_it_is_stored(stamps):
-    """Nothing ships yet, so a covered version stays PENDING: what this checks is which
-    versions the rules cover, and that a write just after PutBucketReplication answered is
-    covered (the write leases granted under the old record are waited out first)."""
+    """Which versions the rules cover (PENDING, or COMPLETED once shipped: the destination is
+    on the same stamp), and that a write just after PutBucketReplication answered is covered
+    (the write leases granted under the old record are waited out first)."""
     s1 = client(stamps, "stamp-1")
     source = versioned(s1, homed_bucket(stamps, "stamp-1", "repl-marks"))
     dest = versioned(s1, homed_bucket(stamps, "stamp-1", "repl-marks-dest"))
@@ -179,27 +174,27 @@ def test_versions_a_rule_covers_are_marked_pending_from_the_moment_it_is_stored(
     }
     s1.put_bucket_replication(Bucket=source, ReplicationConfiguration=config)
     s1.put_object(Bucket=source, Key="exports/late", Body=b"right after the rule")
-    assert status_of(s1, source, "exports/late") == "PENDING"
+    assert status_of(s1, source, "exports/late") in COVERED
     assert status_of(s1, source, "exports/early") is None
     s1.put_object(Bucket=source, Key="other/b", Body=b"b")
     assert status_of(s1, source, "other/b") is None
     s1.put_object(Bucket=source, Key="p/x", Body=b"x", Tagging="kind=parquet&tier=gold")
     s1.put_object(Bucket=source, Key="p/y", Body=b"y", Tagging="kind=csv")
-    assert status_of(s1, source, "p/x") == "PENDING"
+    assert status_of(s1, source, "p/x") in COVERED
     assert status_of(s1, source, "p/y") is None
     s1.copy_object(Bucket=source, Key="exports/copied", CopySource={"Bucket": source, "Key": "other/b"})
     s1.copy_object(Bucket=source, Key="other/copied", CopySource={"Bucket": source, "Key": "exports/late"})
-    assert status_of(s1, source, "exports/copied") == "PENDING"
+    assert status_of(s1, source, "exports/copied") in COVERED
     assert status_of(s1, source, "other/copied") is None
     upload = s1.create_multipart_upload(Bucket=source, Key="exports/multi")["UploadId"]
     part = s1.upload_part(Bucket=source, Key="exports/multi", UploadId=upload, PartNumber=1, Body=b"m" * 1024)
     s1.complete_multipart_upload(Bucket=source, Key="exports/multi", UploadId=upload,
                                  MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
-    assert status_of(s1, source, "exports/multi") == "PENDING"
+    assert status_of(s1, source, "exports/multi") in COVERED
     # An older version keeps its own mark when a newer one is written.
     first = s1.head_object(Bucket=source, Key="exports/early")["VersionId"]
     s1.put_object(Bucket=source, Key="exports/early", Body=b"now covered")
-    assert status_of(s1, source, "exports/early") == "PENDING"
+    assert status_of(s1, source, "exports/early") in COVERED
     assert status_of(s1, source, "exports/early", VersionId=first) is None
 
     s1.delete_bucket_replication(Bucket=source)

@@ -15,8 +15,9 @@
 //! that is not: replicas' owner or encryption overrides (AccessControlTranslation, Account,
 //! EncryptionConfiguration, SSE-KMS source selection), replica modification sync, rules
 //! with two destinations, storage classes other than STANDARD, ExistingObjectReplication
-//! (the resync), and, until the shipper runs (docs/plans/replication.md), PutBucketReplication
-//! itself unless the front-end runs with `replication_preview`.
+//! (the resync), and, until shipping between stamps is built (docs/plans/replication.md), a
+//! destination on another stamp or a geo-replica unless the front-end runs with
+//! `replication_preview` (the partition servers ship to destinations on their own stamp).
 
 use crate::error::{FrontendError, Refusal};
 use crate::frontend::Frontend;
@@ -449,16 +450,16 @@ impl Frontend {
         bucket: &str,
         body: &ReplicationConfiguration,
     ) -> S3Result<()> {
-        if !self.config.replication_preview {
-            return Err(not_implemented(
-                "between buckets is not yet carried out, so PutBucketReplication",
-            ));
-        }
         let config = stored_config(body, bucket)?;
         let mut checked = HashSet::new();
         for destination in config.rules.iter().filter_map(|r| r.destination.as_ref()) {
             if checked.insert((destination.bucket.clone(), destination.stamp.clone())) {
-                self.check_destination(destination).await?;
+                let here = self.check_destination(destination).await?;
+                if !here && !self.config.replication_preview {
+                    return Err(not_implemented(
+                        "to a bucket on another stamp (or a geo-replica) is not yet carried out, so this rule",
+                    ));
+                }
             }
         }
         self.store_replication(bucket, config).await
@@ -477,10 +478,13 @@ impl Frontend {
     /// An S3 destination must exist (on any stamp) and, when this stamp holds it, be
     /// versioned (one on another stamp is checked by the shipper, which fails its versions
     /// for good otherwise); a geo-replica's stamp must be another stamp the location group
-    /// knows.
-    async fn check_destination(&self, destination: &ReplicationDestination) -> S3Result<()> {
+    /// knows. Whether this stamp holds the destination (what the shipper carries out today).
+    async fn check_destination(&self, destination: &ReplicationDestination) -> S3Result<bool> {
         if !destination.stamp.is_empty() {
-            return self.check_geo_stamp(&destination.stamp).await;
+            return self
+                .check_geo_stamp(&destination.stamp)
+                .await
+                .map(|()| false);
         }
         let missing = || {
             refused(
@@ -495,7 +499,7 @@ impl Frontend {
                     "Destination bucket must have versioning enabled.",
                 ));
             }
-            return Ok(());
+            return Ok(true);
         }
         let Some(location) = &self.location else {
             return Err(missing());
@@ -504,7 +508,7 @@ impl Frontend {
             .lookup_bucket(&destination.bucket)
             .await
             .map_err(FrontendError::Rpc)?;
-        found.location.map(|_| ()).ok_or_else(missing)
+        found.location.map(|_| false).ok_or_else(missing)
     }
 
     async fn check_geo_stamp(&self, stamp: &str) -> S3Result<()> {

@@ -30,6 +30,8 @@
 //!      PENDING in the write's own commit).
 //!    - [`replication_cursors`]: how far a range's versions have been replicated (a watermark
 //!      per bucket over the versions' marks, committed in the range's log and checkpoints).
+//!    - [`replication_backlog`]: the versions a range still owes its destinations, in memory
+//!      (refilled by an index scan after a load), and the watermarks they allow.
 //! 2. Encodings and streams.
 //!    - [`format`]: the versioned on-stream encodings of log entries and checkpoints (a message
 //!      larger than one stream record is written as several and applied only whole).
@@ -57,6 +59,9 @@
 //!      operator's bucket moves between stamps: rows out, rows in, the record's move marks).
 //!    - [`leftovers`]: deletes the streams of range ids that can never serve (a split's or
 //!      merge's children whose commit never applied), so shared extents are freed.
+//!    - [`replication`]: the shipper, which sends each range's owed versions to their
+//!      destination buckets (ApplyReplica on the destination's owner) in commit order per key,
+//!      and commits the ranges' replication cursors.
 //!    - [`lifecycle`]: bucket lifecycle rules (expiration, aborting old uploads) carried out by
 //!      a bounded background pass per range (uses the service's version rules).
 //! 6. The node.
@@ -101,6 +106,8 @@ pub mod persist;
 pub mod range;
 pub mod recent_writes;
 pub mod records;
+pub mod replication;
+pub mod replication_backlog;
 pub mod replication_cursors;
 pub mod replication_rules;
 pub mod reshape;

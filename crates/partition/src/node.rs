@@ -184,7 +184,11 @@ pub async fn start(
         state.clone(),
         token.clone(),
     ));
-    tasks.spawn(crate::lifecycle::run_lifecycle(state.clone(), token));
+    tasks.spawn(crate::lifecycle::run_lifecycle(
+        state.clone(),
+        token.clone(),
+    ));
+    tasks.spawn(crate::replication::run_replication(state.clone(), token));
     tasks.close();
     Ok(RunningPartitionServer { addr, state, tasks })
 }

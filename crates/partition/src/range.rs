@@ -93,6 +93,8 @@ pub struct Range {
     /// A copy of `CommitState::replication`, readable without the commit lock (HEAD and GET
     /// show COMPLETED from it, see [`crate::replication_cursors`]).
     replication: RwLock<ReplicationCursors>,
+    /// The versions the range still owes its destinations ([`crate::replication_backlog`]).
+    backlog: Mutex<crate::replication_backlog::Backlog>,
 }
 
 /// Serving normally.
@@ -202,6 +204,7 @@ impl Range {
             loaded_at: std::time::Instant::now(),
             clock_ms,
             replication,
+            backlog: Mutex::new(Default::default()),
         })
     }
 
@@ -426,6 +429,7 @@ impl Range {
                     state.replication = cursors;
                 }
                 self.remember_writes(&changes);
+                self.note_owed(&changes, entry.origin);
                 self.apply(changes);
                 self.entries_since_checkpoint
                     .fetch_add(1, Ordering::Relaxed);

@@ -314,14 +314,7 @@ impl PartitionServerState {
             Err(PartitionError::NotOwner(_)) => {}
             Err(err) => return Err(err),
         }
-        let owner = {
-            let map = self.map.read().unwrap_or_else(|poison| poison.into_inner());
-            map.iter()
-                .find(|a| strata_types::keys::range_contains(&a.low, &a.high, &key))
-                .map(|a| a.owner_addr.clone())
-                .filter(|addr| !addr.is_empty())
-        };
-        let owner = owner.ok_or(PartitionError::Loading {
+        let owner = self.owner_of(&key).ok_or(PartitionError::Loading {
             range_id: RangeId::new(0),
         })?;
         let response = self
@@ -337,6 +330,15 @@ impl PartitionServerState {
             })?
             .into_inner();
         Ok((response.bucket, response.deleting))
+    }
+
+    /// The address of the server the last heartbeat's map says owns `key`, if any.
+    pub(crate) fn owner_of(&self, key: &[u8]) -> Option<String> {
+        let map = self.map.read().unwrap_or_else(|poison| poison.into_inner());
+        map.iter()
+            .find(|a| strata_types::keys::range_contains(&a.low, &a.high, key))
+            .map(|a| a.owner_addr.clone())
+            .filter(|addr| !addr.is_empty())
     }
 
     /// A client of the partition server at `addr` (another owner), on a pooled channel.

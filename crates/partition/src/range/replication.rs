@@ -4,11 +4,35 @@
 
 use std::sync::atomic::Ordering;
 
+use strata_proto::common::ReplicationStatus;
+
 use crate::error::PartitionError;
-use crate::records::{CommitOrigin, LogEntry, ReplicationCursors};
+use crate::index::{Change, IndexValue};
+use crate::records::{CommitOrigin, LogEntry, ObjectRecord, ReplicationCursors};
+use crate::replication_backlog::{Backlog, Owed, ScanKeeper, OWED_MAX};
 use crate::replication_cursors::{check_advance, normalized, watermark_ms};
 
 use super::Range;
+
+/// The version an index row holds, with its bucket and key, when it is PENDING.
+fn pending_row<'v>(index_key: &[u8], value: &'v IndexValue) -> Option<(Owed, &'v ObjectRecord)> {
+    let record = match value {
+        IndexValue::Object(record) | IndexValue::Version(record) => record,
+        _ => return None,
+    };
+    if record.replication_status != ReplicationStatus::Pending as i32 {
+        return None;
+    }
+    let (bucket, key) = strata_types::keys::decode_object_key(index_key)
+        .or_else(|| strata_types::keys::decode_version_key(index_key).map(|(b, k, _)| (b, k)))?;
+    let owed = Owed {
+        mark_ms: record.replication_mark_ms,
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        version_id: record.version_id.clone(),
+    };
+    Some((owed, record))
+}
 
 impl Range {
     /// The clock value a version marked PENDING now gets (`ObjectRecord.replication_mark_ms`):
@@ -54,6 +78,59 @@ impl Range {
             ..Default::default()
         };
         self.append_entry(&mut state, entry, Vec::new()).await
+    }
+
+    /// Notes the PENDING versions a commit of `origin` writes in the backlog (called under the
+    /// commit lock, as the commit applies). A compaction's re-pointed rows and a demoted
+    /// version below its watermark were noted before; a move's imported rows are owed whatever
+    /// their mark (the old home's watermark is not known here).
+    pub(super) fn note_owed(&self, changes: &[Change], origin: i32) {
+        let compaction = origin == CommitOrigin::Compaction as i32;
+        let imported = origin == CommitOrigin::MoveImport as i32;
+        let cursors = self.replication_cursors();
+        let mut backlog = self.backlog();
+        for (index_key, value) in changes {
+            let Some((owed, _)) = value.as_ref().and_then(|v| pending_row(index_key, v)) else {
+                continue;
+            };
+            let shipped = owed.mark_ms < watermark_ms(&cursors, &owed.bucket);
+            if !compaction && (imported || !shipped) {
+                backlog.note(owed);
+            }
+        }
+    }
+
+    /// The backlog, locked (never held across an await).
+    pub fn backlog(&self) -> std::sync::MutexGuard<'_, Backlog> {
+        self.backlog
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Fills the backlog from the index: every PENDING version marked at or above its
+    /// bucket's watermark, the lowest [`OWED_MAX`] of them. Runs without the commit lock:
+    /// commits during the scan note their versions themselves.
+    pub fn scan_owed(&self) {
+        self.backlog().begin_scan();
+        let cursors = self.replication_cursors();
+        let mut keeper = ScanKeeper::new(OWED_MAX);
+        self.scan(b"", None, |index_key, value| {
+            if let Some((owed, _)) = pending_row(index_key, value) {
+                if owed.mark_ms >= watermark_ms(&cursors, &owed.bucket) {
+                    keeper.offer(owed);
+                }
+            }
+            true
+        });
+        let (found, left_out_ms) = keeper.finish();
+        self.backlog().end_scan(found, left_out_ms);
+    }
+
+    /// The cursors the backlog allows now (None before the first scan): the clock is read
+    /// first (see [`crate::replication_backlog`]).
+    pub fn current_watermarks(&self) -> Option<ReplicationCursors> {
+        let clock_ms = self.clock_ms();
+        self.backlog().watermarks(clock_ms)
     }
 
     /// Makes committed cursors visible to readers without the commit lock.

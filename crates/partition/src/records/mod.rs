@@ -204,6 +204,7 @@ mod tests {
             // Records written before replication existed are not marked.
             replication_status: 0,
             replication_mark_ms: 0,
+            replication_failure: String::new(),
         }
     }
 

@@ -57,6 +57,7 @@ pub fn object_record(meta: ObjectMeta) -> ObjectRecord {
         // Only the bucket's rules mark a version (`replication_rules`); a client cannot.
         replication_status: 0,
         replication_mark_ms: 0,
+        replication_failure: String::new(),
     }
 }
 

@@ -16,6 +16,9 @@ mod move_state;
 mod moves;
 mod multipart;
 mod objects;
+mod replica_apply;
+
+pub(crate) use objects::read_chunks;
 pub(crate) mod versions;
 mod walk;
 
@@ -353,6 +356,16 @@ impl PartitionServer for PartitionService {
             &self.state,
             request.into_inner(),
         )?))
+    }
+
+    async fn apply_replica(
+        &self,
+        request: Request<Streaming<ApplyReplicaRequest>>,
+    ) -> Result<Response<ApplyReplicaResponse>, Status> {
+        client(&request)?;
+        Ok(Response::new(
+            replica_apply::apply_replica(&self.state, request.into_inner()).await?,
+        ))
     }
 
     async fn import_row(

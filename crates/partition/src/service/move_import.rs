@@ -37,7 +37,7 @@ const IMPORT_MESSAGE_BYTES_MAX: usize = 4 * CHUNK_SIZE_BYTES;
 
 /// The MD5 a row's ETag names: objects written whole and parts (`"<32 hex>"`); None for
 /// multipart objects (`"<hex>-<parts>"`) and rows without bytes.
-fn etag_md5(value: &IndexValue) -> Option<Vec<u8>> {
+pub(super) fn etag_md5(value: &IndexValue) -> Option<Vec<u8>> {
     let etag = match value {
         IndexValue::Object(meta) | IndexValue::Version(meta) if !meta.delete_marker => &meta.etag,
         IndexValue::Part(part) => &part.etag,
@@ -177,12 +177,35 @@ async fn require_importing(
     Ok(())
 }
 
+/// The data messages that follow a header (ImportRow's, ApplyReplica's).
+pub(super) trait DataMessages {
+    /// The next data message; None at the end of the stream; an error for anything else.
+    fn next_data(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, Status>> + Send;
+}
+
+impl DataMessages for Streaming<ImportRowRequest> {
+    async fn next_data(&mut self) -> Result<Option<Vec<u8>>, Status> {
+        match self.message().await? {
+            None => Ok(None),
+            Some(ImportRowRequest {
+                part: Some(import_row_request::Part::Data(data)),
+            }) => Ok(Some(data)),
+            Some(_) => Err(PartitionError::InvalidArgument(
+                "only data may follow the header".into(),
+            )
+            .into()),
+        }
+    }
+}
+
 /// Receives a row's bytes until the mover ends the stream, appending chunks of at most
 /// `CHUNK_SIZE_BYTES` to the range's data stream as they fill; checks the length and, when the
 /// row's ETag is an MD5, the digest. Call holding an upload guard.
-async fn receive_row_bytes(
+pub(super) async fn receive_row_bytes(
     range: &Range,
-    body: &mut Streaming<ImportRowRequest>,
+    body: &mut impl DataMessages,
     size_bytes: u64,
     md5_expected: Option<Vec<u8>>,
 ) -> Result<Vec<ChunkLocation>, Status> {
@@ -190,12 +213,7 @@ async fn receive_row_bytes(
     let mut received = 0u64;
     let mut chunks = Vec::new();
     let mut pending = BytesMut::with_capacity(CHUNK_SIZE_BYTES.min(size_bytes as usize));
-    while let Some(message) = body.message().await? {
-        let Some(import_row_request::Part::Data(data)) = message.part else {
-            return Err(
-                PartitionError::InvalidArgument("only data may follow the header".into()).into(),
-            );
-        };
+    while let Some(data) = body.next_data().await? {
         if data.len() > IMPORT_MESSAGE_BYTES_MAX {
             return Err(PartitionError::InvalidArgument("data message too large".into()).into());
         }

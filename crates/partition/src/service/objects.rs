@@ -317,7 +317,7 @@ pub fn get(
 
 /// The bytes `[from, to)` of each of `wanted`'s chunks, in order, read a few chunks ahead;
 /// each record is checked to be as long as the index says.
-pub(super) fn read_chunks(
+pub(crate) fn read_chunks(
     client: StreamClient,
     wanted: Vec<(ChunkLocation, u64, u64)>,
 ) -> impl futures::Stream<Item = Result<Bytes, Status>> + Send + 'static {

@@ -46,7 +46,7 @@ fn new_version_id(stamp: u64) -> String {
 }
 
 /// The stamp a non-null version id carries.
-fn stamp_of_id(version_id: &str) -> Option<u64> {
+pub(super) fn stamp_of_id(version_id: &str) -> Option<u64> {
     if version_id.len() != 24 || !version_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
@@ -137,7 +137,7 @@ pub fn write_changes(
     changes
 }
 
-fn demote(bucket: &str, key: &str, current: ObjectRecord) -> Change {
+pub(super) fn demote(bucket: &str, key: &str, current: ObjectRecord) -> Change {
     let stamp = stamp_of(&current);
     (
         keys::version_key(bucket, key, stamp),

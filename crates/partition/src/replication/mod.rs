@@ -1,0 +1,220 @@
+//! The replication shipper (issue 16): each partition server sends the versions its ranges
+//! owe (see [`crate::replication_backlog`]) to their destination buckets, and commits how far
+//! it got as the ranges' replication cursors ([`crate::replication_cursors`]).
+//!
+//! Order: a range's owed versions are taken lowest mark first, and the versions of one key go
+//! one after another in that order (their marks follow their commits), while different keys go
+//! in parallel (at most [`KEYS_IN_FLIGHT_MAX`]). A version whose key has an earlier version
+//! still owed waits for it, so a destination never holds a version of a key without the ones
+//! committed before it.
+//!
+//! Failures: a transient one (destination unreachable, busy, moving) keeps the version owed
+//! and pauses the range's shipping, doubling from [`PAUSE_MS_MIN`] to [`PAUSE_MS_MAX`]; a
+//! refusal no retry can change marks the version FAILED with its cause. Nothing is lost when
+//! this server dies: what it had not confirmed is still PENDING above the committed watermark,
+//! and the next owner's scan finds it (and the destination's apply is idempotent).
+
+mod send;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use strata_proto::common::ReplicationConfig;
+use strata_types::{Epoch, RangeId};
+use tokio_util::sync::CancellationToken;
+
+use crate::range::{RangeRef, FREEZE_OPEN};
+use crate::replication_backlog::Owed;
+use crate::replication_cursors::watermark_ms;
+use crate::server::PartitionServerState;
+use send::{mark_failed, send, Sent};
+
+/// How often each range's backlog is looked at.
+const TICK_MS: u64 = 100;
+/// Versions taken from a range's backlog per pass.
+const BATCH_MAX: usize = 256;
+/// Keys of one range sent at once.
+pub const KEYS_IN_FLIGHT_MAX: usize = 8;
+/// Pauses of a range after a transient failure.
+const PAUSE_MS_MIN: u64 = 200;
+const PAUSE_MS_MAX: u64 = 30_000;
+/// Cursors are committed at most this often per range while it ships.
+const CURSOR_COMMIT_MS: u64 = 1_000;
+
+/// The shipper's memory of one loaded range (a reload starts afresh).
+#[derive(Default)]
+struct RangeShipping {
+    paused_until: Option<Instant>,
+    pause_ms: u64,
+    last_commit: Option<Instant>,
+    /// Per bucket, the highest mark sent since the committed cursors passed it: the cursors
+    /// are committed until they do, so a sent version is shown COMPLETED.
+    unsettled: BTreeMap<String, i64>,
+}
+
+pub async fn run_replication(state: Arc<PartitionServerState>, token: CancellationToken) {
+    let mut shipping: HashMap<(RangeId, Epoch), RangeShipping> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_millis(TICK_MS)) => {}
+        }
+        let ranges = state.ready_ranges();
+        shipping.retain(|(id, epoch), _| {
+            ranges
+                .iter()
+                .any(|r| r.bounds.range_id == *id && r.bounds.epoch == *epoch)
+        });
+        for range in ranges {
+            if token.is_cancelled() {
+                break;
+            }
+            if range.is_poisoned() || range.freeze_state() != FREEZE_OPEN {
+                continue;
+            }
+            let key = (range.bounds.range_id, range.bounds.epoch);
+            pass(&state, &range, shipping.entry(key).or_default()).await;
+        }
+    }
+}
+
+/// One look at a range: scan if needed, send a batch, commit the cursors when due.
+async fn pass(state: &PartitionServerState, range: &RangeRef, shipping: &mut RangeShipping) {
+    if range.backlog().needs_scan() {
+        let scanned = range.clone();
+        // The scan walks the whole index: off the async workers.
+        if tokio::task::spawn_blocking(move || scanned.scan_owed())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let paused = shipping
+        .paused_until
+        .is_some_and(|until| Instant::now() < until);
+    if !paused {
+        ship_batch(state, range, shipping).await;
+    }
+    commit_cursors(range, shipping).await;
+}
+
+/// Sends the lowest-marked owed versions, key by key.
+async fn ship_batch(state: &PartitionServerState, range: &RangeRef, shipping: &mut RangeShipping) {
+    let batch = range.backlog().lowest(BATCH_MAX);
+    if batch.is_empty() {
+        return;
+    }
+    let mut configs: HashMap<String, Option<ReplicationConfig>> = HashMap::new();
+    for owed in &batch {
+        if !configs.contains_key(&owed.bucket) {
+            let config = match state.bucket_record(&owed.bucket).await {
+                Ok(Some(record)) => record.replication,
+                Ok(None) => None,
+                Err(err) => {
+                    pause(
+                        range,
+                        shipping,
+                        &format!("reading bucket {}: {err}", owed.bucket),
+                    );
+                    return;
+                }
+            };
+            configs.insert(owed.bucket.clone(), config);
+        }
+    }
+    // Per key, in mark order (the batch is): one key's versions go one after another.
+    let mut by_key: BTreeMap<(String, String), Vec<Owed>> = BTreeMap::new();
+    for owed in batch {
+        let key = (owed.bucket.clone(), owed.key.clone());
+        by_key.entry(key).or_default().push(owed);
+    }
+    let configs = &configs;
+    let outcomes: Vec<KeyOutcome> = futures::stream::iter(by_key.into_values())
+        .map(|versions| ship_key(state, range, configs, versions))
+        .buffer_unordered(KEYS_IN_FLIGHT_MAX)
+        .collect()
+        .await;
+    let mut retry = None;
+    for (arrived, cause) in outcomes {
+        for (mark_ms, bucket) in arrived {
+            let highest = shipping.unsettled.entry(bucket).or_insert(mark_ms);
+            *highest = (*highest).max(mark_ms);
+        }
+        retry = retry.or(cause);
+    }
+    match retry {
+        Some(cause) => pause(range, shipping, &cause),
+        None => {
+            shipping.paused_until = None;
+            shipping.pause_ms = 0;
+        }
+    }
+}
+
+/// The (mark, bucket) of each version of one key that arrived, and why it stopped early.
+type KeyOutcome = (Vec<(i64, String)>, Option<String>);
+
+/// Sends one key's owed versions in order; stops at the first that must be retried.
+async fn ship_key(
+    state: &PartitionServerState,
+    range: &RangeRef,
+    configs: &HashMap<String, Option<ReplicationConfig>>,
+    versions: Vec<Owed>,
+) -> KeyOutcome {
+    let mut arrived = Vec::new();
+    for owed in versions {
+        let config = configs.get(&owed.bucket).and_then(Option::as_ref);
+        match send(state, range, config, &owed).await {
+            Sent::Arrived => {
+                arrived.push((owed.mark_ms, owed.bucket.clone()));
+                range.backlog().done(&owed);
+            }
+            Sent::Gone => range.backlog().done(&owed),
+            Sent::Failed(cause) => {
+                if let Err(err) = mark_failed(state, range, &owed, &cause).await {
+                    return (arrived, Some(format!("marking FAILED: {err}")));
+                }
+                tracing::warn!(bucket = %owed.bucket, key = %owed.key, version_id = %owed.version_id, %cause, "replication of a version failed for good");
+                range.backlog().done(&owed);
+            }
+            // The key's later versions wait for this one.
+            Sent::Retry(cause) => return (arrived, Some(cause)),
+        }
+    }
+    (arrived, None)
+}
+
+fn pause(range: &RangeRef, shipping: &mut RangeShipping, cause: &str) {
+    shipping.pause_ms = (shipping.pause_ms * 2).clamp(PAUSE_MS_MIN, PAUSE_MS_MAX);
+    shipping.paused_until = Some(Instant::now() + Duration::from_millis(shipping.pause_ms));
+    tracing::info!(range_id = %range.bounds.range_id, pause_ms = shipping.pause_ms, cause, "replication paused; retried after the pause");
+}
+
+/// Commits the cursors the backlog allows when versions were sent that the committed cursors
+/// do not cover yet, at most every [`CURSOR_COMMIT_MS`] while versions are still owed.
+async fn commit_cursors(range: &RangeRef, shipping: &mut RangeShipping) {
+    if shipping.unsettled.is_empty() {
+        return;
+    }
+    let recently = shipping
+        .last_commit
+        .is_some_and(|at| at.elapsed() < Duration::from_millis(CURSOR_COMMIT_MS));
+    if recently && range.backlog().len() > 0 {
+        return;
+    }
+    let Some(cursors) = range.current_watermarks() else {
+        return;
+    };
+    if let Err(err) = range.commit_replication_cursors(cursors).await {
+        tracing::warn!(range_id = %range.bounds.range_id, %err, "committing replication cursors failed; retried");
+        return;
+    }
+    shipping.last_commit = Some(Instant::now());
+    let committed = range.replication_cursors();
+    shipping
+        .unsettled
+        .retain(|bucket, mark_ms| *mark_ms >= watermark_ms(&committed, bucket));
+}

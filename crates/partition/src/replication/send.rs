@@ -1,0 +1,225 @@
+//! Sending one owed version to its destination bucket: the rule that covers it now, the
+//! destination's owner on this stamp (from the partition map), ApplyReplica without bytes and,
+//! when the destination lacks the version, again with them; then what the answer means.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use strata_proto::common::{ReplicationConfig, ReplicationStatus};
+use strata_proto::partition::*;
+use strata_types::error_detail::{from_status, ErrorDetail, RejectReason};
+use strata_types::keys;
+use tonic::Status;
+
+use crate::bucket_gate::Write;
+use crate::error::PartitionError;
+use crate::range::{IndexValue, Range};
+use crate::records::{CommitOrigin, ObjectRecord};
+use crate::replication_backlog::Owed;
+use crate::server::PartitionServerState;
+use crate::service::versions;
+
+/// An ApplyReplica without bytes answers within this.
+const OFFER_TIMEOUT_MS: u64 = 10_000;
+/// An ApplyReplica with bytes answers within this plus a second per MiB.
+const APPLY_TIMEOUT_MS_BASE: u64 = 30_000;
+const APPLY_TIMEOUT_MS_MAX: u64 = 3_600_000;
+
+/// What became of one owed version.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// It is at the destination (applied now, or there already).
+    Arrived,
+    /// It is no longer owed: deleted, or no longer PENDING.
+    Gone,
+    /// It can never arrive, for this cause (a permanent refusal).
+    Failed(String),
+    /// It did not arrive this time (a transient cause); the backlog keeps it.
+    Retry(String),
+}
+
+/// Sends `owed` (a version of `range`) to the destination its bucket's rules name now.
+pub async fn send(
+    state: &PartitionServerState,
+    range: &Range,
+    config: Option<&ReplicationConfig>,
+    owed: &Owed,
+) -> Sent {
+    let Some(found) = versions::find(range, &owed.bucket, &owed.key, &owed.version_id) else {
+        return Sent::Gone;
+    };
+    let version = found.meta;
+    if version.replication_status != ReplicationStatus::Pending as i32 {
+        return Sent::Gone;
+    }
+    let Some(config) = config else {
+        return Sent::Failed("the bucket has no replication configuration any more".into());
+    };
+    let Some(rule) = crate::replication_rules::rule_for(config, &owed.key, &version) else {
+        return Sent::Failed("no enabled rule covers this version any more".into());
+    };
+    let Some(destination) = rule.destination.as_ref() else {
+        return Sent::Failed(format!("rule {} names no destination", rule.id));
+    };
+    if !destination.stamp.is_empty() {
+        // Refused by PutBucketReplication until shipping between stamps is built.
+        return Sent::Retry(format!(
+            "destinations on another stamp ({}) are not shipped to yet",
+            destination.stamp
+        ));
+    }
+    match apply(state, range, &destination.bucket, &owed.key, version).await {
+        Ok(()) => Sent::Arrived,
+        Err(status) => classify(&destination.bucket, &status),
+    }
+}
+
+/// Offers the version, then sends its bytes when the destination lacks it.
+async fn apply(
+    state: &PartitionServerState,
+    range: &Range,
+    bucket: &str,
+    key: &str,
+    version: ObjectRecord,
+) -> Result<(), Status> {
+    let encoded = keys::object_key(bucket, key);
+    let owner = state.owner_of(&encoded).ok_or_else(|| {
+        Status::from(PartitionError::Loading {
+            range_id: strata_types::RangeId::new(0),
+        })
+    })?;
+    let mut peer = state
+        .peer(&owner)
+        .map_err(|err| Status::unavailable(format!("destination owner {owner}: {err}")))?;
+    let header = |with_bytes| ApplyReplicaRequest {
+        part: Some(apply_replica_request::Part::Header(ApplyReplicaHeader {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version: Some(ObjectRecord {
+                chunks: Vec::new(),
+                ..version.clone()
+            }),
+            with_bytes,
+        })),
+    };
+    let offer = futures::stream::iter([header(false)]);
+    let answer = tokio::time::timeout(
+        Duration::from_millis(OFFER_TIMEOUT_MS),
+        peer.apply_replica(offer),
+    )
+    .await
+    .map_err(|_| Status::deadline_exceeded("offering a replica timed out"))??;
+    if answer.into_inner().outcome != ApplyOutcome::NeedBytes as i32 {
+        return Ok(());
+    }
+    let wanted = version.chunks.iter().map(|c| (*c, 0, c.length)).collect();
+    // A chunk that cannot be read ends the stream early: the destination refuses the short
+    // body (IncompleteBody) and the version is retried.
+    let data = crate::service::read_chunks(range.stream_client().clone(), wanted)
+        .take_while(|chunk| futures::future::ready(chunk.is_ok()))
+        .filter_map(|chunk| async move { chunk.ok() })
+        .map(|bytes| ApplyReplicaRequest {
+            part: Some(apply_replica_request::Part::Data(bytes.to_vec())),
+        });
+    let body = futures::stream::iter([header(true)]).chain(data);
+    let timeout_ms = (APPLY_TIMEOUT_MS_BASE + version.size_bytes / (1024 * 1024) * 1_000)
+        .min(APPLY_TIMEOUT_MS_MAX);
+    tokio::time::timeout(Duration::from_millis(timeout_ms), peer.apply_replica(body))
+        .await
+        .map_err(|_| Status::deadline_exceeded("sending a replica's bytes timed out"))??;
+    Ok(())
+}
+
+/// A destination's refusal that no retry can change, or a transient failure.
+fn classify(bucket: &str, status: &Status) -> Sent {
+    let permanent = match from_status(status) {
+        Some(ErrorDetail::NotFound { .. }) => {
+            return Sent::Failed(format!("the destination bucket {bucket} does not exist"));
+        }
+        Some(ErrorDetail::PermissionDenied { .. }) => true,
+        Some(ErrorDetail::Rejected { reason }) => matches!(
+            reason,
+            RejectReason::InvalidBucketState
+                | RejectReason::Conflict
+                | RejectReason::EntityTooLarge
+                | RejectReason::InvalidArgument
+                | RejectReason::KeyTooLong
+                | RejectReason::BadDigest
+        ),
+        _ => false,
+    };
+    let cause = format!("{bucket}: {}", status.message());
+    if permanent {
+        Sent::Failed(cause)
+    } else {
+        Sent::Retry(cause)
+    }
+}
+
+/// Marks `owed` FAILED with `cause`, unless it changed since (deleted, or marked again).
+pub async fn mark_failed(
+    state: &PartitionServerState,
+    range: &Range,
+    owed: &Owed,
+    cause: &str,
+) -> Result<(), PartitionError> {
+    let guard = range.lock_commits().await;
+    let Some(found) = versions::find(range, &owed.bucket, &owed.key, &owed.version_id) else {
+        return Ok(());
+    };
+    let mut version = found.meta;
+    let unchanged = version.replication_status == ReplicationStatus::Pending as i32
+        && version.replication_mark_ms == owed.mark_ms;
+    if !unchanged {
+        return Ok(());
+    }
+    version.replication_status = ReplicationStatus::Failed as i32;
+    version.replication_mark_ms = 0;
+    version.replication_failure = cause.chars().take(1_024).collect();
+    let value = if found.is_current {
+        IndexValue::Object(version)
+    } else {
+        IndexValue::Version(version)
+    };
+    crate::service::require_writable(state, &owed.bucket, Write::ChangesKeys).await?;
+    range
+        .commit_locked_as(
+            guard,
+            vec![(found.index_key, Some(value))],
+            CommitOrigin::Replication,
+        )
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_types::error_detail::to_status;
+
+    #[test]
+    fn only_refusals_no_retry_can_change_fail_a_version() {
+        let status = |detail| to_status(detail, "refused");
+        let missing = status(ErrorDetail::NotFound {
+            what: strata_types::error_detail::Missing::Bucket,
+            name: "d".into(),
+        });
+        assert!(matches!(classify("d", &missing), Sent::Failed(_)));
+        let conflict = status(ErrorDetail::Rejected {
+            reason: RejectReason::Conflict,
+        });
+        assert!(matches!(classify("d", &conflict), Sent::Failed(_)));
+        for transient in [
+            status(ErrorDetail::Throttled { retry_after_ms: 5 }),
+            status(ErrorDetail::BucketMoved { stamp: None }),
+            status(ErrorDetail::Rejected {
+                reason: RejectReason::IncompleteBody,
+            }),
+            Status::unavailable("connection refused"),
+        ] {
+            assert!(
+                matches!(classify("d", &transient), Sent::Retry(_)),
+                "{transient:?}"
+            );
+        }
+    }
+}
