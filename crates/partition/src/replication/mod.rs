@@ -202,7 +202,7 @@ async fn commit_cursors(range: &RangeRef, shipping: &mut RangeShipping) {
     let recently = shipping
         .last_commit
         .is_some_and(|at| at.elapsed() < Duration::from_millis(CURSOR_COMMIT_MS));
-    if recently && range.backlog().len() > 0 {
+    if recently && !range.backlog().is_empty() {
         return;
     }
     let Some(cursors) = range.current_watermarks() else {

@@ -51,8 +51,8 @@ impl DataMessages for Streaming<ApplyReplicaRequest> {
 
 /// Where a version that is not in the bucket yet goes.
 enum Placement {
-    /// The version is there already (the index key it is under, and whether tags differ).
-    Present(FoundVersion),
+    /// The version is there already.
+    Present(Box<FoundVersion>),
     /// These changes store it.
     New(Vec<Change>),
 }
@@ -113,7 +113,7 @@ fn place(
                 version.version_id
             )));
         }
-        return Ok(Placement::Present(found));
+        return Ok(Placement::Present(Box::new(found)));
     }
     let object = keys::object_key(bucket, key);
     let stamp = version.version_stamp;
@@ -217,7 +217,7 @@ pub async fn apply_replica(
         let guard = range.lock_commits().await;
         match place(&range, bucket, key, &version)? {
             Placement::Present(found) => {
-                return Ok(update_present(state, &range, guard, bucket, found, &version).await?);
+                return Ok(update_present(state, &range, guard, bucket, *found, &version).await?);
             }
             Placement::New(changes) if !needs_bytes => {
                 super::require_writable(state, bucket, Write::AddsKeys).await?;
@@ -243,7 +243,7 @@ pub async fn apply_replica(
     // bytes are never referenced, and compaction frees them).
     match place(&range, bucket, key, &version)? {
         Placement::Present(found) => {
-            Ok(update_present(state, &range, guard, bucket, found, &version).await?)
+            Ok(update_present(state, &range, guard, bucket, *found, &version).await?)
         }
         Placement::New(changes) => {
             super::require_writable(state, bucket, Write::AddsKeys).await?;
