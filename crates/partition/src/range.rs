@@ -386,6 +386,8 @@ impl Range {
         let entry = LogEntry {
             mutations,
             origin: origin as i32,
+            // A move's imported versions may be owed below this range's watermarks.
+            replication: self.cursors_owing(&state.replication, &changes, origin),
             ..Default::default()
         };
         self.append_entry(&mut state, entry, changes).await

@@ -216,3 +216,56 @@ async fn split_and_merge_children_take_each_buckets_lowest_watermark() {
     assert_eq!(merged.replication_watermark_ms("b"), clock_ms - 50);
     assert!(merged.clock_ms() >= right_clock);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moves_imported_pending_version_stays_owed_below_the_watermark_across_a_reload() {
+    use strata_partition::records::CommitOrigin;
+    use strata_proto::common::ReplicationStatus;
+
+    let layer = stream_layer(SMALL_EXTENT_BYTES).await;
+    let client = layer.client.clone();
+    let range = Range::load(client.clone(), bounds(9, b"", b"", 1))
+        .await
+        .unwrap();
+    put(&range, "b", "local").await;
+    let clock_ms = range.clock_ms();
+    range
+        .commit_replication_cursors(cursors(clock_ms, &[]))
+        .await
+        .unwrap();
+    // Marked on the old home's clock, far below this range's watermark.
+    let old_mark_ms = clock_ms - 60_000;
+    let imported = ObjectRecord {
+        version_id: format!("{:016x}0000abcd", 1u64 << 40),
+        version_stamp: 1 << 40,
+        replication_status: ReplicationStatus::Pending as i32,
+        replication_mark_ms: old_mark_ms,
+        ..Default::default()
+    };
+    let guard = range.lock_commits().await;
+    range
+        .commit_locked_as(
+            guard,
+            vec![(
+                keys::object_key("moved", "k"),
+                Some(IndexValue::Object(imported)),
+            )],
+            CommitOrigin::MoveImport,
+        )
+        .await
+        .unwrap();
+    assert_eq!(range.replication_watermark_ms("moved"), old_mark_ms);
+    assert_eq!(range.replication_watermark_ms("b"), clock_ms);
+
+    let reloaded = Range::load(client.clone(), bounds(9, b"", b"", 2))
+        .await
+        .unwrap();
+    assert_eq!(reloaded.replication_watermark_ms("moved"), old_mark_ms);
+    reloaded.scan_owed();
+    let owed = reloaded.backlog().lowest(10);
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    assert_eq!((owed[0].bucket.as_str(), owed[0].key.as_str()), ("moved", "k"));
+    // Until it is shipped, the watermark stays below it.
+    let allowed = reloaded.current_watermarks().unwrap();
+    assert_eq!(allowed.lagging.get("moved"), Some(&old_mark_ms));
+}

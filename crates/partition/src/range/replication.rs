@@ -100,6 +100,32 @@ impl Range {
         }
     }
 
+    /// The cursors a commit of `origin` must carry with `changes`, if any: a bucket move's
+    /// import brings PENDING versions marked on the old home's clock, which the old home may
+    /// not have shipped; their bucket's watermark is lowered below them in the same commit, so
+    /// they stay owed after any reload (the destination's apply is idempotent, so one shipped
+    /// already only costs an offer).
+    pub(super) fn cursors_owing(
+        &self,
+        committed: &ReplicationCursors,
+        changes: &[Change],
+        origin: CommitOrigin,
+    ) -> Option<ReplicationCursors> {
+        if origin != CommitOrigin::MoveImport {
+            return None;
+        }
+        let mut lowered = committed.clone();
+        for (index_key, value) in changes {
+            let Some((owed, _)) = value.as_ref().and_then(|v| pending_row(index_key, v)) else {
+                continue;
+            };
+            if owed.mark_ms < watermark_ms(&lowered, &owed.bucket) {
+                lowered.lagging.insert(owed.bucket, owed.mark_ms);
+            }
+        }
+        (lowered != *committed).then(|| normalized(lowered))
+    }
+
     /// The backlog, locked (never held across an await).
     pub fn backlog(&self) -> std::sync::MutexGuard<'_, Backlog> {
         self.backlog
