@@ -70,7 +70,19 @@ def all_completed(s3, bucket):
     return all(status(s3, bucket, key, vid) == "COMPLETED" for key, vid, *_ in versions)
 
 
-def test_versions_arrive_whole_in_order_and_show_completed_and_replica(s3, bucket):
+def replication_status(stamp, bucket):
+    import json
+    import subprocess
+
+    from stamp import BIN_DIR
+    out = subprocess.run(
+        [str(BIN_DIR / "strata"), "replication", "status", bucket,
+         "--data-dir", str(stamp.data_dir), "--json"],
+        check=True, capture_output=True, env=stamp.env(), timeout=60)
+    return json.loads(out.stdout)
+
+
+def test_versions_arrive_whole_in_order_and_show_completed_and_replica(stamp, s3, bucket):
     source = versioned(s3, bucket)
     destination = versioned(s3, created(s3, bucket + "-dst"))
     replicate(s3, source, destination)
@@ -89,6 +101,13 @@ def test_versions_arrive_whole_in_order_and_show_completed_and_replica(s3, bucke
     s3.delete_object(Bucket=source, Key="k00")  # a delete marker: replicated (the rule says so)
 
     wait_for("every source version COMPLETED", lambda: all_completed(s3, source))
+    # The watermark passed the last write: nothing owed, replicated through a time after it.
+    last_write_ms = max(v[5] for v in history(s3, source)[0]).timestamp() * 1000
+    report = wait_for("nothing owed", lambda: (lambda r: r if r["owed_versions"] == 0
+                                              and r["replicated_through_ms"] else None)(
+        replication_status(stamp, source)))
+    assert report["replicated_through_ms"] >= last_write_ms, report
+    assert report["replicated_through"].endswith("Z") and report["ranges"], report
     source_history = history(s3, source)
     assert history(s3, destination) == source_history
     assert len(source_history[0]) == 48 and len(source_history[1]) == 1
@@ -198,3 +217,23 @@ def test_a_killed_source_owner_loses_nothing_and_shipping_resumes(own_stamp):
     destination_versions, _ = history(s3, destination)
     # Nothing twice, nothing the source does not hold, same order and contents.
     assert destination_versions == source_versions
+    # The partition servers' /metrics count what they shipped (the killed one's counts died
+    # with it) and owe nothing any more.
+    shipped = partition_metric(stamp, "strata_partition_replication_shipped_total")
+    assert shipped > 0
+    assert partition_metric(stamp, "strata_partition_replication_latency_seconds_count") == shipped
+    wait_for("nothing owed on /metrics", lambda: partition_metric(
+        stamp, "strata_partition_replication_owed_versions") == 0, timeout_s=10)
+
+
+def partition_metric(stamp, name):
+    """A metric summed over every partition server's /metrics and labels."""
+    import re
+    import urllib.request
+
+    total = 0.0
+    for node in stamp.nodes_of("partition-server"):
+        with urllib.request.urlopen(f"http://{node['http_addr']}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        total += sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+    return total

@@ -31,6 +31,7 @@ pub mod drain;
 pub mod layout;
 pub mod namespace;
 pub mod probe;
+pub mod replication;
 pub mod status;
 pub mod supervisor;
 pub mod up;
@@ -59,6 +60,8 @@ pub enum Command {
     Bucket(namespace::BucketArgs),
     /// Stamps: drain one (move its buckets off and close it to new ones), open it again.
     Stamp(drain::StampArgs),
+    /// Replication of a bucket's versions to its destinations: how far it got.
+    Replication(replication::ReplicationArgs),
     /// Kill, stop, start, pause or resume one node of a running stamp (fault injection).
     Node(NodeArgs),
     /// Low-level calls for fault tests (bypassing the front-end).
@@ -109,6 +112,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Debug(args) => debug::run(args).await,
         Command::Bucket(args) => namespace::run(args).await,
         Command::Stamp(args) => drain::run(args).await,
+        Command::Replication(args) => replication::run(args).await,
         Command::Certs(args) => certs::issue_named(&args),
         Command::Node(args) => {
             let report = control::request(&args.data_dir, &args.name, args.action).await?;

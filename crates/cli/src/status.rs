@@ -37,7 +37,7 @@ pub fn show_key(key: &[u8]) -> String {
     strata_types::keys::display(key)
 }
 
-async fn partition_map(layout: &Layout) -> Option<PartitionMap> {
+pub(crate) async fn partition_map(layout: &Layout) -> Option<PartitionMap> {
     let mut fallback = None;
     for member in layout.of_kind(NodeKind::PartitionManager) {
         let Ok(channel) = crate::grpc_channel(&member.addr, CALL_TIMEOUT) else {

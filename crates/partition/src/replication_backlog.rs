@@ -83,6 +83,19 @@ impl Backlog {
         self.owed.remove(owed);
     }
 
+    /// Per bucket: how many versions it owes, and the lowest mark among them.
+    pub fn by_bucket(&self) -> BTreeMap<String, (u64, i64)> {
+        let mut buckets: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+        for owed in &self.owed {
+            let entry = buckets
+                .entry(owed.bucket.clone())
+                .or_insert((0, owed.mark_ms));
+            entry.0 += 1;
+            entry.1 = entry.1.min(owed.mark_ms);
+        }
+        buckets
+    }
+
     pub fn len(&self) -> usize {
         self.owed.len()
     }
@@ -168,6 +181,7 @@ mod tests {
         assert_eq!(w.floor_ms, 100);
         assert_eq!(w.lagging.get("a"), Some(&10));
         assert_eq!(w.lagging.get("b"), Some(&30));
+        assert_eq!(backlog.by_bucket().get("a"), Some(&(2, 10)));
         backlog.done(&owed(10, "a", "k"));
         assert_eq!(backlog.watermarks(100).unwrap().lagging.get("a"), Some(&20));
         assert_eq!(backlog.lowest(1), vec![owed(20, "a", "j")]);

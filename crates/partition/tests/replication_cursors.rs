@@ -264,7 +264,10 @@ async fn a_moves_imported_pending_version_stays_owed_below_the_watermark_across_
     reloaded.scan_owed();
     let owed = reloaded.backlog().lowest(10);
     assert_eq!(owed.len(), 1, "{owed:?}");
-    assert_eq!((owed[0].bucket.as_str(), owed[0].key.as_str()), ("moved", "k"));
+    assert_eq!(
+        (owed[0].bucket.as_str(), owed[0].key.as_str()),
+        ("moved", "k")
+    );
     // Until it is shipped, the watermark stays below it.
     let allowed = reloaded.current_watermarks().unwrap();
     assert_eq!(allowed.lagging.get("moved"), Some(&old_mark_ms));

@@ -14,6 +14,7 @@
 //! this server dies: what it had not confirmed is still PENDING above the committed watermark,
 //! and the next owner's scan finds it (and the destination's apply is idempotent).
 
+pub mod metrics;
 mod send;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use strata_proto::common::ReplicationConfig;
+use strata_proto::partition::{GetReplicationStateResponse, RangeReplication};
+use strata_types::keys;
 use strata_types::{Epoch, RangeId};
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +43,8 @@ pub const KEYS_IN_FLIGHT_MAX: usize = 8;
 /// Pauses of a range after a transient failure.
 const PAUSE_MS_MIN: u64 = 200;
 const PAUSE_MS_MAX: u64 = 30_000;
+/// The per-bucket gauges are rebuilt this often.
+const METRICS_REFRESH_MS: u64 = 1_000;
 /// Cursors are committed at most this often per range while it ships.
 const CURSOR_COMMIT_MS: u64 = 1_000;
 
@@ -56,6 +61,7 @@ struct RangeShipping {
 
 pub async fn run_replication(state: Arc<PartitionServerState>, token: CancellationToken) {
     let mut shipping: HashMap<(RangeId, Epoch), RangeShipping> = HashMap::new();
+    let mut last_refresh = Instant::now();
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
@@ -67,6 +73,10 @@ pub async fn run_replication(state: Arc<PartitionServerState>, token: Cancellati
                 .iter()
                 .any(|r| r.bounds.range_id == *id && r.bounds.epoch == *epoch)
         });
+        if last_refresh.elapsed() >= Duration::from_millis(METRICS_REFRESH_MS) {
+            metrics::refresh(&ranges);
+            last_refresh = Instant::now();
+        }
         for range in ranges {
             if token.is_cancelled() {
                 break;
@@ -78,6 +88,38 @@ pub async fn run_replication(state: Arc<PartitionServerState>, token: Cancellati
             pass(&state, &range, shipping.entry(key).or_default()).await;
         }
     }
+}
+
+/// What this server's ranges holding keys of `bucket` report of its replication.
+pub fn state_of(state: &PartitionServerState, bucket: &str) -> GetReplicationStateResponse {
+    let low = keys::object_prefix(bucket);
+    let high = keys::prefix_end(&low).unwrap_or_default();
+    let mut ranges = Vec::new();
+    for range in state.ready_ranges() {
+        let bounds = &range.bounds;
+        let below_high = high.is_empty() || bounds.low < high;
+        let above_low = bounds.high.is_empty() || bounds.high > low;
+        if !(below_high && above_low) {
+            continue;
+        }
+        let committed_watermark_ms = range.replication_watermark_ms(bucket);
+        let watermark_ms = range
+            .current_watermarks()
+            .map_or(0, |live| watermark_ms(&live, bucket));
+        let (owed_versions, oldest_owed_mark_ms) =
+            range.backlog().by_bucket().remove(bucket).unwrap_or((0, 0));
+        ranges.push(RangeReplication {
+            range_id: bounds.range_id.get(),
+            epoch: bounds.epoch.get(),
+            low: bounds.low.clone(),
+            high: bounds.high.clone(),
+            watermark_ms,
+            committed_watermark_ms,
+            owed_versions,
+            oldest_owed_mark_ms,
+        });
+    }
+    GetReplicationStateResponse { ranges }
 }
 
 /// One look at a range: scan if needed, send a batch, commit the cursors when due.
@@ -168,7 +210,11 @@ async fn ship_key(
     for owed in versions {
         let config = configs.get(&owed.bucket).and_then(Option::as_ref);
         match send(state, range, config, &owed).await {
-            Sent::Arrived => {
+            Sent::Arrived { size_bytes } => {
+                metrics::SHIPPED.inc();
+                metrics::SHIPPED_BYTES.inc_by(size_bytes);
+                let waited_ms = strata_util::now_ms().saturating_sub(owed.mark_ms).max(0);
+                metrics::LATENCY.observe(waited_ms as f64 / 1_000.0);
                 arrived.push((owed.mark_ms, owed.bucket.clone()));
                 range.backlog().done(&owed);
             }
@@ -177,11 +223,15 @@ async fn ship_key(
                 if let Err(err) = mark_failed(state, range, &owed, &cause).await {
                     return (arrived, Some(format!("marking FAILED: {err}")));
                 }
+                metrics::FAILED.inc();
                 tracing::warn!(bucket = %owed.bucket, key = %owed.key, version_id = %owed.version_id, %cause, "replication of a version failed for good");
                 range.backlog().done(&owed);
             }
             // The key's later versions wait for this one.
-            Sent::Retry(cause) => return (arrived, Some(cause)),
+            Sent::Retry(cause) => {
+                metrics::RETRIED.inc();
+                return (arrived, Some(cause));
+            }
         }
     }
     (arrived, None)

@@ -28,8 +28,8 @@ const APPLY_TIMEOUT_MS_MAX: u64 = 3_600_000;
 /// What became of one owed version.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Sent {
-    /// It is at the destination (applied now, or there already).
-    Arrived,
+    /// It is at the destination (applied now, or there already); its size.
+    Arrived { size_bytes: u64 },
     /// It is no longer owed: deleted, or no longer PENDING.
     Gone,
     /// It can never arrive, for this cause (a permanent refusal).
@@ -68,8 +68,9 @@ pub async fn send(
             destination.stamp
         ));
     }
+    let size_bytes = version.size_bytes;
     match apply(state, range, &destination.bucket, &owed.key, version).await {
-        Ok(()) => Sent::Arrived,
+        Ok(()) => Sent::Arrived { size_bytes },
         Err(status) => classify(&destination.bucket, &status),
     }
 }

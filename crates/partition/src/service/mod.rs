@@ -368,6 +368,18 @@ impl PartitionServer for PartitionService {
         ))
     }
 
+    async fn get_replication_state(
+        &self,
+        request: Request<GetReplicationStateRequest>,
+    ) -> Result<Response<GetReplicationStateResponse>, Status> {
+        client(&request)?;
+        let bucket = request.into_inner().bucket;
+        Ok(Response::new(crate::replication::state_of(
+            &self.state,
+            &bucket,
+        )))
+    }
+
     async fn import_row(
         &self,
         request: Request<Streaming<ImportRowRequest>>,
