@@ -425,14 +425,19 @@ impl Range {
                 state.sequence = entry.sequence;
                 state.last_log_pos = Some((pos.extent_id, pos.offset));
                 state.committed_ms = entry.committed_ms;
-                self.clock_ms.store(entry.committed_ms, Ordering::Release);
                 if let Some(cursors) = entry.replication {
                     self.show_replication(&cursors);
                     state.replication = cursors;
                 }
                 self.remember_writes(&changes);
-                self.note_owed(&changes, entry.origin);
+                let owed = self.owed_in(&changes, entry.origin);
                 self.apply(changes);
+                // In this order: a version is in the index before the shipper can take it
+                // from the backlog (else it would find nothing and drop it), and in the
+                // backlog before the clock passes its mark (a watermark read from the new
+                // clock must see it owed; see `crate::replication_backlog`).
+                self.note_owed(owed);
+                self.clock_ms.store(entry.committed_ms, Ordering::Release);
                 self.entries_since_checkpoint
                     .fetch_add(1, Ordering::Relaxed);
                 Ok(())

@@ -78,6 +78,17 @@ impl Backlog {
         self.owed.iter().take(limit).cloned().collect()
     }
 
+    /// [`Self::lowest`] of the buckets not in `paused` (a dead destination does not hold
+    /// the others back).
+    pub fn lowest_except(&self, limit: usize, paused: &BTreeSet<String>) -> Vec<Owed> {
+        self.owed
+            .iter()
+            .filter(|owed| !paused.contains(&owed.bucket))
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
     /// The version arrived (or can never arrive, or is gone).
     pub fn done(&mut self, owed: &Owed) {
         self.owed.remove(owed);
@@ -185,6 +196,8 @@ mod tests {
         backlog.done(&owed(10, "a", "k"));
         assert_eq!(backlog.watermarks(100).unwrap().lagging.get("a"), Some(&20));
         assert_eq!(backlog.lowest(1), vec![owed(20, "a", "j")]);
+        let paused = BTreeSet::from(["a".to_string()]);
+        assert_eq!(backlog.lowest_except(5, &paused), vec![owed(30, "b", "k")]);
     }
 
     #[test]

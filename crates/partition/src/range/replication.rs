@@ -80,23 +80,33 @@ impl Range {
         self.append_entry(&mut state, entry, Vec::new()).await
     }
 
-    /// Notes the PENDING versions a commit of `origin` writes in the backlog (called under the
-    /// commit lock, as the commit applies). A compaction's re-pointed rows and a demoted
-    /// version below its watermark were noted before; a move's imported rows are owed whatever
-    /// their mark (the old home's watermark is not known here).
-    pub(super) fn note_owed(&self, changes: &[Change], origin: i32) {
-        let compaction = origin == CommitOrigin::Compaction as i32;
+    /// The PENDING versions a commit of `origin` writes that the range owes: not a
+    /// compaction's re-pointed rows, nor a demoted version below its watermark (both were owed
+    /// before, or shipped); a move's imported rows whatever their mark (see
+    /// [`Self::cursors_owing`]).
+    pub(super) fn owed_in(&self, changes: &[Change], origin: i32) -> Vec<Owed> {
+        if origin == CommitOrigin::Compaction as i32 {
+            return Vec::new();
+        }
         let imported = origin == CommitOrigin::MoveImport as i32;
         let cursors = self.replication_cursors();
+        changes
+            .iter()
+            .filter_map(|(index_key, value)| value.as_ref().and_then(|v| pending_row(index_key, v)))
+            .map(|(owed, _)| owed)
+            .filter(|owed| imported || owed.mark_ms >= watermark_ms(&cursors, &owed.bucket))
+            .collect()
+    }
+
+    /// Adds versions a commit made owed to the backlog (under the commit lock, after the index
+    /// took them and before the clock moves past their marks).
+    pub(super) fn note_owed(&self, owed: Vec<Owed>) {
+        if owed.is_empty() {
+            return;
+        }
         let mut backlog = self.backlog();
-        for (index_key, value) in changes {
-            let Some((owed, _)) = value.as_ref().and_then(|v| pending_row(index_key, v)) else {
-                continue;
-            };
-            let shipped = owed.mark_ms < watermark_ms(&cursors, &owed.bucket);
-            if !compaction && (imported || !shipped) {
-                backlog.note(owed);
-            }
+        for version in owed {
+            backlog.note(version);
         }
     }
 

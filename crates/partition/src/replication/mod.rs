@@ -9,7 +9,8 @@
 //! committed before it.
 //!
 //! Failures: a transient one (destination unreachable, busy, moving) keeps the version owed
-//! and pauses the range's shipping, doubling from [`PAUSE_MS_MIN`] to [`PAUSE_MS_MAX`]; a
+//! and pauses the shipping of its bucket in that range (not the range's other buckets),
+//! doubling from [`PAUSE_MS_MIN`] to [`PAUSE_MS_MAX`]; a
 //! refusal no retry can change marks the version FAILED with its cause. Nothing is lost when
 //! this server dies: what it had not confirmed is still PENDING above the committed watermark,
 //! and the next owner's scan finds it (and the destination's apply is idempotent).
@@ -17,7 +18,7 @@
 pub mod metrics;
 mod send;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,11 +49,17 @@ const METRICS_REFRESH_MS: u64 = 1_000;
 /// Cursors are committed at most this often per range while it ships.
 const CURSOR_COMMIT_MS: u64 = 1_000;
 
+#[derive(Clone, Copy)]
+struct Pause {
+    until: Instant,
+    pause_ms: u64,
+}
+
 /// The shipper's memory of one loaded range (a reload starts afresh).
 #[derive(Default)]
 struct RangeShipping {
-    paused_until: Option<Instant>,
-    pause_ms: u64,
+    /// Source buckets whose shipping from this range waits after a transient failure.
+    paused: BTreeMap<String, Pause>,
     last_commit: Option<Instant>,
     /// Per bucket, the highest mark sent since the committed cursors passed it: the cursors
     /// are committed until they do, so a sent version is shown COMPLETED.
@@ -134,70 +141,82 @@ async fn pass(state: &PartitionServerState, range: &RangeRef, shipping: &mut Ran
             return;
         }
     }
-    let paused = shipping
-        .paused_until
-        .is_some_and(|until| Instant::now() < until);
-    if !paused {
-        ship_batch(state, range, shipping).await;
-    }
+    let now = Instant::now();
+    let paused: BTreeSet<String> = shipping
+        .paused
+        .iter()
+        .filter(|(_, pause)| now < pause.until)
+        .map(|(bucket, _)| bucket.clone())
+        .collect();
+    ship_batch(state, range, shipping, &paused).await;
     commit_cursors(range, shipping).await;
 }
 
-/// Sends the lowest-marked owed versions, key by key.
-async fn ship_batch(state: &PartitionServerState, range: &RangeRef, shipping: &mut RangeShipping) {
-    let batch = range.backlog().lowest(BATCH_MAX);
+/// Sends the lowest-marked owed versions of the buckets not `paused`, key by key.
+async fn ship_batch(
+    state: &PartitionServerState,
+    range: &RangeRef,
+    shipping: &mut RangeShipping,
+    paused: &BTreeSet<String>,
+) {
+    let mut batch = range.backlog().lowest_except(BATCH_MAX, paused);
     if batch.is_empty() {
         return;
     }
     let mut configs: HashMap<String, Option<ReplicationConfig>> = HashMap::new();
+    let mut unreadable = BTreeSet::new();
     for owed in &batch {
-        if !configs.contains_key(&owed.bucket) {
-            let config = match state.bucket_record(&owed.bucket).await {
-                Ok(Some(record)) => record.replication,
-                Ok(None) => None,
-                Err(err) => {
-                    pause(
-                        range,
-                        shipping,
-                        &format!("reading bucket {}: {err}", owed.bucket),
-                    );
-                    return;
-                }
-            };
-            configs.insert(owed.bucket.clone(), config);
+        if configs.contains_key(&owed.bucket) || unreadable.contains(&owed.bucket) {
+            continue;
+        }
+        match state.bucket_record(&owed.bucket).await {
+            Ok(record) => {
+                configs.insert(owed.bucket.clone(), record.and_then(|r| r.replication));
+            }
+            Err(err) => {
+                let cause = format!("reading bucket {}: {err}", owed.bucket);
+                pause(range, shipping, &owed.bucket, &cause);
+                unreadable.insert(owed.bucket.clone());
+            }
         }
     }
+    batch.retain(|owed| !unreadable.contains(&owed.bucket));
     // Per key, in mark order (the batch is): one key's versions go one after another.
     let mut by_key: BTreeMap<(String, String), Vec<Owed>> = BTreeMap::new();
     for owed in batch {
         let key = (owed.bucket.clone(), owed.key.clone());
         by_key.entry(key).or_default().push(owed);
     }
+    let buckets: BTreeSet<String> = by_key.keys().map(|(bucket, _)| bucket.clone()).collect();
     let configs = &configs;
     let outcomes: Vec<KeyOutcome> = futures::stream::iter(by_key.into_values())
         .map(|versions| ship_key(state, range, configs, versions))
         .buffer_unordered(KEYS_IN_FLIGHT_MAX)
         .collect()
         .await;
-    let mut retry = None;
-    for (arrived, cause) in outcomes {
+    let mut retries: BTreeMap<String, String> = BTreeMap::new();
+    for (arrived, retry) in outcomes {
         for (mark_ms, bucket) in arrived {
             let highest = shipping.unsettled.entry(bucket).or_insert(mark_ms);
             *highest = (*highest).max(mark_ms);
         }
-        retry = retry.or(cause);
+        if let Some((bucket, cause)) = retry {
+            retries.entry(bucket).or_insert(cause);
+        }
     }
-    match retry {
-        Some(cause) => pause(range, shipping, &cause),
-        None => {
-            shipping.paused_until = None;
-            shipping.pause_ms = 0;
+    for bucket in buckets {
+        match retries.get(&bucket) {
+            Some(cause) => pause(range, shipping, &bucket, cause),
+            None => {
+                shipping.paused.remove(&bucket);
+            }
         }
     }
 }
 
-/// The (mark, bucket) of each version of one key that arrived, and why it stopped early.
-type KeyOutcome = (Vec<(i64, String)>, Option<String>);
+/// The (mark, bucket) of each version of one key that arrived, and the (bucket, cause) it
+/// stopped early for.
+type KeyOutcome = (Vec<(i64, String)>, Option<(String, String)>);
 
 /// Sends one key's owed versions in order; stops at the first that must be retried.
 async fn ship_key(
@@ -221,7 +240,10 @@ async fn ship_key(
             Sent::Gone => range.backlog().done(&owed),
             Sent::Failed(cause) => {
                 if let Err(err) = mark_failed(state, range, &owed, &cause).await {
-                    return (arrived, Some(format!("marking FAILED: {err}")));
+                    return (
+                        arrived,
+                        Some((owed.bucket, format!("marking FAILED: {err}"))),
+                    );
                 }
                 metrics::FAILED.inc();
                 tracing::warn!(bucket = %owed.bucket, key = %owed.key, version_id = %owed.version_id, %cause, "replication of a version failed for good");
@@ -230,17 +252,21 @@ async fn ship_key(
             // The key's later versions wait for this one.
             Sent::Retry(cause) => {
                 metrics::RETRIED.inc();
-                return (arrived, Some(cause));
+                return (arrived, Some((owed.bucket, cause)));
             }
         }
     }
     (arrived, None)
 }
 
-fn pause(range: &RangeRef, shipping: &mut RangeShipping, cause: &str) {
-    shipping.pause_ms = (shipping.pause_ms * 2).clamp(PAUSE_MS_MIN, PAUSE_MS_MAX);
-    shipping.paused_until = Some(Instant::now() + Duration::from_millis(shipping.pause_ms));
-    tracing::info!(range_id = %range.bounds.range_id, pause_ms = shipping.pause_ms, cause, "replication paused; retried after the pause");
+fn pause(range: &RangeRef, shipping: &mut RangeShipping, bucket: &str, cause: &str) {
+    let previous_ms = shipping.paused.get(bucket).map_or(0, |p| p.pause_ms);
+    let pause_ms = (previous_ms * 2).clamp(PAUSE_MS_MIN, PAUSE_MS_MAX);
+    let until = Instant::now() + Duration::from_millis(pause_ms);
+    shipping
+        .paused
+        .insert(bucket.to_string(), Pause { until, pause_ms });
+    tracing::info!(range_id = %range.bounds.range_id, bucket, pause_ms, cause, "replication of a bucket paused; retried after the pause");
 }
 
 /// Commits the cursors the backlog allows when versions were sent that the committed cursors
