@@ -9,7 +9,8 @@ certificates (issued by `certs-2` from the same deployment CA). Its front-ends s
 edge network at 10.89.7.61 / .62, published on 127.0.0.1 at STRATA_S3_PORT_3 / _4 (9002 / 9003),
 and also join stamp-1's network, where the location group is (10.89.6.6x; they reach nothing
 else there that their role is allowed) and where their links listen (:7100, the mutual-TLS
-port other stamps' front-ends forward to). The location members join `stamp-2` too, so
+port other stamps' front-ends forward to and partition servers replicate to). Stamp-2's
+partition servers join stamp-1's network too (10.89.6.7x), to reach stamp-1's links. The location members join `stamp-2` too, so
 `strata status --stamp stamp-2` run in one of them sees the stamp's nodes.
 
 Run after changing docker-compose.yml: `python3 docker/second-stamp.py`;
@@ -91,6 +92,11 @@ def stamp_service(name, service, names, base):
     for network, settings in out["networks"].items():
         address = rewrite(settings["ipv4_address"], names)
         networks["stamp-2" if network == "stamp" else network] = {"ipv4_address": address}
+    if service["command"][0] == "strata-partition-server":
+        # Replication to buckets on stamp-1 goes over stamp-1's front-ends' links, which
+        # listen on stamp-1's network: partition servers join it at 10.89.6.7x.
+        own = service["networks"]["stamp"]["ipv4_address"].replace("10.89.6.4", "10.89.6.7")
+        networks["stamp"] = {"ipv4_address": own}
     if service["command"][0] == "strata-frontend":
         own = service["networks"]["stamp"]["ipv4_address"].replace("10.89.6.5", "10.89.6.6")
         networks["stamp"] = {"ipv4_address": own}

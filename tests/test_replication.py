@@ -1,18 +1,21 @@
 """Replication between stamps (issue 16), built in steps (docs/plans/replication.md): the
 configuration API, Put/Get/DeleteBucketReplication, checked as S3 checks it and kept in the
-bucket record (it moves with the bucket), and the marks of the versions a rule covers. Rules to
-a bucket on the same stamp are carried out (test_replication_shipping.py); until shipping
-between stamps is built, a rule to another stamp answers 501 NotImplemented unless the
-front-ends run with `replication_preview` (STRATA_REPLICATION_PREVIEW), which these tests of
-the configuration set."""
+bucket record (it moves with the bucket), the marks of the versions a rule covers, and
+shipping to a bucket on the other stamp, both ways, over the front-ends' mutual-TLS links.
+Rules to a bucket on the same stamp are tested in test_replication_shipping.py. A geo-replica
+answers 501 NotImplemented unless the front-ends run with `replication_preview`
+(STRATA_REPLICATION_PREVIEW), which these tests of the configuration set."""
 
 import json
+import re
+import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
 
 from stamp import NO_RETRIES, Stamp
 from test_bucket_move import move
+from test_replication_shipping import all_completed, history, replicate, wait_for
 from test_two_stamps import endpoints, homed_bucket, locate
 
 ROLE = "arn:aws:iam::000000000000:role/replication"
@@ -200,3 +203,83 @@ def test_versions_a_rule_covers_are_marked_pending_from_the_moment_it_is_stored(
     s1.delete_bucket_replication(Bucket=source)
     s1.put_object(Bucket=source, Key="exports/after", Body=b"no rule any more")
     assert status_of(s1, source, "exports/after") is None
+
+
+def relayed_replicas(stamp, frontend_name):
+    """strata_frontend_replicas_total of one front-end (replicas other stamps sent it)."""
+    node = next(n for n in stamp.running()["nodes"] if n["name"] == frontend_name)
+    with urllib.request.urlopen(f"http://{node['http_addr']}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    counts = re.findall(r'^strata_frontend_replicas_total\{outcome="(applied|present)"\} (\d+)', text, re.M)
+    return sum(int(c) for _, c in counts)
+
+
+def write_history(s3, bucket):
+    """Versions of several kinds, interleaved over keys; the bodies by (key, version id)."""
+    bodies = {}
+    for i in range(18):
+        key, body = f"hour={i % 6:02}/part.parquet", f"rows {i} ".encode() * (50 * i + 1)
+        bodies[(key, s3.put_object(Bucket=bucket, Key=key, Body=body)["VersionId"])] = body
+    big = bytes(range(256)) * (6 * 4096 + 3)  # 6 MiB and some: several chunks over the link
+    bodies[("big", s3.put_object(Bucket=bucket, Key="big", Body=big)["VersionId"])] = big
+    s3.put_object(Bucket=bucket, Key="tagged", Body=b"t", Tagging="kind=parquet",
+                  ContentType="application/x-parquet", Metadata={"hour": "13"})
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="multi")["UploadId"]
+    parts = []
+    for number, body in [(1, b"a" * (5 * 1024 * 1024)), (2, b"b" * 1000)]:
+        etag = s3.upload_part(Bucket=bucket, Key="multi", UploadId=upload, PartNumber=number, Body=body)["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="multi", UploadId=upload,
+                                        MultipartUpload={"Parts": parts})
+    bodies[("multi", done["VersionId"])] = b"a" * (5 * 1024 * 1024) + b"b" * 1000
+    s3.delete_object(Bucket=bucket, Key="hour=00/part.parquet")  # a delete marker
+    return bodies
+
+
+def test_versions_reach_a_bucket_on_the_other_stamp_whole_and_in_order_both_ways(stamps):
+    """A rule whose destination bucket is homed on the other stamp: the source's partition
+    servers send each version over the destination stamp's front-end link, which relays it to
+    the owner there. Every version arrives with its id, ETag, size and last-modified time,
+    bytes, metadata and tags, shown REPLICA there and COMPLETED at the source; both ways
+    (stamp-2's partition servers reach stamp-1's links too)."""
+    s1, s2 = client(stamps, "stamp-1"), client(stamps, "stamp-2")
+    for (src_stamp, src_s3), (dst_stamp, dst_s3), frontend in [
+        (("stamp-1", s1), ("stamp-2", s2), "s2-frontend"),
+        (("stamp-2", s2), ("stamp-1", s1), "frontend"),
+    ]:
+        source = versioned(src_s3, homed_bucket(stamps, src_stamp, f"x-src-{src_stamp[-1]}", s3=src_s3))
+        dest = versioned(dst_s3, homed_bucket(stamps, dst_stamp, f"x-dst-{dst_stamp[-1]}", s3=dst_s3))
+        relayed_before = relayed_replicas(stamps, frontend)
+        replicate(src_s3, source, dest)
+        bodies = write_history(src_s3, source)
+        wait_for(f"every version of {source} COMPLETED", lambda: all_completed(src_s3, source))
+        source_history = history(src_s3, source)
+        assert history(dst_s3, dest) == source_history
+        assert len(source_history[1]) == 1, source_history[1]
+        for (key, vid), body in bodies.items():
+            got = dst_s3.get_object(Bucket=dest, Key=key, VersionId=vid)
+            assert got["Body"].read() == body, key
+            assert got["ReplicationStatus"] == "REPLICA"
+        head = dst_s3.head_object(Bucket=dest, Key="tagged")
+        assert (head["ContentType"], head["Metadata"]) == ("application/x-parquet", {"hour": "13"})
+        assert dst_s3.get_object_tagging(Bucket=dest, Key="tagged")["TagSet"] == \
+            [{"Key": "kind", "Value": "parquet"}]
+        # They came over the destination stamp's link (one relay per version at least).
+        assert relayed_replicas(stamps, frontend) - relayed_before >= len(source_history[0])
+
+
+def test_a_destination_deleted_on_the_other_stamp_fails_versions_for_good(stamps):
+    """NoSuchBucket at the destination's stamp reaches the source as the owner gave it: the
+    version is FAILED with its cause, never retried forever, and the rule's other versions are
+    not held back."""
+    s1, s2 = client(stamps, "stamp-1"), client(stamps, "stamp-2")
+    source = versioned(s1, homed_bucket(stamps, "stamp-1", "x-gone-src", s3=s1))
+    dest = versioned(s2, homed_bucket(stamps, "stamp-2", "x-gone-dst", s3=s2))
+    replicate(s1, source, dest)
+    s1.put_object(Bucket=source, Key="first", Body=b"1")
+    wait_for("the first version COMPLETED", lambda: all_completed(s1, source))
+    s2.delete_object(Bucket=dest, Key="first", VersionId=s2.head_object(Bucket=dest, Key="first")["VersionId"])
+    s2.delete_bucket(Bucket=dest)
+    vid = s1.put_object(Bucket=source, Key="second", Body=b"2")["VersionId"]
+    wait_for("the second version FAILED", lambda: s1.head_object(
+        Bucket=source, Key="second", VersionId=vid).get("ReplicationStatus") == "FAILED")

@@ -345,10 +345,11 @@ def link_of(stamp, frontend):
     return host, int(port)
 
 
-def handshake(stamp, addr, holder):
-    """Whether a TLS handshake with the link at `addr` completes, presenting `holder`'s
-    certificate from the deployment (None: no certificate). The server is verified as every
-    internal channel verifies it: the deployment CA and the name strata.internal."""
+def handshake(stamp, addr, holder, method="HEAD", path="/"):
+    """The status a request over the link at `addr` is answered with (False when the TLS
+    handshake does not complete), presenting `holder`'s certificate from the deployment (None:
+    no certificate). The server is verified as every internal channel verifies it: the
+    deployment CA and the name strata.internal."""
     certs = stamp.data_dir / "certs"
     context = ssl.create_default_context(cafile=str(certs / "ca.pem"))
     if holder is not None:
@@ -357,8 +358,9 @@ def handshake(stamp, addr, holder):
         with socket.create_connection(addr, timeout=10) as raw:
             with context.wrap_socket(raw, server_hostname="strata.internal") as tls:
                 # TLS 1.3 tells a refused client certificate only at the first read.
-                tls.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                return tls.recv(16).startswith(b"HTTP/1.1")
+                tls.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+                head = tls.recv(16)
+                return head[9:12].decode() if head.startswith(b"HTTP/1.1") else False
     except (ssl.SSLError, ConnectionError, OSError):
         return False
 
@@ -385,11 +387,16 @@ def test_stamps_serving_https_forward_over_their_mutual_tls_link(tmp_path):
         with pytest.raises(ClientError) as refused:
             forged.get_object(Bucket=on_two, Key="k")
         assert refused.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
-        # The link itself: front-ends only (the handshake fails for anyone else).
+        # The link itself: front-ends and partition servers only (the handshake fails for
+        # anyone else); a partition server reaches the replica sink and nothing else, a
+        # front-end everything but the sink.
         link = link_of(stamp, "s2-frontend")
         assert handshake(stamp, link, "frontend")
-        for holder in ["operator", "s2-partition-1", None]:
+        for holder in ["operator", "s2-extent-r1-1", None]:
             assert not handshake(stamp, link, holder), holder
+        assert handshake(stamp, link, "partition-1") == "403"
+        assert handshake(stamp, link, "partition-1", "POST", "/_strata/replica/apply") == "400"
+        assert handshake(stamp, link, "frontend", "POST", "/_strata/replica/apply") == "403"
     finally:
         stamp.stop()
 

@@ -266,6 +266,9 @@ fn node_args(
             push("--data-dir", data_dir);
             push("--manager", managers);
             push("--stream-manager", stream_manager);
+            // Replication finds destination buckets on other stamps through the group.
+            push("--location", layout.addrs_of(NodeKind::Location));
+            push("--stamp", stamp.clone());
             push(
                 "--compaction-interval-ms",
                 args.compaction_interval_ms.to_string(),

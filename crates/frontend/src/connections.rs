@@ -14,6 +14,9 @@
 //! requests in progress (counted by the service wrapper, until the response body is sent or
 //! dropped), when it became idle, and when the first byte after that arrived (noted by
 //! [`Watched`], the socket wrapper).
+//!
+//! A connection whose client presented a certificate (the link's, `link.rs`) hands who holds
+//! it to every request as a [`LinkPeer`] extension; no other connection's requests carry one.
 
 use axum::body::Body as AxumBody;
 use http_body_util::BodyExt;
@@ -31,6 +34,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
+
+/// The holder of the client certificate a connection was opened with (link connections only).
+#[derive(Clone, Debug)]
+pub struct LinkPeer(pub Arc<strata_util::tls::Peer>);
 
 /// The bounds on connections (see the module comment).
 #[derive(Clone, Copy, Debug)]
@@ -259,13 +266,16 @@ pub async fn serve(
                 state: state.clone(),
             };
             match tls {
-                None => serve_connection(socket, state, app, limits, close, server_token).await,
+                None => {
+                    serve_connection(socket, None, state, app, limits, close, server_token).await
+                }
                 Some(tls) => {
                     let handshake_ms = Duration::from_millis(limits.header_read_timeout_ms);
                     tokio::select! {
                         done = tokio::time::timeout(handshake_ms, tls.accept(socket)) => match done {
                             Ok(Ok(stream)) => {
-                                serve_connection(stream, state, app, limits, close, server_token)
+                                let peer = peer_of(&stream);
+                                serve_connection(stream, peer, state, app, limits, close, server_token)
                                     .await
                             }
                             Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
@@ -284,6 +294,13 @@ pub async fn serve(
     }
 }
 
+/// Who holds the certificate the client presented, when it presented one the CA signed.
+fn peer_of(stream: &tokio_rustls::server::TlsStream<Watched>) -> Option<LinkPeer> {
+    let certificates = stream.get_ref().1.peer_certificates()?;
+    let peer = strata_util::tls::peer_of_certificate(certificates.first()?.as_ref())?;
+    Some(LinkPeer(Arc::new(peer)))
+}
+
 async fn break_serving(tasks: &TaskTracker) {
     tasks.close();
     tasks.wait().await;
@@ -293,6 +310,7 @@ async fn break_serving(tasks: &TaskTracker) {
 /// when the registry closes it (it is idle then), gracefully when the server stops.
 async fn serve_connection<S>(
     socket: S,
+    peer: Option<LinkPeer>,
     state: Arc<ConnectionState>,
     app: axum::Router,
     limits: ConnectionLimits,
@@ -307,8 +325,12 @@ async fn serve_connection<S>(
         hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
             let in_progress = service_state.request_started();
             let app = app.clone();
+            let mut request = request.map(AxumBody::new);
+            if let Some(peer) = &peer {
+                request.extensions_mut().insert(peer.clone());
+            }
             async move {
-                let Ok(response) = app.oneshot(request.map(AxumBody::new)).await;
+                let Ok(response) = app.oneshot(request).await;
                 Ok::<_, Infallible>(response.map(|body| {
                     AxumBody::new(body.map_frame(move |frame| {
                         let _held = &in_progress;

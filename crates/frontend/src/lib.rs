@@ -41,7 +41,8 @@
 //!   TLS handshake when [`s3_tls`] gives the endpoint a certificate).
 //! - [`forward`]: requests for a bucket homed on another stamp, forwarded there as they came
 //!   and answered from there (the bucket -> stamp map cached with a short bound), over
-//!   [`link`]: the front-ends' mutual-TLS listener and connector between stamps.
+//!   [`link`]: the front-ends' mutual-TLS listener and connector between stamps;
+//!   [`replica_sink`]: where other stamps' partition servers deliver replicated versions.
 //! - [`move_fence`]: a bucket move's fence that outlived its mover, ended through the
 //!   location group (abort, or the late completion applied).
 //! - [`move_serve`]: a completed move's copy its mover did not serve, served by the target's
@@ -92,6 +93,7 @@ pub mod part_copy;
 pub mod perimeter;
 pub mod placement;
 pub mod put;
+pub mod replica_sink;
 pub mod replication;
 pub mod routing;
 pub mod s3;

@@ -1,7 +1,9 @@
-//! The link's handshake on real sockets: front-end to front-end only, on both ends.
+//! The link's handshake on real sockets: front-ends and partition servers to front-ends only,
+//! and what each may reach ([`admits`]).
 
 use super::*;
 use axum::body::Body;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use strata_util::certs::{Authority, Issued};
@@ -63,10 +65,40 @@ async fn front_ends_of_the_deployment_reach_each_other() {
 }
 
 #[tokio::test]
-async fn a_caller_that_is_not_a_front_end_is_refused_in_the_handshake() {
+async fn partition_servers_of_the_deployment_complete_the_handshake() {
     let ca = Authority::new("stamp-1").unwrap();
     let addr = serve(holder(&ca, Role::Frontend, "frontend-1")).await;
-    for role in [Role::Operator, Role::PartitionServer, Role::Location] {
+    let answer = get(holder(&ca, Role::PartitionServer, "s2-partition-1"), addr).await;
+    assert_eq!(answer.as_deref(), Ok("linked"));
+}
+
+#[test]
+fn a_partition_server_reaches_the_replica_sink_only_and_a_front_end_never() {
+    let ca = Authority::new("stamp-1").unwrap();
+    let peer = |role, node: &str| {
+        let issued = ca.issue("stamp-2", role, node).unwrap();
+        let der = rustls_pki_types::pem::PemObject::from_pem_slice(issued.cert_pem.as_bytes());
+        let der: CertificateDer<'static> = der.unwrap();
+        let peer = strata_util::tls::peer_of_certificate(der.as_ref()).unwrap();
+        LinkPeer(Arc::new(peer))
+    };
+    let partition = peer(Role::PartitionServer, "s2-partition-1");
+    let frontend = peer(Role::Frontend, "s2-frontend");
+    let apply = "/_strata/replica/apply";
+    assert_eq!(admits(Some(&partition), apply), Admission::ReplicaSink);
+    assert_eq!(admits(Some(&partition), "/bucket/key"), Admission::Refused);
+    assert_eq!(admits(Some(&frontend), apply), Admission::Refused);
+    assert_eq!(admits(Some(&frontend), "/bucket/key"), Admission::S3);
+    // The public listener's requests carry no peer: never the sink.
+    assert_eq!(admits(None, apply), Admission::Refused);
+    assert_eq!(admits(None, "/bucket/key"), Admission::S3);
+}
+
+#[tokio::test]
+async fn a_caller_that_is_neither_a_front_end_nor_a_partition_server_is_refused_in_the_handshake() {
+    let ca = Authority::new("stamp-1").unwrap();
+    let addr = serve(holder(&ca, Role::Frontend, "frontend-1")).await;
+    for role in [Role::Operator, Role::ExtentNode, Role::Location] {
         let answer = get(holder(&ca, role, "someone"), addr).await;
         assert!(answer.is_err(), "{role} reached the link: {answer:?}");
     }

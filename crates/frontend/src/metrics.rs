@@ -20,6 +20,9 @@ pub struct Metrics {
     pub forwarded: IntCounterVec,
     /// Buckets' homes learnt from a location member's applied state, the leader not answering.
     pub applied_lookups: IntCounter,
+    /// Replicas relayed from other stamps' partition servers (`replica_sink.rs`), by outcome
+    /// ("applied", "present", "need-bytes", "refused", "failed").
+    pub replicas: IntCounterVec,
 }
 
 impl Metrics {
@@ -69,6 +72,13 @@ fn build() -> Metrics {
         "strata_frontend_applied_lookups_total",
         "Bucket homes learnt from a location member's applied state while the leader did not answer",
     );
+    let replicas = IntCounterVec::new(
+        prometheus::Opts::new(
+            "strata_frontend_replicas_total",
+            "Replicated versions relayed from other stamps to their destination owner, by outcome",
+        ),
+        &["outcome"],
+    );
     // The names are constant and valid, so construction cannot fail; registration fails only
     // when a metric of that name already exists, which is logged and tolerated.
     let metrics = Metrics {
@@ -79,6 +89,7 @@ fn build() -> Metrics {
         routing_retries: routing_retries.unwrap_or_else(|err| panic!("metric definition: {err}")),
         forwarded: forwarded.unwrap_or_else(|err| panic!("metric definition: {err}")),
         applied_lookups: applied_lookups.unwrap_or_else(|err| panic!("metric definition: {err}")),
+        replicas: replicas.unwrap_or_else(|err| panic!("metric definition: {err}")),
     };
     let registry = prometheus::default_registry();
     let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -89,6 +100,7 @@ fn build() -> Metrics {
         Box::new(metrics.routing_retries.clone()),
         Box::new(metrics.forwarded.clone()),
         Box::new(metrics.applied_lookups.clone()),
+        Box::new(metrics.replicas.clone()),
     ];
     for collector in collectors {
         if let Err(err) = registry.register(collector) {

@@ -15,9 +15,9 @@
 //! that is not: replicas' owner or encryption overrides (AccessControlTranslation, Account,
 //! EncryptionConfiguration, SSE-KMS source selection), replica modification sync, rules
 //! with two destinations, storage classes other than STANDARD, ExistingObjectReplication
-//! (the resync), and, until shipping between stamps is built (docs/plans/replication.md), a
-//! destination on another stamp or a geo-replica unless the front-end runs with
-//! `replication_preview` (the partition servers ship to destinations on their own stamp).
+//! (the resync), a geo-replica until it is built (docs/plans/replication.md) unless the
+//! front-end runs with `replication_preview`, and a bucket on another stamp without mutual TLS
+//! (partition servers ship there over the stamps' links, which need it).
 
 use crate::error::{FrontendError, Refusal};
 use crate::frontend::Frontend;
@@ -455,9 +455,18 @@ impl Frontend {
         for destination in config.rules.iter().filter_map(|r| r.destination.as_ref()) {
             if checked.insert((destination.bucket.clone(), destination.stamp.clone())) {
                 let here = self.check_destination(destination).await?;
-                if !here && !self.config.replication_preview {
+                if here || self.config.replication_preview {
+                    continue;
+                }
+                if !destination.stamp.is_empty() {
                     return Err(not_implemented(
-                        "to a bucket on another stamp (or a geo-replica) is not yet carried out, so this rule",
+                        "to a geo-replica is not yet carried out, so this rule",
+                    ));
+                }
+                // Partition servers reach other stamps over their front-ends' mutual-TLS links.
+                if strata_util::rpc::process_identity().is_none() {
+                    return Err(not_implemented(
+                        "to a bucket on another stamp needs the stamps' mutual-TLS links, so this rule",
                     ));
                 }
             }
@@ -478,7 +487,7 @@ impl Frontend {
     /// An S3 destination must exist (on any stamp) and, when this stamp holds it, be
     /// versioned (one on another stamp is checked by the shipper, which fails its versions
     /// for good otherwise); a geo-replica's stamp must be another stamp the location group
-    /// knows. Whether this stamp holds the destination (what the shipper carries out today).
+    /// knows. Whether this stamp holds the destination.
     async fn check_destination(&self, destination: &ReplicationDestination) -> S3Result<bool> {
         if !destination.stamp.is_empty() {
             return self

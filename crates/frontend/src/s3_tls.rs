@@ -10,8 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
@@ -50,19 +48,7 @@ pub fn acceptor_from_pem(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<TlsA
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// The certificate chain and private key of PEM files (at least one certificate), as rustls
-/// takes them; shared by the S3 endpoint and the front-ends' link (`link.rs`).
-pub fn chain_and_key(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
-    let chain = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .context("parsing the certificate PEM")?;
-    anyhow::ensure!(!chain.is_empty(), "no certificate in the certificate PEM");
-    let key = PrivateKeyDer::from_pem_slice(key_pem).context("parsing the private key PEM")?;
-    Ok((chain, key))
-}
+pub use strata_util::link::chain_and_key;
 
 #[cfg(test)]
 mod tests {

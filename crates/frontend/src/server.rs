@@ -362,8 +362,9 @@ pub async fn start(
         None => None,
     };
     let link_task = link.map(|(listener, acceptor)| {
+        let link_app = crate::replica_sink::link_app(app.clone(), router.clone());
         let serving =
-            crate::connections::serve(listener, app.clone(), limits, Some(acceptor), token.clone());
+            crate::connections::serve(listener, link_app, limits, Some(acceptor), token.clone());
         tokio::spawn(serving)
     });
     let s3_task = tokio::spawn(crate::connections::serve(listener, app, limits, tls, token));

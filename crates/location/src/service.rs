@@ -13,8 +13,9 @@ use tonic::{Request, Response, Status};
 /// Who may reserve or release a bucket name over mutual TLS: the front-ends, which do it for
 /// CreateBucket and DeleteBucket after authenticating the S3 caller.
 pub const NAME_WRITER_ROLES: [Role; 1] = [Role::Frontend];
-/// Who may look names and stamps up: the front-ends and the operator's tools.
-pub const NAME_READER_ROLES: [Role; 2] = [Role::Frontend, Role::Operator];
+/// Who may look names and stamps up: the front-ends, the operator's tools and partition
+/// servers (replication finds a destination bucket's stamp and that stamp's links).
+pub const NAME_READER_ROLES: [Role; 3] = [Role::Frontend, Role::Operator, Role::PartitionServer];
 /// Who may report a stamp: its front-ends.
 pub const STAMP_REPORTER_ROLES: [Role; 1] = [Role::Frontend];
 /// Who may report a stamp's capacity and usage: its stream manager group's leader.

@@ -139,7 +139,11 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
             .expect_err("fill");
         assert_denied(status, role);
     }
-    for role in [Role::PartitionServer, Role::ExtentNode, Role::StreamManager] {
+    for role in [
+        Role::ExtentNode,
+        Role::StreamManager,
+        Role::PartitionManager,
+    ] {
         let identity = identity_of(&deployment, role, "not-a-reader");
         let lookup = LookupBucketRequest {
             bucket: "taken".into(),
@@ -153,6 +157,23 @@ async fn names_are_reserved_by_front_ends_and_read_by_front_ends_and_the_operato
         let list = ListStampsRequest::default();
         assert_denied(intruder.list_stamps(list).await.expect_err("list"), role);
     }
+
+    // A partition server reads names and stamps (replication finds destinations on other
+    // stamps), and reserves none.
+    let partition = identity_of(&deployment, Role::PartitionServer, "s2-partition-1");
+    let found = client(&addr, &partition)
+        .lookup_bucket(LookupBucketRequest {
+            bucket: "taken".into(),
+            applied_ok: false,
+        })
+        .await
+        .expect("a partition server looks a bucket up")
+        .into_inner();
+    assert!(found.location.is_some());
+    client(&addr, &partition)
+        .list_stamps(ListStampsRequest::default())
+        .await
+        .expect("a partition server lists stamps");
 
     // The operator reads: the name is still held, and no forged name was reserved.
     let operator = identity_of(&deployment, Role::Operator, "operator");

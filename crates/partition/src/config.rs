@@ -23,6 +23,18 @@ pub struct PartitionServerConfig {
     pub throttle: ThrottleConfig,
     /// Carrying out buckets' lifecycle rules.
     pub lifecycle: LifecycleConfig,
+    /// This server's stamp and the location group, where replication finds destination
+    /// buckets on other stamps.
+    pub stamps: StampsConfig,
+}
+
+/// Where this server stands among stamps (issue 16's shipping between stamps).
+#[derive(Clone, Debug, Default)]
+pub struct StampsConfig {
+    /// This server's stamp (empty: one stamp alone).
+    pub stamp: String,
+    /// The location group members' gRPC addresses (empty: every destination is on this stamp).
+    pub location_addrs: Vec<String>,
 }
 
 /// How a range's data stream is compacted.

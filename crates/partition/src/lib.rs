@@ -118,7 +118,9 @@ pub mod throttle;
 pub mod uploads;
 
 pub use compaction::CompactionReport;
-pub use config::{CompactionConfig, LifecycleConfig, PartitionServerConfig, ThrottleConfig};
+pub use config::{
+    CompactionConfig, LifecycleConfig, PartitionServerConfig, StampsConfig, ThrottleConfig,
+};
 pub use error::PartitionError;
 pub use node::start;
 pub use server::PartitionServerState;

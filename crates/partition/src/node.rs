@@ -43,6 +43,11 @@ pub struct PartitionNodeOptions {
     pub lifecycle_interval_ms: u64,
     /// Length of a lifecycle "day"; test-only (integration tests shorten it to watch rules fire).
     pub lifecycle_day_ms: u64,
+    /// The location group members' gRPC addresses, comma-separated (replication to buckets
+    /// on other stamps; none: every destination is on this stamp).
+    pub location: String,
+    /// This server's stamp (required with `location`).
+    pub stamp: String,
 }
 
 impl Default for PartitionNodeOptions {
@@ -69,6 +74,8 @@ impl Default for PartitionNodeOptions {
             bucket_requests_per_sec_max: throttle.bucket_requests_per_sec_max,
             lifecycle_interval_ms: lifecycle.interval_ms,
             lifecycle_day_ms: lifecycle.day_ms,
+            location: String::new(),
+            stamp: String::new(),
         }
     }
 }
@@ -80,6 +87,10 @@ impl PartitionNodeOptions {
         anyhow::ensure!(
             !self.stream_manager_addrs().is_empty(),
             "--stream-manager is required"
+        );
+        anyhow::ensure!(
+            split_list(&self.location).is_empty() || !self.stamp.is_empty(),
+            "--location needs --stamp (the stamp this server belongs to)"
         );
         Ok(())
     }
@@ -135,6 +146,10 @@ impl PartitionNodeOptions {
                 // A zero day would make every rule fire at once.
                 day_ms: self.lifecycle_day_ms.max(1),
                 ..LifecycleConfig::default()
+            },
+            stamps: crate::config::StampsConfig {
+                stamp: self.stamp.clone(),
+                location_addrs: split_list(&self.location),
             },
         }
     }

@@ -10,6 +10,7 @@
 //! - [`location`]: the location service (bucket name -> stamp).
 //! - [`raft`]: the transport between the members of a Raft group (both managers use it).
 //! - [`record`]: what a partition server stores (index values, log records, checkpoints).
+//! - [`replica_link`]: the framing of a replicated version sent over the link between stamps.
 //!
 //! Invariant: no other crate runs a proto compiler; every wire type comes from here.
 
@@ -39,6 +40,8 @@ pub mod raft {
 pub mod record {
     tonic::include_proto!("strata.record");
 }
+
+pub mod replica_link;
 
 /// Largest gRPC message any Strata service sends or accepts. Object data moves in chunks far
 /// smaller than this (see `strata_types::CHUNK_SIZE_BYTES`), so the bound only stops abuse.

@@ -8,6 +8,7 @@
 //! - [`rpc`]: gRPC channels with connect and request timeouts, one bounded [`rpc::ChannelPool`]
 //!   of them per use, and serving a tonic router on a listener until shutdown.
 //! - [`tls`]: mutual TLS on internal gRPC: a node's identity, who called, role checks.
+//! - [`link`]: the client side of the mutual-TLS link between stamps (front-ends' listener).
 //! - [`certs`]: making a deployment's CA and its nodes' certificates.
 //! - [`retry`]: the one bounded retry-with-backoff (a time budget, doubling pauses).
 //! - [`trace`]: the request id that follows one S3 request across nodes (span, gRPC metadata).
@@ -22,6 +23,7 @@ pub mod certs;
 pub mod codec;
 pub mod config;
 pub mod files;
+pub mod link;
 pub mod retry;
 pub mod rpc;
 pub mod shutdown;

@@ -59,6 +59,13 @@ struct Flags {
     /// (through STRATA_LIFECYCLE_DAY_MS, which `strata up` passes on) to watch rules fire.
     #[arg(long)]
     lifecycle_day_ms: Option<u64>,
+    /// Location group members' gRPC addresses, comma-separated: replication finds destination
+    /// buckets on other stamps there (none: destinations on this stamp only).
+    #[arg(long)]
+    location: Option<String>,
+    /// The stamp this server belongs to (required with --location).
+    #[arg(long)]
+    stamp: Option<String>,
 }
 
 #[tokio::main]

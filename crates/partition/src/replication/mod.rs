@@ -15,6 +15,7 @@
 //! this server dies: what it had not confirmed is still PENDING above the committed watermark,
 //! and the next owner's scan finds it (and the destination's apply is idempotent).
 
+mod destinations;
 pub mod metrics;
 mod send;
 
@@ -33,6 +34,7 @@ use crate::range::{RangeRef, FREEZE_OPEN};
 use crate::replication_backlog::Owed;
 use crate::replication_cursors::watermark_ms;
 use crate::server::PartitionServerState;
+use destinations::Destinations;
 use send::{mark_failed, send, Sent};
 
 /// How often each range's backlog is looked at.
@@ -69,6 +71,7 @@ struct RangeShipping {
 pub async fn run_replication(state: Arc<PartitionServerState>, token: CancellationToken) {
     let mut shipping: HashMap<(RangeId, Epoch), RangeShipping> = HashMap::new();
     let mut last_refresh = Instant::now();
+    let destinations = Destinations::new(&state.config.stamps);
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
@@ -92,7 +95,8 @@ pub async fn run_replication(state: Arc<PartitionServerState>, token: Cancellati
                 continue;
             }
             let key = (range.bounds.range_id, range.bounds.epoch);
-            pass(&state, &range, shipping.entry(key).or_default()).await;
+            let shipping = shipping.entry(key).or_default();
+            pass(&state, &destinations, &range, shipping).await;
         }
     }
 }
@@ -130,7 +134,12 @@ pub fn state_of(state: &PartitionServerState, bucket: &str) -> GetReplicationSta
 }
 
 /// One look at a range: scan if needed, send a batch, commit the cursors when due.
-async fn pass(state: &PartitionServerState, range: &RangeRef, shipping: &mut RangeShipping) {
+async fn pass(
+    state: &PartitionServerState,
+    destinations: &Destinations,
+    range: &RangeRef,
+    shipping: &mut RangeShipping,
+) {
     if range.backlog().needs_scan() {
         let scanned = range.clone();
         // The scan walks the whole index: off the async workers.
@@ -148,13 +157,14 @@ async fn pass(state: &PartitionServerState, range: &RangeRef, shipping: &mut Ran
         .filter(|(_, pause)| now < pause.until)
         .map(|(bucket, _)| bucket.clone())
         .collect();
-    ship_batch(state, range, shipping, &paused).await;
+    ship_batch(state, destinations, range, shipping, &paused).await;
     commit_cursors(range, shipping).await;
 }
 
 /// Sends the lowest-marked owed versions of the buckets not `paused`, key by key.
 async fn ship_batch(
     state: &PartitionServerState,
+    destinations: &Destinations,
     range: &RangeRef,
     shipping: &mut RangeShipping,
     paused: &BTreeSet<String>,
@@ -190,7 +200,7 @@ async fn ship_batch(
     let buckets: BTreeSet<String> = by_key.keys().map(|(bucket, _)| bucket.clone()).collect();
     let configs = &configs;
     let outcomes: Vec<KeyOutcome> = futures::stream::iter(by_key.into_values())
-        .map(|versions| ship_key(state, range, configs, versions))
+        .map(|versions| ship_key(state, destinations, range, configs, versions))
         .buffer_unordered(KEYS_IN_FLIGHT_MAX)
         .collect()
         .await;
@@ -221,6 +231,7 @@ type KeyOutcome = (Vec<(i64, String)>, Option<(String, String)>);
 /// Sends one key's owed versions in order; stops at the first that must be retried.
 async fn ship_key(
     state: &PartitionServerState,
+    destinations: &Destinations,
     range: &RangeRef,
     configs: &HashMap<String, Option<ReplicationConfig>>,
     versions: Vec<Owed>,
@@ -228,7 +239,7 @@ async fn ship_key(
     let mut arrived = Vec::new();
     for owed in versions {
         let config = configs.get(&owed.bucket).and_then(Option::as_ref);
-        match send(state, range, config, &owed).await {
+        match send(state, destinations, range, config, &owed).await {
             Sent::Arrived { size_bytes } => {
                 metrics::SHIPPED.inc();
                 metrics::SHIPPED_BYTES.inc_by(size_bytes);

@@ -1,6 +1,7 @@
-//! Sending one owed version to its destination bucket: the rule that covers it now, the
-//! destination's owner on this stamp (from the partition map), ApplyReplica without bytes and,
-//! when the destination lacks the version, again with them; then what the answer means.
+//! Sending one owed version to its destination bucket: the rule that covers it now, where the
+//! destination lives ([`super::destinations`]: this stamp's owner from the partition map, or
+//! another stamp's link), ApplyReplica without bytes and, when the destination lacks the
+//! version, again with them; then what the answer means.
 
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use crate::records::{CommitOrigin, ObjectRecord};
 use crate::replication_backlog::Owed;
 use crate::server::PartitionServerState;
 use crate::service::versions;
+
+use super::destinations::{Destinations, Target, Unresolved};
 
 /// An ApplyReplica without bytes answers within this.
 const OFFER_TIMEOUT_MS: u64 = 10_000;
@@ -41,6 +44,7 @@ pub enum Sent {
 /// Sends `owed` (a version of `range`) to the destination its bucket's rules name now.
 pub async fn send(
     state: &PartitionServerState,
+    destinations: &Destinations,
     range: &Range,
     config: Option<&ReplicationConfig>,
     owed: &Owed,
@@ -62,28 +66,139 @@ pub async fn send(
         return Sent::Failed(format!("rule {} names no destination", rule.id));
     };
     if !destination.stamp.is_empty() {
-        // Refused by PutBucketReplication until shipping between stamps is built.
+        // Refused by PutBucketReplication until geo-replicas are built.
         return Sent::Retry(format!(
-            "destinations on another stamp ({}) are not shipped to yet",
+            "geo-replicas ({}) are not shipped to yet",
             destination.stamp
         ));
     }
+    let bucket = &destination.bucket;
+    let target = match destinations.resolve(bucket).await {
+        Ok(target) => target,
+        Err(Unresolved::Missing) => {
+            return Sent::Failed(format!("the destination bucket {bucket} does not exist"))
+        }
+        Err(Unresolved::Transient(why)) => return Sent::Retry(format!("{bucket}: {why}")),
+    };
     let size_bytes = version.size_bytes;
-    match apply(state, range, &destination.bucket, &owed.key, version).await {
+    let outcome = Offer {
+        state,
+        destinations,
+        range,
+        target: &target,
+        header: ApplyReplicaHeader {
+            bucket: bucket.clone(),
+            key: owed.key.clone(),
+            version: Some(ObjectRecord {
+                chunks: Vec::new(),
+                ..version.clone()
+            }),
+            with_bytes: false,
+        },
+        version: &version,
+    }
+    .apply()
+    .await;
+    match outcome {
         Ok(()) => Sent::Arrived { size_bytes },
-        Err(status) => classify(&destination.bucket, &status),
+        Err(status) => {
+            destinations.forget(bucket);
+            if is_missing(&status) {
+                // Gone from where it was looked up: served elsewhere now (it moved), or gone.
+                match destinations.resolve(bucket).await {
+                    Ok(now) if now != target => return Sent::Retry(format!("{bucket} moved")),
+                    Err(Unresolved::Transient(why)) => return Sent::Retry(why),
+                    _ => {}
+                }
+            }
+            classify(bucket, &status)
+        }
     }
 }
 
-/// Offers the version, then sends its bytes when the destination lacks it.
-async fn apply(
+fn is_missing(status: &Status) -> bool {
+    matches!(from_status(status), Some(ErrorDetail::NotFound { .. }))
+}
+
+/// One version on its way to `target`.
+struct Offer<'a> {
+    state: &'a PartitionServerState,
+    destinations: &'a Destinations,
+    range: &'a Range,
+    target: &'a Target,
+    /// Without bytes; sent again with them when the destination lacks the version.
+    header: ApplyReplicaHeader,
+    version: &'a ObjectRecord,
+}
+
+impl Offer<'_> {
+    /// Offers the version, then sends its bytes when the destination lacks it.
+    async fn apply(self) -> Result<(), Status> {
+        let offered = self
+            .call(false, futures::stream::empty(), OFFER_TIMEOUT_MS)
+            .await?;
+        if offered != ApplyOutcome::NeedBytes {
+            return Ok(());
+        }
+        let timeout_ms = (APPLY_TIMEOUT_MS_BASE + self.version.size_bytes / (1024 * 1024) * 1_000)
+            .min(APPLY_TIMEOUT_MS_MAX);
+        self.call(true, self.bytes(), timeout_ms).await.map(|_| ())
+    }
+
+    async fn call<S>(
+        &self,
+        with_bytes: bool,
+        data: S,
+        timeout_ms: u64,
+    ) -> Result<ApplyOutcome, Status>
+    where
+        S: futures::Stream<Item = bytes::Bytes> + Send + 'static,
+    {
+        let header = ApplyReplicaHeader {
+            with_bytes,
+            ..self.header.clone()
+        };
+        let exchange = async {
+            match self.target {
+                Target::Here => apply_here(self.state, header, data).await,
+                Target::Link { endpoints, .. } => {
+                    self.destinations
+                        .apply_over_link(endpoints, &header, data, timeout_ms)
+                        .await
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_millis(timeout_ms), exchange)
+            .await
+            .map_err(|_| Status::deadline_exceeded("sending a replica timed out"))?
+    }
+
+    /// The version's bytes, read through the index at send time. A chunk that cannot be read
+    /// ends the stream early: the destination refuses the short body (IncompleteBody) and the
+    /// version is retried.
+    fn bytes(&self) -> impl futures::Stream<Item = bytes::Bytes> + Send + 'static {
+        let wanted = self
+            .version
+            .chunks
+            .iter()
+            .map(|c| (*c, 0, c.length))
+            .collect();
+        crate::service::read_chunks(self.range.stream_client().clone(), wanted)
+            .take_while(|chunk| futures::future::ready(chunk.is_ok()))
+            .filter_map(|chunk| async move { chunk.ok() })
+    }
+}
+
+/// Straight to the destination key's owner on this stamp.
+async fn apply_here<S>(
     state: &PartitionServerState,
-    range: &Range,
-    bucket: &str,
-    key: &str,
-    version: ObjectRecord,
-) -> Result<(), Status> {
-    let encoded = keys::object_key(bucket, key);
+    header: ApplyReplicaHeader,
+    data: S,
+) -> Result<ApplyOutcome, Status>
+where
+    S: futures::Stream<Item = bytes::Bytes> + Send + 'static,
+{
+    let encoded = keys::object_key(&header.bucket, &header.key);
     let owner = state.owner_of(&encoded).ok_or_else(|| {
         Status::from(PartitionError::Loading {
             range_id: strata_types::RangeId::new(0),
@@ -92,43 +207,18 @@ async fn apply(
     let mut peer = state
         .peer(&owner)
         .map_err(|err| Status::unavailable(format!("destination owner {owner}: {err}")))?;
-    let header = |with_bytes| ApplyReplicaRequest {
-        part: Some(apply_replica_request::Part::Header(ApplyReplicaHeader {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            version: Some(ObjectRecord {
-                chunks: Vec::new(),
-                ..version.clone()
-            }),
-            with_bytes,
-        })),
-    };
-    let offer = futures::stream::iter([header(false)]);
-    let answer = tokio::time::timeout(
-        Duration::from_millis(OFFER_TIMEOUT_MS),
-        peer.apply_replica(offer),
-    )
-    .await
-    .map_err(|_| Status::deadline_exceeded("offering a replica timed out"))??;
-    if answer.into_inner().outcome != ApplyOutcome::NeedBytes as i32 {
-        return Ok(());
+    let body = futures::stream::iter([ApplyReplicaRequest {
+        part: Some(apply_replica_request::Part::Header(header)),
+    }])
+    .chain(data.map(data_part as fn(bytes::Bytes) -> ApplyReplicaRequest));
+    let answer = peer.apply_replica(body).await?;
+    Ok(answer.into_inner().outcome())
+}
+
+fn data_part(bytes: bytes::Bytes) -> ApplyReplicaRequest {
+    ApplyReplicaRequest {
+        part: Some(apply_replica_request::Part::Data(bytes.to_vec())),
     }
-    let wanted = version.chunks.iter().map(|c| (*c, 0, c.length)).collect();
-    // A chunk that cannot be read ends the stream early: the destination refuses the short
-    // body (IncompleteBody) and the version is retried.
-    let data = crate::service::read_chunks(range.stream_client().clone(), wanted)
-        .take_while(|chunk| futures::future::ready(chunk.is_ok()))
-        .filter_map(|chunk| async move { chunk.ok() })
-        .map(|bytes| ApplyReplicaRequest {
-            part: Some(apply_replica_request::Part::Data(bytes.to_vec())),
-        });
-    let body = futures::stream::iter([header(true)]).chain(data);
-    let timeout_ms = (APPLY_TIMEOUT_MS_BASE + version.size_bytes / (1024 * 1024) * 1_000)
-        .min(APPLY_TIMEOUT_MS_MAX);
-    tokio::time::timeout(Duration::from_millis(timeout_ms), peer.apply_replica(body))
-        .await
-        .map_err(|_| Status::deadline_exceeded("sending a replica's bytes timed out"))??;
-    Ok(())
 }
 
 /// A destination's refusal that no retry can change, or a transient failure.

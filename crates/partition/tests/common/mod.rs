@@ -33,6 +33,7 @@ pub fn partition_server(id: &str, layer: &StreamLayer) -> Arc<PartitionServerSta
             compaction: CompactionConfig::default(),
             throttle: ThrottleConfig::default(),
             lifecycle: LifecycleConfig::default(),
+            stamps: StampsConfig::default(),
         },
         layer.client.clone(),
     )
