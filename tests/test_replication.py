@@ -15,7 +15,14 @@ from botocore.exceptions import ClientError
 
 from stamp import NO_RETRIES, Stamp
 from test_bucket_move import move
-from test_replication_shipping import all_completed, history, replicate, wait_for
+from test_replication_shipping import (
+    all_completed,
+    history,
+    replicate,
+    replication_status,
+    status,
+    wait_for,
+)
 from test_two_stamps import endpoints, homed_bucket, locate
 
 ROLE = "arn:aws:iam::000000000000:role/replication"
@@ -283,3 +290,36 @@ def test_a_destination_deleted_on_the_other_stamp_fails_versions_for_good(stamps
     vid = s1.put_object(Bucket=source, Key="second", Body=b"2")["VersionId"]
     wait_for("the second version FAILED", lambda: s1.head_object(
         Bucket=source, Key="second", VersionId=vid).get("ReplicationStatus") == "FAILED")
+
+
+def test_a_cut_off_destination_stamp_loses_nothing_and_catches_up_in_order(stamps):
+    """The destination stamp's front-ends (its links) killed: versions written meanwhile stay
+    PENDING and owed (the status command says how many), none is failed; once the links are
+    back every one arrives, the destination's history equal to the source's."""
+    s1 = client(stamps, "stamp-1")
+    source = versioned(s1, homed_bucket(stamps, "stamp-1", "x-cut-src", s3=s1))
+    dest = versioned(client(stamps, "stamp-2"), homed_bucket(stamps, "stamp-2", "x-cut-dst"))
+    replicate(s1, source, dest)
+    s1.put_object(Bucket=source, Key="before", Body=b"before the cut")
+    wait_for("the first version COMPLETED", lambda: all_completed(s1, source))
+    links = [n["name"] for n in stamps.nodes_of("frontend") if n["name"].startswith("s2-")]
+    assert links, stamps.running()["nodes"]
+    for name in links:
+        stamps.node("kill", name)
+    try:
+        written = []
+        for i in range(30):
+            key = f"during/k{i % 5}"
+            written.append((key, s1.put_object(Bucket=source, Key=key, Body=f"v{i}".encode())["VersionId"]))
+        s1.delete_object(Bucket=source, Key="during/k0")
+        report = wait_for("versions owed", lambda: (lambda r: r if r["owed_versions"] > 0 else None)(
+            replication_status(stamps, source)))
+        assert report["owed_versions"] <= 31, report
+        shown = {status(s1, source, key, vid) for key, vid in written}
+        assert "FAILED" not in shown and "PENDING" in shown, shown
+    finally:
+        for name in links:
+            stamps.node("start", name)
+    wait_for("every version COMPLETED after the cut", lambda: all_completed(s1, source), timeout_s=120)
+    s2 = client(stamps, "stamp-2")
+    assert history(s2, dest) == history(s1, source)

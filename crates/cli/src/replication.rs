@@ -71,7 +71,7 @@ async fn status(layout: &Layout, bucket: &str) -> anyhow::Result<Value> {
     let in_span: Vec<_> = map
         .ranges
         .iter()
-        .filter(|r| (high.is_empty() || r.low < high) && (r.high.is_empty() || r.high > low))
+        .filter(|r| keys::ranges_overlap(&r.low, &r.high, &low, &high))
         .collect();
     let mut reports: BTreeMap<u64, RangeReplication> = BTreeMap::new();
     let mut owners: Vec<&str> = in_span.iter().map(|r| r.owner_addr.as_str()).collect();

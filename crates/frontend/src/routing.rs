@@ -276,10 +276,7 @@ impl Router {
         Ok(snapshot
             .ranges
             .iter()
-            .filter(|r| {
-                (r.high.is_empty() || r.high.as_slice() > low)
-                    && (high.is_empty() || r.low.as_slice() < high)
-            })
+            .filter(|r| keys::ranges_overlap(&r.low, &r.high, low, high))
             .map(|r| snapshot.route(r))
             .collect())
     }

@@ -140,6 +140,12 @@ pub fn range_contains(low: &[u8], high: &[u8], key: &[u8]) -> bool {
     key >= low && (high.is_empty() || key < high)
 }
 
+/// Whether the ranges `[a_low, a_high)` and `[b_low, b_high)` share a key (an empty high is
+/// +infinity).
+pub fn ranges_overlap(a_low: &[u8], a_high: &[u8], b_low: &[u8], b_high: &[u8]) -> bool {
+    (a_high.is_empty() || a_high > b_low) && (b_high.is_empty() || b_high > a_low)
+}
+
 /// The key a range may be split at for `key`: an object's own key when `key` is one of its
 /// uploads, parts or noncurrent versions (they must stay in the object's range), else `key`.
 pub fn split_point(key: &[u8]) -> Vec<u8> {
@@ -184,6 +190,16 @@ mod tests {
         assert_eq!(split_point(&version_key("b", "photos/1", 9)), object);
         assert_eq!(split_point(&bucket_key("b")), bucket_key("b"));
         assert_eq!(display(b"o\x00a"), "o\\x00a");
+    }
+
+    #[test]
+    fn ranges_overlap_when_they_share_a_key_and_an_empty_high_is_unbounded() {
+        assert!(ranges_overlap(b"a", b"c", b"b", b"d"));
+        assert!(!ranges_overlap(b"a", b"b", b"b", b"c"), "high is exclusive");
+        assert!(!ranges_overlap(b"b", b"c", b"a", b"b"));
+        assert!(ranges_overlap(b"x", b"", b"a", b"y"));
+        assert!(ranges_overlap(b"", b"", b"m", b"n"));
+        assert!(!ranges_overlap(b"x", b"", b"a", b"x"));
     }
 
     #[test]

@@ -108,9 +108,7 @@ pub fn state_of(state: &PartitionServerState, bucket: &str) -> GetReplicationSta
     let mut ranges = Vec::new();
     for range in state.ready_ranges() {
         let bounds = &range.bounds;
-        let below_high = high.is_empty() || bounds.low < high;
-        let above_low = bounds.high.is_empty() || bounds.high > low;
-        if !(below_high && above_low) {
+        if !keys::ranges_overlap(&bounds.low, &bounds.high, &low, &high) {
             continue;
         }
         let committed_watermark_ms = range.replication_watermark_ms(bucket);
