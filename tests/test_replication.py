@@ -6,8 +6,11 @@ Rules to a bucket on the same stamp are tested in test_replication_shipping.py. 
 answers 501 NotImplemented unless the front-ends run with `replication_preview`
 (STRATA_REPLICATION_PREVIEW), which these tests of the configuration set."""
 
+import datetime
 import json
 import re
+import threading
+import time
 import urllib.request
 
 import pytest
@@ -212,6 +215,19 @@ def test_versions_a_rule_covers_are_marked_pending_from_the_moment_it_is_stored(
     assert status_of(s1, source, "exports/after") is None
 
 
+THROUGH = "x-strata-replicated-through"
+
+
+def replicated_through(s3, bucket):
+    """The destination's x-strata-replicated-through (HeadBucket), as a datetime; None when
+    absent (not known now)."""
+    value = s3.head_bucket(Bucket=bucket)["ResponseMetadata"]["HTTPHeaders"].get(THROUGH)
+    if value is None:
+        return None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", value), value
+    return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+
+
 def relayed_replicas(stamp, frontend_name):
     """strata_frontend_replicas_total of one front-end (replicas other stamps sent it)."""
     node = next(n for n in stamp.running()["nodes"] if n["name"] == frontend_name)
@@ -273,6 +289,16 @@ def test_versions_reach_a_bucket_on_the_other_stamp_whole_and_in_order_both_ways
             [{"Key": "kind", "Value": "parquet"}]
         # They came over the destination stamp's link (one relay per version at least).
         assert relayed_replicas(stamps, frontend) - relayed_before >= len(source_history[0])
+        # The destination says how far it is replicated: past every write, once all arrived.
+        last_write = max(v[5] for v in source_history[0])
+        through = wait_for("replicated through the last write", lambda: (
+            lambda t: t if t and t >= last_write else None)(replicated_through(dst_s3, dest)))
+        listed = dst_s3.list_objects_v2(Bucket=dest)["ResponseMetadata"]["HTTPHeaders"]
+        assert THROUGH in listed, listed
+        assert through <= datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=1)
+    # A bucket nothing replicates into has no such header.
+    plain = s1.head_bucket(Bucket=source)["ResponseMetadata"]["HTTPHeaders"]
+    assert THROUGH not in plain, plain
 
 
 def test_a_destination_deleted_on_the_other_stamp_fails_versions_for_good(stamps):
@@ -323,3 +349,50 @@ def test_a_cut_off_destination_stamp_loses_nothing_and_catches_up_in_order(stamp
     wait_for("every version COMPLETED after the cut", lambda: all_completed(s1, source), timeout_s=120)
     s2 = client(stamps, "stamp-2")
     assert history(s2, dest) == history(s1, source)
+
+
+def test_the_replicated_through_header_never_passes_a_write_that_has_not_arrived(stamps):
+    """While a writer keeps writing to the source (on the other stamp), a reader of the
+    destination reads T, then lists the destination: every write the writer saw acknowledged
+    before T must be in that listing. T must also move on as the writes arrive."""
+    s1, s2 = client(stamps, "stamp-1"), client(stamps, "stamp-2")
+    source = versioned(s1, homed_bucket(stamps, "stamp-1", "x-order-src", s3=s1))
+    dest = versioned(s2, homed_bucket(stamps, "stamp-2", "x-order-dst", s3=s2))
+    replicate(s1, source, dest)
+    acknowledged = []  # (client time after the answer, key, version id)
+    stop = threading.Event()
+
+    def writer():
+        writes = client(stamps, "stamp-1")
+        i = 0
+        while not stop.is_set():
+            key = f"hour={i % 24:02}/part-{i}.parquet"
+            vid = writes.put_object(Bucket=source, Key=key, Body=b"x" * (1 + i % 3000))["VersionId"]
+            acknowledged.append((datetime.datetime.now(datetime.timezone.utc), key, vid))
+            i += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    checks, seen = 0, set()
+    try:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            through = replicated_through(s2, dest)
+            if through is None:
+                continue
+            before = [(key, vid) for at, key, vid in list(acknowledged) if at < through]
+            present = {(v["Key"], v["VersionId"])
+                       for page in s2.get_paginator("list_object_versions").paginate(Bucket=dest)
+                       for v in page.get("Versions", [])}
+            missing = [w for w in before if w not in present]
+            assert not missing, (through, missing[:5])
+            checks += 1
+            seen.add(through)
+    finally:
+        stop.set()
+        thread.join()
+    assert checks >= 3 and len(seen) >= 2, (checks, seen)
+    assert len(acknowledged) > 10
+    # Once everything arrived, T passes the last write.
+    last = acknowledged[-1][0]
+    wait_for("T past the last write", lambda: (lambda t: t and t > last)(replicated_through(s2, dest)))

@@ -68,6 +68,8 @@ pub const STAMPS_TTL_MS: u64 = 5_000;
 pub const UNREACHABLE_MS: u64 = 10_000;
 /// Most bucket homes kept (then the map starts over: a bound, not an LRU).
 pub const HOMES_MAX: usize = 10_000;
+/// Bound of one internal call of another stamp's replica sink ([`Forwarder::call_link`]).
+pub const INTERNAL_CALL_TIMEOUT_MS: u64 = 5_000;
 /// Forwarded requests in flight at once.
 pub const FORWARDS_IN_FLIGHT_MAX: usize = 256;
 pub const FORWARD_CONNECT_TIMEOUT_MS: u64 = 2_000;
@@ -371,6 +373,48 @@ impl Forwarder {
             marks.retain(|_, at| at.elapsed() < Duration::from_millis(UNREACHABLE_MS));
             marks.insert(stamp.to_string(), Instant::now());
         }
+    }
+
+    /// A call of another stamp's replica sink (`replica_sink.rs`'s front-end paths) over the
+    /// first of its `endpoints`' links that answers within [`INTERNAL_CALL_TIMEOUT_MS`]: the
+    /// answer's status and body (at most 64 KiB).
+    pub async fn call_link(
+        &self,
+        endpoints: &[String],
+        method: http::Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+    ) -> Result<(http::StatusCode, bytes::Bytes), String> {
+        let Some(link) = &self.link_client else {
+            return Err("no link identity (mutual TLS) to reach other stamps with".into());
+        };
+        let mut last = "no link endpoint".to_string();
+        for endpoint in endpoints
+            .iter()
+            .filter(|e| e.starts_with(crate::link::LINK_SCHEME))
+        {
+            let request = http::Request::builder()
+                .method(method.clone())
+                .uri(format!("{endpoint}{path_and_query}"))
+                .body(AxumBody::from(body.clone()))
+                .map_err(|err| err.to_string())?;
+            let exchange = async {
+                let response = link.request(request).await.map_err(|e| e.to_string())?;
+                let status = response.status();
+                let body = axum::body::to_bytes(AxumBody::new(response.into_body()), 64 * 1024)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((status, body))
+            };
+            match tokio::time::timeout(Duration::from_millis(INTERNAL_CALL_TIMEOUT_MS), exchange)
+                .await
+            {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(err)) => last = format!("{endpoint}: {err}"),
+                Err(_) => last = format!("{endpoint}: timed out"),
+            }
+        }
+        Err(last)
     }
 
     /// Whether this front-end can forward over other stamps' links (it holds an mTLS identity).

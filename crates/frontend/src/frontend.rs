@@ -30,6 +30,11 @@ pub struct Frontend {
     /// Moves whose stale fence this front-end is ending (see `move_fence.rs`).
     pub(crate) fences: Arc<crate::move_fence::Claims>,
     pub(crate) imports: Arc<crate::move_fence::Claims>,
+    /// The forwarder (set once it exists, by `server::start`): other stamps' links, for the
+    /// replica sink's front-end calls (`replicated_through.rs`). Weak: it holds a Frontend.
+    pub(crate) links: Arc<std::sync::OnceLock<std::sync::Weak<crate::forward::Forwarder>>>,
+    /// Destination buckets' recently computed `x-strata-replicated-through`.
+    pub(crate) through: Arc<crate::replicated_through::Recent>,
 }
 
 impl Frontend {
@@ -62,6 +67,8 @@ impl Frontend {
             )),
             fences: Arc::default(),
             imports: Arc::default(),
+            links: Arc::default(),
+            through: Arc::default(),
             config,
         })
     }

@@ -43,6 +43,7 @@
 //!   and answered from there (the bucket -> stamp map cached with a short bound), over
 //!   [`link`]: the front-ends' mutual-TLS listener and connector between stamps;
 //!   [`replica_sink`]: where other stamps' partition servers deliver replicated versions.
+//! - [`replicated_through`]: a destination bucket's `x-strata-replicated-through`.
 //! - [`move_fence`]: a bucket move's fence that outlived its mover, ended through the
 //!   location group (abort, or the late completion applied).
 //! - [`move_serve`]: a completed move's copy its mover did not serve, served by the target's
@@ -94,6 +95,7 @@ pub mod perimeter;
 pub mod placement;
 pub mod put;
 pub mod replica_sink;
+pub mod replicated_through;
 pub mod replication;
 pub mod routing;
 pub mod s3;

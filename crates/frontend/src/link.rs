@@ -56,9 +56,10 @@ pub fn acceptor(pems: &IdentityPems) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// What a link caller may reach: the replica sink is a partition server's, and a partition
-/// server reaches nothing else; a request without a [`LinkPeer`] came in on the public
-/// listener and is judged by the S3 service alone.
+/// What a link caller may reach: the replica sink's apply path is a partition server's, and a
+/// partition server reaches nothing else; its source and watermark paths are front-ends'; a
+/// request without a [`LinkPeer`] came in on the public listener and is judged by the S3
+/// service alone.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Admission {
     /// Served by the S3 service (and its forwarder).
@@ -70,10 +71,15 @@ pub enum Admission {
 }
 
 pub fn admits(peer: Option<&LinkPeer>, path: &str) -> Admission {
+    use strata_proto::replica_link::{APPLY_PATH, SOURCE_PATH, WATERMARK_PATH};
     let to_sink = path.starts_with(REPLICA_PATH_PREFIX);
     match peer.map(|p| p.0.role) {
-        Some(Role::PartitionServer) if to_sink => Admission::ReplicaSink,
+        Some(Role::PartitionServer) if path == APPLY_PATH => Admission::ReplicaSink,
         Some(Role::PartitionServer) => Admission::Refused,
+        // A front-end registers sources and reads watermarks; it never delivers replicas.
+        Some(Role::Frontend) if path == SOURCE_PATH || path == WATERMARK_PATH => {
+            Admission::ReplicaSink
+        }
         _ if to_sink => Admission::Refused,
         _ => Admission::S3,
     }

@@ -89,6 +89,15 @@ fn a_partition_server_reaches_the_replica_sink_only_and_a_front_end_never() {
     assert_eq!(admits(Some(&partition), "/bucket/key"), Admission::Refused);
     assert_eq!(admits(Some(&frontend), apply), Admission::Refused);
     assert_eq!(admits(Some(&frontend), "/bucket/key"), Admission::S3);
+    for path in ["/_strata/replica/source", "/_strata/replica/watermark"] {
+        assert_eq!(admits(Some(&frontend), path), Admission::ReplicaSink);
+        assert_eq!(admits(Some(&partition), path), Admission::Refused);
+        assert_eq!(admits(None, path), Admission::Refused);
+    }
+    assert_eq!(
+        admits(Some(&frontend), "/_strata/replica/other"),
+        Admission::Refused
+    );
     // The public listener's requests carry no peer: never the sink.
     assert_eq!(admits(None, apply), Admission::Refused);
     assert_eq!(admits(None, "/bucket/key"), Admission::S3);

@@ -1,6 +1,6 @@
 //! Prometheus metrics of the front-end, in the default registry (served by the admin server).
 
-use prometheus::{HistogramVec, IntCounter, IntCounterVec};
+use prometheus::{HistogramVec, IntCounter, IntCounterVec, IntGaugeVec};
 use std::sync::LazyLock;
 
 pub struct Metrics {
@@ -23,11 +23,20 @@ pub struct Metrics {
     /// Replicas relayed from other stamps' partition servers (`replica_sink.rs`), by outcome
     /// ("applied", "present", "need-bytes", "refused", "failed").
     pub replicas: IntCounterVec,
+    /// Destination buckets' `x-strata-replicated-through` as last computed here (ms since the
+    /// epoch; 0: not known then).
+    pub replicated_through_ms: IntGaugeVec,
 }
 
 impl Metrics {
     pub fn forwarded(&self, stamp: &str, outcome: &str) {
         self.forwarded.with_label_values(&[stamp, outcome]).inc();
+    }
+
+    pub fn replicated_through(&self, bucket: &str, through_ms: Option<i64>) {
+        self.replicated_through_ms
+            .with_label_values(&[bucket])
+            .set(through_ms.unwrap_or(0));
     }
 }
 
@@ -79,6 +88,13 @@ fn build() -> Metrics {
         ),
         &["outcome"],
     );
+    let replicated_through_ms = IntGaugeVec::new(
+        prometheus::Opts::new(
+            "strata_frontend_replicated_through_ms",
+            "A destination bucket's x-strata-replicated-through as last computed (ms; 0 unknown)",
+        ),
+        &["bucket"],
+    );
     // The names are constant and valid, so construction cannot fail; registration fails only
     // when a metric of that name already exists, which is logged and tolerated.
     let metrics = Metrics {
@@ -90,6 +106,8 @@ fn build() -> Metrics {
         forwarded: forwarded.unwrap_or_else(|err| panic!("metric definition: {err}")),
         applied_lookups: applied_lookups.unwrap_or_else(|err| panic!("metric definition: {err}")),
         replicas: replicas.unwrap_or_else(|err| panic!("metric definition: {err}")),
+        replicated_through_ms: replicated_through_ms
+            .unwrap_or_else(|err| panic!("metric definition: {err}")),
     };
     let registry = prometheus::default_registry();
     let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -101,6 +119,7 @@ fn build() -> Metrics {
         Box::new(metrics.forwarded.clone()),
         Box::new(metrics.applied_lookups.clone()),
         Box::new(metrics.replicas.clone()),
+        Box::new(metrics.replicated_through_ms.clone()),
     ];
     for collector in collectors {
         if let Err(err) = registry.register(collector) {

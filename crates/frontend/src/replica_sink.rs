@@ -1,7 +1,8 @@
-//! The replica sink (issue 16): where another stamp's partition servers deliver the versions
-//! they replicate into a bucket homed on this stamp. It serves one path on the link listener
-//! only, [`APPLY_PATH`], to callers holding a partition server's certificate (`link.rs`,
-//! [`crate::link::admits`]), and relays each version to the owner of its key here as one
+//! The replica sink (issue 16), on the link listener only (`link.rs`,
+//! [`crate::link::admits`]). Other stamps' front-ends register a source with a destination
+//! homed here ([`SOURCE_PATH`]) and read a source's watermark ([`WATERMARK_PATH`],
+//! `replicated_through.rs`). Other stamps' partition servers deliver at [`APPLY_PATH`] the
+//! versions they replicate into a bucket homed on this stamp; the sink relays each version to the owner of its key here as one
 //! `ApplyReplica` stream (framing: `strata_proto::replica_link`). The owner decides everything
 //! (the bucket's write gate, placement by version stamp, idempotence); the sink only carries,
 //! and hands the owner's refusal back as the gRPC status it was, so the source classifies it
@@ -19,31 +20,37 @@ use futures::StreamExt;
 use prost::Message;
 use strata_proto::partition::{
     apply_replica_request, replica_link_answer, ApplyOutcome, ApplyReplicaHeader,
-    ApplyReplicaRequest, ReplicaLinkAnswer, ReplicaLinkRefusal,
+    ApplyReplicaRequest, ReplicaLinkAnswer, ReplicaLinkRefusal, ReplicaSourceRequest,
+    ReplicaWatermarkAnswer,
 };
-use strata_proto::replica_link::{header_length, APPLY_PATH, CONTENT_TYPE};
+use strata_proto::replica_link::{
+    header_length, APPLY_PATH, CONTENT_TYPE, SOURCE_PATH, WATERMARK_PATH,
+};
 use strata_types::keys;
 use tokio::sync::Semaphore;
 use tonic::Status;
 
 use crate::error::FrontendError;
+use crate::frontend::Frontend;
 use crate::link::{admits, Admission};
 use crate::metrics::METRICS;
 use crate::routing::{classify, Retry, Router, Verdict};
 
 /// Relays in progress at once; more are answered 503 (the source backs off and retries).
 pub const SINK_IN_FLIGHT_MAX: usize = 64;
+/// Largest body of a source registration.
+const SMALL_BODY_BYTES_MAX: usize = 64 * 1024;
 
 type Request = http::Request<AxumBody>;
 type Response = http::Response<AxumBody>;
 
 /// The link listener's service: the replica sink for partition servers, `s3` for front-ends,
 /// 403 for anything else ([`admits`]).
-pub fn link_app(s3: axum::Router, router: Arc<Router>) -> axum::Router {
+pub fn link_app(s3: axum::Router, frontend: Frontend) -> axum::Router {
     let slots = Arc::new(Semaphore::new(SINK_IN_FLIGHT_MAX));
     axum::Router::new().fallback_service(tower::service_fn(move |request: Request| {
         let s3 = s3.clone();
-        let router = router.clone();
+        let frontend = frontend.clone();
         let slots = slots.clone();
         async move {
             let peer = request.extensions().get::<crate::connections::LinkPeer>();
@@ -54,7 +61,7 @@ pub fn link_app(s3: axum::Router, router: Arc<Router>) -> axum::Router {
                     response
                 }
                 Admission::ReplicaSink => match slots.try_acquire_owned() {
-                    Ok(_slot) => serve(&router, request).await,
+                    Ok(_slot) => serve(&frontend, request).await,
                     Err(_) => plain(http::StatusCode::SERVICE_UNAVAILABLE, "replica sink busy"),
                 },
                 Admission::Refused => plain(http::StatusCode::FORBIDDEN, "not for this caller"),
@@ -64,11 +71,56 @@ pub fn link_app(s3: axum::Router, router: Arc<Router>) -> axum::Router {
     }))
 }
 
-/// One replica: the header, then a relay to its key's owner.
-async fn serve(router: &Router, request: Request) -> Response {
-    if request.method() != http::Method::POST || request.uri().path() != APPLY_PATH {
-        return plain(http::StatusCode::NOT_FOUND, "no such replica path");
+/// One call of the sink, by its path.
+async fn serve(frontend: &Frontend, request: Request) -> Response {
+    let method = request.method().clone();
+    match request.uri().path() {
+        APPLY_PATH if method == http::Method::POST => apply(&frontend.router, request).await,
+        SOURCE_PATH if method == http::Method::POST => register_source(frontend, request).await,
+        WATERMARK_PATH if method == http::Method::GET => {
+            watermark(frontend, request.uri().query()).await
+        }
+        _ => plain(http::StatusCode::NOT_FOUND, "no such replica path"),
     }
+}
+
+/// A source registered with a destination homed here (before the source's rules are stored).
+async fn register_source(frontend: &Frontend, request: Request) -> Response {
+    let body = match axum::body::to_bytes(request.into_body(), SMALL_BODY_BYTES_MAX).await {
+        Ok(body) => body,
+        Err(err) => return plain(http::StatusCode::BAD_REQUEST, &err.to_string()),
+    };
+    let Ok(asked) = ReplicaSourceRequest::decode(body) else {
+        return plain(http::StatusCode::BAD_REQUEST, "not a ReplicaSourceRequest");
+    };
+    match frontend
+        .register_source_here(&asked.destination, &asked.source)
+        .await
+    {
+        Ok(()) => plain(http::StatusCode::OK, "registered"),
+        Err(err) => plain(http::StatusCode::CONFLICT, &format!("{err:?}")),
+    }
+}
+
+/// A source bucket homed here: its watermark (0 when not known now).
+async fn watermark(frontend: &Frontend, query: Option<&str>) -> Response {
+    let bucket = query
+        .and_then(|q| q.strip_prefix("bucket="))
+        .and_then(|b| urlencoding::decode(b).ok())
+        .map(|b| b.into_owned())
+        .unwrap_or_default();
+    let watermark_ms = frontend.watermark_here_ms(&bucket).await;
+    let body = ReplicaWatermarkAnswer { watermark_ms }.encode_to_vec();
+    let mut response = http::Response::new(AxumBody::from(body));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(CONTENT_TYPE),
+    );
+    response
+}
+
+/// One replica: the header, then a relay to its key's owner.
+async fn apply(router: &Router, request: Request) -> Response {
     let mut body = request.into_body().into_data_stream();
     let (header, rest) = match read_header(&mut body).await {
         Ok(read) => read,

@@ -471,6 +471,14 @@ impl Frontend {
                 }
             }
         }
+        // Every destination lists this bucket before any version is marked for it, so its
+        // x-strata-replicated-through waits for this bucket's watermark too.
+        for destination in config.rules.iter().filter_map(|r| r.destination.as_ref()) {
+            if destination.stamp.is_empty() {
+                self.register_replication_source(&destination.bucket, bucket)
+                    .await?;
+            }
+        }
         self.store_replication(bucket, config).await
     }
 

@@ -31,11 +31,14 @@ impl S3 for Frontend {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        self.require_bucket(&req.input.bucket).await?;
-        Ok(S3Response::new(HeadBucketOutput {
+        let bucket = self.require_bucket(&req.input.bucket).await?;
+        let through_ms = self.replicated_through_ms(&bucket).await;
+        let mut response = S3Response::new(HeadBucketOutput {
             bucket_region: Some(self.config.region.clone()),
             ..Default::default()
-        }))
+        });
+        crate::replicated_through::add_header(&mut response.headers, through_ms);
+        Ok(response)
     }
 
     async fn get_bucket_location(
@@ -113,9 +116,11 @@ impl S3 for Frontend {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let requester = Frontend::requester(req.credentials.as_ref())?;
-        Ok(S3Response::new(
-            self.list_objects_v2_op(&req.input, &requester).await?,
-        ))
+        // Before the listing is read: T covers what the listing then shows.
+        let through_ms = self.listed_through_ms(&req.input.bucket).await;
+        let mut response = S3Response::new(self.list_objects_v2_op(&req.input, &requester).await?);
+        crate::replicated_through::add_header(&mut response.headers, through_ms);
+        Ok(response)
     }
 
     async fn list_objects(
@@ -123,9 +128,10 @@ impl S3 for Frontend {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let requester = Frontend::requester(req.credentials.as_ref())?;
-        Ok(S3Response::new(
-            self.list_objects_v1_op(&req.input, &requester).await?,
-        ))
+        let through_ms = self.listed_through_ms(&req.input.bucket).await;
+        let mut response = S3Response::new(self.list_objects_v1_op(&req.input, &requester).await?);
+        crate::replicated_through::add_header(&mut response.headers, through_ms);
+        Ok(response)
     }
 
     async fn create_multipart_upload(

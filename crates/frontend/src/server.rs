@@ -347,6 +347,10 @@ pub async fn start(
         connections_max: config.connections_max,
     };
     let forwarder = crate::forward::Forwarder::new(&frontend);
+    if let Some(forwarder) = &forwarder {
+        let _ = frontend.links.set(Arc::downgrade(forwarder));
+    }
+    let sink_frontend = frontend.clone();
     let app = app_with(
         build_s3_service(frontend, &config),
         &config,
@@ -362,7 +366,7 @@ pub async fn start(
         None => None,
     };
     let link_task = link.map(|(listener, acceptor)| {
-        let link_app = crate::replica_sink::link_app(app.clone(), router.clone());
+        let link_app = crate::replica_sink::link_app(app.clone(), sink_frontend);
         let serving =
             crate::connections::serve(listener, link_app, limits, Some(acceptor), token.clone());
         tokio::spawn(serving)

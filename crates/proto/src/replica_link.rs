@@ -10,6 +10,12 @@ use crate::partition::ApplyReplicaHeader;
 
 /// Where a front-end's link takes replicas (partition servers' certificates only).
 pub const APPLY_PATH: &str = "/_strata/replica/apply";
+/// Where a front-end registers a source with a destination homed on the link's stamp
+/// (`ReplicaSourceRequest`; front-ends' certificates only).
+pub const SOURCE_PATH: &str = "/_strata/replica/source";
+/// Where a front-end asks a source bucket's watermark of its home stamp (`?bucket=NAME`,
+/// answered with a `ReplicaWatermarkAnswer`; front-ends' certificates only).
+pub const WATERMARK_PATH: &str = "/_strata/replica/watermark";
 /// The content type of both bodies.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
 /// Largest header accepted: a version's metadata and tags are far smaller.

@@ -169,6 +169,17 @@ impl Range {
         self.backlog().watermarks(clock_ms)
     }
 
+    /// The watermarks a reader may be told (`x-strata-replicated-through`): every covered
+    /// version acknowledged before them has arrived. Unlike [`Self::current_watermarks`]
+    /// (which are committed, and so never pass the clock), an idle range's rise with wall time:
+    /// `now_ms` is read before the backlog, and a commit notes its version in the backlog
+    /// before it is acknowledged, so a version acknowledged before `now_ms` is in the backlog
+    /// read after it, or arrived. None until the range's owed versions were scanned.
+    pub fn watermarks_for_readers(&self) -> Option<ReplicationCursors> {
+        let now_ms = strata_util::now_ms();
+        self.backlog().watermarks(now_ms)
+    }
+
     /// Makes committed cursors visible to readers without the commit lock.
     pub(super) fn show_replication(&self, cursors: &ReplicationCursors) {
         *self

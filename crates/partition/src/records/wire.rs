@@ -78,6 +78,7 @@ pub fn bucket_meta(record: BucketRecord) -> BucketMeta {
         fenced_until_ms: record.fenced_until_ms,
         moved_to: record.moved_to,
         replication: record.replication,
+        replication_sources: record.replication_sources,
     }
 }
 
@@ -99,6 +100,7 @@ pub fn bucket_record(meta: BucketMeta) -> BucketRecord {
         fenced_until_ms: meta.fenced_until_ms,
         moved_to: meta.moved_to,
         replication: meta.replication,
+        replication_sources: meta.replication_sources,
     }
 }
 

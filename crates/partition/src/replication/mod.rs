@@ -113,10 +113,17 @@ pub fn state_of(state: &PartitionServerState, bucket: &str) -> GetReplicationSta
         }
         let committed_watermark_ms = range.replication_watermark_ms(bucket);
         let watermark_ms = range
-            .current_watermarks()
+            .watermarks_for_readers()
             .map_or(0, |live| watermark_ms(&live, bucket));
         let (owed_versions, oldest_owed_mark_ms) =
             range.backlog().by_bucket().remove(bucket).unwrap_or((0, 0));
+        // A mark above wall time (a range clock pushed ahead by a faster-clocked owner) must
+        // still hold the watermark below its version.
+        let watermark_ms = if owed_versions > 0 && watermark_ms > 0 {
+            watermark_ms.min(oldest_owed_mark_ms)
+        } else {
+            watermark_ms
+        };
         ranges.push(RangeReplication {
             range_id: bounds.range_id.get(),
             epoch: bounds.epoch.get(),

@@ -207,6 +207,10 @@ pub(super) async fn count_everywhere(
     }
 }
 
+/// Buckets one bucket is the replication destination of, at most (each costs the
+/// destination's `x-strata-replicated-through` one watermark lookup).
+const REPLICATION_SOURCES_MAX: usize = 100;
+
 /// Replaces one configuration of the bucket record under the range's commit lock, so two
 /// concurrent updates of different configurations never lose one another.
 pub async fn update(
@@ -252,6 +256,22 @@ pub async fn update(
         }
         Some(update_bucket_request::Change::Replication(config)) => {
             bucket.replication = replication_change(&bucket, config)?;
+        }
+        Some(update_bucket_request::Change::AddReplicationSource(source)) => {
+            if bucket.replication_sources.contains(&source) {
+                return Ok(UpdateBucketResponse {
+                    bucket: Some(wire::bucket_meta(bucket)),
+                });
+            }
+            if bucket.replication_sources.len() >= REPLICATION_SOURCES_MAX {
+                return Err(PartitionError::rejected(
+                    RejectReason::InvalidArgument,
+                    format!(
+                        "a bucket is the destination of at most {REPLICATION_SOURCES_MAX} buckets"
+                    ),
+                ));
+            }
+            bucket.replication_sources.push(source);
         }
         None => {
             return Err(PartitionError::InvalidArgument(
