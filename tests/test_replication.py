@@ -341,12 +341,18 @@ def test_a_cut_off_destination_stamp_loses_nothing_and_catches_up_in_order(stamp
         report = wait_for("versions owed", lambda: (lambda r: r if r["owed_versions"] > 0 else None)(
             replication_status(stamps, source)))
         assert report["owed_versions"] <= 31, report
+        # `strata status` lists the bucket among those owing versions.
+        owing = {b["bucket"]: b for b in stamps.status()["replication"]["owing"]}
+        assert owing[source]["owed_versions"] > 0, owing
+        assert owing[source]["oldest_owed_age_ms"] >= 0, owing
         shown = {status(s1, source, key, vid) for key, vid in written}
         assert "FAILED" not in shown and "PENDING" in shown, shown
     finally:
         for name in links:
             stamps.node("start", name)
     wait_for("every version COMPLETED after the cut", lambda: all_completed(s1, source), timeout_s=120)
+    wait_for("nothing owed in strata status", lambda: source not in
+             {b["bucket"] for b in stamps.status()["replication"]["owing"]})
     s2 = client(stamps, "stamp-2")
     assert history(s2, dest) == history(s1, source)
 

@@ -130,7 +130,77 @@ async fn status(layout: &Layout, bucket: &str) -> anyhow::Result<Value> {
     }))
 }
 
-/// RFC 3339 with milliseconds, UTC (what `x-strata-replicated-through` will carry).
+/// What `strata status` shows of replication: every bucket a range of the stamp owes versions
+/// of, with how many and the oldest one's age (asked of every owner in `map`; an owner that
+/// does not answer leaves its ranges out, and `complete` false).
+pub(crate) async fn owed_by_bucket(map: &strata_proto::manager::PartitionMap) -> Value {
+    let mut owners: Vec<&str> = map.ranges.iter().map(|r| r.owner_addr.as_str()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let mut by_bucket: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    let mut complete = true;
+    for owner in owners.into_iter().filter(|o| !o.is_empty()) {
+        let asked = async {
+            let channel = crate::grpc_channel(owner, CALL_TIMEOUT).ok()?;
+            let request = GetReplicationStateRequest::default();
+            let answer = PartitionServerClient::new(channel)
+                .get_replication_state(request)
+                .await
+                .ok()?;
+            Some(answer.into_inner().ranges)
+        };
+        let Some(ranges) = asked.await else {
+            complete = false;
+            continue;
+        };
+        for range in ranges.into_iter().filter(|r| r.owed_versions > 0) {
+            let entry = by_bucket
+                .entry(range.bucket)
+                .or_insert((0, range.oldest_owed_mark_ms));
+            entry.0 += range.owed_versions;
+            entry.1 = entry.1.min(range.oldest_owed_mark_ms);
+        }
+    }
+    let now_ms = strata_util::now_ms();
+    let buckets: Vec<Value> = by_bucket
+        .into_iter()
+        .map(|(bucket, (owed, oldest_ms))| {
+            json!({
+                "bucket": bucket,
+                "owed_versions": owed,
+                "oldest_owed_age_ms": now_ms.saturating_sub(oldest_ms).max(0),
+            })
+        })
+        .collect();
+    json!({ "complete": complete, "owing": buckets })
+}
+
+/// The lines `strata status` prints of [`owed_by_bucket`]'s report.
+pub(crate) fn print_owed(report: &Value) {
+    let owing = report["owing"].as_array().cloned().unwrap_or_default();
+    let partial = if report["complete"] == true {
+        ""
+    } else {
+        " (some partition servers did not answer)"
+    };
+    if owing.is_empty() {
+        println!("replication: nothing owed{partial}");
+        return;
+    }
+    println!("replication: versions owed to destinations{partial}");
+    println!("{:<40}  {:>10}  {:>12}", "bucket", "owed", "oldest");
+    for bucket in owing {
+        let age_s = bucket["oldest_owed_age_ms"].as_i64().unwrap_or(0) as f64 / 1_000.0;
+        println!(
+            "{:<40}  {:>10}  {:>10.1} s",
+            bucket["bucket"].as_str().unwrap_or_default(),
+            bucket["owed_versions"],
+            age_s
+        );
+    }
+}
+
+/// RFC 3339 with milliseconds, UTC (what `x-strata-replicated-through` carries).
 pub fn rfc3339_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())

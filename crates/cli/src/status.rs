@@ -170,6 +170,10 @@ pub async fn collect(deployment: &Layout, stamp: &str, data_dir: &std::path::Pat
         .filter(|e| e["replicas_healthy"].as_u64().unwrap_or(0) < 3)
         .count();
     let manager = manager_leader(layout).await;
+    let replication = match &map {
+        Some(map) => crate::replication::owed_by_bucket(map).await,
+        None => json!({ "complete": false, "owing": [] }),
+    };
     // Clients' S3 endpoints: what `strata up` serves, else the layout's front-ends (compose).
     let s3_endpoints = match &running {
         Some(running) => running.endpoints.clone().into_iter().collect(),
@@ -204,6 +208,7 @@ pub async fn collect(deployment: &Layout, stamp: &str, data_dir: &std::path::Pat
         "extents_total": extents.len(),
         "extents_under_replicated": under_replicated,
         "extents": extents,
+        "replication": replication,
     })
 }
 
@@ -397,6 +402,7 @@ fn print_tables(report: &Value) {
     print_ranges(report);
     print_range_changes(report);
     print_extents(report);
+    crate::replication::print_owed(&report["replication"]);
 }
 
 fn print_stamps(report: &Value) {

@@ -101,41 +101,53 @@ pub async fn run_replication(state: Arc<PartitionServerState>, token: Cancellati
     }
 }
 
-/// What this server's ranges holding keys of `bucket` report of its replication.
+/// What this server's ranges holding keys of `bucket` report of its replication; for an
+/// empty `bucket`, every bucket a range owes versions of.
 pub fn state_of(state: &PartitionServerState, bucket: &str) -> GetReplicationStateResponse {
-    let low = keys::object_prefix(bucket);
-    let high = keys::prefix_end(&low).unwrap_or_default();
     let mut ranges = Vec::new();
     for range in state.ready_ranges() {
-        let bounds = &range.bounds;
-        if !keys::ranges_overlap(&bounds.low, &bounds.high, &low, &high) {
+        if bucket.is_empty() {
+            let owing: Vec<String> = range.backlog().by_bucket().into_keys().collect();
+            ranges.extend(owing.iter().map(|owing| range_state(&range, owing)));
             continue;
         }
-        let committed_watermark_ms = range.replication_watermark_ms(bucket);
-        let watermark_ms = range
-            .watermarks_for_readers()
-            .map_or(0, |live| watermark_ms(&live, bucket));
-        let (owed_versions, oldest_owed_mark_ms) =
-            range.backlog().by_bucket().remove(bucket).unwrap_or((0, 0));
-        // A mark above wall time (a range clock pushed ahead by a faster-clocked owner) must
-        // still hold the watermark below its version.
-        let watermark_ms = if owed_versions > 0 && watermark_ms > 0 {
-            watermark_ms.min(oldest_owed_mark_ms)
-        } else {
-            watermark_ms
-        };
-        ranges.push(RangeReplication {
-            range_id: bounds.range_id.get(),
-            epoch: bounds.epoch.get(),
-            low: bounds.low.clone(),
-            high: bounds.high.clone(),
-            watermark_ms,
-            committed_watermark_ms,
-            owed_versions,
-            oldest_owed_mark_ms,
-        });
+        let low = keys::object_prefix(bucket);
+        let high = keys::prefix_end(&low).unwrap_or_default();
+        let bounds = &range.bounds;
+        if keys::ranges_overlap(&bounds.low, &bounds.high, &low, &high) {
+            ranges.push(range_state(&range, bucket));
+        }
     }
     GetReplicationStateResponse { ranges }
+}
+
+/// One range's replication of `bucket`.
+fn range_state(range: &RangeRef, bucket: &str) -> RangeReplication {
+    let bounds = &range.bounds;
+    let committed_watermark_ms = range.replication_watermark_ms(bucket);
+    let watermark_ms = range
+        .watermarks_for_readers()
+        .map_or(0, |live| watermark_ms(&live, bucket));
+    let (owed_versions, oldest_owed_mark_ms) =
+        range.backlog().by_bucket().remove(bucket).unwrap_or((0, 0));
+    // A mark above wall time (a range clock pushed ahead by a faster-clocked owner) must
+    // still hold the watermark below its version.
+    let watermark_ms = if owed_versions > 0 && watermark_ms > 0 {
+        watermark_ms.min(oldest_owed_mark_ms)
+    } else {
+        watermark_ms
+    };
+    RangeReplication {
+        range_id: bounds.range_id.get(),
+        epoch: bounds.epoch.get(),
+        low: bounds.low.clone(),
+        high: bounds.high.clone(),
+        watermark_ms,
+        committed_watermark_ms,
+        owed_versions,
+        oldest_owed_mark_ms,
+        bucket: bucket.to_string(),
+    }
 }
 
 /// One look at a range: scan if needed, send a batch, commit the cursors when due.
