@@ -402,3 +402,38 @@ def test_the_replicated_through_header_never_passes_a_write_that_has_not_arrived
     # Once everything arrived, T passes the last write.
     last = acknowledged[-1][0]
     wait_for("T past the last write", lambda: (lambda t: t and t > last)(replicated_through(s2, dest)))
+
+
+def test_resync_replicates_what_was_written_before_the_rule_and_resumes(stamps):
+    """`strata replication resync`: versions written before the rule (every version of a key,
+    and a delete marker) are marked and arrive; running it again marks nothing more; versions
+    written after the rule are not marked twice."""
+    s1, s2 = client(stamps, "stamp-1"), client(stamps, "stamp-2")
+    source = versioned(s1, homed_bucket(stamps, "stamp-1", "x-resync-src", s3=s1))
+    dest = versioned(s2, homed_bucket(stamps, "stamp-2", "x-resync-dst", s3=s2))
+    for i in range(12):
+        s1.put_object(Bucket=source, Key=f"old/k{i % 4}", Body=f"old {i}".encode())
+    s1.delete_object(Bucket=source, Key="old/k3")
+    replicate(s1, source, dest)
+    s1.put_object(Bucket=source, Key="new", Body=b"after the rule")
+    wait_for("the new version COMPLETED", lambda: status(
+        s1, source, "new", s1.head_object(Bucket=source, Key="new")["VersionId"]) == "COMPLETED")
+    assert history(s2, dest)[0] and len(history(s2, dest)[0]) == 1
+
+    report = resync(stamps, source)
+    assert (report["versions_marked"], report["done"], report["owed_versions"]) == (13, True, 0), report
+    wait_for("every version COMPLETED", lambda: all_completed(s1, source))
+    assert history(s2, dest) == history(s1, source)
+    again = resync(stamps, source)
+    assert again["versions_marked"] == 0 and again["done"], again
+
+
+def resync(stamp, bucket):
+    import subprocess
+
+    from stamp import BIN_DIR
+    out = subprocess.run(
+        [str(BIN_DIR / "strata"), "replication", "resync", bucket, "--data-dir", str(stamp.data_dir),
+         "--json", "--wait-s", "120"],
+        check=True, capture_output=True, env=stamp.env(), timeout=180)
+    return json.loads(out.stdout)

@@ -18,7 +18,7 @@ mod deleted;
 mod plan;
 pub mod progress;
 mod pump;
-mod rows;
+pub(crate) mod rows;
 mod sync;
 
 use anyhow::{anyhow, bail, Context};

@@ -16,6 +16,9 @@
 //!   stamp (copy passes, a fence, a verified switch of its home in the location group).
 //! - [`drain`]: `strata stamp drain STAMP` (close a stamp to new buckets and move every
 //!   bucket off it) and `strata stamp open STAMP`.
+//! - [`replication`]: `strata replication status BUCKET` (watermark, versions owed) and what
+//!   `strata status` shows of replication; [`replication_resync`]: `strata replication resync
+//!   BUCKET`, replicating what was written before a rule.
 //! - [`certs`]: the stamp's CA and certificates for `strata up` (mutual TLS unless `--no-mtls`).
 //! - [`grpc_channel`]: how every command reaches a node over gRPC (with the operator
 //!   certificate when the stamp runs mutual TLS).
@@ -32,6 +35,7 @@ pub mod layout;
 pub mod namespace;
 pub mod probe;
 pub mod replication;
+pub mod replication_resync;
 pub mod status;
 pub mod supervisor;
 pub mod up;

@@ -38,15 +38,46 @@ pub enum ReplicationCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Replicates what was written before the bucket's rules existed: marks the versions no
+    /// rule had marked (and FAILED ones, with --failed), then waits until they arrived.
+    /// Resumable: run it again.
+    Resync {
+        bucket: String,
+        /// The data folder given to `strata up`.
+        #[arg(long, default_value = "strata-data")]
+        data_dir: PathBuf,
+        /// The stamp holding the bucket (default: the data folder's first).
+        #[arg(long)]
+        stamp: Option<String>,
+        /// Also send again versions that FAILED (the destination was fixed).
+        #[arg(long)]
+        failed: bool,
+        /// Wait at most this long for the marked versions to arrive.
+        #[arg(long, default_value_t = 600)]
+        wait_s: u64,
+        /// Print the final report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(args: ReplicationArgs) -> anyhow::Result<()> {
-    let ReplicationCommand::Status {
-        bucket,
-        data_dir,
-        stamp,
-        json,
-    } = args.command;
+    let (bucket, data_dir, stamp, json) = match args.command {
+        ReplicationCommand::Status {
+            bucket,
+            data_dir,
+            stamp,
+            json,
+        } => (bucket, data_dir, stamp, json),
+        ReplicationCommand::Resync {
+            bucket,
+            data_dir,
+            stamp,
+            failed,
+            wait_s,
+            json,
+        } => return resync(&data_dir, stamp, &bucket, failed, wait_s, json).await,
+    };
     strata_util::rpc::install_identity(crate::certs::operator_identity(&data_dir)?)?;
     let Some(layout) = Layout::load(&data_dir)? else {
         anyhow::bail!("no stamp in {}", data_dir.display());
@@ -61,8 +92,38 @@ pub async fn run(args: ReplicationArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn resync(
+    data_dir: &std::path::Path,
+    stamp: Option<String>,
+    bucket: &str,
+    failed_too: bool,
+    wait_s: u64,
+    json: bool,
+) -> anyhow::Result<()> {
+    strata_util::rpc::install_identity(crate::certs::operator_identity(data_dir)?)?;
+    let Some(layout) = Layout::load(data_dir)? else {
+        anyhow::bail!("no stamp in {}", data_dir.display());
+    };
+    let stamp = stamp.unwrap_or_else(|| layout.stamp.clone());
+    let report = crate::replication_resync::Resync {
+        layout: &layout,
+        stamp: &stamp,
+        bucket,
+        failed_too,
+        wait_s,
+    }
+    .run()
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        crate::replication_resync::print(&report);
+    }
+    Ok(())
+}
+
 /// The report of `bucket` from the ranges of `layout`'s stamp holding its keys.
-async fn status(layout: &Layout, bucket: &str) -> anyhow::Result<Value> {
+pub(crate) async fn status(layout: &Layout, bucket: &str) -> anyhow::Result<Value> {
     let Some(map) = crate::status::partition_map(layout).await else {
         anyhow::bail!("no partition manager answered");
     };

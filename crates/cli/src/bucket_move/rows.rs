@@ -18,8 +18,8 @@ use strata_frontend::routing::{classify, PartitionClient, Retry, Route, Router, 
 use strata_proto::common::BucketMeta;
 use strata_proto::partition::{
     import_row_request, read_row_response, GetBucketRequest, ImportRowHeader, ImportRowRequest,
-    MoveStep, ReadRowRequest, ReadRowResponse, RemoveRowsRequest, ScanRowsRequest,
-    SetMoveStateRequest,
+    MarkForReplicationRequest, MoveStep, ReadRowRequest, ReadRowResponse, RemoveRowsRequest,
+    ScanRowsRequest, SetMoveStateRequest,
 };
 use strata_proto::record::{index_entry, BucketRecord, IndexEntry};
 use strata_types::error_detail::{from_status, ErrorDetail, RejectReason};
@@ -229,6 +229,32 @@ impl Stamp {
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    /// Marks the versions at `keys` (one range's) for replication (`strata replication
+    /// resync`): how many were marked.
+    pub async fn mark_for_replication(
+        &self,
+        bucket: &str,
+        keys: Vec<Vec<u8>>,
+        failed_too: bool,
+    ) -> anyhow::Result<u64> {
+        let Some(first) = keys.first().cloned() else {
+            return Ok(0);
+        };
+        let request = MarkForReplicationRequest {
+            bucket: bucket.to_string(),
+            keys,
+            failed_too,
+        };
+        let answer = self
+            .call(&first, false, |mut client| {
+                let request = request.clone();
+                async move { client.mark_for_replication(request).await }
+            })
+            .await
+            .with_context(|| format!("MarkForReplication in {bucket} on {}", self.name))?;
+        Ok(answer.into_inner().marked)
     }
 
     /// The bucket's record (None: no such bucket on this stamp).

@@ -5,7 +5,8 @@
 //! `multipart` (uploads, parts, ListMultipartUploads); `walk` is the listing walker `list` and
 //! `list_versions` share; `moves` (paging, reading and removing a bucket's rows for the
 //! operator's mover), `move_import` (writing them on the target) and `move_state` (a move's
-//! marks on the bucket record) move buckets between stamps.
+//! marks on the bucket record) move buckets between stamps; `replica_apply` takes replicated
+//! versions and `resync` marks versions written before a rule.
 
 mod body;
 mod buckets;
@@ -17,6 +18,7 @@ mod moves;
 mod multipart;
 mod objects;
 mod replica_apply;
+mod resync;
 
 pub(crate) use objects::read_chunks;
 pub(crate) mod versions;
@@ -332,6 +334,16 @@ impl PartitionServer for PartitionService {
         strata_util::tls::authorize(&request, &[Role::PartitionManager])?;
         Ok(Response::new(
             crate::reshape::prepare(&self.state, request.into_inner()).await?,
+        ))
+    }
+
+    async fn mark_for_replication(
+        &self,
+        request: Request<MarkForReplicationRequest>,
+    ) -> Result<Response<MarkForReplicationResponse>, Status> {
+        operator(&request)?;
+        Ok(Response::new(
+            resync::mark_for_replication(&self.state, request.into_inner()).await?,
         ))
     }
 
