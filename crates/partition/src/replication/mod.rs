@@ -2,6 +2,9 @@
 //! owe (see [`crate::replication_backlog`]) to their destination buckets, and commits how far
 //! it got as the ranges' replication cursors ([`crate::replication_cursors`]).
 //!
+//! One task per loaded range ([`run_replication`] starts and stops them as ranges load and
+//! unload), so a destination that answers slowly holds back only the ranges shipping to it.
+//!
 //! Order: a range's owed versions are taken lowest mark first, and the versions of one key go
 //! one after another in that order (their marks follow their commits), while different keys go
 //! in parallel (at most [`KEYS_IN_FLIGHT_MAX`]). A version whose key has an earlier version
@@ -29,6 +32,7 @@ use strata_proto::partition::{GetReplicationStateResponse, RangeReplication};
 use strata_types::keys;
 use strata_types::{Epoch, RangeId};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::range::{RangeRef, FREEZE_OPEN};
 use crate::replication_backlog::Owed;
@@ -69,35 +73,64 @@ struct RangeShipping {
 }
 
 pub async fn run_replication(state: Arc<PartitionServerState>, token: CancellationToken) {
-    let mut shipping: HashMap<(RangeId, Epoch), RangeShipping> = HashMap::new();
+    // One task per loaded range (a reload is a new epoch, so a new task): a destination that
+    // answers slowly or not at all holds back only the ranges shipping to it.
+    let mut shippers: HashMap<(RangeId, Epoch), CancellationToken> = HashMap::new();
+    let tasks = TaskTracker::new();
     let mut last_refresh = Instant::now();
-    let destinations = Destinations::new(&state.config.stamps);
+    let destinations = Arc::new(Destinations::new(&state.config.stamps));
     loop {
         tokio::select! {
             _ = token.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_millis(TICK_MS)) => {}
         }
         let ranges = state.ready_ranges();
-        shipping.retain(|(id, epoch), _| {
-            ranges
+        shippers.retain(|(id, epoch), stop| {
+            let loaded = ranges
                 .iter()
-                .any(|r| r.bounds.range_id == *id && r.bounds.epoch == *epoch)
+                .any(|r| r.bounds.range_id == *id && r.bounds.epoch == *epoch);
+            if !loaded {
+                stop.cancel();
+            }
+            loaded
         });
         if last_refresh.elapsed() >= Duration::from_millis(METRICS_REFRESH_MS) {
             metrics::refresh(&ranges);
             last_refresh = Instant::now();
         }
         for range in ranges {
-            if token.is_cancelled() {
-                break;
-            }
-            if range.is_poisoned() || range.freeze_state() != FREEZE_OPEN {
+            let key = (range.bounds.range_id, range.bounds.epoch);
+            if shippers.contains_key(&key) {
                 continue;
             }
-            let key = (range.bounds.range_id, range.bounds.epoch);
-            let shipping = shipping.entry(key).or_default();
-            pass(&state, &destinations, &range, shipping).await;
+            let stop = token.child_token();
+            shippers.insert(key, stop.clone());
+            let shipping = ship_range(state.clone(), destinations.clone(), range, stop);
+            tasks.spawn(shipping);
         }
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// Ships one loaded range's owed versions until `stop` (the range was unloaded, or the server
+/// stops).
+async fn ship_range(
+    state: Arc<PartitionServerState>,
+    destinations: Arc<Destinations>,
+    range: RangeRef,
+    stop: CancellationToken,
+) {
+    let mut shipping = RangeShipping::default();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(TICK_MS)) => {}
+        }
+        if range.is_poisoned() || range.freeze_state() != FREEZE_OPEN {
+            continue;
+        }
+        pass(&state, &destinations, &range, &mut shipping).await;
     }
 }
 
