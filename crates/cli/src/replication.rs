@@ -16,6 +16,9 @@ use strata_types::keys;
 use crate::layout::Layout;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound of one partition server's answer to `strata status` (which must stay quick while a
+/// node is paused).
+const STATUS_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(clap::Args, Debug)]
 pub struct ReplicationArgs {
@@ -200,17 +203,27 @@ pub(crate) async fn owed_by_bucket(map: &strata_proto::manager::PartitionMap) ->
     owners.dedup();
     let mut by_bucket: BTreeMap<String, (u64, i64)> = BTreeMap::new();
     let mut complete = true;
-    for owner in owners.into_iter().filter(|o| !o.is_empty()) {
-        let asked = async {
-            let channel = crate::grpc_channel(owner, CALL_TIMEOUT).ok()?;
-            let request = GetReplicationStateRequest::default();
-            let answer = PartitionServerClient::new(channel)
-                .get_replication_state(request)
+    // All at once, each bounded: a paused or dead server must not hold `strata status` up.
+    let asked = owners
+        .into_iter()
+        .filter(|o| !o.is_empty())
+        .map(|owner| async move {
+            let call = async {
+                let channel = crate::grpc_channel(owner, STATUS_CALL_TIMEOUT).ok()?;
+                let request = GetReplicationStateRequest::default();
+                let answer = PartitionServerClient::new(channel)
+                    .get_replication_state(request)
+                    .await
+                    .ok()?;
+                Some(answer.into_inner().ranges)
+            };
+            tokio::time::timeout(STATUS_CALL_TIMEOUT, call)
                 .await
-                .ok()?;
-            Some(answer.into_inner().ranges)
-        };
-        let Some(ranges) = asked.await else {
+                .ok()
+                .flatten()
+        });
+    for answer in futures::future::join_all(asked).await {
+        let Some(ranges) = answer else {
             complete = false;
             continue;
         };
