@@ -8,17 +8,28 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde_json::{json, Value};
+use strata_frontend::replication_state::{self, Ask, BucketReplication, ALL_AT_ONCE};
+use strata_frontend::routing::PartitionClient;
 use strata_proto::partition::partition_server_client::PartitionServerClient;
-use strata_proto::partition::{GetReplicationStateRequest, RangeReplication};
-use strata_types::keys;
 
 use crate::layout::Layout;
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound of one partition server's answer to `strata status` (which must stay quick while a
-/// node is paused).
-const STATUS_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How `strata replication status` asks the owners of the bucket's ranges: one after another,
+/// each within the CLI's call timeout; a silent one only leaves its ranges unknown.
+const BUCKET_ASK: Ask = Ask {
+    timeout_ms: 10_000,
+    concurrency: 1,
+    stop_at_silence: false,
+};
+/// How `strata status` asks every owner of the stamp: all at once, each within 2 s, so a paused
+/// or dead server does not hold it up (it must stay quick while a node is paused).
+const STATUS_ASK: Ask = Ask {
+    timeout_ms: 2_000,
+    concurrency: ALL_AT_ONCE,
+    stop_at_silence: false,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct ReplicationArgs {
@@ -26,17 +37,25 @@ pub struct ReplicationArgs {
     pub command: ReplicationCommand,
 }
 
+/// The bucket both commands act on and where to find its stamp.
+#[derive(clap::Args, Debug)]
+pub struct BucketTarget {
+    pub bucket: String,
+    /// The data folder given to `strata up`.
+    #[arg(long, default_value = "strata-data")]
+    pub data_dir: PathBuf,
+    /// The stamp holding the bucket (default: the data folder's first).
+    #[arg(long)]
+    pub stamp: Option<String>,
+}
+
+// `--json` stays in each command: its help differs (what each prints), and it is listed last.
 #[derive(clap::Subcommand, Debug)]
 pub enum ReplicationCommand {
     /// Replication progress of a source bucket: watermark, versions owed, oldest owed.
     Status {
-        bucket: String,
-        /// The data folder given to `strata up`.
-        #[arg(long, default_value = "strata-data")]
-        data_dir: PathBuf,
-        /// The stamp holding the bucket (default: the data folder's first).
-        #[arg(long)]
-        stamp: Option<String>,
+        #[command(flatten)]
+        target: BucketTarget,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -45,13 +64,8 @@ pub enum ReplicationCommand {
     /// rule had marked (and FAILED ones, with --failed), then waits until they arrived.
     /// Resumable: run it again.
     Resync {
-        bucket: String,
-        /// The data folder given to `strata up`.
-        #[arg(long, default_value = "strata-data")]
-        data_dir: PathBuf,
-        /// The stamp holding the bucket (default: the data folder's first).
-        #[arg(long)]
-        stamp: Option<String>,
+        #[command(flatten)]
+        target: BucketTarget,
         /// Also send again versions that FAILED (the destination was fixed).
         #[arg(long)]
         failed: bool,
@@ -65,64 +79,57 @@ pub enum ReplicationCommand {
 }
 
 pub async fn run(args: ReplicationArgs) -> anyhow::Result<()> {
-    let (bucket, data_dir, stamp, json) = match args.command {
-        ReplicationCommand::Status {
-            bucket,
-            data_dir,
-            stamp,
-            json,
-        } => (bucket, data_dir, stamp, json),
+    match args.command {
+        ReplicationCommand::Status { target, json } => {
+            let (layout, stamp) = load(&target)?;
+            let report = status(&layout.view(&stamp), &target.bucket).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_table(&report);
+            }
+        }
         ReplicationCommand::Resync {
-            bucket,
-            data_dir,
-            stamp,
+            target,
             failed,
             wait_s,
             json,
-        } => return resync(&data_dir, stamp, &bucket, failed, wait_s, json).await,
-    };
-    strata_util::rpc::install_identity(crate::certs::operator_identity(&data_dir)?)?;
-    let Some(layout) = Layout::load(&data_dir)? else {
-        anyhow::bail!("no stamp in {}", data_dir.display());
-    };
-    let stamp = stamp.unwrap_or_else(|| layout.stamp.clone());
-    let report = status(&layout.view(&stamp), &bucket).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_table(&report);
+        } => {
+            let (layout, stamp) = load(&target)?;
+            let report = crate::replication_resync::Resync {
+                layout: &layout,
+                stamp: &stamp,
+                bucket: &target.bucket,
+                failed_too: failed,
+                wait_s,
+            }
+            .run()
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                crate::replication_resync::print(&report);
+            }
+        }
     }
     Ok(())
 }
 
-async fn resync(
-    data_dir: &std::path::Path,
-    stamp: Option<String>,
-    bucket: &str,
-    failed_too: bool,
-    wait_s: u64,
-    json: bool,
-) -> anyhow::Result<()> {
-    strata_util::rpc::install_identity(crate::certs::operator_identity(data_dir)?)?;
-    let Some(layout) = Layout::load(data_dir)? else {
-        anyhow::bail!("no stamp in {}", data_dir.display());
+/// The operator identity installed (before any call), the data folder's layout and the stamp
+/// `target` names.
+fn load(target: &BucketTarget) -> anyhow::Result<(Layout, String)> {
+    strata_util::rpc::install_identity(crate::certs::operator_identity(&target.data_dir)?)?;
+    let Some(layout) = Layout::load(&target.data_dir)? else {
+        anyhow::bail!("no stamp in {}", target.data_dir.display());
     };
-    let stamp = stamp.unwrap_or_else(|| layout.stamp.clone());
-    let report = crate::replication_resync::Resync {
-        layout: &layout,
-        stamp: &stamp,
-        bucket,
-        failed_too,
-        wait_s,
-    }
-    .run()
-    .await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        crate::replication_resync::print(&report);
-    }
-    Ok(())
+    let stamp = target.stamp.clone().unwrap_or_else(|| layout.stamp.clone());
+    Ok((layout, stamp))
+}
+
+/// A client for `owner` whose every call is bounded by `ask`'s timeout too (None: no channel).
+fn client(owner: &str, ask: Ask) -> Option<PartitionClient> {
+    let channel = crate::grpc_channel(owner, Duration::from_millis(ask.timeout_ms)).ok()?;
+    Some(PartitionServerClient::new(channel))
 }
 
 /// The report of `bucket` from the ranges of `layout`'s stamp holding its keys.
@@ -130,46 +137,12 @@ pub(crate) async fn status(layout: &Layout, bucket: &str) -> anyhow::Result<Valu
     let Some(map) = crate::status::partition_map(layout).await else {
         anyhow::bail!("no partition manager answered");
     };
-    let low = keys::object_prefix(bucket);
-    let high = keys::prefix_end(&low).unwrap_or_default();
-    let in_span: Vec<_> = map
-        .ranges
-        .iter()
-        .filter(|r| keys::ranges_overlap(&r.low, &r.high, &low, &high))
-        .collect();
-    let mut reports: BTreeMap<u64, RangeReplication> = BTreeMap::new();
-    let mut owners: Vec<&str> = in_span.iter().map(|r| r.owner_addr.as_str()).collect();
-    owners.sort_unstable();
-    owners.dedup();
-    for owner in owners.into_iter().filter(|o| !o.is_empty()) {
-        let Ok(channel) = crate::grpc_channel(owner, CALL_TIMEOUT) else {
-            continue;
-        };
-        let request = GetReplicationStateRequest {
-            bucket: bucket.to_string(),
-        };
-        if let Ok(answer) = PartitionServerClient::new(channel)
-            .get_replication_state(request)
-            .await
-        {
-            for range in answer.into_inner().ranges {
-                reports.insert(range.range_id, range);
-            }
-        }
-    }
+    let connect = |owner: &str| client(owner, BUCKET_ASK);
+    let state = BucketReplication::ask(&map.ranges, bucket, BUCKET_ASK, &connect).await;
     let now_ms = strata_util::now_ms();
     let mut ranges = Vec::new();
-    let mut through_ms = Some(i64::MAX);
     let (mut owed, mut oldest_ms) = (0u64, None::<i64>);
-    for assigned in in_span {
-        let report = reports
-            .get(&assigned.range_id)
-            .filter(|r| r.epoch == assigned.epoch);
-        let watermark_ms = report.map_or(0, |r| r.watermark_ms);
-        through_ms = match (through_ms, watermark_ms) {
-            (Some(t), w) if w > 0 => Some(t.min(w)),
-            _ => None,
-        };
+    for (assigned, report) in state.ranges() {
         if let Some(r) = report.filter(|r| r.owed_versions > 0) {
             owed += r.owed_versions;
             oldest_ms =
@@ -183,7 +156,7 @@ pub(crate) async fn status(layout: &Layout, bucket: &str) -> anyhow::Result<Valu
             "owed_versions": report.map(|r| r.owed_versions),
         }));
     }
-    let through_ms = through_ms.filter(|t| *t != i64::MAX);
+    let through_ms = state.watermark_ms();
     Ok(json!({
         "bucket": bucket,
         "replicated_through": through_ms.map(rfc3339_ms),
@@ -198,31 +171,15 @@ pub(crate) async fn status(layout: &Layout, bucket: &str) -> anyhow::Result<Valu
 /// of, with how many and the oldest one's age (asked of every owner in `map`; an owner that
 /// does not answer leaves its ranges out, and `complete` false).
 pub(crate) async fn owed_by_bucket(map: &strata_proto::manager::PartitionMap) -> Value {
-    let mut owners: Vec<&str> = map.ranges.iter().map(|r| r.owner_addr.as_str()).collect();
-    owners.sort_unstable();
-    owners.dedup();
     let mut by_bucket: BTreeMap<String, (u64, i64)> = BTreeMap::new();
     let mut complete = true;
-    // All at once, each bounded: a paused or dead server must not hold `strata status` up.
-    let asked = owners
-        .into_iter()
-        .filter(|o| !o.is_empty())
-        .map(|owner| async move {
-            let call = async {
-                let channel = crate::grpc_channel(owner, STATUS_CALL_TIMEOUT).ok()?;
-                let request = GetReplicationStateRequest::default();
-                let answer = PartitionServerClient::new(channel)
-                    .get_replication_state(request)
-                    .await
-                    .ok()?;
-                Some(answer.into_inner().ranges)
-            };
-            tokio::time::timeout(STATUS_CALL_TIMEOUT, call)
-                .await
-                .ok()
-                .flatten()
-        });
-    for answer in futures::future::join_all(asked).await {
+    let connect = |owner: &str| client(owner, STATUS_ASK);
+    let owners = replication_state::owners(&map.ranges);
+    // An empty bucket asks each owner for every bucket it owes versions of.
+    let answers: Vec<_> = replication_state::ask_owners(owners, "", STATUS_ASK, &connect)
+        .collect()
+        .await;
+    for answer in answers {
         let Some(ranges) = answer else {
             complete = false;
             continue;

@@ -44,6 +44,9 @@
 //!   [`link`]: the front-ends' mutual-TLS listener and connector between stamps;
 //!   [`replica_sink`]: where other stamps' partition servers deliver replicated versions.
 //! - [`replicated_through`]: a destination bucket's `x-strata-replicated-through`.
+//! - [`replication_state`]: GetReplicationState asked of the owners of a bucket's ranges and
+//!   the check that their reports cover its whole key span (by range and epoch), shared by
+//!   [`replicated_through`] and the CLI's `strata replication status` and `strata status`.
 //! - [`move_fence`]: a bucket move's fence that outlived its mover, ended through the
 //!   location group (abort, or the late completion applied).
 //! - [`move_serve`]: a completed move's copy its mover did not serve, served by the target's
@@ -97,6 +100,7 @@ pub mod put;
 pub mod replica_sink;
 pub mod replicated_through;
 pub mod replication;
+pub mod replication_state;
 pub mod routing;
 pub mod s3;
 pub mod s3_tls;

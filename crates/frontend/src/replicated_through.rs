@@ -17,7 +17,7 @@
 //! T is computed before the listing it goes with is read (arrivals only add to what a later
 //! read sees), and kept for [`RECENT_MS`] per bucket, which only makes it older.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,14 +25,14 @@ use prost::Message;
 use s3s::S3Result;
 use strata_proto::common::BucketMeta;
 use strata_proto::partition::{
-    update_bucket_request, GetReplicationStateRequest, ReplicaSourceRequest, ReplicaWatermarkAnswer,
+    update_bucket_request, ReplicaSourceRequest, ReplicaWatermarkAnswer,
 };
 use strata_proto::replica_link::{SOURCE_PATH, WATERMARK_PATH};
-use strata_types::keys;
 
 use crate::error::FrontendError;
 use crate::forward::{Forwarder, Home};
 use crate::frontend::Frontend;
+use crate::replication_state::{Ask, BucketReplication};
 
 /// The response header.
 pub const REPLICATED_THROUGH: &str = "x-strata-replicated-through";
@@ -40,8 +40,13 @@ pub const REPLICATED_THROUGH: &str = "x-strata-replicated-through";
 pub const RECENT_MS: u64 = 1_000;
 /// Destinations whose T is remembered, at most.
 const RECENT_MAX: usize = 10_000;
-/// Bound of one owner's GetReplicationState.
-const STATE_TIMEOUT_MS: u64 = 3_000;
+/// How a source's range owners are asked (GetReplicationState): one after another, each within
+/// 3 s, and the first silent one settles it (the watermark is unknown then).
+const STATE_ASK: Ask = Ask {
+    timeout_ms: 3_000,
+    concurrency: 1,
+    stop_at_silence: true,
+};
 /// A source that no longer exists (it holds nothing back).
 const GONE: i64 = -1;
 
@@ -131,8 +136,9 @@ impl Frontend {
 
     /// A source's watermark: here, or asked of its home stamp; None when not known now.
     async fn source_watermark_ms(&self, source: &str) -> Option<i64> {
-        if let Ok(Some(_)) = self.get_bucket(source).await {
-            return Some(self.watermark_here_ms(source).await);
+        // The record read here is passed down, not read again.
+        if let Ok(Some(record)) = self.get_bucket(source).await {
+            return Some(self.watermark_of_ms(&record).await);
         }
         let forwarder = self.forwarder()?;
         let endpoints = match forwarder.home_of(source).await {
@@ -155,49 +161,22 @@ impl Frontend {
     /// range does not answer or does not know yet, [`GONE`] when there is no such bucket.
     pub(crate) async fn watermark_here_ms(&self, bucket: &str) -> i64 {
         match self.get_bucket(bucket).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return GONE,
-            Err(_) => return 0,
+            Ok(Some(record)) => self.watermark_of_ms(&record).await,
+            Ok(None) => GONE,
+            Err(_) => 0,
         }
-        let low = keys::object_prefix(bucket);
-        let high = keys::prefix_end(&low).unwrap_or_default();
-        let Ok(routes) = self.router.overlapping(&low, &high).await else {
+    }
+
+    /// The watermark of `bucket`, a record of this stamp: 0 when not known now (see
+    /// [`crate::replication_state`]: every range of the map spanning it, as the map names it,
+    /// must have answered).
+    async fn watermark_of_ms(&self, bucket: &BucketMeta) -> i64 {
+        let Ok(map) = self.router.snapshot().await else {
             return 0;
         };
-        let mut owners: Vec<&str> = routes.iter().map(|r| r.owner_addr.as_str()).collect();
-        owners.sort_unstable();
-        owners.dedup();
-        let mut reported = BTreeMap::new();
-        for owner in owners {
-            let Ok(mut client) = self.router.unary_client(owner) else {
-                return 0;
-            };
-            let request = GetReplicationStateRequest {
-                bucket: bucket.to_string(),
-            };
-            let asked = client.get_replication_state(request);
-            let Ok(Ok(answer)) =
-                tokio::time::timeout(Duration::from_millis(STATE_TIMEOUT_MS), asked).await
-            else {
-                return 0;
-            };
-            for range in answer.into_inner().ranges {
-                reported.insert((range.range_id, range.epoch), range.watermark_ms);
-            }
-        }
-        // Every range of the map spanning the bucket, as the map names it, must have answered.
-        let mut lowest = i64::MAX;
-        for route in &routes {
-            match reported.get(&(route.range_id.get(), route.epoch.get())) {
-                Some(&ms) if ms > 0 => lowest = lowest.min(ms),
-                _ => return 0,
-            }
-        }
-        if lowest == i64::MAX {
-            0
-        } else {
-            lowest
-        }
+        let connect = |owner: &str| self.router.unary_client(owner).ok();
+        let state = BucketReplication::ask(&map.ranges, &bucket.name, STATE_ASK, &connect).await;
+        state.watermark_ms().unwrap_or(0)
     }
 
     fn forwarder(&self) -> Option<std::sync::Arc<Forwarder>> {
