@@ -1,10 +1,10 @@
 """Replication between stamps (issue 16), built in steps (docs/plans/replication.md): the
 configuration API, Put/Get/DeleteBucketReplication, checked as S3 checks it and kept in the
 bucket record (it moves with the bucket), the marks of the versions a rule covers, and
-shipping to a bucket on the other stamp, both ways, over the front-ends' mutual-TLS links.
-Rules to a bucket on the same stamp are tested in test_replication_shipping.py. A geo-replica
-answers 501 NotImplemented unless the front-ends run with `replication_preview`
-(STRATA_REPLICATION_PREVIEW), which these tests of the configuration set."""
+shipping to a bucket on the other stamp, both ways, over the front-ends' mutual-TLS links,
+and geo-replicas (the bucket's own name on the other stamp). Rules to a bucket on the same
+stamp are tested in test_replication_shipping.py. The front-ends run with
+`replication_preview` (STRATA_REPLICATION_PREVIEW), which only lifts the need for mutual TLS."""
 
 import datetime
 import json
@@ -437,3 +437,4 @@ def resync(stamp, bucket):
          "--json", "--wait-s", "120"],
         check=True, capture_output=True, env=stamp.env(), timeout=180)
     return json.loads(out.stdout)
+

@@ -38,10 +38,10 @@ pub struct FrontendConfig {
     /// without SigV2); enabled, a SigV2 request's date must be within `clock_skew_secs_max`.
     pub sigv2_enabled: bool,
     /// Whether PutBucketReplication stores rules whose destination is on another stamp (or a
-    /// geo-replica) before shipping between stamps is built (issue 16 is built in steps; such
-    /// a rule is answered 501 unless this is set, so no client believes its writes replicate
-    /// there). Rules to buckets on the bucket's own stamp are carried out and always taken.
-    /// For tests of the configuration API only.
+    /// geo-replica) when this front-end holds no mutual-TLS identity (partition servers ship
+    /// over the stamps' links, which need it; such a rule is answered 501 unless this is set,
+    /// so no client believes its writes replicate there). For tests of the configuration API
+    /// only.
     pub replication_preview: bool,
     /// Time a request head has to arrive whole, from its first byte (`connections.rs`).
     pub header_read_timeout_ms: u64,

@@ -323,7 +323,8 @@ impl Forwarder {
         }
     }
 
-    async fn endpoints_of(&self, stamp: &str) -> Vec<String> {
+    /// `stamp`'s endpoints as the location group lists them (none when unknown).
+    pub async fn endpoints_of(&self, stamp: &str) -> Vec<String> {
         self.stamps()
             .await
             .into_iter()

@@ -43,7 +43,9 @@
 //!   and answered from there (the bucket -> stamp map cached with a short bound), over
 //!   [`link`]: the front-ends' mutual-TLS listener and connector between stamps;
 //!   [`replica_sink`]: where other stamps' partition servers deliver replicated versions.
-//! - [`replicated_through`]: a destination bucket's `x-strata-replicated-through`.
+//! - [`replicated_through`]: a destination bucket's `x-strata-replicated-through`;
+//!   [`geo_replica`]: a bucket's geo-replica copy on another stamp, made before its rule is
+//!   stored.
 //! - [`replication_state`]: GetReplicationState asked of the owners of a bucket's ranges and
 //!   the check that their reports cover its whole key span (by range and epoch), shared by
 //!   [`replicated_through`] and the CLI's `strata replication status` and `strata status`.
@@ -80,6 +82,7 @@ pub mod delete_objects;
 pub mod error;
 pub mod forward;
 pub mod frontend;
+pub mod geo_replica;
 pub mod get_stream;
 pub mod lifecycle;
 pub mod link;

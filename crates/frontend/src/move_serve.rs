@@ -52,7 +52,9 @@ impl Frontend {
     /// mover may have died (see the module comment); the request that found it is answered
     /// SlowDown meanwhile.
     pub(crate) fn serve_completed_import(&self, record: &BucketMeta) {
-        if !record.importing || record.move_id.is_empty() {
+        // A geo-replica copy is no move's: only a move that takes it over serves it.
+        if !record.importing || record.move_id.is_empty() || crate::geo_replica::is_geo_copy(record)
+        {
             return;
         }
         let Some(location) = self.location.clone() else {

@@ -1,6 +1,6 @@
 //! The replica sink (issue 16), on the link listener only (`link.rs`,
 //! [`crate::link::admits`]). Other stamps' front-ends register a source with a destination
-//! homed here ([`SOURCE_PATH`]) and read a source's watermark ([`WATERMARK_PATH`],
+//! homed here, or have a geo-replica copy of their bucket made here ([`SOURCE_PATH`]) and read a source's watermark ([`WATERMARK_PATH`],
 //! `replicated_through.rs`). Other stamps' partition servers deliver at [`APPLY_PATH`] the
 //! versions they replicate into a bucket homed on this stamp; the sink relays each version to the owner of its key here as one
 //! `ApplyReplica` stream (framing: `strata_proto::replica_link`). The owner decides everything
@@ -93,12 +93,33 @@ async fn register_source(frontend: &Frontend, request: Request) -> Response {
     let Ok(asked) = ReplicaSourceRequest::decode(body) else {
         return plain(http::StatusCode::BAD_REQUEST, "not a ReplicaSourceRequest");
     };
+    if asked.geo_replica {
+        return make_geo_copy(frontend, &asked).await;
+    }
     match frontend
         .register_source_here(&asked.destination, &asked.source)
         .await
     {
         Ok(()) => plain(http::StatusCode::OK, "registered"),
         Err(err) => plain(http::StatusCode::CONFLICT, &format!("{err:?}")),
+    }
+}
+
+/// A bucket homed on the caller's stamp asks for its geo-replica copy here (its source is
+/// itself, and the copy is made listing it: an importing record takes no UpdateBucket).
+async fn make_geo_copy(frontend: &Frontend, asked: &ReplicaSourceRequest) -> Response {
+    if asked.destination != asked.source {
+        return plain(
+            http::StatusCode::BAD_REQUEST,
+            "a geo-replica has its source's name",
+        );
+    }
+    match frontend.make_geo_copy_here(&asked.destination).await {
+        Ok(()) => plain(http::StatusCode::OK, "geo-replica copy made"),
+        Err(crate::geo_replica::Refused::Held(why)) => plain(http::StatusCode::CONFLICT, &why),
+        Err(crate::geo_replica::Refused::Unavailable(why)) => {
+            plain(http::StatusCode::SERVICE_UNAVAILABLE, &why)
+        }
     }
 }
 

@@ -79,6 +79,7 @@ impl Frontend {
         let body = ReplicaSourceRequest {
             destination: destination.to_string(),
             source: source.to_string(),
+            geo_replica: false,
         }
         .encode_to_vec();
         match forwarder

@@ -15,9 +15,10 @@
 //! that is not: replicas' owner or encryption overrides (AccessControlTranslation, Account,
 //! EncryptionConfiguration, SSE-KMS source selection), replica modification sync, rules
 //! with two destinations, storage classes other than STANDARD, ExistingObjectReplication
-//! (the resync), a geo-replica until it is built (docs/plans/replication.md) unless the
-//! front-end runs with `replication_preview`, and a bucket on another stamp without mutual TLS
-//! (partition servers ship there over the stamps' links, which need it).
+//! (the resync), and a bucket on another stamp or a geo-replica without mutual TLS (partition
+//! servers ship there over the stamps' links, which need it) unless the front-end runs with
+//! `replication_preview` (tests of the configuration API). A geo-replica's copy is made on its
+//! stamp before the rule is stored (`geo_replica.rs`).
 
 use crate::error::{FrontendError, Refusal};
 use crate::frontend::Frontend;
@@ -458,11 +459,6 @@ impl Frontend {
                 if here || self.config.replication_preview {
                     continue;
                 }
-                if !destination.stamp.is_empty() {
-                    return Err(not_implemented(
-                        "to a geo-replica is not yet carried out, so this rule",
-                    ));
-                }
                 // Partition servers reach other stamps over their front-ends' mutual-TLS links.
                 if strata_util::rpc::process_identity().is_none() {
                     return Err(not_implemented(
@@ -472,11 +468,14 @@ impl Frontend {
             }
         }
         // Every destination lists this bucket before any version is marked for it, so its
-        // x-strata-replicated-through waits for this bucket's watermark too.
+        // x-strata-replicated-through waits for this bucket's watermark too; a geo-replica's
+        // copy is made listing it.
         for destination in config.rules.iter().filter_map(|r| r.destination.as_ref()) {
             if destination.stamp.is_empty() {
                 self.register_replication_source(&destination.bucket, bucket)
                     .await?;
+            } else {
+                self.ensure_geo_copy(&destination.stamp, bucket).await?;
             }
         }
         self.store_replication(bucket, config).await

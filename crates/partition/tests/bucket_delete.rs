@@ -52,6 +52,7 @@ async fn create_bucket(client: &mut Client) {
                 name: "b".into(),
                 ..Default::default()
             }),
+            geo_replica: false,
         })
         .await
         .unwrap()

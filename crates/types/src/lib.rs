@@ -24,3 +24,9 @@ pub use role::Role;
 /// Size of one chunk of object bytes as it moves between layers and is stored as one record.
 /// Every buffer on the data path is bounded by a small multiple of this.
 pub const CHUNK_SIZE_BYTES: usize = 1024 * 1024;
+
+/// The move id that marks a bucket record as a geo-replica copy (issue 16): the copy a stamp
+/// holds of a bucket homed on another stamp, filled only by replication. It is importing, so
+/// it is never served, listed or expired; a bucket move to its stamp takes it over (its sync
+/// passes then copy only what replication had not shipped).
+pub const GEO_REPLICA_MOVE_ID: &str = "geo-replica";

@@ -123,6 +123,24 @@ impl Destinations {
         }
     }
 
+    /// The way to `stamp`, which holds a geo-replica copy (this stamp itself only after a move
+    /// took its copy over: PutBucketReplication refuses a geo-replica on the bucket's home).
+    pub async fn stamp_target(&self, stamp: &str) -> Result<Target, Unresolved> {
+        if stamp == self.own_stamp {
+            return Ok(Target::Here);
+        }
+        let Some(location) = &self.location else {
+            return Err(Unresolved::Transient(format!(
+                "stamp {stamp} is reached through the location group, which this server was not given"
+            )));
+        };
+        let endpoints = self.links_of(location, stamp).await?;
+        Ok(Target::Link {
+            stamp: stamp.to_string(),
+            endpoints,
+        })
+    }
+
     /// Forgets where `bucket` lives (a call there failed; it may have moved).
     pub fn forget(&self, bucket: &str) {
         if let Ok(mut homes) = self.homes.lock() {

@@ -65,15 +65,14 @@ pub async fn send(
     let Some(destination) = rule.destination.as_ref() else {
         return Sent::Failed(format!("rule {} names no destination", rule.id));
     };
-    if !destination.stamp.is_empty() {
-        // Refused by PutBucketReplication until geo-replicas are built.
-        return Sent::Retry(format!(
-            "geo-replicas ({}) are not shipped to yet",
-            destination.stamp
-        ));
-    }
     let bucket = &destination.bucket;
-    let target = match destinations.resolve(bucket).await {
+    let geo = !destination.stamp.is_empty();
+    let resolved = if geo {
+        destinations.stamp_target(&destination.stamp).await
+    } else {
+        destinations.resolve(bucket).await
+    };
+    let target = match resolved {
         Ok(target) => target,
         Err(Unresolved::Missing) => {
             return Sent::Failed(format!("the destination bucket {bucket} does not exist"))
@@ -103,7 +102,8 @@ pub async fn send(
         Ok(()) => Sent::Arrived { size_bytes },
         Err(status) => {
             destinations.forget(bucket);
-            if is_missing(&status) {
+            // A geo-replica's copy is where its stamp holds it; an S3 destination may have moved.
+            if is_missing(&status) && !geo {
                 // Gone from where it was looked up: served elsewhere now (it moved), or gone.
                 match destinations.resolve(bucket).await {
                     Ok(now) if now != target => return Sent::Retry(format!("{bucket} moved")),

@@ -20,10 +20,17 @@ pub async fn create(
         .map(wire::bucket_record)
         .ok_or_else(|| PartitionError::InvalidArgument("missing bucket".into()))?;
     // A new bucket takes part in no move: only the move RPCs mark records (`super::moves`).
+    // A geo-replica copy is the one exception: importing by its own mark, never served here.
     bucket.move_id.clear();
     bucket.importing = false;
     bucket.fenced_until_ms = 0;
     bucket.moved_to.clear();
+    if request.geo_replica {
+        bucket.importing = true;
+        bucket.move_id = strata_types::GEO_REPLICA_MOVE_ID.to_string();
+        bucket.versioning = strata_proto::common::VersioningState::Enabled as i32;
+        bucket.replication = None;
+    }
     if bucket.name.is_empty() || bucket.name.as_bytes().contains(&0) {
         return Err(PartitionError::InvalidArgument(
             "invalid bucket name".into(),

@@ -159,7 +159,7 @@ async fn import_bucket(
 
 /// Refuses unless `bucket`'s record (here or on its owner) is importing by `move_id` and no
 /// DROP holds it.
-async fn require_importing(
+pub(super) async fn require_importing(
     state: &PartitionServerState,
     bucket: &str,
     move_id: &str,

@@ -16,13 +16,15 @@
 //!   and MD5 when the ETag is one).
 //! - Written only into a served bucket with versioning Enabled, under the bucket's write
 //!   gate (checked under the commit lock, as a PUT is: DeleteBucket and a move's fence order
-//!   against it).
+//!   against it), or into a geo-replica copy, checked as a move's import is (a move that
+//!   takes the copy over, or a DROP, orders against it).
 
 use strata_proto::common::{ReplicationStatus, VersioningState};
 use strata_proto::partition::*;
 use strata_types::error_detail::RejectReason;
 use strata_types::keys;
 use strata_types::limits::OBJECT_BYTES_MAX;
+use strata_types::GEO_REPLICA_MOVE_ID;
 use tonic::{Status, Streaming};
 
 use super::move_import::{etag_md5, receive_row_bytes, DataMessages};
@@ -150,21 +152,53 @@ fn place(
     }
 }
 
-/// Refuses unless `bucket` is served here with versioning Enabled (the destination's rule,
-/// as S3's).
-async fn require_versioned(
+/// What kind of destination the bucket is here, which decides how each write into it is
+/// admitted.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// A served bucket with versioning Enabled (the destination's rule, as S3's): its write
+    /// gate admits each write, as a PUT's.
+    Served,
+    /// A geo-replica copy (importing by [`GEO_REPLICA_MOVE_ID`]): admitted as a move's
+    /// import is, so a move that takes the copy over, or a DROP, orders against it.
+    GeoCopy,
+}
+
+/// The kind of destination `bucket` is here; refused when it is neither.
+async fn kind_of_destination(
     state: &PartitionServerState,
     bucket: &str,
-) -> Result<(), PartitionError> {
+) -> Result<Kind, PartitionError> {
     let (record, _) = state.bucket_record_with_lease(bucket, false).await?;
     let record = record.ok_or_else(|| PartitionError::NoSuchBucket(bucket.to_string()))?;
+    if record.importing && record.move_id == GEO_REPLICA_MOVE_ID {
+        return Ok(Kind::GeoCopy);
+    }
     if record.versioning != VersioningState::Enabled as i32 {
         return Err(PartitionError::rejected(
             RejectReason::InvalidBucketState,
             format!("the destination bucket {bucket} does not have versioning enabled"),
         ));
     }
-    Ok(())
+    Ok(Kind::Served)
+}
+
+/// Admits one write into the destination (call it holding the commit lock, right before
+/// the commit: see [`crate::bucket_gate`] and [`super::move_import`]).
+async fn admit(
+    state: &PartitionServerState,
+    bucket: &str,
+    kind: Kind,
+    write: Write,
+) -> Result<(), PartitionError> {
+    match kind {
+        Kind::Served => super::require_writable(state, bucket, write)
+            .await
+            .map(drop),
+        Kind::GeoCopy => {
+            super::move_import::require_importing(state, bucket, GEO_REPLICA_MOVE_ID).await
+        }
+    }
 }
 
 /// Commits the tags of a version that is there already, if they changed.
@@ -172,7 +206,7 @@ async fn update_present(
     state: &PartitionServerState,
     range: &Range,
     guard: tokio::sync::MutexGuard<'_, crate::range::CommitState>,
-    bucket: &str,
+    (bucket, kind): (&str, Kind),
     found: FoundVersion,
     version: &ObjectRecord,
 ) -> Result<ApplyReplicaResponse, PartitionError> {
@@ -189,7 +223,7 @@ async fn update_present(
     } else {
         IndexValue::Version(meta)
     };
-    super::require_writable(state, bucket, Write::ChangesKeys).await?;
+    admit(state, bucket, kind, Write::ChangesKeys).await?;
     range
         .commit_locked_as(
             guard,
@@ -207,7 +241,7 @@ pub async fn apply_replica(
     let (header, mut version) = replica_header(body.message().await?)?;
     let (bucket, key) = (header.bucket.as_str(), header.key.as_str());
     let range = writable_range(state, &keys::object_key(bucket, key))?;
-    require_versioned(state, bucket).await?;
+    let kind = kind_of_destination(state, bucket).await?;
     let needs_bytes = !version.delete_marker && version.size_bytes > 0;
     let applied = ApplyReplicaResponse {
         outcome: ApplyOutcome::Applied as i32,
@@ -217,10 +251,12 @@ pub async fn apply_replica(
         let guard = range.lock_commits().await;
         match place(&range, bucket, key, &version)? {
             Placement::Present(found) => {
-                return Ok(update_present(state, &range, guard, bucket, *found, &version).await?);
+                return Ok(
+                    update_present(state, &range, guard, (bucket, kind), *found, &version).await?,
+                );
             }
             Placement::New(changes) if !needs_bytes => {
-                super::require_writable(state, bucket, Write::AddsKeys).await?;
+                admit(state, bucket, kind, Write::AddsKeys).await?;
                 range
                     .commit_locked_as(guard, changes, CommitOrigin::ReplicaApply)
                     .await?;
@@ -243,10 +279,10 @@ pub async fn apply_replica(
     // bytes are never referenced, and compaction frees them).
     match place(&range, bucket, key, &version)? {
         Placement::Present(found) => {
-            Ok(update_present(state, &range, guard, bucket, *found, &version).await?)
+            Ok(update_present(state, &range, guard, (bucket, kind), *found, &version).await?)
         }
         Placement::New(changes) => {
-            super::require_writable(state, bucket, Write::AddsKeys).await?;
+            admit(state, bucket, kind, Write::AddsKeys).await?;
             range
                 .commit_locked_as(guard, changes, CommitOrigin::ReplicaApply)
                 .await?;

@@ -92,6 +92,7 @@ pub async fn serve_range(
                 name: "b".into(),
                 ..Default::default()
             }),
+            geo_replica: false,
         })
         .await
         .unwrap();

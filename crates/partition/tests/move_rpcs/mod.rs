@@ -79,6 +79,7 @@ pub async fn create_bucket(client: &mut Client, name: &str, versioning: i32) {
     let created = client
         .create_bucket(CreateBucketRequest {
             bucket: Some(bucket),
+            geo_replica: false,
         })
         .await
         .unwrap()
