@@ -15,6 +15,7 @@
 //! finishes it, when the switch already happened).
 
 mod deleted;
+pub mod failover;
 mod plan;
 pub mod progress;
 mod pump;

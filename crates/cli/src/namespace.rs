@@ -37,6 +37,13 @@ pub enum BucketCommand {
     /// Move a bucket to another stamp while it stays online (or `--abort` a move in progress);
     /// rerun after a failure to resume.
     Move(crate::bucket_move::MoveArgs),
+    /// Make a bucket's geo-replica its home now (disaster recovery), reporting the
+    /// acknowledged versions that had not arrived there (the RPO); rerun to resume.
+    FailOver(crate::bucket_move::failover::FailOverArgs),
+    /// Move a failed-over bucket back to the stamp it failed over from.
+    FailBack(crate::bucket_move::failover::FailBackArgs),
+    /// Remove a geo-replica copy that no rule fills any more.
+    DropCopy(crate::bucket_move::failover::DropCopyArgs),
 }
 
 pub(crate) fn location_client(layout: &Layout) -> anyhow::Result<LocationClient> {
@@ -77,6 +84,9 @@ pub async fn run(args: BucketArgs) -> anyhow::Result<()> {
             Ok(())
         }
         BucketCommand::Move(args) => crate::bucket_move::run(args).await,
+        BucketCommand::FailOver(args) => crate::bucket_move::failover::fail_over(args).await,
+        BucketCommand::FailBack(args) => crate::bucket_move::failover::fail_back(args).await,
+        BucketCommand::DropCopy(args) => crate::bucket_move::failover::drop_copy(args).await,
     }
 }
 

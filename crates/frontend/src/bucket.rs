@@ -188,6 +188,7 @@ impl Frontend {
                 owner_access_key: requester.to_string(),
                 ..Default::default()
             }),
+            geo_replica: false,
         };
         let response = self
             .router
@@ -199,6 +200,19 @@ impl Frontend {
         self.buckets.invalidate(name);
         let (response, _) = response?;
         if !response.created {
+            if response
+                .bucket
+                .as_ref()
+                .is_some_and(crate::geo_replica::is_geo_copy)
+            {
+                // Left by an earlier bucket of this name homed elsewhere (docs/replication.md).
+                return Err(FrontendError::refused(
+                    Refusal::OperationAborted,
+                    "This stamp still holds the geo-replica copy of an earlier bucket of this \
+                     name; create it on another stamp, or remove the copy first (strata bucket drop-copy).",
+                )
+                .into());
+            }
             let existing_owner = response
                 .bucket
                 .map(|b| b.owner_access_key)

@@ -171,6 +171,26 @@ fn window(source: &mut Side, target: &mut Side) -> Option<(Vec<IndexEntry>, Vec<
     ))
 }
 
+/// One key whose rows differ between a bucket's home and a copy (None: no row there).
+#[derive(Clone, Debug)]
+pub struct Difference {
+    pub home: Option<IndexEntry>,
+    pub copy: Option<IndexEntry>,
+}
+
+/// `row` without what replication alone sets on a version (its status, its mark, and the
+/// write id a replica does not keep), so a replica compares equal to its original.
+pub fn replication_blind(row: &IndexEntry) -> IndexEntry {
+    use strata_proto::record::index_entry::Value;
+    let mut row = row.clone();
+    if let Some(Value::Object(version) | Value::Version(version)) = row.value.as_mut() {
+        version.replication_status = 0;
+        version.replication_mark_ms = 0;
+        version.write_id.clear();
+    }
+    row
+}
+
 /// The two stamps of one move, and the bucket they move.
 pub struct Mover<'a> {
     pub source: &'a Stamp,
@@ -265,6 +285,49 @@ impl Mover<'_> {
             counts.rows_removed += self.remove_from_target(&gone).await?;
         }
         Ok(())
+    }
+
+    /// Every key whose row differs between the source and the target, blind to what
+    /// replication alone sets ([`replication_blind`]): what a fail-over to a geo-replica's
+    /// copy loses (rows only the source holds, or holds otherwise) and brings back (rows
+    /// only the copy holds: versions deleted on the source, which replication never
+    /// deletes). At most `limit` are kept; answers them and how many there were.
+    pub async fn differences(
+        &self,
+        progress: &Progress,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<Difference>, u64)> {
+        let (mut kept, mut total) = (Vec::new(), 0u64);
+        let (mut source, mut target) = (Side::new(), Side::new());
+        loop {
+            source.fill(self.source, self.bucket).await?;
+            target.fill(self.target, self.bucket).await?;
+            let Some((from_source, from_target)) = window(&mut source, &mut target) else {
+                return Ok((kept, total));
+            };
+            let blind = |rows: &[IndexEntry]| rows.iter().map(replication_blind).collect();
+            let (home, copy): (Vec<_>, Vec<_>) = (blind(&from_source), blind(&from_target));
+            for action in merge(&home, &copy) {
+                total += 1;
+                if kept.len() >= limit {
+                    continue;
+                }
+                let find = |rows: &[IndexEntry], key: &[u8]| {
+                    rows.iter().find(|row| row.key == key).cloned()
+                };
+                kept.push(match action {
+                    Action::Copy { key, .. } => Difference {
+                        home: find(&from_source, &key),
+                        copy: find(&from_target, &key),
+                    },
+                    Action::Remove { key } => Difference {
+                        home: None,
+                        copy: find(&from_target, &key),
+                    },
+                });
+            }
+            progress.update(&format!("comparing: {total} rows differ"));
+        }
     }
 
     async fn remove_from_target(&self, keys: &[Vec<u8>]) -> anyhow::Result<u64> {

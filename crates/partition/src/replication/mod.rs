@@ -230,6 +230,14 @@ async fn ship_batch(
             continue;
         }
         match state.bucket_record(&owed.bucket).await {
+            // A copy this stamp does not serve (moved away, or a move's copy being filled)
+            // ships nothing: the home ships what it owes (a move carries the marks there),
+            // and what a fail-over left behind was reported lost, so it must not arrive now.
+            Ok(Some(record)) if !record.moved_to.is_empty() || record.importing => {
+                let cause = format!("bucket {} is not served here", owed.bucket);
+                pause(range, shipping, &owed.bucket, &cause);
+                unreadable.insert(owed.bucket.clone());
+            }
             Ok(record) => {
                 configs.insert(owed.bucket.clone(), record.and_then(|r| r.replication));
             }
