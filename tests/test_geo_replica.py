@@ -101,8 +101,10 @@ def test_fail_over_loses_exactly_what_it_reports_and_fail_back_brings_the_bucket
         retagged = next(v for k, v, *_ in arrived[0] if k == "k2")
         s1.put_object_tagging(Bucket=source, Key="k2", VersionId=retagged,
                               Tagging={"TagSet": [{"Key": "late", "Value": "yes"}]})
-        wait_for("the versions written in the cut owed", lambda:
-                 replication_status(stamps, source)["owed_versions"] == len(lost) + 1)
+        owed = wait_for("the versions written in the cut owed", lambda: (lambda r: r if
+                        r["owed_versions"] == len(lost) + 1 else None)(replication_status(stamps, source)))
+        # Bytes owed: the five puts, the new key, the retagged version; markers have none.
+        assert owed["owed_bytes"] == 5 * len(b"lost 0") + len(b"lost") + len(b"arrived 2"), owed
         report = strata(stamps, "bucket", "fail-over", source, "--json", timeout_s=180)
     finally:
         for name in links:

@@ -345,6 +345,7 @@ def test_a_cut_off_destination_stamp_loses_nothing_and_catches_up_in_order(stamp
         owing = {b["bucket"]: b for b in stamps.status()["replication"]["owing"]}
         assert owing[source]["owed_versions"] > 0, owing
         assert owing[source]["oldest_owed_age_ms"] >= 0, owing
+        assert 0 < owing[source]["owed_bytes"] <= 30 * len(b"v29"), owing
         shown = {status(s1, source, key, vid) for key, vid in written}
         assert "FAILED" not in shown and "PENDING" in shown, shown
     finally:

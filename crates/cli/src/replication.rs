@@ -141,10 +141,11 @@ pub(crate) async fn status(layout: &Layout, bucket: &str) -> anyhow::Result<Valu
     let state = BucketReplication::ask(&map.ranges, bucket, BUCKET_ASK, &connect).await;
     let now_ms = strata_util::now_ms();
     let mut ranges = Vec::new();
-    let (mut owed, mut oldest_ms) = (0u64, None::<i64>);
+    let (mut owed, mut owed_bytes, mut oldest_ms) = (0u64, 0u64, None::<i64>);
     for (assigned, report) in state.ranges() {
         if let Some(r) = report.filter(|r| r.owed_versions > 0) {
             owed += r.owed_versions;
+            owed_bytes += r.owed_bytes;
             oldest_ms =
                 Some(oldest_ms.map_or(r.oldest_owed_mark_ms, |o| o.min(r.oldest_owed_mark_ms)));
         }
@@ -154,6 +155,7 @@ pub(crate) async fn status(layout: &Layout, bucket: &str) -> anyhow::Result<Valu
             "replicated_through": report.map(|r| rfc3339_ms(r.watermark_ms)),
             "committed_through": report.map(|r| rfc3339_ms(r.committed_watermark_ms)),
             "owed_versions": report.map(|r| r.owed_versions),
+            "owed_bytes": report.map(|r| r.owed_bytes),
         }));
     }
     let through_ms = state.watermark_ms();
@@ -162,6 +164,7 @@ pub(crate) async fn status(layout: &Layout, bucket: &str) -> anyhow::Result<Valu
         "replicated_through": through_ms.map(rfc3339_ms),
         "replicated_through_ms": through_ms,
         "owed_versions": owed,
+        "owed_bytes": owed_bytes,
         "oldest_owed_age_ms": oldest_ms.map(|o| now_ms.saturating_sub(o).max(0)),
         "ranges": ranges,
     }))
@@ -171,7 +174,8 @@ pub(crate) async fn status(layout: &Layout, bucket: &str) -> anyhow::Result<Valu
 /// of, with how many and the oldest one's age (asked of every owner in `map`; an owner that
 /// does not answer leaves its ranges out, and `complete` false).
 pub(crate) async fn owed_by_bucket(map: &strata_proto::manager::PartitionMap) -> Value {
-    let mut by_bucket: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    // Per bucket: versions, bytes and the oldest mark owed.
+    let mut by_bucket: BTreeMap<String, (u64, u64, i64)> = BTreeMap::new();
     let mut complete = true;
     let connect = |owner: &str| client(owner, STATUS_ASK);
     let owners = replication_state::owners(&map.ranges);
@@ -187,18 +191,20 @@ pub(crate) async fn owed_by_bucket(map: &strata_proto::manager::PartitionMap) ->
         for range in ranges.into_iter().filter(|r| r.owed_versions > 0) {
             let entry = by_bucket
                 .entry(range.bucket)
-                .or_insert((0, range.oldest_owed_mark_ms));
+                .or_insert((0, 0, range.oldest_owed_mark_ms));
             entry.0 += range.owed_versions;
-            entry.1 = entry.1.min(range.oldest_owed_mark_ms);
+            entry.1 += range.owed_bytes;
+            entry.2 = entry.2.min(range.oldest_owed_mark_ms);
         }
     }
     let now_ms = strata_util::now_ms();
     let buckets: Vec<Value> = by_bucket
         .into_iter()
-        .map(|(bucket, (owed, oldest_ms))| {
+        .map(|(bucket, (owed, owed_bytes, oldest_ms))| {
             json!({
                 "bucket": bucket,
                 "owed_versions": owed,
+                "owed_bytes": owed_bytes,
                 "oldest_owed_age_ms": now_ms.saturating_sub(oldest_ms).max(0),
             })
         })
@@ -219,13 +225,18 @@ pub(crate) fn print_owed(report: &Value) {
         return;
     }
     println!("replication: versions owed to destinations{partial}");
-    println!("{:<40}  {:>10}  {:>12}", "bucket", "owed", "oldest");
+    println!(
+        "{:<40}  {:>10}  {:>12}  {:>12}",
+        "bucket", "owed", "bytes", "oldest"
+    );
     for bucket in owing {
         let age_s = bucket["oldest_owed_age_ms"].as_i64().unwrap_or(0) as f64 / 1_000.0;
+        let bytes = indicatif::HumanBytes(bucket["owed_bytes"].as_u64().unwrap_or(0));
         println!(
-            "{:<40}  {:>10}  {:>10.1} s",
+            "{:<40}  {:>10}  {:>12}  {:>10.1} s",
             bucket["bucket"].as_str().unwrap_or_default(),
             bucket["owed_versions"],
+            bytes.to_string(),
             age_s
         );
     }
@@ -253,6 +264,8 @@ fn print_table(report: &Value) {
         text(&report["replicated_through"])
     );
     println!("versions owed       {}", report["owed_versions"]);
+    let bytes = indicatif::HumanBytes(report["owed_bytes"].as_u64().unwrap_or(0));
+    println!("bytes owed          {bytes}");
     let oldest = report["oldest_owed_age_ms"]
         .as_i64()
         .map_or("-".to_string(), |ms| {

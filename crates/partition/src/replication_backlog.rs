@@ -29,6 +29,30 @@ pub struct Owed {
     pub bucket: String,
     pub key: String,
     pub version_id: String,
+    /// The version's object bytes (what sending it moves; a version's size never changes).
+    pub size_bytes: u64,
+}
+
+/// What one bucket owes in a backlog.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BucketOwed {
+    pub versions: u64,
+    pub bytes: u64,
+    /// The lowest mark among them.
+    pub lowest_mark_ms: i64,
+}
+
+impl BucketOwed {
+    /// Adds `other`'s (another range's) to these.
+    pub fn add(&mut self, other: BucketOwed) {
+        if self.versions == 0 {
+            self.lowest_mark_ms = other.lowest_mark_ms;
+        } else if other.versions > 0 {
+            self.lowest_mark_ms = self.lowest_mark_ms.min(other.lowest_mark_ms);
+        }
+        self.versions += other.versions;
+        self.bytes += other.bytes;
+    }
 }
 
 #[derive(Debug, Default)]
@@ -94,15 +118,19 @@ impl Backlog {
         self.owed.remove(owed);
     }
 
-    /// Per bucket: how many versions it owes, and the lowest mark among them.
-    pub fn by_bucket(&self) -> BTreeMap<String, (u64, i64)> {
-        let mut buckets: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+    /// Per bucket: what it owes (versions beyond [`OWED_MAX`] left out of the backlog are
+    /// not counted until a scan brings them in).
+    pub fn by_bucket(&self) -> BTreeMap<String, BucketOwed> {
+        let mut buckets: BTreeMap<String, BucketOwed> = BTreeMap::new();
         for owed in &self.owed {
-            let entry = buckets
+            buckets
                 .entry(owed.bucket.clone())
-                .or_insert((0, owed.mark_ms));
-            entry.0 += 1;
-            entry.1 = entry.1.min(owed.mark_ms);
+                .or_default()
+                .add(BucketOwed {
+                    versions: 1,
+                    bytes: owed.size_bytes,
+                    lowest_mark_ms: owed.mark_ms,
+                });
         }
         buckets
     }
@@ -178,6 +206,7 @@ mod tests {
             bucket: bucket.into(),
             key: key.into(),
             version_id: format!("v{mark_ms}"),
+            size_bytes: mark_ms as u64 * 100,
         }
     }
 
@@ -192,7 +221,12 @@ mod tests {
         assert_eq!(w.floor_ms, 100);
         assert_eq!(w.lagging.get("a"), Some(&10));
         assert_eq!(w.lagging.get("b"), Some(&30));
-        assert_eq!(backlog.by_bucket().get("a"), Some(&(2, 10)));
+        let a = BucketOwed {
+            versions: 2,
+            bytes: 3_000,
+            lowest_mark_ms: 10,
+        };
+        assert_eq!(backlog.by_bucket().get("a"), Some(&a));
         backlog.done(&owed(10, "a", "k"));
         assert_eq!(backlog.watermarks(100).unwrap().lagging.get("a"), Some(&20));
         assert_eq!(backlog.lowest(1), vec![owed(20, "a", "j")]);

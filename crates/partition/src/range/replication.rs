@@ -30,6 +30,7 @@ fn pending_row<'v>(index_key: &[u8], value: &'v IndexValue) -> Option<(Owed, &'v
         bucket: bucket.to_string(),
         key: key.to_string(),
         version_id: record.version_id.clone(),
+        size_bytes: record.size_bytes,
     };
     Some((owed, record))
 }

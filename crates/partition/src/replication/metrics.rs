@@ -1,5 +1,5 @@
 //! Replication's metrics on the partition server's `/metrics` (issue 16, "lag you can
-//! watch"): what this server's ranges still owe per source bucket (versions, the age of the
+//! watch"): what this server's ranges still owe per source bucket (versions, bytes, the age of the
 //! oldest), and what its shipper sent, failed and how long versions took from their commit to
 //! their arrival. The per-bucket gauges are rebuilt from the backlogs about once a second, so
 //! a bucket that owes nothing here drops out (the label set stays bounded by the buckets
@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGaugeVec, Opts};
 
 use crate::range::RangeRef;
+use crate::replication_backlog::BucketOwed;
 
 fn registered<M: prometheus::core::Collector + Clone + 'static>(metric: M) -> M {
     if let Err(err) = prometheus::default_registry().register(Box::new(metric.clone())) {
@@ -69,6 +70,12 @@ static OWED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
         "Versions this server's ranges still owe their destination, by source bucket.",
     )
 });
+static OWED_BYTES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_by_bucket(
+        "strata_partition_replication_owed_bytes",
+        "Object bytes of the versions this server's ranges still owe, by source bucket.",
+    )
+});
 static OLDEST_OWED_AGE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     gauge_by_bucket(
         "strata_partition_replication_oldest_owed_age_ms",
@@ -76,14 +83,12 @@ static OLDEST_OWED_AGE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
-/// What `ranges` owe, per bucket: (versions, lowest mark).
-pub fn owed_by_bucket(ranges: &[RangeRef]) -> BTreeMap<String, (u64, i64)> {
-    let mut owed: BTreeMap<String, (u64, i64)> = BTreeMap::new();
+/// What `ranges` owe, per bucket.
+pub fn owed_by_bucket(ranges: &[RangeRef]) -> BTreeMap<String, BucketOwed> {
+    let mut owed: BTreeMap<String, BucketOwed> = BTreeMap::new();
     for range in ranges {
-        for (bucket, (count, lowest_ms)) in range.backlog().by_bucket() {
-            let entry = owed.entry(bucket).or_insert((0, lowest_ms));
-            entry.0 += count;
-            entry.1 = entry.1.min(lowest_ms);
+        for (bucket, of_range) in range.backlog().by_bucket() {
+            owed.entry(bucket).or_default().add(of_range);
         }
     }
     owed
@@ -93,11 +98,16 @@ pub fn owed_by_bucket(ranges: &[RangeRef]) -> BTreeMap<String, (u64, i64)> {
 pub fn refresh(ranges: &[RangeRef]) {
     let now_ms = strata_util::now_ms();
     OWED.reset();
+    OWED_BYTES.reset();
     OLDEST_OWED_AGE.reset();
-    for (bucket, (count, lowest_ms)) in owed_by_bucket(ranges) {
-        OWED.with_label_values(&[&bucket]).set(count as i64);
+    for (bucket, owed) in owed_by_bucket(ranges) {
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        OWED.with_label_values(&[&bucket]).set(gauge(owed.versions));
+        OWED_BYTES
+            .with_label_values(&[&bucket])
+            .set(gauge(owed.bytes));
         OLDEST_OWED_AGE
             .with_label_values(&[&bucket])
-            .set(now_ms.saturating_sub(lowest_ms).max(0));
+            .set(now_ms.saturating_sub(owed.lowest_mark_ms).max(0));
     }
 }

@@ -161,8 +161,12 @@ fn range_state(range: &RangeRef, bucket: &str) -> RangeReplication {
     let watermark_ms = range
         .watermarks_for_readers()
         .map_or(0, |live| watermark_ms(&live, bucket));
-    let (owed_versions, oldest_owed_mark_ms) =
-        range.backlog().by_bucket().remove(bucket).unwrap_or((0, 0));
+    let owed = range
+        .backlog()
+        .by_bucket()
+        .remove(bucket)
+        .unwrap_or_default();
+    let (owed_versions, oldest_owed_mark_ms) = (owed.versions, owed.lowest_mark_ms);
     // A mark above wall time (a range clock pushed ahead by a faster-clocked owner) must
     // still hold the watermark below its version.
     let watermark_ms = if owed_versions > 0 && watermark_ms > 0 {
@@ -180,6 +184,7 @@ fn range_state(range: &RangeRef, bucket: &str) -> RangeReplication {
         owed_versions,
         oldest_owed_mark_ms,
         bucket: bucket.to_string(),
+        owed_bytes: owed.bytes,
     }
 }
 
