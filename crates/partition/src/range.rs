@@ -95,6 +95,9 @@ pub struct Range {
     replication: RwLock<ReplicationCursors>,
     /// The versions the range still owes its destinations ([`crate::replication_backlog`]).
     backlog: Mutex<crate::replication_backlog::Backlog>,
+    /// Signalled when a commit adds owed versions: the range's shipper wakes at once rather
+    /// than at its next tick (a permit is kept when it is not waiting, so none is lost).
+    owed_noted: tokio::sync::Notify,
 }
 
 /// Serving normally.
@@ -205,6 +208,7 @@ impl Range {
             clock_ms,
             replication,
             backlog: Mutex::new(Default::default()),
+            owed_noted: tokio::sync::Notify::new(),
         })
     }
 

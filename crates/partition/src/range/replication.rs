@@ -109,6 +109,13 @@ impl Range {
         for version in owed {
             backlog.note(version);
         }
+        drop(backlog);
+        self.owed_noted.notify_one();
+    }
+
+    /// Completes when a commit added owed versions since the last time it completed.
+    pub async fn owed_noted(&self) {
+        self.owed_noted.notified().await;
     }
 
     /// The cursors a commit of `origin` must carry with `changes`, if any: a bucket move's

@@ -122,15 +122,28 @@ async fn ship_range(
     stop: CancellationToken,
 ) {
     let mut shipping = RangeShipping::default();
+    let mut progressed = false;
     loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(TICK_MS)) => {}
+        // After a pass that sent versions the next one follows at once (more may be owed);
+        // otherwise a commit that owes a version wakes the shipper, or the tick does (paused
+        // buckets, the cursors' commit, a range that was not open).
+        if progressed {
+            if stop.is_cancelled() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        } else {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = range.owed_noted() => {}
+                _ = tokio::time::sleep(Duration::from_millis(TICK_MS)) => {}
+            }
         }
+        progressed = false;
         if range.is_poisoned() || range.freeze_state() != FREEZE_OPEN {
             continue;
         }
-        pass(&state, &destinations, &range, &mut shipping).await;
+        progressed = pass(&state, &destinations, &range, &mut shipping).await;
     }
 }
 
@@ -188,13 +201,14 @@ fn range_state(range: &RangeRef, bucket: &str) -> RangeReplication {
     }
 }
 
-/// One look at a range: scan if needed, send a batch, commit the cursors when due.
+/// One look at a range: scan if needed, send a batch, commit the cursors when due. Answers
+/// whether a version left the backlog (arrived, failed for good, or gone).
 async fn pass(
     state: &PartitionServerState,
     destinations: &Destinations,
     range: &RangeRef,
     shipping: &mut RangeShipping,
-) {
+) -> bool {
     if range.backlog().needs_scan() {
         let scanned = range.clone();
         // The scan walks the whole index: off the async workers.
@@ -202,7 +216,7 @@ async fn pass(
             .await
             .is_err()
         {
-            return;
+            return false;
         }
     }
     let now = Instant::now();
@@ -212,8 +226,11 @@ async fn pass(
         .filter(|(_, pause)| now < pause.until)
         .map(|(bucket, _)| bucket.clone())
         .collect();
+    let before = range.backlog().len();
     ship_batch(state, destinations, range, shipping, &paused).await;
+    let progressed = range.backlog().len() < before;
     commit_cursors(range, shipping).await;
+    progressed
 }
 
 /// Sends the lowest-marked owed versions of the buckets not `paused`, key by key.
