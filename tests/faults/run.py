@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import checker  # noqa: E402
 import nemesis as nemeses  # noqa: E402
+from replication_watch import ReplicationWatch  # noqa: E402
 import stamp_faults  # noqa: E402
 import targets  # noqa: E402
 import workloads  # noqa: E402
@@ -490,6 +491,7 @@ def main(argv):
     stop = threading.Event()
     phases, failures = {}, []
     workers, buckets = [], {}
+    watch = None
     started = time.monotonic()
     try:
         print(f"starting a {args.target} {'stamp' if args.stamps == 1 else f'deployment of {args.stamps} stamps'} ...", flush=True)
@@ -501,10 +503,15 @@ def main(argv):
         if "partition" in target.supports:  # a target with a closed network of its own
             print(f"perimeter: {len(breaches)} breaches (published ports, reach from the edge)", flush=True)
         workers = make_workers(target, history, buckets, stop, seed, args, bucket_workload)
+        if args.stamps > 1:  # replication between the stamps, watched (replication_watch.py)
+            watch = ReplicationWatch(target, seed, stop)
+            watch.setup()
         history.t0 = time.monotonic()
         history.phase = "baseline"
         for w in workers:
             w.start()
+        if watch:
+            watch.start()
         targets.wait_for(lambda: first_ok_after(history, 0), 60, "the workloads' first success")
         time.sleep(args.settle_s)  # a baseline stretch without faults, by design
         fault_start = time.monotonic()
@@ -527,6 +534,10 @@ def main(argv):
             failures.append(f"replication not restored: {err}")
         routes = {b: route_for(target, b, f"{seed}-final-{b}") for b in buckets}
         final_reads(target, history, list(buckets), workers, lambda b: routes[b] and routes[b](0))
+        if watch:
+            lost, anomalies = watch.finish()
+            print(watch.summary(), flush=True)
+            failures += [f"replication: {text}" for text in (lost + anomalies)[:50]]
     except Exception as err:
         failures.append(f"run aborted: {err!r} (logs: {target.logs_hint()})")
         stop.set()
