@@ -17,8 +17,8 @@ import stamp_faults
 
 # Nemeses `--nemesis all` leaves out with one stamp (`all` there is what it always was; CI runs
 # it). kill-location-leader can still be named with one stamp; kill-stamp and move-bucket cannot.
-TWO_STAMPS_ONLY = {"kill-stamp", "move-bucket"}
-NOT_IN_ONE_STAMP_ALL = {"kill-stamp", "kill-location-leader", "move-bucket"}
+TWO_STAMPS_ONLY = {"kill-stamp", "move-bucket", "cut-stamps"}
+NOT_IN_ONE_STAMP_ALL = {"kill-stamp", "kill-location-leader", "move-bucket", "cut-stamps"}
 
 
 class Nemesis:
@@ -340,6 +340,28 @@ class KillStamp(Nemesis):
         return lines, failures
 
 
+class CutStamps(Nemesis):
+    """Cuts the network between the stamps (compose): the second stamp's nodes leave the first
+    stamp's network, so no request is forwarded and no replica shipped between them until the
+    heal; each stamp's own network stays whole. Nothing acknowledged may be lost (the checker),
+    and replication resumes in order (tests/faults/replication_watch.py)."""
+
+    needs = "partition"
+    name = "cut-stamps"
+
+    def __init__(self):
+        self.cut = []
+
+    def inject(self, target, rng):
+        stamp = target.stamps()[1]
+        self.cut = target.cut_stamp_off(stamp)
+        return f"cut {stamp} off {target.stamps()[0]}'s network ({len(self.cut)} nodes were on it)"
+
+    def heal(self, target):
+        target.heal_stamp_cut(self.cut)
+        return f"reconnected {len(self.cut)} nodes"
+
+
 class KillLocationLeader(KillRestart):
     """SIGKILLs the location group's leader, restarts it after the hold. Existing buckets are
     served throughout (forwarding keeps the homes it learned); CreateBucket and DeleteBucket
@@ -376,6 +398,7 @@ def all_nemeses():
         "kill-stamp": KillStamp,
         "kill-location-leader": KillLocationLeader,
         "move-bucket": move_bucket.MoveBucket,
+        "cut-stamps": CutStamps,
     }
 
 

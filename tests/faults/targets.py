@@ -531,6 +531,24 @@ class ComposeTarget(Target):
     def heal_partition(self, name):
         run(["docker", "network", "connect", "--ip", self.ip_of(name), self.network_of(name), self.container(name)])
 
+    def cut_stamp_off(self, stamp):
+        """Disconnects `stamp`'s nodes from the first stamp's network, where they reach the other
+        stamp (its front-ends' links, the location group): the link between the stamps is cut,
+        each stamp's own network stays whole. Answers what heal_stamp_cut reconnects."""
+        cut = []
+        for name in self.stamp_nodes(stamp):
+            container = self.container(name)
+            template = f'{{{{with index .NetworkSettings.Networks "{self.network}"}}}}{{{{.IPAddress}}}}{{{{end}}}}'
+            ip = run(["docker", "inspect", "-f", template, container]).stdout.strip()
+            if ip:
+                run(["docker", "network", "disconnect", "--force", self.network, container])
+                cut.append((container, ip))
+        return cut
+
+    def heal_stamp_cut(self, cut):
+        for container, ip in cut:
+            run(["docker", "network", "connect", "--ip", ip, self.network, container])
+
     def extent_dir(self, name):
         # A volume keeps its mountpoint: ask docker once per node (nemeses ask often).
         if name not in self._mounts:

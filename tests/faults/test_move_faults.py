@@ -37,7 +37,7 @@ def test_move_bucket_needs_two_stamps_and_is_in_all_with_two():
     assert nemesis.chosen("kill-stamp,move-bucket", 1, known)[1] == "kill-stamp, move-bucket need two stamps: add --stamps 2"
     assert nemesis.chosen("move-bucket", 2, known) == (["move-bucket"], None)
     assert "move-bucket" not in nemesis.chosen("all", 1, known)[0]
-    assert nemesis.chosen("all", 2, known)[0][-1] == "move-bucket"
+    assert "move-bucket" in nemesis.chosen("all", 2, known)[0]
 
 
 def test_moves_alternate_direction_on_one_bucket():

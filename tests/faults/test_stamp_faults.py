@@ -42,7 +42,8 @@ def test_all_with_one_stamp_is_what_it_always_was():
 def test_all_with_two_stamps_adds_the_stamp_nemeses():
     names, error = nemesis.chosen("all", 2, nemesis.all_nemeses())
     assert error is None
-    assert names == ONE_STAMP_ALL + ["kill-stamp", "kill-location-leader", "move-bucket"]
+    assert names == ONE_STAMP_ALL + ["kill-stamp", "kill-location-leader", "move-bucket", "cut-stamps"]
+    assert nemesis.chosen("cut-stamps", 1, nemesis.all_nemeses())[1] == "cut-stamps needs two stamps: add --stamps 2"
 
 
 def test_kill_stamp_is_refused_with_one_stamp_and_says_why():
