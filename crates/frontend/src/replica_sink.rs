@@ -308,6 +308,7 @@ mod tests {
             key: "a/b".into(),
             version: None,
             with_bytes: true,
+            geo_replica: false,
         };
         let mut framed = strata_proto::replica_link::frame_header(&header);
         framed.extend_from_slice(b"DATA");

@@ -49,6 +49,7 @@ mod tests {
             key: "k".into(),
             version: None,
             with_bytes: true,
+            geo_replica: false,
         };
         let framed = frame_header(&header);
         let length = header_length(framed[..4].try_into().unwrap()).unwrap();

@@ -33,7 +33,8 @@ const APPLY_TIMEOUT_MS_MAX: u64 = 3_600_000;
 pub enum Sent {
     /// It is at the destination (applied now, or there already); its size.
     Arrived { size_bytes: u64 },
-    /// It is no longer owed: deleted, or no longer PENDING.
+    /// It is no longer owed: deleted, no longer PENDING, or its geo-replica's stamp became its
+    /// bucket's home (the copy is the bucket).
     Gone,
     /// It can never arrive, for this cause (a permanent refusal).
     Failed(String),
@@ -73,6 +74,9 @@ pub async fn send(
         destinations.resolve(bucket).await
     };
     let target = match resolved {
+        // A move made the geo-replica's stamp this bucket's home (its copy became the bucket):
+        // the version is where the rule wants it.
+        Ok(Target::Here) if geo => return Sent::Gone,
         Ok(target) => target,
         Err(Unresolved::Missing) => {
             return Sent::Failed(format!("the destination bucket {bucket} does not exist"))
@@ -93,6 +97,7 @@ pub async fn send(
                 ..version.clone()
             }),
             with_bytes: false,
+            geo_replica: geo,
         },
         version: &version,
     }

@@ -242,6 +242,14 @@ pub async fn apply_replica(
     let (bucket, key) = (header.bucket.as_str(), header.key.as_str());
     let range = writable_range(state, &keys::object_key(bucket, key))?;
     let kind = kind_of_destination(state, bucket).await?;
+    if header.geo_replica && !matches!(kind, Kind::GeoCopy) {
+        // A fail-over or a move made the copy the bucket's home: what the old home still owes
+        // stays there (a fail-over reported it lost).
+        return Err(super::moves::move_conflict(format!(
+            "{bucket} is no geo-replica copy here any more"
+        ))
+        .into());
+    }
     let needs_bytes = !version.delete_marker && version.size_bytes > 0;
     let applied = ApplyReplicaResponse {
         outcome: ApplyOutcome::Applied as i32,
@@ -302,6 +310,7 @@ mod tests {
                 key: key.into(),
                 version: Some(version),
                 with_bytes: false,
+                geo_replica: false,
             })),
         })
     }
